@@ -1,0 +1,1 @@
+//! Renders the chromadb chart into typed objects.
