@@ -1,1 +1,13 @@
-//! Live conformance harness.
+//! Live conformance harness: run what the chart renders on a backend, then probe the real
+//! Chroma API and compare what it does with what the spec model says it must do.
+
+pub mod backend;
+pub mod checks;
+pub mod cluster;
+pub mod process;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod venv;
+
+pub use backend::{Backend, BackendError, Deployed, Release};

@@ -1,0 +1,72 @@
+//! Backends run a rendered release somewhere real and hand back an endpoint to probe.
+//!
+//! Every backend gets the same [`Release`]: the render request (so cluster backends can
+//! `helm install` the very same chart and values), the objects that request rendered (so the
+//! process backend can launch exactly them), and any Secrets the user is expected to have
+//! created beforehand (`chromadb.auth.existingSecret`). Checks only ever see a [`Deployed`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use render::{ChromaVersion, RenderRequest, Rendered};
+
+/// What to deploy: one chart render for one Chroma version.
+#[derive(Debug, Clone)]
+pub struct Release {
+    /// Unique within a run: becomes the namespace (clusters) or temp-dir name (process).
+    pub id: String,
+    pub version: ChromaVersion,
+    pub request: RenderRequest,
+    pub rendered: Rendered,
+    /// Secrets that exist before install, by name (key → plain value).
+    pub external_secrets: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// A running release.
+#[derive(Debug)]
+pub struct Deployed {
+    pub id: String,
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub base_url: String,
+    /// Things the backend changed from what was rendered (e.g. "listen on 127.0.0.1:43121
+    /// instead of 0.0.0.0:8000"), reported next to the results.
+    pub adjustments: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The rendered objects could not be run as they are (an API server or kubelet would
+    /// refuse them too); `reason` names the object and field.
+    #[error("the rendered release cannot run: {reason}")]
+    Invalid { reason: String },
+    #[error("the server did not become ready within {waited:?}: {detail}")]
+    NotReady { waited: Duration, detail: String },
+    #[error("{what}: {detail}")]
+    Failed { what: String, detail: String },
+    #[error("{backend} backend is unavailable: {reason}")]
+    Unavailable { backend: &'static str, reason: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where a release runs. Implementations: [`process`](crate::process) here, k3s and an
+/// existing cluster in [`cluster`](crate::cluster).
+#[allow(async_fn_in_trait)]
+pub trait Backend {
+    fn name(&self) -> &'static str;
+    /// Brings the release up and waits until its API answers.
+    async fn deploy(&self, release: &Release) -> Result<Deployed, BackendError>;
+    /// Pod-restart semantics: the server process/pod goes away and comes back with the same
+    /// configuration and the same volume (if it has one).
+    async fn restart(&self, deployed: &mut Deployed) -> Result<(), BackendError>;
+    /// In-place upgrade to `next` on the same data (`helm upgrade` semantics).
+    async fn upgrade(&self, deployed: &mut Deployed, next: &Release) -> Result<(), BackendError>;
+    /// The server's recent log lines, for failure reports.
+    async fn logs(&self, deployed: &Deployed, tail: usize) -> String;
+    /// Removes everything the deployment created. Must be safe to call after a failure.
+    async fn teardown(&self, deployed: Deployed) -> Result<(), BackendError>;
+}

@@ -1,0 +1,1 @@
+//! Conformance checks: each probes the live API and compares with the spec model.

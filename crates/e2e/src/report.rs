@@ -1,0 +1,1 @@
+//! Results: the version × check matrix on stdout, JSON and JUnit for CI.

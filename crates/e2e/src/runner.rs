@@ -1,0 +1,1 @@
+//! Runs the matrix: render, deploy, check, tear down, with progress on stderr.
