@@ -31,6 +31,11 @@ pub struct Deployed {
     /// Things the backend changed from what was rendered (e.g. "listen on 127.0.0.1:43121
     /// instead of 0.0.0.0:8000"), reported next to the results.
     pub adjustments: Vec<String>,
+    /// The Secrets the server's pod actually got, by name (key → plain value): the chart's
+    /// generated auth Secret as installed (a cluster generates it at install, so it differs
+    /// from what `helm template` printed) plus any external ones. Checks take credentials
+    /// from here, never from the render.
+    pub secrets: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,4 +74,22 @@ pub trait Backend {
     async fn logs(&self, deployed: &Deployed, tail: usize) -> String;
     /// Removes everything the deployment created. Must be safe to call after a failure.
     async fn teardown(&self, deployed: Deployed) -> Result<(), BackendError>;
+    /// The Secret `name` as the running release holds it (key → plain value), or `None` when
+    /// the rendered Secret is the one in use. Clusters answer from the API: `helm install`
+    /// generates credentials anew (and `lookup` keeps them on upgrade), so the rendered
+    /// random values are not the live ones there.
+    async fn live_secret(
+        &self,
+        deployed: &Deployed,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, BackendError> {
+        let _ = (deployed, name);
+        Ok(None)
+    }
+    /// The chart's own tests (`helm test`), run after the live checks; `Ok(None)` when the
+    /// backend has no way to run them, `Ok(Some(output))` when they passed.
+    async fn chart_tests(&self, deployed: &Deployed) -> Result<Option<String>, BackendError> {
+        let _ = deployed;
+        Ok(None)
+    }
 }
