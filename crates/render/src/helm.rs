@@ -36,6 +36,9 @@ pub enum RenderError {
     Values(#[source] std::io::Error),
     #[error(transparent)]
     Parse(#[from] ParseError),
+    /// A render that failed for a reason other than helm refusing it, replayed from the cache.
+    #[error("{message}")]
+    Cached { message: String },
 }
 
 impl RenderError {
@@ -210,8 +213,33 @@ impl RenderRequest {
         Ok(args)
     }
 
+    /// Everything that decides what helm prints for this request, as text (values files by
+    /// content, not path), for caching.
+    pub fn identity(&self) -> std::io::Result<String> {
+        let mut out = format!(
+            "release={}\nnamespace={}\nversion={:?}\nsets={:?}\nset_strings={:?}\napi_versions={:?}\nkube={:?}\ntests={}\n",
+            self.release, self.namespace, self.version.as_ref().map(ToString::to_string), self.sets, self.set_strings,
+            self.api_versions, self.kube_version, self.include_tests
+        );
+        for f in &self.values_files {
+            out.push_str("values-file\n");
+            out.push_str(&std::fs::read_to_string(f)?);
+            out.push('\n');
+        }
+        for doc in &self.values {
+            out.push_str("values\n");
+            out.push_str(&serde_yaml::to_string(doc).map_err(std::io::Error::other)?);
+        }
+        Ok(out)
+    }
+
     /// Runs `helm template` and parses what it prints.
     pub fn render(&self, helm: &Helm) -> Result<Rendered, RenderError> {
+        Ok(Rendered::parse(&self.render_raw(helm)?)?)
+    }
+
+    /// Runs `helm template` and returns what it prints, unparsed.
+    pub fn render_raw(&self, helm: &Helm) -> Result<String, RenderError> {
         let dir = tempfile::Builder::new()
             .prefix("chromadb-render-")
             .tempdir()
@@ -228,6 +256,6 @@ impl RenderRequest {
                 message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
             });
         }
-        Ok(Rendered::parse(&String::from_utf8_lossy(&out.stdout))?)
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }

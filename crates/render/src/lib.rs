@@ -5,12 +5,24 @@
 //! chart *does*; [`spec::Expected`] is what the spec says it *should* do, derived from the
 //! values and the version alone. Tests and live checks compare the two.
 
+pub mod cache;
+pub mod env;
 pub mod helm;
+pub mod labels;
+pub mod matrix;
 pub mod objects;
+pub mod pod;
+pub mod server_config;
 pub mod spec;
 pub mod version;
 
+pub use cache::RenderCache;
+pub use env::{EnvEntry, EnvFromEntry, EnvFromKind, EnvValue};
 pub use helm::{Helm, RenderError, RenderRequest};
+pub use labels::LabelSite;
+pub use matrix::{MatrixEntry, MatrixError, VersionMatrix};
 pub use objects::{Object, Rendered};
-pub use spec::{ApiPrefix, Auth, Expected, SpecError, TokenHeader};
+pub use pod::ProbeKind;
+pub use server_config::{ConfigError, ServerConfig};
+pub use spec::{ApiPrefix, Auth, Expected, OpenBecause, SpecError, TokenHeader};
 pub use version::ChromaVersion;

@@ -5,9 +5,23 @@
 //! bug cannot confirm itself. Defaults here are the spec's documented defaults, written out
 //! independently of `values.yaml`.
 
+mod images;
+mod server_config;
+mod validate;
+mod values;
+
 use serde_yaml::Value;
 
-use crate::version::{ChromaVersion, API_V2_FLOOR};
+use crate::version::{API_V2_FLOOR, ChromaVersion};
+
+pub use images::{
+    DEFAULT_INIT_REPOSITORY, DEFAULT_INIT_TAG, DEFAULT_PULL_POLICY, DEFAULT_REPOSITORY, ExpectedImage, chroma_image,
+    init_image, pull_secrets,
+};
+pub use server_config::{SERVER_DEFAULTS, deep_merge, expected_server_config};
+pub use validate::CORS_WILDCARD_FIXED;
+pub use values::{KEY_TYPES, KeyType, lookup, parse_bool, parse_header, parse_int, parse_str};
+use values::err;
 
 /// How the spec says the API is protected.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -88,8 +102,11 @@ pub struct Expected {
     pub version: ChromaVersion,
     /// The port the Service targets and the server listens on (`chromadb.serverHttpPort`).
     pub port: u16,
-    /// `chromadb.persistDirectory`.
+    /// Where the server keeps its data: `chromadb.persistDirectory` (on >= 1.0.0 an
+    /// `extraConfig.persist_path` overrides what the server uses, not where the PVC mounts).
     pub persist_directory: String,
+    /// Where the data volume is mounted: `chromadb.persistDirectory`, `None` without a PVC.
+    pub volume_mount: Option<String>,
     /// Data lives on a PVC and survives a pod restart.
     pub survives_restart: bool,
     pub allow_reset: bool,
@@ -99,6 +116,8 @@ pub struct Expected {
     pub max_payload_bytes: Option<u64>,
     pub auth: Auth,
     pub api: ApiPrefix,
+    /// `>= 1.0.0`: the whole server config document the values describe.
+    pub server_config: Option<Value>,
 }
 
 /// Values the spec says must be refused, with the key at fault.
@@ -109,60 +128,6 @@ pub struct SpecError {
     pub reason: String,
 }
 
-fn err(key: &str, reason: impl Into<String>) -> SpecError {
-    SpecError { key: key.to_string(), reason: reason.into() }
-}
-
-/// The value at a dotted path (`chromadb.auth.type`), if the user set it (and not to null).
-pub fn lookup<'a>(values: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut cur = values;
-    for part in path.split('.') {
-        cur = cur.as_mapping()?.get(part)?;
-    }
-    (!cur.is_null()).then_some(cur)
-}
-
-/// The spec's boolean: a YAML bool, or the strings `true`/`false` in any case.
-pub fn parse_bool(values: &Value, key: &str, default: bool) -> Result<bool, SpecError> {
-    match lookup(values, key) {
-        None => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
-        Some(other) => Err(err(key, format!("must be true or false (a boolean or the string \"true\"/\"false\"), got {}", show(other)))),
-    }
-}
-
-fn parse_str<'a>(values: &'a Value, key: &str, default: &'a str) -> Result<&'a str, SpecError> {
-    match lookup(values, key) {
-        None => Ok(default),
-        Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(err(key, format!("must be a string, got {}", show(other)))),
-    }
-}
-
-fn parse_int(values: &Value, key: &str) -> Result<Option<i64>, SpecError> {
-    match lookup(values, key) {
-        None => Ok(None),
-        Some(Value::Number(n)) if n.as_i64().is_some() => Ok(n.as_i64()),
-        Some(other) => Err(err(key, format!("must be an integer, got {}", show(other)))),
-    }
-}
-
-fn show(v: &Value) -> String {
-    serde_yaml::to_string(v).unwrap_or_default().trim().to_string()
-}
-
-/// `Authorization`, `X-Chroma-Token` or `X_CHROMA_TOKEN`, in any case.
-pub fn parse_header(raw: &str) -> Option<TokenHeader> {
-    let norm = raw.trim().to_ascii_uppercase().replace('-', "_");
-    match norm.as_str() {
-        "AUTHORIZATION" => Some(TokenHeader::Authorization),
-        "X_CHROMA_TOKEN" => Some(TokenHeader::XChromaToken),
-        _ => None,
-    }
-}
-
 /// The spec's documented default for `chromadb.maxPayloadSizeBytes` (40 MiB).
 pub const DEFAULT_MAX_PAYLOAD: u64 = 41_943_040;
 
@@ -170,26 +135,43 @@ impl Expected {
     /// What the spec promises for `values` (the user's values, without the chart's defaults)
     /// on `version`. Values the spec says must be refused give the key at fault.
     pub fn from_values(values: &Value, version: &ChromaVersion) -> Result<Expected, SpecError> {
-        validate(values, version)?;
+        validate::validate(values, version)?;
         let rust = version.is_rust_server();
 
         let port = parse_int(values, "chromadb.serverHttpPort")?.unwrap_or(8000) as u16;
-        let persist_directory = parse_str(values, "chromadb.persistDirectory", "/data")?.to_string();
-        let survives_restart = parse_bool(values, "chromadb.isPersistent", true)?;
-        let allow_reset = parse_bool(values, "chromadb.allowReset", false)?;
-        let cors_origins = match lookup(values, "chromadb.corsAllowOrigins") {
-            None => Vec::new(),
-            Some(Value::Sequence(items)) => items
-                .iter()
-                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| err("chromadb.corsAllowOrigins", "every origin must be a string")))
-                .collect::<Result<_, _>>()?,
-            Some(other) => return Err(err("chromadb.corsAllowOrigins", format!("must be a list of origins, got {}", show(other)))),
+        let mount_dir = parse_str(values, "chromadb.persistDirectory", "/data")?.to_string();
+        let persistent = parse_bool(values, "chromadb.isPersistent", true)?;
+        let volume_mount = persistent.then(|| mount_dir.clone());
+
+        let server_config = if rust { Some(expected_server_config(values)?) } else { None };
+
+        let (persist_directory, allow_reset, cors_origins, max_payload_bytes) = match &server_config {
+            // On the Rust server `extraConfig` may override chart-managed keys: what the server
+            // does is what the merged document says.
+            Some(doc) => {
+                let dir = lookup(doc, "persist_path").and_then(Value::as_str).unwrap_or(&mount_dir).to_string();
+                let reset = match lookup(doc, "allow_reset") {
+                    Some(Value::Bool(b)) => *b,
+                    _ => false,
+                };
+                let origins = lookup(doc, "cors_allow_origins")
+                    .and_then(Value::as_sequence)
+                    .map(|s| s.iter().filter_map(|o| o.as_str().map(str::to_string)).collect())
+                    .unwrap_or_default();
+                let payload = lookup(doc, "max_payload_size_bytes").and_then(Value::as_u64).unwrap_or(DEFAULT_MAX_PAYLOAD);
+                (dir, reset, origins, Some(payload))
+            }
+            None => {
+                let origins = match lookup(values, "chromadb.corsAllowOrigins") {
+                    Some(Value::Sequence(items)) => items.iter().filter_map(|o| o.as_str().map(str::to_string)).collect(),
+                    _ => Vec::new(),
+                };
+                (mount_dir.clone(), parse_bool(values, "chromadb.allowReset", false)?, origins, None)
+            }
         };
-        let max_payload_bytes = if rust {
-            Some(parse_int(values, "chromadb.maxPayloadSizeBytes")?.map_or(DEFAULT_MAX_PAYLOAD, |n| n as u64))
-        } else {
-            None
-        };
+        // < 1.0.0: `isPersistent=false` is the in-memory server. >= 1.0.0 always writes to
+        // disk; the data survives only when it lands on the PVC.
+        let survives_restart = persistent && within(&persist_directory, &mount_dir);
 
         let auth = if rust {
             Auth::Open { why: OpenBecause::RustServer }
@@ -203,7 +185,9 @@ impl Expected {
             match parse_str(values, "chromadb.auth.type", "token")? {
                 "token" if version.has_token_auth() => {
                     let raw = parse_str(values, "chromadb.auth.token.headerType", "Authorization")?;
-                    let header = parse_header(raw).expect("validated above");
+                    let header = parse_header(raw).ok_or_else(|| {
+                        err("chromadb.auth.token.headerType", format!("unknown header type {raw:?}"))
+                    })?;
                     Auth::Token { header, existing_secret }
                 }
                 "basic" if version.has_basic_auth() => Auth::Basic { existing_secret },
@@ -217,12 +201,14 @@ impl Expected {
             version: version.clone(),
             port,
             persist_directory,
+            volume_mount,
             survives_restart,
             allow_reset,
             cors_origins,
             max_payload_bytes,
             auth,
             api,
+            server_config,
         })
     }
 
@@ -231,79 +217,12 @@ impl Expected {
     }
 }
 
-/// The spec's validation rules. They hold on every version: a value outside its documented
-/// domain is refused even where that version would ignore it, so a values file that renders
-/// for one version cannot fail for another because of a typo.
-fn validate(values: &Value, version: &ChromaVersion) -> Result<(), SpecError> {
-    for key in ["chromadb.allowReset", "chromadb.isPersistent", "chromadb.anonymizedTelemetry", "chromadb.auth.enabled", "chromadb.telemetry.enabled"] {
-        parse_bool(values, key, false)?;
-    }
 
-    let dir = parse_str(values, "chromadb.persistDirectory", "/data")?;
-    if !dir.starts_with('/') {
-        return Err(err("chromadb.persistDirectory", format!("must be an absolute path, got {dir:?}")));
-    }
-
-    match parse_int(values, "chromadb.serverHttpPort")? {
-        Some(p) if !(1..=65535).contains(&p) => {
-            return Err(err("chromadb.serverHttpPort", format!("must be a port number 1-65535, got {p}")));
-        }
-        _ => {}
-    }
-    match parse_int(values, "chromadb.maxPayloadSizeBytes")? {
-        Some(n) if n < 1 => {
-            return Err(err("chromadb.maxPayloadSizeBytes", format!("must be a positive number of bytes, got {n}")));
-        }
-        _ => {}
-    }
-    match parse_int(values, "chromadb.circuitBreaker.requests")? {
-        Some(n) if !(0..=u32::MAX as i64).contains(&n) => {
-            return Err(err("chromadb.circuitBreaker.requests", format!("must be 0 (disabled) or a positive integer, got {n}")));
-        }
-        _ => {}
-    }
-
-    let hash = parse_str(values, "chromadb.sqliteDb.hashType", "")?;
-    if !matches!(hash, "" | "md5" | "sha256") {
-        return Err(err("chromadb.sqliteDb.hashType", format!("must be md5 or sha256 (or empty for the server default), got {hash:?}")));
-    }
-    let mode = parse_str(values, "chromadb.sqliteDb.migrationMode", "")?;
-    if !matches!(mode, "" | "apply" | "validate") {
-        return Err(err("chromadb.sqliteDb.migrationMode", format!("must be apply or validate (or empty for the server default), got {mode:?}")));
-    }
-
-    if parse_bool(values, "chromadb.telemetry.enabled", false)? && parse_str(values, "chromadb.telemetry.endpoint", "")?.is_empty() {
-        return Err(err("chromadb.telemetry.endpoint", "must be set when chromadb.telemetry.enabled is true"));
-    }
-
-    for key in ["port", "listen_address"] {
-        if lookup(values, &format!("chromadb.extraConfig.{key}")).is_some() {
-            let dedicated = if key == "port" { "chromadb.serverHttpPort" } else { "chromadb.serverHost" };
-            return Err(err(&format!("chromadb.extraConfig.{key}"), format!("may not be overridden here; use {dedicated}")));
-        }
-    }
-
-    let header = parse_str(values, "chromadb.auth.token.headerType", "Authorization")?;
-    if parse_header(header).is_none() {
-        return Err(err("chromadb.auth.token.headerType", format!("must be Authorization, X-Chroma-Token or X_CHROMA_TOKEN (any case), got {header:?}")));
-    }
-    let auth_type = parse_str(values, "chromadb.auth.type", "token")?;
-    if !matches!(auth_type, "token" | "basic") {
-        return Err(err("chromadb.auth.type", format!("must be token or basic, got {auth_type:?}")));
-    }
-
-    let policy = parse_str(values, "chromadb.maintenance.collection_cache_policy", "")?;
-    if !matches!(policy, "" | "LRU") {
-        return Err(err("chromadb.maintenance.collection_cache_policy", format!("must be null or LRU, got {policy:?}")));
-    }
-
-    // A wildcard origin makes Chroma 1.0.0–1.0.10 panic at start ("*" is special-cased from
-    // 1.0.11); the chart refuses it there instead of rendering a crashing pod.
-    let wildcard = lookup(values, "chromadb.corsAllowOrigins")
-        .and_then(Value::as_sequence)
-        .is_some_and(|s| s.iter().any(|v| v.as_str() == Some("*")));
-    if wildcard && *version >= ChromaVersion::new(1, 0, 0) && *version < ChromaVersion::new(1, 0, 11) {
-        return Err(err("chromadb.corsAllowOrigins", format!("a \"*\" wildcard makes Chroma {version} panic at start; list the origins, or use 1.0.11 or later")));
-    }
-    Ok(())
+/// `path` is `dir` or lies below it.
+fn within(path: &str, dir: &str) -> bool {
+    let dir = dir.trim_end_matches('/');
+    path == dir || dir.is_empty() || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,160 @@
+//! The model against the spec's text, with no chart involved.
+
+use rstest::rstest;
+use serde_yaml::Value;
+
+use super::*;
+
+fn v(s: &str) -> ChromaVersion {
+    s.parse().expect("test version")
+}
+
+fn yaml(s: &str) -> Value {
+    serde_yaml::from_str(s).expect("test yaml")
+}
+
+fn expect(values: &str, version: &str) -> Expected {
+    Expected::from_values(&yaml(values), &v(version)).expect("values the spec accepts")
+}
+
+fn refused(values: &str, version: &str) -> SpecError {
+    Expected::from_values(&yaml(values), &v(version)).expect_err("values the spec refuses")
+}
+
+#[rstest]
+#[case::defaults_are_token_auth_on_0_4_8("{}", "0.4.8", Auth::Token { header: TokenHeader::Authorization, existing_secret: None })]
+#[case::token_auth_ignored_below_0_4_8("{}", "0.4.7", Auth::Open { why: OpenBecause::BelowFloor })]
+#[case::basic_auth_works_from_0_4_7("chromadb: {auth: {type: basic}}", "0.4.7", Auth::Basic { existing_secret: None })]
+#[case::basic_auth_ignored_below_0_4_7("chromadb: {auth: {type: basic}}", "0.4.6", Auth::Open { why: OpenBecause::BelowFloor })]
+#[case::auth_ignored_on_the_rust_server("chromadb: {auth: {type: basic}}", "1.0.0", Auth::Open { why: OpenBecause::RustServer })]
+#[case::auth_disabled_is_open("chromadb: {auth: {enabled: false}}", "0.5.0", Auth::Open { why: OpenBecause::Disabled })]
+#[case::auth_disabled_as_string_is_open("chromadb: {auth: {enabled: \"FALSE\"}}", "0.5.0", Auth::Open { why: OpenBecause::Disabled })]
+#[case::x_chroma_token_alias_underscore("chromadb: {auth: {token: {headerType: x_chroma_token}}}", "0.6.3", Auth::Token { header: TokenHeader::XChromaToken, existing_secret: None })]
+#[case::x_chroma_token_any_case("chromadb: {auth: {token: {headerType: X-CHROMA-TOKEN}}}", "0.4.24", Auth::Token { header: TokenHeader::XChromaToken, existing_secret: None })]
+#[case::existing_secret_is_carried("chromadb: {auth: {type: basic, existingSecret: mine}}", "0.5.0", Auth::Basic { existing_secret: Some("mine".into()) })]
+fn auth_follows_type_floor_and_era(#[case] values: &str, #[case] version: &str, #[case] auth: Auth) {
+    assert_eq!(expect(values, version).auth, auth);
+}
+
+#[rstest]
+#[case::v1_only_through_0_5_15("0.5.15", ApiPrefix::V1)]
+#[case::v2_from_0_5_16("0.5.16", ApiPrefix::V2)]
+#[case::v2_on_rust("1.5.0", ApiPrefix::V2)]
+fn api_prefix_by_version(#[case] version: &str, #[case] api: ApiPrefix) {
+    assert_eq!(expect("{}", version).api, api);
+}
+
+#[rstest]
+#[case::string_true_any_case("chromadb: {allowReset: \"True\"}", true)]
+#[case::bool_true("chromadb: {allowReset: true}", true)]
+#[case::default_false("{}", false)]
+fn allow_reset_accepts_bool_or_string(#[case] values: &str, #[case] reset: bool) {
+    assert_eq!(expect(values, "0.5.0").allow_reset, reset);
+    assert_eq!(expect(values, "1.5.0").allow_reset, reset);
+}
+
+#[test]
+fn payload_limit_only_on_the_rust_server() {
+    assert_eq!(expect("{}", "0.6.3").max_payload_bytes, None);
+    assert_eq!(expect("{}", "1.0.0").max_payload_bytes, Some(DEFAULT_MAX_PAYLOAD));
+    assert_eq!(expect("chromadb: {maxPayloadSizeBytes: 1024}", "1.5.0").max_payload_bytes, Some(1024));
+}
+
+#[test]
+fn extra_config_overrides_chart_managed_keys() {
+    let e = expect("chromadb: {allowReset: false, extraConfig: {allow_reset: true, max_payload_size_bytes: 7}}", "1.2.2");
+    assert!(e.allow_reset);
+    assert_eq!(e.max_payload_bytes, Some(7));
+}
+
+#[test]
+fn extra_config_persist_path_outside_the_volume_loses_data() {
+    let e = expect("chromadb: {persistDirectory: /data, extraConfig: {persist_path: /tmp/x}}", "1.5.0");
+    assert_eq!(e.persist_directory, "/tmp/x");
+    assert!(!e.survives_restart);
+    assert_eq!(e.volume_mount.as_deref(), Some("/data"));
+}
+
+#[test]
+fn non_persistent_does_not_survive_restart_on_any_era() {
+    assert!(!expect("chromadb: {isPersistent: false}", "0.4.3").survives_restart);
+    assert!(!expect("chromadb: {isPersistent: \"false\"}", "1.5.0").survives_restart);
+    assert!(expect("{}", "1.5.0").survives_restart);
+}
+
+#[test]
+fn server_config_absent_below_1_0() {
+    assert!(expect("{}", "0.6.3").server_config.is_none());
+}
+
+#[test]
+fn server_config_maps_dedicated_keys() {
+    let e = expect(
+        "chromadb: {sqliteFilename: x.db, sqliteDb: {hashType: sha256}, circuitBreaker: {requests: 0}, \
+         telemetry: {enabled: true, endpoint: 'http://o:4317', filters: [{crate_name: a, filter_level: info}]}, \
+         segmentManager: {hnswIndexPoolCacheConfig: {policy: memory}}}",
+        "1.5.0",
+    );
+    let doc = e.server_config.expect("rust config");
+    assert_eq!(lookup(&doc, "sqlite_filename"), Some(&Value::from("x.db")));
+    assert_eq!(lookup(&doc, "sqlitedb.hash_type"), Some(&Value::from("sha256")));
+    assert_eq!(lookup(&doc, "sqlitedb.migration_mode"), None);
+    assert_eq!(lookup(&doc, "circuit_breaker.requests"), Some(&Value::from(0)));
+    assert_eq!(lookup(&doc, "open_telemetry.service_name"), Some(&Value::from("chroma")));
+    assert_eq!(lookup(&doc, "segment_manager.hnsw_index_pool_cache_config.policy"), Some(&Value::from("memory")));
+}
+
+#[rstest]
+#[case::relative_persist_directory("chromadb: {persistDirectory: data}", "chromadb.persistDirectory")]
+#[case::port_zero("chromadb: {serverHttpPort: 0}", "chromadb.serverHttpPort")]
+#[case::port_too_big("chromadb: {serverHttpPort: 70000}", "chromadb.serverHttpPort")]
+#[case::port_not_a_number("chromadb: {serverHttpPort: eighty}", "chromadb.serverHttpPort")]
+#[case::payload_zero("chromadb: {maxPayloadSizeBytes: 0}", "chromadb.maxPayloadSizeBytes")]
+#[case::negative_circuit_breaker("chromadb: {circuitBreaker: {requests: -1}}", "chromadb.circuitBreaker.requests")]
+#[case::unknown_hash_type("chromadb: {sqliteDb: {hashType: sha1}}", "chromadb.sqliteDb.hashType")]
+#[case::unknown_migration_mode("chromadb: {sqliteDb: {migrationMode: skip}}", "chromadb.sqliteDb.migrationMode")]
+#[case::telemetry_without_endpoint("chromadb: {telemetry: {enabled: true}}", "chromadb.telemetry.endpoint")]
+#[case::extra_config_port("chromadb: {extraConfig: {port: 1}}", "chromadb.extraConfig.port")]
+#[case::extra_config_listen_address("chromadb: {extraConfig: {listen_address: x}}", "chromadb.extraConfig.listen_address")]
+#[case::unknown_header("chromadb: {auth: {token: {headerType: X-Api-Key}}}", "chromadb.auth.token.headerType")]
+#[case::unknown_auth_type("chromadb: {auth: {type: oauth}}", "chromadb.auth.type")]
+#[case::unknown_cache_policy("chromadb: {maintenance: {collection_cache_policy: FIFO}}", "chromadb.maintenance.collection_cache_policy")]
+#[case::bool_as_word("chromadb: {allowReset: yes please}", "chromadb.allowReset")]
+#[case::cors_as_string("chromadb: {corsAllowOrigins: 'http://a'}", "chromadb.corsAllowOrigins")]
+#[case::labels_as_list("podLabels: [a]", "podLabels")]
+#[case::api_version_too_old("chromadb: {apiVersion: 0.4.2}", "chromadb.apiVersion")]
+fn bad_values_are_refused_on_every_era(#[case] values: &str, #[case] key: &str) {
+    for version in ["0.4.3", "0.5.0", "1.5.0"] {
+        assert_eq!(refused(values, version).key, key, "on {version}");
+    }
+}
+
+#[rstest]
+#[case::rust_1_0_0("1.0.0", true)]
+#[case::rust_1_0_10("1.0.10", true)]
+#[case::rust_1_0_11("1.0.11", false)]
+#[case::python_0_6_3("0.6.3", false)]
+fn cors_wildcard_refused_only_where_the_server_panics(#[case] version: &str, #[case] is_refused: bool) {
+    let r = Expected::from_values(&yaml("chromadb: {corsAllowOrigins: ['*']}"), &v(version));
+    assert_eq!(r.is_err(), is_refused, "{r:?}");
+}
+
+#[rstest]
+#[case::global_registry_applies("global: {imageRegistry: g.io}", "g.io/ghcr.io/chroma-core/chroma:0.5.0")]
+#[case::own_registry_beats_global("global: {imageRegistry: g.io}\nimage: {registry: o.io}", "o.io/ghcr.io/chroma-core/chroma:0.5.0")]
+#[case::digest_beats_tag("image: {tag: x, digest: 'sha256:ab'}", "ghcr.io/chroma-core/chroma@sha256:ab")]
+#[case::tag_defaults_to_the_version("{}", "ghcr.io/chroma-core/chroma:0.5.0")]
+fn chroma_image_resolution(#[case] values: &str, #[case] reference: &str) {
+    assert_eq!(chroma_image(&yaml(values), &v("0.5.0")).expect("image").reference, reference);
+}
+
+#[test]
+fn init_image_defaults_to_httpd_2() {
+    assert_eq!(init_image(&yaml("{}")).expect("image").reference, "docker.io/httpd:2");
+}
+
+#[test]
+fn pull_secrets_merge_chart_then_global() {
+    let s = pull_secrets(&yaml("imagePullSecrets: [{name: a}]\nglobal: {imagePullSecrets: [{name: b}]}"));
+    assert_eq!(s, ["a", "b"]);
+}
