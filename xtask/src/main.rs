@@ -4,6 +4,8 @@
 mod cmd;
 mod docs;
 mod e2e;
+#[cfg(test)]
+mod readme;
 mod test;
 mod tools;
 mod upgrade;
