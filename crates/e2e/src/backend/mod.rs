@@ -74,18 +74,6 @@ pub trait Backend {
     async fn logs(&self, deployed: &Deployed, tail: usize) -> String;
     /// Removes everything the deployment created. Must be safe to call after a failure.
     async fn teardown(&self, deployed: Deployed) -> Result<(), BackendError>;
-    /// The Secret `name` as the running release holds it (key → plain value), or `None` when
-    /// the rendered Secret is the one in use. Clusters answer from the API: `helm install`
-    /// generates credentials anew (and `lookup` keeps them on upgrade), so the rendered
-    /// random values are not the live ones there.
-    async fn live_secret(
-        &self,
-        deployed: &Deployed,
-        name: &str,
-    ) -> Result<Option<BTreeMap<String, String>>, BackendError> {
-        let _ = (deployed, name);
-        Ok(None)
-    }
     /// The chart's own tests (`helm test`), run after the live checks; `Ok(None)` when the
     /// backend has no way to run them, `Ok(Some(output))` when they passed.
     async fn chart_tests(&self, deployed: &Deployed) -> Result<Option<String>, BackendError> {

@@ -1,0 +1,645 @@
+//! [`ClusterBackend`]: the [`Backend`] contract over a Kubernetes API and the real helm.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::runtime::wait::await_condition;
+use kube::{Api, Client};
+use render::{Helm, Rendered};
+
+use super::forward::{self, Forward};
+use super::helm::{self as helm_cli, HelmTarget, Install};
+use super::k3s::{self, K3sCluster};
+use super::readiness::{Readiness, replaced_and_ready, statefulset_readiness};
+use super::{ClusterKind, ClusterOptions, diagnostics, kubeconfig, naming};
+use crate::backend::{Backend, BackendError, Deployed, Release};
+
+/// Log lines per container in failure reports: enough for a Python traceback or a Rust panic
+/// with its context, short enough to read.
+const REPORT_TAIL: usize = 80;
+
+/// Label on every namespace this harness creates, with the run suffix as value, so leftovers
+/// of a `--keep` run can be found (`kubectl get ns -l chroma-e2e/run`).
+const RUN_LABEL: &str = "chroma-e2e/run";
+
+/// One cluster for the whole run; releases get their own namespaces and may deploy in
+/// parallel (every method takes `&self`).
+pub struct ClusterBackend {
+    kind: ClusterKind,
+    client: Client,
+    helm: Helm,
+    target: HelmTarget,
+    timeout: Duration,
+    keep: bool,
+    suffix: String,
+    describe: String,
+    slots: Mutex<HashMap<String, Slot>>,
+    k3s: Option<K3sCluster>,
+}
+
+/// What the backend remembers about a deployed release.
+struct Slot {
+    namespace: String,
+    release: String,
+    statefulset: String,
+    service: String,
+    forward: Forward,
+}
+
+impl ClusterBackend {
+    pub(super) async fn start(kind: ClusterKind, opts: ClusterOptions) -> Result<Self, BackendError> {
+        let helm = Helm::new(&opts.helm).map_err(|e| BackendError::Invalid { reason: e.to_string() })?;
+        let (client, target, describe, k3s) = match kind {
+            ClusterKind::K3s => {
+                let image = opts.k3s_image.clone().unwrap_or_else(|| k3s::K3S_IMAGE.to_string());
+                let cluster = k3s::start(&image, opts.timeout).await?;
+                let client = kubeconfig::client_from_text(cluster.kubeconfig())
+                    .await
+                    .map_err(|reason| BackendError::Unavailable { backend: "k3s", reason })?;
+                let target = HelmTarget { kubeconfig: Some(cluster.kubeconfig_path().to_path_buf()), context: None };
+                let describe = format!("k3s {image} (container {})", cluster.container_id().unwrap_or("?"));
+                (client, target, describe, Some(cluster))
+            }
+            ClusterKind::Kubeconfig => {
+                let c = kubeconfig::connect_existing().await?;
+                (c.client, c.target, c.describe, None)
+            }
+        };
+        let backend = ClusterBackend {
+            kind,
+            client,
+            helm,
+            target,
+            timeout: opts.timeout,
+            keep: opts.keep,
+            suffix: naming::run_suffix(),
+            describe,
+            slots: Mutex::new(HashMap::new()),
+            k3s,
+        };
+        if let Err(e) = backend.wait_for_node().await {
+            // The container would go away on drop anyway; stop it properly so --keep is honoured.
+            let _ = backend.shutdown().await;
+            return Err(e);
+        }
+        tracing::info!(cluster = %backend.describe, run = %backend.suffix, "cluster ready");
+        Ok(backend)
+    }
+
+    /// What this run talks to, for the first lines of output and the report.
+    pub fn describe(&self) -> &str {
+        &self.describe
+    }
+
+    pub fn kind(&self) -> ClusterKind {
+        self.kind
+    }
+
+    /// The namespace a release id gets in this run.
+    pub fn namespace_of(&self, release_id: &str) -> String {
+        naming::namespace_for(release_id, &self.suffix)
+    }
+
+    /// Ends the run: namespaces still deployed are deleted and the k3s container removed,
+    /// unless `keep`.
+    pub async fn shutdown(mut self) -> Result<(), BackendError> {
+        let leftovers: Vec<Slot> = self.lock_slots().drain().map(|(_, s)| s).collect();
+        for slot in leftovers {
+            drop(slot.forward);
+            self.discard_namespace(&slot.namespace).await;
+        }
+        match self.k3s.take() {
+            Some(cluster) => cluster.stop(self.keep).await,
+            None => Ok(()),
+        }
+    }
+
+    fn lock_slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        // A panic while holding the lock leaves plain data behind; keep using it.
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn slot_names(&self, id: &str) -> Result<(String, String, String), BackendError> {
+        self.lock_slots()
+            .get(id)
+            .map(|s| (s.namespace.clone(), s.release.clone(), s.statefulset.clone()))
+            .ok_or_else(|| BackendError::Failed {
+                what: format!("release {id}"),
+                detail: "is not deployed on this cluster backend".into(),
+            })
+    }
+
+    async fn wait_for_node(&self) -> Result<(), BackendError> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let started = tokio::time::Instant::now();
+        let mut last = String::from("no nodes yet");
+        while started.elapsed() < self.timeout {
+            match nodes.list(&ListParams::default()).await {
+                Ok(list) if list.items.iter().any(node_ready) => return Ok(()),
+                Ok(list) => last = format!("{} node(s), none Ready", list.items.len()),
+                Err(e) => last = e.to_string(),
+            }
+            // Nodes have no single name to watch before one registers; poll gently.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Err(BackendError::NotReady { waited: self.timeout, detail: format!("no Ready node in {}: {last}", self.describe) })
+    }
+
+    async fn report(&self, namespace: &str) -> String {
+        diagnostics::collect(&self.client, namespace, REPORT_TAIL).await
+    }
+
+    /// Deletes a namespace unless `--keep`; failures are logged, never raised, because this
+    /// runs on error paths whose own error matters more.
+    async fn discard_namespace(&self, namespace: &str) {
+        if self.keep {
+            tracing::warn!(%namespace, "--keep: leaving the namespace in place");
+            return;
+        }
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        match api.delete(namespace, &DeleteParams::background()).await {
+            Ok(_) => tracing::debug!(%namespace, "namespace deletion requested"),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => tracing::warn!(%namespace, error = %e, "could not delete namespace"),
+        }
+    }
+
+    async fn create_namespace(&self, namespace: &str, release: &Release) -> Result<(), BackendError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(namespace.to_string()),
+                labels: Some(BTreeMap::from([
+                    (RUN_LABEL.to_string(), self.suffix.clone()),
+                    ("app.kubernetes.io/managed-by".to_string(), "chromadb-chart-e2e".to_string()),
+                ])),
+                annotations: Some(BTreeMap::from([("chroma-e2e/release".to_string(), release.id.clone())])),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        api.create(&PostParams::default(), &ns).await.map_err(|e| failed(format!("creating namespace {namespace}"), e))?;
+        // Pods are refused until the namespace's default ServiceAccount exists (helm test
+        // pods use it); the controller creates it moments after the namespace.
+        let sas: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        self.bounded(await_condition(sas, "default", |o: Option<&ServiceAccount>| o.is_some()), || {
+            format!("namespace {namespace} never got its default ServiceAccount")
+        })
+        .await?;
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        for (name, data) in &release.external_secrets {
+            secrets
+                .create(&PostParams::default(), &external_secret(name, data))
+                .await
+                .map_err(|e| failed(format!("creating the pre-existing Secret {name} in {namespace}"), e))?;
+        }
+        Ok(())
+    }
+
+    async fn helm(&self, req: &render::RenderRequest, namespace: &str, mode: Install) -> Result<(), BackendError> {
+        let dir = tempfile::Builder::new()
+            .prefix("chroma-e2e-values-")
+            .tempdir()
+            .map_err(|source| BackendError::Io { context: "creating a values directory for helm".into(), source })?;
+        let args = helm_cli::upgrade_args(req, namespace, mode, self.timeout, &self.target, dir.path())?;
+        let verb = match mode {
+            Install::Fresh => "helm upgrade --install",
+            Install::Upgrade => "helm upgrade",
+        };
+        match helm_cli::run(&self.helm, &args).await {
+            Ok(_) => Ok(()),
+            Err(out) => Err(BackendError::Failed {
+                what: format!("{verb} {} into {namespace}", req.release),
+                detail: format!("{out}\n{}", self.report(namespace).await),
+            }),
+        }
+    }
+
+    /// Waits for a future under the run's timeout; `what` describes the timeout.
+    async fn bounded<T>(
+        &self,
+        fut: impl Future<Output = Result<T, kube::runtime::wait::Error>>,
+        what: impl FnOnce() -> String,
+    ) -> Result<T, BackendError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(BackendError::Failed { what: what(), detail: e.to_string() }),
+            Err(_) => Err(BackendError::NotReady { waited: self.timeout, detail: what() }),
+        }
+    }
+
+    async fn wait_statefulset(&self, namespace: &str, name: &str) -> Result<(), BackendError> {
+        let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), namespace);
+        let ready = |o: Option<&StatefulSet>| statefulset_readiness(o).is_ready();
+        match tokio::time::timeout(self.timeout, await_condition(api.clone(), name, ready)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(BackendError::Failed {
+                what: format!("watching StatefulSet {name} in {namespace}"),
+                detail: format!("{e}\n{}", self.report(namespace).await),
+            }),
+            Err(_) => {
+                let why = match api.get_opt(name).await {
+                    Ok(o) => match statefulset_readiness(o.as_ref()) {
+                        Readiness::Waiting(why) => why,
+                        Readiness::Ready => "became ready just after the deadline".into(),
+                    },
+                    Err(e) => format!("could not read it: {e}"),
+                };
+                Err(BackendError::NotReady {
+                    waited: self.timeout,
+                    detail: format!("StatefulSet {name} in {namespace}: {why}\n{}", self.report(namespace).await),
+                })
+            }
+        }
+    }
+
+    async fn deploy_into(&self, namespace: &str, release: &Release) -> Result<Deployed, BackendError> {
+        let (statefulset, service) = release_objects(&release.rendered)?;
+        self.create_namespace(namespace, release).await?;
+        self.helm(&release.request, namespace, Install::Fresh).await?;
+        self.wait_statefulset(namespace, &statefulset).await?;
+        let secrets = self.pod_secrets(namespace, &statefulset).await?;
+        let forward = self.forward(namespace, &service).await?;
+        let port = forward.port;
+        self.lock_slots().insert(
+            release.id.clone(),
+            Slot { namespace: namespace.to_string(), release: release.request.release.clone(), statefulset, service: service.clone(), forward },
+        );
+        Ok(Deployed {
+            id: release.id.clone(),
+            base_url: format!("http://127.0.0.1:{port}"),
+            adjustments: vec![format!(
+                "reached through a kube-rs port-forward from 127.0.0.1:{port} to Service {service} in namespace {namespace} on {}",
+                self.describe
+            )],
+            secrets,
+        })
+    }
+
+    async fn forward(&self, namespace: &str, service: &str) -> Result<Forward, BackendError> {
+        let services: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+        let svc = services.get(service).await.map_err(|e| failed(format!("reading Service {service} in {namespace}"), e))?;
+        forward::selector_of(&svc).map_err(|reason| BackendError::Invalid { reason })?;
+        forward::start(Api::namespaced(self.client.clone(), namespace), svc)
+            .await
+            .map_err(|source| BackendError::Io { context: "binding the port-forward listener on 127.0.0.1".into(), source })
+    }
+
+    /// Every Secret the server's pod template refers to, as installed (helm generates auth
+    /// credentials at install, so the rendered ones are not the live ones).
+    async fn pod_secrets(
+        &self,
+        namespace: &str,
+        statefulset: &str,
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>, BackendError> {
+        let sts_api: Api<StatefulSet> = Api::namespaced(self.client.clone(), namespace);
+        let sts = sts_api.get(statefulset).await.map_err(|e| failed(format!("reading StatefulSet {statefulset}"), e))?;
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let mut out = BTreeMap::new();
+        for name in secret_names(&sts) {
+            // An optional reference may name a Secret that does not exist; that is the pod's
+            // view too.
+            if let Some(s) = secrets.get_opt(&name).await.map_err(|e| failed(format!("reading Secret {name}"), e))? {
+                out.insert(name, decode_secret(&s));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn claim_uids(&self, namespace: &str, pod: &Pod) -> Result<BTreeMap<String, String>, BackendError> {
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
+        let mut out = BTreeMap::new();
+        for claim in claims_of(pod) {
+            let pvc = pvcs.get(&claim).await.map_err(|e| failed(format!("reading PVC {claim} in {namespace}"), e))?;
+            out.insert(claim, pvc.metadata.uid.unwrap_or_default());
+        }
+        Ok(out)
+    }
+}
+
+impl Backend for ClusterBackend {
+    fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+
+    async fn deploy(&self, release: &Release) -> Result<Deployed, BackendError> {
+        let namespace = self.namespace_of(&release.id);
+        tracing::info!(release = %release.id, %namespace, "deploying");
+        match self.deploy_into(&namespace, release).await {
+            Ok(d) => Ok(d),
+            Err(e) => {
+                // No Deployed means no teardown call: clean up here.
+                self.discard_namespace(&namespace).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn restart(&self, deployed: &mut Deployed) -> Result<(), BackendError> {
+        let (namespace, _, statefulset) = self.slot_names(&deployed.id)?;
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        // A StatefulSet's pods are <name>-<ordinal>; the chart runs exactly one.
+        let pod_name = format!("{statefulset}-0");
+        let before = pods.get(&pod_name).await.map_err(|e| failed(format!("reading pod {pod_name}"), e))?;
+        let old_uid = before.metadata.uid.clone().unwrap_or_default();
+        let claims_before = self.claim_uids(&namespace, &before).await?;
+        pods.delete(&pod_name, &DeleteParams::default()).await.map_err(|e| failed(format!("deleting pod {pod_name}"), e))?;
+        let back = move |p: Option<&Pod>| replaced_and_ready(p, &old_uid);
+        let waited = tokio::time::timeout(self.timeout, await_condition(pods.clone(), &pod_name, back)).await;
+        if !matches!(waited, Ok(Ok(_))) {
+            return Err(BackendError::NotReady {
+                waited: self.timeout,
+                detail: format!(
+                    "pod {pod_name} in {namespace} did not come back ready after deletion\n{}",
+                    self.report(&namespace).await
+                ),
+            });
+        }
+        self.wait_statefulset(&namespace, &statefulset).await?;
+        let after = pods.get(&pod_name).await.map_err(|e| failed(format!("reading pod {pod_name}"), e))?;
+        let claims_after = self.claim_uids(&namespace, &after).await?;
+        same_claims(&claims_before, &claims_after).map_err(|detail| BackendError::Failed {
+            what: format!("restart of {pod_name} in {namespace}"),
+            detail,
+        })
+    }
+
+    async fn upgrade(&self, deployed: &mut Deployed, next: &Release) -> Result<(), BackendError> {
+        let (namespace, release_name, _) = self.slot_names(&deployed.id)?;
+        let (statefulset, service) = release_objects(&next.rendered)?;
+        for (name, data) in &next.external_secrets {
+            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+            if secrets.get_opt(name).await.map_err(|e| failed(format!("reading Secret {name}"), e))?.is_none() {
+                secrets
+                    .create(&PostParams::default(), &external_secret(name, data))
+                    .await
+                    .map_err(|e| failed(format!("creating the pre-existing Secret {name} in {namespace}"), e))?;
+            }
+        }
+        let mut req = next.request.clone();
+        // The release being upgraded is the one installed, whatever the next render calls it.
+        req.release = release_name;
+        self.helm(&req, &namespace, Install::Upgrade).await?;
+        self.wait_statefulset(&namespace, &statefulset).await?;
+        // `lookup` should keep generated credentials across upgrades; whatever happened, the
+        // checks must use what the pod has now.
+        deployed.secrets = self.pod_secrets(&namespace, &statefulset).await?;
+        let renamed = self.lock_slots().get(&deployed.id).is_some_and(|s| s.service != service);
+        let new_forward = if renamed { Some(self.forward(&namespace, &service).await?) } else { None };
+        let mut slots = self.lock_slots();
+        if let Some(slot) = slots.get_mut(&deployed.id) {
+            slot.statefulset = statefulset;
+            if let Some(f) = new_forward {
+                deployed.base_url = format!("http://127.0.0.1:{}", f.port);
+                slot.service = service;
+                slot.forward = f;
+            }
+        }
+        Ok(())
+    }
+
+    async fn logs(&self, deployed: &Deployed, tail: usize) -> String {
+        let (namespace, _, statefulset) = match self.slot_names(&deployed.id) {
+            Ok(n) => n,
+            Err(e) => return e.to_string(),
+        };
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let pod_name = format!("{statefulset}-0");
+        match pods.get(&pod_name).await {
+            Ok(pod) => diagnostics::pod_logs(&pods, &pod, tail)
+                .await
+                .iter()
+                .map(|l| {
+                    let which = if l.previous { "previous" } else { "current" };
+                    format!("--- {}/{} ({which}) ---\n{}", l.pod, l.container, l.text.trim_end())
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Err(e) => format!("(no logs: pod {pod_name} in {namespace}: {e})"),
+        }
+    }
+
+    async fn teardown(&self, deployed: Deployed) -> Result<(), BackendError> {
+        let slot = self.lock_slots().remove(&deployed.id);
+        if let Some(slot) = slot {
+            drop(slot.forward);
+            self.discard_namespace(&slot.namespace).await;
+        }
+        Ok(())
+    }
+
+    async fn chart_tests(&self, deployed: &Deployed) -> Result<Option<String>, BackendError> {
+        let (namespace, release, _) = self.slot_names(&deployed.id)?;
+        let args = helm_cli::test_args(&release, &namespace, self.timeout, &self.target);
+        match helm_cli::run(&self.helm, &args).await {
+            Ok(out) => Ok(Some(out)),
+            Err(out) => Err(BackendError::Failed {
+                what: format!("helm test {release} in {namespace}"),
+                detail: format!("{out}\n{}", self.report(&namespace).await),
+            }),
+        }
+    }
+}
+
+fn failed(what: String, e: kube::Error) -> BackendError {
+    BackendError::Failed { what, detail: e.to_string() }
+}
+
+fn node_ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn external_secret(name: &str, data: &BTreeMap<String, String>) -> Secret {
+    Secret {
+        metadata: ObjectMeta { name: Some(name.to_string()), ..ObjectMeta::default() },
+        type_: Some("Opaque".into()),
+        string_data: Some(data.clone()),
+        ..Secret::default()
+    }
+}
+
+fn decode_secret(s: &Secret) -> BTreeMap<String, String> {
+    s.data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}
+
+/// The StatefulSet to wait for and the Service to forward to, from what the release rendered.
+/// A headless Service also selects the pod, but the regular one is what users reach.
+pub(super) fn release_objects(rendered: &Rendered) -> Result<(String, String), BackendError> {
+    let invalid = |reason: &str| BackendError::Invalid { reason: reason.to_string() };
+    let sts = rendered
+        .statefulset()
+        .and_then(|s| s.metadata.name.clone())
+        .ok_or_else(|| invalid("the chart rendered no StatefulSet"))?;
+    let headless = |s: &&Service| s.spec.as_ref().and_then(|sp| sp.cluster_ip.as_deref()) == Some("None");
+    let services: Vec<&Service> = rendered.services().collect();
+    let svc = services
+        .iter()
+        .find(|s| !headless(s))
+        .or_else(|| services.first())
+        .and_then(|s| s.metadata.name.clone())
+        .ok_or_else(|| invalid("the chart rendered no Service to reach the server through"))?;
+    Ok((sts, svc))
+}
+
+/// Secrets a StatefulSet's pods get: env `secretKeyRef`s, `envFrom` secret refs and secret
+/// volumes, in all containers including init containers.
+fn secret_names(sts: &StatefulSet) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let Some(spec) = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else { return out };
+    for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+        for e in c.env.iter().flatten() {
+            if let Some(r) = e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()) {
+                out.insert(r.name.clone());
+            }
+        }
+        for e in c.env_from.iter().flatten() {
+            if let Some(r) = &e.secret_ref {
+                out.insert(r.name.clone());
+            }
+        }
+    }
+    for v in spec.volumes.iter().flatten() {
+        if let Some(name) = v.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+            out.insert(name);
+        }
+    }
+    out
+}
+
+/// PVC names a pod mounts.
+fn claims_of(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone()))
+        .collect()
+}
+
+/// A restart must come back on the very same volumes: same claim names, same claim objects.
+fn same_claims(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Result<(), String> {
+    if before.keys().ne(after.keys()) {
+        return Err(format!(
+            "the pod mounted claims {:?} before and {:?} after",
+            before.keys().collect::<Vec<_>>(),
+            after.keys().collect::<Vec<_>>()
+        ));
+    }
+    for (name, uid) in before {
+        if after.get(name) != Some(uid) {
+            return Err(format!("PVC {name} was replaced (uid {uid} → {})", after[name]));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(yaml: &str) -> Rendered {
+        Rendered::parse(yaml).expect("rendered stream parses")
+    }
+
+    const STS: &str = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: chroma-chromadb}\nspec:\n  serviceName: chroma-chromadb-headless\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec: {containers: [{name: chromadb, image: x}]}\n";
+
+    #[test]
+    fn regular_service_preferred_over_headless() {
+        let stream = format!(
+            "{STS}---\napiVersion: v1\nkind: Service\nmetadata: {{name: chroma-chromadb-headless}}\nspec: {{clusterIP: None, selector: {{a: b}}, ports: [{{port: 8000}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: chroma-chromadb}}\nspec: {{selector: {{a: b}}, ports: [{{port: 8000}}]}}\n"
+        );
+        let (sts, svc) = release_objects(&rendered(&stream)).expect("objects");
+        assert_eq!((sts.as_str(), svc.as_str()), ("chroma-chromadb", "chroma-chromadb"));
+    }
+
+    #[test]
+    fn render_without_service_is_invalid() {
+        let err = release_objects(&rendered(STS)).expect_err("no service");
+        assert_eq!(err.to_string(), "the rendered release cannot run: the chart rendered no Service to reach the server through");
+    }
+
+    #[test]
+    fn render_without_statefulset_is_invalid() {
+        let err = release_objects(&rendered("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n")).expect_err("no sts");
+        assert!(err.to_string().ends_with("the chart rendered no StatefulSet"), "{err}");
+    }
+
+    fn claims(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn restart_on_the_same_pvc_passes() {
+        let c = claims(&[("data-chroma-chromadb-0", "uid-a")]);
+        assert_eq!(same_claims(&c, &c.clone()), Ok(()));
+    }
+
+    #[test]
+    fn restart_on_a_recreated_pvc_fails_naming_it() {
+        let err = same_claims(&claims(&[("data-0", "uid-a")]), &claims(&[("data-0", "uid-b")])).expect_err("replaced");
+        assert_eq!(err, "PVC data-0 was replaced (uid uid-a → uid-b)");
+    }
+
+    #[test]
+    fn restart_mounting_other_claims_fails() {
+        let err = same_claims(&claims(&[("data-0", "u")]), &claims(&[])).expect_err("claims differ");
+        assert!(err.starts_with("the pod mounted claims [\"data-0\"] before and [] after"), "{err}");
+    }
+
+    #[test]
+    fn claims_are_read_from_pod_volumes() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "chroma-chromadb-0"},
+            "spec": {"containers": [{"name": "chromadb"}], "volumes": [
+                {"name": "data", "persistentVolumeClaim": {"claimName": "data-chroma-chromadb-0"}},
+                {"name": "config", "configMap": {"name": "chroma-chromadb-config"}}
+            ]}
+        }))
+        .expect("pod parses");
+        assert_eq!(claims_of(&pod), ["data-chroma-chromadb-0"]);
+    }
+
+    #[test]
+    fn external_secrets_are_created_from_plain_values() {
+        let s = external_secret("my-auth", &claims(&[("token", "s3cr3t")]));
+        assert_eq!(s.metadata.name.as_deref(), Some("my-auth"));
+        assert_eq!(s.string_data, Some(claims(&[("token", "s3cr3t")])));
+    }
+
+    #[test]
+    fn secrets_referenced_anywhere_in_the_pod_template_are_found() {
+        let sts: StatefulSet = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "chroma-chromadb"},
+            "spec": {"serviceName": "s", "selector": {}, "template": {"spec": {
+                "initContainers": [{"name": "htpasswd", "env": [
+                    {"name": "CHROMA_BASIC_AUTH_USERNAME", "valueFrom": {"secretKeyRef": {"name": "chromadb-auth", "key": "username"}}}]}],
+                "containers": [{"name": "chromadb",
+                    "env": [{"name": "PLAIN", "value": "x"},
+                            {"name": "CFG", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}}],
+                    "envFrom": [{"secretRef": {"name": "extra-env"}}]}],
+                "volumes": [{"name": "certs", "secret": {"secretName": "tls-certs"}}, {"name": "d", "emptyDir": {}}]
+            }}}
+        }))
+        .expect("sts parses");
+        assert_eq!(secret_names(&sts).into_iter().collect::<Vec<_>>(), ["chromadb-auth", "extra-env", "tls-certs"]);
+    }
+
+    #[test]
+    fn live_secrets_are_decoded_to_text() {
+        let s: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "chromadb-auth"}, "data": {"token": "czNjcjN0"}
+        }))
+        .expect("secret parses");
+        assert_eq!(decode_secret(&s), claims(&[("token", "s3cr3t")]));
+    }
+}

@@ -1,0 +1,294 @@
+//! One k3s per run, in a privileged Docker container started through testcontainers.
+//!
+//! This cannot run on a machine without a Docker engine (the one this was written on has
+//! none): [`start`] probes the daemon first and fails in seconds with advice instead of
+//! letting testcontainers retry. The container half follows testcontainers-modules' own k3s
+//! tests (privileged, host user namespace); the kubeconfig half is pure and unit-tested.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use testcontainers::core::ExecCommand;
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, ImageExt};
+use testcontainers_modules::k3s::{K3s, KUBE_SECURE_PORT};
+
+use super::docker;
+use crate::backend::BackendError;
+
+/// The default image: the newest Kubernetes minor the chart is validated against. CI also runs
+/// the oldest (see `.github/workflows/e2e.yml`); `--k3s-image` picks another.
+pub const K3S_IMAGE: &str = "rancher/k3s:v1.35.0-k3s1";
+
+/// Where k3s writes its admin kubeconfig inside the container.
+const KUBECONFIG_IN_CONTAINER: &str = "/etc/rancher/k3s/k3s.yaml";
+
+/// `name:tag` split at the last `:` after the last `/` (so `registry:5000/rancher/k3s:v1`
+/// keeps its port). A reference without a tag or with a digest is refused: a run must say
+/// exactly which Kubernetes it tested.
+pub fn split_image(reference: &str) -> Result<(String, String), String> {
+    let reference = reference.trim();
+    if reference.contains('@') {
+        return Err(format!("k3s image {reference:?}: digests are not supported; give name:tag, e.g. {K3S_IMAGE}"));
+    }
+    let slash = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[slash..].rfind(':') {
+        Some(i) if i > 0 && slash + i + 1 < reference.len() => {
+            Ok((reference[..slash + i].to_string(), reference[slash + i + 1..].to_string()))
+        }
+        _ => Err(format!("k3s image {reference:?} has no tag; give name:tag, e.g. {K3S_IMAGE}")),
+    }
+}
+
+/// Points every cluster in a kubeconfig at `https://<host>:<port>` (the port Docker mapped
+/// 6443 to), keeping certificates and credentials as they are. k3s writes
+/// `https://127.0.0.1:6443`, which is only right inside the container.
+pub fn rewrite_server(kubeconfig: &str, host: &str, port: u16) -> Result<String, String> {
+    let mut doc: serde_yaml::Value =
+        serde_yaml::from_str(kubeconfig).map_err(|e| format!("k3s kubeconfig is not YAML: {e}"))?;
+    let clusters = doc
+        .get_mut("clusters")
+        .and_then(|c| c.as_sequence_mut())
+        .filter(|c| !c.is_empty())
+        .ok_or("k3s kubeconfig lists no clusters")?;
+    let server = format!("https://{host}:{port}");
+    for (i, entry) in clusters.iter_mut().enumerate() {
+        let slot = entry
+            .get_mut("cluster")
+            .and_then(|c| c.as_mapping_mut())
+            .ok_or_else(|| format!("k3s kubeconfig cluster #{i} has no `cluster` mapping"))?;
+        slot.insert("server".into(), server.clone().into());
+    }
+    serde_yaml::to_string(&doc).map_err(|e| format!("could not write the kubeconfig back: {e}"))
+}
+
+/// The running container and the rewritten kubeconfig, in a directory private to this run.
+pub struct K3sCluster {
+    container: Option<ContainerAsync<K3s>>,
+    dir: Option<tempfile::TempDir>,
+    kubeconfig_path: PathBuf,
+    kubeconfig: String,
+    image: String,
+}
+
+impl K3sCluster {
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig_path
+    }
+
+    pub fn kubeconfig(&self) -> &str {
+        &self.kubeconfig
+    }
+
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+
+    pub fn container_id(&self) -> Option<&str> {
+        self.container.as_ref().map(|c| c.id())
+    }
+
+    /// Removes the container and the kubeconfig directory; with `keep`, leaves both and says
+    /// where they are.
+    pub async fn stop(mut self, keep: bool) -> Result<(), BackendError> {
+        if keep {
+            let id = self.container_id().unwrap_or("?").to_string();
+            let dir = self.dir.take().map(|d| d.keep());
+            tracing::warn!(container = %id, kubeconfig = %self.kubeconfig_path.display(), "--keep: leaving the k3s container running; remove it with `docker rm -f {id}`");
+            // testcontainers removes a container when its handle drops; forgetting the
+            // handle is the only way to keep it that needs no process-wide env var.
+            if let Some(c) = self.container.take() {
+                std::mem::forget(c);
+            }
+            drop(dir);
+            return Ok(());
+        }
+        if let Some(c) = self.container.take() {
+            c.rm().await.map_err(|e| BackendError::Failed { what: "removing the k3s container".into(), detail: e.to_string() })?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts k3s (`--disable=traefik`: nothing here needs an ingress controller, and it is one
+/// less deployment competing for the runner's CPU) and waits until its API answers.
+pub async fn start(image: &str, timeout: Duration) -> Result<K3sCluster, BackendError> {
+    let unavailable = |reason: String| BackendError::Unavailable { backend: "k3s", reason };
+    docker::docker_daemon().map_err(|e| unavailable(format!("{e}; use --backend process")))?;
+    let (name, tag) = split_image(image).map_err(|reason| BackendError::Invalid { reason })?;
+
+    tracing::info!(%image, "starting k3s");
+    let container = K3s::default()
+        .with_name(name)
+        .with_tag(tag)
+        .with_cmd(["server", "--snapshotter=native", "--disable=traefik"])
+        .with_privileged(true)
+        .with_userns_mode("host")
+        .with_startup_timeout(timeout)
+        .start()
+        .await
+        .map_err(|e| unavailable(format!("could not start {image}: {e}")))?;
+
+    let port = container
+        .get_host_port_ipv4(KUBE_SECURE_PORT)
+        .await
+        .map_err(|e| unavailable(format!("k3s API port is not mapped: {e}")))?;
+    let raw = read_kubeconfig(&container, timeout).await?;
+    let kubeconfig = rewrite_server(&raw, "127.0.0.1", port).map_err(unavailable)?;
+
+    let dir = tempfile::Builder::new()
+        .prefix("chroma-e2e-k3s-")
+        .tempdir()
+        .map_err(|source| BackendError::Io { context: "creating the k3s kubeconfig directory".into(), source })?;
+    let kubeconfig_path = dir.path().join("kubeconfig");
+    write_private(&kubeconfig_path, &kubeconfig)?;
+    Ok(K3sCluster { container: Some(container), dir: Some(dir), kubeconfig_path, kubeconfig, image: image.to_string() })
+}
+
+/// k3s writes its kubeconfig shortly after the API comes up; copy it out (no bind mount, so
+/// nothing is shared between runs and remote Docker hosts work too), retrying until it exists.
+async fn read_kubeconfig(container: &ContainerAsync<K3s>, timeout: Duration) -> Result<String, BackendError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match container.copy_file_from(KUBECONFIG_IN_CONTAINER, Vec::<u8>::new()).await {
+            Ok(bytes) if !bytes.is_empty() => {
+                return String::from_utf8(bytes).map_err(|e| BackendError::Failed {
+                    what: "reading the k3s kubeconfig".into(),
+                    detail: e.to_string(),
+                });
+            }
+            result => {
+                if tokio::time::Instant::now() >= deadline {
+                    let detail = match result {
+                        Err(e) => e.to_string(),
+                        Ok(_) => "the file is empty".into(),
+                    };
+                    // What k3s itself says is the best clue when its kubeconfig never appears.
+                    let logs = container_logs_tail(container).await;
+                    return Err(BackendError::Failed {
+                        what: format!("k3s did not write {KUBECONFIG_IN_CONTAINER} within {timeout:?}"),
+                        detail: format!("{detail}\n--- k3s log tail ---\n{logs}"),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+async fn container_logs_tail(container: &ContainerAsync<K3s>) -> String {
+    let cmd = ExecCommand::new(["sh", "-c", "ls -l /etc/rancher/k3s/ 2>&1"]);
+    let mut out = match container.exec(cmd).await {
+        Ok(mut r) => String::from_utf8_lossy(&r.stdout_to_vec().await.unwrap_or_default()).into_owned(),
+        Err(e) => format!("(exec failed: {e})"),
+    };
+    match container.stderr_to_vec().await {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&lines[lines.len().saturating_sub(40)..].join("\n"));
+        }
+        Err(e) => out.push_str(&format!("(no container logs: {e})")),
+    }
+    out
+}
+
+/// The kubeconfig holds the cluster-admin key: readable by this user only.
+fn write_private(path: &Path, text: &str) -> Result<(), BackendError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| BackendError::Io { context: format!("write {}", path.display()), source };
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+    f.write_all(text.as_bytes()).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    /// The shape k3s writes to /etc/rancher/k3s/k3s.yaml (key material shortened).
+    const K3S_YAML: &str = "\
+apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t
+    server: https://127.0.0.1:6443
+  name: default
+contexts:
+- context:
+    cluster: default
+    user: default
+  name: default
+current-context: default
+kind: Config
+preferences: {}
+users:
+- name: default
+  user:
+    client-certificate-data: Y2VydA==
+    client-key-data: a2V5
+";
+
+    #[test]
+    fn server_points_at_the_mapped_port() {
+        let out = rewrite_server(K3S_YAML, "127.0.0.1", 32771).expect("rewrite");
+        let kc = kube::config::Kubeconfig::from_yaml(&out).expect("still a kubeconfig");
+        let server = kc.clusters[0].cluster.as_ref().and_then(|c| c.server.as_deref());
+        assert_eq!(server, Some("https://127.0.0.1:32771"));
+    }
+
+    #[test]
+    fn credentials_and_ca_survive_the_rewrite() {
+        let out = rewrite_server(K3S_YAML, "127.0.0.1", 32771).expect("rewrite");
+        let doc: serde_yaml::Value = serde_yaml::from_str(&out).expect("yaml");
+        assert_eq!(doc["clusters"][0]["cluster"]["certificate-authority-data"], "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t");
+        assert_eq!(doc["users"][0]["user"]["client-key-data"], "a2V5");
+        assert_eq!(doc["current-context"], "default");
+    }
+
+    #[test]
+    fn every_cluster_is_rewritten() {
+        let two = K3S_YAML.replace(
+            "  name: default\ncontexts:",
+            "  name: default\n- cluster:\n    server: https://10.0.0.1:6443\n  name: other\ncontexts:",
+        );
+        let out = rewrite_server(&two, "127.0.0.1", 40000).expect("rewrite");
+        let doc: serde_yaml::Value = serde_yaml::from_str(&out).expect("yaml");
+        assert_eq!(doc["clusters"][1]["cluster"]["server"], "https://127.0.0.1:40000");
+    }
+
+    #[rstest]
+    #[case::not_yaml("clusters: [", "not YAML")]
+    #[case::no_clusters("apiVersion: v1\nkind: Config\n", "lists no clusters")]
+    #[case::cluster_entry_without_mapping("clusters:\n- name: x\n", "cluster #0 has no `cluster` mapping")]
+    fn broken_kubeconfigs_are_reported(#[case] text: &str, #[case] why: &str) {
+        let err = rewrite_server(text, "127.0.0.1", 1).expect_err("must refuse");
+        assert!(err.contains(why), "{err}");
+    }
+
+    #[rstest]
+    #[case::docker_hub("rancher/k3s:v1.28.15-k3s1", "rancher/k3s", "v1.28.15-k3s1")]
+    #[case::registry_with_port("registry.local:5000/rancher/k3s:v1.35.0-k3s1", "registry.local:5000/rancher/k3s", "v1.35.0-k3s1")]
+    fn image_references_split_into_name_and_tag(#[case] r: &str, #[case] name: &str, #[case] tag: &str) {
+        assert_eq!(split_image(r), Ok((name.to_string(), tag.to_string())));
+    }
+
+    #[rstest]
+    #[case::no_tag("rancher/k3s", "has no tag")]
+    #[case::registry_port_but_no_tag("registry.local:5000/rancher/k3s", "has no tag")]
+    #[case::empty_tag("rancher/k3s:", "has no tag")]
+    #[case::digest("rancher/k3s@sha256:abcd", "digests are not supported")]
+    fn unusable_image_references_are_refused(#[case] r: &str, #[case] why: &str) {
+        let err = split_image(r).expect_err("must refuse");
+        assert!(err.contains(why) && err.contains(K3S_IMAGE), "{err}");
+    }
+
+    #[test]
+    fn default_image_is_a_pinned_k3s_tag() {
+        let (name, tag) = split_image(K3S_IMAGE).expect("default parses");
+        assert_eq!(name, "rancher/k3s");
+        assert!(tag.starts_with("v1.") && tag.contains("-k3s"), "{tag}");
+    }
+}
