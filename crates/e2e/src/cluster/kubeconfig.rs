@@ -1,6 +1,8 @@
 //! Kube clients: from k3s' rewritten kubeconfig, or from the user's `$KUBECONFIG` with its
 //! current context pinned (helm gets the same context, so both always talk to one cluster).
 
+use std::time::Duration;
+
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use super::helm::HelmTarget;
@@ -40,7 +42,6 @@ pub fn current_context(kc: &Kubeconfig, source: &str) -> Result<String, String> 
 /// `$KUBECONFIG` (or `~/.kube/config`), current context pinned, checked by asking the API
 /// server for its version so a dead cluster is reported before any namespace is made.
 pub async fn connect_existing() -> Result<Connection, BackendError> {
-    let unavailable = |reason: String| BackendError::Unavailable { backend: "kubeconfig", reason };
     let source = match std::env::var("KUBECONFIG") {
         Ok(v) if !v.is_empty() => format!("$KUBECONFIG ({v})"),
         _ => "~/.kube/config".to_string(),
@@ -48,11 +49,22 @@ pub async fn connect_existing() -> Result<Connection, BackendError> {
     let kc = Kubeconfig::read().map_err(|e| {
         unavailable(format!("could not read {source}: {e}; set KUBECONFIG to the cluster's kubeconfig (kind, minikube, …)"))
     })?;
-    let context = current_context(&kc, &source).map_err(unavailable)?;
+    connect(kc, &source).await
+}
+
+fn unavailable(reason: String) -> BackendError {
+    BackendError::Unavailable { backend: "kubeconfig", reason }
+}
+
+/// [`connect_existing`] for an already-read kubeconfig; `source` names it in errors.
+pub async fn connect(kc: Kubeconfig, source: &str) -> Result<Connection, BackendError> {
+    let context = current_context(&kc, source).map_err(unavailable)?;
     let options = KubeConfigOptions { context: Some(context.clone()), ..KubeConfigOptions::default() };
-    let config = kube::Config::from_custom_kubeconfig(kc, &options)
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &options)
         .await
         .map_err(|e| unavailable(format!("context {context:?} from {source} is not usable: {e}")))?;
+    // A cluster that is down should be reported now, not after kube's default retries.
+    config.connect_timeout = Some(Duration::from_secs(10));
     let server = config.cluster_url.to_string();
     let client = kube::Client::try_from(config).map_err(|e| unavailable(format!("could not build a kube client: {e}")))?;
     let version = client
@@ -102,6 +114,18 @@ contexts:
         assert_eq!(
             err,
             "$KUBECONFIG (/k) has no current-context; select one with `kubectl config use-context NAME` (known: kind-kind, prod)"
+        );
+    }
+
+    #[tokio::test]
+    async fn cluster_that_does_not_answer_is_unavailable_naming_the_context() {
+        // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+        let text = TWO_CONTEXTS.replace("https://127.0.0.1:40001", "https://127.0.0.1:1") + "current-context: kind-kind\n";
+        let err = connect(kc(&text), "$KUBECONFIG (/k)").await.err().expect("nothing listens on port 1");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("kubeconfig backend is unavailable: the API server of context \"kind-kind\" (https://127.0.0.1:1/) does not answer"),
+            "{msg}"
         );
     }
 
