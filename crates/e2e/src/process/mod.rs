@@ -1,1 +1,429 @@
-//! The process backend: a stand-in for kubelet plus the official image, running real Chroma servers from per-version Python environments.
+//! The process backend: a stand-in for kubelet plus the official image, running real Chroma
+//! servers from per-version Python environments.
+//!
+//! A deploy does what the cluster would: refuse a pod spec the API server refuses, resolve
+//! env/envFrom, lay out volumes (ConfigMaps/Secrets as files, emptyDirs fresh, claims kept),
+//! run the init container's effect, then start the container's command the way its image
+//! does. The only changes from the render are the listen address (loopback), the port (a
+//! free one) and absolute paths (re-rooted under a temp dir); each is listed in
+//! [`Deployed::adjustments`].
+
+pub mod child;
+pub mod image;
+pub mod pod;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Container, PodSpec, VolumeMount};
+use render::ChromaVersion;
+
+use crate::backend::{Backend, BackendError, Deployed, Release};
+use crate::venv::{Venv, VenvCache};
+use child::Server;
+use image::LaunchError;
+use pod::{Layout, PodIdentity, Sources};
+
+/// How a deployment's server is started and judged ready.
+#[derive(Debug, Clone)]
+pub struct ProcessOptions {
+    /// Longest wait for the readiness probe to pass.
+    pub ready_timeout: Duration,
+    /// Grace between SIGTERM and SIGKILL (the pod's terminationGracePeriodSeconds is longer;
+    /// every measured Chroma exits within a second).
+    pub stop_grace: Duration,
+    /// Where per-deployment temp roots are made.
+    pub temp_base: PathBuf,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        ProcessOptions { ready_timeout: Duration::from_secs(90), stop_grace: Duration::from_secs(10), temp_base: std::env::temp_dir() }
+    }
+}
+
+struct Running {
+    release: Release,
+    venv: Venv,
+    layout: Layout,
+    server: Option<Server>,
+    starts: usize,
+}
+
+pub struct ProcessBackend {
+    venvs: VenvCache,
+    pins: BTreeMap<ChromaVersion, Vec<String>>,
+    opts: ProcessOptions,
+    running: Mutex<HashMap<String, Running>>,
+}
+
+fn invalid(reason: impl Into<String>) -> BackendError {
+    BackendError::Invalid { reason: reason.into() }
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackendError {
+    let context = context.into();
+    move |source| BackendError::Io { context, source }
+}
+
+impl ProcessBackend {
+    /// `pins`: extra requirements per version (from fixtures/versions.yaml).
+    pub fn new(venvs: VenvCache, pins: BTreeMap<ChromaVersion, Vec<String>>, opts: ProcessOptions) -> Self {
+        child::install_interrupt_handler();
+        ProcessBackend { venvs, pins, opts, running: Mutex::new(HashMap::new()) }
+    }
+
+    fn pins_for(&self, v: &ChromaVersion) -> Vec<String> {
+        self.pins.get(v).cloned().unwrap_or_default()
+    }
+
+    /// The environment for `v`, built if needed (blocking work off the async threads).
+    pub async fn venv(&self, v: &ChromaVersion) -> Result<Venv, BackendError> {
+        let cache = self.venvs.clone();
+        let pins = self.pins_for(v);
+        let version = v.clone();
+        tokio::task::spawn_blocking(move || cache.ensure(&version, &pins))
+            .await
+            .map_err(|e| BackendError::Failed { what: "building the Python environment".into(), detail: e.to_string() })?
+            .map(|(venv, _)| venv)
+            .map_err(|e| BackendError::Failed { what: format!("Python environment for chromadb {v}"), detail: e.to_string() })
+    }
+
+    fn take(&self, id: &str) -> Result<Running, BackendError> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+            .ok_or_else(|| BackendError::Failed { what: format!("deployment {id}"), detail: "is not running on this backend".into() })
+    }
+
+    fn put(&self, id: &str, r: Running) {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), r);
+    }
+
+    /// Where a deployment's temp root is, for `--keep` and for leak tests.
+    pub fn root_of(&self, id: &str) -> Option<PathBuf> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).get(id).map(|r| r.layout.root.clone())
+    }
+
+    /// Stops a deployment's server (pod deletion).
+    async fn stop(&self, r: &mut Running) {
+        if let Some(s) = r.server.take() {
+            let status = s.stop(self.opts.stop_grace).await;
+            let line = format!("--- harness: server stopped ({}) ---\n", status.map_or("unknown".into(), |s| s.to_string()));
+            append(&server_log(&r.layout), &line);
+        }
+    }
+
+    /// Starts (or restarts) the pod from `r.release` on `r.layout`, keeping only the claims.
+    async fn start(&self, r: &mut Running) -> Result<(String, Vec<String>), BackendError> {
+        r.starts += 1;
+        let layout = r.layout.clone();
+        for dir in [layout.fs(), layout.volumes()] {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(io(format!("clearing {}", dir.display())))?;
+            }
+            std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        }
+        std::fs::create_dir_all(layout.pvc()).map_err(io("creating the claims dir"))?;
+        std::fs::create_dir_all(layout.logs()).map_err(io("creating the logs dir"))?;
+
+        let release = &r.release;
+        let rendered = &release.rendered;
+        let sts = rendered.statefulset().ok_or_else(|| invalid("the chart rendered no StatefulSet"))?;
+        let pod = pod::pod_spec(sts).map_err(invalid)?;
+        let claims = pod::claim_templates(sts);
+        let sources = Sources::from_release(release).map_err(invalid)?;
+        let services: Vec<_> = rendered.services().cloned().collect();
+        let sts_name = sts.metadata.name.clone().unwrap_or_default();
+        let me = PodIdentity { name: format!("{sts_name}-0"), namespace: release.request.namespace.clone(), ip: "127.0.0.1".into() };
+        let labels: BTreeMap<String, String> =
+            sts.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
+
+        let c = pod.containers.iter().find(|c| c.name == "chromadb").ok_or_else(|| {
+            invalid(format!("StatefulSet {sts_name} has no container named `chromadb` (it has: {})", pod.containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")))
+        })?;
+        if pod.containers.len() > 1 {
+            return Err(BackendError::Failed {
+                what: "process backend".into(),
+                detail: format!("only the `chromadb` container is run; the pod also has {} other container(s)", pod.containers.len() - 1),
+            });
+        }
+
+        let mut volume_dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for v in pod.volumes.iter().flatten() {
+            volume_dirs.insert(v.name.clone(), pod::materialise_volume(&layout, v, &sources).map_err(invalid)?);
+        }
+        for t in &claims {
+            let dir = layout.pvc().join(t);
+            std::fs::create_dir_all(&dir).map_err(io(format!("creating claim dir {}", dir.display())))?;
+            volume_dirs.entry(t.clone()).or_insert(dir);
+        }
+
+        image::populate_image_fs(&layout, &release.version, &r.venv).map_err(|detail| BackendError::Failed { what: "preparing the image filesystem".into(), detail })?;
+        let mut adjustments = vec![format!("container filesystem re-rooted at {}", layout.fs().display())];
+        for m in c.volume_mounts.iter().flatten() {
+            mount(&layout, m, &volume_dirs)?;
+        }
+        for init in pod.init_containers.iter().flatten() {
+            let env = pod::resolve_env(init, pod, &sources, &services, &me).map_err(invalid)?;
+            run_init(init, &env, &volume_dirs, &mut adjustments)?;
+        }
+
+        let env = pod::resolve_env(c, pod, &sources, &services, &me).map_err(invalid)?;
+        let host_port = free_port().map_err(io("finding a free port"))?;
+        let launch = image::launch(&release.version, &r.venv, &layout, c, env, host_port).map_err(|e| match e {
+            LaunchError::Invalid(m) => invalid(format!("container `chromadb`: {m}")),
+            LaunchError::Unsupported(m) => BackendError::Failed { what: "process backend".into(), detail: m },
+        })?;
+        check_ports(c, &services, &labels, launch.container_port)?;
+        let probe = readiness(c, pod, launch.container_port)?;
+        adjustments.extend(launch.adjustments.iter().cloned());
+
+        let log = server_log(&layout);
+        append(&log, &format!("--- harness: start {} of chromadb {}: {} {} ---\n", r.starts, release.version, launch.program.display(), launch.args.join(" ")));
+        let mut server = Server::spawn(&launch, &log).map_err(io(format!("starting {}", launch.program.display())))?;
+        let base_url = format!("http://127.0.0.1:{host_port}");
+        let waited = Instant::now();
+        let result = wait_ready(&mut server, &base_url, &probe, self.opts.ready_timeout).await;
+        r.server = Some(server);
+        if let Err(detail) = result {
+            let tail = child::tail(&log, 40);
+            return Err(BackendError::NotReady { waited: waited.elapsed(), detail: format!("{detail}\n--- server log tail ---\n{tail}") });
+        }
+        Ok((base_url, adjustments))
+    }
+
+    async fn cleanup(&self, mut r: Running) {
+        self.stop(&mut r).await;
+        let _ = std::fs::remove_dir_all(&r.layout.root);
+        child::unregister_root(&r.layout.root);
+    }
+}
+
+fn server_log(layout: &Layout) -> PathBuf {
+    layout.logs().join("server.log")
+}
+
+fn append(path: &Path, line: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A volumeMount as a symlink from the container path into the volume (or a file of it).
+fn mount(layout: &Layout, m: &VolumeMount, volume_dirs: &BTreeMap<String, PathBuf>) -> Result<(), BackendError> {
+    let dir = volume_dirs.get(&m.name).ok_or_else(|| invalid(format!("volumeMount `{}` has no volume", m.name)))?;
+    let mut src = dir.clone();
+    if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+        src = dir.join(sub);
+        if !src.exists() {
+            // The kubelet creates a missing subPath as an empty directory.
+            std::fs::create_dir_all(&src).map_err(io(format!("creating subPath {}", src.display())))?;
+        }
+    }
+    let at = layout.host_path(&m.mount_path);
+    if let Some(parent) = at.parent() {
+        std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+    }
+    if at.is_symlink() || at.is_file() {
+        std::fs::remove_file(&at).map_err(io(format!("replacing {}", at.display())))?;
+    } else if at.is_dir() {
+        std::fs::remove_dir_all(&at).map_err(io(format!("replacing {}", at.display())))?;
+    }
+    std::os::unix::fs::symlink(&src, &at).map_err(io(format!("mounting {} at {}", src.display(), at.display())))
+}
+
+/// The one init container the chart may render (contract 4): `htpasswd -Bbc FILE USER PASS`
+/// from the httpd image, done here with bcrypt. Anything else cannot be emulated.
+fn run_init(init: &Container, env: &[(String, String)], volume_dirs: &BTreeMap<String, PathBuf>, adjustments: &mut Vec<String>) -> Result<(), BackendError> {
+    const COMMAND: [&str; 3] = ["sh", "-c", "htpasswd -Bbc \"$HTPASSWD_FILE\" \"$CHROMA_BASIC_AUTH_USERNAME\" \"$CHROMA_BASIC_AUTH_PASSWORD\""];
+    if init.name != "htpasswd" {
+        return Err(invalid(format!("init container `{}` is not one the process backend can emulate (only `htpasswd`, contract 4)", init.name)));
+    }
+    let cmd: Vec<&str> = init.command.iter().flatten().map(String::as_str).chain(init.args.iter().flatten().map(String::as_str)).collect();
+    if cmd != COMMAND {
+        return Err(invalid(format!("init container `htpasswd` runs {cmd:?}; the emulated contract is {COMMAND:?}")));
+    }
+    let get = |k: &str| env.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let file = get("HTPASSWD_FILE").unwrap_or_default();
+    let user = get("CHROMA_BASIC_AUTH_USERNAME").unwrap_or_default();
+    let pass = get("CHROMA_BASIC_AUTH_PASSWORD").unwrap_or_default();
+    if !file.starts_with('/') {
+        return Err(invalid(format!("init container `htpasswd`: HTPASSWD_FILE {file:?} is not an absolute path")));
+    }
+    // Only what lands in a volume outlives the init container.
+    let mount = init
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter(|m| file.strip_prefix(m.mount_path.trim_end_matches('/')).is_some_and(|rest| rest.starts_with('/')))
+        .max_by_key(|m| m.mount_path.len());
+    let Some(m) = mount else {
+        adjustments.push(format!("htpasswd wrote {file} outside every volume of the init container; the server cannot see it"));
+        return Ok(());
+    };
+    let rest = file[m.mount_path.trim_end_matches('/').len()..].trim_start_matches('/');
+    let dir = volume_dirs.get(&m.name).ok_or_else(|| invalid(format!("init container `htpasswd`: mount `{}` has no volume", m.name)))?;
+    let target = dir.join(m.sub_path.as_deref().unwrap_or_default()).join(rest);
+    let hash = bcrypt::hash_with_result(&pass, 5)
+        .map_err(|e| BackendError::Failed { what: "htpasswd".into(), detail: e.to_string() })?
+        .format_for_version(bcrypt::Version::TwoY);
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+    }
+    std::fs::write(&target, format!("{user}:{hash}\n")).map_err(io(format!("writing {}", target.display())))?;
+    adjustments.push(format!("init container `htpasswd` emulated: bcrypt entry written to {file} (volume `{}`)", m.name));
+    Ok(())
+}
+
+/// The server's listen port, containerPort `http` and the Service's targetPort must agree, or
+/// the Service would send traffic nowhere.
+fn check_ports(c: &Container, services: &[k8s_openapi::api::core::v1::Service], labels: &BTreeMap<String, String>, listen: u16) -> Result<(), BackendError> {
+    let http = c
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("http"))
+        .ok_or_else(|| invalid("container `chromadb` declares no port named `http`"))?
+        .container_port as u16;
+    if http != listen {
+        return Err(invalid(format!("the server listens on {listen} but containerPort `http` is {http}")));
+    }
+    let (svc, target) = pod::service_target(services, labels, c).map_err(invalid)?;
+    if target != listen {
+        return Err(invalid(format!("the server listens on {listen} but the Service {svc} targets {target}")));
+    }
+    Ok(())
+}
+
+/// The readiness probe's path; a probe on another port than the server's never passes.
+fn readiness(c: &Container, _pod: &PodSpec, listen: u16) -> Result<Option<String>, BackendError> {
+    let Some(get) = c.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref()) else {
+        if c.readiness_probe.as_ref().is_some_and(|p| p.exec.is_some()) {
+            return Err(invalid("container `chromadb` has an exec readinessProbe; the 1.x image has no shell or curl (contract 5: httpGet only)"));
+        }
+        return Ok(None);
+    };
+    let port = pod::resolve_port(c, &get.port).map_err(|e| invalid(format!("readinessProbe: {e}")))?;
+    if port != listen {
+        return Err(BackendError::NotReady {
+            waited: Duration::ZERO,
+            detail: format!("the readinessProbe checks port {port} but the server listens on {listen}: the pod would never become ready"),
+        });
+    }
+    Ok(Some(get.path.clone().unwrap_or_else(|| "/".into())))
+}
+
+async fn wait_ready(server: &mut Server, base_url: &str, probe: &Option<String>, timeout: Duration) -> Result<(), String> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("no answer yet");
+    loop {
+        if let Some(status) = server.try_exited() {
+            return Err(format!("the server exited ({status}) before it became ready"));
+        }
+        match probe {
+            Some(path) => match client.get(format!("{base_url}{path}")).send().await {
+                Ok(resp) if (200..400).contains(&resp.status().as_u16()) => return Ok(()),
+                Ok(resp) => last = format!("readinessProbe GET {path} answered {}", resp.status()),
+                Err(e) => last = format!("readinessProbe GET {path}: {e}"),
+            },
+            None => {
+                if tokio::net::TcpStream::connect(base_url.trim_start_matches("http://")).await.is_ok() {
+                    return Ok(());
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("not ready after {timeout:?}: {last}"));
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+impl Backend for ProcessBackend {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    async fn deploy(&self, release: &Release) -> Result<Deployed, BackendError> {
+        let venv = self.venv(&release.version).await?;
+        std::fs::create_dir_all(&self.opts.temp_base).map_err(io("creating the temp base"))?;
+        let root = tempfile::Builder::new()
+            .prefix(&format!("chromadb-e2e-{}-", release.id))
+            .tempdir_in(&self.opts.temp_base)
+            .map_err(io("creating the deployment's temp dir"))?
+            .keep();
+        child::register_root(&root);
+        let mut r = Running { release: release.clone(), venv, layout: Layout { root }, server: None, starts: 0 };
+        match self.start(&mut r).await {
+            Ok((base_url, adjustments)) => {
+                let secrets = Sources::from_release(release).map(|s| s.secrets).unwrap_or_default();
+                self.put(&release.id, r);
+                Ok(Deployed { id: release.id.clone(), base_url, adjustments, secrets })
+            }
+            Err(e) => {
+                self.cleanup(r).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn restart(&self, deployed: &mut Deployed) -> Result<(), BackendError> {
+        let mut r = self.take(&deployed.id)?;
+        self.stop(&mut r).await;
+        let result = self.start(&mut r).await;
+        let out = result.map(|(url, _)| deployed.base_url = url);
+        self.put(&deployed.id, r);
+        out
+    }
+
+    async fn upgrade(&self, deployed: &mut Deployed, next: &Release) -> Result<(), BackendError> {
+        let venv = self.venv(&next.version).await?;
+        let mut r = self.take(&deployed.id)?;
+        self.stop(&mut r).await;
+        r.release = next.clone();
+        r.venv = venv;
+        let result = self.start(&mut r).await;
+        let out = result.map(|(url, adjustments)| {
+            deployed.base_url = url;
+            deployed.adjustments = adjustments;
+            deployed.secrets = Sources::from_release(next).map(|s| s.secrets).unwrap_or_default();
+        });
+        self.put(&deployed.id, r);
+        out
+    }
+
+    async fn logs(&self, deployed: &Deployed, tail: usize) -> String {
+        match self.root_of(&deployed.id) {
+            Some(root) => child::tail(&server_log(&Layout { root }), tail),
+            None => String::new(),
+        }
+    }
+
+    async fn teardown(&self, deployed: Deployed) -> Result<(), BackendError> {
+        if let Ok(r) = self.take(&deployed.id) {
+            self.cleanup(r).await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ProcessBackend {
+    fn drop(&mut self) {
+        // Servers die with their handles; the roots go here.
+        for (_, r) in self.running.get_mut().unwrap_or_else(|p| p.into_inner()).drain() {
+            drop(r.server);
+            let _ = std::fs::remove_dir_all(&r.layout.root);
+            child::unregister_root(&r.layout.root);
+        }
+    }
+}
