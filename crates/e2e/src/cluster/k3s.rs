@@ -18,7 +18,7 @@ use crate::backend::BackendError;
 
 /// The default image: the newest Kubernetes minor the chart is validated against. CI also runs
 /// the oldest (see `.github/workflows/e2e.yml`); `--k3s-image` picks another.
-pub const K3S_IMAGE: &str = "rancher/k3s:v1.35.0-k3s1";
+pub const K3S_IMAGE: &str = "rancher/k3s:v1.35.5-k3s1";
 
 /// Where k3s writes its admin kubeconfig inside the container.
 const KUBECONFIG_IN_CONTAINER: &str = "/etc/rancher/k3s/k3s.yaml";
