@@ -445,6 +445,19 @@ impl Backend for ClusterBackend {
     }
 }
 
+/// Compile-time guard: the runner may drive releases on several tokio tasks (`--jobs`), so the
+/// backend must be shareable and its futures sendable. Never called.
+#[allow(dead_code)]
+fn futures_are_send(b: &'static ClusterBackend, r: &'static Release, d: &'static mut Deployed) {
+    fn send<T: Send>(_: T) {}
+    fn sync<T: Sync>(_: &T) {}
+    sync(b);
+    send(b.deploy(r));
+    send(b.logs(d, 10));
+    send(b.chart_tests(d));
+    send(b.restart(d));
+}
+
 fn failed(what: String, e: kube::Error) -> BackendError {
     BackendError::Failed { what, detail: e.to_string() }
 }
