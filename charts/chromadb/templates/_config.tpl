@@ -25,7 +25,14 @@ chromadb.extraConfig deep-merged over it (extra wins).
 {{- $_ := set $cfg "open_telemetry" $otel -}}
 {{- end -}}
 {{- with $c.segmentManager.hnswIndexPoolCacheConfig -}}
-{{- $_ := set $cfg "segment_manager" (dict "hnsw_index_pool_cache_config" .) -}}
+{{- $cache := deepCopy . -}}
+{{- /* The server reads the cache as a one-key map named for the policy ({memory: {capacity: …}});
+       the documented {policy: memory, capacity: …} form is turned into that, other forms pass through. */}}
+{{- if and (hasKey $cache "policy") (kindIs "string" $cache.policy) -}}
+{{- $policy := $cache.policy -}}
+{{- $cache = dict $policy (omit $cache "policy") -}}
+{{- end -}}
+{{- $_ := set $cfg "segment_manager" (dict "hnsw_index_pool_cache_config" $cache) -}}
 {{- end -}}
 {{- $merged := mergeOverwrite $cfg (deepCopy ($c.extraConfig | default dict)) -}}
 {{- toYaml $merged -}}

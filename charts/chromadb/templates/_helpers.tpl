@@ -229,3 +229,13 @@ imagePullSecrets:
 {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/* The collection listing of the version's API (v2 nests it under the default tenant and database). */}}
+{{- define "chromadb.collectionsPath" -}}
+{{- $prefix := include "chromadb.apiPrefix" . -}}
+{{- if eq $prefix "/api/v2" -}}
+{{- printf "%s/tenants/default_tenant/databases/default_database/collections" $prefix -}}
+{{- else -}}
+{{- printf "%s/collections" $prefix -}}
+{{- end -}}
+{{- end -}}
