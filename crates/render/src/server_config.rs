@@ -94,6 +94,8 @@ pub struct ConfigSource {
 impl Rendered {
     /// The config file path the chromadb container starts with: the argument after `run`
     /// (`chroma run <path>`), or the image default when neither command nor args are set.
+    /// (A Python-era container has no such file: this is an error there, or points at a path
+    /// nothing mounts.)
     pub fn server_config_path(&self) -> Result<String, ConfigError> {
         let c = self.chroma_container().ok_or(ConfigError::NoContainer)?;
         let command = c.command.clone().unwrap_or_default();
@@ -105,7 +107,6 @@ impl Rendered {
         all.windows(2)
             .find(|w| w[0] == "run")
             .map(|w| w[1].clone())
-            .or_else(|| all.iter().find(|a| a.ends_with(".yaml") || a.ends_with(".yml")).map(|a| a.to_string()))
             .ok_or(ConfigError::NoConfigPath { command, args })
     }
 

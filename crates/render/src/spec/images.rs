@@ -30,10 +30,20 @@ fn resolve(values: &Value, prefix: &str, repository: &str, tag: &str) -> Result<
         "" => tag,
         t => t,
     };
-    let name = if registry.is_empty() { repository.to_string() } else { format!("{registry}/{repository}") };
+    let name = if registry.is_empty() { repository.to_string() } else { format!("{registry}/{}", without_registry(repository)) };
     let reference = if digest.is_empty() { format!("{name}:{tag}") } else { format!("{name}@{digest}") };
     let pull_policy = parse_str(values, &format!("{prefix}.pullPolicy"), DEFAULT_PULL_POLICY)?.to_string();
     Ok(ExpectedImage { reference, pull_policy })
+}
+
+/// The repository path without its registry host. A registry *override* replaces the host
+/// the repository names (`ghcr.io` in `ghcr.io/chroma-core/chroma`); the first segment is a
+/// host when it has a `.` or `:` or is `localhost`, as in Docker's reference grammar.
+pub fn without_registry(repository: &str) -> &str {
+    match repository.split_once('/') {
+        Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => rest,
+        _ => repository,
+    }
 }
 
 /// The Chroma server image: the tag defaults to the Chroma version being deployed

@@ -9,6 +9,7 @@ use super::{DEFAULT_MAX_PAYLOAD, SpecError};
 
 /// Server defaults the spec names for optional keys; a chart may omit these keys or write
 /// exactly these values.
+/// (`cors_allow_origins` defaults to no CORS: absent or an empty list.)
 pub const SERVER_DEFAULTS: &[(&str, &str)] = &[
     ("sqlite_filename", "chroma.sqlite3"),
     ("sqlitedb.hash_type", "md5"),
@@ -48,8 +49,11 @@ pub fn expected_server_config(values: &Value) -> Result<Value, SpecError> {
     m.insert(key("max_payload_size_bytes"), Value::from(payload));
     m.insert(key("persist_path"), key(parse_str(values, "chromadb.persistDirectory", "/data")?));
     m.insert(key("allow_reset"), Value::Bool(parse_bool(values, "chromadb.allowReset", false)?));
-    let origins = lookup(values, "chromadb.corsAllowOrigins").cloned().unwrap_or(Value::Sequence(vec![]));
-    m.insert(key("cors_allow_origins"), origins);
+    if let Some(Value::Sequence(origins)) = lookup(values, "chromadb.corsAllowOrigins")
+        && !origins.is_empty()
+    {
+        m.insert(key("cors_allow_origins"), Value::Sequence(origins.clone()));
+    }
 
     match parse_str(values, "chromadb.sqliteFilename", "")? {
         "" => {}

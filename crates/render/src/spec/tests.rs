@@ -140,12 +140,18 @@ fn cors_wildcard_refused_only_where_the_server_panics(#[case] version: &str, #[c
 }
 
 #[rstest]
-#[case::global_registry_applies("global: {imageRegistry: g.io}", "g.io/ghcr.io/chroma-core/chroma:0.5.0")]
-#[case::own_registry_beats_global("global: {imageRegistry: g.io}\nimage: {registry: o.io}", "o.io/ghcr.io/chroma-core/chroma:0.5.0")]
+#[case::global_registry_applies("global: {imageRegistry: g.io}", "g.io/chroma-core/chroma:0.5.0")]
+#[case::own_registry_beats_global("global: {imageRegistry: g.io}\nimage: {registry: o.io}", "o.io/chroma-core/chroma:0.5.0")]
 #[case::digest_beats_tag("image: {tag: x, digest: 'sha256:ab'}", "ghcr.io/chroma-core/chroma@sha256:ab")]
 #[case::tag_defaults_to_the_version("{}", "ghcr.io/chroma-core/chroma:0.5.0")]
 fn chroma_image_resolution(#[case] values: &str, #[case] reference: &str) {
     assert_eq!(chroma_image(&yaml(values), &v("0.5.0")).expect("image").reference, reference);
+}
+
+#[test]
+fn registry_override_keeps_a_hostless_repository_whole() {
+    let img = chroma_image(&yaml("image: {registry: r.io, repository: team/chroma}"), &v("1.0.0")).expect("image");
+    assert_eq!(img.reference, "r.io/team/chroma:1.0.0");
 }
 
 #[test]
