@@ -1,1 +1,266 @@
-//! Runs the matrix: render, deploy, check, tear down, with progress on stderr.
+//! Runs the matrix: for each version × deployment, derive the spec's expectations, render,
+//! deploy, run the checks, tear down — with bounded parallelism and progress on stderr.
+//! Generic over [`Backend`], so the cluster backends reuse all of it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use render::{ChromaVersion, Expected, Helm, RenderRequest};
+use serde::Serialize;
+
+use crate::backend::{Backend, Deployed, Release};
+use crate::checks::{self, CheckName, Outcome};
+use crate::scenario::{Deployment, LivePlan};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub chart: PathBuf,
+    pub jobs: usize,
+    /// Only these checks (all when `None`).
+    pub checks: Option<BTreeSet<CheckName>>,
+    /// Leave deployments running after their checks.
+    pub keep: bool,
+    pub progress: bool,
+}
+
+/// One check's result on one deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub check: CheckName,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    pub seconds: f64,
+}
+
+/// One deployment of one version.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeploymentResult {
+    pub version: ChromaVersion,
+    pub deployment: String,
+    pub values_files: Vec<String>,
+    pub expected: Option<Expected>,
+    /// What the backend changed from the render.
+    pub adjustments: Vec<String>,
+    /// Why the deployment as a whole failed (render, deploy); every check it would have run
+    /// counts as failed.
+    pub error: Option<String>,
+    /// Why the deployment was not run (e.g. the spec refuses these values here and helm did too).
+    pub skipped: Option<String>,
+    pub checks: Vec<CheckResult>,
+    pub seconds: f64,
+    /// Where to reach it when kept (`--keep`).
+    pub kept_url: Option<String>,
+}
+
+impl DeploymentResult {
+    pub fn failed(&self) -> bool {
+        self.error.is_some() || self.checks.iter().any(|c| c.outcome.failed())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionTiming {
+    pub version: ChromaVersion,
+    pub prepare_seconds: f64,
+    pub deploy_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub backend: String,
+    pub chart: String,
+    pub wall_seconds: f64,
+    pub timings: Vec<VersionTiming>,
+    pub deployments: Vec<DeploymentResult>,
+    /// Deployments left running (`--keep`).
+    #[serde(skip)]
+    pub kept: Vec<Deployed>,
+}
+
+impl RunReport {
+    pub fn failed(&self) -> bool {
+        self.deployments.iter().any(DeploymentResult::failed) || self.timings.iter().any(|t| t.prepare_seconds < 0.0)
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10.0).round() / 10.0
+}
+
+/// The checks a deployment runs under the filters.
+pub fn selected(d: &Deployment, filter: &Option<BTreeSet<CheckName>>) -> Vec<CheckName> {
+    d.checks.iter().copied().filter(|c| filter.as_ref().is_none_or(|f| f.contains(c))).collect()
+}
+
+pub async fn run<B: Backend>(backend: &B, helm: &Helm, plan: &LivePlan, versions: &[ChromaVersion], opts: &RunOptions) -> RunReport {
+    let started = Instant::now();
+    let units: Vec<(ChromaVersion, &Deployment)> = versions
+        .iter()
+        .flat_map(|v| plan.deployments.iter().filter(|d| !selected(d, &opts.checks).is_empty()).map(move |d| (v.clone(), d)))
+        .collect();
+    let bar = if opts.progress { ProgressBar::new((versions.len() + units.len()) as u64) } else { ProgressBar::hidden() };
+    bar.set_style(ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+    bar.enable_steady_tick(Duration::from_millis(250));
+
+    // Versions first (environments, images), so deployments time only themselves.
+    let mut timings: BTreeMap<ChromaVersion, VersionTiming> = BTreeMap::new();
+    let mut prepare_errors: BTreeMap<ChromaVersion, String> = BTreeMap::new();
+    let prepared: Vec<_> = futures::stream::iter(versions.iter().cloned())
+        .map(|v| {
+            let bar = bar.clone();
+            async move {
+                bar.set_message(format!("preparing {v}"));
+                let t = Instant::now();
+                let r = backend.prepare(&v).await;
+                bar.inc(1);
+                (v, t.elapsed(), r)
+            }
+        })
+        .buffer_unordered(opts.jobs.max(1))
+        .collect()
+        .await;
+    for (v, took, r) in prepared {
+        if let Err(e) = r {
+            bar.println(format!("✗ {v}: preparing failed: {e}"));
+            prepare_errors.insert(v.clone(), e.to_string());
+        }
+        timings.insert(v.clone(), VersionTiming { version: v, prepare_seconds: secs(took), deploy_seconds: 0.0 });
+    }
+
+    let results: Vec<(DeploymentResult, Option<Deployed>)> = futures::stream::iter(units)
+        .map(|(v, d)| {
+            let bar = bar.clone();
+            let prep = prepare_errors.get(&v).cloned();
+            async move {
+                bar.set_message(format!("{v} {}", d.name));
+                let (r, kept) = match prep {
+                    Some(e) => (failed_unit(&v, d, None, format!("preparing chromadb {v} failed: {e}"), Instant::now()), None),
+                    None => run_unit(backend, helm, &v, d, opts).await,
+                };
+                let mark = if r.failed() { "✗" } else if r.skipped.is_some() { "-" } else { "✓" };
+                bar.println(format!("{mark} {v} {} ({:.1}s)", d.name, r.seconds));
+                bar.inc(1);
+                (r, kept)
+            }
+        })
+        .buffer_unordered(opts.jobs.max(1))
+        .collect()
+        .await;
+    bar.finish_and_clear();
+
+    let mut deployments = Vec::new();
+    let mut kept = Vec::new();
+    for (r, k) in results {
+        if let Some(t) = timings.get_mut(&r.version) {
+            t.deploy_seconds = secs(Duration::from_secs_f64(t.deploy_seconds + r.seconds));
+        }
+        deployments.push(r);
+        kept.extend(k);
+    }
+    let order: Vec<&str> = plan.names();
+    deployments.sort_by(|a, b| {
+        (a.version.clone(), order.iter().position(|n| *n == a.deployment)).cmp(&(b.version.clone(), order.iter().position(|n| *n == b.deployment)))
+    });
+    RunReport {
+        backend: backend.name().to_string(),
+        chart: opts.chart.display().to_string(),
+        wall_seconds: secs(started.elapsed()),
+        timings: timings.into_values().collect(),
+        deployments,
+        kept,
+    }
+}
+
+fn failed_unit(v: &ChromaVersion, d: &Deployment, expected: Option<Expected>, error: String, t: Instant) -> DeploymentResult {
+    DeploymentResult {
+        version: v.clone(),
+        deployment: d.name.clone(),
+        values_files: d.values_files.iter().map(|p| p.display().to_string()).collect(),
+        expected,
+        adjustments: Vec::new(),
+        error: Some(error),
+        skipped: None,
+        checks: Vec::new(),
+        seconds: secs(t.elapsed()),
+        kept_url: None,
+    }
+}
+
+fn release_id(v: &ChromaVersion, d: &Deployment) -> String {
+    format!("{}-{}", v.to_string().replace(['.', '+'], "-"), d.name)
+}
+
+async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &Deployment, opts: &RunOptions) -> (DeploymentResult, Option<Deployed>) {
+    let t = Instant::now();
+    let mut request = RenderRequest::new(&opts.chart).version(v.clone());
+    for f in &d.values_files {
+        request = request.values_file(f);
+    }
+    let rendered = {
+        let (helm, request) = (helm.clone(), request.clone());
+        tokio::task::spawn_blocking(move || request.render(&helm)).await
+    };
+    let rendered = match rendered {
+        Ok(r) => r,
+        Err(e) => return (failed_unit(v, d, None, format!("render task failed: {e}"), t), None),
+    };
+
+    let expected = match Expected::from_values(&d.values, v) {
+        Ok(e) => e,
+        Err(spec) => {
+            // The spec refuses these values on this version: helm must refuse them too,
+            // naming the key; then there is nothing to deploy.
+            let mut r = failed_unit(v, d, None, String::new(), t);
+            match rendered {
+                Err(e) if e.helm_message().is_some_and(|m| m.contains(&spec.key)) => {
+                    r.error = None;
+                    r.skipped = Some(format!("the spec refuses these values on {v} ({spec}) and helm refused them too"));
+                }
+                Err(e) => r.error = Some(format!("the spec refuses these values on {v} ({spec}); helm refused them but without naming `{}`: {e}", spec.key)),
+                Ok(_) => r.error = Some(format!("the spec refuses these values on {v} ({spec}), yet the chart rendered them")),
+            }
+            return (r, None);
+        }
+    };
+    let rendered = match rendered {
+        Ok(r) => r,
+        Err(e) => return (failed_unit(v, d, Some(expected), format!("helm template failed: {e}"), t), None),
+    };
+    let release = Release { id: release_id(v, d), version: v.clone(), request, rendered, external_secrets: d.secrets() };
+    let mut deployed = match backend.deploy(&release).await {
+        Ok(dep) => dep,
+        Err(e) => return (failed_unit(v, d, Some(expected), format!("deploy failed: {e}"), t), None),
+    };
+    let mut results = Vec::new();
+    for check in selected(d, &opts.checks) {
+        let ct = Instant::now();
+        let outcome = checks::run(check, backend, &mut deployed, &expected).await;
+        results.push(CheckResult { check, outcome, seconds: secs(ct.elapsed()) });
+    }
+    let mut r = DeploymentResult {
+        version: v.clone(),
+        deployment: d.name.clone(),
+        values_files: d.values_files.iter().map(|p| p.display().to_string()).collect(),
+        expected: Some(expected),
+        adjustments: deployed.adjustments.clone(),
+        error: None,
+        skipped: None,
+        checks: results,
+        seconds: 0.0,
+        kept_url: None,
+    };
+    let kept = if opts.keep {
+        r.kept_url = Some(deployed.base_url.clone());
+        Some(deployed)
+    } else {
+        if let Err(e) = backend.teardown(deployed).await {
+            r.error = Some(format!("teardown failed: {e}"));
+        }
+        None
+    };
+    r.seconds = secs(t.elapsed());
+    (r, kept)
+}

@@ -82,8 +82,12 @@ impl VenvCache {
             Some(p) if !p.is_empty() => PathBuf::from(p),
             _ => return Err(VenvError::UvNotConfigured),
         };
-        let root = dirs::cache_dir().ok_or(VenvError::NoCacheDir)?.join("chromadb-chart-harness").join("venvs");
-        Self::new(uv, root)
+        Self::new(uv, Self::default_root()?)
+    }
+
+    /// `<XDG cache>/chromadb-chart-harness/venvs`.
+    pub fn default_root() -> Result<PathBuf, VenvError> {
+        Ok(dirs::cache_dir().ok_or(VenvError::NoCacheDir)?.join("chromadb-chart-harness").join("venvs"))
     }
 
     pub fn new(uv: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Result<Self, VenvError> {

@@ -63,6 +63,12 @@ pub enum BackendError {
 #[allow(async_fn_in_trait)]
 pub trait Backend {
     fn name(&self) -> &'static str;
+    /// Gets ready to deploy `version` (e.g. builds its Python environment), so the runner can
+    /// do that up front and time it apart from the deployments. Default: nothing to do.
+    async fn prepare(&self, version: &ChromaVersion) -> Result<(), BackendError> {
+        let _ = version;
+        Ok(())
+    }
     /// Brings the release up and waits until its API answers.
     async fn deploy(&self, release: &Release) -> Result<Deployed, BackendError>;
     /// Pod-restart semantics: the server process/pod goes away and comes back with the same

@@ -1,1 +1,213 @@
 //! Conformance checks: each probes the live API and compares with the spec model.
+//!
+//! A check says when it applies (from the version and [`Expected`] alone) and ends in one
+//! [`Outcome`]. What a deployment must do always comes from `Expected` (values + version);
+//! what Chroma answers when it refuses something comes from the [`era`] table.
+
+pub mod client;
+pub mod era;
+mod probes;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine;
+use render::{Auth, Expected};
+use serde::Serialize;
+
+use crate::backend::{Backend, Deployed};
+use client::{Answer, Api, Credential, Exchange};
+
+/// The spec's default name for the chart's auth Secret.
+pub const DEFAULT_AUTH_SECRET: &str = "chromadb-auth";
+
+/// Every check, in the order they run on a deployment (reset last: it wipes data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckName {
+    ApiSurface,
+    Auth,
+    Cors,
+    Payload,
+    Persistence,
+    Reset,
+}
+
+impl CheckName {
+    pub const ALL: [CheckName; 6] = [CheckName::ApiSurface, CheckName::Auth, CheckName::Cors, CheckName::Payload, CheckName::Persistence, CheckName::Reset];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckName::ApiSurface => "api-surface",
+            CheckName::Auth => "auth",
+            CheckName::Cors => "cors",
+            CheckName::Payload => "payload",
+            CheckName::Persistence => "persistence",
+            CheckName::Reset => "reset",
+        }
+    }
+
+    /// `Err(reason)` when the check has nothing to verify for this deployment.
+    pub fn applies(self, e: &Expected) -> Result<(), String> {
+        match self {
+            CheckName::Payload if e.max_payload_bytes.is_none() => {
+                Err(format!("Chroma {} (< 1.0.0) has no payload limit; maxPayloadSizeBytes is ignored there", e.version))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for CheckName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CheckName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CheckName::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| {
+            format!("unknown check `{s}` (valid: {})", CheckName::ALL.map(|c| c.as_str()).join(", "))
+        })
+    }
+}
+
+/// How one check ended.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    Pass { detail: String },
+    Fail { reason: String, evidence: Vec<Exchange>, log_tail: String },
+    Skipped { reason: String },
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Pass { .. } => "PASS",
+            Outcome::Fail { .. } => "FAIL",
+            Outcome::Skipped { .. } => "SKIP",
+        }
+    }
+    pub fn failed(&self) -> bool {
+        matches!(self, Outcome::Fail { .. })
+    }
+}
+
+/// What a running check has at hand.
+pub struct Ctx<'a, B: Backend> {
+    pub backend: &'a B,
+    pub deployed: &'a mut Deployed,
+    pub expected: &'a Expected,
+    pub api: Api,
+    /// Exchanges so far (the evidence if the check fails).
+    pub evidence: Vec<Exchange>,
+}
+
+impl<B: Backend> Ctx<'_, B> {
+    /// Keeps an answer's exchange as evidence and hands the answer back.
+    pub fn rec(&mut self, a: Answer) -> Answer {
+        self.evidence.push(a.ex.clone());
+        a
+    }
+}
+
+/// The credential the spec says a client uses, read from the Secret the pod got.
+pub fn credential(expected: &Expected, secrets: &BTreeMap<String, BTreeMap<String, String>>) -> Result<Option<Credential>, String> {
+    let secret = |name: &Option<String>| {
+        let name = name.clone().unwrap_or_else(|| DEFAULT_AUTH_SECRET.to_string());
+        secrets.get(&name).cloned().map(|d| (name.clone(), d)).ok_or_else(|| format!("the pod has no Secret `{name}` to take credentials from"))
+    };
+    let key = |name: &str, data: &BTreeMap<String, String>, key: &str| {
+        data.get(key).cloned().ok_or_else(|| format!("Secret `{name}` has no key `{key}` (it has: {})", data.keys().cloned().collect::<Vec<_>>().join(", ")))
+    };
+    match &expected.auth {
+        Auth::Open { .. } => Ok(None),
+        Auth::Token { header, existing_secret } => {
+            let (name, data) = secret(existing_secret)?;
+            let token = key(&name, &data, "token")?;
+            let label = format!("{}<token from Secret {name}>", if header.header_name() == "Authorization" { "Bearer " } else { "" });
+            Ok(Some(Credential::new(header.header_name(), header.header_value(&token), label)))
+        }
+        Auth::Basic { existing_secret } => {
+            let (name, data) = secret(existing_secret)?;
+            let user = key(&name, &data, "username")?;
+            let pass = key(&name, &data, "password")?;
+            Ok(Some(basic(&user, &pass, format!("Basic <username:password from Secret {name}>"))))
+        }
+    }
+}
+
+pub fn basic(user: &str, pass: &str, label: String) -> Credential {
+    let enc = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    Credential::new("Authorization", format!("Basic {enc}"), label)
+}
+
+/// Runs one check (already known to apply) and turns its result into an outcome.
+pub async fn run<B: Backend>(check: CheckName, backend: &B, deployed: &mut Deployed, expected: &Expected) -> Outcome {
+    if let Err(reason) = check.applies(expected) {
+        return Outcome::Skipped { reason };
+    }
+    let cred = match credential(expected, &deployed.secrets) {
+        Ok(c) => c,
+        Err(reason) => return Outcome::Fail { reason, evidence: Vec::new(), log_tail: backend.logs(deployed, 30).await },
+    };
+    let api = Api::new(&deployed.base_url, expected.api, cred);
+    let mut ctx = Ctx { backend, deployed, expected, api, evidence: Vec::new() };
+    let result = match check {
+        CheckName::ApiSurface => probes::api_surface(&mut ctx).await,
+        CheckName::Auth => probes::auth(&mut ctx).await,
+        CheckName::Cors => probes::cors(&mut ctx).await,
+        CheckName::Payload => probes::payload(&mut ctx).await,
+        CheckName::Persistence => probes::persistence(&mut ctx).await,
+        CheckName::Reset => probes::reset(&mut ctx).await,
+    };
+    match result {
+        Ok(detail) => Outcome::Pass { detail },
+        Err(reason) => {
+            let log_tail = ctx.backend.logs(ctx.deployed, 40).await;
+            let keep = ctx.evidence.len().saturating_sub(6);
+            Outcome::Fail { reason, evidence: ctx.evidence.split_off(keep), log_tail }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use render::ChromaVersion;
+
+    fn expected(values: &str, v: &str) -> Expected {
+        Expected::from_values(&serde_yaml::from_str(values).unwrap(), &v.parse::<ChromaVersion>().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn payload_is_skipped_below_1_0_with_the_reason() {
+        let e = expected("{}", "0.6.3");
+        assert!(CheckName::Payload.applies(&e).unwrap_err().contains("no payload limit"));
+    }
+
+    #[test]
+    fn unknown_check_name_lists_the_valid_ones() {
+        let err = "persist".parse::<CheckName>().unwrap_err();
+        assert!(err.contains("persistence") && err.contains("`persist`"), "{err}");
+    }
+
+    #[test]
+    fn token_credential_comes_from_the_existing_secret() {
+        let e = expected("chromadb: {auth: {existingSecret: mine}}", "0.5.0");
+        let secrets = BTreeMap::from([("mine".to_string(), BTreeMap::from([("token".to_string(), "t0k".to_string())]))]);
+        let c = credential(&e, &secrets).unwrap().unwrap();
+        assert_eq!((c.header.as_str(), c.value.as_str()), ("Authorization", "Bearer t0k"));
+    }
+
+    #[test]
+    fn missing_secret_key_is_named() {
+        let e = expected("chromadb: {auth: {type: basic}}", "0.5.0");
+        let secrets = BTreeMap::from([(DEFAULT_AUTH_SECRET.to_string(), BTreeMap::from([("token".to_string(), "x".to_string())]))]);
+        let err = credential(&e, &secrets).unwrap_err();
+        assert!(err.contains("no key `username`"), "{err}");
+    }
+}

@@ -354,6 +354,10 @@ impl Backend for ProcessBackend {
         "process"
     }
 
+    async fn prepare(&self, version: &ChromaVersion) -> Result<(), BackendError> {
+        self.venv(version).await.map(|_| ())
+    }
+
     async fn deploy(&self, release: &Release) -> Result<Deployed, BackendError> {
         let venv = self.venv(&release.version).await?;
         std::fs::create_dir_all(&self.opts.temp_base).map_err(io("creating the temp base"))?;

@@ -1,0 +1,70 @@
+//! Facts about Chroma itself (not the chart) that the checks need: which HTTP status each
+//! era answers with when it refuses something. One table, keyed by version ranges, measured
+//! against real servers (chroma-facts.md plus this harness's own runs).
+
+use render::ChromaVersion;
+
+const fn v(major: u64, minor: u64, patch: u64) -> ChromaVersion {
+    ChromaVersion::new(major, minor, patch)
+}
+
+/// `[from, to)` → the statuses that count as the era's answer.
+struct Row {
+    from: ChromaVersion,
+    to: ChromaVersion,
+    statuses: &'static [u16],
+}
+
+const END: ChromaVersion = v(u64::MAX, 0, 0);
+
+/// A request without valid credentials while auth is on.
+const AUTH_REJECTED: &[Row] = &[
+    Row { from: v(0, 4, 0), to: v(0, 5, 0), statuses: &[401] },
+    Row { from: v(0, 5, 0), to: v(1, 0, 0), statuses: &[403] },
+];
+
+/// `POST …/reset` with `allow_reset` off.
+const RESET_REFUSED: &[Row] = &[
+    // ValueError surfaced as a 500.
+    Row { from: v(0, 4, 0), to: v(0, 5, 17), statuses: &[500] },
+    // 0.5.17–0.5.19 not measured: either answer is the server's own.
+    Row { from: v(0, 5, 17), to: v(0, 5, 20), statuses: &[400, 500] },
+    // InvalidArgumentError.
+    Row { from: v(0, 5, 20), to: v(1, 0, 0), statuses: &[400] },
+    // "Reset is disabled by config".
+    Row { from: v(1, 0, 0), to: END, statuses: &[403] },
+];
+
+fn lookup(table: &[Row], version: &ChromaVersion) -> &'static [u16] {
+    table.iter().find(|r| *version >= r.from && *version < r.to).map_or(&[], |r| r.statuses)
+}
+
+pub fn auth_rejected(version: &ChromaVersion) -> &'static [u16] {
+    lookup(AUTH_REJECTED, version)
+}
+
+pub fn reset_refused(version: &ChromaVersion) -> &'static [u16] {
+    lookup(RESET_REFUSED, version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::python_0_4_answers_401("0.4.24", &[401])]
+    #[case::python_0_5_answers_403("0.5.0", &[403])]
+    #[case::python_0_6_answers_403("0.6.3", &[403])]
+    fn auth_rejection_status(#[case] version: &str, #[case] want: &[u16]) {
+        assert_eq!(auth_rejected(&version.parse().unwrap()), want);
+    }
+
+    #[rstest]
+    #[case::value_error_500_on_0_5_16("0.5.16", &[500])]
+    #[case::invalid_argument_400_on_0_5_23("0.5.23", &[400])]
+    #[case::forbidden_403_on_rust("1.5.0", &[403])]
+    fn reset_refusal_status(#[case] version: &str, #[case] want: &[u16]) {
+        assert_eq!(reset_refused(&version.parse().unwrap()), want);
+    }
+}
