@@ -13,10 +13,11 @@ use sha2::{Digest, Sha256};
 use crate::helm::{Helm, RenderError, RenderRequest};
 use crate::objects::Rendered;
 
-/// What a render produced: helm's stdout, or helm's refusal message.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// What a render produced: helm's documents (stored as JSON, which loads far faster than
+/// re-parsing helm's YAML in every test process), or helm's refusal message.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 enum Outcome {
-    Rendered(String),
+    Rendered(Vec<serde_json::Value>),
     Refused(String),
 }
 
@@ -115,7 +116,10 @@ impl RenderCache {
             None => {
                 let started = Instant::now();
                 let outcome = match req.render_raw(&self.helm) {
-                    Ok(stdout) => Outcome::Rendered(stdout),
+                    Ok(stdout) => match Rendered::parse(&stdout) {
+                        Ok(r) => Outcome::Rendered(r.documents),
+                        Err(e) => return Err(CachedError::Other(format!("helm output does not parse: {e}"))),
+                    },
                     Err(RenderError::Helm { message }) => Outcome::Refused(message),
                     Err(other) => return Err(CachedError::Other(other.to_string())),
                 };
@@ -127,7 +131,7 @@ impl RenderCache {
             }
         };
         match outcome {
-            Outcome::Rendered(text) => Rendered::parse(&text)
+            Outcome::Rendered(docs) => Rendered::from_documents(docs)
                 .map(Arc::new)
                 .map_err(|e| CachedError::Other(format!("helm output does not parse: {e}"))),
             Outcome::Refused(message) => Err(CachedError::Refused(message)),
@@ -135,7 +139,7 @@ impl RenderCache {
     }
 
     fn load(&self, key: &str) -> Option<Outcome> {
-        let path = self.dir.as_ref()?.join(format!("{key}.json"));
+        let path = self.dir.as_ref()?.join(format!("{key}.v2.json"));
         let text = std::fs::read_to_string(path).ok()?;
         serde_json::from_str(&text).ok()
     }
@@ -147,7 +151,7 @@ impl RenderCache {
             std::fs::create_dir_all(dir)?;
             let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
             tmp.write_all(serde_json::to_string(outcome).map_err(std::io::Error::other)?.as_bytes())?;
-            tmp.persist(dir.join(format!("{key}.json"))).map_err(|e| e.error)?;
+            tmp.persist(dir.join(format!("{key}.v2.json"))).map_err(|e| e.error)?;
             let mut log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("renders.log"))?;
             let version = req.version.as_ref().map_or_else(|| "-".to_string(), ToString::to_string);
             let ok = if matches!(outcome, Outcome::Rendered(_)) { "rendered" } else { "refused" };

@@ -58,14 +58,21 @@ fn typed<T: serde::de::DeserializeOwned>(doc: &serde_json::Value) -> Result<T, P
 
 impl Rendered {
     pub fn parse(stream: &str) -> Result<Self, ParseError> {
-        let mut out = Rendered::default();
+        let mut docs = Vec::new();
         for de in serde_yaml::Deserializer::from_str(stream) {
             let value = serde_yaml::Value::deserialize(de).map_err(ParseError::Yaml)?;
             if value.is_null() {
                 continue;
             }
-            let doc: serde_json::Value = serde_json::to_value(&value)
-                .map_err(|e| ParseError::NoKind(e.to_string()))?;
+            docs.push(serde_json::to_value(&value).map_err(|e| ParseError::NoKind(e.to_string()))?);
+        }
+        Self::from_documents(docs)
+    }
+
+    /// Builds the typed view of already-parsed documents (e.g. from a cache).
+    pub fn from_documents(docs: Vec<serde_json::Value>) -> Result<Self, ParseError> {
+        let mut out = Rendered::default();
+        for doc in docs {
             let kind = doc["kind"]
                 .as_str()
                 .ok_or_else(|| ParseError::NoKind(doc.to_string()))?;
