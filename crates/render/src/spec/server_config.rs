@@ -93,7 +93,7 @@ pub fn expected_server_config(values: &Value) -> Result<Value, SpecError> {
         && !cache.is_empty()
     {
         let mut sm = Mapping::new();
-        sm.insert(key("hnsw_index_pool_cache_config"), Value::Mapping(cache.clone()));
+        sm.insert(key("hnsw_index_pool_cache_config"), server_cache_shape(cache));
         m.insert(key("segment_manager"), Value::Mapping(sm));
     }
 
@@ -102,4 +102,21 @@ pub fn expected_server_config(values: &Value) -> Result<Value, SpecError> {
         deep_merge(&mut doc, extra);
     }
     Ok(doc)
+}
+
+/// The spec documents the cache as `{policy: memory, capacity: 65536}`, but the Rust server
+/// reads an externally tagged enum and panics on that shape ("expected map with a single
+/// key", measured on 1.5.9). The promise is a working cache, so the policy becomes the tag:
+/// `{memory: {capacity: 65536}}`. Any other shape is the user's own and passes through.
+fn server_cache_shape(cache: &Mapping) -> Value {
+    match cache.get("policy").and_then(Value::as_str) {
+        Some(policy) => {
+            let mut rest = cache.clone();
+            rest.remove("policy");
+            let mut tagged = Mapping::new();
+            tagged.insert(key(policy), Value::Mapping(rest));
+            Value::Mapping(tagged)
+        }
+        None => Value::Mapping(cache.clone()),
+    }
 }
