@@ -25,15 +25,19 @@ const AUTH_REJECTED: &[Row] = &[
 
 /// `POST …/reset` with `allow_reset` off.
 const RESET_REFUSED: &[Row] = &[
-    // ValueError surfaced as a 500.
+    // ValueError surfaced as a 500 (measured through 0.5.16).
     Row { from: v(0, 4, 0), to: v(0, 5, 17), statuses: &[500] },
-    // 0.5.17–0.5.19 not measured: either answer is the server's own.
-    Row { from: v(0, 5, 17), to: v(0, 5, 20), statuses: &[400, 500] },
-    // InvalidArgumentError.
-    Row { from: v(0, 5, 20), to: v(1, 0, 0), statuses: &[400] },
+    // InvalidArgumentError (measured from 0.5.17).
+    Row { from: v(0, 5, 17), to: v(1, 0, 0), statuses: &[400] },
     // "Reset is disabled by config".
     Row { from: v(1, 0, 0), to: END, statuses: &[403] },
 ];
+
+/// 0.4.x puts its auth middleware outside the CORS one: with auth on, a preflight without
+/// credentials gets 401 before CORS can answer it (measured 0.4.8–0.4.24).
+pub fn preflight_behind_auth(version: &ChromaVersion) -> bool {
+    *version < v(0, 5, 0)
+}
 
 fn lookup(table: &[Row], version: &ChromaVersion) -> &'static [u16] {
     table.iter().find(|r| *version >= r.from && *version < r.to).map_or(&[], |r| r.statuses)
@@ -62,6 +66,7 @@ mod tests {
 
     #[rstest]
     #[case::value_error_500_on_0_5_16("0.5.16", &[500])]
+    #[case::invalid_argument_400_from_0_5_17("0.5.17", &[400])]
     #[case::invalid_argument_400_on_0_5_23("0.5.23", &[400])]
     #[case::forbidden_403_on_rust("1.5.0", &[403])]
     fn reset_refusal_status(#[case] version: &str, #[case] want: &[u16]) {

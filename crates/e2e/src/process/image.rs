@@ -276,6 +276,12 @@ pub fn launch(version: &ChromaVersion, venv: &Venv, layout: &Layout, c: &Contain
     set(&mut env, "HOME", layout.host_path("/root").to_string_lossy());
     set(&mut env, "TMPDIR", layout.host_path("/tmp").to_string_lossy());
     set(&mut env, "LANG", "C.UTF-8");
+    if image.era != Era::Rust && get(&env, "PYTHONUNBUFFERED").is_none() {
+        // Python block-buffers stdout into a file; the log tail in failure reports must be
+        // current. Output only, no behaviour change.
+        set(&mut env, "PYTHONUNBUFFERED", "1");
+        adjustments.push("PYTHONUNBUFFERED=1 so the server log is written as it happens".into());
+    }
     Ok(Launch { program, args: rest, env, cwd: layout.host_path(image.workdir), container_port, adjustments })
 }
 
