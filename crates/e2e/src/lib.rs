@@ -8,6 +8,7 @@ pub mod process;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod upgrade;
 pub mod venv;
 
 pub use backend::{Backend, BackendError, Deployed, Release};

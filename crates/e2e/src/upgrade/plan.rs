@@ -1,0 +1,247 @@
+//! What to upgrade: one transition (from the command line) or the matrix in
+//! fixtures/upgrades.yaml, validated before anything is deployed.
+
+use std::path::{Path, PathBuf};
+
+use render::{ChromaVersion, VersionMatrix};
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+
+use crate::scenario::merge;
+
+/// The oldest release the chart supports.
+pub const OLDEST: ChromaVersion = ChromaVersion::new(0, 4, 3);
+
+/// How a transition ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Every record is there, unchanged, and B passes its checks.
+    Survived,
+    /// B runs but records or collections are missing, changed or unreadable.
+    DataLost,
+    /// B refused to start on A's data (its log says why).
+    Incompatible,
+    /// The data survived but a conformance check failed on B.
+    ChecksFailed,
+    /// A could not be deployed or written to: the transition was not exercised.
+    SetupFailed,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Survived => "survived",
+            Verdict::DataLost => "data-lost",
+            Verdict::Incompatible => "incompatible",
+            Verdict::ChecksFailed => "checks-failed",
+            Verdict::SetupFailed => "setup-failed",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{field} {input}: {reason}")]
+    Version { field: String, input: String, reason: String },
+    #[error("{field}: values file {path} cannot be read: {reason}")]
+    Values { field: String, path: PathBuf, reason: String },
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// Parses and gates one version. `known` is fixtures/versions.yaml: a version outside it
+/// has no measured pins and no place in the chart's gates, so it is refused by name.
+pub fn version(field: &str, input: &str, known: &VersionMatrix) -> Result<ChromaVersion, PlanError> {
+    let bad = |reason: String| PlanError::Version { field: field.into(), input: input.into(), reason };
+    let v = input.trim().parse::<ChromaVersion>().map_err(|e| bad(e.to_string()))?;
+    if v < OLDEST {
+        return Err(bad(format!("older than the oldest supported release {OLDEST}")));
+    }
+    if known.get(&v).is_none() {
+        let list: Vec<String> = known.all().map(|v| v.to_string()).collect();
+        return Err(bad(format!("unknown version: not in fixtures/versions.yaml (known: {}); add it there (with pins if it needs any) to use it", list.join(", "))));
+    }
+    Ok(v)
+}
+
+/// `from` must not be newer than `to` unless a downgrade is asked for explicitly.
+pub fn direction(from: &ChromaVersion, to: &ChromaVersion, downgrade: bool, flag: &str) -> Result<(), PlanError> {
+    if from > to && !downgrade {
+        return Err(PlanError::Version {
+            field: "--from/--to".into(),
+            input: format!("{from} → {to}"),
+            reason: format!("this is a downgrade; pass {flag} to run it anyway"),
+        });
+    }
+    Ok(())
+}
+
+/// helm's layering of `files`, each read and parsed; a missing file is named.
+pub fn merged_values(files: &[PathBuf], field: &str) -> Result<Value, PlanError> {
+    let mut out = Value::Mapping(Default::default());
+    for f in files {
+        let bad = |reason: String| PlanError::Values { field: field.into(), path: f.clone(), reason };
+        let text = std::fs::read_to_string(f).map_err(|e| bad(e.to_string()))?;
+        let v: Value = serde_yaml::from_str(&text).map_err(|e| bad(format!("not YAML: {e}")))?;
+        match v {
+            Value::Null => {}
+            Value::Mapping(_) => merge(&mut out, v),
+            _ => return Err(bad("the top level is not a mapping".into())),
+        }
+    }
+    Ok(out)
+}
+
+/// One transition to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Transition {
+    pub from: ChromaVersion,
+    pub to: ChromaVersion,
+    pub reason: String,
+    /// Layered on both sides.
+    pub values_files: Vec<PathBuf>,
+    /// Layered after `values_files`, on B only (a values change made with the upgrade).
+    pub to_values_files: Vec<PathBuf>,
+    /// A chart directory or git ref for A; `None` = the same chart as B.
+    pub from_chart: Option<String>,
+    /// What running it established (the matrix fails when a run disagrees).
+    pub expect: Verdict,
+}
+
+impl Transition {
+    pub fn id(&self) -> String {
+        let v = |v: &ChromaVersion| v.to_string().replace(['.', '+'], "-");
+        format!("up-{}-to-{}", v(&self.from), v(&self.to))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatrix {
+    transitions: Vec<RawTransition>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransition {
+    from: String,
+    to: String,
+    reason: String,
+    #[serde(default)]
+    values: Vec<String>,
+    #[serde(default)]
+    to_values: Vec<String>,
+    #[serde(default)]
+    from_chart: Option<String>,
+    #[serde(default)]
+    downgrade: bool,
+    #[serde(default = "survived")]
+    expect: Verdict,
+}
+
+fn survived() -> Verdict {
+    Verdict::Survived
+}
+
+/// fixtures/upgrades.yaml.
+#[derive(Debug, Clone)]
+pub struct UpgradeMatrix {
+    pub transitions: Vec<Transition>,
+}
+
+impl UpgradeMatrix {
+    pub fn load(path: &Path, values_dir: &Path, known: &VersionMatrix) -> Result<UpgradeMatrix, PlanError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PlanError::Read { path: path.into(), reason: e.to_string() })?;
+        Self::parse(&text, path, values_dir, known)
+    }
+
+    pub fn parse(text: &str, path: &Path, values_dir: &Path, known: &VersionMatrix) -> Result<UpgradeMatrix, PlanError> {
+        let raw: RawMatrix = serde_yaml::from_str(text).map_err(|e| PlanError::Invalid {
+            path: path.into(),
+            reason: format!("expected `transitions: [{{from, to, reason, values?, to_values?, from_chart?, downgrade?, expect?}}]`: {e}"),
+        })?;
+        let mut transitions = Vec::new();
+        for (i, t) in raw.transitions.into_iter().enumerate() {
+            let at = |k: &str| format!("{}: transitions[{i}].{k}", path.display());
+            let from = version(&at("from"), &t.from, known)?;
+            let to = version(&at("to"), &t.to, known)?;
+            if from > to && !t.downgrade {
+                return Err(PlanError::Invalid { path: path.into(), reason: format!("transitions[{i}] {from} → {to} is a downgrade; mark it `downgrade: true`") });
+            }
+            if from == to && t.from_chart.is_none() {
+                return Err(PlanError::Invalid { path: path.into(), reason: format!("transitions[{i}] {from} → {to} changes nothing; give a from_chart or another version") });
+            }
+            if t.reason.trim().is_empty() {
+                return Err(PlanError::Invalid { path: path.into(), reason: format!("transitions[{i}] needs a reason") });
+            }
+            let resolve = |names: &[String], key: &str| -> Result<Vec<PathBuf>, PlanError> {
+                let files: Vec<PathBuf> = names.iter().map(|n| values_dir.join(n)).collect();
+                merged_values(&files, &at(key))?;
+                Ok(files)
+            };
+            let tr = Transition {
+                values_files: resolve(&t.values, "values")?,
+                to_values_files: resolve(&t.to_values, "to_values")?,
+                from,
+                to,
+                reason: t.reason,
+                from_chart: t.from_chart,
+                expect: t.expect,
+            };
+            if transitions.iter().any(|x: &Transition| x.id() == tr.id() && x.values_files == tr.values_files && x.from_chart == tr.from_chart) {
+                return Err(PlanError::Invalid { path: path.into(), reason: format!("transitions[{i}] {} → {} is listed twice", tr.from, tr.to) });
+            }
+            transitions.push(tr);
+        }
+        Ok(UpgradeMatrix { transitions })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn known() -> VersionMatrix {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/versions.yaml");
+        VersionMatrix::load(root).unwrap()
+    }
+
+    #[rstest]
+    #[case::below_the_floor("0.4.2", "oldest supported release 0.4.3")]
+    #[case::not_a_version("latest", "not a Chroma version")]
+    #[case::unlisted_release("0.5.7", "unknown version")]
+    fn a_bad_version_is_refused_naming_the_flag(#[case] input: &str, #[case] why: &str) {
+        let e = version("--from", input, &known()).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("--from {input}:")) && e.contains(why), "{e}");
+    }
+
+    #[test]
+    fn a_downgrade_needs_the_flag() {
+        let e = direction(&"1.0.0".parse().unwrap(), &"0.6.3".parse().unwrap(), false, "--allow-downgrade").unwrap_err().to_string();
+        assert!(e.contains("--allow-downgrade") && e.contains("downgrade"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_values_file_is_named() {
+        let e = merged_values(&[PathBuf::from("/nowhere/x.yaml")], "--values").unwrap_err().to_string();
+        assert!(e.contains("/nowhere/x.yaml") && e.starts_with("--values"), "{e}");
+    }
+
+    #[test]
+    fn the_fixture_matrix_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let m = UpgradeMatrix::load(&root.join("fixtures/upgrades.yaml"), &root.join("fixtures/values"), &known()).unwrap();
+        assert!(m.transitions.iter().any(|t| t.from.to_string() == "0.6.3" && t.to.to_string() == "1.0.0"));
+    }
+
+    #[test]
+    fn an_unmarked_downgrade_row_is_refused() {
+        let text = "transitions:\n  - {from: 1.0.0, to: 0.6.3, reason: r}\n";
+        let e = UpgradeMatrix::parse(text, Path::new("u.yaml"), Path::new("."), &known()).unwrap_err().to_string();
+        assert!(e.contains("downgrade: true"), "{e}");
+    }
+}
