@@ -1,10 +1,194 @@
-//! `cargo xtask upgrade`: placeholder until upgrade reproduction lands (issue 7).
+//! `cargo xtask upgrade`: reproduce an upgrade. Deploy A, write the known dataset, upgrade in
+//! place to B on the same data, diff record by record, run the conformance checks on B.
+//! The report goes to stdout (steps, per-collection diff, logs around the upgrade); the exit
+//! code is non-zero unless everything survived (or, with --matrix, unless every transition
+//! ended the way fixtures/upgrades.yaml says running it did).
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct Flags {}
+use anyhow::{Context, bail};
+use e2e::Backend;
+use e2e::cluster::{ClusterKind, ClusterOptions};
+use e2e::process::{ProcessBackend, ProcessOptions};
+use e2e::upgrade::{self, ChartCheckout, Fault, Transition, UpgradeMatrix, UpgradeOptions, Verdict, chart, plan};
+use e2e::venv::VenvCache;
+use render::{Expected, Helm, VersionMatrix};
 
-pub fn run(_flags: Flags) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`cargo xtask upgrade` is not wired yet")
+use crate::e2e::BackendKind;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Flags {
+    /// The Chroma version installed first (A), e.g. 0.6.3
+    #[arg(long, value_name = "X.Y.Z", required_unless_present = "matrix")]
+    pub from: Option<String>,
+    /// The Chroma version upgraded to (B); defaults to --from with --from-chart
+    #[arg(long, value_name = "X.Y.Z")]
+    pub to: Option<String>,
+    /// Run every transition of fixtures/upgrades.yaml instead of one
+    #[arg(long, conflicts_with_all = ["from", "to", "from_chart", "values", "to_values"])]
+    pub matrix: bool,
+    #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
+    pub backend: BackendKind,
+    /// A values file layered on both sides (repeatable, in helm's order)
+    #[arg(long = "values", value_name = "FILE")]
+    pub values: Vec<PathBuf>,
+    /// A values file layered on B only, after --values (a values change made with the upgrade)
+    #[arg(long = "to-values", value_name = "FILE")]
+    pub to_values: Vec<PathBuf>,
+    /// Install A from this chart: a directory or a git ref of this repository (e.g. HEAD~3)
+    #[arg(long, value_name = "PATH|GIT-REF")]
+    pub from_chart: Option<String>,
+    /// The chart upgraded to (default: charts/chromadb of the working tree)
+    #[arg(long, value_name = "PATH")]
+    pub chart: Option<PathBuf>,
+    /// Allow --from newer than --to (a rollback)
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    /// Write the report as JSON
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
+    /// Leave B running after the report (Ctrl-C removes it)
+    #[arg(long)]
+    pub keep: bool,
+    /// Transitions run at once with --matrix
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Test hook: tamper with the data after the upgrade (delete-records, change-record,
+    /// drop-collection) to prove the diff and the exit code catch it
+    #[arg(long, value_name = "FAULT", hide = true)]
+    pub inject_fault: Option<String>,
+}
+
+/// What the command will do, validated before any tool or server is touched.
+enum Job {
+    One { transition: Transition, from_chart: ChartCheckout, to_chart: ChartCheckout },
+    Matrix { matrix: UpgradeMatrix, chart: PathBuf },
+}
+
+fn chart_dir(flag: Option<&Path>, root: &Path) -> anyhow::Result<PathBuf> {
+    let chart = flag.map(Path::to_path_buf).unwrap_or_else(|| root.join(chart::CHART_IN_REPO));
+    if !chart.join("Chart.yaml").is_file() {
+        bail!("--chart {}: no Chart.yaml there", chart.display());
+    }
+    Ok(chart)
+}
+
+fn plan_job(flags: &Flags, root: &Path) -> anyhow::Result<Job> {
+    let versions_path = root.join("fixtures/versions.yaml");
+    let known = VersionMatrix::load(&versions_path).with_context(|| format!("loading {}", versions_path.display()))?;
+    let chart = chart_dir(flags.chart.as_deref(), root)?;
+    if flags.jobs == 0 {
+        bail!("--jobs 0: at least one transition must run at a time");
+    }
+    if flags.matrix {
+        let path = root.join("fixtures/upgrades.yaml");
+        let matrix = UpgradeMatrix::load(&path, &root.join("fixtures/values"), &known)?;
+        return Ok(Job::Matrix { matrix, chart });
+    }
+    let raw_from = flags.from.as_deref().context("--from X.Y.Z is required (or --matrix)")?;
+    let from = plan::version("--from", raw_from, &known)?;
+    let to = match (&flags.to, &flags.from_chart) {
+        (Some(raw), _) => plan::version("--to", raw, &known)?,
+        (None, Some(_)) => from.clone(),
+        (None, None) => bail!("--to X.Y.Z is required (it may only be left out with --from-chart, to upgrade the chart alone)"),
+    };
+    plan::direction(&from, &to, flags.allow_downgrade, "--allow-downgrade")?;
+    if from == to && flags.from_chart.is_none() && flags.to_values.is_empty() {
+        bail!("--from {from} --to {to}: nothing changes; give another --to, a --from-chart or --to-values");
+    }
+    let values_a = plan::merged_values(&flags.values, "--values")?;
+    let values_b = plan::merged_values(&[flags.values.clone(), flags.to_values.clone()].concat(), "--to-values")?;
+    Expected::from_values(&values_a, &from).map_err(|e| anyhow::anyhow!("--values: the spec refuses them on {from}: {e}"))?;
+    Expected::from_values(&values_b, &to).map_err(|e| anyhow::anyhow!("--values/--to-values: the spec refuses them on {to}: {e}"))?;
+    let from_chart = match &flags.from_chart {
+        Some(spec) => chart::resolve(spec, root, "--from-chart")?,
+        None => ChartCheckout::dir(&chart, chart.display().to_string()),
+    };
+    let to_chart = ChartCheckout::dir(&chart, chart.display().to_string());
+    let transition = Transition {
+        from,
+        to,
+        reason: "command line".into(),
+        values_files: flags.values.clone(),
+        to_values_files: flags.to_values.clone(),
+        from_chart: flags.from_chart.clone(),
+        expect: Verdict::Survived,
+    };
+    Ok(Job::One { transition, from_chart, to_chart })
+}
+
+pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
+    // The chart checkout of a git ref is a temp dir: Ctrl-C must remove it too.
+    e2e::process::child::install_interrupt_handler();
+    let root = crate::project_root();
+    let fault = flags.inject_fault.as_deref().map(|f| f.parse::<Fault>().map_err(|e| anyhow::anyhow!("--inject-fault: {e}"))).transpose()?;
+    let job = plan_job(&flags, &root)?;
+    let tools = crate::tools::ensure()?;
+    let helm = Helm::new(&tools.helm.path).context("the provisioned helm")?;
+    let opts = UpgradeOptions { keep: flags.keep, fault, jobs: flags.jobs, ..UpgradeOptions::default() };
+
+    let kind = match flags.backend {
+        BackendKind::Auto => match e2e::cluster::docker_daemon() {
+            Ok(_) => BackendKind::K3s,
+            Err(why) => {
+                eprintln!("backend auto: no Docker daemon ({why}); using the process backend");
+                BackendKind::Process
+            }
+        },
+        k => k,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(async {
+        match kind {
+            BackendKind::Process | BackendKind::Auto => {
+                let versions_path = root.join("fixtures/versions.yaml");
+                let known = VersionMatrix::load(&versions_path).with_context(|| format!("loading {}", versions_path.display()))?;
+                let venvs = VenvCache::new(&tools.uv.path, VenvCache::default_root().map_err(|e| anyhow::anyhow!("{e}"))?)
+                    .map_err(|e| anyhow::anyhow!("the provisioned uv: {e}"))?;
+                let pins = known.versions.iter().map(|e| (e.version.clone(), e.pins.clone())).collect();
+                let backend = ProcessBackend::new(venvs, pins, ProcessOptions::default());
+                execute(&backend, &helm, job, &root, &opts, &flags).await
+            }
+            BackendKind::K3s | BackendKind::Kubeconfig => {
+                let ck = if kind == BackendKind::K3s { ClusterKind::K3s } else { ClusterKind::Kubeconfig };
+                let mut copts = ClusterOptions::new(&tools.helm.path);
+                copts.keep = flags.keep;
+                let backend = e2e::cluster::start(ck, copts).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                let code = execute(&backend, &helm, job, &root, &opts, &flags).await;
+                backend.shutdown().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                code
+            }
+        }
+    })
+}
+
+async fn execute<B: Backend>(backend: &B, helm: &Helm, job: Job, root: &Path, opts: &UpgradeOptions, flags: &Flags) -> anyhow::Result<ExitCode> {
+    match job {
+        Job::Matrix { matrix, chart } => {
+            let report = upgrade::run_matrix(backend, helm, &matrix, &chart, root, opts).await;
+            print!("{}", upgrade::report::matrix_text(&report));
+            write_json(flags, &report)?;
+            Ok(if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Job::One { transition, from_chart, to_chart } => {
+            let (report, kept) = upgrade::run_one(backend, helm, &transition, &from_chart, &to_chart, opts).await;
+            print!("{}", upgrade::report::text(&report));
+            write_json(flags, &report)?;
+            if let Some(d) = kept {
+                eprintln!("B is kept running at {}; press Ctrl-C to stop it and remove its files", d.base_url);
+                let _ = tokio::signal::ctrl_c().await;
+                let _ = backend.teardown(d).await;
+            }
+            drop(from_chart);
+            Ok(if report.verdict == Verdict::Survived { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+fn write_json<T: serde::Serialize>(flags: &Flags, report: &T) -> anyhow::Result<()> {
+    if let Some(p) = &flags.report {
+        std::fs::write(p, upgrade::report::json(report)?).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
 }

@@ -111,10 +111,29 @@ fn secs(d: Duration) -> f64 {
 
 /// The lines after the last harness start marker (the process backend appends one per
 /// start), else the first lines of the log (a fresh pod's log starts with B).
+/// Colour codes and the 1.x ASCII-art banner are dropped: they carry nothing.
 pub fn head_of_last_start(log: &str, n: usize) -> String {
-    let lines: Vec<&str> = log.lines().collect();
+    let lines: Vec<String> = log.lines().map(strip_ansi).collect();
     let from = lines.iter().rposition(|l| l.starts_with("--- harness: start")).unwrap_or(0);
-    lines[from..].iter().take(n).copied().collect::<Vec<_>>().join("\n")
+    lines[from..].iter().filter(|l| !l.chars().all(|c| matches!(c, '(' | '#' | ' '))).take(n).cloned().collect::<Vec<_>>().join("\n")
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            // CSI: parameters up to the final byte in @..~.
+            for d in chars.by_ref() {
+                if ('@'..='~').contains(&d) && d != '[' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Secrets the user would have created for `chromadb.auth.existingSecret`.
@@ -522,6 +541,12 @@ mod tests {
     fn b_head_starts_at_the_last_harness_start() {
         let log = "--- harness: start 1 of chromadb 0.6.3: x ---\nA says hi\n--- harness: start 2 of chromadb 1.0.0: y ---\nB line 1\nB line 2\nB line 3";
         assert_eq!(head_of_last_start(log, 3), "--- harness: start 2 of chromadb 1.0.0: y ---\nB line 1\nB line 2");
+    }
+
+    #[test]
+    fn the_banner_and_colour_codes_are_dropped_from_the_head() {
+        let log = "--- harness: start 2 ---\n\n   \u{1b}[38;5;069m((((\u{1b}[38;5;220m####\u{1b}[0m\nListening on 127.0.0.1:1";
+        assert_eq!(head_of_last_start(log, 5), "--- harness: start 2 ---\nListening on 127.0.0.1:1");
     }
 
     #[test]
