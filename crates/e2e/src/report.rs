@@ -41,13 +41,8 @@ pub fn cells(report: &RunReport) -> BTreeMap<ChromaVersion, BTreeMap<CheckName, 
             *slot = (*slot).max(cell);
         };
         if d.error.is_some() {
-            for c in d.expected.as_ref().map_or(CheckName::ALL.to_vec(), |_| d.checks.iter().map(|c| c.check).collect::<Vec<_>>()) {
-                bump(c, Cell::Fail);
-            }
-            if d.checks.is_empty() {
-                for c in CheckName::ALL {
-                    bump(c, Cell::Fail);
-                }
+            for c in &d.planned {
+                bump(*c, Cell::Fail);
             }
         }
         for c in &d.checks {

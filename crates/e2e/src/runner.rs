@@ -50,6 +50,8 @@ pub struct DeploymentResult {
     /// Why the deployment was not run (e.g. the spec refuses these values here and helm did too).
     pub skipped: Option<String>,
     pub checks: Vec<CheckResult>,
+    /// The checks this deployment was to run (all of them count as failed when `error` is set).
+    pub planned: Vec<CheckName>,
     pub seconds: f64,
     /// Where to reach it when kept (`--keep`).
     pub kept_url: Option<String>,
@@ -175,6 +177,7 @@ pub async fn run<B: Backend>(backend: &B, helm: &Helm, plan: &LivePlan, versions
 }
 
 fn failed_unit(v: &ChromaVersion, d: &Deployment, expected: Option<Expected>, error: String, t: Instant) -> DeploymentResult {
+    let planned = d.checks.iter().copied().filter(|c| expected.as_ref().is_none_or(|e| c.applies(e).is_ok())).collect();
     DeploymentResult {
         version: v.clone(),
         deployment: d.name.clone(),
@@ -184,6 +187,7 @@ fn failed_unit(v: &ChromaVersion, d: &Deployment, expected: Option<Expected>, er
         error: Some(error),
         skipped: None,
         checks: Vec::new(),
+        planned,
         seconds: secs(t.elapsed()),
         kept_url: None,
     }
@@ -249,6 +253,7 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
         error: None,
         skipped: None,
         checks: results,
+        planned: selected(d, &opts.checks),
         seconds: 0.0,
         kept_url: None,
     };

@@ -258,6 +258,12 @@ impl DataDiff {
     pub fn lost_data(&self) -> bool {
         self.collections.iter().any(|c| c.lost.is_some() || c.metadata.is_some() || !c.missing.is_empty() || !c.changed.is_empty())
     }
+    /// B runs but cannot read anything A left: every collection (and the listing) failed
+    /// with a server error. Returns the first thing the server said.
+    pub fn unreadable_everywhere(&self) -> Option<String> {
+        let all = !self.collections.is_empty() && self.collections.iter().all(|c| c.lost.as_deref().is_some_and(|l| l.starts_with(UNREADABLE)));
+        if all && self.listing_error.is_some() { self.collections[0].lost.clone() } else { None }
+    }
     pub fn expected_records(&self) -> usize {
         self.collections.iter().map(|c| c.expected_records).sum()
     }
@@ -268,6 +274,8 @@ impl DataDiff {
         self.collections.iter().filter(|c| c.lost.is_none()).count()
     }
 }
+
+const UNREADABLE: &str = "collection could not be read";
 
 /// Numbers compare by value (an int may come back as 2.0), everything else exactly.
 fn same_json(a: &Value, b: &Value) -> bool {
@@ -312,7 +320,7 @@ pub fn diff(ds: &Dataset, snap: &Snapshot) -> DataDiff {
         match snap.collections.get(&c.name) {
             None => d.lost = Some("not read".into()),
             Some(ReadCollection::Absent { status, body }) => d.lost = Some(format!("collection is gone (HTTP {status}: {body})")),
-            Some(ReadCollection::Unreadable { reason }) => d.lost = Some(format!("collection could not be read: {reason}")),
+            Some(ReadCollection::Unreadable { reason }) => d.lost = Some(format!("{UNREADABLE}: {reason}")),
             Some(ReadCollection::Found { metadata, records }) => {
                 d.found_records = records.len();
                 let want_meta = Value::Object(c.metadata.clone());
@@ -466,6 +474,25 @@ mod tests {
         let d = diff(&ds, &snap);
         assert!(d.lost_data());
         assert_eq!(d.survived_collections(), ds.collections.len() - 1);
+    }
+
+    #[test]
+    fn server_errors_on_every_read_are_told_apart_from_missing_data() {
+        let ds = Dataset::known();
+        let mut snap = found(&ds);
+        for name in ds.names() {
+            snap.collections.insert(name.into(), ReadCollection::Unreadable { reason: "HTTP 500: no such column".into() });
+        }
+        snap.listed = Err("HTTP 500".into());
+        assert!(diff(&ds, &snap).unreadable_everywhere().is_some_and(|r| r.contains("no such column")));
+    }
+
+    #[test]
+    fn an_absent_collection_is_not_unreadable() {
+        let ds = Dataset::known();
+        let mut snap = found(&ds);
+        snap.collections.insert("upgrade-small".into(), ReadCollection::Absent { status: 404, body: String::new() });
+        assert_eq!(diff(&ds, &snap).unreadable_everywhere(), None);
     }
 
     #[test]

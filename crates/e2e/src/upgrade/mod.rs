@@ -115,7 +115,16 @@ fn secs(d: Duration) -> f64 {
 pub fn head_of_last_start(log: &str, n: usize) -> String {
     let lines: Vec<String> = log.lines().map(strip_ansi).collect();
     let from = lines.iter().rposition(|l| l.starts_with("--- harness: start")).unwrap_or(0);
-    lines[from..].iter().filter(|l| !l.chars().all(|c| matches!(c, '(' | '#' | ' '))).take(n).cloned().collect::<Vec<_>>().join("\n")
+    lines[from..].iter().filter(|l| !is_banner(l)).take(n).cloned().collect::<Vec<_>>().join("\n")
+}
+
+fn is_banner(line: &str) -> bool {
+    line.chars().all(|c| matches!(c, '(' | '#' | ' '))
+}
+
+/// A log excerpt without colour codes and banner lines, for reports.
+pub fn clean_log(text: &str) -> String {
+    text.lines().map(strip_ansi).filter(|l| !is_banner(l)).collect::<Vec<_>>().join("\n")
 }
 
 fn strip_ansi(line: &str) -> String {
@@ -369,7 +378,7 @@ async fn upgrade_deployed<B: Backend>(
         }
     }
 
-    run.report.logs.a_tail = backend.logs(deployed, opts.log_lines).await;
+    run.report.logs.a_tail = clean_log(&backend.logs(deployed, opts.log_lines).await);
     let tu = Instant::now();
     let upgraded = backend.upgrade(deployed, &release_b).await;
     run.report.upgrade_seconds = Some(secs(tu.elapsed()));
@@ -377,8 +386,13 @@ async fn upgrade_deployed<B: Backend>(
     run.report.logs.b_head = head_of_last_start(&all, opts.log_lines);
     run.report.adjustments = deployed.adjustments.clone();
     if let Err(e) = upgraded {
-        run.step(format!("upgrade in place to B ({})", t.to), tu, Err(e.to_string()));
-        run.set(Verdict::Incompatible, format!("{} did not start on the data {} left (see B's log)", t.to, t.from));
+        run.step(format!("upgrade in place to B ({})", t.to), tu, Err(clean_log(&e.to_string())));
+        let said = run.report.logs.b_head.lines().find(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("panic") || l.contains("error") || l.contains("exception")
+        });
+        let said = said.map_or_else(|| "see B's log".to_string(), |l| format!("it said: {}", l.trim()));
+        run.set(Verdict::Incompatible, format!("{} did not start on the data {} left; {said}", t.to, t.from));
         return true;
     }
     run.step(format!("upgrade in place to B ({})", t.to), tu, Ok(format!("{} ready at {}", t.to, deployed.base_url)));
@@ -432,7 +446,10 @@ async fn upgrade_deployed<B: Backend>(
         run.report.checks.push(CheckResult { check, outcome, seconds: secs(tc.elapsed()) });
     }
 
-    if !intact {
+    let unreadable = run.report.diff.as_ref().and_then(DataDiff::unreadable_everywhere);
+    if let Some(said) = unreadable {
+        run.set(Verdict::Incompatible, format!("{} started but cannot read the data {} left: {said}", t.to, t.from));
+    } else if !intact {
         run.set(Verdict::DataLost, format!("{line} after {} → {}", t.from, t.to));
     } else if !failed_checks.is_empty() || !secrets_ok {
         let mut why = Vec::new();
@@ -441,6 +458,13 @@ async fn upgrade_deployed<B: Backend>(
         }
         if !failed_checks.is_empty() {
             why.push(format!("check(s) failed on B: {}", failed_checks.join(", ")));
+        }
+        // What the server said the first time a check failed.
+        if let Some(e) = run.report.checks.iter().find_map(|c| match &c.outcome {
+            checks::Outcome::Fail { evidence, .. } => evidence.last().filter(|e| !e.ok()).cloned(),
+            _ => None,
+        }) {
+            why.push(format!("the server answered {} {} → {} {}", e.method, e.url, e.status, e.response_body));
         }
         run.set(Verdict::ChecksFailed, format!("{line}, but {}", why.join("; ")));
     } else {

@@ -20,7 +20,8 @@ pub enum Verdict {
     Survived,
     /// B runs but records or collections are missing, changed or unreadable.
     DataLost,
-    /// B refused to start on A's data (its log says why).
+    /// B refused to start on A's data, or started but answers every read of it with a
+    /// server error (its log and answers say why).
     Incompatible,
     /// The data survived but a conformance check failed on B.
     ChecksFailed,
