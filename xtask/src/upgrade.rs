@@ -62,7 +62,7 @@ pub struct Flags {
 
 /// What the command will do, validated before any tool or server is touched.
 enum Job {
-    One { transition: Transition, from_chart: ChartCheckout, to_chart: ChartCheckout },
+    One { transition: Box<Transition>, from_chart: ChartCheckout, to_chart: ChartCheckout },
     Matrix { matrix: UpgradeMatrix, chart: PathBuf },
 }
 
@@ -115,7 +115,7 @@ fn plan_job(flags: &Flags, root: &Path) -> anyhow::Result<Job> {
         from_chart: flags.from_chart.clone(),
         expect: Verdict::Survived,
     };
-    Ok(Job::One { transition, from_chart, to_chart })
+    Ok(Job::One { transition: Box::new(transition), from_chart, to_chart })
 }
 
 pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {

@@ -109,7 +109,7 @@ pub fn text(r: &UpgradeReport) -> String {
 /// The matrix table, then the details of every transition that disagrees with its fixture.
 pub fn matrix_text(m: &MatrixReport) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{:<17} {:<14} {:<14} {:>11} {:>9} {:>9} {:>8}  {}", "transition", "verdict", "expected", "collections", "records", "upgrade", "total", "chart");
+    let _ = writeln!(s, "{:<17} {:<14} {:<14} {:>11} {:>9} {:>9} {:>8}  chart", "transition", "verdict", "expected", "collections", "records", "upgrade", "total");
     for r in &m.transitions {
         let (cols, recs) = match &r.diff {
             Some(d) if r.verdict != super::Verdict::SetupFailed => (format!("{}/{}", d.survived_collections(), r.dataset_collections), format!("{}/{}", d.survived_records(), r.dataset_records)),
