@@ -2,7 +2,7 @@
 //! names the command.
 
 use std::ffi::OsStr;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
@@ -42,24 +42,6 @@ pub fn run_status(cmd: &mut Command) -> Result<bool> {
     announce(cmd);
     let status = cmd.status().with_context(|| format!("could not start `{}`", display(cmd)))?;
     Ok(status.success())
-}
-
-/// Runs quietly and captures output; fails with stderr if it exits non-zero.
-pub fn output(cmd: &mut Command) -> Result<Output> {
-    announce(cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("could not start `{}`", display(cmd)))?;
-    if !out.status.success() {
-        bail!(
-            "`{}` failed ({}):\n{}",
-            display(cmd),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(out)
 }
 
 /// Captures output without announcing (for cheap probes such as `helm version`, which run on

@@ -3,44 +3,34 @@
 //! failures with their evidence, optional JSON/JUnit; non-zero exit when any check failed.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use e2e::Backend;
-use e2e::checks::CheckName;
-use e2e::cluster::{ClusterKind, ClusterOptions};
-use e2e::process::{ProcessBackend, ProcessOptions};
+use e2e::checks::{CheckName, Outcome};
 use e2e::runner::{RunOptions, RunReport};
 use e2e::scenario::LivePlan;
-use e2e::venv::VenvCache;
+use e2e::upgrade::{self, UpgradeMatrix, UpgradeOptions};
 use render::{ChromaVersion, Helm, VersionMatrix};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendKind {
-    /// k3s when a Docker daemon answers, else process
-    Auto,
-    /// Real Chroma servers as local processes (no Kubernetes)
-    Process,
-    /// A throwaway k3s cluster in Docker
-    K3s,
-    /// The cluster $KUBECONFIG points at
-    Kubeconfig,
-}
+use crate::backends::{self, BackendFlags, BackendKind};
+use crate::test::Tally;
+use crate::tools::Toolset;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Flags {
     /// A Chroma version to test (repeatable), e.g. --version 0.4.3 --version 1.5.0
     #[arg(long = "version", value_name = "X.Y.Z")]
     pub versions: Vec<String>,
-    /// Every version in fixtures/versions.yaml
+    /// Every version in fixtures/versions.yaml, then the upgrade matrix of fixtures/upgrades.yaml
     #[arg(long)]
     pub matrix: bool,
     /// The versions marked `smoke: true` in fixtures/versions.yaml
     #[arg(long)]
     pub smoke: bool,
-    #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
-    pub backend: BackendKind,
+    #[command(flatten)]
+    pub backend: BackendFlags,
     /// The chart to test (any checkout with the same values contract)
     #[arg(long, value_name = "PATH")]
     pub chart: Option<PathBuf>,
@@ -74,7 +64,7 @@ impl Flags {
             versions: Vec::new(),
             matrix: false,
             smoke: true,
-            backend: BackendKind::Process,
+            backend: BackendFlags { backend: BackendKind::Process, k3s_image: None },
             chart: None,
             scenarios: Vec::new(),
             checks: Vec::new(),
@@ -87,164 +77,159 @@ impl Flags {
     }
 }
 
-/// The smoke subset for `cargo xtask test`, with the provisioned tools.
-pub fn smoke(tools: &crate::tools::Toolset) -> anyhow::Result<crate::test::Tally> {
-    let (_, report) = execute(Flags::smoke(), tools.helm.path.clone(), tools.uv.path.clone())?;
-    let mut tally = crate::test::Tally::default();
+/// The smoke subset for `cargo xtask test`: each passed check and each failed check or
+/// deployment counts once.
+pub fn smoke(tools: &Toolset) -> anyhow::Result<Tally> {
+    let (_, report) = execute(Flags::smoke(), tools)?;
+    Ok(tally(&report))
+}
+
+fn tally(report: &RunReport) -> Tally {
+    let mut t = Tally::default();
     for d in &report.deployments {
-        tally.failed += d.error.is_some() as usize;
+        t.failed += d.error.is_some() as usize;
         for c in &d.checks {
             match c.outcome {
-                e2e::checks::Outcome::Pass { .. } => tally.passed += 1,
-                e2e::checks::Outcome::Fail { .. } => tally.failed += 1,
-                e2e::checks::Outcome::Skipped { .. } => {}
+                Outcome::Pass { .. } => t.passed += 1,
+                Outcome::Fail { .. } => t.failed += 1,
+                Outcome::Skipped { .. } => {}
             }
         }
     }
-    Ok(tally)
-}
-
-fn tool(var: &str) -> anyhow::Result<PathBuf> {
-    match std::env::var_os(var) {
-        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-        _ => bail!("${var} is not set: point it at the {} binary (cargo xtask tools provisions one)", var.to_lowercase()),
-    }
+    t
 }
 
 pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
-    let helm = tool("HELM")?;
-    let uv = tool("UV")?;
-    Ok(execute(flags, helm, uv)?.0)
+    // Flags are checked before anything is provisioned or started.
+    let plan = Plan::from_flags(&flags)?;
+    let tools = crate::tools::ensure()?;
+    Ok(run_plan(plan, &flags, &tools)?.0)
 }
 
-fn execute(flags: Flags, helm_path: PathBuf, uv_path: PathBuf) -> anyhow::Result<(ExitCode, ReportSummary)> {
-    let root = crate::project_root();
-    let matrix_path = root.join("fixtures/versions.yaml");
-    let matrix = VersionMatrix::load(&matrix_path).with_context(|| format!("loading {}", matrix_path.display()))?;
+fn execute(flags: Flags, tools: &Toolset) -> anyhow::Result<(ExitCode, RunReport)> {
+    let plan = Plan::from_flags(&flags)?;
+    run_plan(plan, &flags, tools)
+}
 
-    let mut versions: Vec<ChromaVersion> = Vec::new();
-    for raw in &flags.versions {
-        let v: ChromaVersion = raw.parse().map_err(|e| anyhow::anyhow!("--version {raw}: {e}"))?;
-        if matrix.get(&v).is_none() {
-            eprintln!("note: {v} is not in fixtures/versions.yaml; it runs without pins");
+/// Everything the flags asked for, validated.
+struct Plan {
+    root: PathBuf,
+    versions: Vec<ChromaVersion>,
+    live: LivePlan,
+    opts: RunOptions,
+    upgrades: Option<UpgradeMatrix>,
+}
+
+impl Plan {
+    fn from_flags(flags: &Flags) -> anyhow::Result<Plan> {
+        let root = crate::project_root();
+        let matrix_path = root.join("fixtures/versions.yaml");
+        let matrix = VersionMatrix::load(&matrix_path).with_context(|| format!("loading {}", matrix_path.display()))?;
+
+        let mut versions: Vec<ChromaVersion> = Vec::new();
+        for raw in &flags.versions {
+            let v: ChromaVersion = raw.parse().map_err(|e| anyhow::anyhow!("--version {raw}: {e}"))?;
+            if matrix.get(&v).is_none() {
+                eprintln!("note: {v} is not in fixtures/versions.yaml; it runs without pins");
+            }
+            versions.push(v);
         }
-        versions.push(v);
-    }
-    if flags.matrix {
-        versions.extend(matrix.all().cloned());
-    }
-    if flags.smoke {
-        versions.extend(matrix.smoke().cloned());
-    }
-    versions.sort();
-    versions.dedup();
-    if versions.is_empty() {
-        bail!("nothing to test: give --version X.Y.Z (repeatable), --smoke or --matrix");
-    }
-    if flags.jobs == 0 {
-        bail!("--jobs 0: at least one deployment must run at a time");
-    }
-
-    let check_filter: Option<BTreeSet<CheckName>> = if flags.checks.is_empty() {
-        None
-    } else {
-        Some(flags.checks.iter().map(|c| c.parse::<CheckName>().map_err(|e| anyhow::anyhow!("--check: {e}"))).collect::<anyhow::Result<_>>()?)
-    };
-
-    let plan_path = flags.plan.clone().unwrap_or_else(|| root.join("fixtures/live.yaml"));
-    let mut plan = LivePlan::load(&plan_path, &root.join("fixtures/values"))?;
-    if !flags.scenarios.is_empty() {
-        let valid = plan.names().join(", ");
-        for s in &flags.scenarios {
-            if !plan.deployments.iter().any(|d| &d.name == s) {
-                bail!("--scenario {s}: no such deployment in {} (valid: {valid})", plan_path.display());
-            }
+        if flags.matrix {
+            versions.extend(matrix.all().cloned());
         }
-        plan.deployments.retain(|d| flags.scenarios.contains(&d.name));
-    }
+        if flags.smoke {
+            versions.extend(matrix.smoke().cloned());
+        }
+        versions.sort();
+        versions.dedup();
+        if versions.is_empty() {
+            bail!("nothing to test: give --version X.Y.Z (repeatable), --smoke or --matrix");
+        }
+        if flags.jobs == 0 {
+            bail!("--jobs 0: at least one deployment must run at a time");
+        }
 
-    let chart = flags.chart.clone().unwrap_or_else(|| root.join("charts/chromadb"));
-    if !chart.join("Chart.yaml").is_file() {
-        bail!("--chart {}: no Chart.yaml there", chart.display());
-    }
-    let helm = Helm::new(&helm_path).context("the helm from $HELM")?;
-    let opts = RunOptions { chart: chart.clone(), jobs: flags.jobs, checks: check_filter, keep: flags.keep, progress: true };
+        let checks: Option<BTreeSet<CheckName>> = if flags.checks.is_empty() {
+            None
+        } else {
+            Some(flags.checks.iter().map(|c| c.parse::<CheckName>().map_err(|e| anyhow::anyhow!("--check: {e}"))).collect::<anyhow::Result<_>>()?)
+        };
 
-    let kind = match flags.backend {
-        BackendKind::Auto => match e2e::cluster::docker_daemon() {
-            Ok(_) => BackendKind::K3s,
-            Err(why) => {
-                eprintln!("backend auto: no Docker daemon ({why}); using the process backend");
-                BackendKind::Process
+        let plan_path = flags.plan.clone().unwrap_or_else(|| root.join("fixtures/live.yaml"));
+        let mut live = LivePlan::load(&plan_path, &root.join("fixtures/values"))?;
+        if !flags.scenarios.is_empty() {
+            let valid = live.names().join(", ");
+            for s in &flags.scenarios {
+                if !live.deployments.iter().any(|d| &d.name == s) {
+                    bail!("--scenario {s}: no such deployment in {} (valid: {valid})", plan_path.display());
+                }
             }
-        },
-        k => k,
-    };
+            live.deployments.retain(|d| flags.scenarios.contains(&d.name));
+        }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-    runtime.block_on(async {
-        match kind {
-            BackendKind::Process | BackendKind::Auto => {
-                let venvs = VenvCache::new(&uv_path, VenvCache::default_root().map_err(|e| anyhow::anyhow!("{e}"))?)
-                    .map_err(|e| anyhow::anyhow!("the uv from $UV: {e}"))?;
-                let pins = matrix.versions.iter().map(|e| (e.version.clone(), e.pins.clone())).collect();
-                let backend = ProcessBackend::new(venvs, pins, ProcessOptions::default());
-                let report = e2e::runner::run(&backend, &helm, &plan, &versions, &opts).await;
-                let code = finish(&report, &flags)?;
-                if flags.keep && !report.kept.is_empty() {
-                    print_kept(&report, &backend);
-                    eprintln!("deployments kept running; press Ctrl-C to stop them and remove their files");
-                    loop {
-                        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
-                    }
-                }
-                let summary = ReportSummary::of(&report);
-                for d in report.kept {
-                    let _ = backend.teardown(d).await;
-                }
-                Ok((code, summary))
-            }
-            BackendKind::K3s | BackendKind::Kubeconfig => {
-                let ck = if kind == BackendKind::K3s { ClusterKind::K3s } else { ClusterKind::Kubeconfig };
-                let mut copts = ClusterOptions::new(&helm_path);
-                copts.keep = flags.keep;
-                let backend = e2e::cluster::start(ck, copts).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-                let report = e2e::runner::run(&backend, &helm, &plan, &versions, &opts).await;
-                let code = finish(&report, &flags)?;
-                let summary = ReportSummary::of(&report);
-                if flags.keep {
-                    for d in &report.kept {
-                        println!("kept {} → {} (namespace {})", d.id, d.base_url, backend.namespace_of(&d.id));
-                    }
-                } else {
-                    for d in report.kept {
-                        let _ = backend.teardown(d).await;
-                    }
-                }
-                backend.shutdown().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-                Ok((code, summary))
+        let chart = flags.chart.clone().unwrap_or_else(|| root.join("charts/chromadb"));
+        if !chart.join("Chart.yaml").is_file() {
+            bail!("--chart {}: no Chart.yaml there", chart.display());
+        }
+        // The upgrade matrix belongs to the full matrix run only: filters select live checks.
+        let upgrades = (flags.matrix && flags.scenarios.is_empty() && flags.checks.is_empty())
+            .then(|| UpgradeMatrix::load(&root.join("fixtures/upgrades.yaml"), &root.join("fixtures/values"), &matrix))
+            .transpose()
+            .context("loading fixtures/upgrades.yaml")?;
+        let opts = RunOptions { chart, jobs: flags.jobs, checks, keep: flags.keep, progress: true };
+        Ok(Plan { root, versions, live, opts, upgrades })
+    }
+}
+
+fn run_plan(plan: Plan, flags: &Flags, tools: &Toolset) -> anyhow::Result<(ExitCode, RunReport)> {
+    let helm = Helm::new(&tools.helm.path).context("the provisioned helm")?;
+    let root = plan.root.clone();
+    let job = LiveJob { plan, helm, flags };
+    backends::run(&flags.backend, flags.keep, tools, &root, job)
+}
+
+struct LiveJob<'a> {
+    plan: Plan,
+    helm: Helm,
+    flags: &'a Flags,
+}
+
+impl backends::Job for LiveJob<'_> {
+    type Output = (ExitCode, RunReport);
+
+    async fn run<B: Backend>(self, backend: &B) -> anyhow::Result<Self::Output> {
+        let LiveJob { plan, helm, flags } = self;
+        let mut report = e2e::runner::run(backend, &helm, &plan.live, &plan.versions, &plan.opts).await;
+        let mut code = finish(&report, flags)?;
+        if let Some(upgrades) = &plan.upgrades {
+            let opts = UpgradeOptions { jobs: flags.jobs, ..UpgradeOptions::default() };
+            let up = upgrade::run_matrix(backend, &helm, upgrades, &plan.opts.chart, &plan.root, &opts).await;
+            print!("\n{}", upgrade::report::matrix_text(&up));
+            if up.failed() {
+                code = ExitCode::FAILURE;
             }
         }
-    })
-}
-
-/// The counts `cargo xtask test` tallies.
-pub struct ReportSummary {
-    pub deployments: Vec<e2e::runner::DeploymentResult>,
-}
-
-impl ReportSummary {
-    fn of(r: &RunReport) -> Self {
-        ReportSummary { deployments: r.deployments.clone() }
+        if flags.keep && !report.kept.is_empty() {
+            print_kept(&report, backend);
+            if backend.name() == "process" {
+                eprintln!("deployments kept running; press Ctrl-C to stop them and remove their files");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        } else {
+            for d in std::mem::take(&mut report.kept) {
+                let _ = backend.teardown(d).await;
+            }
+        }
+        Ok((code, report))
     }
 }
 
-fn print_kept(report: &RunReport, backend: &ProcessBackend) {
+fn print_kept<B: Backend>(report: &RunReport, backend: &B) {
     for d in &report.kept {
-        let root = backend.root_of(&d.id).map(|p| p.display().to_string()).unwrap_or_default();
-        println!("kept {}: {}  (files and server log under {root}; credentials in the Secrets of its render)", d.id, d.base_url);
-        for (name, _) in &d.secrets {
-            println!("  Secret {name} (keys only shown): {}", d.secrets[name].keys().cloned().collect::<Vec<_>>().join(", "));
+        let place = backend.whereabouts(d).unwrap_or_default();
+        println!("kept {}: {}  {place}", d.id, d.base_url);
+        for (name, data) in &d.secrets {
+            println!("  Secret {name} (keys only): {}", data.keys().cloned().collect::<Vec<_>>().join(", "));
         }
     }
 }
@@ -256,11 +241,14 @@ fn finish(report: &RunReport, flags: &Flags) -> anyhow::Result<ExitCode> {
     if !failures.is_empty() {
         println!("\n{failures}");
     }
-    if let Some(p) = &flags.report {
-        std::fs::write(p, e2e::report::json(report)?).with_context(|| format!("writing {}", p.display()))?;
-    }
-    if let Some(p) = &flags.junit {
-        std::fs::write(p, e2e::report::junit(report)?).with_context(|| format!("writing {}", p.display()))?;
-    }
+    write_file(flags.report.as_deref(), || Ok(e2e::report::json(report)?))?;
+    write_file(flags.junit.as_deref(), || Ok(e2e::report::junit(report)?))?;
     Ok(if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn write_file(path: Option<&Path>, content: impl FnOnce() -> anyhow::Result<String>) -> anyhow::Result<()> {
+    if let Some(p) = path {
+        std::fs::write(p, content()?).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
 }

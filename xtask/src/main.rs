@@ -1,6 +1,7 @@
 //! `cargo xtask`: the one entry point for provisioning tools, testing the chart and running
 //! the live conformance matrix. One module per subcommand, each with its own flags struct.
 
+mod backends;
 mod cmd;
 mod docs;
 mod e2e;

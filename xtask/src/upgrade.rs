@@ -9,13 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use e2e::Backend;
-use e2e::cluster::{ClusterKind, ClusterOptions};
-use e2e::process::{ProcessBackend, ProcessOptions};
 use e2e::upgrade::{self, ChartCheckout, Fault, Transition, UpgradeMatrix, UpgradeOptions, Verdict, chart, plan};
-use e2e::venv::VenvCache;
 use render::{Expected, Helm, VersionMatrix};
 
-use crate::e2e::BackendKind;
+use crate::backends::{self, BackendFlags};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Flags {
@@ -28,8 +25,8 @@ pub struct Flags {
     /// Run every transition of fixtures/upgrades.yaml instead of one
     #[arg(long, conflicts_with_all = ["from", "to", "from_chart", "values", "to_values"])]
     pub matrix: bool,
-    #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
-    pub backend: BackendKind,
+    #[command(flatten)]
+    pub backend: BackendFlags,
     /// A values file layered on both sides (repeatable, in helm's order)
     #[arg(long = "values", value_name = "FILE")]
     pub values: Vec<PathBuf>,
@@ -119,8 +116,12 @@ fn plan_job(flags: &Flags, root: &Path) -> anyhow::Result<Job> {
 }
 
 pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
-    // The chart checkout of a git ref is a temp dir: Ctrl-C must remove it too.
-    e2e::process::child::install_interrupt_handler();
+    // The chart checkout of a git ref is a temp dir: Ctrl-C must remove it too. Cluster
+    // backends handle Ctrl-C themselves (they must delete namespaces first), so the process
+    // handler, which exits at once, is installed only where no cluster can be chosen.
+    if !matches!(flags.backend.backend, crate::backends::BackendKind::K3s | crate::backends::BackendKind::Kubeconfig) {
+        e2e::process::child::install_interrupt_handler();
+    }
     let root = crate::project_root();
     let fault = flags.inject_fault.as_deref().map(|f| f.parse::<Fault>().map_err(|e| anyhow::anyhow!("--inject-fault: {e}"))).transpose()?;
     let job = plan_job(&flags, &root)?;
@@ -128,39 +129,23 @@ pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     let helm = Helm::new(&tools.helm.path).context("the provisioned helm")?;
     let opts = UpgradeOptions { keep: flags.keep, fault, jobs: flags.jobs, ..UpgradeOptions::default() };
 
-    let kind = match flags.backend {
-        BackendKind::Auto => match e2e::cluster::docker_daemon() {
-            Ok(_) => BackendKind::K3s,
-            Err(why) => {
-                eprintln!("backend auto: no Docker daemon ({why}); using the process backend");
-                BackendKind::Process
-            }
-        },
-        k => k,
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-    runtime.block_on(async {
-        match kind {
-            BackendKind::Process | BackendKind::Auto => {
-                let versions_path = root.join("fixtures/versions.yaml");
-                let known = VersionMatrix::load(&versions_path).with_context(|| format!("loading {}", versions_path.display()))?;
-                let venvs = VenvCache::new(&tools.uv.path, VenvCache::default_root().map_err(|e| anyhow::anyhow!("{e}"))?)
-                    .map_err(|e| anyhow::anyhow!("the provisioned uv: {e}"))?;
-                let pins = known.versions.iter().map(|e| (e.version.clone(), e.pins.clone())).collect();
-                let backend = ProcessBackend::new(venvs, pins, ProcessOptions::default());
-                execute(&backend, &helm, job, &root, &opts, &flags).await
-            }
-            BackendKind::K3s | BackendKind::Kubeconfig => {
-                let ck = if kind == BackendKind::K3s { ClusterKind::K3s } else { ClusterKind::Kubeconfig };
-                let mut copts = ClusterOptions::new(&tools.helm.path);
-                copts.keep = flags.keep;
-                let backend = e2e::cluster::start(ck, copts).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-                let code = execute(&backend, &helm, job, &root, &opts, &flags).await;
-                backend.shutdown().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-                code
-            }
-        }
-    })
+    backends::run(&flags.backend, flags.keep, &tools, &root, UpgradeJob { helm, job, root: root.clone(), opts, flags: &flags })
+}
+
+struct UpgradeJob<'a> {
+    helm: Helm,
+    job: Job,
+    root: PathBuf,
+    opts: UpgradeOptions,
+    flags: &'a Flags,
+}
+
+impl backends::Job for UpgradeJob<'_> {
+    type Output = ExitCode;
+
+    async fn run<B: Backend>(self, backend: &B) -> anyhow::Result<ExitCode> {
+        execute(backend, &self.helm, self.job, &self.root, &self.opts, self.flags).await
+    }
 }
 
 async fn execute<B: Backend>(backend: &B, helm: &Helm, job: Job, root: &Path, opts: &UpgradeOptions, flags: &Flags) -> anyhow::Result<ExitCode> {

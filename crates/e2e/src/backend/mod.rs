@@ -80,6 +80,11 @@ pub trait Backend {
     async fn logs(&self, deployed: &Deployed, tail: usize) -> String;
     /// Removes everything the deployment created. Must be safe to call after a failure.
     async fn teardown(&self, deployed: Deployed) -> Result<(), BackendError>;
+    /// Where a kept deployment lives beyond its URL (a temp dir, a namespace), for `--keep`.
+    fn whereabouts(&self, deployed: &Deployed) -> Option<String> {
+        let _ = deployed;
+        None
+    }
     /// The chart's own tests (`helm test`), run after the live checks; `Ok(None)` when the
     /// backend has no way to run them, `Ok(Some(output))` when they passed.
     async fn chart_tests(&self, deployed: &Deployed) -> Result<Option<String>, BackendError> {

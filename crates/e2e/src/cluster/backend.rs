@@ -322,6 +322,10 @@ impl ClusterBackend {
 }
 
 impl Backend for ClusterBackend {
+    fn whereabouts(&self, deployed: &Deployed) -> Option<String> {
+        Some(format!("namespace {} (kubectl --namespace {0} get all)", self.namespace_of(&deployed.id)))
+    }
+
     fn name(&self) -> &'static str {
         self.kind.name()
     }

@@ -354,6 +354,10 @@ impl Backend for ProcessBackend {
         "process"
     }
 
+    fn whereabouts(&self, deployed: &Deployed) -> Option<String> {
+        self.root_of(&deployed.id).map(|r| format!("files and server log under {}", r.display()))
+    }
+
     async fn prepare(&self, version: &ChromaVersion) -> Result<(), BackendError> {
         self.venv(version).await.map(|_| ())
     }

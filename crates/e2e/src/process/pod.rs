@@ -111,7 +111,7 @@ fn validate_pod(pod: &PodSpec, claims: &[String]) -> Result<(), String> {
         }
         let mut mount_paths = BTreeSet::new();
         for m in c.volume_mounts.iter().flatten() {
-            if !volumes.contains(m.name.as_str()) && !claims.iter().any(|t| *t == m.name) {
+            if !volumes.contains(m.name.as_str()) && !claims.contains(&m.name) {
                 return Err(format!("{at}: volumeMount `{}` at {} refers to no volume or volumeClaimTemplate of that name", m.name, m.mount_path));
             }
             if !mount_paths.insert(m.mount_path.as_str()) {
@@ -147,9 +147,9 @@ pub fn expand_k8s(input: &str, env: &[(String, String)]) -> String {
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
         let tail = &rest[i..];
-        if tail.starts_with("$$") {
+        if let Some(after) = tail.strip_prefix("$$") {
             out.push('$');
-            rest = &tail[2..];
+            rest = after;
         } else if tail.starts_with("$(")
             && let Some(end) = tail.find(')')
         {
