@@ -208,29 +208,11 @@ pub async fn run_one<B: Backend>(
         backend,
         started: Instant::now(),
         report: UpgradeReport {
-            from: t.from.clone(),
-            to: t.to.clone(),
-            from_chart: from_chart.label.clone(),
-            to_chart: to_chart.label.clone(),
-            backend: backend.name().to_string(),
             values_files: t.values_files.iter().map(|p| p.display().to_string()).collect(),
             to_values_files: t.to_values_files.iter().map(|p| p.display().to_string()).collect(),
-            reason: t.reason.clone(),
-            verdict: Verdict::SetupFailed,
-            expect: t.expect,
-            summary: String::new(),
-            steps: Vec::new(),
             dataset_collections: ds.collections.len(),
             dataset_records: ds.record_count(),
-            diff: None,
-            secrets: Vec::new(),
-            notes: Vec::new(),
-            logs: UpgradeLogs::default(),
-            checks: Vec::new(),
-            adjustments: Vec::new(),
-            upgrade_seconds: None,
-            seconds: 0.0,
-            kept_url: None,
+            ..UpgradeReport::not_run(backend.name(), t, from_chart.label.clone(), to_chart.label.clone())
         },
     };
 
@@ -531,29 +513,40 @@ pub async fn run_matrix<B: Backend>(backend: &B, helm: &Helm, matrix: &UpgradeMa
 
 fn failed_report(backend: &str, t: &Transition, why: String) -> UpgradeReport {
     UpgradeReport {
-        from: t.from.clone(),
-        to: t.to.clone(),
-        from_chart: t.from_chart.clone().unwrap_or_default(),
-        to_chart: "working tree".into(),
-        backend: backend.to_string(),
-        values_files: Vec::new(),
-        to_values_files: Vec::new(),
-        reason: t.reason.clone(),
-        verdict: Verdict::SetupFailed,
-        expect: t.expect,
         summary: why.clone(),
         steps: vec![Step { name: "resolve charts".into(), ok: false, detail: why, seconds: 0.0 }],
-        dataset_collections: 0,
-        dataset_records: 0,
-        diff: None,
-        secrets: Vec::new(),
-        notes: Vec::new(),
-        logs: UpgradeLogs::default(),
-        checks: Vec::new(),
-        adjustments: Vec::new(),
-        upgrade_seconds: None,
-        seconds: 0.0,
-        kept_url: None,
+        ..UpgradeReport::not_run(backend, t, t.from_chart.clone().unwrap_or_default(), "working tree".into())
+    }
+}
+
+impl UpgradeReport {
+    /// A report for `t` before anything ran: set-up failed until a step says otherwise.
+    fn not_run(backend: &str, t: &Transition, from_chart: String, to_chart: String) -> UpgradeReport {
+        UpgradeReport {
+            from: t.from.clone(),
+            to: t.to.clone(),
+            from_chart,
+            to_chart,
+            backend: backend.to_string(),
+            values_files: Vec::new(),
+            to_values_files: Vec::new(),
+            reason: t.reason.clone(),
+            verdict: Verdict::SetupFailed,
+            expect: t.expect,
+            summary: String::new(),
+            steps: Vec::new(),
+            dataset_collections: 0,
+            dataset_records: 0,
+            diff: None,
+            secrets: Vec::new(),
+            notes: Vec::new(),
+            logs: UpgradeLogs::default(),
+            checks: Vec::new(),
+            adjustments: Vec::new(),
+            upgrade_seconds: None,
+            seconds: 0.0,
+            kept_url: None,
+        }
     }
 }
 
