@@ -99,3 +99,28 @@ fn custom_port_reaches_the_python_server(#[case] version: &str) {
     let got = python_setting(r, &case.version, "--port", "CHROMA_HOST_PORT", "8000");
     assert_eq!(got, e.port.to_string(), "{case}");
 }
+
+/// The pod template's annotations, where the chart's configuration checksum lives.
+fn pod_annotations(r: &render::Rendered) -> std::collections::BTreeMap<String, String> {
+    r.statefulset()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default()
+}
+
+#[rustfmt::skip]
+#[rstest]
+#[case::server_config_change_rolls_1_x_pods("1.5.0", "chromadb: {maxPayloadSizeBytes: 1048576}")]
+#[case::extra_config_change_rolls_1_x_pods("1.0.0", "chromadb: {extraConfig: {compactor: {disabled_collections: []}}}")]
+#[case::log_config_change_rolls_python_pods("0.6.3", "chromadb: {logging: {root: WARNING}}")]
+#[case::header_change_rolls_python_pods("0.4.24", "chromadb: {auth: {token: {headerType: X-Chroma-Token}}}")]
+fn pods_roll_when_rendered_configuration_changes(#[case] version: &str, #[case] change: &str) {
+    // A ConfigMap change alone leaves the pod template untouched unless the chart folds the
+    // configuration into it; without that, running pods keep the old configuration.
+    let before = suite().render(&v(version), &yaml("{}")).expect("defaults render");
+    let after = suite().render(&v(version), &yaml(change)).expect("changed values render");
+    let (a, b) = (pod_annotations(&before), pod_annotations(&after));
+    assert!(!a.is_empty(), "{version}: the pod template carries no annotations to roll on");
+    assert_ne!(a, b, "{version}: `{change}` changed the configuration but not the pod template annotations");
+}
