@@ -46,7 +46,7 @@ pub struct Flags {
     /// Leave the deployments running and print how to reach them (Ctrl-C removes them)
     #[arg(long)]
     pub keep: bool,
-    /// Write the results as JSON
+    /// Write the results as JSON (with --matrix, the upgrade matrix goes to FILE.upgrades.json)
     #[arg(long, value_name = "FILE.json")]
     pub report: Option<PathBuf>,
     /// Write the results as JUnit XML
@@ -205,6 +205,9 @@ impl backends::Job for LiveJob<'_> {
             let opts = UpgradeOptions { jobs: flags.jobs, ..UpgradeOptions::default() };
             let up = upgrade::run_matrix(backend, &helm, upgrades, &plan.opts.chart, &plan.root, &opts).await;
             print!("\n{}", upgrade::report::matrix_text(&up));
+            // Beside the live report: FILE.json → FILE.upgrades.json.
+            let path = flags.report.as_deref().map(|p| p.with_extension("upgrades.json"));
+            write_file(path.as_deref(), || Ok(upgrade::report::json(&up)?))?;
             if up.failed() {
                 code = ExitCode::FAILURE;
             }
