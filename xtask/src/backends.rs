@@ -66,8 +66,15 @@ fn decide(kind: BackendKind) -> BackendKind {
     }
 }
 
-/// Builds the chosen backend, runs `job` on it, and tears the backend down.
-pub fn run<J: Job>(flags: &BackendFlags, keep: bool, tools: &Toolset, root: &Path, job: J) -> Result<J::Output> {
+/// fixtures/versions.yaml: the known versions and the pins each needs.
+pub fn version_matrix(root: &Path) -> Result<VersionMatrix> {
+    let path = root.join("fixtures/versions.yaml");
+    VersionMatrix::load(&path).with_context(|| format!("loading {}", path.display()))
+}
+
+/// Builds the chosen backend, runs `job` on it, and tears the backend down. `known` gives the
+/// process backend each version's pins.
+pub fn run<J: Job>(flags: &BackendFlags, keep: bool, tools: &Toolset, known: &VersionMatrix, job: J) -> Result<J::Output> {
     if flags.k3s_image.is_some() && flags.backend != BackendKind::K3s {
         anyhow::bail!("--k3s-image only applies to --backend k3s");
     }
@@ -76,8 +83,6 @@ pub fn run<J: Job>(flags: &BackendFlags, keep: bool, tools: &Toolset, root: &Pat
     runtime.block_on(async {
         match kind {
             BackendKind::Process | BackendKind::Auto => {
-                let versions_path = root.join("fixtures/versions.yaml");
-                let known = VersionMatrix::load(&versions_path).with_context(|| format!("loading {}", versions_path.display()))?;
                 let venvs = VenvCache::new(&tools.uv.path, VenvCache::default_root().map_err(|e| anyhow!("{e}"))?)
                     .map_err(|e| anyhow!("the uv at {}: {e}", tools.uv.path.display()))?;
                 let pins = known.versions.iter().map(|e| (e.version.clone(), e.pins.clone())).collect();

@@ -114,6 +114,7 @@ fn execute(flags: Flags, tools: &Toolset) -> anyhow::Result<(ExitCode, RunReport
 /// Everything the flags asked for, validated.
 struct Plan {
     root: PathBuf,
+    matrix: VersionMatrix,
     versions: Vec<ChromaVersion>,
     live: LivePlan,
     opts: RunOptions,
@@ -123,8 +124,7 @@ struct Plan {
 impl Plan {
     fn from_flags(flags: &Flags) -> anyhow::Result<Plan> {
         let root = crate::project_root();
-        let matrix_path = root.join("fixtures/versions.yaml");
-        let matrix = VersionMatrix::load(&matrix_path).with_context(|| format!("loading {}", matrix_path.display()))?;
+        let matrix = backends::version_matrix(&root)?;
 
         let mut versions: Vec<ChromaVersion> = Vec::new();
         for raw in &flags.versions {
@@ -177,15 +177,15 @@ impl Plan {
             .transpose()
             .context("loading fixtures/upgrades.yaml")?;
         let opts = RunOptions { chart, jobs: flags.jobs, checks, keep: flags.keep, progress: true };
-        Ok(Plan { root, versions, live, opts, upgrades })
+        Ok(Plan { root, matrix, versions, live, opts, upgrades })
     }
 }
 
 fn run_plan(plan: Plan, flags: &Flags, tools: &Toolset) -> anyhow::Result<(ExitCode, RunReport)> {
     let helm = Helm::new(&tools.helm.path).context("the provisioned helm")?;
-    let root = plan.root.clone();
+    let matrix = plan.matrix.clone();
     let job = LiveJob { plan, helm, flags };
-    backends::run(&flags.backend, flags.keep, tools, &root, job)
+    backends::run(&flags.backend, flags.keep, tools, &matrix, job)
 }
 
 struct LiveJob<'a> {

@@ -71,22 +71,20 @@ fn chart_dir(flag: Option<&Path>, root: &Path) -> anyhow::Result<PathBuf> {
     Ok(chart)
 }
 
-fn plan_job(flags: &Flags, root: &Path) -> anyhow::Result<Job> {
-    let versions_path = root.join("fixtures/versions.yaml");
-    let known = VersionMatrix::load(&versions_path).with_context(|| format!("loading {}", versions_path.display()))?;
+fn plan_job(flags: &Flags, root: &Path, known: &VersionMatrix) -> anyhow::Result<Job> {
     let chart = chart_dir(flags.chart.as_deref(), root)?;
     if flags.jobs == 0 {
         bail!("--jobs 0: at least one transition must run at a time");
     }
     if flags.matrix {
         let path = root.join("fixtures/upgrades.yaml");
-        let matrix = UpgradeMatrix::load(&path, &root.join("fixtures/values"), &known)?;
+        let matrix = UpgradeMatrix::load(&path, &root.join("fixtures/values"), known)?;
         return Ok(Job::Matrix { matrix, chart });
     }
     let raw_from = flags.from.as_deref().context("--from X.Y.Z is required (or --matrix)")?;
-    let from = plan::version("--from", raw_from, &known)?;
+    let from = plan::version("--from", raw_from, known)?;
     let to = match (&flags.to, &flags.from_chart) {
-        (Some(raw), _) => plan::version("--to", raw, &known)?,
+        (Some(raw), _) => plan::version("--to", raw, known)?,
         (None, Some(_)) => from.clone(),
         (None, None) => bail!("--to X.Y.Z is required (it may only be left out with --from-chart, to upgrade the chart alone)"),
     };
@@ -124,12 +122,13 @@ pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     }
     let root = crate::project_root();
     let fault = flags.inject_fault.as_deref().map(|f| f.parse::<Fault>().map_err(|e| anyhow::anyhow!("--inject-fault: {e}"))).transpose()?;
-    let job = plan_job(&flags, &root)?;
+    let known = backends::version_matrix(&root)?;
+    let job = plan_job(&flags, &root, &known)?;
     let tools = crate::tools::ensure()?;
     let helm = Helm::new(&tools.helm.path).context("the provisioned helm")?;
     let opts = UpgradeOptions { keep: flags.keep, fault, jobs: flags.jobs, ..UpgradeOptions::default() };
 
-    backends::run(&flags.backend, flags.keep, &tools, &root, UpgradeJob { helm, job, root: root.clone(), opts, flags: &flags })
+    backends::run(&flags.backend, flags.keep, &tools, &known, UpgradeJob { helm, job, root: root.clone(), opts, flags: &flags })
 }
 
 struct UpgradeJob<'a> {
