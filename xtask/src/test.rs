@@ -109,17 +109,12 @@ fn workspace_tests(root: &Path, tools: &tools::Toolset) -> Result<Tally> {
 
 /// Counts from the `<testsuites tests=.. failures=.. errors=..>` element of a JUnit report.
 pub fn junit_tally(xml: &str) -> Result<Tally> {
-    let head = xml
-        .split("<testsuites")
-        .nth(1)
-        .and_then(|s| s.split('>').next())
-        .context("JUnit report has no <testsuites> element")?;
-    let attr = |name: &str| -> usize {
-        head.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
-            .and_then(|v| v.trim_end_matches('"').parse().ok())
-            .unwrap_or(0)
-    };
+    let doc = roxmltree::Document::parse(xml).context("the JUnit report is not XML")?;
+    let suites = doc.root_element();
+    if suites.tag_name().name() != "testsuites" {
+        anyhow::bail!("the JUnit report's root is <{}>, not <testsuites>", suites.tag_name().name());
+    }
+    let attr = |name: &str| -> usize { suites.attribute(name).and_then(|v| v.parse().ok()).unwrap_or(0) };
     let failed = attr("failures") + attr("errors");
     Ok(Tally { passed: attr("tests").saturating_sub(failed), failed })
 }
