@@ -56,6 +56,32 @@ fn typed<T: serde::de::DeserializeOwned>(doc: &serde_json::Value) -> Result<T, P
     })
 }
 
+/// One accessor per typed kind: every rendered object of that kind, in helm's order.
+macro_rules! kind_accessors {
+    ($($fn_name:ident => $variant:ident($ty:ty);)*) => {
+        impl Rendered {
+            $(
+                pub fn $fn_name(&self) -> impl Iterator<Item = &$ty> {
+                    self.objects.iter().filter_map(|o| match o {
+                        Object::$variant(x) => Some(x),
+                        _ => None,
+                    })
+                }
+            )*
+        }
+    };
+}
+
+kind_accessors! {
+    statefulsets => StatefulSet(StatefulSet);
+    services => Service(Service);
+    configmaps => ConfigMap(ConfigMap);
+    secrets => Secret(Secret);
+    jobs => Job(Job);
+    ingresses => Ingress(Ingress);
+    service_accounts => ServiceAccount(ServiceAccount);
+}
+
 impl Rendered {
     pub fn parse(stream: &str) -> Result<Self, ParseError> {
         let mut docs = Vec::new();
@@ -93,41 +119,13 @@ impl Rendered {
         Ok(out)
     }
 
-    pub fn statefulsets(&self) -> impl Iterator<Item = &StatefulSet> {
-        self.objects.iter().filter_map(|o| match o {
-            Object::StatefulSet(s) => Some(s),
-            _ => None,
-        })
-    }
-
     /// The chart renders exactly one StatefulSet; `None` means the chart is broken.
     pub fn statefulset(&self) -> Option<&StatefulSet> {
         self.statefulsets().next()
     }
 
-    pub fn services(&self) -> impl Iterator<Item = &Service> {
-        self.objects.iter().filter_map(|o| match o {
-            Object::Service(s) => Some(s),
-            _ => None,
-        })
-    }
-
-    pub fn configmaps(&self) -> impl Iterator<Item = &ConfigMap> {
-        self.objects.iter().filter_map(|o| match o {
-            Object::ConfigMap(c) => Some(c),
-            _ => None,
-        })
-    }
-
     pub fn configmap(&self, name: &str) -> Option<&ConfigMap> {
         self.configmaps().find(|c| c.metadata.name.as_deref() == Some(name))
-    }
-
-    pub fn secrets(&self) -> impl Iterator<Item = &Secret> {
-        self.objects.iter().filter_map(|o| match o {
-            Object::Secret(s) => Some(s),
-            _ => None,
-        })
     }
 
     /// A rendered Secret's data, base64-decoded, with `stringData` folded in as the API
@@ -135,27 +133,6 @@ impl Rendered {
     pub fn secret(&self, name: &str) -> Option<BTreeMap<String, String>> {
         let s = self.secrets().find(|s| s.metadata.name.as_deref() == Some(name))?;
         Some(secret_data(s))
-    }
-
-    pub fn jobs(&self) -> impl Iterator<Item = &Job> {
-        self.objects.iter().filter_map(|o| match o {
-            Object::Job(j) => Some(j),
-            _ => None,
-        })
-    }
-
-    pub fn ingresses(&self) -> impl Iterator<Item = &Ingress> {
-        self.objects.iter().filter_map(|o| match o {
-            Object::Ingress(i) => Some(i),
-            _ => None,
-        })
-    }
-
-    pub fn service_accounts(&self) -> impl Iterator<Item = &ServiceAccount> {
-        self.objects.iter().filter_map(|o| match o {
-            Object::ServiceAccount(s) => Some(s),
-            _ => None,
-        })
     }
 
     /// The Chroma server container of the StatefulSet (named `chromadb`, else the first).
