@@ -10,5 +10,6 @@ pub mod runner;
 pub mod scenario;
 pub mod upgrade;
 pub mod venv;
+pub mod workload;
 
-pub use backend::{Backend, BackendError, Deployed, Release};
+pub use backend::{Backend, BackendError, Deployed, HookRun, Release};

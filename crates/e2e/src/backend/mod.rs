@@ -38,6 +38,18 @@ pub struct Deployed {
     pub secrets: BTreeMap<String, BTreeMap<String, String>>,
 }
 
+/// How the chart's test hook ended on a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookRun {
+    /// Every hook pod succeeded; their container logs.
+    Succeeded { log: String },
+    /// A hook pod failed: why (exit code, Job condition) and the container logs.
+    Failed { reason: String, log: String },
+    /// The backend cannot run the hook faithfully here (e.g. no network namespaces without
+    /// root); never counted as a pass.
+    Unsupported { reason: String },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     /// The rendered objects could not be run as they are (an API server or kubelet would
@@ -85,10 +97,12 @@ pub trait Backend {
         let _ = deployed;
         None
     }
-    /// The chart's own tests (`helm test`), run after the live checks; `Ok(None)` when the
-    /// backend has no way to run them, `Ok(Some(output))` when they passed.
-    async fn chart_tests(&self, deployed: &Deployed) -> Result<Option<String>, BackendError> {
-        let _ = deployed;
-        Ok(None)
-    }
+    /// Runs the chart's `helm test` hook against the deployment and says how it ended.
+    /// Every backend answers: a backend that cannot run the hook faithfully here returns
+    /// [`HookRun::Unsupported`] with the reason, which the `chart-test` check reports as SKIP.
+    async fn chart_test(&self, deployed: &Deployed) -> Result<HookRun, BackendError>;
+    /// `Ok(())` when the chart's `lookup` calls see the live cluster (so a generated Secret
+    /// kept across an upgrade is the chart's own doing); `Err(why not)` when this backend
+    /// renders without an API server and can only emulate it.
+    fn runs_lookup(&self) -> Result<(), String>;
 }

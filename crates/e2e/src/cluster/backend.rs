@@ -16,7 +16,7 @@ use super::helm::{self as helm_cli, HelmTarget, Install};
 use super::k3s::{self, K3sCluster};
 use super::readiness::{Readiness, replaced_and_ready, statefulset_readiness};
 use super::{ClusterKind, ClusterOptions, diagnostics, kubeconfig, naming};
-use crate::backend::{Backend, BackendError, Deployed, Release};
+use crate::backend::{Backend, BackendError, Deployed, HookRun, Release};
 
 /// Log lines per container in failure reports: enough for a Python traceback or a Rust panic
 /// with its context, short enough to read.
@@ -436,16 +436,17 @@ impl Backend for ClusterBackend {
         Ok(())
     }
 
-    async fn chart_tests(&self, deployed: &Deployed) -> Result<Option<String>, BackendError> {
+    async fn chart_test(&self, deployed: &Deployed) -> Result<HookRun, BackendError> {
         let (namespace, release, _) = self.slot_names(&deployed.id)?;
         let args = helm_cli::test_args(&release, &namespace, self.timeout, &self.target);
         match helm_cli::run(&self.helm, &args).await {
-            Ok(out) => Ok(Some(out)),
-            Err(out) => Err(BackendError::Failed {
-                what: format!("helm test {release} in {namespace}"),
-                detail: format!("{out}\n{}", self.report(&namespace).await),
-            }),
+            Ok(out) => Ok(HookRun::Succeeded { log: out }),
+            Err(out) => Ok(HookRun::Failed { reason: format!("helm test {release} in {namespace} failed"), log: format!("{out}\n{}", self.report(&namespace).await) }),
         }
+    }
+
+    fn runs_lookup(&self) -> Result<(), String> {
+        Ok(())
     }
 }
 
@@ -458,7 +459,7 @@ fn futures_are_send(b: &'static ClusterBackend, r: &'static Release, d: &'static
     sync(b);
     send(b.deploy(r));
     send(b.logs(d, 10));
-    send(b.chart_tests(d));
+    send(b.chart_test(d));
     send(b.restart(d));
 }
 

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Api;
 use kube::api::ListParams;
 use tokio::net::{TcpListener, TcpStream};
@@ -14,34 +13,13 @@ use tokio::task::JoinHandle;
 
 use super::readiness::pod_ready;
 
-/// The container port a Service port lands on in `pod`: a number is taken as it is, a name
-/// is looked up among the pod's container ports (the chart names its port `http`).
+/// The container port the Service's API port lands on in `pod` (same rule as every backend:
+/// [`crate::workload::api_target`]).
 pub fn target_container_port(service: &Service, pod: &Pod) -> Result<u16, String> {
-    let svc_name = service.metadata.name.as_deref().unwrap_or("?");
-    let port = service
-        .spec
-        .as_ref()
-        .and_then(|s| s.ports.as_ref())
-        .and_then(|p| p.first())
-        .ok_or_else(|| format!("Service {svc_name} has no ports"))?;
-    let target = port.target_port.clone().unwrap_or(IntOrString::Int(port.port));
-    match target {
-        IntOrString::Int(n) => u16::try_from(n).map_err(|_| format!("Service {svc_name} targets port {n}")),
-        IntOrString::String(name) => {
-            let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
-            containers
-                .iter()
-                .flat_map(|c| c.ports.iter().flatten())
-                .find(|p| p.name.as_deref() == Some(name.as_str()))
-                .and_then(|p| u16::try_from(p.container_port).ok())
-                .ok_or_else(|| {
-                    format!(
-                        "Service {svc_name} targets port {name:?}, which no container of pod {} declares",
-                        pod.metadata.name.as_deref().unwrap_or("?")
-                    )
-                })
-        }
-    }
+    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    crate::workload::api_target(service, containers)
+        .map(|(_, to)| to)
+        .map_err(|e| format!("{e} (pod {})", pod.metadata.name.as_deref().unwrap_or("?")))
 }
 
 /// `k=v,k=v` for listing the Service's pods.
@@ -148,7 +126,7 @@ mod tests {
     #[test]
     fn named_port_missing_in_pod_is_explained() {
         let err = target_container_port(&service(json!("http")), &pod("p-0", true, "web", 8000)).expect_err("no port");
-        assert_eq!(err, "Service chroma-chromadb targets port \"http\", which no container of pod p-0 declares");
+        assert!(err.contains("`http`") && err.contains("pod p-0"), "{err}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Container, PodSpec, VolumeMount};
 use render::ChromaVersion;
 
-use crate::backend::{Backend, BackendError, Deployed, Release};
+use crate::backend::{Backend, BackendError, Deployed, HookRun, Release};
 use crate::venv::{Venv, VenvCache};
 use child::Server;
 use image::LaunchError;
@@ -297,7 +297,7 @@ fn check_ports(c: &Container, services: &[k8s_openapi::api::core::v1::Service], 
     if http != listen {
         return Err(invalid(format!("the server listens on {listen} but containerPort `http` is {http}")));
     }
-    let (svc, target) = pod::service_target(services, labels, c).map_err(invalid)?;
+    let (svc, _, target) = pod::service_target(services, labels, std::slice::from_ref(c)).map_err(invalid)?;
     if target != listen {
         return Err(invalid(format!("the server listens on {listen} but the Service {svc} targets {target}")));
     }
@@ -312,7 +312,7 @@ fn readiness(c: &Container, _pod: &PodSpec, listen: u16) -> Result<Option<String
         }
         return Ok(None);
     };
-    let port = pod::resolve_port(c, &get.port).map_err(|e| invalid(format!("readinessProbe: {e}")))?;
+    let port = crate::workload::resolve_port(std::slice::from_ref(c), &get.port).map_err(|e| invalid(format!("readinessProbe: {e}")))?;
     if port != listen {
         return Err(BackendError::NotReady {
             waited: Duration::ZERO,
@@ -422,6 +422,14 @@ impl Backend for ProcessBackend {
             self.cleanup(r).await;
         }
         Ok(())
+    }
+
+    async fn chart_test(&self, _deployed: &Deployed) -> Result<HookRun, BackendError> {
+        Ok(HookRun::Unsupported { reason: "the process backend does not run hook Jobs yet".into() })
+    }
+
+    fn runs_lookup(&self) -> Result<(), String> {
+        Err("the process backend renders with `helm template`, which has no API server for `lookup`; a generated Secret can only be carried over by emulation".into())
     }
 }
 

@@ -7,7 +7,6 @@ use std::path::{Component, Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Container, PodSpec, Service, Volume};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::backend::Release;
 
@@ -281,22 +280,9 @@ fn service_link_env(services: &[Service]) -> Vec<(String, String)> {
     env
 }
 
-/// The container port that a probe/Service port reference resolves to.
-pub fn resolve_port(c: &Container, port: &IntOrString) -> Result<u16, String> {
-    match port {
-        IntOrString::Int(n) => u16::try_from(*n).map_err(|_| format!("port {n} is not a port number")),
-        IntOrString::String(name) => c
-            .ports
-            .iter()
-            .flatten()
-            .find(|p| p.name.as_deref() == Some(name.as_str()))
-            .map(|p| p.container_port as u16)
-            .ok_or_else(|| format!("port name `{name}` is not declared by container `{}`", c.name)),
-    }
-}
-
-/// The Service whose selector picks this pod, and the container port it sends traffic to.
-pub fn service_target(services: &[Service], pod_labels: &BTreeMap<String, String>, c: &Container) -> Result<(String, u16), String> {
+/// The Service whose selector picks this pod, and where its API port lands: (Service name,
+/// Service port, container port).
+pub fn service_target(services: &[Service], pod_labels: &BTreeMap<String, String>, containers: &[Container]) -> Result<(String, u16, u16), String> {
     let svc = services
         .iter()
         .filter(|s| {
@@ -305,16 +291,8 @@ pub fn service_target(services: &[Service], pod_labels: &BTreeMap<String, String
         })
         .min_by_key(|s| s.spec.as_ref().and_then(|sp| sp.cluster_ip.clone()).as_deref() == Some("None"))
         .ok_or("no rendered Service selects the StatefulSet's pod labels")?;
-    let name = svc.metadata.name.clone().unwrap_or_default();
-    let ports = svc.spec.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default();
-    let port = ports
-        .iter()
-        .find(|p| p.name.as_deref() == Some("http"))
-        .or_else(|| ports.first())
-        .ok_or_else(|| format!("Service {name} has no ports"))?;
-    let target = port.target_port.clone().unwrap_or(IntOrString::Int(port.port));
-    let resolved = resolve_port(c, &target).map_err(|e| format!("Service {name} targetPort: {e}"))?;
-    Ok((name, resolved))
+    let (port, target) = crate::workload::api_target(svc, containers)?;
+    Ok((svc.metadata.name.clone().unwrap_or_default(), port, target))
 }
 
 /// Per-deployment directory layout. `fs/` is the container's own filesystem (image content
@@ -472,6 +450,6 @@ mod tests {
         let c = container("name: c\nports: [{name: http, containerPort: 8123}]");
         let svc: Service = serde_yaml::from_str("metadata: {name: s}\nspec: {selector: {app: x}, ports: [{port: 8000, name: http, targetPort: http}]}").unwrap();
         let labels = BTreeMap::from([("app".to_string(), "x".to_string())]);
-        assert_eq!(service_target(&[svc], &labels, &c).unwrap().1, 8123);
+        assert_eq!(service_target(&[svc], &labels, std::slice::from_ref(&c)).unwrap().2, 8123);
     }
 }

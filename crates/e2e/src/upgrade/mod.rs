@@ -350,7 +350,7 @@ async fn upgrade_deployed<B: Backend>(
     run.step(format!("render B ({}, chart {})", t.to, to_chart.label), tr, Ok(format!("{} objects", rendered_b.objects.len())));
     let mut release_b = Release { id: t.id(), version: t.to.clone(), request: req_b, rendered: rendered_b, external_secrets: external.clone() };
     let before: Secrets = deployed.secrets.iter().filter(|(n, _)| !external.contains_key(*n)).map(|(n, d)| (n.clone(), d.clone())).collect();
-    if backend.name() == "process" {
+    if backend.runs_lookup().is_err() {
         let carried = secrets::carry_over(&mut release_b, &before);
         if !carried.is_empty() {
             run.report.notes.push(format!(

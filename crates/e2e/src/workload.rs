@@ -1,0 +1,83 @@
+//! Kubernetes object rules every backend applies the same way: which Service port carries the
+//! API and which container port it lands on. The process backend and the cluster
+//! port-forward both resolve through here, so they cannot disagree about where traffic goes.
+
+use k8s_openapi::api::core::v1::{Container, Service, ServicePort};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+/// The Service port that carries the API: the one named `http`, or the only one. Several
+/// unnamed-`http` ports are ambiguous and refused rather than guessed.
+pub fn api_port(svc: &Service) -> Result<&ServicePort, String> {
+    let name = svc.metadata.name.as_deref().unwrap_or("?");
+    let ports = svc.spec.as_ref().and_then(|s| s.ports.as_deref()).unwrap_or_default();
+    if let Some(p) = ports.iter().find(|p| p.name.as_deref() == Some("http")) {
+        return Ok(p);
+    }
+    match ports {
+        [] => Err(format!("Service {name} has no ports")),
+        [only] => Ok(only),
+        _ => Err(format!("Service {name} has {} ports and none is named `http`; cannot tell which carries the API", ports.len())),
+    }
+}
+
+/// The container port a port reference (a Service's targetPort, a probe's port) resolves to
+/// in `containers`: a number as it is, a name looked up among their declared ports.
+pub fn resolve_port(containers: &[Container], port: &IntOrString) -> Result<u16, String> {
+    match port {
+        IntOrString::Int(n) => u16::try_from(*n).map_err(|_| format!("port {n} is not a port number")),
+        IntOrString::String(name) => containers
+            .iter()
+            .flat_map(|c| c.ports.iter().flatten())
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+            .and_then(|p| u16::try_from(p.container_port).ok())
+            .ok_or_else(|| {
+                let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+                format!("port name `{name}` is not declared by container(s) {}", names.join(", "))
+            }),
+    }
+}
+
+/// Where the Service's API port lands among `containers`: (Service port, container port).
+pub fn api_target(svc: &Service, containers: &[Container]) -> Result<(u16, u16), String> {
+    let name = svc.metadata.name.as_deref().unwrap_or("?");
+    let p = api_port(svc)?;
+    let target = p.target_port.clone().unwrap_or(IntOrString::Int(p.port));
+    let to = resolve_port(containers, &target).map_err(|e| format!("Service {name} targetPort: {e}"))?;
+    let from = u16::try_from(p.port).map_err(|_| format!("Service {name} port {} is not a port number", p.port))?;
+    Ok((from, to))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use serde_json::json;
+
+    fn svc(ports: serde_json::Value) -> Service {
+        serde_json::from_value(json!({"metadata": {"name": "r-chromadb"}, "spec": {"ports": ports}})).unwrap()
+    }
+
+    fn container() -> Container {
+        serde_json::from_value(json!({"name": "chromadb", "ports": [{"name": "metrics", "containerPort": 9090}, {"name": "http", "containerPort": 8123}]})).unwrap()
+    }
+
+    #[rstest]
+    #[case::named_http_port_wins_over_the_first(json!([{"name": "metrics", "port": 9090, "targetPort": "metrics"}, {"name": "http", "port": 8000, "targetPort": "http"}]), (8000, 8123))]
+    #[case::a_single_unnamed_port_is_the_api(json!([{"port": 8000, "targetPort": 8123}]), (8000, 8123))]
+    #[case::missing_target_port_means_the_port(json!([{"name": "http", "port": 8123}]), (8123, 8123))]
+    fn api_target_resolves(#[case] ports: serde_json::Value, #[case] want: (u16, u16)) {
+        assert_eq!(api_target(&svc(ports), &[container()]).unwrap(), want);
+    }
+
+    #[test]
+    fn two_ports_without_http_are_ambiguous() {
+        let err = api_target(&svc(json!([{"name": "a", "port": 1}, {"name": "b", "port": 2}])), &[container()]).unwrap_err();
+        assert!(err.contains("none is named `http`"), "{err}");
+    }
+
+    #[test]
+    fn an_undeclared_port_name_is_named() {
+        let err = api_target(&svc(json!([{"name": "http", "port": 8000, "targetPort": "web"}])), &[container()]).unwrap_err();
+        assert!(err.contains("`web`") && err.contains("chromadb"), "{err}");
+    }
+}
