@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rand::Rng;
 use serde::Deserialize;
 use serde_yaml::Value;
 
@@ -65,14 +64,13 @@ pub struct Deployment {
 impl Deployment {
     /// The pre-existing Secrets with generated values filled in.
     pub fn secrets(&self) -> BTreeMap<String, BTreeMap<String, String>> {
-        let mut rng = rand::rng();
         self.secrets
             .iter()
             .map(|(name, data)| {
                 let data = data
                     .iter()
                     .map(|(k, v)| {
-                        let v = if v == "<random>" { (0..32).map(|_| rng.sample(rand::distr::Alphanumeric) as char).collect() } else { v.clone() };
+                        let v = if v == "<random>" { crate::random::alnum(32) } else { v.clone() };
                         (k.clone(), v)
                     })
                     .collect();
@@ -87,21 +85,9 @@ pub struct LivePlan {
     pub deployments: Vec<Deployment>,
 }
 
-/// helm's values layering: maps merge key by key, anything else is replaced.
+/// helm's values layering (`-f a -f b`): the spec model's one deep merge.
 pub fn merge(base: &mut Value, over: Value) {
-    match (base, over) {
-        (Value::Mapping(b), Value::Mapping(o)) => {
-            for (k, v) in o {
-                match b.get_mut(&k) {
-                    Some(slot) => merge(slot, v),
-                    None => {
-                        b.insert(k, v);
-                    }
-                }
-            }
-        }
-        (slot, v) => *slot = v,
-    }
+    render::spec::deep_merge(base, &over);
 }
 
 impl LivePlan {

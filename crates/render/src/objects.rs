@@ -80,6 +80,7 @@ kind_accessors! {
     jobs => Job(Job);
     ingresses => Ingress(Ingress);
     service_accounts => ServiceAccount(ServiceAccount);
+    pods => Pod(Pod);
 }
 
 impl Rendered {

@@ -16,7 +16,7 @@ use base64::Engine;
 use render::{Auth, Expected};
 use serde::Serialize;
 
-use crate::backend::{Backend, Deployed};
+use crate::backend::{Backend, Deployed, HookRun};
 use client::{Answer, Api, Credential, Exchange};
 
 /// The spec's default name for the chart's auth Secret.
@@ -31,11 +31,13 @@ pub enum CheckName {
     Cors,
     Payload,
     Persistence,
+    ChartTest,
     Reset,
 }
 
 impl CheckName {
-    pub const ALL: [CheckName; 6] = [CheckName::ApiSurface, CheckName::Auth, CheckName::Cors, CheckName::Payload, CheckName::Persistence, CheckName::Reset];
+    pub const ALL: [CheckName; 7] =
+        [CheckName::ApiSurface, CheckName::Auth, CheckName::Cors, CheckName::Payload, CheckName::Persistence, CheckName::ChartTest, CheckName::Reset];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -44,6 +46,7 @@ impl CheckName {
             CheckName::Cors => "cors",
             CheckName::Payload => "payload",
             CheckName::Persistence => "persistence",
+            CheckName::ChartTest => "chart-test",
             CheckName::Reset => "reset",
         }
     }
@@ -150,6 +153,9 @@ pub async fn run<B: Backend>(check: CheckName, backend: &B, deployed: &mut Deplo
     if let Err(reason) = check.applies(expected) {
         return Outcome::Skipped { reason };
     }
+    if check == CheckName::ChartTest {
+        return chart_test(backend, deployed).await;
+    }
     let cred = match credential(expected, &deployed.secrets) {
         Ok(c) => c,
         Err(reason) => return Outcome::Fail { reason, evidence: Vec::new(), log_tail: backend.logs(deployed, 30).await },
@@ -163,6 +169,7 @@ pub async fn run<B: Backend>(check: CheckName, backend: &B, deployed: &mut Deplo
         CheckName::Payload => probes::payload(&mut ctx).await,
         CheckName::Persistence => probes::persistence(&mut ctx).await,
         CheckName::Reset => probes::reset(&mut ctx).await,
+        CheckName::ChartTest => unreachable!("handled above: the hook talks to the server, not this client"),
     };
     match result {
         Ok(detail) => Outcome::Pass { detail },
@@ -172,6 +179,27 @@ pub async fn run<B: Backend>(check: CheckName, backend: &B, deployed: &mut Deplo
             Outcome::Fail { reason, evidence: ctx.evidence.split_off(keep), log_tail }
         }
     }
+}
+
+/// The chart's own `helm test` hook, run by the backend the way its cluster would run it.
+async fn chart_test<B: Backend>(backend: &B, deployed: &Deployed) -> Outcome {
+    match backend.chart_test(deployed).await {
+        Ok(HookRun::Succeeded { log }) => {
+            let last = log.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with("---")).unwrap_or("").to_string();
+            Outcome::Pass { detail: format!("the `helm test` hook succeeded: {last}") }
+        }
+        Ok(HookRun::Failed { reason, log }) => {
+            let server = backend.logs(deployed, 20).await;
+            Outcome::Fail { reason: format!("`helm test` failed: {reason}"), evidence: Vec::new(), log_tail: format!("--- hook log ---\n{}\n--- server log ---\n{server}", tail(&log, 40)) }
+        }
+        Ok(HookRun::Unsupported { reason }) => Outcome::Skipped { reason: format!("`helm test` not run on the {} backend: {reason}", backend.name()) },
+        Err(e) => Outcome::Fail { reason: format!("`helm test` could not be run: {e}"), evidence: Vec::new(), log_tail: backend.logs(deployed, 30).await },
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 #[cfg(test)]

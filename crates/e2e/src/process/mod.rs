@@ -9,8 +9,10 @@
 //! [`Deployed::adjustments`].
 
 pub mod child;
+pub mod hook;
 pub mod image;
 pub mod pod;
+pub mod podnet;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -50,6 +52,8 @@ struct Running {
     layout: Layout,
     server: Option<Server>,
     starts: usize,
+    /// Where the running server listens: (port on this host, port it would have in the pod).
+    ports: Option<(u16, u16)>,
 }
 
 pub struct ProcessBackend {
@@ -189,6 +193,7 @@ impl ProcessBackend {
         let waited = Instant::now();
         let result = wait_ready(&mut server, &base_url, &probe, self.opts.ready_timeout).await;
         r.server = Some(server);
+        r.ports = Some((host_port, launch.container_port));
         if let Err(detail) = result {
             let tail = child::tail(&log, 40);
             return Err(BackendError::NotReady { waited: waited.elapsed(), detail: format!("{detail}\n--- server log tail ---\n{tail}") });
@@ -371,7 +376,7 @@ impl Backend for ProcessBackend {
             .map_err(io("creating the deployment's temp dir"))?
             .keep();
         child::register_root(&root);
-        let mut r = Running { release: release.clone(), venv, layout: Layout { root }, server: None, starts: 0 };
+        let mut r = Running { release: release.clone(), venv, layout: Layout { root }, server: None, starts: 0, ports: None };
         match self.start(&mut r).await {
             Ok((base_url, adjustments)) => {
                 let secrets = Sources::from_release(release).map(|s| s.secrets).unwrap_or_default();
@@ -424,13 +429,137 @@ impl Backend for ProcessBackend {
         Ok(())
     }
 
-    async fn chart_test(&self, _deployed: &Deployed) -> Result<HookRun, BackendError> {
-        Ok(HookRun::Unsupported { reason: "the process backend does not run hook Jobs yet".into() })
+    async fn chart_test(&self, deployed: &Deployed) -> Result<HookRun, BackendError> {
+        let (release, ports) = {
+            let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            let r = running.get(&deployed.id).ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "is not running on this backend".into() })?;
+            (r.release.clone(), r.ports)
+        };
+        let (host_port, container_port) = ports.ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "has no running server".into() })?;
+        run_test_hooks(&release, host_port, container_port, &self.opts.temp_base).await
     }
 
     fn runs_lookup(&self) -> Result<(), String> {
         Err("the process backend renders with `helm template`, which has no API server for `lookup`; a generated Secret can only be carried over by emulation".into())
     }
+}
+
+/// The Services as a hook pod sees them: each one selecting the server pod, with the ports
+/// that land on the server's container port relayed to where it really listens.
+fn service_views(release: &Release, host_port: u16, container_port: u16) -> Result<Vec<podnet::ServiceView>, String> {
+    let sts = release.rendered.statefulset().ok_or("the chart rendered no StatefulSet")?;
+    let pod = pod::pod_spec(sts)?;
+    let labels: BTreeMap<String, String> = sts.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
+    let server: std::net::SocketAddr = ([127, 0, 0, 1], host_port).into();
+    let mut views = Vec::new();
+    for s in release.rendered.services() {
+        let spec = s.spec.clone().unwrap_or_default();
+        let selector = spec.selector.clone().unwrap_or_default();
+        if selector.is_empty() || !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+            continue;
+        }
+        let name = s.metadata.name.clone().unwrap_or_default();
+        let ports = if spec.cluster_ip.as_deref() == Some("None") {
+            // Headless: DNS answers the pod itself, so clients dial the container port.
+            vec![(container_port, server)]
+        } else {
+            let mut ports = Vec::new();
+            for p in spec.ports.iter().flatten() {
+                let target = p.target_port.clone().unwrap_or(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p.port));
+                if crate::workload::resolve_port(&pod.containers, &target).ok() == Some(container_port) {
+                    ports.push((u16::try_from(p.port).map_err(|_| format!("Service {name} port {} is not a port number", p.port))?, server));
+                }
+            }
+            ports
+        };
+        views.push(podnet::ServiceView { name, ports });
+    }
+    Ok(views)
+}
+
+/// Runs every test hook of the release, as the kubelet would run the hook Jobs' pods.
+async fn run_test_hooks(release: &Release, host_port: u16, container_port: u16, temp_base: &Path) -> Result<HookRun, BackendError> {
+    let hooks = hook::test_hooks(&release.rendered).map_err(invalid)?;
+    if hooks.is_empty() {
+        return Ok(HookRun::Failed { reason: "the chart renders no `helm test` hook".into(), log: String::new() });
+    }
+    if let Err(e) = podnet::available() {
+        return Ok(HookRun::Unsupported { reason: e.to_string() });
+    }
+    let sources = Sources::from_release(release).map_err(invalid)?;
+    let services: Vec<_> = release.rendered.services().cloned().collect();
+    let views = service_views(release, host_port, container_port).map_err(invalid)?;
+    let namespace = release.request.namespace.clone();
+    let mut log = String::new();
+    for h in &hooks {
+        if h.spec.containers.len() != 1 || h.spec.init_containers.as_ref().is_some_and(|i| !i.is_empty()) || h.spec.volumes.as_ref().is_some_and(|v| !v.is_empty()) {
+            return Ok(HookRun::Unsupported { reason: format!("{}: only single-container hook pods without init containers or volumes are modelled", h.object) });
+        }
+        let c = &h.spec.containers[0];
+        let image = c.image.clone().unwrap_or_default();
+        let model = match hook::image_model(&image) {
+            Ok(m) => m,
+            Err(reason) => return Ok(HookRun::Unsupported { reason: format!("{}: {reason}", h.object) }),
+        };
+        let argv = match hook::argv(c, &model) {
+            Ok(a) => a,
+            Err(reason) => return Ok(HookRun::Failed { reason: format!("{}: {reason}", h.object), log }),
+        };
+        let (uid, gid) = hook::run_as(c, &h.spec, &model);
+        let mut ok = false;
+        let mut last = String::new();
+        for attempt in 1..=h.attempts {
+            let pod_name = format!("{}-{}", h.name, crate::random::dns_suffix(5));
+            log.push_str(&format!("--- {} pod {pod_name} (attempt {attempt} of {}) ---\n", h.object, h.attempts));
+            let net = podnet::PodNet::create(&pod_name, &namespace, &views).await.map_err(|e| BackendError::Failed { what: format!("the pod network of {pod_name}"), detail: e.to_string() })?;
+            let me = PodIdentity { name: pod_name.clone(), namespace: namespace.clone(), ip: net.pod_ip.to_string() };
+            let env = match pod::resolve_env(c, &h.spec, &sources, &services, &me) {
+                Ok(e) => e,
+                // The kubelet's CreateContainerConfigError: the pod never starts.
+                Err(reason) => return Ok(HookRun::Failed { reason: format!("{}: {reason}", h.object), log }),
+            };
+            let home = tempfile::Builder::new().prefix("chromadb-e2e-hook-").tempdir_in(temp_base).map_err(io("creating the hook container's directory"))?;
+            let bin = hook::image_bin(home.path(), &model).map_err(|detail| BackendError::Failed { what: "the hook image stand-in".into(), detail })?;
+            prepare_home(home.path(), uid, gid)?;
+            let mut cmd = net.exec("/usr/bin/setpriv", &[format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".into(), "--".into()].into_iter().chain(argv.iter().cloned()).collect::<Vec<_>>());
+            cmd.env_clear()
+                .env("PATH", &bin)
+                .env("HOME", home.path())
+                .env("HOSTNAME", &pod_name)
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .current_dir(home.path())
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true);
+            let out = match tokio::time::timeout(h.deadline, cmd.output()).await {
+                Ok(Ok(out)) => out,
+                Ok(Err(e)) => return Err(BackendError::Io { context: format!("running {}", h.object), source: e }),
+                Err(_) => {
+                    last = format!("{} exceeded its deadline of {:?}", h.object, h.deadline);
+                    log.push_str(&format!("{last}\n"));
+                    break;
+                }
+            };
+            log.push_str(&String::from_utf8_lossy(&out.stdout));
+            log.push_str(&String::from_utf8_lossy(&out.stderr));
+            log.push_str(&format!("--- exit: {} ---\n", out.status));
+            if out.status.success() {
+                ok = true;
+                break;
+            }
+            last = format!("{} pod {pod_name} exited with {}", h.object, out.status);
+        }
+        if !ok {
+            return Ok(HookRun::Failed { reason: format!("{last} (after {} attempt(s))", h.attempts), log });
+        }
+    }
+    Ok(HookRun::Succeeded { log })
+}
+
+/// The hook container's home and working directory belong to the user it runs as.
+fn prepare_home(dir: &Path, uid: u32, gid: u32) -> Result<(), BackendError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io(format!("chmod {}", dir.display())))?;
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(io(format!("chown {}", dir.display())))
 }
 
 impl Drop for ProcessBackend {

@@ -1,0 +1,215 @@
+//! The chart's `helm test` hooks on the process backend, run the way the kubelet runs a hook
+//! Job's pod: the container's rendered command, args and env unchanged, its image's
+//! entrypoint semantics, the Job's retry budget and deadline — in a pod network of its own
+//! ([`super::podnet`]) so the Service names it calls resolve and route as in a cluster.
+//!
+//! An image is run only when this backend has a stand-in for it: the host programs the image
+//! provides, on a PATH holding nothing else, so a hook that needs a tool its image lacks fails
+//! here as it would in the cluster.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use render::Rendered;
+
+/// One test hook as the chart rendered it.
+#[derive(Debug, Clone)]
+pub struct TestHook {
+    /// `Job/<name>` or `Pod/<name>`.
+    pub object: String,
+    pub name: String,
+    pub spec: PodSpec,
+    /// Pod attempts before the Job counts as failed (`backoffLimit` + 1; 1 for a bare Pod).
+    pub attempts: u32,
+    pub deadline: Duration,
+}
+
+fn is_test_hook(annotations: Option<&std::collections::BTreeMap<String, String>>) -> bool {
+    annotations.and_then(|a| a.get("helm.sh/hook")).is_some_and(|h| h.split(',').any(|k| k.trim() == "test" || k.trim() == "test-success"))
+}
+
+/// Every `helm test` hook of the render, in helm's order.
+pub fn test_hooks(rendered: &Rendered) -> Result<Vec<TestHook>, String> {
+    let mut out = Vec::new();
+    for j in rendered.jobs().filter(|j| is_test_hook(j.metadata.annotations.as_ref())) {
+        let name = j.metadata.name.clone().unwrap_or_default();
+        let spec = j.spec.as_ref().ok_or_else(|| format!("Job {name} has no spec"))?;
+        let pod = spec.template.spec.clone().ok_or_else(|| format!("Job {name} has no pod template spec"))?;
+        // Kubernetes' defaults: 6 retries, no deadline (helm's own --timeout of 5m bounds it).
+        let attempts = u32::try_from(spec.backoff_limit.unwrap_or(6)).unwrap_or(0) + 1;
+        let deadline = Duration::from_secs(spec.active_deadline_seconds.map_or(300, |s| s.clamp(1, 300) as u64));
+        out.push(TestHook { object: format!("Job/{name}"), name, spec: pod, attempts, deadline });
+    }
+    for p in rendered.pods().filter(|p| is_test_hook(p.metadata.annotations.as_ref())) {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let spec = p.spec.clone().ok_or_else(|| format!("Pod {name} has no spec"))?;
+        out.push(TestHook { object: format!("Pod/{name}"), name, spec, attempts: 1, deadline: Duration::from_secs(300) });
+    }
+    Ok(out)
+}
+
+/// What the backend knows of an image it can stand in for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageModel {
+    /// ENTRYPOINT and CMD of the image.
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// The image's default user (uid, gid) and home.
+    pub user: (u32, u32),
+    pub home: &'static str,
+    /// Host programs standing in for the image's own, by the name the image has them under.
+    pub programs: Vec<&'static str>,
+}
+
+/// What an Alpine-based image's busybox provides that a shell script commonly calls.
+const BUSYBOX_BASICS: &[&str] = &["sh", "cat", "echo", "printf", "test", "[", "sleep", "grep", "sed", "head", "tail", "tr", "cut", "wc", "env", "true", "false", "date", "id"];
+
+/// The image → model table. `curlimages/curl` is the chart's default test image: Alpine with
+/// curl, ENTRYPOINT `/entrypoint.sh` (which runs `curl "$@"` unless its first argument is a
+/// program), CMD `curl`, user `curl_user` (100:101).
+pub fn image_model(image: &str) -> Result<ImageModel, String> {
+    let repo = image.split('@').next().unwrap_or(image);
+    let repo = match repo.rfind(':') {
+        Some(i) if !repo[i..].contains('/') => &repo[..i],
+        _ => repo,
+    };
+    let path = repo.trim_start_matches("docker.io/").trim_start_matches("index.docker.io/");
+    // A registry prefix (a mirror) keeps the image what it is.
+    let known = |name: &str| path == name || path.ends_with(&format!("/{name}"));
+    if known("curlimages/curl") {
+        let mut programs: Vec<&'static str> = BUSYBOX_BASICS.to_vec();
+        programs.push("curl");
+        return Ok(ImageModel {
+            entrypoint: vec!["/entrypoint.sh".into()],
+            cmd: vec!["curl".into()],
+            user: (100, 101),
+            home: "/home/curl_user",
+            programs,
+        });
+    }
+    Err(format!("the process backend has no stand-in for image `{image}` (it models: curlimages/curl)"))
+}
+
+/// The argv a container runs: `command` replaces the ENTRYPOINT, `args` the CMD (the
+/// Kubernetes rules), with the curl image's entrypoint script resolved to what it execs.
+pub fn argv(c: &Container, model: &ImageModel) -> Result<Vec<String>, String> {
+    let command = c.command.clone().unwrap_or_default();
+    let args = c.args.clone();
+    let argv: Vec<String> = match (command.is_empty(), args) {
+        (false, Some(a)) => command.into_iter().chain(a).collect(),
+        (false, None) => command,
+        (true, Some(a)) => model.entrypoint.iter().cloned().chain(a).collect(),
+        (true, None) => model.entrypoint.iter().cloned().chain(model.cmd.iter().cloned()).collect(),
+    };
+    if argv.first().map(String::as_str) == Some("/entrypoint.sh") {
+        // The script: `curl "$@"` when the first argument is an option or not a program.
+        let rest: Vec<String> = argv[1..].to_vec();
+        let first_is_program = rest.first().is_some_and(|a| !a.starts_with('-') && model.programs.contains(&a.as_str()));
+        return Ok(if first_is_program { rest } else { std::iter::once("curl".to_string()).chain(rest).collect() });
+    }
+    match argv.first() {
+        None => Err(format!("container `{}` has no command and its image no entrypoint", c.name)),
+        Some(p) if !model.programs.contains(&p.trim_start_matches("/bin/").trim_start_matches("/usr/bin/")) => {
+            Err(format!("container `{}` runs `{p}`, which its image does not provide (it has: {})", c.name, model.programs.join(", ")))
+        }
+        Some(_) => Ok(argv),
+    }
+}
+
+/// A directory holding only the image's programs (symlinks to the host's), to be the whole
+/// PATH of the hook container.
+pub fn image_bin(dir: &Path, model: &ImageModel) -> Result<PathBuf, String> {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).map_err(|e| format!("creating {}: {e}", bin.display()))?;
+    for prog in &model.programs {
+        let host = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"].iter().map(|d| Path::new(d).join(prog)).find(|p| p.is_file());
+        let Some(host) = host else {
+            return Err(format!("the stand-in for the image needs `{prog}` on this machine (apt-get install {})", if *prog == "curl" { "curl" } else { "coreutils" }));
+        };
+        let link = bin.join(prog);
+        if !link.exists() {
+            std::os::unix::fs::symlink(&host, &link).map_err(|e| format!("linking {}: {e}", link.display()))?;
+        }
+    }
+    Ok(bin)
+}
+
+/// The (uid, gid) the container runs as: its securityContext, then the pod's, then the image's.
+pub fn run_as(c: &Container, pod: &PodSpec, model: &ImageModel) -> (u32, u32) {
+    let sc = c.security_context.as_ref();
+    let psc = pod.security_context.as_ref();
+    let uid = sc.and_then(|s| s.run_as_user).or_else(|| psc.and_then(|s| s.run_as_user)).map_or(model.user.0, |u| u as u32);
+    let gid = sc.and_then(|s| s.run_as_group).or_else(|| psc.and_then(|s| s.run_as_group)).map_or(model.user.1, |g| g as u32);
+    (uid, gid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use serde_json::json;
+
+    fn container(v: serde_json::Value) -> Container {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[rstest]
+    #[case::default_registry("docker.io/curlimages/curl:8.11.1")]
+    #[case::bare_name("curlimages/curl")]
+    #[case::mirror_with_digest("registry.local:5000/curlimages/curl@sha256:0123")]
+    fn the_curl_image_is_modelled_wherever_it_is_pulled_from(#[case] image: &str) {
+        assert_eq!(image_model(image).unwrap().user, (100, 101));
+    }
+
+    #[test]
+    fn an_unknown_image_is_named() {
+        let err = image_model("busybox:1").unwrap_err();
+        assert!(err.contains("`busybox:1`"), "{err}");
+    }
+
+    #[test]
+    fn command_replaces_the_entrypoint() {
+        let m = image_model("curlimages/curl").unwrap();
+        let c = container(json!({"name": "t", "command": ["sh", "-c", "echo hi"]}));
+        assert_eq!(argv(&c, &m).unwrap(), ["sh", "-c", "echo hi"]);
+    }
+
+    #[test]
+    fn args_alone_go_to_curl_through_the_entrypoint() {
+        let m = image_model("curlimages/curl").unwrap();
+        let c = container(json!({"name": "t", "args": ["-fsS", "http://x"]}));
+        assert_eq!(argv(&c, &m).unwrap(), ["curl", "-fsS", "http://x"]);
+    }
+
+    #[test]
+    fn a_program_the_image_lacks_is_refused() {
+        let m = image_model("curlimages/curl").unwrap();
+        let c = container(json!({"name": "t", "command": ["python3", "-c", "1"]}));
+        assert!(argv(&c, &m).unwrap_err().contains("`python3`"));
+    }
+
+    #[test]
+    fn security_context_user_wins_over_the_image_user() {
+        let m = image_model("curlimages/curl").unwrap();
+        let c = container(json!({"name": "t", "securityContext": {"runAsUser": 1001}}));
+        let pod: PodSpec = serde_json::from_value(json!({"containers": [], "securityContext": {"runAsGroup": 2002}})).unwrap();
+        assert_eq!(run_as(&c, &pod, &m), (1001, 2002));
+    }
+
+    #[test]
+    fn test_hooks_are_found_with_their_retry_budget() {
+        let r = Rendered::from_documents(vec![json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "r-test", "annotations": {"helm.sh/hook": "test"}},
+            "spec": {"backoffLimit": 2, "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "curlimages/curl"}]}}}
+        }), json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "r-migrate", "annotations": {"helm.sh/hook": "pre-upgrade"}},
+            "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}
+        })])
+        .unwrap();
+        let hooks = test_hooks(&r).unwrap();
+        assert_eq!(hooks.iter().map(|h| (h.object.as_str(), h.attempts)).collect::<Vec<_>>(), [("Job/r-test", 3)]);
+    }
+}
