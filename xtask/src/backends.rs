@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use e2e::Backend;
 use e2e::cluster::{ClusterKind, ClusterOptions};
 use e2e::process::{ProcessBackend, ProcessOptions};
@@ -72,40 +72,79 @@ pub fn version_matrix(root: &Path) -> Result<VersionMatrix> {
     VersionMatrix::load(&path).with_context(|| format!("loading {}", path.display()))
 }
 
-/// Builds the chosen backend, runs `job` on it, and tears the backend down. `known` gives the
-/// process backend each version's pins.
+/// Ctrl-C or SIGTERM arrived while a job ran; everything it had started was cleaned up.
+#[derive(Debug)]
+pub struct Interrupted(pub &'static str);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted ({}); every server, namespace and temp dir the run had made was removed", self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Resolves when the user (Ctrl-C) or a supervisor (SIGTERM, e.g. a CI runner cancelling)
+/// asks the run to stop.
+async fn interrupt() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = tokio::signal::ctrl_c() => "Ctrl-C",
+            _ = term.recv() => "SIGTERM",
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
+}
+
+/// Runs `job` on `backend` unless interrupted first. On interrupt the job's future is dropped,
+/// which kills what it had in flight (server handles, temp dirs and pod networks clean up on
+/// drop); the caller then shuts the backend down.
+async fn race<B: Backend, J: Job>(backend: &B, job: J) -> Result<J::Output> {
+    tokio::select! {
+        // A job that itself waits for Ctrl-C (`--keep`) finishes normally on it.
+        biased;
+        out = job.run(backend) => out,
+        why = interrupt() => {
+            eprintln!("\ninterrupted ({why}): stopping servers, removing namespaces and temp dirs");
+            Err(Interrupted(why).into())
+        }
+    }
+}
+
+/// Builds the chosen backend, runs `job` on it, and tears the backend down — after success,
+/// failure, Ctrl-C or SIGTERM alike. `known` gives the process backend each version's pins.
 pub fn run<J: Job>(flags: &BackendFlags, keep: bool, tools: &Toolset, known: &VersionMatrix, job: J) -> Result<J::Output> {
     if flags.k3s_image.is_some() && flags.backend != BackendKind::K3s {
         anyhow::bail!("--k3s-image only applies to --backend k3s");
     }
     let kind = decide(flags.backend);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-    runtime.block_on(async {
+    let out = runtime.block_on(async {
         match kind {
             BackendKind::Process | BackendKind::Auto => {
-                let venvs = VenvCache::new(&tools.uv.path, VenvCache::default_root().map_err(|e| anyhow!("{e}"))?)
-                    .map_err(|e| anyhow!("the uv at {}: {e}", tools.uv.path.display()))?;
+                let venvs = VenvCache::new(&tools.uv.path, VenvCache::default_root()?).with_context(|| format!("the uv at {}", tools.uv.path.display()))?;
                 let pins = known.versions.iter().map(|e| (e.version.clone(), e.pins.clone())).collect();
-                // Installs the Ctrl-C handler that stops every server and removes its files.
                 let backend = ProcessBackend::new(venvs, pins, ProcessOptions::default());
-                job.run(&backend).await
+                // Dropping the backend stops every server it still runs and removes its files.
+                race(&backend, job).await
             }
             BackendKind::K3s | BackendKind::Kubeconfig => {
                 let ck = if kind == BackendKind::K3s { ClusterKind::K3s } else { ClusterKind::Kubeconfig };
                 let mut copts = ClusterOptions::new(&tools.helm.path);
                 copts.keep = keep;
                 copts.k3s_image = flags.k3s_image.clone();
-                let backend = e2e::cluster::start(ck, copts).await.map_err(|e| anyhow!("{e}"))?;
-                let outcome = tokio::select! {
-                    out = job.run(&backend) => Some(out),
-                    _ = tokio::signal::ctrl_c() => None,
-                };
-                if outcome.is_none() {
-                    eprintln!("\ninterrupted: removing namespaces and the cluster");
-                }
-                backend.shutdown().await.map_err(|e| anyhow!("{e}"))?;
-                outcome.unwrap_or_else(|| std::process::exit(130))
+                let backend = e2e::cluster::start(ck, copts).await?;
+                let out = race(&backend, job).await;
+                backend.shutdown().await?;
+                out
             }
         }
-    })
+    });
+    // Blocking work still running (a venv build) must not hold the exit forever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    out
 }

@@ -214,7 +214,7 @@ impl backends::Job for LiveJob<'_> {
         }
         if flags.keep && !report.kept.is_empty() {
             print_kept(&report, backend);
-            if backend.name() == "process" {
+            if !backend.kept_outlive_the_harness() {
                 eprintln!("deployments kept running; press Ctrl-C to stop them and remove their files");
                 let _ = tokio::signal::ctrl_c().await;
             }

@@ -114,12 +114,6 @@ fn plan_job(flags: &Flags, root: &Path, known: &VersionMatrix) -> anyhow::Result
 }
 
 pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
-    // The chart checkout of a git ref is a temp dir: Ctrl-C must remove it too. Cluster
-    // backends handle Ctrl-C themselves (they must delete namespaces first), so the process
-    // handler, which exits at once, is installed only where no cluster can be chosen.
-    if !matches!(flags.backend.backend, crate::backends::BackendKind::K3s | crate::backends::BackendKind::Kubeconfig) {
-        e2e::process::child::install_interrupt_handler();
-    }
     let root = crate::project_root();
     let fault = flags.inject_fault.as_deref().map(|f| f.parse::<Fault>().map_err(|e| anyhow::anyhow!("--inject-fault: {e}"))).transpose()?;
     let known = backends::version_matrix(&root)?;

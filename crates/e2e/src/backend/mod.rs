@@ -97,6 +97,11 @@ pub trait Backend {
         let _ = deployed;
         None
     }
+    /// Whether kept deployments (`--keep`) stay up after the harness exits (a cluster's
+    /// namespaces do); when not, the harness waits for Ctrl-C before tearing them down.
+    fn kept_outlive_the_harness(&self) -> bool {
+        false
+    }
     /// Runs the chart's `helm test` hook against the deployment and says how it ended.
     /// Every backend answers: a backend that cannot run the hook faithfully here returns
     /// [`HookRun::Unsupported`] with the reason, which the `chart-test` check reports as SKIP.

@@ -448,6 +448,10 @@ impl Backend for ClusterBackend {
     fn runs_lookup(&self) -> Result<(), String> {
         Ok(())
     }
+
+    fn kept_outlive_the_harness(&self) -> bool {
+        true
+    }
 }
 
 /// Compile-time guard: the runner may drive releases on several tokio tasks (`--jobs`), so the

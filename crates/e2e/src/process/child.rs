@@ -1,14 +1,11 @@
-//! Server processes and the per-deployment temp roots, tracked so that nothing outlives the
-//! harness: each server runs in its own process group (a terminal's Ctrl-C does not reach it,
-//! we decide how it stops), is stopped with SIGTERM then SIGKILL, is killed when its handle is
-//! dropped (errors, panics), and a Ctrl-C/SIGTERM handler kills every group still registered
-//! and removes every registered temp root before exiting.
+//! Server processes: each runs in its own process group (a terminal's Ctrl-C does not reach
+//! it; the harness decides how it stops), is stopped with SIGTERM then SIGKILL, and is killed
+//! with its whole group when its handle is dropped — on errors, panics, and when xtask's
+//! runner drops the job on Ctrl-C/SIGTERM. No process-global state: the handle is the record.
 
-use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -16,59 +13,14 @@ use nix::unistd::Pid;
 
 use super::image::Launch;
 
-static GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
-static ROOTS: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-pub fn register_root(p: &Path) {
-    lock(&ROOTS).insert(p.to_path_buf());
-}
-
-pub fn unregister_root(p: &Path) {
-    lock(&ROOTS).remove(p);
-}
-
-/// Kills every registered server group and removes every registered temp root.
-pub fn kill_everything() {
-    let groups: Vec<i32> = std::mem::take(&mut *lock(&GROUPS)).into_iter().collect();
-    for g in &groups {
-        let _ = killpg(Pid::from_raw(*g), Signal::SIGTERM);
-    }
-    if !groups.is_empty() {
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    for g in &groups {
-        let _ = killpg(Pid::from_raw(*g), Signal::SIGKILL);
-    }
-    for r in std::mem::take(&mut *lock(&ROOTS)) {
-        let _ = std::fs::remove_dir_all(r);
-    }
-}
-
-/// Installs (once per process) a Ctrl-C/SIGTERM handler that cleans up and exits with 130.
-pub fn install_interrupt_handler() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let r = ctrlc::set_handler(|| {
-            eprintln!("\ninterrupted: stopping servers and removing temp dirs");
-            kill_everything();
-            std::process::exit(130);
-        });
-        if let Err(e) = r {
-            tracing::warn!("could not install the Ctrl-C handler: {e}");
-        }
-    });
-}
-
 /// One running server process (group).
 pub struct Server {
     child: tokio::process::Child,
     pgid: i32,
     pub log: PathBuf,
     exited: Option<ExitStatus>,
+    /// The whole group has been killed and the child waited for.
+    reaped: bool,
 }
 
 impl Server {
@@ -86,8 +38,7 @@ impl Server {
             .process_group(0);
         let child = cmd.spawn()?;
         let pgid = child.id().map(|p| p as i32).ok_or_else(|| std::io::Error::other("the server exited before it got a pid"))?;
-        lock(&GROUPS).insert(pgid);
-        Ok(Server { child, pgid, log: log.to_path_buf(), exited: None })
+        Ok(Server { child, pgid, log: log.to_path_buf(), exited: None, reaped: false })
     }
 
     /// `Some(status)` once the server process has exited.
@@ -112,14 +63,14 @@ impl Server {
         if self.exited.is_none() {
             self.exited = self.child.wait().await.ok();
         }
-        lock(&GROUPS).remove(&self.pgid);
+        self.reaped = true;
         self.exited
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if lock(&GROUPS).remove(&self.pgid) {
+        if !self.reaped {
             let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
             let _ = self.child.start_kill();
             let _ = self.child.try_wait();

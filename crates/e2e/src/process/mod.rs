@@ -47,6 +47,9 @@ impl Default for ProcessOptions {
 }
 
 struct Running {
+    /// Owns the deployment's temp root: dropping it (teardown, a failed deploy, a job dropped
+    /// on Ctrl-C) removes the files.
+    _root: tempfile::TempDir,
     release: Release,
     venv: Venv,
     layout: Layout,
@@ -75,7 +78,6 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackendError
 impl ProcessBackend {
     /// `pins`: extra requirements per version (from fixtures/versions.yaml).
     pub fn new(venvs: VenvCache, pins: BTreeMap<ChromaVersion, Vec<String>>, opts: ProcessOptions) -> Self {
-        child::install_interrupt_handler();
         ProcessBackend { venvs, pins, opts, running: Mutex::new(HashMap::new()) }
     }
 
@@ -201,10 +203,9 @@ impl ProcessBackend {
         Ok((base_url, adjustments))
     }
 
+    /// Stops the server gracefully; dropping `r` then removes its files.
     async fn cleanup(&self, mut r: Running) {
         self.stop(&mut r).await;
-        let _ = std::fs::remove_dir_all(&r.layout.root);
-        child::unregister_root(&r.layout.root);
     }
 }
 
@@ -373,10 +374,9 @@ impl Backend for ProcessBackend {
         let root = tempfile::Builder::new()
             .prefix(&format!("chromadb-e2e-{}-", release.id))
             .tempdir_in(&self.opts.temp_base)
-            .map_err(io("creating the deployment's temp dir"))?
-            .keep();
-        child::register_root(&root);
-        let mut r = Running { release: release.clone(), venv, layout: Layout { root }, server: None, starts: 0, ports: None };
+            .map_err(io("creating the deployment's temp dir"))?;
+        let layout = Layout { root: root.path().to_path_buf() };
+        let mut r = Running { _root: root, release: release.clone(), venv, layout, server: None, starts: 0, ports: None };
         match self.start(&mut r).await {
             Ok((base_url, adjustments)) => {
                 let secrets = Sources::from_release(release).map(|s| s.secrets).unwrap_or_default();
@@ -562,13 +562,3 @@ fn prepare_home(dir: &Path, uid: u32, gid: u32) -> Result<(), BackendError> {
     std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(io(format!("chown {}", dir.display())))
 }
 
-impl Drop for ProcessBackend {
-    fn drop(&mut self) {
-        // Servers die with their handles; the roots go here.
-        for (_, r) in self.running.get_mut().unwrap_or_else(|p| p.into_inner()).drain() {
-            drop(r.server);
-            let _ = std::fs::remove_dir_all(&r.layout.root);
-            child::unregister_root(&r.layout.root);
-        }
-    }
-}

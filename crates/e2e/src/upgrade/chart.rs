@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::process::child;
 
 /// A chart ready to render; the temp checkout (if any) lives as long as this value.
 #[derive(Debug)]
@@ -30,7 +29,6 @@ impl Drop for ChartCheckout {
     fn drop(&mut self) {
         if let Some(t) = self.temp.take() {
             let _ = std::fs::remove_dir_all(&t);
-            child::unregister_root(&t);
         }
     }
 }
@@ -71,7 +69,6 @@ pub fn resolve(spec: &str, repo: &Path, flag: &str) -> Result<ChartCheckout, Cha
     }
     let sha = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let temp = tempfile::Builder::new().prefix("chromadb-upgrade-chart-").tempdir().map_err(|e| err(format!("creating a temp dir: {e}")))?.keep();
-    child::register_root(&temp);
     // From here on the checkout owns the dir: an early return removes it.
     let checkout = ChartCheckout { path: temp.join(CHART_IN_REPO), label: format!("git:{spec} ({})", &sha[..sha.len().min(10)]), temp: Some(temp.clone()) };
     let mut archive = Command::new("git")
