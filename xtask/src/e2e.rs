@@ -8,21 +8,21 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use e2e::Backend;
-use e2e::checks::{CheckName, Outcome};
+use e2e::checks::CheckName;
 use e2e::runner::{RunOptions, RunReport};
 use e2e::scenario::LivePlan;
 use e2e::upgrade::{self, UpgradeMatrix, UpgradeOptions};
 use render::{ChromaVersion, Helm, VersionMatrix};
 
 use crate::backends::{self, BackendFlags, BackendKind};
-use crate::test::Tally;
+use crate::tally::Tally;
 use crate::tools::Toolset;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Flags {
     /// A Chroma version to test (repeatable), e.g. --version 0.4.3 --version 1.5.0
     #[arg(long = "version", value_name = "X.Y.Z")]
-    pub versions: Vec<String>,
+    pub versions: Vec<ChromaVersion>,
     /// Every version in fixtures/versions.yaml, then the upgrade matrix of fixtures/upgrades.yaml
     #[arg(long)]
     pub matrix: bool,
@@ -37,12 +37,12 @@ pub struct Flags {
     /// Only this deployment of fixtures/live.yaml (repeatable)
     #[arg(long = "scenario", value_name = "NAME")]
     pub scenarios: Vec<String>,
-    /// Only this check (repeatable): api-surface, auth, cors, payload, persistence, reset
+    /// Only this check (repeatable): api-surface, auth, cors, payload, persistence, chart-test, reset
     #[arg(long = "check", value_name = "NAME")]
-    pub checks: Vec<String>,
-    /// Deployments run at once
-    #[arg(long, default_value_t = 2)]
-    pub jobs: usize,
+    pub checks: Vec<CheckName>,
+    /// Deployments run at once (at least 1)
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
     /// Leave the deployments running and print how to reach them (Ctrl-C removes them)
     #[arg(long)]
     pub keep: bool,
@@ -81,22 +81,7 @@ impl Flags {
 /// deployment counts once.
 pub fn smoke(tools: &Toolset) -> anyhow::Result<Tally> {
     let (_, report) = execute(Flags::smoke(), tools)?;
-    Ok(tally(&report))
-}
-
-fn tally(report: &RunReport) -> Tally {
-    let mut t = Tally::default();
-    for d in &report.deployments {
-        t.failed += d.error.is_some() as usize;
-        for c in &d.checks {
-            match c.outcome {
-                Outcome::Pass { .. } => t.passed += 1,
-                Outcome::Fail { .. } => t.failed += 1,
-                Outcome::Skipped { .. } => {}
-            }
-        }
-    }
-    t
+    Ok(Tally::of_report(&report))
 }
 
 pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
@@ -127,12 +112,11 @@ impl Plan {
         let matrix = backends::version_matrix(&root)?;
 
         let mut versions: Vec<ChromaVersion> = Vec::new();
-        for raw in &flags.versions {
-            let v: ChromaVersion = raw.parse().map_err(|e| anyhow::anyhow!("--version {raw}: {e}"))?;
-            if matrix.get(&v).is_none() {
+        for v in &flags.versions {
+            if matrix.get(v).is_none() {
                 eprintln!("note: {v} is not in fixtures/versions.yaml; it runs without pins");
             }
-            versions.push(v);
+            versions.push(v.clone());
         }
         if flags.matrix {
             versions.extend(matrix.all().cloned());
@@ -145,15 +129,7 @@ impl Plan {
         if versions.is_empty() {
             bail!("nothing to test: give --version X.Y.Z (repeatable), --smoke or --matrix");
         }
-        if flags.jobs == 0 {
-            bail!("--jobs 0: at least one deployment must run at a time");
-        }
-
-        let checks: Option<BTreeSet<CheckName>> = if flags.checks.is_empty() {
-            None
-        } else {
-            Some(flags.checks.iter().map(|c| c.parse::<CheckName>().map_err(|e| anyhow::anyhow!("--check: {e}"))).collect::<anyhow::Result<_>>()?)
-        };
+        let checks: Option<BTreeSet<CheckName>> = (!flags.checks.is_empty()).then(|| flags.checks.iter().copied().collect());
 
         let plan_path = flags.plan.clone().unwrap_or_else(|| root.join("fixtures/live.yaml"));
         let mut live = LivePlan::load(&plan_path, &root.join("fixtures/values"))?;
@@ -176,7 +152,7 @@ impl Plan {
             .then(|| UpgradeMatrix::load(&root.join("fixtures/upgrades.yaml"), &root.join("fixtures/values"), &matrix))
             .transpose()
             .context("loading fixtures/upgrades.yaml")?;
-        let opts = RunOptions { chart, jobs: flags.jobs, checks, keep: flags.keep, progress: true };
+        let opts = RunOptions { chart, jobs: usize::from(flags.jobs), checks, keep: flags.keep, progress: true };
         Ok(Plan { root, matrix, versions, live, opts, upgrades })
     }
 }
@@ -202,7 +178,7 @@ impl backends::Job for LiveJob<'_> {
         let mut report = e2e::runner::run(backend, &helm, &plan.live, &plan.versions, &plan.opts).await;
         let mut code = finish(&report, flags)?;
         if let Some(upgrades) = &plan.upgrades {
-            let opts = UpgradeOptions { jobs: flags.jobs, ..UpgradeOptions::default() };
+            let opts = UpgradeOptions { jobs: usize::from(flags.jobs), ..UpgradeOptions::default() };
             let up = upgrade::run_matrix(backend, &helm, upgrades, &plan.opts.chart, &plan.root, &opts).await;
             print!("\n{}", upgrade::report::matrix_text(&up));
             // Beside the live report: FILE.json → FILE.upgrades.json.

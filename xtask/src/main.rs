@@ -7,6 +7,7 @@ mod docs;
 mod e2e;
 #[cfg(test)]
 mod readme;
+mod tally;
 mod test;
 mod tools;
 mod upgrade;

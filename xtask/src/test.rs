@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+use crate::tally::Tally;
 use crate::{cmd, project_root, tools};
 
 #[derive(clap::Args)]
@@ -18,26 +19,6 @@ pub struct Flags {
     /// Skip the live smoke matrix (the render suite and lints still run)
     #[arg(long)]
     no_live: bool,
-}
-
-/// Passed/failed units from one step (tests, checks, or the step itself as one unit).
-#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tally {
-    pub passed: usize,
-    pub failed: usize,
-}
-
-impl Tally {
-    fn one(ok: bool) -> Tally {
-        Tally { passed: ok as usize, failed: (!ok) as usize }
-    }
-}
-
-impl std::ops::AddAssign for Tally {
-    fn add_assign(&mut self, o: Tally) {
-        self.passed += o.passed;
-        self.failed += o.failed;
-    }
 }
 
 pub fn run(flags: Flags) -> Result<ExitCode> {
