@@ -562,3 +562,34 @@ fn prepare_home(dir: &Path, uid: u32, gid: u32) -> Result<(), BackendError> {
     std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(io(format!("chown {}", dir.display())))
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn volume_mount(name: &str, path: &str) -> VolumeMount {
+        serde_json::from_value(serde_json::json!({"name": name, "mountPath": path})).unwrap()
+    }
+
+    /// The older chart mounts its htpasswd volume at `/chroma/auth/`: a trailing slash under a
+    /// directory the image does not have. A container runtime creates the mount point.
+    #[test]
+    fn a_mount_point_with_a_trailing_slash_under_missing_parents_is_created() {
+        let root = tempfile::tempdir().unwrap();
+        let layout = Layout { root: root.path().to_path_buf() };
+        let vol = root.path().join("volumes/htpasswd-volume");
+        std::fs::create_dir_all(&vol).unwrap();
+        std::fs::write(vol.join("htpasswd"), "u:x\n").unwrap();
+        let dirs = BTreeMap::from([("htpasswd-volume".to_string(), vol)]);
+        mount(&layout, &volume_mount("htpasswd-volume", "/chroma/auth/"), &dirs).unwrap();
+        assert_eq!(std::fs::read_to_string(layout.fs().join("chroma/auth/htpasswd")).unwrap(), "u:x\n");
+    }
+
+    #[test]
+    fn a_mount_of_an_undeclared_volume_is_invalid() {
+        let root = tempfile::tempdir().unwrap();
+        let layout = Layout { root: root.path().to_path_buf() };
+        let err = mount(&layout, &volume_mount("nowhere", "/data"), &BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains("`nowhere`"), "{err}");
+    }
+}

@@ -318,8 +318,21 @@ impl Layout {
         self.root.join("logs")
     }
     /// Where a container path lives on the host.
+    /// Where a container path lives on this host, normalised the way a container runtime
+    /// resolves a mount point inside the root filesystem: repeated and trailing slashes and
+    /// `.` dropped, `..` never climbing above the root.
     pub fn host_path(&self, container_path: &str) -> PathBuf {
-        self.fs().join(container_path.trim_start_matches('/'))
+        let mut parts: Vec<&str> = Vec::new();
+        for part in container_path.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                p => parts.push(p),
+            }
+        }
+        parts.iter().fold(self.fs(), |path, p| path.join(p))
     }
 }
 
@@ -375,6 +388,21 @@ pub fn materialise_volume(layout: &Layout, v: &Volume, sources: &Sources) -> Res
         }
     }
     Ok(dir)
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::Layout;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::trailing_slash_is_the_same_mount_point("/chroma/auth/", "fs/chroma/auth")]
+    #[case::repeated_slashes_collapse("//chroma//auth", "fs/chroma/auth")]
+    #[case::dot_dot_stays_inside_the_root("/../../etc/../chroma/./auth", "fs/chroma/auth")]
+    fn container_paths_resolve_inside_the_container_root(#[case] path: &str, #[case] want: &str) {
+        let l = Layout { root: "/r".into() };
+        assert_eq!(l.host_path(path), std::path::Path::new("/r").join(want));
+    }
 }
 
 #[cfg(test)]
