@@ -5,6 +5,7 @@ mod backends;
 mod cmd;
 mod docs;
 mod e2e;
+mod host;
 #[cfg(test)]
 mod readme;
 mod tally;

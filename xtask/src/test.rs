@@ -46,6 +46,8 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
     if flags.no_live {
         eprintln!("── live smoke: skipped (--no-live)");
     } else {
+        // The smoke runs `chart-test`; without its stand-ins it could only SKIP.
+        step("host packages", crate::host::ensure().map(|()| Tally::one(true)));
         step("live smoke", crate::e2e::smoke(&tools));
     }
 

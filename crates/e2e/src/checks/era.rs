@@ -1,6 +1,6 @@
 //! Facts about Chroma itself (not the chart) that the checks need: which HTTP status each
 //! era answers with when it refuses something. One table, keyed by version ranges, measured
-//! against real servers (chroma-facts.md plus this harness's own runs).
+//! against real servers (docs/chroma-eras.md#measured-behaviour).
 
 use render::ChromaVersion;
 

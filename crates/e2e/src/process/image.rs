@@ -1,5 +1,5 @@
 //! The official Chroma image of each era, as far as starting the server goes: its ENTRYPOINT,
-//! CMD, WORKDIR, ENV and entrypoint script (see chroma-facts.md), and how a container's
+//! CMD, WORKDIR, ENV and entrypoint script (docs/chroma-eras.md#images-and-entrypoints), and how a container's
 //! `command`/`args` override them. The result is the exact argv/env the container would run,
 //! with only the listen address and port changed and absolute paths re-rooted.
 

@@ -247,12 +247,12 @@ fn mount(layout: &Layout, m: &VolumeMount, volume_dirs: &BTreeMap<String, PathBu
     std::os::unix::fs::symlink(&src, &at).map_err(io(format!("mounting {} at {}", src.display(), at.display())))
 }
 
-/// The one init container the chart may render (contract 4): `htpasswd -Bbc FILE USER PASS`
+/// The one init container the chart renders (basic auth, docs/chroma-eras.md#auth): `htpasswd -Bbc FILE USER PASS`
 /// from the httpd image, done here with bcrypt. Anything else cannot be emulated.
 fn run_init(init: &Container, env: &[(String, String)], volume_dirs: &BTreeMap<String, PathBuf>, adjustments: &mut Vec<String>) -> Result<(), BackendError> {
     const COMMAND: [&str; 3] = ["sh", "-c", "htpasswd -Bbc \"$HTPASSWD_FILE\" \"$CHROMA_BASIC_AUTH_USERNAME\" \"$CHROMA_BASIC_AUTH_PASSWORD\""];
     if init.name != "htpasswd" {
-        return Err(invalid(format!("init container `{}` is not one the process backend can emulate (only `htpasswd`, contract 4)", init.name)));
+        return Err(invalid(format!("init container `{}` is not one the process backend can emulate (only the chart's `htpasswd`)", init.name)));
     }
     let cmd: Vec<&str> = init.command.iter().flatten().map(String::as_str).chain(init.args.iter().flatten().map(String::as_str)).collect();
     if cmd != COMMAND {
@@ -314,7 +314,7 @@ fn check_ports(c: &Container, services: &[k8s_openapi::api::core::v1::Service], 
 fn readiness(c: &Container, _pod: &PodSpec, listen: u16) -> Result<Option<String>, BackendError> {
     let Some(get) = c.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref()) else {
         if c.readiness_probe.as_ref().is_some_and(|p| p.exec.is_some()) {
-            return Err(invalid("container `chromadb` has an exec readinessProbe; the 1.x image has no shell or curl (contract 5: httpGet only)"));
+            return Err(invalid("container `chromadb` has an exec readinessProbe; the 1.x image has no shell or curl (docs/chroma-eras.md#images-and-entrypoints: httpGet only)"));
         }
         return Ok(None);
     };
