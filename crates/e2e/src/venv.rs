@@ -16,6 +16,15 @@ use sha2::{Digest, Sha256};
 
 /// The interpreter every environment uses: every Chroma release in the matrix installs on it.
 pub const PYTHON: &str = "python3.11";
+/// Debian's build of it, preferred when present: it lives where any user can run it, so a
+/// server started under the pod's `runAsUser` can (an interpreter under root's home cannot).
+const SYSTEM_PYTHON: &str = "/usr/bin/python3.11";
+
+/// The interpreter uv builds environments with: Debian's when it exists, else whatever
+/// `python3.11` uv finds.
+fn interpreter() -> &'static str {
+    if Path::new(SYSTEM_PYTHON).is_file() { SYSTEM_PYTHON } else { PYTHON }
+}
 /// Written last into a finished environment; its presence means "complete".
 const MARKER: &str = ".chromadb-harness-complete";
 
@@ -85,8 +94,12 @@ impl VenvCache {
         Self::new(uv, Self::default_root()?)
     }
 
-    /// `<XDG cache>/chromadb-chart-harness/venvs`.
+    /// `<XDG cache>/chromadb-chart-harness/venvs`; as root `/var/cache/…` instead, because
+    /// root's home is closed to the non-root users servers run as (`runAsUser`).
     pub fn default_root() -> Result<PathBuf, VenvError> {
+        if nix::unistd::geteuid().is_root() && std::env::var_os("XDG_CACHE_HOME").is_none() {
+            return Ok(PathBuf::from("/var/cache/chromadb-chart-harness/venvs"));
+        }
         Ok(dirs::cache_dir().ok_or(VenvError::NoCacheDir)?.join("chromadb-chart-harness").join("venvs"))
     }
 
@@ -106,7 +119,7 @@ impl VenvCache {
     /// changing a pin makes a new environment instead of silently reusing the old one.
     pub fn key(version: &ChromaVersion, pins: &[String]) -> String {
         let mut h = Sha256::new();
-        h.update(PYTHON.as_bytes());
+        h.update(interpreter().as_bytes());
         for p in pins {
             h.update(b"\0");
             h.update(p.as_bytes());
@@ -165,7 +178,7 @@ impl VenvCache {
         // Relocatable: the environment is built under a scratch name and then renamed, so its
         // console scripts (uvicorn, chroma) must not hard-code the scratch path.
         self.uv(version, "uv venv", |c| {
-            c.args(["venv", "--quiet", "--relocatable", "--python", PYTHON]).arg(scratch);
+            c.args(["venv", "--quiet", "--relocatable", "--python", interpreter()]).arg(scratch);
         })?;
         let python = scratch.join("bin/python");
         self.uv(version, "uv pip install", |c| {

@@ -12,6 +12,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use super::image::Launch;
+use super::security::RunAs;
 
 /// One running server process (group).
 pub struct Server {
@@ -24,7 +25,9 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn spawn(launch: &Launch, log: &Path) -> std::io::Result<Server> {
+    /// Starts the server; `run_as` (when not root) sets its groups, group and user the way a
+    /// container runtime does before exec.
+    pub fn spawn(launch: &Launch, log: &Path, run_as: &RunAs) -> std::io::Result<Server> {
         let out = OpenOptions::new().create(true).append(true).open(log)?;
         let err = out.try_clone()?;
         let mut cmd = tokio::process::Command::new(&launch.program);
@@ -36,6 +39,19 @@ impl Server {
             .stdout(out)
             .stderr(err)
             .process_group(0);
+        if !run_as.is_root() {
+            let (uid, gid, groups) = (run_as.uid, run_as.gid, run_as.groups.clone());
+            let gids: Vec<nix::unistd::Gid> = groups.into_iter().map(nix::unistd::Gid::from_raw).collect();
+            // Groups before the user: once the uid is dropped, setgroups is no longer allowed.
+            // SAFETY: only async-signal-safe calls (setgroups, setgid, setuid) run in the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::unistd::setgroups(&gids).map_err(std::io::Error::from)?;
+                    nix::unistd::setgid(nix::unistd::Gid::from_raw(gid)).map_err(std::io::Error::from)?;
+                    nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)).map_err(std::io::Error::from)
+                });
+            }
+        }
         let child = cmd.spawn()?;
         let pgid = child.id().map(|p| p as i32).ok_or_else(|| std::io::Error::other("the server exited before it got a pid"))?;
         Ok(Server { child, pgid, log: log.to_path_buf(), exited: None, reaped: false })

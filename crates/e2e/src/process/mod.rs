@@ -13,6 +13,7 @@ pub mod hook;
 pub mod image;
 pub mod pod;
 pub mod podnet;
+pub mod security;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -178,6 +179,14 @@ impl ProcessBackend {
             run_init(init, &env, &volume_dirs, &mut adjustments)?;
         }
 
+        // Every Chroma image runs its server as root unless the pod says otherwise
+        // (docs/chroma-eras.md#images-and-entrypoints).
+        let user = security::run_as(c, pod, (0, 0)).map_err(invalid)?;
+        grant_volumes(&layout, pod, &volume_dirs, &user)?;
+        if !user.is_root() {
+            adjustments.push(format!("server runs as uid {} gid {} groups {:?}", user.uid, user.gid, user.groups));
+        }
+
         let env = pod::resolve_env(c, pod, &sources, &services, &me).map_err(invalid)?;
         let host_port = free_port().map_err(io("finding a free port"))?;
         let launch = image::launch(&release.version, &r.venv, &layout, c, env, host_port).map_err(|e| match e {
@@ -190,7 +199,7 @@ impl ProcessBackend {
 
         let log = server_log(&layout);
         append(&log, &format!("--- harness: start {} of chromadb {}: {} {} ---\n", r.starts, release.version, launch.program.display(), launch.args.join(" ")));
-        let mut server = Server::spawn(&launch, &log).map_err(io(format!("starting {}", launch.program.display())))?;
+        let mut server = Server::spawn(&launch, &log, &user).map_err(io(format!("starting {}", launch.program.display())))?;
         let base_url = format!("http://127.0.0.1:{host_port}");
         let waited = Instant::now();
         let result = wait_ready(&mut server, &base_url, &probe, self.opts.ready_timeout).await;
@@ -207,6 +216,29 @@ impl ProcessBackend {
     async fn cleanup(&self, mut r: Running) {
         self.stop(&mut r).await;
     }
+}
+
+/// Volume permissions as the kubelet leaves them: emptyDirs world-writable, everything handed
+/// to `fsGroup` when the pod sets one; and for a non-root server, the harness's directories
+/// around the container filesystem made traversable.
+fn grant_volumes(layout: &Layout, pod: &PodSpec, volume_dirs: &BTreeMap<String, PathBuf>, user: &security::RunAs) -> Result<(), BackendError> {
+    use std::os::unix::fs::PermissionsExt;
+    for v in pod.volumes.iter().flatten().filter(|v| v.empty_dir.is_some()) {
+        if let Some(dir) = volume_dirs.get(&v.name) {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).map_err(io(format!("chmod emptyDir {}", dir.display())))?;
+        }
+    }
+    if let Some(g) = user.fs_group {
+        for dir in volume_dirs.values() {
+            security::apply_fs_group(dir, g).map_err(io(format!("applying fsGroup {g} to {}", dir.display())))?;
+        }
+    }
+    if !user.is_root() {
+        for dir in [layout.root.clone(), layout.fs(), layout.volumes(), layout.pvc()] {
+            security::open_path(&dir).map_err(io(format!("opening {} to the server's user", dir.display())))?;
+        }
+    }
+    Ok(())
 }
 
 fn server_log(layout: &Layout) -> PathBuf {
