@@ -86,6 +86,10 @@ pub trait Backend {
     /// Pod-restart semantics: the server process/pod goes away and comes back with the same
     /// configuration and the same volume (if it has one).
     async fn restart(&self, deployed: &mut Deployed) -> Result<(), BackendError>;
+    /// Container-restart semantics: the server's container exits and the kubelet starts it
+    /// again in the same pod — emptyDirs and claims kept, a fresh container filesystem.
+    /// [`BackendError::Unavailable`] where the backend cannot restart one container alone.
+    async fn restart_container(&self, deployed: &mut Deployed) -> Result<(), BackendError>;
     /// In-place upgrade to `next` on the same data (`helm upgrade` semantics).
     async fn upgrade(&self, deployed: &mut Deployed, next: &Release) -> Result<(), BackendError>;
     /// The server's recent log lines, for failure reports.

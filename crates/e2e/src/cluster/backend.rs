@@ -449,6 +449,12 @@ impl Backend for ClusterBackend {
         Ok(())
     }
 
+    async fn restart_container(&self, _deployed: &mut Deployed) -> Result<(), BackendError> {
+        // The 1.x image has no shell to kill its server from inside, and the API has no
+        // "restart this container" call; deleting the pod is `restart`, a different promise.
+        Err(BackendError::Unavailable { backend: self.name(), reason: "a cluster cannot restart one container without deleting its pod (the 1.x image has no shell to exit from inside)".into() })
+    }
+
     fn kept_outlive_the_harness(&self) -> bool {
         true
     }

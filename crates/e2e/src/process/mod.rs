@@ -47,6 +47,14 @@ impl Default for ProcessOptions {
     }
 }
 
+/// What a start brings up: a new pod (fresh volumes, init containers run) or the same pod's
+/// container again after it exited (volumes, emptyDirs included, kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    NewPod,
+    SamePod,
+}
+
 struct Running {
     /// Owns the deployment's temp root: dropping it (teardown, a failed deploy, a job dropped
     /// on Ctrl-C) removes the files.
@@ -125,10 +133,12 @@ impl ProcessBackend {
     }
 
     /// Starts (or restarts) the pod from `r.release` on `r.layout`, keeping only the claims.
-    async fn start(&self, r: &mut Running) -> Result<(String, Vec<String>), BackendError> {
+    async fn start(&self, r: &mut Running, life: Start) -> Result<(String, Vec<String>), BackendError> {
         r.starts += 1;
         let layout = r.layout.clone();
-        for dir in [layout.fs(), layout.volumes()] {
+        // A new container gets a fresh filesystem; only a new pod gets fresh volumes.
+        let fresh: &[PathBuf] = match life { Start::NewPod => &[layout.fs(), layout.volumes()], Start::SamePod => &[layout.fs()] };
+        for dir in fresh.iter().cloned() {
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(io(format!("clearing {}", dir.display())))?;
             }
@@ -174,7 +184,8 @@ impl ProcessBackend {
         for m in c.volume_mounts.iter().flatten() {
             mount(&layout, m, &volume_dirs)?;
         }
-        for init in pod.init_containers.iter().flatten() {
+        // Init containers run once per pod, not per container restart.
+        for init in pod.init_containers.iter().flatten().filter(|_| life == Start::NewPod) {
             let env = pod::resolve_env(init, pod, &sources, &services, &me).map_err(invalid)?;
             run_init(init, &env, &volume_dirs, &mut adjustments)?;
         }
@@ -409,7 +420,7 @@ impl Backend for ProcessBackend {
             .map_err(io("creating the deployment's temp dir"))?;
         let layout = Layout { root: root.path().to_path_buf() };
         let mut r = Running { _root: root, release: release.clone(), venv, layout, server: None, starts: 0, ports: None };
-        match self.start(&mut r).await {
+        match self.start(&mut r, Start::NewPod).await {
             Ok((base_url, adjustments)) => {
                 let secrets = Sources::from_release(release).map(|s| s.secrets).unwrap_or_default();
                 self.put(&release.id, r);
@@ -425,7 +436,16 @@ impl Backend for ProcessBackend {
     async fn restart(&self, deployed: &mut Deployed) -> Result<(), BackendError> {
         let mut r = self.take(&deployed.id)?;
         self.stop(&mut r).await;
-        let result = self.start(&mut r).await;
+        let result = self.start(&mut r, Start::NewPod).await;
+        let out = result.map(|(url, _)| deployed.base_url = url);
+        self.put(&deployed.id, r);
+        out
+    }
+
+    async fn restart_container(&self, deployed: &mut Deployed) -> Result<(), BackendError> {
+        let mut r = self.take(&deployed.id)?;
+        self.stop(&mut r).await;
+        let result = self.start(&mut r, Start::SamePod).await;
         let out = result.map(|(url, _)| deployed.base_url = url);
         self.put(&deployed.id, r);
         out
@@ -437,7 +457,7 @@ impl Backend for ProcessBackend {
         self.stop(&mut r).await;
         r.release = next.clone();
         r.venv = venv;
-        let result = self.start(&mut r).await;
+        let result = self.start(&mut r, Start::NewPod).await;
         let out = result.map(|(url, adjustments)| {
             deployed.base_url = url;
             deployed.adjustments = adjustments;
