@@ -199,7 +199,7 @@ pub fn at<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 /// Chroma 0.4.23–0.6.3 images read host, port and log config from env in their entrypoint;
-/// 0.4.3–0.4.22 hard-code them in the uvicorn command (chroma-facts.md).
+/// 0.4.3–0.4.22 hard-code them in the uvicorn command (docs/chroma-eras.md#images-and-entrypoints).
 pub fn entrypoint_reads_env(version: &ChromaVersion) -> bool {
     *version >= ChromaVersion::new(0, 4, 23) && !version.is_rust_server()
 }
