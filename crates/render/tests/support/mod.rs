@@ -153,6 +153,7 @@ impl Suite {
 
     /// The accepted cases of `scenarios` on `version` (refusals are checked, then skipped).
     /// Never empty: a table test that checked no render proved nothing, so it fails.
+    #[track_caller]
     pub fn accepted(&self, version: &str, scenarios: &[&str]) -> Vec<Case> {
         let cases: Vec<Case> = self.cases(version, scenarios).into_iter().filter(|c| c.accepted().is_some()).collect();
         assert_ran(cases.len(), &format!("Chroma {version}, scenarios {scenarios:?} (every one refused or none named)"));
