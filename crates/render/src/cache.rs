@@ -21,6 +21,10 @@ enum Outcome {
     Refused(String),
 }
 
+/// Bumped whenever what a cached entry holds changes meaning (v3: documents read with the
+/// API server's YAML 1.1 rules), so entries of an older reader are never served.
+const CACHE_FORMAT: &str = "v3";
+
 type Slot = Arc<OnceLock<Result<Arc<Rendered>, CachedError>>>;
 
 #[derive(Debug, Clone)]
@@ -139,7 +143,7 @@ impl RenderCache {
     }
 
     fn load(&self, key: &str) -> Option<Outcome> {
-        let path = self.dir.as_ref()?.join(format!("{key}.v2.json"));
+        let path = self.dir.as_ref()?.join(format!("{key}.{CACHE_FORMAT}.json"));
         let text = std::fs::read_to_string(path).ok()?;
         serde_json::from_str(&text).ok()
     }
@@ -151,7 +155,7 @@ impl RenderCache {
             std::fs::create_dir_all(dir)?;
             let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
             tmp.write_all(serde_json::to_string(outcome).map_err(std::io::Error::other)?.as_bytes())?;
-            tmp.persist(dir.join(format!("{key}.v2.json"))).map_err(|e| e.error)?;
+            tmp.persist(dir.join(format!("{key}.{CACHE_FORMAT}.json"))).map_err(|e| e.error)?;
             let mut log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("renders.log"))?;
             let version = req.version.as_ref().map_or_else(|| "-".to_string(), ToString::to_string);
             let ok = if matches!(outcome, Outcome::Rendered(_)) { "rendered" } else { "refused" };

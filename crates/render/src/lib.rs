@@ -15,6 +15,7 @@ pub mod pod;
 pub mod server_config;
 pub mod spec;
 pub mod version;
+pub mod yaml11;
 
 pub use cache::RenderCache;
 pub use env::{EnvEntry, EnvFromEntry, EnvFromKind, EnvValue};

@@ -8,18 +8,23 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
-use serde::Deserialize;
+
+use crate::yaml11::{self, Reading, Yaml11Error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
-    #[error("helm printed a document that is not YAML: {0}")]
-    Yaml(#[source] serde_yaml::Error),
-    #[error("{kind} `{name}` does not match the Kubernetes schema: {source}")]
+    #[error("helm printed YAML the Kubernetes API server would not read: {0}")]
+    Yaml(#[source] Yaml11Error),
+    #[error("{kind} `{name}` does not match the Kubernetes schema at `{path}`: {source}{why}")]
     Typed {
         kind: String,
         name: String,
+        /// The offending field, e.g. `spec.template.spec.containers[0].env[1].value`.
+        path: String,
         #[source]
         source: serde_json::Error,
+        /// Why the value there is not what its text suggests (a YAML 1.1 reading), or empty.
+        why: String,
     },
     #[error("a rendered document has no kind: {0}")]
     NoKind(String),
@@ -48,11 +53,26 @@ pub struct Rendered {
     pub documents: Vec<serde_json::Value>,
 }
 
-fn typed<T: serde::de::DeserializeOwned>(doc: &serde_json::Value) -> Result<T, ParseError> {
-    T::deserialize(doc).map_err(|source| ParseError::Typed {
-        kind: doc["kind"].as_str().unwrap_or_default().to_string(),
-        name: doc["metadata"]["name"].as_str().unwrap_or_default().to_string(),
-        source,
+fn typed<T: serde::de::DeserializeOwned>(doc: &serde_json::Value, readings: &[Reading]) -> Result<T, ParseError> {
+    serde_path_to_error::deserialize(doc).map_err(|e| {
+        let path = e.path().to_string();
+        let why = readings
+            .iter()
+            .find(|r| r.path == path)
+            .map(|r| {
+                format!(
+                    " (the unquoted `{}` there is {} to the API server, which reads YAML 1.1; quote it to keep the text)",
+                    r.text, r.became
+                )
+            })
+            .unwrap_or_default();
+        ParseError::Typed {
+            kind: doc["kind"].as_str().unwrap_or_default().to_string(),
+            name: doc["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+            path,
+            source: e.into_inner(),
+            why,
+        }
     })
 }
 
@@ -84,40 +104,42 @@ kind_accessors! {
 }
 
 impl Rendered {
+    /// Reads helm's output as the API server would (see [`crate::yaml11`]): YAML 1.1
+    /// scalars, then the typed objects, refusing what the API server would refuse.
     pub fn parse(stream: &str) -> Result<Self, ParseError> {
-        let mut docs = Vec::new();
-        for de in serde_yaml::Deserializer::from_str(stream) {
-            let value = serde_yaml::Value::deserialize(de).map_err(ParseError::Yaml)?;
-            if value.is_null() {
-                continue;
-            }
-            docs.push(serde_json::to_value(&value).map_err(|e| ParseError::NoKind(e.to_string()))?);
+        let docs = yaml11::documents(stream).map_err(ParseError::Yaml)?;
+        let mut out = Rendered::default();
+        for doc in docs.into_iter().filter(|d| !d.value.is_null()) {
+            out.push(doc.value, &doc.readings)?;
         }
-        Self::from_documents(docs)
+        Ok(out)
     }
 
     /// Builds the typed view of already-parsed documents (e.g. from a cache).
     pub fn from_documents(docs: Vec<serde_json::Value>) -> Result<Self, ParseError> {
         let mut out = Rendered::default();
         for doc in docs {
-            let kind = doc["kind"]
-                .as_str()
-                .ok_or_else(|| ParseError::NoKind(doc.to_string()))?;
-            let obj = match kind {
-                "StatefulSet" => Object::StatefulSet(typed(&doc)?),
-                "Service" => Object::Service(typed(&doc)?),
-                "ConfigMap" => Object::ConfigMap(typed(&doc)?),
-                "Secret" => Object::Secret(typed(&doc)?),
-                "ServiceAccount" => Object::ServiceAccount(typed(&doc)?),
-                "Ingress" => Object::Ingress(typed(&doc)?),
-                "Job" => Object::Job(typed(&doc)?),
-                "Pod" => Object::Pod(typed(&doc)?),
-                _ => Object::Other(doc.clone()),
-            };
-            out.objects.push(obj);
-            out.documents.push(doc);
+            out.push(doc, &[])?;
         }
         Ok(out)
+    }
+
+    fn push(&mut self, doc: serde_json::Value, readings: &[Reading]) -> Result<(), ParseError> {
+        let kind = doc["kind"].as_str().ok_or_else(|| ParseError::NoKind(doc.to_string()))?;
+        let obj = match kind {
+            "StatefulSet" => Object::StatefulSet(typed(&doc, readings)?),
+            "Service" => Object::Service(typed(&doc, readings)?),
+            "ConfigMap" => Object::ConfigMap(typed(&doc, readings)?),
+            "Secret" => Object::Secret(typed(&doc, readings)?),
+            "ServiceAccount" => Object::ServiceAccount(typed(&doc, readings)?),
+            "Ingress" => Object::Ingress(typed(&doc, readings)?),
+            "Job" => Object::Job(typed(&doc, readings)?),
+            "Pod" => Object::Pod(typed(&doc, readings)?),
+            _ => Object::Other(doc.clone()),
+        };
+        self.objects.push(obj);
+        self.documents.push(doc);
+        Ok(())
     }
 
     /// The chart renders exactly one StatefulSet; `None` means the chart is broken.

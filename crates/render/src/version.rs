@@ -33,6 +33,19 @@ pub const TOKEN_AUTH_FLOOR: ChromaVersion = ChromaVersion::new(0, 4, 8);
 pub const API_V2_FLOOR: ChromaVersion = ChromaVersion::new(0, 5, 16);
 /// The Rust server: config file instead of env, no built-in auth, payload limits.
 pub const RUST_SERVER_FLOOR: ChromaVersion = ChromaVersion::new(1, 0, 0);
+/// `CHROMA_SERVER_AUTH_*` settings become `CHROMA_SERVER_AUTHN_*` here.
+pub const AUTHN_SETTINGS_FLOOR: ChromaVersion = ChromaVersion::new(0, 5, 0);
+/// From here the official image's entrypoint takes host, port and log config from env
+/// (`CHROMA_HOST_ADDR`, `CHROMA_HOST_PORT`, `CHROMA_LOG_CONFIG`); older images hard-code them
+/// (docs/chroma-eras.md#images-and-entrypoints).
+pub const ENTRYPOINT_ENV_FLOOR: ChromaVersion = ChromaVersion::new(0, 4, 23);
+/// The token transport-header setting takes the header's name (`Authorization`,
+/// `X-Chroma-Token`) from here; before, the enum member name (`AUTHORIZATION`,
+/// `X_CHROMA_TOKEN`) (docs/chroma-eras.md#auth).
+pub const TOKEN_HEADER_NAME_FLOOR: ChromaVersion = ChromaVersion::new(0, 5, 1);
+/// The Python server's collection (segment) cache settings exist from here
+/// (docs/chroma-eras.md#settings-per-era).
+pub const SEGMENT_CACHE_FLOOR: ChromaVersion = ChromaVersion::new(0, 4, 23);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("`{input}` is not a Chroma version: {reason} (expected MAJOR.MINOR.PATCH, 0.4.3 or later, e.g. 0.4.24 or 1.5.0)")]
@@ -61,7 +74,7 @@ impl ChromaVersion {
 
     /// 0.5.0 replaced the `CHROMA_SERVER_AUTH_*` settings with `CHROMA_SERVER_AUTHN_*`.
     pub fn has_authn_settings(&self) -> bool {
-        *self >= ChromaVersion::new(0, 5, 0)
+        *self >= AUTHN_SETTINGS_FLOOR
     }
 }
 

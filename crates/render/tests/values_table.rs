@@ -4,7 +4,7 @@
 #[macro_use]
 mod support;
 
-use render::spec::{self, SERVER_DEFAULTS, chroma_image, expected_server_config, init_image, pull_secrets};
+use render::spec::{self, SERVER_DEFAULTS, chroma_image, init_image, pull_secrets};
 use render::{Auth, ChromaVersion, EnvValue, Rendered};
 use serde_yaml::Value;
 use support::*;
@@ -18,24 +18,34 @@ each_version! {
     fn api_version_sets_image_tag_and_version_label(version) {
         for case in suite().accepted(version, &["defaults"]) {
             let (_, r) = case.accepted().expect("accepted");
+            let want = chroma_image(&case.values, &case.version).expect("valid");
             let image = &r.chroma_container().expect("chromadb container").image;
-            assert_eq!(image.as_deref(), Some(format!("ghcr.io/chroma-core/chroma:{version}").as_str()), "{case}");
+            assert_eq!(image.as_deref(), Some(want.reference.as_str()), "{case}");
             assert_eq!(r.pod_labels().get("app.kubernetes.io/version").map(String::as_str), Some(version), "{case}");
         }
     }
 }
 
+/// The chart's `appVersion`, read from the chart under test: the spec makes it the version
+/// an empty `chromadb.apiVersion` means.
+fn chart_app_version() -> ChromaVersion {
+    let path = suite().chart.join("Chart.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let chart: Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let raw = chart.get("appVersion").and_then(Value::as_str).unwrap_or_else(|| panic!("{} has no string appVersion", path.display()));
+    raw.parse().unwrap_or_else(|e| panic!("{}: appVersion: {e}", path.display()))
+}
+
 #[test]
-fn api_version_defaults_to_app_version_1_5_0() {
+fn api_version_defaults_to_the_chart_app_version() {
     let s = suite();
+    let app = chart_app_version();
     let r = s.cache.render(&s.request(None, &yaml("{}"))).unwrap_or_else(|e| panic!("{e}"));
-    let expected = spec::Expected::from_values(&yaml("{}"), &v("1.5.0")).expect("defaults");
-    assert_eq!(
-        r.chroma_container().and_then(|c| c.image.clone()),
-        Some(chroma_image(&yaml("{}"), &v("1.5.0")).expect("image").reference)
-    );
-    let cfg = r.server_config().unwrap_or_else(|e| panic!("default render has no 1.x config: {e}"));
-    assert_eq!(cfg.port, Some(expected.port));
+    let image = r.chroma_container().and_then(|c| c.image.clone());
+    assert_eq!(image, Some(chroma_image(&yaml("{}"), &app).expect("image").reference), "no apiVersion: image");
+    // Everything the version gates decide must match an explicit apiVersion=appVersion.
+    let explicit = s.render(&app, &yaml("{}")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(redacted(&r), redacted(&explicit), "no apiVersion renders differently from apiVersion={app}");
 }
 
 each_version! {
@@ -140,12 +150,13 @@ each_version! {
         let s = suite();
         let case = s.case_values(version, "serverHost", yaml("chromadb: {serverHost: '127.0.0.1'}"));
         let (_, r) = case.accepted().expect("accepted");
+        let want = spec::parse_str(&case.values, "chromadb.serverHost", "").expect("valid");
         let got = if case.version.is_rust_server() {
             r.server_config().unwrap_or_else(|err| panic!("{case}: {err}")).listen_address.unwrap_or_default()
         } else {
             python_setting(r, &case.version, "--host", "CHROMA_HOST_ADDR", "0.0.0.0")
         };
-        assert_eq!(got, "127.0.0.1", "{case}");
+        assert_eq!(got, want, "{case}");
     }
 }
 
@@ -259,7 +270,12 @@ each_version! {
             let (e, r) = case.accepted().expect("accepted");
             let (_, creds, _) = auth_env_names(&case.version);
             let (existing, key) = match &e.auth {
-                Auth::Open { .. } => continue,
+                Auth::Open { .. } => {
+                    assert!(r.secret("chromadb-auth").is_none(), "{case}: open API, yet the chart renders its auth Secret");
+                    let (_, creds, file) = auth_env_names(&case.version);
+                    assert!(r.env_var(creds).is_none() && r.env_var(file).is_none(), "{case}: open API, yet credentials are wired");
+                    continue;
+                }
                 Auth::Token { existing_secret, .. } => (existing_secret, "token"),
                 Auth::Basic { existing_secret } => (existing_secret, "username"),
             };
@@ -297,10 +313,13 @@ each_version! {
     fn token_header_env_matches_the_model(version) {
         for case in suite().accepted(version, AUTH_SCENARIOS) {
             let (e, r) = case.accepted().expect("accepted");
-            let Auth::Token { header, .. } = &e.auth else { continue };
             let var = if case.version.has_authn_settings() { "CHROMA_AUTH_TOKEN_TRANSPORT_HEADER" } else { "CHROMA_SERVER_AUTH_TOKEN_TRANSPORT_HEADER" };
+            let Auth::Token { header, .. } = &e.auth else {
+                assert_eq!(env_value(r, var), None, "{case}: a token header without token auth");
+                continue;
+            };
             let got = env_value(r, var).unwrap_or_else(|| panic!("{case}: no {var}"));
-            assert_eq!(spec::parse_header(&got), Some(*header), "{case}: {var}={got:?}");
+            assert_eq!(got, token_header_setting(*header, &case.version), "{case}: {var}");
         }
     }
 }
@@ -372,11 +391,13 @@ each_version! {
     fn init_image_follows_init_image_values(version) {
         for case in suite().accepted(version, &["basic-auth", "labels-images", "global-registry"]) {
             let (e, r) = case.accepted().expect("accepted");
+            let init = r.init_container("htpasswd");
             if !matches!(e.auth, Auth::Basic { .. }) {
+                assert!(init.is_none(), "{case}: an htpasswd init container without basic auth");
                 continue;
             }
             let want = init_image(&case.values).expect("valid");
-            let init = r.init_container("htpasswd").unwrap_or_else(|| panic!("{case}: no htpasswd init container"));
+            let init = init.unwrap_or_else(|| panic!("{case}: no htpasswd init container"));
             assert_eq!(init.image.as_deref(), Some(want.reference.as_str()), "{case}");
             assert_eq!(init.image_pull_policy.as_deref(), Some(want.pull_policy.as_str()), "{case}");
         }
@@ -428,11 +449,13 @@ each_version! {
     fn log_config_map_is_the_users(version) {
         for case in suite().accepted(version, &["log-config-map"]) {
             let (_, r) = case.accepted().expect("accepted");
+            let users = spec::lookup(&case.values, "chromadb.logConfigMap").and_then(Value::as_str)
+                .unwrap_or_else(|| panic!("{case}: the scenario names no chromadb.logConfigMap"));
             let names: Vec<String> = r.volumes().iter().filter_map(|v| v.config_map.as_ref().map(|c| c.name.clone())).collect();
             if case.version.is_rust_server() {
-                assert!(!names.iter().any(|n| n == "my-log-config"), "{case}: logConfigMap mounted on the Rust server");
+                assert!(!names.iter().any(|n| n == users), "{case}: logConfigMap mounted on the Rust server");
             } else {
-                assert!(names.iter().any(|n| n == "my-log-config"), "{case}: volumes {names:?}");
+                assert!(names.iter().any(|n| n == users), "{case}: {users} not among the volumes {names:?}");
                 assert!(r.configmap("chroma-chromadb-log-config").is_none(), "{case}: chart log ConfigMap rendered too");
             }
         }
@@ -442,21 +465,27 @@ each_version! {
 /// `chroma_segment_cache_policy` / `chroma_memory_limit_bytes` exist in the Python server's
 /// Settings from 0.4.23 (read from the 0.4.22 and 0.4.23 wheels' chromadb/config.py).
 fn has_segment_cache_settings(v: &ChromaVersion) -> bool {
-    *v >= ChromaVersion::new(0, 4, 23) && !v.is_rust_server()
+    *v >= render::version::SEGMENT_CACHE_FLOOR && !v.is_rust_server()
 }
 
 each_version! {
     /// `chromadb.maintenance.*`: the segment cache settings the Python server reads.
     fn maintenance_cache_env_only_below_1_0(version) {
-        for case in suite().accepted(version, &["legacy-logging"]) {
+        for case in suite().accepted(version, &["defaults", "legacy-logging"]) {
             let (_, r) = case.accepted().expect("accepted");
             let policy = env_value(r, "CHROMA_SEGMENT_CACHE_POLICY");
             let limit = env_value(r, "CHROMA_MEMORY_LIMIT_BYTES");
-            if !has_segment_cache_settings(&case.version) {
-                assert_eq!((policy, limit), (None, None), "{case}: the server has no segment cache settings");
+            let vals = &case.values;
+            let want_policy = spec::lookup(vals, "chromadb.maintenance.collection_cache_policy").and_then(Value::as_str);
+            if !has_segment_cache_settings(&case.version) || want_policy.is_none() {
+                assert_eq!((policy, limit), (None, None), "{case}: no segment cache is configured");
             } else {
-                assert_eq!(policy.as_deref(), Some("LRU"), "{case}");
-                assert_eq!(limit.as_deref(), Some("2000000"), "{case}");
+                // The limit only means something with a policy; the scenarios that set a
+                // policy also set the limit, so no chart default is re-typed here.
+                let want_limit = spec::parse_int(vals, "chromadb.maintenance.collection_cache_limit_bytes").expect("valid")
+                    .unwrap_or_else(|| panic!("{case}: a cache policy without collection_cache_limit_bytes"));
+                assert_eq!(policy.as_deref(), want_policy, "{case}");
+                assert_eq!(limit, Some(want_limit.to_string()), "{case}");
             }
         }
     }
@@ -476,6 +505,26 @@ each_version! {
             }
         }
     }
+}
+
+/// Every dotted path to a non-mapping value (or an empty mapping) in `doc`.
+fn leaf_paths(doc: &Value) -> Vec<String> {
+    fn walk(v: &Value, prefix: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Mapping(m) if !m.is_empty() => {
+                for (k, child) in m {
+                    let k = k.as_str().unwrap_or_else(|| panic!("non-string config key {k:?}"));
+                    let path = if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+                    walk(child, &path, out);
+                }
+            }
+            _ if !prefix.is_empty() => out.push(prefix.to_string()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(doc, "", &mut out);
+    out
 }
 
 /// The rendered config value at `path` against the model's, where absence means the server
@@ -509,7 +558,9 @@ fn dedicated_config_keys_follow_the_model(
              "segment_manager.hnsw_index_pool_cache_config", "listen_address", "port", "persist_path")]
     path: &str,
 ) {
-    for version in VERSIONS.iter().filter(|v| v.starts_with('1')) {
+    let rust: Vec<&str> = VERSIONS.iter().copied().filter(|s| v(s).is_rust_server()).collect();
+    assert_ran(rust.len(), "the Rust-server versions of the matrix");
+    for version in rust {
         for case in suite().accepted(version, RUST_SCENARIOS) {
             let (e, r) = case.accepted().expect("accepted");
             let doc = r.server_config_doc().unwrap_or_else(|err| panic!("{case}: {err}"));
@@ -538,10 +589,17 @@ each_version! {
     fn extra_config_is_merged_over_the_chart_config(version) {
         for case in suite().accepted(version, &["extra-config"]) {
             let (e, r) = case.accepted().expect("accepted");
-            let Some(want) = &e.server_config else { continue };
+            let Some(want) = &e.server_config else {
+                assert!(r.server_config_source().is_err(), "{case}: extraConfig rendered a config file below 1.0");
+                continue;
+            };
             let doc = r.server_config_doc().unwrap_or_else(|err| panic!("{case}: {err}"));
-            for path in ["allow_reset", "sqlitedb.migration_mode", "sqlitedb.hash_type", "compactor.disabled_collections"] {
-                assert_eq!(at(&doc, path), at(want, path), "{case}: `{path}`");
+            let extra = spec::lookup(&case.values, "chromadb.extraConfig").unwrap_or_else(|| panic!("{case}: the scenario sets no extraConfig"));
+            let paths = leaf_paths(extra);
+            assert!(!paths.is_empty(), "{case}: extraConfig has no keys to check");
+            for path in paths {
+                assert_eq!(at(&doc, &path), at(extra, &path), "{case}: `{path}` must be extraConfig's value");
+                assert_eq!(at(&doc, &path), at(want, &path), "{case}: `{path}`");
             }
         }
     }
@@ -552,13 +610,19 @@ each_version! {
     fn server_config_document_matches_the_model(version) {
         for case in suite().accepted(version, RUST_SCENARIOS) {
             let (e, r) = case.accepted().expect("accepted");
-            let Some(want) = &e.server_config else { continue };
+            let Some(want) = &e.server_config else {
+                assert!(r.server_config_source().is_err(), "{case}: a 1.x config file below 1.0");
+                continue;
+            };
             let doc = r.server_config_doc().unwrap_or_else(|err| panic!("{case}: {err}"));
             for (k, v) in want.as_mapping().expect("mapping") {
                 let k = k.as_str().expect("string key");
                 assert_eq!(doc.get(k), Some(v), "{case}: `{k}`");
             }
-            assert_eq!(&expected_server_config(&case.values).expect("valid"), want);
+            // Whatever the render writes beyond the model must be a server default.
+            for path in leaf_paths(&doc) {
+                assert_config_key(&case, &doc, want, &path);
+            }
         }
     }
 }
@@ -617,7 +681,8 @@ each_version! {
     fn common_labels_on_every_object(version) {
         for case in suite().accepted(version, &["labels-images"]) {
             let (_, r) = case.accepted().expect("accepted");
-            let Some(Value::Mapping(want)) = spec::lookup(&case.values, "commonLabels") else { panic!("scenario has commonLabels") };
+            let Some(Value::Mapping(want)) = spec::lookup(&case.values, "commonLabels") else { panic!("{case}: the scenario sets no commonLabels") };
+            assert!(!want.is_empty(), "{case}: commonLabels is empty");
             for site in r.label_sites() {
                 for (k, v) in want {
                     let (k, v) = (k.as_str().expect("key"), v.as_str().expect("value"));
@@ -633,15 +698,19 @@ each_version! {
     fn pod_labels_on_pods_only(version) {
         for case in suite().accepted(version, &["labels-images"]) {
             let (_, r) = case.accepted().expect("accepted");
-            let key = "sidecar.example.com/inject";
-            assert_eq!(r.pod_labels().get(key).map(String::as_str), Some("false"), "{case}: pod template");
-            assert!(!r.selector().contains_key(key), "{case}: podLabels in the StatefulSet selector");
-            for svc in r.services() {
-                let sel = svc.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
-                assert!(!sel.contains_key(key), "{case}: podLabels in the Service selector");
-            }
-            for site in r.label_sites().iter().filter(|s| !(s.kind == "StatefulSet" && s.place == "pod template")) {
-                assert!(!site.labels.contains_key(key), "{case}: podLabels on {site}");
+            let Some(Value::Mapping(want)) = spec::lookup(&case.values, "podLabels") else { panic!("{case}: the scenario sets no podLabels") };
+            assert!(!want.is_empty(), "{case}: podLabels is empty");
+            for (key, value) in want {
+                let (key, value) = (key.as_str().expect("key"), value.as_str().expect("value"));
+                assert_eq!(r.pod_labels().get(key).map(String::as_str), Some(value), "{case}: pod template");
+                assert!(!r.selector().contains_key(key), "{case}: podLabels in the StatefulSet selector");
+                for svc in r.services() {
+                    let sel = svc.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+                    assert!(!sel.contains_key(key), "{case}: podLabels in the Service selector");
+                }
+                for site in r.label_sites().iter().filter(|s| !(s.kind == "StatefulSet" && s.place == "pod template")) {
+                    assert!(!site.labels.contains_key(key), "{case}: podLabels on {site}");
+                }
             }
         }
     }

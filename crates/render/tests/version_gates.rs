@@ -50,7 +50,7 @@ fn auth_env_names_switch_at_0_5_0(#[case] version: &str, #[case] present: &str, 
 #[case::x_chroma_token_on_0_5_0("token-x-chroma-token", "X_CHROMA_TOKEN")]
 #[case::x_chroma_token_alias_on_0_5_0("token-x-underscore", "X_CHROMA_TOKEN")]
 fn token_header_given_as_enum_name_on_0_5_0(#[case] scenario: &str, #[case] want: &str) {
-    // 0.5.0 raises KeyError at start on `Authorization` / `X-Chroma-Token` (chroma-facts.md).
+    // 0.5.0 raises KeyError at start on `Authorization` / `X-Chroma-Token` (docs/chroma-eras.md#auth).
     let case = suite().case("0.5.0", scenario);
     let (_, r) = case.accepted().expect("accepted");
     assert_eq!(env_value(r, "CHROMA_AUTH_TOKEN_TRANSPORT_HEADER").as_deref(), Some(want), "{case}");

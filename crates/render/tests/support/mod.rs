@@ -152,13 +152,32 @@ impl Suite {
     }
 
     /// The accepted cases of `scenarios` on `version` (refusals are checked, then skipped).
+    /// Never empty: a table test that checked no render proved nothing, so it fails.
+    #[track_caller]
     pub fn accepted(&self, version: &str, scenarios: &[&str]) -> Vec<Case> {
-        self.cases(version, scenarios).into_iter().filter(|c| c.accepted().is_some()).collect()
+        let cases: Vec<Case> = self.cases(version, scenarios).into_iter().filter(|c| c.accepted().is_some()).collect();
+        assert_ran(cases.len(), &format!("Chroma {version}, scenarios {scenarios:?} (every one refused or none named)"));
+        cases
     }
 
+    /// Every scenario of fixtures/values; never empty.
     pub fn all_scenarios(&self) -> Vec<&str> {
-        self.scenarios.keys().map(String::as_str).collect()
+        let all: Vec<&str> = self.scenarios.keys().map(String::as_str).collect();
+        assert_ran(all.len(), "fixtures/values/*.yaml");
+        all
     }
+}
+
+/// The test running on this thread (libtest names each test's thread after it).
+pub fn current_test() -> String {
+    std::thread::current().name().unwrap_or("<unnamed test>").to_string()
+}
+
+/// Fails the current test when its table ran no case: `n` is how many it ran, `what`
+/// says over what.
+#[track_caller]
+pub fn assert_ran(n: usize, what: &str) {
+    assert!(n > 0, "{}: ran 0 cases over {what}; a table test must check at least one", current_test());
 }
 
 /// Maps `f` over `items` on a few threads (helm is CPU-bound; renders are independent).
@@ -199,9 +218,19 @@ pub fn at<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 /// Chroma 0.4.23–0.6.3 images read host, port and log config from env in their entrypoint;
-/// 0.4.3–0.4.22 hard-code them in the uvicorn command (chroma-facts.md).
+/// older ones hard-code them in the uvicorn command (docs/chroma-eras.md#images-and-entrypoints).
 pub fn entrypoint_reads_env(version: &ChromaVersion) -> bool {
-    *version >= ChromaVersion::new(0, 4, 23) && !version.is_rust_server()
+    *version >= render::version::ENTRYPOINT_ENV_FLOOR && !version.is_rust_server()
+}
+
+/// How the server wants the token header named in its transport-header setting: the enum
+/// member name before 0.5.1, the HTTP header name from then on (docs/chroma-eras.md#auth).
+pub fn token_header_setting(header: render::TokenHeader, version: &ChromaVersion) -> &'static str {
+    match (header, *version >= render::version::TOKEN_HEADER_NAME_FLOOR) {
+        (render::TokenHeader::Authorization, false) => "AUTHORIZATION",
+        (render::TokenHeader::XChromaToken, false) => "X_CHROMA_TOKEN",
+        (h, true) => h.header_name(),
+    }
 }
 
 /// The value following `flag` in the chroma container's command + args.
