@@ -210,3 +210,35 @@ pub fn data_volume(values: &Value) -> Result<DataVolume, SpecError> {
     };
     Ok(DataVolume::ClaimTemplate { storage_class })
 }
+
+/// Names of the Secrets and ConfigMaps the user's own pod additions (`extraEnv`,
+/// `extraEnvFrom`, `extraVolumes`, `initContainers`, `sidecars`) refer to: they exist outside
+/// the chart, like `existingSecret`.
+pub fn user_object_refs(values: &Value) -> std::collections::BTreeSet<String> {
+    fn walk(v: &Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            Value::Mapping(m) => {
+                for (k, child) in m {
+                    let name_key = match k.as_str() {
+                        Some("secretKeyRef" | "configMapKeyRef" | "secretRef" | "configMapRef" | "configMap") => "name",
+                        Some("secret") => "secretName",
+                        _ => "",
+                    };
+                    if let Some(name) = (!name_key.is_empty()).then(|| child.get(name_key).and_then(Value::as_str)).flatten() {
+                        out.insert(name.to_string());
+                    }
+                    walk(child, out);
+                }
+            }
+            Value::Sequence(items) => items.iter().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for key in ["extraEnv", "extraEnvFrom", "extraVolumes", "initContainers", "sidecars"] {
+        if let Some(v) = lookup(values, key) {
+            walk(v, &mut out);
+        }
+    }
+    out
+}

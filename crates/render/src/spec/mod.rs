@@ -25,7 +25,7 @@ pub use keys::KNOWN_KEYS;
 pub use knobs::{
     CHART_NAME, DataVolume, ExpectedProbe, ExpectedService, PROBE_DEFAULTS, SELECTOR_LABELS, StorageClass, data_volume,
     disruption_budget, fullname, headless_service, name, network_policy_peers, object_labels, pod_labels, probes,
-    service,
+    service, user_object_refs,
 };
 pub use validate::{CORS_WILDCARD_FIXED, ERA_FLOORS, deployed_version, era_boundary, tag_release};
 pub use values::{KEY_TYPES, KeyType, lookup, parse_bool, parse_header, parse_int, parse_str};
