@@ -1,12 +1,24 @@
 {{/* Names ------------------------------------------------------------------ */}}
 
 {{- define "chromadb.name" -}}
-chromadb
+{{- default .Chart.Name .Values.nameOverride | toString | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* `<release>-chromadb`, cut to the 63 characters a DNS label allows. */}}
+{{/*
+`fullnameOverride`, else `<release>-<name>` (always both parts, so existing releases keep
+their object names), cut to the 63 characters a DNS label allows.
+*/}}
 {{- define "chromadb.fullname" -}}
-{{- printf "%s-chromadb" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | toString | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "chromadb.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The headless Service that gives the StatefulSet's pod its stable DNS name. */}}
+{{- define "chromadb.headlessServiceName" -}}
+{{- printf "%s-headless" (include "chromadb.fullname" . | trunc 54 | trimSuffix "-") -}}
 {{- end -}}
 
 {{- define "chromadb.chart" -}}
@@ -14,7 +26,7 @@ chromadb
 {{- end -}}
 
 {{- define "chromadb.serviceAccountName" -}}
-{{- if .Values.serviceAccount.create -}}
+{{- if eq (include "chromadb.bool" (dict "key" "serviceAccount.create" "value" .Values.serviceAccount.create)) "true" -}}
 {{- default (include "chromadb.fullname" .) .Values.serviceAccount.name -}}
 {{- else -}}
 {{- default "default" .Values.serviceAccount.name -}}
@@ -45,19 +57,46 @@ app.kubernetes.io/name: {{ include "chromadb.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
-{{/* commonLabels go last so a user can add to, but the chart's own keys stay stable. */}}
-{{- define "chromadb.commonLabels" -}}
-{{- range $k, $v := .Values.commonLabels }}
-{{ $k }}: {{ $v | toString | quote }}
-{{- end }}
+{{/*
+`extra` (commonLabels or podLabels) merged over the chart's labels `base`: a user value wins
+over a chart label of the same key, so no key is ever emitted twice. Selector labels are
+refused: the StatefulSet selector cannot change, and a pod that stops matching it is orphaned.
+Call with (dict "base" (dict …) "extra" .Values.x "key" "commonLabels" "ctx" $). Prints YAML.
+*/}}
+{{- define "chromadb.mergeLabels" -}}
+{{- $out := dict -}}
+{{- range $k, $v := .base }}{{ $_ := set $out $k (toString $v) }}{{ end -}}
+{{- $selector := include "chromadb.selectorLabels" .ctx | fromYaml -}}
+{{- range $k, $v := (.extra | default dict) -}}
+{{- if hasKey $selector $k -}}
+{{- fail (printf "%s.%s: %s is a selector label the chart sets itself (it cannot change on an existing StatefulSet); remove it, or choose another key" $.key $k $k) -}}
+{{- end -}}
+{{- $_ := set $out $k (toString $v) -}}
+{{- end -}}
+{{- toYaml $out -}}
 {{- end -}}
 
-{{- define "chromadb.labels" -}}
+{{- define "chromadb.chartLabels" -}}
 helm.sh/chart: {{ include "chromadb.chart" . }}
 {{ include "chromadb.selectorLabels" . }}
 app.kubernetes.io/version: {{ include "chromadb.apiVersion" . | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-{{- include "chromadb.commonLabels" . }}
+{{- end -}}
+
+{{- define "chromadb.labels" -}}
+{{- include "chromadb.mergeLabels" (dict "base" (include "chromadb.chartLabels" . | fromYaml) "extra" .Values.commonLabels "key" "commonLabels" "ctx" .) -}}
+{{- end -}}
+
+{{/* Labels of the `helm test` objects: the chart's labels plus the test component, then commonLabels. */}}
+{{- define "chromadb.testLabels" -}}
+{{- $base := include "chromadb.chartLabels" . | fromYaml -}}
+{{- $_ := set $base "app.kubernetes.io/component" "test" -}}
+{{- include "chromadb.mergeLabels" (dict "base" $base "extra" .Values.commonLabels "key" "commonLabels" "ctx" .) -}}
+{{- end -}}
+
+{{/* Pod template labels: the object labels with podLabels merged over them. */}}
+{{- define "chromadb.podLabels" -}}
+{{- include "chromadb.mergeLabels" (dict "base" (include "chromadb.labels" . | fromYaml) "extra" .Values.podLabels "key" "podLabels" "ctx" .) -}}
 {{- end -}}
 
 {{/*
@@ -65,21 +104,49 @@ Labels for the PVC template. volumeClaimTemplates cannot change on an existing S
 so nothing that moves with the chart or Chroma version goes here.
 */}}
 {{- define "chromadb.pvcLabels" -}}
-{{ include "chromadb.selectorLabels" . }}
-{{- include "chromadb.commonLabels" . }}
+{{- include "chromadb.mergeLabels" (dict "base" (include "chromadb.selectorLabels" . | fromYaml) "extra" .Values.commonLabels "key" "commonLabels" "ctx" .) -}}
 {{- end -}}
 
 {{/* Version ---------------------------------------------------------------- */}}
 
-{{/* The Chroma version every gate compares against: chromadb.apiVersion, else appVersion. */}}
+{{/* The release a versioned image tag (`0.6.3`, `v1.5.0`, `1.0.0-amd64`) names, else "". */}}
+{{- define "chromadb.tagVersion" -}}
+{{- $tag := .Values.image.tag | default "" | toString -}}
+{{- regexFind "^[0-9]+\\.[0-9]+\\.[0-9]+" (trimPrefix "v" $tag) -}}
+{{- end -}}
+
+{{/*
+Where the chart's rendering changes: auth kinds (0.4.7, 0.4.8), uvicorn flags (0.4.16), the
+image entrypoint (0.4.23), auth settings (0.5.0), the token header form (0.5.1), the API
+generation (0.5.16), the Rust server (1.0.0), the CORS wildcard (1.0.11). Two releases between
+the same floors are configured identically: that is what "the same era" means to the chart.
+*/}}
+{{- define "chromadb.eraFloors" -}}0.4.7 0.4.8 0.4.16 0.4.23 0.5.0 0.5.1 0.5.16 1.0.0 1.0.11{{- end -}}
+
+{{/*
+The Chroma version every gate compares against: chromadb.apiVersion, else the release a
+versioned image.tag names, else appVersion. A versioned tag of another era than apiVersion
+fails: the chart would configure one server and run another.
+*/}}
 {{- define "chromadb.apiVersion" -}}
 {{- $v := .Values.chromadb.apiVersion | default "" | toString | trimPrefix "v" -}}
+{{- $tagV := include "chromadb.tagVersion" . -}}
+{{- $from := "chromadb.apiVersion" -}}
+{{- if and (not $v) $tagV -}}{{- $v = $tagV -}}{{- $from = "image.tag" -}}{{- end -}}
 {{- if not $v -}}{{- $v = .Chart.AppVersion -}}{{- end -}}
 {{- if not (regexMatch "^[0-9]+\\.[0-9]+\\.[0-9]+(-[0-9A-Za-z.-]+)?(\\+[0-9A-Za-z.-]+)?$" $v) -}}
 {{- fail (printf "chromadb.apiVersion: %q is not a Chroma version; use a full version such as 0.4.24, 0.6.3 or 1.5.0" $v) -}}
 {{- end -}}
 {{- if semverCompare "<0.4.3-0" $v -}}
-{{- fail (printf "chromadb.apiVersion: %s is older than the oldest supported Chroma (0.4.3); use 0.4.3 or later" $v) -}}
+{{- fail (printf "%s: %s is older than the oldest supported Chroma (0.4.3); use 0.4.3 or later" $from $v) -}}
+{{- end -}}
+{{- if and $tagV (eq $from "chromadb.apiVersion") -}}
+{{- range $floor := splitList " " (include "chromadb.eraFloors" .) -}}
+{{- $c := printf ">=%s-0" $floor -}}
+{{- if ne (semverCompare $c $v) (semverCompare $c $tagV) -}}
+{{- fail (printf "image.tag: %s is Chroma %s but chromadb.apiVersion is %s, and the chart configures releases before and from %s differently (the server would crash or ignore its settings); use a tag of the same era as %s, or leave chromadb.apiVersion empty so the tag decides" (toString $.Values.image.tag) $tagV $v $floor $v) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- $v -}}
 {{- end -}}

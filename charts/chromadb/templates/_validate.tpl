@@ -27,8 +27,57 @@ ignores the key, so one values file cannot render for one version and fail for a
       "chromadb.telemetry.enabled" $c.telemetry.enabled
       "serviceAccount.create" $.Values.serviceAccount.create
       "serviceAccount.automountServiceAccountToken" $.Values.serviceAccount.automountServiceAccountToken
-      "ingress.enabled" $.Values.ingress.enabled }}
+      "ingress.enabled" $.Values.ingress.enabled
+      "startupProbe.enabled" ($.Values.startupProbe | default dict).enabled
+      "readinessProbe.enabled" ($.Values.readinessProbe | default dict).enabled
+      "livenessProbe.enabled" ($.Values.livenessProbe | default dict).enabled
+      "podDisruptionBudget.enabled" ($.Values.podDisruptionBudget | default dict).enabled
+      "networkPolicy.enabled" ($.Values.networkPolicy | default dict).enabled }}
 {{- $_ := include "chromadb.bool" (dict "key" $key "value" $val) -}}
+{{- end -}}
+
+{{- $grace := include "chromadb.int" (dict "key" "terminationGracePeriodSeconds" "value" .Values.terminationGracePeriodSeconds) | int64 -}}
+{{- if lt $grace 0 -}}
+{{- fail (printf "terminationGracePeriodSeconds: must be 0 or more seconds, got %d" $grace) -}}
+{{- end -}}
+{{- range $kind := list "startupProbe" "readinessProbe" "livenessProbe" -}}
+{{- $p := index $.Values $kind | default dict -}}
+{{- range $field := list "initialDelaySeconds" "periodSeconds" "timeoutSeconds" "failureThreshold" -}}
+{{- $raw := index $p $field -}}
+{{- if not (kindIs "invalid" $raw) -}}
+{{- $n := include "chromadb.int" (dict "key" (printf "%s.%s" $kind $field) "value" $raw) | int64 -}}
+{{- $min := ternary 0 1 (eq $field "initialDelaySeconds") | int64 -}}
+{{- if lt $n $min -}}
+{{- fail (printf "%s.%s: must be %d or more, got %d" $kind $field $min $n) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- $pdb := .Values.podDisruptionBudget | default dict -}}
+{{- if eq (include "chromadb.bool" (dict "key" "podDisruptionBudget.enabled" "value" $pdb.enabled)) "true" -}}
+{{- if eq (kindIs "invalid" $pdb.minAvailable) (kindIs "invalid" $pdb.maxUnavailable) -}}
+{{- fail "podDisruptionBudget.minAvailable: set exactly one of podDisruptionBudget.minAvailable and podDisruptionBudget.maxUnavailable (the other null) when the budget is enabled" -}}
+{{- end -}}
+{{- end -}}
+
+{{- $np := .Values.networkPolicy | default dict -}}
+{{- if and (eq (include "chromadb.bool" (dict "key" "networkPolicy.enabled" "value" $np.enabled)) "true") (not $np.allowedFrom) -}}
+{{- fail "networkPolicy.allowedFrom: list at least one peer (podSelector, namespaceSelector or ipBlock) when networkPolicy.enabled is true; an empty list would shut every client out" -}}
+{{- end -}}
+
+{{- $svc := .Values.service -}}
+{{- if not (kindIs "invalid" $svc.nodePort) -}}
+{{- $np := include "chromadb.int" (dict "key" "service.nodePort" "value" $svc.nodePort) | int64 -}}
+{{- if or (lt $np 1) (gt $np 65535) -}}
+{{- fail (printf "service.nodePort: must be a port number (30000-32767 on most clusters), got %d" $np) -}}
+{{- end -}}
+{{- if not (has $svc.type (list "NodePort" "LoadBalancer")) -}}
+{{- fail (printf "service.nodePort: only NodePort and LoadBalancer Services have node ports, but service.type is %s" $svc.type) -}}
+{{- end -}}
+{{- end -}}
+{{- if not (has ($svc.externalTrafficPolicy | default "") (list "" "Cluster" "Local")) -}}
+{{- fail (printf "service.externalTrafficPolicy: must be Cluster or Local (or empty for the Kubernetes default), got %v" $svc.externalTrafficPolicy) -}}
 {{- end -}}
 
 {{- $_ := include "chromadb.apiVersion" . -}}
@@ -63,6 +112,26 @@ ignores the key, so one values file cannot render for one version and fail for a
 
 {{- if and (eq (include "chromadb.bool" (dict "key" "chromadb.telemetry.enabled" "value" $c.telemetry.enabled)) "true") (not $c.telemetry.endpoint) -}}
 {{- fail "chromadb.telemetry.endpoint: must be set (e.g. http://otel-collector:4317) when chromadb.telemetry.enabled is true" -}}
+{{- end -}}
+
+{{- if and $c.telemetry.filters (ne (include "chromadb.bool" (dict "key" "chromadb.telemetry.enabled" "value" $c.telemetry.enabled)) "true") -}}
+{{- fail "chromadb.telemetry.filters: trace filters are written only into an enabled open_telemetry block; set chromadb.telemetry.enabled=true and chromadb.telemetry.endpoint too, or remove the filters" -}}
+{{- end -}}
+
+{{- /* Empty strings (an old chart's defaults) ask for nothing and pass. */}}
+{{- with ($c.auth.token | default dict).value -}}
+{{- fail "chromadb.auth.token.value: fixed credentials in values are not supported (they would sit in the release history); put the token under the key `token` of your own Secret and set chromadb.auth.existingSecret, or leave it out and the chart generates one" -}}
+{{- end -}}
+{{- $basic := $c.auth.basic | default dict -}}
+{{- range $k := list "username" "password" -}}
+{{- if get $basic $k -}}
+{{- fail (printf "chromadb.auth.basic.%s: fixed credentials in values are not supported (they would sit in the release history); put `username` and `password` into your own Secret and set chromadb.auth.existingSecret, or leave them out and the chart generates them" $k) -}}
+{{- end -}}
+{{- end -}}
+
+{{- $sc := $c.data.storageClass -}}
+{{- if not (or (kindIs "invalid" $sc) (kindIs "string" $sc)) -}}
+{{- fail (printf "chromadb.data.storageClass: must be a StorageClass name, \"\" or null for the cluster default, or \"-\" for none, got %v" $sc) -}}
 {{- end -}}
 
 {{- $extra := $c.extraConfig | default dict -}}

@@ -65,6 +65,7 @@ fn external(values: &Value) -> BTreeSet<String> {
         }
     }
     out.extend(render::spec::pull_secrets(values));
+    out.extend(render::spec::user_object_refs(values));
     out
 }
 

@@ -6,6 +6,8 @@
 //! independently of `values.yaml`.
 
 mod images;
+mod keys;
+mod knobs;
 mod server_config;
 mod validate;
 mod values;
@@ -19,7 +21,13 @@ pub use images::{
     init_image, pull_secrets,
 };
 pub use server_config::{SERVER_DEFAULTS, deep_merge, expected_server_config};
-pub use validate::CORS_WILDCARD_FIXED;
+pub use keys::KNOWN_KEYS;
+pub use knobs::{
+    CHART_NAME, DataVolume, ExpectedProbe, ExpectedService, PROBE_DEFAULTS, SELECTOR_LABELS, StorageClass, data_volume,
+    disruption_budget, fullname, headless_service, name, network_policy_peers, object_labels, pod_labels, probes,
+    service, user_object_refs,
+};
+pub use validate::{CORS_WILDCARD_FIXED, ERA_FLOORS, deployed_version, era_boundary, tag_release};
 pub use values::{KEY_TYPES, KeyType, lookup, parse_bool, parse_header, parse_int, parse_str};
 use values::err;
 
@@ -109,6 +117,12 @@ pub struct Expected {
     pub volume_mount: Option<String>,
     /// Data lives on a PVC and survives a pod restart.
     pub survives_restart: bool,
+    /// Data survives a restart of the chromadb container inside the same pod. False exactly
+    /// for the in-memory Python server (`isPersistent=false` below 1.0.0); the 1.x server
+    /// always writes to disk, which an emptyDir keeps across container restarts.
+    pub survives_container_restart: bool,
+    /// Where the data volume comes from (emptyDir, the user's claim, or the claim template).
+    pub data_volume: knobs::DataVolume,
     pub allow_reset: bool,
     /// Allowed CORS origins; empty means CORS is not configured.
     pub cors_origins: Vec<String>,
@@ -172,6 +186,8 @@ impl Expected {
         // < 1.0.0: `isPersistent=false` is the in-memory server. >= 1.0.0 always writes to
         // disk; the data survives only when it lands on the PVC.
         let survives_restart = persistent && within(&persist_directory, &mount_dir);
+        let survives_container_restart = rust || persistent;
+        let data_volume = knobs::data_volume(values)?;
 
         let auth = if rust {
             Auth::Open { why: OpenBecause::RustServer }
@@ -203,6 +219,8 @@ impl Expected {
             persist_directory,
             volume_mount,
             survives_restart,
+            survives_container_restart,
+            data_volume,
             allow_reset,
             cors_origins,
             max_payload_bytes,

@@ -7,15 +7,148 @@
 use serde_yaml::Value;
 
 use super::SpecError;
-use super::values::{check_types, err, lookup, parse_bool, parse_header, parse_int, parse_str};
+use super::keys::check_known;
+use super::values::{check_types, err, lookup, parse_bool, parse_header, parse_int, parse_str, show};
 use crate::version::ChromaVersion;
+
+/// Where the chart's rendering changes with the Chroma version: auth kinds (0.4.7, 0.4.8),
+/// uvicorn flags (0.4.16), the image entrypoint (0.4.23), auth settings (0.5.0), the token
+/// header form (0.5.1), the API generation (0.5.16), the Rust server (1.0.0) and the CORS
+/// wildcard (1.0.11). Releases between the same two floors are one era to the chart.
+pub const ERA_FLOORS: [ChromaVersion; 9] = [
+    ChromaVersion::new(0, 4, 7),
+    ChromaVersion::new(0, 4, 8),
+    ChromaVersion::new(0, 4, 16),
+    ChromaVersion::new(0, 4, 23),
+    ChromaVersion::new(0, 5, 0),
+    ChromaVersion::new(0, 5, 1),
+    ChromaVersion::new(0, 5, 16),
+    ChromaVersion::new(1, 0, 0),
+    ChromaVersion::new(1, 0, 11),
+];
+
+/// The first floor that lies between `a` and `b`, if they are of different eras.
+pub fn era_boundary(a: &ChromaVersion, b: &ChromaVersion) -> Option<ChromaVersion> {
+    ERA_FLOORS.into_iter().find(|f| (a >= f) != (b >= f))
+}
+
+/// The release `MAJOR.MINOR.PATCH` a versioned image tag starts with (`0.6.3`, `v1.5.0`,
+/// `1.0.0-amd64`); `None` for other tags (`latest`, a branch name) or an unset tag.
+pub fn tag_release(values: &Value) -> Option<String> {
+    let tag = match lookup(values, "image.tag")? {
+        Value::String(s) => s.clone(),
+        other => show(other),
+    };
+    let tag = tag.strip_prefix('v').unwrap_or(&tag);
+    let mut parts = Vec::new();
+    let mut rest = tag;
+    for i in 0..3 {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return None;
+        }
+        parts.push(&rest[..digits]);
+        rest = &rest[digits..];
+        if i < 2 {
+            rest = rest.strip_prefix('.')?;
+        }
+    }
+    Some(parts.join("."))
+}
+
+/// The Chroma version the chart deploys: `chromadb.apiVersion`, else the release a versioned
+/// `image.tag` names, else `app_version` (the chart's appVersion).
+pub fn deployed_version(values: &Value, app_version: &ChromaVersion) -> Result<ChromaVersion, SpecError> {
+    if let Some(raw) = lookup(values, "chromadb.apiVersion").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        return raw.parse().map_err(|e| err("chromadb.apiVersion", format!("must be a Chroma release 0.4.3 or later: {e}")));
+    }
+    match tag_release(values) {
+        Some(t) => t.parse().map_err(|e| err("image.tag", format!("names a release the chart cannot configure: {e}"))),
+        None => Ok(app_version.clone()),
+    }
+}
 
 /// The first wildcard-safe release of the Rust server: 1.0.0–1.0.10 panic at start on a
 /// `"*"` origin (`AllowOrigin::list`); 1.0.11 special-cases it.
 pub const CORS_WILDCARD_FIXED: ChromaVersion = ChromaVersion::new(1, 0, 11);
 
 pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), SpecError> {
+    check_known(values)?;
     check_types(values)?;
+
+    if let Some(tag) = tag_release(values) {
+        let tag: ChromaVersion =
+            tag.parse().map_err(|e| err("image.tag", format!("names a release the chart cannot configure: {e}")))?;
+        if let Some(floor) = era_boundary(&tag, version) {
+            return Err(err(
+                "image.tag",
+                format!("is Chroma {tag} but chromadb.apiVersion is {version}, and the chart configures releases before and from {floor} differently"),
+            ));
+        }
+    }
+
+    if lookup(values, "chromadb.telemetry.filters").and_then(Value::as_sequence).is_some_and(|f| !f.is_empty())
+        && !parse_bool(values, "chromadb.telemetry.enabled", false)?
+    {
+        return Err(err(
+            "chromadb.telemetry.filters",
+            "trace filters go only into an enabled open_telemetry block; set chromadb.telemetry.enabled and chromadb.telemetry.endpoint too",
+        ));
+    }
+    if parse_str(values, "chromadb.auth.token.value", "")? != "" {
+        return Err(err("chromadb.auth.token.value", "fixed credentials in values are refused; use chromadb.auth.existingSecret"));
+    }
+    for k in ["username", "password"] {
+        let key = format!("chromadb.auth.basic.{k}");
+        if parse_str(values, &key, "")? != "" {
+            return Err(err(&key, "fixed credentials in values are refused; use chromadb.auth.existingSecret"));
+        }
+    }
+    // The knobs' own rules (labels are checked where they are merged, in `knobs`).
+    super::knobs::object_labels(values, &Default::default())?;
+    super::knobs::pod_labels(values, &Default::default())?;
+    if let Some(g) = parse_int(values, "terminationGracePeriodSeconds")?
+        && g < 0
+    {
+        return Err(err("terminationGracePeriodSeconds", format!("must be 0 or more seconds, got {g}")));
+    }
+    for kind in ["startupProbe", "readinessProbe", "livenessProbe"] {
+        parse_bool(values, &format!("{kind}.enabled"), true)?;
+        for field in ["initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold"] {
+            let key = format!("{kind}.{field}");
+            let min = if field == "initialDelaySeconds" { 0 } else { 1 };
+            if let Some(n) = parse_int(values, &key)?
+                && n < min
+            {
+                return Err(err(&key, format!("must be {min} or more, got {n}")));
+            }
+        }
+    }
+    if parse_bool(values, "podDisruptionBudget.enabled", false)? {
+        let (min, max) = super::knobs::disruption_budget(values)?.unwrap_or_default();
+        if min.is_some() == max.is_some() {
+            return Err(err(
+                "podDisruptionBudget.minAvailable",
+                "set exactly one of podDisruptionBudget.minAvailable and podDisruptionBudget.maxUnavailable",
+            ));
+        }
+    }
+    if super::knobs::network_policy_peers(values)?.is_some_and(|p| p.is_empty()) {
+        return Err(err("networkPolicy.allowedFrom", "must list at least one peer when networkPolicy.enabled is true"));
+    }
+    let svc_type = parse_str(values, "service.type", "ClusterIP")?;
+    if let Some(p) = parse_int(values, "service.nodePort")? {
+        if !(1..=65535).contains(&p) {
+            return Err(err("service.nodePort", format!("must be a port number, got {p}")));
+        }
+        if !matches!(svc_type, "NodePort" | "LoadBalancer") {
+            return Err(err("service.nodePort", format!("only NodePort and LoadBalancer Services have node ports, not {svc_type}")));
+        }
+    }
+    let policy = parse_str(values, "service.externalTrafficPolicy", "")?;
+    if !matches!(policy, "" | "Cluster" | "Local") {
+        return Err(err("service.externalTrafficPolicy", format!("must be Cluster or Local, got {policy:?}")));
+    }
 
     if let Some(raw) = lookup(values, "chromadb.apiVersion").and_then(Value::as_str) {
         raw.parse::<ChromaVersion>()
