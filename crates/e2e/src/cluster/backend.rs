@@ -4,7 +4,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use std::fmt::Write as _;
+
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::runtime::wait::await_condition;
@@ -13,6 +16,7 @@ use render::{Helm, Rendered};
 
 use super::forward::{self, Forward};
 use super::helm::{self as helm_cli, HelmTarget, Install};
+use super::hooks::{self, TestHook};
 use super::k3s::{self, K3sCluster};
 use super::readiness::{Readiness, replaced_and_ready, statefulset_readiness};
 use super::{ClusterKind, ClusterOptions, diagnostics, kubeconfig, naming};
@@ -21,6 +25,9 @@ use crate::backend::{Backend, BackendError, Deployed, HookRun, Release};
 /// Log lines per container in failure reports: enough for a Python traceback or a Rust panic
 /// with its context, short enough to read.
 const REPORT_TAIL: usize = 80;
+
+/// Log lines per `helm test` hook container: the chart's test prints a handful.
+const HOOK_LOG_TAIL: usize = 200;
 
 /// Label on every namespace this harness creates, with the run suffix as value, so leftovers
 /// of a `--keep` run can be found (`kubectl get ns -l chroma-e2e/run`).
@@ -47,6 +54,8 @@ struct Slot {
     release: String,
     statefulset: String,
     service: String,
+    /// The `helm test` hooks of what is installed now (updated on upgrade).
+    test_hooks: Vec<TestHook>,
     forward: Forward,
 }
 
@@ -127,10 +136,7 @@ impl ClusterBackend {
         self.lock_slots()
             .get(id)
             .map(|s| (s.namespace.clone(), s.release.clone(), s.statefulset.clone()))
-            .ok_or_else(|| BackendError::Failed {
-                what: format!("release {id}"),
-                detail: "is not deployed on this cluster backend".into(),
-            })
+            .ok_or_else(|| not_deployed(id))
     }
 
     async fn wait_for_node(&self) -> Result<(), BackendError> {
@@ -267,7 +273,14 @@ impl ClusterBackend {
         let port = forward.port;
         self.lock_slots().insert(
             release.id.clone(),
-            Slot { namespace: namespace.to_string(), release: release.request.release.clone(), statefulset, service: service.clone(), forward },
+            Slot {
+                namespace: namespace.to_string(),
+                release: release.request.release.clone(),
+                statefulset,
+                service: service.clone(),
+                test_hooks: hooks::test_hooks(&release.rendered),
+                forward,
+            },
         );
         Ok(Deployed {
             id: release.id.clone(),
@@ -318,6 +331,50 @@ impl ClusterBackend {
             out.insert(claim, pvc.metadata.uid.unwrap_or_default());
         }
         Ok(out)
+    }
+}
+
+impl ClusterBackend {
+    /// For each test hook: why it did not succeed (none when it did), and every hook pod's
+    /// container log, read by the Job's `job-name` label.
+    async fn hook_results(&self, namespace: &str, test_hooks: &[TestHook]) -> (Vec<String>, String) {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), namespace);
+        let mut reasons = Vec::new();
+        let mut log = String::new();
+        for hook in test_hooks {
+            let (job, found) = match hook {
+                TestHook::Job(name) => {
+                    let job = match jobs.get_opt(name).await {
+                        Ok(j) => j,
+                        Err(e) => {
+                            let _ = writeln!(log, "(could not read Job {name}: {e})");
+                            None
+                        }
+                    };
+                    let listed = pods.list(&ListParams::default().labels(&hooks::job_pod_selector(name))).await;
+                    let found = listed.map(|l| l.items).unwrap_or_else(|e| {
+                        let _ = writeln!(log, "(could not list the pods of Job {name}: {e})");
+                        Vec::new()
+                    });
+                    (job, found)
+                }
+                TestHook::Pod(name) => (None, pods.get_opt(name).await.ok().flatten().into_iter().collect()),
+            };
+            let picked: Vec<&Pod> = match hook {
+                TestHook::Job(name) => hooks::pods_of_job(name, &found),
+                TestHook::Pod(_) => found.iter().collect(),
+            };
+            for pod in &picked {
+                for l in diagnostics::pod_logs(&pods, pod, HOOK_LOG_TAIL).await {
+                    let _ = writeln!(log, "--- {} log {}/{} ---\n{}", hook.name(), l.pod, l.container, l.text.trim_end());
+                }
+            }
+            if !hooks::succeeded(job.as_ref(), &picked) {
+                reasons.push(hooks::failure_reason(hook, job.as_ref(), &picked));
+            }
+        }
+        (reasons, log)
     }
 }
 
@@ -397,6 +454,7 @@ impl Backend for ClusterBackend {
         let mut slots = self.lock_slots();
         if let Some(slot) = slots.get_mut(&deployed.id) {
             slot.statefulset = statefulset;
+            slot.test_hooks = hooks::test_hooks(&next.rendered);
             if let Some(f) = new_forward {
                 deployed.base_url = format!("http://127.0.0.1:{}", f.port);
                 slot.service = service;
@@ -437,12 +495,36 @@ impl Backend for ClusterBackend {
     }
 
     async fn chart_test(&self, deployed: &Deployed) -> Result<HookRun, BackendError> {
-        let (namespace, release, _) = self.slot_names(&deployed.id)?;
-        let args = helm_cli::test_args(&release, &namespace, self.timeout, &self.target);
-        match helm_cli::run(&self.helm, &args).await {
-            Ok(out) => Ok(HookRun::Succeeded { log: out }),
-            Err(out) => Ok(HookRun::Failed { reason: format!("helm test {release} in {namespace} failed"), log: format!("{out}\n{}", self.report(&namespace).await) }),
+        let (namespace, release, test_hooks) = {
+            let slots = self.lock_slots();
+            let slot = slots.get(&deployed.id).ok_or_else(|| not_deployed(&deployed.id))?;
+            (slot.namespace.clone(), slot.release.clone(), slot.test_hooks.clone())
+        };
+        if test_hooks.is_empty() {
+            return Ok(HookRun::Failed {
+                reason: format!(
+                    "release {release} renders no Job or Pod annotated `helm.sh/hook: test`, so `helm test` would prove nothing"
+                ),
+                log: String::new(),
+            });
         }
+        let args = helm_cli::test_args(&release, &namespace, self.timeout, &self.target);
+        let verdict = helm_cli::run(&self.helm, &args).await;
+        let (reasons, hook_logs) = self.hook_results(&namespace, &test_hooks).await;
+        Ok(match verdict {
+            Ok(out) => HookRun::Succeeded { log: format!("{out}\n{hook_logs}") },
+            Err(out) => {
+                let why = if reasons.is_empty() {
+                    out.lines().find(|l| !l.trim().is_empty()).unwrap_or("no output").to_string()
+                } else {
+                    reasons.join("; ")
+                };
+                HookRun::Failed {
+                    reason: format!("helm test {release} in {namespace} failed: {why}"),
+                    log: format!("{out}\n{hook_logs}\n{}", self.report(&namespace).await),
+                }
+            }
+        })
     }
 
     fn runs_lookup(&self) -> Result<(), String> {
@@ -461,6 +543,10 @@ fn futures_are_send(b: &'static ClusterBackend, r: &'static Release, d: &'static
     send(b.logs(d, 10));
     send(b.chart_test(d));
     send(b.restart(d));
+}
+
+fn not_deployed(id: &str) -> BackendError {
+    BackendError::Failed { what: format!("release {id}"), detail: "is not deployed on this cluster backend".into() }
 }
 
 fn failed(what: String, e: kube::Error) -> BackendError {

@@ -18,6 +18,7 @@ pub mod diagnostics;
 pub mod docker;
 mod forward;
 pub mod helm;
+pub mod hooks;
 pub mod k3s;
 pub mod kubeconfig;
 pub mod naming;
