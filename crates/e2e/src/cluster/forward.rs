@@ -1,15 +1,18 @@
 //! Reaching the server: a local listener on 127.0.0.1 whose every connection is tunnelled by
 //! kube-rs' port-forward to a ready pod behind the release's Service — what `kubectl
-//! port-forward svc/…` does, minus kubectl. The pod is looked up per connection, so a
-//! restarted or upgraded pod is picked up without re-creating the listener.
+//! port-forward svc/…` does, minus kubectl. The pod is looked up per connection, so a new
+//! connection always reaches the current pod; a tunnel whose pod went away ends, and so does
+//! the client's connection. The backend still replaces the whole forward after a restart,
+//! so a pooled connection cannot outlive the pod it was tunnelled to.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::Api;
 use kube::api::ListParams;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::readiness::pod_ready;
 
@@ -36,10 +39,13 @@ pub fn pick_pod(pods: &[Pod]) -> Option<&Pod> {
     pods.iter().filter(|p| pod_ready(p)).min_by(|a, b| a.metadata.name.cmp(&b.metadata.name))
 }
 
-/// A running forward; aborted (listener closed) when dropped.
+/// A running forward. Dropping it closes the listener *and* every connection it tunnels, so
+/// a client holding a pooled connection to it sees that connection end at once instead of
+/// talking to a pod that is gone.
 pub struct Forward {
     pub port: u16,
     task: JoinHandle<()>,
+    last_error: Arc<Mutex<Option<String>>>,
 }
 
 impl Drop for Forward {
@@ -48,12 +54,29 @@ impl Drop for Forward {
     }
 }
 
+impl Forward {
+    /// Why the most recent tunnel failed (the port-forward's own error channel included), for
+    /// failure reports: the client itself only sees a closed connection.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 pub async fn start(pods: Api<Pod>, service: Service) -> std::io::Result<Forward> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let port = listener.local_addr()?.port();
+    let last_error = Arc::new(Mutex::new(None));
+    let errors = last_error.clone();
     let task = tokio::spawn(async move {
+        // Owned by this task: aborting it drops the set, which aborts every tunnel.
+        let mut tunnels = JoinSet::new();
         loop {
-            let conn = match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                // Reap finished tunnels so the set does not grow for the whole run.
+                Some(_) = tunnels.join_next(), if !tunnels.is_empty() => continue,
+            };
+            let conn = match accepted {
                 Ok((conn, _)) => conn,
                 Err(e) => {
                     // Out of descriptors and the like: back off instead of spinning.
@@ -64,16 +87,21 @@ pub async fn start(pods: Api<Pod>, service: Service) -> std::io::Result<Forward>
             };
             let pods = pods.clone();
             let service = service.clone();
-            tokio::spawn(async move {
+            let errors = errors.clone();
+            tunnels.spawn(async move {
                 if let Err(e) = tunnel(conn, &pods, &service).await {
-                    // The client sees a closed connection; the reason is only useful in logs.
                     tracing::warn!(error = %e, "port-forward connection failed");
+                    *errors.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                 }
             });
         }
     });
-    Ok(Forward { port, task })
+    Ok(Forward { port, task, last_error })
 }
+
+/// How long to wait, after the data streams closed, for the pod side to report an error on
+/// the port's error channel (kubelet sends it right after closing the data stream).
+const ERROR_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 async fn tunnel(mut conn: TcpStream, pods: &Api<Pod>, service: &Service) -> Result<(), String> {
     let selector = selector_of(service)?;
@@ -83,11 +111,37 @@ async fn tunnel(mut conn: TcpStream, pods: &Api<Pod>, service: &Service) -> Resu
     let port = target_container_port(service, pod)?;
     let mut forwarder = pods.portforward(&pod_name, &[port]).await.map_err(|e| format!("port-forward to {pod_name}:{port}: {e}"))?;
     let mut upstream = forwarder.take_stream(port).ok_or_else(|| format!("port-forward to {pod_name}:{port} gave no stream"))?;
-    let copied = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await;
+    // Taken before anything else: `join` discards an error nobody took, and the kubelet's
+    // reason ("connection refused" inside the pod, …) is only ever sent there.
+    let mut pod_error = Box::pin(
+        forwarder.take_error(port).ok_or_else(|| format!("port-forward to {pod_name}:{port} gave no error channel"))?,
+    );
+    let (copied, reported) = {
+        let copy = tokio::io::copy_bidirectional(&mut conn, &mut upstream);
+        tokio::pin!(copy);
+        tokio::select! {
+            copied = &mut copy => {
+                let late = tokio::time::timeout(ERROR_GRACE, &mut pod_error).await.ok().flatten();
+                (Some(copied), late)
+            }
+            reported = &mut pod_error => (None, reported),
+        }
+    };
     drop(upstream);
+    if let Some(message) = reported {
+        forwarder.abort();
+        return Err(tunnel_error(&pod_name, port, &message));
+    }
     let joined = forwarder.join().await;
-    copied.map_err(|e| format!("forwarding to {pod_name}:{port}: {e}"))?;
+    if let Some(Err(e)) = copied {
+        return Err(format!("forwarding to {pod_name}:{port}: {e}"));
+    }
     joined.map_err(|e| format!("port-forward to {pod_name}:{port} ended with: {e}"))
+}
+
+/// The sentence for an error the pod side reported on the port's error channel.
+pub fn tunnel_error(pod: &str, port: u16, message: &str) -> String {
+    format!("port-forward to {pod}:{port} failed on the pod side: {}", message.trim())
 }
 
 #[cfg(test)]
@@ -146,5 +200,49 @@ mod tests {
     #[test]
     fn no_ready_pod_no_pick() {
         assert!(pick_pod(&[pod("a-0", false, "http", 8000)]).is_none());
+    }
+
+    #[test]
+    fn pod_side_error_names_pod_port_and_kubelet_message() {
+        assert_eq!(
+            tunnel_error("chroma-chromadb-0", 8000, "error forwarding port 8000 to pod abc: dial tcp4 127.0.0.1:8000: connect: connection refused\n"),
+            "port-forward to chroma-chromadb-0:8000 failed on the pod side: error forwarding port 8000 to pod abc: dial tcp4 127.0.0.1:8000: connect: connection refused"
+        );
+    }
+
+    /// A Service whose pods cannot be listed (no API server behind the client) fails the
+    /// tunnel; the client sees its connection closed, and the reason is kept for reports.
+    #[tokio::test]
+    async fn failed_tunnel_closes_the_connection_and_keeps_the_reason() {
+        use tokio::io::AsyncReadExt;
+        let config = kube::Config::new("http://127.0.0.1:1".parse().expect("url"));
+        let client = kube::Client::try_from(config).expect("client");
+        let fwd = start(Api::namespaced(client, "ns"), service(json!("http"))).await.expect("listener");
+        let mut conn = TcpStream::connect(("127.0.0.1", fwd.port)).await.expect("connect");
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read_to_end(&mut buf)).await.expect("closed in time");
+        assert_eq!(n.expect("read"), 0, "nothing is forwarded");
+        // The connection closes as the tunnel returns; the reason is stored just after.
+        let mut why = None;
+        for _ in 0..50 {
+            why = fwd.last_error();
+            if why.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let why = why.expect("the failure is kept");
+        assert!(why.starts_with("list pods: "), "{why}");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_forward_closes_its_listener() {
+        let config = kube::Config::new("http://127.0.0.1:1".parse().expect("url"));
+        let client = kube::Client::try_from(config).expect("client");
+        let fwd = start(Api::namespaced(client, "ns"), service(json!("http"))).await.expect("listener");
+        let port = fwd.port;
+        drop(fwd);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err(), "port {port} still accepts");
     }
 }

@@ -13,6 +13,7 @@ use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, ImageExt};
 use testcontainers_modules::k3s::{K3s, KUBE_SECURE_PORT};
 
+use super::cleanup::RUN_LABEL;
 use super::docker;
 use crate::backend::BackendError;
 
@@ -68,7 +69,6 @@ pub struct K3sCluster {
     dir: Option<tempfile::TempDir>,
     kubeconfig_path: PathBuf,
     kubeconfig: String,
-    image: String,
 }
 
 impl K3sCluster {
@@ -78,10 +78,6 @@ impl K3sCluster {
 
     pub fn kubeconfig(&self) -> &str {
         &self.kubeconfig
-    }
-
-    pub fn image(&self) -> &str {
-        &self.image
     }
 
     pub fn container_id(&self) -> Option<&str> {
@@ -110,18 +106,61 @@ impl K3sCluster {
     }
 }
 
-/// Starts k3s (`--disable=traefik`: nothing here needs an ingress controller, and it is one
-/// less deployment competing for the runner's CPU) and waits until its API answers.
-pub async fn start(image: &str, timeout: Duration) -> Result<K3sCluster, BackendError> {
+/// The host a remote Docker daemon publishes container ports on, as testcontainers'
+/// `get_host` derives it: the host of a `tcp://`, `http://` or `https://` `DOCKER_HOST`.
+/// `None` for a local socket, whose ports are published on loopback, which k3s's certificate
+/// already covers.
+pub fn remote_docker_host(docker_host: Option<&str>) -> Option<String> {
+    let url = docker_host?.trim();
+    let rest = ["tcp://", "http://", "https://"].iter().find_map(|scheme| url.strip_prefix(scheme))?;
+    let authority = rest.split('/').next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(host, _)| host)
+    };
+    (!host.is_empty()).then(|| host.to_string())
+}
+
+/// k3s's command line. `--disable=traefik`: nothing here needs an ingress controller, and it
+/// is one less deployment competing for the runner's CPU. `--tls-san`: the API server's
+/// certificate must also name the host the harness connects to when that is a remote Docker
+/// host, or every TLS handshake fails.
+pub fn server_args(tls_san: Option<&str>) -> Vec<String> {
+    let mut args = vec!["server".to_string(), "--snapshotter=native".into(), "--disable=traefik".into()];
+    if let Some(host) = tls_san {
+        args.push(format!("--tls-san={host}"));
+    }
+    args
+}
+
+/// The host to put into the kubeconfig for what testcontainers' `get_host` returned:
+/// `localhost` becomes 127.0.0.1 because the port used is the IPv4 mapping (a `localhost`
+/// resolving to ::1 first would reach nothing); an IPv6 address gets its brackets.
+pub fn api_host(get_host: &str) -> String {
+    match get_host {
+        "localhost" => "127.0.0.1".to_string(),
+        h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
+        h => h.to_string(),
+    }
+}
+
+/// Starts k3s labelled with the run (so [`super::cleanup::Cleanup`] finds it even if this
+/// future is dropped halfway) and waits until its API answers.
+pub async fn start(image: &str, timeout: Duration, run: &str) -> Result<K3sCluster, BackendError> {
     let unavailable = |reason: String| BackendError::Unavailable { backend: "k3s", reason };
     docker::docker_daemon().map_err(|e| unavailable(format!("{e}; use --backend process")))?;
     let (name, tag) = split_image(image).map_err(|reason| BackendError::Invalid { reason })?;
+    let docker_host = std::env::var("DOCKER_HOST").ok();
+    let san = remote_docker_host(docker_host.as_deref());
 
-    tracing::info!(%image, "starting k3s");
+    tracing::info!(%image, tls_san = ?san, "starting k3s");
     let container = K3s::default()
         .with_name(name)
         .with_tag(tag)
-        .with_cmd(["server", "--snapshotter=native", "--disable=traefik"])
+        .with_cmd(server_args(san.as_deref()))
+        .with_label(RUN_LABEL, run)
         .with_privileged(true)
         .with_userns_mode("host")
         .with_startup_timeout(timeout)
@@ -133,8 +172,16 @@ pub async fn start(image: &str, timeout: Duration) -> Result<K3sCluster, Backend
         .get_host_port_ipv4(KUBE_SECURE_PORT)
         .await
         .map_err(|e| unavailable(format!("k3s API port is not mapped: {e}")))?;
+    let host = container
+        .get_host()
+        .await
+        .map_err(|e| unavailable(format!("could not tell which host publishes the k3s API port: {e}")))?;
+    let host = api_host(&host.to_string());
+    if san.as_deref().is_some_and(|s| api_host(s) != host) {
+        tracing::warn!(%host, tls_san = ?san, "testcontainers reports another host than DOCKER_HOST names; the API certificate may not match");
+    }
     let raw = read_kubeconfig(&container, timeout).await?;
-    let kubeconfig = rewrite_server(&raw, "127.0.0.1", port).map_err(unavailable)?;
+    let kubeconfig = rewrite_server(&raw, &host, port).map_err(unavailable)?;
 
     let dir = tempfile::Builder::new()
         .prefix("chroma-e2e-k3s-")
@@ -142,7 +189,7 @@ pub async fn start(image: &str, timeout: Duration) -> Result<K3sCluster, Backend
         .map_err(|source| BackendError::Io { context: "creating the k3s kubeconfig directory".into(), source })?;
     let kubeconfig_path = dir.path().join("kubeconfig");
     write_private(&kubeconfig_path, &kubeconfig)?;
-    Ok(K3sCluster { container: Some(container), dir: Some(dir), kubeconfig_path, kubeconfig, image: image.to_string() })
+    Ok(K3sCluster { container: Some(container), dir: Some(dir), kubeconfig_path, kubeconfig })
 }
 
 /// k3s writes its kubeconfig shortly after the API comes up; copy it out (no bind mount, so
@@ -290,5 +337,36 @@ users:
         let (name, tag) = split_image(K3S_IMAGE).expect("default parses");
         assert_eq!(name, "rancher/k3s");
         assert!(tag.starts_with("v1.") && tag.contains("-k3s"), "{tag}");
+    }
+
+    #[rstest]
+    #[case::tcp_with_port(Some("tcp://docker.example.com:2376"), Some("docker.example.com"))]
+    #[case::tcp_ip(Some("tcp://10.1.2.3:2375"), Some("10.1.2.3"))]
+    #[case::https(Some("https://builder.internal:2376/"), Some("builder.internal"))]
+    #[case::ipv6(Some("tcp://[fd00::5]:2376"), Some("fd00::5"))]
+    #[case::unix_socket(Some("unix:///var/run/docker.sock"), None)]
+    #[case::unset(None, None)]
+    fn remote_docker_host_is_the_daemons_host(#[case] docker_host: Option<&str>, #[case] host: Option<&str>) {
+        assert_eq!(remote_docker_host(docker_host).as_deref(), host);
+    }
+
+    #[test]
+    fn remote_host_is_added_to_the_api_certificate() {
+        assert_eq!(
+            server_args(remote_docker_host(Some("tcp://docker.example.com:2376")).as_deref()),
+            ["server", "--snapshotter=native", "--disable=traefik", "--tls-san=docker.example.com"]
+        );
+        assert_eq!(server_args(None), ["server", "--snapshotter=native", "--disable=traefik"]);
+    }
+
+    #[rstest]
+    #[case::local_socket("localhost", "127.0.0.1")]
+    #[case::remote_name("docker.example.com", "docker.example.com")]
+    #[case::remote_ipv6("fd00::5", "[fd00::5]")]
+    fn kubeconfig_points_at_the_host_testcontainers_reports(#[case] get_host: &str, #[case] server_host: &str) {
+        let out = rewrite_server(K3S_YAML, &api_host(get_host), 32771).expect("rewrite");
+        let kc = kube::config::Kubeconfig::from_yaml(&out).expect("still a kubeconfig");
+        let server = kc.clusters[0].cluster.as_ref().and_then(|c| c.server.as_deref());
+        assert_eq!(server, Some(format!("https://{server_host}:32771").as_str()));
     }
 }

@@ -14,10 +14,12 @@
 //! container logs attached to every failure.
 
 mod backend;
+pub mod cleanup;
 pub mod diagnostics;
 pub mod docker;
 mod forward;
 pub mod helm;
+pub mod hooks;
 pub mod k3s;
 pub mod kubeconfig;
 pub mod naming;
@@ -27,6 +29,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use backend::ClusterBackend;
+pub use cleanup::Cleanup;
 pub use docker::docker_daemon;
 pub use k3s::K3S_IMAGE;
 
@@ -60,17 +63,27 @@ pub struct ClusterOptions {
     pub keep: bool,
     /// Bound for each wait: k3s start, `helm --wait --timeout`, readiness after restarts.
     pub timeout: Duration,
+    /// Removes what the run created; clone it *before* [`start`] so a Ctrl-C while k3s is
+    /// starting can still remove the container ([`Cleanup::run`]).
+    pub cleanup: Cleanup,
 }
 
 impl ClusterOptions {
     pub fn new(helm: impl Into<PathBuf>) -> Self {
-        ClusterOptions { helm: helm.into(), k3s_image: None, keep: false, timeout: Duration::from_secs(300) }
+        ClusterOptions {
+            helm: helm.into(),
+            k3s_image: None,
+            keep: false,
+            timeout: Duration::from_secs(300),
+            cleanup: Cleanup::default(),
+        }
     }
 }
 
 /// Connects to (or, for k3s, starts) the cluster. Call [`ClusterBackend::shutdown`] at the
-/// end of the run; dropping the backend also removes the k3s container, but without
-/// waiting for it.
+/// end of the run; on Ctrl-C/SIGTERM, drop whatever future is running and call
+/// [`Cleanup::run`] on `opts.cleanup` (taken before this call), which also covers a k3s
+/// container still starting and namespaces of deploys still in progress.
 pub async fn start(kind: ClusterKind, opts: ClusterOptions) -> Result<ClusterBackend, BackendError> {
     backend::ClusterBackend::start(kind, opts).await
 }

@@ -1,8 +1,10 @@
 //! When is a release up? Decisions over the objects the API server returns, kept pure so they
 //! can be checked against recorded objects; the waiting itself is kube-rs' `await_condition`.
 
+use std::time::{Duration, Instant};
+
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
@@ -65,6 +67,72 @@ pub fn pod_ready(pod: &Pod) -> bool {
 /// and is ready: the end of a restart.
 pub fn replaced_and_ready(pod: Option<&Pod>, old_uid: &str) -> bool {
     pod.is_some_and(|p| p.metadata.uid.as_deref() != Some(old_uid) && pod_ready(p))
+}
+
+/// Container waiting reasons that mean the image cannot be pulled. `ErrImagePull` is the
+/// failed attempt, `ImagePullBackOff` the kubelet waiting to retry it; the other two never
+/// succeed however long one waits.
+const PULL_FAILURES: [&str; 4] = ["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"];
+
+/// How long a pull failure must persist before the deploy gives up: long enough for the
+/// kubelet's first retry (back-off starts at 10 s), so a registry hiccup is survived, and
+/// short enough that a wrong image fails in about half a minute instead of the whole timeout.
+pub const PULL_GRACE: Duration = Duration::from_secs(20);
+
+/// The first container of `pods` that cannot pull its image: `pod P container C image I:
+/// ErrImagePull: <kubelet's message>`.
+pub fn image_pull_failure(pods: &[Pod]) -> Option<String> {
+    for pod in pods {
+        let Some(status) = &pod.status else { continue };
+        let all = status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
+        for c in all {
+            let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) else { continue };
+            let reason = w.reason.as_deref().unwrap_or("");
+            if PULL_FAILURES.contains(&reason) {
+                let message = w.message.as_deref().map(|m| format!(": {}", m.trim())).unwrap_or_default();
+                return Some(format!(
+                    "pod {} container {} image {}: {reason}{message}",
+                    pod.metadata.name.as_deref().unwrap_or("?"),
+                    c.name,
+                    c.image
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The newest `Failed` event about pulling, quoted as the kubelet wrote it (it names the
+/// registry's answer, which the container status sometimes shortens to `Back-off pulling`).
+pub fn pull_event(events: &[Event]) -> Option<String> {
+    events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("Failed") && e.message.as_deref().is_some_and(|m| m.contains("pull")))
+        .max_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0).or_else(|| e.event_time.as_ref().map(|t| t.0)))
+        .and_then(|e| e.message.clone())
+}
+
+/// Remembers since when a pull failure has been seen, so one transient failure does not fail
+/// a deploy but a persistent one does after [`PULL_GRACE`].
+#[derive(Debug, Default)]
+pub struct PullWatch {
+    since: Option<Instant>,
+}
+
+impl PullWatch {
+    /// `Some(why)` once a pull failure has persisted for the grace period at `now`.
+    pub fn observe(&mut self, now: Instant, pods: &[Pod]) -> Option<String> {
+        match image_pull_failure(pods) {
+            None => {
+                self.since = None;
+                None
+            }
+            Some(why) => {
+                let since = *self.since.get_or_insert(now);
+                (now.duration_since(since) >= PULL_GRACE).then_some(why)
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -156,5 +224,69 @@ mod tests {
     #[test]
     fn restart_is_not_complete_while_the_pod_is_gone() {
         assert!(!replaced_and_ready(None, "uid-1"));
+    }
+
+    fn pulling_pod(reason: &str, init: bool) -> Pod {
+        let status = json!([{"name": if init { "htpasswd" } else { "chromadb" }, "ready": false, "restartCount": 0,
+            "image": "ghcr.io/chroma-core/chroma:9.9.9", "imageID": "",
+            "state": {"waiting": {"reason": reason, "message": "rpc error: manifest unknown"}}}]);
+        let key = if init { "initContainerStatuses" } else { "containerStatuses" };
+        serde_json::from_value(json!({"metadata": {"name": "chroma-chromadb-0"}, "status": {"phase": "Pending", key: status}}))
+            .expect("pod parses")
+    }
+
+    #[rstest]
+    #[case::err_image_pull("ErrImagePull", false)]
+    #[case::back_off("ImagePullBackOff", false)]
+    #[case::invalid_name("InvalidImageName", false)]
+    #[case::init_container_pull("ErrImagePull", true)]
+    fn pull_failures_are_recognised_quoting_the_kubelet(#[case] reason: &str, #[case] init: bool) {
+        let why = image_pull_failure(&[pulling_pod(reason, init)]).expect("a pull failure");
+        let container = if init { "htpasswd" } else { "chromadb" };
+        assert_eq!(
+            why,
+            format!("pod chroma-chromadb-0 container {container} image ghcr.io/chroma-core/chroma:9.9.9: {reason}: rpc error: manifest unknown")
+        );
+    }
+
+    #[rstest]
+    #[case::container_creating("ContainerCreating")]
+    #[case::crash_loop("CrashLoopBackOff")]
+    fn other_waiting_reasons_are_not_pull_failures(#[case] reason: &str) {
+        assert_eq!(image_pull_failure(&[pulling_pod(reason, false)]), None);
+    }
+
+    #[test]
+    fn pull_failure_fails_only_after_persisting_for_the_grace_period() {
+        let t0 = Instant::now();
+        let failing = [pulling_pod("ErrImagePull", false)];
+        let mut watch = PullWatch::default();
+        assert_eq!(watch.observe(t0, &failing), None, "first sight is forgiven");
+        assert_eq!(watch.observe(t0 + PULL_GRACE - Duration::from_secs(1), &failing), None);
+        assert!(watch.observe(t0 + PULL_GRACE, &failing).is_some_and(|w| w.contains("ErrImagePull")));
+        assert!(PULL_GRACE <= Duration::from_secs(30), "the deploy must fail within about 30 s");
+    }
+
+    #[test]
+    fn pull_that_recovers_resets_the_clock() {
+        let t0 = Instant::now();
+        let mut watch = PullWatch::default();
+        watch.observe(t0, &[pulling_pod("ErrImagePull", false)]);
+        assert_eq!(watch.observe(t0 + Duration::from_secs(15), &[pulling_pod("ContainerCreating", false)]), None);
+        assert_eq!(watch.observe(t0 + Duration::from_secs(25), &[pulling_pod("ImagePullBackOff", false)]), None, "clock restarted at 25 s");
+    }
+
+    #[test]
+    fn newest_pull_event_is_quoted() {
+        let ev = |msg: &str, at: &str| -> Event {
+            serde_json::from_value(json!({"metadata": {"name": "e"}, "involvedObject": {"kind": "Pod"}, "reason": "Failed",
+                "message": msg, "lastTimestamp": at})).expect("event")
+        };
+        let events = [
+            ev("Failed to pull image \"x:1\": not found", "2025-05-01T10:00:05Z"),
+            ev("Error: ImagePullBackOff", "2025-05-01T10:00:30Z"),
+            ev("Failed to pull image \"x:1\": manifest unknown", "2025-05-01T10:00:20Z"),
+        ];
+        assert_eq!(pull_event(&events).as_deref(), Some("Failed to pull image \"x:1\": manifest unknown"));
     }
 }
