@@ -18,7 +18,8 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-async fn run(fault: Option<Fault>) -> UpgradeReport {
+/// `checks`: also run the conformance checks on B (the tamper proofs need only the diff).
+async fn run(fault: Option<Fault>, checks: bool) -> UpgradeReport {
     let helm = Helm::from_env().unwrap_or_else(|e| panic!("the live upgrade tests need the pinned helm in $HELM ({e}); {HINT}"));
     let venvs = VenvCache::from_env().unwrap_or_else(|e| panic!("the live upgrade tests need uv in $UV ({e}); {HINT}"));
     let backend = ProcessBackend::new(venvs, BTreeMap::new(), ProcessOptions::default());
@@ -33,7 +34,7 @@ async fn run(fault: Option<Fault>) -> UpgradeReport {
         expect: Verdict::Survived,
         signature: None,
     };
-    let opts = UpgradeOptions { fault, progress: false, ..UpgradeOptions::default() };
+    let opts = UpgradeOptions { fault, progress: false, checks, ..UpgradeOptions::default() };
     let (report, kept) = upgrade::run_one(&backend, &helm, &t, &ChartCheckout::dir(&chart, "tree"), &ChartCheckout::dir(&chart, "tree"), &opts).await;
     assert!(kept.is_none());
     report
@@ -46,7 +47,7 @@ fn collection<'a>(r: &'a UpgradeReport, name: &str) -> &'a CollectionDiff {
 
 #[tokio::test]
 async fn a_clean_upgrade_from_1_0_0_to_1_5_0_survives() {
-    let r = run(None).await;
+    let r = run(None, true).await;
     assert_eq!(r.verdict, Verdict::Survived, "{}", upgrade::report::text(&r));
     assert!(!r.failed());
     assert_eq!(r.diff.as_ref().map(|d| d.survived_records()), Some(48));
@@ -54,7 +55,7 @@ async fn a_clean_upgrade_from_1_0_0_to_1_5_0_survives() {
 
 #[tokio::test]
 async fn records_deleted_after_the_upgrade_are_reported_missing_by_id() {
-    let r = run(Some(Fault::DeleteRecords)).await;
+    let r = run(Some(Fault::DeleteRecords), false).await;
     assert_eq!(r.verdict, Verdict::DataLost, "{}", upgrade::report::text(&r));
     assert!(r.failed(), "a single run expects survived: data loss must fail it");
     let small = collection(&r, "upgrade-small");
@@ -64,12 +65,13 @@ async fn records_deleted_after_the_upgrade_are_reported_missing_by_id() {
 
 #[tokio::test]
 async fn a_record_changed_after_the_upgrade_is_reported_field_by_field() {
-    let r = run(Some(Fault::ChangeRecord)).await;
+    let r = run(Some(Fault::ChangeRecord), false).await;
     assert_eq!(r.verdict, Verdict::DataLost, "{}", upgrade::report::text(&r));
     let small = collection(&r, "upgrade-small");
     assert_eq!(small.changed.len(), 1, "{small:?}");
     assert_eq!(small.changed[0].id, "upgrade-small-000");
     let fields: Vec<&str> = small.changed[0].fields.iter().map(|f| f.field.as_str()).collect();
-    // The update replaced the metadata with {"index": -1}: the other keys are gone.
-    assert_eq!(fields, ["metadata.bucket", "metadata.collection", "metadata.index", "metadata.weight", "document"]);
+    // Chroma's update merges metadata: only the key it sent changed.
+    assert_eq!(fields, ["metadata.index", "document"]);
+    assert_eq!(small.changed[0].fields[0].found, Some(serde_json::json!(-1)));
 }

@@ -231,12 +231,12 @@ impl Api {
 /// A 2xx answer whose body is not what the version's API answers there. Carries the
 /// endpoint so a garbage answer is never mistaken for an empty one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{endpoint} ({method} {url}) answered HTTP {status}, but {problem}; body: {body}")]
+#[error("{endpoint} ({request}) answered HTTP {status}, but {problem}; body: {body}")]
 pub struct BadAnswer {
     /// What the endpoint is for ("listing collections", "counting records", …).
     pub endpoint: String,
-    pub method: String,
-    pub url: String,
+    /// Method and URL.
+    pub request: String,
     pub status: u16,
     pub problem: String,
     pub body: String,
@@ -247,8 +247,7 @@ impl Answer {
     pub fn bad(&self, endpoint: &str, problem: impl Into<String>) -> BadAnswer {
         BadAnswer {
             endpoint: endpoint.to_string(),
-            method: self.ex.method.clone(),
-            url: self.ex.url.clone(),
+            request: format!("{} {}", self.ex.method, self.ex.url),
             status: self.status(),
             problem: problem.into(),
             body: self.ex.response_body.clone(),

@@ -249,10 +249,7 @@ pub async fn reset<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
     if ctx.expected.allow_reset {
         expect_ok(&r, "reset with allowReset=true")?;
         let list = ctx.rec(ctx.api.list_collections().await);
-        let count = match ctx.api.count_collections().await {
-            Some(c) => Some(ctx.rec(c)),
-            None => None,
-        };
+        let count = ctx.api.count_collections().await.map(|c| ctx.rec(c));
         let detail = emptied(&list, count.as_ref())?;
         Ok(format!("allowReset=true: reset answered {}; every collection is gone: {detail}", r.status()))
     } else {
