@@ -164,8 +164,14 @@ impl Snapshot {
 pub fn parse_records(a: &Answer, endpoint: &str) -> Result<Vec<Record>, BadAnswer> {
     let v = a.json_2xx(endpoint)?;
     let bad = |p: String| a.bad(endpoint, p);
-    let column = |k: &str| v.get(k).and_then(Value::as_array).ok_or_else(|| bad(format!("there is no `{k}` list")));
-    let ids = column("ids")?;
+    let ids = v.get("ids").and_then(Value::as_array).ok_or_else(|| bad("there is no `ids` list".into()))?;
+    // 0.4.x answers `null` instead of `[]` for an included column when nothing matched.
+    let empty = Vec::new();
+    let column = |k: &str| match v.get(k) {
+        Some(Value::Array(a)) => Ok(a),
+        Some(Value::Null) if ids.is_empty() => Ok(&empty),
+        _ => Err(bad(format!("there is no `{k}` list"))),
+    };
     let (embs, metas, docs) = (column("embeddings")?, column("metadatas")?, column("documents")?);
     for (k, col) in [("embeddings", embs), ("metadatas", metas), ("documents", docs)] {
         if col.len() != ids.len() {
@@ -670,7 +676,14 @@ mod tests {
         assert_eq!((r[1].metadata.as_ref(), r[1].document.as_ref()), (None, None));
     }
 
+    #[test]
+    fn an_empty_get_answer_may_have_null_columns() {
+        let body = r#"{"ids":[],"embeddings":null,"metadatas":[],"documents":[]}"#;
+        assert_eq!(parse_records(&answer("POST", GET, 200, body), "reading the records of c").unwrap(), Vec::new());
+    }
+
     #[rstest::rstest]
+    #[case::a_null_column_with_ids_is_not_a_get_answer(r#"{"ids":["a"],"embeddings":null,"metadatas":[null],"documents":[null]}"#, "no `embeddings` list")]
     #[case::garbage_is_not_a_get_answer("OK", "not JSON")]
     #[case::a_get_answer_needs_ids(r#"{"embeddings":[],"metadatas":[],"documents":[]}"#, "no `ids` list")]
     #[case::a_get_answer_needs_the_included_embeddings(r#"{"ids":["a"],"metadatas":[null],"documents":[null]}"#, "no `embeddings` list")]

@@ -269,10 +269,10 @@ async fn upgrade_deployed<B: Backend>(
         run.step(format!("upgrade in place to B ({})", t.to), tu, Err(error.clone()));
         let said = run.report.logs.b_head.lines().find(|l| {
             let l = l.to_ascii_lowercase();
-            l.contains("panic") || l.contains("error") || l.contains("exception")
+            l.contains("panic") || l.contains("exception") || l.contains("error:") || l.contains(" error ")
         });
-        let said = said.map_or_else(|| format!("the upgrade failed: {}", error.lines().next().unwrap_or_default()), |l| format!("it said: {}", l.trim()));
-        run.set(Verdict::Incompatible, format!("{} did not start on the data {} left; {said}", t.to, t.from));
+        let said = said.map_or_else(String::new, |l| format!("; its log said: {}", l.trim()));
+        run.set(Verdict::Incompatible, format!("{} did not start on the data {} left: {}{said}", t.to, t.from, error.lines().next().unwrap_or_default()));
         return true;
     }
     run.step(format!("upgrade in place to B ({})", t.to), tu, Ok(format!("{} ready at {}", t.to, deployed.base_url)));
