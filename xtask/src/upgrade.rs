@@ -25,6 +25,9 @@ pub struct Flags {
     /// Run every transition of fixtures/upgrades.yaml instead of one
     #[arg(long, conflicts_with_all = ["from", "to", "from_chart", "values", "to_values"])]
     pub matrix: bool,
+    /// With --matrix: run only the row FROM:TO (repeatable), with its expectation
+    #[arg(long, value_name = "FROM:TO", requires = "matrix")]
+    pub select: Vec<String>,
     #[command(flatten)]
     pub backend: BackendFlags,
     /// A values file layered on both sides (repeatable, in helm's order)
@@ -52,7 +55,8 @@ pub struct Flags {
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
     /// Test hook: tamper with the data after the upgrade (delete-records, change-record,
-    /// drop-collection) to prove the diff and the exit code catch it
+    /// drop-collection) to prove the diff and the exit code catch it, or make B's rendered
+    /// pod invalid (invalid-pod-b) to prove an expected failure does not accept another cause
     #[arg(long, value_name = "FAULT", hide = true)]
     pub inject_fault: Option<String>,
 }
@@ -78,7 +82,7 @@ fn plan_job(flags: &Flags, root: &Path, known: &VersionMatrix) -> anyhow::Result
     }
     if flags.matrix {
         let path = root.join("fixtures/upgrades.yaml");
-        let matrix = UpgradeMatrix::load(&path, &root.join("fixtures/values"), known)?;
+        let matrix = UpgradeMatrix::load(&path, &root.join("fixtures/values"), known)?.select(&flags.select)?;
         return Ok(Job::Matrix { matrix, chart });
     }
     let raw_from = flags.from.as_deref().context("--from X.Y.Z is required (or --matrix)")?;
@@ -109,6 +113,7 @@ fn plan_job(flags: &Flags, root: &Path, known: &VersionMatrix) -> anyhow::Result
         to_values_files: flags.to_values.clone(),
         from_chart: flags.from_chart.clone(),
         expect: Verdict::Survived,
+        signature: None,
     };
     Ok(Job::One { transition: Box::new(transition), from_chart, to_chart })
 }

@@ -1,49 +1,77 @@
-//! Live upgrade runs on the process backend: a clean upgrade survives, and data tampered
-//! with after the upgrade is caught record by record.
+//! Live upgrade runs on the process backend, part of `cargo xtask test` (which exports HELM
+//! and UV): a clean upgrade survives, and data deleted or changed after the upgrade turns the
+//! diff red, record by record. One small transition between two Rust servers keeps each run
+//! to a few seconds of server time once the versions' environments are cached.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use e2e::dataset::CollectionDiff;
 use e2e::process::{ProcessBackend, ProcessOptions};
-use e2e::upgrade::{self, ChartCheckout, Fault, Transition, UpgradeOptions, Verdict};
+use e2e::upgrade::{self, ChartCheckout, Fault, Transition, UpgradeOptions, UpgradeReport, Verdict};
 use e2e::venv::VenvCache;
 use render::Helm;
+
+const HINT: &str = "run them through `cargo xtask test` (it exports both), or export HELM=$(cargo xtask tools --print helm) UV=$(cargo xtask tools --print uv)";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-async fn run(fault: Option<Fault>) -> upgrade::UpgradeReport {
-    let helm = Helm::from_env().expect("$HELM");
-    let backend = ProcessBackend::new(VenvCache::from_env().expect("$UV"), BTreeMap::new(), ProcessOptions::default());
+/// `checks`: also run the conformance checks on B (the tamper proofs need only the diff).
+async fn run(fault: Option<Fault>, checks: bool) -> UpgradeReport {
+    let helm = Helm::from_env().unwrap_or_else(|e| panic!("the live upgrade tests need the pinned helm in $HELM ({e}); {HINT}"));
+    let venvs = VenvCache::from_env().unwrap_or_else(|e| panic!("the live upgrade tests need uv in $UV ({e}); {HINT}"));
+    let backend = ProcessBackend::new(venvs, BTreeMap::new(), ProcessOptions::default());
     let chart = root().join("charts/chromadb");
     let t = Transition {
-        from: "0.6.3".parse().unwrap(),
-        to: "1.0.0".parse().unwrap(),
-        reason: "test".into(),
+        from: "1.0.0".parse().unwrap(),
+        to: "1.5.0".parse().unwrap(),
+        reason: "tamper proof".into(),
         values_files: Vec::new(),
         to_values_files: Vec::new(),
         from_chart: None,
         expect: Verdict::Survived,
+        signature: None,
     };
-    let opts = UpgradeOptions { fault, progress: false, ..UpgradeOptions::default() };
+    let opts = UpgradeOptions { fault, progress: false, checks, ..UpgradeOptions::default() };
     let (report, kept) = upgrade::run_one(&backend, &helm, &t, &ChartCheckout::dir(&chart, "tree"), &ChartCheckout::dir(&chart, "tree"), &opts).await;
     assert!(kept.is_none());
     report
 }
 
-#[tokio::test]
-#[ignore = "starts real Chroma 0.6.3 and 1.0.0 servers; run with HELM=… UV=… cargo test -p e2e --test upgrade_live -- --ignored"]
-async fn a_clean_upgrade_from_0_6_3_to_1_0_0_survives() {
-    let r = run(None).await;
-    assert_eq!(r.verdict, Verdict::Survived, "{}", upgrade::report::text(&r));
+fn collection<'a>(r: &'a UpgradeReport, name: &str) -> &'a CollectionDiff {
+    let diff = r.diff.as_ref().unwrap_or_else(|| panic!("no diff in the report:\n{}", upgrade::report::text(r)));
+    diff.collections.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no diff of {name}:\n{}", upgrade::report::text(r)))
 }
 
 #[tokio::test]
-#[ignore = "starts real Chroma 0.6.3 and 1.0.0 servers; run with HELM=… UV=… cargo test -p e2e --test upgrade_live -- --ignored"]
+async fn a_clean_upgrade_from_1_0_0_to_1_5_0_survives() {
+    let r = run(None, true).await;
+    assert_eq!(r.verdict, Verdict::Survived, "{}", upgrade::report::text(&r));
+    assert!(!r.failed());
+    assert_eq!(r.diff.as_ref().map(|d| d.survived_records()), Some(48));
+}
+
+#[tokio::test]
 async fn records_deleted_after_the_upgrade_are_reported_missing_by_id() {
-    let r = run(Some(Fault::DeleteRecords)).await;
-    assert_eq!(r.verdict, Verdict::DataLost);
-    let small = r.diff.as_ref().unwrap().collections.iter().find(|c| c.name == "upgrade-small").unwrap();
+    let r = run(Some(Fault::DeleteRecords), false).await;
+    assert_eq!(r.verdict, Verdict::DataLost, "{}", upgrade::report::text(&r));
+    assert!(r.failed(), "a single run expects survived: data loss must fail it");
+    let small = collection(&r, "upgrade-small");
     assert_eq!(small.missing, ["upgrade-small-000", "upgrade-small-001"]);
+    assert!(small.changed.is_empty() && small.unexpected.is_empty(), "{small:?}");
+}
+
+#[tokio::test]
+async fn a_record_changed_after_the_upgrade_is_reported_field_by_field() {
+    let r = run(Some(Fault::ChangeRecord), false).await;
+    assert_eq!(r.verdict, Verdict::DataLost, "{}", upgrade::report::text(&r));
+    let small = collection(&r, "upgrade-small");
+    assert_eq!(small.changed.len(), 1, "{small:?}");
+    assert_eq!(small.changed[0].id, "upgrade-small-000");
+    let fields: Vec<&str> = small.changed[0].fields.iter().map(|f| f.field.as_str()).collect();
+    // Chroma's update merges metadata: only the key it sent changed.
+    assert_eq!(fields, ["metadata.index", "document"]);
+    assert_eq!(small.changed[0].fields[0].found, Some(serde_json::json!(-1)));
 }

@@ -210,17 +210,194 @@ impl Api {
         self.call(Method::GET, &format!("{}/{id}/count", self.collections()), None).await
     }
 
+    /// The number of collections (`collections_count`), which only the /api/v2 generation
+    /// has; `None` on /api/v1.
+    pub async fn count_collections(&self) -> Option<Answer> {
+        match self.prefix {
+            ApiPrefix::V1 => None,
+            ApiPrefix::V2 => Some(self.call(Method::GET, &self.url("/tenants/default_tenant/databases/default_database/collections_count"), None).await),
+        }
+    }
+
+    pub async fn delete_collection(&self, name: &str) -> Answer {
+        self.call(Method::DELETE, &format!("{}/{name}", self.collections()), None).await
+    }
+
     pub async fn reset(&self) -> Answer {
         self.call(Method::POST, &self.url("/reset"), None).await
     }
 }
 
-/// The collection names a list answer contains.
-pub fn names(list: &Answer) -> Vec<String> {
-    list.json()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|c| c.get("name").and_then(|n| n.as_str()).map(str::to_string))
-        .collect()
+/// A 2xx answer whose body is not what the version's API answers there. Carries the
+/// endpoint so a garbage answer is never mistaken for an empty one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{endpoint} ({request}) answered HTTP {status}, but {problem}; body: {body}")]
+pub struct BadAnswer {
+    /// What the endpoint is for ("listing collections", "counting records", …).
+    pub endpoint: String,
+    /// Method and URL.
+    pub request: String,
+    pub status: u16,
+    pub problem: String,
+    pub body: String,
+}
+
+impl Answer {
+    /// An error for this answer at `endpoint`, saying what is wrong with it.
+    pub fn bad(&self, endpoint: &str, problem: impl Into<String>) -> BadAnswer {
+        BadAnswer {
+            endpoint: endpoint.to_string(),
+            request: format!("{} {}", self.ex.method, self.ex.url),
+            status: self.status(),
+            problem: problem.into(),
+            body: self.ex.response_body.clone(),
+        }
+    }
+
+    /// `Ok` for a 2xx answer, else an error naming `endpoint` (the body is not looked at).
+    pub fn require_2xx(&self, endpoint: &str) -> Result<(), BadAnswer> {
+        if self.ex.ok() { Ok(()) } else { Err(self.bad(endpoint, "a 2xx answer was expected")) }
+    }
+
+    /// The body as JSON when the answer is a 2xx; a non-2xx or a body that is not JSON is an
+    /// error naming `endpoint`.
+    pub fn json_2xx(&self, endpoint: &str) -> Result<serde_json::Value, BadAnswer> {
+        self.require_2xx(endpoint)?;
+        serde_json::from_slice(&self.body).map_err(|e| self.bad(endpoint, format!("the body is not JSON ({e})")))
+    }
+}
+
+/// A collection as a listing or a get-by-name returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CollectionInfo {
+    pub id: String,
+    pub name: String,
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+fn collection_info(v: &serde_json::Value) -> Result<CollectionInfo, String> {
+    let s = |k: &str| v.get(k).and_then(serde_json::Value::as_str).map(str::to_string).ok_or_else(|| format!("a collection without a string `{k}`: {v}"));
+    let metadata = match v.get("metadata") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Object(m)) => Some(m.clone()),
+        Some(other) => return Err(format!("collection metadata is neither an object nor null: {other}")),
+    };
+    Ok(CollectionInfo { id: s("id")?, name: s("name")?, metadata })
+}
+
+/// A listing: a JSON array of collections, each with a string id and name.
+pub fn collection_list(a: &Answer) -> Result<Vec<CollectionInfo>, BadAnswer> {
+    const WHAT: &str = "listing collections";
+    let v = a.json_2xx(WHAT)?;
+    let items = v.as_array().ok_or_else(|| a.bad(WHAT, "the body is not a JSON array of collections"))?;
+    items.iter().map(collection_info).collect::<Result<_, _>>().map_err(|p| a.bad(WHAT, p))
+}
+
+/// The collection names of a listing.
+pub fn collection_names(a: &Answer) -> Result<Vec<String>, BadAnswer> {
+    Ok(collection_list(a)?.into_iter().map(|c| c.name).collect())
+}
+
+/// One collection (create or get by name): an object with a string id and name.
+pub fn collection(a: &Answer, endpoint: &str) -> Result<CollectionInfo, BadAnswer> {
+    let v = a.json_2xx(endpoint)?;
+    collection_info(&v).map_err(|p| a.bad(endpoint, p))
+}
+
+/// A count (records of a collection, or collections of a database): a non-negative integer.
+pub fn count(a: &Answer, endpoint: &str) -> Result<u64, BadAnswer> {
+    let v = a.json_2xx(endpoint)?;
+    v.as_u64().ok_or_else(|| a.bad(endpoint, "the body is not a non-negative integer"))
+}
+
+/// The heartbeat: an object with a numeric `nanosecond heartbeat`.
+pub fn heartbeat(a: &Answer) -> Result<u64, BadAnswer> {
+    const WHAT: &str = "heartbeat";
+    let v = a.json_2xx(WHAT)?;
+    v.get("nanosecond heartbeat").and_then(serde_json::Value::as_u64).ok_or_else(|| a.bad(WHAT, "there is no numeric `nanosecond heartbeat` field"))
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    //! Answers as a server would send them, for tests of the parsers and the checks' logic.
+    use super::{Answer, Exchange};
+
+    pub fn answer(method: &str, url: &str, status: u16, body: &str) -> Answer {
+        Answer {
+            ex: Exchange {
+                method: method.into(),
+                url: url.into(),
+                request_headers: Vec::new(),
+                request_body: String::new(),
+                request_bytes: 0,
+                status,
+                response_headers: Vec::new(),
+                response_body: body.into(),
+            },
+            body: body.as_bytes().to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::answer;
+    use super::*;
+
+    const LIST: &str = "http://h/api/v2/tenants/default_tenant/databases/default_database/collections";
+
+    #[test]
+    fn a_listing_gives_the_names() {
+        let a = answer("GET", LIST, 200, r#"[{"id":"1","name":"a","metadata":null},{"id":"2","name":"b","metadata":{"k":1}}]"#);
+        assert_eq!(collection_names(&a).unwrap(), ["a", "b"]);
+    }
+
+    #[test]
+    fn an_empty_listing_is_empty() {
+        assert_eq!(collection_names(&answer("GET", LIST, 200, "[]")).unwrap(), Vec::<String>::new());
+    }
+
+    #[rstest::rstest]
+    #[case::html_is_not_a_listing("<html>ok</html>", "not JSON")]
+    #[case::an_object_is_not_a_listing(r#"{"collections":[]}"#, "not a JSON array")]
+    #[case::a_collection_needs_a_name(r#"[{"id":"1"}]"#, "string `name`")]
+    #[case::an_empty_body_is_not_a_listing("", "not JSON")]
+    fn a_garbage_listing_is_an_error_naming_the_endpoint(#[case] body: &str, #[case] problem: &str) {
+        let e = collection_names(&answer("GET", LIST, 200, body)).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("listing collections (GET {LIST}) answered HTTP 200")) && e.contains(problem), "{e}");
+    }
+
+    #[test]
+    fn a_non_2xx_listing_is_an_error() {
+        let e = collection_names(&answer("GET", LIST, 500, "[]")).unwrap_err().to_string();
+        assert!(e.contains("HTTP 500") && e.contains("a 2xx answer was expected"), "{e}");
+    }
+
+    #[rstest::rstest]
+    #[case::a_string_is_not_a_count(r#""3""#)]
+    #[case::a_negative_number_is_not_a_count("-1")]
+    #[case::a_fraction_is_not_a_count("1.5")]
+    #[case::an_object_is_not_a_count(r#"{"count":3}"#)]
+    fn a_bad_count_names_the_endpoint(#[case] body: &str) {
+        let e = count(&answer("GET", "http://h/c/count", 200, body), "counting records").unwrap_err().to_string();
+        assert!(e.starts_with("counting records (GET http://h/c/count)"), "{e}");
+    }
+
+    #[test]
+    fn a_count_is_read() {
+        assert_eq!(count(&answer("GET", "u", 200, "7"), "counting records").unwrap(), 7);
+    }
+
+    #[test]
+    fn a_heartbeat_without_the_field_is_an_error() {
+        let e = heartbeat(&answer("GET", "http://h/api/v2/heartbeat", 200, r#"{"ok":true}"#)).unwrap_err().to_string();
+        assert!(e.starts_with("heartbeat (GET http://h/api/v2/heartbeat)") && e.contains("nanosecond heartbeat"), "{e}");
+        assert_eq!(heartbeat(&answer("GET", "u", 200, r#"{"nanosecond heartbeat": 1732}"#)).unwrap(), 1732);
+    }
+
+    #[test]
+    fn a_collection_answer_without_an_id_is_an_error() {
+        let e = collection(&answer("POST", "u", 200, r#"{"name":"x"}"#), "creating collection x").unwrap_err().to_string();
+        assert!(e.starts_with("creating collection x (POST u)") && e.contains("string `id`"), "{e}");
+    }
 }

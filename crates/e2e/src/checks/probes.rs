@@ -2,13 +2,14 @@
 //! the exchanges it made are kept in the context as evidence.
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use render::{Auth, ChromaVersion};
 
-use super::client::{Answer, Api, Credential, names};
+use super::client::{self, Answer, Api, Credential};
 use super::{Ctx, basic, era};
 use crate::backend::Backend;
+use crate::dataset::{self, Dataset, Scope};
 
 type Checked = Result<String, String>;
 
@@ -24,61 +25,13 @@ fn expect_ok(a: &Answer, what: &str) -> Result<(), String> {
     if a.ex.ok() { Ok(()) } else { Err(format!("{what}: expected a 2xx answer, got {} ({} {})", a.status(), a.ex.method, a.ex.url)) }
 }
 
-/// Records with every field kind Chroma stores: ids, embeddings (exactly representable
-/// floats, so nothing is lost to rounding), string/int/float metadata (no booleans: 0.4.3
-/// stores them as 0/1), and non-ASCII documents.
-fn records(seed: usize) -> Value {
-    let n = 4;
-    json!({
-        "ids": (0..n).map(|i| format!("rec-{seed}-{i}")).collect::<Vec<_>>(),
-        "embeddings": (0..n).map(|i| vec![seed as f64 + 0.25, i as f64 * 0.5, -1.5, 2.0]).collect::<Vec<_>>(),
-        "metadatas": (0..n).map(|i| json!({"seed": seed, "index": i, "label": format!("m-{seed}-{i}"), "parity": if i % 2 == 0 { "even" } else { "odd" }, "ratio": 0.5})).collect::<Vec<_>>(),
-        "documents": (0..n).map(|i| format!("document {i} of collection {seed} — ünïcödé ✓")).collect::<Vec<_>>(),
-    })
-}
-
-/// Creates a collection filled with [`records`]; returns its id.
-async fn seeded<B: Backend>(ctx: &mut Ctx<'_, B>, name: &str, seed: usize) -> Result<String, String> {
-    let created = ctx.rec(ctx.api.create_collection(name, json!({"purpose": "e2e", "seed": seed})).await);
-    expect_ok(&created, &format!("creating collection {name}"))?;
-    let id = created.json().and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string)).ok_or_else(|| format!("creating collection {name}: the answer has no id"))?;
-    let added = ctx.rec(ctx.api.add(&id, records(seed).to_string()).await);
-    expect_ok(&added, &format!("adding records to {name}"))?;
-    Ok(id)
-}
-
-/// The stored records must be exactly what was sent.
-fn same_records(got: &Value, seed: usize) -> Result<(), String> {
-    let want = records(seed);
-    for field in ["ids", "embeddings", "metadatas", "documents"] {
-        let g = got.get(field).cloned().unwrap_or(Value::Null);
-        let w = &want[field];
-        let equal = match field {
-            // Numbers may come back as 2.0 vs 2: compare as f64.
-            "embeddings" => {
-                let f = |v: &Value| v.as_array().map(|rows| rows.iter().map(|r| r.as_array().map(|x| x.iter().map(|n| n.as_f64()).collect::<Vec<_>>())).collect::<Vec<_>>());
-                f(&g) == f(w)
-            }
-            _ => g == *w,
-        };
-        if !equal {
-            return Err(format!("stored {field} differ from what was added: sent {w}, got {g}"));
-        }
-    }
-    Ok(())
-}
-
 pub async fn api_surface<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
     let hb = ctx.rec(ctx.api.heartbeat().await);
     expect_status(&hb, &[200], "heartbeat")?;
-    if hb.json().and_then(|v| v.get("nanosecond heartbeat").cloned()).is_none() {
-        return Err("heartbeat answered 200 without a `nanosecond heartbeat` field".into());
-    }
+    client::heartbeat(&hb).map_err(|e| e.to_string())?;
     let list = ctx.rec(ctx.api.list_collections().await);
     expect_status(&list, &[200], &format!("listing collections under {}", ctx.expected.api.path()))?;
-    if !list.json().is_some_and(|v| v.is_array()) {
-        return Err("listing collections did not answer a JSON list".into());
-    }
+    client::collection_list(&list).map_err(|e| e.to_string())?;
     let mut detail = format!("{} heartbeat and collections answer", ctx.expected.api.path());
     if ctx.expected.version.is_rust_server() {
         let url = format!("{}/api/v1/heartbeat", ctx.api.base);
@@ -200,15 +153,13 @@ fn body_of_size(id: &str, size: u64) -> Result<String, String> {
 
 async fn count<B: Backend>(ctx: &mut Ctx<'_, B>, id: &str) -> Result<u64, String> {
     let a = ctx.rec(ctx.api.count(id).await);
-    expect_ok(&a, "counting records")?;
-    a.json().and_then(|v| v.as_u64()).ok_or_else(|| format!("count answered {}", a.ex.response_body))
+    client::count(&a, "counting records").map_err(|e| e.to_string())
 }
 
 pub async fn payload<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
     let limit = ctx.expected.max_payload_bytes.ok_or("no payload limit expected")?;
     let created = ctx.rec(ctx.api.create_collection("e2e-payload", json!({"purpose": "e2e"})).await);
-    expect_ok(&created, "creating collection e2e-payload")?;
-    let id = created.json().and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string)).ok_or("creating e2e-payload: no id")?;
+    let id = client::collection(&created, "creating collection e2e-payload").map_err(|e| e.to_string())?.id;
 
     let over = ctx.rec(ctx.api.add(&id, body_of_size("over", limit + 1)?).await);
     expect_status(&over, &[413], &format!("an add of {} bytes (limit {limit})", limit + 1))?;
@@ -225,79 +176,86 @@ pub async fn payload<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
     Ok(format!("{} bytes → 413 and nothing written; {limit} bytes → accepted", limit + 1))
 }
 
-const PERSIST_NAMES: [&str; 3] = ["e2e-persist-alpha", "e2e-persist-beta", "e2e-persist-gamma"];
+/// The persistence check's share of the dataset: 3 collections × 4 records.
+fn persistence_data() -> Dataset {
+    Dataset::small("e2e-persist", 3, 4)
+}
 
-/// Collection (id, name, metadata) and the full `get` answer, per collection.
-async fn snapshot<B: Backend>(ctx: &mut Ctx<'_, B>) -> Result<Vec<(String, Vec<u8>)>, String> {
-    let mut out = Vec::new();
-    for name in PERSIST_NAMES {
-        let c = ctx.rec(ctx.api.get_collection(name).await);
-        expect_ok(&c, &format!("reading collection {name}"))?;
-        let meta = c.json().unwrap_or(Value::Null);
-        let id = meta.get("id").and_then(Value::as_str).ok_or_else(|| format!("collection {name} has no id"))?.to_string();
-        let header = json!({"id": id, "name": meta.get("name"), "metadata": meta.get("metadata")}).to_string();
-        let recs = ctx.rec(ctx.api.get_records(&id).await);
-        expect_ok(&recs, &format!("reading the records of {name}"))?;
-        // 1.x returns metadata keys in hash order: compare the stored values exactly, in
-        // canonical (sorted-key) form, not the incidental key order of one answer.
-        let canonical = serde_json::from_slice::<Value>(&recs.body).map(|v| v.to_string().into_bytes()).unwrap_or(recs.body);
-        out.push((header, canonical));
-    }
-    Ok(out)
+/// The reset check's share of the dataset: 2 collections × 4 records.
+fn reset_data() -> Dataset {
+    Dataset::small("e2e-reset", 2, 4)
+}
+
+/// Reads `ds` back and diffs it; `Err` lists every difference, prefixed with `when`.
+async fn read_back<B: Backend>(ctx: &mut Ctx<'_, B>, ds: &Dataset, when: &str) -> Result<dataset::Snapshot, String> {
+    let snap = dataset::read(&ctx.api, ds, &mut ctx.evidence).await;
+    let d = dataset::diff(ds, &snap, Scope::Shared);
+    if d.intact() { Ok(snap) } else { Err(format!("{when}, the records differ from what was written:\n{}", d.problems().join("\n"))) }
+}
+
+/// After a restart without persistence: the listing parses and names none of `ds`.
+fn none_left(list: &Answer, ds: &Dataset) -> Result<(), String> {
+    let listed = client::collection_names(list).map_err(|e| e.to_string())?;
+    let left: Vec<&String> = listed.iter().filter(|n| ds.names().contains(&n.as_str())).collect();
+    if left.is_empty() { Ok(()) } else { Err(format!("isPersistent=false, yet {left:?} survived a pod restart (the spec says data is lost without a PVC)")) }
 }
 
 pub async fn persistence<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
-    for (seed, name) in PERSIST_NAMES.iter().enumerate() {
-        let id = seeded(ctx, name, seed).await?;
-        let got = ctx.rec(ctx.api.get_records(&id).await);
-        expect_ok(&got, &format!("reading back {name}"))?;
-        same_records(&got.json().unwrap_or(Value::Null), seed).map_err(|e| format!("{name}: {e}"))?;
-    }
-    let before = snapshot(ctx).await?;
+    let ds = persistence_data();
+    dataset::write(&ctx.api, &ds, &mut ctx.evidence).await.map_err(|e| e.to_string())?;
+    let before = read_back(ctx, &ds, "before the restart").await?;
     ctx.backend.restart(ctx.deployed).await.map_err(|e| format!("restarting the pod: {e}"))?;
     ctx.api.base = ctx.deployed.base_url.clone();
     if ctx.expected.survives_restart {
-        let after = snapshot(ctx).await?;
-        for (i, ((hb, rb), (ha, ra))) in before.iter().zip(&after).enumerate() {
-            if hb != ha || rb != ra {
-                return Err(format!(
-                    "{} changed across the restart:\nbefore: {hb} {}\nafter:  {ha} {}",
-                    PERSIST_NAMES[i],
-                    String::from_utf8_lossy(rb),
-                    String::from_utf8_lossy(ra)
-                ));
+        let after = read_back(ctx, &ds, "after a pod restart").await?;
+        for name in ds.names() {
+            if before.id_of(name) != after.id_of(name) {
+                return Err(format!("collection {name} had id {:?} before the restart and {:?} after", before.id_of(name), after.id_of(name)));
             }
         }
-        Ok(format!("{} collections × 4 records identical byte for byte after a pod restart", PERSIST_NAMES.len()))
+        Ok(format!(
+            "{} collections × {} records identical after a pod restart, record by record: ids, documents, metadata (values exact, key order aside), embeddings (exact), collection ids and metadata",
+            ds.collections.len(),
+            ds.collections[0].records.len()
+        ))
     } else {
         let list = ctx.rec(ctx.api.list_collections().await);
-        expect_ok(&list, "listing collections after the restart")?;
-        let left: Vec<String> = names(&list).into_iter().filter(|n| PERSIST_NAMES.contains(&n.as_str())).collect();
-        if !left.is_empty() {
-            return Err(format!("isPersistent=false, yet {left:?} survived a pod restart (the spec says data is lost without a PVC)"));
-        }
+        none_left(&list, &ds)?;
         Ok("isPersistent=false: the collections are gone after a pod restart, as the spec says".into())
+    }
+}
+
+/// After an allowed reset: the listing parses and is empty, and where the API counts
+/// collections the count is 0.
+fn emptied(list: &Answer, count: Option<&Answer>) -> Checked {
+    let left = client::collection_names(list).map_err(|e| e.to_string())?;
+    if !left.is_empty() {
+        return Err(format!("reset answered success but the listing still shows {} collection(s): {}", left.len(), left.join(", ")));
+    }
+    match count {
+        None => Ok("the listing is empty (/api/v1 has no collection count)".into()),
+        Some(c) => match client::count(c, "counting collections").map_err(|e| e.to_string())? {
+            0 => Ok("the listing is empty and collections_count is 0".into()),
+            n => Err(format!("reset answered success and the listing is empty, but collections_count says {n}")),
+        },
     }
 }
 
 pub async fn reset<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
     let version: ChromaVersion = ctx.expected.version.clone();
-    let id = seeded(ctx, "e2e-reset", 7).await?;
+    let ds = reset_data();
+    dataset::write(&ctx.api, &ds, &mut ctx.evidence).await.map_err(|e| e.to_string())?;
     let r = ctx.rec(ctx.api.reset().await);
     if ctx.expected.allow_reset {
         expect_ok(&r, "reset with allowReset=true")?;
         let list = ctx.rec(ctx.api.list_collections().await);
-        expect_ok(&list, "listing collections after reset")?;
-        if names(&list).iter().any(|n| n == "e2e-reset") {
-            return Err("reset answered success but collection e2e-reset is still there".into());
-        }
-        Ok("allowReset=true: reset succeeded and the data is gone".into())
+        let count = ctx.api.count_collections().await.map(|c| ctx.rec(c));
+        let detail = emptied(&list, count.as_ref())?;
+        Ok(format!("allowReset=true: reset answered {}; every collection is gone: {detail}", r.status()))
     } else {
         expect_status(&r, era::reset_refused(&version), "reset with allowReset=false must be refused")?;
-        let got = ctx.rec(ctx.api.get_records(&id).await);
-        expect_ok(&got, "reading e2e-reset after the refused reset")?;
-        same_records(&got.json().unwrap_or(Value::Null), 7).map_err(|e| format!("after the refused reset: {e}"))?;
-        Ok(format!("allowReset=false: reset refused with {} and every record still there", r.status()))
+        read_back(ctx, &ds, "after the refused reset").await?;
+        Ok(format!("allowReset=false: reset refused with {}; all {} records of {} collections read back exactly", r.status(), ds.record_count(), ds.collections.len()))
     }
 }
 
@@ -313,20 +271,52 @@ mod tests {
     #[test]
     fn payload_body_is_valid_json() {
         let b = body_of_size("x", 200).unwrap();
-        assert!(serde_json::from_str::<Value>(&b).is_ok(), "{b}");
+        assert!(serde_json::from_str::<serde_json::Value>(&b).is_ok(), "{b}");
+    }
+
+    use crate::checks::client::fake::answer;
+
+    const LIST: &str = "http://h/api/v2/tenants/default_tenant/databases/default_database/collections";
+
+    #[rstest::rstest]
+    #[case::an_html_page_is_not_an_empty_listing("<html>maintenance</html>")]
+    #[case::an_empty_body_is_not_an_empty_listing("")]
+    #[case::an_object_is_not_an_empty_listing(r#"{"collections":[]}"#)]
+    fn a_garbage_listing_after_reset_fails_naming_the_endpoint(#[case] body: &str) {
+        let e = emptied(&answer("GET", LIST, 200, body), None).unwrap_err();
+        assert!(e.starts_with(&format!("listing collections (GET {LIST}) answered HTTP 200")), "{e}");
     }
 
     #[test]
-    fn records_compare_equal_to_themselves_with_integral_floats() {
-        let mut got = records(1);
-        got["embeddings"][0][3] = json!(2);
-        same_records(&got, 1).unwrap();
+    fn a_collection_left_after_reset_is_named() {
+        let e = emptied(&answer("GET", LIST, 200, r#"[{"id":"1","name":"e2e-payload"}]"#), None).unwrap_err();
+        assert!(e.contains("e2e-payload"), "{e}");
     }
 
     #[test]
-    fn a_changed_document_is_reported() {
-        let mut got = records(1);
-        got["documents"][2] = json!("other");
-        assert!(same_records(&got, 1).unwrap_err().contains("documents"));
+    fn an_empty_listing_and_a_zero_count_pass() {
+        let ok = emptied(&answer("GET", LIST, 200, "[]"), Some(&answer("GET", "c", 200, "0"))).unwrap();
+        assert!(ok.contains("collections_count is 0"), "{ok}");
+    }
+
+    #[rstest::rstest]
+    #[case::a_nonzero_count_fails("2", "collections_count says 2")]
+    #[case::a_garbage_count_fails_naming_the_endpoint("null", "counting collections (GET c) answered HTTP 200")]
+    fn the_collection_count_must_be_zero(#[case] body: &str, #[case] want: &str) {
+        let e = emptied(&answer("GET", LIST, 200, "[]"), Some(&answer("GET", "c", 200, body))).unwrap_err();
+        assert!(e.contains(want), "{e}");
+    }
+
+    #[test]
+    fn a_garbage_listing_is_not_proof_that_data_is_gone() {
+        let e = none_left(&answer("GET", LIST, 200, "not json"), &persistence_data()).unwrap_err();
+        assert!(e.starts_with("listing collections"), "{e}");
+    }
+
+    #[test]
+    fn a_surviving_collection_without_persistence_is_named() {
+        let e = none_left(&answer("GET", LIST, 200, r#"[{"id":"1","name":"e2e-persist-1"}]"#), &persistence_data()).unwrap_err();
+        assert!(e.contains("e2e-persist-1"), "{e}");
+        none_left(&answer("GET", LIST, 200, r#"[{"id":"1","name":"other"}]"#), &persistence_data()).unwrap();
     }
 }

@@ -7,6 +7,7 @@ use render::{ChromaVersion, VersionMatrix};
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
+use super::signature::Signature;
 use crate::scenario::merge;
 
 /// The oldest release the chart supports.
@@ -110,6 +111,8 @@ pub struct Transition {
     pub from_chart: Option<String>,
     /// What running it established (the matrix fails when a run disagrees).
     pub expect: Verdict,
+    /// How the expected failure shows itself (every expected failure has one).
+    pub signature: Option<Signature>,
 }
 
 impl Transition {
@@ -141,6 +144,17 @@ struct RawTransition {
     downgrade: bool,
     #[serde(default = "survived")]
     expect: Verdict,
+    #[serde(default)]
+    signature: Option<RawSignature>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSignature {
+    #[serde(default)]
+    checks: Vec<String>,
+    #[serde(default)]
+    says: Option<String>,
 }
 
 fn survived() -> Verdict {
@@ -162,7 +176,7 @@ impl UpgradeMatrix {
     pub fn parse(text: &str, path: &Path, values_dir: &Path, known: &VersionMatrix) -> Result<UpgradeMatrix, PlanError> {
         let raw: RawMatrix = serde_yaml::from_str(text).map_err(|e| PlanError::Invalid {
             path: path.into(),
-            reason: format!("expected `transitions: [{{from, to, reason, values?, to_values?, from_chart?, downgrade?, expect?}}]`: {e}"),
+            reason: format!("expected `transitions: [{{from, to, reason, values?, to_values?, from_chart?, downgrade?, expect?, signature?: {{checks?, says?}}}}]`: {e}"),
         })?;
         let mut transitions = Vec::new();
         for (i, t) in raw.transitions.into_iter().enumerate() {
@@ -178,6 +192,20 @@ impl UpgradeMatrix {
             if t.reason.trim().is_empty() {
                 return Err(PlanError::Invalid { path: path.into(), reason: format!("transitions[{i}] needs a reason") });
             }
+            let row = format!("transitions[{i}] ({} → {})", t.from, t.to);
+            let signature = match (t.expect, t.signature) {
+                (Verdict::Survived, None) => None,
+                (expect, None) => {
+                    return Err(PlanError::Invalid {
+                        path: path.into(),
+                        reason: format!(
+                            "{row} expects {} but names no signature: add `signature: {{checks: [the checks that fail on B], says: \"a substring of B's log or answer\"}}` so that a failure for another cause is not taken for it",
+                            expect.as_str()
+                        ),
+                    });
+                }
+                (expect, Some(raw)) => Some(Signature::new(expect, &raw.checks, raw.says).map_err(|e| PlanError::Invalid { path: path.into(), reason: format!("{row}.signature: {e}") })?),
+            };
             let resolve = |names: &[String], key: &str| -> Result<Vec<PathBuf>, PlanError> {
                 let files: Vec<PathBuf> = names.iter().map(|n| values_dir.join(n)).collect();
                 merged_values(&files, &at(key))?;
@@ -191,6 +219,7 @@ impl UpgradeMatrix {
                 reason: t.reason,
                 from_chart: t.from_chart,
                 expect: t.expect,
+                signature,
             };
             if transitions.iter().any(|x: &Transition| x.id() == tr.id() && x.values_files == tr.values_files && x.from_chart == tr.from_chart) {
                 return Err(PlanError::Invalid { path: path.into(), reason: format!("transitions[{i}] {} → {} is listed twice", tr.from, tr.to) });
@@ -198,6 +227,22 @@ impl UpgradeMatrix {
             transitions.push(tr);
         }
         Ok(UpgradeMatrix { transitions })
+    }
+
+    /// Keeps only the rows named `FROM:TO` (each must name at least one row).
+    pub fn select(mut self, picks: &[String]) -> Result<UpgradeMatrix, PlanError> {
+        if picks.is_empty() {
+            return Ok(self);
+        }
+        let key = |t: &Transition| format!("{}:{}", t.from, t.to);
+        let all: Vec<String> = self.transitions.iter().map(key).collect();
+        for p in picks {
+            if !all.contains(p) {
+                return Err(PlanError::Version { field: "--select".into(), input: p.clone(), reason: format!("no such row in the matrix (rows: {})", all.join(", ")) });
+            }
+        }
+        self.transitions.retain(|t| picks.contains(&key(t)));
+        Ok(self)
     }
 }
 
@@ -237,6 +282,39 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let m = UpgradeMatrix::load(&root.join("fixtures/upgrades.yaml"), &root.join("fixtures/values"), &known()).unwrap();
         assert!(m.transitions.iter().any(|t| t.from.to_string() == "0.6.3" && t.to.to_string() == "1.0.0"));
+    }
+
+    #[test]
+    fn every_expected_failure_in_the_fixture_has_a_signature() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let m = UpgradeMatrix::load(&root.join("fixtures/upgrades.yaml"), &root.join("fixtures/values"), &known()).unwrap();
+        let failures: Vec<&Transition> = m.transitions.iter().filter(|t| t.expect != Verdict::Survived).collect();
+        assert!(!failures.is_empty(), "the fixture has no expected failure to check");
+        for t in failures {
+            assert!(t.signature.is_some(), "{} → {} has no signature", t.from, t.to);
+        }
+    }
+
+    #[test]
+    fn an_expected_failure_without_a_signature_is_a_load_error_naming_the_row() {
+        let text = "transitions:\n  - {from: 1.5.9, to: 1.0.0, downgrade: true, reason: r, expect: incompatible}\n";
+        let e = UpgradeMatrix::parse(text, Path::new("u.yaml"), Path::new("."), &known()).unwrap_err().to_string();
+        assert!(e.contains("transitions[0] (1.5.9 → 1.0.0) expects incompatible but names no signature"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_signature_is_a_load_error_naming_the_row() {
+        let text = "transitions:\n  - {from: 0.4.3, to: 1.0.0, reason: r, expect: checks-failed, signature: {checks: [persist]}}\n";
+        let e = UpgradeMatrix::parse(text, Path::new("u.yaml"), Path::new("."), &known()).unwrap_err().to_string();
+        assert!(e.contains("transitions[0] (0.4.3 → 1.0.0).signature: unknown check `persist`"), "{e}");
+    }
+
+    #[test]
+    fn a_select_naming_no_row_lists_the_rows() {
+        let text = "transitions:\n  - {from: 0.6.3, to: 1.0.0, reason: r}\n";
+        let m = UpgradeMatrix::parse(text, Path::new("u.yaml"), Path::new("."), &known()).unwrap();
+        let e = m.select(&["1.0.0:0.6.3".into()]).unwrap_err().to_string();
+        assert!(e.contains("--select 1.0.0:0.6.3") && e.contains("rows: 0.6.3:1.0.0"), "{e}");
     }
 
     #[test]

@@ -1,16 +1,137 @@
-//! The upgrade report as text (stdout) and JSON (`--report`).
+//! What one transition (and the matrix) established, as data (JSON with `--report`) and as
+//! text (stdout).
 
 use std::fmt::Write;
 
-use serde_json::Value;
+use render::ChromaVersion;
+use serde::Serialize;
 
-use super::dataset::DataDiff;
-use super::{MatrixReport, UpgradeReport};
+use super::plan::{Transition, Verdict};
+use super::secrets::SecretContinuity;
+use super::signature::Signature;
 use crate::checks::Outcome;
+use crate::dataset::DataDiff;
+use crate::runner::CheckResult;
 
-fn short(v: &Value) -> String {
-    let s = v.to_string();
-    if s.chars().count() > 120 { format!("{}…", s.chars().take(120).collect::<String>()) } else { s }
+/// How one step of the procedure ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pass,
+    Fail,
+    /// This backend cannot establish it; `detail` says why. Never counted as a pass.
+    Skip,
+}
+
+/// One step of the procedure and how it went.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub name: String,
+    pub status: StepStatus,
+    pub detail: String,
+    pub seconds: f64,
+}
+
+/// Server log lines around the upgrade.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UpgradeLogs {
+    /// A's last lines before it was stopped.
+    pub a_tail: String,
+    /// B's first lines after it was started on A's data (empty when B never started).
+    pub b_head: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UpgradeReport {
+    pub from: ChromaVersion,
+    pub to: ChromaVersion,
+    pub from_chart: String,
+    pub to_chart: String,
+    pub backend: String,
+    pub values_files: Vec<String>,
+    pub to_values_files: Vec<String>,
+    pub reason: String,
+    pub verdict: Verdict,
+    /// What the matrix says running established (single runs expect `survived`).
+    pub expect: Verdict,
+    /// How the expected failure shows itself, when one is expected.
+    pub signature: Option<Signature>,
+    /// Why the run disagrees with `expect` and `signature` (`None`: it agrees).
+    pub mismatch: Option<String>,
+    /// What of the signature was seen, when it matched.
+    pub signature_seen: Option<String>,
+    /// One sentence on why the verdict is what it is.
+    pub summary: String,
+    pub steps: Vec<Step>,
+    pub dataset_collections: usize,
+    pub dataset_records: usize,
+    pub diff: Option<DataDiff>,
+    pub secrets: Vec<SecretContinuity>,
+    pub notes: Vec<String>,
+    pub logs: UpgradeLogs,
+    pub checks: Vec<CheckResult>,
+    /// What the harness changed from the render to run it here (listen address, Secrets
+    /// carried over for a backend without `lookup`, …): adjustments, not proofs.
+    pub adjustments: Vec<String>,
+    /// Seconds the in-place upgrade took (stop A → B ready), when it ran.
+    pub upgrade_seconds: Option<f64>,
+    pub seconds: f64,
+    /// Where B still runs (`keep`).
+    pub kept_url: Option<String>,
+}
+
+impl UpgradeReport {
+    /// The run disagrees with what was expected (verdict or signature).
+    pub fn failed(&self) -> bool {
+        self.mismatch.is_some()
+    }
+
+    /// A report for `t` before anything ran: set-up failed until a step says otherwise.
+    pub fn not_run(backend: &str, t: &Transition, from_chart: String, to_chart: String) -> UpgradeReport {
+        UpgradeReport {
+            from: t.from.clone(),
+            to: t.to.clone(),
+            from_chart,
+            to_chart,
+            backend: backend.to_string(),
+            values_files: t.values_files.iter().map(|p| p.display().to_string()).collect(),
+            to_values_files: t.to_values_files.iter().map(|p| p.display().to_string()).collect(),
+            reason: t.reason.clone(),
+            verdict: Verdict::SetupFailed,
+            expect: t.expect,
+            signature: t.signature.clone(),
+            mismatch: None,
+            signature_seen: None,
+            summary: String::new(),
+            steps: Vec::new(),
+            dataset_collections: 0,
+            dataset_records: 0,
+            diff: None,
+            secrets: Vec::new(),
+            notes: Vec::new(),
+            logs: UpgradeLogs::default(),
+            checks: Vec::new(),
+            adjustments: Vec::new(),
+            upgrade_seconds: None,
+            seconds: 0.0,
+            kept_url: None,
+        }
+    }
+}
+
+/// The whole matrix run.
+#[derive(Debug, Serialize)]
+pub struct MatrixReport {
+    pub backend: String,
+    pub wall_seconds: f64,
+    pub prepare_seconds: f64,
+    pub transitions: Vec<UpgradeReport>,
+}
+
+impl MatrixReport {
+    pub fn failed(&self) -> bool {
+        self.transitions.iter().any(UpgradeReport::failed)
+    }
 }
 
 fn indent(text: &str, by: &str) -> String {
@@ -18,36 +139,6 @@ fn indent(text: &str, by: &str) -> String {
         return format!("{by}(no log lines)\n");
     }
     text.lines().map(|l| format!("{by}{l}\n")).collect()
-}
-
-/// The per-collection diff: counts, then every missing / changed / unexpected record.
-pub fn diff_text(d: &DataDiff) -> String {
-    let mut s = String::new();
-    for c in &d.collections {
-        let state = if c.intact() { "intact".to_string() } else if let Some(l) = &c.lost { format!("LOST: {l}") } else { "DIFFERS".to_string() };
-        let _ = writeln!(s, "  {:<18} {:>3}/{:<3} records  {state}", c.name, c.survived_records(), c.expected_records);
-        if let Some(m) = &c.metadata {
-            let _ = writeln!(s, "    collection metadata changed: expected {} found {}", short(&m.expected), short(&m.found));
-        }
-        if !c.missing.is_empty() {
-            let _ = writeln!(s, "    missing ({}): {}", c.missing.len(), c.missing.join(", "));
-        }
-        for r in &c.changed {
-            for f in &r.fields {
-                let _ = writeln!(s, "    changed {} {}: expected {} found {}", r.id, f.field, short(&f.expected), short(&f.found));
-            }
-        }
-        if !c.unexpected.is_empty() {
-            let _ = writeln!(s, "    unexpected ({}): {}", c.unexpected.len(), c.unexpected.join(", "));
-        }
-    }
-    if !d.unexpected_collections.is_empty() {
-        let _ = writeln!(s, "  unexpected collections: {}", d.unexpected_collections.join(", "));
-    }
-    if let Some(e) = &d.listing_error {
-        let _ = writeln!(s, "  listing collections failed: {e}");
-    }
-    s
 }
 
 /// Everything about one transition.
@@ -62,19 +153,37 @@ pub fn text(r: &UpgradeReport) -> String {
     if !r.to_values_files.is_empty() {
         let _ = writeln!(s, "  values for B only: {}", r.to_values_files.join(", "));
     }
-    if r.expect != r.verdict || r.expect != super::Verdict::Survived {
-        let _ = writeln!(s, "  expected: {}", r.expect.as_str());
+    if r.expect != r.verdict || r.expect != Verdict::Survived {
+        match &r.signature {
+            Some(sig) => {
+                let _ = writeln!(s, "  expected: {} with {sig}", r.expect.as_str());
+            }
+            None => {
+                let _ = writeln!(s, "  expected: {}", r.expect.as_str());
+            }
+        }
+    }
+    if let Some(seen) = &r.signature_seen {
+        let _ = writeln!(s, "  signature seen: {seen}");
+    }
+    if let Some(m) = &r.mismatch {
+        let _ = writeln!(s, "  MISMATCH: {m}");
     }
     let _ = writeln!(s, "\nsteps:");
     for st in &r.steps {
-        let _ = writeln!(s, "  {} {:<42} {:>6.2}s  {}", if st.ok { "✓" } else { "✗" }, st.name, st.seconds, st.detail.lines().next().unwrap_or(""));
+        let mark = match st.status {
+            StepStatus::Pass => "✓",
+            StepStatus::Fail => "✗",
+            StepStatus::Skip => "SKIP",
+        };
+        let _ = writeln!(s, "  {mark:<4} {:<42} {:>6.2}s  {}", st.name, st.seconds, st.detail.lines().next().unwrap_or(""));
         for l in st.detail.lines().skip(1).take(40) {
             let _ = writeln!(s, "      {l}");
         }
     }
     if let Some(d) = &r.diff {
         let _ = writeln!(s, "\ndata diff ({} collections, {} records written on {}):", r.dataset_collections, r.dataset_records, r.from);
-        s.push_str(&diff_text(d));
+        let _ = write!(s, "{d}");
     }
     if !r.checks.is_empty() {
         let _ = writeln!(s, "\nchecks on {}:", r.to);
@@ -112,7 +221,7 @@ pub fn matrix_text(m: &MatrixReport) -> String {
     let _ = writeln!(s, "{:<17} {:<14} {:<14} {:>11} {:>9} {:>9} {:>8}  chart", "transition", "verdict", "expected", "collections", "records", "upgrade", "total");
     for r in &m.transitions {
         let (cols, recs) = match &r.diff {
-            Some(d) if r.verdict != super::Verdict::SetupFailed => (format!("{}/{}", d.survived_collections(), r.dataset_collections), format!("{}/{}", d.survived_records(), r.dataset_records)),
+            Some(d) if r.verdict != Verdict::SetupFailed => (format!("{}/{}", d.survived_collections(), r.dataset_collections), format!("{}/{}", d.survived_records(), r.dataset_records)),
             _ => ("-".into(), "-".into()),
         };
         let up = r.upgrade_seconds.map_or("-".to_string(), |x| format!("{x:.1}s"));
@@ -131,7 +240,11 @@ pub fn matrix_text(m: &MatrixReport) -> String {
         );
     }
     let _ = writeln!(s, "\n{} transitions on the {} backend in {:.1}s (preparing versions {:.1}s)", m.transitions.len(), m.backend, m.wall_seconds, m.prepare_seconds);
-    for r in m.transitions.iter().filter(|r| r.failed() || r.verdict != super::Verdict::Survived) {
+    let mismatches: Vec<&UpgradeReport> = m.transitions.iter().filter(|r| r.failed()).collect();
+    for r in &mismatches {
+        let _ = writeln!(s, "✗ {} → {}: {}", r.from, r.to, r.mismatch.as_deref().unwrap_or_default());
+    }
+    for r in m.transitions.iter().filter(|r| r.failed() || r.verdict != Verdict::Survived) {
         let _ = writeln!(s, "\n{}", "─".repeat(80));
         s.push_str(&text(r));
     }

@@ -2,19 +2,37 @@
 //!
 //! On a cluster the chart's `lookup` finds the installed Secret and re-renders its data, so
 //! the credentials stay. `helm template` (the process backend) has no cluster to look in and
-//! renders fresh random values; [`carry_over`] does what the cluster would so the upgrade can
-//! still be exercised — which is why only a cluster backend can prove `lookup` itself.
+//! renders fresh random values; [`carry_over`] does what the cluster would so B can start
+//! with A's credentials. That is an adjustment, not a proof: where the backend cannot run
+//! `lookup`, a carried-over Secret's fate is [`SecretFate::NotProven`], never `Kept`.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use render::Object;
+use rand::Rng;
 use render::objects::b64;
+use render::{Auth, Expected, Object};
 use serde::Serialize;
 
 use crate::backend::Release;
 
 pub type Secrets = BTreeMap<String, BTreeMap<String, String>>;
+
+/// A random alphanumeric string: the one place the upgrade code makes up values.
+fn random_alnum(len: usize) -> String {
+    rand::rng().sample_iter(rand::distr::Alphanumeric).take(len).map(char::from).collect()
+}
+
+/// Secrets the user would have created for `chromadb.auth.existingSecret`.
+pub fn external(e: &Expected) -> Secrets {
+    match &e.auth {
+        Auth::Token { existing_secret: Some(n), .. } => BTreeMap::from([(n.clone(), BTreeMap::from([("token".to_string(), random_alnum(32))]))]),
+        Auth::Basic { existing_secret: Some(n) } => {
+            BTreeMap::from([(n.clone(), BTreeMap::from([("username".to_string(), "admin".to_string()), ("password".to_string(), random_alnum(32))]))])
+        }
+        _ => BTreeMap::new(),
+    }
+}
 
 /// In `next`'s render, every chart-rendered Secret named like one installed keeps the
 /// installed data (as `lookup` would give it). Returns the names it carried over.
@@ -55,6 +73,9 @@ pub enum SecretFate {
     Changed { keys: Vec<String> },
     /// The new release has no such Secret (e.g. 1.x has no auth).
     NotUsed,
+    /// The harness copied A's values into B's render because the backend cannot run the
+    /// chart's `lookup`: whether the chart keeps it is not proven here.
+    NotProven { reason: String },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -63,13 +84,15 @@ pub struct SecretContinuity {
     pub fate: SecretFate,
 }
 
-/// Compares the Secrets before and after (values never leave this function).
-pub fn continuity(before: &Secrets, after: &Secrets) -> Vec<SecretContinuity> {
+/// Compares the Secrets before and after (values never leave this function). `emulated`:
+/// the Secrets [`carry_over`] copied, and why the backend could not run `lookup`.
+pub fn continuity(before: &Secrets, after: &Secrets, emulated: Option<(&[String], &str)>) -> Vec<SecretContinuity> {
     before
         .iter()
         .map(|(name, old)| {
             let fate = match after.get(name) {
                 None => SecretFate::NotUsed,
+                Some(new) if new == old && emulated.is_some_and(|(names, _)| names.contains(name)) => SecretFate::NotProven { reason: emulated.map(|(_, why)| why.to_string()).unwrap_or_default() },
                 Some(new) if new == old => SecretFate::Kept,
                 Some(new) => {
                     let mut keys: Vec<String> = old.keys().chain(new.keys()).filter(|k| old.get(*k) != new.get(*k)).cloned().collect();
@@ -92,18 +115,25 @@ mod tests {
 
     #[test]
     fn a_rotated_token_is_reported_by_key_not_value() {
-        let c = continuity(&secrets("old"), &secrets("new"));
+        let c = continuity(&secrets("old"), &secrets("new"), None);
         assert_eq!(c[0].fate, SecretFate::Changed { keys: vec!["token".into()] });
         assert!(!format!("{c:?}").contains("old"));
     }
 
     #[test]
     fn the_same_token_is_kept() {
-        assert_eq!(continuity(&secrets("t"), &secrets("t"))[0].fate, SecretFate::Kept);
+        assert_eq!(continuity(&secrets("t"), &secrets("t"), None)[0].fate, SecretFate::Kept);
+    }
+
+    #[test]
+    fn a_carried_over_secret_is_not_proven_kept() {
+        let carried = ["chromadb-auth".to_string()];
+        let c = continuity(&secrets("t"), &secrets("t"), Some((&carried, "no API server for lookup")));
+        assert_eq!(c[0].fate, SecretFate::NotProven { reason: "no API server for lookup".into() });
     }
 
     #[test]
     fn a_secret_the_new_release_lacks_is_not_used() {
-        assert_eq!(continuity(&secrets("t"), &BTreeMap::new())[0].fate, SecretFate::NotUsed);
+        assert_eq!(continuity(&secrets("t"), &BTreeMap::new(), None)[0].fate, SecretFate::NotUsed);
     }
 }
