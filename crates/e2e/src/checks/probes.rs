@@ -194,10 +194,16 @@ async fn read_back<B: Backend>(ctx: &mut Ctx<'_, B>, ds: &Dataset, when: &str) -
 }
 
 /// After a restart without persistence: the listing parses and names none of `ds`.
-fn none_left(list: &Answer, ds: &Dataset) -> Result<(), String> {
+fn none_left(list: &Answer, ds: &Dataset, restart: &str) -> Result<(), String> {
     let listed = client::collection_names(list).map_err(|e| e.to_string())?;
     let left: Vec<&String> = listed.iter().filter(|n| ds.names().contains(&n.as_str())).collect();
-    if left.is_empty() { Ok(()) } else { Err(format!("isPersistent=false, yet {left:?} survived a pod restart (the spec says data is lost without a PVC)")) }
+    if left.is_empty() { Ok(()) } else { Err(format!("isPersistent=false, yet {left:?} survived {restart} (the spec says data is lost without a PVC)")) }
+}
+
+/// After the backend moved the server: a new client for its address, so no pooled
+/// connection from before the restart is reused.
+fn reconnect<B: Backend>(ctx: &mut Ctx<'_, B>) {
+    ctx.api = Api::new(&ctx.deployed.base_url, ctx.api.prefix, ctx.api.credential.clone());
 }
 
 pub async fn persistence<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
@@ -205,23 +211,46 @@ pub async fn persistence<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
     dataset::write(&ctx.api, &ds, &mut ctx.evidence).await.map_err(|e| e.to_string())?;
     let before = read_back(ctx, &ds, "before the restart").await?;
     ctx.backend.restart(ctx.deployed).await.map_err(|e| format!("restarting the pod: {e}"))?;
-    ctx.api.base = ctx.deployed.base_url.clone();
-    if ctx.expected.survives_restart {
+    reconnect(ctx);
+    let pod = if ctx.expected.survives_restart {
         let after = read_back(ctx, &ds, "after a pod restart").await?;
         for name in ds.names() {
             if before.id_of(name) != after.id_of(name) {
                 return Err(format!("collection {name} had id {:?} before the restart and {:?} after", before.id_of(name), after.id_of(name)));
             }
         }
-        Ok(format!(
+        format!(
             "{} collections × {} records identical after a pod restart, record by record: ids, documents, metadata (values exact, key order aside), embeddings (exact), collection ids and metadata",
             ds.collections.len(),
             ds.collections[0].records.len()
-        ))
+        )
     } else {
         let list = ctx.rec(ctx.api.list_collections().await);
-        none_left(&list, &ds)?;
-        Ok("isPersistent=false: the collections are gone after a pod restart, as the spec says".into())
+        none_left(&list, &ds, "a pod restart")?;
+        // Written again for the container restart below.
+        dataset::write(&ctx.api, &ds, &mut ctx.evidence).await.map_err(|e| e.to_string())?;
+        "isPersistent=false: the collections are gone after a pod restart, as the spec says".to_string()
+    };
+    let container = container_restart(ctx, &ds).await?;
+    Ok(format!("{pod}; {container}"))
+}
+
+/// The server's container restarts inside the same pod: its volumes (an emptyDir included)
+/// stay, so only a server that really keeps data in memory loses it.
+async fn container_restart<B: Backend>(ctx: &mut Ctx<'_, B>, ds: &Dataset) -> Checked {
+    match ctx.backend.restart_container(ctx.deployed).await {
+        Ok(()) => {}
+        Err(crate::BackendError::Unavailable { reason, .. }) => return Ok(format!("a container restart alone was not exercised here ({reason})")),
+        Err(e) => return Err(format!("restarting the server's container: {e}")),
+    }
+    reconnect(ctx);
+    if ctx.expected.survives_container_restart {
+        read_back(ctx, ds, "after a container restart in the same pod").await?;
+        Ok("every record read back exactly after a container restart in the same pod".into())
+    } else {
+        let list = ctx.rec(ctx.api.list_collections().await);
+        none_left(&list, ds, "a container restart in the same pod (the server should hold data in memory only)")?;
+        Ok("in-memory server: the collections are gone after a container restart, although the pod's volumes were kept".into())
     }
 }
 
@@ -309,14 +338,14 @@ mod tests {
 
     #[test]
     fn a_garbage_listing_is_not_proof_that_data_is_gone() {
-        let e = none_left(&answer("GET", LIST, 200, "not json"), &persistence_data()).unwrap_err();
+        let e = none_left(&answer("GET", LIST, 200, "not json"), &persistence_data(), "a pod restart").unwrap_err();
         assert!(e.starts_with("listing collections"), "{e}");
     }
 
     #[test]
     fn a_surviving_collection_without_persistence_is_named() {
-        let e = none_left(&answer("GET", LIST, 200, r#"[{"id":"1","name":"e2e-persist-1"}]"#), &persistence_data()).unwrap_err();
+        let e = none_left(&answer("GET", LIST, 200, r#"[{"id":"1","name":"e2e-persist-1"}]"#), &persistence_data(), "a pod restart").unwrap_err();
         assert!(e.contains("e2e-persist-1"), "{e}");
-        none_left(&answer("GET", LIST, 200, r#"[{"id":"1","name":"other"}]"#), &persistence_data()).unwrap();
+        none_left(&answer("GET", LIST, 200, r#"[{"id":"1","name":"other"}]"#), &persistence_data(), "a pod restart").unwrap();
     }
 }
