@@ -152,13 +152,15 @@ impl Plan {
             .then(|| UpgradeMatrix::load(&root.join("fixtures/upgrades.yaml"), &root.join("fixtures/values"), &matrix))
             .transpose()
             .context("loading fixtures/upgrades.yaml")?;
-        let opts = RunOptions { chart, jobs: usize::from(flags.jobs), checks, keep: flags.keep, progress: true };
+        // The helm version is filled in once the tools are provisioned (after the flags are checked).
+        let opts = RunOptions { chart, helm_version: String::new(), jobs: usize::from(flags.jobs), checks, keep: flags.keep, progress: true };
         Ok(Plan { root, matrix, versions, live, opts, upgrades })
     }
 }
 
-fn run_plan(plan: Plan, flags: &Flags, tools: &Toolset) -> anyhow::Result<(ExitCode, RunReport)> {
+fn run_plan(mut plan: Plan, flags: &Flags, tools: &Toolset) -> anyhow::Result<(ExitCode, RunReport)> {
     let helm = Helm::new(&tools.helm.path).context("the provisioned helm")?;
+    plan.opts.helm_version = tools.helm.version.clone();
     let matrix = plan.matrix.clone();
     let job = LiveJob { plan, helm, flags };
     backends::run(&flags.backend, flags.keep, tools, &matrix, job)

@@ -96,10 +96,11 @@ pub fn matrix(report: &RunReport) -> String {
     }
     let _ = writeln!(
         s,
-        "\n{} deployments, {pass} passed, {fail} failed, {skip} skipped — {:.1}s wall on the {} backend",
+        "\n{} deployments, {pass} passed, {fail} failed, {skip} skipped — {:.1}s wall on the {} backend, helm {}",
         report.deployments.len(),
         report.wall_seconds,
-        report.backend
+        report.backend,
+        report.helm_version
     );
     s
 }
@@ -146,7 +147,12 @@ pub fn junit(report: &RunReport) -> Result<String, quick_junit::SerializeError> 
     out.set_time(Duration::from_secs_f64(report.wall_seconds));
     let mut suites: BTreeMap<ChromaVersion, TestSuite> = BTreeMap::new();
     for d in &report.deployments {
-        let suite = suites.entry(d.version.clone()).or_insert_with(|| TestSuite::new(format!("chromadb {}", d.version)));
+        let suite = suites.entry(d.version.clone()).or_insert_with(|| {
+            let mut s = TestSuite::new(format!("chromadb {}", d.version));
+            s.add_property(quick_junit::Property::new("backend", report.backend.clone()));
+            s.add_property(quick_junit::Property::new("helm", report.helm_version.clone()));
+            s
+        });
         if let Some(e) = &d.error {
             let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
             st.set_message(e.lines().next().unwrap_or_default().to_string()).set_description(e.clone());

@@ -18,6 +18,8 @@ use crate::scenario::{Deployment, LivePlan};
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub chart: PathBuf,
+    /// The helm that rendered and installed, as it names itself (`v4.1.4`), for the reports.
+    pub helm_version: String,
     pub jobs: usize,
     /// Only these checks (all when `None`).
     pub checks: Option<BTreeSet<CheckName>>,
@@ -74,6 +76,7 @@ pub struct VersionTiming {
 pub struct RunReport {
     pub backend: String,
     pub chart: String,
+    pub helm_version: String,
     pub wall_seconds: f64,
     pub timings: Vec<VersionTiming>,
     pub deployments: Vec<DeploymentResult>,
@@ -169,6 +172,7 @@ pub async fn run<B: Backend>(backend: &B, helm: &Helm, plan: &LivePlan, versions
     RunReport {
         backend: backend.name().to_string(),
         chart: opts.chart.display().to_string(),
+        helm_version: opts.helm_version.clone(),
         wall_seconds: secs(started.elapsed()),
         timings: timings.into_values().collect(),
         deployments,
