@@ -68,6 +68,19 @@ pub enum BackendError {
         #[source]
         source: std::io::Error,
     },
+    /// A step failed with an error of its own (a venv build, a pod network), kept as the source.
+    #[error("{what}: {source}")]
+    Step {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl BackendError {
+    pub fn step(what: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> BackendError {
+        BackendError::Step { what: what.into(), source: Box::new(source) }
+    }
 }
 
 /// Where a release runs. Implementations: [`process`](crate::process) here, k3s and an

@@ -101,9 +101,9 @@ impl ProcessBackend {
         let version = v.clone();
         tokio::task::spawn_blocking(move || cache.ensure(&version, &pins))
             .await
-            .map_err(|e| BackendError::Failed { what: "building the Python environment".into(), detail: e.to_string() })?
+            .map_err(|e| BackendError::step("building the Python environment", e))?
             .map(|(venv, _)| venv)
-            .map_err(|e| BackendError::Failed { what: format!("Python environment for chromadb {v}"), detail: e.to_string() })
+            .map_err(|e| BackendError::step(format!("Python environment for chromadb {v}"), e))
     }
 
     fn take(&self, id: &str) -> Result<Running, BackendError> {
@@ -323,7 +323,7 @@ fn run_init(init: &Container, env: &[(String, String)], volume_dirs: &BTreeMap<S
     let dir = volume_dirs.get(&m.name).ok_or_else(|| invalid(format!("init container `htpasswd`: mount `{}` has no volume", m.name)))?;
     let target = dir.join(m.sub_path.as_deref().unwrap_or_default()).join(rest);
     let hash = bcrypt::hash_with_result(&pass, 5)
-        .map_err(|e| BackendError::Failed { what: "htpasswd".into(), detail: e.to_string() })?
+        .map_err(|e| BackendError::step("htpasswd", e))?
         .format_for_version(bcrypt::Version::TwoY);
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
@@ -563,7 +563,7 @@ async fn run_test_hooks(release: &Release, host_port: u16, container_port: u16, 
         for attempt in 1..=h.attempts {
             let pod_name = format!("{}-{}", h.name, crate::random::dns_suffix(5));
             log.push_str(&format!("--- {} pod {pod_name} (attempt {attempt} of {}) ---\n", h.object, h.attempts));
-            let net = podnet::PodNet::create(&pod_name, &namespace, &views).await.map_err(|e| BackendError::Failed { what: format!("the pod network of {pod_name}"), detail: e.to_string() })?;
+            let net = podnet::PodNet::create(&pod_name, &namespace, &views).await.map_err(|e| BackendError::step(format!("the pod network of {pod_name}"), e))?;
             let me = PodIdentity { name: pod_name.clone(), namespace: namespace.clone(), ip: net.pod_ip.to_string() };
             let env = match pod::resolve_env(c, &h.spec, &sources, &services, &me) {
                 Ok(e) => e,
