@@ -174,7 +174,9 @@ impl ProcessBackend {
             volume_dirs.insert(v.name.clone(), pod::materialise_volume(&layout, v, &sources).map_err(invalid)?);
         }
         for t in &claims {
-            let dir = layout.pvc().join(t);
+            // The claim a StatefulSet's pod 0 gets is `<template>-<statefulset>-0`: a renamed
+            // StatefulSet gets new, empty claims, as on a cluster.
+            let dir = layout.pvc().join(format!("{t}-{sts_name}-0"));
             std::fs::create_dir_all(&dir).map_err(io(format!("creating claim dir {}", dir.display())))?;
             volume_dirs.entry(t.clone()).or_insert(dir);
         }
@@ -453,6 +455,14 @@ impl Backend for ProcessBackend {
 
     async fn upgrade(&self, deployed: &mut Deployed, next: &Release) -> Result<(), BackendError> {
         let venv = self.venv(&next.version).await?;
+        {
+            let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            let r = running.get(&deployed.id).ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "is not running on this backend".into() })?;
+            if let (Some(old), Some(new)) = (r.release.rendered.statefulset(), next.rendered.statefulset()) {
+                // What the API server refuses `helm upgrade` for, before anything stops.
+                pod::statefulset_update(old, new).map_err(invalid)?;
+            }
+        }
         let mut r = self.take(&deployed.id)?;
         self.stop(&mut r).await;
         r.release = next.clone();

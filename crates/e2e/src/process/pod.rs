@@ -72,6 +72,32 @@ pub fn claim_templates(sts: &StatefulSet) -> Vec<String> {
         .collect()
 }
 
+/// The StatefulSet spec fields the API server lets an update change; any other difference
+/// makes `helm upgrade` fail ("updates to statefulset spec for fields other than …").
+const STS_MUTABLE: [&str; 6] = ["replicas", "ordinals", "template", "updateStrategy", "persistentVolumeClaimRetentionPolicy", "minReadySeconds"];
+
+/// `Ok` when `new` may replace `old` in place. A renamed StatefulSet is a different object
+/// (helm deletes the old one and creates the new), so only a same-named one is compared.
+pub fn statefulset_update(old: &StatefulSet, new: &StatefulSet) -> Result<(), String> {
+    if old.metadata.name != new.metadata.name {
+        return Ok(());
+    }
+    let spec = |s: &StatefulSet| serde_json::to_value(&s.spec).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
+    let (a, b) = (spec(old), spec(new));
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).filter(|k| !STS_MUTABLE.contains(&k.as_str())).collect();
+    let changed: Vec<&str> = keys.into_iter().filter(|k| a.get(*k) != b.get(*k)).map(String::as_str).collect();
+    if changed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "StatefulSet {} cannot be updated in place: spec.{} changed, and the API server forbids updates to any field but {}",
+            new.metadata.name.as_deref().unwrap_or("?"),
+            changed.join(", spec."),
+            STS_MUTABLE.join(", ")
+        ))
+    }
+}
+
 fn validate_pod(pod: &PodSpec, claims: &[String]) -> Result<(), String> {
     let mut names = BTreeSet::new();
     let all = pod.init_containers.iter().flatten().chain(pod.containers.iter());
@@ -388,6 +414,46 @@ pub fn materialise_volume(layout: &Layout, v: &Volume, sources: &Sources) -> Res
         }
     }
     Ok(dir)
+}
+
+#[cfg(test)]
+mod update_tests {
+    use super::statefulset_update;
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use serde_json::json;
+
+    fn sts(name: &str, service: &str, replicas: i32, claim: &str) -> StatefulSet {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"serviceName": service, "replicas": replicas, "selector": {"matchLabels": {"a": "b"}},
+                     "template": {"spec": {"containers": [{"name": "c"}]}},
+                     "volumeClaimTemplates": [{"metadata": {"name": claim}}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_changed_service_name_is_refused_naming_the_field() {
+        let err = statefulset_update(&sts("r", "r", 1, "data"), &sts("r", "r-headless", 1, "data")).unwrap_err();
+        assert!(err.contains("spec.serviceName") && !err.contains("volumeClaimTemplates changed"), "{err}");
+    }
+
+    #[test]
+    fn changed_claim_templates_are_refused() {
+        assert!(statefulset_update(&sts("r", "r", 1, "data"), &sts("r", "r", 1, "chroma-data")).unwrap_err().contains("spec.volumeClaimTemplates"));
+    }
+
+    #[test]
+    fn replicas_and_the_template_may_change() {
+        let mut new = sts("r", "r", 2, "data");
+        new.spec.as_mut().unwrap().template.spec.as_mut().unwrap().containers[0].name = "d".into();
+        statefulset_update(&sts("r", "r", 1, "data"), &new).unwrap();
+    }
+
+    #[test]
+    fn a_renamed_statefulset_is_a_new_object() {
+        statefulset_update(&sts("old", "old", 1, "data"), &sts("new", "new-headless", 1, "x")).unwrap();
+    }
 }
 
 #[cfg(test)]
