@@ -647,7 +647,7 @@ fn not_deployed(id: &str) -> BackendError {
 }
 
 fn failed(what: String, e: kube::Error) -> BackendError {
-    BackendError::Failed { what, detail: e.to_string() }
+    BackendError::Kube { what, source: e }
 }
 
 fn node_ready(n: &Node) -> bool {
@@ -745,6 +745,15 @@ mod tests {
     }
 
     const STS: &str = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: chroma-chromadb}\nspec:\n  serviceName: chroma-chromadb-headless\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec: {containers: [{name: chromadb, image: x}]}\n";
+
+    #[test]
+    fn kube_errors_stay_the_source() {
+        let status = kube::core::Status::failure("namespaces \"x\" already exists", "AlreadyExists").with_code(409);
+        let err = failed("creating namespace x".into(), kube::Error::Api(Box::new(status)));
+        let source = std::error::Error::source(&err).expect("the kube error is kept as the source");
+        assert!(source.downcast_ref::<kube::Error>().is_some(), "{source:?}");
+        assert!(err.to_string().starts_with("creating namespace x: "), "{err}");
+    }
 
     #[test]
     fn regular_service_preferred_over_headless() {
