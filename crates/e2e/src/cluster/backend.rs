@@ -122,10 +122,6 @@ impl ClusterBackend {
         &self.describe
     }
 
-    pub fn kind(&self) -> ClusterKind {
-        self.kind
-    }
-
     /// The namespace a release id gets in this run.
     pub fn namespace_of(&self, release_id: &str) -> String {
         naming::namespace_for(release_id, &self.suffix)
