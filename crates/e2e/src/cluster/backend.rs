@@ -430,7 +430,9 @@ impl ClusterBackend {
                 TestHook::Pod(name) => (None, pods.get_opt(name).await.ok().flatten().into_iter().collect()),
             };
             let picked: Vec<&Pod> = match hook {
-                TestHook::Job(name) => hooks::pods_of_job(name, &found),
+                TestHook::Job(name) => {
+                    hooks::pods_of_job(name, job.as_ref().and_then(|j| j.metadata.uid.as_deref()), &found)
+                }
                 TestHook::Pod(_) => found.iter().collect(),
             };
             for pod in &picked {
