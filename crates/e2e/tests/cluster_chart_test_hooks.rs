@@ -7,8 +7,11 @@ use std::path::PathBuf;
 use e2e::cluster::hooks::{self, TestHook};
 use render::{ChromaVersion, Helm, RenderRequest};
 
+/// `$CHART_DIR` (as in the render suite, for trying a broken copy) or the repository's chart.
 fn chart() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../charts/chromadb")
+    std::env::var_os("CHART_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../charts/chromadb"))
 }
 
 #[test]

@@ -36,6 +36,9 @@ pub enum RenderError {
     Values(#[source] std::io::Error),
     #[error(transparent)]
     Parse(#[from] ParseError),
+    /// `helm version --short` did not answer with a version.
+    #[error("could not read the version of helm {path}: {message}")]
+    Version { path: PathBuf, message: String },
     /// A render that failed for a reason other than helm refusing it, replayed from the cache.
     #[error("{message}")]
     Cached { message: String },
@@ -70,6 +73,26 @@ impl Helm {
 
     pub fn path(&self) -> &Path {
         &self.bin
+    }
+
+    /// The version this helm reports (`v4.1.4`, build metadata dropped), so reports can say
+    /// which helm rendered and installed the chart.
+    pub fn version(&self) -> Result<String, RenderError> {
+        let out = self
+            .command()
+            .args(["version", "--short"])
+            .output()
+            .map_err(|source| RenderError::Spawn { path: self.bin.clone(), source })?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let version = stdout.trim().split('+').next().unwrap_or("").trim();
+        if !out.status.success() || !version.starts_with('v') {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(RenderError::Version {
+                path: self.bin.clone(),
+                message: format!("`helm version --short` exited with {} and printed {:?} {:?}", out.status, stdout.trim(), stderr.trim()),
+            });
+        }
+        Ok(version.to_string())
     }
 
     pub fn command(&self) -> Command {
@@ -257,5 +280,35 @@ impl RenderRequest {
             });
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_helm(dir: &Path, script: &str) -> Helm {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("helm");
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("write fake helm");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        Helm::new(path).expect("fake helm exists")
+    }
+
+    #[test]
+    fn version_drops_build_metadata() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let helm = fake_helm(dir.path(), "[ \"$1 $2\" = 'version --short' ] && echo v4.1.4+g05fa379");
+        assert_eq!(helm.version().expect("version"), "v4.1.4");
+    }
+
+    #[test]
+    fn helm_that_answers_no_version_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let helm = fake_helm(dir.path(), "echo 'Error: unknown command' >&2; exit 1");
+        let err = helm.version().expect_err("no version");
+        let msg = err.to_string();
+        assert!(msg.starts_with(&format!("could not read the version of helm {}: ", helm.path().display())), "{msg}");
+        assert!(msg.contains("unknown command"), "{msg}");
     }
 }

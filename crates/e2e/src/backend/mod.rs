@@ -62,6 +62,13 @@ pub enum BackendError {
     Failed { what: String, detail: String },
     #[error("{backend} backend is unavailable: {reason}")]
     Unavailable { backend: &'static str, reason: String },
+    /// A Kubernetes API call failed (cluster backends); the client's error stays the source.
+    #[error("{what}: {source}")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -122,10 +122,6 @@ impl ClusterBackend {
         &self.describe
     }
 
-    pub fn kind(&self) -> ClusterKind {
-        self.kind
-    }
-
     /// The namespace a release id gets in this run.
     pub fn namespace_of(&self, release_id: &str) -> String {
         naming::namespace_for(release_id, &self.suffix)
@@ -434,7 +430,9 @@ impl ClusterBackend {
                 TestHook::Pod(name) => (None, pods.get_opt(name).await.ok().flatten().into_iter().collect()),
             };
             let picked: Vec<&Pod> = match hook {
-                TestHook::Job(name) => hooks::pods_of_job(name, &found),
+                TestHook::Job(name) => {
+                    hooks::pods_of_job(name, job.as_ref().and_then(|j| j.metadata.uid.as_deref()), &found)
+                }
                 TestHook::Pod(_) => found.iter().collect(),
             };
             for pod in &picked {
@@ -657,7 +655,7 @@ fn not_deployed(id: &str) -> BackendError {
 }
 
 fn failed(what: String, e: kube::Error) -> BackendError {
-    BackendError::Failed { what, detail: e.to_string() }
+    BackendError::Kube { what, source: e }
 }
 
 fn node_ready(n: &Node) -> bool {
@@ -755,6 +753,15 @@ mod tests {
     }
 
     const STS: &str = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: chroma-chromadb}\nspec:\n  serviceName: chroma-chromadb-headless\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec: {containers: [{name: chromadb, image: x}]}\n";
+
+    #[test]
+    fn kube_errors_stay_the_source() {
+        let status = kube::core::Status::failure("namespaces \"x\" already exists", "AlreadyExists").with_code(409);
+        let err = failed("creating namespace x".into(), kube::Error::Api(Box::new(status)));
+        let source = std::error::Error::source(&err).expect("the kube error is kept as the source");
+        assert!(source.downcast_ref::<kube::Error>().is_some(), "{source:?}");
+        assert!(err.to_string().starts_with("creating namespace x: "), "{err}");
+    }
 
     #[test]
     fn regular_service_preferred_over_headless() {

@@ -192,4 +192,47 @@ mod tests {
         c.run().await.expect("nothing to remove");
         c.run().await.expect("and again");
     }
+
+    /// A stand-in API server that records each request line and answers every request with
+    /// the namespace object a DELETE returns.
+    async fn fake_api_server() -> (String, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 8192];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_string();
+                record.lock().expect("lock").push(head);
+                let body = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"x"},"status":{"phase":"Terminating"}}"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+            }
+        });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn namespaces_still_being_deployed_are_deleted_and_finished_ones_are_not_touched_again() {
+        let (url, seen) = fake_api_server().await;
+        let client = kube::Client::try_from(kube::Config::new(url.parse().expect("url"))).expect("client");
+        let c = Cleanup::default();
+        c.begin("abc123", false);
+        c.connected(client);
+        // Registered before its create request: the deploy was interrupted right there.
+        c.register_namespace("chroma-e2e-1-5-0-defaults-abc123");
+        // Torn down normally: its deletion was already requested.
+        c.register_namespace("chroma-e2e-0-6-3-token-abc123");
+        c.forget_namespace("chroma-e2e-0-6-3-token-abc123");
+        c.run().await.expect("cleanup succeeds");
+        let requests: Vec<String> = seen.lock().expect("lock").iter().map(|l| l.split(" HTTP/").next().unwrap_or("").to_string()).collect();
+        assert_eq!(requests, ["DELETE /api/v1/namespaces/chroma-e2e-1-5-0-defaults-abc123?"]);
+        assert!(c.pending_namespaces().is_empty());
+    }
 }

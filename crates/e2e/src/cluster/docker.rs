@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
 /// Long enough for a busy daemon, short enough that a missing one is reported at once.
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
@@ -48,7 +48,7 @@ pub fn probe(endpoint: &str, tls: bool, timeout: Duration) -> Result<String, Str
 }
 
 /// The message `--backend auto` prints and `--backend k3s` extends with its advice.
-pub fn no_daemon(endpoint: &str, reason: &str) -> String {
+fn no_daemon(endpoint: &str, reason: &str) -> String {
     format!("no Docker daemon at {endpoint} ({reason})")
 }
 

@@ -59,11 +59,17 @@ pub fn job_pod_selector(job: &str) -> String {
 }
 
 /// The pods that belong to `job`, oldest first. The list comes from a label query already;
-/// filtering again keeps a pod of another Job out even if the query was wider.
-pub fn pods_of_job<'a>(job: &str, pods: &'a [Pod]) -> Vec<&'a Pod> {
+/// filtering again keeps a pod of another Job out even if the query was wider. With the
+/// Job's uid, pods of an earlier Job of the same name (helm's `before-hook-creation` deletes
+/// it in the background, so its pods may linger) are left out too.
+pub fn pods_of_job<'a>(job: &str, job_uid: Option<&str>, pods: &'a [Pod]) -> Vec<&'a Pod> {
+    let owned = |p: &Pod| {
+        job_uid.is_none_or(|uid| p.metadata.owner_references.iter().flatten().any(|o| o.kind == "Job" && o.uid == uid))
+    };
     let mut out: Vec<&Pod> = pods
         .iter()
         .filter(|p| p.metadata.labels.as_ref().and_then(|l| l.get(JOB_NAME_LABEL)).map(String::as_str) == Some(job))
+        .filter(|p| owned(p))
         .collect();
     out.sort_by(|a, b| {
         let key = |p: &Pod| (p.metadata.creation_timestamp.as_ref().map(|t| t.0), p.metadata.name.clone());
@@ -223,8 +229,23 @@ mod tests {
             pod("other-zzzzz", "other", "2025-05-01T10:00:00Z", exited(0)),
             pod("t-api-aaaaa", "t-api", "2025-05-01T10:00:10Z", exited(1)),
         ];
-        let names: Vec<&str> = pods_of_job("t-api", &pods).iter().filter_map(|p| p.metadata.name.as_deref()).collect();
+        let names: Vec<&str> = pods_of_job("t-api", None, &pods).iter().filter_map(|p| p.metadata.name.as_deref()).collect();
         assert_eq!(names, ["t-api-aaaaa", "t-api-bbbbb"]);
+    }
+
+    #[test]
+    fn pods_left_by_an_earlier_job_of_the_same_name_are_not_picked() {
+        let owned_by = |name: &str, uid: &str| {
+            let mut p = pod(name, "t-api", "2025-05-01T10:00:10Z", exited(1));
+            p.metadata.owner_references = Some(vec![serde_json::from_value(json!(
+                {"apiVersion": "batch/v1", "kind": "Job", "name": "t-api", "uid": uid, "controller": true}
+            )).expect("owner reference")]);
+            p
+        };
+        let pods = [owned_by("t-api-old11", "uid-first-run"), owned_by("t-api-new22", "uid-second-run")];
+        let names: Vec<&str> =
+            pods_of_job("t-api", Some("uid-second-run"), &pods).iter().filter_map(|p| p.metadata.name.as_deref()).collect();
+        assert_eq!(names, ["t-api-new22"]);
     }
 
     #[test]
@@ -236,7 +257,7 @@ mod tests {
         }))
         .expect("job parses");
         let pods = [pod("t-api-aaaaa", "t-api", "2025-05-01T10:00:10Z", exited(1)), pod("t-api-bbbbb", "t-api", "2025-05-01T10:00:40Z", exited(7))];
-        let picked = pods_of_job("t-api", &pods);
+        let picked = pods_of_job("t-api", None, &pods);
         assert_eq!(
             failure_reason(&TestHook::Job("t-api".into()), Some(&job), &picked),
             "Job t-api failed (BackoffLimitExceeded: Job has reached the specified backoff limit); \
@@ -248,7 +269,7 @@ mod tests {
     fn failure_of_a_pod_that_never_started_quotes_the_waiting_reason() {
         let waiting = json!({"waiting": {"reason": "ErrImagePull", "message": "failed to pull image \"curl:nope\": not found"}});
         let pods = [pod("t-api-aaaaa", "t-api", "2025-05-01T10:00:10Z", waiting)];
-        let picked = pods_of_job("t-api", &pods);
+        let picked = pods_of_job("t-api", None, &pods);
         let job: Job = serde_json::from_value(json!({"metadata": {"name": "t-api"}, "status": {"active": 1}})).expect("job");
         assert_eq!(
             failure_reason(&TestHook::Job("t-api".into()), Some(&job), &picked),
@@ -265,7 +286,7 @@ mod tests {
         let done = job(json!([{"type": "Complete", "status": "True"}]));
         let failed = job(json!([{"type": "Failed", "status": "True"}]));
         let pods = [pod("t-a", "t", "2025-05-01T10:00:10Z", exited(0))];
-        let picked = pods_of_job("t", &pods);
+        let picked = pods_of_job("t", None, &pods);
         assert!(succeeded(Some(&done), &picked));
         assert!(!succeeded(Some(&failed), &picked));
         assert!(!succeeded(Some(&job(json!([]))), &picked));

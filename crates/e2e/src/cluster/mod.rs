@@ -9,9 +9,11 @@
 //!   cluster), the current context pinned at start.
 //!
 //! Both give a [`ClusterBackend`]: one throwaway namespace per release, `helm upgrade
-//! --install --wait`, StatefulSet readiness through `await_condition`, the API reached
-//! through a kube-rs port-forward, `helm test` after the checks, and events, pod status and
-//! container logs attached to every failure.
+//! --install --wait`, StatefulSet readiness through `await_condition` (an image that cannot
+//! be pulled fails the deploy in about 30 s), the API reached through a kube-rs port-forward,
+//! `helm test` with the hook Job's pod logs read by label ([`hooks`]), and events, pod status
+//! and container logs attached to every failure. Everything a run creates is known to its
+//! [`Cleanup`] before it exists, so an interrupted run leaves nothing behind.
 
 mod backend;
 pub mod cleanup;

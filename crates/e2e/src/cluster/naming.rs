@@ -39,20 +39,20 @@ pub fn namespace_for(release_id: &str, suffix: &str) -> String {
     }
 }
 
-/// The DNS-1123 label rule, for asserting on names built here.
-pub fn is_dns1123_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_LABEL
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
 #[cfg(test)]
 mod tests {
     use rstest::rstest;
 
     use super::*;
+
+    /// The DNS-1123 label rule the API server applies to namespace names.
+    fn is_dns1123_label(s: &str) -> bool {
+        !s.is_empty()
+            && s.len() <= MAX_LABEL
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    }
 
     #[rstest]
     #[case::plain_id_kept("1.5.0-defaults", "chroma-e2e-1-5-0-defaults-abc123")]
