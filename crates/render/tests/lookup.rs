@@ -112,6 +112,15 @@ fn auth_secret_of_another_release_fails_naming_that_release() {
 }
 
 #[test]
+fn auth_secret_no_release_manages_fails_pointing_to_existing_secret() {
+    let (path, mut secret) = auth_secret("unused");
+    secret["metadata"] = json!({"name": "chromadb-auth", "namespace": NS});
+    let server = fake_api([(path, secret)].into_iter().collect());
+    let err = render_against(&server, "0.5.0", "{}").err().expect("the install must fail");
+    assert!(err.contains("chromadb.auth.existingSecret=chromadb-auth"), "the refusal does not offer the user's Secret:\n{err}");
+}
+
+#[test]
 fn auth_secret_of_this_release_is_reused_on_upgrade() {
     let server = fake_api([auth_secret(RELEASE)].into_iter().collect());
     let r = render_against(&server, "0.6.3", "{}").unwrap_or_else(|e| panic!("{e}"));
