@@ -106,7 +106,7 @@ fn auth_secret(owner: &str) -> (String, serde_json::Value) {
 #[test]
 fn auth_secret_of_another_release_fails_naming_that_release() {
     let server = fake_api([auth_secret("search-prod")].into_iter().collect());
-    let err = render_against(&server, "0.6.3", "{}").err().expect("the install must fail");
+    let err = render_against(&server, "0.6.3", "{}").expect_err("the install must fail");
     assert!(err.contains("search-prod"), "the refusal does not name the owning release:\n{err}");
     assert!(err.contains("chromadb.auth.existingSecret"), "the refusal does not say what to do:\n{err}");
 }
@@ -116,7 +116,7 @@ fn auth_secret_no_release_manages_fails_pointing_to_existing_secret() {
     let (path, mut secret) = auth_secret("unused");
     secret["metadata"] = json!({"name": "chromadb-auth", "namespace": NS});
     let server = fake_api([(path, secret)].into_iter().collect());
-    let err = render_against(&server, "0.5.0", "{}").err().expect("the install must fail");
+    let err = render_against(&server, "0.5.0", "{}").expect_err("the install must fail");
     assert!(err.contains("chromadb.auth.existingSecret=chromadb-auth"), "the refusal does not offer the user's Secret:\n{err}");
 }
 
