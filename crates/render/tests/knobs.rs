@@ -166,7 +166,7 @@ each_version! {
             let pdb = doc(r, "PodDisruptionBudget");
             match spec::disruption_budget(&case.values).expect("valid") {
                 None => assert!(pdb.is_none(), "{case}: unexpected PodDisruptionBudget"),
-                Some((min, max)) => {
+                Some(spec::Budget { min_available: min, max_unavailable: max }) => {
                     let pdb = pdb.unwrap_or_else(|| panic!("{case}: no PodDisruptionBudget"));
                     assert_eq!(pdb["spec"].get("minAvailable").cloned(), min.as_ref().map(json), "{case}: minAvailable");
                     assert_eq!(pdb["spec"].get("maxUnavailable").cloned(), max.as_ref().map(json), "{case}: maxUnavailable");

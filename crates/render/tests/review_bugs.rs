@@ -58,6 +58,42 @@ fn every_boolean_string_is_read_by_the_one_helper() {
     }
 }
 
+/// Values under which every boolean of the chart may be true or false and still render.
+const BOOL_BASE: &str = r#"
+networkPolicy: {allowedFrom: [{podSelector: {matchLabels: {role: client}}}]}
+chromadb: {telemetry: {endpoint: "http://otel-collector:4317"}}
+ingress: {hosts: [{host: chroma.example.com, paths: [{path: /, pathType: Prefix}]}]}
+"#;
+
+#[test]
+fn boolean_strings_render_exactly_like_booleans_for_every_boolean_key() {
+    let s = suite();
+    let keys: Vec<&str> = spec::KEY_TYPES.iter().filter(|(_, t)| *t == spec::KeyType::Bool).map(|(k, _)| *k).collect();
+    assert!(keys.len() >= 10, "the model lists the chart's booleans: {keys:?}");
+    let mut jobs = Vec::new();
+    for key in &keys {
+        for version in ["0.6.3", APP_VERSION] {
+            for (as_bool, as_string) in [("false", "FALSE"), ("true", "True")] {
+                jobs.push((*key, version, as_bool, as_string));
+            }
+        }
+    }
+    let failures: Vec<String> = parallel(&jobs, |(key, version, as_bool, as_string)| {
+        let base = s.request(Some(&v(version)), &yaml(BOOL_BASE));
+        let typed = s.cache.render(&base.clone().set(*key, *as_bool));
+        let stringly = s.cache.render(&base.set_string(*key, *as_string));
+        match (typed, stringly) {
+            (Ok(a), Ok(b)) if redacted(&a) == redacted(&b) => None,
+            (Ok(_), Ok(_)) => Some(format!("{key}={as_string:?} on {version} renders differently from {key}={as_bool}")),
+            (a, b) => Some(format!("{key} on {version}: bool {:?} / string {:?}", a.err().map(|e| e.to_string()), b.err().map(|e| e.to_string()))),
+        }
+    })
+    .into_iter()
+    .flatten()
+    .collect();
+    assert!(failures.is_empty(), "{} of {} renders differ:\n{}", failures.len(), jobs.len(), failures.join("\n"));
+}
+
 // 2. isPersistent=false is the in-memory server below 1.0.0 -------------------------------
 
 /// What the server's `IS_PERSISTENT` setting ends up as in the container. Without a `command`

@@ -138,8 +138,15 @@ pub fn service(values: &Value) -> Result<ExpectedService, SpecError> {
     })
 }
 
-/// The PodDisruptionBudget, when enabled: `(minAvailable, maxUnavailable)` as given.
-pub fn disruption_budget(values: &Value) -> Result<Option<(Option<Value>, Option<Value>)>, SpecError> {
+/// The PodDisruptionBudget's limits, as given (a count or a percentage).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Budget {
+    pub min_available: Option<Value>,
+    pub max_unavailable: Option<Value>,
+}
+
+/// The PodDisruptionBudget, when enabled.
+pub fn disruption_budget(values: &Value) -> Result<Option<Budget>, SpecError> {
     if !parse_bool(values, "podDisruptionBudget.enabled", false)? {
         return Ok(None);
     }
@@ -150,7 +157,7 @@ pub fn disruption_budget(values: &Value) -> Result<Option<(Option<Value>, Option
         Some(v) => Some(v.clone()),
         None => Some(Value::from(1)),
     };
-    Ok(Some((min, max)))
+    Ok(Some(Budget { min_available: min, max_unavailable: max }))
 }
 
 /// The NetworkPolicy's user peers, when enabled (the chart's test pod is always added).

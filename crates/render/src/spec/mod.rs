@@ -23,7 +23,7 @@ pub use images::{
 pub use server_config::{SERVER_DEFAULTS, deep_merge, expected_server_config};
 pub use keys::KNOWN_KEYS;
 pub use knobs::{
-    CHART_NAME, DataVolume, ExpectedProbe, ExpectedService, PROBE_DEFAULTS, SELECTOR_LABELS, StorageClass, data_volume,
+    Budget, CHART_NAME, DataVolume, ExpectedProbe, ExpectedService, PROBE_DEFAULTS, SELECTOR_LABELS, StorageClass, data_volume,
     disruption_budget, fullname, headless_service, name, network_policy_peers, object_labels, pod_labels, probes,
     service, user_object_refs,
 };

@@ -164,3 +164,60 @@ fn pull_secrets_merge_chart_then_global() {
     let s = pull_secrets(&yaml("imagePullSecrets: [{name: a}]\nglobal: {imagePullSecrets: [{name: b}]}"));
     assert_eq!(s, ["a", "b"]);
 }
+
+mod review_fixes {
+    use super::super::*;
+    use serde_yaml::Value;
+
+    fn y(s: &str) -> Value {
+        serde_yaml::from_str(s).expect("yaml")
+    }
+
+    fn ver(s: &str) -> ChromaVersion {
+        s.parse().expect("version")
+    }
+
+    #[test]
+    fn tag_release_reads_only_versioned_tags() {
+        assert_eq!(tag_release(&y("image: {tag: '0.6.3'}")).as_deref(), Some("0.6.3"));
+        assert_eq!(tag_release(&y("image: {tag: v1.5.0}")).as_deref(), Some("1.5.0"));
+        assert_eq!(tag_release(&y("image: {tag: 1.0.0-amd64}")).as_deref(), Some("1.0.0"));
+        assert_eq!(tag_release(&y("image: {tag: latest}")), None);
+        assert_eq!(tag_release(&y("image: {tag: '1.5'}")), None);
+        assert_eq!(tag_release(&y("{}")), None);
+    }
+
+    #[test]
+    fn era_boundary_names_the_floor_between() {
+        assert_eq!(era_boundary(&ver("0.6.3"), &ver("1.5.0")), Some(ver("1.0.0")));
+        assert_eq!(era_boundary(&ver("0.4.24"), &ver("0.5.0")), Some(ver("0.5.0")));
+        assert_eq!(era_boundary(&ver("1.5.9"), &ver("1.0.11")), None);
+        assert_eq!(era_boundary(&ver("0.4.3"), &ver("0.4.6")), None);
+    }
+
+    #[test]
+    fn deployed_version_prefers_api_version_then_tag_then_app_version() {
+        let app = ver("1.5.0");
+        assert_eq!(deployed_version(&y("{}"), &app), Ok(ver("1.5.0")));
+        assert_eq!(deployed_version(&y("image: {tag: '0.6.3'}"), &app), Ok(ver("0.6.3")));
+        assert_eq!(deployed_version(&y("image: {tag: '0.6.3'}\nchromadb: {apiVersion: 0.6.2}"), &app), Ok(ver("0.6.2")));
+        assert_eq!(deployed_version(&y("image: {tag: '0.3.0'}"), &app).map_err(|e| e.key), Err("image.tag".to_string()));
+    }
+
+    #[test]
+    fn in_memory_only_for_the_python_server_without_persistence() {
+        let off = y("chromadb: {isPersistent: false}");
+        assert!(!Expected::from_values(&off, &ver("0.5.0")).expect("valid").survives_container_restart);
+        assert!(Expected::from_values(&off, &ver("1.0.0")).expect("valid").survives_container_restart);
+        assert!(Expected::from_values(&y("{}"), &ver("0.5.0")).expect("valid").survives_container_restart);
+    }
+
+    #[test]
+    fn user_labels_win_but_selector_labels_are_refused() {
+        let base = [("helm.sh/chart".to_string(), "chromadb-1".to_string())].into_iter().collect();
+        let got = object_labels(&y("commonLabels: {helm.sh/chart: mine}"), &base).expect("valid");
+        assert_eq!(got.get("helm.sh/chart").map(String::as_str), Some("mine"));
+        let e = pod_labels(&y("podLabels: {app.kubernetes.io/name: x}"), &base).unwrap_err();
+        assert_eq!(e.key, "podLabels.app.kubernetes.io/name");
+    }
+}

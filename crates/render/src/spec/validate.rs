@@ -95,12 +95,12 @@ pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), Sp
             "trace filters go only into an enabled open_telemetry block; set chromadb.telemetry.enabled and chromadb.telemetry.endpoint too",
         ));
     }
-    if parse_str(values, "chromadb.auth.token.value", "")? != "" {
+    if !parse_str(values, "chromadb.auth.token.value", "")?.is_empty() {
         return Err(err("chromadb.auth.token.value", "fixed credentials in values are refused; use chromadb.auth.existingSecret"));
     }
     for k in ["username", "password"] {
         let key = format!("chromadb.auth.basic.{k}");
-        if parse_str(values, &key, "")? != "" {
+        if !parse_str(values, &key, "")?.is_empty() {
             return Err(err(&key, "fixed credentials in values are refused; use chromadb.auth.existingSecret"));
         }
     }
@@ -125,8 +125,8 @@ pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), Sp
         }
     }
     if parse_bool(values, "podDisruptionBudget.enabled", false)? {
-        let (min, max) = super::knobs::disruption_budget(values)?.unwrap_or_default();
-        if min.is_some() == max.is_some() {
+        let budget = super::knobs::disruption_budget(values)?.unwrap_or_default();
+        if budget.min_available.is_some() == budget.max_unavailable.is_some() {
             return Err(err(
                 "podDisruptionBudget.minAvailable",
                 "set exactly one of podDisruptionBudget.minAvailable and podDisruptionBudget.maxUnavailable",

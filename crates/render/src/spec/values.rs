@@ -148,6 +148,10 @@ pub const KEY_TYPES: &[(&str, KeyType)] = &[
     ("podDisruptionBudget.enabled", KeyType::Bool),
     ("networkPolicy.enabled", KeyType::Bool),
     ("networkPolicy.allowedFrom", KeyType::List),
+    ("startupProbe.enabled", KeyType::Bool),
+    ("readinessProbe.enabled", KeyType::Bool),
+    ("livenessProbe.enabled", KeyType::Bool),
+    ("ingress.enabled", KeyType::Bool),
 ];
 
 /// Refuses a value whose type is not the one the spec documents for its key.
