@@ -137,7 +137,20 @@ pub fn run<J: Job>(flags: &BackendFlags, keep: bool, tools: &Toolset, known: &Ve
                 let mut copts = ClusterOptions::new(&tools.helm.path);
                 copts.keep = keep;
                 copts.k3s_image = flags.k3s_image.clone();
-                let backend = e2e::cluster::start(ck, copts).await?;
+                // Ctrl-C while k3s is still starting: the container (labelled with this run
+                // before Docker made it) and any namespace go through the cleanup handle.
+                let cleanup = copts.cleanup.clone();
+                let backend = tokio::select! {
+                    biased;
+                    started = e2e::cluster::start(ck, copts) => started?,
+                    why = interrupt() => {
+                        eprintln!("\ninterrupted ({why}) while the cluster was starting: removing it");
+                        if let Err(e) = cleanup.run().await {
+                            eprintln!("cleanup after the interrupt failed: {e}");
+                        }
+                        return Err(Interrupted(why).into());
+                    }
+                };
                 let out = race(&backend, job).await;
                 backend.shutdown().await?;
                 out
