@@ -240,6 +240,15 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
     let release = Release { id: release_id(v, d), version: v.clone(), request, rendered, external_secrets: d.secrets() };
     let mut deployed = match backend.deploy(&release).await {
         Ok(dep) => dep,
+        Err(crate::BackendError::Unsupported { reason, backend }) => {
+            // Not proven is not passed: every check of the deployment is SKIP with the reason.
+            let why = format!("not run on the {backend} backend: {reason}");
+            let mut r = failed_unit(v, d, Some(expected), String::new(), t);
+            r.error = None;
+            r.checks = r.planned.iter().map(|&check| CheckResult { check, outcome: Outcome::Skipped { reason: why.clone() }, seconds: 0.0 }).collect();
+            r.skipped = Some(why);
+            return (r, None);
+        }
         Err(e) => return (failed_unit(v, d, Some(expected), format!("deploy failed: {e}"), t), None),
     };
     let mut results = Vec::new();

@@ -62,6 +62,10 @@ pub enum BackendError {
     Failed { what: String, detail: String },
     #[error("{backend} backend is unavailable: {reason}")]
     Unavailable { backend: &'static str, reason: String },
+    /// The release is valid but uses something this backend has no faithful stand-in for
+    /// (a sidecar's image, another init container): its checks are SKIP with this reason.
+    #[error("the {backend} backend cannot run this release faithfully: {reason}")]
+    Unsupported { backend: &'static str, reason: String },
     /// A Kubernetes API call failed (cluster backends); the client's error stays the source.
     #[error("{what}: {source}")]
     Kube {

@@ -163,10 +163,8 @@ impl ProcessBackend {
             invalid(format!("StatefulSet {sts_name} has no container named `chromadb` (it has: {})", pod.containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")))
         })?;
         if pod.containers.len() > 1 {
-            return Err(BackendError::Failed {
-                what: "process backend".into(),
-                detail: format!("only the `chromadb` container is run; the pod also has {} other container(s)", pod.containers.len() - 1),
-            });
+            let others: Vec<&str> = pod.containers.iter().filter(|o| o.name != "chromadb").map(|o| o.name.as_str()).collect();
+            return Err(BackendError::Unsupported { backend: "process", reason: format!("it runs only the `chromadb` container; the pod also has {}", others.join(", ")) });
         }
 
         let mut volume_dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -204,7 +202,7 @@ impl ProcessBackend {
         let host_port = free_port().map_err(io("finding a free port"))?;
         let launch = image::launch(&release.version, &r.venv, &layout, c, env, host_port).map_err(|e| match e {
             LaunchError::Invalid(m) => invalid(format!("container `chromadb`: {m}")),
-            LaunchError::Unsupported(m) => BackendError::Failed { what: "process backend".into(), detail: m },
+            LaunchError::Unsupported(m) => BackendError::Unsupported { backend: "process", reason: m },
         })?;
         check_ports(c, &services, &labels, launch.container_port)?;
         let probe = readiness(c, pod, launch.container_port)?;
@@ -297,7 +295,7 @@ fn mount(layout: &Layout, m: &VolumeMount, volume_dirs: &BTreeMap<String, PathBu
 fn run_init(init: &Container, env: &[(String, String)], volume_dirs: &BTreeMap<String, PathBuf>, adjustments: &mut Vec<String>) -> Result<(), BackendError> {
     const COMMAND: [&str; 3] = ["sh", "-c", "htpasswd -Bbc \"$HTPASSWD_FILE\" \"$CHROMA_BASIC_AUTH_USERNAME\" \"$CHROMA_BASIC_AUTH_PASSWORD\""];
     if init.name != "htpasswd" {
-        return Err(invalid(format!("init container `{}` is not one the process backend can emulate (only the chart's `htpasswd`)", init.name)));
+        return Err(BackendError::Unsupported { backend: "process", reason: format!("init container `{}` has no stand-in (only the chart's own `htpasswd` is modelled)", init.name) });
     }
     let cmd: Vec<&str> = init.command.iter().flatten().map(String::as_str).chain(init.args.iter().flatten().map(String::as_str)).collect();
     if cmd != COMMAND {
