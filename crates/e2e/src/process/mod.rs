@@ -138,7 +138,7 @@ impl ProcessBackend {
         let layout = r.layout.clone();
         // A new container gets a fresh filesystem; only a new pod gets fresh volumes.
         let fresh: &[PathBuf] = match life { Start::NewPod => &[layout.fs(), layout.volumes()], Start::SamePod => &[layout.fs()] };
-        for dir in fresh.iter().cloned() {
+        for dir in fresh {
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(io(format!("clearing {}", dir.display())))?;
             }
