@@ -98,8 +98,8 @@ fn plan_job(flags: &Flags, root: &Path, known: &VersionMatrix) -> anyhow::Result
     }
     let values_a = plan::merged_values(&flags.values, "--values")?;
     let values_b = plan::merged_values(&[flags.values.clone(), flags.to_values.clone()].concat(), "--to-values")?;
-    Expected::from_values(&values_a, &from).map_err(|e| anyhow::anyhow!("--values: the spec refuses them on {from}: {e}"))?;
-    Expected::from_values(&values_b, &to).map_err(|e| anyhow::anyhow!("--values/--to-values: the spec refuses them on {to}: {e}"))?;
+    Expected::from_values(&values_a, &from).with_context(|| format!("--values: the spec refuses them on {from}"))?;
+    Expected::from_values(&values_b, &to).with_context(|| format!("--values/--to-values: the spec refuses them on {to}"))?;
     let from_chart = match &flags.from_chart {
         Some(spec) => chart::resolve(spec, root, "--from-chart")?,
         None => ChartCheckout::dir(&chart, chart.display().to_string()),

@@ -369,6 +369,11 @@ fn secret_step<B: Backend>(run: &mut Run<'_, B>, before: &Secrets, deployed: &De
         return true;
     }
     let detail = fates.iter().map(|s| format!("{}: {}", s.name, if s.fate == SecretFate::Kept { "kept" } else { "not used by B" })).collect::<Vec<_>>().join("; ");
-    run.step("auth Secret kept", ts, Ok(detail));
+    if fates.iter().any(|s| s.fate == SecretFate::Kept) {
+        run.step("auth Secret kept", ts, Ok(detail));
+    } else {
+        // Nothing B uses was there to keep: no evidence either way.
+        run.skip("auth Secret kept", ts, format!("nothing to keep: {detail}"));
+    }
     true
 }
