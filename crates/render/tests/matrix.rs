@@ -98,12 +98,13 @@ fn the_matrix_holds_the_chart_app_version() {
 fn the_smoke_subset_covers_every_configuration_style() {
     let m = matrix();
     let smoke: Vec<&ChromaVersion> = m.smoke().collect();
-    let styles: [(&str, Box<dyn Fn(&ChromaVersion) -> bool>); 5] = [
-        ("the oldest supported release", Box::new(|v| *v == OLDEST_SUPPORTED)),
-        ("token auth with CHROMA_SERVER_AUTH_*", Box::new(|v| v.has_token_auth() && !v.has_authn_settings())),
-        ("token auth with CHROMA_SERVER_AUTHN_*", Box::new(|v| v.has_token_auth() && v.has_authn_settings())),
-        ("the Python server on /api/v2", Box::new(|v| *v >= API_V2_FLOOR && !v.is_rust_server())),
-        ("the first Rust server", Box::new(|v| *v == RUST_SERVER_FLOOR)),
+    type Style = (&'static str, fn(&ChromaVersion) -> bool);
+    let styles: [Style; 5] = [
+        ("the oldest supported release", |v| *v == OLDEST_SUPPORTED),
+        ("token auth with CHROMA_SERVER_AUTH_*", |v| v.has_token_auth() && !v.has_authn_settings()),
+        ("token auth with CHROMA_SERVER_AUTHN_*", |v| v.has_token_auth() && v.has_authn_settings()),
+        ("the Python server on /api/v2", |v| *v >= API_V2_FLOOR && !v.is_rust_server()),
+        ("the first Rust server", |v| *v == RUST_SERVER_FLOOR),
     ];
     for (what, applies) in styles {
         assert!(smoke.iter().any(|v| applies(v)), "no smoke version in fixtures/versions.yaml covers {what} (smoke: {smoke:?})");

@@ -140,9 +140,9 @@ impl ProcessBackend {
         let fresh: &[PathBuf] = match life { Start::NewPod => &[layout.fs(), layout.volumes()], Start::SamePod => &[layout.fs()] };
         for dir in fresh {
             if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(io(format!("clearing {}", dir.display())))?;
+                std::fs::remove_dir_all(dir).map_err(io(format!("clearing {}", dir.display())))?;
             }
-            std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         }
         std::fs::create_dir_all(layout.pvc()).map_err(io("creating the claims dir"))?;
         std::fs::create_dir_all(layout.logs()).map_err(io("creating the logs dir"))?;
