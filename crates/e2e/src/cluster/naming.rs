@@ -1,7 +1,5 @@
 //! Namespace names: one throwaway namespace per release, recognisable and unique per run.
 
-use rand::Rng;
-
 /// Every namespace this harness creates starts with this, so a human (or a cleanup script)
 /// can tell them apart from the cluster's own.
 pub const NAMESPACE_PREFIX: &str = "chroma-e2e";
@@ -12,9 +10,7 @@ const MAX_LABEL: usize = 63;
 /// Six lowercase alphanumerics: enough that two runs against one shared cluster (the
 /// kubeconfig backend) do not collide, short enough to leave room for the release id.
 pub fn run_suffix() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    (0..6).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    crate::random::dns_suffix(6)
 }
 
 /// `chroma-e2e-<id>-<suffix>` as a valid DNS-1123 label: the id is lowercased, every run of

@@ -9,19 +9,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use rand::Rng;
 use render::objects::b64;
 use render::{Auth, Expected, Object};
 use serde::Serialize;
 
 use crate::backend::Release;
+use crate::random::alnum as random_alnum;
 
 pub type Secrets = BTreeMap<String, BTreeMap<String, String>>;
-
-/// A random alphanumeric string: the one place the upgrade code makes up values.
-fn random_alnum(len: usize) -> String {
-    rand::rng().sample_iter(rand::distr::Alphanumeric).take(len).map(char::from).collect()
-}
 
 /// Secrets the user would have created for `chromadb.auth.existingSecret`.
 pub fn external(e: &Expected) -> Secrets {
