@@ -51,14 +51,14 @@ pub struct Flags {
     /// Leave B running after the report (Ctrl-C removes it)
     #[arg(long)]
     pub keep: bool,
-    /// Transitions run at once with --matrix
-    #[arg(long, default_value_t = 1)]
-    pub jobs: usize,
+    /// Transitions run at once with --matrix (at least 1)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
     /// Test hook: tamper with the data after the upgrade (delete-records, change-record,
     /// drop-collection) to prove the diff and the exit code catch it, or make B's rendered
     /// pod invalid (invalid-pod-b) to prove an expected failure does not accept another cause
     #[arg(long, value_name = "FAULT", hide = true)]
-    pub inject_fault: Option<String>,
+    pub inject_fault: Option<Fault>,
 }
 
 /// What the command will do, validated before any tool or server is touched.
@@ -77,9 +77,6 @@ fn chart_dir(flag: Option<&Path>, root: &Path) -> anyhow::Result<PathBuf> {
 
 fn plan_job(flags: &Flags, root: &Path, known: &VersionMatrix) -> anyhow::Result<Job> {
     let chart = chart_dir(flags.chart.as_deref(), root)?;
-    if flags.jobs == 0 {
-        bail!("--jobs 0: at least one transition must run at a time");
-    }
     if flags.matrix {
         let path = root.join("fixtures/upgrades.yaml");
         let matrix = UpgradeMatrix::load(&path, &root.join("fixtures/values"), known)?.select(&flags.select)?;
@@ -120,12 +117,11 @@ fn plan_job(flags: &Flags, root: &Path, known: &VersionMatrix) -> anyhow::Result
 
 pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     let root = crate::project_root();
-    let fault = flags.inject_fault.as_deref().map(|f| f.parse::<Fault>().map_err(|e| anyhow::anyhow!("--inject-fault: {e}"))).transpose()?;
     let known = backends::version_matrix(&root)?;
     let job = plan_job(&flags, &root, &known)?;
     let tools = crate::tools::ensure()?;
     let helm = Helm::new(&tools.helm.path).context("the provisioned helm")?;
-    let opts = UpgradeOptions { keep: flags.keep, fault, jobs: flags.jobs, ..UpgradeOptions::default() };
+    let opts = UpgradeOptions { keep: flags.keep, fault: flags.inject_fault, jobs: usize::from(flags.jobs), ..UpgradeOptions::default() };
 
     backends::run(&flags.backend, flags.keep, &tools, &known, UpgradeJob { helm, job, root: root.clone(), opts, flags: &flags })
 }
