@@ -83,9 +83,17 @@ pub fn rows(text: &str) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let mut path: Vec<(usize, String)> = Vec::new();
     let mut pending: Option<(String, String)> = None; // (type, description)
+    // A documented `(object)` default is one row, shown whole: its children need no docs.
+    let mut inside_object: Option<usize> = None;
     for (n, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
         let indent = line.len() - trimmed.len();
+        if let Some(at) = inside_object {
+            if trimmed.is_empty() || indent > at {
+                continue;
+            }
+            inside_object = None;
+        }
         if let Some(doc) = trimmed.strip_prefix("# --") {
             let doc = doc.trim();
             let (ty, desc) = match doc.strip_prefix('(').and_then(|d| d.split_once(')')) {
@@ -118,7 +126,12 @@ pub fn rows(text: &str) -> Result<Vec<Row>> {
         let value = lookup(&parsed, &dotted).with_context(|| format!("values.yaml:{}: cannot find {dotted}", n + 1))?;
         let is_leaf = !matches!(value, serde_yaml::Value::Mapping(m) if !m.is_empty());
         match pending.take() {
-            Some((ty, description)) => rows.push(Row { key: dotted, ty, default: render_default(value), description }),
+            Some((ty, description)) => {
+                if ty == "object" && !is_leaf {
+                    inside_object = Some(indent);
+                }
+                rows.push(Row { key: dotted, ty, default: render_default(value), description })
+            }
             None if is_leaf => bail!("values.yaml:{}: `{dotted}` has no `# -- (type) description` comment above it", n + 1),
             None => {}
         }
@@ -150,6 +163,13 @@ mod tests {
                 Row { key: "chromadb.data.volumeSize".into(), ty: "string".into(), default: "`\"1Gi\"`".into(), description: "Size of the volume.".into() },
             ]
         );
+    }
+
+    #[test]
+    fn a_documented_object_default_is_one_row_and_its_children_need_no_docs() {
+        let yaml = "# -- (object) Pod security.\npodSecurityContext:\n  runAsUser: 1000\n  seccompProfile:\n    type: RuntimeDefault\n# -- (int) Grace.\ngrace: 30\n";
+        let keys: Vec<String> = rows(yaml).unwrap().into_iter().map(|r| r.key).collect();
+        assert_eq!(keys, ["podSecurityContext", "grace"]);
     }
 
     #[test]

@@ -86,6 +86,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "tests.image.tag",
     "tests.image.digest",
     "tests.image.pullPolicy",
+    "tests.podSecurityContext",
+    "tests.securityContext",
     "chromadb.apiVersion",
     "chromadb.allowReset",
     "chromadb.isPersistent",
