@@ -45,6 +45,10 @@ pub struct Flags {
     /// Allow --from newer than --to (a rollback)
     #[arg(long)]
     pub allow_downgrade: bool,
+    /// Delete A's StatefulSet with --cascade=orphan before upgrading, keeping its pod and
+    /// claims (the migration step from a chart whose StatefulSet differs in immutable fields)
+    #[arg(long)]
+    pub orphan_statefulset: bool,
     /// Write the report as JSON
     #[arg(long, value_name = "FILE.json")]
     pub report: Option<PathBuf>,
@@ -111,6 +115,7 @@ fn plan_job(flags: &Flags, root: &Path, known: &VersionMatrix) -> anyhow::Result
         from_chart: flags.from_chart.clone(),
         expect: Verdict::Survived,
         signature: None,
+        orphan_statefulset: flags.orphan_statefulset,
     };
     Ok(Job::One { transition: Box::new(transition), from_chart, to_chart })
 }

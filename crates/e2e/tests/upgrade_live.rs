@@ -35,6 +35,7 @@ async fn run(fault: Option<Fault>) -> UpgradeReport {
         from_chart: None,
         expect: Verdict::Survived,
         signature: None,
+        orphan_statefulset: false,
     };
     let opts = UpgradeOptions { fault, progress: false, checks: false, ..UpgradeOptions::default() };
     let (report, kept) = upgrade::run_one(&backend, &helm, &t, &ChartCheckout::dir(&chart, "tree"), &ChartCheckout::dir(&chart, "tree"), &opts).await;

@@ -114,6 +114,11 @@ pub trait Backend {
     /// again in the same pod — emptyDirs and claims kept, a fresh container filesystem.
     /// [`BackendError::Unavailable`] where the backend cannot restart one container alone.
     async fn restart_container(&self, deployed: &mut Deployed) -> Result<(), BackendError>;
+    /// `kubectl delete statefulset --cascade=orphan`: the StatefulSet object goes, its pod and
+    /// claims stay, so the next [`Backend::upgrade`] creates the StatefulSet anew (adopting
+    /// them) instead of updating it — the migration step for a chart whose StatefulSet differs
+    /// in fields Kubernetes will not update.
+    async fn orphan_statefulset(&self, deployed: &mut Deployed) -> Result<(), BackendError>;
     /// In-place upgrade to `next` on the same data (`helm upgrade` semantics).
     async fn upgrade(&self, deployed: &mut Deployed, next: &Release) -> Result<(), BackendError>;
     /// The server's recent log lines, for failure reports.

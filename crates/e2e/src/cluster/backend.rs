@@ -626,6 +626,14 @@ impl Backend for ClusterBackend {
         Ok(())
     }
 
+    async fn orphan_statefulset(&self, deployed: &mut Deployed) -> Result<(), BackendError> {
+        let (namespace, _, statefulset) = self.slot_names(&deployed.id)?;
+        let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), &namespace);
+        let orphan = DeleteParams { propagation_policy: Some(kube::api::PropagationPolicy::Orphan), ..DeleteParams::default() };
+        api.delete(&statefulset, &orphan).await.map_err(|e| failed(format!("deleting StatefulSet {statefulset} in {namespace} (orphaning its pod and claims)"), e))?;
+        Ok(())
+    }
+
     async fn restart_container(&self, _deployed: &mut Deployed) -> Result<(), BackendError> {
         // The 1.x image has no shell to kill its server from inside, and the API has no
         // "restart this container" call; deleting the pod is `restart`, a different promise.

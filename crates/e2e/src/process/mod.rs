@@ -66,6 +66,8 @@ struct Running {
     starts: usize,
     /// Where the running server listens: (port on this host, port it would have in the pod).
     ports: Option<(u16, u16)>,
+    /// The StatefulSet was deleted with `--cascade=orphan`: the next upgrade creates it.
+    orphaned: bool,
 }
 
 pub struct ProcessBackend {
@@ -419,7 +421,7 @@ impl Backend for ProcessBackend {
             .tempdir_in(&self.opts.temp_base)
             .map_err(io("creating the deployment's temp dir"))?;
         let layout = Layout { root: root.path().to_path_buf() };
-        let mut r = Running { _root: root, release: release.clone(), venv, layout, server: None, starts: 0, ports: None };
+        let mut r = Running { _root: root, release: release.clone(), venv, layout, server: None, starts: 0, ports: None, orphaned: false };
         match self.start(&mut r, Start::NewPod).await {
             Ok((base_url, adjustments)) => {
                 let secrets = Sources::from_release(release).map(|s| s.secrets).unwrap_or_default();
@@ -451,12 +453,19 @@ impl Backend for ProcessBackend {
         out
     }
 
+    async fn orphan_statefulset(&self, deployed: &mut Deployed) -> Result<(), BackendError> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let r = running.get_mut(&deployed.id).ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "is not running on this backend".into() })?;
+        r.orphaned = true;
+        Ok(())
+    }
+
     async fn upgrade(&self, deployed: &mut Deployed, next: &Release) -> Result<(), BackendError> {
         let venv = self.venv(&next.version).await?;
         {
             let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
             let r = running.get(&deployed.id).ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "is not running on this backend".into() })?;
-            if let (Some(old), Some(new)) = (r.release.rendered.statefulset(), next.rendered.statefulset()) {
+            if let (Some(old), Some(new), false) = (r.release.rendered.statefulset(), next.rendered.statefulset(), r.orphaned) {
                 // What the API server refuses `helm upgrade` for, before anything stops.
                 pod::statefulset_update(old, new).map_err(invalid)?;
             }
@@ -465,6 +474,7 @@ impl Backend for ProcessBackend {
         self.stop(&mut r).await;
         r.release = next.clone();
         r.venv = venv;
+        r.orphaned = false;
         let result = self.start(&mut r, Start::NewPod).await;
         let out = result.map(|(url, adjustments)| {
             deployed.base_url = url;

@@ -113,6 +113,9 @@ pub struct Transition {
     pub expect: Verdict,
     /// How the expected failure shows itself (every expected failure has one).
     pub signature: Option<Signature>,
+    /// Delete A's StatefulSet with `--cascade=orphan` before upgrading (the migration step
+    /// when A's chart differs in StatefulSet fields Kubernetes will not update).
+    pub orphan_statefulset: bool,
 }
 
 impl Transition {
@@ -146,6 +149,8 @@ struct RawTransition {
     expect: Verdict,
     #[serde(default)]
     signature: Option<RawSignature>,
+    #[serde(default)]
+    orphan_statefulset: bool,
 }
 
 #[derive(Deserialize)]
@@ -176,7 +181,7 @@ impl UpgradeMatrix {
     pub fn parse(text: &str, path: &Path, values_dir: &Path, known: &VersionMatrix) -> Result<UpgradeMatrix, PlanError> {
         let raw: RawMatrix = serde_yaml::from_str(text).map_err(|e| PlanError::Invalid {
             path: path.into(),
-            reason: format!("expected `transitions: [{{from, to, reason, values?, to_values?, from_chart?, downgrade?, expect?, signature?: {{checks?, says?}}}}]`: {e}"),
+            reason: format!("expected `transitions: [{{from, to, reason, values?, to_values?, from_chart?, downgrade?, orphan_statefulset?, expect?, signature?: {{checks?, says?}}}}]`: {e}"),
         })?;
         let mut transitions = Vec::new();
         for (i, t) in raw.transitions.into_iter().enumerate() {
@@ -220,6 +225,7 @@ impl UpgradeMatrix {
                 from_chart: t.from_chart,
                 expect: t.expect,
                 signature,
+                orphan_statefulset: t.orphan_statefulset,
             };
             if transitions.iter().any(|x: &Transition| x.id() == tr.id() && x.values_files == tr.values_files && x.from_chart == tr.from_chart) {
                 return Err(PlanError::Invalid { path: path.into(), reason: format!("transitions[{i}] {} → {} is listed twice", tr.from, tr.to) });

@@ -256,6 +256,19 @@ async fn upgrade_deployed<B: Backend>(
 
     let a_log = backend.logs(deployed, WHOLE_LOG).await;
     run.report.logs.a_tail = log::clean(&a_log.lines().rev().take(opts.log_lines).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+    if t.orphan_statefulset {
+        let to = Instant::now();
+        match backend.orphan_statefulset(deployed).await {
+            Ok(()) => {
+                run.step("delete A's StatefulSet (--cascade=orphan)", to, Ok("its pod and claims stay for B's StatefulSet to adopt".to_string()));
+            }
+            Err(e) => {
+                run.step("delete A's StatefulSet (--cascade=orphan)", to, Err(e.to_string()));
+                run.set(Verdict::SetupFailed, "A's StatefulSet could not be orphaned");
+                return false;
+            }
+        }
+    }
     let tu = Instant::now();
     let upgraded = backend.upgrade(deployed, &release_b).await;
     run.report.upgrade_seconds = Some(secs(tu.elapsed()));
