@@ -27,19 +27,29 @@ pub struct Server {
 impl Server {
     /// Starts the server; `run_as` (when not root) sets its groups, group and user the way a
     /// container runtime does before exec.
-    pub fn spawn(launch: &Launch, log: &Path, run_as: &RunAs) -> std::io::Result<Server> {
+    /// `writable`: with a read-only root, the only places the server may write (its volumes,
+    /// with the container path each is mounted at).
+    pub fn spawn(launch: &Launch, log: &Path, run_as: &RunAs, writable: &[(&Path, &str)], harness_root: &Path) -> std::io::Result<Server> {
         let out = OpenOptions::new().create(true).append(true).open(log)?;
         let err = out.try_clone()?;
-        let mut cmd = tokio::process::Command::new(&launch.program);
-        cmd.args(&launch.args)
-            .env_clear()
+        let mut cmd = if run_as.read_only_root {
+            let mut c = tokio::process::Command::new(super::security::BWRAP);
+            c.args(super::security::read_only_argv(run_as, writable, harness_root, &launch.program, &launch.args));
+            c
+        } else {
+            let mut c = tokio::process::Command::new(&launch.program);
+            c.args(&launch.args);
+            c
+        };
+        cmd.env_clear()
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&launch.cwd)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .process_group(0);
-        if !run_as.is_root() {
+        // With a read-only root, setpriv inside the sandbox drops the user instead.
+        if !run_as.is_root() && !run_as.read_only_root {
             let (uid, gid, groups) = (run_as.uid, run_as.gid, run_as.groups.clone());
             let gids: Vec<nix::unistd::Gid> = groups.into_iter().map(nix::unistd::Gid::from_raw).collect();
             // Groups before the user: once the uid is dropped, setgroups is no longer allowed.

@@ -199,6 +199,12 @@ impl ProcessBackend {
         if !user.is_root() {
             adjustments.push(format!("server runs as uid {} gid {} groups {:?}", user.uid, user.gid, user.groups));
         }
+        if user.read_only_root {
+            if !Path::new(security::BWRAP).is_file() {
+                return Err(BackendError::Unsupported { backend: "process", reason: "readOnlyRootFilesystem needs bubblewrap to stand in for the runtime's read-only mount (apt-get install bubblewrap)".into() });
+            }
+            adjustments.push("root filesystem read-only (bubblewrap): only the pod's volumes are writable".into());
+        }
 
         let env = pod::resolve_env(c, pod, &sources, &services, &me).map_err(invalid)?;
         let host_port = free_port().map_err(io("finding a free port"))?;
@@ -212,7 +218,16 @@ impl ProcessBackend {
 
         let log = server_log(&layout);
         append(&log, &format!("--- harness: start {} of chromadb {}: {} {} ---\n", r.starts, release.version, launch.program.display(), launch.args.join(" ")));
-        let mut server = Server::spawn(&launch, &log, &user).map_err(io(format!("starting {}", launch.program.display())))?;
+        // ConfigMap and Secret volumes are read-only mounts in a pod; emptyDirs and claims are not.
+        let is_writable = |name: &String| claims.contains(name) || pod.volumes.iter().flatten().any(|v| &v.name == name && (v.empty_dir.is_some() || v.persistent_volume_claim.is_some()));
+        let writable: Vec<(&Path, &str)> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .filter(|m| m.read_only != Some(true) && is_writable(&m.name))
+            .filter_map(|m| volume_dirs.get(&m.name).map(|d| (d.as_path(), m.mount_path.as_str())))
+            .collect();
+        let mut server = Server::spawn(&launch, &log, &user, &writable, &layout.root).map_err(io(format!("starting {}", launch.program.display())))?;
         let base_url = format!("http://127.0.0.1:{host_port}");
         let waited = Instant::now();
         let result = wait_ready(&mut server, &base_url, &probe, self.opts.ready_timeout).await;

@@ -16,6 +16,8 @@ pub struct RunAs {
     /// Supplementary groups: `fsGroup` first, then `supplementalGroups`.
     pub groups: Vec<u32>,
     pub fs_group: Option<u32>,
+    /// `readOnlyRootFilesystem`: only the pod's volumes may be written.
+    pub read_only_root: bool,
 }
 
 impl RunAs {
@@ -51,7 +53,48 @@ pub fn run_as(c: &Container, pod: &PodSpec, image_user: (u32, u32)) -> Result<Ru
     for g in psc.and_then(|s| s.supplemental_groups.clone()).unwrap_or_default() {
         groups.push(id(g, "supplementalGroups")?);
     }
-    Ok(RunAs { uid, gid, groups, fs_group })
+    let read_only_root = sc.and_then(|s| s.read_only_root_filesystem).unwrap_or(false);
+    Ok(RunAs { uid, gid, groups, fs_group, read_only_root })
+}
+
+/// Where bubblewrap lives: it stands in for the runtime's read-only root mount.
+pub const BWRAP: &str = "/usr/bin/bwrap";
+const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// The argv that runs `program args` with a read-only root: bubblewrap (as root) mounts the
+/// whole host read-only but for the pod's volumes, then setpriv drops to the pod's user —
+/// what a runtime does for `readOnlyRootFilesystem` before it execs the entrypoint.
+///
+/// `writable` pairs each volume's directory with where the container mounts it. The volume is
+/// writable at its own path (which the re-rooted paths of the server's config point into)
+/// and also at the mount path itself where this host has that directory: a library that
+/// finds its temp dir by the fixed name `/tmp`, as SQLite does, then gets the volume there.
+pub fn read_only_argv(run_as: &RunAs, writable: &[(&Path, &str)], harness_root: &Path, program: &Path, args: &[String]) -> Vec<String> {
+    let mut argv: Vec<String> = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--die-with-parent"].map(String::from).to_vec();
+    let bind = |argv: &mut Vec<String>, how: &str, from: &Path, to: &str| argv.extend([how.to_string(), from.display().to_string(), to.to_string()]);
+    for (dir, mount_path) in writable {
+        if Path::new(mount_path).is_dir() {
+            bind(&mut argv, "--bind", dir, mount_path);
+        }
+    }
+    // A volume bound over /tmp hides the harness's own files there: put them back, read-only,
+    // then each volume writable at its own path.
+    bind(&mut argv, "--ro-bind", harness_root, &harness_root.display().to_string());
+    for (dir, _) in writable {
+        bind(&mut argv, "--bind", dir, &dir.display().to_string());
+    }
+    argv.push("--".into());
+    if !run_as.is_root() {
+        let groups = if run_as.groups.is_empty() {
+            "--clear-groups".to_string()
+        } else {
+            format!("--groups={}", run_as.groups.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
+        };
+        argv.extend([SETPRIV.to_string(), format!("--reuid={}", run_as.uid), format!("--regid={}", run_as.gid), groups, "--".into()]);
+    }
+    argv.push(program.display().to_string());
+    argv.extend(args.iter().cloned());
+    argv
 }
 
 /// What the kubelet does to a volume for `fsGroup`: group ownership, group read/write (and
@@ -117,6 +160,18 @@ mod tests {
     fn fs_group_and_supplemental_groups_become_the_processes_groups() {
         let r = run_as(&container(json!({})), &pod(json!({"runAsUser": 1000, "fsGroup": 2000, "supplementalGroups": [4000]})), (0, 0)).unwrap();
         assert_eq!((r.groups.clone(), r.fs_group), (vec![2000, 4000], Some(2000)));
+    }
+
+    #[test]
+    fn read_only_root_binds_only_the_volumes_writable_and_drops_to_the_user() {
+        let r = run_as(&container(json!({"readOnlyRootFilesystem": true})), &pod(json!({"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 2000})), (0, 0)).unwrap();
+        assert!(r.read_only_root);
+        let argv = read_only_argv(&r, &[(Path::new("/v/data"), "/no-such-dir-here"), (Path::new("/v/tmp"), "/tmp")], Path::new("/v"), Path::new("/venv/bin/chroma"), &["run".into()]);
+        let s = argv.join(" ");
+        assert!(
+            s.starts_with("--ro-bind / / --dev /dev --proc /proc --die-with-parent --bind /v/tmp /tmp --ro-bind /v /v --bind /v/data /v/data --bind /v/tmp /v/tmp -- /usr/bin/setpriv --reuid=1000 --regid=1000 --groups=2000 -- /venv/bin/chroma run"),
+            "{s}"
+        );
     }
 
     #[test]
