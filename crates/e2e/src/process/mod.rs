@@ -195,6 +195,15 @@ impl ProcessBackend {
         // Every Chroma image runs its server as root unless the pod says otherwise
         // (docs/chroma-eras.md#images-and-entrypoints).
         let user = security::run_as(c, pod, (0, 0)).map_err(invalid)?;
+        if (!user.is_root() || user.read_only_root || user.fs_group.is_some()) && !nix::unistd::geteuid().is_root() {
+            return Err(BackendError::Unsupported {
+                backend: "process",
+                reason: format!(
+                    "the pod runs as uid {} (fsGroup {:?}, read-only root: {}), which only a harness running as root can set up (run it as root, e.g. `sudo -E`, as CI does)",
+                    user.uid, user.fs_group, user.read_only_root
+                ),
+            });
+        }
         grant_volumes(&layout, pod, &volume_dirs, &user)?;
         if !user.is_root() {
             adjustments.push(format!("server runs as uid {} gid {} groups {:?}", user.uid, user.gid, user.groups));
