@@ -137,7 +137,10 @@ impl PodNet {
         let (host_ip, pod_ip) = (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2));
         let name = format!("{PREFIX}{slot}-{}", std::process::id());
         let (host_if, pod_if) = (format!("ce2h{slot}"), format!("ce2p{slot}"));
-        // The guard exists before the first command, so a failure half-way is undone.
+        // Creating the host end claims the slot: if another run holds it, this fails and there
+        // is nothing of ours to undo (the guard below would delete that run's link).
+        run(ip, &["link", "add", &host_if, "type", "veth", "peer", "name", &pod_if])?;
+        // From here the guard owns the link, so a failure half-way is undone.
         let net = PodNet {
             ip: ip.to_path_buf(),
             name: name.clone(),
@@ -148,7 +151,6 @@ impl PodNet {
             namespace: namespace.to_string(),
             relays: Vec::new(),
         };
-        run(ip, &["link", "add", &host_if, "type", "veth", "peer", "name", &pod_if])?;
         run(ip, &["netns", "add", &name])?;
         run(ip, &["link", "set", &pod_if, "netns", &name])?;
         run(ip, &["addr", "add", &format!("{host_ip}/30"), "dev", &host_if])?;
