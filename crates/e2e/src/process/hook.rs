@@ -135,15 +135,6 @@ pub fn image_bin(dir: &Path, model: &ImageModel) -> Result<PathBuf, String> {
     Ok(bin)
 }
 
-/// The (uid, gid) the container runs as: its securityContext, then the pod's, then the image's.
-pub fn run_as(c: &Container, pod: &PodSpec, model: &ImageModel) -> (u32, u32) {
-    let sc = c.security_context.as_ref();
-    let psc = pod.security_context.as_ref();
-    let uid = sc.and_then(|s| s.run_as_user).or_else(|| psc.and_then(|s| s.run_as_user)).map_or(model.user.0, |u| u as u32);
-    let gid = sc.and_then(|s| s.run_as_group).or_else(|| psc.and_then(|s| s.run_as_group)).map_or(model.user.1, |g| g as u32);
-    (uid, gid)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,14 +178,6 @@ mod tests {
         let m = image_model("curlimages/curl").unwrap();
         let c = container(json!({"name": "t", "command": ["python3", "-c", "1"]}));
         assert!(argv(&c, &m).unwrap_err().contains("`python3`"));
-    }
-
-    #[test]
-    fn security_context_user_wins_over_the_image_user() {
-        let m = image_model("curlimages/curl").unwrap();
-        let c = container(json!({"name": "t", "securityContext": {"runAsUser": 1001}}));
-        let pod: PodSpec = serde_json::from_value(json!({"containers": [], "securityContext": {"runAsGroup": 2002}})).unwrap();
-        assert_eq!(run_as(&c, &pod, &m), (1001, 2002));
     }
 
     #[test]

@@ -599,7 +599,12 @@ async fn run_test_hooks(release: &Release, host_port: u16, container_port: u16, 
             Ok(a) => a,
             Err(reason) => return Ok(HookRun::Failed { reason: format!("{}: {reason}", h.object), log }),
         };
-        let (uid, gid) = hook::run_as(c, &h.spec, &model);
+        // The same rules as the server's: container securityContext over the pod's over the image's.
+        let user = match security::run_as(c, &h.spec, model.user) {
+            Ok(u) => u,
+            Err(reason) => return Ok(HookRun::Failed { reason: format!("{}: {reason}", h.object), log }),
+        };
+        let groups = if user.groups.is_empty() { "--clear-groups".to_string() } else { format!("--groups={}", user.groups.iter().map(u32::to_string).collect::<Vec<_>>().join(",")) };
         let mut ok = false;
         let mut last = String::new();
         for attempt in 1..=h.attempts {
@@ -614,8 +619,9 @@ async fn run_test_hooks(release: &Release, host_port: u16, container_port: u16, 
             };
             let home = tempfile::Builder::new().prefix("chromadb-e2e-hook-").tempdir_in(temp_base).map_err(io("creating the hook container's directory"))?;
             let bin = hook::image_bin(home.path(), &model).map_err(|detail| BackendError::Failed { what: "the hook image stand-in".into(), detail })?;
-            prepare_home(home.path(), uid, gid)?;
-            let mut cmd = net.exec("/usr/bin/setpriv", &[format!("--reuid={uid}"), format!("--regid={gid}"), "--clear-groups".into(), "--".into()].into_iter().chain(argv.iter().cloned()).collect::<Vec<_>>());
+            prepare_home(home.path(), user.uid, user.gid)?;
+            let setpriv = [format!("--reuid={}", user.uid), format!("--regid={}", user.gid), groups.clone(), "--".into()];
+            let mut cmd = net.exec("/usr/bin/setpriv", &setpriv.into_iter().chain(argv.iter().cloned()).collect::<Vec<_>>());
             cmd.env_clear()
                 .env("PATH", &bin)
                 .env("HOME", home.path())

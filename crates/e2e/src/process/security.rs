@@ -151,6 +151,12 @@ mod tests {
     }
 
     #[test]
+    fn an_image_with_its_own_user_runs_as_that_user() {
+        let r = run_as(&container(json!({})), &pod(json!({"runAsNonRoot": true})), (100, 101)).unwrap();
+        assert_eq!((r.uid, r.gid), (100, 101));
+    }
+
+    #[test]
     fn run_as_non_root_with_a_root_user_is_refused() {
         let err = run_as(&container(json!({"runAsNonRoot": true})), &pod(json!({})), (0, 0)).unwrap_err();
         assert!(err.contains("runAsNonRoot"), "{err}");
