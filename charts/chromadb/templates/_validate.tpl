@@ -181,4 +181,5 @@ ignores the key, so one values file cannot render for one version and fail for a
 {{- if and (has "*" $origins) (include "chromadb.atLeast" (dict "ctx" . "floor" "1.0.0")) (not (include "chromadb.atLeast" (dict "ctx" . "floor" "1.0.11"))) -}}
 {{- fail (printf "chromadb.corsAllowOrigins: a \"*\" wildcard makes Chroma %s panic at start (fixed in 1.0.11); list the origins explicitly or use 1.0.11 or later" (include "chromadb.apiVersion" .)) -}}
 {{- end -}}
+{{- $_ := include "chromadb.validateBackup" . -}}
 {{- end -}}
