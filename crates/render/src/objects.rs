@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 
 use crate::yaml11::{self, Reading, Yaml11Error};
@@ -41,6 +41,8 @@ pub enum Object {
     ServiceAccount(ServiceAccount),
     Ingress(Ingress),
     Job(Job),
+    CronJob(CronJob),
+    PersistentVolumeClaim(PersistentVolumeClaim),
     Pod(Pod),
     Other(serde_json::Value),
 }
@@ -98,6 +100,8 @@ kind_accessors! {
     configmaps => ConfigMap(ConfigMap);
     secrets => Secret(Secret);
     jobs => Job(Job);
+    cronjobs => CronJob(CronJob);
+    claims => PersistentVolumeClaim(PersistentVolumeClaim);
     ingresses => Ingress(Ingress);
     service_accounts => ServiceAccount(ServiceAccount);
     pods => Pod(Pod);
@@ -134,6 +138,8 @@ impl Rendered {
             "ServiceAccount" => Object::ServiceAccount(typed(&doc, readings)?),
             "Ingress" => Object::Ingress(typed(&doc, readings)?),
             "Job" => Object::Job(typed(&doc, readings)?),
+            "CronJob" => Object::CronJob(typed(&doc, readings)?),
+            "PersistentVolumeClaim" => Object::PersistentVolumeClaim(typed(&doc, readings)?),
             "Pod" => Object::Pod(typed(&doc, readings)?),
             _ => Object::Other(doc.clone()),
         };

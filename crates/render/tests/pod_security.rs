@@ -24,6 +24,10 @@ fn pods(r: &Rendered) -> Vec<(String, PodSpec)> {
         let spec = j.spec.as_ref().and_then(|s| s.template.spec.clone()).expect("Job pod spec");
         out.push((format!("Job/{}", j.metadata.name.clone().unwrap_or_default()), spec));
     }
+    for c in r.cronjobs() {
+        let spec = c.spec.as_ref().and_then(|s| s.job_template.spec.as_ref()).and_then(|j| j.template.spec.clone()).expect("CronJob pod spec");
+        out.push((format!("CronJob/{}", c.metadata.name.clone().unwrap_or_default()), spec));
+    }
     out
 }
 
@@ -63,7 +67,7 @@ each_version! {
     /// every pod meets the restricted profile, and no pod mounts a hostPath.
     fn every_pod_meets_the_restricted_profile_by_default(version) {
         let mut checked = 0;
-        for case in suite().accepted(version, &["defaults", "basic-auth"]) {
+        for case in suite().accepted(version, &["defaults", "basic-auth", "backup-pvc", "restore-s3"]) {
             let (_, r) = case.accepted().expect("accepted");
             for (name, pod) in pods(r) {
                 assert!(pod.volumes.iter().flatten().all(|v| v.host_path.is_none()), "{case}: {name} mounts a hostPath");

@@ -13,6 +13,8 @@ use support::*;
 #[case::defaults_on_1_5_0("1.5.0", "defaults")]
 #[case::rust_config_on_1_5_0("1.5.0", "rust-config")]
 #[case::labels_images_on_0_6_3("0.6.3", "labels-images")]
+#[case::backup_pvc_on_0_6_3("0.6.3", "backup-pvc")]
+#[case::restore_s3_on_1_5_0("1.5.0", "restore-s3")]
 fn whole_render(#[case] version: &str, #[case] scenario: &str) {
     let case = suite().case(version, scenario);
     let (_, r) = case.accepted().expect("canonical scenarios render");

@@ -57,7 +57,7 @@ each_version! {
 /// pull secrets.
 fn external(values: &Value) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for key in ["chromadb.auth.existingSecret", "chromadb.logConfigMap"] {
+    for key in ["chromadb.auth.existingSecret", "chromadb.logConfigMap", "backup.storage.s3.existingSecret"] {
         if let Ok(s) = parse_str(values, key, "")
             && !s.is_empty()
         {
@@ -77,7 +77,8 @@ each_version! {
                 .chain(r.configmaps().filter_map(|c| c.metadata.name.clone())).collect();
             let ext = external(&values);
             let mut refs = Vec::new();
-            let pods = r.pod_spec().into_iter().chain(r.jobs().filter_map(|j| j.spec.as_ref()?.template.spec.as_ref()));
+            let pods = r.pod_spec().into_iter().chain(r.jobs().filter_map(|j| j.spec.as_ref()?.template.spec.as_ref()))
+                .chain(r.cronjobs().filter_map(|c| c.spec.as_ref()?.job_template.spec.as_ref()?.template.spec.as_ref()));
             for pod in pods {
                 for c in pod.init_containers.iter().flatten().chain(pod.containers.iter()) {
                     for e in c.env.iter().flatten() {

@@ -5,6 +5,7 @@
 //! bug cannot confirm itself. Defaults here are the spec's documented defaults, written out
 //! independently of `values.yaml`.
 
+mod backup;
 mod images;
 mod keys;
 mod knobs;
@@ -16,6 +17,10 @@ use serde_yaml::Value;
 
 use crate::version::{API_V2_FLOOR, ChromaVersion};
 
+pub use backup::{
+    BACKUP_MOUNT, BackupAuth, BackupStorage, DEFAULT_BACKUP_REPOSITORY, ExpectedBackup, ExpectedRestore, cronjob_name, own_claim,
+    restore_job_name,
+};
 pub use images::{
     DEFAULT_INIT_REPOSITORY, DEFAULT_INIT_TAG, DEFAULT_PULL_POLICY, DEFAULT_REPOSITORY, ExpectedImage, chroma_image,
     init_image, pull_secrets,
@@ -132,6 +137,10 @@ pub struct Expected {
     pub api: ApiPrefix,
     /// `>= 1.0.0`: the whole server config document the values describe.
     pub server_config: Option<Value>,
+    /// `backup.enabled`: the CronJob's schedule, retention, storage and credentials.
+    pub backup: Option<ExpectedBackup>,
+    /// `restore.enabled`: what the post-install restore Job reads.
+    pub restore: Option<ExpectedRestore>,
 }
 
 /// Values the spec says must be refused, with the key at fault.
@@ -211,6 +220,8 @@ impl Expected {
             }
         };
 
+        let (backup, restore) = backup::expected(values, &auth)?;
+
         let api = if *version >= API_V2_FLOOR { ApiPrefix::V2 } else { ApiPrefix::V1 };
 
         Ok(Expected {
@@ -227,6 +238,8 @@ impl Expected {
             auth,
             api,
             server_config,
+            backup,
+            restore,
         })
     }
 
