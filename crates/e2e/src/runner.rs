@@ -237,6 +237,19 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
         Ok(r) => r,
         Err(e) => return (failed_unit(v, d, Some(expected), format!("helm template failed: {e}"), t), None),
     };
+    // The restore Job a fresh release of these values would run, for `backup-restore`.
+    let restore = match checks::backup::restore_request(&request, &d.values, &expected) {
+        Some(req) => {
+            let helm = helm.clone();
+            match tokio::task::spawn_blocking(move || req.render(&helm)).await {
+                Ok(Ok(r)) => Some(r),
+                Ok(Err(e)) => return (failed_unit(v, d, Some(expected), format!("helm template with restore.enabled=true failed: {e}"), t), None),
+                Err(e) => return (failed_unit(v, d, Some(expected), format!("render task failed: {e}"), t), None),
+            }
+        }
+        None => None,
+    };
+    let workloads = checks::Workloads::from_renders(&rendered, restore.as_ref());
     let release = Release { id: release_id(v, d), version: v.clone(), request, rendered, external_secrets: d.secrets() };
     let mut deployed = match backend.deploy(&release).await {
         Ok(dep) => dep,
@@ -254,7 +267,7 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
     let mut results = Vec::new();
     for check in selected(d, &opts.checks) {
         let ct = Instant::now();
-        let outcome = checks::run(check, backend, &mut deployed, &expected).await;
+        let outcome = checks::run(check, backend, &mut deployed, &expected, &workloads).await;
         results.push(CheckResult { check, outcome, seconds: secs(ct.elapsed()) });
     }
     let mut r = DeploymentResult {

@@ -5,8 +5,12 @@
 //! process backend can launch exactly them), and any Secrets the user is expected to have
 //! created beforehand (`chromadb.auth.existingSecret`). Checks only ever see a [`Deployed`].
 
+pub mod jobs;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 
 use render::{ChromaVersion, RenderRequest, Rendered};
 
@@ -38,7 +42,7 @@ pub struct Deployed {
     pub secrets: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-/// How the chart's test hook ended on a backend.
+/// How the chart's test hook, or another of the release's Jobs, ended on a backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HookRun {
     /// Every hook pod succeeded; their container logs.
@@ -139,6 +143,18 @@ pub trait Backend {
     /// Every backend answers: a backend that cannot run the hook faithfully here returns
     /// [`HookRun::Unsupported`] with the reason, which the `chart-test` check reports as SKIP.
     async fn chart_test(&self, deployed: &Deployed) -> Result<HookRun, BackendError>;
+    /// Runs `job` (rendered for this deployment's release) to completion in the release's
+    /// namespace, the way the Job controller runs its pods: the container's command, args and
+    /// env unchanged, its volumes (a claim is the release's claim of that name, kept between
+    /// Jobs), its retry budget and deadline. A backend without a faithful stand-in for the
+    /// Job's image answers [`HookRun::Unsupported`].
+    async fn run_job(&self, deployed: &Deployed, job: &Job) -> Result<HookRun, BackendError>;
+    /// `kubectl create job --from=cronjob/<name>`: the CronJob's job, run once now.
+    async fn run_cronjob_once(&self, deployed: &Deployed, cronjob: &CronJob) -> Result<HookRun, BackendError> {
+        let name = jobs::manual_job_name(cronjob.metadata.name.as_deref().unwrap_or("cronjob"));
+        let job = jobs::job_from_cronjob(cronjob, &name).map_err(|reason| BackendError::Invalid { reason })?;
+        self.run_job(deployed, &job).await
+    }
     /// `Ok(())` when the chart's `lookup` calls see the live cluster (so a generated Secret
     /// kept across an upgrade is the chart's own doing); `Err(why not)` when this backend
     /// renders without an API server and can only emulate it.

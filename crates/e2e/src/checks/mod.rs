@@ -4,6 +4,7 @@
 //! [`Outcome`]. What a deployment must do always comes from `Expected` (values + version);
 //! what Chroma answers when it refuses something comes from the [`era`] table.
 
+pub mod backup;
 pub mod client;
 pub mod era;
 mod probes;
@@ -13,7 +14,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use base64::Engine;
-use render::{Auth, Expected};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use render::{Auth, Expected, Rendered};
 use serde::Serialize;
 
 use crate::backend::{Backend, Deployed, HookRun};
@@ -32,12 +34,21 @@ pub enum CheckName {
     Payload,
     Persistence,
     ChartTest,
+    BackupRestore,
     Reset,
 }
 
 impl CheckName {
-    pub const ALL: [CheckName; 7] =
-        [CheckName::ApiSurface, CheckName::Auth, CheckName::Cors, CheckName::Payload, CheckName::Persistence, CheckName::ChartTest, CheckName::Reset];
+    pub const ALL: [CheckName; 8] = [
+        CheckName::ApiSurface,
+        CheckName::Auth,
+        CheckName::Cors,
+        CheckName::Payload,
+        CheckName::Persistence,
+        CheckName::ChartTest,
+        CheckName::BackupRestore,
+        CheckName::Reset,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,6 +58,7 @@ impl CheckName {
             CheckName::Payload => "payload",
             CheckName::Persistence => "persistence",
             CheckName::ChartTest => "chart-test",
+            CheckName::BackupRestore => "backup-restore",
             CheckName::Reset => "reset",
         }
     }
@@ -56,6 +68,9 @@ impl CheckName {
         match self {
             CheckName::Payload if e.max_payload_bytes.is_none() => {
                 Err(format!("Chroma {} (< 1.0.0) has no payload limit; maxPayloadSizeBytes is ignored there", e.version))
+            }
+            CheckName::BackupRestore if e.backup.is_none() => {
+                Err("backup.enabled is off in this deployment's values: there is no backup CronJob to run".into())
             }
             _ => Ok(()),
         }
@@ -148,13 +163,32 @@ pub fn basic(user: &str, pass: &str, label: String) -> Credential {
     Credential::new("Authorization", format!("Basic {enc}"), label)
 }
 
+/// The release's Jobs besides its server, as the chart rendered them: the backup CronJob,
+/// and the restore hook Job a fresh release of the same values would run
+/// ([`backup::restore_request`]).
+#[derive(Debug, Clone, Default)]
+pub struct Workloads {
+    pub backup: Option<CronJob>,
+    pub restore: Option<Job>,
+}
+
+impl Workloads {
+    /// The backup CronJob of `rendered` and the post-install restore Job of `restore`.
+    pub fn from_renders(rendered: &Rendered, restore: Option<&Rendered>) -> Workloads {
+        Workloads { backup: rendered.cronjobs().next().cloned(), restore: restore.and_then(backup::restore_job).cloned() }
+    }
+}
+
 /// Runs one check (already known to apply) and turns its result into an outcome.
-pub async fn run<B: Backend>(check: CheckName, backend: &B, deployed: &mut Deployed, expected: &Expected) -> Outcome {
+pub async fn run<B: Backend>(check: CheckName, backend: &B, deployed: &mut Deployed, expected: &Expected, workloads: &Workloads) -> Outcome {
     if let Err(reason) = check.applies(expected) {
         return Outcome::Skipped { reason };
     }
     if check == CheckName::ChartTest {
         return chart_test(backend, deployed).await;
+    }
+    if check == CheckName::BackupRestore {
+        return backup::backup_restore(backend, deployed, expected, workloads).await;
     }
     let cred = match credential(expected, &deployed.secrets) {
         Ok(c) => c,
@@ -169,7 +203,7 @@ pub async fn run<B: Backend>(check: CheckName, backend: &B, deployed: &mut Deplo
         CheckName::Payload => probes::payload(&mut ctx).await,
         CheckName::Persistence => probes::persistence(&mut ctx).await,
         CheckName::Reset => probes::reset(&mut ctx).await,
-        CheckName::ChartTest => unreachable!("handled above: the hook talks to the server, not this client"),
+        CheckName::ChartTest | CheckName::BackupRestore => unreachable!("handled above: their Jobs talk to the server, not this client"),
     };
     match result {
         Ok(detail) => Outcome::Pass { detail },
@@ -197,7 +231,7 @@ async fn chart_test<B: Backend>(backend: &B, deployed: &Deployed) -> Outcome {
     }
 }
 
-fn tail(text: &str, n: usize) -> String {
+pub(crate) fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

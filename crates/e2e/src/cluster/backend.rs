@@ -589,6 +589,33 @@ impl Backend for ClusterBackend {
         Ok(())
     }
 
+    async fn run_job(&self, deployed: &Deployed, job: &Job) -> Result<HookRun, BackendError> {
+        let namespace = {
+            let slots = self.lock_slots();
+            slots.get(&deployed.id).ok_or_else(|| not_deployed(&deployed.id))?.namespace.clone()
+        };
+        let name = job.metadata.name.clone().ok_or_else(|| BackendError::Invalid { reason: "the Job to run has no name".into() })?;
+        let mut job = job.clone();
+        job.metadata.namespace = Some(namespace.clone());
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &namespace);
+        jobs.create(&PostParams::default(), &job).await.map_err(|e| BackendError::Kube { what: format!("creating Job {name} in {namespace}"), source: e })?;
+        // Complete or Failed: the Job controller has decided, honouring backoffLimit and the deadline.
+        let done = |j: Option<&Job>| {
+            j.and_then(|j| j.status.as_ref()).and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
+                cs.iter().any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+            })
+        };
+        let (_, deadline) = crate::backend::jobs::budget(&job, self.timeout.max(Duration::from_secs(60)));
+        let waited = tokio::time::timeout(deadline + Duration::from_secs(30), await_condition(jobs.clone(), &name, done)).await;
+        let (reasons, log) = self.hook_results(&namespace, &[TestHook::Job(name.clone())]).await;
+        match waited {
+            Ok(Ok(_)) if reasons.is_empty() => Ok(HookRun::Succeeded { log }),
+            Ok(Ok(_)) => Ok(HookRun::Failed { reason: reasons.join("; "), log }),
+            Ok(Err(e)) => Err(BackendError::Failed { what: format!("watching Job {name} in {namespace}"), detail: e.to_string() }),
+            Err(_) => Ok(HookRun::Failed { reason: format!("Job {name} did not finish within {deadline:?}: {}", reasons.join("; ")), log }),
+        }
+    }
+
     async fn chart_test(&self, deployed: &Deployed) -> Result<HookRun, BackendError> {
         let (namespace, release, test_hooks) = {
             let slots = self.lock_slots();

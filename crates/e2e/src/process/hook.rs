@@ -1,5 +1,5 @@
-//! The chart's `helm test` hooks on the process backend, run the way the kubelet runs a hook
-//! Job's pod: the container's rendered command, args and env unchanged, its image's
+//! The chart's `helm test` hooks and its other Jobs (the backup CronJob's job, the restore
+//! hook) on the process backend, run the way the kubelet runs a Job's pod: the container's rendered command, args and env unchanged, its image's
 //! entrypoint semantics, the Job's retry budget and deadline — in a pod network of its own
 //! ([`super::podnet`]) so the Service names it calls resolve and route as in a cluster.
 //!
@@ -13,7 +13,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use render::Rendered;
 
-/// One test hook as the chart rendered it.
+/// One Job's (or bare Pod's) pod as the chart rendered it: a test hook or any other Job.
 #[derive(Debug, Clone)]
 pub struct TestHook {
     /// `Job/<name>` or `Pod/<name>`.
@@ -27,6 +27,15 @@ pub struct TestHook {
 
 fn is_test_hook(annotations: Option<&std::collections::BTreeMap<String, String>>) -> bool {
     annotations.and_then(|a| a.get("helm.sh/hook")).is_some_and(|h| h.split(',').any(|k| k.trim() == "test" || k.trim() == "test-success"))
+}
+
+/// A Job's pod with the Job's retry budget and deadline (capped at `cap`).
+pub fn job_pod(job: &k8s_openapi::api::batch::v1::Job, cap: Duration) -> Result<TestHook, String> {
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let spec = job.spec.as_ref().ok_or_else(|| format!("Job {name} has no spec"))?;
+    let pod = spec.template.spec.clone().ok_or_else(|| format!("Job {name} has no pod template spec"))?;
+    let (attempts, deadline) = crate::backend::jobs::budget(job, cap);
+    Ok(TestHook { object: format!("Job/{name}"), name, spec: pod, attempts, deadline })
 }
 
 /// Every `helm test` hook of the render, in helm's order.
@@ -60,12 +69,44 @@ pub struct ImageModel {
     pub home: &'static str,
     /// Host programs standing in for the image's own, by the name the image has them under.
     pub programs: Vec<&'static str>,
+    /// An image that is one binary (its ENTRYPOINT): the host build standing in for it. Its
+    /// pod runs in a root of its own (see [`image_root_argv`]).
+    pub tool: Option<PathBuf>,
+}
+
+/// Where the backup image has its binary (its ENTRYPOINT).
+pub const BACKUP_TOOL_PATH: &str = "/chromadb-backup";
+/// The backup image's non-root user (distroless `nonroot`).
+pub const BACKUP_TOOL_USER: (u32, u32) = (65532, 65532);
+
+/// The host build of `chromadb-backup` that stands in for its image: `$CHROMADB_BACKUP_BIN`,
+/// else the newest of the workspace's `target/{debug,release}/chromadb-backup`.
+pub fn backup_tool_binary() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("CHROMADB_BACKUP_BIN").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return if p.is_file() { Ok(p) } else { Err(format!("CHROMADB_BACKUP_BIN={} is not a file", p.display())) };
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    ["debug", "release"]
+        .iter()
+        .map(|p| target.join(p).join("chromadb-backup"))
+        .filter(|p| p.is_file())
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .ok_or_else(|| {
+            format!(
+                "no build of chromadb-backup stands in for its image (build it with `cargo build -p backup --bin chromadb-backup`, or set CHROMADB_BACKUP_BIN); looked in {}/{{debug,release}}",
+                target.display()
+            )
+        })
 }
 
 /// What an Alpine-based image's busybox provides that a shell script commonly calls.
 const BUSYBOX_BASICS: &[&str] = &["sh", "cat", "echo", "printf", "test", "[", "sleep", "grep", "sed", "head", "tail", "tr", "cut", "wc", "env", "true", "false", "date", "id"];
 
-/// The image → model table. `curlimages/curl` is the chart's default test image: Alpine with
+/// The image → model table. `…/chromadb-backup` (any registry and owner) is the backup
+/// tool's image: one static binary as ENTRYPOINT, user 65532. `curlimages/curl` is the chart's default test image: Alpine with
 /// curl, ENTRYPOINT `/entrypoint.sh` (which runs `curl "$@"` unless its first argument is a
 /// program), CMD `curl`, user `curl_user` (100:101).
 pub fn image_model(image: &str) -> Result<ImageModel, String> {
@@ -77,6 +118,17 @@ pub fn image_model(image: &str) -> Result<ImageModel, String> {
     let path = repo.trim_start_matches("docker.io/").trim_start_matches("index.docker.io/");
     // A registry prefix (a mirror) keeps the image what it is.
     let known = |name: &str| path == name || path.ends_with(&format!("/{name}"));
+    if path == "chromadb-backup" || path.ends_with("/chromadb-backup") {
+        let bin = backup_tool_binary().map_err(|e| format!("image `{image}`: {e}"))?;
+        return Ok(ImageModel {
+            entrypoint: vec![BACKUP_TOOL_PATH.into()],
+            cmd: Vec::new(),
+            user: BACKUP_TOOL_USER,
+            home: "/",
+            programs: Vec::new(),
+            tool: Some(bin),
+        });
+    }
     if known("curlimages/curl") {
         let mut programs: Vec<&'static str> = BUSYBOX_BASICS.to_vec();
         programs.push("curl");
@@ -86,9 +138,10 @@ pub fn image_model(image: &str) -> Result<ImageModel, String> {
             user: (100, 101),
             home: "/home/curl_user",
             programs,
+            tool: None,
         });
     }
-    Err(format!("the process backend has no stand-in for image `{image}` (it models: curlimages/curl)"))
+    Err(format!("the process backend has no stand-in for image `{image}` (it models: curlimages/curl, chromadb-backup)"))
 }
 
 /// The argv a container runs: `command` replaces the ENTRYPOINT, `args` the CMD (the
@@ -110,6 +163,7 @@ pub fn argv(c: &Container, model: &ImageModel) -> Result<Vec<String>, String> {
     }
     match argv.first() {
         None => Err(format!("container `{}` has no command and its image no entrypoint", c.name)),
+        Some(p) if model.tool.is_some() && model.entrypoint.first() == Some(p) => Ok(argv),
         Some(p) if !model.programs.contains(&p.trim_start_matches("/bin/").trim_start_matches("/usr/bin/")) => {
             Err(format!("container `{}` runs `{p}`, which its image does not provide (it has: {})", c.name, model.programs.join(", ")))
         }
@@ -135,6 +189,58 @@ pub fn image_bin(dir: &Path, model: &ImageModel) -> Result<PathBuf, String> {
     Ok(bin)
 }
 
+/// A volume as a Job's container sees it: the host directory and the container path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub host: PathBuf,
+    pub at: String,
+    pub read_only: bool,
+}
+
+/// Host directories that stand in for an image's system files (libc, `/etc` for name
+/// resolution through the pod's hosts file); on a merged-/usr host the top-level ones are
+/// symlinks into /usr and stay symlinks.
+const SYSTEM_DIRS: &[&str] = &["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32"];
+
+/// The bubblewrap argv that runs `argv` in a root of the pod's own: an empty root holding the
+/// host's system directories read-only, the pod's volumes at their mount paths, the image's
+/// binary (`tool`) at its path, the container's home; read-only as a whole when the container
+/// asks for `readOnlyRootFilesystem` (volumes stay writable); then setpriv drops to the pod's
+/// user — what a runtime does for an image that is one binary. Run inside the pod's network
+/// namespace, so `/etc/hosts` is the pod's.
+pub fn image_root_argv(mounts: &[Mount], tool: Option<(&Path, &str)>, home: &Path, user: &super::security::RunAs, argv: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = ["--tmpfs", "/"].map(String::from).to_vec();
+    for dir in SYSTEM_DIRS {
+        let p = Path::new(dir);
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                if let Ok(target) = std::fs::read_link(p) {
+                    out.extend(["--symlink".into(), target.display().to_string(), dir.to_string()]);
+                }
+            }
+            Ok(_) => out.extend(["--ro-bind".into(), dir.to_string(), dir.to_string()]),
+            Err(_) => {}
+        }
+    }
+    out.extend(["--dev", "/dev", "--proc", "/proc", "--die-with-parent"].map(String::from));
+    for m in mounts {
+        out.extend([if m.read_only { "--ro-bind" } else { "--bind" }.to_string(), m.host.display().to_string(), m.at.clone()]);
+    }
+    out.extend(["--bind".into(), home.display().to_string(), home.display().to_string()]);
+    if let Some((host, at)) = tool {
+        out.extend(["--ro-bind".into(), host.display().to_string(), at.to_string()]);
+    }
+    if user.read_only_root {
+        out.extend(["--remount-ro".into(), "/".into()]);
+        // The remount is not recursive: the volumes and home bound above stay writable.
+    }
+    out.extend(["--chdir".into(), home.display().to_string(), "--".into()]);
+    let groups = if user.groups.is_empty() { "--clear-groups".to_string() } else { format!("--groups={}", user.groups.iter().map(u32::to_string).collect::<Vec<_>>().join(",")) };
+    out.extend(["/usr/bin/setpriv".into(), format!("--reuid={}", user.uid), format!("--regid={}", user.gid), groups, "--".into()]);
+    out.extend(argv.iter().cloned());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +257,32 @@ mod tests {
     #[case::mirror_with_digest("registry.local:5000/curlimages/curl@sha256:0123")]
     fn the_curl_image_is_modelled_wherever_it_is_pulled_from(#[case] image: &str) {
         assert_eq!(image_model(image).unwrap().user, (100, 101));
+    }
+
+    #[test]
+    fn the_backup_tool_image_runs_its_binary_with_the_rendered_args() {
+        let bin = tempfile::NamedTempFile::new().unwrap();
+        // SAFETY: tests in this module do not read CHROMADB_BACKUP_BIN concurrently except this one.
+        unsafe { std::env::set_var("CHROMADB_BACKUP_BIN", bin.path()) };
+        let m = image_model("ghcr.io/amikos-tech/chromadb-backup:1.1.0").unwrap();
+        unsafe { std::env::remove_var("CHROMADB_BACKUP_BIN") };
+        assert_eq!((m.user, m.tool.as_deref()), (BACKUP_TOOL_USER, Some(bin.path())));
+        let c = container(json!({"name": "backup", "args": ["dump", "--to", "/backups/", "--keep", "2"]}));
+        assert_eq!(argv(&c, &m).unwrap(), [BACKUP_TOOL_PATH, "dump", "--to", "/backups/", "--keep", "2"]);
+        // A command that is not the image's binary is something the image does not have.
+        let c = container(json!({"name": "backup", "command": ["sh", "-c", "x"]}));
+        assert!(argv(&c, &m).unwrap_err().contains("`sh`"));
+    }
+
+    #[test]
+    fn the_image_root_mounts_volumes_and_the_tool_then_drops_to_the_pods_user() {
+        let user = crate::process::security::RunAs { uid: 65532, gid: 65532, groups: vec![65532], fs_group: Some(65532), read_only_root: true };
+        let mounts = [Mount { host: "/v/claim".into(), at: "/backups".into(), read_only: false }, Mount { host: "/v/tmp".into(), at: "/tmp".into(), read_only: false }];
+        let a = image_root_argv(&mounts, Some((Path::new("/t/chromadb-backup"), BACKUP_TOOL_PATH)), Path::new("/h"), &user, &[BACKUP_TOOL_PATH.into(), "dump".into()]);
+        let s = a.join(" ");
+        assert!(s.starts_with("--tmpfs / "), "{s}");
+        assert!(s.contains("--bind /v/claim /backups --bind /v/tmp /tmp --bind /h /h --ro-bind /t/chromadb-backup /chromadb-backup --remount-ro / --chdir /h -- /usr/bin/setpriv --reuid=65532 --regid=65532 --groups=65532 -- /chromadb-backup dump"), "{s}");
+        assert!(s.contains("/etc /etc"), "name resolution needs the pod's /etc: {s}");
     }
 
     #[test]

@@ -530,7 +530,24 @@ impl Backend for ProcessBackend {
             (r.release.clone(), r.ports)
         };
         let (host_port, container_port) = ports.ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "has no running server".into() })?;
-        run_test_hooks(&release, host_port, container_port, &self.opts.temp_base).await
+        let claims = self.root_of(&deployed.id).map(|r| Layout { root: r }.pvc()).unwrap_or_default();
+        run_test_hooks(&release, host_port, container_port, claims, &self.opts.temp_base).await
+    }
+
+    async fn run_job(&self, deployed: &Deployed, job: &k8s_openapi::api::batch::v1::Job) -> Result<HookRun, BackendError> {
+        let (release, ports, claims) = {
+            let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            let r = running.get(&deployed.id).ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "is not running on this backend".into() })?;
+            (r.release.clone(), r.ports, r.layout.pvc())
+        };
+        let (host_port, container_port) = ports.ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "has no running server".into() })?;
+        if let Err(e) = podnet::available() {
+            return Ok(HookRun::Unsupported { reason: e.to_string() });
+        }
+        let h = hook::job_pod(job, Duration::from_secs(900)).map_err(invalid)?;
+        let env = PodEnv::new(&release, host_port, container_port, claims)?;
+        let mut log = String::new();
+        Ok(run_pod(&env, &h, &mut log, &self.opts.temp_base).await?.unwrap_or(HookRun::Succeeded { log }))
     }
 
     fn runs_lookup(&self) -> Result<(), String> {
@@ -571,8 +588,32 @@ fn service_views(release: &Release, host_port: u16, container_port: u16) -> Resu
     Ok(views)
 }
 
+/// What a Job's pod sees of the release: its Secrets and ConfigMaps, its Services (relayed to
+/// the running server) and the release's claims.
+struct PodEnv {
+    sources: Sources,
+    services: Vec<k8s_openapi::api::core::v1::Service>,
+    views: Vec<podnet::ServiceView>,
+    namespace: String,
+    /// Where the release's claims live: a claim of the same name is the same directory for
+    /// the server and every Job, so a backup written by one Job is there for the next.
+    claims: PathBuf,
+}
+
+impl PodEnv {
+    fn new(release: &Release, host_port: u16, container_port: u16, claims: PathBuf) -> Result<PodEnv, BackendError> {
+        Ok(PodEnv {
+            sources: Sources::from_release(release).map_err(invalid)?,
+            services: release.rendered.services().cloned().collect(),
+            views: service_views(release, host_port, container_port).map_err(invalid)?,
+            namespace: release.request.namespace.clone(),
+            claims,
+        })
+    }
+}
+
 /// Runs every test hook of the release, as the kubelet would run the hook Jobs' pods.
-async fn run_test_hooks(release: &Release, host_port: u16, container_port: u16, temp_base: &Path) -> Result<HookRun, BackendError> {
+async fn run_test_hooks(release: &Release, host_port: u16, container_port: u16, claims: PathBuf, temp_base: &Path) -> Result<HookRun, BackendError> {
     let hooks = hook::test_hooks(&release.rendered).map_err(invalid)?;
     if hooks.is_empty() {
         return Ok(HookRun::Failed { reason: "the chart renders no `helm test` hook".into(), log: String::new() });
@@ -580,79 +621,142 @@ async fn run_test_hooks(release: &Release, host_port: u16, container_port: u16, 
     if let Err(e) = podnet::available() {
         return Ok(HookRun::Unsupported { reason: e.to_string() });
     }
-    let sources = Sources::from_release(release).map_err(invalid)?;
-    let services: Vec<_> = release.rendered.services().cloned().collect();
-    let views = service_views(release, host_port, container_port).map_err(invalid)?;
-    let namespace = release.request.namespace.clone();
+    let env = PodEnv::new(release, host_port, container_port, claims)?;
     let mut log = String::new();
     for h in &hooks {
-        if h.spec.containers.len() != 1 || h.spec.init_containers.as_ref().is_some_and(|i| !i.is_empty()) || h.spec.volumes.as_ref().is_some_and(|v| !v.is_empty()) {
-            return Ok(HookRun::Unsupported { reason: format!("{}: only single-container hook pods without init containers or volumes are modelled", h.object) });
-        }
-        let c = &h.spec.containers[0];
-        let image = c.image.clone().unwrap_or_default();
-        let model = match hook::image_model(&image) {
-            Ok(m) => m,
-            Err(reason) => return Ok(HookRun::Unsupported { reason: format!("{}: {reason}", h.object) }),
-        };
-        let argv = match hook::argv(c, &model) {
-            Ok(a) => a,
-            Err(reason) => return Ok(HookRun::Failed { reason: format!("{}: {reason}", h.object), log }),
-        };
-        // The same rules as the server's: container securityContext over the pod's over the image's.
-        let user = match security::run_as(c, &h.spec, model.user) {
-            Ok(u) => u,
-            Err(reason) => return Ok(HookRun::Failed { reason: format!("{}: {reason}", h.object), log }),
-        };
-        let groups = if user.groups.is_empty() { "--clear-groups".to_string() } else { format!("--groups={}", user.groups.iter().map(u32::to_string).collect::<Vec<_>>().join(",")) };
-        let mut ok = false;
-        let mut last = String::new();
-        for attempt in 1..=h.attempts {
-            let pod_name = format!("{}-{}", h.name, crate::random::dns_suffix(5));
-            log.push_str(&format!("--- {} pod {pod_name} (attempt {attempt} of {}) ---\n", h.object, h.attempts));
-            let net = podnet::PodNet::create(&pod_name, &namespace, &views).await.map_err(|e| BackendError::step(format!("the pod network of {pod_name}"), e))?;
-            let me = PodIdentity { name: pod_name.clone(), namespace: namespace.clone(), ip: net.pod_ip.to_string() };
-            let env = match pod::resolve_env(c, &h.spec, &sources, &services, &me) {
-                Ok(e) => e,
-                // The kubelet's CreateContainerConfigError: the pod never starts.
-                Err(reason) => return Ok(HookRun::Failed { reason: format!("{}: {reason}", h.object), log }),
-            };
-            let home = tempfile::Builder::new().prefix("chromadb-e2e-hook-").tempdir_in(temp_base).map_err(io("creating the hook container's directory"))?;
-            let bin = hook::image_bin(home.path(), &model).map_err(|detail| BackendError::Failed { what: "the hook image stand-in".into(), detail })?;
-            prepare_home(home.path(), user.uid, user.gid)?;
-            let setpriv = [format!("--reuid={}", user.uid), format!("--regid={}", user.gid), groups.clone(), "--".into()];
-            let mut cmd = net.exec("/usr/bin/setpriv", &setpriv.into_iter().chain(argv.iter().cloned()).collect::<Vec<_>>());
-            cmd.env_clear()
-                .env("PATH", &bin)
-                .env("HOME", home.path())
-                .env("HOSTNAME", &pod_name)
-                .envs(env.iter().map(|(k, v)| (k, v)))
-                .current_dir(home.path())
-                .stdin(std::process::Stdio::null())
-                .kill_on_drop(true);
-            let out = match tokio::time::timeout(h.deadline, cmd.output()).await {
-                Ok(Ok(out)) => out,
-                Ok(Err(e)) => return Err(BackendError::Io { context: format!("running {}", h.object), source: e }),
-                Err(_) => {
-                    last = format!("{} exceeded its deadline of {:?}", h.object, h.deadline);
-                    log.push_str(&format!("{last}\n"));
-                    break;
-                }
-            };
-            log.push_str(&String::from_utf8_lossy(&out.stdout));
-            log.push_str(&String::from_utf8_lossy(&out.stderr));
-            log.push_str(&format!("--- exit: {} ---\n", out.status));
-            if out.status.success() {
-                ok = true;
-                break;
-            }
-            last = format!("{} pod {pod_name} exited with {}", h.object, out.status);
-        }
-        if !ok {
-            return Ok(HookRun::Failed { reason: format!("{last} (after {} attempt(s))", h.attempts), log });
+        if let Some(end) = run_pod(&env, h, &mut log, temp_base).await? {
+            return Ok(end);
         }
     }
     Ok(HookRun::Succeeded { log })
+}
+
+/// Runs one Job's pod until it succeeds or its attempts or deadline run out. `None` when it
+/// succeeded (its output appended to `log`); otherwise how the Job ended.
+async fn run_pod(env: &PodEnv, h: &hook::TestHook, log: &mut String, temp_base: &Path) -> Result<Option<HookRun>, BackendError> {
+    if h.spec.containers.len() != 1 || h.spec.init_containers.as_ref().is_some_and(|i| !i.is_empty()) {
+        return Ok(Some(HookRun::Unsupported { reason: format!("{}: only single-container pods without init containers are modelled", h.object) }));
+    }
+    let c = &h.spec.containers[0];
+    let image = c.image.clone().unwrap_or_default();
+    let model = match hook::image_model(&image) {
+        Ok(m) => m,
+        Err(reason) => return Ok(Some(HookRun::Unsupported { reason: format!("{}: {reason}", h.object) })),
+    };
+    let failed = |reason: String, log: &mut String| Ok(Some(HookRun::Failed { reason: format!("{}: {reason}", h.object), log: std::mem::take(log) }));
+    let argv = match hook::argv(c, &model) {
+        Ok(a) => a,
+        Err(reason) => return failed(reason, log),
+    };
+    // The same rules as the server's: container securityContext over the pod's over the image's.
+    let user = match security::run_as(c, &h.spec, model.user) {
+        Ok(u) => u,
+        Err(reason) => return failed(reason, log),
+    };
+    // An image that is one binary, or a pod with volumes, gets a root of its own; the curl
+    // image's scripts run on the host's filesystem with only its programs on PATH.
+    let own_root = model.tool.is_some() || h.spec.volumes.as_ref().is_some_and(|v| !v.is_empty());
+    if own_root && !Path::new(security::BWRAP).is_file() {
+        return Ok(Some(HookRun::Unsupported { reason: format!("{}: its own root filesystem needs bubblewrap (apt-get install bubblewrap)", h.object) }));
+    }
+    let groups = if user.groups.is_empty() { "--clear-groups".to_string() } else { format!("--groups={}", user.groups.iter().map(u32::to_string).collect::<Vec<_>>().join(",")) };
+    let mut last = String::new();
+    for attempt in 1..=h.attempts {
+        let pod_name = format!("{}-{}", h.name, crate::random::dns_suffix(5));
+        log.push_str(&format!("--- {} pod {pod_name} (attempt {attempt} of {}) ---\n", h.object, h.attempts));
+        let net = podnet::PodNet::create(&pod_name, &env.namespace, &env.views).await.map_err(|e| BackendError::step(format!("the pod network of {pod_name}"), e))?;
+        let me = PodIdentity { name: pod_name.clone(), namespace: env.namespace.clone(), ip: net.pod_ip.to_string() };
+        let vars = match pod::resolve_env(c, &h.spec, &env.sources, &env.services, &me) {
+            Ok(e) => e,
+            // The kubelet's CreateContainerConfigError: the pod never starts.
+            Err(reason) => return failed(reason, log),
+        };
+        // One scratch dir per pod: its home and its emptyDirs, fresh on every attempt.
+        let scratch = tempfile::Builder::new().prefix("chromadb-e2e-pod-").tempdir_in(temp_base).map_err(io("creating the pod's directory"))?;
+        let home = scratch.path().join("home");
+        std::fs::create_dir_all(&home).map_err(io("creating the pod's home"))?;
+        let bin = hook::image_bin(&home, &model).map_err(|detail| BackendError::Failed { what: "the image stand-in".into(), detail })?;
+        prepare_home(&home, user.uid, user.gid)?;
+        let mounts = match pod_mounts(env, h, c, scratch.path(), &user) {
+            Ok(m) => m,
+            Err(reason) => return failed(reason, log),
+        };
+        let mut cmd = if own_root {
+            let tool = model.tool.as_deref().map(|t| (t, model.entrypoint.first().map(String::as_str).unwrap_or(hook::BACKUP_TOOL_PATH)));
+            net.exec(security::BWRAP, &hook::image_root_argv(&mounts, tool, &home, &user, &argv))
+        } else {
+            let setpriv = [format!("--reuid={}", user.uid), format!("--regid={}", user.gid), groups.clone(), "--".into()];
+            net.exec("/usr/bin/setpriv", &setpriv.into_iter().chain(argv.iter().cloned()).collect::<Vec<_>>())
+        };
+        cmd.env_clear()
+            .env("PATH", &bin)
+            .env("HOME", &home)
+            .env("HOSTNAME", &pod_name)
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .current_dir(&home)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let out = match tokio::time::timeout(h.deadline, cmd.output()).await {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => return Err(BackendError::Io { context: format!("running {}", h.object), source: e }),
+            Err(_) => {
+                last = format!("{} exceeded its deadline of {:?}", h.object, h.deadline);
+                log.push_str(&format!("{last}\n"));
+                break;
+            }
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        log.push_str(&String::from_utf8_lossy(&out.stdout));
+        log.push_str(&stderr);
+        log.push_str(&format!("--- exit: {} ---\n", out.status));
+        if out.status.success() {
+            return Ok(None);
+        }
+        // terminationMessagePolicy FallbackToLogsOnError: the log's last line is the pod's message.
+        let message = if c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError") {
+            stderr.lines().rev().find(|l| !l.trim().is_empty()).map(|l| format!(": {}", l.trim())).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        last = format!("{} pod {pod_name} exited with {}{message}", h.object, out.status);
+    }
+    Ok(Some(HookRun::Failed { reason: format!("{last} (after {} attempt(s))", h.attempts), log: std::mem::take(log) }))
+}
+
+/// The container's volume mounts on this host: a claim is the release's claim directory
+/// (kept between pods), an emptyDir is fresh in the pod's scratch dir, a Secret or ConfigMap
+/// is written out; `fsGroup` and emptyDir permissions applied as the kubelet would.
+fn pod_mounts(env: &PodEnv, h: &hook::TestHook, c: &Container, scratch: &Path, user: &security::RunAs) -> Result<Vec<hook::Mount>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let layout = Layout { root: scratch.to_path_buf() };
+    let mut dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for v in h.spec.volumes.iter().flatten() {
+        let dir = match &v.persistent_volume_claim {
+            Some(pvc) => {
+                let d = env.claims.join(&pvc.claim_name);
+                std::fs::create_dir_all(&d).map_err(|e| format!("creating claim {}: {e}", pvc.claim_name))?;
+                d
+            }
+            None => pod::materialise_volume(&layout, v, &env.sources)?,
+        };
+        if v.empty_dir.is_some() {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(|e| format!("chmod emptyDir {}: {e}", dir.display()))?;
+        }
+        if let Some(g) = user.fs_group {
+            security::apply_fs_group(&dir, g).map_err(|e| format!("applying fsGroup {g} to volume {}: {e}", v.name))?;
+        }
+        dirs.insert(v.name.clone(), dir);
+    }
+    let mut out = Vec::new();
+    for m in c.volume_mounts.iter().flatten() {
+        let dir = dirs.get(&m.name).ok_or_else(|| format!("container `{}` mounts `{}`, which the pod does not declare", c.name, m.name))?;
+        let host = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            Some(sub) => dir.join(sub),
+            None => dir.clone(),
+        };
+        out.push(hook::Mount { host, at: m.mount_path.clone(), read_only: m.read_only == Some(true) });
+    }
+    Ok(out)
 }
 
 /// The hook container's home and working directory belong to the user it runs as.
