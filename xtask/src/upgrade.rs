@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use e2e::Backend;
+use e2e::upgrade::plan::Via;
 use e2e::upgrade::{self, ChartCheckout, Fault, Transition, UpgradeMatrix, UpgradeOptions, Verdict, chart, plan};
 use render::{Expected, Helm, VersionMatrix};
 
@@ -45,6 +46,11 @@ pub struct Flags {
     /// Allow --from newer than --to (a rollback)
     #[arg(long)]
     pub allow_downgrade: bool,
+    /// How the data moves: `in-place` (helm upgrade on A's volume) or `backup` (A's backup
+    /// CronJob dumps to its claim, A is uninstalled, a fresh release of B restores from that
+    /// claim in its post-install hook); a downgrade needs no --allow-downgrade via backup
+    #[arg(long, value_name = "in-place|backup", default_value = "in-place", value_parser = parse_via)]
+    pub via: Via,
     /// Delete A's StatefulSet with --cascade=orphan before upgrading, keeping its pod and
     /// claims (the migration step from a chart whose StatefulSet differs in immutable fields)
     #[arg(long)]
@@ -71,6 +77,14 @@ enum Job {
     Matrix { matrix: UpgradeMatrix, chart: PathBuf },
 }
 
+fn parse_via(s: &str) -> Result<Via, String> {
+    match s {
+        "in-place" => Ok(Via::InPlace),
+        "backup" => Ok(Via::Backup),
+        other => Err(format!("`{other}` is not a way to move the data; use in-place or backup")),
+    }
+}
+
 fn chart_dir(flag: Option<&Path>, root: &Path) -> anyhow::Result<PathBuf> {
     let chart = flag.map(Path::to_path_buf).unwrap_or_else(|| root.join(chart::CHART_IN_REPO));
     if !chart.join("Chart.yaml").is_file() {
@@ -93,8 +107,13 @@ fn plan_job(flags: &Flags, root: &Path, known: &VersionMatrix) -> anyhow::Result
         (None, Some(_)) => from.clone(),
         (None, None) => bail!("--to X.Y.Z is required (it may only be left out with --from-chart, to upgrade the chart alone)"),
     };
-    plan::direction(&from, &to, flags.allow_downgrade, "--allow-downgrade")?;
-    if from == to && flags.from_chart.is_none() && flags.to_values.is_empty() {
+    let via_backup = flags.via == Via::Backup;
+    if via_backup && (flags.from_chart.is_some() || flags.orphan_statefulset) {
+        bail!("--via backup installs B as a fresh release of this chart; --from-chart and --orphan-statefulset belong to in-place upgrades");
+    }
+    // A fresh release restoring a backup is no rollback of A's data files.
+    plan::direction(&from, &to, flags.allow_downgrade || via_backup, "--allow-downgrade")?;
+    if from == to && flags.from_chart.is_none() && flags.to_values.is_empty() && !via_backup {
         bail!("--from {from} --to {to}: nothing changes; give another --to, a --from-chart or --to-values");
     }
     let values_a = plan::merged_values(&flags.values, "--values")?;
@@ -116,6 +135,7 @@ fn plan_job(flags: &Flags, root: &Path, known: &VersionMatrix) -> anyhow::Result
         expect: Verdict::Survived,
         signature: None,
         orphan_statefulset: flags.orphan_statefulset,
+        via: flags.via,
     };
     Ok(Job::One { transition: Box::new(transition), from_chart, to_chart })
 }

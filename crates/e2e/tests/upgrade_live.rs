@@ -36,6 +36,7 @@ async fn run(fault: Option<Fault>) -> UpgradeReport {
         expect: Verdict::Survived,
         signature: None,
         orphan_statefulset: false,
+        via: e2e::upgrade::plan::Via::InPlace,
     };
     let opts = UpgradeOptions { fault, progress: false, checks: false, ..UpgradeOptions::default() };
     let (report, kept) = upgrade::run_one(&backend, &helm, &t, &ChartCheckout::dir(&chart, "tree"), &ChartCheckout::dir(&chart, "tree"), &opts).await;

@@ -123,6 +123,11 @@ pub trait Backend {
     /// them) instead of updating it — the migration step for a chart whose StatefulSet differs
     /// in fields Kubernetes will not update.
     async fn orphan_statefulset(&self, deployed: &mut Deployed) -> Result<(), BackendError>;
+    /// `helm uninstall`, then `helm install` of `next` as a fresh release in the same
+    /// namespace: the StatefulSet's claims go with it (retention policy `Delete`), claims the
+    /// chart keeps (`helm.sh/resource-policy: keep`, e.g. the backup claim) stay, and
+    /// `next`'s post-install hooks run — a failing one fails the install with its reason.
+    async fn reinstall(&self, deployed: &mut Deployed, next: &Release) -> Result<(), BackendError>;
     /// In-place upgrade to `next` on the same data (`helm upgrade` semantics).
     async fn upgrade(&self, deployed: &mut Deployed, next: &Release) -> Result<(), BackendError>;
     /// The server's recent log lines, for failure reports.

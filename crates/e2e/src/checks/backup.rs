@@ -36,6 +36,11 @@ pub fn restore_job(rendered: &Rendered) -> Option<&Job> {
     })
 }
 
+/// Where the dump says it wrote the archive (the tool prints the final location on stdout).
+pub fn archive_line(log: &str) -> String {
+    log.lines().rev().find(|l| l.contains("chroma-backup-") && !l.starts_with("---")).map(|l| l.trim().to_string()).unwrap_or_else(|| "no archive location printed".into())
+}
+
 /// The dataset the check writes: small, so the smoke stays fast; two collections so a
 /// restore that drops all but one is caught.
 pub fn dataset() -> Dataset {
@@ -80,8 +85,7 @@ async fn run<B: Backend>(backend: &B, deployed: &Deployed, expected: &Expected, 
         HookRun::Failed { reason, log } => return Err(job_failed("the backup CronJob's job", reason, &log)),
         HookRun::Unsupported { reason } => return Ok(Err(reason)),
     };
-    // The tool prints the archive's final location on stdout as its last line.
-    let archive = dumped.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with("---") && !l.contains(" INFO ") && !l.contains(" WARN ")).unwrap_or("?").trim().to_string();
+    let archive = archive_line(&dumped);
 
     for name in &before {
         let a = api.delete_collection(name).await;

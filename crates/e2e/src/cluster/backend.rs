@@ -329,8 +329,13 @@ impl ClusterBackend {
     }
 
     async fn deploy_into(&self, namespace: &str, release: &Release) -> Result<Deployed, BackendError> {
-        let (statefulset, service) = release_objects(&release.rendered)?;
         self.create_namespace(namespace, release).await?;
+        self.install_into(namespace, release).await
+    }
+
+    /// `helm upgrade --install` of `release` into an existing namespace, then the port-forward.
+    async fn install_into(&self, namespace: &str, release: &Release) -> Result<Deployed, BackendError> {
+        let (statefulset, service) = release_objects(&release.rendered)?;
         self.unless_images_fail(namespace, async {
             self.helm(&release.request, namespace, Install::Fresh).await?;
             self.wait_statefulset(namespace, &statefulset).await
@@ -509,6 +514,33 @@ impl Backend for ClusterBackend {
         if let Some(slot) = self.lock_slots().get_mut(&deployed.id) {
             slot.forward = fresh;
         }
+        Ok(())
+    }
+
+    async fn reinstall(&self, deployed: &mut Deployed, next: &Release) -> Result<(), BackendError> {
+        let (namespace, release_name, statefulset) = self.slot_names(&deployed.id)?;
+        let args = helm_cli::uninstall_args(&release_name, &namespace, self.timeout, &self.target);
+        if let Err(out) = helm_cli::run(&self.helm, &args).await {
+            return Err(BackendError::Failed { what: format!("helm uninstall {release_name} in {namespace}"), detail: out });
+        }
+        if let Some(slot) = self.lock_slots().remove(&deployed.id) {
+            drop(slot.forward);
+        }
+        // The StatefulSet controller deletes its claims after the pod (retention policy
+        // Delete); B is a fresh release only once they are gone.
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &namespace);
+        let data = pvcs.list(&ListParams::default()).await.map_err(|e| failed(format!("listing claims in {namespace}"), e))?;
+        for pvc in data.items.iter().filter(|p| p.metadata.name.as_deref().is_some_and(|n| n.ends_with(&format!("-{statefulset}-0")))) {
+            let name = pvc.metadata.name.clone().unwrap_or_default();
+            self.bounded(await_condition(pvcs.clone(), &name, |o: Option<&PersistentVolumeClaim>| o.is_none()), || {
+                format!("claim {name} of the uninstalled StatefulSet {statefulset} is still there, so the new release would not start empty")
+            })
+            .await?;
+        }
+        let mut req = next.request.clone();
+        req.release = release_name;
+        let next = Release { request: req, ..next.clone() };
+        *deployed = self.install_into(&namespace, &next).await?;
         Ok(())
     }
 

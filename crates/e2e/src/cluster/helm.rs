@@ -91,6 +91,13 @@ pub fn upgrade_args(
     Ok(args)
 }
 
+/// `helm uninstall <release> --wait`: the release's objects are gone when it returns.
+pub fn uninstall_args(release: &str, namespace: &str, timeout: Duration, target: &HelmTarget) -> Vec<String> {
+    let mut args = vec!["uninstall".to_string(), release.to_string(), "--namespace".into(), namespace.to_string(), "--wait".into(), "--timeout".into(), helm_duration(timeout)];
+    target.push(&mut args);
+    args
+}
+
 /// `helm test <release>`, deliberately without `--logs`: helm reads logs from a pod named
 /// exactly like the hook, but the chart's hook is a Job whose pod is `<job>-xxxxx`, so
 /// `--logs` turns every run into "pods not found" (helm/helm#11236, #9264). The hook pods'

@@ -484,6 +484,69 @@ impl Backend for ProcessBackend {
         Ok(())
     }
 
+    async fn reinstall(&self, deployed: &mut Deployed, next: &Release) -> Result<(), BackendError> {
+        let venv = self.venv(&next.version).await?;
+        let mut r = self.take(&deployed.id)?;
+        self.stop(&mut r).await;
+        // helm uninstall: the StatefulSet's claims go when its retention policy says Delete;
+        // the chart's other claims go unless they carry `helm.sh/resource-policy: keep`.
+        let mut gone = Vec::new();
+        if let Some(sts) = r.release.rendered.statefulset() {
+            let sts_name = sts.metadata.name.clone().unwrap_or_default();
+            let delete = sts.spec.as_ref().and_then(|s| s.persistent_volume_claim_retention_policy.as_ref()).and_then(|p| p.when_deleted.as_deref()) == Some("Delete");
+            if delete {
+                gone.extend(pod::claim_templates(sts).into_iter().map(|t| format!("{t}-{sts_name}-0")));
+            }
+        }
+        for pvc in r.release.rendered.claims() {
+            let kept = pvc.metadata.annotations.as_ref().and_then(|a| a.get("helm.sh/resource-policy")).is_some_and(|p| p == "keep");
+            if !kept {
+                gone.extend(pvc.metadata.name.clone());
+            }
+        }
+        for claim in &gone {
+            let dir = r.layout.pvc().join(claim);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(io(format!("deleting claim {claim}")))?;
+            }
+        }
+        r.release = next.clone();
+        r.venv = venv;
+        r.orphaned = false;
+        let started = self.start(&mut r, Start::NewPod).await;
+        let (host_port, container_port) = r.ports.unwrap_or_default();
+        let claims = r.layout.pvc();
+        self.put(&deployed.id, r);
+        let (url, adjustments) = started?;
+        deployed.base_url = url;
+        deployed.adjustments = adjustments;
+        deployed.secrets = Sources::from_release(next).map(|s| s.secrets).unwrap_or_default();
+        // helm install runs the post-install hooks once the objects exist; one that fails
+        // fails the install.
+        let mut hooks: Vec<&k8s_openapi::api::batch::v1::Job> = next.rendered.jobs().filter(|j| hook_events(j).iter().any(|e| e == "post-install")).collect();
+        hooks.sort_by_key(|j| j.metadata.annotations.as_ref().and_then(|a| a.get("helm.sh/hook-weight")).and_then(|w| w.trim().parse::<i64>().ok()).unwrap_or(0));
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = podnet::available() {
+            return Err(BackendError::Unsupported { backend: "process", reason: format!("the release's post-install hooks: {e}") });
+        }
+        let env = PodEnv::new(next, host_port, container_port, claims)?;
+        for job in hooks {
+            let h = hook::job_pod(job, Duration::from_secs(900)).map_err(invalid)?;
+            let mut log = String::new();
+            match run_pod(&env, &h, &mut log, &self.opts.temp_base).await? {
+                None => {}
+                Some(HookRun::Unsupported { reason }) => return Err(BackendError::Unsupported { backend: "process", reason }),
+                Some(HookRun::Failed { reason, log }) => {
+                    return Err(BackendError::Failed { what: format!("helm install: post-install hook {}", h.object), detail: format!("{reason}\n--- hook log ---\n{}", crate::checks::tail(&log, 20)) });
+                }
+                Some(HookRun::Succeeded { .. }) => {}
+            }
+        }
+        Ok(())
+    }
+
     async fn upgrade(&self, deployed: &mut Deployed, next: &Release) -> Result<(), BackendError> {
         let venv = self.venv(&next.version).await?;
         {
@@ -757,6 +820,11 @@ fn pod_mounts(env: &PodEnv, h: &hook::TestHook, c: &Container, scratch: &Path, u
         out.push(hook::Mount { host, at: m.mount_path.clone(), read_only: m.read_only == Some(true) });
     }
     Ok(out)
+}
+
+/// The hook events a Job is annotated with (`helm.sh/hook`, comma-separated).
+fn hook_events(job: &k8s_openapi::api::batch::v1::Job) -> Vec<String> {
+    job.metadata.annotations.as_ref().and_then(|a| a.get("helm.sh/hook")).map(|h| h.split(',').map(|e| e.trim().to_string()).collect()).unwrap_or_default()
 }
 
 /// The hook container's home and working directory belong to the user it runs as.

@@ -116,12 +116,39 @@ pub struct Transition {
     /// Delete A's StatefulSet with `--cascade=orphan` before upgrading (the migration step
     /// when A's chart differs in StatefulSet fields Kubernetes will not update).
     pub orphan_statefulset: bool,
+    /// How the data gets from A to B.
+    pub via: Via,
+}
+
+/// How a transition moves the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Via {
+    /// `helm upgrade` on the same volume.
+    #[default]
+    InPlace,
+    /// A's backup CronJob dumps to a claim, A is uninstalled, and a fresh release of B
+    /// restores from that claim with `restore.enabled` (its post-install hook).
+    Backup,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::InPlace => "in-place",
+            Via::Backup => "backup",
+        }
+    }
 }
 
 impl Transition {
     pub fn id(&self) -> String {
         let v = |v: &ChromaVersion| v.to_string().replace(['.', '+'], "-");
-        format!("up-{}-to-{}", v(&self.from), v(&self.to))
+        let kind = match self.via {
+            Via::InPlace => "up",
+            Via::Backup => "bk",
+        };
+        format!("{kind}-{}-to-{}", v(&self.from), v(&self.to))
     }
 }
 
@@ -151,6 +178,8 @@ struct RawTransition {
     signature: Option<RawSignature>,
     #[serde(default)]
     orphan_statefulset: bool,
+    #[serde(default)]
+    via: Via,
 }
 
 #[derive(Deserialize)]
@@ -181,17 +210,17 @@ impl UpgradeMatrix {
     pub fn parse(text: &str, path: &Path, values_dir: &Path, known: &VersionMatrix) -> Result<UpgradeMatrix, PlanError> {
         let raw: RawMatrix = serde_yaml::from_str(text).map_err(|e| PlanError::Invalid {
             path: path.into(),
-            reason: format!("expected `transitions: [{{from, to, reason, values?, to_values?, from_chart?, downgrade?, orphan_statefulset?, expect?, signature?: {{checks?, says?}}}}]`: {e}"),
+            reason: format!("expected `transitions: [{{from, to, reason, values?, to_values?, from_chart?, downgrade?, orphan_statefulset?, via?: in-place|backup, expect?, signature?: {{checks?, says?}}}}]`: {e}"),
         })?;
         let mut transitions = Vec::new();
         for (i, t) in raw.transitions.into_iter().enumerate() {
             let at = |k: &str| format!("{}: transitions[{i}].{k}", path.display());
             let from = version(&at("from"), &t.from, known)?;
             let to = version(&at("to"), &t.to, known)?;
-            if from > to && !t.downgrade {
+            if from > to && !t.downgrade && t.via != Via::Backup {
                 return Err(PlanError::Invalid { path: path.into(), reason: format!("transitions[{i}] {from} → {to} is a downgrade; mark it `downgrade: true`") });
             }
-            if from == to && t.from_chart.is_none() {
+            if from == to && t.from_chart.is_none() && t.via != Via::Backup {
                 return Err(PlanError::Invalid { path: path.into(), reason: format!("transitions[{i}] {from} → {to} changes nothing; give a from_chart or another version") });
             }
             if t.reason.trim().is_empty() {
@@ -226,6 +255,7 @@ impl UpgradeMatrix {
                 expect: t.expect,
                 signature,
                 orphan_statefulset: t.orphan_statefulset,
+                via: t.via,
             };
             if transitions.iter().any(|x: &Transition| x.id() == tr.id() && x.values_files == tr.values_files && x.from_chart == tr.from_chart) {
                 return Err(PlanError::Invalid { path: path.into(), reason: format!("transitions[{i}] {} → {} is listed twice", tr.from, tr.to) });

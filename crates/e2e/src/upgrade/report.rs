@@ -48,6 +48,8 @@ pub struct UpgradeReport {
     pub from_chart: String,
     pub to_chart: String,
     pub backend: String,
+    /// `in-place` or `backup` (dump A, restore into a fresh B).
+    pub via: super::plan::Via,
     pub values_files: Vec<String>,
     pub to_values_files: Vec<String>,
     pub reason: String,
@@ -94,6 +96,7 @@ impl UpgradeReport {
             from_chart,
             to_chart,
             backend: backend.to_string(),
+            via: t.via,
             values_files: t.values_files.iter().map(|p| p.display().to_string()).collect(),
             to_values_files: t.to_values_files.iter().map(|p| p.display().to_string()).collect(),
             reason: t.reason.clone(),
@@ -144,7 +147,11 @@ fn indent(text: &str, by: &str) -> String {
 /// Everything about one transition.
 pub fn text(r: &UpgradeReport) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "upgrade {} → {} on the {} backend: {}", r.from, r.to, r.backend, r.verdict.as_str().to_uppercase());
+    let how = match r.via {
+        super::plan::Via::InPlace => String::new(),
+        super::plan::Via::Backup => " via backup".to_string(),
+    };
+    let _ = writeln!(s, "upgrade {} → {}{how} on the {} backend: {}", r.from, r.to, r.backend, r.verdict.as_str().to_uppercase());
     let _ = writeln!(s, "  {}", r.summary);
     let _ = writeln!(s, "  chart: {} → {}", r.from_chart, r.to_chart);
     if !r.values_files.is_empty() {
@@ -229,7 +236,7 @@ pub fn matrix_text(m: &MatrixReport) -> String {
         let _ = writeln!(
             s,
             "{mark}{:<16} {:<14} {:<14} {:>11} {:>9} {:>9} {:>7.1}s  {}",
-            format!("{} → {}", r.from, r.to),
+            format!("{} → {}{}", r.from, r.to, if r.via == super::plan::Via::Backup { " (via backup)" } else { "" }),
             r.verdict.as_str(),
             r.expect.as_str(),
             cols,

@@ -5,11 +5,13 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::batch::v1::CronJob;
 use render::{ChromaVersion, Expected, Helm, RenderRequest, Rendered};
+use serde_yaml::Value;
 
 use super::fault::{self, Fault};
 use super::log;
-use super::plan::{self, Transition, Verdict};
+use super::plan::{self, Transition, Verdict, Via};
 use super::report::{Step, StepStatus, UpgradeReport};
 use super::secrets::{self, SecretFate, Secrets};
 use super::signature;
@@ -65,10 +67,13 @@ impl<B: Backend> Run<'_, B> {
         self.report
     }
 
-    async fn render(&self, helm: &Helm, chart: &Path, v: &ChromaVersion, files: &[PathBuf]) -> Result<(RenderRequest, Rendered), String> {
+    async fn render(&self, helm: &Helm, chart: &Path, v: &ChromaVersion, files: &[PathBuf], extra: Option<&Value>) -> Result<(RenderRequest, Rendered), String> {
         let mut req = RenderRequest::new(chart).version(v.clone());
         for f in files {
             req = req.values_file(f);
+        }
+        if let Some(doc) = extra {
+            req = req.values(doc.clone());
         }
         let (h, r) = (helm.clone(), req.clone());
         let rendered = tokio::task::spawn_blocking(move || r.render(&h)).await.map_err(|e| format!("render task failed: {e}"))?;
@@ -114,6 +119,25 @@ pub async fn run_one<B: Backend>(
             return (run.finish(), None);
         }
     };
+    // Via backup, A backs up to its own claim and B restores from that claim as a new release.
+    let (extra_a, extra_b) = match t.via {
+        Via::InPlace => (None, None),
+        Via::Backup => {
+            let claim = render::spec::fullname(&values_a, RenderRequest::new(".").release.as_str()).map(|f| render::spec::own_claim(&f)).unwrap_or_default();
+            let a: Value = serde_yaml::from_str("backup: {enabled: true}").expect("static YAML");
+            let mut b: Value = serde_yaml::from_str("restore: {enabled: true}").expect("static YAML");
+            let storage: Value = serde_yaml::from_str(&format!("backup: {{storage: {{pvc: {{existingClaim: {claim:?}}}}}}}")).expect("a claim name is YAML");
+            render::spec::deep_merge(&mut b, &storage);
+            (Some(a), Some(b))
+        }
+    };
+    let (mut values_a, mut values_b) = (values_a, values_b);
+    if let Some(a) = &extra_a {
+        render::spec::deep_merge(&mut values_a, a);
+    }
+    if let Some(b) = &extra_b {
+        render::spec::deep_merge(&mut values_b, b);
+    }
     let expected_a = Expected::from_values(&values_a, &t.from).map_err(|e| format!("the spec refuses these values on {}: {e}", t.from));
     let expected_b = Expected::from_values(&values_b, &t.to).map_err(|e| format!("the spec refuses these values on {}: {e}", t.to));
     let (expected_a, expected_b) = match (expected_a, expected_b) {
@@ -140,7 +164,7 @@ pub async fn run_one<B: Backend>(
     }
 
     let tr = Instant::now();
-    let (req_a, rendered_a) = match run.render(helm, &from_chart.path, &t.from, &t.values_files).await {
+    let (req_a, rendered_a) = match run.render(helm, &from_chart.path, &t.from, &t.values_files, extra_a.as_ref()).await {
         Ok(r) => r,
         Err(e) => {
             run.step(format!("render A ({})", t.from), tr, Err(e));
@@ -149,6 +173,7 @@ pub async fn run_one<B: Backend>(
         }
     };
     run.step(format!("render A ({}, chart {})", t.from, from_chart.label), tr, Ok(format!("{} objects", rendered_a.objects.len())));
+    let a_cronjob = rendered_a.cronjobs().next().cloned();
     let release_a = Release { id: t.id(), version: t.from.clone(), request: req_a, rendered: rendered_a, external_secrets: external.clone() };
 
     let td = Instant::now();
@@ -162,7 +187,7 @@ pub async fn run_one<B: Backend>(
     };
     run.step(format!("deploy A ({})", t.from), td, Ok(deployed.base_url.clone()));
 
-    let sides = Sides { a: &expected_a, b: &expected_b, external: &external };
+    let sides = Sides { a: &expected_a, b: &expected_b, external: &external, a_cronjob: a_cronjob.as_ref(), extra_b: extra_b.as_ref() };
     let worth_keeping = upgrade_deployed(&mut run, helm, t, to_chart, opts, &ds, &mut deployed, sides).await;
     if opts.keep && worth_keeping {
         run.report.kept_url = Some(deployed.base_url.clone());
@@ -181,6 +206,9 @@ struct Sides<'a> {
     a: &'a Expected,
     b: &'a Expected,
     external: &'a Secrets,
+    /// Via backup: A's backup CronJob, and the values B's fresh release adds.
+    a_cronjob: Option<&'a CronJob>,
+    extra_b: Option<&'a Value>,
 }
 
 /// Everything after A is up. Sets the verdict; returns whether B is worth keeping.
@@ -223,7 +251,7 @@ async fn upgrade_deployed<B: Backend>(
     // B's render: same release, the target chart and version, the values plus B's layers.
     let tr = Instant::now();
     let files_b = [t.values_files.clone(), t.to_values_files.clone()].concat();
-    let (req_b, rendered_b) = match run.render(helm, &to_chart.path, &t.to, &files_b).await {
+    let (req_b, rendered_b) = match run.render(helm, &to_chart.path, &t.to, &files_b, sides.extra_b).await {
         Ok(r) => r,
         Err(e) => {
             run.step(format!("render B ({})", t.to), tr, Err(e));
@@ -237,6 +265,8 @@ async fn upgrade_deployed<B: Backend>(
     let lookup = backend.runs_lookup();
     let carried = match &lookup {
         Ok(()) => Vec::new(),
+        // A fresh release generates its own credentials; nothing is carried over.
+        Err(_) if t.via == Via::Backup => Vec::new(),
         Err(why) => {
             let carried = secrets::carry_over(&mut release_b, &before);
             if !carried.is_empty() {
@@ -269,8 +299,42 @@ async fn upgrade_deployed<B: Backend>(
             }
         }
     }
+    if t.via == Via::Backup {
+        let tk = Instant::now();
+        let Some(cronjob) = sides.a_cronjob else {
+            run.step("dump A with its backup CronJob's job", tk, Err("A's render has no backup CronJob although backup.enabled=true".into()));
+            run.set(Verdict::SetupFailed, "the chart rendered no backup CronJob for A");
+            return false;
+        };
+        let dumped = match backend.run_cronjob_once(deployed, cronjob).await {
+            Ok(crate::backend::HookRun::Succeeded { log }) => Ok(crate::checks::backup::archive_line(&log)),
+            Ok(crate::backend::HookRun::Failed { reason, log }) => Err(format!("{reason}\n{}", checks::tail(&log, 15))),
+            Ok(crate::backend::HookRun::Unsupported { reason }) => {
+                run.skip("dump A with its backup CronJob's job", tk, reason.clone());
+                run.set(Verdict::SetupFailed, format!("the {} backend cannot run the backup Job here: {reason}", backend.name()));
+                return false;
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let ok = dumped.is_ok();
+        if let Err(e) = &dumped {
+            run.observed.push(e.clone());
+        }
+        run.step("dump A with its backup CronJob's job", tk, dumped.map(|archive| format!("archive {archive}")));
+        if !ok {
+            run.set(Verdict::Incompatible, format!("the backup of {} failed", t.from));
+            return true;
+        }
+    }
     let tu = Instant::now();
-    let upgraded = backend.upgrade(deployed, &release_b).await;
+    let upgraded = match t.via {
+        Via::InPlace => backend.upgrade(deployed, &release_b).await,
+        Via::Backup => backend.reinstall(deployed, &release_b).await,
+    };
+    let step_b = match t.via {
+        Via::InPlace => format!("upgrade in place to B ({})", t.to),
+        Via::Backup => format!("uninstall A, install B ({}) as a fresh release restoring the archive", t.to),
+    };
     run.report.upgrade_seconds = Some(secs(tu.elapsed()));
     let b_log = log::since(&a_log, &backend.logs(deployed, WHOLE_LOG).await).to_string();
     run.report.logs.b_head = log::head(&b_log, opts.log_lines);
@@ -279,18 +343,28 @@ async fn upgrade_deployed<B: Backend>(
     if let Err(e) = upgraded {
         let error = log::clean(&e.to_string());
         run.observed.push(error.clone());
-        run.step(format!("upgrade in place to B ({})", t.to), tu, Err(error.clone()));
+        run.step(step_b, tu, Err(error.clone()));
         let said = run.report.logs.b_head.lines().find(|l| {
             let l = l.to_ascii_lowercase();
             l.contains("panic") || l.contains("exception") || l.contains("error:") || l.contains(" error ")
         });
         let said = said.map_or_else(String::new, |l| format!("; its log said: {}", l.trim()));
-        run.set(Verdict::Incompatible, format!("{} did not start on the data {} left: {}{said}", t.to, t.from, error.lines().next().unwrap_or_default()));
+        let what = match t.via {
+            Via::InPlace => format!("{} did not start on the data {} left", t.to, t.from),
+            Via::Backup => format!("{} could not be installed restoring {}'s backup", t.to, t.from),
+        };
+        run.set(Verdict::Incompatible, format!("{what}: {}{said}", error.lines().next().unwrap_or_default()));
         return true;
     }
-    run.step(format!("upgrade in place to B ({})", t.to), tu, Ok(format!("{} ready at {}", t.to, deployed.base_url)));
+    run.step(step_b, tu, Ok(format!("{} ready at {}", t.to, deployed.base_url)));
 
-    let secrets_ok = secret_step(run, &before, deployed, lookup.err().map(|why| (carried, why)));
+    let secrets_ok = match t.via {
+        Via::InPlace => secret_step(run, &before, deployed, lookup.err().map(|why| (carried, why))),
+        Via::Backup => {
+            run.skip("auth Secret kept", Instant::now(), "B is a fresh release: it generates its own credentials, and its restore Job used them".into());
+            true
+        }
+    };
 
     let api_b = match api_for(deployed, sides.b) {
         Ok(a) => a,
