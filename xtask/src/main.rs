@@ -2,6 +2,7 @@
 //! the live conformance matrix. One module per subcommand, each with its own flags struct.
 
 mod backends;
+mod backup_tool;
 mod cmd;
 mod docs;
 mod e2e;

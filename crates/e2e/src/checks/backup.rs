@@ -120,3 +120,32 @@ async fn run<B: Backend>(backend: &B, deployed: &Deployed, expected: &Expected, 
         before.len()
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expected(values: &serde_yaml::Value) -> Expected {
+        Expected::from_values(values, &"1.5.0".parse().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_restore_render_names_the_releases_own_backup_claim() {
+        let values: serde_yaml::Value = serde_yaml::from_str("backup: {enabled: true}\nfullnameOverride: vectors").unwrap();
+        let req = restore_request(&RenderRequest::new("chart").values(values.clone()), &values, &expected(&values)).unwrap();
+        assert!(req.sets.iter().any(|(k, v)| k == "restore.enabled" && v == "true"), "{:?}", req.sets);
+        assert!(req.set_strings.iter().any(|(k, v)| k == "backup.storage.pvc.existingClaim" && v == "vectors-backup"), "{:?}", req.set_strings);
+    }
+
+    #[test]
+    fn without_backups_there_is_no_restore_render() {
+        let values: serde_yaml::Value = serde_yaml::from_str("{}").unwrap();
+        assert!(restore_request(&RenderRequest::new("chart"), &values, &expected(&values)).is_none());
+    }
+
+    #[test]
+    fn the_archive_location_is_the_dumps_stdout_line() {
+        let log = "--- Job/x pod x-1 (attempt 1 of 3) ---\n/backups/chroma-backup-20260101T000000Z.tar\n2026-01-01T00:00:00Z INFO dumped 2 collections\n--- exit: exit status: 0 ---\n";
+        assert_eq!(archive_line(log), "/backups/chroma-backup-20260101T000000Z.tar");
+    }
+}

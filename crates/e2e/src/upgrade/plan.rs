@@ -308,6 +308,21 @@ mod tests {
     }
 
     #[test]
+    fn a_downgrade_via_backup_is_a_fresh_release_and_needs_no_downgrade_flag() {
+        let text = "transitions:\n  - {from: '1.5.0', to: '0.6.3', via: backup, reason: restore a 1.x backup into 0.6}\n  - {from: '1.5.0', to: '0.6.3', downgrade: true, reason: rollback in place, expect: incompatible, signature: {says: x}}\n";
+        let m = UpgradeMatrix::parse(text, Path::new("u.yaml"), Path::new("."), &known()).unwrap();
+        let ids: Vec<(String, Via)> = m.transitions.iter().map(|t| (t.id(), t.via)).collect();
+        assert_eq!(ids, [("bk-1-5-0-to-0-6-3".to_string(), Via::Backup), ("up-1-5-0-to-0-6-3".to_string(), Via::InPlace)]);
+    }
+
+    #[test]
+    fn an_unknown_way_to_move_the_data_is_refused() {
+        let text = "transitions:\n  - {from: '0.6.3', to: '1.5.0', via: rsync, reason: x}\n";
+        let e = UpgradeMatrix::parse(text, Path::new("u.yaml"), Path::new("."), &known()).unwrap_err().to_string();
+        assert!(e.contains("rsync") && e.contains("via?: in-place|backup"), "{e}");
+    }
+
+    #[test]
     fn a_missing_values_file_is_named() {
         let e = merged_values(&[PathBuf::from("/nowhere/x.yaml")], "--values").unwrap_err().to_string();
         assert!(e.contains("/nowhere/x.yaml") && e.starts_with("--values"), "{e}");
