@@ -4,7 +4,8 @@
 //! [`Outcome`]. What a deployment must do always comes from `Expected` (values + version);
 //! what Chroma answers when it refuses something comes from the [`era`] table.
 
-pub mod client;
+// The era-aware REST client lives in `chroma-api`, shared with the backup tool.
+pub use chroma_api::client;
 pub mod era;
 mod probes;
 
