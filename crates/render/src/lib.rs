@@ -14,7 +14,8 @@ pub mod objects;
 pub mod pod;
 pub mod server_config;
 pub mod spec;
-pub mod version;
+// The version model lives in `chroma-api`, shared with the backup tool.
+pub use chroma_api::version;
 pub mod yaml11;
 
 pub use cache::RenderCache;

@@ -5,7 +5,8 @@
 //! what Chroma answers when it refuses something comes from the [`era`] table.
 
 pub mod backup;
-pub mod client;
+// The era-aware REST client lives in `chroma-api`, shared with the backup tool.
+pub use chroma_api::client;
 pub mod era;
 mod probes;
 

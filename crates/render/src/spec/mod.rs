@@ -15,7 +15,7 @@ mod values;
 
 use serde_yaml::Value;
 
-use crate::version::{API_V2_FLOOR, ChromaVersion};
+use crate::version::ChromaVersion;
 
 pub use backup::{
     BACKUP_MOUNT, BackupAuth, BackupStorage, DEFAULT_BACKUP_REPOSITORY, ExpectedBackup, ExpectedRestore, cronjob_name, own_claim,
@@ -93,21 +93,8 @@ impl TokenHeader {
     }
 }
 
-/// The API generation the version serves (the prefix clients must use).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum ApiPrefix {
-    V1,
-    V2,
-}
-
-impl ApiPrefix {
-    pub fn path(self) -> &'static str {
-        match self {
-            ApiPrefix::V1 => "/api/v1",
-            ApiPrefix::V2 => "/api/v2",
-        }
-    }
-}
+// The API generation lives with the era client, its one home; re-exported for the spec.
+pub use chroma_api::ApiPrefix;
 
 /// What the spec says a deployment of these values on this version must do.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -222,7 +209,7 @@ impl Expected {
 
         let (backup, restore) = backup::expected(values, &auth)?;
 
-        let api = if *version >= API_V2_FLOOR { ApiPrefix::V2 } else { ApiPrefix::V1 };
+        let api = ApiPrefix::for_version(version);
 
         Ok(Expected {
             version: version.clone(),

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use render::ApiPrefix;
+use crate::ApiPrefix;
 use reqwest::Method;
 use serde::Serialize;
 
@@ -317,8 +317,9 @@ pub fn heartbeat(a: &Answer) -> Result<u64, BadAnswer> {
     v.get("nanosecond heartbeat").and_then(serde_json::Value::as_u64).ok_or_else(|| a.bad(WHAT, "there is no numeric `nanosecond heartbeat` field"))
 }
 
-#[cfg(test)]
-pub(crate) mod fake {
+/// Test support for this crate and its dependants (e2e's checks), hence not `cfg(test)`.
+#[doc(hidden)]
+pub mod fake {
     //! Answers as a server would send them, for tests of the parsers and the checks' logic.
     use super::{Answer, Exchange};
 
