@@ -116,12 +116,13 @@ so nothing that moves with the chart or Chroma version goes here.
 {{- end -}}
 
 {{/*
-Where the chart's rendering changes: auth kinds (0.4.7, 0.4.8), uvicorn flags (0.4.16), the
+Where the chart's rendering changes: auth kinds (0.4.7, 0.4.8), OpenTelemetry settings
+(0.4.15), uvicorn flags (0.4.16), the
 image entrypoint (0.4.23), auth settings (0.5.0), the token header form (0.5.1), the API
 generation (0.5.16), the Rust server (1.0.0), the CORS wildcard (1.0.11). Two releases between
 the same floors are configured identically: that is what "the same era" means to the chart.
 */}}
-{{- define "chromadb.eraFloors" -}}0.4.7 0.4.8 0.4.16 0.4.23 0.5.0 0.5.1 0.5.16 1.0.0 1.0.11{{- end -}}
+{{- define "chromadb.eraFloors" -}}0.4.7 0.4.8 0.4.15 0.4.16 0.4.23 0.5.0 0.5.1 0.5.16 1.0.0 1.0.11{{- end -}}
 
 {{/*
 The Chroma version every gate compares against: chromadb.apiVersion, else the release a
@@ -305,4 +306,11 @@ imagePullSecrets:
 {{- else -}}
 {{- printf "%s/collections" $prefix -}}
 {{- end -}}
+{{- end -}}
+
+{{/* "true" when telemetry is enabled and the version reads OpenTelemetry settings
+(CHROMA_OTEL_* from 0.4.15 on the Python server; open_telemetry on 1.x). */}}
+{{- define "chromadb.otelExported" -}}
+{{- $c := .Values.chromadb -}}
+{{- if and (eq (include "chromadb.bool" (dict "key" "chromadb.telemetry.enabled" "value" $c.telemetry.enabled)) "true") (include "chromadb.atLeast" (dict "ctx" . "floor" "0.4.15")) -}}true{{- end -}}
 {{- end -}}

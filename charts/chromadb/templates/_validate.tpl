@@ -113,6 +113,14 @@ ignores the key, so one values file cannot render for one version and fail for a
 {{- if and (eq (include "chromadb.bool" (dict "key" "chromadb.telemetry.enabled" "value" $c.telemetry.enabled)) "true") (not $c.telemetry.endpoint) -}}
 {{- fail "chromadb.telemetry.endpoint: must be set (e.g. http://otel-collector:4317) when chromadb.telemetry.enabled is true" -}}
 {{- end -}}
+{{- with $c.telemetry.endpoint -}}
+{{- if not (regexMatch "^https?://[^/@[:space:]:]+(:[0-9]+)?(/[^[:space:]]*)?$" (toString .)) -}}
+{{- fail (printf "chromadb.telemetry.endpoint: must be an http:// or https:// URL of an OTLP/gRPC collector such as http://otel-collector:4317, got %q" (toString .)) -}}
+{{- end -}}
+{{- end -}}
+{{- if not (has ($c.telemetry.granularity | default "operation" | toString) (list "operation" "operation_and_segment" "all")) -}}
+{{- fail (printf "chromadb.telemetry.granularity: must be one of operation, operation_and_segment, all (disable telemetry with chromadb.telemetry.enabled=false), got %q" (toString $c.telemetry.granularity)) -}}
+{{- end -}}
 
 {{- if and $c.telemetry.filters (ne (include "chromadb.bool" (dict "key" "chromadb.telemetry.enabled" "value" $c.telemetry.enabled)) "true") -}}
 {{- fail "chromadb.telemetry.filters: trace filters are written only into an enabled open_telemetry block; set chromadb.telemetry.enabled=true and chromadb.telemetry.endpoint too, or remove the filters" -}}

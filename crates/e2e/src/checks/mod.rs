@@ -7,6 +7,7 @@
 pub mod client;
 pub mod era;
 mod probes;
+pub mod telemetry;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +18,7 @@ use render::{Auth, Expected};
 use serde::Serialize;
 
 use crate::backend::{Backend, Deployed, HookRun};
+use crate::otlp::Receiver;
 use client::{Answer, Api, Credential, Exchange};
 
 /// The spec's default name for the chart's auth Secret.
@@ -32,12 +34,21 @@ pub enum CheckName {
     Payload,
     Persistence,
     ChartTest,
+    Telemetry,
     Reset,
 }
 
 impl CheckName {
-    pub const ALL: [CheckName; 7] =
-        [CheckName::ApiSurface, CheckName::Auth, CheckName::Cors, CheckName::Payload, CheckName::Persistence, CheckName::ChartTest, CheckName::Reset];
+    pub const ALL: [CheckName; 8] = [
+        CheckName::ApiSurface,
+        CheckName::Auth,
+        CheckName::Cors,
+        CheckName::Payload,
+        CheckName::Persistence,
+        CheckName::ChartTest,
+        CheckName::Telemetry,
+        CheckName::Reset,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,6 +58,7 @@ impl CheckName {
             CheckName::Payload => "payload",
             CheckName::Persistence => "persistence",
             CheckName::ChartTest => "chart-test",
+            CheckName::Telemetry => "telemetry",
             CheckName::Reset => "reset",
         }
     }
@@ -57,6 +69,7 @@ impl CheckName {
             CheckName::Payload if e.max_payload_bytes.is_none() => {
                 Err(format!("Chroma {} (< 1.0.0) has no payload limit; maxPayloadSizeBytes is ignored there", e.version))
             }
+            CheckName::Telemetry => telemetry::applies(e),
             _ => Ok(()),
         }
     }
@@ -148,10 +161,21 @@ pub fn basic(user: &str, pass: &str, label: String) -> Credential {
     Credential::new("Authorization", format!("Basic {enc}"), label)
 }
 
-/// Runs one check (already known to apply) and turns its result into an outcome.
-pub async fn run<B: Backend>(check: CheckName, backend: &B, deployed: &mut Deployed, expected: &Expected) -> Outcome {
+/// Runs one check (already known to apply) and turns its result into an outcome. `otlp` is
+/// the receiver the deployment's telemetry was pointed at, when the run started one.
+pub async fn run<B: Backend>(check: CheckName, backend: &B, deployed: &mut Deployed, expected: &Expected, otlp: Option<&Receiver>) -> Outcome {
     if let Err(reason) = check.applies(expected) {
         return Outcome::Skipped { reason };
+    }
+    if check == CheckName::Telemetry {
+        if let Err(reason) = backend.reaches_harness_loopback() {
+            return Outcome::Skipped { reason: format!("telemetry not checked on the {} backend: {reason}", backend.name()) };
+        }
+        if otlp.is_none() {
+            return Outcome::Skipped {
+                reason: "no OTLP receiver in this run: the deployment does not point chromadb.telemetry.endpoint at `<otlp-receiver>` (fixtures/live.yaml `runtime:`)".into(),
+            };
+        }
     }
     if check == CheckName::ChartTest {
         return chart_test(backend, deployed).await;
@@ -169,6 +193,10 @@ pub async fn run<B: Backend>(check: CheckName, backend: &B, deployed: &mut Deplo
         CheckName::Payload => probes::payload(&mut ctx).await,
         CheckName::Persistence => probes::persistence(&mut ctx).await,
         CheckName::Reset => probes::reset(&mut ctx).await,
+        CheckName::Telemetry => match otlp {
+            Some(rx) => telemetry::telemetry(&mut ctx, rx).await,
+            None => unreachable!("skipped above without a receiver"),
+        },
         CheckName::ChartTest => unreachable!("handled above: the hook talks to the server, not this client"),
     };
     match result {

@@ -123,6 +123,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "chromadb.telemetry.endpoint",
     "chromadb.telemetry.serviceName",
     "chromadb.telemetry.filters",
+    "chromadb.telemetry.granularity",
     "chromadb.sqliteFilename",
     "chromadb.sqliteDb.hashType",
     "chromadb.sqliteDb.migrationMode",

@@ -14,7 +14,7 @@ mod values;
 
 use serde_yaml::Value;
 
-use crate::version::{API_V2_FLOOR, ChromaVersion};
+use crate::version::{API_V2_FLOOR, ChromaVersion, OTEL_FILTERS_FLOOR, OTEL_SETTINGS_FLOOR};
 
 pub use images::{
     DEFAULT_INIT_REPOSITORY, DEFAULT_INIT_TAG, DEFAULT_PULL_POLICY, DEFAULT_REPOSITORY, ExpectedImage, chroma_image,
@@ -27,7 +27,7 @@ pub use knobs::{
     disruption_budget, fullname, headless_service, name, network_policy_peers, object_labels, pod_labels, probes,
     service, user_object_refs,
 };
-pub use validate::{CORS_WILDCARD_FIXED, ERA_FLOORS, deployed_version, era_boundary, tag_release};
+pub use validate::{CORS_WILDCARD_FIXED, ERA_FLOORS, deployed_version, era_boundary, is_otlp_url, tag_release};
 pub use values::{KEY_TYPES, KeyType, lookup, parse_bool, parse_header, parse_int, parse_str};
 use values::err;
 
@@ -104,6 +104,41 @@ impl ApiPrefix {
     }
 }
 
+/// The Python server's `CHROMA_OTEL_GRANULARITY` the chart sets unless told otherwise: the
+/// server's own default (`none`) sends nothing at all.
+pub const DEFAULT_OTEL_GRANULARITY: &str = "operation";
+/// The granularities the 0.x server knows (`none` is left out: `enabled: false` says that).
+pub const OTEL_GRANULARITIES: [&str; 3] = ["operation", "operation_and_segment", "all"];
+
+/// What the server exports over OpenTelemetry (docs/chroma-eras.md#telemetry).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Telemetry {
+    /// Not enabled.
+    Off,
+    /// Enabled, but this release has no OpenTelemetry: the values are ignored.
+    Ignored { reason: String },
+    /// Spans go over OTLP/gRPC (the only transport any release uses) to `endpoint`, with
+    /// `service.name` = `service_name`.
+    Exported {
+        endpoint: String,
+        service_name: String,
+        /// 0.x: `CHROMA_OTEL_GRANULARITY`. `None` on 1.x, which has no such setting.
+        granularity: Option<String>,
+        /// 1.x per-crate span filters (`open_telemetry.filters`), in order; empty where the
+        /// server ignores them (0.x, and 1.x before 1.0.16).
+        filters: Vec<OtelFilter>,
+        /// The 1.x server also exports metrics over OTLP; the 0.x server only spans.
+        metrics: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OtelFilter {
+    pub crate_name: String,
+    pub filter_level: String,
+}
+
 /// What the spec says a deployment of these values on this version must do.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Expected {
@@ -132,6 +167,7 @@ pub struct Expected {
     pub api: ApiPrefix,
     /// `>= 1.0.0`: the whole server config document the values describe.
     pub server_config: Option<Value>,
+    pub telemetry: Telemetry,
 }
 
 /// Values the spec says must be refused, with the key at fault.
@@ -212,6 +248,7 @@ impl Expected {
         };
 
         let api = if *version >= API_V2_FLOOR { ApiPrefix::V2 } else { ApiPrefix::V1 };
+        let telemetry = telemetry(values, version, server_config.as_ref())?;
 
         Ok(Expected {
             version: version.clone(),
@@ -227,6 +264,7 @@ impl Expected {
             auth,
             api,
             server_config,
+            telemetry,
         })
     }
 
@@ -235,6 +273,45 @@ impl Expected {
     }
 }
 
+
+fn telemetry(values: &Value, version: &ChromaVersion, server_config: Option<&Value>) -> Result<Telemetry, SpecError> {
+    if let Some(doc) = server_config {
+        // The merged document is what the 1.x server reads (extraConfig may have written the
+        // block itself).
+        let Some(otel) = lookup(doc, "open_telemetry") else { return Ok(Telemetry::Off) };
+        let text = |k: &str| lookup(otel, k).and_then(Value::as_str).unwrap_or("").to_string();
+        // Before the floor the server reads no filters: it exports as if there were none.
+        let filters = lookup(otel, "filters")
+            .filter(|_| *version >= OTEL_FILTERS_FLOOR)
+            .and_then(Value::as_sequence)
+            .map(|fs| {
+                fs.iter()
+                    .map(|f| OtelFilter {
+                        crate_name: lookup(f, "crate_name").and_then(Value::as_str).unwrap_or("").to_string(),
+                        filter_level: lookup(f, "filter_level").and_then(Value::as_str).unwrap_or("").to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Ok(Telemetry::Exported { endpoint: text("endpoint"), service_name: text("service_name"), granularity: None, filters, metrics: true });
+    }
+    if !parse_bool(values, "chromadb.telemetry.enabled", false)? {
+        return Ok(Telemetry::Off);
+    }
+    if *version < OTEL_SETTINGS_FLOOR {
+        return Ok(Telemetry::Ignored {
+            reason: format!("Chroma {version} has no OpenTelemetry (CHROMA_OTEL_* settings exist from {OTEL_SETTINGS_FLOOR}); chromadb.telemetry.* is ignored"),
+        });
+    }
+    Ok(Telemetry::Exported {
+        endpoint: parse_str(values, "chromadb.telemetry.endpoint", "")?.to_string(),
+        service_name: parse_str(values, "chromadb.telemetry.serviceName", "chroma")?.to_string(),
+        granularity: Some(parse_str(values, "chromadb.telemetry.granularity", DEFAULT_OTEL_GRANULARITY)?.to_string()),
+        // Per-crate filters are a 1.x setting; the Python server has none (ignored there).
+        filters: Vec::new(),
+        metrics: false,
+    })
+}
 
 /// `path` is `dir` or lies below it.
 fn within(path: &str, dir: &str) -> bool {

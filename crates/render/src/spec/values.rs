@@ -114,6 +114,7 @@ pub const KEY_TYPES: &[(&str, KeyType)] = &[
     ("chromadb.telemetry.endpoint", KeyType::Str),
     ("chromadb.telemetry.serviceName", KeyType::Str),
     ("chromadb.telemetry.filters", KeyType::List),
+    ("chromadb.telemetry.granularity", KeyType::Str),
     ("chromadb.sqliteFilename", KeyType::Str),
     ("chromadb.sqliteDb.hashType", KeyType::Str),
     ("chromadb.sqliteDb.migrationMode", KeyType::Str),
