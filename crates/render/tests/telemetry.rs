@@ -58,7 +58,9 @@ fn granularity_and_default_service_name_reach_the_python_server() {
 
 #[test]
 fn filters_reach_the_rust_config() {
-    let case = suite().case("1.5.0", "telemetry-filtered");
+    let mut values = suite().scenario("telemetry").clone();
+    render::spec::deep_merge(&mut values, suite().scenario("telemetry-filtered"));
+    let case = suite().case_values("1.5.0", "telemetry + telemetry-filtered", values);
     let (e, r) = case.accepted().expect("accepted");
     let doc = r.server_config_doc().expect("config file");
     let Telemetry::Exported { filters, .. } = &e.telemetry else { panic!("{case}: not exported") };

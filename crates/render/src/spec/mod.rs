@@ -110,6 +110,43 @@ pub const DEFAULT_OTEL_GRANULARITY: &str = "operation";
 /// The granularities the 0.x server knows (`none` is left out: `enabled: false` says that).
 pub const OTEL_GRANULARITIES: [&str; 3] = ["operation", "operation_and_segment", "all"];
 
+/// The endpoint the model gives a server that sends to the chart's own collector
+/// (`metrics.enabled`); [`collector_endpoint`] says what it is for a release.
+pub const CHART_COLLECTOR: &str = "<the chart's otel collector>";
+
+/// The chart's collector Deployment/Service name for a release.
+pub fn collector_name(values: &Value, release: &str) -> Result<String, SpecError> {
+    let full = knobs::fullname(values, release)?;
+    Ok(format!("{full}-otel-collector").chars().take(63).collect::<String>().trim_end_matches('-').to_string())
+}
+
+/// Where the server sends OTLP when `metrics.enabled`: the collector's Service, same namespace.
+pub fn collector_endpoint(values: &Value, release: &str) -> Result<String, SpecError> {
+    Ok(format!("http://{}:4317", collector_name(values, release)?))
+}
+
+/// How a ServiceMonitor comes about (`metrics.serviceMonitor.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceMonitorMode {
+    /// When the cluster serves `monitoring.coreos.com/v1`.
+    Auto,
+    Force,
+    Disabled,
+}
+
+/// `metrics.enabled`: the chart's collector turns spans into Prometheus metrics.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExpectedMetrics {
+    /// The collector's Prometheus exporter port.
+    pub port: u16,
+    pub service_monitor: ServiceMonitorMode,
+    /// `Some(labels)` when the Grafana dashboard ConfigMap is rendered.
+    pub dashboard_labels: Option<std::collections::BTreeMap<String, String>>,
+    /// The user's own endpoint, which the collector forwards traces and metrics to.
+    pub upstream: Option<String>,
+}
+
 /// What the server exports over OpenTelemetry (docs/chroma-eras.md#telemetry).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -168,6 +205,7 @@ pub struct Expected {
     /// `>= 1.0.0`: the whole server config document the values describe.
     pub server_config: Option<Value>,
     pub telemetry: Telemetry,
+    pub metrics: Option<ExpectedMetrics>,
 }
 
 /// Values the spec says must be refused, with the key at fault.
@@ -249,6 +287,7 @@ impl Expected {
 
         let api = if *version >= API_V2_FLOOR { ApiPrefix::V2 } else { ApiPrefix::V1 };
         let telemetry = telemetry(values, version, server_config.as_ref())?;
+        let metrics = expected_metrics(values)?;
 
         Ok(Expected {
             version: version.clone(),
@@ -265,6 +304,7 @@ impl Expected {
             api,
             server_config,
             telemetry,
+            metrics,
         })
     }
 
@@ -295,7 +335,8 @@ fn telemetry(values: &Value, version: &ChromaVersion, server_config: Option<&Val
             .unwrap_or_default();
         return Ok(Telemetry::Exported { endpoint: text("endpoint"), service_name: text("service_name"), granularity: None, filters, metrics: true });
     }
-    if !parse_bool(values, "chromadb.telemetry.enabled", false)? {
+    let metrics = parse_bool(values, "metrics.enabled", false)?;
+    if !metrics && !parse_bool(values, "chromadb.telemetry.enabled", false)? {
         return Ok(Telemetry::Off);
     }
     if *version < OTEL_SETTINGS_FLOOR {
@@ -304,13 +345,42 @@ fn telemetry(values: &Value, version: &ChromaVersion, server_config: Option<&Val
         });
     }
     Ok(Telemetry::Exported {
-        endpoint: parse_str(values, "chromadb.telemetry.endpoint", "")?.to_string(),
+        endpoint: if metrics { CHART_COLLECTOR.to_string() } else { parse_str(values, "chromadb.telemetry.endpoint", "")?.to_string() },
         service_name: parse_str(values, "chromadb.telemetry.serviceName", "chroma")?.to_string(),
         granularity: Some(parse_str(values, "chromadb.telemetry.granularity", DEFAULT_OTEL_GRANULARITY)?.to_string()),
         // Per-crate filters are a 1.x setting; the Python server has none (ignored there).
         filters: Vec::new(),
         metrics: false,
     })
+}
+
+fn expected_metrics(values: &Value) -> Result<Option<ExpectedMetrics>, SpecError> {
+    if !parse_bool(values, "metrics.enabled", false)? {
+        return Ok(None);
+    }
+    let service_monitor = match parse_str(values, "metrics.serviceMonitor.mode", "auto")? {
+        "force" => ServiceMonitorMode::Force,
+        "disabled" => ServiceMonitorMode::Disabled,
+        _ => ServiceMonitorMode::Auto,
+    };
+    let dashboard_labels = if parse_bool(values, "metrics.dashboard.enabled", true)? {
+        let labels = match lookup(values, "metrics.dashboard.labels") {
+            Some(Value::Mapping(m)) => m
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str().map_or_else(|| values::show(v), str::to_string))))
+                .collect(),
+            Some(_) => Default::default(),
+            None => std::collections::BTreeMap::from([("grafana_dashboard".to_string(), "1".to_string())]),
+        };
+        Some(labels)
+    } else {
+        None
+    };
+    let upstream = match parse_str(values, "chromadb.telemetry.endpoint", "")? {
+        "" => None,
+        u => Some(u.to_string()),
+    };
+    Ok(Some(ExpectedMetrics { port: parse_int(values, "metrics.port")?.unwrap_or(8889) as u16, service_monitor, dashboard_labels, upstream }))
 }
 
 /// `path` is `dir` or lies below it.

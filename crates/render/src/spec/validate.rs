@@ -207,6 +207,21 @@ pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), Sp
             format!("must be an http:// or https:// URL of an OTLP/gRPC collector such as http://otel-collector:4317, got {endpoint:?}"),
         ));
     }
+    if parse_bool(values, "metrics.enabled", false)? && *version < crate::version::OTEL_SETTINGS_FLOOR {
+        return Err(err(
+            "metrics.enabled",
+            format!("Chroma {version} has no OpenTelemetry (0.4.15 and later do), so nothing would feed the collector; use 0.4.15 or later, or set metrics.enabled=false"),
+        ));
+    }
+    let mode = parse_str(values, "metrics.serviceMonitor.mode", "auto")?;
+    if !matches!(mode, "auto" | "force" | "disabled") {
+        return Err(err("metrics.serviceMonitor.mode", format!("must be auto, force or disabled, got {mode:?}")));
+    }
+    if let Some(p) = parse_int(values, "metrics.port")?
+        && (!(1..=65535).contains(&p) || p == 4317 || p == 13133)
+    {
+        return Err(err("metrics.port", format!("must be a port from 1 to 65535 other than 4317 (OTLP) and 13133 (health), got {p}")));
+    }
     let granularity = parse_str(values, "chromadb.telemetry.granularity", super::DEFAULT_OTEL_GRANULARITY)?;
     if !super::OTEL_GRANULARITIES.contains(&granularity) {
         return Err(err(
