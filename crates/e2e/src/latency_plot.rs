@@ -41,21 +41,29 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len()) - 1]
 }
 
-/// Bars per endpoint and series (e.g. a Chroma version), in endpoint then series order.
+/// Bars per endpoint (in endpoint order) and series (in the order given).
 pub fn bars(series: &[(String, Vec<ReceivedSpan>)]) -> Vec<Bar> {
-    let mut grouped: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
-    for (name, spans) in series {
+    let mut grouped: BTreeMap<String, Vec<(usize, Vec<f64>)>> = BTreeMap::new();
+    for (i, (_, spans)) in series.iter().enumerate() {
         for s in spans {
             if let Some(ep) = endpoint_of(s) {
-                grouped.entry((ep, name.clone())).or_default().push(s.duration().as_secs_f64() * 1000.0);
+                let rows = grouped.entry(ep).or_default();
+                let ms = s.duration().as_secs_f64() * 1000.0;
+                match rows.iter_mut().find(|(j, _)| *j == i) {
+                    Some((_, v)) => v.push(ms),
+                    None => rows.push((i, vec![ms])),
+                }
             }
         }
     }
     grouped
         .into_iter()
-        .map(|((endpoint, series), mut ms)| {
-            ms.sort_by(f64::total_cmp);
-            Bar { endpoint, series, count: ms.len(), p50_ms: percentile(&ms, 50.0), p95_ms: percentile(&ms, 95.0) }
+        .flat_map(|(endpoint, mut rows)| {
+            rows.sort_by_key(|(i, _)| *i);
+            rows.into_iter().map(move |(i, mut ms)| {
+                ms.sort_by(f64::total_cmp);
+                Bar { endpoint: endpoint.clone(), series: series[i].0.clone(), count: ms.len(), p50_ms: percentile(&ms, 50.0), p95_ms: percentile(&ms, 95.0) }
+            })
         })
         .collect()
 }
@@ -64,45 +72,47 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-const COLORS: [&str; 6] = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1"];
+/// 0.x (Python server) and 1.x (Rust server) bars differ in colour; each row names its series.
+fn color(series: &str) -> &'static str {
+    if series.starts_with("0.") { "#f28e2b" } else { "#4e79a7" }
+}
 
-/// The chart: one row per endpoint × series, bar = p50, tick = p95, log-free linear scale.
+/// The chart: per endpoint a header row, then one row per series (bar = p50, tick = p95).
 pub fn svg(title: &str, series: &[(String, Vec<ReceivedSpan>)]) -> Result<String, PlotError> {
     let bars = bars(series);
     if bars.is_empty() {
         return Err(PlotError::NoRequestSpans);
     }
-    let names: Vec<&str> = series.iter().map(|(n, _)| n.as_str()).collect();
-    let (label_w, plot_w, row_h, top) = (430.0, 420.0, 18.0, 58.0);
+    let (label_w, plot_w, row_h, top) = (70.0, 520.0, 15.0, 62.0);
     let max = bars.iter().map(|b| b.p95_ms).fold(0.0_f64, f64::max).max(0.001);
-    let height = top + row_h * bars.len() as f64 + 40.0;
-    let width = label_w + plot_w + 120.0;
+    let endpoints = bars.iter().map(|b| &b.endpoint).collect::<std::collections::BTreeSet<_>>().len();
+    let rows = bars.len() + endpoints;
+    let height = top + row_h * rows as f64 + 30.0;
+    let width = label_w + plot_w + 190.0;
     let mut out = String::new();
-    let _ = writeln!(out, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"#);
+    let _ = writeln!(out, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="10">"#);
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(out, r#"<text x="10" y="20" font-size="14" font-weight="bold">{}</text>"#, esc(title));
-    let _ = writeln!(out, r#"<text x="10" y="38">bar: p50 server-side latency (ms) of the request spans; tick: p95; n = spans</text>"#);
-    for (i, n) in names.iter().enumerate() {
-        let x = label_w + i as f64 * 110.0;
-        let _ = writeln!(out, r#"<rect x="{x}" y="42" width="10" height="10" fill="{}"/><text x="{}" y="51">{}</text>"#, COLORS[i % COLORS.len()], x + 14.0, esc(n));
-    }
+    let _ = writeln!(out, r#"<text x="10" y="18" font-size="13" font-weight="bold">{}</text>"#, esc(title));
+    let _ = writeln!(out, r#"<text x="10" y="34">bar: p50 server-side latency of the request spans (ms, linear); tick: p95; n = spans. Rows: Chroma version.</text>"#);
+    let _ = writeln!(out, r##"<rect x="10" y="42" width="10" height="10" fill="#f28e2b"/><text x="24" y="51">Python server (0.x)</text><rect x="140" y="42" width="10" height="10" fill="#4e79a7"/><text x="154" y="51">Rust server (1.x)</text>"##);
+    let mut y = top;
     let mut last_endpoint = "";
-    for (row, b) in bars.iter().enumerate() {
-        let y = top + row as f64 * row_h;
-        let color = COLORS[names.iter().position(|n| *n == b.series).unwrap_or(0) % COLORS.len()];
+    for b in &bars {
         if b.endpoint != last_endpoint {
-            let _ = writeln!(out, r##"<line x1="10" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/>"##, label_w + plot_w);
-            let _ = writeln!(out, r#"<text x="10" y="{}">{}</text>"#, y + 13.0, esc(&b.endpoint));
+            let _ = writeln!(out, r##"<line x1="10" x2="{}" y1="{y}" y2="{y}" stroke="#ccc"/>"##, label_w + plot_w + 180.0);
+            let _ = writeln!(out, r#"<text x="10" y="{}" font-weight="bold">{}</text>"#, y + 11.0, esc(&b.endpoint));
+            y += row_h;
             last_endpoint = &b.endpoint;
         }
         let w = (b.p50_ms / max * plot_w).max(1.0);
         let tick = label_w + b.p95_ms / max * plot_w;
-        let _ = writeln!(out, r#"<rect x="{label_w}" y="{}" width="{w:.1}" height="{}" fill="{color}"/>"#, y + 3.0, row_h - 6.0);
-        let _ = writeln!(out, r#"<line x1="{tick:.1}" x2="{tick:.1}" y1="{}" y2="{}" stroke="black"/>"#, y + 2.0, y + row_h - 2.0);
-        let _ = writeln!(out, r#"<text x="{:.1}" y="{}">{:.2} / {:.2} ms (n={})</text>"#, tick + 4.0, y + 13.0, b.p50_ms, b.p95_ms, b.count);
+        let _ = writeln!(out, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, label_w - 6.0, y + 11.0, esc(&b.series));
+        let _ = writeln!(out, r#"<rect x="{label_w}" y="{}" width="{w:.1}" height="{}" fill="{}"/>"#, y + 3.0, row_h - 5.0, color(&b.series));
+        let _ = writeln!(out, r#"<line x1="{tick:.1}" x2="{tick:.1}" y1="{}" y2="{}" stroke="black"/>"#, y + 2.0, y + row_h - 1.0);
+        let _ = writeln!(out, r#"<text x="{:.1}" y="{}">{:.2} / {:.2} ms (n={})</text>"#, tick + 4.0, y + 11.0, b.p50_ms, b.p95_ms, b.count);
+        y += row_h;
     }
-    let axis_y = top + row_h * bars.len() as f64 + 14.0;
-    let _ = writeln!(out, r#"<text x="{label_w}" y="{axis_y}">0</text><text x="{}" y="{axis_y}" text-anchor="end">{max:.2} ms</text>"#, label_w + plot_w);
+    let _ = writeln!(out, r#"<text x="{label_w}" y="{}">0</text><text x="{}" y="{}" text-anchor="end">{max:.2} ms</text>"#, y + 14.0, label_w + plot_w, y + 14.0);
     out.push_str("</svg>\n");
     Ok(out)
 }
@@ -127,10 +137,12 @@ mod tests {
         let add = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/add";
         let spans: Vec<_> = (1..=20).map(|ms| req("POST", add, ms)).chain([req("GET", "/api/v2/heartbeat", 3)]).collect();
         let internal = ReceivedSpan { attributes: BTreeMap::new(), ..req("x", "y", 1) };
-        let b = bars(&[("1.5.0".into(), spans), ("0.6.3".into(), vec![internal])]);
-        assert_eq!(b.len(), 2, "{b:?}");
-        assert_eq!(b[1].endpoint, "POST /api/v2/…/collections/{collection_id}/add");
-        assert_eq!((b[1].count, b[1].p50_ms, b[1].p95_ms), (20, 10.0, 19.0));
+        let b = bars(&[("1.5.0".into(), spans), ("0.6.3".into(), vec![internal, req("GET", "/api/v2/heartbeat", 5)])]);
+        assert_eq!(b.len(), 3, "{b:?}");
+        // Within an endpoint, rows keep the order the series were given in (1.5.0 first).
+        assert_eq!((b[0].series.as_str(), b[1].series.as_str(), b[1].p50_ms), ("1.5.0", "0.6.3", 5.0));
+        assert_eq!(b[2].endpoint, "POST /api/v2/…/collections/{collection_id}/add");
+        assert_eq!((b[2].count, b[2].p50_ms, b[2].p95_ms), (20, 10.0, 19.0));
         assert_eq!((b[0].endpoint.as_str(), b[0].p50_ms), ("GET /api/v2/heartbeat", 3.0));
     }
 

@@ -3,9 +3,10 @@
 //! the version exports them, and on 1.x nothing from a crate its filters cut to `error`.
 //!
 //! What each era sends was measured (docs/chroma-eras.md#telemetry): 0.4.15–0.6.3 send spans
-//! only (FastAPI request spans from 0.4.18, `FastAPI.*`/`SegmentAPI.*` operation spans);
-//! 1.x sends request spans (`chroma_tracing::tower_tracing`), `chroma_frontend` spans and,
-//! every `OTEL_METRIC_EXPORT_INTERVAL`, metrics.
+//! only (FastAPI request spans, `FastAPI.*`/`SegmentAPI.*` operation spans); 1.x sends
+//! `chroma_frontend` spans (1.0.x: its request spans; later `collection_add` and kin, with
+//! the request spans from `chroma_tracing::tower_tracing`, except 1.2.2) and, every
+//! `OTEL_METRIC_EXPORT_INTERVAL`, metrics.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
