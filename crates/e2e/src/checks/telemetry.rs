@@ -43,6 +43,11 @@ pub fn applies(e: &Expected) -> Result<(), String> {
     match &e.telemetry {
         Telemetry::Off => Err("chromadb.telemetry.enabled is not set for this deployment: nothing is exported".into()),
         Telemetry::Ignored { reason } => Err(reason.clone()),
+        // What such a deployment exports is what the unfiltered one exports: not run twice.
+        Telemetry::Exported { filters_ignored: true, .. } => Err(format!(
+            "Chroma {} does not read chromadb.telemetry.filters (0.x has none; 1.x from 1.0.16): the deployment would export exactly what the unfiltered one does",
+            e.version
+        )),
         Telemetry::Exported { .. } => Ok(()),
     }
 }
@@ -172,6 +177,7 @@ mod tests {
             service_name: "svc".into(),
             granularity: None,
             filters: filters.iter().map(|(c, l)| OtelFilter { crate_name: (*c).into(), filter_level: (*l).into() }).collect(),
+            filters_ignored: false,
             metrics,
         }
     }
@@ -184,6 +190,16 @@ mod tests {
     fn metrics_deployments_are_skipped_with_the_reason() {
         let e = Expected::from_values(&serde_yaml::from_str("metrics: {enabled: true}").unwrap(), &"1.5.0".parse().unwrap()).unwrap();
         assert!(applies(&e).unwrap_err().contains("no backend here runs it"));
+    }
+
+    #[test]
+    fn ignored_filters_skip_the_duplicate_deployment_with_the_reason() {
+        let values = serde_yaml::from_str("chromadb: {telemetry: {enabled: true, endpoint: 'http://c:1', filters: [{crate_name: a, filter_level: error}]}}").unwrap();
+        for v in ["0.6.3", "1.0.15"] {
+            let e = Expected::from_values(&values, &v.parse().unwrap()).unwrap();
+            assert!(applies(&e).unwrap_err().contains("does not read chromadb.telemetry.filters"), "{v}");
+        }
+        assert!(applies(&Expected::from_values(&values, &"1.0.16".parse().unwrap()).unwrap()).is_ok());
     }
 
     #[test]

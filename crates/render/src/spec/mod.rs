@@ -165,6 +165,8 @@ pub enum Telemetry {
         /// 1.x per-crate span filters (`open_telemetry.filters`), in order; empty where the
         /// server ignores them (0.x, and 1.x before 1.0.16).
         filters: Vec<OtelFilter>,
+        /// Filters were given, but this release does not read them.
+        filters_ignored: bool,
         /// The 1.x server also exports metrics over OTLP; the 0.x server only spans.
         metrics: bool,
     },
@@ -320,6 +322,7 @@ fn telemetry(values: &Value, version: &ChromaVersion, server_config: Option<&Val
         // block itself).
         let Some(otel) = lookup(doc, "open_telemetry") else { return Ok(Telemetry::Off) };
         let text = |k: &str| lookup(otel, k).and_then(Value::as_str).unwrap_or("").to_string();
+        let given = lookup(otel, "filters").and_then(Value::as_sequence).is_some_and(|f| !f.is_empty());
         // Before the floor the server reads no filters: it exports as if there were none.
         let filters = lookup(otel, "filters")
             .filter(|_| *version >= OTEL_FILTERS_FLOOR)
@@ -333,7 +336,8 @@ fn telemetry(values: &Value, version: &ChromaVersion, server_config: Option<&Val
                     .collect()
             })
             .unwrap_or_default();
-        return Ok(Telemetry::Exported { endpoint: text("endpoint"), service_name: text("service_name"), granularity: None, filters, metrics: true });
+        let filters_ignored = given && *version < OTEL_FILTERS_FLOOR;
+        return Ok(Telemetry::Exported { endpoint: text("endpoint"), service_name: text("service_name"), granularity: None, filters, filters_ignored, metrics: true });
     }
     let metrics = parse_bool(values, "metrics.enabled", false)?;
     if !metrics && !parse_bool(values, "chromadb.telemetry.enabled", false)? {
@@ -350,6 +354,7 @@ fn telemetry(values: &Value, version: &ChromaVersion, server_config: Option<&Val
         granularity: Some(parse_str(values, "chromadb.telemetry.granularity", DEFAULT_OTEL_GRANULARITY)?.to_string()),
         // Per-crate filters are a 1.x setting; the Python server has none (ignored there).
         filters: Vec::new(),
+        filters_ignored: lookup(values, "chromadb.telemetry.filters").and_then(Value::as_sequence).is_some_and(|f| !f.is_empty()),
         metrics: false,
     })
 }

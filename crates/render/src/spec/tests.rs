@@ -243,7 +243,7 @@ fn python_server_exports_spans_only_with_default_granularity_and_no_filters(#[ca
     let e = expect(OTEL_ON, version);
     assert_eq!(
         e.telemetry,
-        Telemetry::Exported { endpoint: "http://otel:4317".into(), service_name: "svc".into(), granularity: Some("operation".into()), filters: vec![], metrics: false }
+        Telemetry::Exported { endpoint: "http://otel:4317".into(), service_name: "svc".into(), granularity: Some("operation".into()), filters: vec![], filters_ignored: true, metrics: false }
     );
 }
 
@@ -253,9 +253,10 @@ fn python_server_exports_spans_only_with_default_granularity_and_no_filters(#[ca
 #[case::filters_from_1_0_16("1.0.16", true)]
 #[case::filters_on_1_5_0("1.5.0", true)]
 fn rust_server_exports_spans_and_metrics_filters_from_1_0_16(#[case] version: &str, #[case] filtered: bool) {
-    let Telemetry::Exported { service_name, granularity, filters, metrics, .. } = expect(OTEL_ON, version).telemetry else { panic!("not exported on {version}") };
+    let Telemetry::Exported { service_name, granularity, filters, filters_ignored, metrics, .. } = expect(OTEL_ON, version).telemetry else { panic!("not exported on {version}") };
     assert_eq!((service_name.as_str(), granularity, metrics), ("svc", None, true));
     assert_eq!(filters.len(), usize::from(filtered), "{filters:?}");
+    assert_eq!(filters_ignored, !filtered);
 }
 
 #[test]
