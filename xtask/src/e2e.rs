@@ -37,7 +37,7 @@ pub struct Flags {
     /// Only this deployment of fixtures/live.yaml (repeatable)
     #[arg(long = "scenario", value_name = "NAME")]
     pub scenarios: Vec<String>,
-    /// Only this check (repeatable): api-surface, auth, cors, payload, persistence, chart-test, reset
+    /// Only this check (repeatable): api-surface, auth, cors, payload, persistence, chart-test, telemetry, reset
     #[arg(long = "check", value_name = "NAME")]
     pub checks: Vec<CheckName>,
     /// Deployments run at once (at least 1)
@@ -52,6 +52,10 @@ pub struct Flags {
     /// Write the results as JUnit XML
     #[arg(long, value_name = "FILE.xml")]
     pub junit: Option<PathBuf>,
+    /// Draw the request latency per endpoint from the spans the telemetry check received
+    /// (unfiltered `telemetry` deployments, one series per version) as an SVG
+    #[arg(long, value_name = "FILE.svg")]
+    pub latency_plot: Option<PathBuf>,
     /// The deployments file
     #[arg(long, value_name = "PATH", hide = true)]
     pub plan: Option<PathBuf>,
@@ -72,6 +76,7 @@ impl Flags {
             keep: false,
             report: None,
             junit: None,
+            latency_plot: None,
             plan: None,
         }
     }
@@ -224,6 +229,16 @@ fn finish(report: &RunReport, flags: &Flags) -> anyhow::Result<ExitCode> {
     }
     write_file(flags.report.as_deref(), || Ok(e2e::report::json(report)?))?;
     write_file(flags.junit.as_deref(), || Ok(e2e::report::junit(report)?))?;
+    write_file(flags.latency_plot.as_deref(), || {
+        let series: Vec<(String, Vec<e2e::otlp::ReceivedSpan>)> = report
+            .deployments
+            .iter()
+            .filter(|d| d.deployment == "telemetry" && !d.spans.is_empty())
+            .map(|d| (d.version.to_string(), d.spans.clone()))
+            .collect();
+        e2e::latency_plot::svg("Chroma request latency per endpoint, from the spans of one `cargo xtask e2e --check telemetry` run", &series)
+            .context("--latency-plot")
+    })?;
     Ok(if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 

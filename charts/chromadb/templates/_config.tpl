@@ -19,8 +19,8 @@ chromadb.extraConfig deep-merged over it (extra wins).
 {{- if not (kindIs "invalid" $c.circuitBreaker.requests) -}}
 {{- $_ := set $cfg "circuit_breaker" (dict "requests" (include "chromadb.int" (dict "key" "chromadb.circuitBreaker.requests" "value" $c.circuitBreaker.requests) | int64)) -}}
 {{- end -}}
-{{- if eq (include "chromadb.bool" (dict "key" "chromadb.telemetry.enabled" "value" $c.telemetry.enabled)) "true" -}}
-{{- $otel := dict "service_name" ($c.telemetry.serviceName | default "chroma") "endpoint" $c.telemetry.endpoint -}}
+{{- if include "chromadb.otelExported" . -}}
+{{- $otel := dict "service_name" ($c.telemetry.serviceName | default "chroma") "endpoint" (include "chromadb.otelEndpoint" .) -}}
 {{- with $c.telemetry.filters }}{{ $_ := set $otel "filters" . }}{{ end -}}
 {{- $_ := set $cfg "open_telemetry" $otel -}}
 {{- end -}}

@@ -116,12 +116,13 @@ so nothing that moves with the chart or Chroma version goes here.
 {{- end -}}
 
 {{/*
-Where the chart's rendering changes: auth kinds (0.4.7, 0.4.8), uvicorn flags (0.4.16), the
+Where the chart's rendering changes: auth kinds (0.4.7, 0.4.8), OpenTelemetry settings
+(0.4.15), uvicorn flags (0.4.16), the
 image entrypoint (0.4.23), auth settings (0.5.0), the token header form (0.5.1), the API
 generation (0.5.16), the Rust server (1.0.0), the CORS wildcard (1.0.11). Two releases between
 the same floors are configured identically: that is what "the same era" means to the chart.
 */}}
-{{- define "chromadb.eraFloors" -}}0.4.7 0.4.8 0.4.16 0.4.23 0.5.0 0.5.1 0.5.16 1.0.0 1.0.11{{- end -}}
+{{- define "chromadb.eraFloors" -}}0.4.7 0.4.8 0.4.15 0.4.16 0.4.23 0.5.0 0.5.1 0.5.16 1.0.0 1.0.11{{- end -}}
 
 {{/*
 The Chroma version every gate compares against: chromadb.apiVersion, else the release a
@@ -305,4 +306,89 @@ imagePullSecrets:
 {{- else -}}
 {{- printf "%s/collections" $prefix -}}
 {{- end -}}
+{{- end -}}
+
+{{/* "true" when telemetry is enabled and the version reads OpenTelemetry settings
+(CHROMA_OTEL_* from 0.4.15 on the Python server; open_telemetry on 1.x). */}}
+{{- define "chromadb.otelExported" -}}
+{{- $c := .Values.chromadb -}}
+{{- if and (or (include "chromadb.metricsEnabled" .) (eq (include "chromadb.bool" (dict "key" "chromadb.telemetry.enabled" "value" $c.telemetry.enabled)) "true")) (include "chromadb.atLeast" (dict "ctx" . "floor" "0.4.15")) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Metrics ---------------------------------------------------------------- */}}
+
+{{- define "chromadb.collectorName" -}}
+{{- printf "%s-otel-collector" (include "chromadb.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The collector pods' own selector: not Chroma's, so Chroma's Service, PDB and NetworkPolicy never pick them. */}}
+{{- define "chromadb.collectorSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-otel-collector" (include "chromadb.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "chromadb.metricsEnabled" -}}
+{{- if eq (include "chromadb.bool" (dict "key" "metrics.enabled" "value" (.Values.metrics | default dict).enabled)) "true" -}}true{{- end -}}
+{{- end -}}
+
+{{/* Where Chroma sends OTLP: the chart's collector when metrics are on, else chromadb.telemetry.endpoint. */}}
+{{- define "chromadb.otelEndpoint" -}}
+{{- if include "chromadb.metricsEnabled" . -}}
+{{- printf "http://%s:4317" (include "chromadb.collectorName" .) -}}
+{{- else -}}
+{{- .Values.chromadb.telemetry.endpoint -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the chart renders a ServiceMonitor: forced, or auto and the cluster serves the CRD. */}}
+{{- define "chromadb.serviceMonitor" -}}
+{{- if include "chromadb.metricsEnabled" . -}}
+{{- $mode := .Values.metrics.serviceMonitor.mode | default "auto" | toString -}}
+{{- if or (eq $mode "force") (and (eq $mode "auto") (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor")) -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "chromadb.collectorImage" -}}
+{{- include "chromadb.image" (dict "image" .Values.metrics.collector.image "global" .Values.global "defaultTag" "0.115.1") -}}
+{{- end -}}
+
+{{/* Labels of the metrics objects: the chart's labels, with the collector's own name and component. */}}
+{{- define "chromadb.collectorLabels" -}}
+{{- $base := include "chromadb.chartLabels" . | fromYaml -}}
+{{- $_ := set $base "app.kubernetes.io/name" (include "chromadb.collectorSelectorLabels" . | fromYaml | dig "app.kubernetes.io/name" "") -}}
+{{- $_ := set $base "app.kubernetes.io/component" "metrics" -}}
+{{- include "chromadb.mergeLabels" (dict "base" $base "extra" .Values.commonLabels "key" "commonLabels" "ctx" .) -}}
+{{- end -}}
+
+{{/*
+The collector's config: Chroma's OTLP in; spans → the spanmetrics connector (calls, errors,
+latency histogram per route) → Prometheus; Chroma's own 1.x metrics → Prometheus too. When the
+user also named an endpoint, traces and metrics are fanned out to it.
+*/}}
+{{- define "chromadb.collectorConfig" -}}
+{{- $promPort := include "chromadb.int" (dict "key" "metrics.port" "value" .Values.metrics.port) | int -}}
+{{- $upstream := .Values.chromadb.telemetry.endpoint | default "" | toString -}}
+{{- $traceOut := list "spanmetrics" -}}
+{{- $metricOut := list "prometheus" -}}
+{{- $exporters := dict "prometheus" (dict "endpoint" (printf "0.0.0.0:%d" $promPort)) -}}
+{{- if $upstream -}}
+{{- $_ := set $exporters "otlp/upstream" (dict "endpoint" $upstream "tls" (dict "insecure" (hasPrefix "http://" $upstream))) -}}
+{{- $traceOut = append $traceOut "otlp/upstream" -}}
+{{- $metricOut = append $metricOut "otlp/upstream" -}}
+{{- end -}}
+{{- $cfg := dict
+  "receivers" (dict "otlp" (dict "protocols" (dict "grpc" (dict "endpoint" "0.0.0.0:4317"))))
+  "processors" (dict "batch" dict)
+  "connectors" (dict "spanmetrics" (dict
+      "namespace" "traces.span.metrics"
+      "histogram" (dict "explicit" (dict "buckets" (list "2ms" "5ms" "10ms" "25ms" "50ms" "100ms" "250ms" "500ms" "1s" "2500ms" "5s" "10s")))
+      "dimensions" (list (dict "name" "http.method") (dict "name" "http.route") (dict "name" "http.status_code"))))
+  "exporters" $exporters
+  "extensions" (dict "health_check" (dict "endpoint" "0.0.0.0:13133"))
+  "service" (dict
+      "extensions" (list "health_check")
+      "pipelines" (dict
+        "traces" (dict "receivers" (list "otlp") "processors" (list "batch") "exporters" $traceOut)
+        "metrics" (dict "receivers" (list "otlp" "spanmetrics") "processors" (list "batch") "exporters" $metricOut))) -}}
+{{- toYaml $cfg -}}
 {{- end -}}

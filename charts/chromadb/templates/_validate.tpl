@@ -113,6 +113,28 @@ ignores the key, so one values file cannot render for one version and fail for a
 {{- if and (eq (include "chromadb.bool" (dict "key" "chromadb.telemetry.enabled" "value" $c.telemetry.enabled)) "true") (not $c.telemetry.endpoint) -}}
 {{- fail "chromadb.telemetry.endpoint: must be set (e.g. http://otel-collector:4317) when chromadb.telemetry.enabled is true" -}}
 {{- end -}}
+{{- with $c.telemetry.endpoint -}}
+{{- if not (regexMatch "^https?://[^/@[:space:]:]+(:[0-9]+)?(/[^[:space:]]*)?$" (toString .)) -}}
+{{- fail (printf "chromadb.telemetry.endpoint: must be an http:// or https:// URL of an OTLP/gRPC collector such as http://otel-collector:4317, got %q" (toString .)) -}}
+{{- end -}}
+{{- end -}}
+{{- $m := .Values.metrics | default dict -}}
+{{- if eq (include "chromadb.bool" (dict "key" "metrics.enabled" "value" $m.enabled)) "true" -}}
+{{- if not (include "chromadb.atLeast" (dict "ctx" . "floor" "0.4.15")) -}}
+{{- fail (printf "metrics.enabled: Chroma %s has no OpenTelemetry (0.4.15 and later do), so nothing would feed the collector; use 0.4.15 or later, or set metrics.enabled=false" (include "chromadb.apiVersion" .)) -}}
+{{- end -}}
+{{- end -}}
+{{- $sm := ($m.serviceMonitor | default dict).mode | default "auto" | toString -}}
+{{- if not (has $sm (list "auto" "force" "disabled")) -}}
+{{- fail (printf "metrics.serviceMonitor.mode: must be auto, force or disabled, got %q" $sm) -}}
+{{- end -}}
+{{- $mp := include "chromadb.int" (dict "key" "metrics.port" "value" ($m.port | default 8889)) | int -}}
+{{- if or (lt $mp 1) (gt $mp 65535) (eq $mp 4317) (eq $mp 13133) -}}
+{{- fail (printf "metrics.port: must be a port from 1 to 65535 other than 4317 (OTLP) and 13133 (health), got %d" $mp) -}}
+{{- end -}}
+{{- if not (has ($c.telemetry.granularity | default "operation" | toString) (list "operation" "operation_and_segment" "all")) -}}
+{{- fail (printf "chromadb.telemetry.granularity: must be one of operation, operation_and_segment, all (disable telemetry with chromadb.telemetry.enabled=false), got %q" (toString $c.telemetry.granularity)) -}}
+{{- end -}}
 
 {{- if and $c.telemetry.filters (ne (include "chromadb.bool" (dict "key" "chromadb.telemetry.enabled" "value" $c.telemetry.enabled)) "true") -}}
 {{- fail "chromadb.telemetry.filters: trace filters are written only into an enabled open_telemetry block; set chromadb.telemetry.enabled=true and chromadb.telemetry.endpoint too, or remove the filters" -}}

@@ -47,6 +47,13 @@ pub const TOKEN_HEADER_NAME_FLOOR: ChromaVersion = ChromaVersion::new(0, 5, 1);
 /// (docs/chroma-eras.md#settings-per-era).
 pub const SEGMENT_CACHE_FLOOR: ChromaVersion = ChromaVersion::new(0, 4, 23);
 
+/// The Python server reads `CHROMA_OTEL_*` and exports traces over OTLP/gRPC from here; before,
+/// it has no OpenTelemetry at all (docs/chroma-eras.md#telemetry).
+pub const OTEL_SETTINGS_FLOOR: ChromaVersion = ChromaVersion::new(0, 4, 15);
+/// The Rust server reads `open_telemetry.filters` from here; 1.0.0–1.0.15 ignore the key
+/// (docs/chroma-eras.md#telemetry).
+pub const OTEL_FILTERS_FLOOR: ChromaVersion = ChromaVersion::new(1, 0, 16);
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("`{input}` is not a Chroma version: {reason} (expected MAJOR.MINOR.PATCH, 0.4.3 or later, e.g. 0.4.24 or 1.5.0)")]
 pub struct VersionError {
@@ -70,6 +77,11 @@ impl ChromaVersion {
 
     pub fn has_token_auth(&self) -> bool {
         *self >= TOKEN_AUTH_FLOOR && !self.is_rust_server()
+    }
+
+    /// Reads OpenTelemetry settings: `CHROMA_OTEL_*` from 0.4.15, `open_telemetry` on 1.x.
+    pub fn has_otel(&self) -> bool {
+        *self >= OTEL_SETTINGS_FLOOR
     }
 
     /// 0.5.0 replaced the `CHROMA_SERVER_AUTH_*` settings with `CHROMA_SERVER_AUTHN_*`.

@@ -5,6 +5,8 @@ pub mod backend;
 pub mod checks;
 pub mod cluster;
 pub mod dataset;
+pub mod latency_plot;
+pub mod otlp;
 pub mod process;
 pub mod random;
 pub mod report;

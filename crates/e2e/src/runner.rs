@@ -13,7 +13,8 @@ use serde::Serialize;
 
 use crate::backend::{Backend, Deployed, Release};
 use crate::checks::{self, CheckName, Outcome};
-use crate::scenario::{Deployment, LivePlan};
+use crate::otlp::Receiver;
+use crate::scenario::{Deployment, LivePlan, RuntimeValue};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -57,6 +58,9 @@ pub struct DeploymentResult {
     pub seconds: f64,
     /// Where to reach it when kept (`--keep`).
     pub kept_url: Option<String>,
+    /// The spans its OTLP receiver got (deployments with `<otlp-receiver>`), for plots.
+    #[serde(skip)]
+    pub spans: Vec<crate::otlp::ReceivedSpan>,
 }
 
 impl DeploymentResult {
@@ -194,6 +198,7 @@ fn failed_unit(v: &ChromaVersion, d: &Deployment, expected: Option<Expected>, er
         planned,
         seconds: secs(t.elapsed()),
         kept_url: None,
+        spans: Vec::new(),
     }
 }
 
@@ -207,6 +212,23 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
     for f in &d.values_files {
         request = request.values_file(f);
     }
+    // Run-time values: the receiver is started first so its port can go into the render.
+    let otlp = if d.needs(RuntimeValue::OtlpReceiver) {
+        match Receiver::start().await {
+            Ok(rx) => Some(rx),
+            Err(e) => return (failed_unit(v, d, None, format!("starting the OTLP receiver: {e}"), t), None),
+        }
+    } else {
+        None
+    };
+    let mut user_values = d.values.clone();
+    if !d.runtime.is_empty() {
+        let doc = d.runtime_values(|what| match what {
+            RuntimeValue::OtlpReceiver => otlp.as_ref().map(Receiver::endpoint).unwrap_or_default(),
+        });
+        crate::scenario::merge(&mut user_values, doc.clone());
+        request = request.values(doc);
+    }
     let rendered = {
         let (helm, request) = (helm.clone(), request.clone());
         tokio::task::spawn_blocking(move || request.render(&helm)).await
@@ -216,7 +238,7 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
         Err(e) => return (failed_unit(v, d, None, format!("render task failed: {e}"), t), None),
     };
 
-    let expected = match Expected::from_values(&d.values, v) {
+    let expected = match Expected::from_values(&user_values, v) {
         Ok(e) => e,
         Err(spec) => {
             // The spec refuses these values on this version: helm must refuse them too,
@@ -237,6 +259,19 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
         Ok(r) => r,
         Err(e) => return (failed_unit(v, d, Some(expected), format!("helm template failed: {e}"), t), None),
     };
+    // A server none of whose checks applies would prove nothing: report each SKIP, deploy nothing.
+    let planned = selected(d, &opts.checks);
+    if !planned.is_empty() && planned.iter().all(|c| c.applies(&expected).is_err()) {
+        let mut r = failed_unit(v, d, Some(expected.clone()), String::new(), t);
+        r.error = None;
+        r.planned = planned.clone();
+        r.checks = planned
+            .iter()
+            .map(|&check| CheckResult { check, outcome: Outcome::Skipped { reason: check.applies(&expected).err().unwrap_or_default() }, seconds: 0.0 })
+            .collect();
+        r.skipped = Some(format!("no check of this deployment applies to Chroma {v}; not deployed"));
+        return (r, None);
+    }
     // The restore Job a fresh release of these values would run, for `backup-restore`.
     let restore = match checks::backup::restore_request(&request, &d.values, &expected) {
         Some(req) => {
@@ -267,7 +302,7 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
     let mut results = Vec::new();
     for check in selected(d, &opts.checks) {
         let ct = Instant::now();
-        let outcome = checks::run(check, backend, &mut deployed, &expected, &workloads).await;
+        let outcome = checks::run(check, backend, &mut deployed, &expected, &workloads, otlp.as_ref()).await;
         results.push(CheckResult { check, outcome, seconds: secs(ct.elapsed()) });
     }
     let mut r = DeploymentResult {
@@ -282,6 +317,7 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
         planned: selected(d, &opts.checks),
         seconds: 0.0,
         kept_url: None,
+        spans: Vec::new(),
     };
     let kept = if opts.keep {
         r.kept_url = Some(deployed.base_url.clone());
@@ -292,6 +328,10 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
         }
         None
     };
+    if let Some(rx) = otlp {
+        r.spans = rx.spans();
+        rx.stop().await;
+    }
     r.seconds = secs(t.elapsed());
     (r, kept)
 }

@@ -26,5 +26,5 @@ pub use matrix::{MatrixEntry, MatrixError, VersionMatrix};
 pub use objects::{Object, Rendered};
 pub use pod::ProbeKind;
 pub use server_config::{ConfigError, ServerConfig};
-pub use spec::{ApiPrefix, Auth, Expected, OpenBecause, SpecError, TokenHeader};
+pub use spec::{ApiPrefix, Auth, Expected, ExpectedMetrics, OpenBecause, OtelFilter, ServiceMonitorMode, SpecError, Telemetry, TokenHeader};
 pub use version::ChromaVersion;

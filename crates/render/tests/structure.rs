@@ -159,10 +159,23 @@ each_version! {
             for (k, v) in r.selector() {
                 assert_eq!(pod.get(&k), Some(&v), "{case}: selector {k}={v} does not match the pod template");
             }
+            // Every pod template: Chroma's, and the metrics collector's Deployment when rendered.
+            let mut templates = vec![("the Chroma pod".to_string(), pod.clone())];
+            for d in r.documents.iter().filter(|d| d["kind"] == "Deployment") {
+                let labels = d["spec"]["template"]["metadata"]["labels"].as_object().map(|m| {
+                    m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect::<std::collections::BTreeMap<_, _>>()
+                });
+                templates.push((format!("Deployment {}", d["metadata"]["name"]), labels.unwrap_or_default()));
+            }
             for svc in r.services() {
-                for (k, v) in svc.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default() {
-                    assert_eq!(pod.get(&k), Some(&v), "{case}: Service selector {k}={v} does not match the pod");
-                }
+                let selector = svc.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+                let name = svc.metadata.name.clone().unwrap_or_default();
+                let picked: Vec<&str> = templates
+                    .iter()
+                    .filter(|(_, labels)| selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
+                    .map(|(what, _)| what.as_str())
+                    .collect();
+                assert_eq!(picked.len(), 1, "{case}: Service {name} selector {selector:?} must pick exactly one pod template, picks {picked:?}");
             }
         }
     }

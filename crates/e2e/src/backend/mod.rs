@@ -164,4 +164,10 @@ pub trait Backend {
     /// kept across an upgrade is the chart's own doing); `Err(why not)` when this backend
     /// renders without an API server and can only emulate it.
     fn runs_lookup(&self) -> Result<(), String>;
+    /// `Ok(())` when the server can reach a listener on the harness's 127.0.0.1 (the OTLP
+    /// receiver of the `telemetry` check); `Err(why not)` otherwise. Default: a cluster's pods
+    /// have their own loopback.
+    fn reaches_harness_loopback(&self) -> Result<(), String> {
+        Err("the server runs in a pod whose 127.0.0.1 is not the harness's, so the harness's OTLP receiver is out of its reach".into())
+    }
 }

@@ -9,6 +9,7 @@ pub mod backup;
 pub use chroma_api::client;
 pub mod era;
 mod probes;
+pub mod telemetry;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,6 +21,7 @@ use render::{Auth, Expected, Rendered};
 use serde::Serialize;
 
 use crate::backend::{Backend, Deployed, HookRun};
+use crate::otlp::Receiver;
 use client::{Answer, Api, Credential, Exchange};
 
 /// The spec's default name for the chart's auth Secret.
@@ -36,11 +38,12 @@ pub enum CheckName {
     Persistence,
     ChartTest,
     BackupRestore,
+    Telemetry,
     Reset,
 }
 
 impl CheckName {
-    pub const ALL: [CheckName; 8] = [
+    pub const ALL: [CheckName; 9] = [
         CheckName::ApiSurface,
         CheckName::Auth,
         CheckName::Cors,
@@ -48,6 +51,7 @@ impl CheckName {
         CheckName::Persistence,
         CheckName::ChartTest,
         CheckName::BackupRestore,
+        CheckName::Telemetry,
         CheckName::Reset,
     ];
 
@@ -60,6 +64,7 @@ impl CheckName {
             CheckName::Persistence => "persistence",
             CheckName::ChartTest => "chart-test",
             CheckName::BackupRestore => "backup-restore",
+            CheckName::Telemetry => "telemetry",
             CheckName::Reset => "reset",
         }
     }
@@ -73,6 +78,7 @@ impl CheckName {
             CheckName::BackupRestore if e.backup.is_none() => {
                 Err("backup.enabled is off in this deployment's values: there is no backup CronJob to run".into())
             }
+            CheckName::Telemetry => telemetry::applies(e),
             _ => Ok(()),
         }
     }
@@ -180,10 +186,28 @@ impl Workloads {
     }
 }
 
-/// Runs one check (already known to apply) and turns its result into an outcome.
-pub async fn run<B: Backend>(check: CheckName, backend: &B, deployed: &mut Deployed, expected: &Expected, workloads: &Workloads) -> Outcome {
+/// Runs one check (already known to apply) and turns its result into an outcome. `otlp` is
+/// the receiver the deployment's telemetry was pointed at, when the run started one.
+pub async fn run<B: Backend>(
+    check: CheckName,
+    backend: &B,
+    deployed: &mut Deployed,
+    expected: &Expected,
+    workloads: &Workloads,
+    otlp: Option<&Receiver>,
+) -> Outcome {
     if let Err(reason) = check.applies(expected) {
         return Outcome::Skipped { reason };
+    }
+    if check == CheckName::Telemetry {
+        if let Err(reason) = backend.reaches_harness_loopback() {
+            return Outcome::Skipped { reason: format!("telemetry not checked on the {} backend: {reason}", backend.name()) };
+        }
+        if otlp.is_none() {
+            return Outcome::Skipped {
+                reason: "no OTLP receiver in this run: the deployment does not point chromadb.telemetry.endpoint at `<otlp-receiver>` (fixtures/live.yaml `runtime:`)".into(),
+            };
+        }
     }
     if check == CheckName::ChartTest {
         return chart_test(backend, deployed).await;
@@ -204,6 +228,10 @@ pub async fn run<B: Backend>(check: CheckName, backend: &B, deployed: &mut Deplo
         CheckName::Payload => probes::payload(&mut ctx).await,
         CheckName::Persistence => probes::persistence(&mut ctx).await,
         CheckName::Reset => probes::reset(&mut ctx).await,
+        CheckName::Telemetry => match otlp {
+            Some(rx) => telemetry::telemetry(&mut ctx, rx).await,
+            None => unreachable!("skipped above without a receiver"),
+        },
         CheckName::ChartTest | CheckName::BackupRestore => unreachable!("handled above: their Jobs talk to the server, not this client"),
     };
     match result {

@@ -616,6 +616,12 @@ impl Backend for ProcessBackend {
     fn runs_lookup(&self) -> Result<(), String> {
         Err("the process backend renders with `helm template`, which has no API server for `lookup`; a generated Secret can only be carried over by emulation".into())
     }
+
+    fn reaches_harness_loopback(&self) -> Result<(), String> {
+        // The server process shares the harness's network namespace (only hook pods get
+        // their own).
+        Ok(())
+    }
 }
 
 /// The Services as a hook pod sees them: each one selecting the server pod, with the ports

@@ -394,7 +394,7 @@ async fn upgrade_deployed<B: Backend>(
     }
     for check in CheckName::ALL.into_iter().filter(|_| opts.checks) {
         let tc = Instant::now();
-        let outcome = checks::run(check, backend, deployed, sides.b, &checks::Workloads::default()).await;
+        let outcome = checks::run(check, backend, deployed, sides.b, &checks::Workloads::default(), None).await;
         if let Outcome::Fail { reason, evidence, .. } = &outcome {
             failed_checks.push(check.as_str());
             run.observed.push(reason.clone());

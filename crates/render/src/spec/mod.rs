@@ -15,7 +15,7 @@ mod values;
 
 use serde_yaml::Value;
 
-use crate::version::ChromaVersion;
+use crate::version::{ChromaVersion, OTEL_FILTERS_FLOOR, OTEL_SETTINGS_FLOOR};
 
 pub use backup::{
     BACKUP_MOUNT, BackupAuth, BackupStorage, DEFAULT_BACKUP_REPOSITORY, ExpectedBackup, ExpectedRestore, cronjob_name, own_claim,
@@ -32,7 +32,7 @@ pub use knobs::{
     disruption_budget, fullname, headless_service, name, network_policy_peers, object_labels, pod_labels, probes,
     service, user_object_refs,
 };
-pub use validate::{CORS_WILDCARD_FIXED, ERA_FLOORS, deployed_version, era_boundary, tag_release};
+pub use validate::{CORS_WILDCARD_FIXED, ERA_FLOORS, deployed_version, era_boundary, is_otlp_url, tag_release};
 pub use values::{KEY_TYPES, KeyType, lookup, parse_bool, parse_header, parse_int, parse_str};
 use values::err;
 
@@ -96,6 +96,80 @@ impl TokenHeader {
 // The API generation lives with the era client, its one home; re-exported for the spec.
 pub use chroma_api::ApiPrefix;
 
+/// The Python server's `CHROMA_OTEL_GRANULARITY` the chart sets unless told otherwise: the
+/// server's own default (`none`) sends nothing at all.
+pub const DEFAULT_OTEL_GRANULARITY: &str = "operation";
+/// The granularities the 0.x server knows (`none` is left out: `enabled: false` says that).
+pub const OTEL_GRANULARITIES: [&str; 3] = ["operation", "operation_and_segment", "all"];
+
+/// The endpoint the model gives a server that sends to the chart's own collector
+/// (`metrics.enabled`); [`collector_endpoint`] says what it is for a release.
+pub const CHART_COLLECTOR: &str = "<the chart's otel collector>";
+
+/// The chart's collector Deployment/Service name for a release.
+pub fn collector_name(values: &Value, release: &str) -> Result<String, SpecError> {
+    let full = knobs::fullname(values, release)?;
+    Ok(format!("{full}-otel-collector").chars().take(63).collect::<String>().trim_end_matches('-').to_string())
+}
+
+/// Where the server sends OTLP when `metrics.enabled`: the collector's Service, same namespace.
+pub fn collector_endpoint(values: &Value, release: &str) -> Result<String, SpecError> {
+    Ok(format!("http://{}:4317", collector_name(values, release)?))
+}
+
+/// How a ServiceMonitor comes about (`metrics.serviceMonitor.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceMonitorMode {
+    /// When the cluster serves `monitoring.coreos.com/v1`.
+    Auto,
+    Force,
+    Disabled,
+}
+
+/// `metrics.enabled`: the chart's collector turns spans into Prometheus metrics.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExpectedMetrics {
+    /// The collector's Prometheus exporter port.
+    pub port: u16,
+    pub service_monitor: ServiceMonitorMode,
+    /// `Some(labels)` when the Grafana dashboard ConfigMap is rendered.
+    pub dashboard_labels: Option<std::collections::BTreeMap<String, String>>,
+    /// The user's own endpoint, which the collector forwards traces and metrics to.
+    pub upstream: Option<String>,
+}
+
+/// What the server exports over OpenTelemetry (docs/chroma-eras.md#telemetry).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Telemetry {
+    /// Not enabled.
+    Off,
+    /// Enabled, but this release has no OpenTelemetry: the values are ignored.
+    Ignored { reason: String },
+    /// Spans go over OTLP/gRPC (the only transport any release uses) to `endpoint`, with
+    /// `service.name` = `service_name`.
+    Exported {
+        endpoint: String,
+        service_name: String,
+        /// 0.x: `CHROMA_OTEL_GRANULARITY`. `None` on 1.x, which has no such setting.
+        granularity: Option<String>,
+        /// 1.x per-crate span filters (`open_telemetry.filters`), in order; empty where the
+        /// server ignores them (0.x, and 1.x before 1.0.16).
+        filters: Vec<OtelFilter>,
+        /// Filters were given, but this release does not read them.
+        filters_ignored: bool,
+        /// The 1.x server also exports metrics over OTLP; the 0.x server only spans.
+        metrics: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OtelFilter {
+    pub crate_name: String,
+    pub filter_level: String,
+}
+
 /// What the spec says a deployment of these values on this version must do.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Expected {
@@ -128,6 +202,8 @@ pub struct Expected {
     pub backup: Option<ExpectedBackup>,
     /// `restore.enabled`: what the post-install restore Job reads.
     pub restore: Option<ExpectedRestore>,
+    pub telemetry: Telemetry,
+    pub metrics: Option<ExpectedMetrics>,
 }
 
 /// Values the spec says must be refused, with the key at fault.
@@ -210,6 +286,8 @@ impl Expected {
         let (backup, restore) = backup::expected(values, &auth)?;
 
         let api = ApiPrefix::for_version(version);
+        let telemetry = telemetry(values, version, server_config.as_ref())?;
+        let metrics = expected_metrics(values)?;
 
         Ok(Expected {
             version: version.clone(),
@@ -227,6 +305,8 @@ impl Expected {
             server_config,
             backup,
             restore,
+            telemetry,
+            metrics,
         })
     }
 
@@ -235,6 +315,78 @@ impl Expected {
     }
 }
 
+
+fn telemetry(values: &Value, version: &ChromaVersion, server_config: Option<&Value>) -> Result<Telemetry, SpecError> {
+    if let Some(doc) = server_config {
+        // The merged document is what the 1.x server reads (extraConfig may have written the
+        // block itself).
+        let Some(otel) = lookup(doc, "open_telemetry") else { return Ok(Telemetry::Off) };
+        let text = |k: &str| lookup(otel, k).and_then(Value::as_str).unwrap_or("").to_string();
+        let given = lookup(otel, "filters").and_then(Value::as_sequence).is_some_and(|f| !f.is_empty());
+        // Before the floor the server reads no filters: it exports as if there were none.
+        let filters = lookup(otel, "filters")
+            .filter(|_| *version >= OTEL_FILTERS_FLOOR)
+            .and_then(Value::as_sequence)
+            .map(|fs| {
+                fs.iter()
+                    .map(|f| OtelFilter {
+                        crate_name: lookup(f, "crate_name").and_then(Value::as_str).unwrap_or("").to_string(),
+                        filter_level: lookup(f, "filter_level").and_then(Value::as_str).unwrap_or("").to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let filters_ignored = given && *version < OTEL_FILTERS_FLOOR;
+        return Ok(Telemetry::Exported { endpoint: text("endpoint"), service_name: text("service_name"), granularity: None, filters, filters_ignored, metrics: true });
+    }
+    let metrics = parse_bool(values, "metrics.enabled", false)?;
+    if !metrics && !parse_bool(values, "chromadb.telemetry.enabled", false)? {
+        return Ok(Telemetry::Off);
+    }
+    if *version < OTEL_SETTINGS_FLOOR {
+        return Ok(Telemetry::Ignored {
+            reason: format!("Chroma {version} has no OpenTelemetry (CHROMA_OTEL_* settings exist from {OTEL_SETTINGS_FLOOR}); chromadb.telemetry.* is ignored"),
+        });
+    }
+    Ok(Telemetry::Exported {
+        endpoint: if metrics { CHART_COLLECTOR.to_string() } else { parse_str(values, "chromadb.telemetry.endpoint", "")?.to_string() },
+        service_name: parse_str(values, "chromadb.telemetry.serviceName", "chroma")?.to_string(),
+        granularity: Some(parse_str(values, "chromadb.telemetry.granularity", DEFAULT_OTEL_GRANULARITY)?.to_string()),
+        // Per-crate filters are a 1.x setting; the Python server has none (ignored there).
+        filters: Vec::new(),
+        filters_ignored: lookup(values, "chromadb.telemetry.filters").and_then(Value::as_sequence).is_some_and(|f| !f.is_empty()),
+        metrics: false,
+    })
+}
+
+fn expected_metrics(values: &Value) -> Result<Option<ExpectedMetrics>, SpecError> {
+    if !parse_bool(values, "metrics.enabled", false)? {
+        return Ok(None);
+    }
+    let service_monitor = match parse_str(values, "metrics.serviceMonitor.mode", "auto")? {
+        "force" => ServiceMonitorMode::Force,
+        "disabled" => ServiceMonitorMode::Disabled,
+        _ => ServiceMonitorMode::Auto,
+    };
+    let dashboard_labels = if parse_bool(values, "metrics.dashboard.enabled", true)? {
+        let labels = match lookup(values, "metrics.dashboard.labels") {
+            Some(Value::Mapping(m)) => m
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str().map_or_else(|| values::show(v), str::to_string))))
+                .collect(),
+            Some(_) => Default::default(),
+            None => std::collections::BTreeMap::from([("grafana_dashboard".to_string(), "1".to_string())]),
+        };
+        Some(labels)
+    } else {
+        None
+    };
+    let upstream = match parse_str(values, "chromadb.telemetry.endpoint", "")? {
+        "" => None,
+        u => Some(u.to_string()),
+    };
+    Ok(Some(ExpectedMetrics { port: parse_int(values, "metrics.port")?.unwrap_or(8889) as u16, service_monitor, dashboard_labels, upstream }))
+}
 
 /// `path` is `dir` or lies below it.
 fn within(path: &str, dir: &str) -> bool {

@@ -78,10 +78,14 @@ pub fn expected_server_config(values: &Value) -> Result<Value, SpecError> {
         cb.insert(key("requests"), Value::from(n));
         m.insert(key("circuit_breaker"), Value::Mapping(cb));
     }
-    if parse_bool(values, "chromadb.telemetry.enabled", false)? {
+    let metrics = parse_bool(values, "metrics.enabled", false)?;
+    if metrics || parse_bool(values, "chromadb.telemetry.enabled", false)? {
         let mut otel = Mapping::new();
         otel.insert(key("service_name"), key(parse_str(values, "chromadb.telemetry.serviceName", "chroma")?));
-        otel.insert(key("endpoint"), key(parse_str(values, "chromadb.telemetry.endpoint", "")?));
+        // With metrics on, the server sends to the chart's collector, whose name depends on the
+        // release: the model names it by a marker that `collector_endpoint` resolves.
+        let endpoint = if metrics { super::CHART_COLLECTOR } else { parse_str(values, "chromadb.telemetry.endpoint", "")? };
+        otel.insert(key("endpoint"), key(endpoint));
         if let Some(filters) = lookup(values, "chromadb.telemetry.filters").and_then(Value::as_sequence)
             && !filters.is_empty()
         {

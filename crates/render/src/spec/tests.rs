@@ -114,6 +114,10 @@ fn server_config_maps_dedicated_keys() {
 #[case::unknown_hash_type("chromadb: {sqliteDb: {hashType: sha1}}", "chromadb.sqliteDb.hashType")]
 #[case::unknown_migration_mode("chromadb: {sqliteDb: {migrationMode: skip}}", "chromadb.sqliteDb.migrationMode")]
 #[case::telemetry_without_endpoint("chromadb: {telemetry: {enabled: true}}", "chromadb.telemetry.endpoint")]
+#[case::telemetry_endpoint_without_scheme("chromadb: {telemetry: {enabled: true, endpoint: 'otel:4317'}}", "chromadb.telemetry.endpoint")]
+#[case::telemetry_endpoint_other_scheme("chromadb: {telemetry: {endpoint: 'grpc://otel:4317'}}", "chromadb.telemetry.endpoint")]
+#[case::telemetry_endpoint_without_host("chromadb: {telemetry: {enabled: true, endpoint: 'http://:4317'}}", "chromadb.telemetry.endpoint")]
+#[case::telemetry_granularity_none("chromadb: {telemetry: {granularity: none}}", "chromadb.telemetry.granularity")]
 #[case::extra_config_port("chromadb: {extraConfig: {port: 1}}", "chromadb.extraConfig.port")]
 #[case::extra_config_listen_address("chromadb: {extraConfig: {listen_address: x}}", "chromadb.extraConfig.listen_address")]
 #[case::unknown_header("chromadb: {auth: {token: {headerType: X-Api-Key}}}", "chromadb.auth.token.headerType")]
@@ -220,4 +224,57 @@ mod review_fixes {
         let e = pod_labels(&y("podLabels: {app.kubernetes.io/name: x}"), &base).unwrap_err();
         assert_eq!(e.key, "podLabels.app.kubernetes.io/name");
     }
+}
+
+const OTEL_ON: &str = "chromadb: {telemetry: {enabled: true, endpoint: 'http://otel:4317', serviceName: svc, filters: [{crate_name: chroma_frontend, filter_level: error}]}}";
+
+#[rstest]
+#[case::ignored_below_0_4_15("0.4.14")]
+#[case::ignored_on_0_4_3("0.4.3")]
+fn telemetry_ignored_below_the_otel_floor(#[case] version: &str) {
+    let e = expect(OTEL_ON, version);
+    assert!(matches!(&e.telemetry, Telemetry::Ignored { reason } if reason.contains("0.4.15")), "{:?}", e.telemetry);
+}
+
+#[rstest]
+#[case::python_spans_from_0_4_15("0.4.15")]
+#[case::python_spans_on_0_6_3("0.6.3")]
+fn python_server_exports_spans_only_with_default_granularity_and_no_filters(#[case] version: &str) {
+    let e = expect(OTEL_ON, version);
+    assert_eq!(
+        e.telemetry,
+        Telemetry::Exported { endpoint: "http://otel:4317".into(), service_name: "svc".into(), granularity: Some("operation".into()), filters: vec![], filters_ignored: true, metrics: false }
+    );
+}
+
+#[rstest]
+#[case::filters_ignored_on_1_0_0("1.0.0", false)]
+#[case::filters_ignored_on_1_0_15("1.0.15", false)]
+#[case::filters_from_1_0_16("1.0.16", true)]
+#[case::filters_on_1_5_0("1.5.0", true)]
+fn rust_server_exports_spans_and_metrics_filters_from_1_0_16(#[case] version: &str, #[case] filtered: bool) {
+    let Telemetry::Exported { service_name, granularity, filters, filters_ignored, metrics, .. } = expect(OTEL_ON, version).telemetry else { panic!("not exported on {version}") };
+    assert_eq!((service_name.as_str(), granularity, metrics), ("svc", None, true));
+    assert_eq!(filters.len(), usize::from(filtered), "{filters:?}");
+    assert_eq!(filters_ignored, !filtered);
+}
+
+#[test]
+fn telemetry_off_by_default_and_extra_config_block_counts_on_1_x() {
+    assert_eq!(expect("{}", "0.6.3").telemetry, Telemetry::Off);
+    assert_eq!(expect("{}", "1.5.0").telemetry, Telemetry::Off);
+    let e = expect("chromadb: {extraConfig: {open_telemetry: {service_name: x, endpoint: 'http://c:4317'}}}", "1.5.0");
+    assert!(matches!(e.telemetry, Telemetry::Exported { ref service_name, .. } if service_name == "x"), "{:?}", e.telemetry);
+}
+
+#[rstest]
+#[case::plain("http://otel:4317", true)]
+#[case::tls_with_path("https://otel.example.com/v1", true)]
+#[case::ipv4("http://127.0.0.1:4317", true)]
+#[case::no_scheme("otel:4317", false)]
+#[case::non_numeric_port("http://otel:grpc", false)]
+#[case::userinfo("http://user@otel:4317", false)]
+#[case::space("http://otel 4317", false)]
+fn otlp_url_shape(#[case] url: &str, #[case] ok: bool) {
+    assert_eq!(is_otlp_url(url), ok, "{url}");
 }

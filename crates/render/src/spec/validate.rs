@@ -12,12 +12,13 @@ use super::values::{check_types, err, lookup, parse_bool, parse_header, parse_in
 use crate::version::ChromaVersion;
 
 /// Where the chart's rendering changes with the Chroma version: auth kinds (0.4.7, 0.4.8),
-/// uvicorn flags (0.4.16), the image entrypoint (0.4.23), auth settings (0.5.0), the token
+/// OpenTelemetry settings (0.4.15), uvicorn flags (0.4.16), the image entrypoint (0.4.23), auth settings (0.5.0), the token
 /// header form (0.5.1), the API generation (0.5.16), the Rust server (1.0.0) and the CORS
 /// wildcard (1.0.11). Releases between the same two floors are one era to the chart.
-pub const ERA_FLOORS: [ChromaVersion; 9] = [
+pub const ERA_FLOORS: [ChromaVersion; 10] = [
     ChromaVersion::new(0, 4, 7),
     ChromaVersion::new(0, 4, 8),
+    ChromaVersion::new(0, 4, 15),
     ChromaVersion::new(0, 4, 16),
     ChromaVersion::new(0, 4, 23),
     ChromaVersion::new(0, 5, 0),
@@ -199,6 +200,35 @@ pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), Sp
     {
         return Err(err("chromadb.telemetry.endpoint", "must be set when chromadb.telemetry.enabled is true"));
     }
+    let endpoint = parse_str(values, "chromadb.telemetry.endpoint", "")?;
+    if !endpoint.is_empty() && !is_otlp_url(endpoint) {
+        return Err(err(
+            "chromadb.telemetry.endpoint",
+            format!("must be an http:// or https:// URL of an OTLP/gRPC collector such as http://otel-collector:4317, got {endpoint:?}"),
+        ));
+    }
+    if parse_bool(values, "metrics.enabled", false)? && *version < crate::version::OTEL_SETTINGS_FLOOR {
+        return Err(err(
+            "metrics.enabled",
+            format!("Chroma {version} has no OpenTelemetry (0.4.15 and later do), so nothing would feed the collector; use 0.4.15 or later, or set metrics.enabled=false"),
+        ));
+    }
+    let mode = parse_str(values, "metrics.serviceMonitor.mode", "auto")?;
+    if !matches!(mode, "auto" | "force" | "disabled") {
+        return Err(err("metrics.serviceMonitor.mode", format!("must be auto, force or disabled, got {mode:?}")));
+    }
+    if let Some(p) = parse_int(values, "metrics.port")?
+        && (!(1..=65535).contains(&p) || p == 4317 || p == 13133)
+    {
+        return Err(err("metrics.port", format!("must be a port from 1 to 65535 other than 4317 (OTLP) and 13133 (health), got {p}")));
+    }
+    let granularity = parse_str(values, "chromadb.telemetry.granularity", super::DEFAULT_OTEL_GRANULARITY)?;
+    if !super::OTEL_GRANULARITIES.contains(&granularity) {
+        return Err(err(
+            "chromadb.telemetry.granularity",
+            format!("must be one of {} (disable telemetry with chromadb.telemetry.enabled=false), got {granularity:?}", super::OTEL_GRANULARITIES.join(", ")),
+        ));
+    }
 
     for (key, dedicated) in [("port", "chromadb.serverHttpPort"), ("listen_address", "chromadb.serverHost")] {
         if lookup(values, &format!("chromadb.extraConfig.{key}")).is_some() {
@@ -239,4 +269,16 @@ pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), Sp
         }
     }
     Ok(())
+}
+
+/// `http(s)://HOST[:PORT][/PATH]` with a non-empty host and no whitespace: what both eras'
+/// gRPC exporters accept (the scheme picks plaintext or TLS; a bare `host:4317` is not a URI
+/// to them).
+pub fn is_otlp_url(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("http://").or_else(|| s.strip_prefix("https://")) else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = authority.rsplit_once(':').map_or(authority, |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) && !port.is_empty() { h } else { "" });
+    !host.is_empty() && !s.chars().any(char::is_whitespace) && !authority.contains('@')
 }
