@@ -105,7 +105,18 @@ fn shorten(s: &str) -> String {
 
 impl Api {
     pub fn new(base: &str, prefix: ApiPrefix, credential: Option<Credential>) -> Self {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap_or_default();
+        Self::with_tls(base, prefix, credential, None)
+    }
+
+    /// The API of a deployment that may serve HTTPS (`tls` from [`crate::backend::Deployed`]).
+    pub fn with_tls(base: &str, prefix: ApiPrefix, credential: Option<Credential>, tls: Option<&crate::tls::TlsEndpoint>) -> Self {
+        let http = crate::tls::client_builder(tls)
+            .and_then(|b| Ok(b.timeout(Duration::from_secs(60)).build()?))
+            .unwrap_or_else(|e| {
+                // Only a CA that is not PEM gets here; every request then fails naming it.
+                tracing::error!("{e}");
+                reqwest::Client::builder().https_only(true).build().unwrap_or_default()
+            });
         Api { http, base: base.trim_end_matches('/').to_string(), prefix, credential }
     }
 

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod era;
 mod probes;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,6 +28,7 @@ pub const DEFAULT_AUTH_SECRET: &str = "chromadb-auth";
 #[serde(rename_all = "kebab-case")]
 pub enum CheckName {
     ApiSurface,
+    Tls,
     Auth,
     Cors,
     Payload,
@@ -36,12 +38,13 @@ pub enum CheckName {
 }
 
 impl CheckName {
-    pub const ALL: [CheckName; 7] =
-        [CheckName::ApiSurface, CheckName::Auth, CheckName::Cors, CheckName::Payload, CheckName::Persistence, CheckName::ChartTest, CheckName::Reset];
+    pub const ALL: [CheckName; 8] =
+        [CheckName::ApiSurface, CheckName::Tls, CheckName::Auth, CheckName::Cors, CheckName::Payload, CheckName::Persistence, CheckName::ChartTest, CheckName::Reset];
 
     pub fn as_str(self) -> &'static str {
         match self {
             CheckName::ApiSurface => "api-surface",
+            CheckName::Tls => "tls",
             CheckName::Auth => "auth",
             CheckName::Cors => "cors",
             CheckName::Payload => "payload",
@@ -57,6 +60,7 @@ impl CheckName {
             CheckName::Payload if e.max_payload_bytes.is_none() => {
                 Err(format!("Chroma {} (< 1.0.0) has no payload limit; maxPayloadSizeBytes is ignored there", e.version))
             }
+            CheckName::Tls if e.tls.is_none() => Err("tls.enabled is off: the API is plain HTTP by the values".into()),
             _ => Ok(()),
         }
     }
@@ -160,10 +164,11 @@ pub async fn run<B: Backend>(check: CheckName, backend: &B, deployed: &mut Deplo
         Ok(c) => c,
         Err(reason) => return Outcome::Fail { reason, evidence: Vec::new(), log_tail: backend.logs(deployed, 30).await },
     };
-    let api = Api::new(&deployed.base_url, expected.api, cred);
+    let api = Api::with_tls(&deployed.base_url, expected.api, cred, deployed.tls.as_ref());
     let mut ctx = Ctx { backend, deployed, expected, api, evidence: Vec::new() };
     let result = match check {
         CheckName::ApiSurface => probes::api_surface(&mut ctx).await,
+        CheckName::Tls => tls::tls(&mut ctx).await,
         CheckName::Auth => probes::auth(&mut ctx).await,
         CheckName::Cors => probes::cors(&mut ctx).await,
         CheckName::Payload => probes::payload(&mut ctx).await,

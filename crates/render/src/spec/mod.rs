@@ -9,6 +9,7 @@ mod images;
 mod keys;
 mod knobs;
 mod server_config;
+pub mod tls;
 mod validate;
 mod values;
 
@@ -132,6 +133,8 @@ pub struct Expected {
     pub api: ApiPrefix,
     /// `>= 1.0.0`: the whole server config document the values describe.
     pub server_config: Option<Value>,
+    /// `tls.enabled`: the API answers HTTPS only.
+    pub tls: Option<tls::Tls>,
 }
 
 /// Values the spec says must be refused, with the key at fault.
@@ -227,6 +230,7 @@ impl Expected {
             auth,
             api,
             server_config,
+            tls: tls::expected(values, version)?,
         })
     }
 
