@@ -63,6 +63,7 @@ const BOOL_BASE: &str = r#"
 networkPolicy: {allowedFrom: [{podSelector: {matchLabels: {role: client}}}]}
 chromadb: {telemetry: {endpoint: "http://otel-collector:4317"}}
 ingress: {hosts: [{host: chroma.example.com, paths: [{path: /, pathType: Prefix}]}]}
+tls: {existingSecret: chromadb-tls}
 "#;
 
 #[test]
