@@ -57,19 +57,25 @@ pub async fn tls<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
     };
     let mut done = Vec::new();
 
-    let hb = ctx.rec(ctx.api.heartbeat().await);
-    if hb.status() != 200 {
-        return Err(format!("HTTPS heartbeat for {} trusting the deployment's CA: expected 200, got {} ({})", t.server_name, hb.status(), hb.ex.response_body));
-    }
-    super::client::heartbeat(&hb).map_err(|e| e.to_string())?;
-    done.push(format!("HTTPS for {} with the deployment's CA answers", t.server_name));
-
     let plain = format!("http://{}{}/heartbeat", t.addr, ctx.expected.api.path());
     match get(None, &plain).await {
         Ok(s) if (200..300).contains(&s) => return Err(format!("plain HTTP {plain} answered {s}: the API is reachable without TLS")),
         Ok(s) => done.push(format!("plain HTTP refused ({s})")),
         Err(_) => done.push("plain HTTP refused (no HTTP answer)".into()),
     }
+
+    let hb = ctx.rec(ctx.api.heartbeat().await);
+    if hb.status() != 200 {
+        // The handshake's own reason (wrong name, unknown issuer, no TLS at all) is in the
+        // error chain, which the exchange does not keep.
+        let why = match get(Some(&t), &ctx.api.url("/heartbeat")).await {
+            Ok(s) => format!("HTTP {s}"),
+            Err(chain) => chain,
+        };
+        return Err(format!("HTTPS heartbeat for {} trusting the deployment's CA: expected 200, got {} ({why})", t.server_name, hb.status()));
+    }
+    super::client::heartbeat(&hb).map_err(|e| e.to_string())?;
+    done.push(format!("HTTPS for {} with the deployment's CA answers", t.server_name));
 
     let stranger = Pki::generate(std::slice::from_ref(&t.server_name)).map_err(|e| e.to_string())?;
     let other_ca = TlsEndpoint { ca_pem: stranger.ca_pem, ..t.clone() };
