@@ -481,6 +481,19 @@ mod tests {
     }
 
     #[test]
+    fn in_a_pod_network_the_rendered_address_and_port_stay() {
+        let l = launch(&v("0.6.3"), &venv(&v("0.6.3")), &layout(), &container("name: c\ncommand: [uvicorn, chromadb.app:app, --host, 0.0.0.0, --port, '8000']"), vec![], None).unwrap();
+        assert_eq!(l.args, ["chromadb.app:app", "--host", "0.0.0.0", "--port", "8000"]);
+        assert_eq!(l.container_port, 8000);
+    }
+
+    #[test]
+    fn tls_files_on_the_command_line_are_read_from_the_mounted_secret() {
+        let l = launch(&v("0.6.3"), &venv(&v("0.6.3")), &layout(), &container("name: c\ncommand: [uvicorn, chromadb.app:app, --ssl-certfile, /etc/chroma-tls/s/tls.crt]"), vec![], Some(40000)).unwrap();
+        assert!(l.args.contains(&"/tmp/dep/fs/etc/chroma-tls/s/tls.crt".to_string()), "{:?}", l.args);
+    }
+
+    #[test]
     fn absolute_paths_in_env_are_rerooted() {
         let env = vec![("PERSIST_DIRECTORY".to_string(), "/data".to_string())];
         let l = launch(&v("0.5.0"), &venv(&v("0.5.0")), &layout(), &container("name: c"), env, Some(40000)).unwrap();
