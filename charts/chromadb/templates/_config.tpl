@@ -10,6 +10,11 @@ chromadb.extraConfig deep-merged over it (extra wins).
       "max_payload_size_bytes" (include "chromadb.int" (dict "key" "chromadb.maxPayloadSizeBytes" "value" $c.maxPayloadSizeBytes) | int64)
       "persist_path" $c.persistDirectory
       "allow_reset" (eq (include "chromadb.bool" (dict "key" "chromadb.allowReset" "value" $c.allowReset)) "true") -}}
+{{- if include "chromadb.tlsProxy" . -}}
+{{- /* Behind the TLS proxy the server answers on loopback only: nothing reaches it around the proxy. */}}
+{{- $_ := set $cfg "listen_address" "127.0.0.1" -}}
+{{- $_ := set $cfg "port" (include "chromadb.int" (dict "key" "tls.proxy.serverPort" "value" .Values.tls.proxy.serverPort) | int64) -}}
+{{- end -}}
 {{- with $c.corsAllowOrigins }}{{ $_ := set $cfg "cors_allow_origins" . }}{{ end -}}
 {{- with $c.sqliteFilename }}{{ $_ := set $cfg "sqlite_filename" . }}{{ end -}}
 {{- $sqlitedb := dict -}}
@@ -65,3 +70,48 @@ chromadb.extraConfig deep-merged over it (extra wins).
 
 {{/* Key of the log config inside its ConfigMap (the chart's or chromadb.logConfigMap). */}}
 {{- define "chromadb.logConfigKey" -}}log_config.yaml{{- end -}}
+
+{{/*
+nginx config of the 1.x TLS proxy. Paths are all under volumes (read-only root). The
+certificate is named through a variable, which makes nginx read it at each handshake: a
+renewed Secret (the kubelet swaps the mounted files) is served with no reload or restart.
+The payload limit and CORS stay the server's: no body size limit here (the server answers
+413 itself) and no CORS headers added or stripped.
+*/}}
+{{- define "chromadb.tlsProxyConfig" -}}
+{{- $port := include "chromadb.int" (dict "key" "chromadb.serverHttpPort" "value" .Values.chromadb.serverHttpPort) -}}
+{{- $upstream := include "chromadb.int" (dict "key" "tls.proxy.serverPort" "value" .Values.tls.proxy.serverPort) -}}
+worker_processes 1;
+pid /tmp/nginx.pid;
+error_log /dev/stderr notice;
+events {
+    worker_connections 1024;
+}
+http {
+    access_log /dev/stdout;
+    client_body_temp_path /tmp/client_temp;
+    proxy_temp_path /tmp/proxy_temp;
+    fastcgi_temp_path /tmp/fastcgi_temp;
+    uwsgi_temp_path /tmp/uwsgi_temp;
+    scgi_temp_path /tmp/scgi_temp;
+    map $ssl_server_name $chroma_tls_dir {
+        default {{ include "chromadb.tlsDir" . }};
+    }
+    server {
+        listen {{ $port }} ssl;
+        ssl_certificate $chroma_tls_dir/tls.crt;
+        ssl_certificate_key $chroma_tls_dir/tls.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        client_max_body_size 0;
+        location / {
+            proxy_pass http://127.0.0.1:{{ $upstream }};
+            proxy_http_version 1.1;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto https;
+            proxy_read_timeout 300s;
+            proxy_send_timeout 300s;
+        }
+    }
+}
+{{- end -}}

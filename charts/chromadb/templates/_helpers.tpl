@@ -391,4 +391,80 @@ user also named an endpoint, traces and metrics are fanned out to it.
         "traces" (dict "receivers" (list "otlp") "processors" (list "batch") "exporters" $traceOut)
         "metrics" (dict "receivers" (list "otlp" "spanmetrics") "processors" (list "batch") "exporters" $metricOut))) -}}
 {{- toYaml $cfg -}}
+{{/* TLS --------------------------------------------------------------------- */}}
+
+{{/* "true" when the API is served over HTTPS. */}}
+{{- define "chromadb.tls" -}}
+{{- $t := .Values.tls | default dict -}}
+{{- if eq (include "chromadb.bool" (dict "key" "tls.enabled" "value" $t.enabled)) "true" -}}true{{- end -}}
+{{- end -}}
+
+{{/* "true" when cert-manager issues the certificate. */}}
+{{- define "chromadb.tlsCertManager" -}}
+{{- $t := .Values.tls | default dict -}}
+{{- $cm := $t.certManager | default dict -}}
+{{- if and (include "chromadb.tls" .) (eq (include "chromadb.bool" (dict "key" "tls.certManager.enabled" "value" $cm.enabled)) "true") -}}true{{- end -}}
+{{- end -}}
+
+{{/* The kubernetes.io/tls Secret the server's certificate is read from. */}}
+{{- define "chromadb.tlsSecretName" -}}
+{{- if include "chromadb.tlsCertManager" . -}}
+{{- printf "%s-tls" (include "chromadb.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- .Values.tls.existingSecret | toString -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the certificate is mounted. The Secret's name is part of the path, so every error
+     about the files (missing, unreadable, key not matching) names the Secret. */}}
+{{- define "chromadb.tlsDir" -}}/etc/chroma-tls/{{ include "chromadb.tlsSecretName" . }}{{- end -}}
+
+{{/* 1.x with TLS: the server sits behind the proxy sidecar. */}}
+{{- define "chromadb.tlsProxy" -}}
+{{- if and (include "chromadb.tls" .) (include "chromadb.isRust" .) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "chromadb.tlsProxyConfigMapName" -}}
+{{- printf "%s-tls-proxy" (include "chromadb.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "chromadb.proxyImage" -}}
+{{- include "chromadb.image" (dict "image" .Values.tls.proxy.image "global" .Values.global "defaultTag" "1.27-alpine") -}}
+{{- end -}}
+
+{{/* Name of the Service/container port: `https` when TLS is on. */}}
+{{- define "chromadb.portName" -}}{{ if include "chromadb.tls" . }}https{{ else }}http{{ end }}{{- end -}}
+
+{{/* The DNS names a cluster client can use for the Service, short to fully qualified. */}}
+{{- define "chromadb.serviceDnsNames" -}}
+{{- $ns := .Release.Namespace -}}
+{{- $names := list -}}
+{{- range $svc := list (include "chromadb.fullname" .) (include "chromadb.headlessServiceName" .) -}}
+{{- $names = concat $names (list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns)) -}}
+{{- end -}}
+{{- toJson $names -}}
+{{- end -}}
+
+{{/* startup/readiness/liveness probes on the heartbeat, HTTPS when TLS is on (the kubelet does not verify the certificate). */}}
+{{- define "chromadb.probes" -}}
+{{- $heartbeat := printf "%s/heartbeat" (include "chromadb.apiPrefix" .) -}}
+{{- $portName := include "chromadb.portName" . -}}
+{{- $tls := include "chromadb.tls" . -}}
+{{- range $kind := list "startupProbe" "readinessProbe" "livenessProbe" }}
+{{- $p := index $.Values $kind | default dict }}
+{{- if eq (include "chromadb.bool" (dict "key" (printf "%s.enabled" $kind) "value" $p.enabled)) "true" }}
+{{ $kind }}:
+  httpGet:
+    path: {{ $heartbeat }}
+    port: {{ $portName }}
+    {{- if $tls }}
+    scheme: HTTPS
+    {{- end }}
+  {{- range $field := list "initialDelaySeconds" "periodSeconds" "timeoutSeconds" "failureThreshold" }}
+  {{- if not (kindIs "invalid" (index $p $field)) }}
+  {{ $field }}: {{ include "chromadb.int" (dict "key" (printf "%s.%s" $kind $field) "value" (index $p $field)) }}
+  {{- end }}
+  {{- end }}
+{{- end }}
+{{- end }}
 {{- end -}}

@@ -204,4 +204,33 @@ ignores the key, so one values file cannot render for one version and fail for a
 {{- fail (printf "chromadb.corsAllowOrigins: a \"*\" wildcard makes Chroma %s panic at start (fixed in 1.0.11); list the origins explicitly or use 1.0.11 or later" (include "chromadb.apiVersion" .)) -}}
 {{- end -}}
 {{- $_ := include "chromadb.validateBackup" . -}}
+{{- /* TLS: a certificate must come from somewhere, and the proxy port must not clash. */ -}}
+{{- $t := .Values.tls | default dict -}}
+{{- $tcm := $t.certManager | default dict -}}
+{{- $_ := include "chromadb.bool" (dict "key" "tls.enabled" "value" $t.enabled) -}}
+{{- $_ := include "chromadb.bool" (dict "key" "tls.certManager.enabled" "value" $tcm.enabled) -}}
+{{- if include "chromadb.tls" . -}}
+{{- $viaCm := include "chromadb.tlsCertManager" . -}}
+{{- $existing := $t.existingSecret | default "" | toString -}}
+{{- if and (not $viaCm) (not $existing) -}}
+{{- fail "tls.existingSecret: tls.enabled needs a certificate: name a Secret of type kubernetes.io/tls (keys tls.crt and tls.key) in tls.existingSecret, or set tls.certManager.enabled with tls.certManager.issuerRef.name" -}}
+{{- end -}}
+{{- if and $viaCm $existing -}}
+{{- fail (printf "tls.existingSecret: set either tls.existingSecret (%s) or tls.certManager.enabled, not both" $existing) -}}
+{{- end -}}
+{{- if and $viaCm (not (($tcm.issuerRef | default dict).name)) -}}
+{{- fail "tls.certManager.issuerRef.name: tls.certManager.enabled needs the name of the cert-manager Issuer or ClusterIssuer that signs the certificate" -}}
+{{- end -}}
+{{- $ca := $t.caBundle | default dict -}}
+{{- if and $ca.name (not (has ($ca.kind | default "") (list "ConfigMap" "Secret"))) -}}
+{{- fail (printf "tls.caBundle.kind: must be ConfigMap or Secret, got %v" $ca.kind) -}}
+{{- end -}}
+{{- if include "chromadb.isRust" . -}}
+{{- $sp := include "chromadb.int" (dict "key" "tls.proxy.serverPort" "value" $t.proxy.serverPort) | int64 -}}
+{{- $hp := include "chromadb.int" (dict "key" "chromadb.serverHttpPort" "value" $c.serverHttpPort) | int64 -}}
+{{- if or (lt $sp 1) (gt $sp 65535) (eq $sp $hp) -}}
+{{- fail (printf "tls.proxy.serverPort: must be a port (1-65535) other than chromadb.serverHttpPort (%d), which the TLS proxy takes; got %d" $hp $sp) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}

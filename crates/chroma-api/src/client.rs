@@ -106,6 +106,11 @@ fn shorten(s: &str) -> String {
 impl Api {
     pub fn new(base: &str, prefix: ApiPrefix, credential: Option<Credential>) -> Self {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap_or_default();
+        Self::with_http(http, base, prefix, credential)
+    }
+
+    /// The API through a client the caller configured (its own CA roots, name resolution).
+    pub fn with_http(http: reqwest::Client, base: &str, prefix: ApiPrefix, credential: Option<Credential>) -> Self {
         Api { http, base: base.trim_end_matches('/').to_string(), prefix, credential }
     }
 

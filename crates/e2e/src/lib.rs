@@ -12,6 +12,7 @@ pub mod random;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod tls;
 pub mod upgrade;
 pub mod venv;
 pub mod workload;

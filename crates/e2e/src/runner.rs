@@ -285,7 +285,18 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
         None => None,
     };
     let workloads = checks::Workloads::from_renders(&rendered, restore.as_ref());
-    let release = Release { id: release_id(v, d), version: v.clone(), request, rendered, external_secrets: d.secrets() };
+    let mut external_secrets = d.secrets();
+    if crate::tls::wants_pki(&external_secrets) {
+        // The user's certificate, made here for the Services this render names.
+        let names = crate::tls::service_dns_names(&rendered, &request.namespace);
+        match crate::tls::Pki::generate(&names) {
+            Ok(pki) => {
+                pki.fill(&mut external_secrets);
+            }
+            Err(e) => return (failed_unit(v, d, Some(expected), format!("making the deployment's certificate: {e}"), t), None),
+        }
+    }
+    let release = Release { id: release_id(v, d), version: v.clone(), request, rendered, external_secrets };
     let mut deployed = match backend.deploy(&release).await {
         Ok(dep) => dep,
         Err(crate::BackendError::Unsupported { reason, backend }) => {

@@ -40,6 +40,11 @@ use support::*;
 #[case::pull_secrets_not_a_list("imagePullSecrets: regcred", "imagePullSecrets")]
 #[case::cache_limit_not_an_int("chromadb: {maintenance: {collection_cache_limit_bytes: lots}}", "chromadb.maintenance.collection_cache_limit_bytes")]
 #[case::service_account_create_not_a_bool("serviceAccount: {create: sometimes}", "serviceAccount.create")]
+#[case::tls_without_a_certificate_source("tls: {enabled: true}", "tls.existingSecret")]
+#[case::tls_with_two_certificate_sources("tls: {enabled: true, existingSecret: s, certManager: {enabled: true, issuerRef: {name: ca}}}", "tls.existingSecret")]
+#[case::tls_cert_manager_without_issuer("tls: {enabled: true, certManager: {enabled: true}}", "tls.certManager.issuerRef.name")]
+#[case::tls_ca_bundle_of_another_kind("tls: {enabled: true, existingSecret: s, caBundle: {name: ca, kind: Pod}}", "tls.caBundle.kind")]
+#[case::tls_enabled_not_a_bool("tls: {enabled: maybe, existingSecret: s}", "tls.enabled")]
 fn bad_values_fail_naming_the_key_on_every_version(#[case] values: &str, #[case] key: &str) {
     let values = yaml(values);
     let cases = parallel(&VERSIONS, |ver| suite().case_values(ver, "bad input", values.clone()));

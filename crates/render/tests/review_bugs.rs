@@ -64,6 +64,7 @@ networkPolicy: {allowedFrom: [{podSelector: {matchLabels: {role: client}}}]}
 chromadb: {telemetry: {endpoint: "http://otel-collector:4317"}}
 ingress: {hosts: [{host: chroma.example.com, paths: [{path: /, pathType: Prefix}]}]}
 backup: {storage: {pvc: {existingClaim: backups}}}
+tls: {existingSecret: chromadb-tls}
 "#;
 
 #[test]

@@ -57,7 +57,7 @@ each_version! {
 /// pull secrets.
 fn external(values: &Value) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for key in ["chromadb.auth.existingSecret", "chromadb.logConfigMap", "backup.storage.s3.existingSecret"] {
+    for key in ["chromadb.auth.existingSecret", "chromadb.logConfigMap", "backup.storage.s3.existingSecret", "tls.existingSecret", "tls.caBundle.name"] {
         if let Ok(s) = parse_str(values, key, "")
             && !s.is_empty()
         {

@@ -40,6 +40,9 @@ pub struct Deployed {
     /// from what `helm template` printed) plus any external ones. Checks take credentials
     /// from here, never from the render.
     pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+    /// Set when the deployment serves HTTPS: `base_url` is `https://<Service name>:PORT` and
+    /// clients resolve that name and trust the CA from here ([`crate::tls::client_builder`]).
+    pub tls: Option<crate::tls::TlsEndpoint>,
 }
 
 /// How the chart's test hook, or another of the release's Jobs, ended on a backend.
@@ -159,6 +162,18 @@ pub trait Backend {
         let name = jobs::manual_job_name(cronjob.metadata.name.as_deref().unwrap_or("cronjob"));
         let job = jobs::job_from_cronjob(cronjob, &name).map_err(|reason| BackendError::Invalid { reason })?;
         self.run_job(deployed, &job).await
+    }
+    /// Replaces a Secret's data the way a renewal does (cert-manager, or the user), leaving the
+    /// pod running: the kubelet then updates the files of volumes that mount it.
+    /// [`BackendError::Unsupported`] where the backend cannot.
+    async fn update_secret(&self, deployed: &Deployed, name: &str, data: &BTreeMap<String, String>) -> Result<(), BackendError> {
+        let _ = (deployed, name, data);
+        Err(BackendError::Unsupported { backend: self.name(), reason: "updating a Secret in place is not implemented on this backend".into() })
+    }
+    /// Longest wait for an updated Secret to reach the pod's volumes.
+    fn secret_sync_time(&self) -> Duration {
+        // The kubelet's sync period plus its Secret cache TTL, with margin.
+        Duration::from_secs(150)
     }
     /// `Ok(())` when the chart's `lookup` calls see the live cluster (so a generated Secret
     /// kept across an upgrade is the chart's own doing); `Err(why not)` when this backend

@@ -10,6 +10,7 @@ pub use chroma_api::client;
 pub mod era;
 mod probes;
 pub mod telemetry;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,6 +33,7 @@ pub const DEFAULT_AUTH_SECRET: &str = "chromadb-auth";
 #[serde(rename_all = "kebab-case")]
 pub enum CheckName {
     ApiSurface,
+    Tls,
     Auth,
     Cors,
     Payload,
@@ -43,8 +45,9 @@ pub enum CheckName {
 }
 
 impl CheckName {
-    pub const ALL: [CheckName; 9] = [
+    pub const ALL: [CheckName; 10] = [
         CheckName::ApiSurface,
+        CheckName::Tls,
         CheckName::Auth,
         CheckName::Cors,
         CheckName::Payload,
@@ -58,6 +61,7 @@ impl CheckName {
     pub fn as_str(self) -> &'static str {
         match self {
             CheckName::ApiSurface => "api-surface",
+            CheckName::Tls => "tls",
             CheckName::Auth => "auth",
             CheckName::Cors => "cors",
             CheckName::Payload => "payload",
@@ -79,6 +83,7 @@ impl CheckName {
                 Err("backup.enabled is off in this deployment's values: there is no backup CronJob to run".into())
             }
             CheckName::Telemetry => telemetry::applies(e),
+            CheckName::Tls if e.tls.is_none() => Err("tls.enabled is off: the API is plain HTTP by the values".into()),
             _ => Ok(()),
         }
     }
@@ -219,10 +224,11 @@ pub async fn run<B: Backend>(
         Ok(c) => c,
         Err(reason) => return Outcome::Fail { reason, evidence: Vec::new(), log_tail: backend.logs(deployed, 30).await },
     };
-    let api = Api::new(&deployed.base_url, expected.api, cred);
+    let api = crate::tls::api(&deployed.base_url, expected.api, cred, deployed.tls.as_ref());
     let mut ctx = Ctx { backend, deployed, expected, api, evidence: Vec::new() };
     let result = match check {
         CheckName::ApiSurface => probes::api_surface(&mut ctx).await,
+        CheckName::Tls => tls::tls(&mut ctx).await,
         CheckName::Auth => probes::auth(&mut ctx).await,
         CheckName::Cors => probes::cors(&mut ctx).await,
         CheckName::Payload => probes::payload(&mut ctx).await,

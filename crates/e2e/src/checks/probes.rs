@@ -203,7 +203,7 @@ fn none_left(list: &Answer, ds: &Dataset, restart: &str) -> Result<(), String> {
 /// After the backend moved the server: a new client for its address, so no pooled
 /// connection from before the restart is reused.
 fn reconnect<B: Backend>(ctx: &mut Ctx<'_, B>) {
-    ctx.api = Api::new(&ctx.deployed.base_url, ctx.api.prefix, ctx.api.credential.clone());
+    ctx.api = crate::tls::api(&ctx.deployed.base_url, ctx.api.prefix, ctx.api.credential.clone(), ctx.deployed.tls.as_ref());
 }
 
 pub async fn persistence<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {

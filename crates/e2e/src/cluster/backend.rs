@@ -355,9 +355,17 @@ impl ClusterBackend {
                 forward,
             },
         );
+        // Through the port-forward the client still asks for the Service's name (resolved to the
+        // forward), so the certificate is checked against the name cluster clients use.
+        let tls = crate::tls::endpoint(&release.rendered, namespace, &secrets, ([127, 0, 0, 1], port).into()).map_err(|reason| BackendError::Invalid { reason })?;
+        let (base_url, tls) = match tls {
+            Some((url, t)) => (url, Some(t)),
+            None => (format!("http://127.0.0.1:{port}"), None),
+        };
         Ok(Deployed {
             id: release.id.clone(),
-            base_url: format!("http://127.0.0.1:{port}"),
+            base_url,
+            tls,
             adjustments: vec![format!(
                 "reached through a kube-rs port-forward from 127.0.0.1:{port} to Service {service} in namespace {namespace} on {}",
                 self.describe

@@ -32,14 +32,25 @@ impl Server {
     pub fn spawn(launch: &Launch, log: &Path, run_as: &RunAs, writable: &[(&Path, &str)], harness_root: &Path) -> std::io::Result<Server> {
         let out = OpenOptions::new().create(true).append(true).open(log)?;
         let err = out.try_clone()?;
-        let mut cmd = if run_as.read_only_root {
-            let mut c = tokio::process::Command::new(super::security::BWRAP);
-            c.args(super::security::read_only_argv(run_as, writable, harness_root, &launch.program, &launch.args));
-            c
+        let (program, args): (PathBuf, Vec<String>) = if run_as.read_only_root {
+            (super::security::BWRAP.into(), super::security::read_only_argv(run_as, writable, harness_root, &launch.program, &launch.args))
         } else {
-            let mut c = tokio::process::Command::new(&launch.program);
-            c.args(&launch.args);
-            c
+            (launch.program.clone(), launch.args.clone())
+        };
+        let mut cmd = match &launch.netns {
+            // `ip netns exec` enters the pod's network and execs the program in place (same pid,
+            // so the process group below is still the server's).
+            Some(ns) => {
+                let ip = super::podnet::available().map_err(std::io::Error::other)?;
+                let mut c = tokio::process::Command::new(ip);
+                c.args(["netns", "exec", ns.as_str()]).arg(&program).args(&args);
+                c
+            }
+            None => {
+                let mut c = tokio::process::Command::new(&program);
+                c.args(&args);
+                c
+            }
         };
         cmd.env_clear()
             .envs(launch.env.iter().map(|(k, v)| (k, v)))

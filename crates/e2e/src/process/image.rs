@@ -136,6 +136,8 @@ pub struct Launch {
     /// The port the server would have listened on in the container.
     pub container_port: u16,
     pub adjustments: Vec<String>,
+    /// The pod's network namespace (`ip netns` name), when the pod has one.
+    pub netns: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -199,7 +201,9 @@ pub fn expand_shell(input: &str, env: &[(String, String)]) -> String {
 
 /// Builds the start: image defaults, the container's env/command/args over them, the
 /// entrypoint script's effect, then the loopback/port change and path re-rooting.
-pub fn launch(version: &ChromaVersion, venv: &Venv, layout: &Layout, c: &Container, pod_env: Vec<(String, String)>, host_port: u16) -> Result<Launch, LaunchError> {
+/// `host_port`: `Some(port)` moves the server to 127.0.0.1:`port` on this host; `None` keeps
+/// the rendered address and port (the pod has a network namespace of its own).
+pub fn launch(version: &ChromaVersion, venv: &Venv, layout: &Layout, c: &Container, pod_env: Vec<(String, String)>, host_port: Option<u16>) -> Result<Launch, LaunchError> {
     let image = Image::of(version);
     let mut adjustments = Vec::new();
 
@@ -282,7 +286,7 @@ pub fn launch(version: &ChromaVersion, venv: &Venv, layout: &Layout, c: &Contain
         set(&mut env, "PYTHONUNBUFFERED", "1");
         adjustments.push("PYTHONUNBUFFERED=1 so the server log is written as it happens".into());
     }
-    Ok(Launch { program, args: rest, env, cwd: layout.host_path(image.workdir), container_port, adjustments })
+    Ok(Launch { program, args: rest, env, cwd: layout.host_path(image.workdir), container_port, adjustments, netns: None })
 }
 
 /// The image's `/docker_entrypoint.sh`: exports `IS_PERSISTENT=1` (over the pod's value) and
@@ -316,33 +320,38 @@ fn run_entrypoint_script(version: &ChromaVersion, image: &Image, args: &[String]
 
 /// Finds (or adds) `--host`/`--port` on a uvicorn-style command line and points them at
 /// loopback and `host_port`.
-fn flag_listen(rest: &mut Vec<String>, env: &[(String, String)], port_env: &str, host_port: u16, adj: &mut Vec<String>) -> Result<u16, LaunchError> {
+fn flag_listen(rest: &mut Vec<String>, env: &[(String, String)], port_env: &str, host_port: Option<u16>, adj: &mut Vec<String>) -> Result<u16, LaunchError> {
     let mut port: Option<String> = None;
     let mut host: Option<String> = None;
     let mut i = 0;
     while i < rest.len() {
-        for (flag, slot, new) in [("--port", &mut port, host_port.to_string()), ("--host", &mut host, "127.0.0.1".to_string())] {
+        for (flag, slot, new) in [("--port", &mut port, host_port.map(|p| p.to_string())), ("--host", &mut host, host_port.map(|_| "127.0.0.1".to_string()))] {
             if rest[i] == flag && i + 1 < rest.len() {
                 *slot = Some(rest[i + 1].clone());
-                rest[i + 1] = new;
+                if let Some(new) = new {
+                    rest[i + 1] = new;
+                }
             } else if let Some(v) = rest[i].strip_prefix(&format!("{flag}=")) {
                 *slot = Some(v.to_string());
-                rest[i] = format!("{flag}={new}");
+                if let Some(new) = new {
+                    rest[i] = format!("{flag}={new}");
+                }
             }
         }
         i += 1;
     }
-    if host.is_none() {
-        rest.extend(["--host".to_string(), "127.0.0.1".to_string()]);
-    }
     let raw = port.clone().or_else(|| (!port_env.is_empty()).then(|| get(env, port_env).map(str::to_string)).flatten());
-    if port.is_none() {
-        rest.extend(["--port".to_string(), host_port.to_string()]);
-    }
     let container_port = match raw {
         Some(p) => p.parse::<u16>().map_err(|_| LaunchError::Invalid(format!("--port {p:?} is not a port number")))?,
         None => 8000,
     };
+    let Some(host_port) = host_port else { return Ok(container_port) };
+    if host.is_none() {
+        rest.extend(["--host".to_string(), "127.0.0.1".to_string()]);
+    }
+    if port.is_none() {
+        rest.extend(["--port".to_string(), host_port.to_string()]);
+    }
     adj.push(format!("listen on 127.0.0.1:{host_port} instead of {}:{container_port}", host.as_deref().unwrap_or("127.0.0.1")));
     Ok(container_port)
 }
@@ -350,7 +359,7 @@ fn flag_listen(rest: &mut Vec<String>, env: &[(String, String)], port_env: &str,
 /// `chroma run CONFIG` on the Rust server: the port comes from the YAML, with `CHROMA_*`
 /// environment merged over it. Writes an adjusted copy of the config (loopback, free port,
 /// re-rooted paths) and points the command at it.
-fn rust_listen(layout: &Layout, rest: &mut [String], env: &mut Vec<(String, String)>, host_port: u16, adj: &mut Vec<String>) -> Result<u16, LaunchError> {
+fn rust_listen(layout: &Layout, rest: &mut [String], env: &mut Vec<(String, String)>, host_port: Option<u16>, adj: &mut Vec<String>) -> Result<u16, LaunchError> {
     if rest.first().map(String::as_str) != Some("run") {
         return Err(LaunchError::Unsupported(format!("`chroma {}` is not a server start the process backend models", rest.join(" "))));
     }
@@ -376,19 +385,26 @@ fn rust_listen(layout: &Layout, rest: &mut [String], env: &mut Vec<(String, Stri
     };
     let container_port = from_env.or(from_file).unwrap_or(8000);
     let old_host = get(env, "CHROMA_LISTEN_ADDRESS").map(str::to_string).or_else(|| map.get("listen_address").and_then(|v| v.as_str()).map(str::to_string)).unwrap_or_else(|| "0.0.0.0".into());
-    map.insert("port".into(), host_port.into());
-    map.insert("listen_address".into(), "127.0.0.1".into());
-    for k in ["CHROMA_PORT", "CHROMA_LISTEN_ADDRESS"] {
-        if get(env, k).is_some() {
-            set(env, k, if k == "CHROMA_PORT" { host_port.to_string() } else { "127.0.0.1".into() });
+    if let Some(host_port) = host_port {
+        map.insert("port".into(), host_port.into());
+        map.insert("listen_address".into(), "127.0.0.1".into());
+        for k in ["CHROMA_PORT", "CHROMA_LISTEN_ADDRESS"] {
+            if get(env, k).is_some() {
+                set(env, k, if k == "CHROMA_PORT" { host_port.to_string() } else { "127.0.0.1".into() });
+            }
         }
     }
     reroot_yaml(layout, &mut cfg, "", adj);
     let adjusted = layout.root.join("adjusted").join(path.file_name().unwrap_or_default());
     std::fs::create_dir_all(adjusted.parent().unwrap_or(&layout.root)).map_err(|e| LaunchError::Unsupported(e.to_string()))?;
     std::fs::write(&adjusted, serde_yaml::to_string(&cfg).unwrap_or_default()).map_err(|e| LaunchError::Unsupported(e.to_string()))?;
-    adj.push(format!("listen on 127.0.0.1:{host_port} instead of {old_host}:{container_port}"));
-    adj.push(format!("server config {} copied to {} with only port, listen_address and paths changed", rest[idx], adjusted.display()));
+    match host_port {
+        Some(host_port) => {
+            adj.push(format!("listen on 127.0.0.1:{host_port} instead of {old_host}:{container_port}"));
+            adj.push(format!("server config {} copied to {} with only port, listen_address and paths changed", rest[idx], adjusted.display()));
+        }
+        None => adj.push(format!("server config {} copied to {} with only paths changed (listening on {old_host}:{container_port} in the pod's network)", rest[idx], adjusted.display())),
+    }
     rest[idx] = adjusted.to_string_lossy().into_owned();
     Ok(container_port)
 }
@@ -440,40 +456,53 @@ mod tests {
     #[case::args_are_expanded_by_the_entrypoint("0.6.3", "name: c\nargs: ['--port ${CHROMA_HOST_PORT}']", &[("CHROMA_HOST_PORT", "9000")], 9000)]
     fn python_listen_port(#[case] version: &str, #[case] c: &str, #[case] env: &[(&str, &str)], #[case] want: u16) {
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let l = launch(&v(version), &venv(&v(version)), &layout(), &container(c), env, 40000).unwrap();
+        let l = launch(&v(version), &venv(&v(version)), &layout(), &container(c), env, Some(40000)).unwrap();
         assert_eq!(l.container_port, want);
     }
 
     #[test]
     fn entrypoint_forces_is_persistent() {
         let env = vec![("IS_PERSISTENT".to_string(), "false".to_string())];
-        let l = launch(&v("0.5.0"), &venv(&v("0.5.0")), &layout(), &container("name: c"), env, 40000).unwrap();
+        let l = launch(&v("0.5.0"), &venv(&v("0.5.0")), &layout(), &container("name: c"), env, Some(40000)).unwrap();
         assert_eq!(get(&l.env, "IS_PERSISTENT"), Some("1"));
     }
 
     #[test]
     fn command_bypasses_the_entrypoint_script() {
         let env = vec![("IS_PERSISTENT".to_string(), "false".to_string())];
-        let l = launch(&v("0.5.0"), &venv(&v("0.5.0")), &layout(), &container("name: c\ncommand: [uvicorn, chromadb.app:app]"), env, 40000).unwrap();
+        let l = launch(&v("0.5.0"), &venv(&v("0.5.0")), &layout(), &container("name: c\ncommand: [uvicorn, chromadb.app:app]"), env, Some(40000)).unwrap();
         assert_eq!(get(&l.env, "IS_PERSISTENT"), Some("false"));
     }
 
     #[test]
     fn only_loopback_and_port_change_on_the_command_line() {
-        let l = launch(&v("0.4.8"), &venv(&v("0.4.8")), &layout(), &container("name: c\ncommand: [uvicorn, chromadb.app:app, --host, 0.0.0.0, --port, '8000', --proxy-headers]"), vec![], 40000).unwrap();
+        let l = launch(&v("0.4.8"), &venv(&v("0.4.8")), &layout(), &container("name: c\ncommand: [uvicorn, chromadb.app:app, --host, 0.0.0.0, --port, '8000', --proxy-headers]"), vec![], Some(40000)).unwrap();
         assert_eq!(l.args, ["chromadb.app:app", "--host", "127.0.0.1", "--port", "40000", "--proxy-headers"]);
+    }
+
+    #[test]
+    fn in_a_pod_network_the_rendered_address_and_port_stay() {
+        let l = launch(&v("0.6.3"), &venv(&v("0.6.3")), &layout(), &container("name: c\ncommand: [uvicorn, chromadb.app:app, --host, 0.0.0.0, --port, '8000']"), vec![], None).unwrap();
+        assert_eq!(l.args, ["chromadb.app:app", "--host", "0.0.0.0", "--port", "8000"]);
+        assert_eq!(l.container_port, 8000);
+    }
+
+    #[test]
+    fn tls_files_on_the_command_line_are_read_from_the_mounted_secret() {
+        let l = launch(&v("0.6.3"), &venv(&v("0.6.3")), &layout(), &container("name: c\ncommand: [uvicorn, chromadb.app:app, --ssl-certfile, /etc/chroma-tls/s/tls.crt]"), vec![], Some(40000)).unwrap();
+        assert!(l.args.contains(&"/tmp/dep/fs/etc/chroma-tls/s/tls.crt".to_string()), "{:?}", l.args);
     }
 
     #[test]
     fn absolute_paths_in_env_are_rerooted() {
         let env = vec![("PERSIST_DIRECTORY".to_string(), "/data".to_string())];
-        let l = launch(&v("0.5.0"), &venv(&v("0.5.0")), &layout(), &container("name: c"), env, 40000).unwrap();
+        let l = launch(&v("0.5.0"), &venv(&v("0.5.0")), &layout(), &container("name: c"), env, Some(40000)).unwrap();
         assert_eq!(get(&l.env, "PERSIST_DIRECTORY"), Some("/tmp/dep/fs/data"));
     }
 
     #[test]
     fn unknown_executable_is_invalid() {
-        let err = launch(&v("1.5.0"), &venv(&v("1.5.0")), &layout(), &container("name: c\ncommand: [uvicorn]"), vec![], 40000).unwrap_err();
+        let err = launch(&v("1.5.0"), &venv(&v("1.5.0")), &layout(), &container("name: c\ncommand: [uvicorn]"), vec![], Some(40000)).unwrap_err();
         assert!(matches!(err, LaunchError::Invalid(ref m) if m.contains("`uvicorn` does not exist")), "{err}");
     }
 

@@ -13,6 +13,7 @@ pub mod hook;
 pub mod image;
 pub mod pod;
 pub mod podnet;
+pub mod proxy;
 pub mod security;
 
 use std::collections::{BTreeMap, HashMap};
@@ -64,8 +65,15 @@ struct Running {
     layout: Layout,
     server: Option<Server>,
     starts: usize,
-    /// Where the running server listens: (port on this host, port it would have in the pod).
-    ports: Option<(u16, u16)>,
+    /// Where the Service's traffic lands (this host's loopback port, or the pod's address in
+    /// its own network) and the container port it stands for.
+    reach: Option<(std::net::SocketAddr, u16)>,
+    /// Containers beside `chromadb` (the TLS proxy), which live as long as the pod.
+    sidecars: Vec<Server>,
+    /// The pod's own network namespace, when it has sidecars that share its localhost.
+    net: Option<podnet::PodNet>,
+    /// How clients reach it over HTTPS (see [`Deployed::tls`]).
+    tls: Option<crate::tls::TlsEndpoint>,
     /// The StatefulSet was deleted with `--cascade=orphan`: the next upgrade creates it.
     orphaned: bool,
 }
@@ -134,6 +142,17 @@ impl ProcessBackend {
         }
     }
 
+    /// Deletes the pod: the server, its sidecars and its network.
+    async fn stop_pod(&self, r: &mut Running) {
+        self.stop(r).await;
+        for s in r.sidecars.drain(..) {
+            let log = s.log.clone();
+            let status = s.stop(self.opts.stop_grace).await;
+            append(&log, &format!("--- harness: sidecar stopped ({}) ---\n", status.map_or("unknown".into(), |s| s.to_string())));
+        }
+        r.net = None;
+    }
+
     /// Starts (or restarts) the pod from `r.release` on `r.layout`, keeping only the claims.
     async fn start(&self, r: &mut Running, life: Start) -> Result<(String, Vec<String>), BackendError> {
         r.starts += 1;
@@ -157,16 +176,35 @@ impl ProcessBackend {
         let sources = Sources::from_release(release).map_err(invalid)?;
         let services: Vec<_> = rendered.services().cloned().collect();
         let sts_name = sts.metadata.name.clone().unwrap_or_default();
-        let me = PodIdentity { name: format!("{sts_name}-0"), namespace: release.request.namespace.clone(), ip: "127.0.0.1".into() };
+        let mut me = PodIdentity { name: format!("{sts_name}-0"), namespace: release.request.namespace.clone(), ip: "127.0.0.1".into() };
         let labels: BTreeMap<String, String> =
             sts.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
 
         let c = pod.containers.iter().find(|c| c.name == "chromadb").ok_or_else(|| {
             invalid(format!("StatefulSet {sts_name} has no container named `chromadb` (it has: {})", pod.containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")))
         })?;
-        if pod.containers.len() > 1 {
-            let others: Vec<&str> = pod.containers.iter().filter(|o| o.name != "chromadb").map(|o| o.name.as_str()).collect();
-            return Err(BackendError::Unsupported { backend: "process", reason: format!("it runs only the `chromadb` container; the pod also has {}", others.join(", ")) });
+        // An nginx sidecar (the chart's TLS proxy) has a stand-in; any other container has none.
+        let proxy_c = pod.containers.iter().find(|o| o.name != "chromadb" && o.image.as_deref().is_some_and(proxy::is_nginx_image));
+        let others: Vec<&str> = pod.containers.iter().filter(|o| o.name != "chromadb" && Some(o.name.as_str()) != proxy_c.map(|p| p.name.as_str())).map(|o| o.name.as_str()).collect();
+        if !others.is_empty() {
+            return Err(BackendError::Unsupported { backend: "process", reason: format!("it runs only the `chromadb` container and an nginx sidecar; the pod also has {}", others.join(", ")) });
+        }
+        // Containers that share the pod's localhost get a network namespace of their own, so
+        // every address and port is exactly as rendered.
+        if proxy_c.is_some() {
+            if let Err(e) = podnet::available() {
+                return Err(BackendError::Unsupported { backend: "process", reason: format!("the pod has a sidecar sharing its localhost, which needs a pod network: {e}") });
+            }
+            if life == Start::NewPod || r.net.is_none() {
+                r.net = None;
+                let net = podnet::PodNet::create(&me.name, &me.namespace, &[]).await.map_err(|e| BackendError::step(format!("the pod network of {}", me.name), e))?;
+                me.ip = net.pod_ip.to_string();
+                r.net = Some(net);
+            }
+        }
+        let pod_ip = r.net.as_ref().map(|n| n.pod_ip);
+        if let Some(ip) = pod_ip {
+            me.ip = ip.to_string();
         }
 
         let mut volume_dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -216,13 +254,33 @@ impl ProcessBackend {
         }
 
         let env = pod::resolve_env(c, pod, &sources, &services, &me).map_err(invalid)?;
-        let host_port = free_port().map_err(io("finding a free port"))?;
-        let launch = image::launch(&release.version, &r.venv, &layout, c, env, host_port).map_err(|e| match e {
+        let host_port = match pod_ip {
+            Some(_) => None,
+            None => Some(free_port().map_err(io("finding a free port"))?),
+        };
+        let launch_err = |e| match e {
             LaunchError::Invalid(m) => invalid(format!("container `chromadb`: {m}")),
             LaunchError::Unsupported(m) => BackendError::Unsupported { backend: "process", reason: m },
-        })?;
-        check_ports(c, &services, &labels, launch.container_port)?;
-        let probe = readiness(c, pod, launch.container_port)?;
+        };
+        let mut launch = image::launch(&release.version, &r.venv, &layout, c, env, host_port).map_err(launch_err)?;
+        launch.netns = r.net.as_ref().map(|n| n.name.clone());
+        // Where the Service delivers: the server itself, or in a pod network whichever
+        // container the Service's targetPort names (the proxy).
+        let (reach, target_port, probe) = match (pod_ip, proxy_c) {
+            (Some(ip), Some(p)) => {
+                let (_, _, target) = pod::service_target(&services, &labels, &pod.containers).map_err(invalid)?;
+                let probe = readiness(p, target, true)?;
+                (std::net::SocketAddr::from((ip, target)), target, probe)
+            }
+            _ => {
+                check_ports(c, &services, &labels, launch.container_port)?;
+                let probe = readiness(c, launch.container_port, false)?;
+                (std::net::SocketAddr::from(([127, 0, 0, 1], host_port.unwrap_or(launch.container_port))), launch.container_port, probe)
+            }
+        };
+        if let Some(net) = &r.net {
+            adjustments.push(format!("pod network {} at {}: containers listen as rendered, the Service's traffic lands on {reach}", net.name, net.pod_ip));
+        }
         adjustments.extend(launch.adjustments.iter().cloned());
 
         let log = server_log(&layout);
@@ -237,21 +295,55 @@ impl ProcessBackend {
             .filter_map(|m| volume_dirs.get(&m.name).map(|d| (d.as_path(), m.mount_path.as_str())))
             .collect();
         let mut server = Server::spawn(&launch, &log, &user, &writable, &layout.root).map_err(io(format!("starting {}", launch.program.display())))?;
-        let base_url = format!("http://127.0.0.1:{host_port}");
+        if let (Some(p), Some(net)) = (proxy_c, &r.net)
+            && r.sidecars.is_empty()
+        {
+            let proxy_user = security::run_as(p, pod, proxy::IMAGE_USER).map_err(invalid)?;
+            let pl = proxy::launch(p, pod, &volume_dirs, &proxy_user, &net.name).map_err(launch_err)?;
+            adjustments.extend(pl.adjustments.iter().cloned());
+            let plog = layout.logs().join(format!("{}.log", p.name));
+            append(&plog, &format!("--- harness: start of container {}: {} ---\n", p.name, pl.args.join(" ")));
+            // nginx reopens /dev/stderr by path: in a pod that is a pipe anyone may open; here it
+            // is this log file, which the container's user must then be able to open too.
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&plog, std::fs::Permissions::from_mode(0o666)).map_err(io(format!("chmod {}", plog.display())))?;
+            }
+            // bubblewrap and setpriv are already in its argv: spawn it as given.
+            let as_given = security::RunAs { uid: 0, gid: 0, groups: vec![], fs_group: None, read_only_root: false };
+            r.sidecars.push(Server::spawn(&pl, &plog, &as_given, &[], &layout.root).map_err(io(format!("starting container {}", p.name)))?);
+        }
+        let probe_base = match &probe {
+            Some((_, true)) => format!("https://{reach}"),
+            _ => format!("http://{reach}"),
+        };
         let waited = Instant::now();
-        let result = wait_ready(&mut server, &base_url, &probe, self.opts.ready_timeout).await;
+        let result = {
+            let mut watched: Vec<&mut Server> = vec![&mut server];
+            watched.extend(r.sidecars.iter_mut());
+            wait_ready(&mut watched, &probe_base, &probe.as_ref().map(|(p, _)| p.clone()), self.opts.ready_timeout).await
+        };
         r.server = Some(server);
-        r.ports = Some((host_port, launch.container_port));
+        r.reach = Some((reach, target_port));
         if let Err(detail) = result {
-            let tail = child::tail(&log, 40);
+            let mut tail = child::tail(&log, 40);
+            for sc in &r.sidecars {
+                tail.push_str(&format!("\n--- {} ---\n{}", sc.log.display(), child::tail(&sc.log, 20)));
+            }
             return Err(BackendError::NotReady { waited: waited.elapsed(), detail: format!("{detail}\n--- server log tail ---\n{tail}") });
         }
+        let tls = crate::tls::endpoint(rendered, &release.request.namespace, &sources.secrets, reach).map_err(invalid)?;
+        let base_url = match &tls {
+            Some((url, _)) => url.clone(),
+            None => format!("http://{reach}"),
+        };
+        r.tls = tls.map(|(_, t)| crate::tls::TlsEndpoint { pod_ip: pod_ip.map(Into::into), ..t });
         Ok((base_url, adjustments))
     }
 
     /// Stops the server gracefully; dropping `r` then removes its files.
     async fn cleanup(&self, mut r: Running) {
-        self.stop(&mut r).await;
+        self.stop_pod(&mut r).await;
     }
 }
 
@@ -366,11 +458,11 @@ fn check_ports(c: &Container, services: &[k8s_openapi::api::core::v1::Service], 
         .ports
         .iter()
         .flatten()
-        .find(|p| p.name.as_deref() == Some("http"))
-        .ok_or_else(|| invalid("container `chromadb` declares no port named `http`"))?
+        .find(|p| matches!(p.name.as_deref(), Some("http" | "https")))
+        .ok_or_else(|| invalid("container `chromadb` declares no port named `http` (or `https` with TLS)"))?
         .container_port as u16;
     if http != listen {
-        return Err(invalid(format!("the server listens on {listen} but containerPort `http` is {http}")));
+        return Err(invalid(format!("the server listens on {listen} but its containerPort `http`/`https` is {http}")));
     }
     let (svc, _, target) = pod::service_target(services, labels, std::slice::from_ref(c)).map_err(invalid)?;
     if target != listen {
@@ -379,8 +471,9 @@ fn check_ports(c: &Container, services: &[k8s_openapi::api::core::v1::Service], 
     Ok(())
 }
 
-/// The readiness probe's path; a probe on another port than the server's never passes.
-fn readiness(c: &Container, _pod: &PodSpec, listen: u16) -> Result<Option<String>, BackendError> {
+/// The readiness probe's path and whether it speaks HTTPS; a probe on another port than the
+/// one the traffic lands on never passes.
+fn readiness(c: &Container, listen: u16, _sidecar: bool) -> Result<Option<(String, bool)>, BackendError> {
     let Some(get) = c.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref()) else {
         if c.readiness_probe.as_ref().is_some_and(|p| p.exec.is_some()) {
             return Err(invalid("container `chromadb` has an exec readinessProbe; the 1.x image has no shell or curl (docs/chroma-eras.md#images-and-entrypoints: httpGet only)"));
@@ -394,16 +487,25 @@ fn readiness(c: &Container, _pod: &PodSpec, listen: u16) -> Result<Option<String
             detail: format!("the readinessProbe checks port {port} but the server listens on {listen}: the pod would never become ready"),
         });
     }
-    Ok(Some(get.path.clone().unwrap_or_else(|| "/".into())))
+    let https = get.scheme.as_deref() == Some("HTTPS");
+    Ok(Some((get.path.clone().unwrap_or_else(|| "/".into()), https)))
 }
 
-async fn wait_ready(server: &mut Server, base_url: &str, probe: &Option<String>, timeout: Duration) -> Result<(), String> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().map_err(|e| e.to_string())?;
+async fn wait_ready(servers: &mut [&mut Server], base_url: &str, probe: &Option<String>, timeout: Duration) -> Result<(), String> {
+    // The kubelet's HTTPS probe does not verify the certificate.
+    let client = crate::tls::client_builder(None)
+        .map_err(|e| e.to_string())?
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| e.to_string())?;
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no answer yet");
     loop {
-        if let Some(status) = server.try_exited() {
-            return Err(format!("the server exited ({status}) before it became ready"));
+        for server in servers.iter_mut() {
+            if let Some(status) = server.try_exited() {
+                return Err(format!("{} exited ({status}) before the pod became ready", server.log.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()));
+            }
         }
         match probe {
             Some(path) => match client.get(format!("{base_url}{path}")).send().await {
@@ -412,7 +514,7 @@ async fn wait_ready(server: &mut Server, base_url: &str, probe: &Option<String>,
                 Err(e) => last = format!("readinessProbe GET {path}: {e}"),
             },
             None => {
-                if tokio::net::TcpStream::connect(base_url.trim_start_matches("http://")).await.is_ok() {
+                if tokio::net::TcpStream::connect(base_url.trim_start_matches("http://").trim_start_matches("https://")).await.is_ok() {
                     return Ok(());
                 }
             }
@@ -445,12 +547,13 @@ impl Backend for ProcessBackend {
             .tempdir_in(&self.opts.temp_base)
             .map_err(io("creating the deployment's temp dir"))?;
         let layout = Layout { root: root.path().to_path_buf() };
-        let mut r = Running { _root: root, release: release.clone(), venv, layout, server: None, starts: 0, ports: None, orphaned: false };
+        let mut r = Running { _root: root, release: release.clone(), venv, layout, server: None, starts: 0, reach: None, sidecars: Vec::new(), net: None, tls: None, orphaned: false };
         match self.start(&mut r, Start::NewPod).await {
             Ok((base_url, adjustments)) => {
                 let secrets = Sources::from_release(release).map(|s| s.secrets).unwrap_or_default();
+                let tls = r.tls.clone();
                 self.put(&release.id, r);
-                Ok(Deployed { id: release.id.clone(), base_url, adjustments, secrets })
+                Ok(Deployed { id: release.id.clone(), base_url, adjustments, secrets, tls })
             }
             Err(e) => {
                 self.cleanup(r).await;
@@ -461,8 +564,9 @@ impl Backend for ProcessBackend {
 
     async fn restart(&self, deployed: &mut Deployed) -> Result<(), BackendError> {
         let mut r = self.take(&deployed.id)?;
-        self.stop(&mut r).await;
+        self.stop_pod(&mut r).await;
         let result = self.start(&mut r, Start::NewPod).await;
+        deployed.tls = r.tls.clone();
         let out = result.map(|(url, _)| deployed.base_url = url);
         self.put(&deployed.id, r);
         out
@@ -472,6 +576,7 @@ impl Backend for ProcessBackend {
         let mut r = self.take(&deployed.id)?;
         self.stop(&mut r).await;
         let result = self.start(&mut r, Start::SamePod).await;
+        deployed.tls = r.tls.clone();
         let out = result.map(|(url, _)| deployed.base_url = url);
         self.put(&deployed.id, r);
         out
@@ -514,7 +619,7 @@ impl Backend for ProcessBackend {
         r.venv = venv;
         r.orphaned = false;
         let started = self.start(&mut r, Start::NewPod).await;
-        let (host_port, container_port) = r.ports.unwrap_or_default();
+        let reach = r.reach;
         let claims = r.layout.pvc();
         self.put(&deployed.id, r);
         let (url, adjustments) = started?;
@@ -531,7 +636,8 @@ impl Backend for ProcessBackend {
         if let Err(e) = podnet::available() {
             return Err(BackendError::Unsupported { backend: "process", reason: format!("the release's post-install hooks: {e}") });
         }
-        let env = PodEnv::new(next, host_port, container_port, claims)?;
+        let (server, container_port) = reach.ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "has no running server".into() })?;
+        let env = PodEnv::new(next, server, container_port, claims)?;
         for job in hooks {
             let h = hook::job_pod(job, Duration::from_secs(900)).map_err(invalid)?;
             let mut log = String::new();
@@ -558,7 +664,7 @@ impl Backend for ProcessBackend {
             }
         }
         let mut r = self.take(&deployed.id)?;
-        self.stop(&mut r).await;
+        self.stop_pod(&mut r).await;
         r.release = next.clone();
         r.venv = venv;
         r.orphaned = false;
@@ -566,6 +672,7 @@ impl Backend for ProcessBackend {
         let out = result.map(|(url, adjustments)| {
             deployed.base_url = url;
             deployed.adjustments = adjustments;
+            deployed.tls = r.tls.clone();
             deployed.secrets = Sources::from_release(next).map(|s| s.secrets).unwrap_or_default();
         });
         self.put(&deployed.id, r);
@@ -587,30 +694,68 @@ impl Backend for ProcessBackend {
     }
 
     async fn chart_test(&self, deployed: &Deployed) -> Result<HookRun, BackendError> {
-        let (release, ports) = {
+        let (release, reach) = {
             let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
             let r = running.get(&deployed.id).ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "is not running on this backend".into() })?;
-            (r.release.clone(), r.ports)
+            (r.release.clone(), r.reach)
         };
-        let (host_port, container_port) = ports.ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "has no running server".into() })?;
+        let (server, container_port) = reach.ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "has no running server".into() })?;
         let claims = self.root_of(&deployed.id).map(|r| Layout { root: r }.pvc()).unwrap_or_default();
-        run_test_hooks(&release, host_port, container_port, claims, &self.opts.temp_base).await
+        run_test_hooks(&release, server, container_port, claims, &self.opts.temp_base).await
     }
 
     async fn run_job(&self, deployed: &Deployed, job: &k8s_openapi::api::batch::v1::Job) -> Result<HookRun, BackendError> {
-        let (release, ports, claims) = {
+        let (release, reach, claims) = {
             let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
             let r = running.get(&deployed.id).ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "is not running on this backend".into() })?;
-            (r.release.clone(), r.ports, r.layout.pvc())
+            (r.release.clone(), r.reach, r.layout.pvc())
         };
-        let (host_port, container_port) = ports.ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "has no running server".into() })?;
+        let (server, container_port) = reach.ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "has no running server".into() })?;
         if let Err(e) = podnet::available() {
             return Ok(HookRun::Unsupported { reason: e.to_string() });
         }
         let h = hook::job_pod(job, Duration::from_secs(900)).map_err(invalid)?;
-        let env = PodEnv::new(&release, host_port, container_port, claims)?;
+        let env = PodEnv::new(&release, server, container_port, claims)?;
         let mut log = String::new();
         Ok(run_pod(&env, &h, &mut log, &self.opts.temp_base).await?.unwrap_or(HookRun::Succeeded { log }))
+    }
+
+    /// The kubelet's update of a Secret volume: every volume of the pod that mounts the Secret
+    /// gets the new files in place (each written aside and renamed over, so a reader sees the
+    /// old file or the new one, never half of one).
+    async fn update_secret(&self, deployed: &Deployed, name: &str, data: &BTreeMap<String, String>) -> Result<(), BackendError> {
+        let (layout, pod) = {
+            let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            let r = running.get(&deployed.id).ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "is not running on this backend".into() })?;
+            let sts = r.release.rendered.statefulset().ok_or_else(|| invalid("the chart rendered no StatefulSet"))?;
+            (r.layout.clone(), pod::pod_spec(sts).map_err(invalid)?.clone())
+        };
+        let mut touched = 0;
+        for v in pod.volumes.iter().flatten() {
+            let Some(s) = v.secret.as_ref().filter(|s| s.secret_name.as_deref() == Some(name)) else { continue };
+            let dir = layout.volumes().join(&v.name);
+            let files: Vec<(String, String)> = match &s.items {
+                Some(items) => items.iter().map(|i| (i.key.clone(), i.path.clone())).collect(),
+                None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+            };
+            for (key, path) in files {
+                let content = data.get(&key).ok_or_else(|| invalid(format!("volume `{}`: item key `{key}` is not in Secret `{name}`", v.name)))?;
+                let target = dir.join(&path);
+                let aside = dir.join(format!(".{path}.new"));
+                std::fs::write(&aside, content).map_err(io(format!("writing {}", aside.display())))?;
+                std::fs::rename(&aside, &target).map_err(io(format!("replacing {}", target.display())))?;
+                touched += 1;
+            }
+        }
+        if touched == 0 {
+            return Err(invalid(format!("no volume of the pod mounts Secret `{name}`")));
+        }
+        Ok(())
+    }
+
+    fn secret_sync_time(&self) -> Duration {
+        // The files change in place at once.
+        Duration::from_secs(5)
     }
 
     fn runs_lookup(&self) -> Result<(), String> {
@@ -626,11 +771,10 @@ impl Backend for ProcessBackend {
 
 /// The Services as a hook pod sees them: each one selecting the server pod, with the ports
 /// that land on the server's container port relayed to where it really listens.
-fn service_views(release: &Release, host_port: u16, container_port: u16) -> Result<Vec<podnet::ServiceView>, String> {
+fn service_views(release: &Release, server: std::net::SocketAddr, container_port: u16) -> Result<Vec<podnet::ServiceView>, String> {
     let sts = release.rendered.statefulset().ok_or("the chart rendered no StatefulSet")?;
     let pod = pod::pod_spec(sts)?;
     let labels: BTreeMap<String, String> = sts.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
-    let server: std::net::SocketAddr = ([127, 0, 0, 1], host_port).into();
     let mut views = Vec::new();
     for s in release.rendered.services() {
         let spec = s.spec.clone().unwrap_or_default();
@@ -670,11 +814,11 @@ struct PodEnv {
 }
 
 impl PodEnv {
-    fn new(release: &Release, host_port: u16, container_port: u16, claims: PathBuf) -> Result<PodEnv, BackendError> {
+    fn new(release: &Release, server: std::net::SocketAddr, container_port: u16, claims: PathBuf) -> Result<PodEnv, BackendError> {
         Ok(PodEnv {
             sources: Sources::from_release(release).map_err(invalid)?,
             services: release.rendered.services().cloned().collect(),
-            views: service_views(release, host_port, container_port).map_err(invalid)?,
+            views: service_views(release, server, container_port).map_err(invalid)?,
             namespace: release.request.namespace.clone(),
             claims,
         })
@@ -682,7 +826,7 @@ impl PodEnv {
 }
 
 /// Runs every test hook of the release, as the kubelet would run the hook Jobs' pods.
-async fn run_test_hooks(release: &Release, host_port: u16, container_port: u16, claims: PathBuf, temp_base: &Path) -> Result<HookRun, BackendError> {
+async fn run_test_hooks(release: &Release, server: std::net::SocketAddr, container_port: u16, claims: PathBuf, temp_base: &Path) -> Result<HookRun, BackendError> {
     let hooks = hook::test_hooks(&release.rendered).map_err(invalid)?;
     if hooks.is_empty() {
         return Ok(HookRun::Failed { reason: "the chart renders no `helm test` hook".into(), log: String::new() });
@@ -690,7 +834,7 @@ async fn run_test_hooks(release: &Release, host_port: u16, container_port: u16, 
     if let Err(e) = podnet::available() {
         return Ok(HookRun::Unsupported { reason: e.to_string() });
     }
-    let env = PodEnv::new(release, host_port, container_port, claims)?;
+    let env = PodEnv::new(release, server, container_port, claims)?;
     let mut log = String::new();
     for h in &hooks {
         if let Some(end) = run_pod(&env, h, &mut log, temp_base).await? {

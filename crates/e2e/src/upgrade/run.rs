@@ -83,7 +83,7 @@ impl<B: Backend> Run<'_, B> {
 
 fn api_for(deployed: &Deployed, e: &Expected) -> Result<Api, String> {
     let cred = checks::credential(e, &deployed.secrets)?;
-    Ok(Api::new(&deployed.base_url, e.api, cred))
+    Ok(crate::tls::api(&deployed.base_url, e.api, cred, deployed.tls.as_ref()))
 }
 
 /// Runs one transition. Returns B still running when `opts.keep` and it got that far.
@@ -239,7 +239,7 @@ async fn upgrade_deployed<B: Backend>(
     }
 
     let tv = Instant::now();
-    let api_a = api_for(deployed, sides.a).unwrap_or_else(|_| Api::new(&deployed.base_url, sides.a.api, None));
+    let api_a = api_for(deployed, sides.a).unwrap_or_else(|_| crate::tls::api(&deployed.base_url, sides.a.api, None, deployed.tls.as_ref()));
     let on_a = dataset::diff(ds, &dataset::read(&api_a, ds, &mut ev).await, Scope::Exclusive);
     let baseline = if on_a.intact() { Ok(format!("{} records read back exactly", on_a.survived_records())) } else { Err(format!("A itself does not return the dataset as written: {}", on_a.problems().join("; "))) };
     if !run.step("verify on A", tv, baseline) {

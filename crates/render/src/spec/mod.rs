@@ -10,6 +10,7 @@ mod images;
 mod keys;
 mod knobs;
 mod server_config;
+pub mod tls;
 mod validate;
 mod values;
 
@@ -204,6 +205,8 @@ pub struct Expected {
     pub restore: Option<ExpectedRestore>,
     pub telemetry: Telemetry,
     pub metrics: Option<ExpectedMetrics>,
+    /// `tls.enabled`: the API answers HTTPS only.
+    pub tls: Option<tls::Tls>,
 }
 
 /// Values the spec says must be refused, with the key at fault.
@@ -307,6 +310,7 @@ impl Expected {
             restore,
             telemetry,
             metrics,
+            tls: tls::expected(values, version)?,
         })
     }
 

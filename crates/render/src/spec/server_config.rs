@@ -45,6 +45,11 @@ pub fn expected_server_config(values: &Value) -> Result<Value, SpecError> {
     let port = parse_int(values, "chromadb.serverHttpPort")?.unwrap_or(8000);
     m.insert(key("port"), Value::from(port));
     m.insert(key("listen_address"), key(parse_str(values, "chromadb.serverHost", "0.0.0.0")?));
+    if let Some(port) = super::tls::proxied_server_port(values)? {
+        // Behind the TLS proxy: loopback only, on the proxy's upstream port.
+        m.insert(key("port"), Value::from(port));
+        m.insert(key("listen_address"), key("127.0.0.1"));
+    }
     let payload = parse_int(values, "chromadb.maxPayloadSizeBytes")?.map_or(DEFAULT_MAX_PAYLOAD as i64, |n| n);
     m.insert(key("max_payload_size_bytes"), Value::from(payload));
     m.insert(key("persist_path"), key(parse_str(values, "chromadb.persistDirectory", "/data")?));

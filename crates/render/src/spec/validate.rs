@@ -96,6 +96,7 @@ pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), Sp
             "trace filters go only into an enabled open_telemetry block; set chromadb.telemetry.enabled and chromadb.telemetry.endpoint too",
         ));
     }
+    super::tls::validate(values, version)?;
     if !parse_str(values, "chromadb.auth.token.value", "")?.is_empty() {
         return Err(err("chromadb.auth.token.value", "fixed credentials in values are refused; use chromadb.auth.existingSecret"));
     }

@@ -77,6 +77,13 @@ pub enum KeyType {
 /// documented loosely, so neither is type-checked.)
 pub const KEY_TYPES: &[(&str, KeyType)] = &[
     ("chromadb.apiVersion", KeyType::Str),
+    ("tls.enabled", KeyType::Bool),
+    ("tls.existingSecret", KeyType::Str),
+    ("tls.certManager.enabled", KeyType::Bool),
+    ("tls.certManager.issuerRef.name", KeyType::Str),
+    ("tls.certManager.dnsNames", KeyType::List),
+    ("tls.caBundle.name", KeyType::Str),
+    ("tls.proxy.serverPort", KeyType::Int),
     ("chromadb.allowReset", KeyType::Bool),
     ("chromadb.isPersistent", KeyType::Bool),
     ("chromadb.persistDirectory", KeyType::Str),
