@@ -269,12 +269,12 @@ impl ProcessBackend {
         let (reach, target_port, probe) = match (pod_ip, proxy_c) {
             (Some(ip), Some(p)) => {
                 let (_, _, target) = pod::service_target(&services, &labels, &pod.containers).map_err(invalid)?;
-                let probe = readiness(p, target, true)?;
+                let probe = readiness(p, target)?;
                 (std::net::SocketAddr::from((ip, target)), target, probe)
             }
             _ => {
                 check_ports(c, &services, &labels, launch.container_port)?;
-                let probe = readiness(c, launch.container_port, false)?;
+                let probe = readiness(c, launch.container_port)?;
                 (std::net::SocketAddr::from(([127, 0, 0, 1], host_port.unwrap_or(launch.container_port))), launch.container_port, probe)
             }
         };
@@ -473,10 +473,10 @@ fn check_ports(c: &Container, services: &[k8s_openapi::api::core::v1::Service], 
 
 /// The readiness probe's path and whether it speaks HTTPS; a probe on another port than the
 /// one the traffic lands on never passes.
-fn readiness(c: &Container, listen: u16, _sidecar: bool) -> Result<Option<(String, bool)>, BackendError> {
+fn readiness(c: &Container, listen: u16) -> Result<Option<(String, bool)>, BackendError> {
     let Some(get) = c.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref()) else {
         if c.readiness_probe.as_ref().is_some_and(|p| p.exec.is_some()) {
-            return Err(invalid("container `chromadb` has an exec readinessProbe; the 1.x image has no shell or curl (docs/chroma-eras.md#images-and-entrypoints: httpGet only)"));
+            return Err(invalid(format!("container `{}` has an exec readinessProbe; the 1.x image has no shell or curl (docs/chroma-eras.md#images-and-entrypoints: httpGet only)", c.name)));
         }
         return Ok(None);
     };
