@@ -39,6 +39,7 @@ fn readme_commands() -> Vec<String> {
 const RUN_ELSEWHERE: &[(&str, &str)] = &[
     ("helm repo add", "needs the published repository: the release workflow runs it after publishing"),
     ("helm repo update", "needs the published repository: the release workflow runs it after publishing"),
+    ("chromadb-backup ", "needs a live server: crates/backup/tests (round_trip.rs, bad_input.rs, s3.rs) run the binary with these subcommands and flags"),
     ("kubectl delete statefulset", "needs a cluster: e2e.yml's migrate-from-amikos job makes the same orphaning delete (kube-rs, Orphan propagation) before upgrading"),
 ];
 
