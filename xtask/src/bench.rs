@@ -37,6 +37,9 @@ pub struct Flags {
     /// Chroma versions to run on
     #[arg(long = "version", default_values_t = ["1.5.0".to_string(), "0.6.3".to_string()])]
     versions: Vec<String>,
+    /// Measure this chromadb-backup binary instead of building the release one
+    #[arg(long)]
+    binary: Option<PathBuf>,
 }
 
 /// chromadb-data-pipes' last release pins chromadb<0.6 and leaves optional imports out of its
@@ -238,12 +241,24 @@ struct Row {
     run: Run,
 }
 
+/// Each measurement as it is taken, so an interrupted run still says what it measured.
+fn push(rows: &mut Vec<Row>, row: Row) {
+    eprintln!("  {} {} {}: {:.1} s, peak RSS {:.0} MiB", row.version, row.tool, row.op, row.run.secs, row.run.rss_kib as f64 / 1024.0);
+    rows.push(row);
+}
+
 pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
     let tools = tools::ensure()?;
     let root = project_root();
-    eprintln!("building chromadb-backup (release)");
-    ensure!(crate::cmd::run_status(Command::new("cargo").current_dir(&root).args(["build", "--release", "-p", "backup", "--bin", "chromadb-backup"]))?, "building chromadb-backup failed");
-    let bin = root.join("target/release/chromadb-backup");
+    let bin = match &flags.binary {
+        Some(b) => b.clone(),
+        None => {
+            eprintln!("building chromadb-backup (release)");
+            ensure!(crate::cmd::run_status(Command::new("cargo").current_dir(&root).args(["build", "--release", "-p", "backup", "--bin", "chromadb-backup"]))?, "building chromadb-backup failed");
+            root.join("target/release/chromadb-backup")
+        }
+    };
+    eprintln!("measuring {}", bin.display());
     let work = tempfile::Builder::new().prefix("bench-").tempdir_in(std::env::temp_dir())?;
     eprintln!("generating {} records of {} dimensions", flags.records, flags.dim);
     let (generated, raw) = generate(work.path(), flags.records, flags.dim)?;
@@ -262,12 +277,12 @@ pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
         eprintln!("{v}: chromadb-backup restore");
         let r = measure(Command::new(&bin).args(["restore", "--from"]).arg(&generated).env("CHROMA_BACKUP_URL", url(&src)))?;
         ensure!(count(src.port, &version, "bench")? == n, "chromadb-backup restore did not load {n} records");
-        rows.push(Row { version: v.clone(), tool: "chromadb-backup", op: "restore", run: r });
+        push(&mut rows, Row { version: v.clone(), tool: "chromadb-backup", op: "restore", run: r });
 
         eprintln!("{v}: chromadb-backup dump");
         let dumped = work.path().join(format!("dump-{v}.tar"));
         let r = measure(Command::new(&bin).args(["dump", "--to"]).arg(&dumped).env("CHROMA_BACKUP_URL", url(&src)))?;
-        rows.push(Row { version: v.clone(), tool: "chromadb-backup", op: "dump", run: r });
+        push(&mut rows, Row { version: v.clone(), tool: "chromadb-backup", op: "dump", run: r });
         let out = Command::new(cdp.join("bin/python")).arg("-c").arg(PY_ARROW).arg(&dumped).output()?;
         ensure!(out.status.success(), "pyarrow could not read the archive: {}", String::from_utf8_lossy(&out.stderr));
         eprintln!("{v}: pyarrow read {} rows from the dump", String::from_utf8_lossy(&out.stdout).trim());
@@ -276,27 +291,27 @@ pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
         eprintln!("{v}: cdp export");
         let cdp_file = work.path().join(format!("cdp-{v}.jsonl"));
         let r = measure(Command::new(cdp.join("bin/cdp")).args(["export", &url(&src), "--collection", "bench", "--batch-size", "1000", "--out"]).arg(&cdp_file))?;
-        rows.push(Row { version: v.clone(), tool: "cdp", op: "dump", run: r });
+        push(&mut rows, Row { version: v.clone(), tool: "cdp", op: "dump", run: r });
         let cdp_bytes = std::fs::metadata(&cdp_file)?.len();
 
         eprintln!("{v}: python get loop");
         let py_file = work.path().join(format!("py-{v}.jsonl"));
         let r = measure(Command::new(&py).args(["-c", PY_EXPORT, "127.0.0.1", &src.port.to_string(), "bench"]).arg(&py_file))?;
-        rows.push(Row { version: v.clone(), tool: "python client", op: "dump", run: r });
+        push(&mut rows, Row { version: v.clone(), tool: "python client", op: "dump", run: r });
         drop(src);
 
         let dst = start(&venv.dir, &version)?;
         eprintln!("{v}: cdp import");
         let r = measure(Command::new(cdp.join("bin/cdp")).args(["import", &url(&dst), "--collection", "bench", "--create", "--batch-size", "1000", "--in"]).arg(&cdp_file))?;
         ensure!(count(dst.port, &version, "bench")? == n, "cdp import did not load {n} records");
-        rows.push(Row { version: v.clone(), tool: "cdp", op: "restore", run: r });
+        push(&mut rows, Row { version: v.clone(), tool: "cdp", op: "restore", run: r });
         drop(dst);
 
         let dst = start(&venv.dir, &version)?;
         eprintln!("{v}: python add loop");
         let r = measure(Command::new(&py).args(["-c", PY_IMPORT, "127.0.0.1", &dst.port.to_string(), "bench"]).arg(&py_file))?;
         ensure!(count(dst.port, &version, "bench")? == n, "the python add loop did not load {n} records");
-        rows.push(Row { version: v.clone(), tool: "python client", op: "restore", run: r });
+        push(&mut rows, Row { version: v.clone(), tool: "python client", op: "restore", run: r });
         drop(dst);
         eprintln!("{v}: archive {:.1} MB, cdp jsonl {:.1} MB, python jsonl {:.1} MB", archive_bytes as f64 / 1e6, cdp_bytes as f64 / 1e6, std::fs::metadata(&py_file)?.len() as f64 / 1e6);
     }
