@@ -3,6 +3,7 @@
 
 mod backends;
 mod backup_tool;
+mod bench;
 mod cmd;
 mod docs;
 mod e2e;
@@ -35,6 +36,8 @@ enum Command {
     E2e(e2e::Flags),
     /// Reproduce an upgrade: deploy A, write data, upgrade in place to B, diff what survived
     Upgrade(upgrade::Flags),
+    /// Benchmark chromadb-backup against cdp and the Python client (`cargo xtask bench backup`)
+    Bench(bench::Flags),
     /// Regenerate the README values table from charts/chromadb/values.yaml (or --check it)
     Docs(docs::Flags),
 }
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::E2e(f) => e2e::run(f),
         Command::Upgrade(f) => upgrade::run(f),
         Command::Docs(f) => docs::run(f),
+        Command::Bench(f) => bench::run(f),
     };
     match result {
         Ok(code) => code,

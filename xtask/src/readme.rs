@@ -40,6 +40,7 @@ const RUN_ELSEWHERE: &[(&str, &str)] = &[
     ("helm repo add", "needs the published repository: the release workflow runs it after publishing"),
     ("helm repo update", "needs the published repository: the release workflow runs it after publishing"),
     ("kubectl create secret tls", "needs a cluster: the e2e harness makes the same Secret (tls.crt, tls.key, ca.crt from a throwaway CA) for the tls-token deployment on every backend"),
+    ("chromadb-backup ", "needs a live server: crates/backup/tests (round_trip.rs, bad_input.rs, s3.rs) run the binary with these subcommands and flags"),
     ("kubectl delete statefulset", "needs a cluster: e2e.yml's migrate-from-amikos job makes the same orphaning delete (kube-rs, Orphan propagation) before upgrading"),
 ];
 

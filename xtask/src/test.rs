@@ -1,7 +1,7 @@
 //! `cargo xtask test`: the one test command — the same steps locally and in CI.
 //!
 //! Steps: tools → `helm lint --strict` → workspace tests (nextest, else cargo test) →
-//! actionlint over the workflows → the live smoke matrix on the process backend. Every step
+//! actionlint over the workflows → hadolint over image/Dockerfile → the live smoke matrix on the process backend. Every step
 //! runs even after an earlier one failed, so one run shows everything that is wrong; the
 //! closing line counts tests and checks: `test: N passed, M failed`.
 
@@ -43,6 +43,7 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
     step("helm lint", helm_lint(&root, &tools));
     step("workspace tests", workspace_tests(&root, &tools));
     step("actionlint", actionlint(&root, &tools));
+    step("hadolint", hadolint(&root, &tools));
     if flags.no_live {
         eprintln!("── live smoke: skipped (--no-live)");
     } else {
@@ -68,6 +69,13 @@ fn helm_lint(root: &Path, tools: &tools::Toolset) -> Result<Tally> {
 fn actionlint(root: &Path, tools: &tools::Toolset) -> Result<Tally> {
     let mut c = Command::new(&tools.actionlint);
     c.current_dir(root);
+    Ok(Tally::one(cmd::run_status(&mut c)?))
+}
+
+/// The backup tool's image. `--failure-threshold info`: every finding fails, not only errors.
+fn hadolint(root: &Path, tools: &tools::Toolset) -> Result<Tally> {
+    let mut c = Command::new(&tools.hadolint);
+    c.current_dir(root).args(["--failure-threshold", "info", "image/Dockerfile"]);
     Ok(Tally::one(cmd::run_status(&mut c)?))
 }
 

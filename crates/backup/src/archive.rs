@@ -452,7 +452,7 @@ mod tests {
         a.validate().unwrap();
         assert_eq!(a.manifest.collections[0].records, 3);
         assert_eq!(a.manifest.collections[0].dimension, Some(3));
-        let back: Vec<Record> = a.batches(&a.manifest.collections[0]).unwrap().map(Result::unwrap).flatten().collect();
+        let back: Vec<Record> = a.batches(&a.manifest.collections[0]).unwrap().flat_map(Result::unwrap).collect();
         assert_eq!(back.len(), 3);
         assert_eq!(back[..2], recs[..]);
         // An int stays an int and a float a float: metadata is kept as the server's JSON.

@@ -322,10 +322,10 @@ pub fn heartbeat(a: &Answer) -> Result<u64, BadAnswer> {
     v.get("nanosecond heartbeat").and_then(serde_json::Value::as_u64).ok_or_else(|| a.bad(WHAT, "there is no numeric `nanosecond heartbeat` field"))
 }
 
-/// Test support for this crate and its dependants (e2e's checks), hence not `cfg(test)`.
+/// Answers as a server would send them, for tests of the parsers and the checks' logic: used
+/// by this crate's tests and its dependants' (e2e's checks), hence not `cfg(test)`.
 #[doc(hidden)]
 pub mod fake {
-    //! Answers as a server would send them, for tests of the parsers and the checks' logic.
     use super::{Answer, Exchange};
 
     pub fn answer(method: &str, url: &str, status: u16, body: &str) -> Answer {
