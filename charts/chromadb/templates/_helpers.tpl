@@ -391,6 +391,8 @@ user also named an endpoint, traces and metrics are fanned out to it.
         "traces" (dict "receivers" (list "otlp") "processors" (list "batch") "exporters" $traceOut)
         "metrics" (dict "receivers" (list "otlp" "spanmetrics") "processors" (list "batch") "exporters" $metricOut))) -}}
 {{- toYaml $cfg -}}
+{{- end -}}
+
 {{/* TLS --------------------------------------------------------------------- */}}
 
 {{/* "true" when the API is served over HTTPS. */}}

@@ -159,6 +159,7 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    chroma_api::ensure_crypto_provider();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -105,6 +105,7 @@ fn shorten(s: &str) -> String {
 
 impl Api {
     pub fn new(base: &str, prefix: ApiPrefix, credential: Option<Credential>) -> Self {
+        crate::ensure_crypto_provider();
         let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap_or_default();
         Self::with_http(http, base, prefix, credential)
     }

@@ -7,6 +7,17 @@
 pub mod client;
 pub mod version;
 
+/// Installs ring as the process's rustls crypto provider (once; a provider already installed
+/// wins). Every TLS client (reqwest here, kube in the harness, object_store in the backup tool)
+/// needs one chosen explicitly: the workspace links both ring (kube, the harness's CA) and
+/// aws-lc-rs (object_store's S3 client), and with two compiled in, rustls picks neither.
+pub fn ensure_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 pub use version::ChromaVersion;
 
 /// The API generation a release serves (the prefix clients must use).

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Once;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
 
@@ -124,14 +123,10 @@ pub struct TlsEndpoint {
     pub pod_ip: Option<std::net::IpAddr>,
 }
 
-static PROVIDER: Once = Once::new();
-
-/// reqwest is built without a crypto provider of its own (ring comes from rustls, as kube's
-/// does): install it once for the process.
+/// reqwest is built without a crypto provider of its own: the process's one is chosen once
+/// for every client.
 pub fn ensure_provider() {
-    PROVIDER.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
+    chroma_api::ensure_crypto_provider();
 }
 
 /// A client builder for `tls` (plain HTTP when `None`).

@@ -221,6 +221,7 @@ mod tests {
     #[tokio::test]
     async fn namespaces_still_being_deployed_are_deleted_and_finished_ones_are_not_touched_again() {
         let (url, seen) = fake_api_server().await;
+        chroma_api::ensure_crypto_provider();
         let client = kube::Client::try_from(kube::Config::new(url.parse().expect("url"))).expect("client");
         let c = Cleanup::default();
         c.begin("abc123", false);

@@ -216,6 +216,7 @@ mod tests {
     async fn failed_tunnel_closes_the_connection_and_keeps_the_reason() {
         use tokio::io::AsyncReadExt;
         let config = kube::Config::new("http://127.0.0.1:1".parse().expect("url"));
+        chroma_api::ensure_crypto_provider();
         let client = kube::Client::try_from(config).expect("client");
         let fwd = start(Api::namespaced(client, "ns"), service(json!("http"))).await.expect("listener");
         let mut conn = TcpStream::connect(("127.0.0.1", fwd.port)).await.expect("connect");
@@ -238,6 +239,7 @@ mod tests {
     #[tokio::test]
     async fn dropping_the_forward_closes_its_listener() {
         let config = kube::Config::new("http://127.0.0.1:1".parse().expect("url"));
+        chroma_api::ensure_crypto_provider();
         let client = kube::Client::try_from(config).expect("client");
         let fwd = start(Api::namespaced(client, "ns"), service(json!("http"))).await.expect("listener");
         let port = fwd.port;

@@ -21,6 +21,7 @@ pub async fn client_from_text(text: &str) -> Result<kube::Client, String> {
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .map_err(|e| format!("kubeconfig is not usable: {e}"))?;
+    chroma_api::ensure_crypto_provider();
     kube::Client::try_from(config).map_err(|e| format!("could not build a kube client: {e}"))
 }
 
@@ -66,6 +67,7 @@ pub async fn connect(kc: Kubeconfig, source: &str) -> Result<Connection, Backend
     // A cluster that is down should be reported now, not after kube's default retries.
     config.connect_timeout = Some(Duration::from_secs(10));
     let server = config.cluster_url.to_string();
+    chroma_api::ensure_crypto_provider();
     let client = kube::Client::try_from(config).map_err(|e| unavailable(format!("could not build a kube client: {e}")))?;
     let version = client
         .apiserver_version()
