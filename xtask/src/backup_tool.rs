@@ -19,6 +19,6 @@ pub fn ensure(root: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    cmd::run(Command::new(cargo).current_dir(root).args(["build", "--quiet", "-p", "backup", "--bin", "chromadb-backup"]))
+    cmd::run(Command::new(cargo).current_dir(root).args(["build", "--quiet", "--workspace", "--bin", "chromadb-backup"]))
         .context("building chromadb-backup, the stand-in for the backup image on the process backend")
 }
