@@ -3,7 +3,6 @@
 //! built from this very workspace.
 
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::Context;
 
@@ -18,7 +17,6 @@ pub fn ensure(root: &Path) -> anyhow::Result<()> {
     if !root.join("crates/backup/Cargo.toml").is_file() {
         return Ok(());
     }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    cmd::run(Command::new(cargo).current_dir(root).args(["build", "--quiet", "--workspace", "--bin", "chromadb-backup"]))
+    cmd::run(cmd::cargo().current_dir(root).args(["build", "--quiet", "--workspace", "--bin", "chromadb-backup"]))
         .context("building chromadb-backup, the stand-in for the backup image on the process backend")
 }

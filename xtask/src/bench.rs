@@ -254,7 +254,7 @@ pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
         Some(b) => b.clone(),
         None => {
             eprintln!("building chromadb-backup (release)");
-            ensure!(crate::cmd::run_status(Command::new("cargo").current_dir(&root).args(["build", "--release", "-p", "backup", "--bin", "chromadb-backup"]))?, "building chromadb-backup failed");
+            ensure!(crate::cmd::run_status(crate::cmd::cargo().current_dir(&root).args(["build", "--release", "-p", "backup", "--bin", "chromadb-backup"]))?, "building chromadb-backup failed");
             root.join("target/release/chromadb-backup")
         }
     };

@@ -22,6 +22,26 @@ pub fn display(cmd: &Command) -> String {
         .join(" ")
 }
 
+/// A nested `cargo` that builds exactly as the `cargo xtask` that started it did. `cargo run`
+/// hands xtask its package's variables (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, …), and build
+/// scripts such as ring's rerun when those change: passed on, they would make the nested
+/// build recompile ring and everything above it (kube, reqwest, rustls) a second time.
+pub fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(is_cargo_run_package_var) {
+            c.env_remove(&key);
+        }
+    }
+    c
+}
+
+fn is_cargo_run_package_var(key: &str) -> bool {
+    key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_MANIFEST_")
+        || matches!(key, "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_RUSTC_CURRENT_DIR")
+}
+
 fn announce(cmd: &Command) {
     eprintln!("$ {}", display(cmd));
 }
@@ -54,6 +74,15 @@ pub fn probe(cmd: &mut Command) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_cargo_drops_the_package_variables_of_cargo_run_and_keeps_the_rest() {
+        assert!(is_cargo_run_package_var("CARGO_PKG_NAME"));
+        assert!(is_cargo_run_package_var("CARGO_MANIFEST_DIR"));
+        assert!(!is_cargo_run_package_var("CARGO_HOME"));
+        assert!(!is_cargo_run_package_var("CARGO_TARGET_DIR"));
+        assert!(!is_cargo_run_package_var("CARGO"));
+    }
 
     #[test]
     fn display_quotes_arguments_with_spaces() {

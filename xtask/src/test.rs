@@ -80,8 +80,8 @@ fn hadolint(root: &Path, tools: &tools::Toolset) -> Result<Tally> {
 }
 
 fn workspace_tests(root: &Path, tools: &tools::Toolset) -> Result<Tally> {
-    let nextest = cmd::probe(Command::new("cargo").args(["nextest", "--version"])).is_some();
-    let mut c = Command::new("cargo");
+    let nextest = cmd::probe(cmd::cargo().args(["nextest", "--version"])).is_some();
+    let mut c = cmd::cargo();
     c.current_dir(root);
     tools.apply(&mut c);
     if nextest {
