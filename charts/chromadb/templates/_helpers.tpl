@@ -426,6 +426,18 @@ user also named an endpoint, traces and metrics are fanned out to it.
 {{- if and (include "chromadb.tls" .) (include "chromadb.isRust" .) -}}true{{- end -}}
 {{- end -}}
 
+{{/* 0.x with TLS: uvicorn starts through files/uvicorn-tls.py, which names the Secret when the
+     pair cannot be used and serves a renewed Secret without a restart. */}}
+{{- define "chromadb.uvicornTls" -}}
+{{- if and (include "chromadb.tls" .) (not (include "chromadb.isRust" .)) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "chromadb.uvicornTlsConfigMapName" -}}
+{{- printf "%s-uvicorn-tls" (include "chromadb.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "chromadb.uvicornTlsScript" -}}/etc/chroma-uvicorn-tls/uvicorn-tls.py{{- end -}}
+
 {{- define "chromadb.tlsProxyConfigMapName" -}}
 {{- printf "%s-tls-proxy" (include "chromadb.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}

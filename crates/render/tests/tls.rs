@@ -91,6 +91,59 @@ fn python_server_serves_tls_itself_from_the_mounted_secret(#[case] version: &str
     assert!(dir.contains(&secret), "the mount path {dir} names the Secret {secret}, so file errors name it");
 }
 
+/// 0.x with TLS starts through the chart's launcher, shipped whole in a ConfigMap the container
+/// mounts, with uvicorn's own command line and the Secret's name; the script's text rolls the pod.
+#[rstest]
+#[case::entrypoint_era("0.6.3", EXISTING)]
+#[case::legacy_era("0.4.3", EXISTING)]
+#[case::cert_manager("0.5.0", CERT_MANAGER)]
+fn python_server_starts_through_the_launcher_that_follows_the_secret(#[case] version: &str, #[case] values: &str) {
+    let (e, r) = render_ok(version, values);
+    let c = r.chroma_container().unwrap();
+    let command = c.command.clone().unwrap_or_default();
+    assert_eq!(command.get(2).map(String::as_str), Some("chromadb.app:app"), "{version}: {command:?}");
+    assert_eq!(command[0], "python", "{version}");
+    let script = std::path::Path::new(&command[1]);
+    let mount = c.volume_mounts.iter().flatten().find(|m| Some(std::path::Path::new(&m.mount_path)) == script.parent()).unwrap_or_else(|| panic!("{version}: nothing mounted at {}", script.display()));
+    let cm_name = pod(&r).volumes.iter().flatten().find(|v| v.name == mount.name).and_then(|v| v.config_map.as_ref()).map(|cm| cm.name.clone()).expect("the launcher comes from a ConfigMap");
+    let cm = r.documents.iter().find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == cm_name.as_str()).expect("the ConfigMap is rendered");
+    let shipped = std::fs::read_to_string(suite().chart.join("files/uvicorn-tls.py")).expect("files/uvicorn-tls.py");
+    let key = script.file_name().unwrap().to_str().unwrap();
+    assert_eq!(cm["data"][key].as_str().map(str::trim), Some(shipped.trim()), "{version}: the ConfigMap carries the script whole");
+    assert_eq!(cli_flag(&r, "--tls-secret"), Some(secret_name(&e, "chroma-chromadb")), "{version}");
+}
+
+/// A new launcher in a chart upgrade rolls the pod, though no value changed.
+#[test]
+fn a_changed_launcher_changes_the_pods_config_checksum() {
+    let copy = tempfile::tempdir().expect("temp dir");
+    let chart = copy.path().join("chromadb");
+    copy_tree(&suite().chart, &chart);
+    let script = chart.join("files/uvicorn-tls.py");
+    let text = std::fs::read_to_string(&script).unwrap();
+    std::fs::write(&script, format!("{text}\n# changed\n")).unwrap();
+    let sum = |chart: &std::path::Path| {
+        let req = render::RenderRequest::new(chart).version(v("0.6.3")).values(yaml(EXISTING));
+        let r = suite().cache.render(&req).expect("renders");
+        let sts = r.statefulset().and_then(|s| s.spec.as_ref()).and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.annotations.clone());
+        sts.and_then(|a| a.get("checksum/config").cloned()).expect("checksum/config")
+    };
+    assert_ne!(sum(&suite().chart), sum(&chart));
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 #[rstest]
 #[case::existing_secret("1.5.0", EXISTING)]
 #[case::first_rust_release("1.0.0", EXISTING)]

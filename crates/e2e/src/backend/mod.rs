@@ -170,6 +170,10 @@ pub trait Backend {
         let _ = (deployed, name, data);
         Err(BackendError::Unsupported { backend: self.name(), reason: "updating a Secret in place is not implemented on this backend".into() })
     }
+    /// `Ok(())` when [`Backend::update_secret`] works here; `Err(why not)` otherwise.
+    fn updates_secrets(&self) -> Result<(), String> {
+        Err("updating a Secret in place is not implemented on this backend".into())
+    }
     /// Longest wait for an updated Secret to reach the pod's volumes.
     fn secret_sync_time(&self) -> Duration {
         // The kubelet's sync period plus its Secret cache TTL, with margin.

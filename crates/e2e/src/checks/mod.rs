@@ -34,6 +34,8 @@ pub const DEFAULT_AUTH_SECRET: &str = "chromadb-auth";
 pub enum CheckName {
     ApiSurface,
     Tls,
+    TlsProxy,
+    TlsRotation,
     Auth,
     Cors,
     Payload,
@@ -45,9 +47,11 @@ pub enum CheckName {
 }
 
 impl CheckName {
-    pub const ALL: [CheckName; 10] = [
+    pub const ALL: [CheckName; 12] = [
         CheckName::ApiSurface,
         CheckName::Tls,
+        CheckName::TlsProxy,
+        CheckName::TlsRotation,
         CheckName::Auth,
         CheckName::Cors,
         CheckName::Payload,
@@ -62,6 +66,8 @@ impl CheckName {
         match self {
             CheckName::ApiSurface => "api-surface",
             CheckName::Tls => "tls",
+            CheckName::TlsProxy => "tls-proxy",
+            CheckName::TlsRotation => "tls-rotation",
             CheckName::Auth => "auth",
             CheckName::Cors => "cors",
             CheckName::Payload => "payload",
@@ -83,7 +89,10 @@ impl CheckName {
                 Err("backup.enabled is off in this deployment's values: there is no backup CronJob to run".into())
             }
             CheckName::Telemetry => telemetry::applies(e),
-            CheckName::Tls if e.tls.is_none() => Err("tls.enabled is off: the API is plain HTTP by the values".into()),
+            CheckName::Tls | CheckName::TlsProxy | CheckName::TlsRotation if e.tls.is_none() => Err("tls.enabled is off: the API is plain HTTP by the values".into()),
+            CheckName::TlsProxy if e.tls.as_ref().is_some_and(|t| t.proxied_server_port.is_none()) => {
+                Err(format!("Chroma {} serves TLS itself (uvicorn): there is no proxy to go around", e.version))
+            }
             _ => Ok(()),
         }
     }
@@ -214,6 +223,14 @@ pub async fn run<B: Backend>(
             };
         }
     }
+    let unexercised = match check {
+        CheckName::TlsProxy => tls::proxy_only_unexercised(deployed),
+        CheckName::TlsRotation => tls::rotation_unexercised(backend, deployed),
+        _ => None,
+    };
+    if let Some(reason) = unexercised {
+        return Outcome::Skipped { reason: format!("{check} not exercised: {reason}") };
+    }
     if check == CheckName::ChartTest {
         return chart_test(backend, deployed).await;
     }
@@ -229,6 +246,8 @@ pub async fn run<B: Backend>(
     let result = match check {
         CheckName::ApiSurface => probes::api_surface(&mut ctx).await,
         CheckName::Tls => tls::tls(&mut ctx).await,
+        CheckName::TlsProxy => tls::proxy_only(&mut ctx).await,
+        CheckName::TlsRotation => tls::rotation(&mut ctx).await,
         CheckName::Auth => probes::auth(&mut ctx).await,
         CheckName::Cors => probes::cors(&mut ctx).await,
         CheckName::Payload => probes::payload(&mut ctx).await,

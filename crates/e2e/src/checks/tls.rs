@@ -1,14 +1,14 @@
-//! Check `tls`: the API answers HTTPS with a certificate for the Service's name from the
-//! deployment's CA, and nothing else gets an answer — not plain HTTP, not a client that
-//! trusts another CA, not a client that asked for another name, and (1.x) not a client that
-//! goes around the proxy to the server's own port. Where the proxy reads the certificate per
-//! handshake, a renewed Secret is served with no restart.
+//! The TLS checks. `tls`: the API answers HTTPS with a certificate for the Service's name from
+//! the deployment's CA, and nothing else gets an answer — not plain HTTP, not a client that
+//! trusts another CA, not a client that asked for another name. `tls-proxy` (1.x): nothing
+//! reaches the server around its TLS proxy. `tls-rotation`: a renewed Secret is served from
+//! the next connection on, with no restart.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::Ctx;
-use crate::backend::{Backend, BackendError};
+use crate::backend::Backend;
 use crate::tls::{Pki, TlsEndpoint, client_builder};
 
 type Checked = Result<String, String>;
@@ -51,7 +51,7 @@ fn refused_for(result: Result<u16, String>, what: &str, reason_words: &[&str]) -
 }
 
 pub async fn tls<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
-    let spec = ctx.expected.tls.clone().ok_or("the spec promises no TLS here")?;
+    ctx.expected.tls.as_ref().ok_or("the spec promises no TLS here")?;
     let Some(t) = ctx.deployed.tls.clone() else {
         return Err(format!("the spec says tls.enabled, but the deployment is reached over {} (no Service port with appProtocol https)", ctx.deployed.base_url));
     };
@@ -87,59 +87,87 @@ pub async fn tls<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
     refused_for(get(Some(&wrong_name), &with_host(&ctx.api.url("/heartbeat"), wrong, t.addr)).await, "a client asking for another name", &["NotValidForName", "not valid for name", "certificate"])?;
     done.push("a client asking for another name refused".into());
 
-    if let Some(server_port) = spec.proxied_server_port {
-        match t.pod_ip {
-            Some(ip) => {
-                let around = SocketAddr::from((ip, server_port));
-                match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(around)).await {
-                    Ok(Ok(_)) => return Err(format!("the server's own port {around} accepts connections from outside the pod: it is reachable around the TLS proxy")),
-                    _ => done.push(format!("the server's port {server_port} is closed outside the pod")),
-                }
-            }
-            None => done.push(format!("the server's port {server_port} not probed: the backend gives no pod address")),
-        }
-        done.push(rotation(ctx, &t).await?);
-    }
     Ok(done.join("; "))
+}
+
+/// `tls-proxy`: the server's own port, which the proxy forwards to on the pod's loopback,
+/// takes no connection from outside the pod.
+pub async fn proxy_only<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
+    let spec = ctx.expected.tls.clone().ok_or("the spec promises no TLS here")?;
+    let server_port = spec.proxied_server_port.ok_or("the spec puts no proxy in front of this version's server")?;
+    let t = ctx.deployed.tls.clone().ok_or_else(|| format!("the spec says tls.enabled, but the deployment is reached over {}", ctx.deployed.base_url))?;
+    let ip = t.pod_ip.ok_or("the backend gave no pod address")?;
+    let around = SocketAddr::from((ip, server_port));
+    match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(around)).await {
+        Ok(Ok(_)) => Err(format!("the server's own port {around} accepts connections from outside the pod: it is reachable around the TLS proxy")),
+        Ok(Err(e)) => Ok(format!("the server's port {server_port} refuses connections from outside the pod ({e}); the proxy's port {} answers HTTPS", t.addr.port())),
+        Err(_) => Ok(format!("the server's port {server_port} takes no connection from outside the pod (no answer in 5s)")),
+    }
+}
+
+/// Why `tls-proxy` cannot be exercised here, if it cannot.
+pub fn proxy_only_unexercised(deployed: &crate::backend::Deployed) -> Option<String> {
+    match &deployed.tls {
+        Some(t) if t.pod_ip.is_none() => Some("the backend reaches the pod only through its Service (a port-forward lands on the pod's own loopback, where the server does listen), so the server's port cannot be tried from outside the pod".into()),
+        _ => None,
+    }
+}
+
+/// Why `tls-rotation` cannot be exercised here, if it cannot: the backend cannot update a
+/// Secret in place, or the certificate's Secret is not one the harness made (so there is no
+/// CA of its own to renew from).
+pub fn rotation_unexercised<B: Backend>(backend: &B, deployed: &crate::backend::Deployed) -> Option<String> {
+    if let Err(reason) = backend.updates_secrets() {
+        return Some(format!("the {} backend cannot renew a Secret in place: {reason}", backend.name()));
+    }
+    let t = deployed.tls.as_ref()?;
+    if !deployed.secrets.values().any(|d| d.get("ca.crt") == Some(&t.ca_pem)) {
+        return Some("the certificate's Secret is not one the harness made, so there is no CA to renew it from".into());
+    }
+    None
 }
 
 /// Replaces the certificate in the Secret's files with one from a new CA, asserts the new one
 /// is served on the next connection (and the old CA no longer trusted), then puts the
 /// original back and asserts that is served again.
-async fn rotation<B: Backend>(ctx: &mut Ctx<'_, B>, t: &TlsEndpoint) -> Result<String, String> {
+pub async fn rotation<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
+    let t = ctx.deployed.tls.clone().ok_or_else(|| format!("the spec says tls.enabled, but the deployment is reached over {}", ctx.deployed.base_url))?;
+    let t = &t;
     let secret = ctx.deployed.secrets.iter().find(|(_, d)| d.get("ca.crt") == Some(&t.ca_pem)).map(|(n, d)| (n.clone(), d.clone()));
-    let Some((name, original)) = secret else {
-        return Ok("rotation not exercised: the CA's Secret is not one the harness made".into());
-    };
+    let (name, original) = secret.ok_or("the certificate's Secret is not among the pod's Secrets")?;
     let renewed = Pki::generate(std::slice::from_ref(&t.server_name)).map_err(|e| e.to_string())?;
     let mut data = original.clone();
     data.insert("tls.crt".into(), renewed.cert_pem.clone());
     data.insert("tls.key".into(), renewed.key_pem.clone());
-    match ctx.backend.update_secret(ctx.deployed, &name, &data).await {
-        Ok(()) => {}
-        Err(BackendError::Unsupported { reason, .. }) => return Ok(format!("rotation not exercised: {reason}")),
-        Err(e) => return Err(format!("updating Secret {name}: {e}")),
-    }
+    ctx.backend.update_secret(ctx.deployed, &name, &data).await.map_err(|e| format!("updating Secret {name}: {e}"))?;
     let url = ctx.api.url("/heartbeat");
     let new_ca = TlsEndpoint { ca_pem: renewed.ca_pem.clone(), ..t.clone() };
-    let deadline = std::time::Instant::now() + ctx.backend.secret_sync_time();
-    let served = loop {
-        match get(Some(&new_ca), &url).await {
-            Ok(200) => break Ok(()),
-            other if std::time::Instant::now() > deadline => break Err(format!("{other:?}")),
-            _ => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    };
+    let wait = ctx.backend.secret_sync_time();
+    let served = served_within(&new_ca, &url, wait).await;
     let old_refused = get(Some(t), &url).await.is_err();
+    // Put the original back whatever happened: the deployment's other checks trust its CA.
     let restored = ctx.backend.update_secret(ctx.deployed, &name, &original).await;
-    served.map_err(|e| format!("after Secret {name} was renewed, the new certificate was not served without a restart: {e}"))?;
+    let back = match &restored {
+        Ok(()) => served_within(t, &url, wait).await,
+        Err(_) => Ok(Duration::ZERO),
+    };
+    let took = served.map_err(|e| format!("after Secret {name} was renewed, the new certificate was not served within {wait:?} with no restart: {e}"))?;
     if !old_refused {
         return Err(format!("after Secret {name} was renewed, the old certificate was still served"));
     }
     restored.map_err(|e| format!("restoring Secret {name}: {e}"))?;
-    let back = get(Some(t), &url).await;
-    if back != Ok(200) {
-        return Err(format!("after Secret {name} was restored, its certificate was not served again: {back:?}"));
+    let back = back.map_err(|e| format!("after Secret {name} was restored, its certificate was not served again within {wait:?}: {e}"))?;
+    Ok(format!("a renewed Secret {name} was served {:.1}s after the update, with no restart, and the original {:.1}s after it was put back", took.as_secs_f64(), back.as_secs_f64()))
+}
+
+/// Polls until a client trusting `ca` gets a 200: how long it took, or the last failure.
+async fn served_within(ca: &TlsEndpoint, url: &str, wait: Duration) -> Result<Duration, String> {
+    let started = std::time::Instant::now();
+    loop {
+        match get(Some(ca), url).await {
+            Ok(200) => return Ok(started.elapsed()),
+            other if started.elapsed() > wait => return Err(format!("{other:?}")),
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
     }
-    Ok(format!("a renewed Secret {name} was served from the next connection on, with no restart"))
 }

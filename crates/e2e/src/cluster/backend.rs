@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
-use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client};
 use render::{Helm, Rendered};
@@ -693,6 +693,21 @@ impl Backend for ClusterBackend {
         Ok(())
     }
 
+    fn updates_secrets(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The Secret's data replaced whole; the kubelet then rewrites the pod's volumes of it.
+    async fn update_secret(&self, deployed: &Deployed, name: &str, data: &BTreeMap<String, String>) -> Result<(), BackendError> {
+        let (namespace, _, _) = self.slot_names(&deployed.id)?;
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+        secrets
+            .patch(name, &PatchParams::default(), &Patch::Merge(replace_secret_data(data)))
+            .await
+            .map_err(|e| failed(format!("replacing the data of Secret {name} in {namespace}"), e))?;
+        Ok(())
+    }
+
     async fn orphan_statefulset(&self, deployed: &mut Deployed) -> Result<(), BackendError> {
         let (namespace, _, statefulset) = self.slot_names(&deployed.id)?;
         let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), &namespace);
@@ -740,10 +755,18 @@ fn node_ready(n: &Node) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// A JSON merge patch that leaves the Secret with exactly `data`: `data: null` drops every
+/// key it had, and `stringData` is written into `data` by the API server.
+fn replace_secret_data(data: &BTreeMap<String, String>) -> serde_json::Value {
+    serde_json::json!({"data": null, "stringData": data})
+}
+
 fn external_secret(name: &str, data: &BTreeMap<String, String>) -> Secret {
+    // A certificate and key make it the type a user's `kubectl create secret tls` makes.
+    let tls = data.contains_key("tls.crt") && data.contains_key("tls.key");
     Secret {
         metadata: ObjectMeta { name: Some(name.to_string()), ..ObjectMeta::default() },
-        type_: Some("Opaque".into()),
+        type_: Some(if tls { "kubernetes.io/tls" } else { "Opaque" }.into()),
         string_data: Some(data.clone()),
         ..Secret::default()
     }
@@ -899,6 +922,19 @@ mod tests {
         let s = external_secret("my-auth", &claims(&[("token", "s3cr3t")]));
         assert_eq!(s.metadata.name.as_deref(), Some("my-auth"));
         assert_eq!(s.string_data, Some(claims(&[("token", "s3cr3t")])));
+    }
+
+    #[test]
+    fn a_certificate_and_key_make_a_kubernetes_io_tls_secret() {
+        let s = external_secret("my-tls", &claims(&[("tls.crt", "C"), ("tls.key", "K"), ("ca.crt", "A")]));
+        assert_eq!(s.type_.as_deref(), Some("kubernetes.io/tls"));
+        assert_eq!(external_secret("my-auth", &claims(&[("token", "t")])).type_.as_deref(), Some("Opaque"));
+    }
+
+    #[test]
+    fn a_renewal_patch_drops_the_old_keys_and_writes_the_new_ones() {
+        let patch = replace_secret_data(&claims(&[("tls.crt", "NEW"), ("tls.key", "KEY")]));
+        assert_eq!(patch, serde_json::json!({"data": null, "stringData": {"tls.crt": "NEW", "tls.key": "KEY"}}));
     }
 
     #[test]

@@ -270,7 +270,9 @@ pub fn launch(version: &ChromaVersion, venv: &Venv, layout: &Layout, c: &Contain
         ("chroma", Era::Rust) => rust_listen(layout, &mut rest, &mut env, host_port, &mut adjustments)?,
         ("uvicorn", _) => flag_listen(&mut rest, &env, "UVICORN_PORT", host_port, &mut adjustments)?,
         ("chroma", _) if rest.first().map(String::as_str) == Some("run") => flag_listen(&mut rest, &[], "", host_port, &mut adjustments)?,
-        ("python" | "python3" | "python3.11", _) if rest.len() >= 2 && rest[0] == "-m" && rest[1] == "uvicorn" => {
+        // `python -m uvicorn …`, or a script handed uvicorn's command line (the chart's
+        // uvicorn-tls.py with TLS on 0.x): both take uvicorn's --host/--port.
+        ("python" | "python3" | "python3.11", _) if uvicorn_style(&rest) => {
             flag_listen(&mut rest, &env, "UVICORN_PORT", host_port, &mut adjustments)?
         }
         _ => return Err(LaunchError::Unsupported(format!("cannot tell which port `{}` listens on", argv.join(" ")))),
@@ -287,6 +289,15 @@ pub fn launch(version: &ChromaVersion, venv: &Venv, layout: &Layout, c: &Contain
         adjustments.push("PYTHONUNBUFFERED=1 so the server log is written as it happens".into());
     }
     Ok(Launch { program, args: rest, env, cwd: layout.host_path(image.workdir), container_port, adjustments, netns: None })
+}
+
+/// Arguments after `python` that end in uvicorn's own command line.
+fn uvicorn_style(rest: &[String]) -> bool {
+    match rest {
+        [m, module, ..] if m == "-m" && module == "uvicorn" => true,
+        [script, app, ..] => script.ends_with(".py") && app.contains(':') && !app.starts_with('-'),
+        _ => false,
+    }
 }
 
 /// The image's `/docker_entrypoint.sh`: exports `IS_PERSISTENT=1` (over the pod's value) and
@@ -491,6 +502,21 @@ mod tests {
     fn tls_files_on_the_command_line_are_read_from_the_mounted_secret() {
         let l = launch(&v("0.6.3"), &venv(&v("0.6.3")), &layout(), &container("name: c\ncommand: [uvicorn, chromadb.app:app, --ssl-certfile, /etc/chroma-tls/s/tls.crt]"), vec![], Some(40000)).unwrap();
         assert!(l.args.contains(&"/tmp/dep/fs/etc/chroma-tls/s/tls.crt".to_string()), "{:?}", l.args);
+    }
+
+    #[test]
+    fn a_python_script_given_uvicorns_command_line_listens_where_its_port_flag_says() {
+        let c = "name: c\ncommand: [python, /etc/chroma-uvicorn-tls/uvicorn-tls.py, chromadb.app:app, --port, '8123', --ssl-certfile, /etc/chroma-tls/s/tls.crt]";
+        let l = launch(&v("0.6.3"), &venv(&v("0.6.3")), &layout(), &container(c), vec![], Some(40000)).unwrap();
+        assert_eq!(l.container_port, 8123);
+        assert_eq!(l.args[0], "/tmp/dep/fs/etc/chroma-uvicorn-tls/uvicorn-tls.py");
+        assert!(l.args.windows(2).any(|w| w == ["--port", "40000"]), "{:?}", l.args);
+    }
+
+    #[test]
+    fn a_python_script_without_an_app_is_not_taken_for_uvicorn() {
+        let err = launch(&v("0.6.3"), &venv(&v("0.6.3")), &layout(), &container("name: c\ncommand: [python, /x.py, --port, '1']"), vec![], Some(40000)).unwrap_err();
+        assert!(matches!(err, LaunchError::Unsupported(ref m) if m.contains("cannot tell which port")), "{err}");
     }
 
     #[test]

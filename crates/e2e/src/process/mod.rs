@@ -753,9 +753,14 @@ impl Backend for ProcessBackend {
         Ok(())
     }
 
+    fn updates_secrets(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     fn secret_sync_time(&self) -> Duration {
-        // The files change in place at once.
-        Duration::from_secs(5)
+        // The files change at once; the reader (nginx per handshake, uvicorn-tls.py every 2s)
+        // needs a moment.
+        Duration::from_secs(10)
     }
 
     fn runs_lookup(&self) -> Result<(), String> {
