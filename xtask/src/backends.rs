@@ -2,7 +2,7 @@
 //! running one job on whichever backend was picked — with cleanup on success, failure and
 //! Ctrl-C.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use e2e::Backend;
@@ -33,6 +33,25 @@ pub struct BackendFlags {
     /// The k3s image for --backend k3s (default: the pinned one)
     #[arg(long, value_name = "IMAGE:TAG")]
     pub k3s_image: Option<String>,
+    /// A `docker save` archive k3s imports before it starts, for images no registry has yet
+    /// (the backup tool's, built from image/); repeatable
+    #[arg(long, value_name = "FILE.tar")]
+    pub k3s_preload: Vec<PathBuf>,
+}
+
+impl BackendFlags {
+    /// Flags that only mean something on k3s are refused elsewhere, naming the flag.
+    fn validate(&self) -> Result<()> {
+        if self.backend != BackendKind::K3s {
+            if self.k3s_image.is_some() {
+                anyhow::bail!("--k3s-image only applies to --backend k3s");
+            }
+            if !self.k3s_preload.is_empty() {
+                anyhow::bail!("--k3s-preload only applies to --backend k3s");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Work to do on a backend, whatever its type.
@@ -118,9 +137,7 @@ async fn race<B: Backend, J: Job>(backend: &B, job: J) -> Result<J::Output> {
 /// Builds the chosen backend, runs `job` on it, and tears the backend down — after success,
 /// failure, Ctrl-C or SIGTERM alike. `known` gives the process backend each version's pins.
 pub fn run<J: Job>(flags: &BackendFlags, keep: bool, tools: &Toolset, known: &VersionMatrix, job: J) -> Result<J::Output> {
-    if flags.k3s_image.is_some() && flags.backend != BackendKind::K3s {
-        anyhow::bail!("--k3s-image only applies to --backend k3s");
-    }
+    flags.validate()?;
     let kind = decide(flags.backend);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     let out = runtime.block_on(async {
@@ -138,6 +155,7 @@ pub fn run<J: Job>(flags: &BackendFlags, keep: bool, tools: &Toolset, known: &Ve
                 let mut copts = ClusterOptions::new(&tools.helm.path);
                 copts.keep = keep;
                 copts.k3s_image = flags.k3s_image.clone();
+                copts.k3s_preload = flags.k3s_preload.clone();
                 // Ctrl-C while k3s is still starting: the container (labelled with this run
                 // before Docker made it) and any namespace go through the cleanup handle.
                 let cleanup = copts.cleanup.clone();
@@ -161,4 +179,26 @@ pub fn run<J: Job>(flags: &BackendFlags, keep: bool, tools: &Toolset, known: &Ve
     // Blocking work still running (a venv build) must not hold the exit forever.
     runtime.shutdown_timeout(std::time::Duration::from_secs(10));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(backend: BackendKind, image: bool, preload: bool) -> BackendFlags {
+        BackendFlags { backend, k3s_image: image.then(|| "rancher/k3s:v1".into()), k3s_preload: if preload { vec!["b.tar".into()] } else { Vec::new() } }
+    }
+
+    #[test]
+    fn k3s_flags_are_refused_on_other_backends_naming_the_flag() {
+        let err = flags(BackendKind::Process, false, true).validate().unwrap_err().to_string();
+        assert!(err.contains("--k3s-preload"), "{err}");
+        let err = flags(BackendKind::Kubeconfig, true, false).validate().unwrap_err().to_string();
+        assert!(err.contains("--k3s-image"), "{err}");
+    }
+
+    #[test]
+    fn k3s_flags_are_taken_on_k3s() {
+        flags(BackendKind::K3s, true, true).validate().expect("both apply to k3s");
+    }
 }

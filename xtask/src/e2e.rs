@@ -68,7 +68,7 @@ impl Flags {
             versions: Vec::new(),
             matrix: false,
             smoke: true,
-            backend: BackendFlags { backend: BackendKind::Process, k3s_image: None },
+            backend: BackendFlags { backend: BackendKind::Process, k3s_image: None, k3s_preload: Vec::new() },
             chart: None,
             scenarios: Vec::new(),
             checks: Vec::new(),

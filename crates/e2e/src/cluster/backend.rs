@@ -72,7 +72,7 @@ impl ClusterBackend {
             ClusterKind::K3s => {
                 let image = opts.k3s_image.clone().unwrap_or_else(|| k3s::K3S_IMAGE.to_string());
                 cleanup.expect_k3s();
-                let cluster = match k3s::start(&image, opts.timeout, &suffix).await {
+                let cluster = match k3s::start(&image, &opts.k3s_preload, opts.timeout, &suffix).await {
                     Ok(c) => c,
                     Err(e) => {
                         // A container may exist even though start failed (timed out waiting).

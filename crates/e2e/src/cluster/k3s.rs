@@ -148,8 +148,9 @@ pub fn api_host(get_host: &str) -> String {
 
 /// Starts k3s labelled with the run (so [`super::cleanup::Cleanup`] finds it even if this
 /// future is dropped halfway) and waits until its API answers.
-pub async fn start(image: &str, timeout: Duration, run: &str) -> Result<K3sCluster, BackendError> {
+pub async fn start(image: &str, preload: &[PathBuf], timeout: Duration, run: &str) -> Result<K3sCluster, BackendError> {
     let unavailable = |reason: String| BackendError::Unavailable { backend: "k3s", reason };
+    let targets = preload_targets(preload).map_err(|reason| BackendError::Invalid { reason })?;
     docker::docker_daemon().map_err(|e| unavailable(format!("{e}; use --backend process")))?;
     let (name, tag) = split_image(image).map_err(|reason| BackendError::Invalid { reason })?;
     let docker_host = std::env::var("DOCKER_HOST").ok();
@@ -163,7 +164,10 @@ pub async fn start(image: &str, timeout: Duration, run: &str) -> Result<K3sClust
         .with_label(RUN_LABEL, run)
         .with_privileged(true)
         .with_userns_mode("host")
-        .with_startup_timeout(timeout)
+        .with_startup_timeout(timeout);
+    // Copied in before k3s starts, which imports every archive in that directory at boot.
+    let container = targets.into_iter().fold(container, |c, (from, to)| c.with_copy_to(to, from));
+    let container = container
         .start()
         .await
         .map_err(|e| unavailable(format!("could not start {image}: {e}")))?;
@@ -190,6 +194,23 @@ pub async fn start(image: &str, timeout: Duration, run: &str) -> Result<K3sClust
     let kubeconfig_path = dir.path().join("kubeconfig");
     write_private(&kubeconfig_path, &kubeconfig)?;
     Ok(K3sCluster { container: Some(container), dir: Some(dir), kubeconfig_path, kubeconfig })
+}
+
+/// Where k3s looks for image archives to import at boot.
+const AIRGAP_IMAGES: &str = "/var/lib/rancher/k3s/agent/images";
+
+/// Each archive and where it goes in the container; an archive that is not a readable `.tar`
+/// file is refused, naming it.
+fn preload_targets(preload: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, String> {
+    let mut out = Vec::new();
+    for (i, path) in preload.iter().enumerate() {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if !name.ends_with(".tar") || !path.is_file() {
+            return Err(format!("--k3s-preload {}: not a `docker save` archive (an existing file named *.tar)", path.display()));
+        }
+        out.push((path.clone(), format!("{AIRGAP_IMAGES}/{i:02}-{name}")));
+    }
+    Ok(out)
 }
 
 /// k3s writes its kubeconfig shortly after the API comes up; copy it out (no bind mount, so
@@ -313,6 +334,23 @@ users:
     fn broken_kubeconfigs_are_reported(#[case] text: &str, #[case] why: &str) {
         let err = rewrite_server(text, "127.0.0.1", 1).expect_err("must refuse");
         assert!(err.contains(why), "{err}");
+    }
+
+    #[test]
+    fn preloaded_archives_go_to_the_airgap_images_directory_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = dir.path().join("chromadb-backup.tar");
+        std::fs::write(&tar, b"x").unwrap();
+        let t = preload_targets(std::slice::from_ref(&tar)).unwrap();
+        assert_eq!(t, vec![(tar, format!("{AIRGAP_IMAGES}/00-chromadb-backup.tar"))]);
+    }
+
+    #[rstest]
+    #[case::missing_file("nowhere/backup.tar")]
+    #[case::not_a_tar("Cargo.toml")]
+    fn a_preload_that_is_no_archive_is_refused_naming_it(#[case] path: &str) {
+        let err = preload_targets(&[PathBuf::from(path)]).unwrap_err();
+        assert!(err.contains(&format!("--k3s-preload {path}")) && err.contains("*.tar"), "{err}");
     }
 
     #[rstest]

@@ -61,6 +61,9 @@ pub struct ClusterOptions {
     pub helm: PathBuf,
     /// `rancher/k3s:<tag>` (or any registry/name:tag); `None` = [`K3S_IMAGE`].
     pub k3s_image: Option<String>,
+    /// `docker save` archives k3s imports before it starts (its airgap images directory):
+    /// images no registry has yet, such as this workspace's own backup tool.
+    pub k3s_preload: Vec<PathBuf>,
     /// Leave namespaces (and the k3s container) behind for debugging.
     pub keep: bool,
     /// Bound for each wait: k3s start, `helm --wait --timeout`, readiness after restarts.
@@ -75,6 +78,7 @@ impl ClusterOptions {
         ClusterOptions {
             helm: helm.into(),
             k3s_image: None,
+            k3s_preload: Vec::new(),
             keep: false,
             timeout: Duration::from_secs(300),
             cleanup: Cleanup::default(),
