@@ -119,20 +119,7 @@ fn measure(cmd: &mut Command) -> Result<Run> {
 
 /// Deterministic records: a small LCG, so every run benchmarks the same bytes.
 fn generate(dir: &Path, n: usize, dim: usize) -> Result<(PathBuf, u64)> {
-    let entry = CollectionEntry {
-        name: "bench".into(),
-        metadata: None,
-        settings: Settings::default(),
-        configuration: None,
-        schema: None,
-        uris: false,
-        records: 0,
-        records_with_uri: 0,
-        dimension: None,
-        member: String::new(),
-        bytes: 0,
-        sha256: String::new(),
-    };
+    let entry = CollectionEntry::new("bench", None, Settings::default(), false);
     let mut w = CollectionWriter::create(dir, 0, entry)?;
     let mut state: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = move || {
@@ -154,15 +141,8 @@ fn generate(dir: &Path, n: usize, dim: usize) -> Result<(PathBuf, u64)> {
         w.push(&batch)?;
     }
     let (entry, member) = w.finish()?;
-    let manifest = Manifest {
-        format: archive::FORMAT.into(),
-        format_version: archive::FORMAT_VERSION,
-        tool_version: "bench".into(),
-        created: "2026-01-01T00:00:00Z".into(),
-        source: Source { url: "generated".into(), version: "1.0.0".into(), api: "/api/v2".into(), tenant: "default_tenant".into(), database: "default_database".into() },
-        consistency: "generated".into(),
-        collections: vec![entry],
-    };
+    let source = Source { url: "generated".into(), version: "1.0.0".into(), api: "/api/v2".into(), tenant: "default_tenant".into(), database: "default_database".into() };
+    let manifest = Manifest::new("bench", "2026-01-01T00:00:00Z", source, "generated", vec![entry]);
     let out = dir.join("generated.tar");
     archive::assemble(&manifest, &[member], std::io::BufWriter::new(File::create(&out)?))?;
     Ok((out, raw))

@@ -83,6 +83,42 @@ pub struct CollectionEntry {
     pub sha256: String,
 }
 
+impl Manifest {
+    /// A manifest of this format and version over `collections`.
+    pub fn new(tool_version: impl Into<String>, created: impl Into<String>, source: Source, consistency: impl Into<String>, collections: Vec<CollectionEntry>) -> Manifest {
+        Manifest {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            tool_version: tool_version.into(),
+            created: created.into(),
+            source,
+            consistency: consistency.into(),
+            collections,
+        }
+    }
+}
+
+impl CollectionEntry {
+    /// The entry of a collection before its records are written: [`CollectionWriter`] fills
+    /// in the counts, dimension, member name and digest.
+    pub fn new(name: impl Into<String>, metadata: Option<serde_json::Map<String, Value>>, settings: Settings, uris: bool) -> CollectionEntry {
+        CollectionEntry {
+            name: name.into(),
+            metadata,
+            settings,
+            configuration: None,
+            schema: None,
+            uris,
+            records: 0,
+            records_with_uri: 0,
+            dimension: None,
+            member: String::new(),
+            bytes: 0,
+            sha256: String::new(),
+        }
+    }
+}
+
 pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("id", DataType::Utf8, false),
@@ -420,19 +456,12 @@ mod tests {
     }
 
     fn manifest(entries: Vec<CollectionEntry>) -> Manifest {
-        Manifest {
-            format: FORMAT.into(),
-            format_version: FORMAT_VERSION,
-            tool_version: "test".into(),
-            created: "2026-01-01T00:00:00Z".into(),
-            source: Source { url: "http://h:8000".into(), version: "1.0.0".into(), api: "/api/v2".into(), tenant: "t".into(), database: "d".into() },
-            consistency: "test".into(),
-            collections: entries,
-        }
+        let source = Source { url: "http://h:8000".into(), version: "1.0.0".into(), api: "/api/v2".into(), tenant: "t".into(), database: "d".into() };
+        Manifest::new("test", "2026-01-01T00:00:00Z", source, "test", entries)
     }
 
     pub(crate) fn write_archive(dir: &Path, batches: &[Vec<Record>]) -> PathBuf {
-        let entry = CollectionEntry { name: "c1".into(), metadata: None, settings: Settings::default(), configuration: None, schema: None, uris: true, records: 0, records_with_uri: 0, dimension: None, member: String::new(), bytes: 0, sha256: String::new() };
+        let entry = CollectionEntry::new("c1", None, Settings::default(), true);
         let mut w = CollectionWriter::create(dir, 0, entry).unwrap();
         for b in batches {
             w.push(b).unwrap();

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::archive::{Archive, CollectionEntry, CollectionWriter, FORMAT, FORMAT_VERSION, Manifest, Source, assemble};
+use crate::archive::{Archive, CollectionEntry, CollectionWriter, Manifest, Source, assemble};
 use crate::error::{Error, Result, io};
 use crate::location::Location;
 use crate::model::{self, Record, Settings, plan_create, same_value, user_metadata};
@@ -73,18 +73,9 @@ pub async fn dump(server: &Server, to: &Location, opts: &DumpOptions) -> Result<
     for (i, c) in collections.iter().enumerate() {
         let before = server.count(c).await?;
         let entry = CollectionEntry {
-            name: c.name.clone(),
-            metadata: c.metadata.clone(),
-            settings: settings_on(server, c),
             configuration: c.configuration.clone(),
             schema: c.schema.clone(),
-            uris,
-            records: 0,
-            records_with_uri: 0,
-            dimension: None,
-            member: String::new(),
-            bytes: 0,
-            sha256: String::new(),
+            ..CollectionEntry::new(c.name.clone(), c.metadata.clone(), settings_on(server, c), uris)
         };
         let mut w = CollectionWriter::create(scratch.path(), i, entry)?;
         let mut offset = 0;
@@ -106,21 +97,15 @@ pub async fn dump(server: &Server, to: &Location, opts: &DumpOptions) -> Result<
         entries.push(entry);
         members.push(path);
     }
-    let manifest = Manifest {
-        format: FORMAT.into(),
-        format_version: FORMAT_VERSION,
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        source: Source {
-            url: server.url().to_string(),
-            version: server.version.to_string(),
-            api: server.api.prefix.path().to_string(),
-            tenant: server.tenant.clone(),
-            database: server.database.clone(),
-        },
-        consistency: CONSISTENCY.into(),
-        collections: entries,
+    let source = Source {
+        url: server.url().to_string(),
+        version: server.version.to_string(),
+        api: server.api.prefix.path().to_string(),
+        tenant: server.tenant.clone(),
+        database: server.database.clone(),
     };
+    let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let manifest = Manifest::new(env!("CARGO_PKG_VERSION"), created, source, CONSISTENCY, entries);
     let built = target.partial_path().unwrap_or_else(|| scratch.path().join("archive.tar"));
     let result = async {
         let f = File::create(&built).map_err(io(format!("creating {}", built.display())))?;

@@ -14,35 +14,15 @@ use rstest::rstest;
 use serde_json::json;
 
 fn good_archive(dir: &Path) -> PathBuf {
-    let entry = CollectionEntry {
-        name: "bad-input".into(),
-        metadata: json!({"k": "v"}).as_object().cloned(),
-        settings: Settings::default(),
-        configuration: None,
-        schema: None,
-        uris: true,
-        records: 0,
-        records_with_uri: 0,
-        dimension: None,
-        member: String::new(),
-        bytes: 0,
-        sha256: String::new(),
-    };
+    let entry = CollectionEntry::new("bad-input", json!({"k": "v"}).as_object().cloned(), Settings::default(), true);
     let mut w = CollectionWriter::create(dir, 0, entry).unwrap();
     let records: Vec<Record> = (0..500)
         .map(|i| Record { id: format!("r{i:04}"), embedding: Some(vec![i as f32 / 8.0; 16]), document: Some(format!("document {i}")), metadata: json!({"i": i}).as_object().cloned(), uri: None })
         .collect();
     w.push(&records).unwrap();
     let (entry, member) = w.finish().unwrap();
-    let manifest = Manifest {
-        format: archive::FORMAT.into(),
-        format_version: archive::FORMAT_VERSION,
-        tool_version: "test".into(),
-        created: "2026-11-28T00:00:00Z".into(),
-        source: Source { url: "http://source:8000".into(), version: "1.0.0".into(), api: "/api/v2".into(), tenant: "default_tenant".into(), database: "default_database".into() },
-        consistency: "test".into(),
-        collections: vec![entry],
-    };
+    let source = Source { url: "http://source:8000".into(), version: "1.0.0".into(), api: "/api/v2".into(), tenant: "default_tenant".into(), database: "default_database".into() };
+    let manifest = Manifest::new("test", "2026-11-28T00:00:00Z", source, "test", vec![entry]);
     let out = dir.join("good.tar");
     archive::assemble(&manifest, &[member], std::fs::File::create(&out).unwrap()).unwrap();
     out
