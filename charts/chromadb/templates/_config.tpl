@@ -113,5 +113,13 @@ http {
             proxy_send_timeout 300s;
         }
     }
+    # Serves nothing. With fixed paths nginx loads this pair when it starts, so a key that does
+    # not match its certificate stops the container, the message naming the Secret's mount.
+    server {
+        listen unix:/tmp/chroma-tls-check.sock ssl;
+        ssl_certificate {{ include "chromadb.tlsDir" . }}/tls.crt;
+        ssl_certificate_key {{ include "chromadb.tlsDir" . }}/tls.key;
+        return 444;
+    }
 }
 {{- end -}}

@@ -1,9 +1,8 @@
-//! A TLS Secret whose key does not match its certificate, live on the process backend, part of
-//! `cargo xtask test` (which exports HELM and UV): on 0.x the chart's uvicorn-tls.py stops the
-//! server at start with a message naming the Secret and the file, so the deploy fails for
-//! that reason and no other. (1.x, where nginx names the mounted path at every handshake, is
-//! covered by docs/chroma-eras.md#tls; its pod never turns ready, which would cost the test
-//! its whole readiness timeout.)
+//! A TLS Secret whose pair cannot be used, live on the process backend, part of `cargo xtask
+//! test` (which exports HELM and UV): the server's container stops at start with a message
+//! naming the Secret, so the deploy fails for that reason and no other. On 0.x the chart's
+//! uvicorn-tls.py says so; on 1.x nginx, which loads the pair of its never-serving check
+//! server at start, names the Secret's mount path.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -69,4 +68,13 @@ async fn a_certificate_that_is_not_pem_stops_0_x_at_start_naming_the_secret() {
     let err = deploy_with("0.4.8", secret("not a certificate", &p.key_pem)).await.expect_err("a broken certificate must not serve");
     let text = err.to_string();
     assert!(text.contains("chromadb TLS: Secret shop-tls: ") && text.contains("/etc/chroma-tls/shop-tls/tls.crt is not a PEM certificate"), "{text}");
+}
+
+#[tokio::test]
+async fn a_key_that_does_not_match_stops_the_1_x_proxy_at_start_naming_the_secret() {
+    let p = pki();
+    let err = deploy_with("1.5.0", secret(&p.cert_pem, &p.other_key_pem)).await.expect_err("a mismatched key must not serve");
+    let text = err.to_string();
+    assert!(text.contains("tls-proxy exited"), "{text}");
+    assert!(text.contains(r#"SSL_CTX_use_PrivateKey("/etc/chroma-tls/shop-tls/tls.key") failed"#) && text.contains("key values mismatch"), "{text}");
 }

@@ -172,6 +172,7 @@ fn rust_server_listens_on_loopback_behind_the_nginx_sidecar(#[case] version: &st
     assert!(conf.contains(&format!("listen {} ssl;", e.port)), "{conf}");
     assert!(conf.contains(&format!("proxy_pass http://127.0.0.1:{upstream};")), "{conf}");
     assert!(conf.contains(&format!("default {dir};")) && conf.contains("ssl_certificate $chroma_tls_dir/tls.crt;"), "certificate read per handshake from the mount: {conf}");
+    assert!(conf.contains(&format!("ssl_certificate_key {dir}/tls.key;")), "a fixed-path pair nginx loads at start, so a bad pair stops it: {conf}");
     // The server's own answers pass unchanged: no body limit below the server's, no CORS here.
     assert!(conf.contains("client_max_body_size 0;"), "{conf}");
     assert!(!conf.contains("add_header") && !conf.contains("Access-Control"), "{conf}");
