@@ -306,6 +306,22 @@ mod tests {
     }
 
     #[test]
+    fn tls_proxy_is_skipped_on_0_x_where_uvicorn_serves_tls_itself() {
+        let e = expected("tls: {enabled: true, existingSecret: s}", "0.6.3");
+        assert!(CheckName::TlsProxy.applies(&e).unwrap_err().contains("uvicorn"));
+        assert!(CheckName::TlsRotation.applies(&e).is_ok());
+        assert!(CheckName::TlsProxy.applies(&expected("tls: {enabled: true, existingSecret: s}", "1.5.0")).is_ok());
+    }
+
+    #[test]
+    fn every_tls_check_is_skipped_without_tls() {
+        let e = expected("{}", "1.5.0");
+        for c in [CheckName::Tls, CheckName::TlsProxy, CheckName::TlsRotation] {
+            assert!(c.applies(&e).unwrap_err().contains("tls.enabled is off"), "{c}");
+        }
+    }
+
+    #[test]
     fn unknown_check_name_lists_the_valid_ones() {
         let err = "persist".parse::<CheckName>().unwrap_err();
         assert!(err.contains("persistence") && err.contains("`persist`"), "{err}");

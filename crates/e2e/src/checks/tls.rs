@@ -171,3 +171,36 @@ async fn served_within(ca: &TlsEndpoint, url: &str, wait: Duration) -> Result<Du
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::backend::Deployed;
+
+    fn deployed(pod_ip: Option<[u8; 4]>, ca_in_secret: bool) -> Deployed {
+        let t = TlsEndpoint { server_name: "chroma-chromadb".into(), addr: ([127, 0, 0, 1], 8000).into(), ca_pem: "CA".into(), pod_ip: pod_ip.map(|ip| ip.into()) };
+        let ca = if ca_in_secret { "CA" } else { "someone else's CA" };
+        let secrets = BTreeMap::from([("chromadb-tls".to_string(), BTreeMap::from([("ca.crt".to_string(), ca.to_string())]))]);
+        Deployed { id: "d".into(), base_url: "https://chroma-chromadb:8000".into(), adjustments: Vec::new(), secrets, tls: Some(t) }
+    }
+
+    #[test]
+    fn the_proxy_bypass_is_unexercised_without_a_pod_address() {
+        let why = proxy_only_unexercised(&deployed(None, true)).expect("no pod address, nothing to dial");
+        assert!(why.contains("port-forward"), "{why}");
+        assert_eq!(proxy_only_unexercised(&deployed(Some([10, 0, 0, 2]), true)), None);
+    }
+
+    #[test]
+    fn rotation_is_unexercised_when_the_ca_is_not_the_harnesss() {
+        // The backend starts nothing here: it is only asked whether it can renew a Secret.
+        let uv = tempfile::NamedTempFile::new().unwrap();
+        let venvs = crate::venv::VenvCache::new(uv.path(), uv.path().with_extension("venvs")).unwrap();
+        let backend = crate::process::ProcessBackend::new(venvs, BTreeMap::new(), Default::default());
+        let why = rotation_unexercised(&backend, &deployed(None, false)).expect("a user's own CA cannot be renewed from");
+        assert!(why.contains("not one the harness made"), "{why}");
+        assert_eq!(rotation_unexercised(&backend, &deployed(None, true)), None);
+    }
+}
