@@ -168,9 +168,10 @@ pub trait Backend {
     /// [`BackendError::Unsupported`] where the backend cannot.
     async fn update_secret(&self, deployed: &Deployed, name: &str, data: &BTreeMap<String, String>) -> Result<(), BackendError> {
         let _ = (deployed, name, data);
-        Err(BackendError::Unsupported { backend: self.name(), reason: "updating a Secret in place is not implemented on this backend".into() })
+        Err(BackendError::Unsupported { backend: self.name(), reason: self.updates_secrets().err().unwrap_or_default() })
     }
-    /// `Ok(())` when [`Backend::update_secret`] works here; `Err(why not)` otherwise.
+    /// `Ok(())` when [`Backend::update_secret`] works here; `Err(why not)` otherwise. A
+    /// backend that implements one implements both.
     fn updates_secrets(&self) -> Result<(), String> {
         Err("updating a Secret in place is not implemented on this backend".into())
     }

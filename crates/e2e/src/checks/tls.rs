@@ -121,10 +121,15 @@ pub fn rotation_unexercised<B: Backend>(backend: &B, deployed: &crate::backend::
         return Some(format!("the {} backend cannot renew a Secret in place: {reason}", backend.name()));
     }
     let t = deployed.tls.as_ref()?;
-    if !deployed.secrets.values().any(|d| d.get("ca.crt") == Some(&t.ca_pem)) {
+    if harness_secret(deployed, t).is_none() {
         return Some("the certificate's Secret is not one the harness made, so there is no CA to renew it from".into());
     }
     None
+}
+
+/// The pod's Secret holding the CA the harness made for this deployment, by name.
+fn harness_secret<'d>(deployed: &'d crate::backend::Deployed, t: &TlsEndpoint) -> Option<(&'d String, &'d std::collections::BTreeMap<String, String>)> {
+    deployed.secrets.iter().find(|(_, d)| d.get("ca.crt") == Some(&t.ca_pem))
 }
 
 /// Replaces the certificate in the Secret's files with one from a new CA, asserts the new one
@@ -133,8 +138,7 @@ pub fn rotation_unexercised<B: Backend>(backend: &B, deployed: &crate::backend::
 pub async fn rotation<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
     let t = ctx.deployed.tls.clone().ok_or_else(|| format!("the spec says tls.enabled, but the deployment is reached over {}", ctx.deployed.base_url))?;
     let t = &t;
-    let secret = ctx.deployed.secrets.iter().find(|(_, d)| d.get("ca.crt") == Some(&t.ca_pem)).map(|(n, d)| (n.clone(), d.clone()));
-    let (name, original) = secret.ok_or("the certificate's Secret is not among the pod's Secrets")?;
+    let (name, original) = harness_secret(ctx.deployed, t).map(|(n, d)| (n.clone(), d.clone())).ok_or("the certificate's Secret is not among the pod's Secrets")?;
     let renewed = Pki::generate(std::slice::from_ref(&t.server_name)).map_err(|e| e.to_string())?;
     let mut data = original.clone();
     data.insert("tls.crt".into(), renewed.cert_pem.clone());
