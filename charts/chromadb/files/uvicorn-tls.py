@@ -74,7 +74,7 @@ class Follower:
         self.paths = paths
         self.current = None
         self.loaded = None
-        self.rejected = None
+        self.rejected = ""  # the digest last reported as unusable (None: files unreadable)
         self.log = logging.getLogger("uvicorn.error")
 
     def attach(self, listening, build):
