@@ -143,6 +143,8 @@ pub fn run<J: Job>(flags: &BackendFlags, keep: bool, tools: &Toolset, known: &Ve
     let out = runtime.block_on(async {
         match kind {
             BackendKind::Process | BackendKind::Auto => {
+                // Without them every deployment could only report SKIP.
+                crate::host::ensure()?;
                 crate::backup_tool::ensure(&crate::project_root())?;
                 let venvs = VenvCache::new(&tools.uv.path, VenvCache::default_root()?).with_context(|| format!("the uv at {}", tools.uv.path.display()))?;
                 let pins = known.versions.iter().map(|e| (e.version.clone(), e.pins.clone())).collect();

@@ -28,12 +28,18 @@ pub fn display(cmd: &Command) -> String {
 /// build recompile ring and everything above it (kube, reqwest, rustls) a second time.
 pub fn cargo() -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    drop_cargo_run_vars(&mut c);
+    c
+}
+
+/// Removes from `c`'s environment the package variables `cargo run` handed xtask, for any
+/// program that runs cargo itself (cargo-nextest).
+pub fn drop_cargo_run_vars(c: &mut Command) {
     for (key, _) in std::env::vars_os() {
         if key.to_str().is_some_and(is_cargo_run_package_var) {
             c.env_remove(&key);
         }
     }
-    c
 }
 
 fn is_cargo_run_package_var(key: &str) -> bool {

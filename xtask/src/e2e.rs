@@ -86,7 +86,10 @@ impl Flags {
 /// deployment counts once.
 pub fn smoke(tools: &Toolset) -> anyhow::Result<Tally> {
     let (_, report) = execute(Flags::smoke(), tools)?;
-    Ok(Tally::of_report(&report))
+    let mut tally = Tally::of_report(&report);
+    // A smoke that proved nothing fails the test command even with no FAIL in it.
+    tally.failed += e2e::report::nothing_proven(&report).is_some() as usize;
+    Ok(tally)
 }
 
 pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
@@ -194,6 +197,10 @@ impl backends::Job for LiveJob<'_> {
             if up.failed() {
                 code = ExitCode::FAILURE;
             }
+            if let Some(why) = upgrade::report::nothing_proven(&up) {
+                eprintln!("error: the upgrade matrix proved nothing: {why}");
+                code = ExitCode::FAILURE;
+            }
         }
         if flags.keep && !report.kept.is_empty() {
             print_kept(&report, backend);
@@ -239,6 +246,10 @@ fn finish(report: &RunReport, flags: &Flags) -> anyhow::Result<ExitCode> {
         e2e::latency_plot::svg("Chroma request latency per endpoint, from the spans of one `cargo xtask e2e --check telemetry` run", &series)
             .context("--latency-plot")
     })?;
+    if let Some(why) = e2e::report::nothing_proven(report) {
+        eprintln!("error: nothing was proven: {why}");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 

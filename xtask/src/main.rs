@@ -8,6 +8,7 @@ mod cmd;
 mod docs;
 mod e2e;
 mod host;
+mod nextest;
 #[cfg(test)]
 mod readme;
 mod tally;

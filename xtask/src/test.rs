@@ -1,11 +1,12 @@
 //! `cargo xtask test`: the one test command — the same steps locally and in CI.
 //!
-//! Steps: tools → `helm lint --strict` → workspace tests (nextest, else cargo test) →
-//! actionlint over the workflows → hadolint over image/Dockerfile → the live smoke matrix on the process backend. Every step
+//! The steps are a table ([`STEPS`]): each says what it needs and what it ensures, and a unit
+//! test checks that every need is ensured by an earlier step — so a fresh machine (no host
+//! programs, no cargo-nextest) gets each one before the first step that uses it. Every step
 //! runs even after an earlier one failed, so one run shows everything that is wrong; the
 //! closing line counts tests and checks: `test: N passed, M failed`.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
@@ -21,35 +22,98 @@ pub struct Flags {
     no_live: bool,
 }
 
+/// What a step can need from the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// helm, kubectl, uv, actionlint, hadolint and the schemas in target/tools.
+    Tools,
+    /// The process backend's host programs (`e2e::host`): anything that deploys.
+    HostPrograms,
+    /// The pinned cargo-nextest, which counts each workspace test.
+    Nextest,
+}
+
+/// What the steps share once the tools are there.
+struct Ctx {
+    root: PathBuf,
+    tools: Option<tools::Toolset>,
+    nextest: Option<PathBuf>,
+}
+
+impl Ctx {
+    fn tools(&self) -> Result<&tools::Toolset> {
+        self.tools.as_ref().context("the tools step did not provide the tools")
+    }
+}
+
+pub struct Step {
+    pub name: &'static str,
+    pub needs: &'static [Need],
+    pub ensures: &'static [Need],
+    /// Left out with `--no-live`.
+    pub live: bool,
+    run: fn(&mut Ctx) -> Result<Tally>,
+}
+
+/// The test command, in order.
+pub const STEPS: &[Step] = &[
+    Step { name: "tools", needs: &[], ensures: &[Need::Tools], live: false, run: step_tools },
+    // First of the machine's own packages: the workspace tests deploy too (tls_bad_secret,
+    // upgrade_live), not only the smoke.
+    Step { name: "host programs", needs: &[], ensures: &[Need::HostPrograms], live: false, run: step_host },
+    Step { name: "cargo-nextest", needs: &[], ensures: &[Need::Nextest], live: false, run: step_nextest },
+    Step { name: "helm lint", needs: &[Need::Tools], ensures: &[], live: false, run: helm_lint },
+    Step { name: "workspace tests", needs: &[Need::Tools, Need::HostPrograms, Need::Nextest], ensures: &[], live: false, run: workspace_tests },
+    Step { name: "actionlint", needs: &[Need::Tools], ensures: &[], live: false, run: actionlint },
+    Step { name: "hadolint", needs: &[Need::Tools], ensures: &[], live: false, run: hadolint },
+    Step { name: "live smoke", needs: &[Need::Tools, Need::HostPrograms], ensures: &[], live: true, run: live_smoke },
+];
+
+/// The first step that needs something no earlier step ensured: (step, need).
+pub fn unmet_need(steps: &[Step]) -> Option<(&'static str, Need)> {
+    let mut have: Vec<Need> = Vec::new();
+    for s in steps {
+        if let Some(n) = s.needs.iter().find(|n| !have.contains(n)) {
+            return Some((s.name, *n));
+        }
+        have.extend_from_slice(s.ensures);
+    }
+    None
+}
+
 pub fn run(flags: Flags) -> Result<ExitCode> {
-    let root = project_root();
+    if let Some((step, need)) = unmet_need(STEPS) {
+        anyhow::bail!("the test command's step `{step}` needs {need:?}, which no earlier step ensures");
+    }
     let started = Instant::now();
-    let tools = tools::ensure()?;
+    let mut ctx = Ctx { root: project_root(), tools: None, nextest: None };
     let mut total = Tally::default();
     let mut failed_steps = Vec::new();
+    let mut ensured: Vec<Need> = Vec::new();
 
-    let mut step = |name: &str, result: Result<Tally>| {
-        let tally = result.unwrap_or_else(|e| {
-            eprintln!("step `{name}` could not run: {e:#}");
+    for s in STEPS {
+        if s.live && flags.no_live {
+            eprintln!("── {}: skipped (--no-live)", s.name);
+            continue;
+        }
+        // A step whose needs failed to come would only fail for that reason: say so once.
+        if let Some(n) = s.needs.iter().find(|n| !ensured.contains(n)) {
+            eprintln!("── {}: not run, {n:?} is not there (an earlier step failed)", s.name);
+            failed_steps.push(s.name.to_string());
+            total += Tally { passed: 0, failed: 1 };
+            continue;
+        }
+        let tally = (s.run)(&mut ctx).unwrap_or_else(|e| {
+            eprintln!("step `{}` could not run: {e:#}", s.name);
             Tally { passed: 0, failed: 1 }
         });
-        eprintln!("── {name}: {} passed, {} failed", tally.passed, tally.failed);
+        eprintln!("── {}: {} passed, {} failed", s.name, tally.passed, tally.failed);
         if tally.failed > 0 {
-            failed_steps.push(name.to_string());
+            failed_steps.push(s.name.to_string());
+        } else {
+            ensured.extend_from_slice(s.ensures);
         }
         total += tally;
-    };
-
-    step("helm lint", helm_lint(&root, &tools));
-    step("workspace tests", workspace_tests(&root, &tools));
-    step("actionlint", actionlint(&root, &tools));
-    step("hadolint", hadolint(&root, &tools));
-    if flags.no_live {
-        eprintln!("── live smoke: skipped (--no-live)");
-    } else {
-        // The smoke runs `chart-test`; without its stand-ins it could only SKIP.
-        step("host packages", crate::host::ensure().map(|()| Tally::one(true)));
-        step("live smoke", crate::e2e::smoke(&tools));
     }
 
     eprintln!("finished in {:.0}s", started.elapsed().as_secs_f64());
@@ -57,45 +121,63 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
         eprintln!("failed steps: {}", failed_steps.join(", "));
     }
     println!("test: {} passed, {} failed", total.passed, total.failed);
-    Ok(if total.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if total.failed == 0 && total.passed > 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-fn helm_lint(root: &Path, tools: &tools::Toolset) -> Result<Tally> {
-    let mut c = Command::new(&tools.helm.path);
-    c.args(["lint", "--strict"]).arg(root.join("charts/chromadb"));
+fn step_tools(ctx: &mut Ctx) -> Result<Tally> {
+    ctx.tools = Some(tools::ensure()?);
+    Ok(Tally::one(true))
+}
+
+fn step_host(_: &mut Ctx) -> Result<Tally> {
+    crate::host::ensure()?;
+    Ok(Tally::one(true))
+}
+
+fn step_nextest(ctx: &mut Ctx) -> Result<Tally> {
+    ctx.nextest = Some(crate::nextest::ensure()?);
+    Ok(Tally::one(true))
+}
+
+fn live_smoke(ctx: &mut Ctx) -> Result<Tally> {
+    crate::e2e::smoke(ctx.tools()?)
+}
+
+fn helm_lint(ctx: &mut Ctx) -> Result<Tally> {
+    let mut c = Command::new(&ctx.tools()?.helm.path);
+    c.args(["lint", "--strict"]).arg(ctx.root.join("charts/chromadb"));
     Ok(Tally::one(cmd::run_status(&mut c)?))
 }
 
-fn actionlint(root: &Path, tools: &tools::Toolset) -> Result<Tally> {
-    let mut c = Command::new(&tools.actionlint);
-    c.current_dir(root);
+fn actionlint(ctx: &mut Ctx) -> Result<Tally> {
+    let mut c = Command::new(&ctx.tools()?.actionlint);
+    c.current_dir(&ctx.root);
     Ok(Tally::one(cmd::run_status(&mut c)?))
 }
 
 /// The backup tool's image. `--failure-threshold info`: every finding fails, not only errors.
-fn hadolint(root: &Path, tools: &tools::Toolset) -> Result<Tally> {
-    let mut c = Command::new(&tools.hadolint);
-    c.current_dir(root).args(["--failure-threshold", "info", "image/Dockerfile"]);
+fn hadolint(ctx: &mut Ctx) -> Result<Tally> {
+    let mut c = Command::new(&ctx.tools()?.hadolint);
+    c.current_dir(&ctx.root).args(["--failure-threshold", "info", "image/Dockerfile"]);
     Ok(Tally::one(cmd::run_status(&mut c)?))
 }
 
-fn workspace_tests(root: &Path, tools: &tools::Toolset) -> Result<Tally> {
-    let nextest = cmd::probe(cmd::cargo().args(["nextest", "--version"])).is_some();
-    let mut c = cmd::cargo();
-    c.current_dir(root);
-    tools.apply(&mut c);
-    if nextest {
-        c.args(["nextest", "run", "--workspace", "--profile", "xtask", "--no-tests", "fail"]);
-        let ok = cmd::run_status(&mut c)?;
-        let junit = root.join("target/nextest/xtask/junit.xml");
-        let tally = junit_tally(&std::fs::read_to_string(&junit).with_context(|| format!("reading {}", junit.display()))?)?;
-        // A build failure leaves no JUnit file from this run: count it as a failure.
-        Ok(if !ok && tally.failed == 0 { Tally { failed: 1, ..tally } } else { tally })
-    } else {
-        eprintln!("cargo-nextest not found; using cargo test (install cargo-nextest for per-test counts)");
-        c.args(["test", "--workspace"]);
-        Ok(Tally::one(cmd::run_status(&mut c)?))
-    }
+fn workspace_tests(ctx: &mut Ctx) -> Result<Tally> {
+    let nextest = ctx.nextest.clone().context("the cargo-nextest step did not provide cargo-nextest")?;
+    let root = ctx.root.clone();
+    // The pinned binary runs as cargo runs a subcommand: its first argument names it.
+    let mut c = Command::new(&nextest);
+    cmd::drop_cargo_run_vars(&mut c);
+    c.current_dir(&root);
+    ctx.tools()?.apply(&mut c);
+    c.args(["nextest", "run", "--workspace", "--profile", "xtask", "--no-tests", "fail"]);
+    let junit = root.join("target/nextest/xtask/junit.xml");
+    // A report left by an earlier run must not be counted as this one's.
+    let _ = std::fs::remove_file(&junit);
+    let ok = cmd::run_status(&mut c)?;
+    let tally = junit_tally(&std::fs::read_to_string(&junit).with_context(|| format!("reading {}", junit.display()))?)?;
+    // A build failure leaves no JUnit file from this run: count it as a failure.
+    Ok(if !ok && tally.failed == 0 { Tally { failed: 1, ..tally } } else { tally })
 }
 
 /// Counts from the `<testsuites tests=.. failures=.. errors=..>` element of a JUnit report.
@@ -123,5 +205,50 @@ mod tests {
     #[test]
     fn junit_without_testsuites_is_an_error() {
         assert!(junit_tally("<nothing/>").is_err());
+    }
+
+    #[test]
+    fn every_step_of_the_test_command_finds_what_it_needs_ensured_by_an_earlier_step() {
+        assert_eq!(unmet_need(STEPS), None);
+    }
+
+    fn noop(_: &mut Ctx) -> Result<Tally> {
+        Ok(Tally::one(true))
+    }
+
+    #[test]
+    fn a_step_that_needs_host_programs_before_they_are_ensured_is_found() {
+        let steps = [
+            Step { name: "tools", needs: &[], ensures: &[Need::Tools], live: false, run: noop },
+            Step { name: "workspace tests", needs: &[Need::Tools, Need::HostPrograms], ensures: &[], live: false, run: noop },
+            Step { name: "host programs", needs: &[], ensures: &[Need::HostPrograms], live: false, run: noop },
+        ];
+        assert_eq!(unmet_need(&steps), Some(("workspace tests", Need::HostPrograms)));
+    }
+
+    /// The table is only as true as its `needs`: every workspace test that deploys on the
+    /// process backend must get its host programs itself (for `cargo test` by hand) and be
+    /// covered by the workspace step's declared need (for the test command).
+    #[test]
+    fn workspace_tests_that_deploy_ensure_host_programs_and_the_step_declares_it() {
+        let mut deploying = Vec::new();
+        for dir in std::fs::read_dir(project_root().join("crates")).unwrap() {
+            let tests = dir.unwrap().path().join("tests");
+            let Ok(files) = std::fs::read_dir(&tests) else { continue };
+            for f in files {
+                let path = f.unwrap().path();
+                if path.extension().is_none_or(|e| e != "rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                if text.contains("ProcessBackend::new") {
+                    assert!(text.contains("e2e::host::ensure()"), "{} deploys on the process backend but does not call e2e::host::ensure()", path.display());
+                    deploying.push(path);
+                }
+            }
+        }
+        assert!(!deploying.is_empty(), "no workspace test deploys: the scan found nothing to check");
+        let step = STEPS.iter().find(|s| s.name == "workspace tests").unwrap();
+        assert!(step.needs.contains(&Need::HostPrograms), "{deploying:?} deploy, so the workspace tests need the host programs");
     }
 }

@@ -173,6 +173,10 @@ async fn execute<B: Backend>(backend: &B, helm: &Helm, job: Job, root: &Path, op
             let report = upgrade::run_matrix(backend, helm, &matrix, &chart, root, opts).await;
             print!("{}", upgrade::report::matrix_text(&report));
             write_json(flags, &report)?;
+            if let Some(why) = upgrade::report::nothing_proven(&report) {
+                eprintln!("error: the upgrade matrix proved nothing: {why}");
+                return Ok(ExitCode::FAILURE);
+            }
             Ok(if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         Job::One { transition, from_chart, to_chart } => {

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod checks;
 pub mod cluster;
 pub mod dataset;
+pub mod host;
 pub mod latency_plot;
 pub mod otlp;
 pub mod process;

@@ -81,28 +81,112 @@ pub fn matrix(report: &RunReport) -> String {
         }
         let _ = writeln!(s);
     }
-    let (mut pass, mut fail, mut skip) = (0, 0, 0);
-    for d in &report.deployments {
-        for c in &d.checks {
-            match c.outcome {
-                Outcome::Pass { .. } => pass += 1,
-                Outcome::Fail { .. } => fail += 1,
-                Outcome::Skipped { .. } => skip += 1,
-            }
-        }
-        if d.error.is_some() {
-            fail += 1;
-        }
-    }
+    let t = Totals::of(report);
     let _ = writeln!(
         s,
-        "\n{} deployments, {pass} passed, {fail} failed, {skip} skipped — {:.1}s wall on the {} backend, helm {}",
+        "\n{} deployments ({} proven), {} passed, {} failed, {} skipped — {:.1}s wall on the {} backend, helm {}",
         report.deployments.len(),
+        t.proven,
+        t.passed,
+        t.failed,
+        t.skipped,
         report.wall_seconds,
         report.backend,
         report.helm_version
     );
+    for r in skip_reasons(report) {
+        let shown: Vec<&str> = r.cells.iter().take(SHOWN_CELLS).map(String::as_str).collect();
+        let more = if r.cells.len() > SHOWN_CELLS { ", …" } else { "" };
+        let _ = writeln!(s, "SKIP ×{} ({}{more}): {}", r.count, shown.join(", "), r.reason);
+    }
+    if let Some(why) = nothing_proven(report) {
+        let _ = writeln!(s, "NOTHING PROVEN: {why}");
+    }
     s
+}
+
+/// How many cells a SKIP line names before it says "…".
+const SHOWN_CELLS: usize = 6;
+
+/// A run's counts: each check once, a deployment that failed as a whole once.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    /// Deployments with at least one passed check: the others proved nothing.
+    pub proven: usize,
+}
+
+impl Totals {
+    pub fn of(report: &RunReport) -> Totals {
+        let mut t = Totals::default();
+        for d in &report.deployments {
+            let mut passed_here = 0;
+            for c in &d.checks {
+                match c.outcome {
+                    Outcome::Pass { .. } => passed_here += 1,
+                    Outcome::Fail { .. } => t.failed += 1,
+                    Outcome::Skipped { .. } => t.skipped += 1,
+                }
+            }
+            t.skipped += d.skipped.is_some() as usize;
+            t.failed += d.error.is_some() as usize;
+            t.passed += passed_here;
+            t.proven += (passed_here > 0) as usize;
+        }
+        t
+    }
+}
+
+/// Why a run proved nothing, when no check passed: a run of SKIPs is not a green.
+pub fn nothing_proven(report: &RunReport) -> Option<String> {
+    let t = Totals::of(report);
+    if t.passed > 0 {
+        return None;
+    }
+    Some(if report.deployments.is_empty() {
+        "no deployment ran (the filters selected no check of any deployment)".to_string()
+    } else {
+        format!("no check passed in {} deployments ({} skipped, {} failed); the SKIP lines above say why", report.deployments.len(), t.skipped, t.failed)
+    })
+}
+
+/// One distinct SKIP reason: how many results it covers and in which cells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkipReason {
+    pub reason: String,
+    /// Skipped results (checks, and deployments skipped whole) with this reason; the
+    /// counts of all reasons add up to the summary's "skipped".
+    pub count: usize,
+    /// `<version> <check>`, or `<version> <deployment>` for a deployment skipped whole; each
+    /// once, in run order.
+    pub cells: Vec<String>,
+}
+
+/// Every distinct SKIP reason, most results first.
+pub fn skip_reasons(report: &RunReport) -> Vec<SkipReason> {
+    let mut by: BTreeMap<String, SkipReason> = BTreeMap::new();
+    let mut add = |reason: &str, cell: String| {
+        let r = by.entry(reason.to_string()).or_insert_with(|| SkipReason { reason: reason.to_string(), count: 0, cells: Vec::new() });
+        r.count += 1;
+        if !r.cells.contains(&cell) {
+            r.cells.push(cell);
+        }
+    };
+    for d in &report.deployments {
+        if let Some(why) = &d.skipped {
+            add(why, format!("{} {}", d.version, d.deployment));
+        }
+        for c in &d.checks {
+            if let Outcome::Skipped { reason } = &c.outcome {
+                add(reason, format!("{} {}", d.version, c.check));
+            }
+        }
+    }
+    let mut out: Vec<SkipReason> = by.into_values().collect();
+    out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
+    out
 }
 
 fn indent(text: &str, by: &str) -> String {
@@ -197,4 +281,87 @@ pub fn junit(report: &RunReport) -> Result<String, quick_junit::SerializeError> 
     }
     out.add_test_suites(suites.into_values());
     out.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::{CheckResult, DeploymentResult};
+
+    fn check(check: CheckName, outcome: Outcome) -> CheckResult {
+        CheckResult { check, outcome, seconds: 0.1 }
+    }
+
+    fn skip(reason: &str) -> Outcome {
+        Outcome::Skipped { reason: reason.into() }
+    }
+
+    fn deployment(version: &str, name: &str, checks: Vec<CheckResult>) -> DeploymentResult {
+        DeploymentResult {
+            version: version.parse().unwrap(),
+            deployment: name.into(),
+            values_files: Vec::new(),
+            expected: None,
+            adjustments: Vec::new(),
+            error: None,
+            skipped: None,
+            planned: checks.iter().map(|c| c.check).collect(),
+            checks,
+            seconds: 1.0,
+            kept_url: None,
+            spans: Vec::new(),
+        }
+    }
+
+    fn report(deployments: Vec<DeploymentResult>) -> RunReport {
+        RunReport { backend: "process".into(), chart: "c".into(), helm_version: "v4".into(), wall_seconds: 1.0, timings: Vec::new(), deployments, kept: Vec::new() }
+    }
+
+    const NO_BWRAP: &str = "readOnlyRootFilesystem needs bubblewrap";
+
+    #[test]
+    fn a_run_of_only_skips_proves_nothing_and_says_why() {
+        let r = report(vec![
+            deployment("1.5.0", "default", vec![check(CheckName::Persistence, skip(NO_BWRAP)), check(CheckName::Reset, skip(NO_BWRAP))]),
+            deployment("1.5.0", "auth", vec![check(CheckName::Auth, skip(NO_BWRAP))]),
+        ]);
+        assert_eq!(Totals::of(&r), Totals { passed: 0, failed: 0, skipped: 3, proven: 0 });
+        let why = nothing_proven(&r).expect("no check passed");
+        assert!(why.contains("no check passed in 2 deployments (3 skipped, 0 failed)"), "{why}");
+        let text = matrix(&r);
+        assert!(text.contains("2 deployments (0 proven), 0 passed, 0 failed, 3 skipped"), "{text}");
+        assert!(text.contains(&format!("SKIP ×3 (1.5.0 persistence, 1.5.0 reset, 1.5.0 auth): {NO_BWRAP}")), "{text}");
+        assert!(text.contains("NOTHING PROVEN: "), "{text}");
+    }
+
+    #[test]
+    fn one_pass_proves_its_deployment_and_reasons_are_grouped_most_first() {
+        let pass = Outcome::Pass { detail: String::new() };
+        let r = report(vec![
+            deployment("0.6.3", "default", vec![check(CheckName::Persistence, pass), check(CheckName::Payload, skip("payload below 1.0"))]),
+            deployment("0.6.3", "tls", vec![check(CheckName::Payload, skip("payload below 1.0")), check(CheckName::Telemetry, skip("no receiver"))]),
+        ]);
+        assert_eq!(Totals::of(&r), Totals { passed: 1, failed: 0, skipped: 3, proven: 1 });
+        assert_eq!(nothing_proven(&r), None);
+        let reasons = skip_reasons(&r);
+        assert_eq!(reasons.len(), 2);
+        // Two results in one cell: counted twice, named once.
+        assert_eq!((reasons[0].reason.as_str(), reasons[0].count, reasons[0].cells.clone()), ("payload below 1.0", 2, vec!["0.6.3 payload".to_string()]));
+        assert_eq!(reasons.iter().map(|r| r.count).sum::<usize>(), Totals::of(&r).skipped);
+        assert!(!matrix(&r).contains("NOTHING PROVEN"));
+    }
+
+    #[test]
+    fn a_long_reason_line_names_six_cells_then_an_ellipsis() {
+        let checks: Vec<CheckResult> = CheckName::ALL.iter().take(8).map(|c| check(*c, skip("why"))).collect();
+        let text = matrix(&report(vec![deployment("1.5.0", "default", checks)]));
+        let line = text.lines().find(|l| l.starts_with("SKIP ×8 (")).unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(line.matches("1.5.0 ").count(), 6, "{line}");
+        assert!(line.ends_with(", …): why"), "{line}");
+    }
+
+    #[test]
+    fn an_empty_run_proves_nothing() {
+        assert!(nothing_proven(&report(Vec::new())).unwrap().contains("no deployment ran"));
+    }
 }

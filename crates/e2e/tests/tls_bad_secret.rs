@@ -19,6 +19,7 @@ fn root() -> PathBuf {
 }
 
 async fn deploy_with(version: &str, secret: BTreeMap<String, String>) -> Result<(), BackendError> {
+    e2e::host::ensure().unwrap_or_else(|e| panic!("this test deploys on the process backend: {e}"));
     let helm = Helm::from_env().unwrap_or_else(|e| panic!("this test starts a real server: {e}; {HINT}"));
     let venvs = VenvCache::from_env().unwrap_or_else(|e| panic!("this test starts a real server: {e}; {HINT}"));
     let version: ChromaVersion = version.parse().unwrap();

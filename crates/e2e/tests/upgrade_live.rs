@@ -22,6 +22,7 @@ fn root() -> PathBuf {
 /// under test is the diff (the upgrade matrix runs the checks), and each run stays well under a
 /// minute on a loaded machine.
 async fn run(fault: Option<Fault>) -> UpgradeReport {
+    e2e::host::ensure().unwrap_or_else(|e| panic!("this test deploys on the process backend: {e}"));
     let helm = Helm::from_env().unwrap_or_else(|e| panic!("the live upgrade tests start real servers: {e}; {HINT}"));
     let venvs = VenvCache::from_env().unwrap_or_else(|e| panic!("the live upgrade tests start real servers: {e}; {HINT}"));
     let backend = ProcessBackend::new(venvs, BTreeMap::new(), ProcessOptions::default());

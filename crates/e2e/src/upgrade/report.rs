@@ -135,6 +135,25 @@ impl MatrixReport {
     pub fn failed(&self) -> bool {
         self.transitions.iter().any(UpgradeReport::failed)
     }
+
+    /// Transitions that ran and agree with the matrix: the ones that proved something.
+    pub fn proven(&self) -> usize {
+        self.transitions.iter().filter(|r| !r.failed() && r.verdict != Verdict::SetupFailed).count()
+    }
+}
+
+/// Why a matrix run proved nothing, when no transition was exercised and agreed with the
+/// matrix (every one failed to set up, or there were none).
+pub fn nothing_proven(m: &MatrixReport) -> Option<String> {
+    if m.proven() > 0 {
+        return None;
+    }
+    Some(if m.transitions.is_empty() {
+        "no transition ran".to_string()
+    } else {
+        let setup = m.transitions.iter().filter(|r| r.verdict == Verdict::SetupFailed).count();
+        format!("none of {} transitions was exercised and agreed with the matrix ({setup} could not be set up)", m.transitions.len())
+    })
 }
 
 fn indent(text: &str, by: &str) -> String {
@@ -246,7 +265,7 @@ pub fn matrix_text(m: &MatrixReport) -> String {
             if r.from_chart == r.to_chart { String::new() } else { format!("{} → {}", r.from_chart, r.to_chart) }
         );
     }
-    let _ = writeln!(s, "\n{} transitions on the {} backend in {:.1}s (preparing versions {:.1}s)", m.transitions.len(), m.backend, m.wall_seconds, m.prepare_seconds);
+    let _ = writeln!(s, "\n{} transitions ({} proven) on the {} backend in {:.1}s (preparing versions {:.1}s)", m.transitions.len(), m.proven(), m.backend, m.wall_seconds, m.prepare_seconds);
     let mismatches: Vec<&UpgradeReport> = m.transitions.iter().filter(|r| r.failed()).collect();
     for r in &mismatches {
         let _ = writeln!(s, "✗ {} → {}: {}", r.from, r.to, r.mismatch.as_deref().unwrap_or_default());
@@ -260,4 +279,46 @@ pub fn matrix_text(m: &MatrixReport) -> String {
 
 pub fn json<T: serde::Serialize>(r: &T) -> serde_json::Result<String> {
     serde_json::to_string_pretty(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upgrade::plan::{Transition, Via};
+
+    fn transition() -> Transition {
+        Transition {
+            from: "1.0.0".parse().unwrap(),
+            to: "1.5.0".parse().unwrap(),
+            reason: "r".into(),
+            values_files: Vec::new(),
+            to_values_files: Vec::new(),
+            from_chart: None,
+            expect: Verdict::Survived,
+            signature: None,
+            orphan_statefulset: false,
+            via: Via::InPlace,
+        }
+    }
+
+    fn matrix(transitions: Vec<UpgradeReport>) -> MatrixReport {
+        MatrixReport { backend: "process".into(), wall_seconds: 1.0, prepare_seconds: 0.5, transitions }
+    }
+
+    #[test]
+    fn a_matrix_whose_every_transition_failed_to_set_up_proves_nothing() {
+        let m = matrix(vec![UpgradeReport::not_run("process", &transition(), "tree".into(), "tree".into())]);
+        let why = nothing_proven(&m).expect("nothing ran");
+        assert!(why.contains("none of 1 transitions was exercised") && why.contains("1 could not be set up"), "{why}");
+        assert!(matrix_text(&m).contains("1 transitions (0 proven)"));
+    }
+
+    #[test]
+    fn one_agreeing_transition_that_ran_is_proof() {
+        let mut r = UpgradeReport::not_run("process", &transition(), "tree".into(), "tree".into());
+        r.verdict = Verdict::Survived;
+        let m = matrix(vec![r]);
+        assert_eq!((m.proven(), nothing_proven(&m)), (1, None));
+        assert!(nothing_proven(&matrix(Vec::new())).unwrap().contains("no transition ran"));
+    }
 }
