@@ -6,6 +6,7 @@ pub mod checks;
 pub mod cluster;
 pub mod dataset;
 pub mod latency_plot;
+pub mod node;
 pub mod otlp;
 pub mod process;
 pub mod random;
