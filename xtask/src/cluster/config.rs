@@ -23,6 +23,8 @@ pub const CLUSTER_DOMAIN: &str = "cluster.local";
 /// under target/cluster).
 pub const PROVISIONER: &str = "chromadb.dev/process-node-hostpath";
 pub const STORAGE_CLASS: &str = "process-node-hostpath";
+/// The one name the API server accepts request headers from.
+pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
 pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// The loopback ports, each owned by one component.
@@ -201,7 +203,11 @@ pub fn etcd_args(l: &Layout, p: &Ports) -> Vec<OsString> {
 pub fn apiserver_args(l: &Layout, p: &Ports) -> Vec<OsString> {
     vec![
         flag("bind-address", "127.0.0.1"),
-        flag("advertise-address", "127.0.0.1"),
+        // The `kubernetes` Service's endpoint may not be a loopback address (the API server
+        // refuses to start with one), and this machine has no address pods reach yet: that
+        // is the pod network's gateway, which the node brings. Until then the Service has no
+        // endpoint, and nothing in the cluster uses it.
+        flag("endpoint-reconciler-type", "none"),
         flag("secure-port", p.apiserver.to_string()),
         flag("etcd-servers", format!("https://127.0.0.1:{}", p.etcd_client)),
         flag("etcd-cafile", l.cert("ca")),
@@ -212,6 +218,15 @@ pub fn apiserver_args(l: &Layout, p: &Ports) -> Vec<OsString> {
         flag("tls-private-key-file", l.key("apiserver")),
         flag("kubelet-client-certificate", l.cert("apiserver-kubelet-client")),
         flag("kubelet-client-key", l.key("apiserver-kubelet-client")),
+        // The aggregation layer's front proxy: its own CA, so no other certificate of the
+        // cluster can speak for a user through the request headers.
+        flag("requestheader-client-ca-file", l.cert("front-proxy-ca")),
+        flag("requestheader-allowed-names", FRONT_PROXY_CLIENT),
+        flag("requestheader-username-headers", "X-Remote-User"),
+        flag("requestheader-group-headers", "X-Remote-Group"),
+        flag("requestheader-extra-headers-prefix", "X-Remote-Extra-"),
+        flag("proxy-client-cert-file", l.cert("front-proxy-client")),
+        flag("proxy-client-key-file", l.key("front-proxy-client")),
         flag("service-cluster-ip-range", SERVICE_CIDR),
         flag("service-account-issuer", format!("https://kubernetes.default.svc.{CLUSTER_DOMAIN}")),
         flag("service-account-key-file", l.cert("sa-pub")),
@@ -366,6 +381,7 @@ mod tests {
     #[case::tokens_signed_with_the_sa_key("service-account-signing-key-file", "/t/cluster/pki/sa.key")]
     #[case::tokens_verified_with_its_public_half("service-account-key-file", "/t/cluster/pki/sa-pub.crt")]
     #[case::clients_verified_against_the_ca("client-ca-file", "/t/cluster/pki/ca.crt")]
+    #[case::front_proxy_has_its_own_ca("requestheader-client-ca-file", "/t/cluster/pki/front-proxy-ca.crt")]
     #[case::issuer_is_the_in_cluster_name("service-account-issuer", "https://kubernetes.default.svc.cluster.local")]
     fn apiserver_flags(#[case] name: &str, #[case] want: &str) {
         let args = lossy(&apiserver_args(&layout(), &Ports::default()));

@@ -22,6 +22,8 @@ use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
+use tracing::instrument::WithSubscriber;
+use tracing::subscriber::NoSubscriber;
 
 use crate::gotools;
 use config::{Component, Layout, Ports};
@@ -52,6 +54,8 @@ enum Action {
 }
 
 pub fn run(flags: Flags) -> Result<ExitCode> {
+    // kube's TLS is rustls with ring (as everywhere in the workspace); named once per process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let layout = Layout::new(crate::project_root().join("target").join("cluster"));
     match flags.action {
         Action::Up => up(&layout),
@@ -118,28 +122,41 @@ fn up(layout: &Layout) -> Result<ExitCode> {
     }
     let ports = Ports::default();
     procs::check_ports(&ports.owners())?;
+    // From here on, a failure, Ctrl-C, SIGTERM or a panic stops whatever started and removes
+    // the folder; only a finished `up` disarms it.
+    let mut guard = TeardownGuard { layout, armed: true };
     procs::create_layout(layout)?;
     write_pki(layout, &ports).context("writing the cluster's certificates and kubeconfigs")?;
 
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let outcome = rt.block_on(async {
+    rt.block_on(async {
         tokio::select! {
             r = start(layout, &ports, &programs) => r,
             why = interrupted() => Err(anyhow::Error::new(crate::backends::Interrupted(why))),
         }
-    });
-    if let Err(e) = outcome {
-        // Whatever started is stopped and the folder removed; the error says what failed.
-        if let Err(t) = teardown(layout) {
-            eprintln!("tearing down after the failure also failed: {t:#}");
-        }
-        return Err(e);
-    }
+    })?;
+    guard.armed = false;
     println!("cluster up in {:.0}s: Kubernetes {} with node {}", started.elapsed().as_secs_f64(), programs.kube.version, config::NODE_NAME);
     println!("kubeconfig: {}", layout.kubeconfig().display());
     println!("export KUBECONFIG={}", layout.kubeconfig().display());
     println!("logs: {}/  stop: cargo xtask cluster down", layout.logs().display());
     Ok(ExitCode::SUCCESS)
+}
+
+struct TeardownGuard<'a> {
+    layout: &'a Layout,
+    armed: bool,
+}
+
+impl Drop for TeardownGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            match teardown(self.layout) {
+                Ok(n) => eprintln!("stopped the {n} process(es) this `cluster up` had started and removed {}", self.layout.root.display()),
+                Err(e) => eprintln!("tearing down the half-started cluster failed: {e:#}; run `cargo xtask cluster down`"),
+            }
+        }
+    }
 }
 
 async fn interrupted() -> &'static str {
@@ -172,6 +189,10 @@ fn write_pki(l: &Layout, p: &Ports) -> Result<()> {
     write_pair("apiserver-kubelet-client", &ca.client(&kubelet_client)?)?;
     write_pair("kube-controller-manager-serving", &ca.serving("kube-controller-manager", &config::loopback_names())?)?;
     write_pair("kube-scheduler-serving", &ca.serving("kube-scheduler", &config::loopback_names())?)?;
+    let front_proxy = pki::Ca::generate()?;
+    procs::write_private(&l.cert("front-proxy-ca"), &front_proxy.cert_pem)?;
+    let proxy_client = pki::Identity { user: config::FRONT_PROXY_CLIENT.into(), groups: vec![] };
+    write_pair("front-proxy-client", &front_proxy.client(&proxy_client)?)?;
     let (sa_private, sa_public) = pki::service_account_keys()?;
     procs::write_private(&l.key("sa"), &sa_private)?;
     procs::write_private(&l.cert("sa-pub"), &sa_public)?;
@@ -241,7 +262,9 @@ async fn wait_healthy(l: &Layout, p: &Ports, c: Component, children: &mut [(Comp
                 );
             }
         }
-        let last = match probe(l, p, c).await {
+        // kube's client logs each refused connection; while a component starts those are
+        // expected, and the last one is in the error below if it never comes up.
+        let last = match probe(l, p, c).with_subscriber(NoSubscriber::default()).await {
             Ok(()) => return Ok(()),
             Err(e) => format!("{e:#}"),
         };
@@ -382,7 +405,8 @@ fn status(layout: &Layout) -> Result<ExitCode> {
     for r in &state.processes {
         let alive = procs::alive(r);
         let (healthy, health) = if alive {
-            match rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), probe(layout, &ports, r.component)).await }) {
+            let quiet = probe(layout, &ports, r.component).with_subscriber(NoSubscriber::default());
+            match rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), quiet).await }) {
                 Ok(Ok(())) => match config::health_url(r.component, &ports) {
                     Some(u) => (true, format!("ok ({u})")),
                     None => (true, format!("Node {} Ready", config::NODE_NAME)),

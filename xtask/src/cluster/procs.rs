@@ -115,39 +115,41 @@ pub fn strays(root: &Path, programs: &[PathBuf]) -> Vec<Recorded> {
     found
 }
 
-/// Stops `procs` (SIGTERM to each group, then SIGKILL after `grace`) and waits until none
-/// runs. Returns how many were running.
+/// Stops `procs` one by one in reverse start order — the node and the controllers before the
+/// API server, etcd last, so that none shuts down against a store already gone (an API
+/// server whose etcd vanished first takes many seconds to stop) — each with SIGTERM to its
+/// group, then SIGKILL after `grace`. Returns how many were running.
 pub fn stop(procs: &[Recorded], grace: Duration) -> Result<usize> {
     let running: Vec<&Recorded> = procs.iter().filter(|r| alive(r)).collect();
-    // Reverse start order: the node and controllers go before the API server, etcd last.
+    let mut survivors = Vec::new();
     for r in running.iter().rev() {
         signal_group(r.pid, Signal::SIGTERM);
-    }
-    let deadline = Instant::now() + grace;
-    loop {
-        for r in &running {
-            // Reaps the ones that are our own children (a failed `up`); harmless otherwise.
-            let _ = waitpid(Pid::from_raw(r.pid), Some(WaitPidFlag::WNOHANG));
+        if !wait_gone(r, grace) {
+            eprintln!("{} (pid {}) did not stop within {}s of SIGTERM; killing it", r.component.name(), r.pid, grace.as_secs());
+            signal_group(r.pid, Signal::SIGKILL);
+            if !wait_gone(r, Duration::from_secs(5)) {
+                survivors.push(format!("{} (pid {})", r.component.name(), r.pid));
+            }
         }
-        let left: Vec<&&Recorded> = running.iter().filter(|r| alive(r)).collect();
-        if left.is_empty() {
-            return Ok(running.len());
+    }
+    if !survivors.is_empty() {
+        bail!("{} survived SIGKILL; check `ps -o pid,stat,cmd -p <pid>`", survivors.join(", "));
+    }
+    Ok(running.len())
+}
+
+fn wait_gone(r: &Recorded, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        // Reaps it when it is our own child (a failed `up`); harmless otherwise.
+        let _ = waitpid(Pid::from_raw(r.pid), Some(WaitPidFlag::WNOHANG));
+        if !alive(r) {
+            return true;
         }
         if Instant::now() >= deadline {
-            for r in &left {
-                signal_group(r.pid, Signal::SIGKILL);
-            }
-            std::thread::sleep(Duration::from_millis(300));
-            for r in &left {
-                let _ = waitpid(Pid::from_raw(r.pid), Some(WaitPidFlag::WNOHANG));
-            }
-            let still: Vec<String> = left.iter().filter(|r| alive(r)).map(|r| format!("{} (pid {})", r.component.name(), r.pid)).collect();
-            if !still.is_empty() {
-                bail!("{} survived SIGKILL; check `ps -o pid,stat,cmd -p <pid>`", still.join(", "));
-            }
-            return Ok(running.len());
+            return false;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

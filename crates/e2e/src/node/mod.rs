@@ -42,6 +42,11 @@ pub struct NodeFacts {
     pub memory_bytes: u64,
     pub max_pods: u32,
     pub version: String,
+    /// `uname -r`, the os-release name, the boot and machine ids, as a kubelet reports them.
+    pub kernel: String,
+    pub os_image: String,
+    pub boot_id: String,
+    pub machine_id: String,
 }
 
 impl NodeFacts {
@@ -49,8 +54,27 @@ impl NodeFacts {
     pub fn of_this_machine(name: &str, address: &str, version: &str) -> NodeFacts {
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let memory_bytes = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| mem_total(&m)).unwrap_or(0);
-        NodeFacts { name: name.into(), address: address.into(), cpus, memory_bytes, max_pods: 110, version: version.into() }
+        let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
+        let os_image = std::fs::read_to_string("/etc/os-release").ok().and_then(|s| pretty_name(&s)).unwrap_or_default();
+        NodeFacts {
+            name: name.into(),
+            address: address.into(),
+            cpus,
+            memory_bytes,
+            max_pods: 110,
+            version: version.into(),
+            kernel: read("/proc/sys/kernel/osrelease"),
+            os_image,
+            boot_id: read("/proc/sys/kernel/random/boot_id"),
+            machine_id: read("/etc/machine-id"),
+        }
     }
+}
+
+/// `PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"` → the name.
+pub fn pretty_name(os_release: &str) -> Option<String> {
+    let v = os_release.lines().find_map(|l| l.strip_prefix("PRETTY_NAME="))?;
+    Some(v.trim().trim_matches('"').to_string())
 }
 
 /// `MemTotal:  24570012 kB` → bytes.
@@ -108,8 +132,8 @@ pub fn node_status(f: &NodeFacts, now: Timestamp) -> Value {
             "capacity": resources,
             "allocatable": resources,
             "nodeInfo": {
-                "machineID": "", "systemUUID": "", "bootID": "",
-                "kernelVersion": "", "osImage": "", "containerRuntimeVersion": "process://",
+                "machineID": f.machine_id, "systemUUID": "", "bootID": f.boot_id,
+                "kernelVersion": f.kernel, "osImage": f.os_image, "containerRuntimeVersion": "process://",
                 "kubeletVersion": f.version, "kubeProxyVersion": "",
                 "operatingSystem": "linux", "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
             },
@@ -215,7 +239,24 @@ mod tests {
     use super::*;
 
     fn facts() -> NodeFacts {
-        NodeFacts { name: "n1".into(), address: "127.0.0.1".into(), cpus: 2, memory_bytes: 4 << 30, max_pods: 110, version: "v1.37.2".into() }
+        NodeFacts {
+            name: "n1".into(),
+            address: "127.0.0.1".into(),
+            cpus: 2,
+            memory_bytes: 4 << 30,
+            max_pods: 110,
+            version: "v1.37.2".into(),
+            kernel: "6.18.0".into(),
+            os_image: "Debian GNU/Linux 12 (bookworm)".into(),
+            boot_id: "b".into(),
+            machine_id: "m".into(),
+        }
+    }
+
+    #[test]
+    fn pretty_name_is_read_unquoted() {
+        assert_eq!(pretty_name("NAME=x\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n").as_deref(), Some("Debian GNU/Linux 12 (bookworm)"));
+        assert_eq!(pretty_name("NAME=x\n"), None);
     }
 
     #[test]
@@ -238,7 +279,8 @@ mod tests {
         let cap = status.capacity.unwrap();
         assert_eq!((cap["cpu"].0.as_str(), cap["memory"].0.as_str(), cap["pods"].0.as_str()), ("2", "4194304Ki", "110"));
         assert_eq!(status.addresses.unwrap()[0].address, "127.0.0.1");
-        assert_eq!(status.node_info.unwrap().kubelet_version, "v1.37.2");
+        let info = status.node_info.unwrap();
+        assert_eq!((info.kubelet_version.as_str(), info.kernel_version.as_str()), ("v1.37.2", "6.18.0"));
     }
 
     #[test]
