@@ -270,6 +270,7 @@ mod tests {
             .unwrap()
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|p| *p != r.pid)
             .filter(|p| fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| s.split_whitespace().nth(4) == Some(&r.pid.to_string())))
             .collect();
         assert_eq!(helper.len(), 1, "the helper runs in the recorded process's group");
