@@ -5,6 +5,7 @@ import (
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/coremain"
 
+	_ "github.com/coredns/coredns/plugin/bind"
 	_ "github.com/coredns/coredns/plugin/cache"
 	_ "github.com/coredns/coredns/plugin/errors"
 	_ "github.com/coredns/coredns/plugin/forward"
@@ -21,7 +22,7 @@ import (
 // directives keeps upstream's plugin.cfg order (each plugin sees the requests the ones
 // before it pass on), restricted to the plugins imported above.
 var directives = []string{
-	"reload", "ready", "health", "errors", "log", "loadbalance", "cache", "hosts", "kubernetes", "loop", "forward",
+	"reload", "bind", "ready", "health", "errors", "log", "loadbalance", "cache", "hosts", "kubernetes", "loop", "forward",
 }
 
 func main() {
