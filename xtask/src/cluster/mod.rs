@@ -116,7 +116,7 @@ fn up(layout: &Layout) -> Result<ExitCode> {
     let started = Instant::now();
     check_root()?;
     let programs = Programs::ensure()?;
-    let cleaned = teardown(layout)?;
+    let cleaned = teardown(layout, Keep::Nothing)?;
     if cleaned > 0 {
         eprintln!("cleaned an earlier cluster first: stopped {cleaned} process(es)");
     }
@@ -151,8 +151,11 @@ struct TeardownGuard<'a> {
 impl Drop for TeardownGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            match teardown(self.layout) {
-                Ok(n) => eprintln!("stopped the {n} process(es) this `cluster up` had started and removed {}", self.layout.root.display()),
+            match teardown(self.layout, Keep::Logs) {
+                Ok(n) => eprintln!(
+                    "stopped the {n} process(es) this `cluster up` had started; kept only {} (`cargo xtask cluster down` removes it)",
+                    self.layout.logs().display()
+                ),
                 Err(e) => eprintln!("tearing down the half-started cluster failed: {e:#}; run `cargo xtask cluster down`"),
             }
         }
@@ -255,10 +258,10 @@ async fn wait_healthy(l: &Layout, p: &Ports, c: Component, children: &mut [(Comp
             if let Some(status) = child.try_wait()? {
                 let log = l.log(*which);
                 bail!(
-                    "{} exited ({status}) while the cluster was starting; the end of {}:\n{}",
+                    "{} exited ({status}) while the cluster was starting; from {}:\n{}",
                     which.name(),
                     log.display(),
-                    procs::log_tail(&log, 20)
+                    procs::log_tail(&log, 5)
                 );
             }
         }
@@ -362,9 +365,17 @@ async fn default_storage_class(l: &Layout) -> Result<()> {
     Ok(())
 }
 
-/// Stops every process of a cluster in `layout` (recorded or stray) and removes the folder.
-/// Returns how many processes were running.
-fn teardown(layout: &Layout) -> Result<usize> {
+/// What a teardown leaves of the cluster folder.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Nothing,
+    /// After a failed `up`: the logs its error points at.
+    Logs,
+}
+
+/// Stops every process of a cluster in `layout` (recorded or stray) and removes the folder
+/// (all of it, or all but the logs). Returns how many processes were running.
+fn teardown(layout: &Layout, keep: Keep) -> Result<usize> {
     let mut procs = match State::load(layout) {
         Ok(s) => s.processes,
         Err(e) => {
@@ -378,14 +389,27 @@ fn teardown(layout: &Layout) -> Result<usize> {
         }
     }
     let stopped = procs::stop(&procs, Duration::from_secs(15))?;
-    if layout.root.exists() {
-        fs::remove_dir_all(&layout.root).with_context(|| format!("removing {}", layout.root.display()))?;
+    if !layout.root.exists() {
+        return Ok(stopped);
+    }
+    match keep {
+        Keep::Nothing => fs::remove_dir_all(&layout.root).with_context(|| format!("removing {}", layout.root.display()))?,
+        Keep::Logs => {
+            for e in fs::read_dir(&layout.root)?.flatten() {
+                let path = e.path();
+                if path == layout.logs() {
+                    continue;
+                }
+                let removed = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+                removed.with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
     }
     Ok(stopped)
 }
 
 fn down(layout: &Layout) -> Result<ExitCode> {
-    let stopped = teardown(layout)?;
+    let stopped = teardown(layout, Keep::Nothing)?;
     // Nothing of ours may hold a port any more.
     procs::check_ports(&Ports::default().owners()).context("after stopping the cluster")?;
     println!("cluster down: stopped {stopped} process(es), removed {}", layout.root.display());

@@ -205,11 +205,17 @@ fn listener_of(port: u16) -> Option<(i32, String)> {
     None
 }
 
-/// The last lines of a component's log, for an error that says why it stopped.
+/// What a component's log says about why it stopped: its last error lines (klog's `E`/`F`
+/// lines, etcd's `"level":"error"`/`"fatal"`), else its last lines.
 pub fn log_tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    let is_error = |l: &str| {
+        l.starts_with('E') || l.starts_with('F') || l.contains("\"level\":\"error\"") || l.contains("\"level\":\"fatal\"") || l.starts_with("Error")
+    };
+    let errors: Vec<&str> = all.iter().copied().filter(|l| is_error(l)).collect();
+    let chosen = if errors.is_empty() { &all[..] } else { &errors[..] };
+    chosen[chosen.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Creates the cluster folder's skeleton (owner-only: it holds keys).
@@ -239,6 +245,17 @@ pub fn write_private(path: &Path, contents: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_tail_prefers_the_error_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("c.log");
+        fs::write(&log, "I0 start\nE1 first failure\nW2 noise\nI3 more\nE4 command failed: bad flag\nI5 exit\n").unwrap();
+        assert_eq!(log_tail(&log, 1), "E4 command failed: bad flag");
+        assert_eq!(log_tail(&log, 5), "E1 first failure\nE4 command failed: bad flag");
+        fs::write(&log, "I0 a\nI1 b\nI2 c\n").unwrap();
+        assert_eq!(log_tail(&log, 2), "I1 b\nI2 c", "without errors, the last lines");
+    }
 
     #[test]
     fn a_port_in_use_is_one_line_naming_the_port_its_user_and_the_fix() {
