@@ -28,7 +28,8 @@ pub struct GoBuild {
     pub prefix: &'static str,
     /// (installed name, Go package).
     pub commands: &'static [(&'static str, &'static str)],
-    /// What a cold build measured on a 2-core machine, for the progress line.
+    /// What a build with a cold Go cache took on a 2-core machine shared with other builds
+    /// (docs/local-cluster.md), for the progress line.
     pub cold_estimate: &'static str,
 }
 
@@ -43,7 +44,7 @@ pub const KUBE: GoBuild = GoBuild {
         ("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler"),
         ("kube-proxy", "k8s.io/kubernetes/cmd/kube-proxy"),
     ],
-    cold_estimate: "~12 min",
+    cold_estimate: "17 min",
 };
 
 /// etcd from its server module's own main package, with the dependency versions etcd's
@@ -53,7 +54,7 @@ pub const ETCD: GoBuild = GoBuild {
     pinned: "go.etcd.io/etcd/server/v3",
     prefix: "etcd",
     commands: &[("etcd", "go.etcd.io/etcd/server/v3")],
-    cold_estimate: "~2 min",
+    cold_estimate: "2.5 min",
 };
 
 /// CoreDNS for Service names: our small main (xtask/go/coredns/main.go) compiles in the
@@ -64,7 +65,7 @@ pub const COREDNS: GoBuild = GoBuild {
     pinned: "github.com/coredns/coredns",
     prefix: "coredns",
     commands: &[("coredns", ".")],
-    cold_estimate: "~4 min",
+    cold_estimate: "7.5 min",
 };
 
 pub const ALL: [GoBuild; 3] = [KUBE, ETCD, COREDNS];
@@ -259,7 +260,7 @@ pub fn ensure(build: &GoBuild) -> Result<Built> {
     let progress = indicatif::ProgressBar::new_spinner().with_style(
         indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("a valid progress template"),
     );
-    let message = format!("building {what} from Go modules (cold: {} on 2 cores)", build.cold_estimate);
+    let message = format!("building {what} from Go modules (with a cold Go cache about {} on 2 busy cores)", build.cold_estimate);
     eprintln!("$ (cd {}; {})", dir.display(), cmd::display(&c));
     if progress.is_hidden() {
         eprintln!("{message}");

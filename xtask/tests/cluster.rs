@@ -44,7 +44,7 @@ fn cluster_processes(tools: &Path, cluster: &Path) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "builds Kubernetes and etcd from Go modules on first run (~17 min cold on 2 shared cores, ~1.5 min with a warm Go cache), needs root; run: cargo test -p xtask --test cluster -- --ignored cluster_up_down"]
+#[ignore = "builds Kubernetes and etcd from Go modules on first run (~20 min with a cold Go cache on 2 shared cores, ~1.5 min warm), needs root; run: cargo test -p xtask --test cluster -- --ignored cluster_up_down"]
 fn cluster_up_down() {
     let root = root();
     let cluster = root.join("target/cluster");
