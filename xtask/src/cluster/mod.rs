@@ -56,12 +56,34 @@ enum Action {
 pub fn run(flags: Flags) -> Result<ExitCode> {
     // kube's TLS is rustls with ring (as everywhere in the workspace); named once per process.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let layout = Layout::new(crate::project_root().join("target").join("cluster"));
+    let target = crate::project_root().join("target");
+    let layout = Layout::new(target.join("cluster"));
     match flags.action {
-        Action::Up => up(&layout),
-        Action::Down => down(&layout),
+        Action::Up => {
+            let _lock = exclusive(&target)?;
+            up(&layout)
+        }
+        Action::Down => {
+            let _lock = exclusive(&target)?;
+            down(&layout)
+        }
         Action::Status => status(&layout),
         Action::Node { root, kubelet_version } => node(&Layout::new(root), &kubelet_version),
+    }
+}
+
+/// One `up` or `down` at a time per checkout. The lock is on the `target` folder itself, so
+/// it leaves no file behind, and the daemons do not inherit it (Rust opens files close-on-exec).
+fn exclusive(target: &std::path::Path) -> Result<fs::File> {
+    fs::create_dir_all(target)?;
+    let dir = fs::File::open(target).with_context(|| format!("opening {}", target.display()))?;
+    match dir.try_lock() {
+        Ok(()) => Ok(dir),
+        Err(fs::TryLockError::WouldBlock) => bail!(
+            "another `cargo xtask cluster up` or `down` is running on {}; wait for it to finish",
+            target.display()
+        ),
+        Err(fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", target.display())),
     }
 }
 
