@@ -103,3 +103,29 @@ fn cluster_up_down() {
     let status = xtask(&["cluster", "status"]);
     assert!(!status.status.success(), "status reports no cluster after down");
 }
+
+/// Refused before anything is built or started, in one line naming the fix.
+#[test]
+fn up_as_another_user_than_root_is_refused_in_one_line() {
+    let xtask = env!("CARGO_BIN_EXE_xtask");
+    let mut c = if nix_is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", xtask]);
+        c
+    } else {
+        Command::new(xtask)
+    };
+    let out = c.args(["cluster", "up"]).current_dir(root()).output().expect("setpriv (util-linux) runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.starts_with("error: cargo xtask cluster up must run as root (this is uid "), "{stderr}");
+    assert!(stderr.contains("sudo -E cargo xtask cluster up"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}

@@ -87,13 +87,13 @@ fn exclusive(target: &std::path::Path) -> Result<fs::File> {
     }
 }
 
-/// The node stand-in will create network namespaces and kube-proxy writes iptables rules;
-/// both need root, so the cluster refuses to start half-able.
+/// The node runs pods in network namespaces of their own and kube-proxy writes nftables
+/// rules (issue 21, next steps): both need root, so the cluster does not start half-able.
 fn check_root() -> Result<()> {
     let uid = nix::unistd::geteuid();
     if !uid.is_root() {
         bail!(
-            "cargo xtask cluster up must run as root (this is uid {uid}): the process node makes network namespaces and kube-proxy writes iptables rules; run it as root (e.g. `sudo -E cargo xtask cluster up`)"
+            "cargo xtask cluster up must run as root (this is uid {uid}): the local cluster's node makes network namespaces and firewall rules for its pods; run it as root (e.g. `sudo -E cargo xtask cluster up`)"
         );
     }
     Ok(())
@@ -145,7 +145,7 @@ fn up(layout: &Layout) -> Result<ExitCode> {
     let ports = Ports::default();
     procs::check_ports(&ports.owners())?;
     // From here on, a failure, Ctrl-C, SIGTERM or a panic stops whatever started and removes
-    // the folder; only a finished `up` disarms it.
+    // the folder but for the logs; only a finished `up` disarms it.
     let mut guard = TeardownGuard { layout, armed: true };
     procs::create_layout(layout)?;
     write_pki(layout, &ports).context("writing the cluster's certificates and kubeconfigs")?;
