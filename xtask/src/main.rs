@@ -4,9 +4,11 @@
 mod backends;
 mod backup_tool;
 mod bench;
+mod cluster;
 mod cmd;
 mod docs;
 mod e2e;
+mod gotools;
 mod host;
 mod nextest;
 #[cfg(test)]
@@ -39,6 +41,8 @@ enum Command {
     Upgrade(upgrade::Flags),
     /// Benchmark chromadb-backup against cdp and the Python client (`cargo xtask bench backup`)
     Bench(bench::Flags),
+    /// A local Kubernetes built from upstream Go modules, with the process node: up, down, status
+    Cluster(cluster::Flags),
     /// Regenerate the README values table from charts/chromadb/values.yaml (or --check it)
     Docs(docs::Flags),
 }
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         Command::Upgrade(f) => upgrade::run(f),
         Command::Docs(f) => docs::run(f),
         Command::Bench(f) => bench::run(f),
+        Command::Cluster(f) => cluster::run(f),
     };
     match result {
         Ok(code) => code,

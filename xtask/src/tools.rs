@@ -23,6 +23,9 @@ pub struct Flags {
     /// Print only the path of one tool (for `export HELM=$(cargo xtask tools --print helm)`)
     #[arg(long, value_enum)]
     print: Option<ToolName>,
+    /// Also build the local cluster's components (etcd, kube-apiserver, …) from their Go modules
+    #[arg(long)]
+    cluster: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -161,6 +164,13 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
             println!("{:<12} {:<10} {} (pinned)", "actionlint", "1.14.0", tools.actionlint.display());
             println!("{:<12} {:<10} {} (pinned)", "hadolint", "2.15.1", tools.hadolint.display());
             println!("{:<12} {:<10} {} (pinned)", "kube-schemas", SCHEMA_VERSIONS.join(","), tools.kube_schemas.display());
+            if flags.cluster {
+                for (build, built) in crate::gotools::ensure_all()? {
+                    for (name, _) in build.commands {
+                        println!("{name:<12} {:<10} {} (built from Go modules)", built.version, built.path(name).display());
+                    }
+                }
+            }
             eprintln!("tools ready in {:.2}s", started.elapsed().as_secs_f64());
         }
     }

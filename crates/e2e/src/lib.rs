@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod dataset;
 pub mod host;
 pub mod latency_plot;
+pub mod node;
 pub mod otlp;
 pub mod process;
 pub mod random;
