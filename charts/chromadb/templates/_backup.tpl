@@ -30,7 +30,7 @@
 {{- end -}}
 
 {{/* Where the deployment's CA is mounted in the backup and restore pods (TLS only). */}}
-{{- define "chromadb.backupCaDir" -}}/etc/chroma-ca{{- end -}}
+{{- define "chromadb.backupCaDir" -}}/var/run/chroma-ca{{- end -}}
 
 {{/* Where the backup volume is mounted in the backup and restore pods. */}}
 {{- define "chromadb.backupMountPath" -}}/backups{{- end -}}

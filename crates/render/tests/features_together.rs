@@ -75,8 +75,9 @@ networkPolicy: {enabled: true, allowedFrom: [{podSelector: {matchLabels: {role: 
 
 /// The CA volume of a backup or restore pod must serve the file the model names.
 fn assert_ca_volume(what: &str, pod: &Json, ca: &CaSource, tls_secret: &str) {
+    let dir = spec::BACKUP_CA_FILE.rsplit_once('/').expect("a path").0;
     let mount = pod["spec"]["containers"][0]["volumeMounts"].as_array().into_iter().flatten()
-        .find(|m| m["mountPath"] == "/etc/chroma-ca").unwrap_or_else(|| panic!("{what}: no CA mounted at /etc/chroma-ca"));
+        .find(|m| m["mountPath"] == dir).unwrap_or_else(|| panic!("{what}: no CA mounted at {dir}"));
     assert_eq!(mount["readOnly"], true, "{what}: CA mount");
     let vol_name = mount["name"].as_str().expect("mount name");
     let vol = pod["spec"]["volumes"].as_array().into_iter().flatten().find(|v| v["name"] == vol_name).expect("the CA volume");
@@ -111,7 +112,7 @@ fn backup_and_restore_call_the_service_with_the_deployments_scheme_and_ca(#[case
     match &ca {
         None => assert_eq!(env_of(pod, "CHROMA_BACKUP_CACERT"), None, "{case}: a CA without TLS"),
         Some(ca) => {
-            assert_eq!(env_of(pod, "CHROMA_BACKUP_CACERT").as_deref(), Some("/etc/chroma-ca/ca.crt"), "{case}: the tool is told the CA");
+            assert_eq!(env_of(pod, "CHROMA_BACKUP_CACERT").as_deref(), Some(spec::BACKUP_CA_FILE), "{case}: the tool is told the CA");
             let tls_secret = match &e.tls.as_ref().expect("tls").source {
                 spec::tls::CertSource::ExistingSecret(s) => s.clone(),
                 spec::tls::CertSource::CertManager { .. } => spec::suffixed_name(&case.values, RELEASE, "tls").expect("valid"),
@@ -380,4 +381,149 @@ fn the_model_and_the_chart_agree_on_the_statefulset_name_of_an_ordinary_release(
     let (_, r) = case.accepted().expect("accepted");
     let want = spec::statefulset_name(&case.values, RELEASE).expect("valid");
     assert_eq!(r.statefulset().and_then(|s| s.metadata.name.clone()), Some(want));
+}
+
+// The knobs of every pod the chart makes --------------------------------------------------
+
+/// Scheduling, metadata and resources for one pod, under the values key `prefix`.
+fn pod_knobs(prefix: &str) -> serde_yaml::Value {
+    let knobs = yaml(
+        r#"
+nodeSelector: {disk: ssd}
+tolerations: [{key: dedicated, operator: Equal, value: batch, effect: NoSchedule}]
+affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: zone, operator: In, values: [a]}]}]}}}
+priorityClassName: batch-low
+podAnnotations: {example.com/port: 9000, example.com/note: hi}
+podLabels: {team: search}
+resources: {limits: {cpu: 200m, memory: 64Mi}}
+"#,
+    );
+    let mut root = serde_yaml::Mapping::new();
+    let mut at = &mut root;
+    let parts: Vec<&str> = prefix.split('.').collect();
+    for (i, p) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            at.insert((*p).into(), knobs.clone());
+        } else {
+            at = at.entry((*p).into()).or_insert(serde_yaml::Value::Mapping(Default::default())).as_mapping_mut().expect("map");
+        }
+    }
+    serde_yaml::Value::Mapping(root)
+}
+
+#[rustfmt::skip]
+#[rstest]
+#[case::backup_cronjob("backup", "backup", "backup: {enabled: true}")]
+#[case::restore_hook("backup", "restore", "restore: {enabled: true}\nbackup: {storage: {pvc: {existingClaim: b}}}")]
+#[case::helm_test_pod("tests", "test", "")]
+#[case::metrics_collector("metrics.collector", "collector", "metrics: {enabled: true}")]
+fn every_pod_of_the_chart_takes_the_scheduling_and_metadata_knobs(#[case] prefix: &str, #[case] pod: &str, #[case] base: &str) {
+    let mut values = if base.is_empty() { yaml("{}") } else { yaml(base) };
+    spec::deep_merge(&mut values, &pod_knobs(prefix));
+    let case = suite().case_values("1.5.0", &format!("{prefix} knobs"), values.clone());
+    let (_, r) = case.accepted().expect("accepted");
+    let tpl = match pod {
+        "collector" => r.documents.iter().find(|d| d["kind"] == "Deployment").map(|d| &d["spec"]["template"]),
+        other => component_pod(r, other),
+    }
+    .unwrap_or_else(|| panic!("{case}: no {pod} pod"));
+    let want = |k: &str| serde_json::to_value(spec::lookup(&values, &format!("{prefix}.{k}")).expect("set")).expect("json");
+    let spec_ = &tpl["spec"];
+    for field in ["nodeSelector", "tolerations", "affinity", "priorityClassName"] {
+        assert_eq!(spec_[field], want(field), "{case}: {pod} pod {field}");
+    }
+    assert_eq!(spec_["containers"][0]["resources"], want("resources"), "{case}: {pod} container resources");
+    assert_eq!(spec_["automountServiceAccountToken"], false, "{case}: the {pod} pod never calls the Kubernetes API");
+    let ann = &tpl["metadata"]["annotations"];
+    assert_eq!((ann["example.com/port"].as_str(), ann["example.com/note"].as_str()), (Some("9000"), Some("hi")), "{case}: {pod} pod annotations, as strings");
+    assert_eq!(tpl["metadata"]["labels"]["team"], "search", "{case}: {pod} pod labels");
+    assert_ne!(tpl["metadata"]["labels"]["app.kubernetes.io/name"], "chromadb", "{case}: the {pod} pod must not carry Chroma's name label");
+}
+
+#[rustfmt::skip]
+#[rstest]
+#[case::created_and_annotated_for_irsa("backup: {enabled: true, serviceAccount: {create: true, annotations: {eks.amazonaws.com/role-arn: 'arn:aws:iam::123456789012:role/b'}}}\nrestore: {enabled: true}\nbackup_claim: x", true)]
+#[case::an_existing_account_named("backup: {enabled: true, serviceAccount: {name: backup-runner}}\nrestore: {enabled: true}\nbackup_claim: x", false)]
+#[case::created_with_its_own_name("backup: {enabled: true, serviceAccount: {create: true, name: chroma-backup-sa}}\nrestore: {enabled: true}\nbackup_claim: x", true)]
+fn backup_pods_run_as_their_own_service_account(#[case] values: &str, #[case] created: bool) {
+    let mut values = yaml(&values.replace("\nbackup_claim: x", ""));
+    spec::deep_merge(&mut values, &yaml("backup: {storage: {pvc: {existingClaim: b}}}"));
+    let case = suite().case_values("0.6.3", "backup service account", values);
+    let (e, r) = case.accepted().expect("accepted");
+    let want = e.backup.as_ref().expect("backup").service_account.clone().unwrap_or_else(|| panic!("{case}: the model expects an account"));
+    let name = match &want {
+        spec::BackupServiceAccount::Chart { name: Some(n) } | spec::BackupServiceAccount::Existing(n) => n.clone(),
+        spec::BackupServiceAccount::Chart { name: None } => spec::suffixed_name(&case.values, RELEASE, "backup").expect("valid"),
+    };
+    assert_eq!(matches!(want, spec::BackupServiceAccount::Chart { .. }), created, "{case}: the model");
+    for component in ["backup", "restore"] {
+        let pod = component_pod(r, component).unwrap_or_else(|| panic!("{case}: no {component} pod"));
+        assert_eq!(pod["spec"]["serviceAccountName"], name.as_str(), "{case}: the {component} pod's account");
+    }
+    let sa = r.service_accounts().find(|s| s.metadata.name.as_deref() == Some(name.as_str()));
+    assert_eq!(sa.is_some(), created, "{case}: ServiceAccount {name} rendered");
+    if let Some(sa) = sa {
+        assert_eq!(sa.automount_service_account_token, Some(false), "{case}: no token for a tool that never calls the API");
+        let want_ann = spec::lookup(&case.values, "backup.serviceAccount.annotations").and_then(|a| a.as_mapping()).map(|m| m.len()).unwrap_or(0);
+        assert_eq!(sa.metadata.annotations.as_ref().map_or(0, |a| a.len()), want_ann, "{case}: annotations");
+    }
+}
+
+#[rstest]
+#[case::suspended("true", Some(true))]
+#[case::suspended_as_a_string("\"True\"", Some(true))]
+#[case::running_by_default("null", Some(false))]
+fn backup_suspend_reaches_the_cronjob(#[case] suspend: &str, #[case] want: Option<bool>) {
+    let case = suite().case_values("1.5.0", "suspend", yaml(&format!("backup: {{enabled: true, suspend: {suspend}}}")));
+    let (_, r) = case.accepted().expect("accepted");
+    let cj = r.cronjobs().next().expect("CronJob");
+    assert_eq!(cj.spec.as_ref().and_then(|s| s.suspend), want, "{case}");
+}
+
+#[test]
+fn claims_take_their_annotations() {
+    let values = yaml("chromadb: {data: {annotations: {backup.velero.io/backup-volumes: data, example.com/copies: 1}}}\nbackup: {enabled: true, storage: {pvc: {annotations: {snapshot.example.com/class: daily}}}}");
+    let case = suite().case_values("0.6.3", "claim annotations", values);
+    let (_, r) = case.accepted().expect("accepted");
+    let tpl = r.pvc_templates().first().expect("claim template").metadata.annotations.clone().unwrap_or_default();
+    assert_eq!((tpl.get("backup.velero.io/backup-volumes").map(String::as_str), tpl.get("example.com/copies").map(String::as_str)), (Some("data"), Some("1")), "data claim template");
+    let backup = r.claims().next().expect("backup claim").metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(backup.get("snapshot.example.com/class").map(String::as_str), Some("daily"), "backup claim");
+    assert_eq!(backup.get("helm.sh/resource-policy").map(String::as_str), Some("keep"), "backups still outlive the release");
+}
+
+#[test]
+fn the_service_monitor_takes_timeout_and_relabelings() {
+    let values = yaml(
+        "metrics: {enabled: true, serviceMonitor: {mode: force, interval: 1m, scrapeTimeout: 20s, relabelings: [{targetLabel: cluster, replacement: eu-1}], metricRelabelings: [{sourceLabels: [__name__], regex: 'go_.*', action: drop}]}}",
+    );
+    let case = suite().case_values("1.5.0", "monitor knobs", values.clone());
+    let (_, r) = case.accepted().expect("accepted");
+    let sm = r.documents.iter().find(|d| d["kind"] == "ServiceMonitor").expect("ServiceMonitor");
+    let ep = &sm["spec"]["endpoints"][0];
+    let want = |k: &str| serde_json::to_value(spec::lookup(&values, &format!("metrics.serviceMonitor.{k}")).expect("set")).expect("json");
+    for k in ["interval", "scrapeTimeout", "relabelings", "metricRelabelings"] {
+        assert_eq!(ep[k], want(k), "endpoint {k}");
+    }
+}
+
+#[rstest]
+#[case::ingress_only("networkPolicy: {extraIngress: [{ports: [{port: 9090}], from: [{namespaceSelector: {}}]}]}", false)]
+#[case::with_egress("networkPolicy: {extraEgress: [{to: [{namespaceSelector: {}}], ports: [{port: 53, protocol: UDP}]}]}", true)]
+fn the_network_policy_takes_extra_rules(#[case] extra: &str, #[case] egress: bool) {
+    let mut values = yaml("networkPolicy: {enabled: true, allowedFrom: [{podSelector: {matchLabels: {role: client}}}]}");
+    spec::deep_merge(&mut values, &yaml(extra));
+    let case = suite().case_values("0.6.3", "policy rules", values.clone());
+    let (_, r) = case.accepted().expect("accepted");
+    let np = r.documents.iter().find(|d| d["kind"] == "NetworkPolicy").expect("NetworkPolicy");
+    let types: Vec<&str> = np["spec"]["policyTypes"].as_array().expect("types").iter().filter_map(Json::as_str).collect();
+    assert_eq!(types.contains(&"Egress"), egress, "{case}: policyTypes {types:?}");
+    let ingress = np["spec"]["ingress"].as_array().expect("ingress");
+    let extra_in = spec::lookup(&values, "networkPolicy.extraIngress").map(|v| serde_json::to_value(v).expect("json"));
+    match extra_in {
+        Some(Json::Array(rules)) => assert_eq!(&ingress[1..], rules.as_slice(), "{case}: extra ingress after the API rule"),
+        _ => assert_eq!(ingress.len(), 1, "{case}: only the API rule"),
+    }
+    let extra_out = spec::lookup(&values, "networkPolicy.extraEgress").map(|v| serde_json::to_value(v).expect("json"));
+    assert_eq!(np["spec"].get("egress").cloned(), extra_out, "{case}: egress rules");
 }

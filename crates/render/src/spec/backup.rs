@@ -9,6 +9,9 @@ use super::{Auth, SpecError, TokenHeader};
 
 /// Where the backup and restore pods mount a backup claim.
 pub const BACKUP_MOUNT: &str = "/backups";
+/// Where the backup and restore pods find the deployment's CA with TLS on (its directory is a
+/// read-only mount of the CA's ConfigMap or Secret).
+pub const BACKUP_CA_FILE: &str = "/var/run/chroma-ca/ca.crt";
 /// The documented default repository of the tool's image.
 pub const DEFAULT_BACKUP_REPOSITORY: &str = "ghcr.io/amikos-tech/chromadb-backup";
 /// The documented default retention.

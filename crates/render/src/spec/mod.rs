@@ -19,7 +19,7 @@ use serde_yaml::Value;
 use crate::version::{ChromaVersion, OTEL_FILTERS_FLOOR, OTEL_SETTINGS_FLOOR};
 
 pub use backup::{
-    BACKUP_MOUNT, BackupAuth, BackupServiceAccount, BackupStorage, DEFAULT_BACKUP_REPOSITORY, ExpectedBackup, ExpectedRestore,
+    BACKUP_CA_FILE, BACKUP_MOUNT, BackupAuth, BackupServiceAccount, BackupStorage, DEFAULT_BACKUP_REPOSITORY, ExpectedBackup, ExpectedRestore,
     cronjob_name, own_claim, restore_job_name,
 };
 pub use images::{
