@@ -352,7 +352,7 @@ pub fn is_quantity(s: &str) -> bool {
     let (num, suffix) = s.split_at(split);
     let number_ok = match num.split_once('.') {
         None => !num.is_empty(),
-        Some((whole, frac)) => !frac.contains('.') && !(whole.is_empty() && frac.is_empty()),
+        Some((whole, frac)) => !frac.contains('.') && (!whole.is_empty() || !frac.is_empty()),
     };
     let suffix_ok = matches!(suffix, "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "k" | "M" | "G" | "T" | "P" | "E")
         || suffix.strip_prefix(['e', 'E']).is_some_and(|e| !e.is_empty() && e.chars().all(|c| c.is_ascii_digit()));
