@@ -1,7 +1,8 @@
 //! Debian packages the process backend's stand-ins need on this host: `curl` (the test
 //! image's program), `ip` (iproute2: the hook pod's network namespace), `setpriv`
 //! (util-linux: running a container as its user), `bwrap` (bubblewrap: a read-only root
-//! filesystem) and `nginx` (the TLS proxy image's program). The test command installs what is
+//! filesystem), `nginx` (the TLS proxy image's program) and `htpasswd` (apache2-utils: the
+//! basic-auth init container's program). The test command installs what is
 //! missing, as root, so a fresh machine needs no manual step; elsewhere the `chart-test`
 //! check reports SKIP naming what is missing.
 
@@ -13,7 +14,8 @@ use anyhow::{Result, bail};
 use crate::cmd;
 
 /// (program, Debian package that provides it).
-pub const NEEDED: [(&str, &str); 5] = [("curl", "curl"), ("ip", "iproute2"), ("setpriv", "util-linux"), ("bwrap", "bubblewrap"), ("nginx", "nginx")];
+pub const NEEDED: [(&str, &str); 6] =
+    [("curl", "curl"), ("ip", "iproute2"), ("setpriv", "util-linux"), ("bwrap", "bubblewrap"), ("nginx", "nginx"), ("htpasswd", "apache2-utils")];
 
 fn present(program: &str) -> bool {
     ["/usr/bin", "/bin", "/usr/sbin", "/sbin"].iter().any(|d| Path::new(d).join(program).is_file())
@@ -49,7 +51,7 @@ fn is_root() -> bool {
 mod tests {
     #[test]
     fn missing_names_the_package_of_each_missing_program() {
-        assert_eq!(super::missing(|p| p == "curl"), ["iproute2", "util-linux", "bubblewrap", "nginx"]);
+        assert_eq!(super::missing(|p| p == "curl"), ["iproute2", "util-linux", "bubblewrap", "nginx", "apache2-utils"]);
     }
 
     #[test]
