@@ -294,6 +294,8 @@ fn a_label_or_annotation_given_twice_is_written_once(#[case] values: &str) {
 #[case::annotations_without_a_service_account("serviceAccount: {create: false, annotations: {eks.amazonaws.com/role-arn: x}}", "serviceAccount.annotations")]
 #[case::backup_account_annotations_without_create("backup: {serviceAccount: {annotations: {eks.amazonaws.com/role-arn: x}}}", "backup.serviceAccount.annotations")]
 #[case::suspend_not_a_bool("backup: {suspend: later}", "backup.suspend")]
+#[case::monitor_label_taking_a_selector_key("metrics: {enabled: true, serviceMonitor: {mode: force, labels: {app.kubernetes.io/instance: other}}}", "metrics.serviceMonitor.labels.app.kubernetes.io/instance")]
+#[case::job_pod_label_taking_a_selector_key("backup: {enabled: true, podLabels: {app.kubernetes.io/name: chromadb}}", "backup.podLabels.app.kubernetes.io/name")]
 fn values_that_would_reach_the_api_server_or_do_nothing_are_refused(#[case] values: &str, #[case] key: &str) {
     let values = yaml(values);
     let cases = parallel(&["0.4.3", "0.6.3", "1.5.0"], |ver| suite().case_values(ver, "refused", values.clone()));

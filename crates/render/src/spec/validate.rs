@@ -110,7 +110,7 @@ pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), Sp
     }
     // The knobs' own rules (labels are checked where they are merged, in `knobs`).
     super::knobs::object_labels(values, &Default::default())?;
-    for key in ["podLabels", "backup.podLabels", "tests.podLabels", "metrics.collector.podLabels"] {
+    for key in ["podLabels", "backup.podLabels", "tests.podLabels", "metrics.collector.podLabels", "metrics.serviceMonitor.labels", "metrics.dashboard.labels"] {
         super::knobs::component_pod_labels(values, &Default::default(), key)?;
     }
     if let Some(g) = parse_int(values, "terminationGracePeriodSeconds")?
