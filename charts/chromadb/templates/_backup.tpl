@@ -10,6 +10,28 @@
 {{- default (printf "%s-backup" (include "chromadb.fullname" . | trunc 56 | trimSuffix "-")) $pvc.existingClaim -}}
 {{- end -}}
 
+{{/* The backup CronJob: 52 characters at most, since the controller appends an 11-character suffix to the Jobs it makes. */}}
+{{- define "chromadb.backupCronJobName" -}}
+{{- printf "%s-backup" (include "chromadb.fullname" . | trunc 45 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- define "chromadb.restoreJobName" -}}
+{{- include "chromadb.suffixedName" (dict "ctx" . "suffix" "restore") -}}
+{{- end -}}
+
+{{/* The ServiceAccount of the backup and restore pods: the chart's own when backup.serviceAccount.create, else the one named, else none (the namespace's default). */}}
+{{- define "chromadb.backupServiceAccountName" -}}
+{{- $sa := .Values.backup.serviceAccount | default dict -}}
+{{- if eq (include "chromadb.bool" (dict "key" "backup.serviceAccount.create" "value" ($sa.create | default false))) "true" -}}
+{{- default (include "chromadb.suffixedName" (dict "ctx" . "suffix" "backup")) $sa.name -}}
+{{- else -}}
+{{- $sa.name | default "" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the deployment's CA is mounted in the backup and restore pods (TLS only). */}}
+{{- define "chromadb.backupCaDir" -}}/var/run/chroma-ca{{- end -}}
+
 {{/* Where the backup volume is mounted in the backup and restore pods. */}}
 {{- define "chromadb.backupMountPath" -}}/backups{{- end -}}
 
@@ -47,8 +69,17 @@ nothing but the backup volume and /tmp.
 {{- $mode := include "chromadb.authMode" $ -}}
 {{- $secret := include "chromadb.authSecretName" $ -}}
 {{- $port := include "chromadb.int" (dict "key" "chromadb.serverHttpPort" "value" $.Values.chromadb.serverHttpPort) -}}
+{{- $tls := include "chromadb.tls" $ -}}
+{{- $sa := include "chromadb.backupServiceAccountName" $ -}}
 restartPolicy: Never
 enableServiceLinks: false
+{{- with $sa }}
+serviceAccountName: {{ . | quote }}
+{{- end }}
+{{- /* The tool never calls the Kubernetes API. Cloud identity (IRSA, Workload Identity) does
+       not need this token: EKS projects its own, GKE answers on the metadata server. */}}
+automountServiceAccountToken: false
+{{- include "chromadb.podScheduling" (dict "values" $b "key" "backup") }}
 {{- with include "chromadb.imagePullSecrets" $ }}{{ . | trim | nindent 0 }}{{- end }}
 {{- with $b.podSecurityContext }}
 securityContext:
@@ -63,8 +94,13 @@ containers:
     {{- /* The tool's one-line error is what `kubectl describe` and helm show for a failed pod. */}}
     terminationMessagePolicy: FallbackToLogsOnError
     env:
+      {{- /* The Service's name, which the certificate must carry, and its port: HTTPS only when TLS is on. */}}
       - name: CHROMA_BACKUP_URL
-        value: {{ printf "http://%s.%s.svc:%s" (include "chromadb.fullname" $) $.Release.Namespace $port | quote }}
+        value: {{ printf "%s://%s.%s.svc:%s" (ternary "https" "http" (eq $tls "true")) (include "chromadb.fullname" $) $.Release.Namespace $port | quote }}
+      {{- if $tls }}
+      - name: CHROMA_BACKUP_CACERT
+        value: {{ printf "%s/ca.crt" (include "chromadb.backupCaDir" $) | quote }}
+      {{- end }}
       - name: CHROMA_BACKUP_WAIT_READY
         value: {{ .wait | quote }}
       {{- if eq $mode "token" }}
@@ -96,6 +132,8 @@ containers:
         value: {{ $st.s3.region | quote }}
       - name: AWS_ALLOW_HTTP
         value: {{ include "chromadb.bool" (dict "key" "backup.storage.s3.allowHttp" "value" $st.s3.allowHttp) | quote }}
+      {{- /* Without a Secret the pod's identity (backup.serviceAccount: IRSA's web identity token) is the credential. */}}
+      {{- if $st.s3.existingSecret }}
       - name: AWS_ACCESS_KEY_ID
         valueFrom:
           secretKeyRef:
@@ -107,9 +145,15 @@ containers:
             name: {{ $st.s3.existingSecret }}
             key: {{ $st.s3.secretAccessKeyKey }}
       {{- end }}
+      {{- end }}
     volumeMounts:
       - name: tmp
         mountPath: /tmp
+      {{- if $tls }}
+      - name: ca
+        mountPath: {{ include "chromadb.backupCaDir" $ }}
+        readOnly: true
+      {{- end }}
       {{- if eq $st.type "pvc" }}
       - name: backups
         mountPath: {{ include "chromadb.backupMountPath" $ }}
@@ -125,6 +169,10 @@ containers:
 volumes:
   - name: tmp
     emptyDir: {}
+  {{- if $tls }}
+  - name: ca
+    {{- include "chromadb.caVolumeSource" $ | trim | nindent 4 }}
+  {{- end }}
   {{- if eq $st.type "pvc" }}
   - name: backups
     persistentVolumeClaim:
@@ -159,6 +207,16 @@ volumes:
 {{- fail (printf "backup.startingDeadlineSeconds: must be 10 or more seconds (the CronJob controller checks every 10 s; less can skip every run), or null, got %d" $n) -}}
 {{- end -}}
 {{- end -}}
+{{- $_ := include "chromadb.bool" (dict "key" "backup.suspend" "value" ($b.suspend | default false)) -}}
+{{- $bsa := $b.serviceAccount | default dict -}}
+{{- if and $bsa.annotations (ne (include "chromadb.bool" (dict "key" "backup.serviceAccount.create" "value" ($bsa.create | default false))) "true") -}}
+{{- fail "backup.serviceAccount.annotations: they go on the ServiceAccount the chart creates for the backup pods, and backup.serviceAccount.create is false; set backup.serviceAccount.create=true, or annotate the ServiceAccount named in backup.serviceAccount.name yourself" -}}
+{{- end -}}
+{{- $tz := $b.timeZone | default "" | toString -}}
+{{- if and $tz (not (regexMatch (include "chromadb.timeZonePattern" .) $tz)) -}}
+{{- fail (printf "backup.timeZone: must be an IANA time zone such as Europe/Berlin, America/New_York, Etc/GMT+2 or UTC (an area of the tz database — Africa, America, Antarctica, Arctic, Asia, Atlantic, Australia, Europe, Indian, Pacific, Etc — and a city), or empty for the controller's zone, got %q" $tz) -}}
+{{- end -}}
+{{- $_ := include "chromadb.validateVolume" (dict "key" "backup.storage.pvc" "size" "size" "v" $st.pvc) -}}
 {{- if not (has $b.concurrencyPolicy (list "Forbid" "Replace" "Allow")) -}}
 {{- fail (printf "backup.concurrencyPolicy: must be Forbid, Replace or Allow, got %v" $b.concurrencyPolicy) -}}
 {{- end -}}
@@ -177,8 +235,8 @@ volumes:
 {{- if not $st.s3.bucket -}}
 {{- fail "backup.storage.s3.bucket: must name the bucket when backup.storage.type is s3" -}}
 {{- end -}}
-{{- if not $st.s3.existingSecret -}}
-{{- fail "backup.storage.s3.existingSecret: must name your Secret holding the access key (keys backup.storage.s3.accessKeyIdKey and secretAccessKeyKey) when backup.storage.type is s3" -}}
+{{- if and (not $st.s3.existingSecret) (not (include "chromadb.backupServiceAccountName" .)) -}}
+{{- fail "backup.storage.s3.existingSecret: must name your Secret holding the access key (keys backup.storage.s3.accessKeyIdKey and secretAccessKeyKey) when backup.storage.type is s3, unless the pods get their identity from a ServiceAccount (backup.serviceAccount.create with IRSA annotations, or backup.serviceAccount.name)" -}}
 {{- end -}}
 {{- if and $st.s3.endpoint (not (regexMatch "^https?://[^/]+" $st.s3.endpoint)) -}}
 {{- fail (printf "backup.storage.s3.endpoint: must be an http:// or https:// URL, got %q" $st.s3.endpoint) -}}
@@ -199,9 +257,26 @@ volumes:
 {{- end -}}
 {{- end -}}
 
-{{/* Labels of the backup objects: the chart's labels plus the backup component, then commonLabels. */}}
+{{/* Labels of the backup objects (CronJob, its Jobs, the backup claim). */}}
 {{- define "chromadb.backupLabels" -}}
-{{- $base := include "chromadb.chartLabels" . | fromYaml -}}
-{{- $_ := set $base "app.kubernetes.io/component" "backup" -}}
-{{- include "chromadb.mergeLabels" (dict "base" $base "extra" .Values.commonLabels "key" "commonLabels" "ctx" .) -}}
+{{- include "chromadb.componentLabels" (dict "ctx" . "component" "backup") -}}
 {{- end -}}
+
+{{/* Labels of the restore hook Job. */}}
+{{- define "chromadb.restoreLabels" -}}
+{{- include "chromadb.componentLabels" (dict "ctx" . "component" "restore") -}}
+{{- end -}}
+
+{{/* Pod template metadata of the backup or restore pod. Call with (dict "ctx" $ "component" "backup"|"restore"). */}}
+{{- define "chromadb.backupPodMetadata" -}}
+{{- $b := .ctx.Values.backup -}}
+labels:
+  {{- include "chromadb.componentPodLabels" (dict "ctx" .ctx "component" .component "podLabels" $b.podLabels "key" "backup.podLabels") | nindent 2 }}
+{{- with include "chromadb.annotations" (dict "extra" $b.podAnnotations) }}
+annotations:
+  {{- . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* An IANA zone name of the tz database's areas (legacy aliases such as US/Eastern are left out), or UTC/GMT. */}}
+{{- define "chromadb.timeZonePattern" -}}^(UTC|GMT|Etc/[A-Za-z0-9+-]+|(Africa|America|Antarctica|Arctic|Asia|Atlantic|Australia|Europe|Indian|Pacific)/[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z][A-Za-z0-9_+-]*)?)${{- end -}}

@@ -16,6 +16,24 @@ their object names), cut to the 63 characters a DNS label allows.
 {{- end -}}
 {{- end -}}
 
+{{/*
+`<fullname>-<suffix>` within the 63 characters a DNS label allows. The base is cut before the
+suffix is added, so two objects with different suffixes never end up with one name however
+long the release name is. Call with (dict "ctx" $ "suffix" "config").
+*/}}
+{{- define "chromadb.suffixedName" -}}
+{{- $room := sub 62 (len .suffix) | int -}}
+{{- printf "%s-%s" (include "chromadb.fullname" .ctx | trunc $room | trimSuffix "-") .suffix -}}
+{{- end -}}
+
+{{/*
+The StatefulSet's name: the full name cut to 52 characters. The controller labels each pod
+with `controller-revision-hash: <name>-<hash>`, and a label value may not exceed 63.
+*/}}
+{{- define "chromadb.statefulSetName" -}}
+{{- include "chromadb.fullname" . | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+
 {{/* The headless Service that gives the StatefulSet's pod its stable DNS name. */}}
 {{- define "chromadb.headlessServiceName" -}}
 {{- printf "%s-headless" (include "chromadb.fullname" . | trunc 54 | trimSuffix "-") -}}
@@ -39,15 +57,15 @@ their object names), cut to the 63 characters a DNS label allows.
 {{- end -}}
 
 {{- define "chromadb.configMapName" -}}
-{{- printf "%s-config" (include "chromadb.fullname" .) -}}
+{{- include "chromadb.suffixedName" (dict "ctx" . "suffix" "config") -}}
 {{- end -}}
 
 {{- define "chromadb.logConfigMapName" -}}
-{{- default (printf "%s-log-config" (include "chromadb.fullname" .)) .Values.chromadb.logConfigMap -}}
+{{- default (include "chromadb.suffixedName" (dict "ctx" . "suffix" "log-config")) .Values.chromadb.logConfigMap -}}
 {{- end -}}
 
 {{- define "chromadb.tokenConfigMapName" -}}
-{{- printf "%s-token-auth-config" (include "chromadb.fullname" .) -}}
+{{- include "chromadb.suffixedName" (dict "ctx" . "suffix" "token-auth-config") -}}
 {{- end -}}
 
 {{/* Labels ----------------------------------------------------------------- */}}
@@ -58,22 +76,41 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{/*
-`extra` (commonLabels or podLabels) merged over the chart's labels `base`: a user value wins
-over a chart label of the same key, so no key is ever emitted twice. Selector labels are
-refused: the StatefulSet selector cannot change, and a pod that stops matching it is orphaned.
-Call with (dict "base" (dict …) "extra" .Values.x "key" "commonLabels" "ctx" $). Prints YAML.
+`extra` (commonLabels or podLabels) merged over the chart's labels `base` into one map, so no
+key is ever emitted twice: a user value wins over a chart label of the same key, except the
+keys in `owned` (the component of the chart's backup, restore, test and metrics objects),
+which the chart keeps so that its own selectors and NetworkPolicy rules still match. Selector
+labels are refused: the StatefulSet selector cannot change, and a pod that stops matching it
+is orphaned. Call with (dict "base" (dict …) "extra" .Values.x "key" "commonLabels" "ctx" $
+["owned" (list …)]). Prints YAML.
 */}}
 {{- define "chromadb.mergeLabels" -}}
 {{- $out := dict -}}
 {{- range $k, $v := .base }}{{ $_ := set $out $k (toString $v) }}{{ end -}}
 {{- $selector := include "chromadb.selectorLabels" .ctx | fromYaml -}}
+{{- $owned := .owned | default list -}}
 {{- range $k, $v := (.extra | default dict) -}}
 {{- if hasKey $selector $k -}}
 {{- fail (printf "%s.%s: %s is a selector label the chart sets itself (it cannot change on an existing StatefulSet); remove it, or choose another key" $.key $k $k) -}}
 {{- end -}}
+{{- if not (has $k $owned) -}}
 {{- $_ := set $out $k (toString $v) -}}
 {{- end -}}
+{{- end -}}
 {{- toYaml $out -}}
+{{- end -}}
+
+{{/*
+Annotations: the user's `extra` and the chart's own `base` in one map, one key once (the
+chart's wins: a `checksum/config` must stay the one that rolls the pod), every value a
+string: the API server refuses a number or a boolean there (`proxy-body-size: 0`), so values
+are turned into text rather than passed through. Call with (dict "extra" .Values.x ["base" (dict …)]).
+*/}}
+{{- define "chromadb.annotations" -}}
+{{- $out := dict -}}
+{{- range $k, $v := (.extra | default dict) }}{{ $_ := set $out $k (toString $v) }}{{ end -}}
+{{- range $k, $v := (.base | default dict) }}{{ $_ := set $out $k (toString $v) }}{{ end -}}
+{{- if $out }}{{ toYaml $out }}{{ end -}}
 {{- end -}}
 
 {{- define "chromadb.chartLabels" -}}
@@ -87,11 +124,32 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- include "chromadb.mergeLabels" (dict "base" (include "chromadb.chartLabels" . | fromYaml) "extra" .Values.commonLabels "key" "commonLabels" "ctx" .) -}}
 {{- end -}}
 
-{{/* Labels of the `helm test` objects: the chart's labels plus the test component, then commonLabels. */}}
+{{/*
+The selector of a pod the chart runs besides Chroma: `backup`, `restore` or `test`. Its name
+label is `<name>-<component>`, so the Chroma Services, PodDisruptionBudget and NetworkPolicy,
+which select `app.kubernetes.io/name: <name>`, never pick it. Call with (dict "ctx" $ "component" "backup").
+*/}}
+{{- define "chromadb.componentSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-%s" (include "chromadb.name" .ctx) .component | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Labels of the objects of one component (backup, restore, test): the chart's labels with the component's own selector, then commonLabels, which cannot change the component. */}}
+{{- define "chromadb.componentLabels" -}}
+{{- $base := include "chromadb.chartLabels" .ctx | fromYaml -}}
+{{- $base = merge (include "chromadb.componentSelectorLabels" . | fromYaml) $base -}}
+{{- include "chromadb.mergeLabels" (dict "base" $base "extra" .ctx.Values.commonLabels "key" "commonLabels" "ctx" .ctx "owned" (list "app.kubernetes.io/component")) -}}
+{{- end -}}
+
+{{/* The pod template labels of a component: its object labels with `podLabels` (the component's own knob, key `key`) merged over them. */}}
+{{- define "chromadb.componentPodLabels" -}}
+{{- $base := include "chromadb.componentLabels" . | fromYaml -}}
+{{- include "chromadb.mergeLabels" (dict "base" $base "extra" .podLabels "key" .key "ctx" .ctx "owned" (list "app.kubernetes.io/component")) -}}
+{{- end -}}
+
 {{- define "chromadb.testLabels" -}}
-{{- $base := include "chromadb.chartLabels" . | fromYaml -}}
-{{- $_ := set $base "app.kubernetes.io/component" "test" -}}
-{{- include "chromadb.mergeLabels" (dict "base" $base "extra" .Values.commonLabels "key" "commonLabels" "ctx" .) -}}
+{{- include "chromadb.componentLabels" (dict "ctx" . "component" "test") -}}
 {{- end -}}
 
 {{/* Pod template labels: the object labels with podLabels merged over them. */}}
@@ -100,11 +158,38 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{/*
-Labels for the PVC template. volumeClaimTemplates cannot change on an existing StatefulSet,
-so nothing that moves with the chart or Chroma version goes here.
+Labels for the PVC template: the selector labels only. volumeClaimTemplates cannot change on
+an existing StatefulSet, so neither commonLabels nor anything that moves with the chart or
+Chroma version goes here (a new label would make every `helm upgrade` fail).
 */}}
 {{- define "chromadb.pvcLabels" -}}
-{{- include "chromadb.mergeLabels" (dict "base" (include "chromadb.selectorLabels" . | fromYaml) "extra" .Values.commonLabels "key" "commonLabels" "ctx" .) -}}
+{{- include "chromadb.selectorLabels" . -}}
+{{- end -}}
+
+{{/* Scheduling ------------------------------------------------------------- */}}
+
+{{/*
+The scheduling knobs every pod of the chart takes (`priorityClassName`, `nodeSelector`,
+`affinity`, `tolerations`), read from the map `values` (e.g. .Values.backup). Prints pod spec
+fields, each line starting with a newline; nothing when none is set.
+*/}}
+{{- define "chromadb.podScheduling" -}}
+{{- $v := .values | default dict -}}
+{{- with $v.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{/* Version ---------------------------------------------------------------- */}}
@@ -318,7 +403,17 @@ imagePullSecrets:
 {{/* Metrics ---------------------------------------------------------------- */}}
 
 {{- define "chromadb.collectorName" -}}
-{{- printf "%s-otel-collector" (include "chromadb.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- include "chromadb.suffixedName" (dict "ctx" . "suffix" "otel-collector") -}}
+{{- end -}}
+
+{{- define "chromadb.dashboardName" -}}
+{{- include "chromadb.suffixedName" (dict "ctx" . "suffix" "dashboard") -}}
+{{- end -}}
+
+{{/* The Grafana dashboard's uid: one per release and namespace (Grafana keeps one dashboard per
+     uid, so a fixed one would let two releases overwrite each other), within Grafana's 40 characters. */}}
+{{- define "chromadb.dashboardUid" -}}
+{{- printf "chroma-%s" (printf "%s/%s" .Release.Namespace .Release.Name | sha256sum | trunc 16) -}}
 {{- end -}}
 
 {{/* The collector pods' own selector: not Chroma's, so Chroma's Service, PDB and NetworkPolicy never pick them. */}}
@@ -357,7 +452,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $base := include "chromadb.chartLabels" . | fromYaml -}}
 {{- $_ := set $base "app.kubernetes.io/name" (include "chromadb.collectorSelectorLabels" . | fromYaml | dig "app.kubernetes.io/name" "") -}}
 {{- $_ := set $base "app.kubernetes.io/component" "metrics" -}}
-{{- include "chromadb.mergeLabels" (dict "base" $base "extra" .Values.commonLabels "key" "commonLabels" "ctx" .) -}}
+{{- include "chromadb.mergeLabels" (dict "base" $base "extra" .Values.commonLabels "key" "commonLabels" "ctx" . "owned" (list "app.kubernetes.io/component")) -}}
 {{- end -}}
 
 {{/*
@@ -411,7 +506,7 @@ user also named an endpoint, traces and metrics are fanned out to it.
 {{/* The kubernetes.io/tls Secret the server's certificate is read from. */}}
 {{- define "chromadb.tlsSecretName" -}}
 {{- if include "chromadb.tlsCertManager" . -}}
-{{- printf "%s-tls" (include "chromadb.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- include "chromadb.suffixedName" (dict "ctx" . "suffix" "tls") -}}
 {{- else -}}
 {{- .Values.tls.existingSecret | toString -}}
 {{- end -}}
@@ -433,17 +528,44 @@ user also named an endpoint, traces and metrics are fanned out to it.
 {{- end -}}
 
 {{- define "chromadb.uvicornTlsConfigMapName" -}}
-{{- printf "%s-uvicorn-tls" (include "chromadb.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- include "chromadb.suffixedName" (dict "ctx" . "suffix" "uvicorn-tls") -}}
 {{- end -}}
 
 {{- define "chromadb.uvicornTlsScript" -}}/etc/chroma-uvicorn-tls/uvicorn-tls.py{{- end -}}
 
 {{- define "chromadb.tlsProxyConfigMapName" -}}
-{{- printf "%s-tls-proxy" (include "chromadb.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- include "chromadb.suffixedName" (dict "ctx" . "suffix" "tls-proxy") -}}
 {{- end -}}
 
 {{- define "chromadb.proxyImage" -}}
 {{- include "chromadb.image" (dict "image" .Values.tls.proxy.image "global" .Values.global "defaultTag" "1.27-alpine") -}}
+{{- end -}}
+
+{{/*
+The volume source of the CA that clients of this deployment trust, as the file `ca.crt`:
+tls.caBundle when named, else the key `ca.crt` of the certificate's own Secret.
+*/}}
+{{- define "chromadb.caVolumeSource" -}}
+{{- $ca := (.Values.tls | default dict).caBundle | default dict -}}
+{{- if and $ca.name (eq ($ca.kind | default "ConfigMap") "ConfigMap") }}
+configMap:
+  name: {{ $ca.name | quote }}
+  items:
+    - key: {{ $ca.key | default "ca.crt" | quote }}
+      path: ca.crt
+{{- else if $ca.name }}
+secret:
+  secretName: {{ $ca.name | quote }}
+  items:
+    - key: {{ $ca.key | default "ca.crt" | quote }}
+      path: ca.crt
+{{- else }}
+secret:
+  secretName: {{ include "chromadb.tlsSecretName" . | quote }}
+  items:
+    - key: ca.crt
+      path: ca.crt
+{{- end }}
 {{- end -}}
 
 {{/* Name of the Service/container port: `https` when TLS is on. */}}

@@ -76,6 +76,17 @@ ignores the key, so one values file cannot render for one version and fail for a
 {{- fail (printf "service.nodePort: only NodePort and LoadBalancer Services have node ports, but service.type is %s" $svc.type) -}}
 {{- end -}}
 {{- end -}}
+{{- if ne ($svc.type | default "ClusterIP") "LoadBalancer" -}}
+{{- if $svc.loadBalancerIP -}}
+{{- fail (printf "service.loadBalancerIP: only a LoadBalancer Service takes it, but service.type is %s; set service.type=LoadBalancer or remove it" ($svc.type | default "ClusterIP")) -}}
+{{- end -}}
+{{- if $svc.loadBalancerSourceRanges -}}
+{{- fail (printf "service.loadBalancerSourceRanges: only a LoadBalancer Service takes them, but service.type is %s; set service.type=LoadBalancer or remove them" ($svc.type | default "ClusterIP")) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.serviceAccount.annotations (ne (include "chromadb.bool" (dict "key" "serviceAccount.create" "value" .Values.serviceAccount.create)) "true") -}}
+{{- fail "serviceAccount.annotations: they go on the ServiceAccount the chart creates, and serviceAccount.create is false; annotate your own ServiceAccount instead, or set serviceAccount.create=true" -}}
+{{- end -}}
 {{- if not (has ($svc.externalTrafficPolicy | default "") (list "" "Cluster" "Local")) -}}
 {{- fail (printf "service.externalTrafficPolicy: must be Cluster or Local (or empty for the Kubernetes default), got %v" $svc.externalTrafficPolicy) -}}
 {{- end -}}
@@ -136,8 +147,8 @@ ignores the key, so one values file cannot render for one version and fail for a
 {{- fail (printf "chromadb.telemetry.granularity: must be one of operation, operation_and_segment, all (disable telemetry with chromadb.telemetry.enabled=false), got %q" (toString $c.telemetry.granularity)) -}}
 {{- end -}}
 
-{{- if and $c.telemetry.filters (ne (include "chromadb.bool" (dict "key" "chromadb.telemetry.enabled" "value" $c.telemetry.enabled)) "true") -}}
-{{- fail "chromadb.telemetry.filters: trace filters are written only into an enabled open_telemetry block; set chromadb.telemetry.enabled=true and chromadb.telemetry.endpoint too, or remove the filters" -}}
+{{- if and $c.telemetry.filters (ne (include "chromadb.bool" (dict "key" "chromadb.telemetry.enabled" "value" $c.telemetry.enabled)) "true") (not (include "chromadb.metricsEnabled" .)) -}}
+{{- fail "chromadb.telemetry.filters: trace filters are written only into an enabled open_telemetry block; set metrics.enabled=true (the chart's collector), or chromadb.telemetry.enabled=true with chromadb.telemetry.endpoint, or remove the filters" -}}
 {{- end -}}
 
 {{- /* Empty strings (an old chart's defaults) ask for nothing and pass. */}}
@@ -204,11 +215,22 @@ ignores the key, so one values file cannot render for one version and fail for a
 {{- fail (printf "chromadb.corsAllowOrigins: a \"*\" wildcard makes Chroma %s panic at start (fixed in 1.0.11); list the origins explicitly or use 1.0.11 or later" (include "chromadb.apiVersion" .)) -}}
 {{- end -}}
 {{- $_ := include "chromadb.validateBackup" . -}}
+{{- $_ := include "chromadb.validateVolume" (dict "key" "chromadb.data" "size" "volumeSize" "v" $c.data) -}}
+{{- $sm := $m.serviceMonitor | default dict -}}
+{{- range $field := list "interval" "scrapeTimeout" -}}
+{{- $d := index $sm $field -}}
+{{- if and (not (kindIs "invalid" $d)) (ne (toString $d) "") (not (regexMatch (include "chromadb.durationPattern" $) (toString $d))) -}}
+{{- fail (printf "metrics.serviceMonitor.%s: must be a Prometheus duration such as 30s, 1m or 1m30s (units ms, s, m, h, d, w, y), got %v" $field $d) -}}
+{{- end -}}
+{{- end -}}
 {{- /* TLS: a certificate must come from somewhere, and the proxy port must not clash. */ -}}
 {{- $t := .Values.tls | default dict -}}
 {{- $tcm := $t.certManager | default dict -}}
 {{- $_ := include "chromadb.bool" (dict "key" "tls.enabled" "value" $t.enabled) -}}
 {{- $_ := include "chromadb.bool" (dict "key" "tls.certManager.enabled" "value" $tcm.enabled) -}}
+{{- if and (eq (include "chromadb.bool" (dict "key" "tls.certManager.enabled" "value" $tcm.enabled)) "true") (not (include "chromadb.tls" .)) -}}
+{{- fail "tls.certManager.enabled: cert-manager would issue a certificate nothing serves, because tls.enabled is false; set tls.enabled=true too, or tls.certManager.enabled=false" -}}
+{{- end -}}
 {{- if include "chromadb.tls" . -}}
 {{- $viaCm := include "chromadb.tlsCertManager" . -}}
 {{- $existing := $t.existingSecret | default "" | toString -}}
@@ -231,6 +253,30 @@ ignores the key, so one values file cannot render for one version and fail for a
 {{- if or (lt $sp 1) (gt $sp 65535) (eq $sp $hp) -}}
 {{- fail (printf "tls.proxy.serverPort: must be a port (1-65535) other than chromadb.serverHttpPort (%d), which the TLS proxy takes; got %d" $hp $sp) -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A Prometheus duration (what the ServiceMonitor CRD accepts). */}}
+{{- define "chromadb.durationPattern" -}}^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)${{- end -}}
+
+{{/*
+A PersistentVolumeClaim's size and access modes, as the API server reads them. Call with
+(dict "key" "chromadb.data" "size" "volumeSize" "v" .Values.chromadb.data).
+*/}}
+{{- define "chromadb.validateVolume" -}}
+{{- $size := index .v .size -}}
+{{- if not (regexMatch "^([0-9]+(\\.[0-9]*)?|\\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|[eE][0-9]+)?$" (toString $size)) -}}
+{{- fail (printf "%s.%s: must be a Kubernetes quantity such as 512Mi, 10Gi or 1Ti, got %q" .key .size (toString $size)) -}}
+{{- end -}}
+{{- $modes := .v.accessModes | default "ReadWriteOnce" -}}
+{{- if not (kindIs "slice" $modes) }}{{ $modes = list $modes }}{{ end -}}
+{{- if not $modes -}}
+{{- fail (printf "%s.accessModes: must name at least one access mode (ReadWriteOnce, ReadOnlyMany, ReadWriteMany or ReadWriteOncePod)" .key) -}}
+{{- end -}}
+{{- range $modes -}}
+{{- if not (has . (list "ReadWriteOnce" "ReadOnlyMany" "ReadWriteMany" "ReadWriteOncePod")) -}}
+{{- fail (printf "%s.accessModes: %v is not an access mode; use ReadWriteOnce, ReadOnlyMany, ReadWriteMany or ReadWriteOncePod (a single mode or a list)" $.key .) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

@@ -42,6 +42,10 @@ struct Cli {
     /// Keep retrying the server's heartbeat for this many seconds before giving up.
     #[arg(long, env = "CHROMA_BACKUP_WAIT_READY", global = true, default_value_t = 0)]
     wait_ready: u64,
+    /// PEM file of the CA that signed an https server's certificate, trusted instead of the
+    /// system's roots (e.g. the ca.crt of the server's TLS Secret).
+    #[arg(long, env = "CHROMA_BACKUP_CACERT", global = true, value_name = "FILE")]
+    cacert: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -106,6 +110,7 @@ impl Cli {
             tenant: self.tenant.clone(),
             database: self.database.clone(),
             wait_ready: Duration::from_secs(self.wait_ready),
+            cacert: self.cacert.clone(),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! A Chroma server of any era, through the shared era-aware client: detects the API generation
 //! and version from the server itself, and speaks each era's paths and auth.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -32,6 +33,9 @@ pub struct Connect {
     pub tenant: String,
     pub database: String,
     pub wait_ready: Duration,
+    /// PEM bundle of the CA(s) an https server's certificate must chain to, trusted instead
+    /// of the system's roots (as `curl --cacert` does); `None` uses the system's roots.
+    pub cacert: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Connect {
@@ -44,11 +48,30 @@ impl std::fmt::Debug for Connect {
             .field("basic_user", &self.basic.as_ref().map(|(u, _)| u))
             .field("tenant", &self.tenant)
             .field("database", &self.database)
+            .field("cacert", &self.cacert)
             .finish()
     }
 }
 
 impl Connect {
+    /// The HTTP client every call goes through: the CA bundle, when given, is read and checked
+    /// here, before the server is contacted, so a missing or foreign file is named at once.
+    fn http_client(&self) -> Result<reqwest::Client> {
+        chroma_api::ensure_crypto_provider();
+        let mut b = reqwest::Client::builder().timeout(Duration::from_secs(60));
+        if let Some(path) = &self.cacert {
+            let what = format!("the CA bundle {} (--cacert / CHROMA_BACKUP_CACERT)", path.display());
+            let pem = std::fs::read(path).map_err(crate::error::io(format!("reading {what}")))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| Error::Usage(format!("{what} is not a PEM certificate bundle: {e}")))?;
+            if certs.is_empty() {
+                return Err(Error::Usage(format!("{what} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")));
+            }
+            b = b.tls_certs_only(certs);
+        }
+        b.build().map_err(|e| Error::Usage(format!("cannot set up the HTTP client: {e}")))
+    }
+
     fn credential(&self) -> Option<Credential> {
         if let Some(t) = &self.token {
             return Some(match self.token_header {
@@ -117,8 +140,9 @@ impl Server {
             return Err(Error::Usage(format!("--url `{}` is not an http:// or https:// URL (e.g. http://chromadb:8000)", c.url)));
         }
         let cred = c.credential();
-        let v2 = Api::new(&base, ApiPrefix::V2, cred.clone());
-        let v1 = Api::new(&base, ApiPrefix::V1, cred);
+        let http = c.http_client()?;
+        let v2 = Api::with_http(http.clone(), &base, ApiPrefix::V2, cred.clone());
+        let v1 = Api::with_http(http, &base, ApiPrefix::V1, cred);
         let deadline = Instant::now() + c.wait_ready;
         let mut delay = Duration::from_millis(200);
         let (api, version) = loop {
@@ -306,4 +330,42 @@ pub enum Page<'a> {
     Range { offset: usize, limit: usize },
     Ids(&'a [String]),
     IdsOnly { offset: usize, limit: usize },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connect(cacert: Option<PathBuf>) -> Connect {
+        Connect {
+            url: "https://chroma.example:8000".into(),
+            token: None,
+            token_header: TokenHeader::Authorization,
+            basic: None,
+            tenant: "t".into(),
+            database: "d".into(),
+            wait_ready: Duration::ZERO,
+            cacert,
+        }
+    }
+
+    #[test]
+    fn a_missing_ca_bundle_is_named_before_any_call() {
+        let err = connect(Some("/nonexistent/ca.crt".into())).http_client().unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/ca.crt") && err.contains("CHROMA_BACKUP_CACERT"), "{err}");
+    }
+
+    #[test]
+    fn a_file_without_a_certificate_is_refused_as_usage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.crt");
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let err = connect(Some(path)).http_client().unwrap_err();
+        assert!(matches!(err, Error::Usage(_)) && err.to_string().contains("no PEM certificate"), "{err}");
+    }
+
+    #[test]
+    fn no_ca_bundle_uses_the_system_roots() {
+        connect(None).http_client().expect("a client with the system's roots");
+    }
 }

@@ -21,12 +21,13 @@ pub struct Program {
 }
 
 /// Every program the process backend runs, in the order they are reported.
-pub const PROGRAMS: [Program; 5] = [
+pub const PROGRAMS: [Program; 6] = [
     Program { name: "curl", package: "curl", role: "the test image's program, and readiness polls" },
     Program { name: "ip", package: "iproute2", role: "a pod's network namespace" },
     Program { name: "setpriv", package: "util-linux", role: "running a container as its user" },
     Program { name: "bwrap", package: "bubblewrap", role: "a container's read-only root filesystem" },
     Program { name: "nginx", package: "nginx", role: "the TLS proxy image's program" },
+    Program { name: "htpasswd", package: "apache2-utils", role: "the basic-auth init image's program" },
 ];
 
 const BIN_DIRS: [&str; 4] = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"];
@@ -164,7 +165,7 @@ mod tests {
     #[test]
     fn missing_names_each_absent_program_in_order() {
         let m = missing_by(|p| p == "curl" || p == "ip");
-        assert_eq!(m.iter().map(|p| p.name).collect::<Vec<_>>(), ["setpriv", "bwrap", "nginx"]);
+        assert_eq!(m.iter().map(|p| p.name).collect::<Vec<_>>(), ["setpriv", "bwrap", "nginx", "htpasswd"]);
     }
 
     #[test]
@@ -175,6 +176,7 @@ mod tests {
     #[test]
     fn refusal_as_another_user_names_the_programs_and_the_install_line() {
         let e = HostError::NotRoot { missing: missing_by(|p| p != "bwrap" && p != "nginx") };
+        // bwrap and nginx, in table order
         assert_eq!(
             e.to_string(),
             "the process backend needs bwrap, nginx and is not running as root, so it cannot install them; as root run: apt-get install -y bubblewrap nginx"

@@ -39,9 +39,12 @@ fn plain(c: &Container, name: &str) -> Option<String> {
     env(c, name)?.value.clone()
 }
 
-/// The tool's credentials and the Service it calls, as the model says for this version.
-fn assert_wiring(what: &str, c: &Container, auth: &BackupAuth, fullname: &str, port: u16) {
-    assert_eq!(plain(c, "CHROMA_BACKUP_URL").as_deref(), Some(format!("http://{fullname}.default.svc:{port}").as_str()), "{what}: URL");
+/// The tool's credentials and the Service it calls, as the model says for this version
+/// (`https` exactly when the model gives the tool a CA to trust).
+fn assert_wiring(what: &str, c: &Container, auth: &BackupAuth, fullname: &str, port: u16, tls: bool) {
+    let scheme = if tls { "https" } else { "http" };
+    assert_eq!(plain(c, "CHROMA_BACKUP_URL").as_deref(), Some(format!("{scheme}://{fullname}.default.svc:{port}").as_str()), "{what}: URL");
+    assert_eq!(plain(c, "CHROMA_BACKUP_CACERT").is_some(), tls, "{what}: the CA file is named exactly with TLS");
     let creds: Vec<&str> = ["CHROMA_BACKUP_TOKEN", "CHROMA_BACKUP_TOKEN_HEADER", "CHROMA_BACKUP_BASIC_USER", "CHROMA_BACKUP_BASIC_PASSWORD"]
         .into_iter()
         .filter(|n| env(c, n).is_some())
@@ -78,8 +81,10 @@ fn assert_storage(what: &str, pod: &PodSpec, c: &Container, storage: &BackupStor
             assert_eq!(plain(c, "AWS_ENDPOINT_URL"), endpoint.clone(), "{what}: endpoint");
             assert_eq!(plain(c, "AWS_REGION").as_deref(), Some(region.as_str()), "{what}: region");
             assert_eq!(plain(c, "AWS_ALLOW_HTTP").as_deref(), Some(if *allow_http { "true" } else { "false" }), "{what}: allowHttp");
-            assert_eq!(secret_ref(c, "AWS_ACCESS_KEY_ID"), Some((secret.clone(), access_key_id_key.clone())), "{what}: key id");
-            assert_eq!(secret_ref(c, "AWS_SECRET_ACCESS_KEY"), Some((secret.clone(), secret_access_key_key.clone())), "{what}: secret key");
+            // No Secret: the pod's identity (IRSA) is the credential, and no key env is set.
+            let want = |key: &String| (!secret.is_empty()).then(|| (secret.clone(), key.clone()));
+            assert_eq!(secret_ref(c, "AWS_ACCESS_KEY_ID"), want(access_key_id_key), "{what}: key id");
+            assert_eq!(secret_ref(c, "AWS_SECRET_ACCESS_KEY"), want(secret_access_key_key), "{what}: secret key");
         }
     }
     assert_eq!(c.termination_message_policy.as_deref(), Some("FallbackToLogsOnError"), "{what}: the tool's message must reach describe/helm");
@@ -100,6 +105,8 @@ fn args(c: &Container) -> Vec<String> {
 #[case::existing_claim_and_custom_port_on_1_0_0("1.0.0", "backup: {enabled: true, storage: {pvc: {existingClaim: nightly}}}\nchromadb: {serverHttpPort: 8123}")]
 #[case::s3_with_token_on_0_5_23("0.5.23", "backup: {enabled: true, storage: {type: s3, s3: {bucket: bk, existingSecret: s3c, region: eu-west-1}}}")]
 #[case::renamed_release_on_1_5_9("1.5.9", "backup: {enabled: true}\nfullnameOverride: vectors")]
+#[case::https_with_the_users_tls_secret_on_0_6_3("0.6.3", "backup: {enabled: true}\ntls: {enabled: true, existingSecret: chroma-tls}")]
+#[case::s3_through_irsa_without_a_secret_on_1_5_0("1.5.0", "backup: {enabled: true, serviceAccount: {create: true, annotations: {eks.amazonaws.com/role-arn: 'arn:aws:iam::1:role/b'}}, storage: {type: s3, s3: {bucket: bk}}}")]
 fn the_backup_cronjob_follows_the_model(#[case] version: &str, #[case] values: &str) {
     let case = suite().case_values(version, "backup", yaml(values));
     let (e, r) = case.accepted().expect("accepted");
@@ -118,7 +125,7 @@ fn the_backup_cronjob_follows_the_model(#[case] version: &str, #[case] values: &
     assert_eq!(args(c), ["dump", "--to", &want.storage.location(), "--keep", &want.keep.to_string()], "{case}: args");
     assert!(c.command.is_none(), "{case}: the image's ENTRYPOINT is the tool; a command would replace it");
     assert!(c.image.as_deref().is_some_and(|i| i.starts_with(spec::DEFAULT_BACKUP_REPOSITORY)), "{case}: image {:?}", c.image);
-    assert_wiring(&case.to_string(), c, &want.auth, &fullname, e.port);
+    assert_wiring(&case.to_string(), c, &want.auth, &fullname, e.port, want.ca.is_some());
     assert_storage(&case.to_string(), pod, c, &want.storage, &fullname);
     let own_claim = r.claims().find(|p| p.metadata.name.as_deref() == Some(spec::own_claim(&fullname).as_str()));
     match &want.storage {
@@ -152,7 +159,7 @@ fn the_restore_job_is_a_post_install_hook_that_follows_the_model(#[case] version
     let c = &pod.containers[0];
     assert_eq!(args(c), ["restore", "--from", &want.from], "{case}: args (no --replace/--merge: a fresh release only)");
     assert!(plain(c, "CHROMA_BACKUP_WAIT_READY").is_some_and(|w| w.parse::<u32>().is_ok_and(|n| n > 0)), "{case}: the restore must wait for the new server");
-    assert_wiring(&case.to_string(), c, &want.auth, &fullname, e.port);
+    assert_wiring(&case.to_string(), c, &want.auth, &fullname, e.port, want.ca.is_some());
     assert_storage(&case.to_string(), pod, c, &want.storage, &fullname);
 }
 

@@ -182,8 +182,10 @@ each_version! {
                     let rule = &np["spec"]["ingress"][0];
                     let from = rule["from"].as_array().expect("from");
                     let users = json(&Value::Sequence(peers));
-                    assert_eq!(&from[..from.len() - 1], users.as_array().expect("peers").as_slice(), "{case}: allowed peers");
-                    assert_eq!(from.last().expect("test peer")["podSelector"]["matchLabels"]["app.kubernetes.io/component"], "test", "{case}: the helm test pod may connect");
+                    let users = users.as_array().expect("peers");
+                    assert_eq!(&from[..users.len()], users.as_slice(), "{case}: allowed peers");
+                    let ours: Vec<serde_json::Value> = spec::network_policy_chart_peers(&case.values, RELEASE).expect("valid").iter().map(|sel| serde_json::json!({"podSelector": {"matchLabels": sel}})).collect();
+                    assert_eq!(&from[users.len()..], ours.as_slice(), "{case}: the chart's own API clients (helm test, backup, restore) by their own labels");
                     let port = &rule["ports"][0]["port"];
                     let container_port = r.chroma_container().and_then(|c| c.ports.as_ref()).and_then(|p| p.iter().find(|p| p.container_port == i32::from(e.port))).and_then(|p| p.name.clone());
                     assert_eq!(port.as_str(), container_port.as_deref(), "{case}: the policy opens the API port");

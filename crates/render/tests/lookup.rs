@@ -146,3 +146,33 @@ fn installed_statefulset_keeps_its_service_name_on_upgrade() {
     let want = render::spec::headless_service(&yaml("{}"), RELEASE).expect("valid");
     assert_eq!(fresh.statefulset().and_then(|s| s.spec.as_ref()).and_then(|s| s.service_name.clone()), Some(want));
 }
+
+/// A StatefulSet an older chart installed, with `commonLabels` in its claim template.
+fn installed_with_claim_metadata(metadata: serde_json::Value) -> String {
+    let name = render::spec::statefulset_name(&yaml("{}"), RELEASE).expect("valid");
+    let path = format!("/apis/apps/v1/namespaces/{NS}/statefulsets/{name}");
+    let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": name, "namespace": NS, "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                     "annotations": {"meta.helm.sh/release-name": RELEASE, "meta.helm.sh/release-namespace": NS}},
+        "spec": {"serviceName": format!("{name}-headless"), "volumeClaimTemplates": [{"metadata": metadata, "spec": {"accessModes": ["ReadWriteOnce"]}}]}});
+    fake_api([(path, sts)].into_iter().collect())
+}
+
+#[test]
+fn an_installed_claim_template_is_kept_as_it_is_on_upgrade() {
+    // Installed with commonLabels {team: search}; the upgrade changes commonLabels.
+    let installed = json!({"name": "data", "labels": {"app.kubernetes.io/name": "chromadb", "app.kubernetes.io/instance": RELEASE, "team": "search"}});
+    let r = render_against(&installed_with_claim_metadata(installed.clone()), "1.5.0", "commonLabels: {team: vectors}").unwrap_or_else(|e| panic!("{e}"));
+    let tpl = r.pvc_templates().first().expect("claim template");
+    let got = serde_json::to_value(&tpl.metadata).expect("json");
+    assert_eq!(got["labels"], installed["labels"], "the upgrade would change the immutable claim template");
+    assert_eq!(r.statefulset().and_then(|s| s.metadata.labels.clone()).and_then(|l| l.get("team").cloned()).as_deref(), Some("vectors"), "commonLabels still reach the StatefulSet");
+}
+
+#[test]
+fn changing_an_installed_claim_templates_annotations_is_refused_naming_the_key() {
+    let installed = json!({"name": "data", "labels": {"app.kubernetes.io/name": "chromadb", "app.kubernetes.io/instance": RELEASE}});
+    let err = render_against(&installed_with_claim_metadata(installed), "0.6.3", "chromadb: {data: {annotations: {snapshot.example.com/class: daily}}}")
+        .expect_err("Kubernetes refuses a changed claim template; helm must say so first");
+    assert!(err.contains("chromadb.data.annotations") && err.contains("kubectl"), "the refusal names neither the key nor the way out:\n{err}");
+}

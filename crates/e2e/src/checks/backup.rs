@@ -75,7 +75,8 @@ async fn run<B: Backend>(backend: &B, deployed: &Deployed, expected: &Expected, 
     let cronjob = w.backup.as_ref().ok_or("the spec expects a backup CronJob (backup.enabled) but the chart rendered none")?;
     let restore = w.restore.as_ref().ok_or("the chart rendered no post-install restore Job for restore.enabled=true")?;
     let cred = credential(expected, &deployed.secrets)?;
-    let api = Api::new(&deployed.base_url, expected.api, cred);
+    // Over HTTPS when the deployment serves TLS: the harness trusts the deployment's CA too.
+    let api = crate::tls::api(&deployed.base_url, expected.api, cred, deployed.tls.as_ref());
     let ds = dataset();
     dataset::write(&api, &ds, ev).await.map_err(|e| format!("writing the dataset: {e}"))?;
     let before = names(&api, ev).await?;

@@ -223,6 +223,19 @@ pub fn image_root_argv(mounts: &[Mount], tool: Option<(&Path, &str)>, home: &Pat
         }
     }
     out.extend(["--dev", "/dev", "--proc", "/proc", "--die-with-parent"].map(String::from));
+    // A runtime creates the missing parents of a mount point traversable by everyone; bwrap
+    // would make them 0700, shutting a non-root user out of e.g. /var/run/<volume>.
+    let mut parents: Vec<PathBuf> = Vec::new();
+    for m in mounts {
+        let mut chain: Vec<PathBuf> = Path::new(&m.at).ancestors().skip(1).filter(|a| *a != Path::new("/")).map(Path::to_path_buf).collect();
+        chain.reverse();
+        for a in chain.into_iter().take_while(|a| !SYSTEM_DIRS.iter().any(|d| a.starts_with(d))) {
+            if !parents.contains(&a) {
+                out.extend(["--perms".into(), "0755".into(), "--dir".into(), a.display().to_string()]);
+                parents.push(a);
+            }
+        }
+    }
     for m in mounts {
         out.extend([if m.read_only { "--ro-bind" } else { "--bind" }.to_string(), m.host.display().to_string(), m.at.clone()]);
     }
@@ -272,6 +285,14 @@ mod tests {
         // A command that is not the image's binary is something the image does not have.
         let c = container(json!({"name": "backup", "command": ["sh", "-c", "x"]}));
         assert!(argv(&c, &m).unwrap_err().contains("`sh`"));
+    }
+
+    #[test]
+    fn nested_mount_points_get_parents_everyone_can_traverse() {
+        let user = super::super::security::RunAs { uid: 65532, gid: 65532, groups: vec![], fs_group: None, read_only_root: true };
+        let mounts = [Mount { host: "/v/ca".into(), at: "/var/run/chroma-ca".into(), read_only: true }, Mount { host: "/v/b".into(), at: "/backups".into(), read_only: false }];
+        let s = image_root_argv(&mounts, None, Path::new("/h"), &user, &["x".into()]).join(" ");
+        assert!(s.contains("--perms 0755 --dir /var --perms 0755 --dir /var/run --ro-bind /v/ca /var/run/chroma-ca --bind /v/b /backups"), "{s}");
     }
 
     #[test]

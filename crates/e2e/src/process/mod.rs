@@ -227,7 +227,7 @@ impl ProcessBackend {
         // Init containers run once per pod, not per container restart.
         for init in pod.init_containers.iter().flatten().filter(|_| life == Start::NewPod) {
             let env = pod::resolve_env(init, pod, &sources, &services, &me).map_err(invalid)?;
-            run_init(init, &env, &volume_dirs, &mut adjustments)?;
+            run_init(&layout, init, pod, &env, &volume_dirs, &mut adjustments)?;
         }
 
         // Every Chroma image runs its server as root unless the pod says otherwise
@@ -408,46 +408,71 @@ fn mount(layout: &Layout, m: &VolumeMount, volume_dirs: &BTreeMap<String, PathBu
     std::os::unix::fs::symlink(&src, &at).map_err(io(format!("mounting {} at {}", src.display(), at.display())))
 }
 
-/// The one init container the chart renders (basic auth, docs/chroma-eras.md#auth): `htpasswd -Bbc FILE USER PASS`
-/// from the httpd image, done here with bcrypt. Anything else cannot be emulated.
-fn run_init(init: &Container, env: &[(String, String)], volume_dirs: &BTreeMap<String, PathBuf>, adjustments: &mut Vec<String>) -> Result<(), BackendError> {
-    const COMMAND: [&str; 3] = ["sh", "-c", "htpasswd -Bbc \"$HTPASSWD_FILE\" \"$CHROMA_BASIC_AUTH_USERNAME\" \"$CHROMA_BASIC_AUTH_PASSWORD\""];
+/// Where the httpd image starts its processes (its WORKDIR): root-owned and, under a read-only
+/// root, not writable. htpasswd falls back to the working directory for its temp file, so a
+/// writable one here would hide a pod without a writable temp dir.
+const HTTPD_WORKDIR: &str = "usr/local/apache2";
+
+/// The one init container the chart renders (basic auth, docs/chroma-eras.md#auth), run as the
+/// kubelet would: its command, env, mounts and user, under its read-only root, with Debian's
+/// `sh` and `htpasswd` (apache2-utils, the same Apache 2.4 tool as the httpd image's) standing
+/// in for the image's. Its own failure (e.g. `htpasswd: could not determine temp dir`) fails
+/// the pod's start, naming the container. Anything else cannot be stood in for.
+fn run_init(layout: &Layout, init: &Container, pod: &PodSpec, env: &[(String, String)], volume_dirs: &BTreeMap<String, PathBuf>, adjustments: &mut Vec<String>) -> Result<(), BackendError> {
+    const PROGRAMS: [&str; 2] = ["sh", "htpasswd"];
     if init.name != "htpasswd" {
         return Err(BackendError::Unsupported { backend: "process", reason: format!("init container `{}` has no stand-in (only the chart's own `htpasswd` is modelled)", init.name) });
     }
-    let cmd: Vec<&str> = init.command.iter().flatten().map(String::as_str).chain(init.args.iter().flatten().map(String::as_str)).collect();
-    if cmd != COMMAND {
-        return Err(invalid(format!("init container `htpasswd` runs {cmd:?}; the emulated contract is {COMMAND:?}")));
+    let argv: Vec<String> = init.command.iter().flatten().chain(init.args.iter().flatten()).cloned().collect();
+    match argv.first().map(|p| p.trim_start_matches("/bin/").trim_start_matches("/usr/bin/")) {
+        Some(p) if PROGRAMS.contains(&p) => {}
+        other => return Err(invalid(format!("init container `htpasswd` runs {other:?}; the httpd image's stand-in provides {PROGRAMS:?}"))),
     }
-    let get = |k: &str| env.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let file = get("HTPASSWD_FILE").unwrap_or_default();
-    let user = get("CHROMA_BASIC_AUTH_USERNAME").unwrap_or_default();
-    let pass = get("CHROMA_BASIC_AUTH_PASSWORD").unwrap_or_default();
-    if !file.starts_with('/') {
-        return Err(invalid(format!("init container `htpasswd`: HTPASSWD_FILE {file:?} is not an absolute path")));
+    if let Some(missing) = PROGRAMS.iter().find(|p| !Path::new("/usr/bin").join(p).is_file()) {
+        return Err(BackendError::Unsupported { backend: "process", reason: format!("the httpd image's stand-in needs /usr/bin/{missing} (apt-get install apache2-utils)") });
     }
-    // Only what lands in a volume outlives the init container.
-    let mount = init
-        .volume_mounts
-        .iter()
-        .flatten()
-        .filter(|m| file.strip_prefix(m.mount_path.trim_end_matches('/')).is_some_and(|rest| rest.starts_with('/')))
-        .max_by_key(|m| m.mount_path.len());
-    let Some(m) = mount else {
-        adjustments.push(format!("htpasswd wrote {file} outside every volume of the init container; the server cannot see it"));
-        return Ok(());
-    };
-    let rest = file[m.mount_path.trim_end_matches('/').len()..].trim_start_matches('/');
-    let dir = volume_dirs.get(&m.name).ok_or_else(|| invalid(format!("init container `htpasswd`: mount `{}` has no volume", m.name)))?;
-    let target = dir.join(m.sub_path.as_deref().unwrap_or_default()).join(rest);
-    let hash = bcrypt::hash_with_result(&pass, 5)
-        .map_err(|e| BackendError::step("htpasswd", e))?
-        .format_for_version(bcrypt::Version::TwoY);
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+    if !Path::new(security::BWRAP).is_file() || !nix::unistd::geteuid().is_root() {
+        return Err(BackendError::Unsupported { backend: "process", reason: "the htpasswd init container runs in a root of its own, which needs bubblewrap and a harness running as root".into() });
     }
-    std::fs::write(&target, format!("{user}:{hash}\n")).map_err(io(format!("writing {}", target.display())))?;
-    adjustments.push(format!("init container `htpasswd` emulated: bcrypt entry written to {file} (volume `{}`)", m.name));
+    // The httpd image runs as root unless the pod says otherwise.
+    let user = security::run_as(init, pod, (0, 0)).map_err(invalid)?;
+    grant_volumes(layout, pod, volume_dirs, &user)?;
+    let mut mounts = Vec::new();
+    for m in init.volume_mounts.iter().flatten() {
+        let dir = volume_dirs.get(&m.name).ok_or_else(|| invalid(format!("init container `htpasswd`: mount `{}` has no volume", m.name)))?;
+        let host = m.sub_path.as_deref().filter(|s| !s.is_empty()).map_or_else(|| dir.clone(), |sub| dir.join(sub));
+        mounts.push(hook::Mount { host, at: m.mount_path.clone(), read_only: m.read_only == Some(true) });
+    }
+    let workdir = layout.root.join(HTTPD_WORKDIR);
+    std::fs::create_dir_all(&workdir).map_err(io(format!("creating {}", workdir.display())))?;
+    std::fs::set_permissions(&workdir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(io(format!("chmod {}", workdir.display())))?;
+    let mut args = hook::image_root_argv(&mounts, None, &workdir, &user, &argv);
+    if user.read_only_root {
+        // The working directory is part of the image's root: read-only like the rest of it.
+        if let Some(i) = args.windows(3).position(|w| w[0] == "--bind" && Path::new(&w[1]) == workdir && Path::new(&w[2]) == workdir) {
+            args[i] = "--ro-bind".into();
+        }
+    }
+    let out = std::process::Command::new(security::BWRAP)
+        .args(&args)
+        .env_clear()
+        .env("PATH", "/usr/local/apache2/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .map_err(io("running the htpasswd init container under bubblewrap"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(BackendError::Failed {
+            what: "init container `htpasswd`".into(),
+            detail: format!("exited with {} (the pod would stay in Init, restarting it): {}", out.status, stderr.trim()),
+        });
+    }
+    adjustments.push(format!(
+        "init container `htpasswd`: Debian's /usr/bin/htpasswd and /usr/bin/sh stand in for image {}, run as uid {} with its mounts{}",
+        init.image.as_deref().unwrap_or("?"),
+        user.uid,
+        if user.read_only_root { " under a read-only root" } else { "" }
+    ));
     Ok(())
 }
 

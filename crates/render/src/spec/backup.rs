@@ -9,6 +9,9 @@ use super::{Auth, SpecError, TokenHeader};
 
 /// Where the backup and restore pods mount a backup claim.
 pub const BACKUP_MOUNT: &str = "/backups";
+/// Where the backup and restore pods find the deployment's CA with TLS on (its directory is a
+/// read-only mount of the CA's ConfigMap or Secret).
+pub const BACKUP_CA_FILE: &str = "/var/run/chroma-ca/ca.crt";
 /// The documented default repository of the tool's image.
 pub const DEFAULT_BACKUP_REPOSITORY: &str = "ghcr.io/amikos-tech/chromadb-backup";
 /// The documented default retention.
@@ -112,6 +115,9 @@ pub struct ExpectedBackup {
     pub keep: u32,
     pub storage: BackupStorage,
     pub auth: BackupAuth,
+    /// `tls.enabled`: the tool calls the Service over HTTPS, trusting this CA (mounted as a file).
+    pub ca: Option<super::tls::CaSource>,
+    pub service_account: Option<BackupServiceAccount>,
 }
 
 /// What the restore Job must do.
@@ -121,6 +127,8 @@ pub struct ExpectedRestore {
     pub from: String,
     pub storage: BackupStorage,
     pub auth: BackupAuth,
+    pub ca: Option<super::tls::CaSource>,
+    pub service_account: Option<BackupServiceAccount>,
 }
 
 fn storage(values: &Value) -> Result<BackupStorage, SpecError> {
@@ -134,8 +142,12 @@ fn storage(values: &Value) -> Result<BackupStorage, SpecError> {
                 return Err(err("backup.storage.s3.bucket", "must name the bucket when backup.storage.type is s3"));
             }
             let secret = parse_str(values, "backup.storage.s3.existingSecret", "")?;
-            if secret.is_empty() {
-                return Err(err("backup.storage.s3.existingSecret", "must name the Secret holding the access key when backup.storage.type is s3"));
+            // Without a Secret the pods' identity is the credential (IRSA through backup.serviceAccount).
+            if secret.is_empty() && service_account(values)?.is_none() {
+                return Err(err(
+                    "backup.storage.s3.existingSecret",
+                    "must name the Secret holding the access key when backup.storage.type is s3, unless backup.serviceAccount gives the pods an identity",
+                ));
             }
             let endpoint = Some(parse_str(values, "backup.storage.s3.endpoint", "")?.to_string()).filter(|e| !e.is_empty());
             let allow_http = parse_bool(values, "backup.storage.s3.allowHttp", false)?;
@@ -164,6 +176,30 @@ fn storage(values: &Value) -> Result<BackupStorage, SpecError> {
         }
         other => Err(err("backup.storage.type", format!("must be pvc or s3, got {other:?}"))),
     }
+}
+
+/// The ServiceAccount the backup and restore pods run as: the chart's `<fullname>-backup` (named
+/// `Chart` here) when `backup.serviceAccount.create`, else the one named, else none (the
+/// namespace's default).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum BackupServiceAccount {
+    Chart { name: Option<String> },
+    Existing(String),
+}
+
+pub fn service_account(values: &Value) -> Result<Option<BackupServiceAccount>, SpecError> {
+    let create = parse_bool(values, "backup.serviceAccount.create", false)?;
+    let name = parse_str(values, "backup.serviceAccount.name", "")?;
+    let annotated = lookup(values, "backup.serviceAccount.annotations").and_then(Value::as_mapping).is_some_and(|m| !m.is_empty());
+    if annotated && !create {
+        return Err(err("backup.serviceAccount.annotations", "they go on the ServiceAccount the chart creates, and backup.serviceAccount.create is false"));
+    }
+    Ok(match (create, name) {
+        (true, "") => Some(BackupServiceAccount::Chart { name: None }),
+        (true, n) => Some(BackupServiceAccount::Chart { name: Some(n.to_string()) }),
+        (false, "") => None,
+        (false, n) => Some(BackupServiceAccount::Existing(n.to_string())),
+    })
 }
 
 /// A cron schedule of five fields, or one of the `@` shorthands the CronJob controller reads.
@@ -196,6 +232,11 @@ pub(crate) fn expected(values: &Value, auth: &Auth) -> Result<(Option<ExpectedBa
     {
         return Err(err("backup.startingDeadlineSeconds", format!("must be 10 or more seconds, got {n}")));
     }
+    let zone = parse_str(values, "backup.timeZone", "")?;
+    if !zone.is_empty() && !super::validate::is_iana_zone(zone) {
+        return Err(err("backup.timeZone", format!("must be an IANA time zone such as Europe/Berlin or UTC, got {zone:?}")));
+    }
+    service_account(values)?;
     let policy = parse_str(values, "backup.concurrencyPolicy", "Forbid")?;
     if !matches!(policy, "Forbid" | "Replace" | "Allow") {
         return Err(err("backup.concurrencyPolicy", format!("must be Forbid, Replace or Allow, got {policy:?}")));
@@ -221,7 +262,16 @@ pub(crate) fn expected(values: &Value, auth: &Auth) -> Result<(Option<ExpectedBa
     }
     let storage = storage(values)?;
     let tool_auth = BackupAuth::of(auth);
-    let backup = backup_on.then(|| ExpectedBackup { schedule, keep: keep as u32, storage: storage.clone(), auth: tool_auth.clone() });
+    let ca = super::tls::ca_source(values)?;
+    let sa = service_account(values)?;
+    let backup = backup_on.then(|| ExpectedBackup {
+        schedule,
+        keep: keep as u32,
+        storage: storage.clone(),
+        auth: tool_auth.clone(),
+        ca: ca.clone(),
+        service_account: sa.clone(),
+    });
     let restore = if restore_on {
         let from = parse_str(values, "restore.from", "latest")?;
         let file_name = !from.is_empty()
@@ -238,7 +288,7 @@ pub(crate) fn expected(values: &Value, auth: &Auth) -> Result<(Option<ExpectedBa
         }
         let loc = storage.location();
         let from = if from == "latest" { loc } else { format!("{loc}{from}") };
-        Some(ExpectedRestore { from, storage, auth: tool_auth })
+        Some(ExpectedRestore { from, storage, auth: tool_auth, ca, service_account: sa })
     } else {
         None
     };

@@ -61,17 +61,66 @@ fn label_map(values: &Value, key: &str) -> Result<BTreeMap<String, String>, Spec
     Ok(out)
 }
 
-/// `base` with `commonLabels` merged over it (the user's value wins a shared key).
+/// The component label: the chart's own wherever it sets one (backup, restore, test, metrics),
+/// since its selectors and NetworkPolicy rules find those pods by it.
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+
+/// `base` with `commonLabels` merged over it: the user's value wins a shared key, except a
+/// component label the chart sets.
 pub fn object_labels(values: &Value, base: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, SpecError> {
     let mut out = base.clone();
     out.extend(label_map(values, "commonLabels")?);
+    if let Some(c) = base.get(COMPONENT_LABEL) {
+        out.insert(COMPONENT_LABEL.to_string(), c.clone());
+    }
     Ok(out)
+}
+
+/// The labels a pod the chart runs besides Chroma (`backup`, `restore`, `test`) is selected
+/// by: a name of its own, so that Chroma's Services, budget and NetworkPolicy never pick it.
+pub fn component_selector(values: &Value, release: &str, component: &str) -> Result<BTreeMap<String, String>, SpecError> {
+    Ok(BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), dns_cut(&format!("{}-{component}", name(values)?))),
+        ("app.kubernetes.io/instance".to_string(), release.to_string()),
+        (COMPONENT_LABEL.to_string(), component.to_string()),
+    ]))
+}
+
+/// The labels of a claim template: the selector labels only (a claim template cannot change
+/// on an installed StatefulSet, so nothing the user may edit later goes there).
+pub fn claim_template_labels(values: &Value, release: &str) -> Result<BTreeMap<String, String>, SpecError> {
+    Ok(BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), name(values)?),
+        ("app.kubernetes.io/instance".to_string(), release.to_string()),
+    ]))
+}
+
+/// The StatefulSet's name: the full name within 52 characters (its pods' `controller-revision-hash`
+/// label is `<name>-<10-character hash>`, and a label value holds 63).
+pub fn statefulset_name(values: &Value, release: &str) -> Result<String, SpecError> {
+    Ok(fullname(values, release)?.chars().take(52).collect::<String>().trim_end_matches('-').to_string())
+}
+
+/// `<fullname>-<suffix>` within 63 characters, the full name cut first.
+pub fn suffixed_name(values: &Value, release: &str, suffix: &str) -> Result<String, SpecError> {
+    let room = 62 - suffix.len();
+    let base: String = fullname(values, release)?.chars().take(room).collect();
+    Ok(format!("{}-{suffix}", base.trim_end_matches('-')))
 }
 
 /// The pod template's labels: object labels with `podLabels` merged over them.
 pub fn pod_labels(values: &Value, base: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, SpecError> {
+    component_pod_labels(values, base, "podLabels")
+}
+
+/// A pod template's labels: object labels with the pod's own labels (`podLabels`,
+/// `backup.podLabels`, `tests.podLabels`, …) merged over them; a chart component stays.
+pub fn component_pod_labels(values: &Value, base: &BTreeMap<String, String>, key: &str) -> Result<BTreeMap<String, String>, SpecError> {
     let mut out = object_labels(values, base)?;
-    out.extend(label_map(values, "podLabels")?);
+    out.extend(label_map(values, key)?);
+    if let Some(c) = base.get(COMPONENT_LABEL) {
+        out.insert(COMPONENT_LABEL.to_string(), c.clone());
+    }
     Ok(out)
 }
 
@@ -166,6 +215,19 @@ pub fn network_policy_peers(values: &Value) -> Result<Option<Vec<Value>>, SpecEr
         return Ok(None);
     }
     Ok(Some(lookup(values, "networkPolicy.allowedFrom").and_then(Value::as_sequence).cloned().unwrap_or_default()))
+}
+
+/// The chart's own pods the NetworkPolicy admits besides the user's peers, each by its own
+/// selector: `helm test` always, the backup and restore pods when they are enabled.
+pub fn network_policy_chart_peers(values: &Value, release: &str) -> Result<Vec<BTreeMap<String, String>>, SpecError> {
+    let mut out = vec![component_selector(values, release, "test")?];
+    if parse_bool(values, "backup.enabled", false)? {
+        out.push(component_selector(values, release, "backup")?);
+    }
+    if parse_bool(values, "restore.enabled", false)? {
+        out.push(component_selector(values, release, "restore")?);
+    }
+    Ok(out)
 }
 
 /// Where the data volume comes from.

@@ -19,8 +19,8 @@ use serde_yaml::Value;
 use crate::version::{ChromaVersion, OTEL_FILTERS_FLOOR, OTEL_SETTINGS_FLOOR};
 
 pub use backup::{
-    BACKUP_MOUNT, BackupAuth, BackupStorage, DEFAULT_BACKUP_REPOSITORY, ExpectedBackup, ExpectedRestore, cronjob_name, own_claim,
-    restore_job_name,
+    BACKUP_CA_FILE, BACKUP_MOUNT, BackupAuth, BackupServiceAccount, BackupStorage, DEFAULT_BACKUP_REPOSITORY, ExpectedBackup, ExpectedRestore,
+    cronjob_name, own_claim, restore_job_name,
 };
 pub use images::{
     DEFAULT_INIT_REPOSITORY, DEFAULT_INIT_TAG, DEFAULT_PULL_POLICY, DEFAULT_REPOSITORY, ExpectedImage, chroma_image,
@@ -29,11 +29,14 @@ pub use images::{
 pub use server_config::{SERVER_DEFAULTS, deep_merge, expected_server_config};
 pub use keys::KNOWN_KEYS;
 pub use knobs::{
-    Budget, CHART_NAME, DataVolume, ExpectedProbe, ExpectedService, PROBE_DEFAULTS, SELECTOR_LABELS, StorageClass, data_volume,
-    disruption_budget, fullname, headless_service, name, network_policy_peers, object_labels, pod_labels, probes,
-    service, user_object_refs,
+    Budget, CHART_NAME, COMPONENT_LABEL, DataVolume, ExpectedProbe, ExpectedService, PROBE_DEFAULTS, SELECTOR_LABELS, StorageClass,
+    claim_template_labels, component_pod_labels, component_selector, data_volume, disruption_budget, fullname, headless_service, name,
+    network_policy_chart_peers, network_policy_peers, object_labels, pod_labels, probes, service, statefulset_name, suffixed_name, user_object_refs,
 };
-pub use validate::{CORS_WILDCARD_FIXED, ERA_FLOORS, deployed_version, era_boundary, is_otlp_url, tag_release};
+pub use validate::{
+    ACCESS_MODES, CORS_WILDCARD_FIXED, ERA_FLOORS, deployed_version, era_boundary, is_iana_zone, is_otlp_url, is_prometheus_duration,
+    is_quantity, tag_release,
+};
 pub use values::{KEY_TYPES, KeyType, lookup, parse_bool, parse_header, parse_int, parse_str};
 use values::err;
 
@@ -109,8 +112,7 @@ pub const CHART_COLLECTOR: &str = "<the chart's otel collector>";
 
 /// The chart's collector Deployment/Service name for a release.
 pub fn collector_name(values: &Value, release: &str) -> Result<String, SpecError> {
-    let full = knobs::fullname(values, release)?;
-    Ok(format!("{full}-otel-collector").chars().take(63).collect::<String>().trim_end_matches('-').to_string())
+    knobs::suffixed_name(values, release, "otel-collector")
 }
 
 /// Where the server sends OTLP when `metrics.enabled`: the collector's Service, same namespace.

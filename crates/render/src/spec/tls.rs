@@ -78,6 +78,31 @@ pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), Sp
     Ok(())
 }
 
+/// The CA a client of a TLS deployment trusts (the chart's own clients get it as the file `ca.crt`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum CaSource {
+    /// `tls.caBundle`: a ConfigMap or Secret, and the key holding the PEM.
+    Bundle { kind: String, name: String, key: String },
+    /// The key `ca.crt` of the certificate's own Secret (`tls.existingSecret`, or cert-manager's).
+    CertificateSecret,
+}
+
+/// Where clients get the CA from, when TLS is on.
+pub fn ca_source(values: &Value) -> Result<Option<CaSource>, SpecError> {
+    if !enabled(values)? {
+        return Ok(None);
+    }
+    Ok(Some(match parse_str(values, "tls.caBundle.name", "")? {
+        "" => CaSource::CertificateSecret,
+        name => CaSource::Bundle {
+            kind: parse_str(values, "tls.caBundle.kind", "ConfigMap")?.to_string(),
+            name: name.to_string(),
+            key: parse_str(values, "tls.caBundle.key", "ca.crt")?.to_string(),
+        },
+    }))
+}
+
 /// What the values promise about TLS on `version` (after [`validate`]).
 pub fn expected(values: &Value, version: &ChromaVersion) -> Result<Option<Tls>, SpecError> {
     if !enabled(values)? {

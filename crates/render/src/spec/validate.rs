@@ -88,12 +88,14 @@ pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), Sp
         }
     }
 
+    // The chart's own collector (metrics.enabled) turns the open_telemetry block on as well.
     if lookup(values, "chromadb.telemetry.filters").and_then(Value::as_sequence).is_some_and(|f| !f.is_empty())
         && !parse_bool(values, "chromadb.telemetry.enabled", false)?
+        && !parse_bool(values, "metrics.enabled", false)?
     {
         return Err(err(
             "chromadb.telemetry.filters",
-            "trace filters go only into an enabled open_telemetry block; set chromadb.telemetry.enabled and chromadb.telemetry.endpoint too",
+            "trace filters go only into an enabled open_telemetry block; set metrics.enabled, or chromadb.telemetry.enabled and chromadb.telemetry.endpoint",
         ));
     }
     super::tls::validate(values, version)?;
@@ -108,7 +110,9 @@ pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), Sp
     }
     // The knobs' own rules (labels are checked where they are merged, in `knobs`).
     super::knobs::object_labels(values, &Default::default())?;
-    super::knobs::pod_labels(values, &Default::default())?;
+    for key in ["podLabels", "backup.podLabels", "tests.podLabels", "metrics.collector.podLabels", "metrics.serviceMonitor.labels", "metrics.dashboard.labels"] {
+        super::knobs::component_pod_labels(values, &Default::default(), key)?;
+    }
     if let Some(g) = parse_int(values, "terminationGracePeriodSeconds")?
         && g < 0
     {
@@ -145,6 +149,29 @@ pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), Sp
         }
         if !matches!(svc_type, "NodePort" | "LoadBalancer") {
             return Err(err("service.nodePort", format!("only NodePort and LoadBalancer Services have node ports, not {svc_type}")));
+        }
+    }
+    if svc_type != "LoadBalancer" {
+        if !parse_str(values, "service.loadBalancerIP", "")?.is_empty() {
+            return Err(err("service.loadBalancerIP", format!("only a LoadBalancer Service takes it, not {svc_type}")));
+        }
+        if lookup(values, "service.loadBalancerSourceRanges").and_then(Value::as_sequence).is_some_and(|r| !r.is_empty()) {
+            return Err(err("service.loadBalancerSourceRanges", format!("only a LoadBalancer Service takes them, not {svc_type}")));
+        }
+    }
+    if non_empty_map(values, "serviceAccount.annotations") && !parse_bool(values, "serviceAccount.create", true)? {
+        return Err(err("serviceAccount.annotations", "they go on the ServiceAccount the chart creates, and serviceAccount.create is false"));
+    }
+    if parse_bool(values, "tls.certManager.enabled", false)? && !parse_bool(values, "tls.enabled", false)? {
+        return Err(err("tls.certManager.enabled", "cert-manager would issue a certificate nothing serves: tls.enabled is false"));
+    }
+    volume(values, "chromadb.data", "volumeSize", "1Gi")?;
+    volume(values, "backup.storage.pvc", "size", "5Gi")?;
+    for field in ["interval", "scrapeTimeout"] {
+        let key = format!("metrics.serviceMonitor.{field}");
+        let d = parse_str(values, &key, "")?;
+        if !d.is_empty() && !is_prometheus_duration(d) {
+            return Err(err(&key, format!("must be a Prometheus duration such as 30s, 1m or 1m30s, got {d:?}")));
         }
     }
     let policy = parse_str(values, "service.externalTrafficPolicy", "")?;
@@ -282,4 +309,143 @@ pub fn is_otlp_url(s: &str) -> bool {
     let authority = rest.split('/').next().unwrap_or("");
     let host = authority.rsplit_once(':').map_or(authority, |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) && !port.is_empty() { h } else { "" });
     !host.is_empty() && !s.chars().any(char::is_whitespace) && !authority.contains('@')
+}
+
+fn non_empty_map(values: &Value, key: &str) -> bool {
+    lookup(values, key).and_then(Value::as_mapping).is_some_and(|m| !m.is_empty())
+}
+
+/// The access modes Kubernetes knows for a claim.
+pub const ACCESS_MODES: [&str; 4] = ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"];
+
+/// A claim's size (a Kubernetes quantity) and access modes (one, or a list), under `prefix`.
+fn volume(values: &Value, prefix: &str, size_field: &str, default_size: &str) -> Result<(), SpecError> {
+    let size_key = format!("{prefix}.{size_field}");
+    let size = match lookup(values, &size_key) {
+        None => default_size.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => show(other),
+    };
+    if !is_quantity(&size) {
+        return Err(err(&size_key, format!("must be a Kubernetes quantity such as 512Mi, 10Gi or 1Ti, got {size:?}")));
+    }
+    let modes_key = format!("{prefix}.accessModes");
+    let modes: Vec<String> = match lookup(values, &modes_key) {
+        None => vec!["ReadWriteOnce".into()],
+        Some(Value::Sequence(items)) => items.iter().map(|i| i.as_str().map_or_else(|| show(i), str::to_string)).collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(other) => vec![show(other)],
+    };
+    if modes.is_empty() {
+        return Err(err(&modes_key, "must name at least one access mode"));
+    }
+    if let Some(bad) = modes.iter().find(|m| !ACCESS_MODES.contains(&m.as_str())) {
+        return Err(err(&modes_key, format!("{bad} is not an access mode; use one of {}", ACCESS_MODES.join(", "))));
+    }
+    Ok(())
+}
+
+/// `<number><suffix>` as the API server parses a resource quantity: a decimal number, then a
+/// binary (Ki…Ei) or decimal (k…E) suffix or an exponent.
+pub fn is_quantity(s: &str) -> bool {
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, suffix) = s.split_at(split);
+    let number_ok = match num.split_once('.') {
+        None => !num.is_empty(),
+        Some((whole, frac)) => !frac.contains('.') && (!whole.is_empty() || !frac.is_empty()),
+    };
+    let suffix_ok = matches!(suffix, "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "k" | "M" | "G" | "T" | "P" | "E")
+        || suffix.strip_prefix(['e', 'E']).is_some_and(|e| !e.is_empty() && e.chars().all(|c| c.is_ascii_digit()));
+    number_ok && suffix_ok
+}
+
+/// A Prometheus duration (what the ServiceMonitor CRD accepts): `0`, or units in the order
+/// y w d h m s ms, each at most once.
+pub fn is_prometheus_duration(s: &str) -> bool {
+    if s == "0" {
+        return true;
+    }
+    let units = ["y", "w", "d", "h", "m", "s", "ms"];
+    let mut rest = s;
+    let mut next = 0;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        // `ms` before `m`, so "5ms" is not read as minutes followed by "s".
+        let Some(i) = (next..units.len()).rev().find(|&i| rest.starts_with(units[i]) && !(units[i] == "m" && rest.starts_with("ms"))) else {
+            return false;
+        };
+        rest = &rest[units[i].len()..];
+        next = i + 1;
+    }
+    !s.is_empty()
+}
+
+/// An IANA zone of the tz database's areas, or UTC/GMT (what `backup.timeZone` accepts; legacy
+/// aliases such as `US/Eastern` are left out).
+pub fn is_iana_zone(s: &str) -> bool {
+    const AREAS: [&str; 10] = ["Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe", "Indian", "Pacific"];
+    if matches!(s, "UTC" | "GMT") {
+        return true;
+    }
+    let part = |p: &str, first_alpha: bool| {
+        !p.is_empty()
+            && (!first_alpha || p.starts_with(|c: char| c.is_ascii_alphabetic()))
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-'))
+    };
+    let parts: Vec<&str> = s.split('/').collect();
+    match parts.as_slice() {
+        ["Etc", zone] => part(zone, false) && !zone.contains('_'),
+        [area, rest @ ..] if AREAS.contains(area) && (1..=2).contains(&rest.len()) => rest.iter().all(|p| part(p, true)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::binary_suffix("10Gi", true)]
+    #[case::decimal_suffix("500M", true)]
+    #[case::fraction("1.5Gi", true)]
+    #[case::plain_bytes("1073741824", true)]
+    #[case::exponent("1e9", true)]
+    #[case::word("abc", false)]
+    #[case::lowercase_binary("10gi", false)]
+    #[case::empty("", false)]
+    #[case::unit_only("Gi", false)]
+    fn quantities(#[case] s: &str, #[case] ok: bool) {
+        assert_eq!(is_quantity(s), ok, "{s:?}");
+    }
+
+    #[rstest]
+    #[case::seconds("30s", true)]
+    #[case::minutes_and_seconds("1m30s", true)]
+    #[case::milliseconds("500ms", true)]
+    #[case::zero("0", true)]
+    #[case::word("abc", false)]
+    #[case::no_unit("30", false)]
+    #[case::units_out_of_order("30s1m", false)]
+    #[case::go_style_fraction("1.5s", false)]
+    fn durations(#[case] s: &str, #[case] ok: bool) {
+        assert_eq!(is_prometheus_duration(s), ok, "{s:?}");
+    }
+
+    #[rstest]
+    #[case::city("Europe/Berlin", true)]
+    #[case::three_parts("America/Argentina/Buenos_Aires", true)]
+    #[case::etc_offset("Etc/GMT+2", true)]
+    #[case::utc("UTC", true)]
+    #[case::not_an_area("Mars/Base", false)]
+    #[case::legacy_alias("US/Eastern", false)]
+    #[case::offset_only("+02:00", false)]
+    #[case::area_only("Europe", false)]
+    fn zones(#[case] s: &str, #[case] ok: bool) {
+        assert_eq!(is_iana_zone(s), ok, "{s:?}");
+    }
 }
