@@ -149,6 +149,10 @@ impl Plan {
                 }
             }
             live.deployments.retain(|d| flags.scenarios.contains(&d.name));
+        } else if flags.smoke && flags.versions.is_empty() && !flags.matrix {
+            // The quick subset: deployments marked `smoke: false` (the slow faults family)
+            // run when versions or the matrix are named.
+            live.deployments.retain(|d| d.smoke);
         }
 
         let chart = flags.chart.clone().unwrap_or_else(|| root.join("charts/chromadb"));

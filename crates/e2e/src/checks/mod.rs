@@ -8,6 +8,7 @@ pub mod backup;
 // The era-aware REST client lives in `chroma-api`, shared with the backup tool.
 pub use chroma_api::client;
 pub mod era;
+pub mod faults;
 mod probes;
 pub mod telemetry;
 mod tls;
@@ -43,11 +44,13 @@ pub enum CheckName {
     ChartTest,
     BackupRestore,
     Telemetry,
+    FaultsSigkill,
+    FaultsScale,
     Reset,
 }
 
 impl CheckName {
-    pub const ALL: [CheckName; 12] = [
+    pub const ALL: [CheckName; 14] = [
         CheckName::ApiSurface,
         CheckName::Tls,
         CheckName::TlsProxy,
@@ -59,6 +62,8 @@ impl CheckName {
         CheckName::ChartTest,
         CheckName::BackupRestore,
         CheckName::Telemetry,
+        CheckName::FaultsSigkill,
+        CheckName::FaultsScale,
         CheckName::Reset,
     ];
 
@@ -75,8 +80,16 @@ impl CheckName {
             CheckName::ChartTest => "chart-test",
             CheckName::BackupRestore => "backup-restore",
             CheckName::Telemetry => "telemetry",
+            CheckName::FaultsSigkill => "faults-sigkill",
+            CheckName::FaultsScale => "faults-scale",
             CheckName::Reset => "reset",
         }
+    }
+
+    /// Run only by deployments that list them (`checks:` in fixtures/live.yaml): the faults
+    /// family writes thousands of records and kills servers, too slow for every deployment.
+    pub fn opt_in(self) -> bool {
+        matches!(self, CheckName::FaultsSigkill | CheckName::FaultsScale)
     }
 
     /// `Err(reason)` when the check has nothing to verify for this deployment.
@@ -89,6 +102,8 @@ impl CheckName {
                 Err("backup.enabled is off in this deployment's values: there is no backup CronJob to run".into())
             }
             CheckName::Telemetry => telemetry::applies(e),
+            CheckName::FaultsSigkill => faults::applies_sigkill(e),
+            CheckName::FaultsScale => faults::applies_scale(e),
             CheckName::Tls | CheckName::TlsProxy | CheckName::TlsRotation if e.tls.is_none() => Err("tls.enabled is off: the API is plain HTTP by the values".into()),
             CheckName::TlsProxy if e.tls.as_ref().is_some_and(|t| t.proxied_server_port.is_none()) => {
                 Err(format!("Chroma {} serves TLS itself (uvicorn): there is no proxy to go around", e.version))
@@ -231,6 +246,15 @@ pub async fn run<B: Backend>(
     if let Some(reason) = unexercised {
         return Outcome::Skipped { reason: format!("{check} not exercised: {reason}") };
     }
+    if check.opt_in()
+        && let Err(reason) = backend.kills_containers()
+    {
+        return Outcome::Skipped { reason: format!("{check} not exercised on the {} backend: {reason}", backend.name()) };
+    }
+    let seed = match faults::seed(std::env::var(faults::SEED_ENV).ok()) {
+        Ok(s) => s,
+        Err(reason) => return Outcome::Fail { reason, evidence: Vec::new(), log_tail: String::new() },
+    };
     if check == CheckName::ChartTest {
         return chart_test(backend, deployed).await;
     }
@@ -253,6 +277,8 @@ pub async fn run<B: Backend>(
         CheckName::Payload => probes::payload(&mut ctx).await,
         CheckName::Persistence => probes::persistence(&mut ctx).await,
         CheckName::Reset => probes::reset(&mut ctx).await,
+        CheckName::FaultsSigkill => faults::sigkill(&mut ctx, seed).await,
+        CheckName::FaultsScale => faults::scale(&mut ctx, seed).await,
         CheckName::Telemetry => match otlp {
             Some(rx) => telemetry::telemetry(&mut ctx, rx).await,
             None => unreachable!("skipped above without a receiver"),

@@ -582,6 +582,32 @@ impl Backend for ProcessBackend {
         out
     }
 
+    async fn kill_container(&self, deployed: &mut Deployed) -> Result<String, BackendError> {
+        let mut r = self.take(&deployed.id)?;
+        let ended = match r.server.take() {
+            Some(s) => {
+                let status = s.kill().await;
+                let ended = status.map_or("unknown".into(), |s| match std::os::unix::process::ExitStatusExt::signal(&s) {
+                    // What the kubelet reports for a container killed by a signal: 128 + signal.
+                    Some(sig) => format!("exit code {} (signal {sig})", 128 + sig),
+                    None => s.to_string(),
+                });
+                append(&server_log(&r.layout), &format!("--- harness: container killed with SIGKILL ({ended}); the kubelet restarts it in the same pod ---\n"));
+                ended
+            }
+            None => "not running".into(),
+        };
+        let result = self.start(&mut r, Start::SamePod).await;
+        deployed.tls = r.tls.clone();
+        let out = result.map(|(url, _)| deployed.base_url = url);
+        self.put(&deployed.id, r);
+        out.map(|()| ended)
+    }
+
+    fn kills_containers(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     async fn orphan_statefulset(&self, deployed: &mut Deployed) -> Result<(), BackendError> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let r = running.get_mut(&deployed.id).ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "is not running on this backend".into() })?;
