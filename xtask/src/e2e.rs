@@ -37,7 +37,7 @@ pub struct Flags {
     /// Only this deployment of fixtures/live.yaml (repeatable)
     #[arg(long = "scenario", value_name = "NAME")]
     pub scenarios: Vec<String>,
-    /// Only this check (repeatable): api-surface, auth, cors, payload, persistence, chart-test, telemetry, reset
+    /// Only this check (repeatable): api-surface, auth, cors, payload, persistence, chart-test, telemetry, faults-sigkill, faults-scale, reset (an unknown name lists them all)
     #[arg(long = "check", value_name = "NAME")]
     pub checks: Vec<CheckName>,
     /// Deployments run at once (at least 1)
@@ -262,4 +262,18 @@ fn write_file(path: Option<&Path>, content: impl FnOnce() -> anyhow::Result<Stri
         std::fs::write(p, content()?).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smoke_leaves_out_deployments_marked_smoke_false_and_named_versions_run_them() {
+        let smoke = Plan::from_flags(&Flags::smoke()).unwrap();
+        let names: Vec<&str> = smoke.live.names();
+        assert!(!names.contains(&"faults") && names.contains(&"reset-cors-token"), "{names:?}");
+        let named = Plan::from_flags(&Flags { smoke: false, versions: vec!["1.5.0".parse().unwrap()], ..Flags::smoke() }).unwrap();
+        assert!(named.live.names().contains(&"faults"), "{:?}", named.live.names());
+    }
 }
