@@ -135,6 +135,11 @@ pub trait Backend {
     fn kills_containers(&self) -> Result<(), String> {
         Err("killing one container with SIGKILL from the node is not implemented on this backend (it needs the node's container runtime, e.g. `crictl`)".into())
     }
+    /// `Ok(())` when a claim here is a filesystem of the size it requests, so that a write
+    /// past it fails (a block-storage provisioner); `Err(why not)` otherwise.
+    fn limits_volume_size(&self) -> Result<(), String> {
+        Err("whether a claim is limited to its requested size depends on the cluster's provisioner, which this backend does not know".into())
+    }
     /// `kubectl delete statefulset --cascade=orphan`: the StatefulSet object goes, its pod and
     /// claims stay, so the next [`Backend::upgrade`] creates the StatefulSet anew (adopting
     /// them) instead of updating it — the migration step for a chart whose StatefulSet differs

@@ -182,6 +182,18 @@ async fn recall(api: &Api, coll: &str, w: &Workload, held: &[Vector], ev: &mut V
     Ok(sum / queries.len() as f64)
 }
 
+/// A batch the server never acknowledged: `Ok(true)` when all of it is there, `Ok(false)`
+/// when none is; partly there is an error.
+async fn whole_or_absent(api: &Api, coll: &str, w: &Workload, b: usize, total: usize, why: &str, ev: &mut Vec<Exchange>) -> Result<bool, String> {
+    let ids: Vec<String> = batch_range(b, total).map(|i| w.record(i).id).collect();
+    let got = read(api, coll, &ids, ev).await?;
+    match got.len() {
+        0 => Ok(false),
+        n if n == ids.len() => Ok(true),
+        n => Err(format!("batch {b}, {why}, is partly there: {n} of {} records (a batch must be whole or absent)", ids.len())),
+    }
+}
+
 /// Every record of `expected` read back identical, and `count` agrees. Returns the records read.
 async fn verify(api: &Api, coll: &str, w: &Workload, expected: &[usize], when: &str, ev: &mut Vec<Exchange>) -> Result<usize, String> {
     let ids: Vec<String> = expected.iter().map(|&i| w.record(i).id).collect();
@@ -285,19 +297,16 @@ pub async fn sigkill<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
     let mut acked_records: Vec<usize> = acked_batches.iter().flat_map(|&b| batch_range(b, total)).collect();
 
     // The batch in flight: whole or absent, never partly there.
-    let mut ev = Vec::new();
     let mut flight_note = "no batch was in flight".to_string();
     if let Some(b) = in_flight {
-        let ids: Vec<String> = batch_range(b, total).map(|i| w.record(i).id).collect();
-        let got = read(&api, &coll, &ids, &mut ev).await.map_err(|e| format!("seed {seed}: after the restart: {e}"))?;
+        let mut ev = Vec::new();
+        let whole = whole_or_absent(&api, &coll, &w, b, total, "in flight at the kill", &mut ev).await;
         ctx.evidence.append(&mut ev);
-        match got.len() {
-            0 => flight_note = format!("batch {b} (in flight at the kill) is absent"),
-            n if n == ids.len() => {
-                flight_note = format!("batch {b} (in flight at the kill) is there whole");
-                acked_records.extend(batch_range(b, total));
-            }
-            n => return Err(format!("seed {seed}: batch {b}, in flight at the kill, is partly there: {n} of {} records (a batch must be whole or absent)", ids.len())),
+        if whole.map_err(|e| format!("seed {seed}: after the restart: {e}"))? {
+            flight_note = format!("batch {b} (in flight at the kill) is there whole");
+            acked_records.extend(batch_range(b, total));
+        } else {
+            flight_note = format!("batch {b} (in flight at the kill) is absent");
         }
     }
     acked_records.sort_unstable();
@@ -398,6 +407,77 @@ pub async fn scale<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
     ))
 }
 
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_string()
+}
+
+/// Most records the full-volume writer sends before it concludes the claim has no limit.
+pub const FULL_MAX_RECORDS: usize = 40_000;
+
+pub fn applies_full_volume(e: &render::Expected) -> Result<(), String> {
+    match &e.data_volume {
+        render::spec::DataVolume::ClaimTemplate { .. } if e.survives_restart => Ok(()),
+        render::spec::DataVolume::ClaimTemplate { .. } => Err("the server persists outside the data claim here: filling the claim would not fill what the server writes".into()),
+        _ => Err("the data is not on the chart's claim template (an emptyDir, or the user's own claim): the chart requests no size a node would enforce".into()),
+    }
+}
+
+/// `faults-full-volume`: a writer fills the data claim; the server must refuse the write that
+/// does not fit with an answer the client sees (not a dropped connection), and after a pod
+/// restart every record it acknowledged reads back identical and is found in the index.
+pub async fn full_volume<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
+    let w = Workload::new("full", seed);
+    let total = FULL_MAX_RECORDS;
+    let batches = batches_of(total);
+    let coll = create(ctx, "e2e-faults-full-volume").await?;
+    let api = ctx.api.clone();
+    let mut ev = Vec::new();
+    let t = Instant::now();
+    let (done, refused) = stream(&api, &coll, &w, total, 0..batches, &AtomicUsize::new(0), &mut ev).await;
+    let keep = ev.len().saturating_sub(4);
+    ctx.evidence.extend(ev.split_off(keep));
+    let fill_s = t.elapsed().as_secs_f64();
+    let Some(refused) = refused else {
+        return Err(format!("seed {seed}: {total} records ({} MiB of f32 embeddings alone) were all acknowledged: the claim never filled, so its size is not enforced", (total * vectors::DIM * 4) >> 20));
+    };
+    let answer = ctx.evidence.last().map(|e| (e.status, e.response_body.clone())).unwrap_or_default();
+    if answer.0 == 0 {
+        return Err(format!("seed {seed}: when the claim filled after {} acknowledged records, the server gave no HTTP answer to the next write (it crashed or hung): {}", done.len() * BATCH, refused.what));
+    }
+    let said: String = answer.1.chars().take(160).collect();
+    let filled = format!("seed {seed}: {} records acknowledged in {fill_s:.1} s, then the claim filled and batch {} was refused with HTTP {} ({said})", done.len() * BATCH, refused.batch, answer.0);
+    ctx.backend.restart(ctx.deployed).await.map_err(|e| format!("{filled}; then the pod restarted and {}", first_line(&e.to_string())))?;
+    reconnect(ctx);
+    let api = ctx.api.clone();
+    let mut acked: Vec<usize> = done.iter().flat_map(|&b| batch_range(b, total)).collect();
+    let mut ev = Vec::new();
+    let whole = whole_or_absent(&api, &coll, &w, refused.batch, total, "refused when the claim filled", &mut ev).await;
+    ctx.evidence.append(&mut ev);
+    let whole = whole.map_err(|e| format!("{filled}; after a pod restart {e}"))?;
+    if whole {
+        acked.extend(batch_range(refused.batch, total));
+    }
+    let mut ev = Vec::new();
+    let n = verify(&api, &coll, &w, &acked, &format!("{filled}; after a pod restart"), &mut ev).await;
+    let held: Vec<Vector> = acked.iter().map(|&i| w.record(i)).collect();
+    let found = match &n {
+        Ok(_) => findable(&api, &coll, &held, &mut ev).await,
+        Err(_) => Ok(()),
+    };
+    ctx.evidence.append(&mut ev);
+    let n = n?;
+    found.map_err(|e| format!("{filled}; after a pod restart {e}"))?;
+    Ok(format!(
+        "seed {seed}: {} batches ({} records × {} dims) acknowledged in {fill_s:.1} s until the claim filled; batch {} refused with HTTP {}: {said}; it is {} after a pod restart; {n} records read back identical and each found by its own embedding, count agrees",
+        done.len(),
+        done.len() * BATCH,
+        vectors::DIM,
+        refused.batch,
+        answer.0,
+        if whole { "there whole" } else { "absent" },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,6 +503,31 @@ mod tests {
         let covered: Vec<usize> = (0..batches_of(SCALE_RECORDS)).flat_map(|b| batch_range(b, SCALE_RECORDS)).collect();
         assert_eq!(covered, (0..SCALE_RECORDS).collect::<Vec<_>>());
         assert_eq!(batch_range(batches_of(SCALE_RECORDS) - 1, SCALE_RECORDS).len(), 50);
+    }
+
+    fn expected(values: &str, v: &str) -> render::Expected {
+        render::Expected::from_values(&serde_yaml::from_str(values).unwrap(), &v.parse().unwrap()).unwrap()
+    }
+
+    #[rstest::rstest]
+    #[case::the_charts_claim_applies("chromadb: {data: {volumeSize: 16Mi}}", None)]
+    #[case::an_emptydir_has_no_size_the_chart_asks_for("chromadb: {isPersistent: false}", Some("not on the chart's claim template"))]
+    #[case::the_users_claim_is_not_the_charts("chromadb: {data: {existingClaim: mine}}", Some("the user's own claim"))]
+    fn full_volume_applies_to_the_charts_own_claim(#[case] values: &str, #[case] skip: Option<&str>) {
+        match (applies_full_volume(&expected(values, "1.5.0")), skip) {
+            (Ok(()), None) => {}
+            (Err(e), Some(want)) => assert!(e.contains(want), "{e}"),
+            (got, want) => panic!("{got:?} but expected {want:?}"),
+        }
+    }
+
+    #[rstest::rstest]
+    #[case::in_memory_0_x_is_skipped("chromadb: {isPersistent: false}", "0.6.3", false, false)]
+    #[case::rust_keeps_an_emptydir_across_a_container_restart("chromadb: {isPersistent: false}", "1.5.0", true, false)]
+    #[case::the_default_claim_applies_everywhere("{}", "0.4.24", true, true)]
+    fn sigkill_and_scale_apply_from_the_spec(#[case] values: &str, #[case] v: &str, #[case] sigkill: bool, #[case] scale: bool) {
+        let e = expected(values, v);
+        assert_eq!((applies_sigkill(&e).is_ok(), applies_scale(&e).is_ok()), (sigkill, scale));
     }
 
     #[test]

@@ -46,11 +46,12 @@ pub enum CheckName {
     Telemetry,
     FaultsSigkill,
     FaultsScale,
+    FaultsFullVolume,
     Reset,
 }
 
 impl CheckName {
-    pub const ALL: [CheckName; 14] = [
+    pub const ALL: [CheckName; 15] = [
         CheckName::ApiSurface,
         CheckName::Tls,
         CheckName::TlsProxy,
@@ -64,6 +65,7 @@ impl CheckName {
         CheckName::Telemetry,
         CheckName::FaultsSigkill,
         CheckName::FaultsScale,
+        CheckName::FaultsFullVolume,
         CheckName::Reset,
     ];
 
@@ -82,6 +84,7 @@ impl CheckName {
             CheckName::Telemetry => "telemetry",
             CheckName::FaultsSigkill => "faults-sigkill",
             CheckName::FaultsScale => "faults-scale",
+            CheckName::FaultsFullVolume => "faults-full-volume",
             CheckName::Reset => "reset",
         }
     }
@@ -89,7 +92,7 @@ impl CheckName {
     /// Run only by deployments that list them (`checks:` in fixtures/live.yaml): the faults
     /// family writes thousands of records and kills servers, too slow for every deployment.
     pub fn opt_in(self) -> bool {
-        matches!(self, CheckName::FaultsSigkill | CheckName::FaultsScale)
+        matches!(self, CheckName::FaultsSigkill | CheckName::FaultsScale | CheckName::FaultsFullVolume)
     }
 
     /// `Err(reason)` when the check has nothing to verify for this deployment.
@@ -104,6 +107,7 @@ impl CheckName {
             CheckName::Telemetry => telemetry::applies(e),
             CheckName::FaultsSigkill => faults::applies_sigkill(e),
             CheckName::FaultsScale => faults::applies_scale(e),
+            CheckName::FaultsFullVolume => faults::applies_full_volume(e),
             CheckName::Tls | CheckName::TlsProxy | CheckName::TlsRotation if e.tls.is_none() => Err("tls.enabled is off: the API is plain HTTP by the values".into()),
             CheckName::TlsProxy if e.tls.as_ref().is_some_and(|t| t.proxied_server_port.is_none()) => {
                 Err(format!("Chroma {} serves TLS itself (uvicorn): there is no proxy to go around", e.version))
@@ -246,9 +250,12 @@ pub async fn run<B: Backend>(
     if let Some(reason) = unexercised {
         return Outcome::Skipped { reason: format!("{check} not exercised: {reason}") };
     }
-    if check.opt_in()
-        && let Err(reason) = backend.kills_containers()
-    {
+    let needs = match check {
+        CheckName::FaultsSigkill | CheckName::FaultsScale => backend.kills_containers(),
+        CheckName::FaultsFullVolume => backend.limits_volume_size(),
+        _ => Ok(()),
+    };
+    if let Err(reason) = needs {
         return Outcome::Skipped { reason: format!("{check} not exercised on the {} backend: {reason}", backend.name()) };
     }
     let seed = match faults::seed(std::env::var(faults::SEED_ENV).ok()) {
@@ -279,6 +286,7 @@ pub async fn run<B: Backend>(
         CheckName::Reset => probes::reset(&mut ctx).await,
         CheckName::FaultsSigkill => faults::sigkill(&mut ctx, seed).await,
         CheckName::FaultsScale => faults::scale(&mut ctx, seed).await,
+        CheckName::FaultsFullVolume => faults::full_volume(&mut ctx, seed).await,
         CheckName::Telemetry => match otlp {
             Some(rx) => telemetry::telemetry(&mut ctx, rx).await,
             None => unreachable!("skipped above without a receiver"),
