@@ -165,7 +165,14 @@ impl Plan {
             .transpose()
             .context("loading fixtures/upgrades.yaml")?;
         // The helm version is filled in once the tools are provisioned (after the flags are checked).
-        let opts = RunOptions { chart, helm_version: String::new(), jobs: usize::from(flags.jobs), checks, keep: flags.keep, progress: true };
+        let mut expected_failures = std::collections::BTreeMap::new();
+        for e in &matrix.versions {
+            for x in &e.expected_failures {
+                let check: CheckName = x.check.parse().map_err(|err| anyhow::anyhow!("fixtures/versions.yaml, {}: expected failure: {err}", e.version))?;
+                expected_failures.insert((e.version.clone(), check), x.clone());
+            }
+        }
+        let opts = RunOptions { chart, helm_version: String::new(), jobs: usize::from(flags.jobs), checks, keep: flags.keep, progress: true, expected_failures };
         Ok(Plan { root, matrix, versions, live, opts, upgrades })
     }
 }

@@ -407,6 +407,11 @@ pub async fn scale<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
     ))
 }
 
+/// The server log's last line that reports an error (a panic, an exception).
+fn last_error(log: &str) -> Option<String> {
+    log.lines().rev().map(str::trim).find(|l| l.contains("panicked") || l.contains("Exception") || l.contains("Error")).map(str::to_string)
+}
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().to_string()
 }
@@ -446,7 +451,11 @@ pub async fn full_volume<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked
     }
     let said: String = answer.1.chars().take(160).collect();
     let filled = format!("seed {seed}: {} records acknowledged in {fill_s:.1} s, then the claim filled and batch {} was refused with HTTP {} ({said})", done.len() * BATCH, refused.batch, answer.0);
-    ctx.backend.restart(ctx.deployed).await.map_err(|e| format!("{filled}; then the pod restarted and {}", first_line(&e.to_string())))?;
+    if let Err(e) = ctx.backend.restart(ctx.deployed).await {
+        let log = ctx.backend.logs(ctx.deployed, 80).await;
+        let said = last_error(&log).map(|l| format!("; its last error: {l}")).unwrap_or_default();
+        return Err(format!("{filled}; then the pod restarted and {}{said}", first_line(&e.to_string())));
+    }
     reconnect(ctx);
     let api = ctx.api.clone();
     let mut acked: Vec<usize> = done.iter().flat_map(|&b| batch_range(b, total)).collect();
@@ -528,6 +537,13 @@ mod tests {
     fn sigkill_and_scale_apply_from_the_spec(#[case] values: &str, #[case] v: &str, #[case] sigkill: bool, #[case] scale: bool) {
         let e = expected(values, v);
         assert_eq!((applies_sigkill(&e).is_ok(), applies_scale(&e).is_ok()), (sigkill, scale));
+    }
+
+    #[test]
+    fn the_last_error_of_a_log_is_its_last_exception() {
+        let log = "Saving data to: /data\nthread panicked at lib.rs:89\npyo3_runtime.PanicException: Error creating Frontend Config: disk full\n\n";
+        assert_eq!(last_error(log).unwrap(), "pyo3_runtime.PanicException: Error creating Frontend Config: disk full");
+        assert_eq!(last_error("all good\n"), None);
     }
 
     #[test]
