@@ -37,7 +37,7 @@ pub struct Flags {
     /// Only this deployment of fixtures/live.yaml (repeatable)
     #[arg(long = "scenario", value_name = "NAME")]
     pub scenarios: Vec<String>,
-    /// Only this check (repeatable): api-surface, auth, cors, payload, persistence, chart-test, telemetry, reset
+    /// Only this check (repeatable): api-surface, auth, cors, payload, persistence, chart-test, telemetry, faults-sigkill, faults-scale, reset (an unknown name lists them all)
     #[arg(long = "check", value_name = "NAME")]
     pub checks: Vec<CheckName>,
     /// Deployments run at once (at least 1)
@@ -149,6 +149,10 @@ impl Plan {
                 }
             }
             live.deployments.retain(|d| flags.scenarios.contains(&d.name));
+        } else if flags.smoke && flags.versions.is_empty() && !flags.matrix {
+            // The quick subset: deployments marked `smoke: false` (the slow faults family)
+            // run when versions or the matrix are named.
+            live.deployments.retain(|d| d.smoke);
         }
 
         let chart = flags.chart.clone().unwrap_or_else(|| root.join("charts/chromadb"));
@@ -161,7 +165,14 @@ impl Plan {
             .transpose()
             .context("loading fixtures/upgrades.yaml")?;
         // The helm version is filled in once the tools are provisioned (after the flags are checked).
-        let opts = RunOptions { chart, helm_version: String::new(), jobs: usize::from(flags.jobs), checks, keep: flags.keep, progress: true };
+        let mut expected_failures = std::collections::BTreeMap::new();
+        for e in &matrix.versions {
+            for x in &e.expected_failures {
+                let check: CheckName = x.check.parse().map_err(|err| anyhow::anyhow!("fixtures/versions.yaml, {}: expected failure: {err}", e.version))?;
+                expected_failures.insert((e.version.clone(), check), x.clone());
+            }
+        }
+        let opts = RunOptions { chart, helm_version: String::new(), jobs: usize::from(flags.jobs), checks, keep: flags.keep, progress: true, expected_failures };
         Ok(Plan { root, matrix, versions, live, opts, upgrades })
     }
 }
@@ -258,4 +269,18 @@ fn write_file(path: Option<&Path>, content: impl FnOnce() -> anyhow::Result<Stri
         std::fs::write(p, content()?).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smoke_leaves_out_deployments_marked_smoke_false_and_named_versions_run_them() {
+        let smoke = Plan::from_flags(&Flags::smoke()).unwrap();
+        let names: Vec<&str> = smoke.live.names();
+        assert!(!names.contains(&"faults") && names.contains(&"reset-cors-token"), "{names:?}");
+        let named = Plan::from_flags(&Flags { smoke: false, versions: vec!["1.5.0".parse().unwrap()], ..Flags::smoke() }).unwrap();
+        assert!(named.live.names().contains(&"faults"), "{:?}", named.live.names());
+    }
 }

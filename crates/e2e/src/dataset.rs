@@ -406,6 +406,11 @@ fn same_json(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Two metadata maps hold the same values (numbers by value, keys in any order).
+pub fn same_metadata(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+    map_changes("metadata", Some(a), Some(b)).is_empty()
+}
+
 /// Key-by-key differences of two metadata maps, `prefix.key` named.
 fn map_changes(prefix: &str, want: Option<&Map<String, Value>>, got: Option<&Map<String, Value>>) -> Vec<FieldChange> {
     match (want, got) {

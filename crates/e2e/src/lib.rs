@@ -16,6 +16,7 @@ pub mod runner;
 pub mod scenario;
 pub mod tls;
 pub mod upgrade;
+pub mod vectors;
 pub mod venv;
 pub mod workload;
 

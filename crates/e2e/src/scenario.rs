@@ -46,6 +46,12 @@ struct RawDeployment {
     secrets: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
     runtime: BTreeMap<String, String>,
+    #[serde(default = "yes")]
+    smoke: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A value only known when the run starts, named in `runtime:` by its placeholder.
@@ -74,6 +80,9 @@ pub struct Deployment {
     secrets: BTreeMap<String, BTreeMap<String, String>>,
     /// Values (dotted keys) set at run time, layered over `values_files`.
     pub runtime: BTreeMap<String, RuntimeValue>,
+    /// Part of the quick live subset (`--smoke`); `smoke: false` leaves a slow deployment
+    /// to runs that name versions or the matrix.
+    pub smoke: bool,
 }
 
 impl Deployment {
@@ -152,7 +161,7 @@ impl LivePlan {
                 files.push(p);
             }
             let checks = match d.checks {
-                None => CheckName::ALL.to_vec(),
+                None => CheckName::ALL.into_iter().filter(|c| !c.opt_in()).collect(),
                 Some(list) => list.iter().map(|c| c.parse::<CheckName>()).collect::<Result<_, _>>().map_err(bad)?,
             };
             let mut runtime = BTreeMap::new();
@@ -168,7 +177,7 @@ impl LivePlan {
                 }
                 runtime.insert(key.clone(), what);
             }
-            deployments.push(Deployment { name: d.name, purpose: d.purpose, values_files: files, values, checks, secrets: d.secrets, runtime });
+            deployments.push(Deployment { name: d.name, purpose: d.purpose, values_files: files, values, checks, secrets: d.secrets, runtime, smoke: d.smoke });
         }
         Ok(LivePlan { deployments })
     }
@@ -206,6 +215,15 @@ mod tests {
     }
 
     #[test]
+    fn opt_in_checks_run_only_where_listed_and_smoke_is_on_unless_turned_off() {
+        let p = plan("deployments: [{name: a, purpose: p, values: [v.yaml]}, {name: f, purpose: p, values: [v.yaml], checks: [faults-sigkill], smoke: false}]").unwrap();
+        let (a, f) = (&p.deployments[0], &p.deployments[1]);
+        assert!(a.smoke && !f.smoke);
+        assert!(!a.checks.is_empty() && a.checks.iter().all(|c| !c.opt_in()), "{:?}", a.checks);
+        assert_eq!(f.checks, vec![CheckName::FaultsSigkill]);
+    }
+
+    #[test]
     fn runtime_receiver_endpoint_layers_over_the_files() {
         let p = plan("deployments: [{name: t, purpose: p, values: [v.yaml], runtime: {chromadb.telemetry.endpoint: <otlp-receiver>}}]").unwrap();
         let d = &p.deployments[0];
@@ -238,6 +256,7 @@ mod tests {
             checks: vec![],
             secrets: BTreeMap::from([("s".into(), BTreeMap::from([("token".into(), "<random>".into())]))]),
             runtime: BTreeMap::new(),
+            smoke: true,
         };
         let token = &d.secrets()["s"]["token"];
         assert_eq!(token.len(), 32);

@@ -22,7 +22,7 @@ pub use cache::RenderCache;
 pub use env::{EnvEntry, EnvFromEntry, EnvFromKind, EnvValue};
 pub use helm::{Helm, RenderError, RenderRequest};
 pub use labels::LabelSite;
-pub use matrix::{MatrixEntry, MatrixError, VersionMatrix};
+pub use matrix::{ExpectedFailure, MatrixEntry, MatrixError, VersionMatrix};
 pub use objects::{Object, Rendered};
 pub use pod::ProbeKind;
 pub use server_config::{ConfigError, ServerConfig};

@@ -17,6 +17,22 @@ pub struct MatrixEntry {
     pub smoke: bool,
     /// Extra pip requirements needed to run this release (e.g. `numpy<2`).
     pub pins: Vec<String>,
+    /// Live checks this release is known to fail, each with the words its failure must say.
+    pub expected_failures: Vec<ExpectedFailure>,
+}
+
+/// A live check a release fails by its own doing (it loses data, it cannot start): the run
+/// accepts that failure only when the failure message contains one of `causes` (a release
+/// may fail in more than one way, e.g. depending on which file the full disk cut short).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedFailure {
+    /// The check's name (`faults-full-volume`).
+    pub check: String,
+    /// Words the failure message must contain (one of them), e.g. the server's own error.
+    pub causes: Vec<String>,
+    /// What the release does wrong, and the upstream issue where there is one.
+    pub why: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +48,7 @@ pub enum MatrixError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not a valid version matrix (expected `versions: [{{version, reason, smoke?, pins?}}]`): {source}")]
+    #[error("{path} is not a valid version matrix (expected `versions: [{{version, reason, smoke?, pins?, expected_failures?}}]`): {source}")]
     Yaml {
         path: PathBuf,
         #[source]
@@ -59,6 +75,8 @@ struct RawEntry {
     smoke: bool,
     #[serde(default)]
     pins: Vec<String>,
+    #[serde(default)]
+    expected_failures: Vec<ExpectedFailure>,
 }
 
 impl VersionMatrix {
@@ -93,7 +111,10 @@ impl VersionMatrix {
             if let Some(p) = e.pins.iter().find(|p| p.trim().is_empty()) {
                 return Err(entry_err(format!("has an empty pin {p:?}")));
             }
-            versions.push(MatrixEntry { version, reason: e.reason, smoke: e.smoke, pins: e.pins });
+            if let Some(x) = e.expected_failures.iter().find(|x| x.check.trim().is_empty() || x.causes.is_empty() || x.causes.iter().any(|c| c.trim().is_empty()) || x.why.trim().is_empty()) {
+                return Err(entry_err(format!("expected failure {x:?} needs a `check`, the `causes` its message may say (none empty) and `why`")));
+            }
+            versions.push(MatrixEntry { version, reason: e.reason, smoke: e.smoke, pins: e.pins, expected_failures: e.expected_failures });
         }
         Ok(VersionMatrix { versions })
     }
@@ -126,6 +147,16 @@ mod tests {
             .expect("valid matrix");
         assert_eq!(m.smoke().map(ToString::to_string).collect::<Vec<_>>(), ["0.4.3"]);
         assert_eq!(m.versions[1].pins, ["numpy<2"]);
+    }
+
+    #[test]
+    fn expected_failures_load_and_an_empty_cause_is_refused() {
+        let m = parse("versions:\n- {version: 0.6.3, reason: r, expected_failures: [{check: faults-full-volume, causes: [missing], why: loses its last batch}]}\n").unwrap();
+        assert_eq!(m.versions[0].expected_failures[0].causes, ["missing"]);
+        for bad in ["causes: ['']", "causes: []"] {
+            let e = parse(&format!("versions:\n- {{version: 0.6.3, reason: r, expected_failures: [{{check: c, {bad}, why: w}}]}}\n")).unwrap_err().to_string();
+            assert!(e.contains("`causes`") && e.contains("0.6.3"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -121,6 +121,25 @@ pub trait Backend {
     /// again in the same pod — emptyDirs and claims kept, a fresh container filesystem.
     /// [`BackendError::Unavailable`] where the backend cannot restart one container alone.
     async fn restart_container(&self, deployed: &mut Deployed) -> Result<(), BackendError>;
+    /// The node kills the server's container with SIGKILL (what an OOM kill, a node's
+    /// eviction or `crictl stop --timeout 0` does: no chance to flush anything), then
+    /// restarts it in the same pod as the kubelet does under `restartPolicy: Always` —
+    /// emptyDirs and claims kept — and waits until it is ready again. Returns how the
+    /// killed container ended, as the pod's `lastState.terminated` would say it.
+    /// [`BackendError::Unsupported`] where [`Backend::kills_containers`] says no.
+    async fn kill_container(&self, deployed: &mut Deployed) -> Result<String, BackendError> {
+        let _ = deployed;
+        Err(BackendError::Unsupported { backend: self.name(), reason: self.kills_containers().err().unwrap_or_default() })
+    }
+    /// `Ok(())` when [`Backend::kill_container`] works here; `Err(why not)` otherwise.
+    fn kills_containers(&self) -> Result<(), String> {
+        Err("killing one container with SIGKILL from the node is not implemented on this backend (it needs the node's container runtime, e.g. `crictl`)".into())
+    }
+    /// `Ok(())` when a claim here is a filesystem of the size it requests, so that a write
+    /// past it fails (a block-storage provisioner); `Err(why not)` otherwise.
+    fn limits_volume_size(&self) -> Result<(), String> {
+        Err("whether a claim is limited to its requested size depends on the cluster's provisioner, which this backend does not know".into())
+    }
     /// `kubectl delete statefulset --cascade=orphan`: the StatefulSet object goes, its pod and
     /// claims stay, so the next [`Backend::upgrade`] creates the StatefulSet anew (adopting
     /// them) instead of updating it — the migration step for a chart whose StatefulSet differs

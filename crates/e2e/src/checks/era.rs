@@ -51,10 +51,39 @@ pub fn reset_refused(version: &ChromaVersion) -> &'static [u16] {
     lookup(RESET_REFUSED, version)
 }
 
+/// The HNSW `search_ef` a collection created without index settings searches with: 10
+/// through 0.6.2, 100 from 0.6.3 (source: `hnsw_params.py` at 0.5.23, 0.6.0, 0.6.1, 0.6.2
+/// and 0.6.3) and on the Rust server (source: its HNSW configuration's default).
+pub fn default_search_ef(version: &ChromaVersion) -> u32 {
+    if *version < v(0, 6, 3) { 10 } else { 100 }
+}
+
+/// The least mean recall@10 the faults workload's queries reach on an undisturbed server of
+/// this era: the lowest of 16 collections (8 seeds × 3,000 and 6,050 records) measured at
+/// the era's default search ef, less a margin (docs/chroma-eras.md#faults).
+pub fn recall_floor(version: &ChromaVersion) -> f64 {
+    match default_search_ef(version) {
+        // Measured 0.940 – 0.995 on 0.4.24; less 0.04.
+        10 => 0.90,
+        // Measured 1.000 on every collection (0.6.3, 1.5.9); one neighbour in 200 may go.
+        _ => 0.995,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    #[rstest]
+    #[case::ten_on_0_4("0.4.24", 10, 0.90)]
+    #[case::still_ten_on_0_6_2("0.6.2", 10, 0.90)]
+    #[case::a_hundred_from_0_6_3("0.6.3", 100, 0.995)]
+    #[case::a_hundred_on_rust("1.0.0", 100, 0.995)]
+    fn search_ef_and_its_recall_floor(#[case] version: &str, #[case] ef: u32, #[case] floor: f64) {
+        let v = version.parse().unwrap();
+        assert_eq!((default_search_ef(&v), recall_floor(&v)), (ef, floor));
+    }
 
     #[rstest]
     #[case::python_0_4_answers_401("0.4.24", &[401])]

@@ -86,6 +86,17 @@ impl Server {
         self.exited
     }
 
+    /// SIGKILL to the whole group at once, as a runtime kills a container without grace.
+    /// Returns how it exited.
+    pub async fn kill(mut self) -> Option<ExitStatus> {
+        let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
+        if self.try_exited().is_none() {
+            self.exited = self.child.wait().await.ok();
+        }
+        self.reaped = true;
+        self.exited
+    }
+
     /// SIGTERM to the group, up to `grace` to exit, then SIGKILL. Returns how it exited.
     pub async fn stop(mut self, grace: Duration) -> Option<ExitStatus> {
         let pg = Pid::from_raw(self.pgid);

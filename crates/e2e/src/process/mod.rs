@@ -15,6 +15,7 @@ pub mod pod;
 pub mod podnet;
 pub mod proxy;
 pub mod security;
+pub mod volume;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -57,6 +58,9 @@ enum Start {
 }
 
 struct Running {
+    /// The claims the node gave a size (mounted under the temp root): declared first so they
+    /// are unmounted before the root is removed.
+    sized: Vec<volume::SizedVolume>,
     /// Owns the deployment's temp root: dropping it (teardown, a failed deploy, a job dropped
     /// on Ctrl-C) removes the files.
     _root: tempfile::TempDir,
@@ -208,6 +212,7 @@ impl ProcessBackend {
         }
 
         let mut volume_dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
+        let mut claim_notes = Vec::new();
         for v in pod.volumes.iter().flatten() {
             volume_dirs.insert(v.name.clone(), pod::materialise_volume(&layout, v, &sources).map_err(invalid)?);
         }
@@ -216,11 +221,23 @@ impl ProcessBackend {
             // StatefulSet gets new, empty claims, as on a cluster.
             let dir = layout.pvc().join(format!("{t}-{sts_name}-0"));
             std::fs::create_dir_all(&dir).map_err(io(format!("creating claim dir {}", dir.display())))?;
+            // The provisioner's filesystem is as big as the claim asks, once, for the claim's life.
+            if let (Some(q), Ok(())) = (pod::claim_request(sts, t), volume::available())
+                && !r.sized.iter().any(|v| v.at == dir)
+            {
+                let bytes = volume::parse_quantity(&q).map_err(|e| invalid(format!("volumeClaimTemplate {t}: resources.requests.storage: {e}")))?;
+                let v = volume::SizedVolume::mount(&dir, bytes).map_err(|detail| BackendError::Failed { what: format!("sizing claim {t}"), detail })?;
+                r.sized.push(v);
+            }
             volume_dirs.entry(t.clone()).or_insert(dir);
+        }
+        for v in &r.sized {
+            claim_notes.push(format!("claim {} is a filesystem of {} bytes (tmpfs), as its request asks", v.at.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), v.bytes));
         }
 
         image::populate_image_fs(&layout, &release.version, &r.venv).map_err(|detail| BackendError::Failed { what: "preparing the image filesystem".into(), detail })?;
         let mut adjustments = vec![format!("container filesystem re-rooted at {}", layout.fs().display())];
+        adjustments.extend(claim_notes);
         for m in c.volume_mounts.iter().flatten() {
             mount(&layout, m, &volume_dirs)?;
         }
@@ -572,7 +589,7 @@ impl Backend for ProcessBackend {
             .tempdir_in(&self.opts.temp_base)
             .map_err(io("creating the deployment's temp dir"))?;
         let layout = Layout { root: root.path().to_path_buf() };
-        let mut r = Running { _root: root, release: release.clone(), venv, layout, server: None, starts: 0, reach: None, sidecars: Vec::new(), net: None, tls: None, orphaned: false };
+        let mut r = Running { sized: Vec::new(), _root: root, release: release.clone(), venv, layout, server: None, starts: 0, reach: None, sidecars: Vec::new(), net: None, tls: None, orphaned: false };
         match self.start(&mut r, Start::NewPod).await {
             Ok((base_url, adjustments)) => {
                 let secrets = Sources::from_release(release).map(|s| s.secrets).unwrap_or_default();
@@ -607,6 +624,36 @@ impl Backend for ProcessBackend {
         out
     }
 
+    async fn kill_container(&self, deployed: &mut Deployed) -> Result<String, BackendError> {
+        let mut r = self.take(&deployed.id)?;
+        let ended = match r.server.take() {
+            Some(s) => {
+                let status = s.kill().await;
+                let ended = status.map_or("unknown".into(), |s| match std::os::unix::process::ExitStatusExt::signal(&s) {
+                    // What the kubelet reports for a container killed by a signal: 128 + signal.
+                    Some(sig) => format!("exit code {} (signal {sig})", 128 + sig),
+                    None => s.to_string(),
+                });
+                append(&server_log(&r.layout), &format!("--- harness: container killed with SIGKILL ({ended}); the kubelet restarts it in the same pod ---\n"));
+                ended
+            }
+            None => "not running".into(),
+        };
+        let result = self.start(&mut r, Start::SamePod).await;
+        deployed.tls = r.tls.clone();
+        let out = result.map(|(url, _)| deployed.base_url = url);
+        self.put(&deployed.id, r);
+        out.map(|()| ended)
+    }
+
+    fn kills_containers(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn limits_volume_size(&self) -> Result<(), String> {
+        volume::available()
+    }
+
     async fn orphan_statefulset(&self, deployed: &mut Deployed) -> Result<(), BackendError> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let r = running.get_mut(&deployed.id).ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "is not running on this backend".into() })?;
@@ -636,6 +683,10 @@ impl Backend for ProcessBackend {
         }
         for claim in &gone {
             let dir = r.layout.pvc().join(claim);
+            if let Some(i) = r.sized.iter().position(|v| v.at == dir) {
+                let mut v = r.sized.remove(i);
+                v.unmount().map_err(|detail| BackendError::Failed { what: format!("deleting claim {claim}"), detail })?;
+            }
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(io(format!("deleting claim {claim}")))?;
             }

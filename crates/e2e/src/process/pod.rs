@@ -72,6 +72,15 @@ pub fn claim_templates(sts: &StatefulSet) -> Vec<String> {
         .collect()
 }
 
+/// The storage a volumeClaimTemplate requests (`resources.requests.storage`), as written.
+pub fn claim_request(sts: &StatefulSet, template: &str) -> Option<String> {
+    sts.spec
+        .iter()
+        .flat_map(|s| s.volume_claim_templates.iter().flatten())
+        .find(|t| t.metadata.name.as_deref() == Some(template))
+        .and_then(|t| t.spec.as_ref()?.resources.as_ref()?.requests.as_ref()?.get("storage").map(|q| q.0.clone()))
+}
+
 /// The StatefulSet spec fields the API server lets an update change; any other difference
 /// makes `helm upgrade` fail ("updates to statefulset spec for fields other than …").
 const STS_MUTABLE: [&str; 6] = ["replicas", "ordinals", "template", "updateStrategy", "persistentVolumeClaimRetentionPolicy", "minReadySeconds"];

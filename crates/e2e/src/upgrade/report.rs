@@ -218,6 +218,7 @@ pub fn text(r: &UpgradeReport) -> String {
                 Outcome::Pass { detail } => detail.clone(),
                 Outcome::Fail { reason, .. } => reason.clone(),
                 Outcome::Skipped { reason } => reason.clone(),
+                Outcome::ExpectedFail { reason, why, .. } => format!("(expected: {why}) {reason}"),
             };
             let _ = writeln!(s, "  {:<4} {:<12} {}", c.outcome.label(), c.check.as_str(), detail);
         }
