@@ -21,13 +21,14 @@ pub struct Program {
 }
 
 /// Every program the process backend runs, in the order they are reported.
-pub const PROGRAMS: [Program; 6] = [
+pub const PROGRAMS: [Program; 7] = [
     Program { name: "curl", package: "curl", role: "the test image's program, and readiness polls" },
     Program { name: "ip", package: "iproute2", role: "a pod's network namespace" },
     Program { name: "setpriv", package: "util-linux", role: "running a container as its user" },
     Program { name: "bwrap", package: "bubblewrap", role: "a container's read-only root filesystem" },
     Program { name: "nginx", package: "nginx", role: "the TLS proxy image's program" },
     Program { name: "htpasswd", package: "apache2-utils", role: "the basic-auth init image's program" },
+    Program { name: "mount", package: "mount", role: "a claim of its requested size (tmpfs)" },
 ];
 
 const BIN_DIRS: [&str; 4] = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"];
@@ -165,7 +166,7 @@ mod tests {
     #[test]
     fn missing_names_each_absent_program_in_order() {
         let m = missing_by(|p| p == "curl" || p == "ip");
-        assert_eq!(m.iter().map(|p| p.name).collect::<Vec<_>>(), ["setpriv", "bwrap", "nginx", "htpasswd"]);
+        assert_eq!(m.iter().map(|p| p.name).collect::<Vec<_>>(), ["setpriv", "bwrap", "nginx", "htpasswd", "mount"]);
     }
 
     #[test]
