@@ -48,9 +48,10 @@ pub struct Flags {
     /// Records per page and per add batch, for the tool and the in-process ceiling alike
     #[arg(long, default_value_t = 1000)]
     batch: usize,
-    /// Measure only chromadb-backup and the ceiling (not cdp and the Python client loop)
-    #[arg(long)]
-    no_compare: bool,
+    /// Other clients measured beside chromadb-backup and the ceiling: `all` (cdp and a plain
+    /// Python client loop), `python` (the loop only: no cdp environment to build), `none`
+    #[arg(long, value_enum, default_value = "all")]
+    compare: Compare,
     /// Append every measurement to this JSON-lines file (kept across runs, read by --plot)
     #[arg(long)]
     json: Option<PathBuf>,
@@ -58,6 +59,13 @@ pub struct Flags {
     /// from this run's measurements and those already in --json
     #[arg(long)]
     plot: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Compare {
+    All,
+    Python,
+    None,
 }
 
 /// chromadb-data-pipes' last release pins chromadb<0.6 and leaves optional imports out of its
@@ -254,19 +262,19 @@ fn cdp_venv(uv: &Path, version: &ChromaVersion) -> Result<PathBuf> {
 
 const PY_EXPORT: &str = r#"
 import json, sys, chromadb
-host, port, name, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+host, port, name, batch, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
 col = chromadb.HttpClient(host=host, port=port).get_collection(name)
 n = col.count()
 with open(out, "w") as f:
-    for off in range(0, n, 1000):
-        r = col.get(limit=1000, offset=off, include=["embeddings", "documents", "metadatas"])
+    for off in range(0, n, batch):
+        r = col.get(limit=batch, offset=off, include=["embeddings", "documents", "metadatas"])
         for i, id_ in enumerate(r["ids"]):
             f.write(json.dumps({"id": id_, "embedding": [float(x) for x in r["embeddings"][i]], "document": r["documents"][i], "metadata": r["metadatas"][i]}) + "\n")
 "#;
 
 const PY_IMPORT: &str = r#"
 import json, sys, chromadb
-host, port, name, src = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+host, port, name, size, src = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
 col = chromadb.HttpClient(host=host, port=port).create_collection(name, embedding_function=None)
 def flush(b):
     if b:
@@ -275,7 +283,7 @@ batch = []
 with open(src) as f:
     for line in f:
         batch.append(json.loads(line))
-        if len(batch) == 1000:
+        if len(batch) == size:
             flush(batch); batch = []
 flush(batch)
 "#;
@@ -390,38 +398,42 @@ fn run_one(flags: &Flags, bin: &Path, venv: &Path, cdp: Option<&Path>, version: 
     }
     let archive_bytes = std::fs::metadata(&dumped)?.len();
     std::fs::remove_file(&dumped)?;
-    let Some(cdp) = cdp else {
+    if flags.compare == Compare::None {
         eprintln!("{v} × {n}: archive {:.1} MB", archive_bytes as f64 / 1e6);
         return Ok(());
-    };
+    }
 
-    eprintln!("{v} × {n}: cdp export");
     let cdp_file = work.join(format!("cdp-{v}.jsonl"));
-    // cdp is a third-party tool pinned to an old chromadb: its failure is reported, not fatal.
-    match measure(Command::new(cdp.join("bin/cdp")).args(["export", &url(&src), "--collection", "bench", "--batch-size", &flags.batch.to_string(), "--out"]).arg(&cdp_file)) {
-        Ok(r) => push(rows, json, row("cdp", "dump", &r, get_s))?,
-        Err(e) => eprintln!("  {v} cdp dump FAILED: {e:#}"),
+    if let Some(cdp) = cdp {
+        eprintln!("{v} × {n}: cdp export");
+        // cdp is a third-party tool pinned to an old chromadb: its failure is reported, not fatal.
+        match measure(Command::new(cdp.join("bin/cdp")).args(["export", &url(&src), "--collection", "bench", "--batch-size", &flags.batch.to_string(), "--out"]).arg(&cdp_file)) {
+            Ok(r) => push(rows, json, row("cdp", "dump", &r, get_s))?,
+            Err(e) => eprintln!("  {v} cdp dump FAILED: {e:#}"),
+        }
     }
     let cdp_bytes = std::fs::metadata(&cdp_file).map(|m| m.len()).unwrap_or(0);
 
     eprintln!("{v} × {n}: python get loop");
     let py_file = work.join(format!("py-{v}.jsonl"));
-    let r = measure(Command::new(&py).args(["-c", PY_EXPORT, "127.0.0.1", &src.port.to_string(), "bench"]).arg(&py_file))?;
+    let r = measure(Command::new(&py).args(["-c", PY_EXPORT, "127.0.0.1", &src.port.to_string(), "bench", &flags.batch.to_string()]).arg(&py_file))?;
     push(rows, json, row("python client", "dump", &r, get_s))?;
     drop(src);
 
-    let dst = start(venv, version)?;
-    eprintln!("{v} × {n}: cdp import");
-    match measure(Command::new(cdp.join("bin/cdp")).args(["import", &url(&dst), "--collection", "bench", "--create", "--batch-size", &flags.batch.to_string(), "--in"]).arg(&cdp_file)) {
-        Ok(r) if count(dst.port, version, "bench").ok() == Some(n as u64) => push(rows, json, row("cdp", "restore", &r, add_s))?,
-        Ok(_) => eprintln!("  {v} cdp restore FAILED: it did not load {n} records"),
-        Err(e) => eprintln!("  {v} cdp restore FAILED: {e:#}"),
+    if let Some(cdp) = cdp {
+        let dst = start(venv, version)?;
+        eprintln!("{v} × {n}: cdp import");
+        match measure(Command::new(cdp.join("bin/cdp")).args(["import", &url(&dst), "--collection", "bench", "--create", "--batch-size", &flags.batch.to_string(), "--in"]).arg(&cdp_file)) {
+            Ok(r) if count(dst.port, version, "bench").ok() == Some(n as u64) => push(rows, json, row("cdp", "restore", &r, add_s))?,
+            Ok(_) => eprintln!("  {v} cdp restore FAILED: it did not load {n} records"),
+            Err(e) => eprintln!("  {v} cdp restore FAILED: {e:#}"),
+        }
+        drop(dst);
     }
-    drop(dst);
 
     let dst = start(venv, version)?;
     eprintln!("{v} × {n}: python add loop");
-    let r = measure(Command::new(&py).args(["-c", PY_IMPORT, "127.0.0.1", &dst.port.to_string(), "bench"]).arg(&py_file))?;
+    let r = measure(Command::new(&py).args(["-c", PY_IMPORT, "127.0.0.1", &dst.port.to_string(), "bench", &flags.batch.to_string()]).arg(&py_file))?;
     ensure!(count(dst.port, version, "bench")? == n as u64, "the python add loop did not load {n} records");
     push(rows, json, row("python client", "restore", &r, add_s))?;
     drop(dst);
@@ -458,7 +470,7 @@ pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
         for version in &versions {
             let pins = matrix.get(version).map(|e| e.pins.clone()).unwrap_or_default();
             let (venv, _) = venvs.ensure(version, &pins)?;
-            let cdp = if flags.no_compare { None } else { Some(cdp_venv(&tools.uv.path, version)?) };
+            let cdp = if flags.compare == Compare::All { Some(cdp_venv(&tools.uv.path, version)?) } else { None };
             run_one(&flags, &bin, &venv.dir, cdp.as_deref(), version, n, &data, work.path(), &mut rows)?;
         }
         std::fs::remove_dir_all(&dir)?;
