@@ -547,6 +547,9 @@ mod plot {
     const R: f64 = 230.0;
     const T: f64 = 40.0;
     const B: f64 = 50.0;
+    /// The tool's points (false) and the ceiling's (true): (records, seconds per 1,000).
+    type Series = BTreeMap<bool, Vec<(f64, f64)>>;
+
     const COLOURS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
 
     fn esc(s: &str) -> String {
@@ -555,8 +558,8 @@ mod plot {
 
     pub fn svg(rows: &[Row], dim: usize) -> String {
         let rows: Vec<&Row> = rows.iter().filter(|r| r.tool == "chromadb-backup" || r.tool == CEILING).collect();
-        // (version, op) → tool → points
-        let mut lines: BTreeMap<(String, String), BTreeMap<bool, Vec<(f64, f64)>>> = BTreeMap::new();
+        // (version, op) → is the ceiling → points
+        let mut lines: BTreeMap<(String, String), Series> = BTreeMap::new();
         for r in &rows {
             lines.entry((r.version.clone(), r.op.clone())).or_default().entry(r.tool == CEILING).or_default().push((r.records as f64, r.per_1000()));
         }

@@ -238,8 +238,8 @@ mod tests {
         // Before every 3rd request, delete the oldest remaining record with an even id, which is
         // behind the reader once it has started: a plain offset would skip one record each time.
         let sim = Sim::new(500, |call, rows, _| {
-            if call > 0 && call % 3 == 0
-                && let Some(i) = rows.iter().position(|r| r.embedding.as_ref().unwrap()[0] as usize % 2 == 0)
+            if call > 0 && call.is_multiple_of(3)
+                && let Some(i) = rows.iter().position(|r| (r.embedding.as_ref().unwrap()[0] as usize).is_multiple_of(2))
             {
                 rows.remove(i);
             }
