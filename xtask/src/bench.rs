@@ -118,6 +118,28 @@ fn chroma_prefix(v: &ChromaVersion) -> &'static str {
 struct Run {
     secs: f64,
     rss_kib: i64,
+    /// The client's own CPU seconds (user + system).
+    cpu: f64,
+}
+
+/// CPU seconds (user + system, every thread) a live process has used so far.
+fn cpu_of(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("a /proc stat line without a command name")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|u| u.parse::<f64>().ok()).context("utime")? + f.get(12).and_then(|s| s.parse::<f64>().ok()).context("stime")?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks / hz)
+}
+
+/// `measure`, adding the server's CPU seconds over the same span to the client's.
+fn measure_with(server: &Server, cmd: &mut Command) -> Result<Run> {
+    let before = cpu_of(server.child.id())?;
+    let mut r = measure(cmd)?;
+    r.cpu += cpu_of(server.child.id())? - before;
+    Ok(r)
 }
 
 fn measure(cmd: &mut Command) -> Result<Run> {
@@ -140,7 +162,8 @@ fn measure(cmd: &mut Command) -> Result<Run> {
     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
         bail!("{cmd:?} failed (status {status}):\n{}", err.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
     }
-    Ok(Run { secs, rss_kib: usage.ru_maxrss })
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Run { secs, rss_kib: usage.ru_maxrss, cpu: tv(usage.ru_utime) + tv(usage.ru_stime) })
 }
 
 /// The generated data of one size: the archive the tool restores, and the same records as
@@ -200,7 +223,8 @@ fn generate(dir: &Path, n: usize, dim: usize) -> Result<Data> {
 /// The server's own ceiling: its Python package in-process (no HTTP, no JSON), `add` of the
 /// same records in the same batches into an empty persistent collection, then `get` of every
 /// record by the same pages (limit/offset, embeddings, documents and metadatas). Inputs are
-/// loaded and turned into Python lists before the clock starts. Prints `add_s get_s`.
+/// loaded and turned into Python lists before the clock starts. Prints wall and CPU seconds
+/// (the whole process, every thread): `add_s get_s add_cpu get_cpu`.
 const PY_CEILING: &str = r#"
 import json, sys, tempfile, time, numpy as np, chromadb
 from chromadb.config import Settings
@@ -214,31 +238,39 @@ metas = [r["metadata"] for r in rows]
 with tempfile.TemporaryDirectory() as d:
     client = chromadb.PersistentClient(path=d, settings=Settings(anonymized_telemetry=False))
     col = client.create_collection("bench", embedding_function=None)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for i in range(0, n, batch):
         col.add(ids=ids[i:i + batch], embeddings=embs[i:i + batch], documents=docs[i:i + batch], metadatas=metas[i:i + batch])
-    add_s = time.perf_counter() - t
+    add_s, add_cpu = time.perf_counter() - t, time.process_time() - c
     assert col.count() == n, (col.count(), n)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     got = 0
     for off in range(0, n, batch):
         r = col.get(limit=batch, offset=off, include=["embeddings", "documents", "metadatas"])
         got += len(r["ids"])
         assert len(r["embeddings"]) == len(r["ids"])
-    get_s = time.perf_counter() - t
+    get_s, get_cpu = time.perf_counter() - t, time.process_time() - c
     assert got == n, (got, n)
-print(add_s, get_s)
+print(add_s, get_s, add_cpu, get_cpu)
 "#;
 
-/// Runs the ceiling in the server's own venv; (add seconds, get seconds).
-fn ceiling(py: &Path, data: &Data, dim: usize, batch: usize) -> Result<(f64, f64)> {
+/// The ceiling's seconds, wall and CPU.
+struct Ceiling {
+    add: f64,
+    get: f64,
+    add_cpu: f64,
+    get_cpu: f64,
+}
+
+/// Runs the ceiling in the server's own venv.
+fn ceiling(py: &Path, data: &Data, dim: usize, batch: usize) -> Result<Ceiling> {
     let out = Command::new(py).arg("-c").arg(PY_CEILING).arg(&data.embeddings).arg(&data.rows).arg(dim.to_string()).arg(batch.to_string()).env("ANONYMIZED_TELEMETRY", "False").output()?;
     ensure!(out.status.success(), "the in-process ceiling failed:\n{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut it = text.split_whitespace().map(str::parse::<f64>);
-    match (it.next(), it.next()) {
-        (Some(Ok(a)), Some(Ok(g))) => Ok((a, g)),
-        _ => bail!("the in-process ceiling printed `{}`, not two numbers of seconds", text.trim()),
+    let n: Vec<f64> = text.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    match n[..] {
+        [add, get, add_cpu, get_cpu] => Ok(Ceiling { add, get, add_cpu, get_cpu }),
+        _ => bail!("the in-process ceiling printed `{}`, not four numbers of seconds", text.trim()),
     }
 }
 
@@ -320,6 +352,12 @@ struct Row {
     /// Seconds the server's in-process ceiling took for the same op on the same data.
     ceiling_secs: f64,
     raw_bytes: u64,
+    /// CPU seconds: the server's and the client's together (the ceiling: its one process).
+    /// Unlike wall time it hardly moves when other work shares the cores.
+    #[serde(default)]
+    cpu_secs: Option<f64>,
+    #[serde(default)]
+    ceiling_cpu_secs: Option<f64>,
 }
 
 const CEILING: &str = "in-process ceiling";
@@ -334,12 +372,16 @@ impl Row {
     fn per_1000(&self) -> f64 {
         self.secs / self.records as f64 * 1000.0
     }
+    /// The ceiling's CPU seconds over this run's, where both were measured.
+    fn cpu_fraction(&self) -> Option<f64> {
+        Some(self.ceiling_cpu_secs? / self.cpu_secs?)
+    }
 }
 
 /// Each measurement as it is taken, so an interrupted run still says what it measured.
 fn push(rows: &mut Vec<Row>, json: Option<&Path>, row: Row) -> Result<()> {
     eprintln!(
-        "  {} {} {} {}: {:.1} s, {:.0} rec/s, {:.0} % of the ceiling, peak RSS {}",
+        "  {} {} {} {}: {:.1} s, {:.0} rec/s, {:.0} % of the ceiling ({} by CPU), peak RSS {}",
         row.version,
         row.records,
         row.tool,
@@ -347,6 +389,7 @@ fn push(rows: &mut Vec<Row>, json: Option<&Path>, row: Row) -> Result<()> {
         row.secs,
         row.rate(),
         row.fraction() * 100.0,
+        row.cpu_fraction().map_or("-".into(), |f| format!("{:.0} %", f * 100.0)),
         row.rss_kib.map_or("-".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0))
     );
     if let Some(p) = json {
@@ -364,7 +407,10 @@ fn run_one(flags: &Flags, bin: &Path, venv: &Path, cdp: Option<&Path>, version: 
     let py = venv.join("bin/python");
     let url = |s: &Server| format!("http://127.0.0.1:{}", s.port);
     let json = flags.json.as_deref();
-    let row = |tool: &str, op: &str, run: &Run, ceiling_secs: f64| Row {
+    eprintln!("{v} × {n}: in-process ceiling (add, then get)");
+    let c = ceiling(&py, data, flags.dim, flags.batch)?;
+    let (add_s, get_s) = ((c.add, c.add_cpu), (c.get, c.get_cpu));
+    let row = |tool: &str, op: &str, run: &Run, (ceiling_secs, ceiling_cpu): (f64, f64)| Row {
         version: v.clone(),
         records: n,
         tool: tool.into(),
@@ -373,23 +419,23 @@ fn run_one(flags: &Flags, bin: &Path, venv: &Path, cdp: Option<&Path>, version: 
         rss_kib: Some(run.rss_kib),
         ceiling_secs,
         raw_bytes: data.raw,
+        cpu_secs: Some(run.cpu),
+        ceiling_cpu_secs: Some(ceiling_cpu),
     };
-
-    eprintln!("{v} × {n}: in-process ceiling (add, then get)");
-    let (add_s, get_s) = ceiling(&py, data, flags.dim, flags.batch)?;
-    for (op, secs) in [("restore", add_s), ("dump", get_s)] {
-        push(rows, json, Row { version: v.clone(), records: n, tool: CEILING.into(), op: op.into(), secs, rss_kib: None, ceiling_secs: secs, raw_bytes: data.raw })?;
+    for (op, (secs, cpu)) in [("restore", add_s), ("dump", get_s)] {
+        let r = Row { version: v.clone(), records: n, tool: CEILING.into(), op: op.into(), secs, rss_kib: None, ceiling_secs: secs, raw_bytes: data.raw, cpu_secs: Some(cpu), ceiling_cpu_secs: Some(cpu) };
+        push(rows, json, r)?;
     }
 
     let src = start(venv, version)?;
     eprintln!("{v} × {n}: chromadb-backup restore");
-    let r = measure(Command::new(bin).args(["restore", "--from"]).arg(&data.archive).env("CHROMA_BACKUP_URL", url(&src)))?;
+    let r = measure_with(&src, Command::new(bin).args(["restore", "--from"]).arg(&data.archive).env("CHROMA_BACKUP_URL", url(&src)))?;
     ensure!(count(src.port, version, "bench")? == n as u64, "chromadb-backup restore did not load {n} records");
     push(rows, json, row("chromadb-backup", "restore", &r, add_s))?;
 
     eprintln!("{v} × {n}: chromadb-backup dump");
     let dumped = work.join(format!("dump-{v}-{n}.tar"));
-    let r = measure(Command::new(bin).args(["dump", "--to"]).arg(&dumped).args(["--page-size", &flags.batch.to_string()]).env("CHROMA_BACKUP_URL", url(&src)))?;
+    let r = measure_with(&src, Command::new(bin).args(["dump", "--to"]).arg(&dumped).args(["--page-size", &flags.batch.to_string()]).env("CHROMA_BACKUP_URL", url(&src)))?;
     push(rows, json, row("chromadb-backup", "dump", &r, get_s))?;
     if let Some(cdp) = cdp {
         let out = Command::new(cdp.join("bin/python")).arg("-c").arg(PY_ARROW).arg(&dumped).output()?;
@@ -407,7 +453,7 @@ fn run_one(flags: &Flags, bin: &Path, venv: &Path, cdp: Option<&Path>, version: 
     if let Some(cdp) = cdp {
         eprintln!("{v} × {n}: cdp export");
         // cdp is a third-party tool pinned to an old chromadb: its failure is reported, not fatal.
-        match measure(Command::new(cdp.join("bin/cdp")).args(["export", &url(&src), "--collection", "bench", "--batch-size", &flags.batch.to_string(), "--out"]).arg(&cdp_file)) {
+        match measure_with(&src, Command::new(cdp.join("bin/cdp")).args(["export", &url(&src), "--collection", "bench", "--batch-size", &flags.batch.to_string(), "--out"]).arg(&cdp_file)) {
             Ok(r) => push(rows, json, row("cdp", "dump", &r, get_s))?,
             Err(e) => eprintln!("  {v} cdp dump FAILED: {e:#}"),
         }
@@ -416,14 +462,14 @@ fn run_one(flags: &Flags, bin: &Path, venv: &Path, cdp: Option<&Path>, version: 
 
     eprintln!("{v} × {n}: python get loop");
     let py_file = work.join(format!("py-{v}.jsonl"));
-    let r = measure(Command::new(&py).args(["-c", PY_EXPORT, "127.0.0.1", &src.port.to_string(), "bench", &flags.batch.to_string()]).arg(&py_file))?;
+    let r = measure_with(&src, Command::new(&py).args(["-c", PY_EXPORT, "127.0.0.1", &src.port.to_string(), "bench", &flags.batch.to_string()]).arg(&py_file))?;
     push(rows, json, row("python client", "dump", &r, get_s))?;
     drop(src);
 
     if let Some(cdp) = cdp {
         let dst = start(venv, version)?;
         eprintln!("{v} × {n}: cdp import");
-        match measure(Command::new(cdp.join("bin/cdp")).args(["import", &url(&dst), "--collection", "bench", "--create", "--batch-size", &flags.batch.to_string(), "--in"]).arg(&cdp_file)) {
+        match measure_with(&dst, Command::new(cdp.join("bin/cdp")).args(["import", &url(&dst), "--collection", "bench", "--create", "--batch-size", &flags.batch.to_string(), "--in"]).arg(&cdp_file)) {
             Ok(r) if count(dst.port, version, "bench").ok() == Some(n as u64) => push(rows, json, row("cdp", "restore", &r, add_s))?,
             Ok(_) => eprintln!("  {v} cdp restore FAILED: it did not load {n} records"),
             Err(e) => eprintln!("  {v} cdp restore FAILED: {e:#}"),
@@ -433,7 +479,7 @@ fn run_one(flags: &Flags, bin: &Path, venv: &Path, cdp: Option<&Path>, version: 
 
     let dst = start(venv, version)?;
     eprintln!("{v} × {n}: python add loop");
-    let r = measure(Command::new(&py).args(["-c", PY_IMPORT, "127.0.0.1", &dst.port.to_string(), "bench", &flags.batch.to_string()]).arg(&py_file))?;
+    let r = measure_with(&dst, Command::new(&py).args(["-c", PY_IMPORT, "127.0.0.1", &dst.port.to_string(), "bench", &flags.batch.to_string()]).arg(&py_file))?;
     ensure!(count(dst.port, version, "bench")? == n as u64, "the python add loop did not load {n} records");
     push(rows, json, row("python client", "restore", &r, add_s))?;
     drop(dst);
@@ -510,13 +556,13 @@ fn read_rows(p: &Path) -> Result<Vec<Row>> {
 
 fn table(rows: &[Row], dim: usize) -> String {
     let mut t = String::new();
-    let _ = writeln!(t, "{dim} dims; ceiling = the server's own package in-process (dump: `get`, restore: `add`), measured in the same run");
-    let _ = writeln!(t, "| version | records | tool | op | seconds | s / 1,000 rec | records/s | MB/s | ceiling rec/s | of ceiling | peak RSS MiB |");
-    let _ = writeln!(t, "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(t, "{dim} dims; ceiling = the server's own package in-process (dump: `get`, restore: `add`), measured in the same run; CPU = server + client");
+    let _ = writeln!(t, "| version | records | tool | op | seconds | s / 1,000 rec | records/s | MB/s | ceiling rec/s | of ceiling | CPU s / 1,000 rec | of ceiling by CPU | peak RSS MiB |");
+    let _ = writeln!(t, "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let _ = writeln!(
             t,
-            "| {} | {} | {} | {} | {:.1} | {:.3} | {:.0} | {:.1} | {:.0} | {:.0} % | {} |",
+            "| {} | {} | {} | {} | {:.1} | {:.3} | {:.0} | {:.1} | {:.0} | {:.0} % | {} | {} | {} |",
             r.version,
             r.records,
             r.tool,
@@ -527,6 +573,8 @@ fn table(rows: &[Row], dim: usize) -> String {
             r.raw_bytes as f64 / 1e6 / r.secs,
             r.records as f64 / r.ceiling_secs,
             r.fraction() * 100.0,
+            r.cpu_secs.map_or("-".into(), |c| format!("{:.3}", c / r.records as f64 * 1000.0)),
+            r.cpu_fraction().map_or("-".into(), |f| format!("{:.0} %", f * 100.0)),
             r.rss_kib.map_or("-".into(), |k| format!("{:.0}", k as f64 / 1024.0)),
         );
     }
