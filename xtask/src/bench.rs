@@ -59,6 +59,9 @@ pub struct Flags {
     /// from this run's measurements and those already in --json
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Measure nothing: print the table of --json's rows and draw --plot from them
+    #[arg(long, requires = "json")]
+    report_only: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -490,6 +493,17 @@ fn run_one(flags: &Flags, bin: &Path, venv: &Path, cdp: Option<&Path>, version: 
 }
 
 pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
+    if flags.report_only {
+        let json = flags.json.as_deref().expect("clap requires --json");
+        let rows = read_rows(json)?;
+        ensure!(!rows.is_empty(), "--json {} holds no measurements", json.display());
+        println!("{}", table(&rows, flags.dim));
+        if let Some(svg) = &flags.plot {
+            std::fs::write(svg, plot::svg(&rows, flags.dim)).with_context(|| format!("writing {}", svg.display()))?;
+            eprintln!("wrote {}", svg.display());
+        }
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
     ensure!(!flags.records.is_empty() && flags.records.iter().all(|&n| n > 0), "--records must be 1 or more (e.g. --records 10000 --records 100000)");
     ensure!(flags.batch > 0, "--batch must be 1 or more (records per page and per add)");
     let versions: Vec<ChromaVersion> = flags.versions.iter().map(|v| v.parse().with_context(|| format!("--version {v}: not a Chroma version such as 0.6.3"))).collect::<Result<_>>()?;
@@ -615,17 +629,20 @@ mod plot {
         let ys: Vec<f64> = rows.iter().map(|r| r.per_1000()).collect();
         let (x0, x1) = (xs.iter().cloned().fold(f64::INFINITY, f64::min).log10().floor(), xs.iter().cloned().fold(0.0, f64::max).log10().ceil());
         let x1 = if x1 <= x0 { x0 + 1.0 } else { x1 };
-        let y1 = nice(ys.iter().cloned().fold(0.0, f64::max) * 1.05);
+        let (y0, y1) = (ys.iter().cloned().fold(f64::INFINITY, f64::min).log10().floor(), ys.iter().cloned().fold(0.0, f64::max).log10().ceil());
+        let y1 = if y1 <= y0 { y0 + 1.0 } else { y1 };
         let px = |x: f64| L + (x.log10() - x0) / (x1 - x0) * (W - L - R);
-        let py = |y: f64| H - B - y / y1 * (H - T - B);
+        let py = |y: f64| H - B - (y.log10() - y0) / (y1 - y0) * (H - T - B);
         let mut s = String::new();
         let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#);
         let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
         let _ = writeln!(s, r#"<text x="{}" y="22" font-size="14" text-anchor="middle">chromadb-backup: seconds per 1,000 records ({dim} dims); dashed: the server's in-process ceiling</text>"#, W / 2.0);
-        for k in 0..=5 {
-            let y = y1 * k as f64 / 5.0;
+        let mut e = y0;
+        while e <= y1 {
+            let y = 10f64.powf(e);
             let (gx, gy, tx, ty, label) = (W - R, py(y), L - 6.0, py(y) + 4.0, trim(y));
             let _ = writeln!(s, r##"<line x1="{L}" x2="{gx}" y1="{gy:.1}" y2="{gy:.1}" stroke="#ddd"/><text x="{tx}" y="{ty:.1}" text-anchor="end">{label}</text>"##);
+            e += 1.0;
         }
         let mut e = x0;
         while e <= x1 {
@@ -634,7 +651,7 @@ mod plot {
             e += 1.0;
         }
         let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">records in the collection (log scale)</text>"#, L + (W - L - R) / 2.0, H - 12.0);
-        let _ = writeln!(s, r#"<text transform="translate(16 {}) rotate(-90)" text-anchor="middle">seconds per 1,000 records</text>"#, T + (H - T - B) / 2.0);
+        let _ = writeln!(s, r#"<text transform="translate(16 {}) rotate(-90)" text-anchor="middle">seconds per 1,000 records (log scale)</text>"#, T + (H - T - B) / 2.0);
         for (i, ((version, op), tools)) in lines.iter().enumerate() {
             let colour = COLOURS[i % COLOURS.len()];
             for (ceiling, pts) in tools {
@@ -652,14 +669,6 @@ mod plot {
         }
         s.push_str("</svg>\n");
         s
-    }
-
-    fn nice(v: f64) -> f64 {
-        if v <= 0.0 {
-            return 1.0;
-        }
-        let m = 10f64.powf(v.log10().floor());
-        [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|k| k * m).find(|c| *c >= v).unwrap_or(10.0 * m)
     }
 
     fn trim(v: f64) -> String {
