@@ -49,6 +49,10 @@ impl paging::PageSource for ServerPages<'_> {
     async fn page(&self, offset: usize, limit: usize) -> Result<Vec<Record>> {
         self.server.get(self.collection, Page::Range { offset, limit }, self.uris).await
     }
+
+    async fn ids(&self, offset: usize, limit: usize) -> Result<Vec<String>> {
+        Ok(self.server.get(self.collection, Page::IdsOnly { offset, limit }, false).await?.into_iter().map(|r| r.id).collect())
+    }
 }
 
 fn settings_on(server: &Server, c: &Collection) -> Settings {

@@ -26,6 +26,8 @@ use crate::model::Record;
 pub trait PageSource {
     /// Records `offset..offset + limit` in storage order (fewer at the end).
     fn page(&self, offset: usize, limit: usize) -> impl Future<Output = Result<Vec<Record>>>;
+    /// The same window's ids alone.
+    fn ids(&self, offset: usize, limit: usize) -> impl Future<Output = Result<Vec<String>>>;
 }
 
 /// What a read did, for the log and the tests.
@@ -48,18 +50,20 @@ fn tail_len(page: usize) -> usize {
 pub async fn read_all<S: PageSource>(src: &S, collection: &str, page: usize, inflight: usize, mut sink: impl FnMut(Vec<Record>) -> Result<()>) -> Result<Stats> {
     assert!(page > 0 && inflight > 0, "callers check the page size and the requests in flight");
     let mut stats = Stats::default();
-    // The newest ids taken, oldest first; the last one is where the next page must start.
+    // The newest ids taken, oldest first: where to look for the reader's place again.
     let mut tail: VecDeque<String> = VecDeque::new();
-    // Where the server holds the record after the last one taken, as far as we know.
+    // The record the next page must start with (the newest taken that still exists), and
+    // where the server holds the record after it, as far as we know.
+    let mut anchor: Option<String> = None;
     let mut base = 0usize;
     'pipeline: loop {
         // Page j asks `base + j*page - 1 ..` (one record early) once there is a record to
         // start from; the very first page of the collection asks from 0.
-        let anchored = !tail.is_empty();
+        let anchored = anchor.is_some();
         let start = base;
         let request = move |j: usize| {
             let (offset, limit) = if anchored || j > 0 { (start + j * page - 1, page + 1) } else { (0, page) };
-            async move { (limit, src.page(offset, limit).await) }
+            async move { (offset, limit, src.page(offset, limit).await) }
         };
         let mut pending = FuturesOrdered::new();
         let mut next = 0usize;
@@ -68,20 +72,37 @@ pub async fn read_all<S: PageSource>(src: &S, collection: &str, page: usize, inf
             next += 1;
         }
         let mut first = !anchored;
-        while let Some((limit, got)) = pending.next().await {
+        while let Some((offset, limit, got)) = pending.next().await {
             let mut got = got?;
             stats.requests += 1;
             let end = got.len() < limit;
             if !first {
-                // The page must start with the last record taken.
-                if got.first().map(|r| &r.id) != tail.back() {
+                if got.first().map(|r| &r.id) != anchor.as_ref() {
+                    // Records moved since this page's predecessor was read: what was asked
+                    // after it is stale too.
                     drop(pending);
                     stats.reanchors += 1;
-                    let (taken, end) = reanchor(src, collection, page, &mut tail, &mut base, &mut stats, &mut sink).await?;
-                    stats.records += taken;
-                    if end {
-                        return Ok(stats);
+                    // Moved by less than a page: the place is in this very page (progress even
+                    // while another client keeps moving records).
+                    let at: HashMap<&str, usize> = got.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+                    if let Some(i) = tail.iter().rev().find_map(|id| at.get(id.as_str()).copied()) {
+                        tracing::debug!(collection, from = base, to = offset + i + 1, "records moved while the collection was read; continuing after the last one taken");
+                        let rest = got.split_off(i + 1);
+                        base = offset + i + 1 + rest.len();
+                        stats.records += rest.len() as u64;
+                        remember(&mut tail, &rest, page);
+                        anchor = Some(rest.last().map_or_else(|| got[i].id.clone(), |r| r.id.clone()));
+                        if !rest.is_empty() {
+                            sink(rest)?;
+                        }
+                        if end {
+                            return Ok(stats);
+                        }
+                        continue 'pipeline;
                     }
+                    let (id, after) = locate(src, collection, page, &tail, base, &mut stats).await?;
+                    tracing::debug!(collection, from = base, to = after, "records moved while the collection was read; continuing after the last one taken");
+                    (anchor, base) = (Some(id), after);
                     continue 'pipeline;
                 }
                 got.remove(0);
@@ -90,7 +111,8 @@ pub async fn read_all<S: PageSource>(src: &S, collection: &str, page: usize, inf
             base += got.len();
             stats.records += got.len() as u64;
             remember(&mut tail, &got, page);
-            if !got.is_empty() {
+            if let Some(last) = got.last() {
+                anchor = Some(last.id.clone());
                 sink(got)?;
             }
             if end {
@@ -113,40 +135,26 @@ fn remember(tail: &mut VecDeque<String>, got: &[Record], page: usize) {
     }
 }
 
-/// Finds the newest record taken that still exists, looking back further each time, and
-/// takes what follows it. Returns the records taken and whether the collection ended.
-async fn reanchor<S: PageSource>(
-    src: &S,
-    collection: &str,
-    page: usize,
-    tail: &mut VecDeque<String>,
-    base: &mut usize,
-    stats: &mut Stats,
-    sink: &mut impl FnMut(Vec<Record>) -> Result<()>,
-) -> Result<(u64, bool)> {
-    let mut back = page;
+/// Finds the newest record taken that still exists, by ids alone (a small answer, whatever
+/// the records hold), in a window around where the reader thought it was that widens both
+/// ways (0.4.x can move records up as well as down). Returns its id and the offset of the
+/// record after it.
+async fn locate<S: PageSource>(src: &S, collection: &str, page: usize, tail: &VecDeque<String>, base: usize, stats: &mut Stats) -> Result<(String, usize)> {
+    let mut reach = tail_len(page);
     loop {
-        let offset = base.saturating_sub(back);
-        let limit = (*base - offset) + page;
-        let got = src.page(offset, limit).await?;
+        let offset = base.saturating_sub(reach);
+        let limit = (base - offset) + reach;
+        let ids = src.ids(offset, limit).await?;
         stats.requests += 1;
-        let at: HashMap<&str, usize> = got.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
-        if let Some(i) = tail.iter().rev().find_map(|id| at.get(id.as_str()).copied()) {
-            tracing::debug!(collection, offset, moved = *base - (offset + i + 1), "records moved while the collection was read; continuing after the last one taken");
-            let end = got.len() < limit;
-            let rest: Vec<Record> = got.into_iter().skip(i + 1).collect();
-            *base = offset + i + 1 + rest.len();
-            remember(tail, &rest, page);
-            let n = rest.len() as u64;
-            if !rest.is_empty() {
-                sink(rest)?;
-            }
-            return Ok((n, end));
+        let at: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+        if let Some((id, i)) = tail.iter().rev().find_map(|id| at.get(id.as_str()).map(|&i| (id.clone(), i))) {
+            return Ok((id, offset + i + 1));
         }
-        if offset == 0 {
+        if offset == 0 && ids.len() < limit {
+            // The whole collection was seen and none of them is left.
             return Err(Error::Moved { collection: collection.to_string(), window: tail.len() });
         }
-        back *= 2;
+        reach *= 2;
     }
 }
 
@@ -186,6 +194,10 @@ mod tests {
             (self.edits)(call, &mut self.rows.borrow_mut(), &mut self.next_id.borrow_mut());
             let rows = self.rows.borrow();
             Ok(rows.iter().skip(offset).take(limit).cloned().collect())
+        }
+
+        async fn ids(&self, offset: usize, limit: usize) -> Result<Vec<String>> {
+            Ok(self.page(offset, limit).await?.into_iter().map(|r| r.id).collect())
         }
     }
 
@@ -300,6 +312,23 @@ mod tests {
         let order: Vec<String> = sim.rows.borrow().iter().map(|r| r.id.clone()).collect();
         assert_in_order_once(&got, &order);
         assert!(stats.reanchors > 0, "the simulation must have moved records under the reader");
+    }
+
+    #[test]
+    fn a_bulk_add_in_front_of_the_reader_larger_than_its_memory_is_survived() {
+        // 2,500 ids sorting first arrive at once: the reader's place moves up by more than
+        // it remembers, so the search must widen forwards too.
+        let sim = Sim::new(400, |call, rows, _| {
+            if call == 2 {
+                for k in 0..2500 {
+                    rows.insert(0, Record { id: format!("a{k:06}"), ..rec(0) });
+                }
+            }
+        });
+        let (got, stats) = read(&sim, 100, 2);
+        let old: Vec<String> = got.iter().filter(|i| i.starts_with('r')).cloned().collect();
+        assert_eq!(old, (0..400).map(|i| rec(i).id).collect::<Vec<_>>(), "every record once, in order");
+        assert_eq!(stats.reanchors, 1);
     }
 
     #[test]
