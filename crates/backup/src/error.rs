@@ -59,6 +59,10 @@ pub enum Error {
         #[source]
         source: object_store::Error,
     },
+    #[error(
+        "collection {collection} changed too much while it was read: none of the last {window} records taken still exists, so the reader cannot find its place; run the dump again, with fewer writes"
+    )]
+    Moved { collection: String, window: usize },
     #[error("verify found {0} difference(s) between the archive and the server (listed on stdout)")]
     Differs(usize),
 }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod location;
 pub mod model;
 pub mod ops;
+pub mod paging;
 pub mod server;
 
 pub use error::{Error, Result};

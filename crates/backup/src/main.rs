@@ -61,8 +61,11 @@ enum Command {
         #[arg(long)]
         keep: Option<usize>,
         /// Records read per request.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, env = "CHROMA_BACKUP_PAGE_SIZE", default_value_t = 1000)]
         page_size: usize,
+        /// Read requests in flight at once.
+        #[arg(long, env = "CHROMA_BACKUP_INFLIGHT", default_value_t = 2)]
+        inflight: usize,
     },
     /// Write an archive into the server (the newest archive when given a directory or prefix).
     Restore {
@@ -122,10 +125,10 @@ fn scratch() -> Result<tempfile::TempDir> {
 async fn run(cli: Cli) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match &cli.command {
-        Command::Dump { to, keep, page_size } => {
+        Command::Dump { to, keep, page_size, inflight } => {
             let to = Location::parse(to)?;
             let server = Server::connect(&cli.connect()?).await?;
-            let r = ops::dump(&server, &to, &DumpOptions { page: *page_size, keep: *keep }).await?;
+            let r = ops::dump(&server, &to, &DumpOptions { page: *page_size, inflight: *inflight, keep: *keep }).await?;
             tracing::info!(collections = r.collections, records = r.records, bytes = r.bytes, pruned = r.pruned.len(), "dump complete");
             let _ = writeln!(out, "{}", r.location);
         }

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use crate::archive::{Archive, CollectionEntry, CollectionWriter, Manifest, Source, assemble};
 use crate::error::{Error, Result, io};
 use crate::location::Location;
+use crate::paging;
 use crate::model::{self, Record, Settings, plan_create, same_value, user_metadata};
 use crate::server::{Collection, Page, Server};
 
@@ -23,6 +24,8 @@ For an exact copy, stop writes during the dump.";
 pub struct DumpOptions {
     /// Records per `get` page (and per Arrow batch).
     pub page: usize,
+    /// `get` requests in flight at once.
+    pub inflight: usize,
     pub keep: Option<usize>,
 }
 
@@ -35,6 +38,23 @@ pub struct DumpReport {
     pub pruned: Vec<String>,
 }
 
+/// A collection's records as [`paging`] reads them.
+struct ServerPages<'a> {
+    server: &'a Server,
+    collection: &'a Collection,
+    uris: bool,
+}
+
+impl paging::PageSource for ServerPages<'_> {
+    async fn page(&self, offset: usize, limit: usize) -> Result<Vec<Record>> {
+        self.server.get(self.collection, Page::Range { offset, limit }, self.uris).await
+    }
+
+    async fn ids(&self, offset: usize, limit: usize) -> Result<Vec<String>> {
+        Ok(self.server.get(self.collection, Page::IdsOnly { offset, limit }, false).await?.into_iter().map(|r| r.id).collect())
+    }
+}
+
 fn settings_on(server: &Server, c: &Collection) -> Settings {
     model::in_force(&server.version, c.metadata.as_ref(), c.configuration.as_ref())
 }
@@ -42,6 +62,9 @@ fn settings_on(server: &Server, c: &Collection) -> Settings {
 pub async fn dump(server: &Server, to: &Location, opts: &DumpOptions) -> Result<DumpReport> {
     if opts.page == 0 {
         return Err(Error::Usage("--page-size 0: a page must hold at least 1 record".into()));
+    }
+    if opts.inflight == 0 {
+        return Err(Error::Usage("--inflight 0: at least 1 request must be in flight".into()));
     }
     if opts.keep == Some(0) {
         return Err(Error::Usage("--keep 0 would delete the archive just written; give 1 or more".into()));
@@ -78,14 +101,10 @@ pub async fn dump(server: &Server, to: &Location, opts: &DumpOptions) -> Result<
             ..CollectionEntry::new(c.name.clone(), c.metadata.clone(), settings_on(server, c), uris)
         };
         let mut w = CollectionWriter::create(scratch.path(), i, entry)?;
-        let mut offset = 0;
-        loop {
-            let page = server.get(c, Page::Range { offset, limit: opts.page }, uris).await?;
-            w.push(&page)?;
-            offset += page.len();
-            if page.len() < opts.page {
-                break;
-            }
+        let pages = ServerPages { server, collection: c, uris };
+        let stats = paging::read_all(&pages, &c.name, opts.page, opts.inflight, |batch| w.push(&batch)).await?;
+        if stats.reanchors > 0 {
+            tracing::info!(collection = %c.name, times = stats.reanchors, "records were deleted behind the reader; it found its place again each time");
         }
         let (entry, path) = w.finish()?;
         let after = server.count(c).await?;

@@ -14,6 +14,9 @@ use serde_json::{Map, Value, json};
 use crate::error::{Error, Result};
 use crate::model::Record;
 
+/// Attempts of one read before its failure is final (5xx or no answer).
+const GET_TRIES: u32 = 5;
+
 /// Which header carries a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TokenHeader {
@@ -259,7 +262,22 @@ impl Server {
             Page::IdsOnly { offset, limit } => json!({"limit": limit, "offset": offset, "include": []}),
         };
         let what = format!("reading records of {}", c.name);
-        let a = self.api.call(Method::POST, &format!("{}/{}/get", self.collections_url(), c.id), Some(body.to_string())).await;
+        let url = format!("{}/{}/get", self.collections_url(), c.id);
+        let body = body.to_string();
+        // A read is safe to repeat. 0.6.3 answers 500 to a get that races a delete
+        // (docs/chroma-eras.md#backup-and-restore); a later try reads the collection as it is then.
+        let mut delay = Duration::from_millis(50);
+        let mut tries = 1;
+        let a = loop {
+            let a = self.api.call(Method::POST, &url, Some(body.clone())).await;
+            if !(a.status() >= 500 || a.status() == 0) || tries == GET_TRIES {
+                break a;
+            }
+            tracing::warn!(collection = %c.name, status = a.status(), body = %a.ex.response_body, try_ = tries, "a read failed; trying again");
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+            tries += 1;
+        };
         self.check(&a, &what)?;
         let r: GetResult = serde_json::from_slice(&a.body).map_err(|e| Error::from(a.bad(&what, format!("not a get result ({e})"))))?;
         let n = r.ids.len();
