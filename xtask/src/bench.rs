@@ -509,6 +509,8 @@ pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
     let versions: Vec<ChromaVersion> = flags.versions.iter().map(|v| v.parse().with_context(|| format!("--version {v}: not a Chroma version such as 0.6.3"))).collect::<Result<_>>()?;
     let matrix = render::VersionMatrix::load(project_root().join("fixtures/versions.yaml")).context("reading fixtures/versions.yaml for each version's pins")?;
     let tools = tools::ensure()?;
+    // Readiness is polled with the host's curl, one of the process node's host programs.
+    crate::host::ensure()?;
     let root = project_root();
     let bin = match &flags.binary {
         Some(b) => b.clone(),
