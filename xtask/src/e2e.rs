@@ -59,6 +59,13 @@ pub struct Flags {
     /// The deployments file
     #[arg(long, value_name = "PATH", hide = true)]
     pub plan: Option<PathBuf>,
+    /// Instead of fixtures/live.yaml, each version's pairwise combination array
+    /// (crates/e2e/src/combinations.rs): every pair of feature settings deployed together
+    #[arg(long)]
+    pub combinations: bool,
+    /// Besides fixtures/live.yaml, the first N rows of each version's combination array
+    #[arg(long, value_name = "N", hide = true, conflicts_with = "combinations")]
+    pub combination_rows: Option<usize>,
 }
 
 impl Flags {
@@ -78,6 +85,9 @@ impl Flags {
             junit: None,
             latency_plot: None,
             plan: None,
+            combinations: false,
+            // One pairwise row per smoke version: the features meet in the test command too.
+            combination_rows: Some(1),
         }
     }
 }
@@ -112,6 +122,8 @@ struct Plan {
     live: LivePlan,
     opts: RunOptions,
     upgrades: Option<UpgradeMatrix>,
+    /// Each version's combination deployments (`--combinations`, or the smoke's first rows).
+    combinations: Vec<(ChromaVersion, LivePlan)>,
 }
 
 impl Plan {
@@ -162,7 +174,11 @@ impl Plan {
             .context("loading fixtures/upgrades.yaml")?;
         // The helm version is filled in once the tools are provisioned (after the flags are checked).
         let opts = RunOptions { chart, helm_version: String::new(), jobs: usize::from(flags.jobs), checks, keep: flags.keep, progress: true };
-        Ok(Plan { root, matrix, versions, live, opts, upgrades })
+        let combinations = combination_plans(&root, &versions, flags)?;
+        if flags.combinations {
+            live.deployments.clear();
+        }
+        Ok(Plan { root, matrix, versions, live, opts, upgrades, combinations })
     }
 }
 
@@ -186,6 +202,9 @@ impl backends::Job for LiveJob<'_> {
     async fn run<B: Backend>(self, backend: &B) -> anyhow::Result<Self::Output> {
         let LiveJob { plan, helm, flags } = self;
         let mut report = e2e::runner::run(backend, &helm, &plan.live, &plan.versions, &plan.opts).await;
+        for (v, combos) in &plan.combinations {
+            absorb(&mut report, e2e::runner::run(backend, &helm, combos, std::slice::from_ref(v), &plan.opts).await);
+        }
         let mut code = finish(&report, flags)?;
         if let Some(upgrades) = &plan.upgrades {
             let opts = UpgradeOptions { jobs: usize::from(flags.jobs), ..UpgradeOptions::default() };
@@ -215,6 +234,43 @@ impl backends::Job for LiveJob<'_> {
         }
         Ok((code, report))
     }
+}
+
+/// The combination array's deployments per version, when asked for; arrays are sized on stderr.
+fn combination_plans(root: &Path, versions: &[ChromaVersion], flags: &Flags) -> anyhow::Result<Vec<(ChromaVersion, LivePlan)>> {
+    let limit = match (flags.combinations, flags.combination_rows) {
+        (true, _) => None,
+        (false, Some(n)) => Some(n),
+        (false, None) => return Ok(Vec::new()),
+    };
+    let fragments = e2e::combinations::Fragments::load(&root.join("fixtures/values"))?;
+    let mut out = Vec::new();
+    for v in versions {
+        let array = fragments.array(v).with_context(|| format!("the combination array for {v}"))?;
+        let plan = fragments.plan(&array, limit);
+        eprintln!("combinations on {v}: {} of {} pairwise rows, {} pairs refused by the model", plan.deployments.len(), array.rows.len(), array.excluded.len());
+        for x in &array.excluded {
+            eprintln!("  excluded {} with {}: {}", e2e::combinations::setting_name(x.pair.0), e2e::combinations::setting_name(x.pair.1), x.reason);
+        }
+        out.push((v.clone(), plan));
+    }
+    Ok(out)
+}
+
+/// One run's results added to another's (the combination runs go one version at a time).
+fn absorb(report: &mut RunReport, more: RunReport) {
+    report.wall_seconds += more.wall_seconds;
+    for t in more.timings {
+        match report.timings.iter_mut().find(|x| x.version == t.version) {
+            Some(x) => {
+                x.prepare_seconds += t.prepare_seconds;
+                x.deploy_seconds += t.deploy_seconds;
+            }
+            None => report.timings.push(t),
+        }
+    }
+    report.deployments.extend(more.deployments);
+    report.kept.extend(more.kept);
 }
 
 fn print_kept<B: Backend>(report: &RunReport, backend: &B) {

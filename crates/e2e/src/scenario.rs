@@ -77,6 +77,19 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// A deployment built in code (the combination matrix) rather than read from live.yaml.
+    pub(crate) fn from_parts(
+        name: String,
+        purpose: String,
+        values_files: Vec<PathBuf>,
+        values: Value,
+        checks: Vec<CheckName>,
+        secrets: BTreeMap<String, BTreeMap<String, String>>,
+        runtime: BTreeMap<String, RuntimeValue>,
+    ) -> Deployment {
+        Deployment { name, purpose, values_files, values, checks, secrets, runtime }
+    }
+
     /// The pre-existing Secrets with generated values filled in.
     pub fn secrets(&self) -> BTreeMap<String, BTreeMap<String, String>> {
         self.secrets
