@@ -153,14 +153,25 @@ impl Plan {
 
         let plan_path = flags.plan.clone().unwrap_or_else(|| root.join("fixtures/live.yaml"));
         let mut live = LivePlan::load(&plan_path, &root.join("fixtures/values"))?;
+        let mut combinations = combination_plans(&root, &versions, flags)?;
+        if flags.combinations {
+            live.deployments.clear();
+        }
         if !flags.scenarios.is_empty() {
-            let valid = live.names().join(", ");
+            // Combination rows (`combo-01`, …) are deployments too.
+            let mut valid: Vec<&str> = live.names();
+            valid.extend(combinations.iter().flat_map(|(_, p)| p.names()));
+            valid.sort();
+            valid.dedup();
             for s in &flags.scenarios {
-                if !live.deployments.iter().any(|d| &d.name == s) {
-                    bail!("--scenario {s}: no such deployment in {} (valid: {valid})", plan_path.display());
+                if !valid.contains(&s.as_str()) {
+                    bail!("--scenario {s}: no such deployment in {} or the combination arrays (valid: {})", plan_path.display(), valid.join(", "));
                 }
             }
             live.deployments.retain(|d| flags.scenarios.contains(&d.name));
+            for (_, p) in &mut combinations {
+                p.deployments.retain(|d| flags.scenarios.contains(&d.name));
+            }
         }
 
         let chart = flags.chart.clone().unwrap_or_else(|| root.join("charts/chromadb"));
@@ -174,10 +185,6 @@ impl Plan {
             .context("loading fixtures/upgrades.yaml")?;
         // The helm version is filled in once the tools are provisioned (after the flags are checked).
         let opts = RunOptions { chart, helm_version: String::new(), jobs: usize::from(flags.jobs), checks, keep: flags.keep, progress: true };
-        let combinations = combination_plans(&root, &versions, flags)?;
-        if flags.combinations {
-            live.deployments.clear();
-        }
         Ok(Plan { root, matrix, versions, live, opts, upgrades, combinations })
     }
 }
