@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use futures::StreamExt;
 use e2e::Backend;
 use e2e::checks::CheckName;
 use e2e::runner::{RunOptions, RunReport};
@@ -208,10 +209,29 @@ impl backends::Job for LiveJob<'_> {
 
     async fn run<B: Backend>(self, backend: &B) -> anyhow::Result<Self::Output> {
         let LiveJob { plan, helm, flags } = self;
+        let started = std::time::Instant::now();
         let mut report = e2e::runner::run(backend, &helm, &plan.live, &plan.versions, &plan.opts).await;
-        for (v, combos) in &plan.combinations {
-            absorb(&mut report, e2e::runner::run(backend, &helm, combos, std::slice::from_ref(v), &plan.opts).await);
+        // Each version has its own array: versions run side by side (`--jobs` of them), each
+        // one deployment at a time, a line per version as it ends.
+        let one_each = RunOptions { jobs: 1, progress: false, ..plan.opts.clone() };
+        let runs: Vec<RunReport> = futures::stream::iter(plan.combinations.iter().filter(|(_, p)| !p.deployments.is_empty()))
+            .map(|(v, combos)| {
+                let (helm, opts) = (&helm, &one_each);
+                async move {
+                    eprintln!("combinations on {v}: deploying {}", combos.deployments.len());
+                    let r = e2e::runner::run(backend, helm, combos, std::slice::from_ref(v), opts).await;
+                    let failed = r.deployments.iter().filter(|d| d.failed()).count();
+                    eprintln!("{} combinations on {v}: {} deployed, {failed} failed ({:.0}s)", if failed > 0 { "✗" } else { "✓" }, r.deployments.len(), r.wall_seconds);
+                    r
+                }
+            })
+            .buffer_unordered(usize::from(flags.jobs))
+            .collect()
+            .await;
+        for r in runs {
+            absorb(&mut report, r);
         }
+        report.wall_seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
         let mut code = finish(&report, flags)?;
         if let Some(upgrades) = &plan.upgrades {
             let opts = UpgradeOptions { jobs: usize::from(flags.jobs), ..UpgradeOptions::default() };
@@ -266,7 +286,6 @@ fn combination_plans(root: &Path, versions: &[ChromaVersion], flags: &Flags) -> 
 
 /// One run's results added to another's (the combination runs go one version at a time).
 fn absorb(report: &mut RunReport, more: RunReport) {
-    report.wall_seconds += more.wall_seconds;
     for t in more.timings {
         match report.timings.iter_mut().find(|x| x.version == t.version) {
             Some(x) => {

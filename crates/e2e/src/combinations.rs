@@ -331,12 +331,20 @@ impl Fragments {
         Ok(row)
     }
 
-    /// The array's rows as live deployments (`combo-01`, …); `limit` keeps the first rows only.
+    /// The array's rows as live deployments (`combo-01`, … by row). `limit` keeps that many
+    /// rows, those that turn the most features away from the chart's defaults (each level's
+    /// first), so a short run still sees the features meet.
     pub fn plan(&self, array: &Array, limit: Option<usize>) -> LivePlan {
-        let rows = &array.rows[..limit.unwrap_or(usize::MAX).min(array.rows.len())];
-        let deployments = rows
-            .iter()
-            .enumerate()
+        let mut picked: Vec<usize> = (0..array.rows.len()).collect();
+        if let Some(n) = limit {
+            let on = |i: &usize| array.rows[*i].iter().filter(|(_, l)| *l != 0).count();
+            picked.sort_by_key(|i| (std::cmp::Reverse(on(i)), *i));
+            picked.truncate(n);
+            picked.sort_unstable();
+        }
+        let deployments = picked
+            .into_iter()
+            .map(|i| (i, &array.rows[i]))
             .map(|(i, row)| {
                 let mut files = Vec::new();
                 let mut secrets = BTreeMap::new();
@@ -482,6 +490,14 @@ mod tests {
         assert!(!with("tls=secret").is_empty() && with("tls=secret").iter().all(|d| d.secrets().contains_key("chromadb-tls")));
         assert!(with("auth=existing-secret").iter().all(|d| d.secrets()["chromadb-auth-custom"]["token"].len() == 32));
         assert!(with("telemetry=otlp").iter().all(|d| d.needs(RuntimeValue::OtlpReceiver)));
-        assert_eq!(fr.plan(&array, Some(2)).deployments.len(), 2);
+        let short = fr.plan(&array, Some(2));
+        assert_eq!(short.deployments.len(), 2);
+        // The rows kept are those with the most features on, under their full-array names.
+        let on = |d: &Deployment| d.purpose.split(' ').filter(|p| !FACTORS.iter().any(|f| *p == format!("{}={}", f.name, f.levels[0].name))).count();
+        let most = plan.deployments.iter().map(on).max().unwrap();
+        assert_eq!(short.deployments.iter().map(on).max(), Some(most));
+        for d in &short.deployments {
+            assert!(plan.deployments.iter().any(|p| p.name == d.name && p.purpose == d.purpose), "{}", d.name);
+        }
     }
 }
