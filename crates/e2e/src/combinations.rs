@@ -411,10 +411,10 @@ mod tests {
             for row in &array.rows {
                 fr.check(row, &version).unwrap_or_else(|e| panic!("{version}: row {row:?} is not deployable: {e}"));
             }
-            for fa in 0..FACTORS.len() {
-                for fb in fa + 1..FACTORS.len() {
-                    for la in 0..FACTORS[fa].levels.len() {
-                        for lb in 0..FACTORS[fb].levels.len() {
+            for (fa, factor_a) in FACTORS.iter().enumerate() {
+                for (fb, factor_b) in FACTORS.iter().enumerate().skip(fa + 1) {
+                    for la in 0..factor_a.levels.len() {
+                        for lb in 0..factor_b.levels.len() {
                             let (a, b) = ((fa, la), (fb, lb));
                             // Enumerated from the model, independently of the generator's own lists.
                             if fr.check(&[a], &version).is_err() || fr.check(&[b], &version).is_err() {
