@@ -211,10 +211,12 @@ impl backends::Job for LiveJob<'_> {
         let LiveJob { plan, helm, flags } = self;
         let started = std::time::Instant::now();
         let mut report = e2e::runner::run(backend, &helm, &plan.live, &plan.versions, &plan.opts).await;
-        // Each version has its own array: versions run side by side (`--jobs` of them), each
-        // one deployment at a time, a line per version as it ends.
-        let one_each = RunOptions { jobs: 1, progress: false, ..plan.opts.clone() };
-        let runs: Vec<RunReport> = futures::stream::iter(plan.combinations.iter().filter(|(_, p)| !p.deployments.is_empty()))
+        // Each version has its own array: versions run side by side, `--jobs` deployments at
+        // once in all, a line per version as it ends.
+        let arrays: Vec<_> = plan.combinations.iter().filter(|(_, p)| !p.deployments.is_empty()).collect();
+        let side_by_side = usize::from(flags.jobs).min(arrays.len()).max(1);
+        let one_each = RunOptions { jobs: (usize::from(flags.jobs) / side_by_side).max(1), progress: plan.opts.progress && side_by_side == 1, ..plan.opts.clone() };
+        let runs: Vec<RunReport> = futures::stream::iter(arrays)
             .map(|(v, combos)| {
                 let (helm, opts) = (&helm, &one_each);
                 async move {
@@ -225,7 +227,7 @@ impl backends::Job for LiveJob<'_> {
                     r
                 }
             })
-            .buffer_unordered(usize::from(flags.jobs))
+            .buffer_unordered(side_by_side)
             .collect()
             .await;
         for r in runs {
