@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use futures::StreamExt;
 use e2e::Backend;
 use e2e::checks::CheckName;
 use e2e::runner::{RunOptions, RunReport};
@@ -59,6 +60,13 @@ pub struct Flags {
     /// The deployments file
     #[arg(long, value_name = "PATH", hide = true)]
     pub plan: Option<PathBuf>,
+    /// Instead of fixtures/live.yaml, each version's pairwise combination array
+    /// (crates/e2e/src/combinations.rs): every pair of feature settings deployed together
+    #[arg(long)]
+    pub combinations: bool,
+    /// Besides fixtures/live.yaml, the first N rows of each version's combination array
+    #[arg(long, value_name = "N", hide = true, conflicts_with = "combinations")]
+    pub combination_rows: Option<usize>,
 }
 
 impl Flags {
@@ -78,6 +86,9 @@ impl Flags {
             junit: None,
             latency_plot: None,
             plan: None,
+            combinations: false,
+            // One pairwise row per smoke version: the features meet in the test command too.
+            combination_rows: Some(1),
         }
     }
 }
@@ -112,6 +123,8 @@ struct Plan {
     live: LivePlan,
     opts: RunOptions,
     upgrades: Option<UpgradeMatrix>,
+    /// Each version's combination deployments (`--combinations`, or the smoke's first rows).
+    combinations: Vec<(ChromaVersion, LivePlan)>,
 }
 
 impl Plan {
@@ -141,14 +154,25 @@ impl Plan {
 
         let plan_path = flags.plan.clone().unwrap_or_else(|| root.join("fixtures/live.yaml"));
         let mut live = LivePlan::load(&plan_path, &root.join("fixtures/values"))?;
+        let mut combinations = combination_plans(&root, &versions, flags)?;
+        if flags.combinations {
+            live.deployments.clear();
+        }
         if !flags.scenarios.is_empty() {
-            let valid = live.names().join(", ");
+            // Combination rows (`combo-01`, …) are deployments too.
+            let mut valid: Vec<&str> = live.names();
+            valid.extend(combinations.iter().flat_map(|(_, p)| p.names()));
+            valid.sort();
+            valid.dedup();
             for s in &flags.scenarios {
-                if !live.deployments.iter().any(|d| &d.name == s) {
-                    bail!("--scenario {s}: no such deployment in {} (valid: {valid})", plan_path.display());
+                if !valid.contains(&s.as_str()) {
+                    bail!("--scenario {s}: no such deployment in {} or the combination arrays (valid: {})", plan_path.display(), valid.join(", "));
                 }
             }
             live.deployments.retain(|d| flags.scenarios.contains(&d.name));
+            for (_, p) in &mut combinations {
+                p.deployments.retain(|d| flags.scenarios.contains(&d.name));
+            }
         } else if flags.smoke && flags.versions.is_empty() && !flags.matrix {
             // The quick subset: deployments marked `smoke: false` (the slow faults family)
             // run when versions or the matrix are named.
@@ -173,7 +197,7 @@ impl Plan {
             }
         }
         let opts = RunOptions { chart, helm_version: String::new(), jobs: usize::from(flags.jobs), checks, keep: flags.keep, progress: true, expected_failures };
-        Ok(Plan { root, matrix, versions, live, opts, upgrades })
+        Ok(Plan { root, matrix, versions, live, opts, upgrades, combinations })
     }
 }
 
@@ -196,7 +220,31 @@ impl backends::Job for LiveJob<'_> {
 
     async fn run<B: Backend>(self, backend: &B) -> anyhow::Result<Self::Output> {
         let LiveJob { plan, helm, flags } = self;
+        let started = std::time::Instant::now();
         let mut report = e2e::runner::run(backend, &helm, &plan.live, &plan.versions, &plan.opts).await;
+        // Each version has its own array: versions run side by side, `--jobs` deployments at
+        // once in all, a line per version as it ends.
+        let arrays: Vec<_> = plan.combinations.iter().filter(|(_, p)| !p.deployments.is_empty()).collect();
+        let side_by_side = usize::from(flags.jobs).min(arrays.len()).max(1);
+        let one_each = RunOptions { jobs: (usize::from(flags.jobs) / side_by_side).max(1), progress: plan.opts.progress && side_by_side == 1, ..plan.opts.clone() };
+        let runs: Vec<RunReport> = futures::stream::iter(arrays)
+            .map(|(v, combos)| {
+                let (helm, opts) = (&helm, &one_each);
+                async move {
+                    eprintln!("combinations on {v}: deploying {}", combos.deployments.len());
+                    let r = e2e::runner::run(backend, helm, combos, std::slice::from_ref(v), opts).await;
+                    let failed = r.deployments.iter().filter(|d| d.failed()).count();
+                    eprintln!("{} combinations on {v}: {} deployed, {failed} failed ({:.0}s)", if failed > 0 { "✗" } else { "✓" }, r.deployments.len(), r.wall_seconds);
+                    r
+                }
+            })
+            .buffer_unordered(side_by_side)
+            .collect()
+            .await;
+        for r in runs {
+            absorb(&mut report, r);
+        }
+        report.wall_seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
         let mut code = finish(&report, flags)?;
         if let Some(upgrades) = &plan.upgrades {
             let opts = UpgradeOptions { jobs: usize::from(flags.jobs), ..UpgradeOptions::default() };
@@ -226,6 +274,42 @@ impl backends::Job for LiveJob<'_> {
         }
         Ok((code, report))
     }
+}
+
+/// The combination array's deployments per version, when asked for; arrays are sized on stderr.
+fn combination_plans(root: &Path, versions: &[ChromaVersion], flags: &Flags) -> anyhow::Result<Vec<(ChromaVersion, LivePlan)>> {
+    let limit = match (flags.combinations, flags.combination_rows) {
+        (true, _) => None,
+        (false, Some(n)) => Some(n),
+        (false, None) => return Ok(Vec::new()),
+    };
+    let fragments = e2e::combinations::Fragments::load(&root.join("fixtures/values"))?;
+    let mut out = Vec::new();
+    for v in versions {
+        let array = fragments.array(v).with_context(|| format!("the combination array for {v}"))?;
+        let plan = fragments.plan(&array, limit);
+        eprintln!("combinations on {v}: {} of {} pairwise rows, {} pairs refused by the model", plan.deployments.len(), array.rows.len(), array.excluded.len());
+        for x in &array.excluded {
+            eprintln!("  excluded {} with {}: {}", e2e::combinations::setting_name(x.pair.0), e2e::combinations::setting_name(x.pair.1), x.reason);
+        }
+        out.push((v.clone(), plan));
+    }
+    Ok(out)
+}
+
+/// One run's results added to another's (the combination runs go one version at a time).
+fn absorb(report: &mut RunReport, more: RunReport) {
+    for t in more.timings {
+        match report.timings.iter_mut().find(|x| x.version == t.version) {
+            Some(x) => {
+                x.prepare_seconds += t.prepare_seconds;
+                x.deploy_seconds += t.deploy_seconds;
+            }
+            None => report.timings.push(t),
+        }
+    }
+    report.deployments.extend(more.deployments);
+    report.kept.extend(more.kept);
 }
 
 fn print_kept<B: Backend>(report: &RunReport, backend: &B) {

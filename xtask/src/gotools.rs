@@ -70,6 +70,15 @@ pub const COREDNS: GoBuild = GoBuild {
 
 pub const ALL: [GoBuild; 3] = [KUBE, ETCD, COREDNS];
 
+/// helm/chart-testing's `ct`, for `ct lint` in the test command (not a cluster program).
+pub const CT: GoBuild = GoBuild {
+    module: "ct",
+    pinned: "github.com/helm/chart-testing/v3",
+    prefix: "ct",
+    commands: &[("ct", "github.com/helm/chart-testing/v3/ct")],
+    cold_estimate: "1 min",
+};
+
 /// Flags every build uses: paths and symbol tables out, so binaries are small and the same
 /// wherever the checkout lives.
 const BUILD_FLAGS: [&str; 2] = ["-trimpath", "-ldflags=-s -w"];
@@ -317,7 +326,7 @@ mod tests {
 
     #[test]
     fn the_committed_modules_pin_what_the_cache_folders_are_named_for() {
-        for b in ALL {
+        for b in ALL.into_iter().chain([CT]) {
             let go_mod = fs::read_to_string(module_dir(&b).join("go.mod")).unwrap();
             let v = required_version(&go_mod, b.pinned).unwrap_or_else(|| panic!("{} pins {}", b.module, b.pinned));
             assert!(v.starts_with('v'), "{v}");

@@ -6,6 +6,7 @@ mod backup_tool;
 mod bench;
 mod cluster;
 mod cmd;
+mod ct;
 mod docs;
 mod e2e;
 mod gotools;

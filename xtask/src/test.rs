@@ -31,6 +31,8 @@ pub enum Need {
     HostPrograms,
     /// The pinned cargo-nextest, which counts each workspace test.
     Nextest,
+    /// ct built from its Go module, with its yamllint and yamale.
+    ChartTesting,
 }
 
 /// What the steps share once the tools are there.
@@ -38,6 +40,7 @@ struct Ctx {
     root: PathBuf,
     tools: Option<tools::Toolset>,
     nextest: Option<PathBuf>,
+    chart_testing: Option<crate::ct::ChartTesting>,
 }
 
 impl Ctx {
@@ -63,6 +66,9 @@ pub const STEPS: &[Step] = &[
     Step { name: "host programs", needs: &[], ensures: &[Need::HostPrograms], live: false, run: step_host },
     Step { name: "cargo-nextest", needs: &[], ensures: &[Need::Nextest], live: false, run: step_nextest },
     Step { name: "helm lint", needs: &[Need::Tools], ensures: &[], live: false, run: helm_lint },
+    // uv makes ct's Python venv, so the tools come first.
+    Step { name: "chart-testing", needs: &[Need::Tools], ensures: &[Need::ChartTesting], live: false, run: step_chart_testing },
+    Step { name: "ct lint", needs: &[Need::Tools, Need::ChartTesting], ensures: &[], live: false, run: ct_lint },
     Step { name: "workspace tests", needs: &[Need::Tools, Need::HostPrograms, Need::Nextest], ensures: &[], live: false, run: workspace_tests },
     Step { name: "actionlint", needs: &[Need::Tools], ensures: &[], live: false, run: actionlint },
     Step { name: "hadolint", needs: &[Need::Tools], ensures: &[], live: false, run: hadolint },
@@ -86,7 +92,7 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
         anyhow::bail!("the test command's step `{step}` needs {need:?}, which no earlier step ensures");
     }
     let started = Instant::now();
-    let mut ctx = Ctx { root: project_root(), tools: None, nextest: None };
+    let mut ctx = Ctx { root: project_root(), tools: None, nextest: None, chart_testing: None };
     let mut total = Tally::default();
     let mut failed_steps = Vec::new();
     let mut ensured: Vec<Need> = Vec::new();
@@ -146,6 +152,17 @@ fn live_smoke(ctx: &mut Ctx) -> Result<Tally> {
 fn helm_lint(ctx: &mut Ctx) -> Result<Tally> {
     let mut c = Command::new(&ctx.tools()?.helm.path);
     c.args(["lint", "--strict"]).arg(ctx.root.join("charts/chromadb"));
+    Ok(Tally::one(cmd::run_status(&mut c)?))
+}
+
+fn step_chart_testing(ctx: &mut Ctx) -> Result<Tally> {
+    ctx.chart_testing = Some(crate::ct::ensure(ctx.tools()?)?);
+    Ok(Tally::one(true))
+}
+
+fn ct_lint(ctx: &mut Ctx) -> Result<Tally> {
+    let ct = ctx.chart_testing.as_ref().context("the chart-testing step did not provide ct")?;
+    let mut c = crate::ct::lint_command(&ctx.root, &ctx.tools()?.helm.path, ct);
     Ok(Tally::one(cmd::run_status(&mut c)?))
 }
 

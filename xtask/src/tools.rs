@@ -26,6 +26,9 @@ pub struct Flags {
     /// Also build the local cluster's components (etcd, kube-apiserver, …) from their Go modules
     #[arg(long)]
     cluster: bool,
+    /// Also build ct (helm/chart-testing) from its Go module, with its yamllint and yamale
+    #[arg(long)]
+    chart_testing: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -170,6 +173,11 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
                         println!("{name:<12} {:<10} {} (built from Go modules)", built.version, built.path(name).display());
                     }
                 }
+            }
+            if flags.chart_testing {
+                let ct = crate::ct::ensure(&tools)?;
+                println!("{:<12} {:<10} {} (built from its Go module)", "ct", ct.version, ct.ct.display());
+                println!("{:<12} {:<10} {}", "ct-python", "", ct.python_bin.display());
             }
             eprintln!("tools ready in {:.2}s", started.elapsed().as_secs_f64());
         }

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod checks;
 pub mod cluster;
+pub mod combinations;
 pub mod dataset;
 pub mod host;
 pub mod latency_plot;

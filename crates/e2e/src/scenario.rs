@@ -86,6 +86,20 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// A deployment built in code (the combination matrix) rather than read from live.yaml.
+    pub(crate) fn from_parts(
+        name: String,
+        purpose: String,
+        values_files: Vec<PathBuf>,
+        values: Value,
+        checks: Vec<CheckName>,
+        secrets: BTreeMap<String, BTreeMap<String, String>>,
+        runtime: BTreeMap<String, RuntimeValue>,
+    ) -> Deployment {
+        // Which rows the smoke takes is the combination plan's choice, not a per-row flag.
+        Deployment { name, purpose, values_files, values, checks, secrets, runtime, smoke: true }
+    }
+
     /// The pre-existing Secrets with generated values filled in.
     pub fn secrets(&self) -> BTreeMap<String, BTreeMap<String, String>> {
         self.secrets

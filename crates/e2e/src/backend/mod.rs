@@ -206,7 +206,7 @@ pub trait Backend {
     /// `Ok(())` when the server can reach a listener on the harness's 127.0.0.1 (the OTLP
     /// receiver of the `telemetry` check); `Err(why not)` otherwise. Default: a cluster's pods
     /// have their own loopback.
-    fn reaches_harness_loopback(&self) -> Result<(), String> {
+    fn reaches_harness_loopback(&self, _deployed: &Deployed) -> Result<(), String> {
         Err("the server runs in a pod whose 127.0.0.1 is not the harness's, so the harness's OTLP receiver is out of its reach".into())
     }
 }

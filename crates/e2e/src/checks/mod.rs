@@ -260,7 +260,7 @@ pub async fn run<B: Backend>(
         return Outcome::Skipped { reason };
     }
     if check == CheckName::Telemetry {
-        if let Err(reason) = backend.reaches_harness_loopback() {
+        if let Err(reason) = backend.reaches_harness_loopback(deployed) {
             return Outcome::Skipped { reason: format!("telemetry not checked on the {} backend: {reason}", backend.name()) };
         }
         if otlp.is_none() {

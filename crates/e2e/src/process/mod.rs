@@ -843,9 +843,13 @@ impl Backend for ProcessBackend {
         Err("the process backend renders with `helm template`, which has no API server for `lookup`; a generated Secret can only be carried over by emulation".into())
     }
 
-    fn reaches_harness_loopback(&self) -> Result<(), String> {
-        // The server process shares the harness's network namespace (only hook pods get
-        // their own).
+    fn reaches_harness_loopback(&self, deployed: &Deployed) -> Result<(), String> {
+        // The server process shares the harness's network namespace, unless its pod has a
+        // sidecar (the 1.x TLS proxy) and so a network of its own (hook pods always do).
+        let own_net = self.running.lock().unwrap_or_else(|p| p.into_inner()).get(&deployed.id).is_some_and(|r| r.net.is_some());
+        if own_net {
+            return Err("the pod has a sidecar (the TLS proxy) sharing its localhost, so it runs in a network namespace of its own, whose 127.0.0.1 is not the harness's: the harness's OTLP receiver is out of its reach".into());
+        }
         Ok(())
     }
 }
