@@ -105,7 +105,7 @@ impl std::error::Error for Interrupted {}
 
 /// Resolves when the user (Ctrl-C) or a supervisor (SIGTERM, e.g. a CI runner cancelling)
 /// asks the run to stop.
-async fn interrupt() -> &'static str {
+pub(crate) async fn interrupt() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => tokio::select! {

@@ -154,7 +154,7 @@ fn up(layout: &Layout) -> Result<ExitCode> {
     rt.block_on(async {
         tokio::select! {
             r = start(layout, &ports, &programs) => r,
-            why = interrupted() => Err(anyhow::Error::new(crate::backends::Interrupted(why))),
+            why = crate::backends::interrupt() => Err(anyhow::Error::new(crate::backends::Interrupted(why))),
         }
     })?;
     guard.armed = false;
@@ -184,19 +184,6 @@ impl Drop for TeardownGuard<'_> {
     }
 }
 
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! {
-            _ = tokio::signal::ctrl_c() => "Ctrl-C",
-            _ = term.recv() => "SIGTERM",
-        },
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            "Ctrl-C"
-        }
-    }
-}
 
 /// Certificates, the ServiceAccount keys and one kubeconfig per identity.
 fn write_pki(l: &Layout, p: &Ports) -> Result<()> {
