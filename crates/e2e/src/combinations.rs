@@ -367,7 +367,7 @@ impl Fragments {
                     }
                 }
                 let purpose = row.iter().map(|&s| setting_name(s)).collect::<Vec<_>>().join(" ");
-                Deployment::from_parts(format!("combo-{:02}", i + 1), purpose, files, self.values(row), CheckName::ALL.to_vec(), secrets, runtime)
+                Deployment::from_parts(format!("combo-{:02}", i + 1), purpose, files, self.values(row), CheckName::ALL.into_iter().filter(|c| !c.opt_in()).collect(), secrets, runtime)
             })
             .collect();
         LivePlan { deployments }
@@ -490,6 +490,9 @@ mod tests {
         assert!(!with("tls=secret").is_empty() && with("tls=secret").iter().all(|d| d.secrets().contains_key("chromadb-tls")));
         assert!(with("auth=existing-secret").iter().all(|d| d.secrets()["chromadb-auth-custom"]["token"].len() == 32));
         assert!(with("telemetry=otlp").iter().all(|d| d.needs(RuntimeValue::OtlpReceiver)));
+        // The opt-in checks (the faults family) run only where a deployment names them: a row
+        // that ran them would fill its claim and kill its server for nothing.
+        assert!(plan.deployments.iter().all(|d| !d.checks.is_empty() && d.checks.iter().all(|c| !c.opt_in())), "{:?}", plan.deployments[0].checks);
         let short = fr.plan(&array, Some(2));
         assert_eq!(short.deployments.len(), 2);
         // The rows kept are those with the most features on, under their full-array names.
