@@ -28,6 +28,10 @@ pub struct GoBuild {
     pub prefix: &'static str,
     /// (installed name, Go package).
     pub commands: &'static [(&'static str, &'static str)],
+    /// The Go package whose `gitVersion`, `gitMajor`, `gitMinor` and `gitTreeState` a release
+    /// build stamps (Kubernetes' `hack/lib/version.sh` does it with `-X`); without it the API
+    /// server reports `v0.0.0-master` and helm refuses charts with a `kubeVersion`.
+    pub version_package: Option<&'static str>,
     /// What a build with a cold Go cache took on a 2-core machine shared with other builds
     /// (docs/local-cluster.md), for the progress line.
     pub cold_estimate: &'static str,
@@ -44,6 +48,7 @@ pub const KUBE: GoBuild = GoBuild {
         ("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler"),
         ("kube-proxy", "k8s.io/kubernetes/cmd/kube-proxy"),
     ],
+    version_package: Some("k8s.io/component-base/version"),
     cold_estimate: "17 min",
 };
 
@@ -54,6 +59,7 @@ pub const ETCD: GoBuild = GoBuild {
     pinned: "go.etcd.io/etcd/server/v3",
     prefix: "etcd",
     commands: &[("etcd", "go.etcd.io/etcd/server/v3")],
+    version_package: None,
     cold_estimate: "2.5 min",
 };
 
@@ -65,6 +71,7 @@ pub const COREDNS: GoBuild = GoBuild {
     pinned: "github.com/coredns/coredns",
     prefix: "coredns",
     commands: &[("coredns", ".")],
+    version_package: None,
     cold_estimate: "7.5 min",
 };
 
@@ -76,12 +83,23 @@ pub const CT: GoBuild = GoBuild {
     pinned: "github.com/helm/chart-testing/v3",
     prefix: "ct",
     commands: &[("ct", "github.com/helm/chart-testing/v3/ct")],
+    version_package: None,
     cold_estimate: "1 min",
 };
 
 /// Flags every build uses: paths and symbol tables out, so binaries are small and the same
-/// wherever the checkout lives.
-const BUILD_FLAGS: [&str; 2] = ["-trimpath", "-ldflags=-s -w"];
+/// wherever the checkout lives; the version stamped where the build asks for it.
+pub fn build_flags(build: &GoBuild, version: &str) -> Vec<String> {
+    let mut ldflags = "-s -w".to_string();
+    if let Some(pkg) = build.version_package {
+        let mut parts = version.trim_start_matches('v').split('.');
+        let (major, minor) = (parts.next().unwrap_or("0"), parts.next().unwrap_or("0"));
+        for (var, value) in [("gitVersion", version), ("gitMajor", major), ("gitMinor", minor), ("gitTreeState", "clean")] {
+            ldflags.push_str(&format!(" -X {pkg}.{var}={value}"));
+        }
+    }
+    vec!["-trimpath".into(), format!("-ldflags={ldflags}")]
+}
 
 /// The built binaries of one module.
 #[derive(Debug, Clone)]
@@ -208,9 +226,9 @@ fn own_sources(dir: &Path) -> Result<String> {
 }
 
 /// The digest that says a cache folder holds this module's build.
-fn stamp(go_mod: &str, go_sum: &str, build: &GoBuild) -> String {
+fn stamp(go_mod: &str, go_sum: &str, build: &GoBuild, version: &str) -> String {
     let mut h = Sha256::new();
-    for part in [go_mod, go_sum, &BUILD_FLAGS.join(" ")] {
+    for part in [go_mod, go_sum, &build_flags(build, version).join(" ")] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -229,7 +247,7 @@ pub fn ensure(build: &GoBuild) -> Result<Built> {
         .with_context(|| format!("{}/go.mod does not require {}", dir.display(), build.pinned))?;
     let root = crate::tools::tools_dir().join(format!("{}-{version}", build.prefix));
     let bin = root.join("bin");
-    let want = stamp(&format!("{go_mod}{}", own_sources(&dir)?), &go_sum, build);
+    let want = stamp(&format!("{go_mod}{}", own_sources(&dir)?), &go_sum, build, &version);
     let complete = || {
         fs::read_to_string(root.join(".complete")).is_ok_and(|s| s.trim() == want)
             && build.commands.iter().all(|(name, _)| bin.join(name).is_file())
@@ -257,7 +275,7 @@ pub fn ensure(build: &GoBuild) -> Result<Built> {
     }
     fs::create_dir_all(&bin)?;
     let mut c = go_command(&go, &dir);
-    c.arg("build").args(BUILD_FLAGS);
+    c.arg("build").args(build_flags(build, &version));
     if let [(name, pkg)] = build.commands {
         // One command: name the file (a `/v3` module path would otherwise name it `server`).
         c.arg("-o").arg(bin.join(name)).arg(pkg);
@@ -393,7 +411,7 @@ mod tests {
 
     #[test]
     fn the_stamp_changes_with_the_pins() {
-        assert_ne!(stamp("a", "b", &KUBE), stamp("a", "c", &KUBE));
-        assert_ne!(stamp("a", "b", &KUBE), stamp("a", "b", &ETCD));
+        assert_ne!(stamp("a", "b", &KUBE, "v1"), stamp("a", "c", &KUBE, "v1"));
+        assert_ne!(stamp("a", "b", &KUBE, "v1"), stamp("a", "b", &ETCD, "v1"));
     }
 }

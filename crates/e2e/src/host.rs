@@ -21,7 +21,7 @@ pub struct Program {
 }
 
 /// Every program the process backend runs, in the order they are reported.
-pub const PROGRAMS: [Program; 7] = [
+pub const PROGRAMS: [Program; 8] = [
     Program { name: "curl", package: "curl", role: "the test image's program, and readiness polls" },
     Program { name: "ip", package: "iproute2", role: "a pod's network namespace" },
     Program { name: "setpriv", package: "util-linux", role: "running a container as its user" },
@@ -29,6 +29,7 @@ pub const PROGRAMS: [Program; 7] = [
     Program { name: "nginx", package: "nginx", role: "the TLS proxy image's program" },
     Program { name: "htpasswd", package: "apache2-utils", role: "the basic-auth init image's program" },
     Program { name: "mount", package: "mount", role: "a claim of its requested size (tmpfs)" },
+    Program { name: "nft", package: "nftables", role: "kube-proxy's Service rules on the local cluster" },
 ];
 
 const BIN_DIRS: [&str; 4] = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"];

@@ -67,13 +67,16 @@ pub enum Component {
     KubeApiserver,
     KubeControllerManager,
     KubeScheduler,
-    /// The node agent (this xtask, `cluster node`): registers the Node and renews its Lease.
+    /// The node agent (this xtask, `cluster node`): registers the Node, renews its Lease,
+    /// runs the pods bound to it and provisions their claims.
     Node,
+    /// kube-proxy in nftables mode: Services' ClusterIPs to their endpoints, for pods and the host.
+    KubeProxy,
 }
 
 impl Component {
-    pub const ALL: [Component; 5] =
-        [Component::Etcd, Component::KubeApiserver, Component::KubeControllerManager, Component::KubeScheduler, Component::Node];
+    pub const ALL: [Component; 6] =
+        [Component::Etcd, Component::KubeApiserver, Component::KubeControllerManager, Component::KubeScheduler, Component::Node, Component::KubeProxy];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -82,6 +85,7 @@ impl Component {
             Component::KubeControllerManager => "kube-controller-manager",
             Component::KubeScheduler => "kube-scheduler",
             Component::Node => "node",
+            Component::KubeProxy => "kube-proxy",
         }
     }
 }
@@ -119,6 +123,9 @@ impl Layout {
         self.root.join("kubeconfig")
     }
     /// Each component's own kubeconfig, with its own identity.
+    pub fn provisioner_kubeconfig(&self) -> PathBuf {
+        self.root.join("kubeconfigs").join("provisioner.kubeconfig")
+    }
     pub fn component_kubeconfig(&self, c: Component) -> PathBuf {
         self.root.join("kubeconfigs").join(format!("{}.kubeconfig", c.name()))
     }
@@ -161,6 +168,8 @@ pub fn identity(c: Component) -> Identity {
         Component::KubeControllerManager => ("system:kube-controller-manager".into(), &[]),
         Component::KubeScheduler => ("system:kube-scheduler".into(), &[]),
         Component::Node => (format!("system:node:{NODE_NAME}"), &["system:nodes"]),
+        // Bound to system:node-proxier by the bootstrap RBAC.
+        Component::KubeProxy => ("system:kube-proxy".into(), &[]),
     };
     Identity { user, groups: groups.iter().map(|g| g.to_string()).collect() }
 }
@@ -267,6 +276,28 @@ pub fn controller_manager_args(l: &Layout, p: &Ports) -> Vec<OsString> {
     ]
 }
 
+/// kube-proxy's health port (its default).
+pub const KUBE_PROXY_HEALTH: u16 = 10256;
+/// The node's slice of the pod network, when the controller manager has not set `podCIDR` yet.
+pub const NODE_POD_CIDR: &str = "10.244.0.0/24";
+/// The `kubernetes` Service's ClusterIP: the first address of the service range.
+pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+/// The identity the node's provisioner runs with (bound to system:persistent-volume-provisioner).
+pub const PROVISIONER_USER: &str = "system:process-node-provisioner";
+
+pub fn kube_proxy_args(l: &Layout) -> Vec<OsString> {
+    vec![
+        flag("kubeconfig", l.component_kubeconfig(Component::KubeProxy)),
+        flag("proxy-mode", "nftables"),
+        flag("cluster-cidr", CLUSTER_CIDR),
+        flag("hostname-override", NODE_NAME),
+        flag("healthz-bind-address", format!("127.0.0.1:{KUBE_PROXY_HEALTH}")),
+        flag("metrics-bind-address", "127.0.0.1:10249"),
+        // Leave the host's conntrack table size alone.
+        flag("conntrack-max-per-core", "0"),
+    ]
+}
+
 pub fn scheduler_args(l: &Layout, p: &Ports) -> Vec<OsString> {
     let kc = l.component_kubeconfig(Component::KubeScheduler);
     vec![
@@ -309,6 +340,7 @@ pub fn health_url(c: Component, p: &Ports) -> Option<String> {
         Component::KubeControllerManager => Some(format!("https://127.0.0.1:{}/healthz", p.controller_manager)),
         Component::KubeScheduler => Some(format!("https://127.0.0.1:{}/readyz", p.scheduler)),
         Component::Node => None,
+        Component::KubeProxy => Some(format!("http://127.0.0.1:{KUBE_PROXY_HEALTH}/healthz")),
     }
 }
 

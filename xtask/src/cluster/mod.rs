@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -50,6 +51,8 @@ enum Action {
         root: PathBuf,
         #[arg(long)]
         kubelet_version: String,
+        #[arg(long)]
+        uv: PathBuf,
     },
 }
 
@@ -68,7 +71,7 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
             down(&layout)
         }
         Action::Status => status(&layout),
-        Action::Node { root, kubelet_version } => node(&Layout::new(root), &kubelet_version),
+        Action::Node { root, kubelet_version, uv } => node(&Layout::new(root), &kubelet_version, &uv),
     }
 }
 
@@ -104,6 +107,8 @@ struct Programs {
     etcd: PathBuf,
     kube: gotools::Built,
     node: PathBuf,
+    /// Builds the Chroma images' Python environments on the node.
+    uv: PathBuf,
 }
 
 impl Programs {
@@ -111,7 +116,9 @@ impl Programs {
         let kube = gotools::ensure(&gotools::KUBE)?;
         let etcd = gotools::ensure(&gotools::ETCD)?.path("etcd");
         let node = std::env::current_exe().context("locating this xtask binary (it runs the process node)")?;
-        Ok(Programs { etcd, kube, node })
+        let uv = crate::tools::ensure()?.uv.path;
+        e2e::host::ensure().context("the process node's host programs")?;
+        Ok(Programs { etcd, kube, node, uv })
     }
 
     /// Every program a stray process of ours could run, as the kernel names them.
@@ -212,11 +219,14 @@ fn write_pki(l: &Layout, p: &Ports) -> Result<()> {
     let server = config::apiserver_url(p);
     let admin = ca.client(&config::admin_identity())?;
     procs::write_private(&l.kubeconfig(), &config::kubeconfig(&server, &ca.cert_pem, &config::admin_identity().user, &admin.cert, &admin.key))?;
-    for c in [Component::KubeControllerManager, Component::KubeScheduler, Component::Node] {
+    for c in [Component::KubeControllerManager, Component::KubeScheduler, Component::Node, Component::KubeProxy] {
         let who = config::identity(c);
         let pair = ca.client(&who)?;
         procs::write_private(&l.component_kubeconfig(c), &config::kubeconfig(&server, &ca.cert_pem, &who.user, &pair.cert, &pair.key))?;
     }
+    let who = pki::Identity { user: config::PROVISIONER_USER.into(), groups: vec![] };
+    let pair = ca.client(&who)?;
+    procs::write_private(&l.provisioner_kubeconfig(), &config::kubeconfig(&server, &ca.cert_pem, &who.user, &pair.cert, &pair.key))?;
     Ok(())
 }
 
@@ -249,12 +259,19 @@ async fn start(l: &Layout, p: &Ports, programs: &Programs) -> Result<()> {
         l.root.clone().into(),
         "--kubelet-version".into(),
         programs.kube.version.clone().into(),
+        "--uv".into(),
+        programs.uv.clone().into(),
     ];
     let t = Instant::now();
     let child = procs::spawn(l, &mut state, Component::Node, &programs.node, &node_args)?;
     children.push((Component::Node, child));
     wait_healthy(l, p, Component::Node, &mut children, Duration::from_secs(90)).await?;
     eprintln!("node {} Ready after {:.1}s", config::NODE_NAME, t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let child = procs::spawn(l, &mut state, Component::KubeProxy, &programs.kube.path("kube-proxy"), &config::kube_proxy_args(l))?;
+    children.push((Component::KubeProxy, child));
+    wait_healthy(l, p, Component::KubeProxy, &mut children, Duration::from_secs(60)).await?;
+    eprintln!("kube-proxy healthy after {:.1}s", t.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -299,6 +316,11 @@ async fn probe(l: &Layout, p: &Ports, c: Component) -> Result<()> {
         Component::Etcd => {
             let body = plain_get("127.0.0.1", p.etcd_metrics, "/health").await?;
             anyhow::ensure!(body.contains("\"health\":\"true\""), "etcd /health: {body}");
+            Ok(())
+        }
+        Component::KubeProxy => {
+            let body = plain_get("127.0.0.1", config::KUBE_PROXY_HEALTH, "/healthz").await?;
+            anyhow::ensure!(body.contains("lastUpdated"), "kube-proxy /healthz: {body}");
             Ok(())
         }
         Component::Node => {
@@ -371,6 +393,18 @@ async fn default_storage_class(l: &Layout) -> Result<()> {
         .patch(config::STORAGE_CLASS, &PatchParams::apply("xtask-cluster").force(), &Patch::Apply(sc))
         .await
         .context("creating the default StorageClass")?;
+    let bindings: Api<ClusterRoleBinding> = Api::all(admin_client(l, None).await?);
+    let binding = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "process-node-provisioner"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:persistent-volume-provisioner"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": config::PROVISIONER_USER}],
+    });
+    bindings
+        .patch("process-node-provisioner", &PatchParams::apply("xtask-cluster").force(), &Patch::Apply(binding))
+        .await
+        .context("binding the provisioner's identity to system:persistent-volume-provisioner")?;
     Ok(())
 }
 
@@ -398,6 +432,12 @@ fn teardown(layout: &Layout, keep: Keep) -> Result<usize> {
         }
     }
     let stopped = procs::stop(&procs, Duration::from_secs(15))?;
+    // What the node and kube-proxy leave in the kernel when they could not clean up
+    // themselves (killed): pod namespaces and links, the claims' tmpfs mounts, kube-proxy's
+    // nftables table.
+    for what in e2e::node::sweep(&layout.root) {
+        eprintln!("removed {what}");
+    }
     if !layout.root.exists() {
         return Ok(stopped);
     }
@@ -458,15 +498,29 @@ fn status(layout: &Layout) -> Result<ExitCode> {
 }
 
 /// The process node, as a daemon of `up`: logs through tracing to its log file.
-fn node(layout: &Layout, kubelet_version: &str) -> Result<ExitCode> {
+fn node(layout: &Layout, kubelet_version: &str, uv: &std::path::Path) -> Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let kc = kube::config::Kubeconfig::read_from(layout.component_kubeconfig(Component::Node))
-            .context("reading the node's kubeconfig")?;
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-        let client = kube::Client::try_from(cfg)?;
+        let client_of = |path: PathBuf, who: &'static str| async move {
+            let kc = kube::config::Kubeconfig::read_from(&path).with_context(|| format!("reading the {who} kubeconfig {}", path.display()))?;
+            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+            anyhow::Ok(kube::Client::try_from(cfg)?)
+        };
+        let client = client_of(layout.component_kubeconfig(Component::Node), "node's").await?;
+        let provisioner = client_of(layout.provisioner_kubeconfig(), "provisioner's").await?;
+        let known = crate::backends::version_matrix(&crate::project_root())?;
+        let pins = known.versions.iter().map(|e| (e.version.clone(), e.pins.clone())).collect();
+        let venvs = e2e::venv::VenvCache::new(uv, e2e::venv::VenvCache::default_root()?)?;
         let facts = e2e::node::NodeFacts::of_this_machine(config::NODE_NAME, "127.0.0.1", kubelet_version);
-        e2e::node::NodeAgent::new(client, facts).run().await?;
+        let settings = e2e::node::Settings {
+            pods_root: layout.root.join("pods"),
+            volumes_root: layout.root.join("volumes"),
+            provisioner_name: config::PROVISIONER.into(),
+            fallback_pod_cidr: config::NODE_POD_CIDR.into(),
+            cluster_domain: "cluster.local".into(),
+            kubernetes_service: (config::KUBERNETES_SERVICE_IP.into(), 443),
+        };
+        e2e::node::serve(client, provisioner, facts, settings, venvs, pins).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

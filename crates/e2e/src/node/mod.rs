@@ -3,6 +3,17 @@
 //! the node lifecycle controller keeps it Ready and the scheduler sees a node. Running the
 //! pods bound to it comes next (see issue 21).
 
+pub mod env;
+pub mod image;
+pub mod net;
+pub mod pods;
+pub mod provision;
+pub mod sandbox;
+pub mod volumes;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -12,6 +23,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+
+use crate::venv::VenvCache;
 
 /// How long a Lease holds without renewal; the kubelet's default.
 pub const LEASE_SECONDS: i32 = 40;
@@ -24,6 +37,14 @@ const LEASE_NAMESPACE: &str = "kube-node-lease";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    #[error("the pod network: {0}")]
+    Net(#[from] net::NetError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{action} for node {node}: {source}")]
     Api {
         action: &'static str,
@@ -208,13 +229,9 @@ impl NodeAgent {
         Ok(())
     }
 
-    /// Registers, then renews the Lease and re-reports status until the process is stopped.
-    /// A failed round is logged and retried at the next tick: an API server that restarts
-    /// must not end the node.
-    pub async fn run(self) -> Result<(), NodeError> {
-        let mut node = self.register().await?;
-        self.renew_lease(&node).await?;
-        tracing::info!(node = %self.facts.name, "registered and ready");
+    /// Renews the Lease and re-reports status until the process is stopped. A failed round is
+    /// logged and retried at the next tick: an API server that restarts must not end the node.
+    pub async fn keep_alive(&self, mut node: Node) -> Result<(), NodeError> {
         let mut last_status = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(RENEW_EVERY).await;
@@ -232,6 +249,88 @@ impl NodeAgent {
             }
         }
     }
+}
+
+/// How the node is set up beyond what it reads from the API.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Per-pod folders.
+    pub pods_root: PathBuf,
+    /// The provisioned volumes' folders.
+    pub volumes_root: PathBuf,
+    /// The default StorageClass's provisioner name, which this node serves.
+    pub provisioner_name: String,
+    /// The node's pod network when the controller manager has not given it `podCIDR` in time.
+    pub fallback_pod_cidr: String,
+    pub cluster_domain: String,
+    /// The `kubernetes` Service (ClusterIP, port), as every container's env names it.
+    pub kubernetes_service: (String, u16),
+}
+
+/// Registers the node, then runs its pods, provisions its claims and renews its Lease until
+/// SIGTERM or SIGINT. Everything the pods had (processes, namespaces, mounts) goes when this
+/// returns and the runtime drops their tasks.
+pub async fn serve(client: kube::Client, provisioner: kube::Client, facts: NodeFacts, settings: Settings, venvs: VenvCache, pins: BTreeMap<render::ChromaVersion, Vec<String>>) -> Result<(), NodeError> {
+    let agent = NodeAgent::new(client.clone(), facts.clone());
+    let mut node = agent.register().await?;
+    agent.renew_lease(&node).await?;
+    // The controller manager hands out the node's pod network shortly after registration.
+    for _ in 0..20 {
+        if node.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        node = agent.nodes.get(&facts.name).await.map_err(agent.err("reading the node"))?;
+    }
+    let cidr = node.spec.as_ref().and_then(|s| s.pod_cidr.clone()).unwrap_or(settings.fallback_pod_cidr.clone());
+    let net = net::PodNetwork::setup(net::Cidr::parse(&cidr)?)?;
+    tracing::info!(node = %facts.name, %cidr, gateway = %net.cidr.gateway(), "registered and ready");
+    let ctx = Arc::new(pods::NodeContext {
+        client,
+        node_name: facts.name.clone(),
+        host_ip: facts.address.clone(),
+        cluster_dns: net.cidr.gateway().to_string(),
+        net,
+        venvs,
+        pins,
+        root: settings.pods_root.clone(),
+        cluster_domain: settings.cluster_domain.clone(),
+        kubernetes_service: settings.kubernetes_service.clone(),
+    });
+    let pod_loop = tokio::spawn(pods::run(ctx.clone()));
+    let provisioning = tokio::spawn(
+        provision::Provisioner { client: provisioner, provisioner: settings.provisioner_name.clone(), node: facts.name.clone(), root: settings.volumes_root.clone() }.run(),
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|source| NodeError::Io { context: "listening for SIGTERM".into(), source })?;
+    tokio::select! {
+        r = agent.keep_alive(node) => r?,
+        _ = term.recv() => tracing::info!("SIGTERM: stopping the node's pods"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping the node's pods"),
+    }
+    pod_loop.abort();
+    provisioning.abort();
+    Ok(())
+}
+
+/// Removes what a node of this kind leaves in the kernel when it was killed: pod namespaces,
+/// veths and the gateway, mounts under `root` (claims' tmpfs), kube-proxy's nftables tables.
+/// Returns what it removed.
+pub fn sweep(root: &Path) -> Vec<String> {
+    let mut removed = net::sweep_all();
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut under: Vec<&str> = mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|m| Path::new(m).starts_with(root)).collect();
+    under.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in under {
+        if std::process::Command::new("umount").args(["--lazy", m]).output().is_ok_and(|o| o.status.success()) {
+            removed.push(format!("mount {m}"));
+        }
+    }
+    for family in ["ip", "ip6"] {
+        if std::process::Command::new("nft").args(["delete", "table", family, "kube-proxy"]).output().is_ok_and(|o| o.status.success()) {
+            removed.push(format!("nftables table {family} kube-proxy"));
+        }
+    }
+    removed
 }
 
 #[cfg(test)]

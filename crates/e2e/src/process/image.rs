@@ -110,7 +110,7 @@ pub fn populate_image_fs(layout: &Layout, version: &ChromaVersion, venv: &Venv) 
 }
 
 /// The uvicorn logging config the 0.4.x source tree shipped at its top level.
-const LEGACY_LOG_CONFIG: &str = r#"version: 1
+pub(crate) const LEGACY_LOG_CONFIG: &str = r#"version: 1
 disable_existing_loggers: False
 formatters:
   default:
@@ -302,7 +302,7 @@ fn uvicorn_style(rest: &[String]) -> bool {
 
 /// The image's `/docker_entrypoint.sh`: exports `IS_PERSISTENT=1` (over the pod's value) and
 /// starts uvicorn with the fixed (0.4.0–0.4.22) or `eval`-expanded (0.4.23+) arguments.
-fn run_entrypoint_script(version: &ChromaVersion, image: &Image, args: &[String], env: &mut Vec<(String, String)>) -> Vec<String> {
+pub(crate) fn run_entrypoint_script(version: &ChromaVersion, image: &Image, args: &[String], env: &mut Vec<(String, String)>) -> Vec<String> {
     set(env, "IS_PERSISTENT", "1");
     match image.era {
         Era::Legacy => {
