@@ -72,11 +72,13 @@ pub enum Component {
     Node,
     /// kube-proxy in nftables mode: Services' ClusterIPs to their endpoints, for pods and the host.
     KubeProxy,
+    /// CoreDNS on the pods' gateway, behind the `kube-dns` Service: Service and pod names.
+    CoreDns,
 }
 
 impl Component {
-    pub const ALL: [Component; 6] =
-        [Component::Etcd, Component::KubeApiserver, Component::KubeControllerManager, Component::KubeScheduler, Component::Node, Component::KubeProxy];
+    pub const ALL: [Component; 7] =
+        [Component::Etcd, Component::KubeApiserver, Component::KubeControllerManager, Component::KubeScheduler, Component::Node, Component::CoreDns, Component::KubeProxy];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -86,6 +88,7 @@ impl Component {
             Component::KubeScheduler => "kube-scheduler",
             Component::Node => "node",
             Component::KubeProxy => "kube-proxy",
+            Component::CoreDns => "coredns",
         }
     }
 }
@@ -170,6 +173,8 @@ pub fn identity(c: Component) -> Identity {
         Component::Node => (format!("system:node:{NODE_NAME}"), &["system:nodes"]),
         // Bound to system:node-proxier by the bootstrap RBAC.
         Component::KubeProxy => ("system:kube-proxy".into(), &[]),
+        // Bound by `up` to the ClusterRole system:coredns it makes (as kubeadm's addon does).
+        Component::CoreDns => ("system:coredns".into(), &[]),
     };
     Identity { user, groups: groups.iter().map(|g| g.to_string()).collect() }
 }
@@ -285,6 +290,32 @@ pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 /// The identity the node's provisioner runs with (bound to system:persistent-volume-provisioner).
 pub const PROVISIONER_USER: &str = "system:process-node-provisioner";
 
+/// CoreDNS's readiness and health ports (loopback only).
+pub const COREDNS_READY: u16 = 8181;
+pub const COREDNS_HEALTH: u16 = 8054;
+/// The `kube-dns` Service's ClusterIP: pods' resolv.conf names it.
+pub const CLUSTER_DNS_IP: &str = "10.96.0.10";
+
+/// The pods' gateway: the first address of the node's slice, where CoreDNS listens.
+pub fn pod_gateway() -> String {
+    let base: std::net::Ipv4Addr = NODE_POD_CIDR.split('/').next().unwrap_or_default().parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    std::net::Ipv4Addr::from(u32::from(base) + 1).to_string()
+}
+
+/// CoreDNS's config: the cluster domain from the API, reverse zones, answers cached; names
+/// outside the cluster are not forwarded (the machine has no resolver pods should use).
+pub fn corefile(l: &Layout) -> String {
+    format!(
+        ".:53 {{\n    bind {gw}\n    errors\n    health 127.0.0.1:{COREDNS_HEALTH}\n    ready 127.0.0.1:{COREDNS_READY}\n    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{\n        kubeconfig {kc} chromadb-local\n        pods insecure\n        fallthrough in-addr.arpa ip6.arpa\n    }}\n    cache 30\n    loadbalance\n}}\n",
+        gw = pod_gateway(),
+        kc = l.component_kubeconfig(Component::CoreDns).display(),
+    )
+}
+
+pub fn coredns_args(l: &Layout) -> Vec<OsString> {
+    vec![OsString::from("-conf"), l.root.join("Corefile").into_os_string()]
+}
+
 pub fn kube_proxy_args(l: &Layout) -> Vec<OsString> {
     vec![
         flag("kubeconfig", l.component_kubeconfig(Component::KubeProxy)),
@@ -341,6 +372,7 @@ pub fn health_url(c: Component, p: &Ports) -> Option<String> {
         Component::KubeScheduler => Some(format!("https://127.0.0.1:{}/readyz", p.scheduler)),
         Component::Node => None,
         Component::KubeProxy => Some(format!("http://127.0.0.1:{KUBE_PROXY_HEALTH}/healthz")),
+        Component::CoreDns => Some(format!("http://127.0.0.1:{COREDNS_READY}/ready")),
     }
 }
 

@@ -109,6 +109,7 @@ struct Programs {
     node: PathBuf,
     /// Builds the Chroma images' Python environments on the node.
     uv: PathBuf,
+    coredns: PathBuf,
 }
 
 impl Programs {
@@ -118,7 +119,8 @@ impl Programs {
         let node = std::env::current_exe().context("locating this xtask binary (it runs the process node)")?;
         let uv = crate::tools::ensure()?.uv.path;
         e2e::host::ensure().context("the process node's host programs")?;
-        Ok(Programs { etcd, kube, node, uv })
+        let coredns = gotools::ensure(&gotools::COREDNS)?.path("coredns");
+        Ok(Programs { etcd, kube, node, uv, coredns })
     }
 
     /// Every program a stray process of ours could run, as the kernel names them.
@@ -219,7 +221,7 @@ fn write_pki(l: &Layout, p: &Ports) -> Result<()> {
     let server = config::apiserver_url(p);
     let admin = ca.client(&config::admin_identity())?;
     procs::write_private(&l.kubeconfig(), &config::kubeconfig(&server, &ca.cert_pem, &config::admin_identity().user, &admin.cert, &admin.key))?;
-    for c in [Component::KubeControllerManager, Component::KubeScheduler, Component::Node, Component::KubeProxy] {
+    for c in [Component::KubeControllerManager, Component::KubeScheduler, Component::Node, Component::KubeProxy, Component::CoreDns] {
         let who = config::identity(c);
         let pair = ca.client(&who)?;
         procs::write_private(&l.component_kubeconfig(c), &config::kubeconfig(&server, &ca.cert_pem, &who.user, &pair.cert, &pair.key))?;
@@ -267,6 +269,14 @@ async fn start(l: &Layout, p: &Ports, programs: &Programs) -> Result<()> {
     children.push((Component::Node, child));
     wait_healthy(l, p, Component::Node, &mut children, Duration::from_secs(90)).await?;
     eprintln!("node {} Ready after {:.1}s", config::NODE_NAME, t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    fs::write(l.root.join("Corefile"), config::corefile(l)).context("writing the Corefile")?;
+    // Its access first: CoreDNS is not ready until it has listed Services and slices.
+    cluster_dns_service(l).await?;
+    let child = procs::spawn(l, &mut state, Component::CoreDns, &programs.coredns, &config::coredns_args(l))?;
+    children.push((Component::CoreDns, child));
+    wait_healthy(l, p, Component::CoreDns, &mut children, Duration::from_secs(60)).await?;
+    eprintln!("coredns healthy after {:.1}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let child = procs::spawn(l, &mut state, Component::KubeProxy, &programs.kube.path("kube-proxy"), &config::kube_proxy_args(l))?;
     children.push((Component::KubeProxy, child));
@@ -318,6 +328,11 @@ async fn probe(l: &Layout, p: &Ports, c: Component) -> Result<()> {
             anyhow::ensure!(body.contains("\"health\":\"true\""), "etcd /health: {body}");
             Ok(())
         }
+        Component::CoreDns => {
+            let body = plain_get("127.0.0.1", config::COREDNS_READY, "/ready").await?;
+            anyhow::ensure!(body.starts_with("HTTP/1.0 200") && body.trim_end().ends_with("OK"), "coredns /ready: {body}");
+            Ok(())
+        }
         Component::KubeProxy => {
             let body = plain_get("127.0.0.1", config::KUBE_PROXY_HEALTH, "/healthz").await?;
             anyhow::ensure!(body.contains("lastUpdated"), "kube-proxy /healthz: {body}");
@@ -327,6 +342,9 @@ async fn probe(l: &Layout, p: &Ports, c: Component) -> Result<()> {
             let nodes: Api<Node> = Api::all(admin_client(l, None).await?);
             let node = nodes.get_opt(config::NODE_NAME).await?.context("no Node object yet")?;
             anyhow::ensure!(node_ready(&node), "Node {} is not Ready", config::NODE_NAME);
+            // The node's pod network is up once the gateway address is this host's.
+            let gw = config::pod_gateway();
+            std::net::UdpSocket::bind((gw.as_str(), 0)).with_context(|| format!("the pods' gateway {gw} is not on this host yet"))?;
             Ok(())
         }
         _ => {
@@ -405,6 +423,49 @@ async fn default_storage_class(l: &Layout) -> Result<()> {
         .patch("process-node-provisioner", &PatchParams::apply("xtask-cluster").force(), &Patch::Apply(binding))
         .await
         .context("binding the provisioner's identity to system:persistent-volume-provisioner")?;
+    Ok(())
+}
+
+/// CoreDNS's access (the rules kubeadm's addon gives it) and the `kube-dns` Service in front
+/// of it: a ClusterIP whose one endpoint is CoreDNS on the pods' gateway.
+async fn cluster_dns_service(l: &Layout) -> Result<()> {
+    let client = admin_client(l, None).await?;
+    let pp = PatchParams::apply("xtask-cluster").force();
+    let role = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "system:coredns"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+        ],
+    });
+    Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(client.clone()).patch("system:coredns", &pp, &Patch::Apply(role)).await.context("creating ClusterRole system:coredns")?;
+    let binding = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "system:coredns"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:coredns"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": config::identity(Component::CoreDns).user}],
+    });
+    Api::<ClusterRoleBinding>::all(client.clone()).patch("system:coredns", &pp, &Patch::Apply(binding)).await.context("binding CoreDNS's identity")?;
+    let ports = serde_json::json!([{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]);
+    let svc = serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+        "spec": {"clusterIP": config::CLUSTER_DNS_IP, "ports": ports},
+    });
+    Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), "kube-system").patch("kube-dns", &pp, &Patch::Apply(svc)).await.context("creating Service kube-system/kube-dns")?;
+    let slice = serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kube-dns-gateway", "namespace": "kube-system",
+                     "labels": {"kubernetes.io/service-name": "kube-dns", "endpointslice.kubernetes.io/managed-by": "xtask-cluster"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [config::pod_gateway()], "conditions": {"ready": true}}],
+        "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}],
+    });
+    Api::<k8s_openapi::api::discovery::v1::EndpointSlice>::namespaced(client, "kube-system")
+        .patch("kube-dns-gateway", &pp, &Patch::Apply(slice))
+        .await
+        .context("pointing kube-dns at CoreDNS")?;
     Ok(())
 }
 
@@ -517,7 +578,8 @@ fn node(layout: &Layout, kubelet_version: &str, uv: &std::path::Path) -> Result<
             volumes_root: layout.root.join("volumes"),
             provisioner_name: config::PROVISIONER.into(),
             fallback_pod_cidr: config::NODE_POD_CIDR.into(),
-            cluster_domain: "cluster.local".into(),
+            cluster_domain: config::CLUSTER_DOMAIN.into(),
+            cluster_dns: config::CLUSTER_DNS_IP.into(),
             kubernetes_service: (config::KUBERNETES_SERVICE_IP.into(), 443),
         };
         e2e::node::serve(client, provisioner, facts, settings, venvs, pins).await?;

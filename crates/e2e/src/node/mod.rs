@@ -263,6 +263,8 @@ pub struct Settings {
     /// The node's pod network when the controller manager has not given it `podCIDR` in time.
     pub fallback_pod_cidr: String,
     pub cluster_domain: String,
+    /// The nameserver pods get (the `kube-dns` Service's ClusterIP).
+    pub cluster_dns: String,
     /// The `kubernetes` Service (ClusterIP, port), as every container's env names it.
     pub kubernetes_service: (String, u16),
 }
@@ -289,7 +291,7 @@ pub async fn serve(client: kube::Client, provisioner: kube::Client, facts: NodeF
         client,
         node_name: facts.name.clone(),
         host_ip: facts.address.clone(),
-        cluster_dns: net.cidr.gateway().to_string(),
+        cluster_dns: settings.cluster_dns.clone(),
         net,
         venvs,
         pins,
