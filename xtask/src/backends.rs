@@ -23,6 +23,8 @@ pub enum BackendKind {
     K3s,
     /// The cluster $KUBECONFIG points at, in throwaway namespaces
     Kubeconfig,
+    /// The local cluster (`cargo xtask cluster up`: upstream control plane, process node); started for the run when it is not up
+    Local,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -78,6 +80,7 @@ fn decide(kind: BackendKind) -> BackendKind {
             eprintln!("backend: {}", match k {
                 BackendKind::Process => "process",
                 BackendKind::K3s => "k3s",
+                BackendKind::Local => "local",
                 _ => "kubeconfig",
             });
             k
@@ -139,6 +142,12 @@ async fn race<B: Backend, J: Job>(backend: &B, job: J) -> Result<J::Output> {
 pub fn run<J: Job>(flags: &BackendFlags, keep: bool, tools: &Toolset, known: &VersionMatrix, job: J) -> Result<J::Output> {
     flags.validate()?;
     let kind = decide(flags.backend);
+    // Before the run's runtime: `cluster up` runs its own. Dropped after the run, it stops a
+    // cluster started for it.
+    let local = match kind {
+        BackendKind::Local => Some(crate::cluster::LocalCluster::ensure()?),
+        _ => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     let out = runtime.block_on(async {
         match kind {
@@ -152,9 +161,14 @@ pub fn run<J: Job>(flags: &BackendFlags, keep: bool, tools: &Toolset, known: &Ve
                 // Dropping the backend stops every server it still runs and removes its files.
                 race(&backend, job).await
             }
-            BackendKind::K3s | BackendKind::Kubeconfig => {
-                let ck = if kind == BackendKind::K3s { ClusterKind::K3s } else { ClusterKind::Kubeconfig };
+            BackendKind::K3s | BackendKind::Kubeconfig | BackendKind::Local => {
+                let ck = match kind {
+                    BackendKind::K3s => ClusterKind::K3s,
+                    BackendKind::Local => ClusterKind::Local,
+                    _ => ClusterKind::Kubeconfig,
+                };
                 let mut copts = ClusterOptions::new(&tools.helm.path);
+                copts.local_kubeconfig = local.as_ref().map(|l| l.kubeconfig.clone());
                 copts.keep = keep;
                 copts.k3s_image = flags.k3s_image.clone();
                 copts.k3s_preload = flags.k3s_preload.clone();

@@ -232,6 +232,8 @@ pub fn apiserver_args(l: &Layout, p: &Ports) -> Vec<OsString> {
         flag("tls-private-key-file", l.key("apiserver")),
         flag("kubelet-client-certificate", l.cert("apiserver-kubelet-client")),
         flag("kubelet-client-key", l.key("apiserver-kubelet-client")),
+        // The node's InternalIP (loopback); its hostname resolves nowhere on this machine.
+        flag("kubelet-preferred-address-types", "InternalIP,Hostname"),
         // The aggregation layer's front proxy: its own CA, so no other certificate of the
         // cluster can speak for a user through the request headers.
         flag("requestheader-client-ca-file", l.cert("front-proxy-ca")),

@@ -174,6 +174,40 @@ fn up(layout: &Layout) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The local cluster a run uses: the one already up, else one started for the run and taken
+/// down when this is dropped (after success, failure or Ctrl-C alike).
+pub struct LocalCluster {
+    pub kubeconfig: PathBuf,
+    layout: Layout,
+    started_here: bool,
+}
+
+impl LocalCluster {
+    pub fn ensure() -> Result<LocalCluster> {
+        let layout = Layout::new(crate::project_root().join("target").join("cluster"));
+        let kubeconfig = layout.kubeconfig();
+        let answering = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], Ports::default().apiserver).into(), Duration::from_secs(1)).is_ok();
+        if kubeconfig.is_file() && answering && State::load(&layout).is_ok_and(|s| !s.processes.is_empty()) {
+            eprintln!("backend: local cluster already up ({})", kubeconfig.display());
+            return Ok(LocalCluster { kubeconfig, layout, started_here: false });
+        }
+        eprintln!("backend: local cluster (starting it for this run; it stops at the end)");
+        up(&layout)?;
+        Ok(LocalCluster { kubeconfig, layout, started_here: true })
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        if self.started_here {
+            match teardown(&self.layout, Keep::Nothing) {
+                Ok(n) => eprintln!("local cluster down: stopped {n} process(es)"),
+                Err(e) => eprintln!("stopping the local cluster failed: {e:#}; run `cargo xtask cluster down`"),
+            }
+        }
+    }
+}
+
 struct TeardownGuard<'a> {
     layout: &'a Layout,
     armed: bool,
@@ -210,6 +244,9 @@ fn write_pki(l: &Layout, p: &Ports) -> Result<()> {
     write_pair("apiserver-kubelet-client", &ca.client(&kubelet_client)?)?;
     write_pair("kube-controller-manager-serving", &ca.serving("kube-controller-manager", &config::loopback_names())?)?;
     write_pair("kube-scheduler-serving", &ca.serving("kube-scheduler", &config::loopback_names())?)?;
+    let mut node_names = config::loopback_names();
+    node_names.dns.push(config::NODE_NAME.into());
+    write_pair("kubelet-serving", &ca.serving(config::NODE_NAME, &node_names)?)?;
     let front_proxy = pki::Ca::generate()?;
     procs::write_private(&l.cert("front-proxy-ca"), &front_proxy.cert_pem)?;
     let proxy_client = pki::Identity { user: config::FRONT_PROXY_CLIENT.into(), groups: vec![] };
@@ -581,6 +618,7 @@ fn node(layout: &Layout, kubelet_version: &str, uv: &std::path::Path) -> Result<
             cluster_domain: config::CLUSTER_DOMAIN.into(),
             cluster_dns: config::CLUSTER_DNS_IP.into(),
             kubernetes_service: (config::KUBERNETES_SERVICE_IP.into(), 443),
+            kubelet_tls: (layout.cert("kubelet-serving"), layout.key("kubelet-serving"), layout.cert("ca")),
         };
         e2e::node::serve(client, provisioner, facts, settings, venvs, pins).await?;
         Ok::<_, anyhow::Error>(())

@@ -61,6 +61,9 @@ struct Slot {
     forward: Forward,
 }
 
+/// The PodSecurity admission's label for the level a namespace enforces.
+pub const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+
 impl ClusterBackend {
     pub(super) async fn start(kind: ClusterKind, opts: ClusterOptions) -> Result<Self, BackendError> {
         let helm = Helm::new(&opts.helm).map_err(|e| BackendError::Invalid { reason: e.to_string() })?;
@@ -92,6 +95,11 @@ impl ClusterBackend {
             ClusterKind::Kubeconfig => {
                 let c = kubeconfig::connect_existing().await?;
                 (c.client, c.target, c.describe, None)
+            }
+            ClusterKind::Local => {
+                let path = opts.local_kubeconfig.clone().ok_or_else(|| BackendError::Invalid { reason: "the local cluster backend needs the cluster's kubeconfig".into() })?;
+                let c = kubeconfig::connect_file(&path).await?;
+                (c.client, c.target, format!("local cluster: {}", c.describe), None)
             }
         };
         let backend = ClusterBackend {
@@ -207,6 +215,9 @@ impl ClusterBackend {
                 labels: Some(BTreeMap::from([
                     (RUN_LABEL.to_string(), self.suffix.clone()),
                     ("app.kubernetes.io/managed-by".to_string(), "chromadb-chart-e2e".to_string()),
+                    // Every pod of the chart is admitted by the real PodSecurity admission at
+                    // the strictest level the chart promises.
+                    (POD_SECURITY_ENFORCE.to_string(), "restricted".to_string()),
                 ])),
                 annotations: Some(BTreeMap::from([("chroma-e2e/release".to_string(), release.id.clone())])),
                 ..ObjectMeta::default()
@@ -378,9 +389,12 @@ impl ClusterBackend {
         let services: Api<Service> = Api::namespaced(self.client.clone(), namespace);
         let svc = services.get(service).await.map_err(|e| failed(format!("reading Service {service} in {namespace}"), e))?;
         forward::selector_of(&svc).map_err(|reason| BackendError::Invalid { reason })?;
-        forward::start(Api::namespaced(self.client.clone(), namespace), svc)
-            .await
-            .map_err(|source| BackendError::Io { context: "binding the port-forward listener on 127.0.0.1".into(), source })
+        let started = if self.kind == ClusterKind::Local {
+            forward::start_cluster_ip(svc).await
+        } else {
+            forward::start(Api::namespaced(self.client.clone(), namespace), svc).await
+        };
+        started.map_err(|source| BackendError::Io { context: "binding the port-forward listener on 127.0.0.1".into(), source })
     }
 
     /// Every Secret the server's pod template refers to, as installed (helm generates auth

@@ -25,6 +25,39 @@ pub fn target_container_port(service: &Service, pod: &Pod) -> Result<u16, String
         .map_err(|e| format!("{e} (pod {})", pod.metadata.name.as_deref().unwrap_or("?")))
 }
 
+/// A relay on 127.0.0.1 to the Service's ClusterIP and API port, for a cluster whose
+/// Services this host reaches through its own kube-proxy rules (the local cluster): each
+/// connection crosses kube-proxy's DNAT to a ready endpoint, as a client pod's would.
+pub async fn start_cluster_ip(service: Service) -> std::io::Result<Forward> {
+    let spec = service.spec.clone().unwrap_or_default();
+    let ip = spec.cluster_ip.clone().filter(|ip| !ip.is_empty() && ip != "None").ok_or_else(|| {
+        std::io::Error::other(format!("Service {} has no ClusterIP to reach", service.metadata.name.as_deref().unwrap_or("?")))
+    })?;
+    let port = crate::workload::api_port(&service).map_err(std::io::Error::other)?.port;
+    let port = u16::try_from(port).map_err(|_| std::io::Error::other(format!("Service port {port} is not a port number")))?;
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let local = listener.local_addr()?.port();
+    let last_error: Arc<Mutex<Option<String>>> = Arc::default();
+    let errors = last_error.clone();
+    let task = tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else { continue };
+            let (ip, errors) = (ip.clone(), errors.clone());
+            conns.spawn(async move {
+                match TcpStream::connect((ip.as_str(), port)).await {
+                    Ok(mut out) => {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                    Err(e) => *errors.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("connecting to ClusterIP {ip}:{port}: {e}")),
+                }
+            });
+            while conns.try_join_next().is_some() {}
+        }
+    });
+    Ok(Forward { port: local, task, last_error })
+}
+
 /// `k=v,k=v` for listing the Service's pods.
 pub fn selector_of(service: &Service) -> Result<String, String> {
     let sel: BTreeMap<String, String> = service.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();

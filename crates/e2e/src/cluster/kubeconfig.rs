@@ -53,6 +53,16 @@ pub async fn connect_existing() -> Result<Connection, BackendError> {
     connect(kc, &source).await
 }
 
+/// The local cluster's own kubeconfig file, whatever `$KUBECONFIG` says.
+pub async fn connect_file(path: &std::path::Path) -> Result<Connection, BackendError> {
+    let kc = Kubeconfig::read_from(path).map_err(|e| {
+        BackendError::Unavailable { backend: "local", reason: format!("could not read {}: {e}; start the local cluster with `cargo xtask cluster up`", path.display()) }
+    })?;
+    let mut c = connect(kc, &path.display().to_string()).await?;
+    c.target = HelmTarget { kubeconfig: Some(path.to_path_buf()), context: None };
+    Ok(c)
+}
+
 fn unavailable(reason: String) -> BackendError {
     BackendError::Unavailable { backend: "kubeconfig", reason }
 }

@@ -44,6 +44,10 @@ pub enum ClusterKind {
     K3s,
     /// The cluster `$KUBECONFIG` (or `~/.kube/config`) points at.
     Kubeconfig,
+    /// The local cluster `cargo xtask cluster up` runs (upstream control plane, process
+    /// node), through its own kubeconfig; Services are reached at their ClusterIPs through
+    /// this host's kube-proxy rules.
+    Local,
 }
 
 impl ClusterKind {
@@ -51,6 +55,7 @@ impl ClusterKind {
         match self {
             ClusterKind::K3s => "k3s",
             ClusterKind::Kubeconfig => "kubeconfig",
+            ClusterKind::Local => "local",
         }
     }
 }
@@ -68,6 +73,8 @@ pub struct ClusterOptions {
     pub keep: bool,
     /// Bound for each wait: k3s start, `helm --wait --timeout`, readiness after restarts.
     pub timeout: Duration,
+    /// The local cluster's kubeconfig ([`ClusterKind::Local`]).
+    pub local_kubeconfig: Option<PathBuf>,
     /// Removes what the run created; clone it *before* [`start`] so a Ctrl-C while k3s is
     /// starting can still remove the container ([`Cleanup::run`]).
     pub cleanup: Cleanup,
@@ -81,6 +88,7 @@ impl ClusterOptions {
             k3s_preload: Vec::new(),
             keep: false,
             timeout: Duration::from_secs(300),
+            local_kubeconfig: None,
             cleanup: Cleanup::default(),
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod env;
 pub mod image;
+pub mod kubelet_api;
 pub mod net;
 pub mod pods;
 pub mod provision;
@@ -158,6 +159,7 @@ pub fn node_status(f: &NodeFacts, now: Timestamp) -> Value {
                 "kubeletVersion": f.version, "kubeProxyVersion": "",
                 "operatingSystem": "linux", "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
             },
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
         },
     })
 }
@@ -267,7 +269,12 @@ pub struct Settings {
     pub cluster_dns: String,
     /// The `kubernetes` Service (ClusterIP, port), as every container's env names it.
     pub kubernetes_service: (String, u16),
+    /// The kubelet API's serving certificate and key, and the CA its clients must present.
+    pub kubelet_tls: (PathBuf, PathBuf, PathBuf),
 }
+
+/// The kubelet's port, where the API server asks for logs.
+pub const KUBELET_PORT: u16 = 10250;
 
 /// Registers the node, then runs its pods, provisions its claims and renews its Lease until
 /// SIGTERM or SIGINT. Everything the pods had (processes, namespaces, mounts) goes when this
@@ -299,6 +306,14 @@ pub async fn serve(client: kube::Client, provisioner: kube::Client, facts: NodeF
         cluster_domain: settings.cluster_domain.clone(),
         kubernetes_service: settings.kubernetes_service.clone(),
     });
+    let (cert, key, ca) = settings.kubelet_tls.clone();
+    let logs_root = settings.pods_root.clone();
+    let addr: std::net::SocketAddr = (facts.address.parse::<std::net::IpAddr>().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()), KUBELET_PORT).into();
+    let kubelet_api = tokio::spawn(async move {
+        if let Err(e) = kubelet_api::serve(addr, &cert, &key, &ca, logs_root).await {
+            tracing::error!("{e}");
+        }
+    });
     let pod_loop = tokio::spawn(pods::run(ctx.clone()));
     let provisioning = tokio::spawn(
         provision::Provisioner { client: provisioner, provisioner: settings.provisioner_name.clone(), node: facts.name.clone(), root: settings.volumes_root.clone() }.run(),
@@ -311,6 +326,7 @@ pub async fn serve(client: kube::Client, provisioner: kube::Client, facts: NodeF
     }
     pod_loop.abort();
     provisioning.abort();
+    kubelet_api.abort();
     Ok(())
 }
 

@@ -161,6 +161,18 @@ pub fn bwrap_args(plan: &ContainerPlan, host: &dyn HostView) -> Vec<String> {
             }
         }
     }
+    // Missing parents of mount points explicitly, as a runtime makes them (0755): bubblewrap
+    // would make them 0700, unreadable to the container's user.
+    let mut made: Vec<PathBuf> = Vec::new();
+    for m in &binds {
+        let missing: Vec<&Path> = Path::new(&m.dst).ancestors().skip(1).filter(|a| *a != Path::new("/") && !host.exists(a)).collect();
+        for d in missing.into_iter().rev() {
+            if !made.iter().any(|x| x == d) {
+                made.push(d.to_path_buf());
+                a.extend(["--dir".into(), d.display().to_string()]);
+            }
+        }
+    }
     // The working directory exists in an image even when nothing is mounted there.
     let cwd = host.resolve_parents(Path::new(&plan.cwd));
     if !host.exists(&cwd) && !binds.iter().any(|m| Path::new(&m.dst) == cwd) {
@@ -322,6 +334,15 @@ mod tests {
         let s = bwrap_args(&plan(true, 1000), &host()).join(" ");
         assert!(s.contains("--tmpfs /etc --ro-bind /etc/passwd /etc/passwd --ro-bind /etc/hosts /etc/hosts"), "{s}");
         assert!(s.contains("--ro-bind /pod/v/config /etc/chroma"), "{s}");
+    }
+
+    #[test]
+    fn missing_parents_of_a_mount_point_are_made_before_it_so_they_are_0755_not_bubblewraps_0700() {
+        let mut p = plan(true, 101);
+        p.mounts.push(Mount { src: "/pod/v/tls".into(), dst: "/etc/chroma-tls/chromadb-tls".into(), writable: false });
+        let s = bwrap_args(&p, &host()).join(" ");
+        let (dir, bind) = (s.find("--dir /etc/chroma-tls ").unwrap(), s.find("--ro-bind /pod/v/tls /etc/chroma-tls/chromadb-tls").unwrap());
+        assert!(dir < bind, "{s}");
     }
 
     #[test]
