@@ -61,6 +61,35 @@ struct Slot {
     forward: Forward,
 }
 
+/// Claims the chart's pods mount but the chart does not create (`existingClaim` values): the
+/// user's own, which exist before install.
+pub fn users_claims(rendered: &render::Rendered) -> Vec<String> {
+    let made: Vec<String> = rendered.claims().filter_map(|c| c.metadata.name.clone()).collect();
+    let templates: Vec<String> = rendered.statefulsets().flat_map(|s| s.spec.iter().flat_map(|s| s.volume_claim_templates.iter().flatten())).filter_map(|t| t.metadata.name.clone()).collect();
+    let pod_specs = rendered
+        .statefulsets()
+        .filter_map(|s| s.spec.as_ref()?.template.spec.clone())
+        .chain(rendered.cronjobs().filter_map(|c| c.spec.as_ref()?.job_template.spec.as_ref()?.template.spec.clone()))
+        .chain(rendered.jobs().filter_map(|j| j.spec.as_ref()?.template.spec.clone()));
+    let mut out: Vec<String> = pod_specs
+        .flat_map(|p| p.volumes.unwrap_or_default())
+        .filter_map(|v| v.persistent_volume_claim.map(|c| c.claim_name))
+        .filter(|n| !made.contains(n) && !templates.iter().any(|t| n.starts_with(&format!("{t}-"))))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A user's claim: 1 GiB, ReadWriteOnce, the cluster's default StorageClass.
+fn users_claim(name: &str) -> PersistentVolumeClaim {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "chromadb-chart-e2e"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }))
+    .expect("the claim is valid")
+}
+
 /// The PodSecurity admission's label for the level a namespace enforces.
 pub const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
 
@@ -240,6 +269,13 @@ impl ClusterBackend {
                 .create(&PostParams::default(), &external_secret(name, data))
                 .await
                 .map_err(|e| failed(format!("creating the pre-existing Secret {name} in {namespace}"), e))?;
+        }
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
+        for name in users_claims(&release.rendered) {
+            claims
+                .create(&PostParams::default(), &users_claim(&name))
+                .await
+                .map_err(|e| failed(format!("creating the user's own claim {name} in {namespace}"), e))?;
         }
         Ok(())
     }

@@ -45,11 +45,21 @@ pub async fn start_cluster_ip(service: Service) -> std::io::Result<Forward> {
             let Ok((mut inbound, _)) = listener.accept().await else { continue };
             let (ip, errors) = (ip.clone(), errors.clone());
             conns.spawn(async move {
-                match TcpStream::connect((ip.as_str(), port)).await {
-                    Ok(mut out) => {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                // kube-proxy programs a Service's rules about a second after its endpoints
+                // change (a pod just became ready): a refused connection is tried again.
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+                loop {
+                    match TcpStream::connect((ip.as_str(), port)).await {
+                        Ok(mut out) => {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                            return;
+                        }
+                        Err(e) if tokio::time::Instant::now() >= deadline => {
+                            *errors.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("connecting to ClusterIP {ip}:{port}: {e}"));
+                            return;
+                        }
+                        Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
                     }
-                    Err(e) => *errors.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("connecting to ClusterIP {ip}:{port}: {e}")),
                 }
             });
             while conns.try_join_next().is_some() {}
