@@ -90,29 +90,6 @@ fails: the chart would configure one server and run another.
 {{- if include "chromadb.atLeast" (dict "ctx" . "floor" "0.5.16") -}}/api/v2{{- else -}}/api/v1{{- end -}}
 {{- end -}}
 
-{{/* Booleans --------------------------------------------------------------- */}}
-
-{{/*
-A spec boolean: a YAML bool, or the string true/false in any case. Prints "true"/"false";
-anything else fails naming the key. Call with (dict "key" "chromadb.x" "value" .Values…).
-*/}}
-{{- define "chromadb.bool" -}}
-{{- $v := .value -}}
-{{- if kindIs "bool" $v -}}
-{{- ternary "true" "false" $v -}}
-{{- else if and (kindIs "string" $v) (eq (lower $v) "true") -}}
-true
-{{- else if and (kindIs "string" $v) (eq (lower $v) "false") -}}
-false
-{{- else -}}
-{{- fail (printf "%s: must be true or false (a boolean, or the string \"true\"/\"false\" in any case), got %v" .key $v) -}}
-{{- end -}}
-{{- end -}}
-
-{{- define "chromadb.persistent" -}}
-{{- if eq (include "chromadb.bool" (dict "key" "chromadb.isPersistent" "value" .Values.chromadb.isPersistent)) "true" -}}true{{- end -}}
-{{- end -}}
-
 {{/* Auth ------------------------------------------------------------------- */}}
 
 {{/*
