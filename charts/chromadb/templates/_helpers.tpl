@@ -84,62 +84,6 @@ its value and accept only "Authorization" / "X-Chroma-Token".
 
 {{/* Images ----------------------------------------------------------------- */}}
 
-{{/*
-An image reference from {registry, repository, tag, digest}. A registry override replaces
-the registry part of the repository; a digest wins over the tag.
-Call with (dict "image" … "global" .Values.global "defaultTag" "…").
-*/}}
-{{- define "chromadb.image" -}}
-{{- $img := .image -}}
-{{- $global := .global | default dict -}}
-{{- $registry := $img.registry | default $global.imageRegistry | default "" -}}
-{{- $repo := $img.repository -}}
-{{- if $registry -}}
-{{- $parts := splitList "/" $repo -}}
-{{- $first := first $parts -}}
-{{- if and (gt (len $parts) 1) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) -}}
-{{- $repo = rest $parts | join "/" -}}
-{{- end -}}
-{{- $repo = printf "%s/%s" (trimSuffix "/" $registry) $repo -}}
-{{- end -}}
-{{- if $img.digest -}}
-{{- printf "%s@%s" $repo $img.digest -}}
-{{- else -}}
-{{- printf "%s:%s" $repo (toString ($img.tag | default .defaultTag)) -}}
-{{- end -}}
-{{- end -}}
-
-{{- define "chromadb.chromaImage" -}}
-{{- include "chromadb.image" (dict "image" .Values.image "global" .Values.global "defaultTag" (include "chromadb.apiVersion" .)) -}}
-{{- end -}}
-
-{{- define "chromadb.initImage" -}}
-{{- include "chromadb.image" (dict "image" .Values.initImage "global" .Values.global "defaultTag" "2") -}}
-{{- end -}}
-
-{{- define "chromadb.testImage" -}}
-{{- include "chromadb.image" (dict "image" .Values.tests.image "global" .Values.global "defaultTag" "latest") -}}
-{{- end -}}
-
-{{/* Chart and global pull secrets, merged, as [{name: …}]. */}}
-{{- define "chromadb.imagePullSecrets" -}}
-{{- $names := list -}}
-{{- $global := .Values.global | default dict -}}
-{{- range concat (.Values.imagePullSecrets | default list) ($global.imagePullSecrets | default list) -}}
-{{- if kindIs "string" . -}}
-{{- $names = append $names . -}}
-{{- else if and (kindIs "map" .) .name -}}
-{{- $names = append $names .name -}}
-{{- end -}}
-{{- end -}}
-{{- with ($names | uniq) }}
-imagePullSecrets:
-{{- range . }}
-  - name: {{ . | quote }}
-{{- end }}
-{{- end }}
-{{- end -}}
-
 {{/* "true" when telemetry is enabled and the version reads OpenTelemetry settings
 (CHROMA_OTEL_* from 0.4.15 on the Python server; open_telemetry on 1.x). */}}
 {{- define "chromadb.otelExported" -}}
@@ -174,10 +118,6 @@ imagePullSecrets:
 {{- $mode := .Values.metrics.serviceMonitor.mode | default "auto" | toString -}}
 {{- if or (eq $mode "force") (and (eq $mode "auto") (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor")) -}}true{{- end -}}
 {{- end -}}
-{{- end -}}
-
-{{- define "chromadb.collectorImage" -}}
-{{- include "chromadb.image" (dict "image" .Values.metrics.collector.image "global" .Values.global "defaultTag" "0.115.1") -}}
 {{- end -}}
 
 {{/*
@@ -253,10 +193,6 @@ user also named an endpoint, traces and metrics are fanned out to it.
 {{- end -}}
 
 {{- define "chromadb.uvicornTlsScript" -}}/etc/chroma-uvicorn-tls/uvicorn-tls.py{{- end -}}
-
-{{- define "chromadb.proxyImage" -}}
-{{- include "chromadb.image" (dict "image" .Values.tls.proxy.image "global" .Values.global "defaultTag" "1.27-alpine") -}}
-{{- end -}}
 
 {{/*
 The volume source of the CA that clients of this deployment trust, as the file `ca.crt`:
