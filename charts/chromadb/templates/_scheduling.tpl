@@ -1,4 +1,4 @@
-{{/* Scheduling ------------------------------------------------------------- */}}
+{{/* Scheduling: where the chart's pods may run. */}}
 
 {{/*
 The scheduling knobs every pod of the chart takes (`priorityClassName`, `nodeSelector`,
@@ -23,4 +23,3 @@ tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
-
