@@ -1,4 +1,9 @@
 {{/*
+Config files the pods read: the 1.x server's config YAML, the Python server's logging
+config, and the nginx config of the 1.x TLS proxy.
+*/}}
+
+{{/*
 The 1.x server config: keys the chart manages, optional keys only when set, then
 chromadb.extraConfig deep-merged over it (extra wins).
 */}}

@@ -48,6 +48,11 @@ Call with (dict "image" … "global" .Values.global "defaultTag" "…").
 {{- include "chromadb.image" (dict "image" .Values.tls.proxy.image "global" .Values.global "defaultTag" "1.27-alpine") -}}
 {{- end -}}
 
+{{/* The backup tool ships with the chart: its tag is the chart version. */}}
+{{- define "chromadb.backupImage" -}}
+{{- include "chromadb.image" (dict "image" .Values.backup.image "global" .Values.global "defaultTag" .Chart.Version) -}}
+{{- end -}}
+
 {{/* Chart and global pull secrets, merged, as [{name: …}]. */}}
 {{- define "chromadb.imagePullSecrets" -}}
 {{- $names := list -}}
