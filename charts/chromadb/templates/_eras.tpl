@@ -55,6 +55,16 @@ fails: the chart would configure one server and run another.
 {{- include "chromadb.atLeast" (dict "ctx" . "floor" "1.0.0") -}}
 {{- end -}}
 
+{{/* "true" from 0.4.23, whose image entrypoint reads host, port and log config from env. */}}
+{{- define "chromadb.entrypointEra" -}}
+{{- include "chromadb.atLeast" (dict "ctx" . "floor" "0.4.23") -}}
+{{- end -}}
+
+{{/* "true" from 0.5.0, which names its auth settings CHROMA_SERVER_AUTHN_* (before: CHROMA_SERVER_AUTH_*). */}}
+{{- define "chromadb.authnEra" -}}
+{{- include "chromadb.atLeast" (dict "ctx" . "floor" "0.5.0") -}}
+{{- end -}}
+
 {{/* The API generation the version serves (v2 from 0.5.16). */}}
 {{- define "chromadb.apiPrefix" -}}
 {{- if include "chromadb.atLeast" (dict "ctx" . "floor" "0.5.16") -}}/api/v2{{- else -}}/api/v1{{- end -}}

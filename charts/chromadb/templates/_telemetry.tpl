@@ -15,3 +15,20 @@
 {{- .Values.chromadb.telemetry.endpoint -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The Python server's OpenTelemetry settings (0.4.15+), env entries each starting with a
+newline: its OTLP/gRPC span exporter, whose own granularity default (none) would send
+nothing. Filters are a 1.x setting (the config file's open_telemetry).
+*/}}
+{{- define "chromadb.otelEnv" -}}
+{{- $t := .Values.chromadb.telemetry -}}
+{{- if include "chromadb.otelExported" . }}
+- name: CHROMA_OTEL_COLLECTION_ENDPOINT
+  value: {{ include "chromadb.otelEndpoint" . | quote }}
+- name: CHROMA_OTEL_SERVICE_NAME
+  value: {{ $t.serviceName | default "chroma" | quote }}
+- name: CHROMA_OTEL_GRANULARITY
+  value: {{ $t.granularity | default "operation" | quote }}
+{{- end }}
+{{- end -}}

@@ -71,3 +71,79 @@ secret:
 
 {{/* Name of the Service/container port: `https` when TLS is on. */}}
 {{- define "chromadb.portName" -}}{{ if include "chromadb.tls" . }}https{{ else }}http{{ end }}{{- end -}}
+
+{{/* 0.x with TLS: the certificate and the uvicorn TLS launcher in the Chroma container (volumeMounts items). */}}
+{{- define "chromadb.uvicornTlsVolumeMounts" -}}
+{{- if include "chromadb.uvicornTls" . }}
+- name: tls
+  mountPath: {{ include "chromadb.tlsDir" . }}
+  readOnly: true
+- name: uvicorn-tls
+  mountPath: {{ dir (include "chromadb.uvicornTlsScript" .) }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* The pod's TLS volumes: the certificate, and each era's way of serving it (volumes items). */}}
+{{- define "chromadb.tlsVolumes" -}}
+{{- if include "chromadb.tls" . }}
+{{- /* Only the two keys: a Secret without either fails the mount, and the kubelet names the Secret and the key. */}}
+- name: tls
+  secret:
+    secretName: {{ include "chromadb.tlsSecretName" . }}
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+{{- end }}
+{{- if include "chromadb.uvicornTls" . }}
+- name: uvicorn-tls
+  configMap:
+    name: {{ include "chromadb.uvicornTlsConfigMapName" . }}
+{{- end }}
+{{- if include "chromadb.tlsProxy" . }}
+- name: tls-proxy-tmp
+  emptyDir: {}
+- name: tls-proxy-config
+  configMap:
+    name: {{ include "chromadb.tlsProxyConfigMapName" . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+1.x with TLS: the nginx sidecar (a containers item). 1.x has no TLS of its own: nginx
+terminates it in the pod and forwards to the server on 127.0.0.1. The probes live here,
+since only this port is reachable.
+*/}}
+{{- define "chromadb.tlsProxyContainer" -}}
+{{- if include "chromadb.tlsProxy" . }}
+- name: tls-proxy
+  image: {{ include "chromadb.proxyImage" . | quote }}
+  imagePullPolicy: {{ .Values.tls.proxy.image.pullPolicy }}
+  command: ["nginx"]
+  args: ["-c", "/etc/nginx/chroma/nginx.conf", "-g", "daemon off;"]
+  ports:
+    - name: https
+      containerPort: {{ include "chromadb.serverHttpPort" . }}
+      protocol: TCP
+  volumeMounts:
+    - name: tls-proxy-tmp
+      mountPath: /tmp
+    - name: tls-proxy-config
+      mountPath: /etc/nginx/chroma
+      readOnly: true
+    - name: tls
+      mountPath: {{ include "chromadb.tlsDir" . }}
+      readOnly: true
+  {{- include "chromadb.probes" . | trim | nindent 2 }}
+  {{- with .Values.tls.proxy.resources }}
+  resources:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.securityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end -}}

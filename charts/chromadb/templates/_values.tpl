@@ -36,3 +36,8 @@ false
 {{- define "chromadb.persistent" -}}
 {{- if eq (include "chromadb.bool" (dict "key" "chromadb.isPersistent" "value" .Values.chromadb.isPersistent)) "true" -}}true{{- end -}}
 {{- end -}}
+
+{{/* The port Chroma serves its API on (chromadb.serverHttpPort). */}}
+{{- define "chromadb.serverHttpPort" -}}
+{{- include "chromadb.int" (dict "key" "chromadb.serverHttpPort" "value" .Values.chromadb.serverHttpPort) -}}
+{{- end -}}
