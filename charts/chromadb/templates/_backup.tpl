@@ -1,8 +1,7 @@
-{{/* Backup and restore ----------------------------------------------------- */}}
-
-{{- define "chromadb.backupImage" -}}
-{{- include "chromadb.image" (dict "image" .Values.backup.image "global" .Values.global "defaultTag" .Chart.Version) -}}
-{{- end -}}
+{{/*
+Backup and restore: the backup CronJob's and the restore hook's names, pod spec, storage
+location, labels and checks.
+*/}}
 
 {{/* The chart's own backup claim (used unless backup.storage.pvc.existingClaim names another). */}}
 {{- define "chromadb.backupClaimName" -}}

@@ -1,4 +1,9 @@
 {{/*
+Config files the pods read: the 1.x server's config YAML, the Python server's logging
+config, and the nginx config of the 1.x TLS proxy.
+*/}}
+
+{{/*
 The 1.x server config: keys the chart manages, optional keys only when set, then
 chromadb.extraConfig deep-merged over it (extra wins).
 */}}
@@ -122,4 +127,45 @@ http {
         return 444;
     }
 }
+{{- end -}}
+
+{{/* Where the Chroma container reads its config file: 1.x's config directory, else 0.x's log config (a volumeMounts item). */}}
+{{- define "chromadb.configVolumeMount" -}}
+{{- if include "chromadb.isRust" . -}}
+- name: server-config
+  mountPath: {{ include "chromadb.serverConfigDir" . }}
+  readOnly: true
+{{- else -}}
+- name: log-config
+  mountPath: {{ .Values.chromadb.logConfigFileLocation }}
+  subPath: {{ include "chromadb.logConfigKey" . }}
+  readOnly: true
+{{- end -}}
+{{- end -}}
+
+{{/* The ConfigMap behind chromadb.configVolumeMount (a volumes item). */}}
+{{- define "chromadb.configVolume" -}}
+{{- if include "chromadb.isRust" . -}}
+- name: server-config
+  configMap:
+    name: {{ include "chromadb.configMapName" . }}
+{{- else -}}
+- name: log-config
+  configMap:
+    name: {{ include "chromadb.logConfigMapName" . }}
+{{- end -}}
+{{- end -}}
+
+{{/* A hash of every rendered ConfigMap the pod reads, so a config change rolls the pod. */}}
+{{- define "chromadb.configChecksum" -}}
+{{- $c := .Values.chromadb -}}
+{{- $configHash := "" -}}
+{{- if include "chromadb.isRust" . -}}
+{{- $configHash = include "chromadb.serverConfig" . -}}
+{{- if include "chromadb.tlsProxy" . }}{{ $configHash = printf "%s\n%s" $configHash (include "chromadb.tlsProxyConfig" .) }}{{ end -}}
+{{- else -}}
+{{- $configHash = printf "%s\n%s\n%s" (include "chromadb.logConfigData" .) (toString $c.logConfigMap) (include "chromadb.tokenHeaderName" .) -}}
+{{- if include "chromadb.uvicornTls" . }}{{ $configHash = printf "%s\n%s" $configHash (.Files.Get "files/uvicorn-tls.py") }}{{ end -}}
+{{- end -}}
+{{- sha256sum $configHash -}}
 {{- end -}}

@@ -5,18 +5,6 @@ when schema validation is skipped. They hold on every version, even where the ve
 ignores the key, so one values file cannot render for one version and fail for another.
 */}}
 
-{{/* An integer value (YAML numbers arrive as float64, --set numbers as int64). */}}
-{{- define "chromadb.int" -}}
-{{- $v := .value -}}
-{{- if or (kindIs "int" $v) (kindIs "int64" $v) -}}
-{{- $v -}}
-{{- else if and (kindIs "float64" $v) (eq (float64 (int64 $v)) $v) -}}
-{{- int64 $v -}}
-{{- else -}}
-{{- fail (printf "%s: must be an integer, got %v" .key $v) -}}
-{{- end -}}
-{{- end -}}
-
 {{- define "chromadb.validate" -}}
 {{- $c := .Values.chromadb -}}
 {{- range $key, $val := dict
