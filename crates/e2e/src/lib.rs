@@ -15,6 +15,7 @@ pub mod random;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod text;
 pub mod tls;
 pub mod upgrade;
 pub mod vectors;

@@ -5,8 +5,6 @@
 //! what Chroma answers when it refuses something comes from the [`era`] table.
 
 pub mod backup;
-// The era-aware REST client lives in `chroma-api`, shared with the backup tool.
-pub use chroma_api::client;
 pub mod era;
 pub mod faults;
 mod probes;
@@ -24,7 +22,7 @@ use serde::Serialize;
 
 use crate::backend::{Backend, Deployed, HookRun};
 use crate::otlp::Receiver;
-use client::{Answer, Api, Credential, Exchange};
+use chroma_api::client::{Answer, Api, Credential, Exchange};
 
 /// The spec's default name for the chart's auth Secret.
 pub const DEFAULT_AUTH_SECRET: &str = "chromadb-auth";
@@ -339,17 +337,13 @@ async fn chart_test<B: Backend>(backend: &B, deployed: &Deployed) -> Outcome {
         }
         Ok(HookRun::Failed { reason, log }) => {
             let server = backend.logs(deployed, 20).await;
-            Outcome::Fail { reason: format!("`helm test` failed: {reason}"), evidence: Vec::new(), log_tail: format!("--- hook log ---\n{}\n--- server log ---\n{server}", tail(&log, 40)) }
+            Outcome::Fail { reason: format!("`helm test` failed: {reason}"), evidence: Vec::new(), log_tail: format!("--- hook log ---\n{}\n--- server log ---\n{server}", crate::text::tail(&log, 40)) }
         }
         Ok(HookRun::Unsupported { reason }) => Outcome::Skipped { reason: format!("`helm test` not run on the {} backend: {reason}", backend.name()) },
         Err(e) => Outcome::Fail { reason: format!("`helm test` could not be run: {e}"), evidence: Vec::new(), log_tail: backend.logs(deployed, 30).await },
     }
 }
 
-pub(crate) fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
 
 #[cfg(test)]
 mod tests {

@@ -11,13 +11,15 @@ use serde_yaml::Value;
 
 use super::fault::{self, Fault};
 use super::log;
-use super::plan::{self, Transition, Verdict, Via};
+use super::plan::{self, Transition, Via};
+use super::verdict::Verdict;
 use super::report::{Step, StepStatus, UpgradeReport};
 use super::secrets::{self, SecretFate, Secrets};
 use super::signature;
 use super::{ChartCheckout, UpgradeOptions};
 use crate::backend::{Backend, Deployed, Release};
-use crate::checks::{self, CheckName, Outcome, client::Api};
+use crate::checks::{self, CheckName, Outcome};
+use chroma_api::client::Api;
 use crate::dataset::{self, Dataset, Scope};
 use crate::runner::CheckResult;
 
@@ -308,7 +310,7 @@ async fn upgrade_deployed<B: Backend>(
         };
         let dumped = match backend.run_cronjob_once(deployed, cronjob).await {
             Ok(crate::backend::HookRun::Succeeded { log }) => Ok(crate::checks::backup::archive_line(&log)),
-            Ok(crate::backend::HookRun::Failed { reason, log }) => Err(format!("{reason}\n{}", checks::tail(&log, 15))),
+            Ok(crate::backend::HookRun::Failed { reason, log }) => Err(format!("{reason}\n{}", crate::text::tail(&log, 15))),
             Ok(crate::backend::HookRun::Unsupported { reason }) => {
                 run.skip("dump A with its backup CronJob's job", tk, reason.clone());
                 run.set(Verdict::SetupFailed, format!("the {} backend cannot run the backup Job here: {reason}", backend.name()));

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::checks::CheckName;
 
-use super::plan::Verdict;
+use super::verdict::Verdict;
 
 /// How an expected failure shows itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
