@@ -10,6 +10,7 @@ pub mod host;
 pub mod latency_plot;
 pub mod node;
 pub mod otlp;
+pub mod prepare;
 pub mod process;
 pub mod random;
 pub mod report;
