@@ -73,7 +73,7 @@ pub async fn backup_restore<B: Backend>(backend: &B, deployed: &mut Deployed, ex
 async fn run<B: Backend>(backend: &B, deployed: &Deployed, expected: &Expected, w: &Workloads, ev: &mut Vec<Exchange>) -> Result<Result<String, String>, String> {
     let cronjob = w.backup.as_ref().ok_or("the spec expects a backup CronJob (backup.enabled) but the chart rendered none")?;
     let restore = w.restore.as_ref().ok_or("the chart rendered no post-install restore Job for restore.enabled=true")?;
-    let cred = credential(expected, &deployed.secrets)?;
+    let cred = credential(expected, &deployed.secrets).map_err(|e| e.to_string())?;
     // Over HTTPS when the deployment serves TLS: the harness trusts the deployment's CA too.
     let api = crate::tls::api(&deployed.base_url, expected.api, cred, deployed.tls.as_ref());
     let ds = dataset();

@@ -218,14 +218,23 @@ impl<B: Backend> Ctx<'_, B> {
     }
 }
 
+/// Why no credential could be read from the pod's Secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("the pod has no Secret `{0}` to take credentials from")]
+    NoSecret(String),
+    #[error("Secret `{name}` has no key `{key}` (it has: {has})")]
+    NoKey { name: String, key: &'static str, has: String },
+}
+
 /// The credential the spec says a client uses, read from the Secret the pod got.
-pub fn credential(expected: &Expected, secrets: &BTreeMap<String, BTreeMap<String, String>>) -> Result<Option<Credential>, String> {
+pub fn credential(expected: &Expected, secrets: &BTreeMap<String, BTreeMap<String, String>>) -> Result<Option<Credential>, CredentialError> {
     let secret = |name: &Option<String>| {
         let name = name.clone().unwrap_or_else(|| DEFAULT_AUTH_SECRET.to_string());
-        secrets.get(&name).cloned().map(|d| (name.clone(), d)).ok_or_else(|| format!("the pod has no Secret `{name}` to take credentials from"))
+        secrets.get(&name).cloned().map(|d| (name.clone(), d)).ok_or(CredentialError::NoSecret(name))
     };
-    let key = |name: &str, data: &BTreeMap<String, String>, key: &str| {
-        data.get(key).cloned().ok_or_else(|| format!("Secret `{name}` has no key `{key}` (it has: {})", data.keys().cloned().collect::<Vec<_>>().join(", ")))
+    let key = |name: &str, data: &BTreeMap<String, String>, key: &'static str| {
+        data.get(key).cloned().ok_or_else(|| CredentialError::NoKey { name: name.to_string(), key, has: data.keys().cloned().collect::<Vec<_>>().join(", ") })
     };
     match &expected.auth {
         Auth::Open { .. } => Ok(None),
@@ -281,7 +290,7 @@ pub async fn run<B: Backend>(check: CheckName, backend: &B, deployed: &mut Deplo
     };
     let cred = match credential(expected, &deployed.secrets) {
         Ok(c) => c,
-        Err(reason) => return Outcome::Fail { reason, evidence: Vec::new(), log_tail: backend.logs(deployed, 30).await },
+        Err(e) => return Outcome::Fail { reason: e.to_string(), evidence: Vec::new(), log_tail: backend.logs(deployed, 30).await },
     };
     let api = crate::tls::api(&deployed.base_url, expected.api, cred, deployed.tls.as_ref());
     let mut ctx = Ctx { backend, deployed, expected, api, evidence: Vec::new() };
@@ -393,7 +402,7 @@ mod tests {
     fn missing_secret_key_is_named() {
         let e = expected("chromadb: {auth: {type: basic}}", "0.5.0");
         let secrets = BTreeMap::from([(DEFAULT_AUTH_SECRET.to_string(), BTreeMap::from([("token".to_string(), "x".to_string())]))]);
-        let err = credential(&e, &secrets).unwrap_err();
+        let err = credential(&e, &secrets).unwrap_err().to_string();
         assert!(err.contains("no key `username`"), "{err}");
     }
 }

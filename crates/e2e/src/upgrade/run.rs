@@ -70,7 +70,7 @@ impl<B: Backend> Run<'_, B> {
     }
 }
 
-fn api_for(deployed: &Deployed, e: &Expected) -> Result<Api, String> {
+fn api_for(deployed: &Deployed, e: &Expected) -> Result<Api, checks::CredentialError> {
     let cred = checks::credential(e, &deployed.secrets)?;
     Ok(crate::tls::api(&deployed.base_url, e.api, cred, deployed.tls.as_ref()))
 }
@@ -234,7 +234,7 @@ async fn upgrade_deployed<B: Backend>(
     let tw = Instant::now();
     let written = match api_for(deployed, sides.a) {
         Ok(api) => dataset::write(&api, ds, &mut ev).await.map(|_| format!("{} collections, {} records", ds.collections.len(), ds.record_count())).map_err(|e| e.to_string()),
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
     };
     if !run.step("write dataset on A", tw, written) {
         run.report.logs.a_tail = log::clean(&backend.logs(deployed, opts.log_lines).await);
@@ -387,7 +387,7 @@ async fn upgrade_deployed<B: Backend>(
     let api_b = match api_for(deployed, &expected_b) {
         Ok(a) => a,
         Err(e) => {
-            run.step("verify on B", Instant::now(), Err(e));
+            run.step("verify on B", Instant::now(), Err(e.to_string()));
             run.set(Verdict::DataLost, "B's credentials could not be derived, so nothing could be read");
             return true;
         }
