@@ -1,11 +1,12 @@
 //! One way to prepare a deployment, for a run of the matrix and for each side of an upgrade:
 //! render → spec model → release, with what the checks it will run need prepared (their
-//! [`Need`]s: the restore render; the OTLP receiver and the certificate its values and Secrets
-//! ask for). Deploying it (install, upgrade in place, reinstall) is the caller's step.
+//! [`Need`]s: the restore render; the OTLP receiver its values ask for; the Secrets its values
+//! name, with a certificate for the Services it renders). Deploying it (install, upgrade in place, reinstall) is the caller's step.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use render::spec::tls::{CertSource, Tls};
 use render::{Auth, ChromaVersion, Expected, Helm, RenderError, RenderRequest, Rendered, SpecError};
 use serde_yaml::Value;
 
@@ -29,7 +30,7 @@ pub struct Source<'a> {
     /// Values only known when the run starts (`runtime:` in fixtures/live.yaml).
     pub runtime: &'a BTreeMap<String, RuntimeValue>,
     /// The Secrets the user creates before installing, `<tls-…>` placeholders not yet filled.
-    /// The existing auth Secret the values name is added when missing.
+    /// The Secrets the values name are added when missing ([`user_secrets`]).
     pub secrets: Secrets,
     /// The checks that will run on it (their needs are prepared).
     pub checks: &'a [CheckName],
@@ -72,14 +73,23 @@ impl PrepareError {
     }
 }
 
-/// The existing Secret the values' auth names, as a user would create it, when `given` lacks it.
-pub fn auth_secret(e: &Expected, given: &mut Secrets) {
-    let (name, data) = match &e.auth {
-        Auth::Token { existing_secret: Some(n), .. } => (n, BTreeMap::from([("token".to_string(), crate::random::alnum(32))])),
-        Auth::Basic { existing_secret: Some(n) } => (n, BTreeMap::from([("username".to_string(), "admin".to_string()), ("password".to_string(), crate::random::alnum(32))])),
-        _ => return,
+/// The Secrets the values name for the user to create (`chromadb.auth.existingSecret`,
+/// `tls.existingSecret`), as a user would create them, where `given` lacks them: the auth
+/// Secret with random credentials, the TLS Secret as placeholders the certificate fills.
+pub fn user_secrets(e: &Expected, given: &mut Secrets) {
+    let auth = match &e.auth {
+        Auth::Token { existing_secret: Some(n), .. } => Some((n, BTreeMap::from([("token".to_string(), crate::random::alnum(32))]))),
+        Auth::Basic { existing_secret: Some(n) } => Some((n, BTreeMap::from([("username".to_string(), "admin".to_string()), ("password".to_string(), crate::random::alnum(32))]))),
+        _ => None,
     };
-    given.entry(name.clone()).or_insert(data);
+    if let Some((name, data)) = auth {
+        given.entry(name.clone()).or_insert(data);
+    }
+    if let Some(Tls { source: CertSource::ExistingSecret(name), .. }) = &e.tls {
+        given.entry(name.clone()).or_insert_with(|| {
+            [("tls.crt", crate::tls::CERT_PLACEHOLDER), ("tls.key", crate::tls::KEY_PLACEHOLDER), ("ca.crt", crate::tls::CA_PLACEHOLDER)].map(|(k, v)| (k.to_string(), v.to_string())).into()
+        });
+    }
 }
 
 async fn render(helm: &Helm, request: &RenderRequest) -> Result<Result<Rendered, RenderError>, PrepareError> {
@@ -122,7 +132,7 @@ pub async fn prepare(helm: &Helm, src: Source<'_>) -> Result<Ready, PrepareError
     let workloads = Workloads::from_renders(&rendered, restore.as_ref());
 
     let mut external_secrets = src.secrets;
-    auth_secret(&expected, &mut external_secrets);
+    user_secrets(&expected, &mut external_secrets);
     if crate::tls::wants_pki(&external_secrets) {
         // The user's certificate, made here for the Services this render names.
         let names = crate::tls::service_dns_names(&rendered, &request.namespace);
@@ -130,4 +140,31 @@ pub async fn prepare(helm: &Helm, src: Source<'_>) -> Result<Ready, PrepareError
     }
     let release = Release { id: src.id, version: src.version.clone(), request, rendered, external_secrets };
     Ok(Ready { release, expected, values, prepared: Prepared { workloads, otlp } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expected(values: &str) -> Expected {
+        Expected::from_values(&serde_yaml::from_str(values).unwrap(), &ChromaVersion::new(0, 5, 0)).unwrap()
+    }
+
+    #[rstest::rstest]
+    #[case::token_auth_gets_a_token("chromadb: {auth: {existingSecret: mine}}", "mine", "token")]
+    #[case::basic_auth_gets_user_and_password("chromadb: {auth: {type: basic, existingSecret: mine}}", "mine", "password")]
+    #[case::tls_gets_certificate_placeholders("tls: {enabled: true, existingSecret: certs}", "certs", "tls.crt")]
+    fn a_secret_the_values_name_is_made_when_missing(#[case] values: &str, #[case] name: &str, #[case] key: &str) {
+        let mut s = Secrets::new();
+        user_secrets(&expected(values), &mut s);
+        assert!(s.get(name).is_some_and(|d| d.contains_key(key)), "{s:?}");
+    }
+
+    #[test]
+    fn a_secret_the_caller_gave_is_kept() {
+        let mut s = Secrets::from([("certs".to_string(), BTreeMap::from([("tls.crt".to_string(), "A's PEM".to_string())]))]);
+        user_secrets(&expected("tls: {enabled: true, existingSecret: certs}"), &mut s);
+        assert_eq!(s["certs"]["tls.crt"], "A's PEM", "B keeps the certificate A was installed with");
+        assert_eq!(s.len(), 1);
+    }
 }
