@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cmd;
 use crate::gotools::{self, CT};
-use crate::tools::{Toolset, tools_dir};
+use crate::tools_dir;
 
 /// What ct runs besides helm, pinned.
 pub const PYTHON_REQUIREMENTS: [&str; 2] = ["yamllint==1.38.0", "yamale==6.1.0"];
@@ -26,7 +26,7 @@ pub struct ChartTesting {
 }
 
 /// Builds ct (once per pin) and makes the venv (once per requirement list).
-pub fn ensure(tools: &Toolset) -> Result<ChartTesting> {
+pub fn ensure(uv: &Path) -> Result<ChartTesting> {
     let built = gotools::ensure(&CT)?;
     let venv = tools_dir().join(format!("ct-python-{}", &digest(&PYTHON_REQUIREMENTS.join("\n"))[..12]));
     let done = venv.join(".complete");
@@ -34,10 +34,10 @@ pub fn ensure(tools: &Toolset) -> Result<ChartTesting> {
         if venv.exists() {
             fs::remove_dir_all(&venv).with_context(|| format!("removing the incomplete {}", venv.display()))?;
         }
-        let mut c = Command::new(&tools.uv.path);
+        let mut c = Command::new(uv);
         c.args(["venv", "--quiet", "--python", "3.11"]).arg(&venv);
         anyhow::ensure!(cmd::run_status(&mut c)?, "uv could not make the venv {} for ct's yamllint and yamale", venv.display());
-        let mut c = Command::new(&tools.uv.path);
+        let mut c = Command::new(uv);
         c.args(["pip", "install", "--quiet", "--python"]).arg(venv.join("bin/python")).args(PYTHON_REQUIREMENTS);
         anyhow::ensure!(cmd::run_status(&mut c)?, "uv could not install {} into {}", PYTHON_REQUIREMENTS.join(" "), venv.display());
         fs::write(&done, PYTHON_REQUIREMENTS.join("\n"))?;

@@ -245,7 +245,7 @@ pub fn ensure(build: &GoBuild) -> Result<Built> {
     let go_sum = fs::read_to_string(dir.join("go.sum")).with_context(|| format!("reading {}/go.sum", dir.display()))?;
     let version = required_version(&go_mod, build.pinned)
         .with_context(|| format!("{}/go.mod does not require {}", dir.display(), build.pinned))?;
-    let root = crate::tools::tools_dir().join(format!("{}-{version}", build.prefix));
+    let root = crate::tools_dir().join(format!("{}-{version}", build.prefix));
     let bin = root.join("bin");
     let want = stamp(&format!("{go_mod}{}", own_sources(&dir)?), &go_sum, build, &version);
     let complete = || {
@@ -256,8 +256,8 @@ pub fn ensure(build: &GoBuild) -> Result<Built> {
         return Ok(Built { version, bin });
     }
 
-    fs::create_dir_all(crate::tools::tools_dir())?;
-    let lock = fs::File::create(crate::tools::tools_dir().join(format!(".lock-{}", build.prefix)))
+    fs::create_dir_all(crate::tools_dir())?;
+    let lock = fs::File::create(crate::tools_dir().join(format!(".lock-{}", build.prefix)))
         .context("creating the Go build lock file")?;
     lock.lock().context("locking the Go build")?;
     if complete() {

@@ -79,6 +79,12 @@ fn main() -> ExitCode {
 }
 
 /// The repository root (xtask lives one level below it).
+/// Where `cargo xtask tools` provisions and builds tools (every command that needs one reads it
+/// here, below the commands, so that no tool module reaches back up into `tools`).
+pub fn tools_dir() -> std::path::PathBuf {
+    project_root().join("target").join("tools")
+}
+
 pub fn project_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -156,7 +156,7 @@ fn helm_lint(ctx: &mut Ctx) -> Result<Tally> {
 }
 
 fn step_chart_testing(ctx: &mut Ctx) -> Result<Tally> {
-    ctx.chart_testing = Some(crate::ct::ensure(ctx.tools()?)?);
+    ctx.chart_testing = Some(crate::ct::ensure(&ctx.tools()?.uv.path)?);
     Ok(Tally::one(true))
 }
 

@@ -175,7 +175,7 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
                 }
             }
             if flags.chart_testing {
-                let ct = crate::ct::ensure(&tools)?;
+                let ct = crate::ct::ensure(&tools.uv.path)?;
                 println!("{:<12} {:<10} {} (built from its Go module)", "ct", ct.version, ct.ct.display());
                 println!("{:<12} {:<10} {}", "ct-python", "", ct.python_bin.display());
             }
@@ -192,9 +192,7 @@ fn describe(o: &Origin) -> String {
     }
 }
 
-pub fn tools_dir() -> PathBuf {
-    crate::project_root().join("target").join("tools")
-}
+pub use crate::tools_dir;
 
 /// Resolves every tool, provisioning what is missing. Safe to call from every command and
 /// from two runs at once (a lock file serialises provisioning).

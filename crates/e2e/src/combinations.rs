@@ -367,7 +367,7 @@ impl Fragments {
                     }
                 }
                 let purpose = row.iter().map(|&s| setting_name(s)).collect::<Vec<_>>().join(" ");
-                Deployment::from_parts(format!("combo-{:02}", i + 1), purpose, files, self.values(row), CheckName::ALL.into_iter().filter(|c| !c.opt_in()).collect(), secrets, runtime)
+                Deployment::from_parts(format!("combo-{:02}", i + 1), purpose, files, self.values(row), CheckName::all().filter(|c| !c.opt_in()).collect(), secrets, runtime)
             })
             .collect();
         LivePlan { deployments }

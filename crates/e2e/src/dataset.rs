@@ -17,7 +17,7 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::{Map, Number, Value, json};
 
-use crate::checks::client::{self, Answer, Api, BadAnswer, Exchange};
+use chroma_api::client::{self, Answer, Api, BadAnswer, Exchange};
 
 /// One record as written (and as read back).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -505,7 +505,7 @@ pub fn diff(ds: &Dataset, snap: &Snapshot, scope: Scope) -> DataDiff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::client::fake::answer;
+    use chroma_api::client::fake::answer;
 
     /// What an honest server holds after [`write`]: exactly the dataset.
     fn found(ds: &Dataset) -> Snapshot {

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use render::{ChromaVersion, Expected, Helm, RenderRequest};
+use render::{ChromaVersion, Expected, Helm};
 use serde::Serialize;
 
-use crate::backend::{Backend, Deployed, Release};
+use crate::backend::{Backend, Deployed};
 use crate::checks::{self, CheckName, Outcome};
-use crate::otlp::Receiver;
-use crate::scenario::{Deployment, LivePlan, RuntimeValue};
+use crate::prepare::{PrepareError, Ready, Source, prepare};
+use crate::scenario::{Deployment, LivePlan};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -210,59 +210,38 @@ fn release_id(v: &ChromaVersion, d: &Deployment) -> String {
 
 async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &Deployment, opts: &RunOptions) -> (DeploymentResult, Option<Deployed>) {
     let t = Instant::now();
-    let mut request = RenderRequest::new(&opts.chart).version(v.clone());
-    for f in &d.values_files {
-        request = request.values_file(f);
-    }
-    // Run-time values: the receiver is started first so its port can go into the render.
-    let otlp = if d.needs(RuntimeValue::OtlpReceiver) {
-        match Receiver::start().await {
-            Ok(rx) => Some(rx),
-            Err(e) => return (failed_unit(v, d, None, format!("starting the OTLP receiver: {e}"), t), None),
-        }
-    } else {
-        None
+    let planned = selected(d, &opts.checks);
+    let src = Source {
+        chart: &opts.chart,
+        version: v,
+        values_files: &d.values_files,
+        values: d.values.clone(),
+        extra: None,
+        runtime: &d.runtime,
+        secrets: d.secrets(),
+        checks: &planned,
+        id: release_id(v, d),
     };
-    let mut user_values = d.values.clone();
-    if !d.runtime.is_empty() {
-        let doc = d.runtime_values(|what| match what {
-            RuntimeValue::OtlpReceiver => otlp.as_ref().map(Receiver::endpoint).unwrap_or_default(),
-        });
-        crate::scenario::merge(&mut user_values, doc.clone());
-        request = request.values(doc);
-    }
-    let rendered = {
-        let (helm, request) = (helm.clone(), request.clone());
-        tokio::task::spawn_blocking(move || request.render(&helm)).await
-    };
-    let rendered = match rendered {
+    let Ready { release, expected, prepared: mut checks_have, .. } = match prepare(helm, src).await {
         Ok(r) => r,
-        Err(e) => return (failed_unit(v, d, None, format!("render task failed: {e}"), t), None),
-    };
-
-    let expected = match Expected::from_values(&user_values, v) {
-        Ok(e) => e,
-        Err(spec) => {
-            // The spec refuses these values on this version: helm must refuse them too,
-            // naming the key; then there is nothing to deploy.
+        // The spec refuses these values on this version: helm must refuse them too, naming
+        // the key; then there is nothing to deploy.
+        Err(e) if e.refused_alike() => {
             let mut r = failed_unit(v, d, None, String::new(), t);
-            match rendered {
-                Err(e) if e.helm_message().is_some_and(|m| m.contains(&spec.key)) => {
-                    r.error = None;
-                    r.skipped = Some(format!("the spec refuses these values on {v} ({spec}) and helm refused them too"));
-                }
-                Err(e) => r.error = Some(format!("the spec refuses these values on {v} ({spec}); helm refused them but without naming `{}`: {e}", spec.key)),
-                Ok(_) => r.error = Some(format!("the spec refuses these values on {v} ({spec}), yet the chart rendered them")),
-            }
+            r.error = None;
+            r.skipped = Some(format!("{e} and helm refused them too"));
             return (r, None);
         }
-    };
-    let rendered = match rendered {
-        Ok(r) => r,
-        Err(e) => return (failed_unit(v, d, Some(expected), format!("helm template failed: {e}"), t), None),
+        Err(e @ PrepareError::SpecRefused { .. }) => {
+            let how = match &e {
+                PrepareError::SpecRefused { spec, helm: Some(h), .. } => format!("; helm refused them but without naming `{}`: {h}", spec.key),
+                _ => ", yet the chart rendered them".to_string(),
+            };
+            return (failed_unit(v, d, None, format!("{e}{how}"), t), None);
+        }
+        Err(e) => return (failed_unit(v, d, None, e.to_string(), t), None),
     };
     // A server none of whose checks applies would prove nothing: report each SKIP, deploy nothing.
-    let planned = selected(d, &opts.checks);
     if !planned.is_empty() && planned.iter().all(|c| c.applies(&expected).is_err()) {
         let mut r = failed_unit(v, d, Some(expected.clone()), String::new(), t);
         r.error = None;
@@ -272,50 +251,33 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
             .map(|&check| CheckResult { check, outcome: Outcome::Skipped { reason: check.applies(&expected).err().unwrap_or_default() }, seconds: 0.0 })
             .collect();
         r.skipped = Some(format!("no check of this deployment applies to Chroma {v}; not deployed"));
+        if let Some(rx) = checks_have.otlp.take() {
+            rx.stop().await;
+        }
         return (r, None);
     }
-    // The restore Job a fresh release of these values would run, for `backup-restore`.
-    let restore = match checks::backup::restore_request(&request, &d.values, &expected) {
-        Some(req) => {
-            let helm = helm.clone();
-            match tokio::task::spawn_blocking(move || req.render(&helm)).await {
-                Ok(Ok(r)) => Some(r),
-                Ok(Err(e)) => return (failed_unit(v, d, Some(expected), format!("helm template with restore.enabled=true failed: {e}"), t), None),
-                Err(e) => return (failed_unit(v, d, Some(expected), format!("render task failed: {e}"), t), None),
-            }
-        }
-        None => None,
-    };
-    let workloads = checks::Workloads::from_renders(&rendered, restore.as_ref());
-    let mut external_secrets = d.secrets();
-    if crate::tls::wants_pki(&external_secrets) {
-        // The user's certificate, made here for the Services this render names.
-        let names = crate::tls::service_dns_names(&rendered, &request.namespace);
-        match crate::tls::Pki::generate(&names) {
-            Ok(pki) => {
-                pki.fill(&mut external_secrets);
-            }
-            Err(e) => return (failed_unit(v, d, Some(expected), format!("making the deployment's certificate: {e}"), t), None),
-        }
-    }
-    let release = Release { id: release_id(v, d), version: v.clone(), request, rendered, external_secrets };
     let mut deployed = match backend.deploy(&release).await {
         Ok(dep) => dep,
-        Err(crate::BackendError::Unsupported { reason, backend }) => {
-            // Not proven is not passed: every check of the deployment is SKIP with the reason.
-            let why = format!("not run on the {backend} backend: {reason}");
-            let mut r = failed_unit(v, d, Some(expected), String::new(), t);
-            r.error = None;
-            r.checks = r.planned.iter().map(|&check| CheckResult { check, outcome: Outcome::Skipped { reason: why.clone() }, seconds: 0.0 }).collect();
-            r.skipped = Some(why);
-            return (r, None);
+        Err(e) => {
+            if let Some(rx) = checks_have.otlp.take() {
+                rx.stop().await;
+            }
+            if let crate::BackendError::Unsupported { reason, backend } = e {
+                // Not proven is not passed: every check of the deployment is SKIP with the reason.
+                let why = format!("not run on the {backend} backend: {reason}");
+                let mut r = failed_unit(v, d, Some(expected), String::new(), t);
+                r.error = None;
+                r.checks = r.planned.iter().map(|&check| CheckResult { check, outcome: Outcome::Skipped { reason: why.clone() }, seconds: 0.0 }).collect();
+                r.skipped = Some(why);
+                return (r, None);
+            }
+            return (failed_unit(v, d, Some(expected), format!("deploy failed: {e}"), t), None);
         }
-        Err(e) => return (failed_unit(v, d, Some(expected), format!("deploy failed: {e}"), t), None),
     };
     let mut results = Vec::new();
-    for check in selected(d, &opts.checks) {
+    for &check in &planned {
         let ct = Instant::now();
-        let outcome = checks::run(check, backend, &mut deployed, &expected, &workloads, otlp.as_ref()).await;
+        let outcome = checks::run(check, backend, &mut deployed, &expected, &checks_have).await;
         let outcome = checks::against_expectation(outcome, opts.expected_failures.get(&(v.clone(), check)));
         results.push(CheckResult { check, outcome, seconds: secs(ct.elapsed()) });
     }
@@ -328,7 +290,7 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
         error: None,
         skipped: None,
         checks: results,
-        planned: selected(d, &opts.checks),
+        planned,
         seconds: 0.0,
         kept_url: None,
         spans: Vec::new(),
@@ -342,7 +304,7 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
         }
         None
     };
-    if let Some(rx) = otlp {
+    if let Some(rx) = checks_have.otlp.take() {
         r.spans = rx.spans();
         rx.stop().await;
     }

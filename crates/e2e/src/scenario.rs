@@ -122,21 +122,27 @@ impl Deployment {
         self.runtime.values().any(|v| *v == what)
     }
 
-    /// The run-time values as a values document (`a.b: x` → `{a: {b: x}}`), given what each
-    /// placeholder stands for in this run; layer it over the files.
+    /// The run-time values as a values document, given what each placeholder stands for in
+    /// this run ([`runtime_values`]).
     pub fn runtime_values(&self, resolve: impl Fn(RuntimeValue) -> String) -> Value {
-        let mut doc = Value::Mapping(Default::default());
-        for (key, what) in &self.runtime {
-            let mut v = Value::String(resolve(*what));
-            for part in key.rsplit('.') {
-                let mut m = serde_yaml::Mapping::new();
-                m.insert(Value::String(part.to_string()), v);
-                v = Value::Mapping(m);
-            }
-            merge(&mut doc, v);
-        }
-        doc
+        runtime_values(&self.runtime, resolve)
     }
+}
+
+/// Run-time values as a values document (`a.b: x` → `{a: {b: x}}`), given what each
+/// placeholder stands for in this run; layer it over the files.
+pub fn runtime_values(runtime: &BTreeMap<String, RuntimeValue>, resolve: impl Fn(RuntimeValue) -> String) -> Value {
+    let mut doc = Value::Mapping(Default::default());
+    for (key, what) in runtime {
+        let mut v = Value::String(resolve(*what));
+        for part in key.rsplit('.') {
+            let mut m = serde_yaml::Mapping::new();
+            m.insert(Value::String(part.to_string()), v);
+            v = Value::Mapping(m);
+        }
+        merge(&mut doc, v);
+    }
+    doc
 }
 
 #[derive(Debug, Clone)]
@@ -175,7 +181,7 @@ impl LivePlan {
                 files.push(p);
             }
             let checks = match d.checks {
-                None => CheckName::ALL.into_iter().filter(|c| !c.opt_in()).collect(),
+                None => CheckName::all().filter(|c| !c.opt_in()).collect(),
                 Some(list) => list.iter().map(|c| c.parse::<CheckName>()).collect::<Result<_, _>>().map_err(bad)?,
             };
             let mut runtime = BTreeMap::new();
@@ -216,7 +222,7 @@ mod tests {
     fn the_repository_plan_loads_and_covers_every_check() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let plan = LivePlan::load(&root.join("fixtures/live.yaml"), &root.join("fixtures/values")).unwrap();
-        for c in CheckName::ALL {
+        for c in CheckName::all() {
             assert!(plan.deployments.iter().any(|d| d.checks.contains(&c)), "no deployment runs {c}");
         }
     }
@@ -234,7 +240,7 @@ mod tests {
         let (a, f) = (&p.deployments[0], &p.deployments[1]);
         assert!(a.smoke && !f.smoke);
         assert!(!a.checks.is_empty() && a.checks.iter().all(|c| !c.opt_in()), "{:?}", a.checks);
-        assert_eq!(f.checks, vec![CheckName::FaultsSigkill]);
+        assert_eq!(f.checks, vec!["faults-sigkill".parse::<CheckName>().unwrap()]);
     }
 
     #[test]

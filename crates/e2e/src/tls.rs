@@ -140,13 +140,13 @@ pub fn client_builder(tls: Option<&TlsEndpoint>) -> Result<reqwest::ClientBuilde
 }
 
 /// The API of a deployment that may serve HTTPS (`tls` from [`crate::backend::Deployed`]).
-pub fn api(base: &str, prefix: render::ApiPrefix, credential: Option<crate::checks::client::Credential>, tls: Option<&TlsEndpoint>) -> crate::checks::client::Api {
+pub fn api(base: &str, prefix: render::ApiPrefix, credential: Option<chroma_api::client::Credential>, tls: Option<&TlsEndpoint>) -> chroma_api::client::Api {
     let http = client_builder(tls).and_then(|b| Ok(b.timeout(std::time::Duration::from_secs(60)).build()?)).unwrap_or_else(|e| {
         // Only a CA that is not PEM gets here; every request then fails naming it.
         tracing::error!("{e}");
         reqwest::Client::builder().https_only(true).build().unwrap_or_default()
     });
-    crate::checks::client::Api::with_http(http, base, prefix, credential)
+    chroma_api::client::Api::with_http(http, base, prefix, credential)
 }
 
 /// Every name cluster DNS answers for the release's Services, short to fully qualified.

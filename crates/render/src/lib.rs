@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod env;
 pub mod helm;
+pub mod hooks;
 pub mod labels;
 pub mod matrix;
 pub mod objects;
@@ -23,7 +24,7 @@ pub use env::{EnvEntry, EnvFromEntry, EnvFromKind, EnvValue};
 pub use helm::{Helm, RenderError, RenderRequest};
 pub use labels::LabelSite;
 pub use matrix::{ExpectedFailure, MatrixEntry, MatrixError, VersionMatrix};
-pub use objects::{Object, Rendered};
+pub use objects::{CHROMA_CONTAINER, Object, Rendered, chroma_container_of};
 pub use pod::ProbeKind;
 pub use server_config::{ConfigError, ServerConfig};
 pub use spec::{ApiPrefix, Auth, Expected, ExpectedMetrics, OpenBecause, OtelFilter, ServiceMonitorMode, SpecError, Telemetry, TokenHeader};

@@ -164,14 +164,19 @@ impl Rendered {
         Some(secret_data(s))
     }
 
-    /// The Chroma server container of the StatefulSet (named `chromadb`, else the first).
+    /// The Chroma server container of the StatefulSet (named [`CHROMA_CONTAINER`], else the first).
     pub fn chroma_container(&self) -> Option<&Container> {
-        let spec = self.statefulset()?.spec.as_ref()?.template.spec.as_ref()?;
-        spec.containers
-            .iter()
-            .find(|c| c.name == "chromadb")
-            .or_else(|| spec.containers.first())
+        chroma_container_of(&self.statefulset()?.spec.as_ref()?.template.spec.as_ref()?.containers)
     }
+}
+
+/// The name the chart gives the Chroma server's container.
+pub const CHROMA_CONTAINER: &str = "chromadb";
+
+/// The Chroma server among a pod's containers (named [`CHROMA_CONTAINER`], else the first):
+/// for code that holds a pod spec rather than a whole render.
+pub fn chroma_container_of(containers: &[Container]) -> Option<&Container> {
+    containers.iter().find(|c| c.name == CHROMA_CONTAINER).or_else(|| containers.first())
 }
 
 /// A Secret's contents as the API server would store them: `data` decoded, `stringData` on top.

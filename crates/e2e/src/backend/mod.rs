@@ -104,7 +104,7 @@ impl BackendError {
 /// Where a release runs. Implementations: [`process`](crate::process) here, k3s and an
 /// existing cluster in [`cluster`](crate::cluster).
 #[allow(async_fn_in_trait)]
-pub trait Backend {
+pub trait Backend: 'static {
     fn name(&self) -> &'static str;
     /// Gets ready to deploy `version` (e.g. builds its Python environment), so the runner can
     /// do that up front and time it apart from the deployments. Default: nothing to do.

@@ -10,8 +10,9 @@
 use k8s_openapi::api::batch::v1::Job;
 use render::{Expected, RenderRequest, Rendered};
 
-use super::client::{self, Api, Exchange};
-use super::{Outcome, Workloads, credential, tail};
+use chroma_api::client::{self, Api, Exchange};
+use super::{Outcome, Workloads, credential};
+use crate::text::tail;
 use crate::backend::{Backend, Deployed, HookRun};
 use crate::dataset::{self, Dataset, Scope};
 
@@ -31,9 +32,7 @@ pub fn restore_request(request: &RenderRequest, values: &serde_yaml::Value, expe
 
 /// The post-install hook Job of a render (the restore).
 pub fn restore_job(rendered: &Rendered) -> Option<&Job> {
-    rendered.jobs().find(|j| {
-        j.metadata.annotations.as_ref().and_then(|a| a.get("helm.sh/hook")).is_some_and(|h| h.split(',').any(|e| e.trim() == "post-install"))
-    })
+    rendered.jobs().find(|j| render::hooks::runs_on(&j.metadata, "post-install"))
 }
 
 /// Where the dump says it wrote the archive (the tool prints the final location on stdout).
@@ -74,7 +73,7 @@ pub async fn backup_restore<B: Backend>(backend: &B, deployed: &mut Deployed, ex
 async fn run<B: Backend>(backend: &B, deployed: &Deployed, expected: &Expected, w: &Workloads, ev: &mut Vec<Exchange>) -> Result<Result<String, String>, String> {
     let cronjob = w.backup.as_ref().ok_or("the spec expects a backup CronJob (backup.enabled) but the chart rendered none")?;
     let restore = w.restore.as_ref().ok_or("the chart rendered no post-install restore Job for restore.enabled=true")?;
-    let cred = credential(expected, &deployed.secrets)?;
+    let cred = credential(expected, &deployed.secrets).map_err(|e| e.to_string())?;
     // Over HTTPS when the deployment serves TLS: the harness trusts the deployment's CA too.
     let api = crate::tls::api(&deployed.base_url, expected.api, cred, deployed.tls.as_ref());
     let ds = dataset();

@@ -15,7 +15,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::{Ctx, era};
-use super::client::{self, Answer, Api, Exchange};
+use chroma_api::client::{self, Answer, Api, Exchange};
 use crate::backend::{Backend, BackendError};
 use crate::dataset;
 use crate::vectors::{self, K, Vector, Workload};
@@ -503,7 +503,7 @@ pub async fn full_volume<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::client::fake::answer;
+    use chroma_api::client::fake::answer;
 
     #[test]
     fn a_query_answer_is_one_id_list_per_query() {

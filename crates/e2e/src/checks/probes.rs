@@ -6,7 +6,7 @@ use serde_json::json;
 
 use render::{Auth, ChromaVersion};
 
-use super::client::{self, Answer, Api, Credential};
+use chroma_api::client::{self, Answer, Api, Credential};
 use super::{Ctx, basic, era};
 use crate::backend::Backend;
 use crate::dataset::{self, Dataset, Scope};
@@ -303,7 +303,7 @@ mod tests {
         assert!(serde_json::from_str::<serde_json::Value>(&b).is_ok(), "{b}");
     }
 
-    use crate::checks::client::fake::answer;
+    use chroma_api::client::fake::answer;
 
     const LIST: &str = "http://h/api/v2/tenants/default_tenant/databases/default_database/collections";
 

@@ -74,7 +74,7 @@ pub async fn tls<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
         };
         return Err(format!("HTTPS heartbeat for {} trusting the deployment's CA: expected 200, got {} ({why})", t.server_name, hb.status()));
     }
-    super::client::heartbeat(&hb).map_err(|e| e.to_string())?;
+    chroma_api::client::heartbeat(&hb).map_err(|e| e.to_string())?;
     done.push(format!("HTTPS for {} with the deployment's CA answers", t.server_name));
 
     let stranger = Pki::generate(std::slice::from_ref(&t.server_name)).map_err(|e| e.to_string())?;

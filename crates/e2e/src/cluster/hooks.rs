@@ -7,7 +7,6 @@ use std::fmt::Write as _;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerState, Pod};
-use kube::api::ObjectMeta;
 use render::{Object, Rendered};
 
 /// The label the Job controller puts on every pod it creates (also on Kubernetes 1.25, which
@@ -31,23 +30,14 @@ impl TestHook {
     }
 }
 
-/// `helm.sh/hook` lists hook events comma-separated; `test-success` is the helm 2 spelling
-/// helm 3 and 4 still run on `helm test`.
-fn is_test_hook(meta: &ObjectMeta) -> bool {
-    meta.annotations
-        .as_ref()
-        .and_then(|a| a.get("helm.sh/hook"))
-        .is_some_and(|events| events.split(',').map(str::trim).any(|e| e == "test" || e == "test-success"))
-}
-
 /// The Jobs and Pods of a rendered release that `helm test` runs, in helm's order.
 pub fn test_hooks(rendered: &Rendered) -> Vec<TestHook> {
     rendered
         .objects
         .iter()
         .filter_map(|o| match o {
-            Object::Job(j) if is_test_hook(&j.metadata) => j.metadata.name.clone().map(TestHook::Job),
-            Object::Pod(p) if is_test_hook(&p.metadata) => p.metadata.name.clone().map(TestHook::Pod),
+            Object::Job(j) if render::hooks::is_test(&j.metadata) => j.metadata.name.clone().map(TestHook::Job),
+            Object::Pod(p) if render::hooks::is_test(&p.metadata) => p.metadata.name.clone().map(TestHook::Pod),
             _ => None,
         })
         .collect()

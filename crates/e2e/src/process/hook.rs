@@ -25,10 +25,6 @@ pub struct TestHook {
     pub deadline: Duration,
 }
 
-fn is_test_hook(annotations: Option<&std::collections::BTreeMap<String, String>>) -> bool {
-    annotations.and_then(|a| a.get("helm.sh/hook")).is_some_and(|h| h.split(',').any(|k| k.trim() == "test" || k.trim() == "test-success"))
-}
-
 /// A Job's pod with the Job's retry budget and deadline (capped at `cap`).
 pub fn job_pod(job: &k8s_openapi::api::batch::v1::Job, cap: Duration) -> Result<TestHook, String> {
     let name = job.metadata.name.clone().unwrap_or_default();
@@ -41,7 +37,7 @@ pub fn job_pod(job: &k8s_openapi::api::batch::v1::Job, cap: Duration) -> Result<
 /// Every `helm test` hook of the render, in helm's order.
 pub fn test_hooks(rendered: &Rendered) -> Result<Vec<TestHook>, String> {
     let mut out = Vec::new();
-    for j in rendered.jobs().filter(|j| is_test_hook(j.metadata.annotations.as_ref())) {
+    for j in rendered.jobs().filter(|j| render::hooks::is_test(&j.metadata)) {
         let name = j.metadata.name.clone().unwrap_or_default();
         let spec = j.spec.as_ref().ok_or_else(|| format!("Job {name} has no spec"))?;
         let pod = spec.template.spec.clone().ok_or_else(|| format!("Job {name} has no pod template spec"))?;
@@ -50,7 +46,7 @@ pub fn test_hooks(rendered: &Rendered) -> Result<Vec<TestHook>, String> {
         let deadline = Duration::from_secs(spec.active_deadline_seconds.map_or(300, |s| s.clamp(1, 300) as u64));
         out.push(TestHook { object: format!("Job/{name}"), name, spec: pod, attempts, deadline });
     }
-    for p in rendered.pods().filter(|p| is_test_hook(p.metadata.annotations.as_ref())) {
+    for p in rendered.pods().filter(|p| render::hooks::is_test(&p.metadata)) {
         let name = p.metadata.name.clone().unwrap_or_default();
         let spec = p.spec.clone().ok_or_else(|| format!("Pod {name} has no spec"))?;
         out.push(TestHook { object: format!("Pod/{name}"), name, spec, attempts: 1, deadline: Duration::from_secs(300) });

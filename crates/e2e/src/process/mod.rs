@@ -184,14 +184,12 @@ impl ProcessBackend {
         let labels: BTreeMap<String, String> =
             sts.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
 
-        let c = pod.containers.iter().find(|c| c.name == "chromadb").ok_or_else(|| {
-            invalid(format!("StatefulSet {sts_name} has no container named `chromadb` (it has: {})", pod.containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")))
-        })?;
+        let c = render::chroma_container_of(&pod.containers).ok_or_else(|| invalid(format!("StatefulSet {sts_name} has no container")))?;
         // An nginx sidecar (the chart's TLS proxy) has a stand-in; any other container has none.
-        let proxy_c = pod.containers.iter().find(|o| o.name != "chromadb" && o.image.as_deref().is_some_and(proxy::is_nginx_image));
-        let others: Vec<&str> = pod.containers.iter().filter(|o| o.name != "chromadb" && Some(o.name.as_str()) != proxy_c.map(|p| p.name.as_str())).map(|o| o.name.as_str()).collect();
+        let proxy_c = pod.containers.iter().find(|o| o.name != c.name && o.image.as_deref().is_some_and(proxy::is_nginx_image));
+        let others: Vec<&str> = pod.containers.iter().filter(|o| o.name != c.name && Some(o.name.as_str()) != proxy_c.map(|p| p.name.as_str())).map(|o| o.name.as_str()).collect();
         if !others.is_empty() {
-            return Err(BackendError::Unsupported { backend: "process", reason: format!("it runs only the `chromadb` container and an nginx sidecar; the pod also has {}", others.join(", ")) });
+            return Err(BackendError::Unsupported { backend: "process", reason: format!("it runs only the `{}` container and an nginx sidecar; the pod also has {}", c.name, others.join(", ")) });
         }
         // Containers that share the pod's localhost get a network namespace of their own, so
         // every address and port is exactly as rendered.
@@ -705,7 +703,7 @@ impl Backend for ProcessBackend {
         // helm install runs the post-install hooks once the objects exist; one that fails
         // fails the install.
         let mut hooks: Vec<&k8s_openapi::api::batch::v1::Job> = next.rendered.jobs().filter(|j| hook_events(j).iter().any(|e| e == "post-install")).collect();
-        hooks.sort_by_key(|j| j.metadata.annotations.as_ref().and_then(|a| a.get("helm.sh/hook-weight")).and_then(|w| w.trim().parse::<i64>().ok()).unwrap_or(0));
+        hooks.sort_by_key(|j| render::hooks::weight(&j.metadata));
         if hooks.is_empty() {
             return Ok(());
         }
@@ -721,7 +719,7 @@ impl Backend for ProcessBackend {
                 None => {}
                 Some(HookRun::Unsupported { reason }) => return Err(BackendError::Unsupported { backend: "process", reason }),
                 Some(HookRun::Failed { reason, log }) => {
-                    return Err(BackendError::Failed { what: format!("helm install: post-install hook {}", h.object), detail: format!("{reason}\n--- hook log ---\n{}", crate::checks::tail(&log, 20)) });
+                    return Err(BackendError::Failed { what: format!("helm install: post-install hook {}", h.object), detail: format!("{reason}\n--- hook log ---\n{}", crate::text::tail(&log, 20)) });
                 }
                 Some(HookRun::Succeeded { .. }) => {}
             }
@@ -1059,7 +1057,7 @@ fn pod_mounts(env: &PodEnv, h: &hook::TestHook, c: &Container, scratch: &Path, u
 
 /// The hook events a Job is annotated with (`helm.sh/hook`, comma-separated).
 fn hook_events(job: &k8s_openapi::api::batch::v1::Job) -> Vec<String> {
-    job.metadata.annotations.as_ref().and_then(|a| a.get("helm.sh/hook")).map(|h| h.split(',').map(|e| e.trim().to_string()).collect()).unwrap_or_default()
+    render::hooks::events(&job.metadata).into_iter().map(str::to_string).collect()
 }
 
 /// The hook container's home and working directory belong to the user it runs as.

@@ -39,6 +39,9 @@ pub struct ChartError {
     pub flag: String,
     pub spec: String,
     pub reason: String,
+    /// The failure of a program or file operation, when one caused it.
+    #[source]
+    pub source: Option<std::io::Error>,
 }
 
 /// Path of the chart inside the repository (what `git archive` extracts).
@@ -47,7 +50,8 @@ pub const CHART_IN_REPO: &str = "charts/chromadb";
 /// `spec` is a chart directory (has Chart.yaml), a checkout root holding charts/chromadb, or
 /// a git ref of `repo`. `flag` names the option in errors.
 pub fn resolve(spec: &str, repo: &Path, flag: &str) -> Result<ChartCheckout, ChartError> {
-    let err = |reason: String| ChartError { flag: flag.to_string(), spec: spec.to_string(), reason };
+    let err = |reason: String| ChartError { flag: flag.to_string(), spec: spec.to_string(), reason, source: None };
+    let io = |what: &'static str| move |e: std::io::Error| ChartError { flag: flag.to_string(), spec: spec.to_string(), reason: what.to_string(), source: Some(e) };
     let p = Path::new(spec);
     if p.join("Chart.yaml").is_file() {
         return Ok(ChartCheckout::dir(p, spec));
@@ -63,12 +67,12 @@ pub fn resolve(spec: &str, repo: &Path, flag: &str) -> Result<ChartCheckout, Cha
         .arg(repo)
         .args(["rev-parse", "--verify", "--quiet", &format!("{spec}^{{commit}}")])
         .output()
-        .map_err(|e| err(format!("running git to resolve it as a ref: {e}")))?;
+        .map_err(io("running git to resolve it as a ref"))?;
     if !out.status.success() {
         return Err(err(format!("neither a chart directory nor a git ref of {} (e.g. a commit, tag or HEAD~3)", repo.display())));
     }
     let sha = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let temp = tempfile::Builder::new().prefix("chromadb-upgrade-chart-").tempdir().map_err(|e| err(format!("creating a temp dir: {e}")))?.keep();
+    let temp = tempfile::Builder::new().prefix("chromadb-upgrade-chart-").tempdir().map_err(io("creating a temp dir"))?.keep();
     // From here on the checkout owns the dir: an early return removes it.
     let checkout = ChartCheckout { path: temp.join(CHART_IN_REPO), label: format!("git:{spec} ({})", &sha[..sha.len().min(10)]), temp: Some(temp.clone()) };
     let mut archive = Command::new("git")
@@ -78,10 +82,10 @@ pub fn resolve(spec: &str, repo: &Path, flag: &str) -> Result<ChartCheckout, Cha
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| err(format!("running git archive: {e}")))?;
+        .map_err(io("running git archive"))?;
     let stdout = archive.stdout.take().ok_or_else(|| err("git archive gave no stdout".into()))?;
-    let untar = Command::new("tar").arg("-x").arg("-C").arg(&temp).stdin(stdout).output().map_err(|e| err(format!("running tar: {e}")))?;
-    let archived = archive.wait_with_output().map_err(|e| err(format!("waiting for git archive: {e}")))?;
+    let untar = Command::new("tar").arg("-x").arg("-C").arg(&temp).stdin(stdout).output().map_err(io("running tar"))?;
+    let archived = archive.wait_with_output().map_err(io("waiting for git archive"))?;
     if !archived.status.success() {
         return Err(err(format!("git archive {sha} {CHART_IN_REPO} failed: {}", String::from_utf8_lossy(&archived.stderr).trim())));
     }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::backend::Release;
-use crate::checks::client::{self, Api};
+use chroma_api::client::{self, Api};
 use crate::dataset::Dataset;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -53,11 +53,14 @@ pub const MISSING_VOLUME: &str = "injected-fault-missing-volume";
 /// Makes B's pod invalid (see [`Fault::InvalidPodB`]); returns what it did.
 pub fn invalidate_pod(release: &mut Release) -> Result<String, String> {
     let mount = VolumeMount { name: MISSING_VOLUME.into(), mount_path: "/injected-fault".into(), ..VolumeMount::default() };
+    let Some(name) = release.rendered.chroma_container().map(|c| c.name.clone()) else {
+        return Err("B's render has no StatefulSet with a Chroma container to make invalid".into());
+    };
     let mut done = false;
     for obj in &mut release.rendered.objects {
         let Object::StatefulSet(s) = obj else { continue };
         let containers = s.spec.as_mut().and_then(|sp| sp.template.spec.as_mut()).map(|p| &mut p.containers);
-        if let Some(c) = containers.into_iter().flatten().find(|c| c.name == "chromadb") {
+        if let Some(c) = containers.into_iter().flatten().find(|c| c.name == name) {
             c.volume_mounts.get_or_insert_with(Vec::new).push(mount.clone());
             done = true;
         }
@@ -66,7 +69,7 @@ pub fn invalidate_pod(release: &mut Release) -> Result<String, String> {
         if doc["kind"] != "StatefulSet" {
             continue;
         }
-        if let Some(c) = doc["spec"]["template"]["spec"]["containers"].as_array_mut().and_then(|cs| cs.iter_mut().find(|c| c["name"] == "chromadb")) {
+        if let Some(c) = doc["spec"]["template"]["spec"]["containers"].as_array_mut().and_then(|cs| cs.iter_mut().find(|c| c["name"] == name.as_str())) {
             let mounts = &mut c["volumeMounts"];
             if !mounts.is_array() {
                 *mounts = json!([]);
@@ -76,7 +79,7 @@ pub fn invalidate_pod(release: &mut Release) -> Result<String, String> {
             }
         }
     }
-    if done { Ok(format!("container `chromadb` of B's StatefulSet mounts volume `{MISSING_VOLUME}`, which the pod does not declare")) } else { Err("B's render has no StatefulSet with a `chromadb` container to make invalid".into()) }
+    if done { Ok(format!("container `{name}` of B's StatefulSet mounts volume `{MISSING_VOLUME}`, which the pod does not declare")) } else { Err(format!("B's render has no StatefulSet with a `{name}` container to make invalid")) }
 }
 
 /// Applies a data fault to the dataset on the server; returns what it did.

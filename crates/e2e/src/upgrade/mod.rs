@@ -16,11 +16,13 @@ pub mod report;
 pub mod run;
 pub mod secrets;
 pub mod signature;
+pub mod verdict;
 
 pub use chart::ChartCheckout;
 pub use fault::Fault;
 pub use matrix::run_matrix;
-pub use plan::{Transition, UpgradeMatrix, Verdict};
+pub use plan::{Transition, UpgradeMatrix};
+pub use verdict::Verdict;
 pub use report::{MatrixReport, Step, StepStatus, UpgradeReport};
 pub use run::run_one;
 pub use signature::Signature;

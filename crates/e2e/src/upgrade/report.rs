@@ -6,7 +6,8 @@ use std::fmt::Write;
 use render::ChromaVersion;
 use serde::Serialize;
 
-use super::plan::{Transition, Verdict};
+use super::plan::Transition;
+use super::verdict::Verdict;
 use super::secrets::SecretContinuity;
 use super::signature::Signature;
 use crate::checks::Outcome;

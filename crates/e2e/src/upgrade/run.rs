@@ -1,23 +1,25 @@
 //! One transition: deploy A, write the dataset, upgrade in place to B, diff, check B, and
 //! judge the outcome against what the matrix expects (verdict and failure signature).
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::CronJob;
-use render::{ChromaVersion, Expected, Helm, RenderRequest, Rendered};
+use render::{Expected, Helm, RenderRequest};
 use serde_yaml::Value;
 
 use super::fault::{self, Fault};
 use super::log;
-use super::plan::{self, Transition, Verdict, Via};
+use super::plan::{self, Transition, Via};
+use super::verdict::Verdict;
 use super::report::{Step, StepStatus, UpgradeReport};
 use super::secrets::{self, SecretFate, Secrets};
 use super::signature;
 use super::{ChartCheckout, UpgradeOptions};
-use crate::backend::{Backend, Deployed, Release};
-use crate::checks::{self, CheckName, Outcome, client::Api};
+use crate::backend::{Backend, Deployed};
+use crate::prepare::{Ready, Source, prepare};
+use crate::checks::{self, CheckName, Outcome};
+use chroma_api::client::Api;
 use crate::dataset::{self, Dataset, Scope};
 use crate::runner::CheckResult;
 
@@ -66,22 +68,9 @@ impl<B: Backend> Run<'_, B> {
         }
         self.report
     }
-
-    async fn render(&self, helm: &Helm, chart: &Path, v: &ChromaVersion, files: &[PathBuf], extra: Option<&Value>) -> Result<(RenderRequest, Rendered), String> {
-        let mut req = RenderRequest::new(chart).version(v.clone());
-        for f in files {
-            req = req.values_file(f);
-        }
-        if let Some(doc) = extra {
-            req = req.values(doc.clone());
-        }
-        let (h, r) = (helm.clone(), req.clone());
-        let rendered = tokio::task::spawn_blocking(move || r.render(&h)).await.map_err(|e| format!("render task failed: {e}"))?;
-        rendered.map(|r| (req, r)).map_err(|e| format!("helm template of {} for {v} failed: {e}", chart.display()))
-    }
 }
 
-fn api_for(deployed: &Deployed, e: &Expected) -> Result<Api, String> {
+fn api_for(deployed: &Deployed, e: &Expected) -> Result<Api, checks::CredentialError> {
     let cred = checks::credential(e, &deployed.secrets)?;
     Ok(crate::tls::api(&deployed.base_url, e.api, cred, deployed.tls.as_ref()))
 }
@@ -140,15 +129,16 @@ pub async fn run_one<B: Backend>(
     }
     let expected_a = Expected::from_values(&values_a, &t.from).map_err(|e| format!("the spec refuses these values on {}: {e}", t.from));
     let expected_b = Expected::from_values(&values_b, &t.to).map_err(|e| format!("the spec refuses these values on {}: {e}", t.to));
-    let (expected_a, expected_b) = match (expected_a, expected_b) {
-        (Ok(a), Ok(b)) => (a, b),
+    // Both sides' values are judged before anything runs; each side's expectations come
+    // from its own preparation.
+    match (expected_a, expected_b) {
+        (Ok(_), Ok(_)) => {}
         (Err(e), _) | (_, Err(e)) => {
             run.step("spec model", tt, Err(e));
             run.set(Verdict::SetupFailed, "the values are not valid for one side");
             return (run.finish(), None);
         }
-    };
-    let external = secrets::external(&expected_a);
+    }
 
     let tp = Instant::now();
     let mut prep = Ok(format!("chromadb {} and {} ready", t.from, t.to));
@@ -164,17 +154,30 @@ pub async fn run_one<B: Backend>(
     }
 
     let tr = Instant::now();
-    let (req_a, rendered_a) = match run.render(helm, &from_chart.path, &t.from, &t.values_files, extra_a.as_ref()).await {
+    // A runs no checks: it only has to hold the dataset.
+    let src_a = Source {
+        chart: &from_chart.path,
+        version: &t.from,
+        values_files: &t.values_files,
+        values: values_a.clone(),
+        extra: extra_a.clone(),
+        runtime: &BTreeMap::new(),
+        secrets: Secrets::new(),
+        checks: &[],
+        id: t.id(),
+    };
+    let a = match prepare(helm, src_a).await {
         Ok(r) => r,
         Err(e) => {
-            run.step(format!("render A ({})", t.from), tr, Err(e));
+            run.step(format!("render A ({})", t.from), tr, Err(e.to_string()));
             run.set(Verdict::SetupFailed, "A could not be rendered");
             return (run.finish(), None);
         }
     };
-    run.step(format!("render A ({}, chart {})", t.from, from_chart.label), tr, Ok(format!("{} objects", rendered_a.objects.len())));
-    let a_cronjob = rendered_a.cronjobs().next().cloned();
-    let release_a = Release { id: t.id(), version: t.from.clone(), request: req_a, rendered: rendered_a, external_secrets: external.clone() };
+    run.step(format!("render A ({}, chart {})", t.from, from_chart.label), tr, Ok(format!("{} objects", a.release.rendered.objects.len())));
+    let a_cronjob = a.prepared.workloads.backup.clone();
+    let external = a.release.external_secrets.clone();
+    let release_a = a.release;
 
     let td = Instant::now();
     let mut deployed = match backend.deploy(&release_a).await {
@@ -187,7 +190,7 @@ pub async fn run_one<B: Backend>(
     };
     run.step(format!("deploy A ({})", t.from), td, Ok(deployed.base_url.clone()));
 
-    let sides = Sides { a: &expected_a, b: &expected_b, external: &external, a_cronjob: a_cronjob.as_ref(), extra_b: extra_b.as_ref() };
+    let sides = Sides { a: &a.expected, values_b: &values_b, external: &external, a_cronjob: a_cronjob.as_ref(), extra_b: extra_b.as_ref() };
     let worth_keeping = upgrade_deployed(&mut run, helm, t, to_chart, opts, &ds, &mut deployed, sides).await;
     if opts.keep && worth_keeping {
         run.report.kept_url = Some(deployed.base_url.clone());
@@ -204,7 +207,8 @@ pub async fn run_one<B: Backend>(
 #[derive(Clone, Copy)]
 struct Sides<'a> {
     a: &'a Expected,
-    b: &'a Expected,
+    /// B's values as the spec model reads them (B's own expectations come from its render).
+    values_b: &'a Value,
     external: &'a Secrets,
     /// Via backup: A's backup CronJob, and the values B's fresh release adds.
     a_cronjob: Option<&'a CronJob>,
@@ -230,7 +234,7 @@ async fn upgrade_deployed<B: Backend>(
     let tw = Instant::now();
     let written = match api_for(deployed, sides.a) {
         Ok(api) => dataset::write(&api, ds, &mut ev).await.map(|_| format!("{} collections, {} records", ds.collections.len(), ds.record_count())).map_err(|e| e.to_string()),
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
     };
     if !run.step("write dataset on A", tw, written) {
         run.report.logs.a_tail = log::clean(&backend.logs(deployed, opts.log_lines).await);
@@ -251,16 +255,30 @@ async fn upgrade_deployed<B: Backend>(
     // B's render: same release, the target chart and version, the values plus B's layers.
     let tr = Instant::now();
     let files_b = [t.values_files.clone(), t.to_values_files.clone()].concat();
-    let (req_b, rendered_b) = match run.render(helm, &to_chart.path, &t.to, &files_b, sides.extra_b).await {
+    // The opt-in faults family fills and kills servers: not part of judging an upgrade.
+    let checks_b: Vec<CheckName> = CheckName::all().filter(|c| opts.checks && !c.opt_in()).collect();
+    let src_b = Source {
+        chart: &to_chart.path,
+        version: &t.to,
+        values_files: &files_b,
+        values: sides.values_b.clone(),
+        extra: sides.extra_b.cloned(),
+        runtime: &BTreeMap::new(),
+        // The Secrets the user made for A stay for B.
+        secrets: sides.external.clone(),
+        checks: &checks_b,
+        id: t.id(),
+    };
+    let b = match prepare(helm, src_b).await {
         Ok(r) => r,
         Err(e) => {
-            run.step(format!("render B ({})", t.to), tr, Err(e));
+            run.step(format!("render B ({})", t.to), tr, Err(e.to_string()));
             run.set(Verdict::SetupFailed, "B could not be rendered");
             return false;
         }
     };
-    run.step(format!("render B ({}, chart {})", t.to, to_chart.label), tr, Ok(format!("{} objects", rendered_b.objects.len())));
-    let mut release_b = Release { id: t.id(), version: t.to.clone(), request: req_b, rendered: rendered_b, external_secrets: sides.external.clone() };
+    run.step(format!("render B ({}, chart {})", t.to, to_chart.label), tr, Ok(format!("{} objects", b.release.rendered.objects.len())));
+    let Ready { release: mut release_b, expected: expected_b, prepared: checks_have, .. } = b;
     let before: Secrets = deployed.secrets.iter().filter(|(n, _)| !sides.external.contains_key(*n)).map(|(n, d)| (n.clone(), d.clone())).collect();
     let lookup = backend.runs_lookup();
     let carried = match &lookup {
@@ -308,7 +326,7 @@ async fn upgrade_deployed<B: Backend>(
         };
         let dumped = match backend.run_cronjob_once(deployed, cronjob).await {
             Ok(crate::backend::HookRun::Succeeded { log }) => Ok(crate::checks::backup::archive_line(&log)),
-            Ok(crate::backend::HookRun::Failed { reason, log }) => Err(format!("{reason}\n{}", checks::tail(&log, 15))),
+            Ok(crate::backend::HookRun::Failed { reason, log }) => Err(format!("{reason}\n{}", crate::text::tail(&log, 15))),
             Ok(crate::backend::HookRun::Unsupported { reason }) => {
                 run.skip("dump A with its backup CronJob's job", tk, reason.clone());
                 run.set(Verdict::SetupFailed, format!("the {} backend cannot run the backup Job here: {reason}", backend.name()));
@@ -366,10 +384,10 @@ async fn upgrade_deployed<B: Backend>(
         }
     };
 
-    let api_b = match api_for(deployed, sides.b) {
+    let api_b = match api_for(deployed, &expected_b) {
         Ok(a) => a,
         Err(e) => {
-            run.step("verify on B", Instant::now(), Err(e));
+            run.step("verify on B", Instant::now(), Err(e.to_string()));
             run.set(Verdict::DataLost, "B's credentials could not be derived, so nothing could be read");
             return true;
         }
@@ -392,10 +410,9 @@ async fn upgrade_deployed<B: Backend>(
     if !opts.checks {
         run.report.notes.push("the conformance checks on B were not run (UpgradeOptions::checks is off)".into());
     }
-    // The opt-in faults family fills and kills servers: not part of judging an upgrade.
-    for check in CheckName::ALL.into_iter().filter(|c| opts.checks && !c.opt_in()) {
+    for &check in &checks_b {
         let tc = Instant::now();
-        let outcome = checks::run(check, backend, deployed, sides.b, &checks::Workloads::default(), None).await;
+        let outcome = checks::run(check, backend, deployed, &expected_b, &checks_have).await;
         if let Outcome::Fail { reason, evidence, .. } = &outcome {
             failed_checks.push(check.as_str());
             run.observed.push(reason.clone());

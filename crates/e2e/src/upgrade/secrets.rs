@@ -10,24 +10,12 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use render::objects::b64;
-use render::{Auth, Expected, Object};
+use render::Object;
 use serde::Serialize;
 
 use crate::backend::Release;
-use crate::random::alnum as random_alnum;
 
-pub type Secrets = BTreeMap<String, BTreeMap<String, String>>;
-
-/// Secrets the user would have created for `chromadb.auth.existingSecret`.
-pub fn external(e: &Expected) -> Secrets {
-    match &e.auth {
-        Auth::Token { existing_secret: Some(n), .. } => BTreeMap::from([(n.clone(), BTreeMap::from([("token".to_string(), random_alnum(32))]))]),
-        Auth::Basic { existing_secret: Some(n) } => {
-            BTreeMap::from([(n.clone(), BTreeMap::from([("username".to_string(), "admin".to_string()), ("password".to_string(), random_alnum(32))]))])
-        }
-        _ => BTreeMap::new(),
-    }
-}
+pub use crate::prepare::Secrets;
 
 /// In `next`'s render, every chart-rendered Secret named like one installed keeps the
 /// installed data (as `lookup` would give it). Returns the names it carried over.

@@ -1,0 +1,10 @@
+//! `cors`: the allowed origins, and only those, get CORS headers.
+
+use crate::backend::Backend;
+use crate::checks::{About, Run, Runner, always, exercised_everywhere, probes};
+
+pub const ABOUT: About = About { name: "cors", opt_in: false, applies: always, needs: &[] };
+
+pub fn runner<B: Backend>() -> Runner<B> {
+    Runner { exercised: exercised_everywhere, run: Run::Api(|ctx, _| Box::pin(probes::cors(ctx))) }
+}
