@@ -184,6 +184,7 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     pub fn ensure() -> Result<LocalCluster> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let layout = Layout::new(crate::project_root().join("target").join("cluster"));
         let kubeconfig = layout.kubeconfig();
         let answering = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], Ports::default().apiserver).into(), Duration::from_secs(1)).is_ok();
@@ -192,6 +193,7 @@ impl LocalCluster {
             return Ok(LocalCluster { kubeconfig, layout, started_here: false });
         }
         eprintln!("backend: local cluster (starting it for this run; it stops at the end)");
+        let _lock = exclusive(&crate::project_root().join("target"))?;
         up(&layout)?;
         Ok(LocalCluster { kubeconfig, layout, started_here: true })
     }

@@ -58,6 +58,8 @@ struct Slot {
     service: String,
     /// The `helm test` hooks of what is installed now (updated on upgrade).
     test_hooks: Vec<TestHook>,
+    /// The server's container in the pod (`Rendered::chroma_container`).
+    container: String,
     forward: Forward,
 }
 
@@ -399,6 +401,7 @@ impl ClusterBackend {
                 statefulset,
                 service: service.clone(),
                 test_hooks: hooks::test_hooks(&release.rendered),
+                container: release.rendered.chroma_container().map(|c| c.name.clone()).unwrap_or_default(),
                 forward,
             },
         );
@@ -530,6 +533,61 @@ impl Backend for ClusterBackend {
                 self.discard_namespace(&namespace).await;
                 Err(e)
             }
+        }
+    }
+
+    async fn kill_container(&self, deployed: &mut Deployed) -> Result<String, BackendError> {
+        self.kills_containers().map_err(|reason| BackendError::Unsupported { backend: self.name(), reason })?;
+        let (namespace, _, statefulset) = self.slot_names(&deployed.id)?;
+        let container = self.lock_slots().get(&deployed.id).map(|s| s.container.clone()).ok_or_else(|| not_deployed(&deployed.id))?;
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let pod_name = format!("{statefulset}-0");
+        let before = pods.get(&pod_name).await.map_err(|e| failed(format!("reading pod {pod_name}"), e))?;
+        let restarts = |p: &Pod| p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|cs| cs.iter().find(|c| c.name == container)).map(|c| c.restart_count);
+        let before_count = restarts(&before).unwrap_or(0);
+        let node = before.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+        // Through the API server's node proxy, as `kubectl get --raw /api/v1/nodes/<n>/proxy/…`.
+        let path = format!("/api/v1/nodes/{node}/proxy/process-node/kill/{namespace}/{pod_name}/{container}");
+        let req = hyper::Request::post(&path).body(Vec::new()).map_err(|e| BackendError::Invalid { reason: e.to_string() })?;
+        self.client.request_text(req).await.map_err(|e| failed(format!("asking node {node} to SIGKILL container {container} of {pod_name}"), e))?;
+        let c2 = container.clone();
+        let back = move |p: Option<&Pod>| {
+            p.is_some_and(|p| {
+                let st = p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|cs| cs.iter().find(|c| c.name == c2));
+                st.is_some_and(|c| c.restart_count > before_count && c.ready)
+            })
+        };
+        let waited = tokio::time::timeout(self.timeout, await_condition(pods.clone(), &pod_name, back)).await;
+        if !matches!(waited, Ok(Ok(_))) {
+            return Err(BackendError::NotReady { waited: self.timeout, detail: format!("container {container} of {pod_name} did not come back ready after SIGKILL\n{}", self.report(&namespace).await) });
+        }
+        let after = pods.get(&pod_name).await.map_err(|e| failed(format!("reading pod {pod_name}"), e))?;
+        let ended = after
+            .status
+            .and_then(|s| s.container_statuses)
+            .and_then(|cs| cs.into_iter().find(|c| c.name == container))
+            .and_then(|c| c.last_state)
+            .and_then(|l| l.terminated)
+            .map(|t| match t.signal {
+                Some(sig) => format!("exit code {} (signal {sig})", t.exit_code),
+                None => format!("exit code {} ({})", t.exit_code, t.reason.unwrap_or_default()),
+            })
+            .unwrap_or_else(|| "unknown (no lastState.terminated reported)".into());
+        Ok(ended)
+    }
+
+    fn kills_containers(&self) -> Result<(), String> {
+        match self.kind {
+            ClusterKind::Local => Ok(()),
+            _ => Err("killing one container with SIGKILL from the node is not implemented on this backend (it needs the node's container runtime, e.g. `crictl`)".into()),
+        }
+    }
+
+    fn limits_volume_size(&self) -> Result<(), String> {
+        match self.kind {
+            // The process node's provisioner backs each claim with a tmpfs of its request.
+            ClusterKind::Local => Ok(()),
+            _ => Err("whether a claim is limited to its requested size depends on the cluster's provisioner, which this backend does not know".into()),
         }
     }
 

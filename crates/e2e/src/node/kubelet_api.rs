@@ -1,6 +1,9 @@
 //! The part of the kubelet's HTTPS API the API server calls for `kubectl logs`:
 //! `GET /containerLogs/{namespace}/{pod}/{container}` (`tailLines`, `previous`), served from
-//! the log files the node writes per container start, and `/healthz`. Clients must present a
+//! the log files the node writes per container start, and `/healthz`. One endpoint of its
+//! own stands in for the node's container runtime CLI (`crictl stop --timeout 0`):
+//! `POST /process-node/kill/{namespace}/{pod}/{container}` SIGKILLs the container, reached
+//! through the API server's `nodes/<node>/proxy` as any kubelet endpoint is. Clients must present a
 //! certificate of the cluster's CA (the API server's kubelet-client certificate); a request
 //! without one is refused at the handshake.
 
@@ -34,8 +37,8 @@ pub enum KubeletApiError {
     },
 }
 
-/// The log files of one container, oldest start first: `<pods_root>/<ns>_<pod>_<uid>/logs/<container>/<n>.log`.
-pub fn container_logs(pods_root: &Path, ns: &str, pod: &str, container: &str) -> Vec<PathBuf> {
+/// The newest folder of a pod on this node (a StatefulSet reuses the name for a new pod).
+fn pod_dir(pods_root: &Path, ns: &str, pod: &str) -> Option<PathBuf> {
     let prefix = format!("{ns}_{pod}_");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(pods_root)
         .into_iter()
@@ -44,9 +47,22 @@ pub fn container_logs(pods_root: &Path, ns: &str, pod: &str, container: &str) ->
         .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
         .map(|e| e.path())
         .collect();
-    // A pod name reused by a newer pod (StatefulSets do): the newest folder is the pod's.
     dirs.sort_by_key(|d| std::fs::metadata(d).and_then(|m| m.modified()).ok());
-    let Some(dir) = dirs.pop() else { return Vec::new() };
+    dirs.pop()
+}
+
+/// SIGKILL to the running container's whole process group, as `crictl stop --timeout 0`.
+pub fn kill_container(pods_root: &Path, ns: &str, pod: &str, container: &str) -> Result<i32, String> {
+    let dir = pod_dir(pods_root, ns, pod).ok_or_else(|| format!("pod {ns}/{pod} does not run on this node"))?;
+    let file = dir.join("containers").join(container).join("pgid");
+    let pgid: i32 = std::fs::read_to_string(&file).ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| format!("container {container} of pod {ns}/{pod} has not started on this node"))?;
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL).map_err(|e| format!("SIGKILL to container {container} (process group {pgid}): {e}"))?;
+    Ok(pgid)
+}
+
+/// The log files of one container, oldest start first: `<pods_root>/<ns>_<pod>_<uid>/logs/<container>/<n>.log`.
+pub fn container_logs(pods_root: &Path, ns: &str, pod: &str, container: &str) -> Vec<PathBuf> {
+    let Some(dir) = pod_dir(pods_root, ns, pod) else { return Vec::new() };
     let mut logs: Vec<(u32, PathBuf)> = std::fs::read_dir(dir.join("logs").join(container))
         .into_iter()
         .flatten()
@@ -83,6 +99,15 @@ fn respond(pods_root: &Path, req: &Request<hyper::body::Incoming>) -> Response<F
         return text(StatusCode::OK, "ok".into());
     }
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if let ["process-node", "kill", ns, pod, container] = parts.as_slice() {
+        if req.method() != hyper::Method::POST {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "POST to kill a container".into());
+        }
+        return match kill_container(pods_root, ns, pod, container) {
+            Ok(pgid) => text(StatusCode::OK, format!("killed container {container} of pod {ns}/{pod} (process group {pgid}) with SIGKILL")),
+            Err(e) => text(StatusCode::NOT_FOUND, e),
+        };
+    }
     let ["containerLogs", ns, pod, container] = parts.as_slice() else {
         return text(StatusCode::NOT_FOUND, format!("{path}: this node serves only /containerLogs/<namespace>/<pod>/<container> and /healthz"));
     };

@@ -504,6 +504,10 @@ fn exit_of(status: Option<std::process::ExitStatus>) -> (i32, Option<i32>) {
     }
 }
 
+/// How often ConfigMap, Secret and projected volumes are rewritten from the API (the
+/// kubelet's sync period is a minute plus its cache TTL; shorter here, as nothing else waits).
+const VOLUME_SYNC: Duration = Duration::from_secs(10);
+
 /// The kubelet's crash-loop back-off: 10 s, doubling, at most 5 min.
 fn backoff(restarts: i32) -> Duration {
     Duration::from_secs((10u64 << (restarts - 1).clamp(0, 5) as u32).min(300))
@@ -642,7 +646,14 @@ async fn drive(run: &mut PodRun, inits: &[Container], mains: &[Container], stop:
     let mut restart_at: Vec<Option<tokio::time::Instant>> = vec![Some(tokio::time::Instant::now()); mains.len()];
     let mut done = vec![false; mains.len()];
     run.phase = "Running";
+    let mut next_refresh = tokio::time::Instant::now() + VOLUME_SYNC;
     loop {
+        if tokio::time::Instant::now() >= next_refresh {
+            next_refresh = tokio::time::Instant::now() + VOLUME_SYNC;
+            if let Err(e) = sources.refresh(&run.pod, &vdir).await {
+                tracing::warn!(pod = %run.name(), "refreshing volumes: {e}");
+            }
+        }
         let mut changed = false;
         for (i, c) in mains.iter().enumerate() {
             if let Some(at) = restart_at[i]
@@ -654,6 +665,8 @@ async fn drive(run: &mut PodRun, inits: &[Container], mains: &[Container], stop:
                         let log = run.dir.join("logs").join(&c.name).join(format!("{}.log", run.main[i].restarts));
                         match Running::spawn(run.ctx.net.ip_program(), &plan, &log) {
                             Ok(p) => {
+                                // Where the node's API finds the container to kill it.
+                                let _ = std::fs::write(run.dir.join("containers").join(&c.name).join("pgid"), p.pgid().to_string());
                                 let since = tokio::time::Instant::now();
                                 run.main[i].state = json!({"running": {"startedAt": ts(p.started)}});
                                 run.main[i].started = c.startup_probe.is_none();

@@ -211,25 +211,43 @@ pub struct Running {
 }
 
 impl Running {
+    /// Starts the container. Its stdout and stderr are one pipe owned by the container's user
+    /// (as containerd hands a container its stdio), so a program that reopens `/dev/stderr`
+    /// as that user can; the node copies the pipe into the log file.
     pub fn spawn(ip: &Path, plan: &ContainerPlan, log: &Path) -> std::io::Result<Running> {
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let out = OpenOptions::new().create(true).append(true).open(log)?;
-        let err = out.try_clone()?;
+        let mut out = tokio::fs::File::from_std(OpenOptions::new().create(true).append(true).open(log)?);
+        let (reader, writer) = std::io::pipe()?;
+        std::os::unix::fs::fchown(&writer, Some(plan.user.uid), Some(plan.user.gid))?;
+        let writer2 = writer.try_clone()?;
         let mut cmd = tokio::process::Command::new(ip);
         cmd.args(["netns", "exec", plan.netns.as_str(), BWRAP])
             .args(bwrap_args(plan, &HostFs))
             .env_clear()
             .envs(plan.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
+            .stdout(writer)
+            .stderr(writer2)
             .process_group(0)
             .kill_on_drop(true);
         let child = cmd.spawn()?;
+        // The node's copies of the write end go with the command, so the copy below ends
+        // when the container's last writer does.
+        drop(cmd);
+        let reader = std::os::fd::OwnedFd::from(reader);
+        let mut reader = tokio::fs::File::from_std(std::fs::File::from(reader));
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut reader, &mut out).await;
+        });
         let pgid = child.id().map(|p| p as i32).ok_or_else(|| std::io::Error::other("the container exited before it got a pid"))?;
         Ok(Running { child, pgid, log: log.to_path_buf(), started: std::time::SystemTime::now() })
+    }
+
+    /// The process group holding the container (bubblewrap and everything it runs).
+    pub fn pgid(&self) -> i32 {
+        self.pgid
     }
 
     /// The container's own process: bubblewrap's child.

@@ -46,8 +46,11 @@ pub fn write_keys(volume: &str, dir: &Path, data: &BTreeMap<String, Vec<u8>>, it
         if let Some(p) = path.parent() {
             std::fs::create_dir_all(p).map_err(io(format!("creating {}", p.display())))?;
         }
-        std::fs::write(&path, bytes).map_err(io(format!("writing {}", path.display())))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode.unwrap_or(0o644) as u32 & 0o777)).map_err(io(format!("chmod {}", path.display())))
+        // Whole files only, as the kubelet's atomic writer: a reader never sees half a key.
+        let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()));
+        std::fs::write(&tmp, bytes).map_err(io(format!("writing {}", tmp.display())))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode.unwrap_or(0o644) as u32 & 0o777)).map_err(io(format!("chmod {}", tmp.display())))?;
+        std::fs::rename(&tmp, &path).map_err(io(format!("renaming into {}", path.display())))
     };
     match items {
         Some(items) => {
@@ -162,6 +165,22 @@ impl Sources {
             out.insert(v.name.clone(), path);
         }
         Ok(out)
+    }
+
+    /// Rewrites the files of ConfigMap, Secret and projected volumes from the API, as the
+    /// kubelet's periodic sync does, so a renewed certificate reaches a running pod.
+    pub async fn refresh(&self, pod: &Pod, dir: &Path) -> Result<(), VolumeError> {
+        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let spec = pod.spec.clone().unwrap_or_default();
+        let fs_group = spec.security_context.as_ref().and_then(|s| s.fs_group).map(|g| g as u32);
+        for v in spec.volumes.iter().flatten().filter(|v| v.config_map.is_some() || v.secret.is_some() || v.projected.is_some()) {
+            let path = self.one(pod, &ns, v, &dir.join(&v.name)).await?;
+            if let Some(g) = fs_group {
+                crate::process::security::apply_fs_group(&path, g)
+                    .map_err(|source| VolumeError::Io { volume: v.name.clone(), context: format!("applying fsGroup {g}"), source })?;
+            }
+        }
+        Ok(())
     }
 
     async fn one(&self, pod: &Pod, ns: &str, v: &Volume, dir: &Path) -> Result<PathBuf, VolumeError> {
