@@ -9,6 +9,7 @@ pub mod backup;
 pub use chroma_api::client;
 pub mod era;
 pub mod faults;
+pub mod metrics;
 mod probes;
 pub mod telemetry;
 mod tls;
@@ -44,6 +45,7 @@ pub enum CheckName {
     ChartTest,
     BackupRestore,
     Telemetry,
+    Metrics,
     FaultsSigkill,
     FaultsScale,
     FaultsFullVolume,
@@ -51,7 +53,7 @@ pub enum CheckName {
 }
 
 impl CheckName {
-    pub const ALL: [CheckName; 15] = [
+    pub const ALL: [CheckName; 16] = [
         CheckName::ApiSurface,
         CheckName::Tls,
         CheckName::TlsProxy,
@@ -63,6 +65,7 @@ impl CheckName {
         CheckName::ChartTest,
         CheckName::BackupRestore,
         CheckName::Telemetry,
+        CheckName::Metrics,
         CheckName::FaultsSigkill,
         CheckName::FaultsScale,
         CheckName::FaultsFullVolume,
@@ -82,6 +85,7 @@ impl CheckName {
             CheckName::ChartTest => "chart-test",
             CheckName::BackupRestore => "backup-restore",
             CheckName::Telemetry => "telemetry",
+            CheckName::Metrics => "metrics",
             CheckName::FaultsSigkill => "faults-sigkill",
             CheckName::FaultsScale => "faults-scale",
             CheckName::FaultsFullVolume => "faults-full-volume",
@@ -92,7 +96,8 @@ impl CheckName {
     /// Run only by deployments that list them (`checks:` in fixtures/live.yaml): the faults
     /// family writes thousands of records and kills servers, too slow for every deployment.
     pub fn opt_in(self) -> bool {
-        matches!(self, CheckName::FaultsSigkill | CheckName::FaultsScale | CheckName::FaultsFullVolume)
+        // `metrics` too: it starts Prometheus and waits out the collector's flushes (~1 min).
+        matches!(self, CheckName::FaultsSigkill | CheckName::FaultsScale | CheckName::FaultsFullVolume | CheckName::Metrics)
     }
 
     /// `Err(reason)` when the check has nothing to verify for this deployment.
@@ -105,6 +110,7 @@ impl CheckName {
                 Err("backup.enabled is off in this deployment's values: there is no backup CronJob to run".into())
             }
             CheckName::Telemetry => telemetry::applies(e),
+            CheckName::Metrics => metrics::applies(e),
             CheckName::FaultsSigkill => faults::applies_sigkill(e),
             CheckName::FaultsScale => faults::applies_scale(e),
             CheckName::FaultsFullVolume => faults::applies_full_volume(e),
@@ -237,12 +243,14 @@ pub fn basic(user: &str, pass: &str, label: String) -> Credential {
 pub struct Workloads {
     pub backup: Option<CronJob>,
     pub restore: Option<Job>,
+    /// The collector, ServiceMonitor and dashboard the `metrics` check reads.
+    pub metrics: metrics::Objects,
 }
 
 impl Workloads {
     /// The backup CronJob of `rendered` and the post-install restore Job of `restore`.
     pub fn from_renders(rendered: &Rendered, restore: Option<&Rendered>) -> Workloads {
-        Workloads { backup: rendered.cronjobs().next().cloned(), restore: restore.and_then(backup::restore_job).cloned() }
+        Workloads { backup: rendered.cronjobs().next().cloned(), restore: restore.and_then(backup::restore_job).cloned(), metrics: metrics::Objects::from_render(rendered) }
     }
 }
 
@@ -318,6 +326,7 @@ pub async fn run<B: Backend>(
             Some(rx) => telemetry::telemetry(&mut ctx, rx).await,
             None => unreachable!("skipped above without a receiver"),
         },
+        CheckName::Metrics => metrics::metrics(&mut ctx, &workloads.metrics, otlp).await,
         CheckName::ChartTest | CheckName::BackupRestore => unreachable!("handled above: their Jobs talk to the server, not this client"),
     };
     match result {
