@@ -12,7 +12,7 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// `/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/add` → `…/{collection_id}/add`.
+/// `/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/add` → `…/collections/{collection_id}/add`.
 pub fn short_route(route: &str) -> String {
     match route.find("/collections") {
         Some(i) if i > 0 => format!("…{}", &route[i..]),
@@ -43,7 +43,10 @@ fn series(result: &Value, start: f64) -> Vec<(String, Vec<(f64, f64)>)> {
     out
 }
 
-fn chart(out: &mut String, x0: f64, y0: f64, w: f64, h: f64, title: &str, unit: &str, data: &[(String, Vec<(f64, f64)>)], colors: &dyn Fn(&str) -> &'static str) {
+/// Where a chart goes: left, top, width, height.
+struct Frame(f64, f64, f64, f64);
+
+fn chart(out: &mut String, Frame(x0, y0, w, h): Frame, title: &str, unit: &str, data: &[(String, Vec<(f64, f64)>)], colors: &dyn Fn(&str) -> &'static str) {
     let tmax = data.iter().flat_map(|(_, p)| p.iter().map(|(t, _)| *t)).fold(1.0_f64, f64::max);
     let vmax = data.iter().flat_map(|(_, p)| p.iter().map(|(_, v)| *v)).fold(0.0_f64, f64::max).max(1e-9);
     let _ = writeln!(out, r##"<rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#999"/>"##);
@@ -65,15 +68,17 @@ pub fn svg(runs: &[Value]) -> String {
         let start = r["start"].as_f64().unwrap_or(0.0);
         let rate = series(&r["rate"], start);
         let p95 = series(&r["p95"], start);
+        // One colour per endpoint across eras (0.x and 1.x spell the path parameters apart).
         for (route, _) in rate.iter().chain(&p95) {
-            if !routes.contains(route) {
-                routes.push(route.clone());
+            let short = short_route(route);
+            if !routes.contains(&short) {
+                routes.push(short);
             }
         }
         rows.push((r["version"].as_str().unwrap_or("?").to_string(), rate, p95));
     }
     routes.sort();
-    let color = |route: &str| PALETTE[routes.iter().position(|r| r == route).unwrap_or(0) % PALETTE.len()];
+    let color = |route: &str| PALETTE[routes.iter().position(|r| *r == short_route(route)).unwrap_or(0) % PALETTE.len()];
     let (cw, ch, left, top, gap) = (330.0, 120.0, 70.0, 50.0, 45.0);
     let legend_h = 14.0 * routes.len() as f64 + 10.0;
     let height = top + rows.len() as f64 * (ch + gap) + legend_h;
@@ -85,12 +90,12 @@ pub fn svg(runs: &[Value]) -> String {
     let _ = writeln!(out, r#"<text x="10" y="32">Per endpoint (http_route of the server spans), as the dashboard queries them with a 1 m rate window; x: seconds since the check started.</text>"#);
     for (i, (version, rate, p95)) in rows.iter().enumerate() {
         let y = top + 12.0 + i as f64 * (ch + gap);
-        chart(&mut out, left, y, cw, ch, &format!("Chroma {version}: requests per second"), "req/s", rate, &color);
-        chart(&mut out, left + cw + 60.0, y, cw, ch, &format!("Chroma {version}: p95 latency"), "ms", p95, &color);
+        chart(&mut out, Frame(left, y, cw, ch), &format!("Chroma {version}: requests per second"), "req/s", rate, &color);
+        chart(&mut out, Frame(left + cw + 60.0, y, cw, ch), &format!("Chroma {version}: p95 latency"), "ms", p95, &color);
     }
     let mut y = top + rows.len() as f64 * (ch + gap) + 4.0;
     for route in &routes {
-        let _ = writeln!(out, r#"<rect x="10" y="{}" width="10" height="10" fill="{}"/><text x="24" y="{}">{}</text>"#, y, color(route), y + 9.0, esc(&short_route(route)));
+        let _ = writeln!(out, r#"<rect x="10" y="{}" width="10" height="10" fill="{}"/><text x="24" y="{}">{}</text>"#, y, color(route), y + 9.0, esc(route));
         y += 14.0;
     }
     out.push_str("</svg>\n");
@@ -112,5 +117,13 @@ mod tests {
         assert!(s.starts_with("<svg") && s.contains("…/collections/{collection_id}/add") && s.contains("Chroma 0.6.3: p95 latency"), "{s}");
         assert!(!s.contains("/idle"), "a route without traffic is left out");
         assert_eq!(s.matches("<polyline").count(), 2);
+    }
+
+    #[test]
+    fn one_endpoint_keeps_one_colour_and_legend_entry_across_eras() {
+        let run = |v: &str, route: &str| json!({"version": v, "start": 0.0, "rate": [{"metric": {"http_route": route}, "values": [[1.0, "1"]]}], "p95": []});
+        let s = svg(&[run("0.6.3", "/api/v2/tenants/{tenant}/databases/{database_name}/collections/{collection_id}/add"), run("1.5.0", "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/add")]);
+        assert_eq!(s.matches("…/collections/{collection_id}/add").count(), 1, "{s}");
+        assert_eq!(s.matches(r##"stroke="#4e79a7""##).count(), 2, "{s}");
     }
 }

@@ -277,6 +277,12 @@ pub async fn run<B: Backend>(
             };
         }
     }
+    if check == CheckName::Metrics
+        && let Some(name) = workloads.metrics.deployment.as_ref().and_then(|d| d.metadata.name.clone())
+        && let Err(reason) = backend.pod_ip(deployed, &name)
+    {
+        return Outcome::Skipped { reason: format!("metrics not checked on the {} backend: {reason}", backend.name()) };
+    }
     let unexercised = match check {
         CheckName::TlsProxy => tls::proxy_only_unexercised(deployed),
         CheckName::TlsRotation => tls::rotation_unexercised(backend, deployed),

@@ -29,6 +29,14 @@ use crate::backend::{BackendError, Release};
 /// Where the built collector is: set by `cargo xtask e2e` (xtask/src/obstools.rs).
 pub const BIN_ENV: &str = "CHROMADB_OTELCOL_BIN";
 
+/// Why the collector is not run when [`binary`] is `None`.
+pub const NOT_BUILT: &str = "no collector build stands in for its image ($CHROMADB_OTELCOL_BIN is unset: `cargo xtask e2e` builds it with `cargo xtask tools --observability` when a deployment runs the metrics check)";
+
+/// The built collector, when this run has one.
+pub fn binary() -> Option<PathBuf> {
+    std::env::var_os(BIN_ENV).filter(|p| !p.is_empty()).map(PathBuf::from)
+}
+
 /// The contrib image's ENTRYPOINT and user (its Dockerfile: `ENTRYPOINT ["/otelcol-contrib"]`,
 /// `USER 10001`).
 pub const IMAGE_ENTRYPOINT: &str = "/otelcol-contrib";
@@ -96,8 +104,9 @@ impl CollectorPod {
     }
 }
 
-/// How the Chroma pod sees the collector's Services: each port relayed to where the
-/// collector's container port listens (the host's loopback).
+/// How the Chroma pod sees the collector's Services: its names answered with the host's end of
+/// the pod's link, where the collector (in the host's network) serves its container ports
+/// itself; a Service port that differs from its target is relayed there.
 pub fn service_view(svc: &Service, pod: &PodSpec) -> Result<ServiceView, String> {
     let name = svc.metadata.name.clone().unwrap_or_default();
     let mut ports = Vec::new();
@@ -105,7 +114,11 @@ pub fn service_view(svc: &Service, pod: &PodSpec) -> Result<ServiceView, String>
         let target = p.target_port.clone().unwrap_or(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p.port));
         let to = crate::workload::resolve_port(&pod.containers, &target).map_err(|e| format!("Service {name} port {}: {e}", p.port))?;
         let port = u16::try_from(p.port).map_err(|_| format!("Service {name} port {} is not a port number", p.port))?;
-        ports.push((port, SocketAddr::from(([127, 0, 0, 1], to))));
+        // The collector listens on every address of the host's network, the Service address
+        // in the Chroma pod's hosts file included: a port it already serves needs no relay.
+        if port != to {
+            ports.push((port, SocketAddr::from(([127, 0, 0, 1], to))));
+        }
     }
     Ok(ServiceView { name, ports })
 }
@@ -136,10 +149,7 @@ pub async fn start(d: &Deployment, release: &Release, root: &std::path::Path, re
     if !c.image.as_deref().is_some_and(is_collector_image) {
         return Err(BackendError::Unsupported { backend: "process", reason: format!("Deployment {name} runs image {:?}, which has no stand-in (only otel/opentelemetry-collector-contrib)", c.image) });
     }
-    let binary = std::env::var_os(BIN_ENV).filter(|p| !p.is_empty()).map(PathBuf::from).ok_or_else(|| BackendError::Unsupported {
-        backend: "process",
-        reason: format!("no collector build stands in for {} (${BIN_ENV} is unset: `cargo xtask e2e` builds it with `cargo xtask tools --observability` when a deployment runs the metrics check)", c.image.as_deref().unwrap_or("?")),
-    })?;
+    let binary = binary().ok_or_else(|| BackendError::Unsupported { backend: "process", reason: NOT_BUILT.into() })?;
     if !binary.is_file() {
         return Err(invalid(format!("${BIN_ENV}={} is not a file", binary.display())));
     }
@@ -198,14 +208,12 @@ pub async fn start(d: &Deployment, release: &Release, root: &std::path::Path, re
                 detail: format!("the collector exited ({status}) before its pod became ready:\n{tail}"),
             });
         }
-        match &probe_url {
-            Some(url) => {
-                if client.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
-                    break;
-                }
-            }
-            None if started.elapsed() > Duration::from_secs(2) => break,
-            None => {}
+        let ready = match &probe_url {
+            Some(url) => client.get(url).send().await.is_ok_and(|r| r.status().is_success()),
+            None => started.elapsed() > Duration::from_secs(2),
+        };
+        if ready {
+            break;
         }
         if started.elapsed() > ready_timeout {
             let _ = server.kill().await;
