@@ -38,7 +38,7 @@ pub struct Flags {
     /// Only this deployment of fixtures/live.yaml (repeatable)
     #[arg(long = "scenario", value_name = "NAME")]
     pub scenarios: Vec<String>,
-    /// Only this check (repeatable): api-surface, auth, cors, payload, persistence, chart-test, telemetry, faults-sigkill, faults-scale, reset (an unknown name lists them all)
+    /// Only this check (repeatable): api-surface, auth, cors, payload, persistence, chart-test, telemetry, metrics, faults-sigkill, faults-scale, reset (an unknown name lists them all)
     #[arg(long = "check", value_name = "NAME")]
     pub checks: Vec<CheckName>,
     /// Deployments run at once (at least 1)

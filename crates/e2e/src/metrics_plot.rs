@@ -87,7 +87,7 @@ pub fn svg(runs: &[Value]) -> String {
     let _ = writeln!(out, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="10">"#);
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(out, r#"<text x="10" y="18" font-size="13" font-weight="bold">Chroma → chart's OpenTelemetry Collector → Prometheus (metrics check, live)</text>"#);
-    let _ = writeln!(out, r#"<text x="10" y="32">Per endpoint (http_route of the server spans), as the dashboard queries them with a 1 m rate window; x: seconds since the check started.</text>"#);
+    let _ = writeln!(out, r#"<text x="10" y="32">Per endpoint (http_route of the request spans), as the dashboard queries them with a 1 m rate window; x: seconds since the check started.</text>"#);
     for (i, (version, rate, p95)) in rows.iter().enumerate() {
         let y = top + 12.0 + i as f64 * (ch + gap);
         chart(&mut out, Frame(left, y, cw, ch), &format!("Chroma {version}: requests per second"), "req/s", rate, &color);

@@ -181,7 +181,13 @@ pub async fn start(d: &Deployment, release: &Release, root: &std::path::Path, re
     adjustments.extend(more);
     adjustments.push(format!("Deployment {name}: its pod shares the host's network (pod address 127.0.0.1, rendered listen addresses)"));
     let mut env: Vec<(String, String)> = vec![("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into())];
+    if c.env_from.as_ref().is_some_and(|f| !f.is_empty()) {
+        return Err(BackendError::Unsupported { backend: "process", reason: format!("Deployment {name}: envFrom is not modelled for the collector") });
+    }
     for e in c.env.iter().flatten() {
+        if e.value_from.is_some() {
+            return Err(BackendError::Unsupported { backend: "process", reason: format!("Deployment {name}: env from Secrets/ConfigMaps/fields is not modelled for the collector (env `{}`)", e.name) });
+        }
         env.push((e.name.clone(), e.value.clone().unwrap_or_default()));
     }
     let launch = Launch { program: PathBuf::from(BWRAP), args: bw, env, cwd: PathBuf::from("/"), container_port: 0, adjustments: Vec::new(), netns: None };
