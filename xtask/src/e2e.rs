@@ -38,7 +38,7 @@ pub struct Flags {
     /// Only this deployment of fixtures/live.yaml (repeatable)
     #[arg(long = "scenario", value_name = "NAME")]
     pub scenarios: Vec<String>,
-    /// Only this check (repeatable): api-surface, auth, cors, payload, persistence, chart-test, telemetry, faults-sigkill, faults-scale, reset (an unknown name lists them all)
+    /// Only this check (repeatable): api-surface, auth, cors, payload, persistence, chart-test, telemetry, metrics, faults-sigkill, faults-scale, reset (an unknown name lists them all)
     #[arg(long = "check", value_name = "NAME")]
     pub checks: Vec<CheckName>,
     /// Deployments run at once (at least 1)
@@ -57,6 +57,10 @@ pub struct Flags {
     /// (unfiltered `telemetry` deployments, one series per version) as an SVG
     #[arg(long, value_name = "FILE.svg")]
     pub latency_plot: Option<PathBuf>,
+    /// Draw request rate and p95 latency per endpoint, as Prometheus held them during the
+    /// `metrics` check, as an SVG (one row per version)
+    #[arg(long, value_name = "FILE.svg")]
+    pub metrics_plot: Option<PathBuf>,
     /// The deployments file
     #[arg(long, value_name = "PATH", hide = true)]
     pub plan: Option<PathBuf>,
@@ -85,6 +89,7 @@ impl Flags {
             report: None,
             junit: None,
             latency_plot: None,
+            metrics_plot: None,
             plan: None,
             combinations: false,
             // One pairwise row per smoke version: the features meet in the test command too.
@@ -128,6 +133,13 @@ struct Plan {
 }
 
 impl Plan {
+    /// Whether some deployment of the plan runs `check` (the builds it needs are made first).
+    fn runs(&self, check: CheckName) -> bool {
+        let wanted = self.opts.checks.as_ref().is_none_or(|c| c.contains(&check));
+        let listed = self.live.deployments.iter().chain(self.combinations.iter().flat_map(|(_, p)| p.deployments.iter())).any(|d| d.checks.contains(&check));
+        wanted && listed
+    }
+
     fn from_flags(flags: &Flags) -> anyhow::Result<Plan> {
         let root = crate::project_root();
         let matrix = backends::version_matrix(&root)?;
@@ -204,6 +216,13 @@ impl Plan {
 fn run_plan(mut plan: Plan, flags: &Flags, tools: &Toolset) -> anyhow::Result<(ExitCode, RunReport)> {
     let helm = Helm::new(&tools.helm.path).context("the provisioned helm")?;
     plan.opts.helm_version = tools.helm.version.clone();
+    if "metrics".parse::<CheckName>().is_ok_and(|m| plan.runs(m)) {
+        crate::obstools::ensure_and_export()?;
+        if let Some(svg) = &flags.metrics_plot {
+            // SAFETY: before the runtime and its threads start.
+            unsafe { std::env::set_var(e2e::checks::metrics::PLOT_ENV, svg) };
+        }
+    }
     let matrix = plan.matrix.clone();
     let job = LiveJob { plan, helm, flags };
     backends::run(&flags.backend, flags.keep, tools, &matrix, job)

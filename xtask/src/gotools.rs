@@ -87,6 +87,31 @@ pub const CT: GoBuild = GoBuild {
     cold_estimate: "1 min",
 };
 
+/// Prometheus for the `metrics` check (`cargo xtask tools --observability`): only its HTTP API
+/// is used, so no web UI assets are embedded (no `builtinassets` tag), and `remove_all_sd`
+/// leaves out the cloud service discoveries (the check scrapes static targets).
+pub const PROMETHEUS: GoBuild = GoBuild {
+    module: "prometheus",
+    pinned: "github.com/prometheus/prometheus",
+    prefix: "prometheus",
+    commands: &[("prometheus", "github.com/prometheus/prometheus/cmd/prometheus")],
+    version_package: None,
+    cold_estimate: "8 min",
+};
+/// Build tags of [`PROMETHEUS`].
+pub const PROMETHEUS_TAGS: &[&str] = &["remove_all_sd"];
+
+/// The OpenTelemetry Collector Builder that generates and compiles the collector
+/// (xtask/src/obstools.rs).
+pub const OCB: GoBuild = GoBuild {
+    module: "ocb",
+    pinned: "go.opentelemetry.io/collector/cmd/builder",
+    prefix: "ocb",
+    commands: &[("builder", "go.opentelemetry.io/collector/cmd/builder")],
+    version_package: None,
+    cold_estimate: "1 min",
+};
+
 /// Flags every build uses: paths and symbol tables out, so binaries are small and the same
 /// wherever the checkout lives; the version stamped where the build asks for it.
 pub fn build_flags(build: &GoBuild, version: &str) -> Vec<String> {
@@ -226,8 +251,16 @@ fn own_sources(dir: &Path) -> Result<String> {
 }
 
 /// The digest that says a cache folder holds this module's build.
+#[cfg(test)]
 fn stamp(go_mod: &str, go_sum: &str, build: &GoBuild, version: &str) -> String {
+    stamp_tagged(go_mod, go_sum, build, version, &[])
+}
+
+fn stamp_tagged(go_mod: &str, go_sum: &str, build: &GoBuild, version: &str, tags: &[&str]) -> String {
     let mut h = Sha256::new();
+    if !tags.is_empty() {
+        h.update(format!("tags={}\0", tags.join(",")).as_bytes());
+    }
     for part in [go_mod, go_sum, &build_flags(build, version).join(" ")] {
         h.update(part.as_bytes());
         h.update([0]);
@@ -240,6 +273,11 @@ fn stamp(go_mod: &str, go_sum: &str, build: &GoBuild, version: &str) -> String {
 
 /// The binaries of `build`, built now unless the cache folder already holds them.
 pub fn ensure(build: &GoBuild) -> Result<Built> {
+    ensure_tagged(build, &[])
+}
+
+/// [`ensure`] with build tags (part of the stamp).
+pub fn ensure_tagged(build: &GoBuild, tags: &[&str]) -> Result<Built> {
     let dir = module_dir(build);
     let go_mod = fs::read_to_string(dir.join("go.mod")).with_context(|| format!("reading {}/go.mod", dir.display()))?;
     let go_sum = fs::read_to_string(dir.join("go.sum")).with_context(|| format!("reading {}/go.sum", dir.display()))?;
@@ -247,7 +285,7 @@ pub fn ensure(build: &GoBuild) -> Result<Built> {
         .with_context(|| format!("{}/go.mod does not require {}", dir.display(), build.pinned))?;
     let root = crate::tools_dir().join(format!("{}-{version}", build.prefix));
     let bin = root.join("bin");
-    let want = stamp(&format!("{go_mod}{}", own_sources(&dir)?), &go_sum, build, &version);
+    let want = stamp_tagged(&format!("{go_mod}{}", own_sources(&dir)?), &go_sum, build, &version, tags);
     let complete = || {
         fs::read_to_string(root.join(".complete")).is_ok_and(|s| s.trim() == want)
             && build.commands.iter().all(|(name, _)| bin.join(name).is_file())
@@ -276,6 +314,9 @@ pub fn ensure(build: &GoBuild) -> Result<Built> {
     fs::create_dir_all(&bin)?;
     let mut c = go_command(&go, &dir);
     c.arg("build").args(build_flags(build, &version));
+    if !tags.is_empty() {
+        c.arg(format!("-tags={}", tags.join(",")));
+    }
     if let [(name, pkg)] = build.commands {
         // One command: name the file (a `/v3` module path would otherwise name it `server`).
         c.arg("-o").arg(bin.join(name)).arg(pkg);
@@ -344,7 +385,7 @@ mod tests {
 
     #[test]
     fn the_committed_modules_pin_what_the_cache_folders_are_named_for() {
-        for b in ALL.into_iter().chain([CT]) {
+        for b in ALL.into_iter().chain([CT, PROMETHEUS, OCB]) {
             let go_mod = fs::read_to_string(module_dir(&b).join("go.mod")).unwrap();
             let v = required_version(&go_mod, b.pinned).unwrap_or_else(|| panic!("{} pins {}", b.module, b.pinned));
             assert!(v.starts_with('v'), "{v}");

@@ -12,6 +12,7 @@ mod e2e;
 mod gotools;
 mod host;
 mod nextest;
+mod obstools;
 #[cfg(test)]
 mod readme;
 mod tally;

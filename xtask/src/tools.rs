@@ -29,6 +29,10 @@ pub struct Flags {
     /// Also build ct (helm/chart-testing) from its Go module, with its yamllint and yamale
     #[arg(long)]
     chart_testing: bool,
+    /// Also build the OpenTelemetry Collector (with the OpenTelemetry Collector Builder) and
+    /// Prometheus from their Go modules, for the `metrics` check
+    #[arg(long)]
+    observability: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -172,6 +176,11 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
                     for (name, _) in build.commands {
                         println!("{name:<12} {:<10} {} (built from Go modules)", built.version, built.path(name).display());
                     }
+                }
+            }
+            if flags.observability {
+                for (name, version, path) in crate::obstools::ensure_and_export()? {
+                    println!("{name:<12} {version:<10} {} (built from Go modules)", path.display());
                 }
             }
             if flags.chart_testing {

@@ -167,7 +167,7 @@ mod tests {
     #[test]
     fn missing_names_each_absent_program_in_order() {
         let m = missing_by(|p| p == "curl" || p == "ip");
-        assert_eq!(m.iter().map(|p| p.name).collect::<Vec<_>>(), ["setpriv", "bwrap", "nginx", "htpasswd", "mount"]);
+        assert_eq!(m.iter().map(|p| p.name).collect::<Vec<_>>(), ["setpriv", "bwrap", "nginx", "htpasswd", "mount", "nft"]);
     }
 
     #[test]

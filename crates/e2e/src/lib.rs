@@ -8,6 +8,7 @@ pub mod combinations;
 pub mod dataset;
 pub mod host;
 pub mod latency_plot;
+pub mod metrics_plot;
 pub mod node;
 pub mod otlp;
 pub mod prepare;

@@ -157,8 +157,9 @@ impl Receiver {
         let sink = Sink::default();
         let (tx, rx) = oneshot::channel::<()>();
         let server = tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(sink.clone()))
-            .add_service(MetricsServiceServer::new(sink.clone()))
+            // A collector's OTLP exporter sends gzip unless told otherwise.
+            .add_service(TraceServiceServer::new(sink.clone()).accept_compressed(tonic::codec::CompressionEncoding::Gzip))
+            .add_service(MetricsServiceServer::new(sink.clone()).accept_compressed(tonic::codec::CompressionEncoding::Gzip))
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = rx.await;
             });

@@ -184,6 +184,26 @@ fn dashboard_is_labelled_for_the_sidecar_and_charts_rate_errors_and_latency() {
     assert_eq!(json["templating"]["list"][1]["current"]["value"], service_name.as_str(), "the dashboard opens on this release's service");
 }
 
+/// The request spans are SPAN_KIND_SERVER only on 0.x (FastAPI's instrumentation); the 1.x
+/// server's (`HTTP request`, chroma_tracing) are SPAN_KIND_INTERNAL — measured by the `metrics`
+/// check on 1.5.0, where a span_kind filter left every panel empty. What both eras' request
+/// spans have, and no other span has, is `http.route`.
+#[rstest]
+#[case::python_server("0.6.3")]
+#[case::rust_server("1.5.0")]
+fn every_dashboard_query_selects_request_spans_by_route_not_span_kind(#[case] version: &str) {
+    let case = suite().case(version, "metrics");
+    let (_, r) = case.accepted().expect("accepted");
+    let cm = r.configmaps().find(|c| c.data.as_ref().is_some_and(|d| d.contains_key("chroma.json"))).expect("dashboard ConfigMap");
+    let json: Json = serde_json::from_str(&cm.data.as_ref().unwrap()["chroma.json"]).expect("dashboard JSON parses");
+    let exprs: Vec<String> = json["panels"].as_array().unwrap().iter().flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_string())).collect();
+    assert_eq!(exprs.len(), 7, "{exprs:?}");
+    for x in &exprs {
+        assert!(x.contains(r#"http_route!="""#), "{x}");
+        assert!(!x.contains("span_kind"), "{x}");
+    }
+}
+
 #[rstest]
 #[case::disabled_dashboard("metrics: {enabled: true, dashboard: {enabled: false}}", "0.6.3", 0)]
 #[case::metrics_off("{}", "1.5.0", 0)]

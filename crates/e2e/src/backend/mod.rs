@@ -203,6 +203,12 @@ pub trait Backend: 'static {
     /// kept across an upgrade is the chart's own doing); `Err(why not)` when this backend
     /// renders without an API server and can only emulate it.
     fn runs_lookup(&self) -> Result<(), String>;
+    /// The address of the pod of the release's Deployment `deployment` (the chart's collector),
+    /// where a scraper reaches its container ports. Default: this backend runs no Deployment.
+    fn pod_ip(&self, _deployed: &Deployed, deployment: &str) -> Result<std::net::IpAddr, String> {
+        Err(format!("this backend does not run Deployment {deployment}"))
+    }
+
     /// `Ok(())` when the server can reach a listener on the harness's 127.0.0.1 (the OTLP
     /// receiver of the `telemetry` check); `Err(why not)` otherwise. Default: a cluster's pods
     /// have their own loopback.

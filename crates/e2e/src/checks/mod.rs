@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod era;
 pub mod faults;
+pub mod metrics;
 mod probes;
 pub mod table;
 pub mod telemetry;
@@ -265,12 +266,18 @@ pub fn basic(user: &str, pass: &str, label: String) -> Credential {
 pub struct Workloads {
     pub backup: Option<CronJob>,
     pub restore: Option<Job>,
+    /// The collector, ServiceMonitor and dashboard the `metrics` check reads.
+    pub metrics: metrics::Objects,
 }
 
 impl Workloads {
     /// The backup CronJob of `rendered` and the post-install restore Job of `restore`.
     pub fn from_renders(rendered: &Rendered, restore: Option<&Rendered>) -> Workloads {
-        Workloads { backup: rendered.cronjobs().next().cloned(), restore: restore.and_then(backup::restore_job).cloned() }
+        Workloads {
+            backup: rendered.cronjobs().next().cloned(),
+            restore: restore.and_then(backup::restore_job).cloned(),
+            metrics: metrics::Objects::from_render(rendered),
+        }
     }
 }
 

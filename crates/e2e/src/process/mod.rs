@@ -9,6 +9,7 @@
 //! [`Deployed::adjustments`].
 
 pub mod child;
+pub mod collector;
 pub mod hook;
 pub mod image;
 pub mod pod;
@@ -80,6 +81,9 @@ struct Running {
     tls: Option<crate::tls::TlsEndpoint>,
     /// The StatefulSet was deleted with `--cascade=orphan`: the next upgrade creates it.
     orphaned: bool,
+    /// The chart's collector Deployment's pod (`metrics.enabled`), which lives apart from the
+    /// Chroma pod's restarts.
+    collector: Option<collector::CollectorPod>,
 }
 
 pub struct ProcessBackend {
@@ -172,6 +176,9 @@ impl ProcessBackend {
         std::fs::create_dir_all(layout.pvc()).map_err(io("creating the claims dir"))?;
         std::fs::create_dir_all(layout.logs()).map_err(io("creating the logs dir"))?;
 
+        // The release's other Deployment (the collector) first: Chroma's pod reaches it by its
+        // Service name.
+        let views = self.ensure_collector(r).await?;
         let release = &r.release;
         let rendered = &release.rendered;
         let sts = rendered.statefulset().ok_or_else(|| invalid("the chart rendered no StatefulSet"))?;
@@ -191,15 +198,16 @@ impl ProcessBackend {
         if !others.is_empty() {
             return Err(BackendError::Unsupported { backend: "process", reason: format!("it runs only the `{}` container and an nginx sidecar; the pod also has {}", c.name, others.join(", ")) });
         }
-        // Containers that share the pod's localhost get a network namespace of their own, so
-        // every address and port is exactly as rendered.
-        if proxy_c.is_some() {
+        // Containers that share the pod's localhost, or a pod that dials the release's other
+        // Services by name, get a network namespace of their own, so every address and port is
+        // exactly as rendered.
+        if proxy_c.is_some() || !views.is_empty() {
             if let Err(e) = podnet::available() {
                 return Err(BackendError::Unsupported { backend: "process", reason: format!("the pod has a sidecar sharing its localhost, which needs a pod network: {e}") });
             }
             if life == Start::NewPod || r.net.is_none() {
                 r.net = None;
-                let net = podnet::PodNet::create(&me.name, &me.namespace, &[]).await.map_err(|e| BackendError::step(format!("the pod network of {}", me.name), e))?;
+                let net = podnet::PodNet::create(&me.name, &me.namespace, &views).await.map_err(|e| BackendError::step(format!("the pod network of {}", me.name), e))?;
                 me.ip = net.pod_ip.to_string();
                 r.net = Some(net);
             }
@@ -290,7 +298,11 @@ impl ProcessBackend {
             _ => {
                 check_ports(c, &services, &labels, launch.container_port)?;
                 let probe = readiness(c, launch.container_port)?;
-                (std::net::SocketAddr::from(([127, 0, 0, 1], host_port.unwrap_or(launch.container_port))), launch.container_port, probe)
+                let at = match pod_ip {
+                    Some(ip) => std::net::SocketAddr::from((ip, launch.container_port)),
+                    None => std::net::SocketAddr::from(([127, 0, 0, 1], host_port.unwrap_or(launch.container_port))),
+                };
+                (at, launch.container_port, probe)
             }
         };
         if let Some(net) = &r.net {
@@ -359,6 +371,46 @@ impl ProcessBackend {
     /// Stops the server gracefully; dropping `r` then removes its files.
     async fn cleanup(&self, mut r: Running) {
         self.stop_pod(&mut r).await;
+        if let Some(c) = r.collector.take() {
+            c.stop(self.opts.stop_grace).await;
+        }
+    }
+
+    /// Runs the release's collector Deployment (rolled out again when its pod template
+    /// changed) and returns how the Chroma pod sees its Services.
+    async fn ensure_collector(&self, r: &mut Running) -> Result<Vec<podnet::ServiceView>, BackendError> {
+        let deployments = collector::deployments(&r.release).map_err(invalid)?;
+        if deployments.len() > 1 {
+            return Err(BackendError::Unsupported { backend: "process", reason: format!("the release renders {} Deployments; only the chart's collector is modelled", deployments.len()) });
+        }
+        let Some(d) = deployments.first() else {
+            if let Some(c) = r.collector.take() {
+                c.stop(self.opts.stop_grace).await;
+            }
+            return Ok(Vec::new());
+        };
+        let template = d.spec.as_ref().map(|s| serde_json::to_value(&s.template).unwrap_or_default()).unwrap_or_default();
+        if r.collector.as_ref().is_some_and(|c| c.template != template)
+            && let Some(c) = r.collector.take()
+        {
+            c.stop(self.opts.stop_grace).await;
+        }
+        if collector::binary().is_none() {
+            // Not asked for (no deployment of this run checks metrics): the Chroma pod runs as
+            // it always has, its spans to a collector that is not there.
+            append(&server_log(&r.layout), &format!("--- harness: Deployment {} not run: {} ---\n", d.metadata.name.as_deref().unwrap_or("?"), collector::NOT_BUILT));
+            return Ok(Vec::new());
+        }
+        if r.collector.is_none() {
+            let mut notes = Vec::new();
+            let pod = collector::start(d, &r.release, &r.layout.root, self.opts.ready_timeout, &mut notes).await?;
+            for n in notes {
+                append(&server_log(&r.layout), &format!("--- harness: {n} ---\n"));
+            }
+            r.collector = Some(pod);
+        }
+        let spec = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).ok_or_else(|| invalid("the collector Deployment has no pod spec"))?;
+        collector::services_of(&r.release, d).into_iter().map(|s| collector::service_view(s, spec).map_err(invalid)).collect()
     }
 }
 
@@ -587,7 +639,7 @@ impl Backend for ProcessBackend {
             .tempdir_in(&self.opts.temp_base)
             .map_err(io("creating the deployment's temp dir"))?;
         let layout = Layout { root: root.path().to_path_buf() };
-        let mut r = Running { sized: Vec::new(), _root: root, release: release.clone(), venv, layout, server: None, starts: 0, reach: None, sidecars: Vec::new(), net: None, tls: None, orphaned: false };
+        let mut r = Running { sized: Vec::new(), _root: root, release: release.clone(), venv, layout, server: None, starts: 0, reach: None, sidecars: Vec::new(), net: None, tls: None, orphaned: false, collector: None };
         match self.start(&mut r, Start::NewPod).await {
             Ok((base_url, adjustments)) => {
                 let secrets = Sources::from_release(release).map(|s| s.secrets).unwrap_or_default();
@@ -839,6 +891,16 @@ impl Backend for ProcessBackend {
 
     fn runs_lookup(&self) -> Result<(), String> {
         Err("the process backend renders with `helm template`, which has no API server for `lookup`; a generated Secret can only be carried over by emulation".into())
+    }
+
+    fn pod_ip(&self, deployed: &Deployed, deployment: &str) -> Result<std::net::IpAddr, String> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let r = running.get(&deployed.id).ok_or_else(|| format!("deployment {} is not running on this backend", deployed.id))?;
+        match &r.collector {
+            Some(c) if c.deployment == deployment => Ok(c.ip()),
+            _ if collector::binary().is_none() => Err(format!("Deployment {deployment} is not run: {}", collector::NOT_BUILT)),
+            _ => Err(format!("no pod of Deployment {deployment} runs for {}", deployed.id)),
+        }
     }
 
     fn reaches_harness_loopback(&self, deployed: &Deployed) -> Result<(), String> {

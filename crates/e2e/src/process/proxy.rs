@@ -68,8 +68,33 @@ fn existing_ancestor(path: &Path) -> PathBuf {
 /// emptyDir), then the pod's user.
 pub fn launch(c: &Container, pod: &PodSpec, volume_dirs: &BTreeMap<String, PathBuf>, user: &RunAs, netns: &str) -> Result<Launch, LaunchError> {
     let argv = argv(c)?;
-    let mut bw: Vec<String> = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--die-with-parent"].map(String::from).to_vec();
     let mut adjustments = vec![format!("container `{}`: Debian's {NGINX} stands in for image {}", c.name, c.image.as_deref().unwrap_or("?"))];
+    let (bw, more) = container_root_argv(c, pod, volume_dirs, user, NGINX, argv.into_iter().skip(1))?;
+    adjustments.extend(more);
+    Ok(Launch {
+        program: PathBuf::from(BWRAP),
+        args: bw,
+        env: vec![("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into())],
+        cwd: PathBuf::from("/"),
+        container_port: 0,
+        adjustments,
+        netns: Some(netns.to_string()),
+    })
+}
+
+/// The bubblewrap argv (and what it changed) that runs `program args` as container `c` of
+/// `pod` would see it: the host read-only as the image, each volume at its mount path, then
+/// the container's user. Shared by every host program that stands in for an image.
+pub fn container_root_argv(
+    c: &Container,
+    pod: &PodSpec,
+    volume_dirs: &BTreeMap<String, PathBuf>,
+    user: &RunAs,
+    program: &str,
+    args: impl IntoIterator<Item = String>,
+) -> Result<(Vec<String>, Vec<String>), LaunchError> {
+    let mut bw: Vec<String> = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--die-with-parent"].map(String::from).to_vec();
+    let mut adjustments = Vec::new();
     let mounts: Vec<_> = c.volume_mounts.iter().flatten().collect();
     // A mount point the host lacks cannot be made on the read-only root: its deepest existing
     // parent becomes a tmpfs holding the host's entries again (bound back read-only), where
@@ -131,17 +156,9 @@ pub fn launch(c: &Container, pod: &PodSpec, volume_dirs: &BTreeMap<String, PathB
         let groups = if user.groups.is_empty() { "--clear-groups".to_string() } else { format!("--groups={}", user.groups.iter().map(u32::to_string).collect::<Vec<_>>().join(",")) };
         bw.extend(["/usr/bin/setpriv".to_string(), format!("--reuid={}", user.uid), format!("--regid={}", user.gid), groups, "--".into()]);
     }
-    bw.push(NGINX.to_string());
-    bw.extend(argv.into_iter().skip(1));
-    Ok(Launch {
-        program: PathBuf::from(BWRAP),
-        args: bw,
-        env: vec![("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into())],
-        cwd: PathBuf::from("/"),
-        container_port: 0,
-        adjustments,
-        netns: Some(netns.to_string()),
-    })
+    bw.push(program.to_string());
+    bw.extend(args);
+    Ok((bw, adjustments))
 }
 
 #[cfg(test)]

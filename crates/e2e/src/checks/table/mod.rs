@@ -36,6 +36,7 @@ table! {
     chart_test,
     backup_restore,
     telemetry,
+    metrics,
     faults_sigkill,
     faults_scale,
     faults_full_volume,
