@@ -136,8 +136,10 @@ pub fn bwrap_args(plan: &ContainerPlan, host: &dyn HostView) -> Vec<String> {
     // A mount point under a host directory that lacks it cannot be made on a read-only bind:
     // that directory is rebuilt as a tmpfs holding the host's entries again.
     let mut rebuilt: Vec<PathBuf> = Vec::new();
-    for m in &binds {
-        let at = Path::new(&m.dst);
+    // The working directory too: the image has it even when the host does not.
+    let cwd = host.resolve_parents(Path::new(&plan.cwd));
+    let needed: Vec<&Path> = binds.iter().map(|m| Path::new(&m.dst)).chain(std::iter::once(cwd.as_path())).collect();
+    for at in needed.iter().copied() {
         if host.exists(at) {
             continue;
         }
@@ -174,9 +176,13 @@ pub fn bwrap_args(plan: &ContainerPlan, host: &dyn HostView) -> Vec<String> {
         }
     }
     // The working directory exists in an image even when nothing is mounted there.
-    let cwd = host.resolve_parents(Path::new(&plan.cwd));
     if !host.exists(&cwd) && !binds.iter().any(|m| Path::new(&m.dst) == cwd) {
-        a.extend(["--dir".into(), cwd.display().to_string()]);
+        for d in cwd.ancestors().collect::<Vec<_>>().into_iter().rev().filter(|a| *a != Path::new("/") && !host.exists(a)) {
+            if !made.iter().any(|x| x == d) {
+                made.push(d.to_path_buf());
+                a.extend(["--dir".into(), d.display().to_string()]);
+            }
+        }
     }
     let mut sorted: Vec<&Mount> = binds.iter().collect();
     // Parents before children, so a volume inside another lands on top of it.
@@ -352,6 +358,19 @@ mod tests {
         let s = bwrap_args(&plan(true, 1000), &host()).join(" ");
         assert!(s.contains("--tmpfs /etc --ro-bind /etc/passwd /etc/passwd --ro-bind /etc/hosts /etc/hosts"), "{s}");
         assert!(s.contains("--ro-bind /pod/v/config /etc/chroma"), "{s}");
+    }
+
+    #[test]
+    fn a_working_directory_under_a_host_directory_that_lacks_it_is_made_in_a_rebuilt_parent() {
+        let mut p = plan(true, 0);
+        p.cwd = "/usr/local/apache2".into();
+        let mut h = host();
+        h.0.insert("/usr", vec![Entry::Dir("/usr/local".into()), Entry::Dir("/usr/lib".into())]);
+        h.0.insert("/usr/local", vec![Entry::Dir("/usr/local/bin".into())]);
+        let s = bwrap_args(&p, &h).join(" ");
+        assert!(s.contains("--tmpfs /usr/local --ro-bind /usr/local/bin /usr/local/bin"), "{s}");
+        let (dir, chdir) = (s.find("--dir /usr/local/apache2").unwrap(), s.find("--chdir /usr/local/apache2").unwrap());
+        assert!(dir < chdir, "{s}");
     }
 
     #[test]
