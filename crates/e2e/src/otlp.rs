@@ -152,7 +152,12 @@ pub struct Receiver {
 impl Receiver {
     /// Listens on 127.0.0.1 with a port the kernel picks.
     pub async fn start() -> Result<Receiver, OtlpError> {
-        let incoming = tonic::transport::server::TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0))).map_err(OtlpError::Bind)?;
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST.into()).await
+    }
+
+    /// Listens on `ip` (an address the servers reach the harness at) with a port the kernel picks.
+    pub async fn start_on(ip: std::net::IpAddr) -> Result<Receiver, OtlpError> {
+        let incoming = tonic::transport::server::TcpIncoming::bind(SocketAddr::from((ip, 0))).map_err(OtlpError::Bind)?;
         let addr = incoming.local_addr().map_err(OtlpError::Bind)?;
         let sink = Sink::default();
         let (tx, rx) = oneshot::channel::<()>();
@@ -167,7 +172,7 @@ impl Receiver {
         Ok(Receiver { addr, sink, shutdown: Some(tx), task: Some(task) })
     }
 
-    /// `http://127.0.0.1:PORT`: the form both eras' gRPC exporters take (`http` = plaintext).
+    /// `http://ADDRESS:PORT`: the form both eras' gRPC exporters take (`http` = plaintext).
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }

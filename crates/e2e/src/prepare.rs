@@ -36,6 +36,9 @@ pub struct Source<'a> {
     pub checks: &'a [CheckName],
     /// The release's identity on the backend.
     pub id: String,
+    /// Where the servers reach the harness (its OTLP receiver listens there):
+    /// [`crate::backend::Backend::harness_address`].
+    pub harness_address: std::net::IpAddr,
 }
 
 /// A deployment ready to start.
@@ -108,7 +111,7 @@ pub async fn prepare(helm: &Helm, src: Source<'_>) -> Result<Ready, PrepareError
     }
     // The receiver first: its address goes into the render.
     let needs_receiver = src.runtime.values().any(|v| *v == RuntimeValue::OtlpReceiver);
-    let otlp = if needs_receiver { Some(Receiver::start().await.map_err(PrepareError::Receiver)?) } else { None };
+    let otlp = if needs_receiver { Some(Receiver::start_on(src.harness_address).await.map_err(PrepareError::Receiver)?) } else { None };
     let mut values = src.values;
     if !src.runtime.is_empty() {
         let doc = crate::scenario::runtime_values(src.runtime, |what| match what {

@@ -221,6 +221,7 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
         secrets: d.secrets(),
         checks: &planned,
         id: release_id(v, d),
+        harness_address: backend.harness_address(),
     };
     let Ready { release, expected, prepared: mut checks_have, .. } = match prepare(helm, src).await {
         Ok(r) => r,

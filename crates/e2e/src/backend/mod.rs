@@ -209,6 +209,11 @@ pub trait Backend: 'static {
         Err(format!("this backend does not run Deployment {deployment}"))
     }
 
+    /// The address the servers reach the harness at (where its OTLP receiver listens): the
+    /// harness's own loopback by default.
+    fn harness_address(&self) -> std::net::IpAddr {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    }
     /// `Ok(())` when the server can reach a listener on the harness's 127.0.0.1 (the OTLP
     /// receiver of the `telemetry` check); `Err(why not)` otherwise. Default: a cluster's pods
     /// have their own loopback.

@@ -48,6 +48,8 @@ pub struct ClusterBackend {
     slots: Mutex<HashMap<String, Slot>>,
     k3s: Option<K3sCluster>,
     cleanup: Cleanup,
+    /// On the local cluster: the pods' gateway, an address of this host every pod reaches.
+    pod_gateway: Option<std::net::IpAddr>,
 }
 
 /// What the backend remembers about a deployed release.
@@ -145,12 +147,17 @@ impl ClusterBackend {
             slots: Mutex::new(HashMap::new()),
             k3s,
             cleanup,
+            pod_gateway: None,
         };
         backend.cleanup.connected(backend.client.clone());
         if let Err(e) = backend.wait_for_node().await {
             // The container would go away on drop anyway; stop it properly so --keep is honoured.
             let _ = backend.shutdown().await;
             return Err(e);
+        }
+        let mut backend = backend;
+        if kind == ClusterKind::Local {
+            backend.pod_gateway = backend.local_pod_gateway().await;
         }
         tracing::info!(cluster = %backend.describe, run = %backend.suffix, "cluster ready");
         Ok(backend)
@@ -195,6 +202,16 @@ impl ClusterBackend {
             .get(id)
             .map(|s| (s.namespace.clone(), s.release.clone(), s.statefulset.clone()))
             .ok_or_else(|| not_deployed(id))
+    }
+
+    /// The local cluster's pods reach this host at their gateway: the first address of the
+    /// node's `podCIDR` (docs/local-cluster.md).
+    async fn local_pod_gateway(&self) -> Option<std::net::IpAddr> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let list = nodes.list(&ListParams::default()).await.ok()?;
+        let cidr = list.items.iter().find_map(|n| n.spec.as_ref()?.pod_cidr.clone())?;
+        let net = crate::node::net::Cidr::parse(&cidr).ok()?;
+        Some(net.gateway().into())
     }
 
     async fn wait_for_node(&self) -> Result<(), BackendError> {
@@ -533,6 +550,17 @@ impl Backend for ClusterBackend {
                 self.discard_namespace(&namespace).await;
                 Err(e)
             }
+        }
+    }
+
+    fn harness_address(&self) -> std::net::IpAddr {
+        self.pod_gateway.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
+    fn reaches_harness_loopback(&self, _deployed: &Deployed) -> Result<(), String> {
+        match self.pod_gateway {
+            Some(_) => Ok(()),
+            None => Err("the server runs in a pod whose 127.0.0.1 is not the harness's, so the harness's OTLP receiver is out of its reach".into()),
         }
     }
 

@@ -165,6 +165,7 @@ pub async fn run_one<B: Backend>(
         secrets: Secrets::new(),
         checks: &[],
         id: t.id(),
+        harness_address: backend.harness_address(),
     };
     let a = match prepare(helm, src_a).await {
         Ok(r) => r,
@@ -268,6 +269,7 @@ async fn upgrade_deployed<B: Backend>(
         secrets: sides.external.clone(),
         checks: &checks_b,
         id: t.id(),
+        harness_address: backend.harness_address(),
     };
     let b = match prepare(helm, src_b).await {
         Ok(r) => r,
