@@ -500,6 +500,151 @@ pub async fn full_volume<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked
     ))
 }
 
+/// Records written (and acknowledged) before the memory spike: small enough to fit any limit
+/// the server starts in.
+pub const MEMORY_RECORDS: usize = 2_000;
+/// Records per `add` of the spike (about 20 MB of JSON: under every era's batch limit,
+/// docs/chroma-eras.md, and the 1.x default 40 MiB payload limit).
+pub const SPIKE_BATCH: usize = 4_000;
+/// Concurrent `add`s per round of the spike, doubling each round until the container ends.
+const SPIKE_ROUNDS: [usize; 4] = [2, 4, 8, 16];
+/// How long the node is given to notice the container has ended after a round.
+const END_WAIT: Duration = Duration::from_secs(20);
+
+pub fn applies_memory(e: &render::Expected) -> Result<(), String> {
+    if e.memory_limit.is_none() {
+        return Err("resources.limits.memory is not set: the container has no memory limit to exceed".into());
+    }
+    applies_sigkill(e)
+}
+
+/// `faults-memory`: records acknowledged within the container's memory limit, then writes the
+/// server needs more than the limit for (concurrent large `add`s, as an ingest job sends):
+/// the node OOM-kills the container, Kubernetes reports `OOMKilled`, the kubelet restarts it
+/// in the same pod, and everything the server acknowledged reads back identical; an `add`
+/// that never got an answer is whole or absent.
+pub async fn memory<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
+    let limit = ctx.expected.memory_limit.ok_or("resources.limits.memory is not set")?;
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    let w = Workload::new("memory", seed);
+    let floor = era::recall_floor(&ctx.expected.version);
+    let coll = create(ctx, "e2e-faults-memory").await?;
+    let api = ctx.api.clone();
+    let mut ev = Vec::new();
+    let (small, refused) = stream(&api, &coll, &w, MEMORY_RECORDS, 0..batches_of(MEMORY_RECORDS), &AtomicUsize::new(0), &mut ev).await;
+    ctx.evidence.append(&mut ev);
+    if let Some(r) = refused {
+        let log = ctx.backend.logs(ctx.deployed, 40).await;
+        let said = last_error(&log).map(|l| format!("; its last error: {l}")).unwrap_or_default();
+        return Err(format!("seed {seed}: writing the first {MEMORY_RECORDS} records under the {:.0} MiB limit, batch {} was refused: {}{said}", mib(limit), r.batch, r.what));
+    }
+    let mut acked: Vec<usize> = small.iter().flat_map(|&b| batch_range(b, MEMORY_RECORDS)).collect();
+    // The spike: record i of spike request j is MEMORY_RECORDS + j * SPIKE_BATCH + i.
+    let spike = |j: usize| MEMORY_RECORDS + j * SPIKE_BATCH..MEMORY_RECORDS + (j + 1) * SPIKE_BATCH;
+    let mut unanswered = Vec::new();
+    let mut sent = 0usize;
+    let mut ended = None;
+    let t = Instant::now();
+    for (round, n) in SPIKE_ROUNDS.iter().enumerate() {
+        let first = sent;
+        let url = collections_url(&api, &coll, "add");
+        let answers = futures::future::join_all((first..first + n).map(|j| {
+            let (api, url, body) = (api.clone(), url.clone(), w.add_body(spike(j)));
+            async move { (j, api.call(Method::POST, &url, Some(body)).await) }
+        }))
+        .await;
+        sent += n;
+        for (j, a) in answers {
+            if a.ex.ok() {
+                acked.extend(spike(j));
+            } else {
+                unanswered.push((j, a.status()));
+            }
+            if a.status() != 0 && !a.ex.ok() {
+                ctx.evidence.push(a.ex);
+            }
+        }
+        match ctx.backend.await_container_end(ctx.deployed, END_WAIT).await {
+            Ok(Some(term)) => {
+                ended = Some((round + 1, term));
+                break;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let log = ctx.backend.logs(ctx.deployed, 60).await;
+                let said = last_error(&log).map(|l| format!("; its last error: {l}")).unwrap_or_default();
+                return Err(format!("seed {seed}: after {sent} concurrent adds of {SPIKE_BATCH} records the container ended, and it did not come back: {}{said}", first_line(&e.to_string())));
+            }
+        }
+    }
+    let spike_s = t.elapsed().as_secs_f64();
+    let Some((rounds, term)) = ended else {
+        return Err(format!(
+            "seed {seed}: the server took {sent} adds of {SPIKE_BATCH} records ({} of them at once, {} answered) under a memory limit of {:.0} MiB and its container never ended: the node does not enforce resources.limits.memory",
+            SPIKE_ROUNDS[SPIKE_ROUNDS.len() - 1],
+            sent - unanswered.len(),
+            mib(limit)
+        ));
+    };
+    if term.reason != "OOMKilled" {
+        return Err(format!("seed {seed}: under the spike the container ended with {term}, not OOMKilled"));
+    }
+    reconnect(ctx);
+    let api = ctx.api.clone();
+    let mut ev = Vec::new();
+    let mut notes = Vec::new();
+    for &(j, status) in &unanswered {
+        let ids: Vec<String> = spike(j).map(|i| w.record(i).id).collect();
+        let got = read(&api, &coll, &ids, &mut ev).await.map_err(|e| format!("seed {seed}: after the OOM kill and restart: {e}"));
+        let got = match got {
+            Ok(g) => g.len(),
+            Err(e) => {
+                ctx.evidence.append(&mut ev);
+                return Err(e);
+            }
+        };
+        match got {
+            0 => notes.push(format!("add {j} ({}) absent", if status == 0 { "no answer".to_string() } else { format!("HTTP {status}") })),
+            n if n == ids.len() => {
+                notes.push(format!("add {j} ({}) there whole", if status == 0 { "no answer".to_string() } else { format!("HTTP {status}") }));
+                acked.extend(spike(j));
+            }
+            n => {
+                ctx.evidence.append(&mut ev);
+                return Err(format!("seed {seed}: after the OOM kill and restart, add {j} (records {:?}, unanswered) is partly there: {n} of {} records (a batch must be whole or absent)", spike(j), ids.len()));
+            }
+        }
+    }
+    ctx.evidence.append(&mut ev);
+    acked.sort_unstable();
+    let mut ev = Vec::new();
+    let n = verify(&api, &coll, &w, &acked, &format!("seed {seed}: after the OOM kill ({term}) and restart"), &mut ev).await;
+    let held: Vec<Vector> = acked.iter().map(|&i| w.record(i)).collect();
+    let found = match &n {
+        Ok(_) => findable(&api, &coll, &held, &mut ev).await,
+        Err(_) => Ok(()),
+    };
+    let r = match (&n, &found) {
+        (Ok(_), Ok(())) => recall(&api, &coll, &w, &held, &mut ev).await,
+        _ => Ok(0.0),
+    };
+    ctx.evidence.append(&mut ev);
+    let n = n?;
+    found.map_err(|e| format!("seed {seed}: after the OOM kill and restart, {e}"))?;
+    let r = r.map_err(|e| format!("seed {seed}: after the OOM kill and restart: {e}"))?;
+    if r < floor {
+        return Err(format!("seed {seed}: after the OOM kill and restart, query's mean recall@{K} over {QUERIES} queries is {r:.3}, below the floor {floor}"));
+    }
+    Ok(format!(
+        "seed {seed}: {MEMORY_RECORDS} records × {} dims acknowledged in {} batches under a {:.0} MiB limit; then {sent} concurrent adds of {SPIKE_BATCH} records in {rounds} round(s) ({spike_s:.1} s): the container ended {term}, and the kubelet restarted it in the same pod; {} of the large adds acknowledged, {}; {n} acknowledged records read back identical and each found by its own embedding, count agrees; recall@{K} {r:.3} (floor {floor})",
+        vectors::DIM,
+        small.len(),
+        mib(limit),
+        sent - unanswered.len(),
+        if notes.is_empty() { "none unanswered".to_string() } else { notes.join(", ") },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,11 +47,12 @@ pub enum CheckName {
     FaultsSigkill,
     FaultsScale,
     FaultsFullVolume,
+    FaultsMemory,
     Reset,
 }
 
 impl CheckName {
-    pub const ALL: [CheckName; 15] = [
+    pub const ALL: [CheckName; 16] = [
         CheckName::ApiSurface,
         CheckName::Tls,
         CheckName::TlsProxy,
@@ -66,6 +67,7 @@ impl CheckName {
         CheckName::FaultsSigkill,
         CheckName::FaultsScale,
         CheckName::FaultsFullVolume,
+        CheckName::FaultsMemory,
         CheckName::Reset,
     ];
 
@@ -85,6 +87,7 @@ impl CheckName {
             CheckName::FaultsSigkill => "faults-sigkill",
             CheckName::FaultsScale => "faults-scale",
             CheckName::FaultsFullVolume => "faults-full-volume",
+            CheckName::FaultsMemory => "faults-memory",
             CheckName::Reset => "reset",
         }
     }
@@ -92,7 +95,7 @@ impl CheckName {
     /// Run only by deployments that list them (`checks:` in fixtures/live.yaml): the faults
     /// family writes thousands of records and kills servers, too slow for every deployment.
     pub fn opt_in(self) -> bool {
-        matches!(self, CheckName::FaultsSigkill | CheckName::FaultsScale | CheckName::FaultsFullVolume)
+        matches!(self, CheckName::FaultsSigkill | CheckName::FaultsScale | CheckName::FaultsFullVolume | CheckName::FaultsMemory)
     }
 
     /// `Err(reason)` when the check has nothing to verify for this deployment.
@@ -108,6 +111,7 @@ impl CheckName {
             CheckName::FaultsSigkill => faults::applies_sigkill(e),
             CheckName::FaultsScale => faults::applies_scale(e),
             CheckName::FaultsFullVolume => faults::applies_full_volume(e),
+            CheckName::FaultsMemory => faults::applies_memory(e),
             CheckName::Tls | CheckName::TlsProxy | CheckName::TlsRotation if e.tls.is_none() => Err("tls.enabled is off: the API is plain HTTP by the values".into()),
             CheckName::TlsProxy if e.tls.as_ref().is_some_and(|t| t.proxied_server_port.is_none()) => {
                 Err(format!("Chroma {} serves TLS itself (uvicorn): there is no proxy to go around", e.version))
@@ -280,6 +284,7 @@ pub async fn run<B: Backend>(
     let needs = match check {
         CheckName::FaultsSigkill | CheckName::FaultsScale => backend.kills_containers(),
         CheckName::FaultsFullVolume => backend.limits_volume_size(),
+        CheckName::FaultsMemory => backend.limits_memory(),
         _ => Ok(()),
     };
     if let Err(reason) = needs {
@@ -314,6 +319,7 @@ pub async fn run<B: Backend>(
         CheckName::FaultsSigkill => faults::sigkill(&mut ctx, seed).await,
         CheckName::FaultsScale => faults::scale(&mut ctx, seed).await,
         CheckName::FaultsFullVolume => faults::full_volume(&mut ctx, seed).await,
+        CheckName::FaultsMemory => faults::memory(&mut ctx, seed).await,
         CheckName::Telemetry => match otlp {
             Some(rx) => telemetry::telemetry(&mut ctx, rx).await,
             None => unreachable!("skipped above without a receiver"),
