@@ -68,26 +68,26 @@ pub fn applies_scale(e: &render::Expected) -> Result<(), String> {
     }
 }
 
-fn collections_url(api: &Api, id: &str, op: &str) -> String {
+pub(super) fn collections_url(api: &Api, id: &str, op: &str) -> String {
     format!("{}/{id}/{op}", api.collections())
 }
 
-async fn create<B: Backend>(ctx: &mut Ctx<'_, B>, name: &str) -> Result<String, String> {
+pub(super) async fn create<B: Backend>(ctx: &mut Ctx<'_, B>, name: &str) -> Result<String, String> {
     let a = ctx.rec(ctx.api.create_collection(name, json!({"purpose": name})).await);
     Ok(client::collection(&a, &format!("creating collection {name}")).map_err(|e| e.to_string())?.id)
 }
 
 /// How one batch of a stream ended.
 #[derive(Debug, Clone)]
-struct Refused {
-    batch: usize,
+pub(super) struct Refused {
+    pub(super) batch: usize,
     /// When the request ended (a transport error or a non-2xx answer).
-    at: Instant,
-    what: String,
+    pub(super) at: Instant,
+    pub(super) what: String,
 }
 
 /// Writes `batches` in order until one is not acknowledged. `acked` counts them as they come.
-async fn stream(api: &Api, coll: &str, w: &Workload, total: usize, batches: std::ops::Range<usize>, acked: &AtomicUsize, ev: &mut Vec<Exchange>) -> (Vec<usize>, Option<Refused>) {
+pub(super) async fn stream(api: &Api, coll: &str, w: &Workload, total: usize, batches: std::ops::Range<usize>, acked: &AtomicUsize, ev: &mut Vec<Exchange>) -> (Vec<usize>, Option<Refused>) {
     let mut done = Vec::new();
     for b in batches {
         let range = b * BATCH..((b + 1) * BATCH).min(total);
@@ -104,16 +104,16 @@ async fn stream(api: &Api, coll: &str, w: &Workload, total: usize, batches: std:
     (done, None)
 }
 
-fn batches_of(n: usize) -> usize {
+pub(super) fn batches_of(n: usize) -> usize {
     n.div_ceil(BATCH)
 }
 
-fn batch_range(b: usize, total: usize) -> std::ops::Range<usize> {
+pub(super) fn batch_range(b: usize, total: usize) -> std::ops::Range<usize> {
     b * BATCH..((b + 1) * BATCH).min(total)
 }
 
 /// Reads records `ids` back (in chunks), keyed by id.
-async fn read(api: &Api, coll: &str, ids: &[String], ev: &mut Vec<Exchange>) -> Result<std::collections::HashMap<String, dataset::Record>, String> {
+pub(super) async fn read(api: &Api, coll: &str, ids: &[String], ev: &mut Vec<Exchange>) -> Result<std::collections::HashMap<String, dataset::Record>, String> {
     let mut out = std::collections::HashMap::new();
     for chunk in ids.chunks(READ_CHUNK) {
         let body = json!({"ids": chunk, "include": ["embeddings", "metadatas", "documents"]}).to_string();
@@ -126,7 +126,7 @@ async fn read(api: &Api, coll: &str, ids: &[String], ev: &mut Vec<Exchange>) -> 
     Ok(out)
 }
 
-async fn count(api: &Api, coll: &str, ev: &mut Vec<Exchange>) -> Result<u64, String> {
+pub(super) async fn count(api: &Api, coll: &str, ev: &mut Vec<Exchange>) -> Result<u64, String> {
     let a = api.count(coll).await;
     ev.push(a.ex.clone());
     client::count(&a, "counting records").map_err(|e| e.to_string())
@@ -158,7 +158,7 @@ const FIND_CHUNK: usize = 500;
 /// Every record of `held` is in the vector index: its own embedding, queried, answers it as
 /// the nearest record (a stored vector is at distance 0 from itself). The `get` by id reads
 /// the metadata store; this reads the index, which is what a restart has to reload.
-async fn findable(api: &Api, coll: &str, held: &[Vector], ev: &mut Vec<Exchange>) -> Result<(), String> {
+pub(super) async fn findable(api: &Api, coll: &str, held: &[Vector], ev: &mut Vec<Exchange>) -> Result<(), String> {
     let mut lost = Vec::new();
     for chunk in held.chunks(FIND_CHUNK) {
         let body = json!({"query_embeddings": chunk.iter().map(|r| r.embedding.iter().map(|&x| f64::from(x)).collect::<Vec<_>>()).collect::<Vec<_>>(), "n_results": 1, "include": ["distances"]}).to_string();
@@ -195,7 +195,7 @@ async fn whole_or_absent(api: &Api, coll: &str, w: &Workload, b: usize, total: u
 }
 
 /// Every record of `expected` read back identical, and `count` agrees. Returns the records read.
-async fn verify(api: &Api, coll: &str, w: &Workload, expected: &[usize], when: &str, ev: &mut Vec<Exchange>) -> Result<usize, String> {
+pub(super) async fn verify(api: &Api, coll: &str, w: &Workload, expected: &[usize], when: &str, ev: &mut Vec<Exchange>) -> Result<usize, String> {
     let ids: Vec<String> = expected.iter().map(|&i| w.record(i).id).collect();
     let got = read(api, coll, &ids, ev).await.map_err(|e| format!("{when}: {e}"))?;
     let mut problems = Vec::new();
@@ -226,7 +226,7 @@ fn shorten_list(ids: &[String]) -> String {
     if ids.len() <= 8 { ids.join(", ") } else { format!("{}, … {}", ids[..4].join(", "), ids[ids.len() - 2..].join(", ")) }
 }
 
-fn reconnect<B: Backend>(ctx: &mut Ctx<'_, B>) {
+pub(super) fn reconnect<B: Backend>(ctx: &mut Ctx<'_, B>) {
     ctx.api = crate::tls::api(&ctx.deployed.base_url, ctx.api.prefix, ctx.api.credential.clone(), ctx.deployed.tls.as_ref());
 }
 
@@ -408,11 +408,11 @@ pub async fn scale<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
 }
 
 /// The server log's last line that reports an error (a panic, an exception).
-fn last_error(log: &str) -> Option<String> {
+pub(super) fn last_error(log: &str) -> Option<String> {
     log.lines().rev().map(str::trim).find(|l| l.contains("panicked") || l.contains("Exception") || l.contains("Error")).map(str::to_string)
 }
 
-fn first_line(s: &str) -> String {
+pub(super) fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().to_string()
 }
 

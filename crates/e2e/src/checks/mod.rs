@@ -9,6 +9,7 @@ pub mod backup;
 pub use chroma_api::client;
 pub mod era;
 pub mod faults;
+pub mod faults_backup;
 mod probes;
 pub mod telemetry;
 mod tls;
@@ -48,11 +49,13 @@ pub enum CheckName {
     FaultsScale,
     FaultsFullVolume,
     FaultsMemory,
+    FaultsBackupWrites,
+    FaultsRestoreInterrupted,
     Reset,
 }
 
 impl CheckName {
-    pub const ALL: [CheckName; 16] = [
+    pub const ALL: [CheckName; 18] = [
         CheckName::ApiSurface,
         CheckName::Tls,
         CheckName::TlsProxy,
@@ -68,6 +71,8 @@ impl CheckName {
         CheckName::FaultsScale,
         CheckName::FaultsFullVolume,
         CheckName::FaultsMemory,
+        CheckName::FaultsBackupWrites,
+        CheckName::FaultsRestoreInterrupted,
         CheckName::Reset,
     ];
 
@@ -88,6 +93,8 @@ impl CheckName {
             CheckName::FaultsScale => "faults-scale",
             CheckName::FaultsFullVolume => "faults-full-volume",
             CheckName::FaultsMemory => "faults-memory",
+            CheckName::FaultsBackupWrites => "faults-backup-writes",
+            CheckName::FaultsRestoreInterrupted => "faults-restore-interrupted",
             CheckName::Reset => "reset",
         }
     }
@@ -95,7 +102,7 @@ impl CheckName {
     /// Run only by deployments that list them (`checks:` in fixtures/live.yaml): the faults
     /// family writes thousands of records and kills servers, too slow for every deployment.
     pub fn opt_in(self) -> bool {
-        matches!(self, CheckName::FaultsSigkill | CheckName::FaultsScale | CheckName::FaultsFullVolume | CheckName::FaultsMemory)
+        matches!(self, CheckName::FaultsSigkill | CheckName::FaultsScale | CheckName::FaultsFullVolume | CheckName::FaultsMemory | CheckName::FaultsBackupWrites | CheckName::FaultsRestoreInterrupted)
     }
 
     /// `Err(reason)` when the check has nothing to verify for this deployment.
@@ -104,7 +111,7 @@ impl CheckName {
             CheckName::Payload if e.max_payload_bytes.is_none() => {
                 Err(format!("Chroma {} (< 1.0.0) has no payload limit; maxPayloadSizeBytes is ignored there", e.version))
             }
-            CheckName::BackupRestore if e.backup.is_none() => {
+            CheckName::BackupRestore | CheckName::FaultsBackupWrites | CheckName::FaultsRestoreInterrupted if e.backup.is_none() => {
                 Err("backup.enabled is off in this deployment's values: there is no backup CronJob to run".into())
             }
             CheckName::Telemetry => telemetry::applies(e),
@@ -300,6 +307,12 @@ pub async fn run<B: Backend>(
     if check == CheckName::BackupRestore {
         return backup::backup_restore(backend, deployed, expected, workloads).await;
     }
+    if check == CheckName::FaultsBackupWrites {
+        return faults_backup::backup_writes(backend, deployed, expected, workloads, seed).await;
+    }
+    if check == CheckName::FaultsRestoreInterrupted {
+        return faults_backup::restore_interrupted(backend, deployed, expected, workloads, seed).await;
+    }
     let cred = match credential(expected, &deployed.secrets) {
         Ok(c) => c,
         Err(reason) => return Outcome::Fail { reason, evidence: Vec::new(), log_tail: backend.logs(deployed, 30).await },
@@ -324,7 +337,7 @@ pub async fn run<B: Backend>(
             Some(rx) => telemetry::telemetry(&mut ctx, rx).await,
             None => unreachable!("skipped above without a receiver"),
         },
-        CheckName::ChartTest | CheckName::BackupRestore => unreachable!("handled above: their Jobs talk to the server, not this client"),
+        CheckName::ChartTest | CheckName::BackupRestore | CheckName::FaultsBackupWrites | CheckName::FaultsRestoreInterrupted => unreachable!("handled above: their Jobs talk to the server, not this client"),
     };
     match result {
         Ok(detail) => Outcome::Pass { detail },
