@@ -143,10 +143,10 @@ async fn a_restore_killed_half_way_is_completed_or_refused_never_silently_half_d
     assert!(tool(&s.url, &["dump", "--to", &other], &[]).status.success());
     api.delete_collection("unrelated").await.require_2xx("deleting").unwrap();
 
-    // The restore, in small requests so it takes a while; killed once it has written part.
+    // The restore, in 100 kB requests so it takes a while; killed once it has written part.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chromadb-backup"))
         .env("CHROMA_BACKUP_URL", &s.url)
-        .args(["restore", "--from", &path, "--max-request-bytes", "20000"])
+        .args(["restore", "--from", &path, "--max-request-bytes", "100000"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
