@@ -580,7 +580,7 @@ pub async fn memory<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
     let spike_s = t.elapsed().as_secs_f64();
     let Some((rounds, term)) = ended else {
         return Err(format!(
-            "seed {seed}: the server took {sent} adds of {SPIKE_BATCH} records ({} of them at once, {} answered) under a memory limit of {:.0} MiB and its container never ended: the node does not enforce resources.limits.memory",
+            "seed {seed}: the server took {sent} adds of {SPIKE_BATCH} records ({} of them at once, {} answered) under a memory limit of {:.0} MiB and its container never ended: the limit the values set is not enforced (the chart did not render it on the `chromadb` container, or the node does not enforce resources.limits.memory)",
             SPIKE_ROUNDS[SPIKE_ROUNDS.len() - 1],
             sent - unanswered.len(),
             mib(limit)
