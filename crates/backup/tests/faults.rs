@@ -146,6 +146,8 @@ async fn a_restore_killed_half_way_is_completed_or_refused_never_silently_half_d
     // The restore, in 100 kB requests so it takes a while; killed once it has written part.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chromadb-backup"))
         .env("CHROMA_BACKUP_URL", &s.url)
+        // A SIGKILLed tool cannot remove its scratch dir: keep it inside this test's temp dir.
+        .env("TMPDIR", dir.path())
         .args(["restore", "--from", &path, "--max-request-bytes", "100000"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
