@@ -63,6 +63,10 @@ pub enum Error {
         "collection {collection} changed too much while it was read: none of the last {window} records taken still exists, so the reader cannot find its place; run the dump again, with fewer writes"
     )]
     Moved { collection: String, window: usize },
+    #[error(
+        "{url} holds an interrupted restore: collection `{marker}` says a restore of {archive} started at {started} and never finished, so the other collections there may be half-written; restore that same archive again (it starts over), or use --replace to discard them"
+    )]
+    InterruptedRestore { url: String, marker: String, archive: String, started: String },
     #[error("verify found {0} difference(s) between the archive and the server (listed on stdout)")]
     Differs(usize),
 }
@@ -80,7 +84,8 @@ impl Error {
             | Error::Malformed { .. }
             | Error::NoArchive { .. }
             | Error::TargetNotEmpty { .. }
-            | Error::Unrepresentable { .. } => 2,
+            | Error::Unrepresentable { .. }
+            | Error::InterruptedRestore { .. } => 2,
             _ => 1,
         }
     }

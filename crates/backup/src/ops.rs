@@ -36,6 +36,23 @@ pub struct DumpReport {
     pub records: u64,
     pub bytes: u64,
     pub pruned: Vec<String>,
+    /// Collections whose count moved while they were read (a writer was at work).
+    pub changed: Vec<Changed>,
+}
+
+/// A collection whose record count was not the same before, during and after its read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    pub collection: String,
+    pub before: u64,
+    pub after: u64,
+    pub dumped: u64,
+}
+
+impl std::fmt::Display for Changed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "collection {} counted {} records when its read began, {} when it ended, {} archived", self.collection, self.before, self.after, self.dumped)
+    }
 }
 
 /// A collection's records as [`paging`] reads them.
@@ -89,7 +106,11 @@ pub async fn dump(server: &Server, to: &Location, opts: &DumpOptions) -> Result<
     let scratch = tempfile::Builder::new().prefix(".chroma-backup-scratch-").tempdir_in(&scratch_parent).map_err(io(format!("creating a scratch directory in {}", scratch_parent.display())))?;
 
     let collections = server.list_collections().await?;
+    if let Some(m) = collections.iter().find(|c| c.name == RESTORE_MARKER) {
+        return Err(interrupted(server, m));
+    }
     let uris = server.has_uris().await?;
+    let mut changed = Vec::new();
     let mut entries = Vec::new();
     let mut members = Vec::new();
     let mut total = 0;
@@ -110,6 +131,7 @@ pub async fn dump(server: &Server, to: &Location, opts: &DumpOptions) -> Result<
         let after = server.count(c).await?;
         if before != after || after != entry.records {
             tracing::warn!(collection = %c.name, before, after, dumped = entry.records, "the collection changed while it was dumped (see the consistency note)");
+            changed.push(Changed { collection: c.name.clone(), before, after, dumped: entry.records });
         }
         tracing::info!(collection = %c.name, records = entry.records, bytes = entry.bytes, "dumped");
         total += entry.records;
@@ -146,7 +168,11 @@ pub async fn dump(server: &Server, to: &Location, opts: &DumpOptions) -> Result<
         Some(k) => to.prune(k).await?,
         None => Vec::new(),
     };
-    Ok(DumpReport { location: target.to_string(), collections: manifest.collections.len(), records: total, bytes, pruned })
+    if !changed.is_empty() {
+        let list: Vec<String> = changed.iter().map(ToString::to_string).collect();
+        tracing::warn!("{} collection(s) changed while they were read, so the archive holds each as it was at no single moment: {}", changed.len(), list.join("; "));
+    }
+    Ok(DumpReport { location: target.to_string(), collections: manifest.collections.len(), records: total, bytes, pruned, changed })
 }
 
 /// What to do when the target already has collections.
@@ -189,8 +215,45 @@ fn name_problem(name: &str, target_is_rust: bool) -> Option<String> {
     (!(3..=max).contains(&n)).then(|| format!("collection name `{name}` has {n} characters, the target accepts 3 to {max}"))
 }
 
+/// The collection a restore creates before anything else and deletes after everything else:
+/// while it exists, the server holds a restore that has not finished. A collection is what
+/// every era can store and list (0.4.3 to 1.x); its metadata names the archive.
+pub const RESTORE_MARKER: &str = "chromadb-backup-restore-in-progress";
+
+/// What the marker says about the archive being restored: enough to tell the same archive again.
+fn archive_identity(archive: &Archive) -> String {
+    let m = &archive.manifest;
+    let records: u64 = m.collections.iter().map(|c| c.records).sum();
+    format!("the archive created {} from {} ({} collections, {records} records)", m.created, m.source.url, m.collections.len())
+}
+
+fn marker_field(c: &Collection, key: &str) -> String {
+    c.metadata.as_ref().and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or("an unknown archive").to_string()
+}
+
+fn interrupted(server: &Server, marker: &Collection) -> Error {
+    Error::InterruptedRestore { url: server.url().to_string(), marker: RESTORE_MARKER.into(), archive: marker_field(marker, "archive"), started: marker_field(marker, "started") }
+}
+
 pub async fn restore(archive: &Archive, server: &Server, opts: &RestoreOptions) -> Result<RestoreReport> {
-    let existing = server.list_collections().await?;
+    let mut existing = server.list_collections().await?;
+    let identity = archive_identity(archive);
+    if let Some(m) = existing.iter().find(|c| c.name == RESTORE_MARKER) {
+        // An interrupted restore into an empty server of this same archive: everything there is
+        // its own writing, so it starts over. Anything else is the user's to decide.
+        let same = marker_field(m, "archive") == identity && marker_field(m, "mode") == "refuse";
+        match opts.existing {
+            Existing::Refuse if same => {
+                tracing::warn!(collections = existing.len() - 1, "an earlier restore of this archive was interrupted (collection {RESTORE_MARKER} is there): deleting what it wrote and starting over");
+                for c in &existing {
+                    server.delete_collection(&c.name).await?;
+                }
+                existing.clear();
+            }
+            Existing::Refuse => return Err(interrupted(server, m)),
+            Existing::Replace | Existing::Merge => {}
+        }
+    }
     if !existing.is_empty() && opts.existing == Existing::Refuse {
         let mut names: Vec<&str> = existing.iter().map(|c| c.name.as_str()).take(5).collect();
         if existing.len() > 5 {
@@ -229,6 +292,16 @@ pub async fn restore(archive: &Archive, server: &Server, opts: &RestoreOptions) 
             tracing::info!(collection = %c.name, "deleted (--replace)");
         }
     }
+    let mode = match opts.existing {
+        Existing::Refuse => "refuse",
+        Existing::Replace => "replace",
+        Existing::Merge => "merge",
+    };
+    let mut marker = Map::new();
+    marker.insert("archive".into(), Value::String(identity));
+    marker.insert("started".into(), Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+    marker.insert("mode".into(), Value::String(mode.into()));
+    server.create_collection(RESTORE_MARKER, Some(&marker), None, true).await?;
     let max_records = server.max_batch_size().await.unwrap_or(usize::MAX);
     let split_by_presence = server.api.prefix == chroma_api::ApiPrefix::V1;
     let mut report = RestoreReport { lost, ..Default::default() };
@@ -244,6 +317,8 @@ pub async fn restore(archive: &Archive, server: &Server, opts: &RestoreOptions) 
         report.collections += 1;
         tracing::info!(collection = %c.name, records = c.records, "restored");
     }
+    // Last: only now is the restore whole.
+    server.delete_collection(RESTORE_MARKER).await?;
     Ok(report)
 }
 

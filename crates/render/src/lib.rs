@@ -13,6 +13,7 @@ pub mod labels;
 pub mod matrix;
 pub mod objects;
 pub mod pod;
+pub mod quantity;
 pub mod server_config;
 pub mod spec;
 // The version model lives in `chroma-api`, shared with the backup tool.

@@ -101,6 +101,22 @@ impl BackendError {
     }
 }
 
+/// How a container ended, in the words of a pod's `status.containerStatuses[].lastState.terminated`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Terminated {
+    /// `OOMKilled`, `Error` or `Completed`.
+    pub reason: String,
+    pub exit_code: i32,
+    /// What the node measured (the memory cgroup's peak and limit, a signal).
+    pub detail: String,
+}
+
+impl std::fmt::Display for Terminated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (exit code {}; {})", self.reason, self.exit_code, self.detail)
+    }
+}
+
 /// Where a release runs. Implementations: [`process`](crate::process) here, k3s and an
 /// existing cluster in [`cluster`](crate::cluster).
 #[allow(async_fn_in_trait)]
@@ -139,6 +155,19 @@ pub trait Backend: 'static {
     /// past it fails (a block-storage provisioner); `Err(why not)` otherwise.
     fn limits_volume_size(&self) -> Result<(), String> {
         Err("whether a claim is limited to its requested size depends on the cluster's provisioner, which this backend does not know".into())
+    }
+    /// `Ok(())` when the node enforces the server container's `resources.limits.memory` (its
+    /// processes are OOM-killed past it, as the kubelet has the runtime do); `Err(why not)`.
+    fn limits_memory(&self) -> Result<(), String> {
+        Err("whether the node enforces a container's memory limit is not known to this backend".into())
+    }
+    /// Waits up to `within` for the server's container to end on its own (an OOM kill, a
+    /// crash). If it did: how it ended, as the pod's `lastState.terminated` says it, once the
+    /// kubelet has restarted it in the same pod and it is ready again. `Ok(None)`: it is still
+    /// running. [`BackendError::Unsupported`] where [`Backend::limits_memory`] says no.
+    async fn await_container_end(&self, deployed: &mut Deployed, within: Duration) -> Result<Option<Terminated>, BackendError> {
+        let _ = (deployed, within);
+        Err(BackendError::Unsupported { backend: self.name(), reason: self.limits_memory().err().unwrap_or_default() })
     }
     /// `kubectl delete statefulset --cascade=orphan`: the StatefulSet object goes, its pod and
     /// claims stay, so the next [`Backend::upgrade`] creates the StatefulSet anew (adopting

@@ -68,26 +68,26 @@ pub fn applies_scale(e: &render::Expected) -> Result<(), String> {
     }
 }
 
-fn collections_url(api: &Api, id: &str, op: &str) -> String {
+pub(super) fn collections_url(api: &Api, id: &str, op: &str) -> String {
     format!("{}/{id}/{op}", api.collections())
 }
 
-async fn create<B: Backend>(ctx: &mut Ctx<'_, B>, name: &str) -> Result<String, String> {
+pub(super) async fn create<B: Backend>(ctx: &mut Ctx<'_, B>, name: &str) -> Result<String, String> {
     let a = ctx.rec(ctx.api.create_collection(name, json!({"purpose": name})).await);
     Ok(client::collection(&a, &format!("creating collection {name}")).map_err(|e| e.to_string())?.id)
 }
 
 /// How one batch of a stream ended.
 #[derive(Debug, Clone)]
-struct Refused {
-    batch: usize,
+pub(super) struct Refused {
+    pub(super) batch: usize,
     /// When the request ended (a transport error or a non-2xx answer).
-    at: Instant,
-    what: String,
+    pub(super) at: Instant,
+    pub(super) what: String,
 }
 
 /// Writes `batches` in order until one is not acknowledged. `acked` counts them as they come.
-async fn stream(api: &Api, coll: &str, w: &Workload, total: usize, batches: std::ops::Range<usize>, acked: &AtomicUsize, ev: &mut Vec<Exchange>) -> (Vec<usize>, Option<Refused>) {
+pub(super) async fn stream(api: &Api, coll: &str, w: &Workload, total: usize, batches: std::ops::Range<usize>, acked: &AtomicUsize, ev: &mut Vec<Exchange>) -> (Vec<usize>, Option<Refused>) {
     let mut done = Vec::new();
     for b in batches {
         let range = b * BATCH..((b + 1) * BATCH).min(total);
@@ -104,16 +104,16 @@ async fn stream(api: &Api, coll: &str, w: &Workload, total: usize, batches: std:
     (done, None)
 }
 
-fn batches_of(n: usize) -> usize {
+pub(super) fn batches_of(n: usize) -> usize {
     n.div_ceil(BATCH)
 }
 
-fn batch_range(b: usize, total: usize) -> std::ops::Range<usize> {
+pub(super) fn batch_range(b: usize, total: usize) -> std::ops::Range<usize> {
     b * BATCH..((b + 1) * BATCH).min(total)
 }
 
 /// Reads records `ids` back (in chunks), keyed by id.
-async fn read(api: &Api, coll: &str, ids: &[String], ev: &mut Vec<Exchange>) -> Result<std::collections::HashMap<String, dataset::Record>, String> {
+pub(super) async fn read(api: &Api, coll: &str, ids: &[String], ev: &mut Vec<Exchange>) -> Result<std::collections::HashMap<String, dataset::Record>, String> {
     let mut out = std::collections::HashMap::new();
     for chunk in ids.chunks(READ_CHUNK) {
         let body = json!({"ids": chunk, "include": ["embeddings", "metadatas", "documents"]}).to_string();
@@ -126,7 +126,7 @@ async fn read(api: &Api, coll: &str, ids: &[String], ev: &mut Vec<Exchange>) -> 
     Ok(out)
 }
 
-async fn count(api: &Api, coll: &str, ev: &mut Vec<Exchange>) -> Result<u64, String> {
+pub(super) async fn count(api: &Api, coll: &str, ev: &mut Vec<Exchange>) -> Result<u64, String> {
     let a = api.count(coll).await;
     ev.push(a.ex.clone());
     client::count(&a, "counting records").map_err(|e| e.to_string())
@@ -158,7 +158,7 @@ const FIND_CHUNK: usize = 500;
 /// Every record of `held` is in the vector index: its own embedding, queried, answers it as
 /// the nearest record (a stored vector is at distance 0 from itself). The `get` by id reads
 /// the metadata store; this reads the index, which is what a restart has to reload.
-async fn findable(api: &Api, coll: &str, held: &[Vector], ev: &mut Vec<Exchange>) -> Result<(), String> {
+pub(super) async fn findable(api: &Api, coll: &str, held: &[Vector], ev: &mut Vec<Exchange>) -> Result<(), String> {
     let mut lost = Vec::new();
     for chunk in held.chunks(FIND_CHUNK) {
         let body = json!({"query_embeddings": chunk.iter().map(|r| r.embedding.iter().map(|&x| f64::from(x)).collect::<Vec<_>>()).collect::<Vec<_>>(), "n_results": 1, "include": ["distances"]}).to_string();
@@ -195,7 +195,7 @@ async fn whole_or_absent(api: &Api, coll: &str, w: &Workload, b: usize, total: u
 }
 
 /// Every record of `expected` read back identical, and `count` agrees. Returns the records read.
-async fn verify(api: &Api, coll: &str, w: &Workload, expected: &[usize], when: &str, ev: &mut Vec<Exchange>) -> Result<usize, String> {
+pub(super) async fn verify(api: &Api, coll: &str, w: &Workload, expected: &[usize], when: &str, ev: &mut Vec<Exchange>) -> Result<usize, String> {
     let ids: Vec<String> = expected.iter().map(|&i| w.record(i).id).collect();
     let got = read(api, coll, &ids, ev).await.map_err(|e| format!("{when}: {e}"))?;
     let mut problems = Vec::new();
@@ -226,7 +226,7 @@ fn shorten_list(ids: &[String]) -> String {
     if ids.len() <= 8 { ids.join(", ") } else { format!("{}, … {}", ids[..4].join(", "), ids[ids.len() - 2..].join(", ")) }
 }
 
-fn reconnect<B: Backend>(ctx: &mut Ctx<'_, B>) {
+pub(super) fn reconnect<B: Backend>(ctx: &mut Ctx<'_, B>) {
     ctx.api = crate::tls::api(&ctx.deployed.base_url, ctx.api.prefix, ctx.api.credential.clone(), ctx.deployed.tls.as_ref());
 }
 
@@ -408,11 +408,11 @@ pub async fn scale<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
 }
 
 /// The server log's last line that reports an error (a panic, an exception).
-fn last_error(log: &str) -> Option<String> {
+pub(super) fn last_error(log: &str) -> Option<String> {
     log.lines().rev().map(str::trim).find(|l| l.contains("panicked") || l.contains("Exception") || l.contains("Error")).map(str::to_string)
 }
 
-fn first_line(s: &str) -> String {
+pub(super) fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().to_string()
 }
 
@@ -497,6 +497,151 @@ pub async fn full_volume<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked
         refused.batch,
         answer.0,
         if whole { "there whole" } else { "absent" },
+    ))
+}
+
+/// Records written (and acknowledged) before the memory spike: small enough to fit any limit
+/// the server starts in.
+pub const MEMORY_RECORDS: usize = 2_000;
+/// Records per `add` of the spike (about 20 MB of JSON: under every era's batch limit,
+/// docs/chroma-eras.md, and the 1.x default 40 MiB payload limit).
+pub const SPIKE_BATCH: usize = 4_000;
+/// Concurrent `add`s per round of the spike, doubling each round until the container ends.
+const SPIKE_ROUNDS: [usize; 4] = [2, 4, 8, 16];
+/// How long the node is given to notice the container has ended after a round.
+const END_WAIT: Duration = Duration::from_secs(20);
+
+pub fn applies_memory(e: &render::Expected) -> Result<(), String> {
+    if e.memory_limit.is_none() {
+        return Err("resources.limits.memory is not set: the container has no memory limit to exceed".into());
+    }
+    applies_sigkill(e)
+}
+
+/// `faults-memory`: records acknowledged within the container's memory limit, then writes the
+/// server needs more than the limit for (concurrent large `add`s, as an ingest job sends):
+/// the node OOM-kills the container, Kubernetes reports `OOMKilled`, the kubelet restarts it
+/// in the same pod, and everything the server acknowledged reads back identical; an `add`
+/// that never got an answer is whole or absent.
+pub async fn memory<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
+    let limit = ctx.expected.memory_limit.ok_or("resources.limits.memory is not set")?;
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    let w = Workload::new("memory", seed);
+    let floor = era::recall_floor(&ctx.expected.version);
+    let coll = create(ctx, "e2e-faults-memory").await?;
+    let api = ctx.api.clone();
+    let mut ev = Vec::new();
+    let (small, refused) = stream(&api, &coll, &w, MEMORY_RECORDS, 0..batches_of(MEMORY_RECORDS), &AtomicUsize::new(0), &mut ev).await;
+    ctx.evidence.append(&mut ev);
+    if let Some(r) = refused {
+        let log = ctx.backend.logs(ctx.deployed, 40).await;
+        let said = last_error(&log).map(|l| format!("; its last error: {l}")).unwrap_or_default();
+        return Err(format!("seed {seed}: writing the first {MEMORY_RECORDS} records under the {:.0} MiB limit, batch {} was refused: {}{said}", mib(limit), r.batch, r.what));
+    }
+    let mut acked: Vec<usize> = small.iter().flat_map(|&b| batch_range(b, MEMORY_RECORDS)).collect();
+    // The spike: record i of spike request j is MEMORY_RECORDS + j * SPIKE_BATCH + i.
+    let spike = |j: usize| MEMORY_RECORDS + j * SPIKE_BATCH..MEMORY_RECORDS + (j + 1) * SPIKE_BATCH;
+    let mut unanswered = Vec::new();
+    let mut sent = 0usize;
+    let mut ended = None;
+    let t = Instant::now();
+    for (round, n) in SPIKE_ROUNDS.iter().enumerate() {
+        let first = sent;
+        let url = collections_url(&api, &coll, "add");
+        let answers = futures::future::join_all((first..first + n).map(|j| {
+            let (api, url, body) = (api.clone(), url.clone(), w.add_body(spike(j)));
+            async move { (j, api.call(Method::POST, &url, Some(body)).await) }
+        }))
+        .await;
+        sent += n;
+        for (j, a) in answers {
+            if a.ex.ok() {
+                acked.extend(spike(j));
+            } else {
+                unanswered.push((j, a.status()));
+            }
+            if a.status() != 0 && !a.ex.ok() {
+                ctx.evidence.push(a.ex);
+            }
+        }
+        match ctx.backend.await_container_end(ctx.deployed, END_WAIT).await {
+            Ok(Some(term)) => {
+                ended = Some((round + 1, term));
+                break;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let log = ctx.backend.logs(ctx.deployed, 60).await;
+                let said = last_error(&log).map(|l| format!("; its last error: {l}")).unwrap_or_default();
+                return Err(format!("seed {seed}: after {sent} concurrent adds of {SPIKE_BATCH} records the container ended, and it did not come back: {}{said}", first_line(&e.to_string())));
+            }
+        }
+    }
+    let spike_s = t.elapsed().as_secs_f64();
+    let Some((rounds, term)) = ended else {
+        return Err(format!(
+            "seed {seed}: the server took {sent} adds of {SPIKE_BATCH} records ({} of them at once, {} answered) under a memory limit of {:.0} MiB and its container never ended: the limit the values set is not enforced (the chart did not render it on the `chromadb` container, or the node does not enforce resources.limits.memory)",
+            SPIKE_ROUNDS[SPIKE_ROUNDS.len() - 1],
+            sent - unanswered.len(),
+            mib(limit)
+        ));
+    };
+    if term.reason != "OOMKilled" {
+        return Err(format!("seed {seed}: under the spike the container ended with {term}, not OOMKilled"));
+    }
+    reconnect(ctx);
+    let api = ctx.api.clone();
+    let mut ev = Vec::new();
+    let mut notes = Vec::new();
+    for &(j, status) in &unanswered {
+        let ids: Vec<String> = spike(j).map(|i| w.record(i).id).collect();
+        let got = read(&api, &coll, &ids, &mut ev).await.map_err(|e| format!("seed {seed}: after the OOM kill and restart: {e}"));
+        let got = match got {
+            Ok(g) => g.len(),
+            Err(e) => {
+                ctx.evidence.append(&mut ev);
+                return Err(e);
+            }
+        };
+        match got {
+            0 => notes.push(format!("add {j} ({}) absent", if status == 0 { "no answer".to_string() } else { format!("HTTP {status}") })),
+            n if n == ids.len() => {
+                notes.push(format!("add {j} ({}) there whole", if status == 0 { "no answer".to_string() } else { format!("HTTP {status}") }));
+                acked.extend(spike(j));
+            }
+            n => {
+                ctx.evidence.append(&mut ev);
+                return Err(format!("seed {seed}: after the OOM kill and restart, add {j} (records {:?}, unanswered) is partly there: {n} of {} records (a batch must be whole or absent)", spike(j), ids.len()));
+            }
+        }
+    }
+    ctx.evidence.append(&mut ev);
+    acked.sort_unstable();
+    let mut ev = Vec::new();
+    let n = verify(&api, &coll, &w, &acked, &format!("seed {seed}: after the OOM kill ({term}) and restart"), &mut ev).await;
+    let held: Vec<Vector> = acked.iter().map(|&i| w.record(i)).collect();
+    let found = match &n {
+        Ok(_) => findable(&api, &coll, &held, &mut ev).await,
+        Err(_) => Ok(()),
+    };
+    let r = match (&n, &found) {
+        (Ok(_), Ok(())) => recall(&api, &coll, &w, &held, &mut ev).await,
+        _ => Ok(0.0),
+    };
+    ctx.evidence.append(&mut ev);
+    let n = n?;
+    found.map_err(|e| format!("seed {seed}: after the OOM kill and restart, {e}"))?;
+    let r = r.map_err(|e| format!("seed {seed}: after the OOM kill and restart: {e}"))?;
+    if r < floor {
+        return Err(format!("seed {seed}: after the OOM kill and restart, query's mean recall@{K} over {QUERIES} queries is {r:.3}, below the floor {floor}"));
+    }
+    Ok(format!(
+        "seed {seed}: {MEMORY_RECORDS} records × {} dims acknowledged in {} batches under a {:.0} MiB limit; then {sent} concurrent adds of {SPIKE_BATCH} records in {rounds} round(s) ({spike_s:.1} s): the container ended {term}, and the kubelet restarted it in the same pod; {} of the large adds acknowledged, {}; {n} acknowledged records read back identical and each found by its own embedding, count agrees; recall@{K} {r:.3} (floor {floor})",
+        vectors::DIM,
+        small.len(),
+        mib(limit),
+        sent - unanswered.len(),
+        if notes.is_empty() { "none unanswered".to_string() } else { notes.join(", ") },
     ))
 }
 

@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod era;
 pub mod faults;
+pub mod faults_backup;
 pub mod metrics;
 mod probes;
 pub mod table;

@@ -28,8 +28,9 @@ impl Server {
     /// Starts the server; `run_as` (when not root) sets its groups, group and user the way a
     /// container runtime does before exec.
     /// `writable`: with a read-only root, the only places the server may write (its volumes,
-    /// with the container path each is mounted at).
-    pub fn spawn(launch: &Launch, log: &Path, run_as: &RunAs, writable: &[(&Path, &str)], harness_root: &Path) -> std::io::Result<Server> {
+    /// with the container path each is mounted at). `memory`: the container's memory cgroup,
+    /// entered before exec as a runtime does.
+    pub fn spawn(launch: &Launch, log: &Path, run_as: &RunAs, writable: &[(&Path, &str)], harness_root: &Path, memory: Option<&super::cgroup::MemoryCgroup>) -> std::io::Result<Server> {
         let out = OpenOptions::new().create(true).append(true).open(log)?;
         let err = out.try_clone()?;
         let (program, args): (PathBuf, Vec<String>) = if run_as.read_only_root {
@@ -59,6 +60,10 @@ impl Server {
             .stdout(out)
             .stderr(err)
             .process_group(0);
+        if let Some(cg) = memory {
+            // SAFETY: the closure only opens and writes the cgroup's procs file (async-signal-safe).
+            unsafe { cmd.pre_exec(cg.enter_before_exec()) };
+        }
         // With a read-only root, setpriv inside the sandbox drops the user instead.
         if !run_as.is_root() && !run_as.read_only_root {
             let (uid, gid, groups) = (run_as.uid, run_as.gid, run_as.groups.clone());

@@ -194,7 +194,7 @@ pub async fn start(d: &Deployment, release: &Release, root: &std::path::Path, re
     let log = layout.logs().join(format!("{}.log", c.name));
     super::append(&log, &format!("--- harness: start of Deployment {name}'s container {}: {} ---\n", c.name, argv.join(" ")));
     let as_given = RunAs { uid: 0, gid: 0, groups: vec![], fs_group: None, read_only_root: false };
-    let mut server = Server::spawn(&launch, &log, &as_given, &[], &layout.root).map_err(|source| BackendError::Io { context: format!("starting the collector of Deployment {name}"), source })?;
+    let mut server = Server::spawn(&launch, &log, &as_given, &[], &layout.root, None).map_err(|source| BackendError::Io { context: format!("starting the collector of Deployment {name}"), source })?;
 
     let probe = c.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref());
     let probe_url = match probe {

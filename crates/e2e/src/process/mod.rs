@@ -8,6 +8,7 @@
 //! free one) and absolute paths (re-rooted under a temp dir); each is listed in
 //! [`Deployed::adjustments`].
 
+pub mod cgroup;
 pub mod child;
 pub mod collector;
 pub mod hook;
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Container, PodSpec, VolumeMount};
 use render::ChromaVersion;
 
-use crate::backend::{Backend, BackendError, Deployed, HookRun, Release};
+use crate::backend::{Backend, BackendError, Deployed, HookRun, Release, Terminated};
 use crate::venv::{Venv, VenvCache};
 use child::Server;
 use image::LaunchError;
@@ -75,6 +76,10 @@ struct Running {
     reach: Option<(std::net::SocketAddr, u16)>,
     /// Containers beside `chromadb` (the TLS proxy), which live as long as the pod.
     sidecars: Vec<Server>,
+    /// The `chromadb` container's memory cgroup (`resources.limits.memory`), one per container
+    /// start as the runtime makes one per container; after `server`, so it is dropped (and
+    /// removed) once the server is gone.
+    memory: Option<cgroup::MemoryCgroup>,
     /// The pod's own network namespace, when it has sidecars that share its localhost.
     net: Option<podnet::PodNet>,
     /// How clients reach it over HTTPS (see [`Deployed::tls`]).
@@ -321,7 +326,17 @@ impl ProcessBackend {
             .filter(|m| m.read_only != Some(true) && is_writable(&m.name))
             .filter_map(|m| volume_dirs.get(&m.name).map(|d| (d.as_path(), m.mount_path.as_str())))
             .collect();
-        let mut server = Server::spawn(&launch, &log, &user, &writable, &layout.root).map_err(io(format!("starting {}", launch.program.display())))?;
+        // The container's limit, as the runtime sets it: a new cgroup for each container start.
+        r.memory = None;
+        if let Some(q) = c.resources.as_ref().and_then(|res| res.limits.as_ref()).and_then(|l| l.get("memory")) {
+            let bytes = volume::parse_quantity(&q.0).map_err(|e| invalid(format!("container `chromadb`: resources.limits.memory: {e}")))?;
+            cgroup::available().map_err(|e| BackendError::Unsupported { backend: "process", reason: format!("the container has a memory limit ({}), which this node cannot enforce: {e}", q.0) })?;
+            let name = format!("chromadb-e2e-{}-chromadb-{}", release.id, r.starts);
+            let cg = cgroup::MemoryCgroup::create(&name, bytes).map_err(|e| BackendError::step("the container's memory cgroup", e))?;
+            adjustments.push(format!("container `chromadb` runs in memory cgroup {} limited to {bytes} bytes (resources.limits.memory {})", cg.path().display(), q.0));
+            r.memory = Some(cg);
+        }
+        let mut server = Server::spawn(&launch, &log, &user, &writable, &layout.root, r.memory.as_ref()).map_err(io(format!("starting {}", launch.program.display())))?;
         if let (Some(p), Some(net)) = (proxy_c, &r.net)
             && r.sidecars.is_empty()
         {
@@ -338,7 +353,7 @@ impl ProcessBackend {
             }
             // bubblewrap and setpriv are already in its argv: spawn it as given.
             let as_given = security::RunAs { uid: 0, gid: 0, groups: vec![], fs_group: None, read_only_root: false };
-            r.sidecars.push(Server::spawn(&pl, &plog, &as_given, &[], &layout.root).map_err(io(format!("starting container {}", p.name)))?);
+            r.sidecars.push(Server::spawn(&pl, &plog, &as_given, &[], &layout.root, None).map_err(io(format!("starting container {}", p.name)))?);
         }
         let probe_base = match &probe {
             Some((_, true)) => format!("https://{reach}"),
@@ -411,6 +426,37 @@ impl ProcessBackend {
         }
         let spec = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).ok_or_else(|| invalid("the collector Deployment has no pod spec"))?;
         collector::services_of(&r.release, d).into_iter().map(|s| collector::service_view(s, spec).map_err(invalid)).collect()
+    }
+}
+
+/// How a container ended, as the kubelet words it: `OOMKilled` when the OOM killer fired in its
+/// memory cgroup (whatever the exit status says), else `Error` for a non-zero exit or a signal
+/// (128 + signal), `Completed` for 0.
+fn terminated(status: Option<std::process::ExitStatus>, memory: Option<cgroup::MemoryEvents>, limit: Option<u64>) -> Terminated {
+    use std::os::unix::process::ExitStatusExt;
+    let (exit_code, how) = match status {
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(c), _) => (c, format!("exited with {c}")),
+            (None, Some(sig)) => (128 + sig, format!("killed by signal {sig}")),
+            _ => (-1, s.to_string()),
+        },
+        None => (-1, "not running".into()),
+    };
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    match memory {
+        Some(m) if m.oom_kills > 0 => Terminated {
+            reason: "OOMKilled".into(),
+            exit_code: if exit_code < 0 { 137 } else { exit_code },
+            detail: format!("{how}; the OOM killer ended {} process(es) in its memory cgroup, which peaked at {:.1} MiB of its {:.1} MiB limit", m.oom_kills, mib(m.peak_bytes), mib(limit.unwrap_or_default())),
+        },
+        _ => Terminated {
+            reason: if exit_code == 0 { "Completed" } else { "Error" }.into(),
+            exit_code,
+            detail: match memory {
+                Some(m) => format!("{how}; no OOM kill in its memory cgroup (peak {:.1} MiB)", mib(m.peak_bytes)),
+                None => how,
+            },
+        },
     }
 }
 
@@ -639,7 +685,7 @@ impl Backend for ProcessBackend {
             .tempdir_in(&self.opts.temp_base)
             .map_err(io("creating the deployment's temp dir"))?;
         let layout = Layout { root: root.path().to_path_buf() };
-        let mut r = Running { sized: Vec::new(), _root: root, release: release.clone(), venv, layout, server: None, starts: 0, reach: None, sidecars: Vec::new(), net: None, tls: None, orphaned: false, collector: None };
+        let mut r = Running { sized: Vec::new(), _root: root, release: release.clone(), venv, layout, server: None, starts: 0, reach: None, sidecars: Vec::new(), memory: None, net: None, tls: None, orphaned: false, collector: None };
         match self.start(&mut r, Start::NewPod).await {
             Ok((base_url, adjustments)) => {
                 let secrets = Sources::from_release(release).map(|s| s.secrets).unwrap_or_default();
@@ -702,6 +748,42 @@ impl Backend for ProcessBackend {
 
     fn limits_volume_size(&self) -> Result<(), String> {
         volume::available()
+    }
+
+    fn limits_memory(&self) -> Result<(), String> {
+        cgroup::available().map_err(|e| e.to_string())
+    }
+
+    async fn await_container_end(&self, deployed: &mut Deployed, within: Duration) -> Result<Option<Terminated>, BackendError> {
+        let mut r = self.take(&deployed.id)?;
+        let deadline = Instant::now() + within;
+        let status = loop {
+            match r.server.as_mut().map(Server::try_exited) {
+                None => break None,
+                Some(Some(s)) => break Some(s),
+                Some(None) if Instant::now() > deadline => {
+                    self.put(&deployed.id, r);
+                    return Ok(None);
+                }
+                Some(None) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        // The rest of its process group goes with it, as the runtime ends a container.
+        if let Some(s) = r.server.take() {
+            s.kill().await;
+        }
+        let events = r.memory.as_ref().map(cgroup::MemoryCgroup::events).transpose();
+        let ended = terminated(status, events.as_ref().ok().copied().flatten(), r.memory.as_ref().map(cgroup::MemoryCgroup::limit));
+        let ended = match events {
+            Ok(_) => ended,
+            Err(e) => Terminated { detail: format!("{}; the memory cgroup could not be read: {e}", ended.detail), ..ended },
+        };
+        append(&server_log(&r.layout), &format!("--- harness: container ended: {ended}; the kubelet restarts it in the same pod ---\n"));
+        let result = self.start(&mut r, Start::SamePod).await;
+        deployed.tls = r.tls.clone();
+        let out = result.map(|(url, _)| deployed.base_url = url);
+        self.put(&deployed.id, r);
+        out.map(|()| Some(ended))
     }
 
     async fn orphan_statefulset(&self, deployed: &mut Deployed) -> Result<(), BackendError> {
@@ -1133,6 +1215,25 @@ fn prepare_home(dir: &Path, uid: u32, gid: u32) -> Result<(), BackendError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[rstest::rstest]
+    #[case::an_oom_kill_is_oomkilled_whatever_the_status(9, 1, "OOMKilled", 137)]
+    #[case::a_sigkill_without_an_oom_kill_is_an_error(9, 0, "Error", 137)]
+    #[case::a_signal_is_128_plus_it(15, 0, "Error", 143)]
+    fn a_containers_end_in_the_kubelets_words(#[case] signal: i32, #[case] oom_kills: u64, #[case] reason: &str, #[case] code: i32) {
+        use std::os::unix::process::ExitStatusExt;
+        let m = cgroup::MemoryEvents { oom_kills, limit_hits: 0, peak_bytes: 300 << 20 };
+        let t = terminated(Some(std::process::ExitStatus::from_raw(signal)), Some(m), Some(300 << 20));
+        assert_eq!((t.reason.as_str(), t.exit_code), (reason, code), "{t}");
+        assert!(t.detail.contains("300.0 MiB"), "{t}");
+    }
+
+    #[test]
+    fn an_exit_code_is_an_error_or_completed() {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(terminated(Some(std::process::ExitStatus::from_raw(3 << 8)), None, None).reason, "Error");
+        assert_eq!(terminated(Some(std::process::ExitStatus::from_raw(0)), None, None).reason, "Completed");
+    }
 
     fn volume_mount(name: &str, path: &str) -> VolumeMount {
         serde_json::from_value(serde_json::json!({"name": name, "mountPath": path})).unwrap()

@@ -209,6 +209,9 @@ pub struct Expected {
     pub metrics: Option<ExpectedMetrics>,
     /// `tls.enabled`: the API answers HTTPS only.
     pub tls: Option<tls::Tls>,
+    /// `resources.limits.memory` in bytes: the node OOM-kills the server's container past it
+    /// (Kubernetes reports `OOMKilled`) and the kubelet restarts it in the same pod.
+    pub memory_limit: Option<u64>,
 }
 
 /// Values the spec says must be refused, with the key at fault.
@@ -313,6 +316,7 @@ impl Expected {
             telemetry,
             metrics,
             tls: tls::expected(values, version)?,
+            memory_limit: memory_limit(values)?,
         })
     }
 
@@ -321,6 +325,16 @@ impl Expected {
     }
 }
 
+/// `resources.limits.memory`: a quantity string (`512Mi`) or a plain number of bytes.
+fn memory_limit(values: &Value) -> Result<Option<u64>, SpecError> {
+    const KEY: &str = "resources.limits.memory";
+    match lookup(values, KEY) {
+        None => Ok(None),
+        Some(Value::String(s)) => crate::quantity::parse_quantity(s).map(Some).map_err(|e| err(KEY, e)),
+        Some(Value::Number(n)) => n.as_f64().filter(|b| *b >= 1.0).map(|b| Some(b.ceil() as u64)).ok_or_else(|| err(KEY, format!("must be a positive quantity of bytes (e.g. 512Mi), got {n}"))),
+        Some(other) => Err(err(KEY, format!("must be a quantity of bytes (e.g. 512Mi), got {}", values::show(other)))),
+    }
+}
 
 fn telemetry(values: &Value, version: &ChromaVersion, server_config: Option<&Value>) -> Result<Telemetry, SpecError> {
     if let Some(doc) = server_config {

@@ -278,3 +278,23 @@ fn telemetry_off_by_default_and_extra_config_block_counts_on_1_x() {
 fn otlp_url_shape(#[case] url: &str, #[case] ok: bool) {
     assert_eq!(is_otlp_url(url), ok, "{url}");
 }
+
+#[rstest]
+#[case::no_limit_by_default("{}", None)]
+#[case::a_binary_quantity("resources: {limits: {memory: 300Mi}}", Some(300 << 20))]
+#[case::a_decimal_quantity("resources: {limits: {memory: 1G}}", Some(1_000_000_000))]
+#[case::plain_bytes_as_a_number("resources: {limits: {memory: 268435456}}", Some(1 << 28))]
+#[case::only_a_request_is_no_limit("resources: {requests: {memory: 1Gi}}", None)]
+fn the_memory_limit_is_the_containers(#[case] values: &str, #[case] bytes: Option<u64>) {
+    assert_eq!(expect(values, "1.5.0").memory_limit, bytes);
+}
+
+#[rstest]
+#[case::a_word("resources: {limits: {memory: lots}}", "`lots`")]
+#[case::a_list("resources: {limits: {memory: [1]}}", "quantity of bytes")]
+#[case::zero("resources: {limits: {memory: 0}}", "positive")]
+fn a_memory_limit_that_is_not_a_quantity_is_refused(#[case] values: &str, #[case] says: &str) {
+    let e = refused(values, "0.6.3");
+    assert_eq!(e.key, "resources.limits.memory");
+    assert!(e.reason.contains(says), "{e}");
+}

@@ -40,6 +40,9 @@ table! {
     faults_sigkill,
     faults_scale,
     faults_full_volume,
+    faults_memory,
+    faults_backup_writes,
+    faults_restore_interrupted,
     reset,
 }
 
