@@ -39,6 +39,10 @@ pub struct Source<'a> {
     /// Where the servers reach the harness (its OTLP receiver listens there):
     /// [`crate::backend::Backend::harness_address`].
     pub harness_address: std::net::IpAddr,
+    /// The namespace the release is installed into, when the backend knows it before install
+    /// ([`crate::backend::Backend::namespace_for`]): the render then says what `helm install
+    /// -n` renders there (Service DNS names, certificate names, Job URLs).
+    pub namespace: Option<String>,
 }
 
 /// A deployment ready to start.
@@ -103,6 +107,9 @@ async fn render(helm: &Helm, request: &RenderRequest) -> Result<Result<Rendered,
 /// Render → spec → release, with the needs of the checks that apply prepared.
 pub async fn prepare(helm: &Helm, src: Source<'_>) -> Result<Ready, PrepareError> {
     let mut request = RenderRequest::new(src.chart).version(src.version.clone());
+    if let Some(ns) = &src.namespace {
+        request = request.namespace(ns.clone());
+    }
     for f in src.values_files {
         request = request.values_file(f);
     }

@@ -222,6 +222,7 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
         checks: &planned,
         id: release_id(v, d),
         harness_address: backend.harness_address(),
+        namespace: backend.namespace_for(&release_id(v, d)),
     };
     let Ready { release, expected, prepared: mut checks_have, .. } = match prepare(helm, src).await {
         Ok(r) => r,

@@ -238,6 +238,12 @@ pub trait Backend: 'static {
         Err(format!("this backend does not run Deployment {deployment}"))
     }
 
+    /// The namespace a release will be installed into, when known before install (clusters);
+    /// the render then matches what `helm install -n` renders there.
+    fn namespace_for(&self, release_id: &str) -> Option<String> {
+        let _ = release_id;
+        None
+    }
     /// The address the servers reach the harness at (where its OTLP receiver listens): the
     /// harness's own loopback by default.
     fn harness_address(&self) -> std::net::IpAddr {

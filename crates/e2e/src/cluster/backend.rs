@@ -553,6 +553,10 @@ impl Backend for ClusterBackend {
         }
     }
 
+    fn namespace_for(&self, release_id: &str) -> Option<String> {
+        Some(self.namespace_of(release_id))
+    }
+
     fn harness_address(&self) -> std::net::IpAddr {
         self.pod_gateway.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into())
     }

@@ -166,6 +166,7 @@ pub async fn run_one<B: Backend>(
         checks: &[],
         id: t.id(),
         harness_address: backend.harness_address(),
+        namespace: backend.namespace_for(&t.id()),
     };
     let a = match prepare(helm, src_a).await {
         Ok(r) => r,
@@ -270,6 +271,7 @@ async fn upgrade_deployed<B: Backend>(
         checks: &checks_b,
         id: t.id(),
         harness_address: backend.harness_address(),
+        namespace: backend.namespace_for(&t.id()),
     };
     let b = match prepare(helm, src_b).await {
         Ok(r) => r,
