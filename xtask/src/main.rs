@@ -14,6 +14,7 @@ mod host;
 mod nextest;
 #[cfg(test)]
 mod readme;
+mod releases;
 mod tally;
 mod test;
 mod tools;

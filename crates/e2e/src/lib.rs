@@ -12,6 +12,7 @@ pub mod node;
 pub mod otlp;
 pub mod process;
 pub mod random;
+pub mod releases;
 pub mod report;
 pub mod runner;
 pub mod scenario;
