@@ -194,6 +194,28 @@ fn generic(text: &str, v: &ChromaVersion) -> String {
     out
 }
 
+/// `text` without what differs from one run to the next of the same behaviour: a check's
+/// seed and measured times (`seed 1421…`, `0.5 s`, `6.07s`), so equal failures share a note.
+fn steady(text: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut after_seed = false;
+    for word in text.split(' ') {
+        let core = word.trim_end_matches([':', ',', ';', ')']);
+        let tail = &word[core.len()..];
+        let number = core.trim_end_matches('s');
+        let measured = number.matches('.').count() == 1 && number.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+        if after_seed && !core.is_empty() && core.chars().all(|c| c.is_ascii_digit()) {
+            out.push(format!("…{tail}"));
+        } else if measured {
+            out.push(format!("…{}{tail}", &core[number.len()..]));
+        } else {
+            out.push(word.to_string());
+        }
+        after_seed = word == "seed";
+    }
+    out.join(" ")
+}
+
 /// One line of cause in the notes: a status, the check, the reason (release-generic).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct NoteKey {
@@ -215,7 +237,7 @@ pub fn table(report: &CompatReport) -> String {
             for c in r.cells.iter().filter(|c| c.check == check) {
                 let entry = statuses.entry(c.status).or_default();
                 if c.status != Status::Pass {
-                    let key = NoteKey { check, status: c.status, reason: generic(&c.reason, &r.version) };
+                    let key = NoteKey { check, status: c.status, reason: steady(&generic(&c.reason, &r.version)) };
                     let n = match notes.iter().position(|(k, _)| *k == key) {
                         Some(n) => n,
                         None => {
@@ -412,6 +434,14 @@ mod tests {
         assert!(table(&gap).contains(": 0.4.3, 1.0.0, in"), "{}", table(&gap));
         let err = CompatReport::merge(vec![a.clone(), a]).unwrap_err();
         assert!(err.contains("release 1.0.0 is in more than one report"), "{err}");
+    }
+
+    #[test]
+    fn seeds_and_measured_times_do_not_split_equal_failures() {
+        assert_eq!(
+            steady("seed 14213316905275034013: 100 records acknowledged in 0.5 s, then ready within 6.074529836s: exit (code: 13) on 1.0.2"),
+            "seed …: 100 records acknowledged in … s, then ready within …s: exit (code: 13) on 1.0.2"
+        );
     }
 
     #[test]
