@@ -123,6 +123,7 @@ pub fn run(flags: E2eFlags) -> anyhow::Result<ExitCode> {
         left_out: sel.left_out.clone(),
         jobs: usize::from(flags.jobs),
         wall_seconds: 0.0,
+        parts: 1,
         releases: Vec::new(),
     };
     let checkpoint = Checkpoint { path: path.clone(), template: template.clone() };

@@ -79,8 +79,16 @@ pub struct CompatReport {
     /// Releases PyPI has that no run takes, with the cause.
     pub left_out: Vec<LeftOut>,
     pub jobs: usize,
+    /// The longest part's wall time when `parts` runs were merged.
     pub wall_seconds: f64,
+    /// How many runs (release ranges) this report merges.
+    #[serde(default = "one")]
+    pub parts: usize,
     pub releases: Vec<ReleaseResult>,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl CompatReport {
@@ -109,6 +117,7 @@ impl CompatReport {
                 }
             }
             out.date = out.date.max(p.date);
+            out.parts += p.parts;
             out.wall_seconds = out.wall_seconds.max(p.wall_seconds);
         }
         out.releases.sort_by(|a, b| a.version.cmp(&b.version));
@@ -285,7 +294,7 @@ pub fn table(report: &CompatReport) -> String {
         if report.complete() { "every one," } else { "a cut," },
         report.releases.len(),
         report.on_pypi.len(),
-        minutes(report.wall_seconds),
+        if report.parts > 1 { format!("{} (the longest of {} runs of release ranges)", minutes(report.wall_seconds), report.parts) } else { minutes(report.wall_seconds) },
     );
     if !report.complete() {
         let _ = writeln!(out, "\n**Partial run:** only the releases above were run; this table says nothing about the others.");
@@ -378,6 +387,7 @@ mod tests {
             left_out: vec![LeftOut { version: "1.5.3".into(), why: "yanked on PyPI (yanked)".into() }],
             jobs: 2,
             wall_seconds: 4000.0,
+            parts: 1,
             releases,
         }
     }
@@ -429,6 +439,7 @@ mod tests {
         let m = CompatReport::merge(vec![a.clone(), b]).unwrap();
         assert_eq!(m.releases.iter().map(|r| r.version.to_string()).collect::<Vec<_>>(), ["0.4.3", "1.0.0"]);
         assert!(m.complete());
+        assert!(table(&m).contains("in 1 h 07 min (the longest of 2 runs of release ranges)"), "{}", table(&m));
         let mut gap = m.clone();
         gap.on_pypi = ["0.4.3", "0.4.4", "0.4.5", "1.0.0"].map(v).to_vec();
         assert!(table(&gap).contains(": 0.4.3, 1.0.0, in"), "{}", table(&gap));

@@ -212,6 +212,7 @@ mod tests {
             left_out: vec![],
             jobs: 2,
             wall_seconds: 1.0,
+            parts: 1,
             releases: releases
                 .into_iter()
                 .map(|(ver, cells)| ReleaseResult {
