@@ -118,7 +118,8 @@ pub const UNOBSERVED_FLOORS: &[(ChromaVersion, &str)] = &[
 pub enum Verdict {
     /// Both sides shown by live outcomes (PASS, or the chart's refusal).
     Holds,
-    /// The floor and above shown; below, the cells SKIP (the release has nothing to observe).
+    /// The floor and above shown; right below it the cells SKIP (nothing to observe there),
+    /// for the reason given by the release right below.
     HoldsAbove { below_reason: String },
     /// The run did not include both sides (a cut run, or a deployment filter).
     NotCovered(String),
@@ -170,7 +171,7 @@ fn check_one(gate: Gate, report: &CompatReport, all: &[ChromaVersion]) -> GateRe
                 let want: Vec<&str> = allowed.iter().map(|s| s.label()).collect();
                 let why = if c.reason.is_empty() { String::new() } else { format!(": {}", c.reason.lines().next().unwrap_or_default()) };
                 problems.push(format!("gate `{}` does not match release {}: {check} on {dep} is {} {side}, where it must be {}{why}", gate.name, r.version, c.status.label(), want.join(" or ")));
-            } else if !above && c.status == Status::Skip && below_reason.is_none() {
+            } else if Some(&r.version) == below_pypi.as_ref() && c.status == Status::Skip && below_reason.is_none() {
                 below_reason = Some(c.reason.clone());
             }
         }
