@@ -20,6 +20,11 @@ pub struct Flags {
     /// Fail if README.md's table differs from the generated one instead of rewriting it
     #[arg(long)]
     check: bool,
+    /// First merge these `e2e --all-releases --compat-report` files (release ranges of one run,
+    /// e.g. the compat workflow's shards) into docs/compat/releases.json, and hold the spec
+    /// model's version gates against the merged run (a gate that does not match fails)
+    #[arg(long = "compat-from", value_name = "FILE.json", num_args = 1.., conflicts_with = "check")]
+    compat_from: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -34,19 +39,36 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
     let root = project_root();
     let readme_path = root.join("README.md");
     let readme = std::fs::read_to_string(&readme_path).context("reading README.md")?;
+    let gates_hold = flags.compat_from.is_empty() || merge_compat(&root, &flags.compat_from)?;
     let table = table_for(&root.join("charts/chromadb/values.yaml"))?;
     let updated = splice(&readme, &table)?;
+    // The compatibility table is made from the committed all-releases report, not from servers.
+    let updated = e2e::releases::compat::splice(&updated, &crate::releases::committed_table(&root)?).map_err(anyhow::Error::msg)?;
     if flags.check {
         if updated != readme {
-            eprintln!("README.md's values table is stale: run `cargo xtask docs`");
+            eprintln!("README.md's generated tables (values, compatibility) are stale: run `cargo xtask docs`");
             return Ok(ExitCode::FAILURE);
         }
-        eprintln!("README.md's values table is up to date");
+        eprintln!("README.md's values and compatibility tables are up to date");
     } else if updated != readme {
         std::fs::write(&readme_path, updated).context("writing README.md")?;
-        eprintln!("README.md's values table regenerated");
+        eprintln!("README.md's values and compatibility tables regenerated");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if gates_hold { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Merges shard reports into the committed one; false when a gate does not match the merged run.
+fn merge_compat(root: &Path, files: &[std::path::PathBuf]) -> Result<bool> {
+    let mut parts = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        parts.push(e2e::releases::compat::CompatReport::parse(&text).with_context(|| format!("{} is not a compatibility report", f.display()))?);
+    }
+    let merged = e2e::releases::compat::CompatReport::merge(parts).map_err(anyhow::Error::msg)?;
+    let path = root.join(crate::releases::COMPAT_REPORT);
+    std::fs::write(&path, serde_json::to_string_pretty(&merged)? + "\n").with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("{} releases merged into {}", merged.releases.len(), path.display());
+    Ok(crate::releases::hold_gates(&merged))
 }
 
 pub fn table_for(values_path: &Path) -> Result<String> {

@@ -71,6 +71,8 @@ pub struct Flags {
     /// Besides fixtures/live.yaml, the first N rows of each version's combination array
     #[arg(long, value_name = "N", hide = true, conflicts_with = "combinations")]
     pub combination_rows: Option<usize>,
+    #[command(flatten)]
+    pub releases: crate::releases::ReleaseFlags,
 }
 
 impl Flags {
@@ -94,6 +96,7 @@ impl Flags {
             combinations: false,
             // One pairwise row per smoke version: the features meet in the test command too.
             combination_rows: Some(1),
+            releases: crate::releases::ReleaseFlags::default(),
         }
     }
 }
@@ -109,6 +112,9 @@ pub fn smoke(tools: &Toolset) -> anyhow::Result<Tally> {
 }
 
 pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
+    if flags.releases.all_releases {
+        return crate::releases::run(flags);
+    }
     // Flags are checked before anything is provisioned or started.
     let plan = Plan::from_flags(&flags)?;
     let tools = crate::tools::ensure()?;
@@ -121,12 +127,12 @@ fn execute(flags: Flags, tools: &Toolset) -> anyhow::Result<(ExitCode, RunReport
 }
 
 /// Everything the flags asked for, validated.
-struct Plan {
+pub(crate) struct Plan {
     root: PathBuf,
-    matrix: VersionMatrix,
+    pub(crate) matrix: VersionMatrix,
     versions: Vec<ChromaVersion>,
-    live: LivePlan,
-    opts: RunOptions,
+    pub(crate) live: LivePlan,
+    pub(crate) opts: RunOptions,
     upgrades: Option<UpgradeMatrix>,
     /// Each version's combination deployments (`--combinations`, or the smoke's first rows).
     combinations: Vec<(ChromaVersion, LivePlan)>,
@@ -140,13 +146,13 @@ impl Plan {
         wanted && listed
     }
 
-    fn from_flags(flags: &Flags) -> anyhow::Result<Plan> {
+    pub(crate) fn from_flags(flags: &Flags) -> anyhow::Result<Plan> {
         let root = crate::project_root();
         let matrix = backends::version_matrix(&root)?;
 
         let mut versions: Vec<ChromaVersion> = Vec::new();
         for v in &flags.versions {
-            if matrix.get(v).is_none() {
+            if matrix.get(v).is_none() && !flags.releases.all_releases {
                 eprintln!("note: {v} is not in fixtures/versions.yaml; it runs without pins");
             }
             versions.push(v.clone());
@@ -317,7 +323,7 @@ fn combination_plans(root: &Path, versions: &[ChromaVersion], flags: &Flags) -> 
 }
 
 /// One run's results added to another's (the combination runs go one version at a time).
-fn absorb(report: &mut RunReport, more: RunReport) {
+pub(crate) fn absorb(report: &mut RunReport, more: RunReport) {
     for t in more.timings {
         match report.timings.iter_mut().find(|x| x.version == t.version) {
             Some(x) => {
@@ -342,7 +348,7 @@ fn print_kept<B: Backend>(report: &RunReport, backend: &B) {
 }
 
 /// Prints the matrix and failures, writes the files, and picks the exit code.
-fn finish(report: &RunReport, flags: &Flags) -> anyhow::Result<ExitCode> {
+pub(crate) fn finish(report: &RunReport, flags: &Flags) -> anyhow::Result<ExitCode> {
     print!("{}", e2e::report::matrix(report));
     let failures = e2e::report::failures(report);
     if !failures.is_empty() {

@@ -15,6 +15,7 @@ mod nextest;
 mod obstools;
 #[cfg(test)]
 mod readme;
+mod releases;
 mod tally;
 mod test;
 mod tools;

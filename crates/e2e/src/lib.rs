@@ -14,6 +14,7 @@ pub mod otlp;
 pub mod prepare;
 pub mod process;
 pub mod random;
+pub mod releases;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -42,6 +42,32 @@ impl CheckName {
         (0..table::ABOUT.len()).map(CheckName)
     }
 
+    /// The check of that name, resolved at compile time where used in a constant (a name the
+    /// table lacks fails the build there).
+    pub const fn named(name: &str) -> CheckName {
+        const fn same(a: &[u8], b: &[u8]) -> bool {
+            if a.len() != b.len() {
+                return false;
+            }
+            let mut i = 0;
+            while i < a.len() {
+                if a[i] != b[i] {
+                    return false;
+                }
+                i += 1;
+            }
+            true
+        }
+        let mut i = 0;
+        while i < table::ABOUT.len() {
+            if same(table::ABOUT[i].name.as_bytes(), name.as_bytes()) {
+                return CheckName(i);
+            }
+            i += 1;
+        }
+        panic!("no check of that name in the table")
+    }
+
     /// What the check's descriptor says about it.
     pub fn about(self) -> &'static About {
         &table::ABOUT[self.0]

@@ -238,11 +238,11 @@ fn sweep(ip: &Path) -> Vec<String> {
             }
         }
     }
-    if let Ok(before) = std::fs::read_to_string(FORWARD_SAVED) {
-        if std::fs::write(sysctl_path(FORWARD), before.trim()).is_ok() {
-            removed.push(format!("{FORWARD} back to {}", before.trim()));
-            let _ = std::fs::remove_file(FORWARD_SAVED);
-        }
+    if let Ok(before) = std::fs::read_to_string(FORWARD_SAVED)
+        && std::fs::write(sysctl_path(FORWARD), before.trim()).is_ok()
+    {
+        removed.push(format!("{FORWARD} back to {}", before.trim()));
+        let _ = std::fs::remove_file(FORWARD_SAVED);
     }
     removed
 }
