@@ -299,3 +299,16 @@ async fn restore_interrupted_in<B: Backend>(ctx: &mut Ctx<'_, B>, wl: &Workloads
         partial.join(", "),
     )))
 }
+
+/// Both backup faults checks need the chart's backup CronJob.
+pub fn applies(e: &render::Expected) -> Result<(), String> {
+    match e.backup {
+        Some(_) => Ok(()),
+        None => Err("backup.enabled is off in this deployment's values: there is no backup CronJob to run".into()),
+    }
+}
+
+/// The run's seed (`E2E_FAULTS_SEED` replays one); a bad value fails the check, naming it.
+pub fn seed_or_fail() -> Result<u64, Outcome> {
+    super::faults::seed(std::env::var(super::faults::SEED_ENV).ok()).map_err(|reason| Outcome::Fail { reason, evidence: Vec::new(), log_tail: String::new() })
+}
