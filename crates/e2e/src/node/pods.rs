@@ -352,8 +352,8 @@ impl PodRun {
             "hostIP": self.ctx.host_ip, "hostIPs": [{"ip": self.ctx.host_ip}],
             "startTime": self.started,
             "conditions": conditions(self.initialized, &self.main, true),
+            // qosClass is the API server's to set at creation (and immutable).
             "containerStatuses": self.main.iter().map(|c| c.to_json(&uid)).collect::<Vec<_>>(),
-            "qosClass": "BestEffort",
         });
         if !self.pod_ip.is_empty() {
             status["podIP"] = json!(self.pod_ip);
