@@ -94,33 +94,7 @@ pub fn version_matrix(root: &Path) -> Result<VersionMatrix> {
     VersionMatrix::load(&path).with_context(|| format!("loading {}", path.display()))
 }
 
-/// Ctrl-C or SIGTERM arrived while a job ran; everything it had started was cleaned up.
-#[derive(Debug)]
-pub struct Interrupted(pub &'static str);
-
-impl std::fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "interrupted ({}); every server, namespace and temp dir the run had made was removed", self.0)
-    }
-}
-
-impl std::error::Error for Interrupted {}
-
-/// Resolves when the user (Ctrl-C) or a supervisor (SIGTERM, e.g. a CI runner cancelling)
-/// asks the run to stop.
-pub(crate) async fn interrupt() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => tokio::select! {
-            _ = tokio::signal::ctrl_c() => "Ctrl-C",
-            _ = term.recv() => "SIGTERM",
-        },
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            "Ctrl-C"
-        }
-    }
-}
+pub use crate::interrupt::{Interrupted, interrupt};
 
 /// Runs `job` on `backend` unless interrupted first. On interrupt the job's future is dropped,
 /// which kills what it had in flight (server handles, temp dirs and pod networks clean up on

@@ -43,7 +43,7 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
     let table = table_for(&root.join("charts/chromadb/values.yaml"))?;
     let updated = splice(&readme, &table)?;
     // The compatibility table is made from the committed all-releases report, not from servers.
-    let updated = e2e::releases::compat::splice(&updated, &crate::releases::committed_table(&root)?).map_err(anyhow::Error::msg)?;
+    let updated = e2e::releases::compat::splice(&updated, &crate::e2e::releases::committed_table(&root)?).map_err(anyhow::Error::msg)?;
     if flags.check {
         if updated != readme {
             eprintln!("README.md's generated tables (values, compatibility) are stale: run `cargo xtask docs`");
@@ -65,10 +65,10 @@ fn merge_compat(root: &Path, files: &[std::path::PathBuf]) -> Result<bool> {
         parts.push(e2e::releases::compat::CompatReport::parse(&text).with_context(|| format!("{} is not a compatibility report", f.display()))?);
     }
     let merged = e2e::releases::compat::CompatReport::merge(parts).map_err(anyhow::Error::msg)?;
-    let path = root.join(crate::releases::COMPAT_REPORT);
+    let path = root.join(crate::e2e::releases::COMPAT_REPORT);
     std::fs::write(&path, serde_json::to_string_pretty(&merged)? + "\n").with_context(|| format!("writing {}", path.display()))?;
     eprintln!("{} releases merged into {}", merged.releases.len(), path.display());
-    Ok(crate::releases::hold_gates(&merged))
+    Ok(crate::e2e::releases::hold_gates(&merged))
 }
 
 pub fn table_for(values_path: &Path) -> Result<String> {

@@ -2,6 +2,8 @@
 //! API against the spec model. Progress on stderr, the version × check matrix on stdout,
 //! failures with their evidence, optional JSON/JUnit; non-zero exit when any check failed.
 
+pub(crate) mod releases;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -72,7 +74,7 @@ pub struct Flags {
     #[arg(long, value_name = "N", hide = true, conflicts_with = "combinations")]
     pub combination_rows: Option<usize>,
     #[command(flatten)]
-    pub releases: crate::releases::ReleaseFlags,
+    pub releases: crate::e2e::releases::ReleaseFlags,
 }
 
 impl Flags {
@@ -96,7 +98,7 @@ impl Flags {
             combinations: false,
             // One pairwise row per smoke version: the features meet in the test command too.
             combination_rows: Some(1),
-            releases: crate::releases::ReleaseFlags::default(),
+            releases: crate::e2e::releases::ReleaseFlags::default(),
         }
     }
 }
@@ -113,7 +115,7 @@ pub fn smoke(tools: &Toolset) -> anyhow::Result<Tally> {
 
 pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     if flags.releases.all_releases {
-        return crate::releases::run(flags);
+        return crate::e2e::releases::run(flags);
     }
     // Flags are checked before anything is provisioned or started.
     let plan = Plan::from_flags(&flags)?;

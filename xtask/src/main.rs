@@ -11,11 +11,11 @@ mod docs;
 mod e2e;
 mod gotools;
 mod host;
+mod interrupt;
 mod nextest;
 mod obstools;
 #[cfg(test)]
 mod readme;
-mod releases;
 mod tally;
 mod test;
 mod tools;

@@ -64,7 +64,7 @@ pub fn collector() -> Result<Built> {
     let go_sum = fs::read_to_string(dir.join("go.sum")).with_context(|| format!("reading {}/go.sum", dir.display()))?;
     let version = manifest_version(&manifest)?;
     let builder = gotools::ensure(&gotools::OCB)?;
-    let root = crate::tools::tools_dir().join(format!("otelcol-{version}"));
+    let root = crate::tools_dir().join(format!("otelcol-{version}"));
     let bin = root.join("bin");
     let want = {
         let mut h = Sha256::new();
@@ -78,8 +78,8 @@ pub fn collector() -> Result<Built> {
     if complete() {
         return Ok(Built { version, bin });
     }
-    fs::create_dir_all(crate::tools::tools_dir())?;
-    let lock = fs::File::create(crate::tools::tools_dir().join(".lock-otelcol")).context("creating the collector build lock file")?;
+    fs::create_dir_all(crate::tools_dir())?;
+    let lock = fs::File::create(crate::tools_dir().join(".lock-otelcol")).context("creating the collector build lock file")?;
     lock.lock().context("locking the collector build")?;
     if complete() {
         return Ok(Built { version, bin });

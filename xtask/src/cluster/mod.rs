@@ -163,7 +163,7 @@ fn up(layout: &Layout) -> Result<ExitCode> {
     rt.block_on(async {
         tokio::select! {
             r = start(layout, &ports, &programs) => r,
-            why = crate::backends::interrupt() => Err(anyhow::Error::new(crate::backends::Interrupted(why))),
+            why = crate::interrupt::interrupt() => Err(anyhow::Error::new(crate::interrupt::Interrupted(why))),
         }
     })?;
     guard.armed = false;
@@ -608,7 +608,8 @@ fn node(layout: &Layout, kubelet_version: &str, uv: &std::path::Path) -> Result<
         };
         let client = client_of(layout.component_kubeconfig(Component::Node), "node's").await?;
         let provisioner = client_of(layout.provisioner_kubeconfig(), "provisioner's").await?;
-        let known = crate::backends::version_matrix(&crate::project_root())?;
+        let fixtures = crate::project_root().join("fixtures/versions.yaml");
+        let known = render::VersionMatrix::load(&fixtures).with_context(|| format!("loading {}", fixtures.display()))?;
         let pins = known.versions.iter().map(|e| (e.version.clone(), e.pins.clone())).collect();
         let venvs = e2e::venv::VenvCache::new(uv, e2e::venv::VenvCache::default_root()?)?;
         let facts = e2e::node::NodeFacts::of_this_machine(config::NODE_NAME, "127.0.0.1", kubelet_version);
