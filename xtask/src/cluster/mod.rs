@@ -248,6 +248,7 @@ fn write_pki(l: &Layout, p: &Ports) -> Result<()> {
     write_pair("kube-scheduler-serving", &ca.serving("kube-scheduler", &config::loopback_names())?)?;
     let mut node_names = config::loopback_names();
     node_names.dns.push(config::NODE_NAME.into());
+    node_names.ips.push(config::pod_gateway().parse().context("the pods' gateway address")?);
     write_pair("kubelet-serving", &ca.serving(config::NODE_NAME, &node_names)?)?;
     let front_proxy = pki::Ca::generate()?;
     procs::write_private(&l.cert("front-proxy-ca"), &front_proxy.cert_pem)?;
@@ -612,7 +613,9 @@ fn node(layout: &Layout, kubelet_version: &str, uv: &std::path::Path) -> Result<
         let known = render::VersionMatrix::load(&fixtures).with_context(|| format!("loading {}", fixtures.display()))?;
         let pins = known.versions.iter().map(|e| (e.version.clone(), e.pins.clone())).collect();
         let venvs = e2e::venv::VenvCache::new(uv, e2e::venv::VenvCache::default_root()?)?;
-        let facts = e2e::node::NodeFacts::of_this_machine(config::NODE_NAME, "127.0.0.1", kubelet_version);
+        // The API server refuses to proxy to a loopback address (`nodes/<n>/proxy`: "address not
+        // allowed"), so the node's InternalIP, where its kubelet API listens, is the pods' gateway.
+        let facts = e2e::node::NodeFacts::of_this_machine(config::NODE_NAME, &config::pod_gateway(), kubelet_version);
         let settings = e2e::node::Settings {
             pods_root: layout.root.join("pods"),
             volumes_root: layout.root.join("volumes"),

@@ -62,7 +62,20 @@ struct Slot {
     test_hooks: Vec<TestHook>,
     /// The server's container in the pod (`Rendered::chroma_container`).
     container: String,
+    /// What is installed now: a new forward's URL and TLS endpoint are made from it.
+    rendered: render::Rendered,
     forward: Forward,
+}
+
+/// The URL (and, with TLS, the endpoint clients resolve and trust) of a forward on `port`.
+fn reach(rendered: &render::Rendered, namespace: &str, secrets: &BTreeMap<String, BTreeMap<String, String>>, port: u16) -> Result<(String, Option<crate::tls::TlsEndpoint>), BackendError> {
+    // Through the forward the client still asks for the Service's name (resolved to the
+    // forward), so the certificate is checked against the name cluster clients use.
+    let tls = crate::tls::endpoint(rendered, namespace, secrets, ([127, 0, 0, 1], port).into()).map_err(|reason| BackendError::Invalid { reason })?;
+    Ok(match tls {
+        Some((url, t)) => (url, Some(t)),
+        None => (format!("http://127.0.0.1:{port}"), None),
+    })
 }
 
 /// Claims the chart's pods mount but the chart does not create (`existingClaim` values): the
@@ -419,16 +432,11 @@ impl ClusterBackend {
                 service: service.clone(),
                 test_hooks: hooks::test_hooks(&release.rendered),
                 container: release.rendered.chroma_container().map(|c| c.name.clone()).unwrap_or_default(),
+                rendered: release.rendered.clone(),
                 forward,
             },
         );
-        // Through the port-forward the client still asks for the Service's name (resolved to the
-        // forward), so the certificate is checked against the name cluster clients use.
-        let tls = crate::tls::endpoint(&release.rendered, namespace, &secrets, ([127, 0, 0, 1], port).into()).map_err(|reason| BackendError::Invalid { reason })?;
-        let (base_url, tls) = match tls {
-            Some((url, t)) => (url, Some(t)),
-            None => (format!("http://127.0.0.1:{port}"), None),
-        };
+        let (base_url, tls) = reach(&release.rendered, namespace, &secrets, port)?;
         Ok(Deployed {
             id: release.id.clone(),
             base_url,
@@ -658,7 +666,8 @@ impl Backend for ClusterBackend {
         // tunnelled to the deleted pod, so no pooled client connection survives the restart.
         let service = self.lock_slots().get(&deployed.id).map(|s| s.service.clone()).ok_or_else(|| not_deployed(&deployed.id))?;
         let fresh = self.forward(&namespace, &service).await?;
-        deployed.base_url = format!("http://127.0.0.1:{}", fresh.port);
+        let rendered = self.lock_slots().get(&deployed.id).map(|s| s.rendered.clone()).ok_or_else(|| not_deployed(&deployed.id))?;
+        (deployed.base_url, deployed.tls) = reach(&rendered, &namespace, &deployed.secrets, fresh.port)?;
         if let Some(slot) = self.lock_slots().get_mut(&deployed.id) {
             slot.forward = fresh;
         }
@@ -721,8 +730,9 @@ impl Backend for ClusterBackend {
         if let Some(slot) = slots.get_mut(&deployed.id) {
             slot.statefulset = statefulset;
             slot.test_hooks = hooks::test_hooks(&next.rendered);
+            slot.rendered = next.rendered.clone();
             if let Some(f) = new_forward {
-                deployed.base_url = format!("http://127.0.0.1:{}", f.port);
+                (deployed.base_url, deployed.tls) = reach(&next.rendered, &namespace, &deployed.secrets, f.port)?;
                 slot.service = service;
                 slot.forward = f;
             }

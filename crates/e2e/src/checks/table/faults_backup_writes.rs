@@ -2,9 +2,9 @@
 //! server acknowledged, and the tool names each collection whose count moved while it read.
 
 use crate::backend::Backend;
-use crate::checks::{About, Run, Runner, exercised_everywhere, faults_backup};
+use crate::checks::{About, Need, Run, Runner, exercised_everywhere, faults_backup};
 
-pub const ABOUT: About = About { name: "faults-backup-writes", opt_in: true, applies: faults_backup::applies, needs: &[] };
+pub const ABOUT: About = About { name: "faults-backup-writes", opt_in: true, applies: faults_backup::applies, needs: &[Need::RestoreRender] };
 
 pub fn runner<B: Backend>() -> Runner<B> {
     Runner {
