@@ -92,13 +92,19 @@ pub fn collector() -> Result<Built> {
     fs::create_dir_all(&bin)?;
     // The builder's `go mod tidy` keeps what go.sum already holds: seeded with the committed one.
     fs::copy(dir.join("go.sum"), src.join("go.sum")).context("seeding the collector's go.sum")?;
+    // The builder leaves an empty `otelcol-distribution*` folder in $TMPDIR even when given an
+    // output path: it gets one of its own here, removed after the build.
+    let scratch = root.join("tmp");
+    fs::create_dir_all(&scratch)?;
     let mut c = Command::new(builder.path("builder"));
-    c.current_dir(&dir).arg(format!("--config={}", manifest_path.display())).arg(format!("--output-path={}", src.display()));
+    c.current_dir(&dir).env("TMPDIR", &scratch).arg(format!("--config={}", manifest_path.display())).arg(format!("--output-path={}", src.display()));
     if std::env::var_os("GOTOOLCHAIN").is_none() {
         c.env("GOTOOLCHAIN", "local");
     }
     let what = format!("the OpenTelemetry Collector {version} ({COLLECTOR})");
-    let out = with_progress(c, &format!("building {what} with the OpenTelemetry Collector Builder (with a cold Go cache about 6 min on 2 busy cores)"))?;
+    let out = with_progress(c, &format!("building {what} with the OpenTelemetry Collector Builder (with a cold Go cache about 6 min on 2 busy cores)"));
+    let _ = fs::remove_dir_all(&scratch);
+    let out = out?;
     if !out.status.success() {
         let log = root.join("build.log");
         let _ = fs::write(&log, [&out.stdout[..], &out.stderr[..]].concat());
