@@ -195,6 +195,28 @@ async fn whole_or_absent(api: &Api, coll: &str, w: &Workload, b: usize, total: u
 }
 
 /// Every record of `expected` read back identical, and `count` agrees. Returns the records read.
+/// What a fault must leave: every record of `ids` read back identical (`when` names the
+/// moment), each found by its own embedding (`held`), and query's mean recall over them;
+/// errors say `after` what. Returns (records read back, recall).
+#[allow(clippy::too_many_arguments)]
+async fn survived(api: &Api, coll: &str, w: &Workload, ids: &[usize], held: &[Vector], when: &str, after: &str, evidence: &mut Vec<Exchange>) -> Result<(usize, f64), String> {
+    let mut ev = Vec::new();
+    let n = verify(api, coll, w, ids, when, &mut ev).await;
+    let found = match &n {
+        Ok(_) => findable(api, coll, held, &mut ev).await,
+        Err(_) => Ok(()),
+    };
+    let r = match (&n, &found) {
+        (Ok(_), Ok(())) => recall(api, coll, w, held, &mut ev).await,
+        _ => Ok(0.0),
+    };
+    evidence.append(&mut ev);
+    let n = n?;
+    found.map_err(|e| format!("{after}, {e}"))?;
+    let r = r.map_err(|e| format!("{after}: {e}"))?;
+    Ok((n, r))
+}
+
 pub(super) async fn verify(api: &Api, coll: &str, w: &Workload, expected: &[usize], when: &str, ev: &mut Vec<Exchange>) -> Result<usize, String> {
     let ids: Vec<String> = expected.iter().map(|&i| w.record(i).id).collect();
     let got = read(api, coll, &ids, ev).await.map_err(|e| format!("{when}: {e}"))?;
@@ -377,20 +399,8 @@ pub async fn scale<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
         let took = t.elapsed().as_secs_f64();
         reconnect(ctx);
         let api = ctx.api.clone();
-        let mut ev = Vec::new();
-        let n = verify(&api, &coll, &w, &all, &format!("seed {seed}: after {step}"), &mut ev).await;
-        let found = match &n {
-            Ok(_) => findable(&api, &coll, &held, &mut ev).await,
-            Err(_) => Ok(()),
-        };
-        let r = match (&n, &found) {
-            (Ok(_), Ok(())) => recall(&api, &coll, &w, &held, &mut ev).await,
-            _ => Ok(0.0),
-        };
-        ctx.evidence.append(&mut ev);
-        let n = n?;
-        found.map_err(|e| format!("seed {seed}: after {step}, {e}"))?;
-        let r = r.map_err(|e| format!("seed {seed}: after {step}: {e}"))?;
+        let after = format!("seed {seed}: after {step}");
+        let (n, r) = survived(&api, &coll, &w, &all, &held, &after, &after, &mut ctx.evidence).await?;
         // The same records, the same index: a restart may not cost recall.
         if r < floor || r + RECALL_SPREAD < undisturbed {
             return Err(format!(
@@ -617,21 +627,9 @@ pub async fn memory<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
     }
     ctx.evidence.append(&mut ev);
     acked.sort_unstable();
-    let mut ev = Vec::new();
-    let n = verify(&api, &coll, &w, &acked, &format!("seed {seed}: after the OOM kill ({term}) and restart"), &mut ev).await;
     let held: Vec<Vector> = acked.iter().map(|&i| w.record(i)).collect();
-    let found = match &n {
-        Ok(_) => findable(&api, &coll, &held, &mut ev).await,
-        Err(_) => Ok(()),
-    };
-    let r = match (&n, &found) {
-        (Ok(_), Ok(())) => recall(&api, &coll, &w, &held, &mut ev).await,
-        _ => Ok(0.0),
-    };
-    ctx.evidence.append(&mut ev);
-    let n = n?;
-    found.map_err(|e| format!("seed {seed}: after the OOM kill and restart, {e}"))?;
-    let r = r.map_err(|e| format!("seed {seed}: after the OOM kill and restart: {e}"))?;
+    let when = format!("seed {seed}: after the OOM kill ({term}) and restart");
+    let (n, r) = survived(&api, &coll, &w, &acked, &held, &when, &format!("seed {seed}: after the OOM kill and restart"), &mut ctx.evidence).await?;
     if r < floor {
         return Err(format!("seed {seed}: after the OOM kill and restart, query's mean recall@{K} over {QUERIES} queries is {r:.3}, below the floor {floor}"));
     }
