@@ -199,7 +199,6 @@ pub fn other(image: &str) -> Result<NodeImage, ImageError> {
     }
     let model = hook::image_model(image).map_err(unknown)?;
     let mut programs = BTreeMap::new();
-    let mut files = Vec::new();
     let script = if let Some(tool) = &model.tool {
         programs.insert(hook::BACKUP_TOOL_PATH.to_string(), tool.clone());
         Script::None
@@ -212,7 +211,6 @@ pub fn other(image: &str) -> Result<NodeImage, ImageError> {
             }
         }
         programs.insert("/entrypoint.sh".into(), PathBuf::from("/bin/sh"));
-        files.push((model.home.to_string(), ImageFile::Content(String::new())));
         Script::Curl
     };
     Ok(NodeImage {
@@ -223,7 +221,7 @@ pub fn other(image: &str) -> Result<NodeImage, ImageError> {
         user: model.user,
         workdir: "/".into(),
         programs,
-        files: files.into_iter().filter(|(_, f)| !matches!(f, ImageFile::Content(c) if c.is_empty())).collect(),
+        files: Vec::new(),
         script,
         stand_in: match &model.tool {
             Some(t) => format!("the workspace's {}", t.display()),

@@ -255,8 +255,7 @@ pub async fn run(ctx: Arc<NodeContext>) -> Result<(), kube::Error> {
         workers.retain(|_, (_, h)| !h.is_finished());
         for p in applied {
             let uid = p.metadata.uid.clone().unwrap_or_default();
-            if let Some(ts) = &p.metadata.deletion_timestamp {
-                let _ = ts;
+            if p.metadata.deletion_timestamp.is_some() {
                 let grace = p.metadata.deletion_grace_period_seconds.unwrap_or(30);
                 if let Some((tx, _)) = workers.get(&uid) {
                     let _ = tx.send(Some(grace));
