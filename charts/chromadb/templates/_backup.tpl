@@ -34,6 +34,43 @@ location, labels and checks.
 {{/* Where the backup volume is mounted in the backup and restore pods. */}}
 {{- define "chromadb.backupMountPath" -}}/backups{{- end -}}
 
+{{/*
+"true" when the chart creates the backup claim itself (pvc storage, no existingClaim). The
+server pod then lists that claim among its volumes, unmounted: the claim has a consumer from
+install on, so it binds on WaitForFirstConsumer classes (local-path, kind, most clouds) and
+`helm install --wait`, which waits for every claim to be Bound, does not time out waiting for
+the first scheduled backup.
+*/}}
+{{- define "chromadb.backupClaimOwned" -}}
+{{- $st := .Values.backup.storage -}}
+{{- if and (include "chromadb.backupEnabled" .) (eq $st.type "pvc") (not $st.pvc.existingClaim) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The backup claim's access modes as a list. */}}
+{{- define "chromadb.backupClaimModes" -}}
+{{- $m := .Values.backup.storage.pvc.accessModes -}}
+{{- if kindIs "slice" $m -}}{{ toJson $m }}{{- else -}}{{ toJson (list ($m | default "ReadWriteOnce")) }}{{- end -}}
+{{- end -}}
+
+{{/*
+The backup pods' affinity when the user sets none: with the chart's own ReadWriteOnce claim,
+which the server pod holds, a backup pod on another node could not attach it, so it runs on
+the server's node.
+*/}}
+{{- define "chromadb.backupAffinity" -}}
+{{- $b := .Values.backup -}}
+{{- if $b.affinity -}}
+{{- toYaml $b.affinity -}}
+{{- else if and (include "chromadb.backupClaimOwned" .) (has "ReadWriteOnce" (include "chromadb.backupClaimModes" . | fromJsonArray)) (not (has "ReadWriteMany" (include "chromadb.backupClaimModes" . | fromJsonArray))) -}}
+podAffinity:
+  requiredDuringSchedulingIgnoredDuringExecution:
+    - topologyKey: kubernetes.io/hostname
+      labelSelector:
+        matchLabels:
+          {{- include "chromadb.selectorLabels" . | nindent 10 }}
+{{- end -}}
+{{- end -}}
+
 {{- define "chromadb.backupEnabled" -}}
 {{- if eq (include "chromadb.bool" (dict "key" "backup.enabled" "value" .Values.backup.enabled)) "true" -}}true{{- end -}}
 {{- end -}}
@@ -78,7 +115,11 @@ serviceAccountName: {{ . | quote }}
 {{- /* The tool never calls the Kubernetes API. Cloud identity (IRSA, Workload Identity) does
        not need this token: EKS projects its own, GKE answers on the metadata server. */}}
 automountServiceAccountToken: false
-{{- include "chromadb.podScheduling" (dict "values" $b "key" "backup") }}
+{{- include "chromadb.podScheduling" (dict "values" (omit $b "affinity") "key" "backup") }}
+{{- with include "chromadb.backupAffinity" $ }}
+affinity:
+  {{- . | nindent 2 }}
+{{- end }}
 {{- with include "chromadb.imagePullSecrets" $ }}{{ . | trim | nindent 0 }}{{- end }}
 {{- with $b.podSecurityContext }}
 securityContext:
@@ -216,6 +257,9 @@ volumes:
 {{- fail (printf "backup.timeZone: must be an IANA time zone such as Europe/Berlin, America/New_York, Etc/GMT+2 or UTC (an area of the tz database — Africa, America, Antarctica, Arctic, Asia, Atlantic, Australia, Europe, Indian, Pacific, Etc — and a city), or empty for the controller's zone, got %q" $tz) -}}
 {{- end -}}
 {{- $_ := include "chromadb.validateVolume" (dict "key" "backup.storage.pvc" "size" "size" "v" $st.pvc) -}}
+{{- if and (include "chromadb.backupClaimOwned" .) (has "ReadWriteOncePod" (include "chromadb.backupClaimModes" . | fromJsonArray)) -}}
+{{- fail "backup.storage.pvc.accessModes: ReadWriteOncePod cannot serve the chart's own backup claim, which the server pod holds so that it binds at install while each backup pod writes to it; use ReadWriteOnce (backup pods then run on the server's node) or ReadWriteMany, or name a claim of yours in backup.storage.pvc.existingClaim" -}}
+{{- end -}}
 {{- if not (has $b.concurrencyPolicy (list "Forbid" "Replace" "Allow")) -}}
 {{- fail (printf "backup.concurrencyPolicy: must be Forbid, Replace or Allow, got %v" $b.concurrencyPolicy) -}}
 {{- end -}}

@@ -19,11 +19,22 @@ fn cronjob(r: &Rendered) -> Option<&CronJob> {
 }
 
 fn cron_pod(c: &CronJob) -> &PodSpec {
-    c.spec.as_ref().and_then(|s| s.job_template.spec.as_ref()).and_then(|j| j.template.spec.as_ref()).expect("CronJob pod spec")
+    c.spec
+        .as_ref()
+        .and_then(|s| s.job_template.spec.as_ref())
+        .and_then(|j| j.template.spec.as_ref())
+        .expect("CronJob pod spec")
 }
 
 fn restore_job(r: &Rendered) -> Option<&Job> {
-    r.jobs().find(|j| j.metadata.annotations.as_ref().and_then(|a| a.get("helm.sh/hook")).map(String::as_str) == Some("post-install"))
+    r.jobs().find(|j| {
+        j.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("helm.sh/hook"))
+            .map(String::as_str)
+            == Some("post-install")
+    })
 }
 
 fn env<'a>(c: &'a Container, name: &str) -> Option<&'a EnvVar> {
@@ -41,53 +52,160 @@ fn plain(c: &Container, name: &str) -> Option<String> {
 
 /// The tool's credentials and the Service it calls, as the model says for this version
 /// (`https` exactly when the model gives the tool a CA to trust).
-fn assert_wiring(what: &str, c: &Container, auth: &BackupAuth, fullname: &str, port: u16, tls: bool) {
+fn assert_wiring(
+    what: &str,
+    c: &Container,
+    auth: &BackupAuth,
+    fullname: &str,
+    port: u16,
+    tls: bool,
+) {
     let scheme = if tls { "https" } else { "http" };
-    assert_eq!(plain(c, "CHROMA_BACKUP_URL").as_deref(), Some(format!("{scheme}://{fullname}.default.svc:{port}").as_str()), "{what}: URL");
-    assert_eq!(plain(c, "CHROMA_BACKUP_CACERT").is_some(), tls, "{what}: the CA file is named exactly with TLS");
-    let creds: Vec<&str> = ["CHROMA_BACKUP_TOKEN", "CHROMA_BACKUP_TOKEN_HEADER", "CHROMA_BACKUP_BASIC_USER", "CHROMA_BACKUP_BASIC_PASSWORD"]
-        .into_iter()
-        .filter(|n| env(c, n).is_some())
-        .collect();
+    assert_eq!(
+        plain(c, "CHROMA_BACKUP_URL").as_deref(),
+        Some(format!("{scheme}://{fullname}.default.svc:{port}").as_str()),
+        "{what}: URL"
+    );
+    assert_eq!(
+        plain(c, "CHROMA_BACKUP_CACERT").is_some(),
+        tls,
+        "{what}: the CA file is named exactly with TLS"
+    );
+    let creds: Vec<&str> = [
+        "CHROMA_BACKUP_TOKEN",
+        "CHROMA_BACKUP_TOKEN_HEADER",
+        "CHROMA_BACKUP_BASIC_USER",
+        "CHROMA_BACKUP_BASIC_PASSWORD",
+    ]
+    .into_iter()
+    .filter(|n| env(c, n).is_some())
+    .collect();
     match auth {
-        BackupAuth::None => assert!(creds.is_empty(), "{what}: the version has no auth but the tool gets {creds:?}"),
+        BackupAuth::None => assert!(
+            creds.is_empty(),
+            "{what}: the version has no auth but the tool gets {creds:?}"
+        ),
         BackupAuth::Token { header, secret } => {
-            assert_eq!(secret_ref(c, "CHROMA_BACKUP_TOKEN"), Some((secret.clone(), "token".into())), "{what}: token");
-            assert_eq!(plain(c, "CHROMA_BACKUP_TOKEN_HEADER").as_deref(), Some(*header), "{what}: header");
+            assert_eq!(
+                secret_ref(c, "CHROMA_BACKUP_TOKEN"),
+                Some((secret.clone(), "token".into())),
+                "{what}: token"
+            );
+            assert_eq!(
+                plain(c, "CHROMA_BACKUP_TOKEN_HEADER").as_deref(),
+                Some(*header),
+                "{what}: header"
+            );
             assert_eq!(creds.len(), 2, "{what}: {creds:?}");
         }
         BackupAuth::Basic { secret } => {
-            assert_eq!(secret_ref(c, "CHROMA_BACKUP_BASIC_USER"), Some((secret.clone(), "username".into())), "{what}: user");
-            assert_eq!(secret_ref(c, "CHROMA_BACKUP_BASIC_PASSWORD"), Some((secret.clone(), "password".into())), "{what}: password");
+            assert_eq!(
+                secret_ref(c, "CHROMA_BACKUP_BASIC_USER"),
+                Some((secret.clone(), "username".into())),
+                "{what}: user"
+            );
+            assert_eq!(
+                secret_ref(c, "CHROMA_BACKUP_BASIC_PASSWORD"),
+                Some((secret.clone(), "password".into())),
+                "{what}: password"
+            );
             assert_eq!(creds.len(), 2, "{what}: {creds:?}");
         }
     }
     // Credentials only ever arrive by secretKeyRef.
     assert!(c.env_from.is_none(), "{what}: envFrom");
-    assert!(c.env.iter().flatten().filter(|e| e.name.contains("TOKEN") && e.name != "CHROMA_BACKUP_TOKEN_HEADER" || e.name.contains("PASSWORD") || e.name.contains("SECRET")).all(|e| e.value.is_none()), "{what}: a secret as a plain value");
+    assert!(
+        c.env
+            .iter()
+            .flatten()
+            .filter(
+                |e| e.name.contains("TOKEN") && e.name != "CHROMA_BACKUP_TOKEN_HEADER"
+                    || e.name.contains("PASSWORD")
+                    || e.name.contains("SECRET")
+            )
+            .all(|e| e.value.is_none()),
+        "{what}: a secret as a plain value"
+    );
 }
 
 /// Storage as the model says: the claim mounted at /backups, or S3 env from the Secret.
-fn assert_storage(what: &str, pod: &PodSpec, c: &Container, storage: &BackupStorage, fullname: &str) {
-    let claims: Vec<String> = pod.volumes.iter().flatten().filter_map(|v| v.persistent_volume_claim.as_ref()).map(|p| p.claim_name.clone()).collect();
+fn assert_storage(
+    what: &str,
+    pod: &PodSpec,
+    c: &Container,
+    storage: &BackupStorage,
+    fullname: &str,
+) {
+    let claims: Vec<String> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .map(|p| p.claim_name.clone())
+        .collect();
     match storage {
         BackupStorage::Pvc { .. } => {
-            assert_eq!(claims, [storage.claim(fullname).expect("pvc")], "{what}: claim");
-            let mount = c.volume_mounts.iter().flatten().find(|m| m.mount_path == spec::BACKUP_MOUNT).unwrap_or_else(|| panic!("{what}: nothing at {}", spec::BACKUP_MOUNT));
-            assert_ne!(mount.read_only, Some(true), "{what}: the backup volume must be writable");
+            assert_eq!(
+                claims,
+                [storage.claim(fullname).expect("pvc")],
+                "{what}: claim"
+            );
+            let mount = c
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.mount_path == spec::BACKUP_MOUNT)
+                .unwrap_or_else(|| panic!("{what}: nothing at {}", spec::BACKUP_MOUNT));
+            assert_ne!(
+                mount.read_only,
+                Some(true),
+                "{what}: the backup volume must be writable"
+            );
         }
-        BackupStorage::S3 { endpoint, region, allow_http, secret, access_key_id_key, secret_access_key_key, .. } => {
+        BackupStorage::S3 {
+            endpoint,
+            region,
+            allow_http,
+            secret,
+            access_key_id_key,
+            secret_access_key_key,
+            ..
+        } => {
             assert!(claims.is_empty(), "{what}: S3 storage mounts {claims:?}");
-            assert_eq!(plain(c, "AWS_ENDPOINT_URL"), endpoint.clone(), "{what}: endpoint");
-            assert_eq!(plain(c, "AWS_REGION").as_deref(), Some(region.as_str()), "{what}: region");
-            assert_eq!(plain(c, "AWS_ALLOW_HTTP").as_deref(), Some(if *allow_http { "true" } else { "false" }), "{what}: allowHttp");
+            assert_eq!(
+                plain(c, "AWS_ENDPOINT_URL"),
+                endpoint.clone(),
+                "{what}: endpoint"
+            );
+            assert_eq!(
+                plain(c, "AWS_REGION").as_deref(),
+                Some(region.as_str()),
+                "{what}: region"
+            );
+            assert_eq!(
+                plain(c, "AWS_ALLOW_HTTP").as_deref(),
+                Some(if *allow_http { "true" } else { "false" }),
+                "{what}: allowHttp"
+            );
             // No Secret: the pod's identity (IRSA) is the credential, and no key env is set.
             let want = |key: &String| (!secret.is_empty()).then(|| (secret.clone(), key.clone()));
-            assert_eq!(secret_ref(c, "AWS_ACCESS_KEY_ID"), want(access_key_id_key), "{what}: key id");
-            assert_eq!(secret_ref(c, "AWS_SECRET_ACCESS_KEY"), want(secret_access_key_key), "{what}: secret key");
+            assert_eq!(
+                secret_ref(c, "AWS_ACCESS_KEY_ID"),
+                want(access_key_id_key),
+                "{what}: key id"
+            );
+            assert_eq!(
+                secret_ref(c, "AWS_SECRET_ACCESS_KEY"),
+                want(secret_access_key_key),
+                "{what}: secret key"
+            );
         }
     }
-    assert_eq!(c.termination_message_policy.as_deref(), Some("FallbackToLogsOnError"), "{what}: the tool's message must reach describe/helm");
+    assert_eq!(
+        c.termination_message_policy.as_deref(),
+        Some("FallbackToLogsOnError"),
+        "{what}: the tool's message must reach describe/helm"
+    );
 }
 
 fn args(c: &Container) -> Vec<String> {
@@ -135,6 +253,75 @@ fn the_backup_cronjob_follows_the_model(#[case] version: &str, #[case] values: &
             assert_eq!(keep.map(String::as_str), Some("keep"), "{case}: backups must outlive `helm uninstall`");
         }
         _ => assert!(own_claim.is_none(), "{case}: a claim is made though storage is {:?}", want.storage),
+    }
+}
+
+/// The claims the server pod lists, and which of them its containers mount.
+fn server_claims(r: &Rendered) -> (Vec<String>, Vec<String>) {
+    let pod = r
+        .statefulset()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("server pod");
+    let listed: Vec<(String, String)> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| {
+            v.persistent_volume_claim
+                .as_ref()
+                .map(|p| (v.name.clone(), p.claim_name.clone()))
+        })
+        .collect();
+    let mounted: Vec<String> = pod
+        .containers
+        .iter()
+        .chain(pod.init_containers.iter().flatten())
+        .flat_map(|c| c.volume_mounts.iter().flatten())
+        .filter_map(|m| {
+            listed
+                .iter()
+                .find(|(n, _)| *n == m.name)
+                .map(|(_, c)| c.clone())
+        })
+        .collect();
+    (listed.into_iter().map(|(_, c)| c).collect(), mounted)
+}
+
+#[rustfmt::skip]
+#[rstest]
+#[case::own_claim_default_mode_on_1_5_0("1.5.0", "backup: {enabled: true}")]
+#[case::own_claim_mode_list_on_0_4_24("0.4.24", "backup: {enabled: true, storage: {pvc: {accessModes: [ReadWriteOnce]}}}")]
+#[case::own_claim_read_write_many_needs_no_affinity_on_1_0_0("1.0.0", "backup: {enabled: true, storage: {pvc: {accessModes: ReadWriteMany}}}")]
+#[case::users_affinity_wins_on_0_6_3("0.6.3", "backup: {enabled: true, affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: disk, operator: In, values: [ssd]}]}]}}}}")]
+#[case::existing_claim_is_not_the_servers_on_1_5_9("1.5.9", "backup: {enabled: true, storage: {pvc: {existingClaim: nightly}}}")]
+#[case::s3_has_no_claim_on_0_5_23("0.5.23", "backup: {enabled: true, storage: {type: s3, s3: {bucket: bk, existingSecret: s3c}}}")]
+#[case::data_on_an_existing_claim_too_on_1_5_0("1.5.0", "backup: {enabled: true}\nchromadb: {data: {existingClaim: mine}}")]
+fn the_server_pod_holds_the_charts_own_backup_claim_so_it_binds_at_install(#[case] version: &str, #[case] values: &str) {
+    let case = suite().case_values(version, "backup-binding", yaml(values));
+    let (e, r) = case.accepted().expect("accepted");
+    let want = e.backup.as_ref().expect("the model expects a backup");
+    let fullname = spec::fullname(&case.values, RELEASE).expect("valid");
+    let own = spec::own_claim(&fullname);
+    let (listed, mounted) = server_claims(r);
+    assert_eq!(listed.contains(&own), want.server_holds_claim, "{case}: server pod claims {listed:?}");
+    assert!(!mounted.contains(&own), "{case}: the server must not mount the backup claim, only hold it");
+    let pod = cron_pod(cronjob(r).expect("CronJob"));
+    let beside = pod.affinity.as_ref().and_then(|a| a.pod_affinity.as_ref()).and_then(|p| p.required_during_scheduling_ignored_during_execution.as_ref());
+    match (want.beside_server, beside) {
+        (true, Some(terms)) => {
+            assert_eq!(terms.len(), 1, "{case}: one term");
+            assert_eq!(terms[0].topology_key, "kubernetes.io/hostname", "{case}: same node");
+            let sel = terms[0].label_selector.as_ref().and_then(|s| s.match_labels.clone()).unwrap_or_default();
+            let sts = r.statefulset().and_then(|s| s.spec.as_ref()).map(|s| s.selector.match_labels.clone().unwrap_or_default()).unwrap_or_default();
+            assert_eq!(sel, sts, "{case}: the affinity must select the server's pods, as the StatefulSet does");
+        }
+        (false, None) => {}
+        (want, got) => panic!("{case}: model says beside_server={want}, render has {got:?}"),
+    }
+    if let Some(user) = yaml(values).get("backup").and_then(|b| b.get("affinity")) {
+        let got = serde_json::to_value(pod.affinity.as_ref()).expect("json");
+        assert_eq!(got, serde_json::to_value(user).expect("json"), "{case}: the user's affinity verbatim");
     }
 }
 
@@ -186,6 +373,7 @@ each_version! {
 #[case::restore_from_a_path("restore: {enabled: true, from: ../etc/passwd}\nbackup: {storage: {pvc: {existingClaim: b}}}", "restore.from")]
 #[case::concurrency_unknown("backup: {concurrencyPolicy: Sometimes}", "backup.concurrencyPolicy")]
 #[case::enabled_not_a_bool("backup: {enabled: nightly}", "backup.enabled")]
+#[case::own_claim_read_write_once_pod("backup: {enabled: true, storage: {pvc: {accessModes: ReadWriteOncePod}}}", "backup.storage.pvc.accessModes")]
 fn bad_backup_values_fail_naming_the_key(#[case] values: &str, #[case] key: &str) {
     let values = yaml(values);
     let versions = ["0.4.3", "0.6.3", "1.5.0"];
