@@ -304,6 +304,35 @@ fn stamp_tagged(
     hex::encode(h.finalize())
 }
 
+/// The source of `module` at the version `xtask/go/<pin_dir>/go.mod` requires, from the module
+/// cache (downloaded on first use, checked against that folder's go.sum by `go`).
+pub fn module_source(pin_dir: &str, module: &str) -> Result<PathBuf> {
+    let dir = crate::project_root().join("xtask/go").join(pin_dir);
+    let go_mod = fs::read_to_string(dir.join("go.mod"))
+        .with_context(|| format!("reading {}/go.mod", dir.display()))?;
+    let go = go_program();
+    check_go(&go, &dir, &go_mod, module)?;
+    let mut c = go_command(&go, &dir);
+    c.args(["mod", "download", "-json", module])
+        .env("GOFLAGS", "-mod=readonly");
+    eprintln!("$ (cd {}; {})", dir.display(), cmd::display(&c));
+    let out = c
+        .output()
+        .with_context(|| format!("could not start `{}`", cmd::display(&c)))?;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("`go mod download -json {module}` printed no JSON"))?;
+    if let Some(e) = json.get("Error").and_then(|e| e.as_str()) {
+        bail!(
+            "downloading {module} pinned in {}/go.mod: {e}",
+            dir.display()
+        );
+    }
+    json.get("Dir")
+        .and_then(|d| d.as_str())
+        .map(PathBuf::from)
+        .with_context(|| format!("`go mod download -json {module}` named no Dir: {json}"))
+}
+
 /// The binaries of `build`, built now unless the cache folder already holds them.
 pub fn ensure(build: &GoBuild) -> Result<Built> {
     ensure_tagged(build, &[])

@@ -74,6 +74,18 @@ pub fn prometheus() -> Result<Built> {
     gotools::ensure_tagged(&gotools::PROMETHEUS, gotools::PROMETHEUS_TAGS)
 }
 
+/// Where [`collector`] keeps the binary, whether or not it is built yet.
+pub fn collector_path() -> Result<PathBuf> {
+    let path = manifest_dir().join("builder-config.yaml");
+    let manifest =
+        fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let version = manifest_version(&manifest)?;
+    Ok(crate::tools_dir()
+        .join(format!("otelcol-{version}"))
+        .join("bin")
+        .join(COLLECTOR))
+}
+
 /// The collector, generated and compiled by the pinned builder unless the cache holds it.
 pub fn collector() -> Result<Built> {
     let dir = manifest_dir();

@@ -415,6 +415,7 @@ async fn start(l: &Layout, p: &Ports, programs: &Programs) -> Result<()> {
         );
         if c == Component::KubeApiserver {
             default_storage_class(l).await?;
+            service_monitor_crd(l).await?;
         }
     }
     let node_args: Vec<OsString> = vec![
@@ -619,6 +620,38 @@ async fn plain_get(host: &str, port: u16, path: &str) -> Result<String> {
     let mut out = String::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await??;
     Ok(out)
+}
+
+/// prometheus-operator's ServiceMonitor CRD, as released upstream (pinned in
+/// xtask/go/prometheus-operator), so a chart with `metrics.serviceMonitor.enabled` installs
+/// here as on a cluster that runs the operator.
+async fn service_monitor_crd(l: &Layout) -> Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    const MODULE: &str = "github.com/prometheus-operator/prometheus-operator";
+    const FILE: &str = "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml";
+    let src = tokio::task::spawn_blocking(|| {
+        crate::gotools::module_source("prometheus-operator", MODULE)
+    })
+    .await??;
+    let path = src.join(FILE);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is not a CustomResourceDefinition", path.display()))?;
+    let name = crd
+        .metadata
+        .name
+        .clone()
+        .context("the ServiceMonitor CRD has no name")?;
+    let crds: Api<CustomResourceDefinition> = Api::all(admin_client(l, None).await?);
+    crds.patch(
+        &name,
+        &PatchParams::apply("chromadb-cluster-up").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .with_context(|| format!("installing CRD {name} from {}", path.display()))?;
+    Ok(())
 }
 
 /// The cluster's default StorageClass. Its provisioner is the process node's: it will make
@@ -871,6 +904,7 @@ fn node(layout: &Layout, kubelet_version: &str, uv: &std::path::Path) -> Result<
                 layout.key("kubelet-serving"),
                 layout.cert("ca"),
             ),
+            collector: crate::obstools::collector_path()?,
         };
         e2e::node::serve(client, provisioner, facts, settings, venvs, pins).await?;
         Ok::<_, anyhow::Error>(())

@@ -133,6 +133,19 @@ impl std::fmt::Display for Terminated {
     }
 }
 
+/// What the controllers of a release's namespace say its selectors pick (see
+/// [`Backend::selections`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selections {
+    /// Every pod in the namespace: name and its controller (`StatefulSet/x`, `Job/y`, or
+    /// `none`).
+    pub pods: Vec<(String, String)>,
+    /// Each Service and the pods its EndpointSlices list (ready or not).
+    pub services: Vec<(String, Vec<String>)>,
+    /// Each PodDisruptionBudget: name, `status.expectedPods`, and the pods its selector picks.
+    pub budgets: Vec<(String, i32, Vec<String>)>,
+}
+
 /// Where a release runs. Implementations: [`process`](crate::process) here, k3s and an
 /// existing cluster in [`cluster`](crate::cluster).
 #[allow(async_fn_in_trait)]
@@ -165,6 +178,19 @@ pub trait Backend: 'static {
             backend: self.name(),
             reason: self.kills_containers().err().unwrap_or_default(),
         })
+    }
+    /// Which pods the release namespace's Services and PodDisruptionBudgets count, as their
+    /// controllers report it (EndpointSlices, a budget's `status.expectedPods`).
+    async fn selections(&self, deployed: &Deployed) -> Result<Selections, BackendError> {
+        let _ = deployed;
+        Err(BackendError::Unsupported {
+            backend: self.name(),
+            reason: self.reports_selections().err().unwrap_or_default(),
+        })
+    }
+    /// `Ok(())` when [`Backend::selections`] answers from real controllers; `Err(why not)`.
+    fn reports_selections(&self) -> Result<(), String> {
+        Err("this backend runs no EndpointSlice or disruption controller: what a Service or a PodDisruptionBudget counts is only known to a real control plane".into())
     }
     /// `Ok(())` when [`Backend::kill_container`] works here; `Err(why not)` otherwise.
     fn kills_containers(&self) -> Result<(), String> {

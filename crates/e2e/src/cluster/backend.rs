@@ -70,6 +70,9 @@ struct Slot {
     /// The server pod's uid and the container restarts already reported (by a kill or an
     /// end seen before), so the next end is told from them.
     ends_seen: (String, i32),
+    /// The address of each Deployment's pod (the chart's collector), reachable from this host
+    /// on the local cluster, whose pod network is routed here.
+    pod_ips: BTreeMap<String, std::net::IpAddr>,
 }
 
 /// The URL (and, with TLS, the endpoint clients resolve and trust) of a forward on `port`.
@@ -272,6 +275,57 @@ impl ClusterBackend {
     fn lock_slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
         // A panic while holding the lock leaves plain data behind; keep using it.
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The podIP of a running pod of each Deployment in `namespace` (helm has waited for them).
+    async fn deployment_pod_ips(
+        &self,
+        namespace: &str,
+    ) -> Result<BTreeMap<String, std::net::IpAddr>, BackendError> {
+        use k8s_openapi::api::apps::v1::Deployment;
+        let lp = ListParams::default();
+        let deployments = Api::<Deployment>::namespaced(self.client.clone(), namespace)
+            .list(&lp)
+            .await
+            .map_err(|e| BackendError::Kube {
+                what: format!("listing Deployments in {namespace}"),
+                source: e,
+            })?;
+        let pods = Api::<Pod>::namespaced(self.client.clone(), namespace)
+            .list(&lp)
+            .await
+            .map_err(|e| BackendError::Kube {
+                what: format!("listing pods in {namespace}"),
+                source: e,
+            })?;
+        let mut out = BTreeMap::new();
+        for d in &deployments.items {
+            let sel = d
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.match_labels.clone())
+                .unwrap_or_default();
+            let ip = pods
+                .items
+                .iter()
+                .filter(|p| {
+                    !sel.is_empty()
+                        && sel.iter().all(|(k, v)| {
+                            p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v)
+                        })
+                })
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .find_map(|p| {
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.pod_ip.as_deref())
+                        .and_then(|ip| ip.parse().ok())
+                });
+            if let (Some(name), Some(ip)) = (d.metadata.name.clone(), ip) {
+                out.insert(name, ip);
+            }
+        }
+        Ok(out)
     }
 
     /// Records the restarts of the server container that have been accounted for.
@@ -564,6 +618,7 @@ impl ClusterBackend {
         let secrets = self.pod_secrets(namespace, &statefulset).await?;
         let forward = self.forward(namespace, &service).await?;
         let port = forward.port;
+        let pod_ips = self.deployment_pod_ips(namespace).await?;
         self.lock_slots().insert(
             release.id.clone(),
             Slot {
@@ -580,6 +635,7 @@ impl ClusterBackend {
                 rendered: release.rendered.clone(),
                 forward,
                 ends_seen: (String::new(), 0),
+                pod_ips,
             },
         );
         let (base_url, tls) = reach(&release.rendered, namespace, &secrets, port)?;
@@ -862,6 +918,115 @@ impl Backend for ClusterBackend {
         Ok(ended)
     }
 
+    fn pod_ip(&self, deployed: &Deployed, deployment: &str) -> Result<std::net::IpAddr, String> {
+        if self.kind != ClusterKind::Local {
+            return Err("this host is not on the cluster's pod network, so a scraper here cannot reach a pod's address".into());
+        }
+        let slots = self.lock_slots();
+        let slot = slots
+            .get(&deployed.id)
+            .ok_or_else(|| format!("deployment {} is not installed", deployed.id))?;
+        slot.pod_ips.get(deployment).copied().ok_or_else(|| {
+            format!(
+                "Deployment {deployment} has no running pod in {}",
+                slot.namespace
+            )
+        })
+    }
+
+    fn reports_selections(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn selections(
+        &self,
+        deployed: &Deployed,
+    ) -> Result<crate::backend::Selections, BackendError> {
+        use k8s_openapi::api::discovery::v1::EndpointSlice;
+        use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+        let (namespace, _, _) = self.slot_names(&deployed.id)?;
+        let kube_err = |what: &str| {
+            let what = format!("listing {what} in {namespace}");
+            move |e| BackendError::Kube { what, source: e }
+        };
+        let lp = ListParams::default();
+        let pods = Api::<Pod>::namespaced(self.client.clone(), &namespace)
+            .list(&lp)
+            .await
+            .map_err(kube_err("pods"))?;
+        let services = Api::<Service>::namespaced(self.client.clone(), &namespace)
+            .list(&lp)
+            .await
+            .map_err(kube_err("Services"))?;
+        let slices = Api::<EndpointSlice>::namespaced(self.client.clone(), &namespace)
+            .list(&lp)
+            .await
+            .map_err(kube_err("EndpointSlices"))?;
+        let budgets = Api::<PodDisruptionBudget>::namespaced(self.client.clone(), &namespace)
+            .list(&lp)
+            .await
+            .map_err(kube_err("PodDisruptionBudgets"))?;
+        let mut out = crate::backend::Selections::default();
+        for p in &pods.items {
+            let owner = p
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true))
+                .map_or("none".to_string(), |o| format!("{}/{}", o.kind, o.name));
+            out.pods
+                .push((p.metadata.name.clone().unwrap_or_default(), owner));
+        }
+        for svc in &services.items {
+            let name = svc.metadata.name.clone().unwrap_or_default();
+            let picked: Vec<String> = slices
+                .items
+                .iter()
+                .filter(|sl| {
+                    sl.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get("kubernetes.io/service-name"))
+                        == Some(&name)
+                })
+                .flat_map(|sl| sl.endpoints.iter())
+                .filter_map(|e| {
+                    e.target_ref
+                        .as_ref()
+                        .filter(|r| r.kind.as_deref() == Some("Pod"))
+                        .and_then(|r| r.name.clone())
+                })
+                .collect();
+            out.services.push((name, picked));
+        }
+        for b in &budgets.items {
+            let sel = b
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .and_then(|s| s.match_labels.clone())
+                .unwrap_or_default();
+            let picked = pods
+                .items
+                .iter()
+                .filter(|p| {
+                    !sel.is_empty()
+                        && sel.iter().all(|(k, v)| {
+                            p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v)
+                        })
+                })
+                .filter_map(|p| p.metadata.name.clone())
+                .collect();
+            out.budgets.push((
+                b.metadata.name.clone().unwrap_or_default(),
+                b.status.as_ref().map_or(-1, |s| s.expected_pods),
+                picked,
+            ));
+        }
+        Ok(out)
+    }
+
     fn limits_memory(&self) -> Result<(), String> {
         match self.kind {
             // The process node runs each container in a memory cgroup of its limit.
@@ -1128,8 +1293,10 @@ impl Backend for ClusterBackend {
         } else {
             None
         };
+        let pod_ips = self.deployment_pod_ips(&namespace).await?;
         let mut slots = self.lock_slots();
         if let Some(slot) = slots.get_mut(&deployed.id) {
+            slot.pod_ips = pod_ips;
             slot.statefulset = statefulset;
             slot.test_hooks = hooks::test_hooks(&next.rendered);
             slot.rendered = next.rendered.clone();
@@ -1437,19 +1604,40 @@ pub(super) fn release_objects(rendered: &Rendered) -> Result<(String, String), B
     let invalid = |reason: &str| BackendError::Invalid {
         reason: reason.to_string(),
     };
-    let sts = rendered
+    let statefulset = rendered
         .statefulset()
-        .and_then(|s| s.metadata.name.clone())
         .ok_or_else(|| invalid("the chart rendered no StatefulSet"))?;
+    let sts = statefulset
+        .metadata
+        .name
+        .clone()
+        .ok_or_else(|| invalid("the chart rendered no StatefulSet"))?;
+    let pod_labels = statefulset
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
     let headless =
         |s: &&Service| s.spec.as_ref().and_then(|sp| sp.cluster_ip.as_deref()) == Some("None");
-    let services: Vec<&Service> = rendered.services().collect();
+    // The server's Service selects the StatefulSet's pods; others (the collector's) do not.
+    let selects_server = |s: &&Service| {
+        s.spec
+            .as_ref()
+            .and_then(|sp| sp.selector.as_ref())
+            .is_some_and(|sel| {
+                !sel.is_empty() && sel.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
+            })
+    };
+    let services: Vec<&Service> = rendered.services().filter(selects_server).collect();
     let svc = services
         .iter()
         .find(|s| !headless(s))
         .or_else(|| services.first())
         .and_then(|s| s.metadata.name.clone())
-        .ok_or_else(|| invalid("the chart rendered no Service to reach the server through"))?;
+        .ok_or_else(|| {
+            invalid("the chart rendered no Service selecting the server's pods to reach it through")
+        })?;
     Ok((sts, svc))
 }
 
@@ -1564,11 +1752,20 @@ mod tests {
     }
 
     #[test]
+    fn the_collectors_service_is_not_the_servers_even_when_it_comes_first() {
+        let stream = format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: chroma-chromadb-otel-collector}}\nspec: {{selector: {{c: otel}}, ports: [{{port: 4317}}, {{port: 8889}}]}}\n---\n{STS}---\napiVersion: v1\nkind: Service\nmetadata: {{name: chroma-chromadb}}\nspec: {{selector: {{a: b}}, ports: [{{port: 8000}}]}}\n"
+        );
+        let (_, svc) = release_objects(&rendered(&stream)).expect("objects");
+        assert_eq!(svc, "chroma-chromadb");
+    }
+
+    #[test]
     fn render_without_service_is_invalid() {
         let err = release_objects(&rendered(STS)).expect_err("no service");
         assert_eq!(
             err.to_string(),
-            "the rendered release cannot run: the chart rendered no Service to reach the server through"
+            "the rendered release cannot run: the chart rendered no Service selecting the server's pods to reach it through"
         );
     }
 

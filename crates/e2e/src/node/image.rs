@@ -9,7 +9,7 @@
 //! only joins them into one shape the sandbox runs.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Container;
 use render::ChromaVersion;
@@ -195,6 +195,38 @@ pub fn chroma(image: &str, version: &ChromaVersion, venv: &Venv) -> Result<NodeI
         files,
         script,
         stand_in: format!("chromadb {version} from {}", venv.dir.display()),
+    })
+}
+
+/// The OpenTelemetry Collector contrib image, served by the collector built from its Go
+/// modules at the image's release with the components the chart's config uses.
+pub fn collector(image: &str, built: &Path) -> Result<NodeImage, ImageError> {
+    use crate::process::collector::{IMAGE_ENTRYPOINT, IMAGE_USER};
+    if !built.is_file() {
+        return Err(ImageError::Unknown {
+            image: image.to_string(),
+            reason: format!(
+                "the collector standing in for it is not built at {} (run `cargo xtask tools --observability`)",
+                built.display()
+            ),
+        });
+    }
+    let mut programs = BTreeMap::new();
+    for alias in [IMAGE_ENTRYPOINT, IMAGE_ENTRYPOINT.trim_start_matches('/')] {
+        programs.insert(alias.to_string(), built.to_path_buf());
+    }
+    Ok(NodeImage {
+        reference: image.into(),
+        entrypoint: vec![IMAGE_ENTRYPOINT.into()],
+        // The contrib image's CMD.
+        cmd: vec!["--config".into(), "/etc/otelcol-contrib/config.yaml".into()],
+        env: vec![("PATH".into(), SYSTEM_PATH.into())],
+        user: IMAGE_USER,
+        workdir: "/".into(),
+        programs,
+        files: Vec::new(),
+        script: Script::None,
+        stand_in: format!("the collector built from Go modules at {}", built.display()),
     })
 }
 

@@ -311,6 +311,9 @@ pub struct Settings {
     pub kubernetes_service: (String, u16),
     /// The kubelet API's serving certificate and key, and the CA its clients must present.
     pub kubelet_tls: (PathBuf, PathBuf, PathBuf),
+    /// The collector built from Go modules (`cargo xtask tools --observability`), standing in
+    /// for the contrib image; it may not be built yet (the pod then fails to pull, saying so).
+    pub collector: PathBuf,
 }
 
 /// The kubelet's port, where the API server asks for logs.
@@ -365,6 +368,7 @@ pub async fn serve(
         root: settings.pods_root.clone(),
         cluster_domain: settings.cluster_domain.clone(),
         kubernetes_service: settings.kubernetes_service.clone(),
+        collector: settings.collector.clone(),
     });
     let (cert, key, ca) = settings.kubelet_tls.clone();
     let logs_root = settings.pods_root.clone();

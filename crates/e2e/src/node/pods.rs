@@ -40,6 +40,7 @@ pub struct NodeContext {
     pub cluster_dns: String,
     pub cluster_domain: String,
     pub kubernetes_service: (String, u16),
+    pub collector: PathBuf,
 }
 
 fn now() -> String {
@@ -479,6 +480,9 @@ async fn node_image(ctx: &NodeContext, reference: &str) -> Result<NodeImage, Str
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
             image::chroma(reference, &v, &venv).map_err(|e| e.to_string())
+        }
+        None if crate::process::collector::is_collector_image(reference) => {
+            image::collector(reference, &ctx.collector).map_err(|e| e.to_string())
         }
         None => image::other(reference).map_err(|e| e.to_string()),
     }

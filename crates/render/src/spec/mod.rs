@@ -219,7 +219,12 @@ pub struct Expected {
     /// `resources.limits.memory` in bytes: the node OOM-kills the server's container past it
     /// (Kubernetes reports `OOMKilled`) and the kubelet restarts it in the same pod.
     pub memory_limit: Option<u64>,
+    /// `podDisruptionBudget.enabled`: a budget over the server's pods, and only theirs.
+    pub disruption_budget: bool,
 }
+
+/// The server's pods: the chart runs Chroma as a StatefulSet of one replica.
+pub const SERVER_PODS: u32 = 1;
 
 /// Values the spec says must be refused, with the key at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -358,6 +363,7 @@ impl Expected {
             metrics,
             tls: tls::expected(values, version)?,
             memory_limit: memory_limit(values)?,
+            disruption_budget: values::parse_bool(values, "podDisruptionBudget.enabled", false)?,
         })
     }
 
