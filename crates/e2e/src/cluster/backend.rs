@@ -71,7 +71,7 @@ struct Slot {
 fn reach(rendered: &render::Rendered, namespace: &str, secrets: &BTreeMap<String, BTreeMap<String, String>>, port: u16) -> Result<(String, Option<crate::tls::TlsEndpoint>), BackendError> {
     // Through the forward the client still asks for the Service's name (resolved to the
     // forward), so the certificate is checked against the name cluster clients use.
-    let tls = crate::tls::endpoint(rendered, namespace, secrets, ([127, 0, 0, 1], port).into()).map_err(|reason| BackendError::Invalid { reason })?;
+    let tls = crate::tls::endpoint(rendered, namespace, secrets, ([127, 0, 0, 1], port).into()).map_err(BackendError::unrunnable)?;
     Ok(match tls {
         Some((url, t)) => (url, Some(t)),
         None => (format!("http://127.0.0.1:{port}"), None),
@@ -112,7 +112,7 @@ pub const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
 
 impl ClusterBackend {
     pub(super) async fn start(kind: ClusterKind, opts: ClusterOptions) -> Result<Self, BackendError> {
-        let helm = Helm::new(&opts.helm).map_err(|e| BackendError::Invalid { reason: e.to_string() })?;
+        let helm = Helm::new(&opts.helm).map_err(|e| BackendError::step("finding helm", e))?;
         // The suffix exists before anything is created, so everything created carries it.
         let suffix = naming::run_suffix();
         let cleanup = opts.cleanup.clone();
@@ -128,12 +128,10 @@ impl ClusterBackend {
                         if let Err(c) = cleanup.run().await {
                             tracing::warn!(error = %c, "could not remove the k3s container of a failed start");
                         }
-                        return Err(e);
+                        return Err(BackendError::unreachable("k3s", e));
                     }
                 };
-                let client = kubeconfig::client_from_text(cluster.kubeconfig())
-                    .await
-                    .map_err(|reason| BackendError::Unavailable { backend: "k3s", reason })?;
+                let client = kubeconfig::client_from_text(cluster.kubeconfig()).await.map_err(|e| BackendError::unreachable("k3s", e))?;
                 let target = HelmTarget { kubeconfig: Some(cluster.kubeconfig_path().to_path_buf()), context: None };
                 let describe = format!("k3s {image} (container {})", cluster.container_id().unwrap_or("?"));
                 (client, target, describe, Some(cluster))
@@ -230,17 +228,21 @@ impl ClusterBackend {
     async fn wait_for_node(&self) -> Result<(), BackendError> {
         let nodes: Api<Node> = Api::all(self.client.clone());
         let started = tokio::time::Instant::now();
-        let mut last = String::from("no nodes yet");
+        let mut last = Ok(0);
         while started.elapsed() < self.timeout {
             match nodes.list(&ListParams::default()).await {
                 Ok(list) if list.items.iter().any(node_ready) => return Ok(()),
-                Ok(list) => last = format!("{} node(s), none Ready", list.items.len()),
-                Err(e) => last = e.to_string(),
+                Ok(list) => last = Ok(list.items.len()),
+                Err(e) => last = Err(e),
             }
             // Nodes have no single name to watch before one registers; poll gently.
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        Err(BackendError::NotReady { waited: self.timeout, detail: format!("no Ready node in {}: {last}", self.describe) })
+        Err(match last {
+            Ok(0) => BackendError::NotReady { waited: self.timeout, detail: format!("no Ready node in {}: no nodes yet", self.describe) },
+            Ok(n) => BackendError::NotReady { waited: self.timeout, detail: format!("no Ready node in {}: {n} node(s), none Ready", self.describe) },
+            Err(e) => failed(format!("no Ready node in {} within {:?}; listing nodes", self.describe, self.timeout), e),
+        })
     }
 
     async fn report(&self, namespace: &str) -> String {
@@ -324,10 +326,7 @@ impl ClusterBackend {
         };
         match helm_cli::run(&self.helm, &args).await {
             Ok(_) => Ok(()),
-            Err(out) => Err(BackendError::Failed {
-                what: format!("{verb} {} into {namespace}", req.release),
-                detail: format!("{out}\n{}", self.report(namespace).await),
-            }),
+            Err(e) => Err(BackendError::diagnosed(format!("{verb} {} into {namespace}", req.release), e, self.report(namespace).await)),
         }
     }
 
@@ -339,7 +338,7 @@ impl ClusterBackend {
     ) -> Result<T, BackendError> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(BackendError::Failed { what: what(), detail: e.to_string() }),
+            Ok(Err(e)) => Err(BackendError::step(what(), e)),
             Err(_) => Err(BackendError::NotReady { waited: self.timeout, detail: what() }),
         }
     }
@@ -349,10 +348,7 @@ impl ClusterBackend {
         let ready = |o: Option<&StatefulSet>| statefulset_readiness(o).is_ready();
         match tokio::time::timeout(self.timeout, await_condition(api.clone(), name, ready)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(BackendError::Failed {
-                what: format!("watching StatefulSet {name} in {namespace}"),
-                detail: format!("{e}\n{}", self.report(namespace).await),
-            }),
+            Ok(Err(e)) => Err(BackendError::diagnosed(format!("watching StatefulSet {name} in {namespace}"), e, self.report(namespace).await)),
             Err(_) => {
                 let why = match api.get_opt(name).await {
                     Ok(o) => match statefulset_readiness(o.as_ref()) {
@@ -452,13 +448,13 @@ impl ClusterBackend {
     async fn forward(&self, namespace: &str, service: &str) -> Result<Forward, BackendError> {
         let services: Api<Service> = Api::namespaced(self.client.clone(), namespace);
         let svc = services.get(service).await.map_err(|e| failed(format!("reading Service {service} in {namespace}"), e))?;
-        forward::selector_of(&svc).map_err(|reason| BackendError::Invalid { reason })?;
+        forward::selector_of(&svc).map_err(BackendError::unrunnable)?;
         let started = if self.kind == ClusterKind::Local {
             forward::start_cluster_ip(svc).await
         } else {
             forward::start(Api::namespaced(self.client.clone(), namespace), svc).await
         };
-        started.map_err(|source| BackendError::Io { context: "binding the port-forward listener on 127.0.0.1".into(), source })
+        started.map_err(|e| BackendError::step(format!("forwarding to Service {service} in {namespace}"), e))
     }
 
     /// Every Secret the server's pod template refers to, as installed (helm generates auth
@@ -588,7 +584,7 @@ impl Backend for ClusterBackend {
         let node = before.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
         // Through the API server's node proxy, as `kubectl get --raw /api/v1/nodes/<n>/proxy/…`.
         let path = format!("/api/v1/nodes/{node}/proxy/process-node/kill/{namespace}/{pod_name}/{container}");
-        let req = hyper::Request::post(&path).body(Vec::new()).map_err(|e| BackendError::Invalid { reason: e.to_string() })?;
+        let req = hyper::Request::post(&path).body(Vec::new()).map_err(|e| BackendError::step(format!("building the request POST {path}"), e))?;
         self.client.request_text(req).await.map_err(|e| failed(format!("asking node {node} to SIGKILL container {container} of {pod_name}"), e))?;
         let c2 = container.clone();
         let back = move |p: Option<&Pod>| {
@@ -658,10 +654,7 @@ impl Backend for ClusterBackend {
         self.wait_statefulset(&namespace, &statefulset).await?;
         let after = pods.get(&pod_name).await.map_err(|e| failed(format!("reading pod {pod_name}"), e))?;
         let claims_after = self.claim_uids(&namespace, &after).await?;
-        same_claims(&claims_before, &claims_after).map_err(|detail| BackendError::Failed {
-            what: format!("restart of {pod_name} in {namespace}"),
-            detail,
-        })?;
+        same_claims(&claims_before, &claims_after).map_err(|e| BackendError::step(format!("restart of {pod_name} in {namespace}"), e))?;
         // A fresh forward on a new port: dropping the old one closes every connection it
         // tunnelled to the deleted pod, so no pooled client connection survives the restart.
         let service = self.lock_slots().get(&deployed.id).map(|s| s.service.clone()).ok_or_else(|| not_deployed(&deployed.id))?;
@@ -677,8 +670,8 @@ impl Backend for ClusterBackend {
     async fn reinstall(&self, deployed: &mut Deployed, next: &Release) -> Result<(), BackendError> {
         let (namespace, release_name, statefulset) = self.slot_names(&deployed.id)?;
         let args = helm_cli::uninstall_args(&release_name, &namespace, self.timeout, &self.target);
-        if let Err(out) = helm_cli::run(&self.helm, &args).await {
-            return Err(BackendError::Failed { what: format!("helm uninstall {release_name} in {namespace}"), detail: out });
+        if let Err(e) = helm_cli::run(&self.helm, &args).await {
+            return Err(BackendError::step(format!("helm uninstall {release_name} in {namespace}"), e));
         }
         if let Some(slot) = self.lock_slots().remove(&deployed.id) {
             drop(slot.forward);
@@ -801,7 +794,7 @@ impl Backend for ClusterBackend {
         match waited {
             Ok(Ok(_)) if reasons.is_empty() => Ok(HookRun::Succeeded { log }),
             Ok(Ok(_)) => Ok(HookRun::Failed { reason: reasons.join("; "), log }),
-            Ok(Err(e)) => Err(BackendError::Failed { what: format!("watching Job {name} in {namespace}"), detail: e.to_string() }),
+            Ok(Err(e)) => Err(BackendError::step(format!("watching Job {name} in {namespace}"), e)),
             Err(_) => Ok(HookRun::Failed { reason: format!("Job {name} did not finish within {deadline:?}: {}", reasons.join("; ")), log }),
         }
     }
@@ -825,7 +818,9 @@ impl Backend for ClusterBackend {
         let (reasons, hook_logs) = self.hook_results(&namespace, &test_hooks).await;
         Ok(match verdict {
             Ok(out) => HookRun::Succeeded { log: format!("{out}\n{hook_logs}") },
-            Err(out) => {
+            Err(e) => {
+                // A verdict on the release (the report's FAIL reason), not an error of the harness.
+                let out = e.output();
                 let why = if reasons.is_empty() {
                     out.lines().find(|l| !l.trim().is_empty()).unwrap_or("no output").to_string()
                 } else {
@@ -975,18 +970,23 @@ fn claims_of(pod: &Pod) -> Vec<String> {
         .collect()
 }
 
+/// How a restart came back on other volumes than it had.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimsChanged {
+    #[error("the pod mounted claims {before:?} before and {after:?} after")]
+    Names { before: Vec<String>, after: Vec<String> },
+    #[error("PVC {name} was replaced (uid {before} → {after})")]
+    Replaced { name: String, before: String, after: String },
+}
+
 /// A restart must come back on the very same volumes: same claim names, same claim objects.
-fn same_claims(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Result<(), String> {
+fn same_claims(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Result<(), ClaimsChanged> {
     if before.keys().ne(after.keys()) {
-        return Err(format!(
-            "the pod mounted claims {:?} before and {:?} after",
-            before.keys().collect::<Vec<_>>(),
-            after.keys().collect::<Vec<_>>()
-        ));
+        return Err(ClaimsChanged::Names { before: before.keys().cloned().collect(), after: after.keys().cloned().collect() });
     }
     for (name, uid) in before {
         if after.get(name) != Some(uid) {
-            return Err(format!("PVC {name} was replaced (uid {uid} → {})", after[name]));
+            return Err(ClaimsChanged::Replaced { name: name.clone(), before: uid.clone(), after: after[name].clone() });
         }
     }
     Ok(())
@@ -1044,13 +1044,13 @@ mod tests {
 
     #[test]
     fn restart_on_a_recreated_pvc_fails_naming_it() {
-        let err = same_claims(&claims(&[("data-0", "uid-a")]), &claims(&[("data-0", "uid-b")])).expect_err("replaced");
+        let err = same_claims(&claims(&[("data-0", "uid-a")]), &claims(&[("data-0", "uid-b")])).expect_err("replaced").to_string();
         assert_eq!(err, "PVC data-0 was replaced (uid uid-a → uid-b)");
     }
 
     #[test]
     fn restart_mounting_other_claims_fails() {
-        let err = same_claims(&claims(&[("data-0", "u")]), &claims(&[])).expect_err("claims differ");
+        let err = same_claims(&claims(&[("data-0", "u")]), &claims(&[])).expect_err("claims differ").to_string();
         assert!(err.starts_with("the pod mounted claims [\"data-0\"] before and [] after"), "{err}");
     }
 
