@@ -241,7 +241,7 @@ pub trait Backend: 'static {
     /// `kubectl create job --from=cronjob/<name>`: the CronJob's job, run once now.
     async fn run_cronjob_once(&self, deployed: &Deployed, cronjob: &CronJob) -> Result<HookRun, BackendError> {
         let name = jobs::manual_job_name(cronjob.metadata.name.as_deref().unwrap_or("cronjob"));
-        let job = jobs::job_from_cronjob(cronjob, &name).map_err(|reason| BackendError::Invalid { reason })?;
+        let job = jobs::job_from_cronjob(cronjob, &name).map_err(BackendError::unrunnable)?;
         self.run_job(deployed, &job).await
     }
     /// Replaces a Secret's data the way a renewal does (cert-manager, or the user), leaving the

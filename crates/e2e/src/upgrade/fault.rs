@@ -40,10 +40,17 @@ impl Fault {
     }
 }
 
+/// A fault name `--inject-fault` does not know; the message lists the ones it knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown fault `{name}` (valid: {})", Fault::ALL.map(Fault::as_str).join(", "))]
+pub struct UnknownFault {
+    pub name: String,
+}
+
 impl std::str::FromStr for Fault {
-    type Err = String;
+    type Err = UnknownFault;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Fault::ALL.into_iter().find(|f| f.as_str() == s).ok_or_else(|| format!("unknown fault `{s}` (valid: {})", Fault::ALL.map(Fault::as_str).join(", ")))
+        Fault::ALL.into_iter().find(|f| f.as_str() == s).ok_or_else(|| UnknownFault { name: s.to_string() })
     }
 }
 
@@ -112,7 +119,7 @@ mod tests {
 
     #[test]
     fn an_unknown_fault_lists_the_valid_ones() {
-        let e = "invalid-pod".parse::<Fault>().unwrap_err();
+        let e = "invalid-pod".parse::<Fault>().unwrap_err().to_string();
         assert!(e.contains("`invalid-pod`") && e.contains("invalid-pod-b") && e.contains("delete-records"), "{e}");
     }
 }
