@@ -219,6 +219,60 @@ pub fn fill_variables(expr: &str, service: &str) -> String {
 }
 
 /// A running Prometheus; killed and its files removed when dropped.
+/// Why the harness's own Prometheus could not be run or asked. Not a verdict on the chart: the
+/// cause stays the source until the check's FAIL reason is written from it.
+#[derive(Debug, thiserror::Error)]
+pub enum PrometheusError {
+    /// `what` names the file or socket (`a temp dir for Prometheus`, `writing …/prometheus.yml`).
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing the Prometheus config: {0}")]
+    Config(#[source] serde_yaml::Error),
+    #[error("building the HTTP client for Prometheus: {0}")]
+    Client(#[source] reqwest::Error),
+    #[error("Prometheus exited ({status}) at start:\n{log}")]
+    Exited { status: std::process::ExitStatus, log: String },
+    #[error("Prometheus not ready after 60 s:\n{log}")]
+    NotReady { log: String },
+    #[error("GET {path}: {source}")]
+    Get {
+        path: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The url crate's parse error, which reqwest does not re-export by name.
+    #[error("GET {path}: {source}")]
+    Url {
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Prometheus answered, with `status` other than `success`: its own `error` text.
+    #[error("GET {path} {params}: {error}")]
+    Refused { path: String, params: String, error: String },
+    #[error("the plot's time range: {0}")]
+    Clock(#[source] std::time::SystemTimeError),
+    #[error("encoding the plot's data: {0}")]
+    PlotData(#[source] serde_json::Error),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> PrometheusError {
+    let what = what.into();
+    move |source| PrometheusError::Io { what, source }
+}
+
+/// The check's FAIL reason when its Prometheus fails: the error and its sources, as a report
+/// shows an error ([`crate::text::chain`]).
+impl From<PrometheusError> for String {
+    fn from(e: PrometheusError) -> String {
+        crate::text::chain(&e)
+    }
+}
+
 struct Prometheus {
     child: tokio::process::Child,
     url: String,
@@ -228,14 +282,14 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    async fn start(binary: &Path, config: &Value) -> Result<Prometheus, String> {
-        let dir = tempfile::Builder::new().prefix("chromadb-e2e-prometheus-").tempdir().map_err(|e| format!("a temp dir for Prometheus: {e}"))?;
+    async fn start(binary: &Path, config: &Value) -> Result<Prometheus, PrometheusError> {
+        let dir = tempfile::Builder::new().prefix("chromadb-e2e-prometheus-").tempdir().map_err(io("a temp dir for Prometheus"))?;
         let cfg = dir.path().join("prometheus.yml");
-        std::fs::write(&cfg, serde_yaml::to_string(config).map_err(|e| e.to_string())?).map_err(|e| format!("writing {}: {e}", cfg.display()))?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+        std::fs::write(&cfg, serde_yaml::to_string(config).map_err(PrometheusError::Config)?).map_err(io(format!("writing {}", cfg.display())))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(io("a free port for Prometheus on 127.0.0.1"))?.port();
         let log = dir.path().join("prometheus.log");
-        let out = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let out = std::fs::File::create(&log).map_err(io(format!("creating {}", log.display())))?;
+        let err = out.try_clone().map_err(io(format!("opening {} for stderr", log.display())))?;
         let child = tokio::process::Command::new(binary)
             .arg(format!("--config.file={}", cfg.display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
@@ -244,19 +298,19 @@ impl Prometheus {
             .stderr(err)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
+            .map_err(io(format!("starting {}", binary.display())))?;
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(PrometheusError::Client)?;
         let mut p = Prometheus { child, url: format!("http://127.0.0.1:{port}"), _dir: dir, log, http };
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = p.child.try_wait() {
-                return Err(format!("Prometheus exited ({status}) at start:\n{}", p.log_tail()));
+                return Err(PrometheusError::Exited { status, log: p.log_tail() });
             }
             if p.http.get(format!("{}/-/ready", p.url)).send().await.is_ok_and(|r| r.status().is_success()) {
                 return Ok(p);
             }
             if started.elapsed() > Duration::from_secs(60) {
-                return Err(format!("Prometheus not ready after 60 s:\n{}", p.log_tail()));
+                return Err(PrometheusError::NotReady { log: p.log_tail() });
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
@@ -266,18 +320,19 @@ impl Prometheus {
         crate::process::child::tail(&self.log, 15)
     }
 
-    async fn api(&self, path: &str, params: &[(&str, String)]) -> Result<Value, String> {
-        let url = reqwest::Url::parse_with_params(&format!("{}{path}", self.url), params.iter().map(|(k, v)| (*k, v.as_str()))).map_err(|e| format!("GET {path}: {e}"))?;
-        let resp = self.http.get(url).send().await.map_err(|e| format!("GET {path}: {e}"))?;
-        let body: Value = resp.json().await.map_err(|e| format!("GET {path}: {e}"))?;
+    async fn api(&self, path: &str, params: &[(&str, String)]) -> Result<Value, PrometheusError> {
+        let get = |source| PrometheusError::Get { path: path.to_string(), source };
+        let url = reqwest::Url::parse_with_params(&format!("{}{path}", self.url), params.iter().map(|(k, v)| (*k, v.as_str()))).map_err(|e| PrometheusError::Url { path: path.to_string(), source: Box::new(e) })?;
+        let resp = self.http.get(url).send().await.map_err(get)?;
+        let body: Value = resp.json().await.map_err(get)?;
         if body["status"] != "success" {
-            return Err(format!("GET {path} {params:?}: {}", body["error"]));
+            return Err(PrometheusError::Refused { path: path.to_string(), params: format!("{params:?}"), error: body["error"].to_string() });
         }
         Ok(body["data"].clone())
     }
 
     /// An instant query: (labels, value) per series.
-    async fn query(&self, expr: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+    async fn query(&self, expr: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>, PrometheusError> {
         let data = self.api("/api/v1/query", &[("query", expr.to_string())]).await?;
         Ok(data["result"]
             .as_array()
@@ -301,7 +356,7 @@ impl Prometheus {
                 .map(|t| format!("{} {} {}", t["scrapeUrl"].as_str().unwrap_or("?"), t["health"].as_str().unwrap_or("?"), t["lastError"].as_str().unwrap_or("")))
                 .collect::<Vec<_>>()
                 .join("; "),
-            Err(e) => e,
+            Err(e) => crate::text::chain(&e),
         }
     }
 }
@@ -315,7 +370,7 @@ impl Drop for Prometheus {
 /// Requests per (method, route, status) from the spanmetrics counters of the server spans.
 type Calls = BTreeMap<(String, String, String), f64>;
 
-async fn calls(p: &Prometheus, service: &str) -> Result<Calls, String> {
+async fn calls(p: &Prometheus, service: &str) -> Result<Calls, PrometheusError> {
     let q = format!("sum by (http_method, http_route, http_status_code) (traces_span_metrics_calls_total{{service_name=\"{service}\", http_route!=\"\"}})");
     Ok(p.query(&q)
         .await?
@@ -418,7 +473,7 @@ pub async fn metrics<B: Backend>(ctx: &mut Ctx<'_, B>, objects: &Objects, otlp: 
     let mut panels: BTreeMap<String, (usize, Vec<String>)> = BTreeMap::new();
     for q in &queries {
         let expr = fill_variables(&q.expr, &service);
-        let series = prom.query(&expr).await.map_err(|e| format!("panel \"{}\": {e}", q.panel))?;
+        let series = prom.query(&expr).await.map_err(|e| format!("panel \"{}\": {}", q.panel, crate::text::chain(&e)))?;
         // A value above zero: the second round's requests are inside the rate window.
         let good = series.iter().filter(|(l, v)| v.is_finite() && *v > 0.0 && q.legend_labels.iter().all(|k| l.contains_key(k))).count();
         let entry = panels.entry(q.panel.clone()).or_default();
@@ -462,9 +517,9 @@ pub async fn metrics<B: Backend>(ctx: &mut Ctx<'_, B>, objects: &Objects, otlp: 
 
 /// Appends this run's request rate and p95 latency per endpoint to the plot's data file
 /// (`<path>.json`) and redraws the SVG from every run in it.
-async fn plot(p: &Prometheus, service: &str, since: std::time::SystemTime, version: String, path: &Path) -> Result<(), String> {
-    let start = since.duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs_f64();
-    let end = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs_f64();
+async fn plot(p: &Prometheus, service: &str, since: std::time::SystemTime, version: String, path: &Path) -> Result<(), PrometheusError> {
+    let start = since.duration_since(std::time::UNIX_EPOCH).map_err(PrometheusError::Clock)?.as_secs_f64();
+    let end = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(PrometheusError::Clock)?.as_secs_f64();
     let range = |q: String| {
         let params = vec![("query", q), ("start", format!("{start:.0}")), ("end", format!("{end:.0}")), ("step", "2".to_string())];
         async move { p.api("/api/v1/query_range", &params).await }
@@ -475,8 +530,8 @@ async fn plot(p: &Prometheus, service: &str, since: std::time::SystemTime, versi
     let mut runs: Vec<Value> = std::fs::read_to_string(&data_path).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
     runs.retain(|r| r["version"] != version.as_str());
     runs.push(json!({"version": version, "start": start, "rate": rate["result"], "p95": p95["result"]}));
-    std::fs::write(&data_path, serde_json::to_string_pretty(&runs).map_err(|e| e.to_string())?).map_err(|e| format!("writing {}: {e}", data_path.display()))?;
-    std::fs::write(path, crate::metrics_plot::svg(&runs)).map_err(|e| format!("writing {}: {e}", path.display()))
+    std::fs::write(&data_path, serde_json::to_string_pretty(&runs).map_err(PrometheusError::PlotData)?).map_err(io(format!("writing {}", data_path.display())))?;
+    std::fs::write(path, crate::metrics_plot::svg(&runs)).map_err(io(format!("writing {}", path.display())))
 }
 
 #[cfg(test)]
