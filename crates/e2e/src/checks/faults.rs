@@ -74,7 +74,7 @@ pub(super) fn collections_url(api: &Api, id: &str, op: &str) -> String {
 
 pub(super) async fn create<B: Backend>(ctx: &mut Ctx<'_, B>, name: &str) -> Result<String, String> {
     let a = ctx.rec(ctx.api.create_collection(name, json!({"purpose": name})).await);
-    Ok(client::collection(&a, &format!("creating collection {name}")).map_err(|e| e.to_string())?.id)
+    Ok(client::collection(&a, &format!("creating collection {name}")).map_err(|e| crate::text::chain(&e))?.id)
 }
 
 /// How one batch of a stream ended.
@@ -119,7 +119,7 @@ pub(super) async fn read(api: &Api, coll: &str, ids: &[String], ev: &mut Vec<Exc
         let body = json!({"ids": chunk, "include": ["embeddings", "metadatas", "documents"]}).to_string();
         let a = api.call(Method::POST, &collections_url(api, coll, "get"), Some(body)).await;
         ev.push(a.ex.clone());
-        for r in dataset::parse_records(&a, &format!("reading back {} records by id", chunk.len())).map_err(|e| e.to_string())? {
+        for r in dataset::parse_records(&a, &format!("reading back {} records by id", chunk.len())).map_err(|e| crate::text::chain(&e))? {
             out.insert(r.id.clone(), r);
         }
     }
@@ -129,7 +129,7 @@ pub(super) async fn read(api: &Api, coll: &str, ids: &[String], ev: &mut Vec<Exc
 pub(super) async fn count(api: &Api, coll: &str, ev: &mut Vec<Exchange>) -> Result<u64, String> {
     let a = api.count(coll).await;
     ev.push(a.ex.clone());
-    client::count(&a, "counting records").map_err(|e| e.to_string())
+    client::count(&a, "counting records").map_err(|e| crate::text::chain(&e))
 }
 
 /// The server's `query` answers for `queries`, one id list per query.
@@ -142,7 +142,7 @@ async fn query(api: &Api, coll: &str, queries: &[Vec<f32>], ev: &mut Vec<Exchang
 
 fn parse_query(a: &Answer, n: usize) -> Result<Vec<Vec<String>>, String> {
     const WHAT: &str = "querying the nearest records";
-    let v = a.json_2xx(WHAT).map_err(|e| e.to_string())?;
+    let v = a.json_2xx(WHAT).map_err(|e| crate::text::chain(&e))?;
     let ids = v.get("ids").and_then(Value::as_array).ok_or_else(|| a.bad(WHAT, "there is no `ids` list").to_string())?;
     if ids.len() != n {
         return Err(a.bad(WHAT, format!("`ids` has {} lists for {n} queries", ids.len())).to_string());
@@ -395,7 +395,7 @@ pub async fn scale<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
         } else {
             ctx.backend.kill_container(ctx.deployed).await
         };
-        let how = how.map_err(|e| format!("seed {seed}: {step}: {e}"))?;
+        let how = how.map_err(|e| format!("seed {seed}: {step}: {}", crate::text::chain(&e)))?;
         let took = t.elapsed().as_secs_f64();
         reconnect(ctx);
         let api = ctx.api.clone();

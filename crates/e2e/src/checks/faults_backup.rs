@@ -65,19 +65,19 @@ where
 
 async fn names<B: Backend>(ctx: &mut Ctx<'_, B>) -> Result<Vec<String>, String> {
     let a = ctx.rec(ctx.api.list_collections().await);
-    chroma_api::client::collection_names(&a).map_err(|e| e.to_string())
+    chroma_api::client::collection_names(&a).map_err(|e| crate::text::chain(&e))
 }
 
 async fn id_of<B: Backend>(ctx: &mut Ctx<'_, B>, name: &str) -> Result<String, String> {
     let a = ctx.rec(ctx.api.get_collection(name).await);
-    Ok(chroma_api::client::collection(&a, &format!("getting collection {name}")).map_err(|e| e.to_string())?.id)
+    Ok(chroma_api::client::collection(&a, &format!("getting collection {name}")).map_err(|e| crate::text::chain(&e))?.id)
 }
 
 async fn delete_all<B: Backend>(ctx: &mut Ctx<'_, B>) -> Result<usize, String> {
     let all = names(ctx).await?;
     for n in &all {
         let a = ctx.rec(ctx.api.delete_collection(n).await);
-        a.require_2xx(&format!("deleting collection {n}")).map_err(|e| e.to_string())?;
+        a.require_2xx(&format!("deleting collection {n}")).map_err(|e| crate::text::chain(&e))?;
     }
     Ok(all.len())
 }
@@ -141,7 +141,7 @@ async fn backup_writes_in<B: Backend>(ctx: &mut Ctx<'_, B>, wl: &Workloads, seed
     };
     let ((acked_busy, refused), (dumped, during)) = futures::join!(write, dump);
     let dump_s = t.elapsed().as_secs_f64();
-    let log = match dumped.map_err(|e| format!("running the backup CronJob's job: {e}"))? {
+    let log = match dumped.map_err(|e| format!("running the backup CronJob's job: {}", crate::text::chain(&e)))? {
         HookRun::Succeeded { log } => log,
         HookRun::Failed { reason, log } => return Err(format!("the backup CronJob's job failed: {reason}\n--- its log ---\n{}", crate::text::tail(&log, 20))),
         HookRun::Unsupported { reason } => return Ok(Err(reason)),
@@ -163,7 +163,7 @@ async fn backup_writes_in<B: Backend>(ctx: &mut Ctx<'_, B>, wl: &Workloads, seed
     let warning = log.lines().find(|l| l.contains(&format!("collection {BUSY} counted"))).map(str::trim).unwrap_or_default().to_string();
 
     let deleted = delete_all(ctx).await?;
-    match ctx.backend.run_job(ctx.deployed, restore).await.map_err(|e| format!("running the restore Job: {e}"))? {
+    match ctx.backend.run_job(ctx.deployed, restore).await.map_err(|e| format!("running the restore Job: {}", crate::text::chain(&e)))? {
         HookRun::Succeeded { .. } => {}
         HookRun::Failed { reason, log } => return Err(format!("the restore Job failed: {reason}\n--- its log ---\n{}", crate::text::tail(&log, 20))),
         HookRun::Unsupported { reason } => return Ok(Err(reason)),
@@ -180,7 +180,7 @@ async fn backup_writes_in<B: Backend>(ctx: &mut Ctx<'_, B>, wl: &Workloads, seed
     let a = ctx.rec(api.call(Method::POST, &faults::collections_url(&api, &busy, "get"), Some(serde_json::json!({"include": []}).to_string())).await);
     let restored_ids: Vec<String> = a
         .json_2xx("listing the restored busy collection's ids")
-        .map_err(|e| e.to_string())?
+        .map_err(|e| crate::text::chain(&e))?
         .get("ids")
         .and_then(serde_json::Value::as_array)
         .map(|ids| ids.iter().filter_map(|i| i.as_str().map(str::to_string)).collect())
@@ -218,7 +218,7 @@ async fn restore_interrupted_in<B: Backend>(ctx: &mut Ctx<'_, B>, wl: &Workloads
     for (name, w) in &names_w {
         fill(ctx, name, w, RESTORE_RECORDS).await?;
     }
-    match ctx.backend.run_cronjob_once(ctx.deployed, cronjob).await.map_err(|e| format!("running the backup CronJob's job: {e}"))? {
+    match ctx.backend.run_cronjob_once(ctx.deployed, cronjob).await.map_err(|e| format!("running the backup CronJob's job: {}", crate::text::chain(&e)))? {
         HookRun::Succeeded { .. } => {}
         HookRun::Failed { reason, log } => return Err(format!("the backup CronJob's job failed: {reason}\n--- its log ---\n{}", crate::text::tail(&log, 20))),
         HookRun::Unsupported { reason } => return Ok(Err(reason)),
@@ -271,7 +271,7 @@ async fn restore_interrupted_in<B: Backend>(ctx: &mut Ctx<'_, B>, wl: &Workloads
     let _ = seen;
 
     // The Job's next attempt.
-    let again = ctx.backend.run_job(ctx.deployed, restore).await.map_err(|e| format!("running the restore Job again: {e}"))?;
+    let again = ctx.backend.run_job(ctx.deployed, restore).await.map_err(|e| format!("running the restore Job again: {}", crate::text::chain(&e)))?;
     let how = match again {
         HookRun::Succeeded { log } if log.contains("starting over") => "started over and completed",
         HookRun::Succeeded { log } => return Err(format!("seed {seed}: the restore Job's second run succeeded without saying it found the interrupted one (it must start over):\n{}", crate::text::tail(&log, 12))),

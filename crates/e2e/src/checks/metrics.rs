@@ -141,7 +141,7 @@ pub fn scrape_config(sm: &Value, services: &[Service], d: &Deployment, pod_ip: I
         })?;
     let pod = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).ok_or("the collector Deployment has no pod spec")?;
     let target = sp.target_port.clone().unwrap_or(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(sp.port));
-    let container_port = crate::workload::resolve_port(&pod.containers, &target).map_err(|e| format!("Service {svc_name} port `{port_name}`: {e}"))?;
+    let container_port = crate::workload::resolve_port(&pod.containers, &target).map_err(|e| format!("Service {svc_name} port `{port_name}`: {}", crate::text::chain(&e)))?;
     let container = pod.containers.iter().find(|c| c.ports.iter().flatten().any(|p| p.container_port == i32::from(container_port))).map(|c| c.name.clone()).unwrap_or_default();
     let pod_name = format!("{}-0", d.metadata.name.clone().unwrap_or_default());
     let meta = json!({
@@ -196,7 +196,7 @@ pub struct PanelQuery {
 
 /// Every query of every panel (rows' nested panels too).
 pub fn panel_queries(dashboard: &str) -> Result<Vec<PanelQuery>, String> {
-    let d: Value = serde_json::from_str(dashboard).map_err(|e| format!("the dashboard is not JSON: {e}"))?;
+    let d: Value = serde_json::from_str(dashboard).map_err(|e| format!("the dashboard is not JSON: {}", crate::text::chain(&e)))?;
     let mut panels: Vec<&Value> = d["panels"].as_array().into_iter().flatten().collect();
     let nested: Vec<&Value> = panels.iter().flat_map(|p| p["panels"].as_array().into_iter().flatten()).collect();
     panels.extend(nested);
@@ -410,14 +410,14 @@ pub async fn metrics<B: Backend>(ctx: &mut Ctx<'_, B>, objects: &Objects, otlp: 
     let name = format!("metrics-{}", crate::random::dns_suffix(6));
     let created = ctx.api.create_collection(&name, json!({"writer": "metrics"})).await;
     let created = ctx.rec(created);
-    let id = chroma_api::client::collection(&created, "create_collection").map_err(|e| e.to_string())?.id;
+    let id = chroma_api::client::collection(&created, "create_collection").map_err(|e| crate::text::chain(&e))?.id;
     let w = crate::vectors::Workload::new("metrics", 25);
     let mut next = 0;
     let (mut want_adds, mut want_refused) = (0.0, 0.0);
     for round in 0..ADDS.len() {
         for _ in 0..ADDS[round] {
             let a = ctx.api.add(&id, w.add_body(next..next + 1)).await;
-            ctx.rec(a).require_2xx("add").map_err(|e| e.to_string())?;
+            ctx.rec(a).require_2xx("add").map_err(|e| crate::text::chain(&e))?;
             next += 1;
             want_adds += 1.0;
         }

@@ -28,10 +28,10 @@ fn expect_ok(a: &Answer, what: &str) -> Result<(), String> {
 pub async fn api_surface<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
     let hb = ctx.rec(ctx.api.heartbeat().await);
     expect_status(&hb, &[200], "heartbeat")?;
-    client::heartbeat(&hb).map_err(|e| e.to_string())?;
+    client::heartbeat(&hb).map_err(|e| crate::text::chain(&e))?;
     let list = ctx.rec(ctx.api.list_collections().await);
     expect_status(&list, &[200], &format!("listing collections under {}", ctx.expected.api.path()))?;
-    client::collection_list(&list).map_err(|e| e.to_string())?;
+    client::collection_list(&list).map_err(|e| crate::text::chain(&e))?;
     let mut detail = format!("{} heartbeat and collections answer", ctx.expected.api.path());
     if ctx.expected.version.is_rust_server() {
         let url = format!("{}/api/v1/heartbeat", ctx.api.base);
@@ -153,13 +153,13 @@ fn body_of_size(id: &str, size: u64) -> Result<String, String> {
 
 async fn count<B: Backend>(ctx: &mut Ctx<'_, B>, id: &str) -> Result<u64, String> {
     let a = ctx.rec(ctx.api.count(id).await);
-    client::count(&a, "counting records").map_err(|e| e.to_string())
+    client::count(&a, "counting records").map_err(|e| crate::text::chain(&e))
 }
 
 pub async fn payload<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
     let limit = ctx.expected.max_payload_bytes.ok_or("no payload limit expected")?;
     let created = ctx.rec(ctx.api.create_collection("e2e-payload", json!({"purpose": "e2e"})).await);
-    let id = client::collection(&created, "creating collection e2e-payload").map_err(|e| e.to_string())?.id;
+    let id = client::collection(&created, "creating collection e2e-payload").map_err(|e| crate::text::chain(&e))?.id;
 
     let over = ctx.rec(ctx.api.add(&id, body_of_size("over", limit + 1)?).await);
     expect_status(&over, &[413], &format!("an add of {} bytes (limit {limit})", limit + 1))?;
@@ -195,7 +195,7 @@ async fn read_back<B: Backend>(ctx: &mut Ctx<'_, B>, ds: &Dataset, when: &str) -
 
 /// After a restart without persistence: the listing parses and names none of `ds`.
 fn none_left(list: &Answer, ds: &Dataset, restart: &str) -> Result<(), String> {
-    let listed = client::collection_names(list).map_err(|e| e.to_string())?;
+    let listed = client::collection_names(list).map_err(|e| crate::text::chain(&e))?;
     let left: Vec<&String> = listed.iter().filter(|n| ds.names().contains(&n.as_str())).collect();
     if left.is_empty() { Ok(()) } else { Err(format!("isPersistent=false, yet {left:?} survived {restart} (the spec says data is lost without a PVC)")) }
 }
@@ -208,9 +208,9 @@ fn reconnect<B: Backend>(ctx: &mut Ctx<'_, B>) {
 
 pub async fn persistence<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
     let ds = persistence_data();
-    dataset::write(&ctx.api, &ds, &mut ctx.evidence).await.map_err(|e| e.to_string())?;
+    dataset::write(&ctx.api, &ds, &mut ctx.evidence).await.map_err(|e| crate::text::chain(&e))?;
     let before = read_back(ctx, &ds, "before the restart").await?;
-    ctx.backend.restart(ctx.deployed).await.map_err(|e| format!("restarting the pod: {e}"))?;
+    ctx.backend.restart(ctx.deployed).await.map_err(|e| format!("restarting the pod: {}", crate::text::chain(&e)))?;
     reconnect(ctx);
     let pod = if ctx.expected.survives_restart {
         let after = read_back(ctx, &ds, "after a pod restart").await?;
@@ -228,7 +228,7 @@ pub async fn persistence<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
         let list = ctx.rec(ctx.api.list_collections().await);
         none_left(&list, &ds, "a pod restart")?;
         // Written again for the container restart below.
-        dataset::write(&ctx.api, &ds, &mut ctx.evidence).await.map_err(|e| e.to_string())?;
+        dataset::write(&ctx.api, &ds, &mut ctx.evidence).await.map_err(|e| crate::text::chain(&e))?;
         "isPersistent=false: the collections are gone after a pod restart, as the spec says".to_string()
     };
     let container = container_restart(ctx, &ds).await?;
@@ -257,13 +257,13 @@ async fn container_restart<B: Backend>(ctx: &mut Ctx<'_, B>, ds: &Dataset) -> Ch
 /// After an allowed reset: the listing parses and is empty, and where the API counts
 /// collections the count is 0.
 fn emptied(list: &Answer, count: Option<&Answer>) -> Checked {
-    let left = client::collection_names(list).map_err(|e| e.to_string())?;
+    let left = client::collection_names(list).map_err(|e| crate::text::chain(&e))?;
     if !left.is_empty() {
         return Err(format!("reset answered success but the listing still shows {} collection(s): {}", left.len(), left.join(", ")));
     }
     match count {
         None => Ok("the listing is empty (/api/v1 has no collection count)".into()),
-        Some(c) => match client::count(c, "counting collections").map_err(|e| e.to_string())? {
+        Some(c) => match client::count(c, "counting collections").map_err(|e| crate::text::chain(&e))? {
             0 => Ok("the listing is empty and collections_count is 0".into()),
             n => Err(format!("reset answered success and the listing is empty, but collections_count says {n}")),
         },
@@ -273,7 +273,7 @@ fn emptied(list: &Answer, count: Option<&Answer>) -> Checked {
 pub async fn reset<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
     let version: ChromaVersion = ctx.expected.version.clone();
     let ds = reset_data();
-    dataset::write(&ctx.api, &ds, &mut ctx.evidence).await.map_err(|e| e.to_string())?;
+    dataset::write(&ctx.api, &ds, &mut ctx.evidence).await.map_err(|e| crate::text::chain(&e))?;
     let r = ctx.rec(ctx.api.reset().await);
     if ctx.expected.allow_reset {
         expect_ok(&r, "reset with allowReset=true")?;

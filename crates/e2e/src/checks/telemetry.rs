@@ -137,7 +137,7 @@ pub async fn telemetry<B: Backend>(ctx: &mut Ctx<'_, B>, rx: &Receiver) -> Resul
         return Err(format!("the deployment sends telemetry to {endpoint}, not to the harness's receiver at {}", rx.endpoint()));
     }
     let ds = Dataset::small("otel", 1, 3);
-    dataset::write(&ctx.api, &ds, &mut ctx.evidence).await.map_err(|e| format!("writing the dataset: {e}"))?;
+    dataset::write(&ctx.api, &ds, &mut ctx.evidence).await.map_err(|e| format!("writing the dataset: {}", crate::text::chain(&e)))?;
     let snap = dataset::read(&ctx.api, &ds, &mut ctx.evidence).await;
     let diff = dataset::diff(&ds, &snap, dataset::Scope::Shared);
     if !diff.intact() {
