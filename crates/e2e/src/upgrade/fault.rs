@@ -93,7 +93,7 @@ pub fn invalidate_pod(release: &mut Release) -> Result<String, String> {
 pub async fn tamper(api: &Api, ds: &Dataset, fault: Fault) -> Result<String, String> {
     let target = ds.collections.iter().find(|c| c.records.len() >= 2).ok_or("the dataset has no collection with two records")?;
     let got = api.get_collection(&target.name).await;
-    let id = client::collection(&got, &format!("fault {}: getting collection {}", fault.as_str(), target.name)).map_err(|e| e.to_string())?.id;
+    let id = client::collection(&got, &format!("fault {}: getting collection {}", fault.as_str(), target.name)).map_err(|e| crate::text::chain(&e))?.id;
     let base = format!("{}/{id}", api.collections());
     let (what, answer) = match fault {
         Fault::DeleteRecords => {
@@ -109,7 +109,7 @@ pub async fn tamper(api: &Api, ds: &Dataset, fault: Fault) -> Result<String, Str
         Fault::DropCollection => (format!("dropped collection {}", target.name), api.delete_collection(&target.name).await),
         Fault::InvalidPodB => return Err("invalid-pod-b is applied to B's render, not to the data".into()),
     };
-    answer.require_2xx(&format!("fault {}", fault.as_str())).map_err(|e| e.to_string())?;
+    answer.require_2xx(&format!("fault {}", fault.as_str())).map_err(|e| crate::text::chain(&e))?;
     Ok(what)
 }
 

@@ -103,7 +103,7 @@ pub async fn run_one<B: Backend>(
     let (values_a, values_b) = match (values_a, values_b) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
-            run.step("read values", tt, Err(e.to_string()));
+            run.step("read values", tt, Err(crate::text::chain(&e)));
             run.set(Verdict::SetupFailed, "the values could not be read");
             return (run.finish(), None);
         }
@@ -171,7 +171,7 @@ pub async fn run_one<B: Backend>(
     let a = match prepare(helm, src_a).await {
         Ok(r) => r,
         Err(e) => {
-            run.step(format!("render A ({})", t.from), tr, Err(e.to_string()));
+            run.step(format!("render A ({})", t.from), tr, Err(crate::text::chain(&e)));
             run.set(Verdict::SetupFailed, "A could not be rendered");
             return (run.finish(), None);
         }
@@ -185,7 +185,7 @@ pub async fn run_one<B: Backend>(
     let mut deployed = match backend.deploy(&release_a).await {
         Ok(d) => d,
         Err(e) => {
-            run.step(format!("deploy A ({})", t.from), td, Err(e.to_string()));
+            run.step(format!("deploy A ({})", t.from), td, Err(crate::text::chain(&e)));
             run.set(Verdict::SetupFailed, format!("A ({}) did not start", t.from));
             return (run.finish(), None);
         }
@@ -235,8 +235,8 @@ async fn upgrade_deployed<B: Backend>(
 
     let tw = Instant::now();
     let written = match api_for(deployed, sides.a) {
-        Ok(api) => dataset::write(&api, ds, &mut ev).await.map(|_| format!("{} collections, {} records", ds.collections.len(), ds.record_count())).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+        Ok(api) => dataset::write(&api, ds, &mut ev).await.map(|_| format!("{} collections, {} records", ds.collections.len(), ds.record_count())).map_err(|e| crate::text::chain(&e)),
+        Err(e) => Err(crate::text::chain(&e)),
     };
     if !run.step("write dataset on A", tw, written) {
         run.report.logs.a_tail = log::clean(&backend.logs(deployed, opts.log_lines).await);
@@ -276,7 +276,7 @@ async fn upgrade_deployed<B: Backend>(
     let b = match prepare(helm, src_b).await {
         Ok(r) => r,
         Err(e) => {
-            run.step(format!("render B ({})", t.to), tr, Err(e.to_string()));
+            run.step(format!("render B ({})", t.to), tr, Err(crate::text::chain(&e)));
             run.set(Verdict::SetupFailed, "B could not be rendered");
             return false;
         }
@@ -315,7 +315,7 @@ async fn upgrade_deployed<B: Backend>(
                 run.step("delete A's StatefulSet (--cascade=orphan)", to, Ok("its pod and claims stay for B's StatefulSet to adopt".to_string()));
             }
             Err(e) => {
-                run.step("delete A's StatefulSet (--cascade=orphan)", to, Err(e.to_string()));
+                run.step("delete A's StatefulSet (--cascade=orphan)", to, Err(crate::text::chain(&e)));
                 run.set(Verdict::SetupFailed, "A's StatefulSet could not be orphaned");
                 return false;
             }
@@ -336,7 +336,7 @@ async fn upgrade_deployed<B: Backend>(
                 run.set(Verdict::SetupFailed, format!("the {} backend cannot run the backup Job here: {reason}", backend.name()));
                 return false;
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(crate::text::chain(&e)),
         };
         let ok = dumped.is_ok();
         if let Err(e) = &dumped {
@@ -391,7 +391,7 @@ async fn upgrade_deployed<B: Backend>(
     let api_b = match api_for(deployed, &expected_b) {
         Ok(a) => a,
         Err(e) => {
-            run.step("verify on B", Instant::now(), Err(e.to_string()));
+            run.step("verify on B", Instant::now(), Err(crate::text::chain(&e)));
             run.set(Verdict::DataLost, "B's credentials could not be derived, so nothing could be read");
             return true;
         }
