@@ -44,10 +44,26 @@ pub const SEED_ENV: &str = "E2E_FAULTS_SEED";
 
 /// The seed of a run: `E2E_FAULTS_SEED` (its value given as `from_env`) to replay one, else
 /// random (every report names it).
-pub fn seed(from_env: Option<String>) -> Result<u64, String> {
+pub fn seed(from_env: Option<String>) -> Result<u64, SeedError> {
     match from_env {
-        Some(s) => s.trim().parse().map_err(|_| format!("{SEED_ENV}={s:?} is not an unsigned 64-bit integer")),
+        Some(s) => s.trim().parse().map_err(|source| SeedError { value: s, source }),
         None => Ok(rand::random()),
+    }
+}
+
+/// `E2E_FAULTS_SEED` set to something that is no seed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{SEED_ENV}={value:?} is not an unsigned 64-bit integer")]
+pub struct SeedError {
+    pub value: String,
+    #[source]
+    pub source: std::num::ParseIntError,
+}
+
+/// The faults checks' FAIL reason when the seed asked for is no seed.
+impl From<SeedError> for String {
+    fn from(e: SeedError) -> String {
+        crate::text::chain(&e)
     }
 }
 
@@ -706,6 +722,9 @@ mod tests {
     fn a_seed_is_replayed_and_a_bad_one_is_named() {
         assert_eq!(seed(Some(" 42 ".into())).unwrap(), 42);
         let e = seed(Some("x12".into())).unwrap_err();
-        assert!(e.contains("x12") && e.contains(SEED_ENV), "{e}");
+        assert_eq!(e.to_string(), format!("{SEED_ENV}=\"x12\" is not an unsigned 64-bit integer"));
+        // The parse error stays the source, and the FAIL reason written from the chain quotes it.
+        assert!(std::error::Error::source(&e).is_some_and(|s| s.is::<std::num::ParseIntError>()), "{e:?}");
+        assert_eq!(String::from(e), format!("{SEED_ENV}=\"x12\" is not an unsigned 64-bit integer: invalid digit found in string"));
     }
 }

@@ -310,5 +310,5 @@ pub fn applies(e: &render::Expected) -> Result<(), String> {
 
 /// The run's seed (`E2E_FAULTS_SEED` replays one); a bad value fails the check, naming it.
 pub fn seed_or_fail() -> Result<u64, Outcome> {
-    super::faults::seed(std::env::var(super::faults::SEED_ENV).ok()).map_err(|reason| Outcome::Fail { reason, evidence: Vec::new(), log_tail: String::new() })
+    super::faults::seed(std::env::var(super::faults::SEED_ENV).ok()).map_err(|e| Outcome::Fail { reason: crate::text::chain(&e), evidence: Vec::new(), log_tail: String::new() })
 }

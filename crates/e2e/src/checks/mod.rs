@@ -329,7 +329,7 @@ pub async fn run<B: Backend>(check: CheckName, backend: &B, deployed: &mut Deplo
     };
     let cred = match credential(expected, &deployed.secrets) {
         Ok(c) => c,
-        Err(e) => return Outcome::Fail { reason: e.to_string(), evidence: Vec::new(), log_tail: backend.logs(deployed, 30).await },
+        Err(e) => return Outcome::Fail { reason: crate::text::chain(&e), evidence: Vec::new(), log_tail: backend.logs(deployed, 30).await },
     };
     let api = crate::tls::api(&deployed.base_url, expected.api, cred, deployed.tls.as_ref());
     let mut ctx = Ctx { backend, deployed, expected, api, evidence: Vec::new() };
@@ -356,7 +356,7 @@ pub async fn chart_test<B: Backend>(backend: &B, deployed: &Deployed) -> Outcome
             Outcome::Fail { reason: format!("`helm test` failed: {reason}"), evidence: Vec::new(), log_tail: format!("--- hook log ---\n{}\n--- server log ---\n{server}", crate::text::tail(&log, 40)) }
         }
         Ok(HookRun::Unsupported { reason }) => Outcome::Skipped { reason: format!("`helm test` not run on the {} backend: {reason}", backend.name()) },
-        Err(e) => Outcome::Fail { reason: format!("`helm test` could not be run: {e}"), evidence: Vec::new(), log_tail: backend.logs(deployed, 30).await },
+        Err(e) => Outcome::Fail { reason: format!("`helm test` could not be run: {}", crate::text::chain(&e)), evidence: Vec::new(), log_tail: backend.logs(deployed, 30).await },
     }
 }
 

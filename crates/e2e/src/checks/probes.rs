@@ -241,7 +241,7 @@ async fn container_restart<B: Backend>(ctx: &mut Ctx<'_, B>, ds: &Dataset) -> Ch
     match ctx.backend.restart_container(ctx.deployed).await {
         Ok(()) => {}
         Err(crate::BackendError::Unavailable { reason, .. }) => return Ok(format!("a container restart alone was not exercised here ({reason})")),
-        Err(e) => return Err(format!("restarting the server's container: {e}")),
+        Err(e) => return Err(format!("restarting the server's container: {}", crate::text::chain(&e))),
     }
     reconnect(ctx);
     if ctx.expected.survives_container_restart {

@@ -355,7 +355,7 @@ impl ClusterBackend {
                         Readiness::Waiting(why) => why,
                         Readiness::Ready => "became ready just after the deadline".into(),
                     },
-                    Err(e) => format!("could not read it: {e}"),
+                    Err(e) => format!("could not read it: {}", crate::text::chain(&e)),
                 };
                 Err(BackendError::NotReady {
                     waited: self.timeout,
@@ -503,13 +503,13 @@ impl ClusterBackend {
                     let job = match jobs.get_opt(name).await {
                         Ok(j) => j,
                         Err(e) => {
-                            let _ = writeln!(log, "(could not read Job {name}: {e})");
+                            let _ = writeln!(log, "(could not read Job {name}: {})", crate::text::chain(&e));
                             None
                         }
                     };
                     let listed = pods.list(&ListParams::default().labels(&hooks::job_pod_selector(name))).await;
                     let found = listed.map(|l| l.items).unwrap_or_else(|e| {
-                        let _ = writeln!(log, "(could not list the pods of Job {name}: {e})");
+                        let _ = writeln!(log, "(could not list the pods of Job {name}: {})", crate::text::chain(&e));
                         Vec::new()
                     });
                     (job, found)
@@ -759,7 +759,7 @@ impl Backend for ClusterBackend {
                     .join("\n");
                 format!("{tunnel}{logs}")
             }
-            Err(e) => format!("{tunnel}(no logs: pod {pod_name} in {namespace}: {e})"),
+            Err(e) => format!("{tunnel}(no logs: pod {pod_name} in {namespace}: {})", crate::text::chain(&e)),
         }
     }
 

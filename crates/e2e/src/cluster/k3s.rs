@@ -293,7 +293,7 @@ async fn container_logs_tail(container: &ContainerAsync<K3s>) -> String {
     let cmd = ExecCommand::new(["sh", "-c", "ls -l /etc/rancher/k3s/ 2>&1"]);
     let mut out = match container.exec(cmd).await {
         Ok(mut r) => String::from_utf8_lossy(&r.stdout_to_vec().await.unwrap_or_default()).into_owned(),
-        Err(e) => format!("(exec failed: {e})"),
+        Err(e) => format!("(exec failed: {})", crate::text::chain(&e)),
     };
     match container.stderr_to_vec().await {
         Ok(bytes) => {
@@ -301,7 +301,7 @@ async fn container_logs_tail(container: &ContainerAsync<K3s>) -> String {
             let lines: Vec<&str> = text.lines().collect();
             out.push_str(&lines[lines.len().saturating_sub(40)..].join("\n"));
         }
-        Err(e) => out.push_str(&format!("(no container logs: {e})")),
+        Err(e) => out.push_str(&format!("(no container logs: {})", crate::text::chain(&e))),
     }
     out
 }

@@ -127,8 +127,8 @@ pub async fn run_one<B: Backend>(
     if let Some(b) = &extra_b {
         render::spec::deep_merge(&mut values_b, b);
     }
-    let expected_a = Expected::from_values(&values_a, &t.from).map_err(|e| format!("the spec refuses these values on {}: {e}", t.from));
-    let expected_b = Expected::from_values(&values_b, &t.to).map_err(|e| format!("the spec refuses these values on {}: {e}", t.to));
+    let expected_a = Expected::from_values(&values_a, &t.from).map_err(|e| format!("the spec refuses these values on {}: {}", t.from, crate::text::chain(&e)));
+    let expected_b = Expected::from_values(&values_b, &t.to).map_err(|e| format!("the spec refuses these values on {}: {}", t.to, crate::text::chain(&e)));
     // Both sides' values are judged before anything runs; each side's expectations come
     // from its own preparation.
     match (expected_a, expected_b) {
