@@ -17,9 +17,16 @@ use super::cleanup::RUN_LABEL;
 use super::docker;
 use crate::backend::BackendError;
 
+type Boxed = Box<dyn std::error::Error + Send + Sync>;
+
+fn boxed(e: TestcontainersError) -> Boxed {
+    Box::new(e)
+}
+
 /// Why k3s could not be started, or its kubeconfig not be used. An image reference or
 /// archive the user gave is named with what would be accepted; a Docker or testcontainers
-/// failure stays the source.
+/// failure stays the source, boxed ([`Boxed`]: testcontainers' error is too large to carry
+/// in every `Result`).
 #[derive(Debug, thiserror::Error)]
 pub enum K3sError {
     #[error("k3s image {reference:?}: digests are not supported; give name:tag, e.g. {K3S_IMAGE}")]
@@ -34,12 +41,12 @@ pub enum K3sError {
     Start {
         image: String,
         #[source]
-        source: TestcontainersError,
+        source: Boxed,
     },
     #[error("k3s API port is not mapped: {0}")]
-    PortNotMapped(#[source] TestcontainersError),
+    PortNotMapped(#[source] Boxed),
     #[error("could not tell which host publishes the k3s API port: {0}")]
-    Host(#[source] TestcontainersError),
+    Host(#[source] Boxed),
     /// k3s never wrote its kubeconfig: the copy's last error (none: the file stayed empty)
     /// and what k3s logged meanwhile.
     #[error(
@@ -49,7 +56,7 @@ pub enum K3sError {
     NoKubeconfig {
         timeout: Duration,
         #[source]
-        copy: Option<TestcontainersError>,
+        copy: Option<Boxed>,
         logs: String,
     },
     #[error("the k3s kubeconfig is not UTF-8: {0}")]
@@ -71,7 +78,7 @@ pub enum K3sError {
     #[error("creating the k3s kubeconfig directory: {0}")]
     Dir(#[source] std::io::Error),
     #[error("removing the k3s container: {0}")]
-    Remove(#[source] TestcontainersError),
+    Remove(#[source] Boxed),
 }
 
 /// The default image: the newest Kubernetes minor the chart is validated against. CI also runs
@@ -156,7 +163,7 @@ impl K3sCluster {
             return Ok(());
         }
         if let Some(c) = self.container.take() {
-            c.rm().await.map_err(|e| BackendError::unreachable("k3s", K3sError::Remove(e)))?;
+            c.rm().await.map_err(|e| BackendError::unreachable("k3s", K3sError::Remove(boxed(e))))?;
         }
         Ok(())
     }
@@ -225,16 +232,16 @@ pub async fn start(image: &str, preload: &[PathBuf], timeout: Duration, run: &st
     let container = container
         .start()
         .await
-        .map_err(|source| K3sError::Start { image: image.to_string(), source })?;
+        .map_err(|e| K3sError::Start { image: image.to_string(), source: boxed(e) })?;
 
     let port = container
         .get_host_port_ipv4(KUBE_SECURE_PORT)
         .await
-        .map_err(K3sError::PortNotMapped)?;
+        .map_err(|e| K3sError::PortNotMapped(boxed(e)))?;
     let host = container
         .get_host()
         .await
-        .map_err(K3sError::Host)?;
+        .map_err(|e| K3sError::Host(boxed(e)))?;
     let host = api_host(&host.to_string());
     if san.as_deref().is_some_and(|s| api_host(s) != host) {
         tracing::warn!(%host, tls_san = ?san, "testcontainers reports another host than DOCKER_HOST names; the API certificate may not match");
@@ -281,7 +288,7 @@ async fn read_kubeconfig(container: &ContainerAsync<K3s>, timeout: Duration) -> 
                 if tokio::time::Instant::now() >= deadline {
                     // What k3s itself says is the best clue when its kubeconfig never appears.
                     let logs = container_logs_tail(container).await;
-                    return Err(K3sError::NoKubeconfig { timeout, copy: result.err(), logs });
+                    return Err(K3sError::NoKubeconfig { timeout, copy: result.err().map(boxed), logs });
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
