@@ -303,7 +303,7 @@ async fn upgrade_deployed<B: Backend>(
     if opts.fault == Some(Fault::InvalidPodB) {
         let tf = Instant::now();
         let r = fault::invalidate_pod(&mut release_b);
-        run.step("inject fault invalid-pod-b", tf, r.map(|w| format!("{w} (test hook: an expected failure must not accept this cause)")));
+        run.step("inject fault invalid-pod-b", tf, r.map(|w| format!("{w} (test hook: an expected failure must not accept this cause)")).map_err(|e| crate::text::chain(&e)));
     }
 
     let a_log = backend.logs(deployed, WHOLE_LOG).await;
@@ -399,7 +399,7 @@ async fn upgrade_deployed<B: Backend>(
     if let Some(f) = opts.fault.filter(|f| *f != Fault::InvalidPodB) {
         let tf = Instant::now();
         let r = fault::tamper(&api_b, ds, f).await;
-        run.step(format!("inject fault {}", f.as_str()), tf, r.map(|w| format!("{w} (test hook: the diff below must catch it)")));
+        run.step(format!("inject fault {}", f.as_str()), tf, r.map(|w| format!("{w} (test hook: the diff below must catch it)")).map_err(|e| crate::text::chain(&e)));
     }
     let tb = Instant::now();
     let diff = dataset::diff(ds, &dataset::read(&api_b, ds, &mut ev).await, Scope::Exclusive);
