@@ -11,7 +11,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 pub enum PortError {
     #[error("Service {service} has no ports")]
     NoPorts { service: String },
-    #[error("Service {service} has {count} ports and none is named `http`; cannot tell which carries the API")]
+    #[error(
+        "Service {service} has {count} ports and none is named `http`; cannot tell which carries the API"
+    )]
     Ambiguous { service: String, count: usize },
     #[error("Service {service} targetPort: {source}")]
     Target {
@@ -50,14 +52,23 @@ impl From<PortRefError> for String {
 /// unnamed-`http` ports are ambiguous and refused rather than guessed.
 pub fn api_port(svc: &Service) -> Result<&ServicePort, PortError> {
     let name = svc.metadata.name.as_deref().unwrap_or("?");
-    let ports = svc.spec.as_ref().and_then(|s| s.ports.as_deref()).unwrap_or_default();
+    let ports = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_deref())
+        .unwrap_or_default();
     if let Some(p) = ports.iter().find(|p| p.name.as_deref() == Some("http")) {
         return Ok(p);
     }
     match ports {
-        [] => Err(PortError::NoPorts { service: name.to_string() }),
+        [] => Err(PortError::NoPorts {
+            service: name.to_string(),
+        }),
         [only] => Ok(only),
-        _ => Err(PortError::Ambiguous { service: name.to_string(), count: ports.len() }),
+        _ => Err(PortError::Ambiguous {
+            service: name.to_string(),
+            count: ports.len(),
+        }),
     }
 }
 
@@ -73,7 +84,10 @@ pub fn resolve_port(containers: &[Container], port: &IntOrString) -> Result<u16,
             .and_then(|p| u16::try_from(p.container_port).ok())
             .ok_or_else(|| {
                 let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
-                PortRefError::Undeclared { name: name.clone(), containers: names.join(", ") }
+                PortRefError::Undeclared {
+                    name: name.clone(),
+                    containers: names.join(", "),
+                }
             }),
     }
 }
@@ -83,8 +97,14 @@ pub fn api_target(svc: &Service, containers: &[Container]) -> Result<(u16, u16),
     let name = svc.metadata.name.as_deref().unwrap_or("?");
     let p = api_port(svc)?;
     let target = p.target_port.clone().unwrap_or(IntOrString::Int(p.port));
-    let to = resolve_port(containers, &target).map_err(|source| PortError::Target { service: name.to_string(), source })?;
-    let from = u16::try_from(p.port).map_err(|_| PortError::ServicePort { service: name.to_string(), port: p.port })?;
+    let to = resolve_port(containers, &target).map_err(|source| PortError::Target {
+        service: name.to_string(),
+        source,
+    })?;
+    let from = u16::try_from(p.port).map_err(|_| PortError::ServicePort {
+        service: name.to_string(),
+        port: p.port,
+    })?;
     Ok((from, to))
 }
 
@@ -95,7 +115,10 @@ mod tests {
     use serde_json::json;
 
     fn svc(ports: serde_json::Value) -> Service {
-        serde_json::from_value(json!({"metadata": {"name": "r-chromadb"}, "spec": {"ports": ports}})).unwrap()
+        serde_json::from_value(
+            json!({"metadata": {"name": "r-chromadb"}, "spec": {"ports": ports}}),
+        )
+        .unwrap()
     }
 
     fn container() -> Container {
@@ -112,15 +135,34 @@ mod tests {
 
     #[test]
     fn two_ports_without_http_are_ambiguous() {
-        let err = api_target(&svc(json!([{"name": "a", "port": 1}, {"name": "b", "port": 2}])), &[container()]).unwrap_err().to_string();
+        let err = api_target(
+            &svc(json!([{"name": "a", "port": 1}, {"name": "b", "port": 2}])),
+            &[container()],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("none is named `http`"), "{err}");
     }
 
     #[test]
     fn an_undeclared_port_name_is_named() {
-        let err = api_target(&svc(json!([{"name": "http", "port": 8000, "targetPort": "web"}])), &[container()]).unwrap_err();
-        assert_eq!(err.to_string(), "Service r-chromadb targetPort: port name `web` is not declared by container(s) chromadb");
+        let err = api_target(
+            &svc(json!([{"name": "http", "port": 8000, "targetPort": "web"}])),
+            &[container()],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Service r-chromadb targetPort: port name `web` is not declared by container(s) chromadb"
+        );
         let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<PortRefError>());
-        assert_eq!(source, Some(&PortRefError::Undeclared { name: "web".into(), containers: "chromadb".into() }), "the container port's error stays the source");
+        assert_eq!(
+            source,
+            Some(&PortRefError::Undeclared {
+                name: "web".into(),
+                containers: "chromadb".into()
+            }),
+            "the container port's error stays the source"
+        );
     }
 }

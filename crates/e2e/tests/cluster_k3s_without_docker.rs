@@ -22,7 +22,10 @@ async fn k3s_without_a_docker_daemon_fails_within_seconds_suggesting_the_process
     let elapsed = started.elapsed();
 
     match result {
-        Err(BackendError::Unreachable { backend: "k3s", source }) => {
+        Err(BackendError::Unreachable {
+            backend: "k3s",
+            source,
+        }) => {
             assert_eq!(
                 source.to_string(),
                 format!(
@@ -31,9 +34,15 @@ async fn k3s_without_a_docker_daemon_fails_within_seconds_suggesting_the_process
                 )
             );
             // The chain down to the refused connect stays walkable: k3s → no daemon → ping → io.
-            let k3s = source.downcast_ref::<cluster::K3sError>().expect("the k3s error is the source");
-            let no_daemon = std::error::Error::source(k3s).and_then(|s| s.downcast_ref::<cluster::NoDaemon>()).expect("then the missing daemon");
-            let io = std::error::Error::source(&no_daemon.why).and_then(|s| s.downcast_ref::<std::io::Error>()).expect("then the connect error");
+            let k3s = source
+                .downcast_ref::<cluster::K3sError>()
+                .expect("the k3s error is the source");
+            let no_daemon = std::error::Error::source(k3s)
+                .and_then(|s| s.downcast_ref::<cluster::NoDaemon>())
+                .expect("then the missing daemon");
+            let io = std::error::Error::source(&no_daemon.why)
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .expect("then the connect error");
             assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
         }
         Err(other) => panic!("expected the k3s backend to be unavailable, got: {other}"),

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 const STRINGS_PENDING: &[&str] = &["node", "process", "releases"];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -81,13 +83,20 @@ fn offences(offends: impl Fn(&str) -> bool, except: &[&str]) -> (Vec<String>, us
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     files.sort();
-    let files: Vec<PathBuf> = files.into_iter().filter(|f| !except.iter().any(|d| f.starts_with(src.join(d)))).collect();
+    let files: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|f| !except.iter().any(|d| f.starts_with(src.join(d))))
+        .collect();
     let mut found = Vec::new();
     for f in &files {
         let text = std::fs::read_to_string(f).expect("source file reads");
         for (n, line) in shipped_lines(&text) {
             if offends(&line) {
-                found.push(format!("{}:{n}: {}", f.strip_prefix(&src).unwrap_or(f).display(), line.trim()));
+                found.push(format!(
+                    "{}:{n}: {}",
+                    f.strip_prefix(&src).unwrap_or(f).display(),
+                    line.trim()
+                ));
             }
         }
     }
@@ -95,10 +104,14 @@ fn offences(offends: impl Fn(&str) -> bool, except: &[&str]) -> (Vec<String>, us
 }
 
 fn prints(line: &str) -> bool {
-    ["println!", "eprintln!", "print!", "eprint!", "dbg!"].iter().any(|m| {
-        // A method of that name (indicatif's `bar.println`, the progress display) is not the macro.
-        line.match_indices(m).any(|(i, _)| !line[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == '.'))
-    })
+    ["println!", "eprintln!", "print!", "eprint!", "dbg!"]
+        .iter()
+        .any(|m| {
+            // A method of that name (indicatif's `bar.println`, the progress display) is not the macro.
+            line.match_indices(m).any(|(i, _)| {
+                !line[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == '.')
+            })
+        })
 }
 
 /// `map_err(|e| e.to_string())` and `map_err(ToString::to_string)`: the error's chain dropped
@@ -109,7 +122,9 @@ fn stringifies(line: &str) -> bool {
     compact.contains("map_err(ToString::to_string)")
         || compact.match_indices("map_err(|").any(|(i, _)| {
             let rest = &compact[i + "map_err(|".len()..];
-            let Some((var, body)) = rest.split_once('|') else { return false };
+            let Some((var, body)) = rest.split_once('|') else {
+                return false;
+            };
             !var.is_empty() && var != "_" && body.starts_with(&format!("{var}.to_string()"))
         })
 }
@@ -118,7 +133,11 @@ fn stringifies(line: &str) -> bool {
 fn library_code_does_not_print() {
     let (found, files) = offences(prints, &[]);
     assert!(files > 50, "read only {files} files of crates/e2e/src");
-    assert!(found.is_empty(), "library code prints (use tracing, or return it):\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "library code prints (use tracing, or return it):\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]
@@ -144,7 +163,10 @@ fn printing_is_recognised(#[case] line: &str, #[case] is: bool) {
 #[rstest::rstest]
 #[case::to_string_of_the_error(".map_err(|e| e.to_string())?", true)]
 #[case::to_string_as_a_path(".map_err(ToString::to_string)", true)]
-#[case::a_variant_keeping_the_source(".map_err(|source| K3sError::Start { image, source })?", false)]
+#[case::a_variant_keeping_the_source(
+    ".map_err(|source| K3sError::Start { image, source })?",
+    false
+)]
 #[case::the_chain_for_a_report(".map_err(|e| crate::text::chain(&e))", false)]
 #[case::a_context_with_the_error_as_source(".map_err(|e| BackendError::step(what, e))", false)]
 fn stringification_is_recognised(#[case] line: &str, #[case] is: bool) {

@@ -81,38 +81,61 @@ pub fn probe(endpoint: &str, tls: bool, timeout: Duration) -> Result<String, NoD
     } else {
         Err(PingError::Scheme)
     };
-    pinged.map(|()| endpoint.to_string()).map_err(|why| NoDaemon { endpoint: endpoint.to_string(), why })
+    pinged
+        .map(|()| endpoint.to_string())
+        .map_err(|why| NoDaemon {
+            endpoint: endpoint.to_string(),
+            why,
+        })
 }
 
 fn ping_unix(path: &Path, timeout: Duration) -> Result<(), PingError> {
     // std's UnixStream has no connect timeout, but connecting to a local socket either
     // succeeds or fails immediately; only the exchange afterwards can hang.
     let mut stream = UnixStream::connect(path).map_err(io("connect"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(io("set a timeout"))?;
-    stream.set_write_timeout(Some(timeout)).map_err(io("set a timeout"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(io("set a timeout"))?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(io("set a timeout"))?;
     exchange(&mut stream)
 }
 
 fn ping_tcp(addr: &str, http: bool, timeout: Duration) -> Result<(), PingError> {
     let sock = addr
         .to_socket_addrs()
-        .map_err(|source| PingError::Resolve { addr: addr.to_string(), source })?
+        .map_err(|source| PingError::Resolve {
+            addr: addr.to_string(),
+            source,
+        })?
         .next()
-        .ok_or_else(|| PingError::NoAddress { addr: addr.to_string() })?;
+        .ok_or_else(|| PingError::NoAddress {
+            addr: addr.to_string(),
+        })?;
     let mut stream = TcpStream::connect_timeout(&sock, timeout).map_err(io("connect"))?;
     if !http {
         return Ok(());
     }
-    stream.set_read_timeout(Some(timeout)).map_err(io("set a timeout"))?;
-    stream.set_write_timeout(Some(timeout)).map_err(io("set a timeout"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(io("set a timeout"))?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(io("set a timeout"))?;
     exchange(&mut stream)
 }
 
 fn exchange(stream: &mut (impl Read + Write)) -> Result<(), PingError> {
     // HTTP/1.0 so the daemon closes the connection after answering and read_to_end ends.
-    stream.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n").map_err(io("send /_ping"))?;
+    stream
+        .write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        .map_err(io("send /_ping"))?;
     let mut buf = Vec::new();
-    stream.take(64 * 1024).read_to_end(&mut buf).map_err(io("read /_ping answer"))?;
+    stream
+        .take(64 * 1024)
+        .read_to_end(&mut buf)
+        .map_err(io("read /_ping answer"))?;
     judge_ping_answer(&String::from_utf8_lossy(&buf))
 }
 
@@ -128,7 +151,10 @@ fn judge_ping_answer(answer: &str) -> Result<(), PingError> {
     if code != "200" {
         return Err(PingError::Status(truncate(status, 60)));
     }
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.trim()).unwrap_or("");
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim())
+        .unwrap_or("");
     if body != "OK" {
         return Err(PingError::Body(truncate(body, 60)));
     }
@@ -150,7 +176,11 @@ fn io_reason(e: &std::io::Error) -> String {
 }
 
 fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n { s.to_string() } else { format!("{}…", s.chars().take(n).collect::<String>()) }
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
 }
 
 #[cfg(test)]
@@ -181,25 +211,39 @@ mod tests {
     fn missing_socket_names_endpoint_and_cause() {
         let dir = tempfile::tempdir().expect("temp dir");
         let endpoint = format!("unix://{}/docker.sock", dir.path().display());
-        let err = probe(&endpoint, false, Duration::from_secs(1)).expect_err("no socket, no daemon");
-        assert_eq!(err.to_string(), format!("no Docker daemon at {endpoint} (connect: No such file or directory)"));
+        let err =
+            probe(&endpoint, false, Duration::from_secs(1)).expect_err("no socket, no daemon");
+        assert_eq!(
+            err.to_string(),
+            format!("no Docker daemon at {endpoint} (connect: No such file or directory)")
+        );
         assert_eq!(err.why.to_string(), "connect: No such file or directory");
-        let io = std::error::Error::source(&err.why).and_then(|s| s.downcast_ref::<std::io::Error>()).expect("the io error stays the source");
+        let io = std::error::Error::source(&err.why)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("the io error stays the source");
         assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
     }
 
     #[test]
     fn daemon_answering_ok_is_found() {
         let (_dir, endpoint, h) = fake_daemon("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK");
-        assert_eq!(probe(&endpoint, false, Duration::from_secs(2)).expect("a daemon"), endpoint);
+        assert_eq!(
+            probe(&endpoint, false, Duration::from_secs(2)).expect("a daemon"),
+            endpoint
+        );
         h.join().expect("fake daemon thread");
     }
 
     #[test]
     fn daemon_answering_500_is_not_a_daemon() {
         let (_dir, endpoint, h) = fake_daemon("HTTP/1.1 500 Internal Server Error\r\n\r\nboom");
-        let err = probe(&endpoint, false, Duration::from_secs(2)).expect_err("500").to_string();
-        assert!(err.contains("/_ping answered \"HTTP/1.1 500 Internal Server Error\""), "{err}");
+        let err = probe(&endpoint, false, Duration::from_secs(2))
+            .expect_err("500")
+            .to_string();
+        assert!(
+            err.contains("/_ping answered \"HTTP/1.1 500 Internal Server Error\""),
+            "{err}"
+        );
         h.join().expect("fake daemon thread");
     }
 
@@ -210,7 +254,9 @@ mod tests {
         let _listener = UnixListener::bind(&sock).expect("bind"); // accepts (backlog), never answers
         let endpoint = format!("unix://{}", sock.display());
         let started = std::time::Instant::now();
-        let err = probe(&endpoint, false, Duration::from_millis(300)).expect_err("silence").to_string();
+        let err = probe(&endpoint, false, Duration::from_millis(300))
+            .expect_err("silence")
+            .to_string();
         assert!(started.elapsed() < Duration::from_secs(3));
         assert!(err.ends_with("(read /_ping answer: timed out)"), "{err}");
     }
@@ -231,6 +277,11 @@ mod tests {
     #[case::not_http_refused("SSH-2.0-OpenSSH_9.6\r\n", false)]
     #[case::empty_answer_refused("", false)]
     fn ping_answer_judgement(#[case] answer: &str, #[case] is_daemon: bool) {
-        assert_eq!(judge_ping_answer(answer).is_ok(), is_daemon, "{:?}", judge_ping_answer(answer));
+        assert_eq!(
+            judge_ping_answer(answer).is_ok(),
+            is_daemon,
+            "{:?}",
+            judge_ping_answer(answer)
+        );
     }
 }

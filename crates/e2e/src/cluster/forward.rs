@@ -55,10 +55,18 @@ pub enum ForwardError {
     },
     /// `what` is the stream the port-forward did not hand over (`stream`, `error channel`).
     #[error("port-forward to {pod}:{port} gave no {what}")]
-    Missing { pod: String, port: u16, what: &'static str },
+    Missing {
+        pod: String,
+        port: u16,
+        what: &'static str,
+    },
     /// The kubelet's own words on the port's error channel ("connection refused" inside the pod, …).
     #[error("port-forward to {pod}:{port} failed on the pod side: {}", .message.trim())]
-    PodSide { pod: String, port: u16, message: String },
+    PodSide {
+        pod: String,
+        port: u16,
+        message: String,
+    },
     #[error("forwarding to {pod}:{port}: {source}")]
     Copy {
         pod: String,
@@ -83,10 +91,17 @@ fn service_name(service: &Service) -> String {
 /// The container port the Service's API port lands on in `pod` (same rule as every backend:
 /// [`crate::workload::api_target`]).
 pub fn target_container_port(service: &Service, pod: &Pod) -> Result<u16, ForwardError> {
-    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
     crate::workload::api_target(service, containers)
         .map(|(_, to)| to)
-        .map_err(|source| ForwardError::PodPort { pod: pod.metadata.name.clone().unwrap_or_else(|| "?".into()), source })
+        .map_err(|source| ForwardError::PodPort {
+            pod: pod.metadata.name.clone().unwrap_or_else(|| "?".into()),
+            source,
+        })
 }
 
 /// A relay on 127.0.0.1 to the Service's ClusterIP and API port, for a cluster whose
@@ -94,17 +109,30 @@ pub fn target_container_port(service: &Service, pod: &Pod) -> Result<u16, Forwar
 /// connection crosses kube-proxy's DNAT to a ready endpoint, as a client pod's would.
 pub async fn start_cluster_ip(service: Service) -> Result<Forward, ForwardError> {
     let spec = service.spec.clone().unwrap_or_default();
-    let ip = spec.cluster_ip.clone().filter(|ip| !ip.is_empty() && ip != "None").ok_or_else(|| ForwardError::NoClusterIp { service: service_name(&service) })?;
+    let ip = spec
+        .cluster_ip
+        .clone()
+        .filter(|ip| !ip.is_empty() && ip != "None")
+        .ok_or_else(|| ForwardError::NoClusterIp {
+            service: service_name(&service),
+        })?;
     let port = crate::workload::api_port(&service)?.port;
-    let port = u16::try_from(port).map_err(|_| PortError::ServicePort { service: service_name(&service), port })?;
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(ForwardError::Bind)?;
+    let port = u16::try_from(port).map_err(|_| PortError::ServicePort {
+        service: service_name(&service),
+        port,
+    })?;
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(ForwardError::Bind)?;
     let local = listener.local_addr().map_err(ForwardError::Bind)?.port();
     let last_error: Arc<Mutex<Option<ForwardError>>> = Arc::default();
     let errors = last_error.clone();
     let task = tokio::spawn(async move {
         let mut conns = JoinSet::new();
         loop {
-            let Ok((mut inbound, _)) = listener.accept().await else { continue };
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                continue;
+            };
             let (ip, errors) = (ip.clone(), errors.clone());
             conns.spawn(async move {
                 // kube-proxy programs a Service's rules about a second after its endpoints
@@ -117,7 +145,8 @@ pub async fn start_cluster_ip(service: Service) -> Result<Forward, ForwardError>
                             return;
                         }
                         Err(source) if tokio::time::Instant::now() >= deadline => {
-                            *errors.lock().unwrap_or_else(|p| p.into_inner()) = Some(ForwardError::ClusterIp { ip, port, source });
+                            *errors.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(ForwardError::ClusterIp { ip, port, source });
                             return;
                         }
                         Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
@@ -127,21 +156,37 @@ pub async fn start_cluster_ip(service: Service) -> Result<Forward, ForwardError>
             while conns.try_join_next().is_some() {}
         }
     });
-    Ok(Forward { port: local, task, last_error })
+    Ok(Forward {
+        port: local,
+        task,
+        last_error,
+    })
 }
 
 /// `k=v,k=v` for listing the Service's pods.
 pub fn selector_of(service: &Service) -> Result<String, ForwardError> {
-    let sel: BTreeMap<String, String> = service.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+    let sel: BTreeMap<String, String> = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .unwrap_or_default();
     if sel.is_empty() {
-        return Err(ForwardError::NoSelector { service: service_name(service) });
+        return Err(ForwardError::NoSelector {
+            service: service_name(service),
+        });
     }
-    Ok(sel.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+    Ok(sel
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(","))
 }
 
 /// The pod a Service would route to: a ready one, by name for a stable choice.
 pub fn pick_pod(pods: &[Pod]) -> Option<&Pod> {
-    pods.iter().filter(|p| pod_ready(p)).min_by(|a, b| a.metadata.name.cmp(&b.metadata.name))
+    pods.iter()
+        .filter(|p| pod_ready(p))
+        .min_by(|a, b| a.metadata.name.cmp(&b.metadata.name))
 }
 
 /// A running forward. Dropping it closes the listener *and* every connection it tunnels, so
@@ -163,12 +208,18 @@ impl Forward {
     /// Why the most recent tunnel failed (the port-forward's own error channel included), as
     /// failure reports show it: the client itself only sees a closed connection.
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|e| crate::text::chain(e))
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|e| crate::text::chain(e))
     }
 }
 
 pub async fn start(pods: Api<Pod>, service: Service) -> Result<Forward, ForwardError> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(ForwardError::Bind)?;
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(ForwardError::Bind)?;
     let port = listener.local_addr().map_err(ForwardError::Bind)?.port();
     let last_error = Arc::new(Mutex::new(None));
     let errors = last_error.clone();
@@ -201,25 +252,55 @@ pub async fn start(pods: Api<Pod>, service: Service) -> Result<Forward, ForwardE
             });
         }
     });
-    Ok(Forward { port, task, last_error })
+    Ok(Forward {
+        port,
+        task,
+        last_error,
+    })
 }
 
 /// How long to wait, after the data streams closed, for the pod side to report an error on
 /// the port's error channel (kubelet sends it right after closing the data stream).
 const ERROR_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
-async fn tunnel(mut conn: TcpStream, pods: &Api<Pod>, service: &Service) -> Result<(), ForwardError> {
+async fn tunnel(
+    mut conn: TcpStream,
+    pods: &Api<Pod>,
+    service: &Service,
+) -> Result<(), ForwardError> {
     let selector = selector_of(service)?;
-    let list = pods.list(&ListParams::default().labels(&selector)).await.map_err(ForwardError::ListPods)?;
-    let pod = pick_pod(&list.items).ok_or_else(|| ForwardError::NoReadyPod { selector: selector.clone() })?;
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(ForwardError::ListPods)?;
+    let pod = pick_pod(&list.items).ok_or_else(|| ForwardError::NoReadyPod {
+        selector: selector.clone(),
+    })?;
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     let port = target_container_port(service, pod)?;
-    let mut forwarder = pods.portforward(&pod_name, &[port]).await.map_err(|source| ForwardError::Open { pod: pod_name.clone(), port, source })?;
-    let missing = |what| ForwardError::Missing { pod: pod_name.clone(), port, what };
-    let mut upstream = forwarder.take_stream(port).ok_or_else(|| missing("stream"))?;
+    let mut forwarder = pods
+        .portforward(&pod_name, &[port])
+        .await
+        .map_err(|source| ForwardError::Open {
+            pod: pod_name.clone(),
+            port,
+            source,
+        })?;
+    let missing = |what| ForwardError::Missing {
+        pod: pod_name.clone(),
+        port,
+        what,
+    };
+    let mut upstream = forwarder
+        .take_stream(port)
+        .ok_or_else(|| missing("stream"))?;
     // Taken before anything else: `join` discards an error nobody took, and the kubelet's
     // reason ("connection refused" inside the pod, …) is only ever sent there.
-    let mut pod_error = Box::pin(forwarder.take_error(port).ok_or_else(|| missing("error channel"))?);
+    let mut pod_error = Box::pin(
+        forwarder
+            .take_error(port)
+            .ok_or_else(|| missing("error channel"))?,
+    );
     let (copied, reported) = {
         let copy = tokio::io::copy_bidirectional(&mut conn, &mut upstream);
         tokio::pin!(copy);
@@ -234,13 +315,25 @@ async fn tunnel(mut conn: TcpStream, pods: &Api<Pod>, service: &Service) -> Resu
     drop(upstream);
     if let Some(message) = reported {
         forwarder.abort();
-        return Err(ForwardError::PodSide { pod: pod_name, port, message });
+        return Err(ForwardError::PodSide {
+            pod: pod_name,
+            port,
+            message,
+        });
     }
     let joined = forwarder.join().await;
     if let Some(Err(source)) = copied {
-        return Err(ForwardError::Copy { pod: pod_name, port, source });
+        return Err(ForwardError::Copy {
+            pod: pod_name,
+            port,
+            source,
+        });
     }
-    joined.map_err(|e| ForwardError::Ended { pod: pod_name, port, source: Box::new(e) })
+    joined.map_err(|e| ForwardError::Ended {
+        pod: pod_name,
+        port,
+        source: Box::new(e),
+    })
 }
 
 #[cfg(test)]
@@ -273,24 +366,42 @@ mod tests {
     #[case::named_port_resolved_in_the_pod(json!("http"), 8000)]
     #[case::numeric_target_taken_as_is(json!(9000), 9000)]
     fn target_port(#[case] target: Value, #[case] expected: u16) {
-        assert_eq!(target_container_port(&service(target), &pod("chroma-chromadb-0", true, "http", 8000)).expect("a port"), expected);
+        assert_eq!(
+            target_container_port(
+                &service(target),
+                &pod("chroma-chromadb-0", true, "http", 8000)
+            )
+            .expect("a port"),
+            expected
+        );
     }
 
     #[test]
     fn named_port_missing_in_pod_is_explained() {
-        let err = target_container_port(&service(json!("http")), &pod("p-0", true, "web", 8000)).expect_err("no port").to_string();
+        let err = target_container_port(&service(json!("http")), &pod("p-0", true, "web", 8000))
+            .expect_err("no port")
+            .to_string();
         assert!(err.contains("`http`") && err.contains("pod p-0"), "{err}");
     }
 
     #[test]
     fn selector_is_comma_joined() {
-        assert_eq!(selector_of(&service(json!("http"))).expect("a selector"), "app.kubernetes.io/instance=chroma,app.kubernetes.io/name=chromadb");
+        assert_eq!(
+            selector_of(&service(json!("http"))).expect("a selector"),
+            "app.kubernetes.io/instance=chroma,app.kubernetes.io/name=chromadb"
+        );
     }
 
     #[test]
     fn only_ready_pods_are_picked() {
-        let pods = [pod("a-0", false, "http", 8000), pod("b-0", true, "http", 8000)];
-        assert_eq!(pick_pod(&pods).and_then(|p| p.metadata.name.as_deref()), Some("b-0"));
+        let pods = [
+            pod("a-0", false, "http", 8000),
+            pod("b-0", true, "http", 8000),
+        ];
+        assert_eq!(
+            pick_pod(&pods).and_then(|p| p.metadata.name.as_deref()),
+            Some("b-0")
+        );
     }
 
     #[test]
@@ -302,7 +413,12 @@ mod tests {
     fn pod_side_error_names_pod_port_and_kubelet_message() {
         let message = "error forwarding port 8000 to pod abc: dial tcp4 127.0.0.1:8000: connect: connection refused\n".to_string();
         assert_eq!(
-            ForwardError::PodSide { pod: "chroma-chromadb-0".into(), port: 8000, message }.to_string(),
+            ForwardError::PodSide {
+                pod: "chroma-chromadb-0".into(),
+                port: 8000,
+                message
+            }
+            .to_string(),
             "port-forward to chroma-chromadb-0:8000 failed on the pod side: error forwarding port 8000 to pod abc: dial tcp4 127.0.0.1:8000: connect: connection refused"
         );
     }
@@ -315,10 +431,19 @@ mod tests {
         let config = kube::Config::new("http://127.0.0.1:1".parse().expect("url"));
         chroma_api::ensure_crypto_provider();
         let client = kube::Client::try_from(config).expect("client");
-        let fwd = start(Api::namespaced(client, "ns"), service(json!("http"))).await.expect("listener");
-        let mut conn = TcpStream::connect(("127.0.0.1", fwd.port)).await.expect("connect");
+        let fwd = start(Api::namespaced(client, "ns"), service(json!("http")))
+            .await
+            .expect("listener");
+        let mut conn = TcpStream::connect(("127.0.0.1", fwd.port))
+            .await
+            .expect("connect");
         let mut buf = Vec::new();
-        let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read_to_end(&mut buf)).await.expect("closed in time");
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            conn.read_to_end(&mut buf),
+        )
+        .await
+        .expect("closed in time");
         assert_eq!(n.expect("read"), 0, "nothing is forwarded");
         // The connection closes as the tunnel returns; the reason is stored just after.
         let mut why = None;
@@ -338,10 +463,15 @@ mod tests {
         let config = kube::Config::new("http://127.0.0.1:1".parse().expect("url"));
         chroma_api::ensure_crypto_provider();
         let client = kube::Client::try_from(config).expect("client");
-        let fwd = start(Api::namespaced(client, "ns"), service(json!("http"))).await.expect("listener");
+        let fwd = start(Api::namespaced(client, "ns"), service(json!("http")))
+            .await
+            .expect("listener");
         let port = fwd.port;
         drop(fwd);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err(), "port {port} still accepts");
+        assert!(
+            TcpStream::connect(("127.0.0.1", port)).await.is_err(),
+            "port {port} still accepts"
+        );
     }
 }

@@ -24,10 +24,15 @@ pub enum ConnectError {
     Parse(#[source] KubeconfigError),
     #[error("kubeconfig is not usable: {0}")]
     Unusable(#[source] KubeconfigError),
-    #[error("{source_name} has no current-context; select one with `kubectl config use-context NAME` (known: {known})")]
+    #[error(
+        "{source_name} has no current-context; select one with `kubectl config use-context NAME` (known: {known})"
+    )]
     NoCurrentContext { source_name: String, known: String },
     #[error("{source_name} selects context {context:?}, which it does not define")]
-    UndefinedContext { source_name: String, context: String },
+    UndefinedContext {
+        source_name: String,
+        context: String,
+    },
     #[error("context {context:?} from {source_name} is not usable: {source}")]
     Context {
         context: String,
@@ -56,7 +61,9 @@ pub struct Connection {
 /// Client for a kubeconfig text (k3s' copy, already pointed at the mapped port).
 pub async fn client_from_text(text: &str) -> Result<kube::Client, ConnectError> {
     let kc = Kubeconfig::from_yaml(text).map_err(ConnectError::Parse)?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.map_err(ConnectError::Unusable)?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .map_err(ConnectError::Unusable)?;
     chroma_api::ensure_crypto_provider();
     kube::Client::try_from(config).map_err(ConnectError::Client)
 }
@@ -65,11 +72,21 @@ pub async fn client_from_text(text: &str) -> Result<kube::Client, ConnectError> 
 pub fn current_context(kc: &Kubeconfig, source: &str) -> Result<String, ConnectError> {
     let Some(ctx) = kc.current_context.as_deref().filter(|c| !c.is_empty()) else {
         let known: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
-        let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
-        return Err(ConnectError::NoCurrentContext { source_name: source.to_string(), known });
+        let known = if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        };
+        return Err(ConnectError::NoCurrentContext {
+            source_name: source.to_string(),
+            known,
+        });
     };
     if !kc.contexts.iter().any(|c| c.name == ctx) {
-        return Err(ConnectError::UndefinedContext { source_name: source.to_string(), context: ctx.to_string() });
+        return Err(ConnectError::UndefinedContext {
+            source_name: source.to_string(),
+            context: ctx.to_string(),
+        });
     }
     Ok(ctx.to_string())
 }
@@ -82,7 +99,11 @@ pub async fn connect_existing() -> Result<Connection, BackendError> {
         _ => "~/.kube/config".to_string(),
     };
     let kc = Kubeconfig::read().map_err(|e| {
-        unavailable(ConnectError::Read { source_name: source.clone(), advice: "set KUBECONFIG to the cluster's kubeconfig (kind, minikube, …)", source: e })
+        unavailable(ConnectError::Read {
+            source_name: source.clone(),
+            advice: "set KUBECONFIG to the cluster's kubeconfig (kind, minikube, …)",
+            source: e,
+        })
     })?;
     connect(kc, &source).await
 }
@@ -91,10 +112,20 @@ pub async fn connect_existing() -> Result<Connection, BackendError> {
 pub async fn connect_file(path: &std::path::Path) -> Result<Connection, BackendError> {
     let kc = Kubeconfig::read_from(path).map_err(|e| {
         let source_name = path.display().to_string();
-        BackendError::unreachable("local", ConnectError::Read { source_name, advice: "start the local cluster with `cargo xtask cluster up`", source: e })
+        BackendError::unreachable(
+            "local",
+            ConnectError::Read {
+                source_name,
+                advice: "start the local cluster with `cargo xtask cluster up`",
+                source: e,
+            },
+        )
     })?;
     let mut c = connect(kc, &path.display().to_string()).await?;
-    c.target = HelmTarget { kubeconfig: Some(path.to_path_buf()), context: None };
+    c.target = HelmTarget {
+        kubeconfig: Some(path.to_path_buf()),
+        context: None,
+    };
     Ok(c)
 }
 
@@ -105,23 +136,42 @@ fn unavailable(e: ConnectError) -> BackendError {
 /// [`connect_existing`] for an already-read kubeconfig; `source` names it in errors.
 pub async fn connect(kc: Kubeconfig, source: &str) -> Result<Connection, BackendError> {
     let context = current_context(&kc, source).map_err(unavailable)?;
-    let options = KubeConfigOptions { context: Some(context.clone()), ..KubeConfigOptions::default() };
+    let options = KubeConfigOptions {
+        context: Some(context.clone()),
+        ..KubeConfigOptions::default()
+    };
     let mut config = kube::Config::from_custom_kubeconfig(kc, &options)
         .await
-        .map_err(|e| unavailable(ConnectError::Context { context: context.clone(), source_name: source.to_string(), source: e }))?;
+        .map_err(|e| {
+            unavailable(ConnectError::Context {
+                context: context.clone(),
+                source_name: source.to_string(),
+                source: e,
+            })
+        })?;
     // A cluster that is down should be reported now, not after kube's default retries.
     config.connect_timeout = Some(Duration::from_secs(10));
     let server = config.cluster_url.to_string();
     chroma_api::ensure_crypto_provider();
-    let client = kube::Client::try_from(config).map_err(|e| unavailable(ConnectError::Client(e)))?;
-    let version = client
-        .apiserver_version()
-        .await
-        .map_err(|e| unavailable(ConnectError::NoAnswer { context: context.clone(), server: server.clone(), source: e }))?;
+    let client =
+        kube::Client::try_from(config).map_err(|e| unavailable(ConnectError::Client(e)))?;
+    let version = client.apiserver_version().await.map_err(|e| {
+        unavailable(ConnectError::NoAnswer {
+            context: context.clone(),
+            server: server.clone(),
+            source: e,
+        })
+    })?;
     Ok(Connection {
         client,
-        target: HelmTarget { kubeconfig: None, context: Some(context.clone()) },
-        describe: format!("context {context} at {server} (Kubernetes {})", version.git_version),
+        target: HelmTarget {
+            kubeconfig: None,
+            context: Some(context.clone()),
+        },
+        describe: format!(
+            "context {context} at {server} (Kubernetes {})",
+            version.git_version
+        ),
     })
 }
 
@@ -152,12 +202,16 @@ contexts:
     #[test]
     fn current_context_is_pinned() {
         let text = format!("{TWO_CONTEXTS}current-context: kind-kind\n");
-        assert_eq!(current_context(&kc(&text), "$KUBECONFIG").expect("pinned"), "kind-kind");
+        assert_eq!(
+            current_context(&kc(&text), "$KUBECONFIG").expect("pinned"),
+            "kind-kind"
+        );
     }
 
     #[test]
     fn missing_current_context_lists_the_known_ones() {
-        let err = current_context(&kc(TWO_CONTEXTS), "$KUBECONFIG (/k)").expect_err("no current-context");
+        let err =
+            current_context(&kc(TWO_CONTEXTS), "$KUBECONFIG (/k)").expect_err("no current-context");
         assert_eq!(
             err.to_string(),
             "$KUBECONFIG (/k) has no current-context; select one with `kubectl config use-context NAME` (known: kind-kind, prod)"
@@ -167,24 +221,38 @@ contexts:
     #[tokio::test]
     async fn cluster_that_does_not_answer_is_unavailable_naming_the_context() {
         // Port 1 on loopback: nothing listens there, so the connection is refused at once.
-        let text = TWO_CONTEXTS.replace("https://127.0.0.1:40001", "https://127.0.0.1:1") + "current-context: kind-kind\n";
-        let err = connect(kc(&text), "$KUBECONFIG (/k)").await.err().expect("nothing listens on port 1");
+        let text = TWO_CONTEXTS.replace("https://127.0.0.1:40001", "https://127.0.0.1:1")
+            + "current-context: kind-kind\n";
+        let err = connect(kc(&text), "$KUBECONFIG (/k)")
+            .await
+            .err()
+            .expect("nothing listens on port 1");
         let msg = err.to_string();
         assert!(
             msg.starts_with("kubeconfig backend is unavailable: the API server of context \"kind-kind\" (https://127.0.0.1:1/) does not answer"),
             "{msg}"
         );
         // The whole chain stays walkable: the backend's error, the connection's, then kube's own.
-        let connect = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<ConnectError>()).expect("the connection error is the source");
-        assert!(matches!(connect, ConnectError::NoAnswer { context, .. } if context == "kind-kind"), "{connect:?}");
+        let connect = std::error::Error::source(&err)
+            .and_then(|s| s.downcast_ref::<ConnectError>())
+            .expect("the connection error is the source");
+        assert!(
+            matches!(connect, ConnectError::NoAnswer { context, .. } if context == "kind-kind"),
+            "{connect:?}"
+        );
         let kube = std::error::Error::source(connect).and_then(|s| s.downcast_ref::<kube::Error>());
-        assert!(kube.is_some(), "kube's error is the connection error's source: {connect:?}");
+        assert!(
+            kube.is_some(),
+            "kube's error is the connection error's source: {connect:?}"
+        );
     }
 
     #[test]
     fn dangling_current_context_is_refused() {
         let text = format!("{TWO_CONTEXTS}current-context: gone\n");
-        let err = current_context(&kc(&text), "~/.kube/config").expect_err("dangling").to_string();
+        let err = current_context(&kc(&text), "~/.kube/config")
+            .expect_err("dangling")
+            .to_string();
         assert!(err.contains("\"gone\", which it does not define"), "{err}");
     }
 }

@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::backend::Release;
-use chroma_api::client::{self, Api};
 use crate::dataset::Dataset;
+use chroma_api::client::{self, Api};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -29,7 +29,12 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 4] = [Fault::DeleteRecords, Fault::ChangeRecord, Fault::DropCollection, Fault::InvalidPodB];
+    pub const ALL: [Fault; 4] = [
+        Fault::DeleteRecords,
+        Fault::ChangeRecord,
+        Fault::DropCollection,
+        Fault::InvalidPodB,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Fault::DeleteRecords => "delete-records",
@@ -50,7 +55,12 @@ pub struct UnknownFault {
 impl std::str::FromStr for Fault {
     type Err = UnknownFault;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Fault::ALL.into_iter().find(|f| f.as_str() == s).ok_or_else(|| UnknownFault { name: s.to_string() })
+        Fault::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| UnknownFault {
+                name: s.to_string(),
+            })
     }
 }
 
@@ -75,16 +85,28 @@ pub enum FaultError {
 
 /// Makes B's pod invalid (see [`Fault::InvalidPodB`]); returns what it did.
 pub fn invalidate_pod(release: &mut Release) -> Result<String, FaultError> {
-    let mount = VolumeMount { name: MISSING_VOLUME.into(), mount_path: "/injected-fault".into(), ..VolumeMount::default() };
+    let mount = VolumeMount {
+        name: MISSING_VOLUME.into(),
+        mount_path: "/injected-fault".into(),
+        ..VolumeMount::default()
+    };
     let Some(name) = release.rendered.chroma_container().map(|c| c.name.clone()) else {
         return Err(FaultError::NoChromaContainer);
     };
     let mut done = false;
     for obj in &mut release.rendered.objects {
-        let Object::StatefulSet(s) = obj else { continue };
-        let containers = s.spec.as_mut().and_then(|sp| sp.template.spec.as_mut()).map(|p| &mut p.containers);
+        let Object::StatefulSet(s) = obj else {
+            continue;
+        };
+        let containers = s
+            .spec
+            .as_mut()
+            .and_then(|sp| sp.template.spec.as_mut())
+            .map(|p| &mut p.containers);
         if let Some(c) = containers.into_iter().flatten().find(|c| c.name == name) {
-            c.volume_mounts.get_or_insert_with(Vec::new).push(mount.clone());
+            c.volume_mounts
+                .get_or_insert_with(Vec::new)
+                .push(mount.clone());
             done = true;
         }
     }
@@ -92,7 +114,10 @@ pub fn invalidate_pod(release: &mut Release) -> Result<String, FaultError> {
         if doc["kind"] != "StatefulSet" {
             continue;
         }
-        if let Some(c) = doc["spec"]["template"]["spec"]["containers"].as_array_mut().and_then(|cs| cs.iter_mut().find(|c| c["name"] == name.as_str())) {
+        if let Some(c) = doc["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .and_then(|cs| cs.iter_mut().find(|c| c["name"] == name.as_str()))
+        {
             let mounts = &mut c["volumeMounts"];
             if !mounts.is_array() {
                 *mounts = json!([]);
@@ -102,27 +127,62 @@ pub fn invalidate_pod(release: &mut Release) -> Result<String, FaultError> {
             }
         }
     }
-    if done { Ok(format!("container `{name}` of B's StatefulSet mounts volume `{MISSING_VOLUME}`, which the pod does not declare")) } else { Err(FaultError::NoContainer(name)) }
+    if done {
+        Ok(format!(
+            "container `{name}` of B's StatefulSet mounts volume `{MISSING_VOLUME}`, which the pod does not declare"
+        ))
+    } else {
+        Err(FaultError::NoContainer(name))
+    }
 }
 
 /// Applies a data fault to the dataset on the server; returns what it did.
 pub async fn tamper(api: &Api, ds: &Dataset, fault: Fault) -> Result<String, FaultError> {
-    let target = ds.collections.iter().find(|c| c.records.len() >= 2).ok_or(FaultError::NoTarget)?;
+    let target = ds
+        .collections
+        .iter()
+        .find(|c| c.records.len() >= 2)
+        .ok_or(FaultError::NoTarget)?;
     let got = api.get_collection(&target.name).await;
-    let id = client::collection(&got, &format!("fault {}: getting collection {}", fault.as_str(), target.name))?.id;
+    let id = client::collection(
+        &got,
+        &format!(
+            "fault {}: getting collection {}",
+            fault.as_str(),
+            target.name
+        ),
+    )?
+    .id;
     let base = format!("{}/{id}", api.collections());
     let (what, answer) = match fault {
         Fault::DeleteRecords => {
             let ids = [&target.records[0].id, &target.records[1].id];
             let body = json!({ "ids": ids }).to_string();
-            (format!("deleted records {} and {} from {}", ids[0], ids[1], target.name), api.call(Method::POST, &format!("{base}/delete"), Some(body)).await)
+            (
+                format!(
+                    "deleted records {} and {} from {}",
+                    ids[0], ids[1], target.name
+                ),
+                api.call(Method::POST, &format!("{base}/delete"), Some(body))
+                    .await,
+            )
         }
         Fault::ChangeRecord => {
             let r = &target.records[0];
             let body = json!({ "ids": [r.id], "documents": ["tampered after the upgrade"], "metadatas": [{"index": -1}] }).to_string();
-            (format!("changed the document and metadata of {} in {}", r.id, target.name), api.call(Method::POST, &format!("{base}/update"), Some(body)).await)
+            (
+                format!(
+                    "changed the document and metadata of {} in {}",
+                    r.id, target.name
+                ),
+                api.call(Method::POST, &format!("{base}/update"), Some(body))
+                    .await,
+            )
         }
-        Fault::DropCollection => (format!("dropped collection {}", target.name), api.delete_collection(&target.name).await),
+        Fault::DropCollection => (
+            format!("dropped collection {}", target.name),
+            api.delete_collection(&target.name).await,
+        ),
         Fault::InvalidPodB => return Err(FaultError::NotADataFault),
     };
     answer.require_2xx(&format!("fault {}", fault.as_str()))?;
@@ -136,6 +196,11 @@ mod tests {
     #[test]
     fn an_unknown_fault_lists_the_valid_ones() {
         let e = "invalid-pod".parse::<Fault>().unwrap_err().to_string();
-        assert!(e.contains("`invalid-pod`") && e.contains("invalid-pod-b") && e.contains("delete-records"), "{e}");
+        assert!(
+            e.contains("`invalid-pod`")
+                && e.contains("invalid-pod-b")
+                && e.contains("delete-records"),
+            "{e}"
+        );
     }
 }
