@@ -24,12 +24,21 @@ use crate::scenario::{Deployment, LivePlan, RuntimeValue, merge};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CombinationError {
-    #[error("combination level {factor}={level}: values file {path}: {reason}")]
-    Fragment {
+    #[error("combination level {factor}={level}: values file {path}: {source}")]
+    FragmentRead {
         factor: &'static str,
         level: &'static str,
         path: PathBuf,
-        reason: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("combination level {factor}={level}: values file {path}: {source}")]
+    FragmentYaml {
+        factor: &'static str,
+        level: &'static str,
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
     },
     #[error(
         "on Chroma {version} no valid deployment holds {a} together with {b}, though the model accepts the pair alone"
@@ -350,7 +359,17 @@ pub fn setting_name((f, l): Setting) -> String {
 #[derive(Debug, Clone)]
 pub struct Excluded {
     pub pair: (Setting, Setting),
-    pub reason: String,
+    pub reason: Refused,
+}
+
+/// Why settings cannot be held together on a version.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Refused {
+    #[error("the model refuses it: {0}")]
+    Model(#[source] render::spec::SpecError),
+    /// The named setting is accepted but has no effect with the others (its feature is off).
+    #[error("{0} is not in effect there")]
+    NotInEffect(String),
 }
 
 /// The covering array for one version.
@@ -379,14 +398,22 @@ impl Fragments {
             for l in f.levels {
                 for file in l.files {
                     let path = values_dir.join(file);
-                    let bad = |reason: String| CombinationError::Fragment {
-                        factor: f.name,
-                        level: l.name,
-                        path: path.clone(),
-                        reason,
-                    };
-                    let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
-                    let doc: Value = serde_yaml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+                    let text = std::fs::read_to_string(&path).map_err(|source| {
+                        CombinationError::FragmentRead {
+                            factor: f.name,
+                            level: l.name,
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
+                    let doc: Value = serde_yaml::from_str(&text).map_err(|source| {
+                        CombinationError::FragmentYaml {
+                            factor: f.name,
+                            level: l.name,
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
                     docs.insert(*file, doc);
                 }
             }
@@ -412,13 +439,12 @@ impl Fragments {
 
     /// `Ok` when the model accepts these settings together on `version` and each is in effect;
     /// `Err` with why not.
-    pub fn check(&self, settings: &[Setting], version: &ChromaVersion) -> Result<(), String> {
+    pub fn check(&self, settings: &[Setting], version: &ChromaVersion) -> Result<(), Refused> {
         let values = self.values(settings);
-        let e = Expected::from_values(&values, version)
-            .map_err(|e| format!("the model refuses it: {e}"))?;
+        let e = Expected::from_values(&values, version).map_err(Refused::Model)?;
         for &s in settings {
             if !(FACTORS[s.0].levels[s.1].in_effect)(&e, &values) {
-                return Err(format!("{} is not in effect there", setting_name(s)));
+                return Err(Refused::NotInEffect(setting_name(s)));
             }
         }
         Ok(())

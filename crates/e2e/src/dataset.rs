@@ -272,7 +272,7 @@ pub fn parse_records(a: &Answer, endpoint: &str) -> Result<Vec<Record>, BadAnswe
 /// Reads the dataset's collections (and the listing) back. Every exchange is appended to `ev`.
 pub async fn read(api: &Api, ds: &Dataset, ev: &mut Vec<Exchange>) -> Snapshot {
     let list = keep(ev, api.list_collections().await);
-    let listed = client::collection_names(&list).map_err(|e| e.to_string());
+    let listed = client::collection_names(&list).map_err(|e| crate::text::chain(&e));
     let mut collections = BTreeMap::new();
     for name in ds.names() {
         let got = keep(ev, api.get_collection(name).await);
@@ -280,7 +280,7 @@ pub async fn read(api: &Api, ds: &Dataset, ev: &mut Vec<Exchange>) -> Snapshot {
         let state = if got.ex.ok() {
             match client::collection(&got, &format!("getting collection {name}")) {
                 Err(e) => ReadCollection::Unreadable {
-                    reason: e.to_string(),
+                    reason: crate::text::chain(&e),
                 },
                 Ok(info) => {
                     let recs = keep(ev, api.get_records(&info.id).await);
@@ -291,7 +291,7 @@ pub async fn read(api: &Api, ds: &Dataset, ev: &mut Vec<Exchange>) -> Snapshot {
                             records,
                         },
                         Err(e) => ReadCollection::Unreadable {
-                            reason: e.to_string(),
+                            reason: crate::text::chain(&e),
                         },
                     }
                 }

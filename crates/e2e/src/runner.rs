@@ -160,7 +160,7 @@ pub async fn run<B: Backend>(
     for (v, took, r) in prepared {
         if let Err(e) = r {
             bar.println(format!("✗ {v}: preparing failed: {e}"));
-            prepare_errors.insert(v.clone(), e.to_string());
+            prepare_errors.insert(v.clone(), crate::text::chain(&e));
         }
         timings.insert(
             v.clone(),
@@ -324,7 +324,7 @@ async fn run_unit<B: Backend>(
             };
             return (failed_unit(v, d, None, format!("{e}{how}"), t), None);
         }
-        Err(e) => return (failed_unit(v, d, None, e.to_string(), t), None),
+        Err(e) => return (failed_unit(v, d, None, crate::text::chain(&e), t), None),
     };
     // A server none of whose checks applies would prove nothing: report each SKIP, deploy nothing.
     if !planned.is_empty() && planned.iter().all(|c| c.applies(&expected).is_err()) {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use crate::checks::CheckName;
+use crate::checks::{CheckName, UnknownCheck};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
@@ -31,6 +31,29 @@ pub enum ScenarioError {
         path: PathBuf,
         name: String,
         reason: String,
+    },
+    #[error("{path}: deployment `{name}`: values file {}: {source}", .file.display())]
+    ValuesRead {
+        path: PathBuf,
+        name: String,
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: deployment `{name}`: values file {}: {source}", .file.display())]
+    ValuesYaml {
+        path: PathBuf,
+        name: String,
+        file: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("{path}: deployment `{name}`: {source}")]
+    Check {
+        path: PathBuf,
+        name: String,
+        #[source]
+        source: UnknownCheck,
     },
 }
 
@@ -211,10 +234,20 @@ impl LivePlan {
             let mut files = Vec::new();
             for f in &d.values {
                 let p = values_dir.join(f);
-                let text = std::fs::read_to_string(&p)
-                    .map_err(|e| bad(format!("values file {}: {e}", p.display())))?;
-                let doc: Value = serde_yaml::from_str(&text)
-                    .map_err(|e| bad(format!("values file {}: {e}", p.display())))?;
+                let text =
+                    std::fs::read_to_string(&p).map_err(|source| ScenarioError::ValuesRead {
+                        path: path.into(),
+                        name: d.name.clone(),
+                        file: p.clone(),
+                        source,
+                    })?;
+                let doc: Value =
+                    serde_yaml::from_str(&text).map_err(|source| ScenarioError::ValuesYaml {
+                        path: path.into(),
+                        name: d.name.clone(),
+                        file: p.clone(),
+                        source,
+                    })?;
                 if !doc.is_null() {
                     merge(&mut values, doc);
                 }
@@ -226,7 +259,11 @@ impl LivePlan {
                     .iter()
                     .map(|c| c.parse::<CheckName>())
                     .collect::<Result<_, _>>()
-                    .map_err(bad)?,
+                    .map_err(|source| ScenarioError::Check {
+                        path: path.into(),
+                        name: d.name.clone(),
+                        source,
+                    })?,
             };
             let mut runtime = BTreeMap::new();
             for (key, placeholder) in &d.runtime {

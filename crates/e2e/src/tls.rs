@@ -29,6 +29,18 @@ pub enum TlsError {
     },
     #[error("building the HTTPS client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error(
+        "the release serves HTTPS but no Secret it was given has a `ca.crt` for clients to trust"
+    )]
+    NoClientCa,
+}
+
+/// For the process backend, whose errors are still sentences until its rewrite: the error
+/// and its sources, as [`crate::text::chain`] writes them.
+impl From<TlsError> for String {
+    fn from(e: TlsError) -> String {
+        crate::text::chain(&e)
+    }
 }
 
 fn rc(what: &'static str) -> impl FnOnce(rcgen::Error) -> TlsError {
@@ -242,13 +254,11 @@ pub fn endpoint(
     namespace: &str,
     secrets: &BTreeMap<String, BTreeMap<String, String>>,
     addr: SocketAddr,
-) -> Result<Option<(String, TlsEndpoint)>, String> {
+) -> Result<Option<(String, TlsEndpoint)>, TlsError> {
     let Some((server_name, _)) = https_service(rendered, namespace) else {
         return Ok(None);
     };
-    let ca_pem = client_ca(secrets).ok_or(
-        "the release serves HTTPS but no Secret it was given has a `ca.crt` for clients to trust",
-    )?;
+    let ca_pem = client_ca(secrets).ok_or(TlsError::NoClientCa)?;
     let base_url = format!("https://{server_name}:{}", addr.port());
     Ok(Some((
         base_url,

@@ -5,9 +5,52 @@
 use k8s_openapi::api::core::v1::{Container, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+/// Why a Service's API port resolves to no container port: the Service named, and what would
+/// be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    #[error("Service {service} has no ports")]
+    NoPorts { service: String },
+    #[error(
+        "Service {service} has {count} ports and none is named `http`; cannot tell which carries the API"
+    )]
+    Ambiguous { service: String, count: usize },
+    #[error("Service {service} targetPort: {source}")]
+    Target {
+        service: String,
+        #[source]
+        source: PortRefError,
+    },
+    #[error("Service {service} port {port} is not a port number")]
+    ServicePort { service: String, port: i32 },
+}
+
+/// Why a port reference (a number, or a name the containers declare) resolves to no port.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortRefError {
+    #[error("port {0} is not a port number")]
+    OutOfRange(i32),
+    #[error("port name `{name}` is not declared by container(s) {containers}")]
+    Undeclared { name: String, containers: String },
+}
+
+/// For the process backend, whose errors are still sentences until its rewrite.
+impl From<PortError> for String {
+    fn from(e: PortError) -> String {
+        crate::text::chain(&e)
+    }
+}
+
+/// For the process backend, whose errors are still sentences until its rewrite.
+impl From<PortRefError> for String {
+    fn from(e: PortRefError) -> String {
+        e.to_string()
+    }
+}
+
 /// The Service port that carries the API: the one named `http`, or the only one. Several
 /// unnamed-`http` ports are ambiguous and refused rather than guessed.
-pub fn api_port(svc: &Service) -> Result<&ServicePort, String> {
+pub fn api_port(svc: &Service) -> Result<&ServicePort, PortError> {
     let name = svc.metadata.name.as_deref().unwrap_or("?");
     let ports = svc
         .spec
@@ -18,22 +61,22 @@ pub fn api_port(svc: &Service) -> Result<&ServicePort, String> {
         return Ok(p);
     }
     match ports {
-        [] => Err(format!("Service {name} has no ports")),
+        [] => Err(PortError::NoPorts {
+            service: name.to_string(),
+        }),
         [only] => Ok(only),
-        _ => Err(format!(
-            "Service {name} has {} ports and none is named `http`; cannot tell which carries the API",
-            ports.len()
-        )),
+        _ => Err(PortError::Ambiguous {
+            service: name.to_string(),
+            count: ports.len(),
+        }),
     }
 }
 
 /// The container port a port reference (a Service's targetPort, a probe's port) resolves to
 /// in `containers`: a number as it is, a name looked up among their declared ports.
-pub fn resolve_port(containers: &[Container], port: &IntOrString) -> Result<u16, String> {
+pub fn resolve_port(containers: &[Container], port: &IntOrString) -> Result<u16, PortRefError> {
     match port {
-        IntOrString::Int(n) => {
-            u16::try_from(*n).map_err(|_| format!("port {n} is not a port number"))
-        }
+        IntOrString::Int(n) => u16::try_from(*n).map_err(|_| PortRefError::OutOfRange(*n)),
         IntOrString::String(name) => containers
             .iter()
             .flat_map(|c| c.ports.iter().flatten())
@@ -41,23 +84,27 @@ pub fn resolve_port(containers: &[Container], port: &IntOrString) -> Result<u16,
             .and_then(|p| u16::try_from(p.container_port).ok())
             .ok_or_else(|| {
                 let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
-                format!(
-                    "port name `{name}` is not declared by container(s) {}",
-                    names.join(", ")
-                )
+                PortRefError::Undeclared {
+                    name: name.clone(),
+                    containers: names.join(", "),
+                }
             }),
     }
 }
 
 /// Where the Service's API port lands among `containers`: (Service port, container port).
-pub fn api_target(svc: &Service, containers: &[Container]) -> Result<(u16, u16), String> {
+pub fn api_target(svc: &Service, containers: &[Container]) -> Result<(u16, u16), PortError> {
     let name = svc.metadata.name.as_deref().unwrap_or("?");
     let p = api_port(svc)?;
     let target = p.target_port.clone().unwrap_or(IntOrString::Int(p.port));
-    let to =
-        resolve_port(containers, &target).map_err(|e| format!("Service {name} targetPort: {e}"))?;
-    let from = u16::try_from(p.port)
-        .map_err(|_| format!("Service {name} port {} is not a port number", p.port))?;
+    let to = resolve_port(containers, &target).map_err(|source| PortError::Target {
+        service: name.to_string(),
+        source,
+    })?;
+    let from = u16::try_from(p.port).map_err(|_| PortError::ServicePort {
+        service: name.to_string(),
+        port: p.port,
+    })?;
     Ok((from, to))
 }
 
@@ -92,7 +139,8 @@ mod tests {
             &svc(json!([{"name": "a", "port": 1}, {"name": "b", "port": 2}])),
             &[container()],
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("none is named `http`"), "{err}");
     }
 
@@ -103,6 +151,18 @@ mod tests {
             &[container()],
         )
         .unwrap_err();
-        assert!(err.contains("`web`") && err.contains("chromadb"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "Service r-chromadb targetPort: port name `web` is not declared by container(s) chromadb"
+        );
+        let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<PortRefError>());
+        assert_eq!(
+            source,
+            Some(&PortRefError::Undeclared {
+                name: "web".into(),
+                containers: "chromadb".into()
+            }),
+            "the container port's error stays the source"
+        );
     }
 }

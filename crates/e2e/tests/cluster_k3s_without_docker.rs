@@ -22,16 +22,29 @@ async fn k3s_without_a_docker_daemon_fails_within_seconds_suggesting_the_process
     let elapsed = started.elapsed();
 
     match result {
-        Err(BackendError::Unavailable {
+        Err(BackendError::Unreachable {
             backend: "k3s",
-            reason,
-        }) => assert_eq!(
-            reason,
-            format!(
-                "no Docker daemon at unix://{} (connect: No such file or directory); use --backend process",
-                socket.display()
-            )
-        ),
+            source,
+        }) => {
+            assert_eq!(
+                source.to_string(),
+                format!(
+                    "no Docker daemon at unix://{} (connect: No such file or directory); use --backend process",
+                    socket.display()
+                )
+            );
+            // The chain down to the refused connect stays walkable: k3s → no daemon → ping → io.
+            let k3s = source
+                .downcast_ref::<cluster::K3sError>()
+                .expect("the k3s error is the source");
+            let no_daemon = std::error::Error::source(k3s)
+                .and_then(|s| s.downcast_ref::<cluster::NoDaemon>())
+                .expect("then the missing daemon");
+            let io = std::error::Error::source(&no_daemon.why)
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .expect("then the connect error");
+            assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+        }
         Err(other) => panic!("expected the k3s backend to be unavailable, got: {other}"),
         Ok(_) => panic!("a k3s cluster started without a Docker daemon"),
     }

@@ -7,20 +7,29 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::{CronJob, Job, JobSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
+/// A CronJob that has no job to make, named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CronJobError {
+    #[error("CronJob {0} has no spec")]
+    NoSpec(String),
+    #[error("CronJob {0}: spec.jobTemplate.spec is missing")]
+    NoJobSpec(String),
+}
+
 /// The Job `kubectl create job --from=cronjob/<cronjob> <name>` creates: the jobTemplate's
 /// spec, labels and annotations unchanged, the `cronjob.kubernetes.io/instantiate: manual`
 /// annotation, and the CronJob as owner when it has a uid (it has one on a cluster only).
-pub fn job_from_cronjob(cronjob: &CronJob, name: &str) -> Result<Job, String> {
+pub fn job_from_cronjob(cronjob: &CronJob, name: &str) -> Result<Job, CronJobError> {
     let cj_name = cronjob.metadata.name.clone().unwrap_or_default();
     let template = cronjob
         .spec
         .as_ref()
         .map(|s| &s.job_template)
-        .ok_or_else(|| format!("CronJob {cj_name} has no spec"))?;
+        .ok_or_else(|| CronJobError::NoSpec(cj_name.clone()))?;
     let spec: JobSpec = template
         .spec
         .clone()
-        .ok_or_else(|| format!("CronJob {cj_name}: spec.jobTemplate.spec is missing"))?;
+        .ok_or_else(|| CronJobError::NoJobSpec(cj_name.clone()))?;
     let meta = template.metadata.clone().unwrap_or_default();
     let mut annotations: BTreeMap<String, String> = meta.annotations.unwrap_or_default();
     annotations.insert("cronjob.kubernetes.io/instantiate".into(), "manual".into());
@@ -126,10 +135,9 @@ mod tests {
     fn a_cronjob_without_a_job_template_spec_is_named() {
         let mut cj = cronjob(None);
         cj.spec.as_mut().unwrap().job_template.spec = None;
-        assert!(
-            job_from_cronjob(&cj, "x")
-                .unwrap_err()
-                .contains("r-chromadb-backup")
+        assert_eq!(
+            job_from_cronjob(&cj, "x").unwrap_err(),
+            CronJobError::NoJobSpec("r-chromadb-backup".into())
         );
     }
 

@@ -63,6 +63,10 @@ pub enum BackendError {
     /// refuse them too); `reason` names the object and field.
     #[error("the rendered release cannot run: {reason}")]
     Invalid { reason: String },
+    /// [`BackendError::Invalid`] found by a module with an error type of its own (a Service
+    /// that selects no pods, an HTTPS release without a CA), kept as the source.
+    #[error("the rendered release cannot run: {0}")]
+    Unrunnable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the server did not become ready within {waited:?}: {detail}")]
     NotReady { waited: Duration, detail: String },
     #[error("{what}: {detail}")]
@@ -99,6 +103,23 @@ pub enum BackendError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A step failed with an error of its own, and what the backend saw at the time (events,
+    /// pod states, log tails) explains it: `report` is that text, the error stays the source.
+    #[error("{what}: {source}\n{report}")]
+    Diagnosed {
+        what: String,
+        report: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The backend's cluster or daemon is missing or does not answer (no Docker daemon, a
+    /// kubeconfig that does not parse, an API server that is down); the cause stays the source.
+    #[error("{backend} backend is unavailable: {source}")]
+    Unreachable {
+        backend: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl BackendError {
@@ -108,6 +129,32 @@ impl BackendError {
     ) -> BackendError {
         BackendError::Step {
             what: what.into(),
+            source: Box::new(source),
+        }
+    }
+
+    pub fn unrunnable(source: impl std::error::Error + Send + Sync + 'static) -> BackendError {
+        BackendError::Unrunnable(Box::new(source))
+    }
+
+    pub fn diagnosed(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+        report: String,
+    ) -> BackendError {
+        BackendError::Diagnosed {
+            what: what.into(),
+            report,
+            source: Box::new(source),
+        }
+    }
+
+    pub fn unreachable(
+        backend: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> BackendError {
+        BackendError::Unreachable {
+            backend,
             source: Box::new(source),
         }
     }
@@ -267,8 +314,7 @@ pub trait Backend: 'static {
         cronjob: &CronJob,
     ) -> Result<HookRun, BackendError> {
         let name = jobs::manual_job_name(cronjob.metadata.name.as_deref().unwrap_or("cronjob"));
-        let job = jobs::job_from_cronjob(cronjob, &name)
-            .map_err(|reason| BackendError::Invalid { reason })?;
+        let job = jobs::job_from_cronjob(cronjob, &name).map_err(BackendError::unrunnable)?;
         self.run_job(deployed, &job).await
     }
     /// Replaces a Secret's data the way a renewal does (cert-manager, or the user), leaving the

@@ -65,7 +65,7 @@ pub fn dataset() -> Dataset {
 async fn names(api: &Api, ev: &mut Vec<Exchange>) -> Result<Vec<String>, String> {
     let a = api.list_collections().await;
     ev.push(a.ex.clone());
-    client::collection_names(&a).map_err(|e| e.to_string())
+    client::collection_names(&a).map_err(|e| crate::text::chain(&e))
 }
 
 fn job_failed(what: &str, reason: String, log: &str) -> String {
@@ -115,7 +115,7 @@ async fn run<B: Backend>(
         .restore
         .as_ref()
         .ok_or("the chart rendered no post-install restore Job for restore.enabled=true")?;
-    let cred = credential(expected, &deployed.secrets).map_err(|e| e.to_string())?;
+    let cred = credential(expected, &deployed.secrets).map_err(|e| crate::text::chain(&e))?;
     // Over HTTPS when the deployment serves TLS: the harness trusts the deployment's CA too.
     let api = crate::tls::api(
         &deployed.base_url,
@@ -126,14 +126,18 @@ async fn run<B: Backend>(
     let ds = dataset();
     dataset::write(&api, &ds, ev)
         .await
-        .map_err(|e| format!("writing the dataset: {e}"))?;
+        .map_err(|e| format!("writing the dataset: {}", crate::text::chain(&e)))?;
     let before = names(&api, ev).await?;
 
     let dumped = match backend
         .run_cronjob_once(deployed, cronjob)
         .await
-        .map_err(|e| format!("running the backup CronJob's job: {e}"))?
-    {
+        .map_err(|e| {
+            format!(
+                "running the backup CronJob's job: {}",
+                crate::text::chain(&e)
+            )
+        })? {
         HookRun::Succeeded { log } => log,
         HookRun::Failed { reason, log } => {
             return Err(job_failed("the backup CronJob's job", reason, &log));
@@ -146,7 +150,7 @@ async fn run<B: Backend>(
         let a = api.delete_collection(name).await;
         ev.push(a.ex.clone());
         a.require_2xx(&format!("deleting collection {name}"))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::text::chain(&e))?;
     }
     let left = names(&api, ev).await?;
     if !left.is_empty() {
@@ -158,7 +162,7 @@ async fn run<B: Backend>(
     match backend
         .run_job(deployed, restore)
         .await
-        .map_err(|e| format!("running the restore Job: {e}"))?
+        .map_err(|e| format!("running the restore Job: {}", crate::text::chain(&e)))?
     {
         HookRun::Succeeded { .. } => {}
         HookRun::Failed { reason, log } => return Err(job_failed("the restore Job", reason, &log)),

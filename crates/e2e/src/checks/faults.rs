@@ -44,13 +44,29 @@ pub const SEED_ENV: &str = "E2E_FAULTS_SEED";
 
 /// The seed of a run: `E2E_FAULTS_SEED` (its value given as `from_env`) to replay one, else
 /// random (every report names it).
-pub fn seed(from_env: Option<String>) -> Result<u64, String> {
+pub fn seed(from_env: Option<String>) -> Result<u64, SeedError> {
     match from_env {
         Some(s) => s
             .trim()
             .parse()
-            .map_err(|_| format!("{SEED_ENV}={s:?} is not an unsigned 64-bit integer")),
+            .map_err(|source| SeedError { value: s, source }),
         None => Ok(rand::random()),
+    }
+}
+
+/// `E2E_FAULTS_SEED` set to something that is no seed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{SEED_ENV}={value:?} is not an unsigned 64-bit integer")]
+pub struct SeedError {
+    pub value: String,
+    #[source]
+    pub source: std::num::ParseIntError,
+}
+
+/// The faults checks' FAIL reason when the seed asked for is no seed.
+impl From<SeedError> for String {
+    fn from(e: SeedError) -> String {
+        crate::text::chain(&e)
     }
 }
 
@@ -86,7 +102,7 @@ pub(super) async fn create<B: Backend>(ctx: &mut Ctx<'_, B>, name: &str) -> Resu
     );
     Ok(
         client::collection(&a, &format!("creating collection {name}"))
-            .map_err(|e| e.to_string())?
+            .map_err(|e| crate::text::chain(&e))?
             .id,
     )
 }
@@ -173,7 +189,7 @@ pub(super) async fn read(
             .await;
         ev.push(a.ex.clone());
         for r in dataset::parse_records(&a, &format!("reading back {} records by id", chunk.len()))
-            .map_err(|e| e.to_string())?
+            .map_err(|e| crate::text::chain(&e))?
         {
             out.insert(r.id.clone(), r);
         }
@@ -184,7 +200,7 @@ pub(super) async fn read(
 pub(super) async fn count(api: &Api, coll: &str, ev: &mut Vec<Exchange>) -> Result<u64, String> {
     let a = api.count(coll).await;
     ev.push(a.ex.clone());
-    client::count(&a, "counting records").map_err(|e| e.to_string())
+    client::count(&a, "counting records").map_err(|e| crate::text::chain(&e))
 }
 
 /// The server's `query` answers for `queries`, one id list per query.
@@ -208,7 +224,7 @@ async fn query(
 
 fn parse_query(a: &Answer, n: usize) -> Result<Vec<Vec<String>>, String> {
     const WHAT: &str = "querying the nearest records";
-    let v = a.json_2xx(WHAT).map_err(|e| e.to_string())?;
+    let v = a.json_2xx(WHAT).map_err(|e| crate::text::chain(&e))?;
     let ids = v
         .get("ids")
         .and_then(Value::as_array)
@@ -630,7 +646,7 @@ pub async fn scale<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
         } else {
             ctx.backend.kill_container(ctx.deployed).await
         };
-        let how = how.map_err(|e| format!("seed {seed}: {step}: {e}"))?;
+        let how = how.map_err(|e| format!("seed {seed}: {step}: {}", crate::text::chain(&e)))?;
         let took = t.elapsed().as_secs_f64();
         reconnect(ctx);
         let api = ctx.api.clone();
@@ -1118,6 +1134,20 @@ mod tests {
     fn a_seed_is_replayed_and_a_bad_one_is_named() {
         assert_eq!(seed(Some(" 42 ".into())).unwrap(), 42);
         let e = seed(Some("x12".into())).unwrap_err();
-        assert!(e.contains("x12") && e.contains(SEED_ENV), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!("{SEED_ENV}=\"x12\" is not an unsigned 64-bit integer")
+        );
+        // The parse error stays the source, and the FAIL reason written from the chain quotes it.
+        assert!(
+            std::error::Error::source(&e).is_some_and(|s| s.is::<std::num::ParseIntError>()),
+            "{e:?}"
+        );
+        assert_eq!(
+            String::from(e),
+            format!(
+                "{SEED_ENV}=\"x12\" is not an unsigned 64-bit integer: invalid digit found in string"
+            )
+        );
     }
 }

@@ -86,14 +86,14 @@ where
 
 async fn names<B: Backend>(ctx: &mut Ctx<'_, B>) -> Result<Vec<String>, String> {
     let a = ctx.rec(ctx.api.list_collections().await);
-    chroma_api::client::collection_names(&a).map_err(|e| e.to_string())
+    chroma_api::client::collection_names(&a).map_err(|e| crate::text::chain(&e))
 }
 
 async fn id_of<B: Backend>(ctx: &mut Ctx<'_, B>, name: &str) -> Result<String, String> {
     let a = ctx.rec(ctx.api.get_collection(name).await);
     Ok(
         chroma_api::client::collection(&a, &format!("getting collection {name}"))
-            .map_err(|e| e.to_string())?
+            .map_err(|e| crate::text::chain(&e))?
             .id,
     )
 }
@@ -103,7 +103,7 @@ async fn delete_all<B: Backend>(ctx: &mut Ctx<'_, B>) -> Result<usize, String> {
     for n in &all {
         let a = ctx.rec(ctx.api.delete_collection(n).await);
         a.require_2xx(&format!("deleting collection {n}"))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::text::chain(&e))?;
     }
     Ok(all.len())
 }
@@ -202,7 +202,12 @@ async fn backup_writes_in<B: Backend>(ctx: &mut Ctx<'_, B>, wl: &Workloads, seed
     };
     let ((acked_busy, refused), (dumped, during)) = futures::join!(write, dump);
     let dump_s = t.elapsed().as_secs_f64();
-    let log = match dumped.map_err(|e| format!("running the backup CronJob's job: {e}"))? {
+    let log = match dumped.map_err(|e| {
+        format!(
+            "running the backup CronJob's job: {}",
+            crate::text::chain(&e)
+        )
+    })? {
         HookRun::Succeeded { log } => log,
         HookRun::Failed { reason, log } => {
             return Err(format!(
@@ -254,7 +259,7 @@ async fn backup_writes_in<B: Backend>(ctx: &mut Ctx<'_, B>, wl: &Workloads, seed
         .backend
         .run_job(ctx.deployed, restore)
         .await
-        .map_err(|e| format!("running the restore Job: {e}"))?
+        .map_err(|e| format!("running the restore Job: {}", crate::text::chain(&e)))?
     {
         HookRun::Succeeded { .. } => {}
         HookRun::Failed { reason, log } => {
@@ -292,7 +297,7 @@ async fn backup_writes_in<B: Backend>(ctx: &mut Ctx<'_, B>, wl: &Workloads, seed
     );
     let restored_ids: Vec<String> = a
         .json_2xx("listing the restored busy collection's ids")
-        .map_err(|e| e.to_string())?
+        .map_err(|e| crate::text::chain(&e))?
         .get("ids")
         .and_then(serde_json::Value::as_array)
         .map(|ids| {
@@ -385,8 +390,12 @@ async fn restore_interrupted_in<B: Backend>(
         .backend
         .run_cronjob_once(ctx.deployed, cronjob)
         .await
-        .map_err(|e| format!("running the backup CronJob's job: {e}"))?
-    {
+        .map_err(|e| {
+            format!(
+                "running the backup CronJob's job: {}",
+                crate::text::chain(&e)
+            )
+        })? {
         HookRun::Succeeded { .. } => {}
         HookRun::Failed { reason, log } => {
             return Err(format!(
@@ -464,7 +473,7 @@ async fn restore_interrupted_in<B: Backend>(
         .backend
         .run_job(ctx.deployed, restore)
         .await
-        .map_err(|e| format!("running the restore Job again: {e}"))?;
+        .map_err(|e| format!("running the restore Job again: {}", crate::text::chain(&e)))?;
     let how = match again {
         HookRun::Succeeded { log } if log.contains("starting over") => "started over and completed",
         HookRun::Succeeded { log } => {
@@ -529,11 +538,9 @@ pub fn applies(e: &render::Expected) -> Result<(), String> {
 
 /// The run's seed (`E2E_FAULTS_SEED` replays one); a bad value fails the check, naming it.
 pub fn seed_or_fail() -> Result<u64, Outcome> {
-    super::faults::seed(std::env::var(super::faults::SEED_ENV).ok()).map_err(|reason| {
-        Outcome::Fail {
-            reason,
-            evidence: Vec::new(),
-            log_tail: String::new(),
-        }
+    super::faults::seed(std::env::var(super::faults::SEED_ENV).ok()).map_err(|e| Outcome::Fail {
+        reason: crate::text::chain(&e),
+        evidence: Vec::new(),
+        log_tail: String::new(),
     })
 }

@@ -194,8 +194,12 @@ pub fn scrape_config(
         .target_port
         .clone()
         .unwrap_or(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(sp.port));
-    let container_port = crate::workload::resolve_port(&pod.containers, &target)
-        .map_err(|e| format!("Service {svc_name} port `{port_name}`: {e}"))?;
+    let container_port = crate::workload::resolve_port(&pod.containers, &target).map_err(|e| {
+        format!(
+            "Service {svc_name} port `{port_name}`: {}",
+            crate::text::chain(&e)
+        )
+    })?;
     let container = pod
         .containers
         .iter()
@@ -283,8 +287,8 @@ pub struct PanelQuery {
 
 /// Every query of every panel (rows' nested panels too).
 pub fn panel_queries(dashboard: &str) -> Result<Vec<PanelQuery>, String> {
-    let d: Value =
-        serde_json::from_str(dashboard).map_err(|e| format!("the dashboard is not JSON: {e}"))?;
+    let d: Value = serde_json::from_str(dashboard)
+        .map_err(|e| format!("the dashboard is not JSON: {}", crate::text::chain(&e)))?;
     let mut panels: Vec<&Value> = d["panels"].as_array().into_iter().flatten().collect();
     let nested: Vec<&Value> = panels
         .iter()
@@ -323,6 +327,67 @@ pub fn fill_variables(expr: &str, service: &str) -> String {
 }
 
 /// A running Prometheus; killed and its files removed when dropped.
+/// Why the harness's own Prometheus could not be run or asked. Not a verdict on the chart: the
+/// cause stays the source until the check's FAIL reason is written from it.
+#[derive(Debug, thiserror::Error)]
+pub enum PrometheusError {
+    /// `what` names the file or socket (`a temp dir for Prometheus`, `writing …/prometheus.yml`).
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing the Prometheus config: {0}")]
+    Config(#[source] serde_yaml::Error),
+    #[error("building the HTTP client for Prometheus: {0}")]
+    Client(#[source] reqwest::Error),
+    #[error("Prometheus exited ({status}) at start:\n{log}")]
+    Exited {
+        status: std::process::ExitStatus,
+        log: String,
+    },
+    #[error("Prometheus not ready after 60 s:\n{log}")]
+    NotReady { log: String },
+    #[error("GET {path}: {source}")]
+    Get {
+        path: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The url crate's parse error, which reqwest does not re-export by name.
+    #[error("GET {path}: {source}")]
+    Url {
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Prometheus answered, with `status` other than `success`: its own `error` text.
+    #[error("GET {path} {params}: {error}")]
+    Refused {
+        path: String,
+        params: String,
+        error: String,
+    },
+    #[error("the plot's time range: {0}")]
+    Clock(#[source] std::time::SystemTimeError),
+    #[error("encoding the plot's data: {0}")]
+    PlotData(#[source] serde_json::Error),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> PrometheusError {
+    let what = what.into();
+    move |source| PrometheusError::Io { what, source }
+}
+
+/// The check's FAIL reason when its Prometheus fails: the error and its sources, as a report
+/// shows an error ([`crate::text::chain`]).
+impl From<PrometheusError> for String {
+    fn from(e: PrometheusError) -> String {
+        crate::text::chain(&e)
+    }
+}
+
 struct Prometheus {
     child: tokio::process::Child,
     url: String,
@@ -332,24 +397,26 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    async fn start(binary: &Path, config: &Value) -> Result<Prometheus, String> {
+    async fn start(binary: &Path, config: &Value) -> Result<Prometheus, PrometheusError> {
         let dir = tempfile::Builder::new()
             .prefix("chromadb-e2e-prometheus-")
             .tempdir()
-            .map_err(|e| format!("a temp dir for Prometheus: {e}"))?;
+            .map_err(io("a temp dir for Prometheus"))?;
         let cfg = dir.path().join("prometheus.yml");
         std::fs::write(
             &cfg,
-            serde_yaml::to_string(config).map_err(|e| e.to_string())?,
+            serde_yaml::to_string(config).map_err(PrometheusError::Config)?,
         )
-        .map_err(|e| format!("writing {}: {e}", cfg.display()))?;
+        .map_err(io(format!("writing {}", cfg.display())))?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
+            .map_err(io("a free port for Prometheus on 127.0.0.1"))?
             .port();
         let log = dir.path().join("prometheus.log");
-        let out = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let out = std::fs::File::create(&log).map_err(io(format!("creating {}", log.display())))?;
+        let err = out
+            .try_clone()
+            .map_err(io(format!("opening {} for stderr", log.display())))?;
         let child = tokio::process::Command::new(binary)
             .arg(format!("--config.file={}", cfg.display()))
             .arg(format!(
@@ -361,11 +428,11 @@ impl Prometheus {
             .stderr(err)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+            .map_err(io(format!("starting {}", binary.display())))?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(PrometheusError::Client)?;
         let mut p = Prometheus {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -376,10 +443,10 @@ impl Prometheus {
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = p.child.try_wait() {
-                return Err(format!(
-                    "Prometheus exited ({status}) at start:\n{}",
-                    p.log_tail()
-                ));
+                return Err(PrometheusError::Exited {
+                    status,
+                    log: p.log_tail(),
+                });
             }
             if p.http
                 .get(format!("{}/-/ready", p.url))
@@ -390,10 +457,7 @@ impl Prometheus {
                 return Ok(p);
             }
             if started.elapsed() > Duration::from_secs(60) {
-                return Err(format!(
-                    "Prometheus not ready after 60 s:\n{}",
-                    p.log_tail()
-                ));
+                return Err(PrometheusError::NotReady { log: p.log_tail() });
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
@@ -403,27 +467,36 @@ impl Prometheus {
         crate::process::child::tail(&self.log, 15)
     }
 
-    async fn api(&self, path: &str, params: &[(&str, String)]) -> Result<Value, String> {
+    async fn api(&self, path: &str, params: &[(&str, String)]) -> Result<Value, PrometheusError> {
+        let get = |source| PrometheusError::Get {
+            path: path.to_string(),
+            source,
+        };
         let url = reqwest::Url::parse_with_params(
             &format!("{}{path}", self.url),
             params.iter().map(|(k, v)| (*k, v.as_str())),
         )
-        .map_err(|e| format!("GET {path}: {e}"))?;
-        let resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| format!("GET {path}: {e}"))?;
-        let body: Value = resp.json().await.map_err(|e| format!("GET {path}: {e}"))?;
+        .map_err(|e| PrometheusError::Url {
+            path: path.to_string(),
+            source: Box::new(e),
+        })?;
+        let resp = self.http.get(url).send().await.map_err(get)?;
+        let body: Value = resp.json().await.map_err(get)?;
         if body["status"] != "success" {
-            return Err(format!("GET {path} {params:?}: {}", body["error"]));
+            return Err(PrometheusError::Refused {
+                path: path.to_string(),
+                params: format!("{params:?}"),
+                error: body["error"].to_string(),
+            });
         }
         Ok(body["data"].clone())
     }
 
     /// An instant query: (labels, value) per series.
-    async fn query(&self, expr: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+    async fn query(
+        &self,
+        expr: &str,
+    ) -> Result<Vec<(BTreeMap<String, String>, f64)>, PrometheusError> {
         let data = self
             .api("/api/v1/query", &[("query", expr.to_string())])
             .await?;
@@ -459,7 +532,7 @@ impl Prometheus {
                 })
                 .collect::<Vec<_>>()
                 .join("; "),
-            Err(e) => e,
+            Err(e) => crate::text::chain(&e),
         }
     }
 }
@@ -473,7 +546,7 @@ impl Drop for Prometheus {
 /// Requests per (method, route, status) from the spanmetrics counters of the server spans.
 type Calls = BTreeMap<(String, String, String), f64>;
 
-async fn calls(p: &Prometheus, service: &str) -> Result<Calls, String> {
+async fn calls(p: &Prometheus, service: &str) -> Result<Calls, PrometheusError> {
     let q = format!(
         "sum by (http_method, http_route, http_status_code) (traces_span_metrics_calls_total{{service_name=\"{service}\", http_route!=\"\"}})"
     );
@@ -557,7 +630,7 @@ pub async fn metrics<B: Backend>(
         .await;
     let created = ctx.rec(created);
     let id = chroma_api::client::collection(&created, "create_collection")
-        .map_err(|e| e.to_string())?
+        .map_err(|e| crate::text::chain(&e))?
         .id;
     let w = crate::vectors::Workload::new("metrics", 25);
     let mut next = 0;
@@ -565,7 +638,9 @@ pub async fn metrics<B: Backend>(
     for round in 0..ADDS.len() {
         for _ in 0..ADDS[round] {
             let a = ctx.api.add(&id, w.add_body(next..next + 1)).await;
-            ctx.rec(a).require_2xx("add").map_err(|e| e.to_string())?;
+            ctx.rec(a)
+                .require_2xx("add")
+                .map_err(|e| crate::text::chain(&e))?;
             next += 1;
             want_adds += 1.0;
         }
@@ -654,7 +729,7 @@ pub async fn metrics<B: Backend>(
         let series = prom
             .query(&expr)
             .await
-            .map_err(|e| format!("panel \"{}\": {e}", q.panel))?;
+            .map_err(|e| format!("panel \"{}\": {}", q.panel, crate::text::chain(&e)))?;
         // A value above zero: the second round's requests are inside the rate window.
         let good = series
             .iter()
@@ -749,14 +824,14 @@ async fn plot(
     since: std::time::SystemTime,
     version: String,
     path: &Path,
-) -> Result<(), String> {
+) -> Result<(), PrometheusError> {
     let start = since
         .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
+        .map_err(PrometheusError::Clock)?
         .as_secs_f64();
     let end = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
+        .map_err(PrometheusError::Clock)?
         .as_secs_f64();
     let range = |q: String| {
         let params = vec![
@@ -780,11 +855,11 @@ async fn plot(
     );
     std::fs::write(
         &data_path,
-        serde_json::to_string_pretty(&runs).map_err(|e| e.to_string())?,
+        serde_json::to_string_pretty(&runs).map_err(PrometheusError::PlotData)?,
     )
-    .map_err(|e| format!("writing {}: {e}", data_path.display()))?;
+    .map_err(io(format!("writing {}", data_path.display())))?;
     std::fs::write(path, crate::metrics_plot::svg(&runs))
-        .map_err(|e| format!("writing {}: {e}", path.display()))
+        .map_err(io(format!("writing {}", path.display())))
 }
 
 #[cfg(test)]

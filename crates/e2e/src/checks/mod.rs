@@ -105,18 +105,21 @@ impl fmt::Display for CheckName {
     }
 }
 
+/// A check name the table does not have; the message lists the ones it has.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown check `{name}` (valid: {})", CheckName::all().map(CheckName::as_str).collect::<Vec<_>>().join(", "))]
+pub struct UnknownCheck {
+    pub name: String,
+}
+
 impl FromStr for CheckName {
-    type Err = String;
+    type Err = UnknownCheck;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        CheckName::all().find(|c| c.as_str() == s).ok_or_else(|| {
-            format!(
-                "unknown check `{s}` (valid: {})",
-                CheckName::all()
-                    .map(CheckName::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
+        CheckName::all()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| UnknownCheck {
+                name: s.to_string(),
+            })
     }
 }
 
@@ -416,7 +419,7 @@ pub async fn run<B: Backend>(
         Ok(c) => c,
         Err(e) => {
             return Outcome::Fail {
-                reason: e.to_string(),
+                reason: crate::text::chain(&e),
                 evidence: Vec::new(),
                 log_tail: backend.logs(deployed, 30).await,
             };
@@ -482,7 +485,7 @@ pub async fn chart_test<B: Backend>(backend: &B, deployed: &Deployed) -> Outcome
             ),
         },
         Err(e) => Outcome::Fail {
-            reason: format!("`helm test` could not be run: {e}"),
+            reason: format!("`helm test` could not be run: {}", crate::text::chain(&e)),
             evidence: Vec::new(),
             log_tail: backend.logs(deployed, 30).await,
         },
@@ -599,7 +602,7 @@ mod tests {
 
     #[test]
     fn unknown_check_name_lists_the_valid_ones() {
-        let err = "persist".parse::<CheckName>().unwrap_err();
+        let err = "persist".parse::<CheckName>().unwrap_err().to_string();
         assert!(
             err.contains("persistence") && err.contains("`persist`"),
             "{err}"

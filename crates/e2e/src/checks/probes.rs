@@ -42,14 +42,14 @@ fn expect_ok(a: &Answer, what: &str) -> Result<(), String> {
 pub async fn api_surface<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
     let hb = ctx.rec(ctx.api.heartbeat().await);
     expect_status(&hb, &[200], "heartbeat")?;
-    client::heartbeat(&hb).map_err(|e| e.to_string())?;
+    client::heartbeat(&hb).map_err(|e| crate::text::chain(&e))?;
     let list = ctx.rec(ctx.api.list_collections().await);
     expect_status(
         &list,
         &[200],
         &format!("listing collections under {}", ctx.expected.api.path()),
     )?;
-    client::collection_list(&list).map_err(|e| e.to_string())?;
+    client::collection_list(&list).map_err(|e| crate::text::chain(&e))?;
     let mut detail = format!(
         "{} heartbeat and collections answer",
         ctx.expected.api.path()
@@ -295,7 +295,7 @@ fn body_of_size(id: &str, size: u64) -> Result<String, String> {
 
 async fn count<B: Backend>(ctx: &mut Ctx<'_, B>, id: &str) -> Result<u64, String> {
     let a = ctx.rec(ctx.api.count(id).await);
-    client::count(&a, "counting records").map_err(|e| e.to_string())
+    client::count(&a, "counting records").map_err(|e| crate::text::chain(&e))
 }
 
 pub async fn payload<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
@@ -309,7 +309,7 @@ pub async fn payload<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
             .await,
     );
     let id = client::collection(&created, "creating collection e2e-payload")
-        .map_err(|e| e.to_string())?
+        .map_err(|e| crate::text::chain(&e))?
         .id;
 
     let over = ctx.rec(ctx.api.add(&id, body_of_size("over", limit + 1)?).await);
@@ -372,7 +372,7 @@ async fn read_back<B: Backend>(
 
 /// After a restart without persistence: the listing parses and names none of `ds`.
 fn none_left(list: &Answer, ds: &Dataset, restart: &str) -> Result<(), String> {
-    let listed = client::collection_names(list).map_err(|e| e.to_string())?;
+    let listed = client::collection_names(list).map_err(|e| crate::text::chain(&e))?;
     let left: Vec<&String> = listed
         .iter()
         .filter(|n| ds.names().contains(&n.as_str()))
@@ -401,12 +401,12 @@ pub async fn persistence<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
     let ds = persistence_data();
     dataset::write(&ctx.api, &ds, &mut ctx.evidence)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::text::chain(&e))?;
     let before = read_back(ctx, &ds, "before the restart").await?;
     ctx.backend
         .restart(ctx.deployed)
         .await
-        .map_err(|e| format!("restarting the pod: {e}"))?;
+        .map_err(|e| format!("restarting the pod: {}", crate::text::chain(&e)))?;
     reconnect(ctx);
     let pod = if ctx.expected.survives_restart {
         let after = read_back(ctx, &ds, "after a pod restart").await?;
@@ -430,7 +430,7 @@ pub async fn persistence<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
         // Written again for the container restart below.
         dataset::write(&ctx.api, &ds, &mut ctx.evidence)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::text::chain(&e))?;
         "isPersistent=false: the collections are gone after a pod restart, as the spec says"
             .to_string()
     };
@@ -448,7 +448,12 @@ async fn container_restart<B: Backend>(ctx: &mut Ctx<'_, B>, ds: &Dataset) -> Ch
                 "a container restart alone was not exercised here ({reason})"
             ));
         }
-        Err(e) => return Err(format!("restarting the server's container: {e}")),
+        Err(e) => {
+            return Err(format!(
+                "restarting the server's container: {}",
+                crate::text::chain(&e)
+            ));
+        }
     }
     reconnect(ctx);
     if ctx.expected.survives_container_restart {
@@ -468,7 +473,7 @@ async fn container_restart<B: Backend>(ctx: &mut Ctx<'_, B>, ds: &Dataset) -> Ch
 /// After an allowed reset: the listing parses and is empty, and where the API counts
 /// collections the count is 0.
 fn emptied(list: &Answer, count: Option<&Answer>) -> Checked {
-    let left = client::collection_names(list).map_err(|e| e.to_string())?;
+    let left = client::collection_names(list).map_err(|e| crate::text::chain(&e))?;
     if !left.is_empty() {
         return Err(format!(
             "reset answered success but the listing still shows {} collection(s): {}",
@@ -478,12 +483,14 @@ fn emptied(list: &Answer, count: Option<&Answer>) -> Checked {
     }
     match count {
         None => Ok("the listing is empty (/api/v1 has no collection count)".into()),
-        Some(c) => match client::count(c, "counting collections").map_err(|e| e.to_string())? {
-            0 => Ok("the listing is empty and collections_count is 0".into()),
-            n => Err(format!(
-                "reset answered success and the listing is empty, but collections_count says {n}"
-            )),
-        },
+        Some(c) => {
+            match client::count(c, "counting collections").map_err(|e| crate::text::chain(&e))? {
+                0 => Ok("the listing is empty and collections_count is 0".into()),
+                n => Err(format!(
+                    "reset answered success and the listing is empty, but collections_count says {n}"
+                )),
+            }
+        }
     }
 }
 
@@ -492,7 +499,7 @@ pub async fn reset<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
     let ds = reset_data();
     dataset::write(&ctx.api, &ds, &mut ctx.evidence)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::text::chain(&e))?;
     let r = ctx.rec(ctx.api.reset().await);
     if ctx.expected.allow_reset {
         expect_ok(&r, "reset with allowReset=true")?;

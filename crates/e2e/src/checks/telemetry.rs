@@ -209,7 +209,7 @@ pub async fn telemetry<B: Backend>(ctx: &mut Ctx<'_, B>, rx: &Receiver) -> Resul
     let ds = Dataset::small("otel", 1, 3);
     dataset::write(&ctx.api, &ds, &mut ctx.evidence)
         .await
-        .map_err(|e| format!("writing the dataset: {e}"))?;
+        .map_err(|e| format!("writing the dataset: {}", crate::text::chain(&e)))?;
     let snap = dataset::read(&ctx.api, &ds, &mut ctx.evidence).await;
     let diff = dataset::diff(&ds, &snap, dataset::Scope::Shared);
     if !diff.intact() {

@@ -16,12 +16,12 @@ type Checked = Result<String, String>;
 /// What a GET got: `Ok(status)` or `Err(the whole error chain)`.
 async fn get(tls: Option<&TlsEndpoint>, url: &str) -> Result<u16, String> {
     let client = client_builder(tls)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| crate::text::chain(&e))?
         .timeout(Duration::from_secs(10))
         // A fresh connection per call: the handshake is what is being checked.
         .pool_max_idle_per_host(0)
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::text::chain(&e))?;
     match client.get(url).send().await {
         Ok(r) => Ok(r.status().as_u16()),
         Err(e) => {
@@ -96,14 +96,14 @@ pub async fn tls<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
             hb.status()
         ));
     }
-    chroma_api::client::heartbeat(&hb).map_err(|e| e.to_string())?;
+    chroma_api::client::heartbeat(&hb).map_err(|e| crate::text::chain(&e))?;
     done.push(format!(
         "HTTPS for {} with the deployment's CA answers",
         t.server_name
     ));
 
     let stranger =
-        Pki::generate(std::slice::from_ref(&t.server_name)).map_err(|e| e.to_string())?;
+        Pki::generate(std::slice::from_ref(&t.server_name)).map_err(|e| crate::text::chain(&e))?;
     let other_ca = TlsEndpoint {
         ca_pem: stranger.ca_pem,
         ..t.clone()
@@ -225,14 +225,15 @@ pub async fn rotation<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
     let (name, original) = harness_secret(ctx.deployed, t)
         .map(|(n, d)| (n.clone(), d.clone()))
         .ok_or("the certificate's Secret is not among the pod's Secrets")?;
-    let renewed = Pki::generate(std::slice::from_ref(&t.server_name)).map_err(|e| e.to_string())?;
+    let renewed =
+        Pki::generate(std::slice::from_ref(&t.server_name)).map_err(|e| crate::text::chain(&e))?;
     let mut data = original.clone();
     data.insert("tls.crt".into(), renewed.cert_pem.clone());
     data.insert("tls.key".into(), renewed.key_pem.clone());
     ctx.backend
         .update_secret(ctx.deployed, &name, &data)
         .await
-        .map_err(|e| format!("updating Secret {name}: {e}"))?;
+        .map_err(|e| format!("updating Secret {name}: {}", crate::text::chain(&e)))?;
     let url = ctx.api.url("/heartbeat");
     let new_ca = TlsEndpoint {
         ca_pem: renewed.ca_pem.clone(),
@@ -256,7 +257,7 @@ pub async fn rotation<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
             "after Secret {name} was renewed, the old certificate was still served"
         ));
     }
-    restored.map_err(|e| format!("restoring Secret {name}: {e}"))?;
+    restored.map_err(|e| format!("restoring Secret {name}: {}", crate::text::chain(&e)))?;
     let back = back.map_err(|e| format!("after Secret {name} was restored, its certificate was not served again within {wait:?}: {e}"))?;
     Ok(format!(
         "a renewed Secret {name} was served {:.1}s after the update, with no restart, and the original {:.1}s after it was put back",

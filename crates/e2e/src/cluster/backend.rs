@@ -85,7 +85,7 @@ fn reach(
     // Through the forward the client still asks for the Service's name (resolved to the
     // forward), so the certificate is checked against the name cluster clients use.
     let tls = crate::tls::endpoint(rendered, namespace, secrets, ([127, 0, 0, 1], port).into())
-        .map_err(|reason| BackendError::Invalid { reason })?;
+        .map_err(BackendError::unrunnable)?;
     Ok(match tls {
         Some((url, t)) => (url, Some(t)),
         None => (format!("http://127.0.0.1:{port}"), None),
@@ -153,9 +153,7 @@ impl ClusterBackend {
         kind: ClusterKind,
         opts: ClusterOptions,
     ) -> Result<Self, BackendError> {
-        let helm = Helm::new(&opts.helm).map_err(|e| BackendError::Invalid {
-            reason: e.to_string(),
-        })?;
+        let helm = Helm::new(&opts.helm).map_err(|e| BackendError::step("finding helm", e))?;
         // The suffix exists before anything is created, so everything created carries it.
         let suffix = naming::run_suffix();
         let cleanup = opts.cleanup.clone();
@@ -176,15 +174,12 @@ impl ClusterBackend {
                         if let Err(c) = cleanup.run().await {
                             tracing::warn!(error = %c, "could not remove the k3s container of a failed start");
                         }
-                        return Err(e);
+                        return Err(BackendError::unreachable("k3s", e));
                     }
                 };
                 let client = kubeconfig::client_from_text(cluster.kubeconfig())
                     .await
-                    .map_err(|reason| BackendError::Unavailable {
-                        backend: "k3s",
-                        reason,
-                    })?;
+                    .map_err(|e| BackendError::unreachable("k3s", e))?;
                 let target = HelmTarget {
                     kubeconfig: Some(cluster.kubeconfig_path().to_path_buf()),
                     context: None,
@@ -370,19 +365,35 @@ impl ClusterBackend {
     async fn wait_for_node(&self) -> Result<(), BackendError> {
         let nodes: Api<Node> = Api::all(self.client.clone());
         let started = tokio::time::Instant::now();
-        let mut last = String::from("no nodes yet");
+        let mut last = Ok(0);
         while started.elapsed() < self.timeout {
             match nodes.list(&ListParams::default()).await {
                 Ok(list) if list.items.iter().any(node_ready) => return Ok(()),
-                Ok(list) => last = format!("{} node(s), none Ready", list.items.len()),
-                Err(e) => last = e.to_string(),
+                Ok(list) => last = Ok(list.items.len()),
+                Err(e) => last = Err(e),
             }
             // Nodes have no single name to watch before one registers; poll gently.
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        Err(BackendError::NotReady {
-            waited: self.timeout,
-            detail: format!("no Ready node in {}: {last}", self.describe),
+        Err(match last {
+            Ok(0) => BackendError::NotReady {
+                waited: self.timeout,
+                detail: format!("no Ready node in {}: no nodes yet", self.describe),
+            },
+            Ok(n) => BackendError::NotReady {
+                waited: self.timeout,
+                detail: format!(
+                    "no Ready node in {}: {n} node(s), none Ready",
+                    self.describe
+                ),
+            },
+            Err(e) => failed(
+                format!(
+                    "no Ready node in {} within {:?}; listing nodes",
+                    self.describe, self.timeout
+                ),
+                e,
+            ),
         })
     }
 
@@ -499,10 +510,11 @@ impl ClusterBackend {
         };
         match helm_cli::run(&self.helm, &args).await {
             Ok(_) => Ok(()),
-            Err(out) => Err(BackendError::Failed {
-                what: format!("{verb} {} into {namespace}", req.release),
-                detail: format!("{out}\n{}", self.report(namespace).await),
-            }),
+            Err(e) => Err(BackendError::diagnosed(
+                format!("{verb} {} into {namespace}", req.release),
+                e,
+                self.report(namespace).await,
+            )),
         }
     }
 
@@ -514,10 +526,7 @@ impl ClusterBackend {
     ) -> Result<T, BackendError> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(BackendError::Failed {
-                what: what(),
-                detail: e.to_string(),
-            }),
+            Ok(Err(e)) => Err(BackendError::step(what(), e)),
             Err(_) => Err(BackendError::NotReady {
                 waited: self.timeout,
                 detail: what(),
@@ -530,17 +539,18 @@ impl ClusterBackend {
         let ready = |o: Option<&StatefulSet>| statefulset_readiness(o).is_ready();
         match tokio::time::timeout(self.timeout, await_condition(api.clone(), name, ready)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(BackendError::Failed {
-                what: format!("watching StatefulSet {name} in {namespace}"),
-                detail: format!("{e}\n{}", self.report(namespace).await),
-            }),
+            Ok(Err(e)) => Err(BackendError::diagnosed(
+                format!("watching StatefulSet {name} in {namespace}"),
+                e,
+                self.report(namespace).await,
+            )),
             Err(_) => {
                 let why = match api.get_opt(name).await {
                     Ok(o) => match statefulset_readiness(o.as_ref()) {
                         Readiness::Waiting(why) => why,
                         Readiness::Ready => "became ready just after the deadline".into(),
                     },
-                    Err(e) => format!("could not read it: {e}"),
+                    Err(e) => format!("could not read it: {}", crate::text::chain(&e)),
                 };
                 Err(BackendError::NotReady {
                     waited: self.timeout,
@@ -657,15 +667,14 @@ impl ClusterBackend {
             .get(service)
             .await
             .map_err(|e| failed(format!("reading Service {service} in {namespace}"), e))?;
-        forward::selector_of(&svc).map_err(|reason| BackendError::Invalid { reason })?;
+        forward::selector_of(&svc).map_err(BackendError::unrunnable)?;
         let started = if self.kind == ClusterKind::Local {
             forward::start_cluster_ip(svc).await
         } else {
             forward::start(Api::namespaced(self.client.clone(), namespace), svc).await
         };
-        started.map_err(|source| BackendError::Io {
-            context: "binding the port-forward listener on 127.0.0.1".into(),
-            source,
+        started.map_err(|e| {
+            BackendError::step(format!("forwarding to Service {service} in {namespace}"), e)
         })
     }
 
@@ -733,7 +742,11 @@ impl ClusterBackend {
                     let job = match jobs.get_opt(name).await {
                         Ok(j) => j,
                         Err(e) => {
-                            let _ = writeln!(log, "(could not read Job {name}: {e})");
+                            let _ = writeln!(
+                                log,
+                                "(could not read Job {name}: {})",
+                                crate::text::chain(&e)
+                            );
                             None
                         }
                     };
@@ -741,7 +754,11 @@ impl ClusterBackend {
                         .list(&ListParams::default().labels(&hooks::job_pod_selector(name)))
                         .await;
                     let found = listed.map(|l| l.items).unwrap_or_else(|e| {
-                        let _ = writeln!(log, "(could not list the pods of Job {name}: {e})");
+                        let _ = writeln!(
+                            log,
+                            "(could not list the pods of Job {name}: {})",
+                            crate::text::chain(&e)
+                        );
                         Vec::new()
                     });
                     (job, found)
@@ -860,12 +877,9 @@ impl Backend for ClusterBackend {
         let path = format!(
             "/api/v1/nodes/{node}/proxy/process-node/kill/{namespace}/{pod_name}/{container}"
         );
-        let req =
-            hyper::Request::post(&path)
-                .body(Vec::new())
-                .map_err(|e| BackendError::Invalid {
-                    reason: e.to_string(),
-                })?;
+        let req = hyper::Request::post(&path)
+            .body(Vec::new())
+            .map_err(|e| BackendError::step(format!("building the request POST {path}"), e))?;
         self.client.request_text(req).await.map_err(|e| {
             failed(
                 format!("asking node {node} to SIGKILL container {container} of {pod_name}"),
@@ -1185,10 +1199,8 @@ impl Backend for ClusterBackend {
             .await
             .map_err(|e| failed(format!("reading pod {pod_name}"), e))?;
         let claims_after = self.claim_uids(&namespace, &after).await?;
-        same_claims(&claims_before, &claims_after).map_err(|detail| BackendError::Failed {
-            what: format!("restart of {pod_name} in {namespace}"),
-            detail,
-        })?;
+        same_claims(&claims_before, &claims_after)
+            .map_err(|e| BackendError::step(format!("restart of {pod_name} in {namespace}"), e))?;
         // A fresh forward on a new port: dropping the old one closes every connection it
         // tunnelled to the deleted pod, so no pooled client connection survives the restart.
         let service = self
@@ -1213,11 +1225,11 @@ impl Backend for ClusterBackend {
     async fn reinstall(&self, deployed: &mut Deployed, next: &Release) -> Result<(), BackendError> {
         let (namespace, release_name, statefulset) = self.slot_names(&deployed.id)?;
         let args = helm_cli::uninstall_args(&release_name, &namespace, self.timeout, &self.target);
-        if let Err(out) = helm_cli::run(&self.helm, &args).await {
-            return Err(BackendError::Failed {
-                what: format!("helm uninstall {release_name} in {namespace}"),
-                detail: out,
-            });
+        if let Err(e) = helm_cli::run(&self.helm, &args).await {
+            return Err(BackendError::step(
+                format!("helm uninstall {release_name} in {namespace}"),
+                e,
+            ));
         }
         if let Some(slot) = self.lock_slots().remove(&deployed.id) {
             drop(slot.forward);
@@ -1341,7 +1353,10 @@ impl Backend for ClusterBackend {
                     .join("\n");
                 format!("{tunnel}{logs}")
             }
-            Err(e) => format!("{tunnel}(no logs: pod {pod_name} in {namespace}: {e})"),
+            Err(e) => format!(
+                "{tunnel}(no logs: pod {pod_name} in {namespace}: {})",
+                crate::text::chain(&e)
+            ),
         }
     }
 
@@ -1434,10 +1449,10 @@ impl Backend for ClusterBackend {
                 reason: reasons.join("; "),
                 log,
             }),
-            Ok(Err(e)) => Err(BackendError::Failed {
-                what: format!("watching Job {name} in {namespace}"),
-                detail: e.to_string(),
-            }),
+            Ok(Err(e)) => Err(BackendError::step(
+                format!("watching Job {name} in {namespace}"),
+                e,
+            )),
             Err(_) => Ok(HookRun::Failed {
                 reason: format!(
                     "Job {name} did not finish within {deadline:?}: {}",
@@ -1475,7 +1490,9 @@ impl Backend for ClusterBackend {
             Ok(out) => HookRun::Succeeded {
                 log: format!("{out}\n{hook_logs}"),
             },
-            Err(out) => {
+            Err(e) => {
+                // A verdict on the release (the report's FAIL reason), not an error of the harness.
+                let out = e.output();
                 let why = if reasons.is_empty() {
                     out.lines()
                         .find(|l| !l.trim().is_empty())
@@ -1689,24 +1706,40 @@ fn claims_of(pod: &Pod) -> Vec<String> {
         .collect()
 }
 
+/// How a restart came back on other volumes than it had.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimsChanged {
+    #[error("the pod mounted claims {before:?} before and {after:?} after")]
+    Names {
+        before: Vec<String>,
+        after: Vec<String>,
+    },
+    #[error("PVC {name} was replaced (uid {before} → {after})")]
+    Replaced {
+        name: String,
+        before: String,
+        after: String,
+    },
+}
+
 /// A restart must come back on the very same volumes: same claim names, same claim objects.
 fn same_claims(
     before: &BTreeMap<String, String>,
     after: &BTreeMap<String, String>,
-) -> Result<(), String> {
+) -> Result<(), ClaimsChanged> {
     if before.keys().ne(after.keys()) {
-        return Err(format!(
-            "the pod mounted claims {:?} before and {:?} after",
-            before.keys().collect::<Vec<_>>(),
-            after.keys().collect::<Vec<_>>()
-        ));
+        return Err(ClaimsChanged::Names {
+            before: before.keys().cloned().collect(),
+            after: after.keys().cloned().collect(),
+        });
     }
     for (name, uid) in before {
         if after.get(name) != Some(uid) {
-            return Err(format!(
-                "PVC {name} was replaced (uid {uid} → {})",
-                after[name]
-            ));
+            return Err(ClaimsChanged::Replaced {
+                name: name.clone(),
+                before: uid.clone(),
+                after: after[name].clone(),
+            });
         }
     }
     Ok(())
@@ -1801,14 +1834,16 @@ mod tests {
             &claims(&[("data-0", "uid-a")]),
             &claims(&[("data-0", "uid-b")]),
         )
-        .expect_err("replaced");
+        .expect_err("replaced")
+        .to_string();
         assert_eq!(err, "PVC data-0 was replaced (uid uid-a → uid-b)");
     }
 
     #[test]
     fn restart_mounting_other_claims_fails() {
-        let err =
-            same_claims(&claims(&[("data-0", "u")]), &claims(&[])).expect_err("claims differ");
+        let err = same_claims(&claims(&[("data-0", "u")]), &claims(&[]))
+            .expect_err("claims differ")
+            .to_string();
         assert!(
             err.starts_with("the pod mounted claims [\"data-0\"] before and [] after"),
             "{err}"

@@ -22,6 +22,53 @@ use testcontainers::bollard::query_parameters::{ListContainersOptions, RemoveCon
 
 use crate::backend::BackendError;
 
+/// What a run's cleanup could not remove, each with its own error. The message names them
+/// all; the first is the source (an error has one chain).
+#[derive(Debug)]
+pub struct CleanupError {
+    pub leftovers: Vec<Leftover>,
+}
+
+impl std::fmt::Display for CleanupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let all: Vec<String> = self.leftovers.iter().map(ToString::to_string).collect();
+        f.write_str(&all.join("; "))
+    }
+}
+
+impl std::error::Error for CleanupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.leftovers
+            .first()
+            .map(|l| l as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// One thing a run left behind and why it could not be removed.
+#[derive(Debug, thiserror::Error)]
+pub enum Leftover {
+    #[error("no Docker client to remove the k3s container with: {0}")]
+    NoDocker(#[source] testcontainers::core::client::ClientError),
+    #[error("listing containers labelled {label}: {source}")]
+    List {
+        label: String,
+        #[source]
+        source: testcontainers::bollard::errors::Error,
+    },
+    #[error("container {id}: {source}")]
+    Container {
+        id: String,
+        #[source]
+        source: testcontainers::bollard::errors::Error,
+    },
+    #[error("namespace {namespace}: {source}")]
+    Namespace {
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
 /// Label on every namespace and k3s container of a run, with the run suffix as value, so
 /// leftovers can be found (`kubectl get ns -l chroma-e2e/run`, `docker ps -f label=chroma-e2e/run`).
 pub const RUN_LABEL: &str = "chroma-e2e/run";
@@ -114,33 +161,37 @@ impl Cleanup {
         }
         let mut problems = Vec::new();
         if k3s {
-            if let Err(e) = self.remove_k3s_containers().await {
-                problems.push(e);
-            }
+            self.remove_k3s_containers(&mut problems).await;
         } else if let Some(client) = client {
             let api: Api<Namespace> = Api::all(client);
             for ns in &namespaces {
                 match api.delete(ns, &DeleteParams::background()).await {
                     Ok(_) => tracing::debug!(namespace = %ns, "namespace deletion requested"),
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => problems.push(format!("namespace {ns}: {e}")),
+                    Err(source) => problems.push(Leftover::Namespace {
+                        namespace: ns.clone(),
+                        source,
+                    }),
                 }
             }
         }
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(BackendError::Failed {
-                what: format!("cleaning up run {run}"),
-                detail: problems.join("; "),
-            })
+            Err(BackendError::step(
+                format!("cleaning up run {run}"),
+                CleanupError {
+                    leftovers: problems,
+                },
+            ))
         }
     }
 
-    async fn remove_k3s_containers(&self) -> Result<(), String> {
-        let docker = testcontainers::core::client::docker_client_instance()
-            .await
-            .map_err(|e| format!("no Docker client to remove the k3s container with: {e}"))?;
+    async fn remove_k3s_containers(&self, problems: &mut Vec<Leftover>) {
+        let docker = match testcontainers::core::client::docker_client_instance().await {
+            Ok(d) => d,
+            Err(e) => return problems.push(Leftover::NoDocker(e)),
+        };
         let filter = self.container_filter();
         let label = filter["label"][0].clone();
         let list = ListContainersOptions {
@@ -148,11 +199,10 @@ impl Cleanup {
             filters: Some(filter),
             ..ListContainersOptions::default()
         };
-        let found = docker
-            .list_containers(Some(list))
-            .await
-            .map_err(|e| format!("listing containers labelled {label}: {e}"))?;
-        let mut problems = Vec::new();
+        let found = match docker.list_containers(Some(list)).await {
+            Ok(found) => found,
+            Err(source) => return problems.push(Leftover::List { label, source }),
+        };
         for id in found.into_iter().filter_map(|c| c.id) {
             let rm = RemoveContainerOptions {
                 force: true,
@@ -161,13 +211,8 @@ impl Cleanup {
             };
             match docker.remove_container(&id, Some(rm)).await {
                 Ok(()) => tracing::info!(container = %id, "removed k3s container"),
-                Err(e) => problems.push(format!("container {id}: {e}")),
+                Err(source) => problems.push(Leftover::Container { id, source }),
             }
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
         }
     }
 }

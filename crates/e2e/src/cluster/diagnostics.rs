@@ -173,7 +173,7 @@ pub async fn pod_logs(pods: &Api<Pod>, pod: &Pod, tail: usize) -> Vec<ContainerL
             };
             let text = match pods.logs(&name, &lp).await {
                 Ok(t) => t,
-                Err(e) => format!("(could not read the log: {e})"),
+                Err(e) => format!("(could not read the log: {})", crate::text::chain(&e)),
             };
             out.push(ContainerLog {
                 pod: name.clone(),

@@ -15,10 +15,53 @@ const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 /// Long enough for a busy daemon, short enough that a missing one is reported at once.
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The daemon endpoint (`unix:///…` or `tcp://…`) when it answers `/_ping`, otherwise a
-/// sentence naming the endpoint and why it failed, e.g.
+/// No daemon answered at `endpoint`: the sentence `--backend auto` prints and `--backend k3s`
+/// extends with its advice, e.g.
 /// `no Docker daemon at unix:///var/run/docker.sock (connect: No such file or directory)`.
-pub fn docker_daemon() -> Result<String, String> {
+#[derive(Debug, thiserror::Error)]
+#[error("no Docker daemon at {endpoint} ({why})")]
+pub struct NoDaemon {
+    pub endpoint: String,
+    #[source]
+    pub why: PingError,
+}
+
+/// Why one `/_ping` got no daemon's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PingError {
+    #[error("only unix:// and tcp:// endpoints can be probed; set DOCKER_HOST to one of those")]
+    Scheme,
+    #[error("resolve {addr}: {source}")]
+    Resolve {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{addr} resolves to no address")]
+    NoAddress { addr: String },
+    /// `step` is `connect`, `set a timeout`, `send /_ping` or `read /_ping answer`.
+    #[error("{step}: {}", io_reason(.source))]
+    Io {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Something answered, but not a daemon's `200 OK`: what it said, shortened.
+    #[error("/_ping answer is not HTTP: {0:?}")]
+    NotHttp(String),
+    #[error("/_ping answered {0:?}")]
+    Status(String),
+    #[error("/_ping answered 200 with body {0:?}, not OK")]
+    Body(String),
+}
+
+fn io(step: &'static str) -> impl FnOnce(std::io::Error) -> PingError {
+    move |source| PingError::Io { step, source }
+}
+
+/// The daemon endpoint (`unix:///…` or `tcp://…`) when it answers `/_ping`, otherwise which
+/// endpoint was asked and why it is no daemon.
+pub fn docker_daemon() -> Result<String, NoDaemon> {
     let endpoint = match std::env::var("DOCKER_HOST") {
         Ok(h) if !h.trim().is_empty() => h.trim().to_string(),
         _ => DEFAULT_DOCKER_HOST.to_string(),
@@ -28,104 +71,92 @@ pub fn docker_daemon() -> Result<String, String> {
 }
 
 /// Probes one endpoint; split out so tests can aim it at sockets they control.
-pub fn probe(endpoint: &str, tls: bool, timeout: Duration) -> Result<String, String> {
-    let fail = |reason: String| Err(no_daemon(endpoint, &reason));
-    if let Some(path) = endpoint.strip_prefix("unix://") {
-        match ping_unix(Path::new(path), timeout) {
-            Ok(()) => Ok(endpoint.to_string()),
-            Err(reason) => fail(reason),
-        }
+pub fn probe(endpoint: &str, tls: bool, timeout: Duration) -> Result<String, NoDaemon> {
+    let pinged = if let Some(path) = endpoint.strip_prefix("unix://") {
+        ping_unix(Path::new(path), timeout)
     } else if let Some(addr) = endpoint.strip_prefix("tcp://") {
         // A TLS-protected daemon would need its client certificates to answer; that it
         // accepts connections is as far as a cheap probe can go (testcontainers does the rest).
-        match ping_tcp(addr.trim_end_matches('/'), !tls, timeout) {
-            Ok(()) => Ok(endpoint.to_string()),
-            Err(reason) => fail(reason),
-        }
+        ping_tcp(addr.trim_end_matches('/'), !tls, timeout)
     } else {
-        fail(
-            "only unix:// and tcp:// endpoints can be probed; set DOCKER_HOST to one of those"
-                .into(),
-        )
-    }
+        Err(PingError::Scheme)
+    };
+    pinged
+        .map(|()| endpoint.to_string())
+        .map_err(|why| NoDaemon {
+            endpoint: endpoint.to_string(),
+            why,
+        })
 }
 
-/// The message `--backend auto` prints and `--backend k3s` extends with its advice.
-fn no_daemon(endpoint: &str, reason: &str) -> String {
-    format!("no Docker daemon at {endpoint} ({reason})")
-}
-
-fn ping_unix(path: &Path, timeout: Duration) -> Result<(), String> {
+fn ping_unix(path: &Path, timeout: Duration) -> Result<(), PingError> {
     // std's UnixStream has no connect timeout, but connecting to a local socket either
     // succeeds or fails immediately; only the exchange afterwards can hang.
-    let mut stream =
-        UnixStream::connect(path).map_err(|e| format!("connect: {}", io_reason(&e)))?;
+    let mut stream = UnixStream::connect(path).map_err(io("connect"))?;
     stream
         .set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
+        .map_err(io("set a timeout"))?;
     stream
         .set_write_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
+        .map_err(io("set a timeout"))?;
     exchange(&mut stream)
 }
 
-fn ping_tcp(addr: &str, http: bool, timeout: Duration) -> Result<(), String> {
+fn ping_tcp(addr: &str, http: bool, timeout: Duration) -> Result<(), PingError> {
     let sock = addr
         .to_socket_addrs()
-        .map_err(|e| format!("resolve {addr}: {e}"))?
+        .map_err(|source| PingError::Resolve {
+            addr: addr.to_string(),
+            source,
+        })?
         .next()
-        .ok_or_else(|| format!("{addr} resolves to no address"))?;
-    let mut stream = TcpStream::connect_timeout(&sock, timeout)
-        .map_err(|e| format!("connect: {}", io_reason(&e)))?;
+        .ok_or_else(|| PingError::NoAddress {
+            addr: addr.to_string(),
+        })?;
+    let mut stream = TcpStream::connect_timeout(&sock, timeout).map_err(io("connect"))?;
     if !http {
         return Ok(());
     }
     stream
         .set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
+        .map_err(io("set a timeout"))?;
     stream
         .set_write_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
+        .map_err(io("set a timeout"))?;
     exchange(&mut stream)
 }
 
-fn exchange(stream: &mut (impl Read + Write)) -> Result<(), String> {
+fn exchange(stream: &mut (impl Read + Write)) -> Result<(), PingError> {
     // HTTP/1.0 so the daemon closes the connection after answering and read_to_end ends.
     stream
         .write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
-        .map_err(|e| format!("send /_ping: {}", io_reason(&e)))?;
+        .map_err(io("send /_ping"))?;
     let mut buf = Vec::new();
     stream
         .take(64 * 1024)
         .read_to_end(&mut buf)
-        .map_err(|e| format!("read /_ping answer: {}", io_reason(&e)))?;
+        .map_err(io("read /_ping answer"))?;
     judge_ping_answer(&String::from_utf8_lossy(&buf))
 }
 
 /// `HTTP/1.x 200` with body `OK` is a daemon; anything else is described.
-fn judge_ping_answer(answer: &str) -> Result<(), String> {
+fn judge_ping_answer(answer: &str) -> Result<(), PingError> {
     let status = answer.lines().next().unwrap_or("").trim();
     let mut parts = status.split_whitespace();
     let proto = parts.next().unwrap_or("");
     let code = parts.next().unwrap_or("");
     if !proto.starts_with("HTTP/") {
-        return Err(format!(
-            "/_ping answer is not HTTP: {:?}",
-            truncate(status, 60)
-        ));
+        return Err(PingError::NotHttp(truncate(status, 60)));
     }
     if code != "200" {
-        return Err(format!("/_ping answered {:?}", truncate(status, 60)));
+        return Err(PingError::Status(truncate(status, 60)));
     }
     let body = answer
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.trim())
         .unwrap_or("");
     if body != "OK" {
-        return Err(format!(
-            "/_ping answered 200 with body {:?}, not OK",
-            truncate(body, 60)
-        ));
+        return Err(PingError::Body(truncate(body, 60)));
     }
     Ok(())
 }
@@ -183,17 +214,22 @@ mod tests {
         let err =
             probe(&endpoint, false, Duration::from_secs(1)).expect_err("no socket, no daemon");
         assert_eq!(
-            err,
+            err.to_string(),
             format!("no Docker daemon at {endpoint} (connect: No such file or directory)")
         );
+        assert_eq!(err.why.to_string(), "connect: No such file or directory");
+        let io = std::error::Error::source(&err.why)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("the io error stays the source");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
     }
 
     #[test]
     fn daemon_answering_ok_is_found() {
         let (_dir, endpoint, h) = fake_daemon("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK");
         assert_eq!(
-            probe(&endpoint, false, Duration::from_secs(2)),
-            Ok(endpoint.clone())
+            probe(&endpoint, false, Duration::from_secs(2)).expect("a daemon"),
+            endpoint
         );
         h.join().expect("fake daemon thread");
     }
@@ -201,7 +237,9 @@ mod tests {
     #[test]
     fn daemon_answering_500_is_not_a_daemon() {
         let (_dir, endpoint, h) = fake_daemon("HTTP/1.1 500 Internal Server Error\r\n\r\nboom");
-        let err = probe(&endpoint, false, Duration::from_secs(2)).expect_err("500");
+        let err = probe(&endpoint, false, Duration::from_secs(2))
+            .expect_err("500")
+            .to_string();
         assert!(
             err.contains("/_ping answered \"HTTP/1.1 500 Internal Server Error\""),
             "{err}"
@@ -216,7 +254,9 @@ mod tests {
         let _listener = UnixListener::bind(&sock).expect("bind"); // accepts (backlog), never answers
         let endpoint = format!("unix://{}", sock.display());
         let started = std::time::Instant::now();
-        let err = probe(&endpoint, false, Duration::from_millis(300)).expect_err("silence");
+        let err = probe(&endpoint, false, Duration::from_millis(300))
+            .expect_err("silence")
+            .to_string();
         assert!(started.elapsed() < Duration::from_secs(3));
         assert!(err.ends_with("(read /_ping answer: timed out)"), "{err}");
     }
@@ -225,7 +265,7 @@ mod tests {
     fn unsupported_scheme_is_refused_with_the_accepted_ones() {
         let err = probe("ssh://me@host", false, Duration::from_secs(1)).expect_err("ssh");
         assert_eq!(
-            err,
+            err.to_string(),
             "no Docker daemon at ssh://me@host (only unix:// and tcp:// endpoints can be probed; set DOCKER_HOST to one of those)"
         );
     }

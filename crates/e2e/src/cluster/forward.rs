@@ -15,10 +15,82 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::readiness::pod_ready;
+use crate::workload::PortError;
+
+/// Why a forward could not start, or one tunnelled connection failed: the Service or pod and
+/// port it was for, with the kube, port or socket error as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("Service {service} selects no pods")]
+    NoSelector { service: String },
+    #[error("Service {service} has no ClusterIP to reach")]
+    NoClusterIp { service: String },
+    #[error("{source} (pod {pod})")]
+    PodPort {
+        pod: String,
+        #[source]
+        source: PortError,
+    },
+    #[error(transparent)]
+    ServicePort(#[from] PortError),
+    #[error("binding the port-forward listener on 127.0.0.1: {0}")]
+    Bind(#[source] std::io::Error),
+    #[error("connecting to ClusterIP {ip}:{port}: {source}")]
+    ClusterIp {
+        ip: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("list pods: {0}")]
+    ListPods(#[source] kube::Error),
+    #[error("no ready pod matches {selector}")]
+    NoReadyPod { selector: String },
+    #[error("port-forward to {pod}:{port}: {source}")]
+    Open {
+        pod: String,
+        port: u16,
+        #[source]
+        source: kube::Error,
+    },
+    /// `what` is the stream the port-forward did not hand over (`stream`, `error channel`).
+    #[error("port-forward to {pod}:{port} gave no {what}")]
+    Missing {
+        pod: String,
+        port: u16,
+        what: &'static str,
+    },
+    /// The kubelet's own words on the port's error channel ("connection refused" inside the pod, …).
+    #[error("port-forward to {pod}:{port} failed on the pod side: {}", .message.trim())]
+    PodSide {
+        pod: String,
+        port: u16,
+        message: String,
+    },
+    #[error("forwarding to {pod}:{port}: {source}")]
+    Copy {
+        pod: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    /// kube-rs' port-forward error type is not public; it stays the source, boxed.
+    #[error("port-forward to {pod}:{port} ended with: {source}")]
+    Ended {
+        pod: String,
+        port: u16,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+fn service_name(service: &Service) -> String {
+    service.metadata.name.clone().unwrap_or_else(|| "?".into())
+}
 
 /// The container port the Service's API port lands on in `pod` (same rule as every backend:
 /// [`crate::workload::api_target`]).
-pub fn target_container_port(service: &Service, pod: &Pod) -> Result<u16, String> {
+pub fn target_container_port(service: &Service, pod: &Pod) -> Result<u16, ForwardError> {
     let containers = pod
         .spec
         .as_ref()
@@ -26,32 +98,34 @@ pub fn target_container_port(service: &Service, pod: &Pod) -> Result<u16, String
         .unwrap_or_default();
     crate::workload::api_target(service, containers)
         .map(|(_, to)| to)
-        .map_err(|e| format!("{e} (pod {})", pod.metadata.name.as_deref().unwrap_or("?")))
+        .map_err(|source| ForwardError::PodPort {
+            pod: pod.metadata.name.clone().unwrap_or_else(|| "?".into()),
+            source,
+        })
 }
 
 /// A relay on 127.0.0.1 to the Service's ClusterIP and API port, for a cluster whose
 /// Services this host reaches through its own kube-proxy rules (the local cluster): each
 /// connection crosses kube-proxy's DNAT to a ready endpoint, as a client pod's would.
-pub async fn start_cluster_ip(service: Service) -> std::io::Result<Forward> {
+pub async fn start_cluster_ip(service: Service) -> Result<Forward, ForwardError> {
     let spec = service.spec.clone().unwrap_or_default();
     let ip = spec
         .cluster_ip
         .clone()
         .filter(|ip| !ip.is_empty() && ip != "None")
-        .ok_or_else(|| {
-            std::io::Error::other(format!(
-                "Service {} has no ClusterIP to reach",
-                service.metadata.name.as_deref().unwrap_or("?")
-            ))
+        .ok_or_else(|| ForwardError::NoClusterIp {
+            service: service_name(&service),
         })?;
-    let port = crate::workload::api_port(&service)
-        .map_err(std::io::Error::other)?
-        .port;
-    let port = u16::try_from(port)
-        .map_err(|_| std::io::Error::other(format!("Service port {port} is not a port number")))?;
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-    let local = listener.local_addr()?.port();
-    let last_error: Arc<Mutex<Option<String>>> = Arc::default();
+    let port = crate::workload::api_port(&service)?.port;
+    let port = u16::try_from(port).map_err(|_| PortError::ServicePort {
+        service: service_name(&service),
+        port,
+    })?;
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(ForwardError::Bind)?;
+    let local = listener.local_addr().map_err(ForwardError::Bind)?.port();
+    let last_error: Arc<Mutex<Option<ForwardError>>> = Arc::default();
     let errors = last_error.clone();
     let task = tokio::spawn(async move {
         let mut conns = JoinSet::new();
@@ -70,9 +144,9 @@ pub async fn start_cluster_ip(service: Service) -> std::io::Result<Forward> {
                             let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
                             return;
                         }
-                        Err(e) if tokio::time::Instant::now() >= deadline => {
+                        Err(source) if tokio::time::Instant::now() >= deadline => {
                             *errors.lock().unwrap_or_else(|p| p.into_inner()) =
-                                Some(format!("connecting to ClusterIP {ip}:{port}: {e}"));
+                                Some(ForwardError::ClusterIp { ip, port, source });
                             return;
                         }
                         Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
@@ -90,17 +164,16 @@ pub async fn start_cluster_ip(service: Service) -> std::io::Result<Forward> {
 }
 
 /// `k=v,k=v` for listing the Service's pods.
-pub fn selector_of(service: &Service) -> Result<String, String> {
+pub fn selector_of(service: &Service) -> Result<String, ForwardError> {
     let sel: BTreeMap<String, String> = service
         .spec
         .as_ref()
         .and_then(|s| s.selector.clone())
         .unwrap_or_default();
     if sel.is_empty() {
-        return Err(format!(
-            "Service {} selects no pods",
-            service.metadata.name.as_deref().unwrap_or("?")
-        ));
+        return Err(ForwardError::NoSelector {
+            service: service_name(service),
+        });
     }
     Ok(sel
         .iter()
@@ -122,7 +195,7 @@ pub fn pick_pod(pods: &[Pod]) -> Option<&Pod> {
 pub struct Forward {
     pub port: u16,
     task: JoinHandle<()>,
-    last_error: Arc<Mutex<Option<String>>>,
+    last_error: Arc<Mutex<Option<ForwardError>>>,
 }
 
 impl Drop for Forward {
@@ -132,19 +205,22 @@ impl Drop for Forward {
 }
 
 impl Forward {
-    /// Why the most recent tunnel failed (the port-forward's own error channel included), for
-    /// failure reports: the client itself only sees a closed connection.
+    /// Why the most recent tunnel failed (the port-forward's own error channel included), as
+    /// failure reports show it: the client itself only sees a closed connection.
     pub fn last_error(&self) -> Option<String> {
         self.last_error
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .as_ref()
+            .map(|e| crate::text::chain(e))
     }
 }
 
-pub async fn start(pods: Api<Pod>, service: Service) -> std::io::Result<Forward> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-    let port = listener.local_addr()?.port();
+pub async fn start(pods: Api<Pod>, service: Service) -> Result<Forward, ForwardError> {
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(ForwardError::Bind)?;
+    let port = listener.local_addr().map_err(ForwardError::Bind)?.port();
     let last_error = Arc::new(Mutex::new(None));
     let errors = last_error.clone();
     let task = tokio::spawn(async move {
@@ -187,28 +263,43 @@ pub async fn start(pods: Api<Pod>, service: Service) -> std::io::Result<Forward>
 /// the port's error channel (kubelet sends it right after closing the data stream).
 const ERROR_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
-async fn tunnel(mut conn: TcpStream, pods: &Api<Pod>, service: &Service) -> Result<(), String> {
+async fn tunnel(
+    mut conn: TcpStream,
+    pods: &Api<Pod>,
+    service: &Service,
+) -> Result<(), ForwardError> {
     let selector = selector_of(service)?;
     let list = pods
         .list(&ListParams::default().labels(&selector))
         .await
-        .map_err(|e| format!("list pods: {e}"))?;
-    let pod = pick_pod(&list.items).ok_or_else(|| format!("no ready pod matches {selector}"))?;
+        .map_err(ForwardError::ListPods)?;
+    let pod = pick_pod(&list.items).ok_or_else(|| ForwardError::NoReadyPod {
+        selector: selector.clone(),
+    })?;
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     let port = target_container_port(service, pod)?;
     let mut forwarder = pods
         .portforward(&pod_name, &[port])
         .await
-        .map_err(|e| format!("port-forward to {pod_name}:{port}: {e}"))?;
+        .map_err(|source| ForwardError::Open {
+            pod: pod_name.clone(),
+            port,
+            source,
+        })?;
+    let missing = |what| ForwardError::Missing {
+        pod: pod_name.clone(),
+        port,
+        what,
+    };
     let mut upstream = forwarder
         .take_stream(port)
-        .ok_or_else(|| format!("port-forward to {pod_name}:{port} gave no stream"))?;
+        .ok_or_else(|| missing("stream"))?;
     // Taken before anything else: `join` discards an error nobody took, and the kubelet's
     // reason ("connection refused" inside the pod, …) is only ever sent there.
     let mut pod_error = Box::pin(
         forwarder
             .take_error(port)
-            .ok_or_else(|| format!("port-forward to {pod_name}:{port} gave no error channel"))?,
+            .ok_or_else(|| missing("error channel"))?,
     );
     let (copied, reported) = {
         let copy = tokio::io::copy_bidirectional(&mut conn, &mut upstream);
@@ -224,21 +315,25 @@ async fn tunnel(mut conn: TcpStream, pods: &Api<Pod>, service: &Service) -> Resu
     drop(upstream);
     if let Some(message) = reported {
         forwarder.abort();
-        return Err(tunnel_error(&pod_name, port, &message));
+        return Err(ForwardError::PodSide {
+            pod: pod_name,
+            port,
+            message,
+        });
     }
     let joined = forwarder.join().await;
-    if let Some(Err(e)) = copied {
-        return Err(format!("forwarding to {pod_name}:{port}: {e}"));
+    if let Some(Err(source)) = copied {
+        return Err(ForwardError::Copy {
+            pod: pod_name,
+            port,
+            source,
+        });
     }
-    joined.map_err(|e| format!("port-forward to {pod_name}:{port} ended with: {e}"))
-}
-
-/// The sentence for an error the pod side reported on the port's error channel.
-pub fn tunnel_error(pod: &str, port: u16, message: &str) -> String {
-    format!(
-        "port-forward to {pod}:{port} failed on the pod side: {}",
-        message.trim()
-    )
+    joined.map_err(|e| ForwardError::Ended {
+        pod: pod_name,
+        port,
+        source: Box::new(e),
+    })
 }
 
 #[cfg(test)]
@@ -275,23 +370,25 @@ mod tests {
             target_container_port(
                 &service(target),
                 &pod("chroma-chromadb-0", true, "http", 8000)
-            ),
-            Ok(expected)
+            )
+            .expect("a port"),
+            expected
         );
     }
 
     #[test]
     fn named_port_missing_in_pod_is_explained() {
         let err = target_container_port(&service(json!("http")), &pod("p-0", true, "web", 8000))
-            .expect_err("no port");
+            .expect_err("no port")
+            .to_string();
         assert!(err.contains("`http`") && err.contains("pod p-0"), "{err}");
     }
 
     #[test]
     fn selector_is_comma_joined() {
         assert_eq!(
-            selector_of(&service(json!("http"))),
-            Ok("app.kubernetes.io/instance=chroma,app.kubernetes.io/name=chromadb".to_string())
+            selector_of(&service(json!("http"))).expect("a selector"),
+            "app.kubernetes.io/instance=chroma,app.kubernetes.io/name=chromadb"
         );
     }
 
@@ -314,12 +411,14 @@ mod tests {
 
     #[test]
     fn pod_side_error_names_pod_port_and_kubelet_message() {
+        let message = "error forwarding port 8000 to pod abc: dial tcp4 127.0.0.1:8000: connect: connection refused\n".to_string();
         assert_eq!(
-            tunnel_error(
-                "chroma-chromadb-0",
-                8000,
-                "error forwarding port 8000 to pod abc: dial tcp4 127.0.0.1:8000: connect: connection refused\n"
-            ),
+            ForwardError::PodSide {
+                pod: "chroma-chromadb-0".into(),
+                port: 8000,
+                message
+            }
+            .to_string(),
             "port-forward to chroma-chromadb-0:8000 failed on the pod side: error forwarding port 8000 to pod abc: dial tcp4 127.0.0.1:8000: connect: connection refused"
         );
     }

@@ -9,6 +9,47 @@ use render::{Helm, RenderRequest};
 
 use crate::backend::BackendError;
 
+/// Why a helm command did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum HelmError {
+    #[error("could not run {}: {source}", .helm.display())]
+    Spawn {
+        helm: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// helm ran and exited non-zero; its own output says why (stderr first).
+    #[error("{}", printed(.status, .stdout, .stderr))]
+    Exited {
+        status: std::process::ExitStatus,
+        stdout: String,
+        stderr: String,
+    },
+}
+
+impl HelmError {
+    /// What helm printed (stderr, then stdout; how it exited when stderr is empty), or why it
+    /// could not be run.
+    pub fn output(&self) -> String {
+        match self {
+            HelmError::Spawn { .. } => self.to_string(),
+            HelmError::Exited {
+                status,
+                stdout,
+                stderr,
+            } => printed(status, stdout, stderr),
+        }
+    }
+}
+
+fn printed(status: &std::process::ExitStatus, stdout: &str, stderr: &str) -> String {
+    match (stdout.is_empty(), stderr.is_empty()) {
+        (_, true) => format!("helm exited with {status}: {stdout}"),
+        (true, false) => stderr.to_string(),
+        (false, false) => format!("{stderr}\n{stdout}"),
+    }
+}
+
 /// Which cluster helm talks to; the same one the kube client uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HelmTarget {
@@ -71,10 +112,8 @@ pub fn upgrade_args(
     }
     for (i, doc) in req.values.iter().enumerate() {
         let path = dir.join(format!("inline-{i}.yaml"));
-        let text = serde_yaml::to_string(doc).map_err(|e| BackendError::Failed {
-            what: format!("writing inline values #{i} for helm"),
-            detail: e.to_string(),
-        })?;
+        let text = serde_yaml::to_string(doc)
+            .map_err(|e| BackendError::step(format!("writing inline values #{i} for helm"), e))?;
         std::fs::write(&path, text).map_err(|source| BackendError::Io {
             context: format!("write {}", path.display()),
             source,
@@ -135,26 +174,27 @@ pub fn test_args(
     args
 }
 
-/// Runs helm to completion; `Err(output)` carries stdout and stderr when it exits non-zero.
-pub async fn run(helm: &Helm, args: &[String]) -> Result<String, String> {
+/// Runs helm to completion: its stdout, or [`HelmError::Exited`] with its output when it
+/// exits non-zero.
+pub async fn run(helm: &Helm, args: &[String]) -> Result<String, HelmError> {
     tracing::debug!(helm = %helm.path().display(), ?args, "helm");
     let mut cmd = tokio::process::Command::from(helm.command());
     cmd.args(args)
         .kill_on_drop(true)
         .stdin(std::process::Stdio::null());
-    let out = cmd
-        .output()
-        .await
-        .map_err(|e| format!("could not run {}: {e}", helm.path().display()))?;
+    let out = cmd.output().await.map_err(|source| HelmError::Spawn {
+        helm: helm.path().to_path_buf(),
+        source,
+    })?;
     let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
     if out.status.success() {
         Ok(stdout)
     } else {
-        Err(match (stdout.is_empty(), stderr.is_empty()) {
-            (_, true) => format!("helm exited with {}: {stdout}", out.status),
-            (true, false) => stderr,
-            (false, false) => format!("{stderr}\n{stdout}"),
+        Err(HelmError::Exited {
+            status: out.status,
+            stdout,
+            stderr,
         })
     }
 }

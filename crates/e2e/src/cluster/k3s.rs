@@ -10,12 +10,76 @@ use std::time::Duration;
 
 use testcontainers::core::ExecCommand;
 use testcontainers::runners::AsyncRunner;
-use testcontainers::{ContainerAsync, ImageExt};
+use testcontainers::{ContainerAsync, ImageExt, TestcontainersError};
 use testcontainers_modules::k3s::{K3s, KUBE_SECURE_PORT};
 
 use super::cleanup::RUN_LABEL;
 use super::docker;
 use crate::backend::BackendError;
+
+type Boxed = Box<dyn std::error::Error + Send + Sync>;
+
+fn boxed(e: TestcontainersError) -> Boxed {
+    Box::new(e)
+}
+
+/// Why k3s could not be started, or its kubeconfig not be used. An image reference or
+/// archive the user gave is named with what would be accepted; a Docker or testcontainers
+/// failure stays the source, boxed ([`Boxed`]: testcontainers' error is too large to carry
+/// in every `Result`).
+#[derive(Debug, thiserror::Error)]
+pub enum K3sError {
+    #[error("k3s image {reference:?}: digests are not supported; give name:tag, e.g. {K3S_IMAGE}")]
+    Digest { reference: String },
+    #[error("k3s image {reference:?} has no tag; give name:tag, e.g. {K3S_IMAGE}")]
+    NoTag { reference: String },
+    #[error("--k3s-preload {}: not a `docker save` archive (an existing file named *.tar)", .path.display())]
+    Preload { path: PathBuf },
+    #[error("{0}; use --backend process")]
+    NoDocker(#[source] docker::NoDaemon),
+    #[error("could not start {image}: {source}")]
+    Start {
+        image: String,
+        #[source]
+        source: Boxed,
+    },
+    #[error("k3s API port is not mapped: {0}")]
+    PortNotMapped(#[source] Boxed),
+    #[error("could not tell which host publishes the k3s API port: {0}")]
+    Host(#[source] Boxed),
+    /// k3s never wrote its kubeconfig: the copy's last error (none: the file stayed empty)
+    /// and what k3s logged meanwhile.
+    #[error(
+        "k3s did not write {KUBECONFIG_IN_CONTAINER} within {timeout:?}: {}\n--- k3s log tail ---\n{logs}",
+        .copy.as_ref().map_or_else(|| "the file is empty".to_string(), ToString::to_string)
+    )]
+    NoKubeconfig {
+        timeout: Duration,
+        #[source]
+        copy: Option<Boxed>,
+        logs: String,
+    },
+    #[error("the k3s kubeconfig is not UTF-8: {0}")]
+    KubeconfigText(#[source] std::string::FromUtf8Error),
+    #[error("k3s kubeconfig is not YAML: {0}")]
+    KubeconfigYaml(#[source] serde_yaml::Error),
+    #[error("k3s kubeconfig lists no clusters")]
+    NoClusters,
+    #[error("k3s kubeconfig cluster #{0} has no `cluster` mapping")]
+    NoClusterMapping(usize),
+    #[error("could not write the kubeconfig back: {0}")]
+    WriteBack(#[source] serde_yaml::Error),
+    #[error("write {}: {source}", .path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("creating the k3s kubeconfig directory: {0}")]
+    Dir(#[source] std::io::Error),
+    #[error("removing the k3s container: {0}")]
+    Remove(#[source] Boxed),
+}
 
 /// The default image: the newest Kubernetes minor the chart is validated against. CI also runs
 /// the oldest (see `.github/workflows/e2e.yml`); `--k3s-image` picks another.
@@ -27,12 +91,12 @@ const KUBECONFIG_IN_CONTAINER: &str = "/etc/rancher/k3s/k3s.yaml";
 /// `name:tag` split at the last `:` after the last `/` (so `registry:5000/rancher/k3s:v1`
 /// keeps its port). A reference without a tag or with a digest is refused: a run must say
 /// exactly which Kubernetes it tested.
-pub fn split_image(reference: &str) -> Result<(String, String), String> {
+pub fn split_image(reference: &str) -> Result<(String, String), K3sError> {
     let reference = reference.trim();
     if reference.contains('@') {
-        return Err(format!(
-            "k3s image {reference:?}: digests are not supported; give name:tag, e.g. {K3S_IMAGE}"
-        ));
+        return Err(K3sError::Digest {
+            reference: reference.to_string(),
+        });
     }
     let slash = reference.rfind('/').map_or(0, |i| i + 1);
     match reference[slash..].rfind(':') {
@@ -40,32 +104,32 @@ pub fn split_image(reference: &str) -> Result<(String, String), String> {
             reference[..slash + i].to_string(),
             reference[slash + i + 1..].to_string(),
         )),
-        _ => Err(format!(
-            "k3s image {reference:?} has no tag; give name:tag, e.g. {K3S_IMAGE}"
-        )),
+        _ => Err(K3sError::NoTag {
+            reference: reference.to_string(),
+        }),
     }
 }
 
 /// Points every cluster in a kubeconfig at `https://<host>:<port>` (the port Docker mapped
 /// 6443 to), keeping certificates and credentials as they are. k3s writes
 /// `https://127.0.0.1:6443`, which is only right inside the container.
-pub fn rewrite_server(kubeconfig: &str, host: &str, port: u16) -> Result<String, String> {
+pub fn rewrite_server(kubeconfig: &str, host: &str, port: u16) -> Result<String, K3sError> {
     let mut doc: serde_yaml::Value =
-        serde_yaml::from_str(kubeconfig).map_err(|e| format!("k3s kubeconfig is not YAML: {e}"))?;
+        serde_yaml::from_str(kubeconfig).map_err(K3sError::KubeconfigYaml)?;
     let clusters = doc
         .get_mut("clusters")
         .and_then(|c| c.as_sequence_mut())
         .filter(|c| !c.is_empty())
-        .ok_or("k3s kubeconfig lists no clusters")?;
+        .ok_or(K3sError::NoClusters)?;
     let server = format!("https://{host}:{port}");
     for (i, entry) in clusters.iter_mut().enumerate() {
         let slot = entry
             .get_mut("cluster")
             .and_then(|c| c.as_mapping_mut())
-            .ok_or_else(|| format!("k3s kubeconfig cluster #{i} has no `cluster` mapping"))?;
+            .ok_or(K3sError::NoClusterMapping(i))?;
         slot.insert("server".into(), server.clone().into());
     }
-    serde_yaml::to_string(&doc).map_err(|e| format!("could not write the kubeconfig back: {e}"))
+    serde_yaml::to_string(&doc).map_err(K3sError::WriteBack)
 }
 
 /// The running container and the rewritten kubeconfig, in a directory private to this run.
@@ -105,10 +169,9 @@ impl K3sCluster {
             return Ok(());
         }
         if let Some(c) = self.container.take() {
-            c.rm().await.map_err(|e| BackendError::Failed {
-                what: "removing the k3s container".into(),
-                detail: e.to_string(),
-            })?;
+            c.rm()
+                .await
+                .map_err(|e| BackendError::unreachable("k3s", K3sError::Remove(boxed(e))))?;
         }
         Ok(())
     }
@@ -171,14 +234,10 @@ pub async fn start(
     preload: &[PathBuf],
     timeout: Duration,
     run: &str,
-) -> Result<K3sCluster, BackendError> {
-    let unavailable = |reason: String| BackendError::Unavailable {
-        backend: "k3s",
-        reason,
-    };
-    let targets = preload_targets(preload).map_err(|reason| BackendError::Invalid { reason })?;
-    docker::docker_daemon().map_err(|e| unavailable(format!("{e}; use --backend process")))?;
-    let (name, tag) = split_image(image).map_err(|reason| BackendError::Invalid { reason })?;
+) -> Result<K3sCluster, K3sError> {
+    let targets = preload_targets(preload)?;
+    docker::docker_daemon().map_err(K3sError::NoDocker)?;
+    let (name, tag) = split_image(image)?;
     let docker_host = std::env::var("DOCKER_HOST").ok();
     let san = remote_docker_host(docker_host.as_deref());
 
@@ -195,34 +254,30 @@ pub async fn start(
     let container = targets
         .into_iter()
         .fold(container, |c, (from, to)| c.with_copy_to(to, from));
-    let container = container
-        .start()
-        .await
-        .map_err(|e| unavailable(format!("could not start {image}: {e}")))?;
+    let container = container.start().await.map_err(|e| K3sError::Start {
+        image: image.to_string(),
+        source: boxed(e),
+    })?;
 
     let port = container
         .get_host_port_ipv4(KUBE_SECURE_PORT)
         .await
-        .map_err(|e| unavailable(format!("k3s API port is not mapped: {e}")))?;
-    let host = container.get_host().await.map_err(|e| {
-        unavailable(format!(
-            "could not tell which host publishes the k3s API port: {e}"
-        ))
-    })?;
+        .map_err(|e| K3sError::PortNotMapped(boxed(e)))?;
+    let host = container
+        .get_host()
+        .await
+        .map_err(|e| K3sError::Host(boxed(e)))?;
     let host = api_host(&host.to_string());
     if san.as_deref().is_some_and(|s| api_host(s) != host) {
         tracing::warn!(%host, tls_san = ?san, "testcontainers reports another host than DOCKER_HOST names; the API certificate may not match");
     }
     let raw = read_kubeconfig(&container, timeout).await?;
-    let kubeconfig = rewrite_server(&raw, &host, port).map_err(unavailable)?;
+    let kubeconfig = rewrite_server(&raw, &host, port)?;
 
     let dir = tempfile::Builder::new()
         .prefix("chroma-e2e-k3s-")
         .tempdir()
-        .map_err(|source| BackendError::Io {
-            context: "creating the k3s kubeconfig directory".into(),
-            source,
-        })?;
+        .map_err(K3sError::Dir)?;
     let kubeconfig_path = dir.path().join("kubeconfig");
     write_private(&kubeconfig_path, &kubeconfig)?;
     Ok(K3sCluster {
@@ -238,7 +293,7 @@ const AIRGAP_IMAGES: &str = "/var/lib/rancher/k3s/agent/images";
 
 /// Each archive and where it goes in the container; an archive that is not a readable `.tar`
 /// file is refused, naming it.
-fn preload_targets(preload: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, String> {
+fn preload_targets(preload: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, K3sError> {
     let mut out = Vec::new();
     for (i, path) in preload.iter().enumerate() {
         let name = path
@@ -246,10 +301,7 @@ fn preload_targets(preload: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, String
             .and_then(|n| n.to_str())
             .unwrap_or_default();
         if !name.ends_with(".tar") || !path.is_file() {
-            return Err(format!(
-                "--k3s-preload {}: not a `docker save` archive (an existing file named *.tar)",
-                path.display()
-            ));
+            return Err(K3sError::Preload { path: path.clone() });
         }
         out.push((path.clone(), format!("{AIRGAP_IMAGES}/{i:02}-{name}")));
     }
@@ -261,7 +313,7 @@ fn preload_targets(preload: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, String
 async fn read_kubeconfig(
     container: &ContainerAsync<K3s>,
     timeout: Duration,
-) -> Result<String, BackendError> {
+) -> Result<String, K3sError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match container
@@ -269,24 +321,16 @@ async fn read_kubeconfig(
             .await
         {
             Ok(bytes) if !bytes.is_empty() => {
-                return String::from_utf8(bytes).map_err(|e| BackendError::Failed {
-                    what: "reading the k3s kubeconfig".into(),
-                    detail: e.to_string(),
-                });
+                return String::from_utf8(bytes).map_err(K3sError::KubeconfigText);
             }
             result => {
                 if tokio::time::Instant::now() >= deadline {
-                    let detail = match result {
-                        Err(e) => e.to_string(),
-                        Ok(_) => "the file is empty".into(),
-                    };
                     // What k3s itself says is the best clue when its kubeconfig never appears.
                     let logs = container_logs_tail(container).await;
-                    return Err(BackendError::Failed {
-                        what: format!(
-                            "k3s did not write {KUBECONFIG_IN_CONTAINER} within {timeout:?}"
-                        ),
-                        detail: format!("{detail}\n--- k3s log tail ---\n{logs}"),
+                    return Err(K3sError::NoKubeconfig {
+                        timeout,
+                        copy: result.err().map(boxed),
+                        logs,
                     });
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -301,7 +345,7 @@ async fn container_logs_tail(container: &ContainerAsync<K3s>) -> String {
         Ok(mut r) => {
             String::from_utf8_lossy(&r.stdout_to_vec().await.unwrap_or_default()).into_owned()
         }
-        Err(e) => format!("(exec failed: {e})"),
+        Err(e) => format!("(exec failed: {})", crate::text::chain(&e)),
     };
     match container.stderr_to_vec().await {
         Ok(bytes) => {
@@ -309,17 +353,17 @@ async fn container_logs_tail(container: &ContainerAsync<K3s>) -> String {
             let lines: Vec<&str> = text.lines().collect();
             out.push_str(&lines[lines.len().saturating_sub(40)..].join("\n"));
         }
-        Err(e) => out.push_str(&format!("(no container logs: {e})")),
+        Err(e) => out.push_str(&format!("(no container logs: {})", crate::text::chain(&e))),
     }
     out
 }
 
 /// The kubeconfig holds the cluster-admin key: readable by this user only.
-fn write_private(path: &Path, text: &str) -> Result<(), BackendError> {
+fn write_private(path: &Path, text: &str) -> Result<(), K3sError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| BackendError::Io {
-        context: format!("write {}", path.display()),
+    let io = |source| K3sError::Write {
+        path: path.to_path_buf(),
         source,
     };
     let mut f = std::fs::OpenOptions::new()
@@ -405,7 +449,9 @@ users:
         "cluster #0 has no `cluster` mapping"
     )]
     fn broken_kubeconfigs_are_reported(#[case] text: &str, #[case] why: &str) {
-        let err = rewrite_server(text, "127.0.0.1", 1).expect_err("must refuse");
+        let err = rewrite_server(text, "127.0.0.1", 1)
+            .expect_err("must refuse")
+            .to_string();
         assert!(err.contains(why), "{err}");
     }
 
@@ -425,7 +471,9 @@ users:
     #[case::missing_file("nowhere/backup.tar")]
     #[case::not_a_tar("Cargo.toml")]
     fn a_preload_that_is_no_archive_is_refused_naming_it(#[case] path: &str) {
-        let err = preload_targets(&[PathBuf::from(path)]).unwrap_err();
+        let err = preload_targets(&[PathBuf::from(path)])
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains(&format!("--k3s-preload {path}")) && err.contains("*.tar"),
             "{err}"
@@ -444,7 +492,10 @@ users:
         #[case] name: &str,
         #[case] tag: &str,
     ) {
-        assert_eq!(split_image(r), Ok((name.to_string(), tag.to_string())));
+        assert_eq!(
+            split_image(r).expect("a name:tag"),
+            (name.to_string(), tag.to_string())
+        );
     }
 
     #[rstest]
@@ -453,7 +504,7 @@ users:
     #[case::empty_tag("rancher/k3s:", "has no tag")]
     #[case::digest("rancher/k3s@sha256:abcd", "digests are not supported")]
     fn unusable_image_references_are_refused(#[case] r: &str, #[case] why: &str) {
-        let err = split_image(r).expect_err("must refuse");
+        let err = split_image(r).expect_err("must refuse").to_string();
         assert!(err.contains(why) && err.contains(K3S_IMAGE), "{err}");
     }
 

@@ -3,10 +3,53 @@
 
 use std::time::Duration;
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 
 use super::helm::HelmTarget;
 use crate::backend::BackendError;
+
+/// Why no client for a cluster could be had from a kubeconfig: which kubeconfig (`source_name`
+/// names it: `$KUBECONFIG (…)`, a path), which context, and the kube error as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// `advice` says where a usable kubeconfig comes from.
+    #[error("could not read {source_name}: {source}; {advice}")]
+    Read {
+        source_name: String,
+        advice: &'static str,
+        #[source]
+        source: KubeconfigError,
+    },
+    #[error("kubeconfig does not parse: {0}")]
+    Parse(#[source] KubeconfigError),
+    #[error("kubeconfig is not usable: {0}")]
+    Unusable(#[source] KubeconfigError),
+    #[error(
+        "{source_name} has no current-context; select one with `kubectl config use-context NAME` (known: {known})"
+    )]
+    NoCurrentContext { source_name: String, known: String },
+    #[error("{source_name} selects context {context:?}, which it does not define")]
+    UndefinedContext {
+        source_name: String,
+        context: String,
+    },
+    #[error("context {context:?} from {source_name} is not usable: {source}")]
+    Context {
+        context: String,
+        source_name: String,
+        #[source]
+        source: KubeconfigError,
+    },
+    #[error("could not build a kube client: {0}")]
+    Client(#[source] kube::Error),
+    #[error("the API server of context {context:?} ({server}) does not answer: {source}")]
+    NoAnswer {
+        context: String,
+        server: String,
+        #[source]
+        source: kube::Error,
+    },
+}
 
 /// A client plus the helm flags that reach the same cluster, and a human name for it.
 pub struct Connection {
@@ -16,32 +59,34 @@ pub struct Connection {
 }
 
 /// Client for a kubeconfig text (k3s' copy, already pointed at the mapped port).
-pub async fn client_from_text(text: &str) -> Result<kube::Client, String> {
-    let kc = Kubeconfig::from_yaml(text).map_err(|e| format!("kubeconfig does not parse: {e}"))?;
+pub async fn client_from_text(text: &str) -> Result<kube::Client, ConnectError> {
+    let kc = Kubeconfig::from_yaml(text).map_err(ConnectError::Parse)?;
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
-        .map_err(|e| format!("kubeconfig is not usable: {e}"))?;
+        .map_err(ConnectError::Unusable)?;
     chroma_api::ensure_crypto_provider();
-    kube::Client::try_from(config).map_err(|e| format!("could not build a kube client: {e}"))
+    kube::Client::try_from(config).map_err(ConnectError::Client)
 }
 
 /// The context a kubeconfig selects, or why none is usable.
-pub fn current_context(kc: &Kubeconfig, source: &str) -> Result<String, String> {
+pub fn current_context(kc: &Kubeconfig, source: &str) -> Result<String, ConnectError> {
     let Some(ctx) = kc.current_context.as_deref().filter(|c| !c.is_empty()) else {
         let known: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
-        return Err(format!(
-            "{source} has no current-context; select one with `kubectl config use-context NAME` (known: {})",
-            if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
-            }
-        ));
+        let known = if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        };
+        return Err(ConnectError::NoCurrentContext {
+            source_name: source.to_string(),
+            known,
+        });
     };
     if !kc.contexts.iter().any(|c| c.name == ctx) {
-        return Err(format!(
-            "{source} selects context {ctx:?}, which it does not define"
-        ));
+        return Err(ConnectError::UndefinedContext {
+            source_name: source.to_string(),
+            context: ctx.to_string(),
+        });
     }
     Ok(ctx.to_string())
 }
@@ -54,19 +99,27 @@ pub async fn connect_existing() -> Result<Connection, BackendError> {
         _ => "~/.kube/config".to_string(),
     };
     let kc = Kubeconfig::read().map_err(|e| {
-        unavailable(format!("could not read {source}: {e}; set KUBECONFIG to the cluster's kubeconfig (kind, minikube, …)"))
+        unavailable(ConnectError::Read {
+            source_name: source.clone(),
+            advice: "set KUBECONFIG to the cluster's kubeconfig (kind, minikube, …)",
+            source: e,
+        })
     })?;
     connect(kc, &source).await
 }
 
 /// The local cluster's own kubeconfig file, whatever `$KUBECONFIG` says.
 pub async fn connect_file(path: &std::path::Path) -> Result<Connection, BackendError> {
-    let kc = Kubeconfig::read_from(path).map_err(|e| BackendError::Unavailable {
-        backend: "local",
-        reason: format!(
-            "could not read {}: {e}; start the local cluster with `cargo xtask cluster up`",
-            path.display()
-        ),
+    let kc = Kubeconfig::read_from(path).map_err(|e| {
+        let source_name = path.display().to_string();
+        BackendError::unreachable(
+            "local",
+            ConnectError::Read {
+                source_name,
+                advice: "start the local cluster with `cargo xtask cluster up`",
+                source: e,
+            },
+        )
     })?;
     let mut c = connect(kc, &path.display().to_string()).await?;
     c.target = HelmTarget {
@@ -76,11 +129,8 @@ pub async fn connect_file(path: &std::path::Path) -> Result<Connection, BackendE
     Ok(c)
 }
 
-fn unavailable(reason: String) -> BackendError {
-    BackendError::Unavailable {
-        backend: "kubeconfig",
-        reason,
-    }
+fn unavailable(e: ConnectError) -> BackendError {
+    BackendError::unreachable("kubeconfig", e)
 }
 
 /// [`connect_existing`] for an already-read kubeconfig; `source` names it in errors.
@@ -93,20 +143,24 @@ pub async fn connect(kc: Kubeconfig, source: &str) -> Result<Connection, Backend
     let mut config = kube::Config::from_custom_kubeconfig(kc, &options)
         .await
         .map_err(|e| {
-            unavailable(format!(
-                "context {context:?} from {source} is not usable: {e}"
-            ))
+            unavailable(ConnectError::Context {
+                context: context.clone(),
+                source_name: source.to_string(),
+                source: e,
+            })
         })?;
     // A cluster that is down should be reported now, not after kube's default retries.
     config.connect_timeout = Some(Duration::from_secs(10));
     let server = config.cluster_url.to_string();
     chroma_api::ensure_crypto_provider();
-    let client = kube::Client::try_from(config)
-        .map_err(|e| unavailable(format!("could not build a kube client: {e}")))?;
+    let client =
+        kube::Client::try_from(config).map_err(|e| unavailable(ConnectError::Client(e)))?;
     let version = client.apiserver_version().await.map_err(|e| {
-        unavailable(format!(
-            "the API server of context {context:?} ({server}) does not answer: {e}"
-        ))
+        unavailable(ConnectError::NoAnswer {
+            context: context.clone(),
+            server: server.clone(),
+            source: e,
+        })
     })?;
     Ok(Connection {
         client,
@@ -149,8 +203,8 @@ contexts:
     fn current_context_is_pinned() {
         let text = format!("{TWO_CONTEXTS}current-context: kind-kind\n");
         assert_eq!(
-            current_context(&kc(&text), "$KUBECONFIG"),
-            Ok("kind-kind".to_string())
+            current_context(&kc(&text), "$KUBECONFIG").expect("pinned"),
+            "kind-kind"
         );
     }
 
@@ -159,7 +213,7 @@ contexts:
         let err =
             current_context(&kc(TWO_CONTEXTS), "$KUBECONFIG (/k)").expect_err("no current-context");
         assert_eq!(
-            err,
+            err.to_string(),
             "$KUBECONFIG (/k) has no current-context; select one with `kubectl config use-context NAME` (known: kind-kind, prod)"
         );
     }
@@ -178,12 +232,27 @@ contexts:
             msg.starts_with("kubeconfig backend is unavailable: the API server of context \"kind-kind\" (https://127.0.0.1:1/) does not answer"),
             "{msg}"
         );
+        // The whole chain stays walkable: the backend's error, the connection's, then kube's own.
+        let connect = std::error::Error::source(&err)
+            .and_then(|s| s.downcast_ref::<ConnectError>())
+            .expect("the connection error is the source");
+        assert!(
+            matches!(connect, ConnectError::NoAnswer { context, .. } if context == "kind-kind"),
+            "{connect:?}"
+        );
+        let kube = std::error::Error::source(connect).and_then(|s| s.downcast_ref::<kube::Error>());
+        assert!(
+            kube.is_some(),
+            "kube's error is the connection error's source: {connect:?}"
+        );
     }
 
     #[test]
     fn dangling_current_context_is_refused() {
         let text = format!("{TWO_CONTEXTS}current-context: gone\n");
-        let err = current_context(&kc(&text), "~/.kube/config").expect_err("dangling");
+        let err = current_context(&kc(&text), "~/.kube/config")
+            .expect_err("dangling")
+            .to_string();
         assert!(err.contains("\"gone\", which it does not define"), "{err}");
     }
 }

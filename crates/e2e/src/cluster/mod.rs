@@ -31,9 +31,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use backend::ClusterBackend;
-pub use cleanup::Cleanup;
-pub use docker::docker_daemon;
-pub use k3s::K3S_IMAGE;
+pub use cleanup::{Cleanup, CleanupError, Leftover};
+pub use docker::{NoDaemon, PingError, docker_daemon};
+pub use forward::ForwardError;
+pub use helm::HelmError;
+pub use k3s::{K3S_IMAGE, K3sError};
+pub use kubeconfig::ConnectError;
 
 use crate::backend::BackendError;
 

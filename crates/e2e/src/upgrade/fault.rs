@@ -45,17 +45,21 @@ impl Fault {
     }
 }
 
+/// A fault name `--inject-fault` does not know; the message lists the ones it knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown fault `{name}` (valid: {})", Fault::ALL.map(Fault::as_str).join(", "))]
+pub struct UnknownFault {
+    pub name: String,
+}
+
 impl std::str::FromStr for Fault {
-    type Err = String;
+    type Err = UnknownFault;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Fault::ALL
             .into_iter()
             .find(|f| f.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown fault `{s}` (valid: {})",
-                    Fault::ALL.map(Fault::as_str).join(", ")
-                )
+            .ok_or_else(|| UnknownFault {
+                name: s.to_string(),
             })
     }
 }
@@ -63,15 +67,31 @@ impl std::str::FromStr for Fault {
 /// The volume name B's `chromadb` container is made to mount.
 pub const MISSING_VOLUME: &str = "injected-fault-missing-volume";
 
+/// Why a fault could not be injected: the render or dataset has nothing to apply it to, or
+/// the server refused the change (its answer stays the source).
+#[derive(Debug, thiserror::Error)]
+pub enum FaultError {
+    #[error("B's render has no StatefulSet with a Chroma container to make invalid")]
+    NoChromaContainer,
+    #[error("B's render has no StatefulSet with a `{0}` container to make invalid")]
+    NoContainer(String),
+    #[error("the dataset has no collection with two records")]
+    NoTarget,
+    #[error("invalid-pod-b is applied to B's render, not to the data")]
+    NotADataFault,
+    #[error(transparent)]
+    Refused(#[from] chroma_api::client::BadAnswer),
+}
+
 /// Makes B's pod invalid (see [`Fault::InvalidPodB`]); returns what it did.
-pub fn invalidate_pod(release: &mut Release) -> Result<String, String> {
+pub fn invalidate_pod(release: &mut Release) -> Result<String, FaultError> {
     let mount = VolumeMount {
         name: MISSING_VOLUME.into(),
         mount_path: "/injected-fault".into(),
         ..VolumeMount::default()
     };
     let Some(name) = release.rendered.chroma_container().map(|c| c.name.clone()) else {
-        return Err("B's render has no StatefulSet with a Chroma container to make invalid".into());
+        return Err(FaultError::NoChromaContainer);
     };
     let mut done = false;
     for obj in &mut release.rendered.objects {
@@ -112,19 +132,17 @@ pub fn invalidate_pod(release: &mut Release) -> Result<String, String> {
             "container `{name}` of B's StatefulSet mounts volume `{MISSING_VOLUME}`, which the pod does not declare"
         ))
     } else {
-        Err(format!(
-            "B's render has no StatefulSet with a `{name}` container to make invalid"
-        ))
+        Err(FaultError::NoContainer(name))
     }
 }
 
 /// Applies a data fault to the dataset on the server; returns what it did.
-pub async fn tamper(api: &Api, ds: &Dataset, fault: Fault) -> Result<String, String> {
+pub async fn tamper(api: &Api, ds: &Dataset, fault: Fault) -> Result<String, FaultError> {
     let target = ds
         .collections
         .iter()
         .find(|c| c.records.len() >= 2)
-        .ok_or("the dataset has no collection with two records")?;
+        .ok_or(FaultError::NoTarget)?;
     let got = api.get_collection(&target.name).await;
     let id = client::collection(
         &got,
@@ -133,8 +151,7 @@ pub async fn tamper(api: &Api, ds: &Dataset, fault: Fault) -> Result<String, Str
             fault.as_str(),
             target.name
         ),
-    )
-    .map_err(|e| e.to_string())?
+    )?
     .id;
     let base = format!("{}/{id}", api.collections());
     let (what, answer) = match fault {
@@ -166,13 +183,9 @@ pub async fn tamper(api: &Api, ds: &Dataset, fault: Fault) -> Result<String, Str
             format!("dropped collection {}", target.name),
             api.delete_collection(&target.name).await,
         ),
-        Fault::InvalidPodB => {
-            return Err("invalid-pod-b is applied to B's render, not to the data".into());
-        }
+        Fault::InvalidPodB => return Err(FaultError::NotADataFault),
     };
-    answer
-        .require_2xx(&format!("fault {}", fault.as_str()))
-        .map_err(|e| e.to_string())?;
+    answer.require_2xx(&format!("fault {}", fault.as_str()))?;
     Ok(what)
 }
 
@@ -182,7 +195,7 @@ mod tests {
 
     #[test]
     fn an_unknown_fault_lists_the_valid_ones() {
-        let e = "invalid-pod".parse::<Fault>().unwrap_err();
+        let e = "invalid-pod".parse::<Fault>().unwrap_err().to_string();
         assert!(
             e.contains("`invalid-pod`")
                 && e.contains("invalid-pod-b")

@@ -7,13 +7,15 @@ use render::{ChromaVersion, VersionMatrix};
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
-use super::signature::Signature;
+use super::signature::{Signature, SignatureError};
 use super::verdict::Verdict;
 use crate::scenario::merge;
 
 /// The oldest release the chart supports.
 pub const OLDEST: ChromaVersion = ChromaVersion::new(0, 4, 3);
 
+/// What is wrong with the transition asked for or a row of the matrix: the flag or file and
+/// row at fault, what would be accepted, and the parse or read error as the source.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("{field} {input}: {reason}")]
@@ -22,14 +24,52 @@ pub enum PlanError {
         input: String,
         reason: String,
     },
+    #[error("{field} {input}: {source}")]
+    VersionSyntax {
+        field: String,
+        input: String,
+        #[source]
+        source: render::version::VersionError,
+    },
     #[error("{field}: values file {path} cannot be read: {reason}")]
     Values {
         field: String,
         path: PathBuf,
         reason: String,
     },
-    #[error("cannot read {path}: {reason}")]
-    Read { path: PathBuf, reason: String },
+    #[error("{field}: values file {} cannot be read: {source}", .path.display())]
+    ValuesRead {
+        field: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{field}: values file {} cannot be read: not YAML: {source}", .path.display())]
+    ValuesYaml {
+        field: String,
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: expected `transitions: [{{from, to, reason, values?, to_values?, from_chart?, downgrade?, orphan_statefulset?, via?: in-place|backup, expect?, signature?: {{checks?, says?}}}}]`: {source}", .path.display())]
+    Yaml {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("{}: {row}.signature: {source}", .path.display())]
+    Signature {
+        path: PathBuf,
+        row: String,
+        #[source]
+        source: SignatureError,
+    },
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
 }
@@ -49,7 +89,11 @@ pub fn version(
     let v = input
         .trim()
         .parse::<ChromaVersion>()
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|source| PlanError::VersionSyntax {
+            field: field.into(),
+            input: input.into(),
+            source,
+        })?;
     if v < OLDEST {
         return Err(bad(format!(
             "older than the oldest supported release {OLDEST}"
@@ -91,8 +135,16 @@ pub fn merged_values(files: &[PathBuf], field: &str) -> Result<Value, PlanError>
             path: f.clone(),
             reason,
         };
-        let text = std::fs::read_to_string(f).map_err(|e| bad(e.to_string()))?;
-        let v: Value = serde_yaml::from_str(&text).map_err(|e| bad(format!("not YAML: {e}")))?;
+        let text = std::fs::read_to_string(f).map_err(|source| PlanError::ValuesRead {
+            field: field.into(),
+            path: f.clone(),
+            source,
+        })?;
+        let v: Value = serde_yaml::from_str(&text).map_err(|source| PlanError::ValuesYaml {
+            field: field.into(),
+            path: f.clone(),
+            source,
+        })?;
         match v {
             Value::Null => {}
             Value::Mapping(_) => merge(&mut out, v),
@@ -212,9 +264,9 @@ impl UpgradeMatrix {
         values_dir: &Path,
         known: &VersionMatrix,
     ) -> Result<UpgradeMatrix, PlanError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PlanError::Read {
+        let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
             path: path.into(),
-            reason: e.to_string(),
+            source,
         })?;
         Self::parse(&text, path, values_dir, known)
     }
@@ -225,9 +277,9 @@ impl UpgradeMatrix {
         values_dir: &Path,
         known: &VersionMatrix,
     ) -> Result<UpgradeMatrix, PlanError> {
-        let raw: RawMatrix = serde_yaml::from_str(text).map_err(|e| PlanError::Invalid {
+        let raw: RawMatrix = serde_yaml::from_str(text).map_err(|source| PlanError::Yaml {
             path: path.into(),
-            reason: format!("expected `transitions: [{{from, to, reason, values?, to_values?, from_chart?, downgrade?, orphan_statefulset?, via?: in-place|backup, expect?, signature?: {{checks?, says?}}}}]`: {e}"),
+            source,
         })?;
         let mut transitions = Vec::new();
         for (i, t) in raw.transitions.into_iter().enumerate() {
@@ -268,14 +320,15 @@ impl UpgradeMatrix {
                         ),
                     });
                 }
-                (expect, Some(raw)) => {
-                    Some(Signature::new(expect, &raw.checks, raw.says).map_err(|e| {
-                        PlanError::Invalid {
+                (expect, Some(raw)) => Some(
+                    Signature::new(expect, &raw.checks, raw.says).map_err(|source| {
+                        PlanError::Signature {
                             path: path.into(),
-                            reason: format!("{row}.signature: {e}"),
+                            row: row.clone(),
+                            source,
                         }
-                    })?)
-                }
+                    })?,
+                ),
             };
             let resolve = |names: &[String], key: &str| -> Result<Vec<PathBuf>, PlanError> {
                 let files: Vec<PathBuf> = names.iter().map(|n| values_dir.join(n)).collect();

@@ -150,7 +150,7 @@ pub async fn run_one<B: Backend>(
     let (values_a, values_b) = match (values_a, values_b) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
-            run.step("read values", tt, Err(e.to_string()));
+            run.step("read values", tt, Err(crate::text::chain(&e)));
             run.set(Verdict::SetupFailed, "the values could not be read");
             return (run.finish(), None);
         }
@@ -180,10 +180,20 @@ pub async fn run_one<B: Backend>(
     if let Some(b) = &extra_b {
         render::spec::deep_merge(&mut values_b, b);
     }
-    let expected_a = Expected::from_values(&values_a, &t.from)
-        .map_err(|e| format!("the spec refuses these values on {}: {e}", t.from));
-    let expected_b = Expected::from_values(&values_b, &t.to)
-        .map_err(|e| format!("the spec refuses these values on {}: {e}", t.to));
+    let expected_a = Expected::from_values(&values_a, &t.from).map_err(|e| {
+        format!(
+            "the spec refuses these values on {}: {}",
+            t.from,
+            crate::text::chain(&e)
+        )
+    });
+    let expected_b = Expected::from_values(&values_b, &t.to).map_err(|e| {
+        format!(
+            "the spec refuses these values on {}: {}",
+            t.to,
+            crate::text::chain(&e)
+        )
+    });
     // Both sides' values are judged before anything runs; each side's expectations come
     // from its own preparation.
     match (expected_a, expected_b) {
@@ -229,7 +239,11 @@ pub async fn run_one<B: Backend>(
     let a = match prepare(helm, src_a).await {
         Ok(r) => r,
         Err(e) => {
-            run.step(format!("render A ({})", t.from), tr, Err(e.to_string()));
+            run.step(
+                format!("render A ({})", t.from),
+                tr,
+                Err(crate::text::chain(&e)),
+            );
             run.set(Verdict::SetupFailed, "A could not be rendered");
             return (run.finish(), None);
         }
@@ -247,7 +261,11 @@ pub async fn run_one<B: Backend>(
     let mut deployed = match backend.deploy(&release_a).await {
         Ok(d) => d,
         Err(e) => {
-            run.step(format!("deploy A ({})", t.from), td, Err(e.to_string()));
+            run.step(
+                format!("deploy A ({})", t.from),
+                td,
+                Err(crate::text::chain(&e)),
+            );
             run.set(
                 Verdict::SetupFailed,
                 format!("A ({}) did not start", t.from),
@@ -320,8 +338,8 @@ async fn upgrade_deployed<B: Backend>(
                     ds.record_count()
                 )
             })
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+            .map_err(|e| crate::text::chain(&e)),
+        Err(e) => Err(crate::text::chain(&e)),
     };
     if !run.step("write dataset on A", tw, written) {
         run.report.logs.a_tail = log::clean(&backend.logs(deployed, opts.log_lines).await);
@@ -385,7 +403,11 @@ async fn upgrade_deployed<B: Backend>(
     let b = match prepare(helm, src_b).await {
         Ok(r) => r,
         Err(e) => {
-            run.step(format!("render B ({})", t.to), tr, Err(e.to_string()));
+            run.step(
+                format!("render B ({})", t.to),
+                tr,
+                Err(crate::text::chain(&e)),
+            );
             run.set(Verdict::SetupFailed, "B could not be rendered");
             return false;
         }
@@ -429,7 +451,8 @@ async fn upgrade_deployed<B: Backend>(
         run.step(
             "inject fault invalid-pod-b",
             tf,
-            r.map(|w| format!("{w} (test hook: an expected failure must not accept this cause)")),
+            r.map(|w| format!("{w} (test hook: an expected failure must not accept this cause)"))
+                .map_err(|e| crate::text::chain(&e)),
         );
     }
 
@@ -459,7 +482,7 @@ async fn upgrade_deployed<B: Backend>(
                 run.step(
                     "delete A's StatefulSet (--cascade=orphan)",
                     to,
-                    Err(e.to_string()),
+                    Err(crate::text::chain(&e)),
                 );
                 run.set(
                     Verdict::SetupFailed,
@@ -501,7 +524,7 @@ async fn upgrade_deployed<B: Backend>(
                 );
                 return false;
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(crate::text::chain(&e)),
         };
         let ok = dumped.is_ok();
         if let Err(e) = &dumped {
@@ -586,7 +609,7 @@ async fn upgrade_deployed<B: Backend>(
     let api_b = match api_for(deployed, &expected_b) {
         Ok(a) => a,
         Err(e) => {
-            run.step("verify on B", Instant::now(), Err(e.to_string()));
+            run.step("verify on B", Instant::now(), Err(crate::text::chain(&e)));
             run.set(
                 Verdict::DataLost,
                 "B's credentials could not be derived, so nothing could be read",
@@ -600,7 +623,8 @@ async fn upgrade_deployed<B: Backend>(
         run.step(
             format!("inject fault {}", f.as_str()),
             tf,
-            r.map(|w| format!("{w} (test hook: the diff below must catch it)")),
+            r.map(|w| format!("{w} (test hook: the diff below must catch it)"))
+                .map_err(|e| crate::text::chain(&e)),
         );
     }
     let tb = Instant::now();

@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::checks::CheckName;
+use crate::checks::{CheckName, UnknownCheck};
 
 use super::verdict::Verdict;
 
@@ -39,13 +39,34 @@ fn names(c: &BTreeSet<CheckName>) -> String {
     c.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
 }
 
+/// What is missing or wrong in a fixture's signature, and what would be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error(transparent)]
+    UnknownCheck(#[from] UnknownCheck),
+    #[error("`says` is empty; give a substring of B's log or answer")]
+    EmptySays,
+    #[error(
+        "a signature needs `checks` (the checks that fail on B) and/or `says` (a substring of B's log or answer)"
+    )]
+    Empty,
+    #[error("`expect: checks-failed` must name the failing checks in `checks`")]
+    NoChecks,
+    #[error(
+        "`expect: incompatible` must quote what B said in `says` (no check runs when B cannot start)"
+    )]
+    NoSays,
+    #[error("`expect: {}` is not a failure; a signature makes no sense there", .0.as_str())]
+    NotAFailure(Verdict),
+}
+
 impl Signature {
     /// Builds one from the fixture's fields; `Err` says what is missing or wrong.
     pub fn new(
         expect: Verdict,
         checks: &[String],
         says: Option<String>,
-    ) -> Result<Signature, String> {
+    ) -> Result<Signature, SignatureError> {
         let checks = checks
             .iter()
             .map(|c| c.parse::<CheckName>())
@@ -53,15 +74,15 @@ impl Signature {
         if let Some(s) = &says
             && s.trim().is_empty()
         {
-            return Err("`says` is empty; give a substring of B's log or answer".into());
+            return Err(SignatureError::EmptySays);
         }
         if checks.is_empty() && says.is_none() {
-            return Err("a signature needs `checks` (the checks that fail on B) and/or `says` (a substring of B's log or answer)".into());
+            return Err(SignatureError::Empty);
         }
         match expect {
-            Verdict::ChecksFailed if checks.is_empty() => Err("`expect: checks-failed` must name the failing checks in `checks`".into()),
-            Verdict::Incompatible if says.is_none() => Err("`expect: incompatible` must quote what B said in `says` (no check runs when B cannot start)".into()),
-            Verdict::Survived | Verdict::SetupFailed => Err(format!("`expect: {}` is not a failure; a signature makes no sense there", expect.as_str())),
+            Verdict::ChecksFailed if checks.is_empty() => Err(SignatureError::NoChecks),
+            Verdict::Incompatible if says.is_none() => Err(SignatureError::NoSays),
+            Verdict::Survived | Verdict::SetupFailed => Err(SignatureError::NotAFailure(expect)),
             _ => Ok(Signature { checks, says }),
         }
     }
@@ -307,7 +328,8 @@ mod tests {
             &checks.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
             says.map(str::to_string),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains(why), "{e}");
     }
 }
