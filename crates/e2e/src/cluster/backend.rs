@@ -1044,7 +1044,7 @@ impl Backend for ClusterBackend {
     fn limits_memory(&self) -> Result<(), String> {
         match self.kind {
             // The process node runs each container in a memory cgroup of its limit.
-            ClusterKind::Local => crate::process::cgroup::available().map_err(|e| e.to_string()),
+            ClusterKind::Local => crate::process::cgroup::available().map_err(|e| crate::text::chain(&e)),
             _ => Err("whether the node enforces a container's memory limit, and how its end is told apart from a kill, is not known to this backend".into()),
         }
     }

@@ -294,11 +294,11 @@ impl UpgradeMatrix {
                     ),
                 });
             }
-            if from == to && t.from_chart.is_none() && t.via != Via::Backup {
+            if from == to && t.from_chart.is_none() && t.via != Via::Backup && t.to_values.is_empty() {
                 return Err(PlanError::Invalid {
                     path: path.into(),
                     reason: format!(
-                        "transitions[{i}] {from} → {to} changes nothing; give a from_chart or another version"
+                        "transitions[{i}] {from} → {to} changes nothing; give a from_chart, to_values or another version"
                     ),
                 });
             }
