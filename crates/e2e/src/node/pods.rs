@@ -202,7 +202,12 @@ async fn probe_once(c: &Container, p: &Probe, pod_ip: &str) -> Result<(), String
             .timeout(timeout)
             .danger_accept_invalid_certs(true)
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                format!(
+                    "building the probe's HTTP client: {}",
+                    crate::text::chain(&e)
+                )
+            })?;
         let mut req = client.get(&url);
         for hd in h.http_headers.iter().flatten() {
             req = req.header(&hd.name, &hd.value);
@@ -466,25 +471,50 @@ impl PodRun {
     }
 }
 
+/// Why the node could not "pull" an image (the pod's `ErrImagePull` message is its chain).
+#[derive(Debug, thiserror::Error)]
+enum PullError {
+    #[error(transparent)]
+    Image(#[from] image::ImageError),
+    #[error("building the Python environment of Chroma {version}")]
+    Venv {
+        version: render::ChromaVersion,
+        #[source]
+        source: crate::venv::VenvError,
+    },
+    #[error("the task building the Python environment of Chroma {version} ended")]
+    Task {
+        version: render::ChromaVersion,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
 /// The images of a pod's containers, from the node's catalog (a Chroma image through its
 /// Python environment, built on first use).
-async fn node_image(ctx: &NodeContext, reference: &str) -> Result<NodeImage, String> {
+async fn node_image(ctx: &NodeContext, reference: &str) -> Result<NodeImage, PullError> {
     match image::chroma_release(reference) {
         Some(v) => {
-            let v = v.map_err(|e| e.to_string())?;
+            let v = v?;
             let pins = ctx.pins.get(&v).cloned().unwrap_or_default();
             let cache = ctx.venvs.clone();
             let v2 = v.clone();
             let (venv, _) = tokio::task::spawn_blocking(move || cache.ensure(&v2, &pins))
                 .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-            image::chroma(reference, &v, &venv).map_err(|e| e.to_string())
+                .map_err(|source| PullError::Task {
+                    version: v.clone(),
+                    source,
+                })?
+                .map_err(|source| PullError::Venv {
+                    version: v.clone(),
+                    source,
+                })?;
+            Ok(image::chroma(reference, &v, &venv)?)
         }
         None if crate::process::collector::is_collector_image(reference) => {
-            image::collector(reference, &ctx.collector).map_err(|e| e.to_string())
+            Ok(image::collector(reference, &ctx.collector)?)
         }
-        None => image::other(reference).map_err(|e| e.to_string()),
+        None => Ok(image::other(reference)?),
     }
 }
 
@@ -591,7 +621,7 @@ async fn plan_container(
     let reference = c.image.clone().unwrap_or_default();
     let img = node_image(&run.ctx, &reference)
         .await
-        .map_err(|e| ("ErrImagePull".to_string(), e))?;
+        .map_err(|e| ("ErrImagePull".to_string(), crate::text::chain(&e)))?;
     let mut with_ip = run.pod.clone();
     with_ip.status.get_or_insert_with(Default::default).pod_ip = Some(run.pod_ip.clone());
     let (k_host, k_port) = &run.ctx.kubernetes_service;

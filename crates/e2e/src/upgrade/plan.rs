@@ -294,7 +294,11 @@ impl UpgradeMatrix {
                     ),
                 });
             }
-            if from == to && t.from_chart.is_none() && t.via != Via::Backup && t.to_values.is_empty() {
+            if from == to
+                && t.from_chart.is_none()
+                && t.via != Via::Backup
+                && t.to_values.is_empty()
+            {
                 return Err(PlanError::Invalid {
                     path: path.into(),
                     reason: format!(
