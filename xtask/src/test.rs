@@ -86,6 +86,13 @@ pub const STEPS: &[Step] = &[
         run: step_nextest,
     },
     Step {
+        name: "rustfmt",
+        needs: &[],
+        ensures: &[],
+        live: false,
+        run: rustfmt,
+    },
+    Step {
         name: "helm lint",
         needs: &[Need::Tools],
         ensures: &[],
@@ -258,6 +265,14 @@ fn ct_lint(ctx: &mut Ctx) -> Result<Tally> {
 fn actionlint(ctx: &mut Ctx) -> Result<Tally> {
     let mut c = Command::new(&ctx.tools()?.actionlint);
     c.current_dir(&ctx.root);
+    Ok(Tally::one(cmd::run_status(&mut c)?))
+}
+
+/// The workspace is formatted as rustfmt's defaults have it (rustfmt ships with the toolchain;
+/// a toolchain without it says `rustup component add rustfmt`).
+fn rustfmt(ctx: &mut Ctx) -> Result<Tally> {
+    let mut c = cmd::cargo();
+    c.current_dir(&ctx.root).args(["fmt", "--all", "--check"]);
     Ok(Tally::one(cmd::run_status(&mut c)?))
 }
 
