@@ -23,8 +23,12 @@ use crate::vectors::Workload;
 pub const RESTORE_MARKER: &str = "chromadb-backup-restore-in-progress";
 const QUIET: &str = "e2e-faults-backup-quiet";
 const BUSY: &str = "e2e-faults-backup-busy";
-/// Records in the quiet collection, and in the busy one before its writer starts.
+/// Records in the quiet collection.
 const SEEDED: usize = 500;
+/// Records in the busy collection before its writer starts: enough that the tool's read of it
+/// spans several of the writer's batches (900 records read in 0.4 s on 1.5.0, between two
+/// batches, proved nothing on the local cluster).
+const BUSY_SEEDED: usize = 3_000;
 /// Most batches the busy writer sends (it stops when the dump ends).
 const WRITER_BATCHES: usize = 2_000;
 /// Collections and records of the interrupted restore: enough that the restore takes seconds.
@@ -32,6 +36,25 @@ const RESTORE_COLLECTIONS: usize = 4;
 const RESTORE_RECORDS: usize = 2_000;
 
 type Checked = Result<Result<String, String>, String>;
+
+/// When the tool read `collection`: from its log's `connected` line to its
+/// `dumped collection=<collection>` line (each starts with an RFC 3339 UTC time).
+fn read_window(
+    log: &str,
+    collection: &str,
+) -> Option<(std::time::SystemTime, std::time::SystemTime)> {
+    let at = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains(needle))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+            .map(std::time::SystemTime::from)
+    };
+    Some((
+        at(" connected ")?,
+        at(&format!("dumped collection={collection} "))?,
+    ))
+}
 
 fn outcome(r: Checked, backend_name: &str) -> Result<String, Result<String, String>> {
     match r {
@@ -159,10 +182,11 @@ async fn backup_writes_in<B: Backend>(ctx: &mut Ctx<'_, B>, wl: &Workloads, seed
     let quiet_w = Workload::new("quiet", seed);
     let busy_w = Workload::new("busy", seed);
     fill(ctx, QUIET, &quiet_w, SEEDED).await?;
-    let busy = fill(ctx, BUSY, &busy_w, SEEDED).await?;
-    // Busy records: the first SEEDED, then batch b of the writer is records SEEDED + b·BATCH ….
+    let busy = fill(ctx, BUSY, &busy_w, BUSY_SEEDED).await?;
+    // Busy records: the first BUSY_SEEDED, then batch b of the writer is records BUSY_SEEDED + b·BATCH ….
     let stop = AtomicBool::new(false);
     let acked_during = AtomicUsize::new(0);
+    let acked_at = std::sync::Mutex::new(Vec::new());
     let api = ctx.api.clone();
     let url = faults::collections_url(&api, &busy, "add");
     let write = async {
@@ -170,12 +194,16 @@ async fn backup_writes_in<B: Backend>(ctx: &mut Ctx<'_, B>, wl: &Workloads, seed
         let mut refused = Vec::new();
         let mut b = 0;
         while !stop.load(Ordering::SeqCst) && b < WRITER_BATCHES {
-            let range = SEEDED + b * BATCH..SEEDED + (b + 1) * BATCH;
+            let range = BUSY_SEEDED + b * BATCH..BUSY_SEEDED + (b + 1) * BATCH;
             let a = api
                 .call(Method::POST, &url, Some(busy_w.add_body(range.clone())))
                 .await;
             if a.ex.ok() {
                 acked.extend(range);
+                acked_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(std::time::SystemTime::now());
                 acked_during.fetch_add(1, Ordering::SeqCst);
             } else {
                 refused.push(format!(
@@ -229,6 +257,24 @@ async fn backup_writes_in<B: Backend>(ctx: &mut Ctx<'_, B>, wl: &Workloads, seed
             "seed {seed}: no batch was acknowledged while the dump ran ({dump_s:.1} s): nothing was proven about a dump under writes"
         ));
     }
+    // Only a batch acknowledged while the tool read the busy collection can change what it
+    // counted: from its `connected` line to its `dumped collection=<busy>` line.
+    let acked_at = acked_at.into_inner().unwrap_or_else(|p| p.into_inner());
+    let in_read = match read_window(&log, BUSY) {
+        Some((from, to)) => acked_at.iter().filter(|t| **t >= from && **t <= to).count(),
+        None => {
+            return Err(format!(
+                "seed {seed}: the dump's log has no `connected` and `dumped collection={BUSY}` lines to tell when it read {BUSY}:\n{}",
+                crate::text::tail(&log, 12)
+            ));
+        }
+    };
+    if in_read == 0 {
+        return Err(format!(
+            "seed {seed}: {during} batches were acknowledged while the Job ran, none while the tool read {BUSY}: nothing was proven about a dump under writes\n{}",
+            crate::text::tail(&log, 12)
+        ));
+    }
     let named_busy = log
         .lines()
         .any(|l| l.contains(&format!("collection {BUSY} counted")));
@@ -237,7 +283,7 @@ async fn backup_writes_in<B: Backend>(ctx: &mut Ctx<'_, B>, wl: &Workloads, seed
         .any(|l| l.contains(&format!("collection {QUIET} counted")));
     if !named_busy {
         return Err(format!(
-            "seed {seed}: {during} batches were acknowledged while the dump ran, but its log does not name collection {BUSY} as changed while it was read:\n{}",
+            "seed {seed}: {in_read} batches were acknowledged while the dump read {BUSY}, but its log does not name it as changed while it was read:\n{}",
             crate::text::tail(&log, 12)
         ));
     }
@@ -306,7 +352,7 @@ async fn backup_writes_in<B: Backend>(ctx: &mut Ctx<'_, B>, wl: &Workloads, seed
                 .collect()
         })
         .unwrap_or_default();
-    let acked: std::collections::HashMap<String, usize> = (0..SEEDED)
+    let acked: std::collections::HashMap<String, usize> = (0..BUSY_SEEDED)
         .chain(acked_busy.iter().copied())
         .map(|i| (busy_w.record(i).id, i))
         .collect();
@@ -323,7 +369,7 @@ async fn backup_writes_in<B: Backend>(ctx: &mut Ctx<'_, B>, wl: &Workloads, seed
     }
     let mut held: Vec<usize> = restored_ids.iter().map(|i| acked[i]).collect();
     held.sort_unstable();
-    if held.len() < SEEDED || !(0..SEEDED).all(|i| held.binary_search(&i).is_ok()) {
+    if held.len() < BUSY_SEEDED || !(0..BUSY_SEEDED).all(|i| held.binary_search(&i).is_ok()) {
         return Err(format!(
             "seed {seed}: the restored busy collection lacks records written before the dump began ({} restored)",
             held.len()
@@ -342,9 +388,9 @@ async fn backup_writes_in<B: Backend>(ctx: &mut Ctx<'_, B>, wl: &Workloads, seed
     ctx.evidence.append(&mut ev);
     let n = n?;
     Ok(Ok(format!(
-        "seed {seed}: {SEEDED} records in {QUIET}, {SEEDED} + a writer's {} acknowledged batches in {BUSY} ({during} of them while the CronJob's dump ran, {dump_s:.1} s); the dump's log: \"{warning}\"; {deleted} collections deleted, restored by the restore Job: {QUIET} whole, {n} records of {BUSY} — every one acknowledged and identical, {} acknowledged later than the dump read them",
+        "seed {seed}: {SEEDED} records in {QUIET}, {BUSY_SEEDED} + a writer's {} acknowledged batches in {BUSY} ({during} of them while the CronJob's dump ran, {dump_s:.1} s; {in_read} while it read {BUSY}); the dump's log: \"{warning}\"; {deleted} collections deleted, restored by the restore Job: {QUIET} whole, {n} records of {BUSY} — every one acknowledged and identical, {} acknowledged later than the dump read them",
         acked_busy.len() / BATCH,
-        SEEDED + acked_busy.len() - n,
+        BUSY_SEEDED + acked_busy.len() - n,
     )))
 }
 
@@ -543,4 +589,20 @@ pub fn seed_or_fail() -> Result<u64, Outcome> {
         evidence: Vec::new(),
         log_tail: String::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_window_runs_from_connected_to_the_collections_dumped_line() {
+        let log = "2026-12-05T01:41:48.407302Z  INFO connected url=http://x:8000 version=1.0.0\n2026-12-05T01:41:48.808961Z  INFO dumped collection=busy records=900 bytes=1\n2026-12-05T01:41:49.143283Z  INFO dumped collection=busy-2 records=5 bytes=1\n";
+        let (from, to) = read_window(log, "busy").expect("both lines");
+        assert_eq!(to.duration_since(from).expect("ordered").as_millis(), 401);
+        assert!(
+            read_window(log, "quiet").is_none(),
+            "no dumped line for quiet"
+        );
+    }
 }
