@@ -323,6 +323,37 @@ impl ClusterBackend {
         Ok(out)
     }
 
+    /// Waits until `back` holds for the server's pod (its container restarted and ready
+    /// again), then reads the pod and records the restarts accounted for.
+    async fn container_back(
+        &self,
+        id: &str,
+        pods: &Api<Pod>,
+        pod_name: &str,
+        container: &str,
+        back: impl Fn(Option<&Pod>) -> bool,
+        when: &str,
+    ) -> Result<Pod, BackendError> {
+        let waited =
+            tokio::time::timeout(self.timeout, await_condition(pods.clone(), pod_name, back)).await;
+        if !matches!(waited, Ok(Ok(_))) {
+            let namespace = pods.namespace().unwrap_or_default().to_string();
+            return Err(BackendError::NotReady {
+                waited: self.timeout,
+                detail: format!(
+                    "container {container} of {pod_name} did not come back ready {when}\n{}",
+                    self.report(&namespace).await
+                ),
+            });
+        }
+        let after = pods
+            .get(pod_name)
+            .await
+            .map_err(|e| failed(format!("reading pod {pod_name}"), e))?;
+        self.note_ends(id, &after, container);
+        Ok(after)
+    }
+
     /// Records the restarts of the server container that have been accounted for.
     fn note_ends(&self, id: &str, pod: &Pod, container: &str) {
         let count = pod
@@ -897,23 +928,16 @@ impl Backend for ClusterBackend {
                 st.is_some_and(|c| c.restart_count > before_count && c.ready)
             })
         };
-        let waited =
-            tokio::time::timeout(self.timeout, await_condition(pods.clone(), &pod_name, back))
-                .await;
-        if !matches!(waited, Ok(Ok(_))) {
-            return Err(BackendError::NotReady {
-                waited: self.timeout,
-                detail: format!(
-                    "container {container} of {pod_name} did not come back ready after SIGKILL\n{}",
-                    self.report(&namespace).await
-                ),
-            });
-        }
-        let after = pods
-            .get(&pod_name)
-            .await
-            .map_err(|e| failed(format!("reading pod {pod_name}"), e))?;
-        self.note_ends(&deployed.id, &after, &container);
+        let after = self
+            .container_back(
+                &deployed.id,
+                &pods,
+                &pod_name,
+                &container,
+                back,
+                "after SIGKILL",
+            )
+            .await?;
         let ended = after
             .status
             .and_then(|s| s.container_statuses)
@@ -1108,24 +1132,16 @@ impl Backend for ClusterBackend {
                 p.metadata.uid.as_deref() == Some(uid3.as_str()) && s3(p).is_some_and(|c| c.ready)
             })
         };
-        if !matches!(
-            tokio::time::timeout(self.timeout, await_condition(pods.clone(), &pod_name, back))
-                .await,
-            Ok(Ok(_))
-        ) {
-            return Err(BackendError::NotReady {
-                waited: self.timeout,
-                detail: format!(
-                    "container {container} of {pod_name} ended and did not come back ready\n{}",
-                    self.report(&namespace).await
-                ),
-            });
-        }
-        let after = pods
-            .get(&pod_name)
-            .await
-            .map_err(|e| failed(format!("reading pod {pod_name}"), e))?;
-        self.note_ends(&deployed.id, &after, &container);
+        let after = self
+            .container_back(
+                &deployed.id,
+                &pods,
+                &pod_name,
+                &container,
+                back,
+                "after it ended",
+            )
+            .await?;
         let t = status(&after)
             .and_then(|c| c.last_state)
             .and_then(|l| l.terminated)
