@@ -28,6 +28,8 @@ use render::ChromaVersion;
 
 use crate::{project_root, tools};
 
+mod profile;
+
 #[derive(clap::Args)]
 pub struct Flags {
     /// What to benchmark (only `backup` exists)
@@ -62,6 +64,10 @@ pub struct Flags {
     /// Measure nothing: print the table of --json's rows and draw --plot from them
     #[arg(long, requires = "json")]
     report_only: bool,
+    /// Also profile each Python-era server (py-spy, from PyPI) during a second, unmeasured
+    /// dump: writes its stacks and a chart of where its time goes into this directory
+    #[arg(long, conflicts_with = "report_only")]
+    profile: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -139,15 +145,24 @@ fn cpu_of(pid: u32) -> Result<f64> {
 
 /// `measure`, adding the server's CPU seconds over the same span to the client's.
 fn measure_with(server: &Server, cmd: &mut Command) -> Result<Run> {
+    measure_into(server, cmd, None)
+}
+
+/// `measure_with`, the command's standard output going into `stdout` (else nowhere).
+fn measure_into(server: &Server, cmd: &mut Command, stdout: Option<&Path>) -> Result<Run> {
     let before = cpu_of(server.child.id())?;
-    let mut r = measure(cmd)?;
+    let mut r = measure(cmd, stdout)?;
     r.cpu += cpu_of(server.child.id())? - before;
     Ok(r)
 }
 
-fn measure(cmd: &mut Command) -> Result<Run> {
+fn measure(cmd: &mut Command, stdout: Option<&Path>) -> Result<Run> {
+    let out = match stdout {
+        Some(p) => Stdio::from(File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        None => Stdio::null(),
+    };
     let started = Instant::now();
-    let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().with_context(|| format!("starting {cmd:?}"))?;
+    let child = cmd.stdin(Stdio::null()).stdout(out).stderr(Stdio::piped()).spawn().with_context(|| format!("starting {cmd:?}"))?;
     let pid = child.id() as libc::pid_t;
     let mut stderr = child.stderr.expect("piped");
     let reader = std::thread::spawn(move || {
@@ -275,6 +290,61 @@ fn ceiling(py: &Path, data: &Data, dim: usize, batch: usize) -> Result<Ceiling> 
         [add, get, add_cpu, get_cpu] => Ok(Ceiling { add, get, add_cpu, get_cpu }),
         _ => bail!("the in-process ceiling printed `{}`, not four numbers of seconds", text.trim()),
     }
+}
+
+/// py-spy, the sampling profiler (a Rust binary shipped in a PyPI wheel), in a venv of its own
+/// under target/bench; returns the binary.
+const PY_SPY: &str = "py-spy==0.4.3";
+fn py_spy(uv: &Path) -> Result<PathBuf> {
+    let dir = project_root().join("target/bench/venvs/py-spy");
+    let bin = dir.join("bin/py-spy");
+    if dir.join(".complete").is_file() {
+        return Ok(bin);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    crate::cmd::run_status(Command::new(uv).args(["venv", "--quiet", "--python", "/usr/bin/python3.11"]).arg(&dir))?.then_some(()).context("uv venv for py-spy")?;
+    crate::cmd::run_status(Command::new(uv).args(["pip", "install", "--quiet", "--python"]).arg(dir.join("bin/python")).arg(PY_SPY))?.then_some(()).with_context(|| format!("installing {PY_SPY}"))?;
+    std::fs::write(dir.join(".complete"), "")?;
+    Ok(bin)
+}
+
+/// Samples per second: enough for a few thousand samples in a 10k dump, little enough that the
+/// profiler's own CPU does not crowd a 2-core machine.
+const PROFILE_RATE: u32 = 100;
+
+/// Runs `dump` once more with py-spy attached to the server, and sorts the samples.
+fn profile_dump(py_spy: &Path, server: &Server, dump: &mut Command, out: &Path, version: &str, records: usize) -> Result<profile::Profile> {
+    let stacks = out.join(format!("server-{version}-{records}.stacks"));
+    let mut spy = Command::new(py_spy)
+        .args(["record", "--pid", &server.child.id().to_string(), "--rate", &PROFILE_RATE.to_string(), "--format", "raw", "--nonblocking", "-o"])
+        .arg(&stacks)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting py-spy")?;
+    // py-spy says so on stderr once it has attached; before that nothing is sampled.
+    let mut err = std::io::BufReader::new(spy.stderr.take().expect("piped"));
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut err, &mut line)? > 0 && !line.contains("Sampling process") {
+        line.clear();
+    }
+    ensure!(line.contains("Sampling process"), "py-spy did not attach to the server (pid {}): {line}", server.child.id());
+    let started = Instant::now();
+    let ran = dump.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let secs = started.elapsed().as_secs_f64();
+    // SIGINT is py-spy's own "stop and write" signal.
+    // SAFETY: kill has no memory preconditions; the pid is our own unreaped child.
+    unsafe { libc::kill(spy.id() as libc::pid_t, libc::SIGINT) };
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+    let status = spy.wait()?;
+    ensure!(ran?.success(), "the profiled dump failed");
+    ensure!(status.success(), "py-spy failed ({status}): {rest}");
+    let raw = std::fs::read_to_string(&stacks).with_context(|| format!("reading py-spy's stacks {}", stacks.display()))?;
+    let shares = profile::classify(&raw).with_context(|| format!("{}", stacks.display()))?;
+    let busy_threads = shares.total as f64 / (secs * f64::from(PROFILE_RATE));
+    Ok(profile::Profile { version: version.to_string(), records, shares, busy_threads })
 }
 
 /// A venv with cdp and the server version's own client (cached under target/bench).
@@ -405,7 +475,7 @@ fn push(rows: &mut Vec<Row>, json: Option<&Path>, row: Row) -> Result<()> {
 
 /// Everything measured on one version at one size.
 #[allow(clippy::too_many_arguments)]
-fn run_one(flags: &Flags, bin: &Path, venv: &Path, cdp: Option<&Path>, version: &ChromaVersion, n: usize, data: &Data, work: &Path, rows: &mut Vec<Row>) -> Result<()> {
+fn run_one(flags: &Flags, bin: &Path, venv: &Path, cdp: Option<&Path>, profiler: Option<&Path>, version: &ChromaVersion, n: usize, data: &Data, work: &Path, rows: &mut Vec<Row>, profiles: &mut Vec<profile::Profile>) -> Result<()> {
     let v = version.to_string();
     let py = venv.join("bin/python");
     let url = |s: &Server| format!("http://127.0.0.1:{}", s.port);
@@ -440,6 +510,16 @@ fn run_one(flags: &Flags, bin: &Path, venv: &Path, cdp: Option<&Path>, version: 
     let dumped = work.join(format!("dump-{v}-{n}.tar"));
     let r = measure_with(&src, Command::new(bin).args(["dump", "--to"]).arg(&dumped).args(["--page-size", &flags.batch.to_string()]).env("CHROMA_BACKUP_URL", url(&src)))?;
     push(rows, json, row("chromadb-backup", "dump", &r, get_s))?;
+    if let (Some(spy), Some(out)) = (profiler, flags.profile.as_deref())
+        && !version.is_rust_server()
+    {
+        eprintln!("{v} × {n}: chromadb-backup dump again, under py-spy");
+        let again = work.join(format!("profiled-{v}-{n}.tar"));
+        let p = profile_dump(spy, &src, Command::new(bin).args(["dump", "--to"]).arg(&again).args(["--page-size", &flags.batch.to_string()]).env("CHROMA_BACKUP_URL", url(&src)), out, &v, n)?;
+        std::fs::remove_file(&again)?;
+        eprintln!("  {v} {n}: {:.0} % of the server's samples in jsonable_encoder", p.shares.fraction(profile::ENCODER) * 100.0);
+        profiles.push(p);
+    }
     if let Some(cdp) = cdp {
         let out = Command::new(cdp.join("bin/python")).arg("-c").arg(PY_ARROW).arg(&dumped).output()?;
         ensure!(out.status.success(), "pyarrow could not read the archive: {}", String::from_utf8_lossy(&out.stderr));
@@ -456,7 +536,9 @@ fn run_one(flags: &Flags, bin: &Path, venv: &Path, cdp: Option<&Path>, version: 
     if let Some(cdp) = cdp {
         eprintln!("{v} × {n}: cdp export");
         // cdp is a third-party tool pinned to an old chromadb: its failure is reported, not fatal.
-        match measure_with(&src, Command::new(cdp.join("bin/cdp")).args(["export", &url(&src), "--collection", "bench", "--batch-size", &flags.batch.to_string(), "--out"]).arg(&cdp_file)) {
+        // To standard output: cdp 0.0.12's `--out FILE` writes each line as a Python bytes
+        // literal (`b'{...}'`), which its own import refuses (JSONDecodeError).
+        match measure_into(&src, Command::new(cdp.join("bin/cdp")).args(["export", &url(&src), "--collection", "bench", "--batch-size", &flags.batch.to_string()]), Some(&cdp_file)) {
             Ok(r) => push(rows, json, row("cdp", "dump", &r, get_s))?,
             Err(e) => eprintln!("  {v} cdp dump FAILED: {e:#}"),
         }
@@ -465,8 +547,12 @@ fn run_one(flags: &Flags, bin: &Path, venv: &Path, cdp: Option<&Path>, version: 
 
     eprintln!("{v} × {n}: python get loop");
     let py_file = work.join(format!("py-{v}.jsonl"));
-    let r = measure_with(&src, Command::new(&py).args(["-c", PY_EXPORT, "127.0.0.1", &src.port.to_string(), "bench", &flags.batch.to_string()]).arg(&py_file))?;
-    push(rows, json, row("python client", "dump", &r, get_s))?;
+    // The era's own client against its own server can fail for reasons of its own (0.4.24's
+    // client and the FastAPI uv resolves today disagree on a get's body): reported, not fatal.
+    match measure_with(&src, Command::new(&py).args(["-c", PY_EXPORT, "127.0.0.1", &src.port.to_string(), "bench", &flags.batch.to_string()]).arg(&py_file)) {
+        Ok(r) => push(rows, json, row("python client", "dump", &r, get_s))?,
+        Err(e) => eprintln!("  {v} python client dump FAILED: {e:#}"),
+    }
     drop(src);
 
     if let Some(cdp) = cdp {
@@ -474,19 +560,22 @@ fn run_one(flags: &Flags, bin: &Path, venv: &Path, cdp: Option<&Path>, version: 
         eprintln!("{v} × {n}: cdp import");
         match measure_with(&dst, Command::new(cdp.join("bin/cdp")).args(["import", &url(&dst), "--collection", "bench", "--create", "--batch-size", &flags.batch.to_string(), "--in"]).arg(&cdp_file)) {
             Ok(r) if count(dst.port, version, "bench").ok() == Some(n as u64) => push(rows, json, row("cdp", "restore", &r, add_s))?,
-            Ok(_) => eprintln!("  {v} cdp restore FAILED: it did not load {n} records"),
+            // cdp exits 0 when a batch was refused: only the count tells.
+            Ok(_) => eprintln!("  {v} cdp restore FAILED: it exited 0 but loaded {} of {n} records", count(dst.port, version, "bench").map_or_else(|e| format!("? ({e:#})"), |c| c.to_string())),
             Err(e) => eprintln!("  {v} cdp restore FAILED: {e:#}"),
         }
         drop(dst);
     }
 
-    let dst = start(venv, version)?;
-    eprintln!("{v} × {n}: python add loop");
-    let r = measure_with(&dst, Command::new(&py).args(["-c", PY_IMPORT, "127.0.0.1", &dst.port.to_string(), "bench", &flags.batch.to_string()]).arg(&py_file))?;
-    ensure!(count(dst.port, version, "bench")? == n as u64, "the python add loop did not load {n} records");
-    push(rows, json, row("python client", "restore", &r, add_s))?;
-    drop(dst);
-    eprintln!("{v} × {n}: archive {:.1} MB, cdp jsonl {:.1} MB, python jsonl {:.1} MB", archive_bytes as f64 / 1e6, cdp_bytes as f64 / 1e6, std::fs::metadata(&py_file)?.len() as f64 / 1e6);
+    if py_file.is_file() {
+        let dst = start(venv, version)?;
+        eprintln!("{v} × {n}: python add loop");
+        let r = measure_with(&dst, Command::new(&py).args(["-c", PY_IMPORT, "127.0.0.1", &dst.port.to_string(), "bench", &flags.batch.to_string()]).arg(&py_file))?;
+        ensure!(count(dst.port, version, "bench")? == n as u64, "the python add loop did not load {n} records");
+        push(rows, json, row("python client", "restore", &r, add_s))?;
+    }
+    let py_bytes = std::fs::metadata(&py_file).map(|m| m.len()).unwrap_or(0);
+    eprintln!("{v} × {n}: archive {:.1} MB, cdp jsonl {:.1} MB, python jsonl {:.1} MB", archive_bytes as f64 / 1e6, cdp_bytes as f64 / 1e6, py_bytes as f64 / 1e6);
     let _ = std::fs::remove_file(&cdp_file);
     let _ = std::fs::remove_file(&py_file);
     Ok(())
@@ -524,6 +613,14 @@ pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
     let work = tempfile::Builder::new().prefix("bench-").tempdir_in(std::env::temp_dir())?;
     let venvs = VenvCache::new(&tools.uv.path, VenvCache::default_root()?)?;
     let mut rows = Vec::new();
+    let mut profiles = Vec::new();
+    let profiler = match &flags.profile {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("--profile {}: creating the directory", dir.display()))?;
+            Some(py_spy(&tools.uv.path)?)
+        }
+        None => None,
+    };
     for &n in &flags.records {
         let dir = work.path().join(n.to_string());
         std::fs::create_dir_all(&dir)?;
@@ -533,11 +630,21 @@ pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
             let pins = matrix.get(version).map(|e| e.pins.clone()).unwrap_or_default();
             let (venv, _) = venvs.ensure(version, &pins)?;
             let cdp = if flags.compare == Compare::All { Some(cdp_venv(&tools.uv.path, version)?) } else { None };
-            run_one(&flags, &bin, &venv.dir, cdp.as_deref(), version, n, &data, work.path(), &mut rows)?;
+            run_one(&flags, &bin, &venv.dir, cdp.as_deref(), profiler.as_deref(), version, n, &data, work.path(), &mut rows, &mut profiles)?;
         }
         std::fs::remove_dir_all(&dir)?;
     }
     println!("{}", table(&rows, flags.dim));
+    if let Some(dir) = &flags.profile {
+        if profiles.is_empty() {
+            eprintln!("--profile: no Python-era server among the versions, nothing profiled");
+        } else {
+            println!("{}", profile::table(&profiles));
+            let svg = dir.join("server-profile.svg");
+            std::fs::write(&svg, profile::svg(&profiles)).with_context(|| format!("writing {}", svg.display()))?;
+            eprintln!("wrote {}", svg.display());
+        }
+    }
     if let Some(svg) = &flags.plot {
         let mut all = match &flags.json {
             Some(p) => read_rows(p)?,
