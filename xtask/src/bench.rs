@@ -588,8 +588,7 @@ pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
         ensure!(!rows.is_empty(), "--json {} holds no measurements", json.display());
         println!("{}", table(&rows, flags.dim));
         if let Some(svg) = &flags.plot {
-            std::fs::write(svg, plot::svg(&rows, flags.dim)).with_context(|| format!("writing {}", svg.display()))?;
-            eprintln!("wrote {}", svg.display());
+            write_plots(svg, &rows, flags.dim)?;
         }
         return Ok(std::process::ExitCode::SUCCESS);
     }
@@ -655,10 +654,20 @@ pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
                 all.push(r.clone());
             }
         }
-        std::fs::write(svg, plot::svg(&all, flags.dim)).with_context(|| format!("writing {}", svg.display()))?;
-        eprintln!("wrote {}", svg.display());
+        write_plots(svg, &all, flags.dim)?;
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Wall seconds per 1,000 records into `svg`, CPU seconds (server + client) into its `-cpu`
+/// sibling: on a shared machine the wall time follows the load, the CPU time hardly does.
+fn write_plots(svg: &Path, rows: &[Row], dim: usize) -> Result<()> {
+    let cpu = svg.with_file_name(format!("{}-cpu.svg", svg.file_stem().and_then(|s| s.to_str()).unwrap_or("plot")));
+    for (path, metric) in [(svg, plot::Metric::Wall), (cpu.as_path(), plot::Metric::Cpu)] {
+        std::fs::write(path, plot::svg(rows, dim, metric)).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// The rows of a --json file; a later measurement of the same version, size, tool and op wins.
@@ -704,8 +713,8 @@ fn table(rows: &[Row], dim: usize) -> String {
     t
 }
 
-/// Seconds per 1,000 records against records, one line per era and op: the tool solid, the
-/// ceiling dashed in the same colour. Plain SVG text, like the latency plot of e2e.
+/// Seconds (wall or CPU) per 1,000 records against records, one line per era and op: the tool
+/// solid, the ceiling dashed in the same colour. Plain SVG text, like the latency plot of e2e.
 mod plot {
     use std::collections::BTreeMap;
     use std::fmt::Write as _;
@@ -727,15 +736,44 @@ mod plot {
         s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
     }
 
-    pub fn svg(rows: &[Row], dim: usize) -> String {
-        let rows: Vec<&Row> = rows.iter().filter(|r| r.tool == "chromadb-backup" || r.tool == CEILING).collect();
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum Metric {
+        /// Wall seconds of the client's run.
+        Wall,
+        /// CPU seconds of server and client together (rows measured before CPU was are left out).
+        Cpu,
+    }
+
+    impl Metric {
+        fn per_1000(self, r: &Row) -> Option<f64> {
+            match self {
+                Metric::Wall => Some(r.per_1000()),
+                Metric::Cpu => r.cpu_secs.map(|c| c / r.records as f64 * 1000.0),
+            }
+        }
+        fn what(self) -> &'static str {
+            match self {
+                Metric::Wall => "seconds",
+                Metric::Cpu => "CPU seconds (server + client)",
+            }
+        }
+    }
+
+    pub fn svg(rows: &[Row], dim: usize, metric: Metric) -> String {
+        let rows: Vec<(&Row, f64)> = rows.iter().filter(|r| r.tool == "chromadb-backup" || r.tool == CEILING).filter_map(|r| Some((r, metric.per_1000(r)?))).collect();
         // (version, op) → is the ceiling → points
         let mut lines: BTreeMap<(String, String), Series> = BTreeMap::new();
-        for r in &rows {
-            lines.entry((r.version.clone(), r.op.clone())).or_default().entry(r.tool == CEILING).or_default().push((r.records as f64, r.per_1000()));
+        for (r, y) in &rows {
+            lines.entry((r.version.clone(), r.op.clone())).or_default().entry(r.tool == CEILING).or_default().push((r.records as f64, *y));
         }
-        let xs: Vec<f64> = rows.iter().map(|r| r.records as f64).collect();
-        let ys: Vec<f64> = rows.iter().map(|r| r.per_1000()).collect();
+        if rows.is_empty() {
+            return format!(
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"60\" font-family=\"sans-serif\" font-size=\"12\"><text x=\"10\" y=\"30\">no measurement of chromadb-backup or the ceiling has {}</text></svg>\n",
+                metric.what()
+            );
+        }
+        let xs: Vec<f64> = rows.iter().map(|(r, _)| r.records as f64).collect();
+        let ys: Vec<f64> = rows.iter().map(|(_, y)| *y).collect();
         let (x0, x1) = (xs.iter().cloned().fold(f64::INFINITY, f64::min).log10().floor(), xs.iter().cloned().fold(0.0, f64::max).log10().ceil());
         let x1 = if x1 <= x0 { x0 + 1.0 } else { x1 };
         let (y0, y1) = (ys.iter().cloned().fold(f64::INFINITY, f64::min).log10().floor(), ys.iter().cloned().fold(0.0, f64::max).log10().ceil());
@@ -745,7 +783,7 @@ mod plot {
         let mut s = String::new();
         let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#);
         let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-        let _ = writeln!(s, r#"<text x="{}" y="22" font-size="14" text-anchor="middle">chromadb-backup: seconds per 1,000 records ({dim} dims); dashed: the server's in-process ceiling</text>"#, W / 2.0);
+        let _ = writeln!(s, r#"<text x="{}" y="22" font-size="14" text-anchor="middle">chromadb-backup: {} per 1,000 records ({dim} dims); dashed: the server's in-process ceiling</text>"#, W / 2.0, metric.what());
         let mut e = y0;
         while e <= y1 {
             let y = 10f64.powf(e);
@@ -760,7 +798,7 @@ mod plot {
             e += 1.0;
         }
         let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">records in the collection (log scale)</text>"#, L + (W - L - R) / 2.0, H - 12.0);
-        let _ = writeln!(s, r#"<text transform="translate(16 {}) rotate(-90)" text-anchor="middle">seconds per 1,000 records (log scale)</text>"#, T + (H - T - B) / 2.0);
+        let _ = writeln!(s, r#"<text transform="translate(16 {}) rotate(-90)" text-anchor="middle">{} per 1,000 records (log scale)</text>"#, T + (H - T - B) / 2.0, metric.what());
         for (i, ((version, op), tools)) in lines.iter().enumerate() {
             let colour = COLOURS[i % COLOURS.len()];
             for (ceiling, pts) in tools {
@@ -790,6 +828,34 @@ mod plot {
             n if n >= 1_000_000 => format!("{}M", n / 1_000_000),
             n if n >= 1_000 => format!("{}k", n / 1_000),
             n => n.to_string(),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn row(tool: &str, op: &str, records: usize, secs: f64, cpu: Option<f64>) -> Row {
+            Row { version: "1.5.0".into(), records, tool: tool.into(), op: op.into(), secs, rss_kib: None, ceiling_secs: secs, raw_bytes: 0, cpu_secs: cpu, ceiling_cpu_secs: cpu }
+        }
+
+        #[test]
+        fn the_cpu_plot_draws_cpu_seconds_and_leaves_out_rows_without_them() {
+            let rows = [row("chromadb-backup", "dump", 10_000, 20.0, Some(1.0)), row("chromadb-backup", "dump", 100_000, 200.0, Some(10.0)), row("chromadb-backup", "restore", 10_000, 20.0, None)];
+            let cpu = svg(&rows, 384, Metric::Cpu);
+            assert!(cpu.contains("CPU seconds (server + client) per 1,000 records"), "{cpu}");
+            assert!(cpu.contains("1.5.0 dump") && !cpu.contains("1.5.0 restore"), "the restore row has no CPU seconds: {cpu}");
+            // 0.1 CPU s per 1,000 at both sizes: the y axis spans the decade 0.1–1; the wall
+            // time's 2 s per 1,000 the decade 1–10.
+            assert!(cpu.contains(">0.1</text>") && !cpu.contains(">10</text>"), "{cpu}");
+            let wall = svg(&rows, 384, Metric::Wall);
+            assert!(wall.contains("1.5.0 restore") && wall.contains(">10</text>") && !wall.contains(">0.1</text>"), "{wall}");
+        }
+
+        #[test]
+        fn no_row_with_the_metric_is_said_not_drawn_from_nan() {
+            let out = svg(&[row("chromadb-backup", "dump", 10_000, 20.0, None)], 384, Metric::Cpu);
+            assert!(out.contains("no measurement") && !out.contains("NaN"), "{out}");
         }
     }
 }
