@@ -319,17 +319,26 @@ fn profile_dump(py_spy: &Path, server: &Server, dump: &mut Command, out: &Path, 
         .args(["record", "--pid", &server.child.id().to_string(), "--rate", &PROFILE_RATE.to_string(), "--format", "raw", "--nonblocking", "-o"])
         .arg(&stacks)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .context("starting py-spy")?;
-    // py-spy says so on stderr once it has attached; before that nothing is sampled.
-    let mut err = std::io::BufReader::new(spy.stderr.take().expect("piped"));
+    // py-spy says so on its standard output once it has attached (its errors go to standard
+    // error); before that nothing is sampled.
+    let mut said = std::io::BufReader::new(spy.stdout.take().expect("piped"));
     let mut line = String::new();
-    while std::io::BufRead::read_line(&mut err, &mut line)? > 0 && !line.contains("Sampling process") {
+    while std::io::BufRead::read_line(&mut said, &mut line)? > 0 && !line.contains("Sampling process") {
         line.clear();
     }
-    ensure!(line.contains("Sampling process"), "py-spy did not attach to the server (pid {}): {line}", server.child.id());
+    let mut err = spy.stderr.take().expect("piped");
+    if !line.contains("Sampling process") {
+        let mut why = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut why);
+        let _ = spy.wait();
+        bail!("py-spy did not attach to the server (pid {}): {}", server.child.id(), why.lines().next().unwrap_or("it exited without a word"));
+    }
+    // The rest of what it says must not fill the pipe while the dump runs.
+    let drain = std::thread::spawn(move || std::io::copy(&mut said, &mut std::io::sink()));
     let started = Instant::now();
     let ran = dump.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
     let secs = started.elapsed().as_secs_f64();
@@ -339,6 +348,7 @@ fn profile_dump(py_spy: &Path, server: &Server, dump: &mut Command, out: &Path, 
     let mut rest = String::new();
     let _ = std::io::Read::read_to_string(&mut err, &mut rest);
     let status = spy.wait()?;
+    let _ = drain.join();
     ensure!(ran?.success(), "the profiled dump failed");
     ensure!(status.success(), "py-spy failed ({status}): {rest}");
     let raw = std::fs::read_to_string(&stacks).with_context(|| format!("reading py-spy's stacks {}", stacks.display()))?;
