@@ -559,10 +559,16 @@ fn run_one(flags: &Flags, bin: &Path, venv: &Path, cdp: Option<&Path>, profiler:
     let py_file = work.join(format!("py-{v}.jsonl"));
     // The era's own client against its own server can fail for reasons of its own (0.4.24's
     // client and the FastAPI uv resolves today disagree on a get's body): reported, not fatal.
-    match measure_with(&src, Command::new(&py).args(["-c", PY_EXPORT, "127.0.0.1", &src.port.to_string(), "bench", &flags.batch.to_string()]).arg(&py_file)) {
-        Ok(r) => push(rows, json, row("python client", "dump", &r, get_s))?,
-        Err(e) => eprintln!("  {v} python client dump FAILED: {e:#}"),
-    }
+    let py_dumped = match measure_with(&src, Command::new(&py).args(["-c", PY_EXPORT, "127.0.0.1", &src.port.to_string(), "bench", &flags.batch.to_string()]).arg(&py_file)) {
+        Ok(r) => {
+            push(rows, json, row("python client", "dump", &r, get_s))?;
+            true
+        }
+        Err(e) => {
+            eprintln!("  {v} python client dump FAILED: {e:#}");
+            false
+        }
+    };
     drop(src);
 
     if let Some(cdp) = cdp {
@@ -577,7 +583,7 @@ fn run_one(flags: &Flags, bin: &Path, venv: &Path, cdp: Option<&Path>, profiler:
         drop(dst);
     }
 
-    if py_file.is_file() {
+    if py_dumped {
         let dst = start(venv, version)?;
         eprintln!("{v} × {n}: python add loop");
         let r = measure_with(&dst, Command::new(&py).args(["-c", PY_IMPORT, "127.0.0.1", &dst.port.to_string(), "bench", &flags.batch.to_string()]).arg(&py_file))?;

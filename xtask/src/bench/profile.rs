@@ -26,7 +26,7 @@ const REST: &str = "the rest (HTTP, routing, telemetry, threads)";
 /// from somewhere else listed below.
 const PARTS: &[Part] = &[
     Part { name: ENCODER, frames: &[("jsonable_encoder", "fastapi/encoders.py")] },
-    Part { name: "orjson response rendering", frames: &[("render", "responses.py"), ("dumps", "orjson")] },
+    Part { name: "rendering the answer as JSON text (json.dumps on 0.4, orjson on 0.5+)", frames: &[("render", "responses.py"), ("dumps", "orjson")] },
     Part { name: "reading the collection (SQLite, HNSW)", frames: &[("_get", "chromadb/api/segment.py"), ("", "chromadb/segment/"), ("", "sqlite3"), ("", "hnswlib")] },
     Part { name: "request parsing and validation", frames: &[("validate_model", ""), ("loads", "orjson"), ("body", "starlette/requests.py")] },
 ];
