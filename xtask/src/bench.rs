@@ -61,12 +61,14 @@ pub struct Flags {
     /// from this run's measurements and those already in --json
     #[arg(long)]
     plot: Option<PathBuf>,
-    /// Measure nothing: print the table of --json's rows and draw --plot from them
+    /// Measure nothing: print the table of --json's rows and draw --plot from them, and the
+    /// profiles already in --profile's directory
     #[arg(long, requires = "json")]
     report_only: bool,
     /// Also profile each Python-era server (py-spy, from PyPI) during a second, unmeasured
-    /// dump: writes its stacks and a chart of where its time goes into this directory
-    #[arg(long, conflicts_with = "report_only")]
+    /// dump: writes its stacks into this directory, then a table and a chart of where the time
+    /// goes from every profile there
+    #[arg(long)]
     profile: Option<PathBuf>,
 }
 
@@ -312,9 +314,10 @@ fn py_spy(uv: &Path) -> Result<PathBuf> {
 /// profiler's own CPU does not crowd a 2-core machine.
 const PROFILE_RATE: u32 = 100;
 
-/// Runs `dump` once more with py-spy attached to the server, and sorts the samples.
-fn profile_dump(py_spy: &Path, server: &Server, dump: &mut Command, out: &Path, version: &str, records: usize) -> Result<profile::Profile> {
-    let stacks = out.join(format!("server-{version}-{records}.stacks"));
+/// Runs `dump` once more with py-spy attached to the server; leaves its stacks and what they
+/// sampled in `out`, and returns the share of jsonable_encoder.
+fn profile_dump(py_spy: &Path, server: &Server, dump: &mut Command, out: &Path, version: &str, records: usize) -> Result<f64> {
+    let stacks = out.join(profile::stacks_name(version, records));
     let mut spy = Command::new(py_spy)
         .args(["record", "--pid", &server.child.id().to_string(), "--rate", &PROFILE_RATE.to_string(), "--format", "raw", "--nonblocking", "-o"])
         .arg(&stacks)
@@ -351,10 +354,9 @@ fn profile_dump(py_spy: &Path, server: &Server, dump: &mut Command, out: &Path, 
     let _ = drain.join();
     ensure!(ran?.success(), "the profiled dump failed");
     ensure!(status.success(), "py-spy failed ({status}): {rest}");
-    let raw = std::fs::read_to_string(&stacks).with_context(|| format!("reading py-spy's stacks {}", stacks.display()))?;
-    let shares = profile::classify(&raw).with_context(|| format!("{}", stacks.display()))?;
-    let busy_threads = shares.total as f64 / (secs * f64::from(PROFILE_RATE));
-    Ok(profile::Profile { version: version.to_string(), records, shares, busy_threads })
+    let sampled = profile::Sampled { version: version.to_string(), records, secs, rate: PROFILE_RATE };
+    sampled.save(out)?;
+    Ok(sampled.load(out)?.shares.fraction(profile::ENCODER))
 }
 
 /// A venv with cdp and the server version's own client (cached under target/bench).
@@ -485,7 +487,7 @@ fn push(rows: &mut Vec<Row>, json: Option<&Path>, row: Row) -> Result<()> {
 
 /// Everything measured on one version at one size.
 #[allow(clippy::too_many_arguments)]
-fn run_one(flags: &Flags, bin: &Path, venv: &Path, cdp: Option<&Path>, profiler: Option<&Path>, version: &ChromaVersion, n: usize, data: &Data, work: &Path, rows: &mut Vec<Row>, profiles: &mut Vec<profile::Profile>) -> Result<()> {
+fn run_one(flags: &Flags, bin: &Path, venv: &Path, cdp: Option<&Path>, profiler: Option<&Path>, version: &ChromaVersion, n: usize, data: &Data, work: &Path, rows: &mut Vec<Row>) -> Result<()> {
     let v = version.to_string();
     let py = venv.join("bin/python");
     let url = |s: &Server| format!("http://127.0.0.1:{}", s.port);
@@ -525,10 +527,9 @@ fn run_one(flags: &Flags, bin: &Path, venv: &Path, cdp: Option<&Path>, profiler:
     {
         eprintln!("{v} × {n}: chromadb-backup dump again, under py-spy");
         let again = work.join(format!("profiled-{v}-{n}.tar"));
-        let p = profile_dump(spy, &src, Command::new(bin).args(["dump", "--to"]).arg(&again).args(["--page-size", &flags.batch.to_string()]).env("CHROMA_BACKUP_URL", url(&src)), out, &v, n)?;
+        let encoder = profile_dump(spy, &src, Command::new(bin).args(["dump", "--to"]).arg(&again).args(["--page-size", &flags.batch.to_string()]).env("CHROMA_BACKUP_URL", url(&src)), out, &v, n)?;
         std::fs::remove_file(&again)?;
-        eprintln!("  {v} {n}: {:.0} % of the server's samples in jsonable_encoder", p.shares.fraction(profile::ENCODER) * 100.0);
-        profiles.push(p);
+        eprintln!("  {v} {n}: {:.0} % of the server's samples in jsonable_encoder", encoder * 100.0);
     }
     if let Some(cdp) = cdp {
         let out = Command::new(cdp.join("bin/python")).arg("-c").arg(PY_ARROW).arg(&dumped).output()?;
@@ -606,6 +607,9 @@ pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
         if let Some(svg) = &flags.plot {
             write_plots(svg, &rows, flags.dim)?;
         }
+        if let Some(dir) = &flags.profile {
+            report_profiles(dir)?;
+        }
         return Ok(std::process::ExitCode::SUCCESS);
     }
     ensure!(!flags.records.is_empty() && flags.records.iter().all(|&n| n > 0), "--records must be 1 or more (e.g. --records 10000 --records 100000)");
@@ -628,7 +632,6 @@ pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
     let work = tempfile::Builder::new().prefix("bench-").tempdir_in(std::env::temp_dir())?;
     let venvs = VenvCache::new(&tools.uv.path, VenvCache::default_root()?)?;
     let mut rows = Vec::new();
-    let mut profiles = Vec::new();
     let profiler = match &flags.profile {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("--profile {}: creating the directory", dir.display()))?;
@@ -645,20 +648,13 @@ pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
             let pins = matrix.get(version).map(|e| e.pins.clone()).unwrap_or_default();
             let (venv, _) = venvs.ensure(version, &pins)?;
             let cdp = if flags.compare == Compare::All { Some(cdp_venv(&tools.uv.path, version)?) } else { None };
-            run_one(&flags, &bin, &venv.dir, cdp.as_deref(), profiler.as_deref(), version, n, &data, work.path(), &mut rows, &mut profiles)?;
+            run_one(&flags, &bin, &venv.dir, cdp.as_deref(), profiler.as_deref(), version, n, &data, work.path(), &mut rows)?;
         }
         std::fs::remove_dir_all(&dir)?;
     }
     println!("{}", table(&rows, flags.dim));
     if let Some(dir) = &flags.profile {
-        if profiles.is_empty() {
-            eprintln!("--profile: no Python-era server among the versions, nothing profiled");
-        } else {
-            println!("{}", profile::table(&profiles));
-            let svg = dir.join("server-profile.svg");
-            std::fs::write(&svg, profile::svg(&profiles)).with_context(|| format!("writing {}", svg.display()))?;
-            eprintln!("wrote {}", svg.display());
-        }
+        report_profiles(dir)?;
     }
     if let Some(svg) = &flags.plot {
         let mut all = match &flags.json {
@@ -673,6 +669,20 @@ pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
         write_plots(svg, &all, flags.dim)?;
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The table and the chart of every profile in `dir` (this run's and earlier ones).
+fn report_profiles(dir: &Path) -> Result<()> {
+    let profiles = profile::load_all(dir)?;
+    if profiles.is_empty() {
+        eprintln!("--profile {}: no profile there (only Python-era servers are profiled)", dir.display());
+        return Ok(());
+    }
+    println!("{}", profile::table(&profiles));
+    let svg = dir.join("server-profile.svg");
+    std::fs::write(&svg, profile::svg(&profiles)).with_context(|| format!("writing {}", svg.display()))?;
+    eprintln!("wrote {}", svg.display());
+    Ok(())
 }
 
 /// Wall seconds per 1,000 records into `svg`, CPU seconds (server + client) into its `-cpu`

@@ -7,6 +7,7 @@
 //! in-process ceiling also pays.
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
@@ -46,9 +47,11 @@ impl Shares {
 }
 
 fn frame_matches(frame: &str, (func, file): (&str, &str)) -> bool {
-    // A frame reads `function (path/to/file.py:line)`.
+    // A frame reads `function (path/to/file.py:line)`, a method's name qualified by its class
+    // (`JSONResponse.render`).
     let (f, loc) = frame.split_once(" (").unwrap_or((frame, ""));
-    (func.is_empty() || f == func) && (file.is_empty() || loc.contains(file))
+    let name = f.rsplit('.').next().unwrap_or(f);
+    (func.is_empty() || name == func) && (file.is_empty() || loc.contains(file))
 }
 
 /// Sorts py-spy's `--format raw` output (one `frame;frame;… count` line per distinct stack,
@@ -68,6 +71,57 @@ pub fn classify(raw: &str) -> Result<Shares> {
     }
     let names = PARTS.iter().map(|p| p.name).chain([REST]);
     Ok(Shares { samples: names.map(String::from).zip(counts).collect(), total })
+}
+
+/// What py-spy sampled, saved beside its stacks so a later report can redraw the chart.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Sampled {
+    pub version: String,
+    pub records: usize,
+    /// Wall seconds of the profiled dump.
+    pub secs: f64,
+    /// Samples per second asked of py-spy.
+    pub rate: u32,
+}
+
+pub fn stacks_name(version: &str, records: usize) -> String {
+    format!("server-{version}-{records}.stacks")
+}
+
+impl Sampled {
+    fn path(dir: &Path, version: &str, records: usize) -> PathBuf {
+        dir.join(format!("server-{version}-{records}.json"))
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let p = Self::path(dir, &self.version, self.records);
+        std::fs::write(&p, serde_json::to_string(self)? + "\n").with_context(|| format!("writing {}", p.display()))
+    }
+
+    /// Its stacks, sorted into the parts.
+    pub fn load(&self, dir: &Path) -> Result<Profile> {
+        let stacks = dir.join(stacks_name(&self.version, self.records));
+        let raw = std::fs::read_to_string(&stacks).with_context(|| format!("reading py-spy's stacks {}", stacks.display()))?;
+        let shares = classify(&raw).with_context(|| format!("{}", stacks.display()))?;
+        let busy_threads = shares.total as f64 / (self.secs * f64::from(self.rate));
+        Ok(Profile { version: self.version.clone(), records: self.records, shares, busy_threads })
+    }
+}
+
+/// Every profile saved in `dir`, by version then size.
+pub fn load_all(dir: &Path) -> Result<Vec<Profile>> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading --profile {}", dir.display()))?;
+    for e in entries {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "json") && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("server-")) {
+            let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            let s: Sampled = serde_json::from_str(&text).with_context(|| format!("{}: not a saved profile (version, records, secs, rate)", p.display()))?;
+            out.push(s.load(dir)?);
+        }
+    }
+    out.sort_by(|a, b| (a.version.parse::<semver::Version>().ok(), a.records).cmp(&(b.version.parse::<semver::Version>().ok(), b.records)));
+    Ok(out)
 }
 
 /// What a profile of one era at one size adds to the report.
@@ -148,6 +202,7 @@ mod tests {
     use rstest::rstest;
 
     const READ: &str = "reading the collection (SQLite, HNSW)";
+    const RENDER: &str = "rendering the answer as JSON text (json.dumps on 0.4, orjson on 0.5+)";
 
     #[rstest]
     #[case::encoding_under_the_route_handler(
@@ -159,6 +214,11 @@ mod tests {
         "run (anyio/_backends/_asyncio.py:1);process_get (chromadb/server/fastapi/__init__.py:2);_get (chromadb/api/segment.py:3);get_metadata (chromadb/segment/impl/metadata/sqlite.py:4) 7",
         READ
     )]
+    #[case::a_method_qualified_by_its_class(
+        "get_request_handler.<locals>.app (fastapi/routing.py:804);JSONResponse.__init__ (starlette/responses.py:197);JSONResponse.render (starlette/responses.py:200);dumps (json/__init__.py:238) 7",
+        RENDER
+    )]
+    #[case::a_segment_read_by_a_method("SegmentAPI._get (chromadb/api/segment.py:600);PersistentLocalHnswSegment.get_vectors (chromadb/segment/impl/vector/local_persistent_hnsw.py:1) 7", READ)]
     #[case::a_function_named_like_a_part_in_another_file_is_the_rest("jsonable_encoder (myapp/encoders.py:1) 7", REST)]
     #[case::an_unknown_stack_is_the_rest("select (selectors.py:1) 7", REST)]
     fn a_stack_is_counted_in_its_part(#[case] raw: &str, #[case] part: &str) {
@@ -183,6 +243,27 @@ mod tests {
     fn bad_stacks_are_named_errors(#[case] raw: &str, #[case] says: &str) {
         let e = format!("{:#}", classify(raw).unwrap_err());
         assert!(e.contains(says), "{e}");
+    }
+
+    #[test]
+    fn a_saved_profile_is_read_back_with_its_busy_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(stacks_name("0.6.3", 10_000)), "jsonable_encoder (fastapi/encoders.py:1) 150\nselect (selectors.py:1) 50\n").unwrap();
+        Sampled { version: "0.6.3".into(), records: 10_000, secs: 4.0, rate: 100 }.save(dir.path()).unwrap();
+        Sampled { version: "0.4.24".into(), records: 10_000, secs: 2.0, rate: 100 }.save(dir.path()).unwrap();
+        std::fs::write(dir.path().join(stacks_name("0.4.24", 10_000)), "jsonable_encoder (fastapi/encoders.py:1) 100\n").unwrap();
+        let all = load_all(dir.path()).unwrap();
+        let got: Vec<(&str, f64, f64)> = all.iter().map(|p| (p.version.as_str(), p.busy_threads, p.shares.fraction(ENCODER))).collect();
+        // 200 samples in 4 s at 100 a second: half a thread busy on average.
+        assert_eq!(got, [("0.4.24", 0.5, 1.0), ("0.6.3", 0.5, 0.75)], "sorted by version");
+    }
+
+    #[test]
+    fn a_saved_profile_without_its_stacks_names_the_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        Sampled { version: "0.6.3".into(), records: 10, secs: 1.0, rate: 100 }.save(dir.path()).unwrap();
+        let e = format!("{:#}", load_all(dir.path()).err().expect("no stacks"));
+        assert!(e.contains("server-0.6.3-10.stacks"), "{e}");
     }
 
     #[test]
