@@ -169,6 +169,8 @@ mod tests {
         Record { id: format!("r{id:06}"), embedding: Some(vec![id as f32]), document: None, metadata: None, uri: None }
     }
 
+    const MAX_CALLS: usize = 10_000;
+
     /// A collection in storage order that another client changes between requests: `edits`
     /// runs before answering the n-th request (n counted from 0) and may add or delete.
     struct Sim<F: Fn(usize, &mut Vec<Record>, &mut usize)> {
@@ -191,6 +193,9 @@ mod tests {
                 *c += 1;
                 *c - 1
             };
+            // Every request here is answered at once, so a reader that stops making progress
+            // would spin forever instead of failing: no case needs anywhere near this many.
+            assert!(call < MAX_CALLS, "the reader asked {MAX_CALLS} pages of a simulated collection of at most a few thousand records: it is not making progress");
             (self.edits)(call, &mut self.rows.borrow_mut(), &mut self.next_id.borrow_mut());
             let rows = self.rows.borrow();
             Ok(rows.iter().skip(offset).take(limit).cloned().collect())

@@ -120,7 +120,7 @@ pub fn load_all(dir: &Path) -> Result<Vec<Profile>> {
             out.push(s.load(dir)?);
         }
     }
-    out.sort_by(|a, b| (a.version.parse::<semver::Version>().ok(), a.records).cmp(&(b.version.parse::<semver::Version>().ok(), b.records)));
+    out.sort_by_key(|a| (a.version.parse::<semver::Version>().ok(), a.records));
     Ok(out)
 }
 
