@@ -11,7 +11,8 @@
 //! Restores each go into a fresh server; the exports all read the server the tool restored
 //! into. Peak RSS is the client process's own (`wait4`'s `ru_maxrss`), never the server's.
 //! MB/s counts the raw record data (4 bytes per embedding component + id, document and
-//! metadata JSON), the same figure for every tool.
+//! metadata JSON), the same figure for every tool. `--profile` samples each Python-era server
+//! with py-spy during a second dump (`bench/profile.rs` sorts the samples).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
