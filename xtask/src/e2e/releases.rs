@@ -53,12 +53,24 @@ pub struct ReleaseFlags {
 /// The release list, cut and announced; what was left out and why goes to stderr.
 fn selection(flags: &ReleaseFlags) -> anyhow::Result<Selection> {
     let cache = pypi::default_cache_path()?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     let (list, how) = runtime.block_on(pypi::resolve(&cache, flags.offline))?;
     match how {
-        Provenance::Fresh => eprintln!("releases: {} versions from {} (cached at {})", list.releases.len(), pypi::PYPI_JSON, cache.display()),
+        Provenance::Fresh => eprintln!(
+            "releases: {} versions from {} (cached at {})",
+            list.releases.len(),
+            pypi::PYPI_JSON,
+            cache.display()
+        ),
         Provenance::Cached { age, why } => {
-            eprintln!("releases: PyPI not asked or not answering ({why}); using the list cached at {} {} h ago", cache.display(), age.as_secs() / 3600)
+            eprintln!(
+                "releases: PyPI not asked or not answering ({why}); using the list cached at {} {} h ago",
+                cache.display(),
+                age.as_secs() / 3600
+            )
         }
     }
     let sel = pypi::select(&list.releases, flags.since.as_ref(), flags.until.as_ref())?;
@@ -84,16 +96,34 @@ pub fn with_neighbour_pins(known: &VersionMatrix, releases: &[ChromaVersion]) ->
         if known.get(v).is_some() {
             continue;
         }
-        let below = known.versions.iter().filter(|e| e.version < *v).max_by(|a, b| a.version.cmp(&b.version));
-        let above = known.versions.iter().filter(|e| e.version > *v).min_by(|a, b| a.version.cmp(&b.version));
-        let mut pins: Vec<String> = below.into_iter().chain(above).flat_map(|e| e.pins.clone()).collect();
+        let below = known
+            .versions
+            .iter()
+            .filter(|e| e.version < *v)
+            .max_by(|a, b| a.version.cmp(&b.version));
+        let above = known
+            .versions
+            .iter()
+            .filter(|e| e.version > *v)
+            .min_by(|a, b| a.version.cmp(&b.version));
+        let mut pins: Vec<String> = below
+            .into_iter()
+            .chain(above)
+            .flat_map(|e| e.pins.clone())
+            .collect();
         // A pin of the Python server's releases does not carry over into the Rust server's.
         if v.is_rust_server() {
             pins.retain(|_| below.is_some_and(|b| b.version.is_rust_server()));
         }
         pins.sort();
         pins.dedup();
-        out.versions.push(MatrixEntry { version: v.clone(), reason: "a PyPI release the matrix does not pin (--all-releases)".into(), smoke: false, pins, expected_failures: Vec::new() });
+        out.versions.push(MatrixEntry {
+            version: v.clone(),
+            reason: "a PyPI release the matrix does not pin (--all-releases)".into(),
+            smoke: false,
+            pins,
+            expected_failures: Vec::new(),
+        });
     }
     out.versions.sort_by(|a, b| a.version.cmp(&b.version));
     out
@@ -113,7 +143,11 @@ pub fn run(flags: E2eFlags) -> anyhow::Result<ExitCode> {
     opts.helm_version = tools.helm.version.clone();
     let known = with_neighbour_pins(&plan.matrix, &sel.run);
     let root = crate::project_root();
-    let path = flags.releases.compat_report.clone().unwrap_or_else(|| root.join(COMPAT_REPORT));
+    let path = flags
+        .releases
+        .compat_report
+        .clone()
+        .unwrap_or_else(|| root.join(COMPAT_REPORT));
     let template = CompatReport {
         date: today(),
         chart_version: chart_version(&plan.opts.chart)?,
@@ -126,12 +160,28 @@ pub fn run(flags: E2eFlags) -> anyhow::Result<ExitCode> {
         parts: 1,
         releases: Vec::new(),
     };
-    let checkpoint = Checkpoint { path: path.clone(), template: template.clone() };
-    let job = ReleasesJob { live: &plan.live, opts, helm, releases: sel.run.clone(), ahead: usize::from(flags.releases.ahead), checkpoint };
+    let checkpoint = Checkpoint {
+        path: path.clone(),
+        template: template.clone(),
+    };
+    let job = ReleasesJob {
+        live: &plan.live,
+        opts,
+        helm,
+        releases: sel.run.clone(),
+        ahead: usize::from(flags.releases.ahead),
+        checkpoint,
+    };
     let (report, per_release) = backends::run(&flags.backend, false, &tools, &known, job)?;
 
     let mut code = crate::e2e::finish(&report, &flags)?;
-    let compat = CompatReport { date: today(), backend: report.backend.clone(), wall_seconds: report.wall_seconds, releases: per_release, ..template };
+    let compat = CompatReport {
+        date: today(),
+        backend: report.backend.clone(),
+        wall_seconds: report.wall_seconds,
+        releases: per_release,
+        ..template
+    };
     write_report(&path, &compat)?;
     eprintln!("compatibility report: {}", path.display());
     if flags.releases.compat_report.is_none() {
@@ -139,7 +189,10 @@ pub fn run(flags: E2eFlags) -> anyhow::Result<ExitCode> {
         eprintln!("README.md's compatibility table regenerated from {COMPAT_REPORT}");
     }
     for r in &compat.releases {
-        eprintln!("  {}: {:.0}s ({:.0}s to prepare)", r.version, r.seconds, r.prepare_seconds);
+        eprintln!(
+            "  {}: {:.0}s ({:.0}s to prepare)",
+            r.version, r.seconds, r.prepare_seconds
+        );
     }
     if !hold_gates(&compat) {
         code = ExitCode::FAILURE;
@@ -152,11 +205,24 @@ pub fn hold_gates(compat: &CompatReport) -> bool {
     let mut ok = true;
     println!("\nversion gates of the spec model against this run:");
     for g in gates::check(compat) {
-        let sides = format!("{} | {}", g.below.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into()), g.gate.floor);
+        let sides = format!(
+            "{} | {}",
+            g.below
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "-".into()),
+            g.gate.floor
+        );
         match &g.verdict {
             Verdict::Holds => println!("  ✓ {} ({sides}): holds on both sides", g.gate.name),
-            Verdict::HoldsAbove { below_reason } => println!("  ✓ {} ({sides}): holds from the floor; below it nothing to observe ({below_reason})", g.gate.name),
-            Verdict::NotCovered(why) => println!("  - {} ({sides}): not covered by this run ({why})", g.gate.name),
+            Verdict::HoldsAbove { below_reason } => println!(
+                "  ✓ {} ({sides}): holds from the floor; below it nothing to observe ({below_reason})",
+                g.gate.name
+            ),
+            Verdict::NotCovered(why) => println!(
+                "  - {} ({sides}): not covered by this run ({why})",
+                g.gate.name
+            ),
             Verdict::Mismatch(problems) => {
                 ok = false;
                 for p in problems {
@@ -179,7 +245,8 @@ fn write_report(path: &Path, compat: &CompatReport) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::write(path, serde_json::to_string_pretty(compat)? + "\n").with_context(|| format!("writing {}", path.display()))
+    std::fs::write(path, serde_json::to_string_pretty(compat)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The report as it stands, written after every release: a run stopped part way (Ctrl-C, a
@@ -205,8 +272,13 @@ impl Checkpoint {
 
 fn chart_version(chart: &Path) -> anyhow::Result<String> {
     let path = chart.join("Chart.yaml");
-    let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)?;
-    doc.get("version").and_then(|v| v.as_str()).map(str::to_string).with_context(|| format!("{} has no version", path.display()))
+    let doc: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+    )?;
+    doc.get("version")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .with_context(|| format!("{} has no version", path.display()))
 }
 
 /// The README's compatibility section made from `compat`.
@@ -223,8 +295,10 @@ pub fn write_readme_table(root: &Path, compat: &CompatReport) -> anyhow::Result<
 /// The table as the committed report makes it (for `cargo xtask docs` and the sync test).
 pub fn committed_table(root: &Path) -> anyhow::Result<String> {
     let path = root.join(COMPAT_REPORT);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let report = CompatReport::parse(&text).with_context(|| format!("{} is not a compatibility report", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let report = CompatReport::parse(&text)
+        .with_context(|| format!("{} is not a compatibility report", path.display()))?;
     Ok(compat::table(&report))
 }
 
@@ -241,12 +315,20 @@ impl backends::Job for ReleasesJob<'_> {
     type Output = (RunReport, Vec<ReleaseResult>);
 
     async fn run<B: Backend>(self, backend: &B) -> anyhow::Result<Self::Output> {
-        let ReleasesJob { live, opts, helm, releases, ahead, checkpoint } = self;
+        let ReleasesJob {
+            live,
+            opts,
+            helm,
+            releases,
+            ahead,
+            checkpoint,
+        } = self;
         let started = Instant::now();
         let total = releases.len();
         // The producer makes releases ready in order, `ahead` at once, and hands each over;
         // the channel's bound keeps it from running further ahead than that.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(ChromaVersion, f64, Option<String>)>(ahead);
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<(ChromaVersion, f64, Option<String>)>(ahead);
         let producer = async move {
             let mut ready = futures::stream::iter(releases)
                 .map(|v| async move {
@@ -268,16 +350,34 @@ impl backends::Job for ReleasesJob<'_> {
             while let Some((v, prepare, err)) = rx.recv().await {
                 n += 1;
                 match &err {
-                    Some(e) => eprintln!("[{n}/{total}] {v}: preparing failed ({prepare:.0}s): {e}"),
-                    None => eprintln!("[{n}/{total}] {v}: ready ({prepare:.0}s to prepare); deploying"),
+                    Some(e) => {
+                        eprintln!("[{n}/{total}] {v}: preparing failed ({prepare:.0}s): {e}")
+                    }
+                    None => {
+                        eprintln!("[{n}/{total}] {v}: ready ({prepare:.0}s to prepare); deploying")
+                    }
                 }
                 let t = Instant::now();
-                let r = e2e::runner::run(backend, &helm, live, std::slice::from_ref(&v), &opts).await;
+                let r =
+                    e2e::runner::run(backend, &helm, live, std::slice::from_ref(&v), &opts).await;
                 let seconds = (t.elapsed().as_secs_f64() * 10.0).round() / 10.0;
                 let cells = compat::cells_of(&r, &v);
-                let failed = cells.iter().filter(|c| c.status == compat::Status::Fail).count();
-                eprintln!("[{n}/{total}] {} {v}: {} cells, {failed} failed ({seconds:.0}s; {:.0} min so far)", if failed > 0 { "✗" } else { "✓" }, cells.len(), started.elapsed().as_secs_f64() / 60.0);
-                results.push(ReleaseResult { version: v.clone(), seconds, prepare_seconds: (prepare * 10.0).round() / 10.0, cells });
+                let failed = cells
+                    .iter()
+                    .filter(|c| c.status == compat::Status::Fail)
+                    .count();
+                eprintln!(
+                    "[{n}/{total}] {} {v}: {} cells, {failed} failed ({seconds:.0}s; {:.0} min so far)",
+                    if failed > 0 { "✗" } else { "✓" },
+                    cells.len(),
+                    started.elapsed().as_secs_f64() / 60.0
+                );
+                results.push(ReleaseResult {
+                    version: v.clone(),
+                    seconds,
+                    prepare_seconds: (prepare * 10.0).round() / 10.0,
+                    cells,
+                });
                 checkpoint.save(backend.name(), &results, started.elapsed());
                 match report.as_mut() {
                     None => report = Some(r),
@@ -307,7 +407,10 @@ mod tests {
         let root = crate::project_root();
         let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
         let table = committed_table(&root).unwrap();
-        assert!(table.contains("| Releases |"), "the committed report made no table:\n{table}");
+        assert!(
+            table.contains("| Releases |"),
+            "the committed report made no table:\n{table}"
+        );
         assert!(
             compat::splice(&readme, &table).unwrap() == readme,
             "README.md's compatibility table is not the one {COMPAT_REPORT} makes: run `cargo xtask docs`"
@@ -315,7 +418,8 @@ mod tests {
     }
 
     #[test]
-    fn unlisted_releases_take_their_listed_neighbours_pins_but_the_rust_server_takes_none_from_python() {
+    fn unlisted_releases_take_their_listed_neighbours_pins_but_the_rust_server_takes_none_from_python()
+     {
         let known = VersionMatrix::parse(
             "versions:\n  - {version: \"0.4.14\", reason: a}\n  - {version: \"0.4.24\", reason: b, pins: [\"numpy<2\"]}\n  - {version: \"0.5.0\", reason: c, pins: [\"numpy<2\"]}\n  - {version: \"0.5.15\", reason: d}\n  - {version: \"0.6.3\", reason: d}\n  - {version: \"1.0.0\", reason: e}\n",
             Path::new("t.yaml"),
@@ -326,7 +430,11 @@ mod tests {
         assert_eq!(pins("0.4.20"), ["numpy<2"]);
         assert_eq!(pins("0.5.3"), ["numpy<2"]);
         assert!(pins("0.6.0").is_empty() && pins("1.0.2").is_empty());
-        assert_eq!(pins("0.4.24"), ["numpy<2"], "listed releases keep their own pins");
+        assert_eq!(
+            pins("0.4.24"),
+            ["numpy<2"],
+            "listed releases keep their own pins"
+        );
     }
 
     #[rstest::rstest]
@@ -334,8 +442,14 @@ mod tests {
     #[case::all_releases_with_named_versions(&["e2e", "--all-releases", "--version", "1.0.0"], "--version")]
     #[case::a_bound_that_is_no_version(&["e2e", "--all-releases", "--since", "latest"], "MAJOR.MINOR.PATCH, 0.4.3 or later")]
     #[case::a_bound_below_the_oldest_release(&["e2e", "--all-releases", "--until", "0.4.2"], "older than the oldest supported release 0.4.3")]
-    fn bad_release_flags_are_refused_naming_what_is_accepted(#[case] args: &[&str], #[case] says: &str) {
-        let err = crate::Cli::try_parse_from(std::iter::once("cargo xtask").chain(args.iter().copied())).err().expect("refused");
+    fn bad_release_flags_are_refused_naming_what_is_accepted(
+        #[case] args: &[&str],
+        #[case] says: &str,
+    ) {
+        let err =
+            crate::Cli::try_parse_from(std::iter::once("cargo xtask").chain(args.iter().copied()))
+                .err()
+                .expect("refused");
         assert!(err.to_string().contains(says), "{err}");
     }
 }

@@ -94,16 +94,23 @@ fn one() -> usize {
 impl CompatReport {
     /// Every release PyPI had was run.
     pub fn complete(&self) -> bool {
-        self.on_pypi.iter().all(|v| self.releases.iter().any(|r| r.version == *v))
+        self.on_pypi
+            .iter()
+            .all(|v| self.releases.iter().any(|r| r.version == *v))
     }
 
     /// Shard reports of one chart version (a workflow runs release ranges side by side) as one:
     /// releases in order, each once; the wall time is the longest shard's.
     pub fn merge(mut parts: Vec<CompatReport>) -> Result<CompatReport, String> {
-        let Some(mut out) = parts.pop() else { return Err("no compatibility report to merge".into()) };
+        let Some(mut out) = parts.pop() else {
+            return Err("no compatibility report to merge".into());
+        };
         for p in parts {
             if (&p.chart_version, &p.backend) != (&out.chart_version, &out.backend) {
-                return Err(format!("reports of chart {} on {} and chart {} on {} cannot make one table", p.chart_version, p.backend, out.chart_version, out.backend));
+                return Err(format!(
+                    "reports of chart {} on {} and chart {} on {} cannot make one table",
+                    p.chart_version, p.backend, out.chart_version, out.backend
+                ));
             }
             for r in p.releases {
                 if out.releases.iter().any(|x| x.version == r.version) {
@@ -130,7 +137,9 @@ impl CompatReport {
     }
 
     pub fn failed(&self) -> bool {
-        self.releases.iter().any(|r| r.cells.iter().any(|c| c.status == Status::Fail))
+        self.releases
+            .iter()
+            .any(|r| r.cells.iter().any(|c| c.status == Status::Fail))
     }
 }
 
@@ -139,7 +148,12 @@ impl CompatReport {
 pub fn cells_of(report: &RunReport, version: &ChromaVersion) -> Vec<Cell> {
     let mut cells = Vec::new();
     for d in report.deployments.iter().filter(|d| &d.version == version) {
-        let cell = |check, status, reason: &str| Cell { deployment: d.deployment.clone(), check, status, reason: reason.to_string() };
+        let cell = |check, status, reason: &str| Cell {
+            deployment: d.deployment.clone(),
+            check,
+            status,
+            reason: reason.to_string(),
+        };
         if let Some(e) = &d.error {
             cells.extend(d.planned.iter().map(|&c| cell(c, Status::Fail, e)));
             continue;
@@ -147,7 +161,11 @@ pub fn cells_of(report: &RunReport, version: &ChromaVersion) -> Vec<Cell> {
         if d.checks.is_empty()
             && let Some(why) = &d.skipped
         {
-            let status = if why.starts_with("the spec refuses") { Status::Refused } else { Status::Skip };
+            let status = if why.starts_with("the spec refuses") {
+                Status::Refused
+            } else {
+                Status::Skip
+            };
             cells.extend(d.planned.iter().map(|&c| cell(c, status, why)));
             continue;
         }
@@ -156,7 +174,9 @@ pub fn cells_of(report: &RunReport, version: &ChromaVersion) -> Vec<Cell> {
                 Outcome::Pass { .. } => cell(c.check, Status::Pass, ""),
                 Outcome::Fail { reason, .. } => cell(c.check, Status::Fail, reason),
                 Outcome::Skipped { reason } => cell(c.check, Status::Skip, reason),
-                Outcome::ExpectedFail { cause, why, .. } => cell(c.check, Status::Xfail, &format!("{why} (said: {cause})")),
+                Outcome::ExpectedFail { cause, why, .. } => {
+                    cell(c.check, Status::Xfail, &format!("{why} (said: {cause})"))
+                }
             });
         }
     }
@@ -173,7 +193,9 @@ mod check_name {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<CheckName, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -188,7 +210,10 @@ fn generic(text: &str, v: &ChromaVersion) -> String {
     let mut rest = text;
     while let Some(i) = rest.find(&needle) {
         let tail = &rest[i + needle.len()..];
-        let starts = rest[..i].chars().last().is_none_or(|c| !c.is_ascii_digit() && c != '.');
+        let starts = rest[..i]
+            .chars()
+            .last()
+            .is_none_or(|c| !c.is_ascii_digit() && c != '.');
         let mut next = tail.chars();
         let ends = match next.next() {
             None => true,
@@ -196,7 +221,11 @@ fn generic(text: &str, v: &ChromaVersion) -> String {
             Some(c) => !c.is_ascii_digit(),
         };
         out.push_str(&rest[..i]);
-        out.push_str(if starts && ends { "this release" } else { &needle });
+        out.push_str(if starts && ends {
+            "this release"
+        } else {
+            &needle
+        });
         rest = tail;
     }
     out.push_str(rest);
@@ -212,7 +241,10 @@ fn steady(text: &str) -> String {
         let core = word.trim_end_matches([':', ',', ';', ')']);
         let tail = &word[core.len()..];
         let number = core.trim_end_matches('s');
-        let measured = number.matches('.').count() == 1 && number.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+        let measured = number.matches('.').count() == 1
+            && number
+                .split('.')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
         if after_seed && !core.is_empty() && core.chars().all(|c| c.is_ascii_digit()) {
             out.push(format!("…{tail}"));
         } else if measured {
@@ -235,7 +267,14 @@ struct NoteKey {
 
 /// The README section: a header saying what was run, the table, the notes.
 pub fn table(report: &CompatReport) -> String {
-    let checks: Vec<CheckName> = CheckName::all().filter(|c| report.releases.iter().any(|r| r.cells.iter().any(|x| x.check == *c))).collect();
+    let checks: Vec<CheckName> = CheckName::all()
+        .filter(|c| {
+            report
+                .releases
+                .iter()
+                .any(|r| r.cells.iter().any(|x| x.check == *c))
+        })
+        .collect();
     // Notes are numbered in order of first appearance; each lists the deployments it covers.
     let mut notes: Vec<(NoteKey, Vec<String>)> = Vec::new();
     let mut rows: Vec<(ChromaVersion, Vec<String>)> = Vec::new();
@@ -246,7 +285,11 @@ pub fn table(report: &CompatReport) -> String {
             for c in r.cells.iter().filter(|c| c.check == check) {
                 let entry = statuses.entry(c.status).or_default();
                 if c.status != Status::Pass {
-                    let key = NoteKey { check, status: c.status, reason: steady(&generic(&c.reason, &r.version)) };
+                    let key = NoteKey {
+                        check,
+                        status: c.status,
+                        reason: steady(&generic(&c.reason, &r.version)),
+                    };
                     let n = match notes.iter().position(|(k, _)| *k == key) {
                         Some(n) => n,
                         None => {
@@ -268,7 +311,17 @@ pub fn table(report: &CompatReport) -> String {
                 statuses
                     .iter()
                     .rev()
-                    .map(|(s, ns)| if ns.is_empty() { s.label().to_string() } else { format!("{} {}", s.label(), ns.iter().map(|n| format!("[{n}]")).collect::<String>()) })
+                    .map(|(s, ns)| {
+                        if ns.is_empty() {
+                            s.label().to_string()
+                        } else {
+                            format!(
+                                "{} {}",
+                                s.label(),
+                                ns.iter().map(|n| format!("[{n}]")).collect::<String>()
+                            )
+                        }
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             };
@@ -291,20 +344,47 @@ pub fn table(report: &CompatReport) -> String {
         report.helm_version,
         report.backend,
         report.jobs,
-        if report.complete() { "every one," } else { "a cut," },
+        if report.complete() {
+            "every one,"
+        } else {
+            "a cut,"
+        },
         report.releases.len(),
         report.on_pypi.len(),
-        if report.parts > 1 { format!("{} (the longest of {} runs of release ranges)", minutes(report.wall_seconds), report.parts) } else { minutes(report.wall_seconds) },
+        if report.parts > 1 {
+            format!(
+                "{} (the longest of {} runs of release ranges)",
+                minutes(report.wall_seconds),
+                report.parts
+            )
+        } else {
+            minutes(report.wall_seconds)
+        },
     );
     if !report.complete() {
-        let _ = writeln!(out, "\n**Partial run:** only the releases above were run; this table says nothing about the others.");
+        let _ = writeln!(
+            out,
+            "\n**Partial run:** only the releases above were run; this table says nothing about the others."
+        );
     }
     if !report.left_out.is_empty() {
-        let list: Vec<String> = report.left_out.iter().map(|l| format!("{} ({})", l.version, l.why)).collect();
+        let list: Vec<String> = report
+            .left_out
+            .iter()
+            .map(|l| format!("{} ({})", l.version, l.why))
+            .collect();
         let _ = writeln!(out, "\nNot run: {}.", list.join("; "));
     }
     out.push('\n');
-    let _ = writeln!(out, "| Releases | {} |", checks.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" | "));
+    let _ = writeln!(
+        out,
+        "| Releases | {} |",
+        checks
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
     let _ = writeln!(out, "|---|{}", "---|".repeat(checks.len()));
     let mut i = 0;
     while i < rows.len() {
@@ -312,15 +392,31 @@ pub fn table(report: &CompatReport) -> String {
         while j + 1 < rows.len() && rows[j + 1].1 == rows[i].1 {
             j += 1;
         }
-        let range = if i == j { rows[i].0.to_string() } else { format!("{} – {} ({})", rows[i].0, rows[j].0, j - i + 1) };
-        let _ = writeln!(out, "| {range} | {} |", rows[i].1.join(" | ").replace('\n', " "));
+        let range = if i == j {
+            rows[i].0.to_string()
+        } else {
+            format!("{} – {} ({})", rows[i].0, rows[j].0, j - i + 1)
+        };
+        let _ = writeln!(
+            out,
+            "| {range} | {} |",
+            rows[i].1.join(" | ").replace('\n', " ")
+        );
         i = j + 1;
     }
     if !notes.is_empty() {
         out.push('\n');
         for (n, (k, deployments)) in notes.iter().enumerate() {
             let reason = k.reason.replace('\n', " ").replace('|', "\\|");
-            let _ = writeln!(out, "{}. {} {} on {}: {}", n + 1, k.status.label(), k.check, deployments.join(", "), reason);
+            let _ = writeln!(
+                out,
+                "{}. {} {} on {}: {}",
+                n + 1,
+                k.status.label(),
+                k.check,
+                deployments.join(", "),
+                reason
+            );
         }
     }
     out
@@ -337,30 +433,46 @@ fn ranges(report: &CompatReport) -> String {
             (true, None) => current = Some((v, v)),
             (true, Some((a, _))) => current = Some((a, v)),
             (false, Some((a, b))) => {
-                out.push(if a == b { a.to_string() } else { format!("{a} – {b}") });
+                out.push(if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a} – {b}")
+                });
                 current = None;
             }
             (false, None) => {}
         }
     }
     if let Some((a, b)) = current {
-        out.push(if a == b { a.to_string() } else { format!("{a} – {b}") });
+        out.push(if a == b {
+            a.to_string()
+        } else {
+            format!("{a} – {b}")
+        });
     }
     out.join(", ")
 }
 
 fn minutes(s: f64) -> String {
     let m = (s / 60.0).round() as u64;
-    if m >= 60 { format!("{} h {:02} min", m / 60, m % 60) } else { format!("{m} min") }
+    if m >= 60 {
+        format!("{} h {:02} min", m / 60, m % 60)
+    } else {
+        format!("{m} min")
+    }
 }
 
 /// Replaces the text between the markers; they must each be there once, in order.
 pub fn splice(readme: &str, table: &str) -> Result<String, String> {
     let (Some(s), Some(e)) = (readme.find(START), readme.find(END)) else {
-        return Err(format!("README.md lacks the compatibility-table markers:\n{START}\n{END}"));
+        return Err(format!(
+            "README.md lacks the compatibility-table markers:\n{START}\n{END}"
+        ));
     };
     if e < s {
-        return Err("README.md's compatibility-table end marker comes before its start marker".into());
+        return Err(
+            "README.md's compatibility-table end marker comes before its start marker".into(),
+        );
     }
     Ok(format!("{}{START}\n{table}{}", &readme[..s], &readme[e..]))
 }
@@ -374,7 +486,12 @@ mod tests {
     }
 
     fn cell(d: &str, check: CheckName, status: Status, reason: &str) -> Cell {
-        Cell { deployment: d.into(), check, status, reason: reason.into() }
+        Cell {
+            deployment: d.into(),
+            check,
+            status,
+            reason: reason.into(),
+        }
     }
 
     fn report(releases: Vec<ReleaseResult>, on_pypi: Vec<ChromaVersion>) -> CompatReport {
@@ -384,7 +501,10 @@ mod tests {
             backend: "process".into(),
             helm_version: "v4.1.4".into(),
             on_pypi,
-            left_out: vec![LeftOut { version: "1.5.3".into(), why: "yanked on PyPI (yanked)".into() }],
+            left_out: vec![LeftOut {
+                version: "1.5.3".into(),
+                why: "yanked on PyPI (yanked)".into(),
+            }],
             jobs: 2,
             wall_seconds: 4000.0,
             parts: 1,
@@ -393,25 +513,68 @@ mod tests {
     }
 
     fn release(ver: &str, cells: Vec<Cell>) -> ReleaseResult {
-        ReleaseResult { version: v(ver), seconds: 1.0, prepare_seconds: 0.0, cells }
+        ReleaseResult {
+            version: v(ver),
+            seconds: 1.0,
+            prepare_seconds: 0.0,
+            cells,
+        }
     }
 
     #[test]
     fn equal_neighbours_collapse_and_release_numbers_in_causes_do_not_split_ranges() {
-        let skip = |ver: &str| cell("telemetry", crate::releases::check::TELEMETRY, Status::Skip, &format!("Chroma {ver} has no OpenTelemetry (from 0.4.15)"));
+        let skip = |ver: &str| {
+            cell(
+                "telemetry",
+                crate::releases::check::TELEMETRY,
+                Status::Skip,
+                &format!("Chroma {ver} has no OpenTelemetry (from 0.4.15)"),
+            )
+        };
         let r = report(
             vec![
-                release("0.4.13", vec![cell("a", crate::releases::check::AUTH, Status::Pass, ""), skip("0.4.13")]),
-                release("0.4.14", vec![cell("a", crate::releases::check::AUTH, Status::Pass, ""), skip("0.4.14")]),
-                release("0.4.15", vec![cell("a", crate::releases::check::AUTH, Status::Pass, ""), cell("telemetry", crate::releases::check::TELEMETRY, Status::Pass, "")]),
+                release(
+                    "0.4.13",
+                    vec![
+                        cell("a", crate::releases::check::AUTH, Status::Pass, ""),
+                        skip("0.4.13"),
+                    ],
+                ),
+                release(
+                    "0.4.14",
+                    vec![
+                        cell("a", crate::releases::check::AUTH, Status::Pass, ""),
+                        skip("0.4.14"),
+                    ],
+                ),
+                release(
+                    "0.4.15",
+                    vec![
+                        cell("a", crate::releases::check::AUTH, Status::Pass, ""),
+                        cell(
+                            "telemetry",
+                            crate::releases::check::TELEMETRY,
+                            Status::Pass,
+                            "",
+                        ),
+                    ],
+                ),
             ],
-            ["0.4.3", "0.4.13", "0.4.14", "0.4.15", "1.5.9"].map(v).to_vec(),
+            ["0.4.3", "0.4.13", "0.4.14", "0.4.15", "1.5.9"]
+                .map(v)
+                .to_vec(),
         );
         let t = table(&r);
-        assert!(t.contains("| 0.4.13 – 0.4.14 (2) | PASS | SKIP [1] |\n| 0.4.15 | PASS | PASS |"), "{t}");
+        assert!(
+            t.contains("| 0.4.13 – 0.4.14 (2) | PASS | SKIP [1] |\n| 0.4.15 | PASS | PASS |"),
+            "{t}"
+        );
         assert!(t.contains("1. SKIP telemetry on telemetry: Chroma this release has no OpenTelemetry (from 0.4.15)"), "{t}");
         assert!(t.contains("**Partial run:**") && t.contains("a cut, 3 of the 5 final Chroma releases on PyPI (0.4.3 – 1.5.9): 0.4.13 – 0.4.15, in 1 h 07 min."), "{t}");
-        assert!(t.contains("Not run: 1.5.3 (yanked on PyPI (yanked))"), "{t}");
+        assert!(
+            t.contains("Not run: 1.5.3 (yanked on PyPI (yanked))"),
+            "{t}"
+        );
     }
 
     #[test]
@@ -420,16 +583,37 @@ mod tests {
             vec![release(
                 "1.0.0",
                 vec![
-                    cell("cors-wildcard", crate::releases::check::CORS, Status::Refused, "the spec refuses these values on 1.0.0"),
-                    cell("reset-cors-token", crate::releases::check::CORS, Status::Pass, ""),
-                    cell("faults", crate::releases::check::FAULTS_FULL_VOLUME, Status::Xfail, "cannot start (said: disk is full)"),
+                    cell(
+                        "cors-wildcard",
+                        crate::releases::check::CORS,
+                        Status::Refused,
+                        "the spec refuses these values on 1.0.0",
+                    ),
+                    cell(
+                        "reset-cors-token",
+                        crate::releases::check::CORS,
+                        Status::Pass,
+                        "",
+                    ),
+                    cell(
+                        "faults",
+                        crate::releases::check::FAULTS_FULL_VOLUME,
+                        Status::Xfail,
+                        "cannot start (said: disk is full)",
+                    ),
                 ],
             )],
             vec![v("1.0.0")],
         );
         let t = table(&r);
-        assert!(t.contains("| 1.0.0 | REFUSED [1], PASS | XFAIL [2] |"), "{t}");
-        assert!(t.contains("every one, 1 of the 1") && !t.contains("Partial"), "{t}");
+        assert!(
+            t.contains("| 1.0.0 | REFUSED [1], PASS | XFAIL [2] |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("every one, 1 of the 1") && !t.contains("Partial"),
+            "{t}"
+        );
     }
 
     #[test]
@@ -437,26 +621,51 @@ mod tests {
         let a = report(vec![release("1.0.0", vec![])], vec![v("0.4.3"), v("1.0.0")]);
         let b = report(vec![release("0.4.3", vec![])], vec![v("0.4.3"), v("1.0.0")]);
         let m = CompatReport::merge(vec![a.clone(), b]).unwrap();
-        assert_eq!(m.releases.iter().map(|r| r.version.to_string()).collect::<Vec<_>>(), ["0.4.3", "1.0.0"]);
+        assert_eq!(
+            m.releases
+                .iter()
+                .map(|r| r.version.to_string())
+                .collect::<Vec<_>>(),
+            ["0.4.3", "1.0.0"]
+        );
         assert!(m.complete());
-        assert!(table(&m).contains("in 1 h 07 min (the longest of 2 runs of release ranges)"), "{}", table(&m));
+        assert!(
+            table(&m).contains("in 1 h 07 min (the longest of 2 runs of release ranges)"),
+            "{}",
+            table(&m)
+        );
         let mut gap = m.clone();
         gap.on_pypi = ["0.4.3", "0.4.4", "0.4.5", "1.0.0"].map(v).to_vec();
-        assert!(table(&gap).contains(": 0.4.3, 1.0.0, in"), "{}", table(&gap));
+        assert!(
+            table(&gap).contains(": 0.4.3, 1.0.0, in"),
+            "{}",
+            table(&gap)
+        );
         let err = CompatReport::merge(vec![a.clone(), a]).unwrap_err();
-        assert!(err.contains("release 1.0.0 is in more than one report"), "{err}");
+        assert!(
+            err.contains("release 1.0.0 is in more than one report"),
+            "{err}"
+        );
     }
 
     #[test]
     fn seeds_and_measured_times_do_not_split_equal_failures() {
         assert_eq!(
-            steady("seed 14213316905275034013: 100 records acknowledged in 0.5 s, then ready within 6.074529836s: exit (code: 13) on 1.0.2"),
+            steady(
+                "seed 14213316905275034013: 100 records acknowledged in 0.5 s, then ready within 6.074529836s: exit (code: 13) on 1.0.2"
+            ),
             "seed …: 100 records acknowledged in … s, then ready within …s: exit (code: 13) on 1.0.2"
         );
     }
 
     #[test]
     fn generic_replaces_only_the_whole_release_number() {
-        assert_eq!(generic("Chroma 1.0.1 differs from 1.0.10 and 11.0.1; 1.0.1.", &v("1.0.1")), "Chroma this release differs from 1.0.10 and 11.0.1; this release.");
+        assert_eq!(
+            generic(
+                "Chroma 1.0.1 differs from 1.0.10 and 11.0.1; 1.0.1.",
+                &v("1.0.1")
+            ),
+            "Chroma this release differs from 1.0.10 and 11.0.1; this release."
+        );
     }
 }
