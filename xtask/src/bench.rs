@@ -11,7 +11,8 @@
 //! Restores each go into a fresh server; the exports all read the server the tool restored
 //! into. Peak RSS is the client process's own (`wait4`'s `ru_maxrss`), never the server's.
 //! MB/s counts the raw record data (4 bytes per embedding component + id, document and
-//! metadata JSON), the same figure for every tool.
+//! metadata JSON), the same figure for every tool. `--profile` samples each Python-era server
+//! with py-spy during a second dump (`bench/profile.rs` sorts the samples).
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -27,6 +28,8 @@ use e2e::venv::VenvCache;
 use render::ChromaVersion;
 
 use crate::{project_root, tools};
+
+mod profile;
 
 #[derive(clap::Args)]
 pub struct Flags {
@@ -59,9 +62,15 @@ pub struct Flags {
     /// from this run's measurements and those already in --json
     #[arg(long)]
     plot: Option<PathBuf>,
-    /// Measure nothing: print the table of --json's rows and draw --plot from them
+    /// Measure nothing: print the table of --json's rows and draw --plot from them, and the
+    /// profiles already in --profile's directory
     #[arg(long, requires = "json")]
     report_only: bool,
+    /// Also profile each Python-era server (py-spy, from PyPI) during a second, unmeasured
+    /// dump: writes its stacks into this directory, then a table and a chart of where the time
+    /// goes from every profile there
+    #[arg(long)]
+    profile: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -193,17 +202,28 @@ fn cpu_of(pid: u32) -> Result<f64> {
 
 /// `measure`, adding the server's CPU seconds over the same span to the client's.
 fn measure_with(server: &Server, cmd: &mut Command) -> Result<Run> {
+    measure_into(server, cmd, None)
+}
+
+/// `measure_with`, the command's standard output going into `stdout` (else nowhere).
+fn measure_into(server: &Server, cmd: &mut Command, stdout: Option<&Path>) -> Result<Run> {
     let before = cpu_of(server.child.id())?;
-    let mut r = measure(cmd)?;
+    let mut r = measure(cmd, stdout)?;
     r.cpu += cpu_of(server.child.id())? - before;
     Ok(r)
 }
 
-fn measure(cmd: &mut Command) -> Result<Run> {
+fn measure(cmd: &mut Command, stdout: Option<&Path>) -> Result<Run> {
+    let out = match stdout {
+        Some(p) => {
+            Stdio::from(File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
+        None => Stdio::null(),
+    };
     let started = Instant::now();
     let child = cmd
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(out)
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {cmd:?}"))?;
@@ -399,6 +419,116 @@ fn ceiling(py: &Path, data: &Data, dim: usize, batch: usize) -> Result<Ceiling> 
     }
 }
 
+/// py-spy, the sampling profiler (a Rust binary shipped in a PyPI wheel), in a venv of its own
+/// under target/bench; returns the binary.
+const PY_SPY: &str = "py-spy==0.4.3";
+fn py_spy(uv: &Path) -> Result<PathBuf> {
+    let dir = project_root().join("target/bench/venvs/py-spy");
+    let bin = dir.join("bin/py-spy");
+    if dir.join(".complete").is_file() {
+        return Ok(bin);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    crate::cmd::run_status(
+        Command::new(uv)
+            .args(["venv", "--quiet", "--python", "/usr/bin/python3.11"])
+            .arg(&dir),
+    )?
+    .then_some(())
+    .context("uv venv for py-spy")?;
+    crate::cmd::run_status(
+        Command::new(uv)
+            .args(["pip", "install", "--quiet", "--python"])
+            .arg(dir.join("bin/python"))
+            .arg(PY_SPY),
+    )?
+    .then_some(())
+    .with_context(|| format!("installing {PY_SPY}"))?;
+    std::fs::write(dir.join(".complete"), "")?;
+    Ok(bin)
+}
+
+/// Samples per second: enough for a few thousand samples in a 10k dump, little enough that the
+/// profiler's own CPU does not crowd a 2-core machine.
+const PROFILE_RATE: u32 = 100;
+
+/// Runs `dump` once more with py-spy attached to the server; leaves its stacks and what they
+/// sampled in `out`, and returns the share of jsonable_encoder.
+fn profile_dump(
+    py_spy: &Path,
+    server: &Server,
+    dump: &mut Command,
+    out: &Path,
+    version: &str,
+    records: usize,
+) -> Result<f64> {
+    let stacks = out.join(profile::stacks_name(version, records));
+    let mut spy = Command::new(py_spy)
+        .args([
+            "record",
+            "--pid",
+            &server.child.id().to_string(),
+            "--rate",
+            &PROFILE_RATE.to_string(),
+            "--format",
+            "raw",
+            "--nonblocking",
+            "-o",
+        ])
+        .arg(&stacks)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting py-spy")?;
+    // py-spy says so on its standard output once it has attached (its errors go to standard
+    // error); before that nothing is sampled.
+    let mut said = std::io::BufReader::new(spy.stdout.take().expect("piped"));
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut said, &mut line)? > 0
+        && !line.contains("Sampling process")
+    {
+        line.clear();
+    }
+    let mut err = spy.stderr.take().expect("piped");
+    if !line.contains("Sampling process") {
+        let mut why = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut why);
+        let _ = spy.wait();
+        bail!(
+            "py-spy did not attach to the server (pid {}): {}",
+            server.child.id(),
+            why.lines().next().unwrap_or("it exited without a word")
+        );
+    }
+    // The rest of what it says must not fill the pipe while the dump runs.
+    let drain = std::thread::spawn(move || std::io::copy(&mut said, &mut std::io::sink()));
+    let started = Instant::now();
+    let ran = dump
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let secs = started.elapsed().as_secs_f64();
+    // SIGINT is py-spy's own "stop and write" signal.
+    // SAFETY: kill has no memory preconditions; the pid is our own unreaped child.
+    unsafe { libc::kill(spy.id() as libc::pid_t, libc::SIGINT) };
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+    let status = spy.wait()?;
+    let _ = drain.join();
+    ensure!(ran?.success(), "the profiled dump failed");
+    ensure!(status.success(), "py-spy failed ({status}): {rest}");
+    let sampled = profile::Sampled {
+        version: version.to_string(),
+        records,
+        secs,
+        rate: PROFILE_RATE,
+    };
+    sampled.save(out)?;
+    Ok(sampled.load(out)?.shares.fraction(profile::ENCODER))
+}
+
 /// A venv with cdp and the server version's own client (cached under target/bench).
 fn cdp_venv(uv: &Path, version: &ChromaVersion) -> Result<PathBuf> {
     let dir = project_root()
@@ -570,6 +700,7 @@ fn run_one(
     bin: &Path,
     venv: &Path,
     cdp: Option<&Path>,
+    profiler: Option<&Path>,
     version: &ChromaVersion,
     n: usize,
     data: &Data,
@@ -637,6 +768,29 @@ fn run_one(
             .env("CHROMA_BACKUP_URL", url(&src)),
     )?;
     push(rows, json, row("chromadb-backup", "dump", &r, get_s))?;
+    if let (Some(spy), Some(out)) = (profiler, flags.profile.as_deref())
+        && !version.is_rust_server()
+    {
+        eprintln!("{v} × {n}: chromadb-backup dump again, under py-spy");
+        let again = work.join(format!("profiled-{v}-{n}.tar"));
+        let encoder = profile_dump(
+            spy,
+            &src,
+            Command::new(bin)
+                .args(["dump", "--to"])
+                .arg(&again)
+                .args(["--page-size", &flags.batch.to_string()])
+                .env("CHROMA_BACKUP_URL", url(&src)),
+            out,
+            &v,
+            n,
+        )?;
+        std::fs::remove_file(&again)?;
+        eprintln!(
+            "  {v} {n}: {:.0} % of the server's samples in jsonable_encoder",
+            encoder * 100.0
+        );
+    }
     if let Some(cdp) = cdp {
         let out = Command::new(cdp.join("bin/python"))
             .arg("-c")
@@ -664,19 +818,19 @@ fn run_one(
     if let Some(cdp) = cdp {
         eprintln!("{v} × {n}: cdp export");
         // cdp is a third-party tool pinned to an old chromadb: its failure is reported, not fatal.
-        match measure_with(
+        // To standard output: cdp 0.0.12's `--out FILE` writes each line as a Python bytes
+        // literal (`b'{...}'`), which its own import refuses (JSONDecodeError).
+        match measure_into(
             &src,
-            Command::new(cdp.join("bin/cdp"))
-                .args([
-                    "export",
-                    &url(&src),
-                    "--collection",
-                    "bench",
-                    "--batch-size",
-                    &flags.batch.to_string(),
-                    "--out",
-                ])
-                .arg(&cdp_file),
+            Command::new(cdp.join("bin/cdp")).args([
+                "export",
+                &url(&src),
+                "--collection",
+                "bench",
+                "--batch-size",
+                &flags.batch.to_string(),
+            ]),
+            Some(&cdp_file),
         ) {
             Ok(r) => push(rows, json, row("cdp", "dump", &r, get_s))?,
             Err(e) => eprintln!("  {v} cdp dump FAILED: {e:#}"),
@@ -686,7 +840,9 @@ fn run_one(
 
     eprintln!("{v} × {n}: python get loop");
     let py_file = work.join(format!("py-{v}.jsonl"));
-    let r = measure_with(
+    // The era's own client against its own server can fail for reasons of its own (0.4.24's
+    // client and the FastAPI uv resolves today disagree on a get's body): reported, not fatal.
+    let py_dumped = match measure_with(
         &src,
         Command::new(&py)
             .args([
@@ -698,8 +854,16 @@ fn run_one(
                 &flags.batch.to_string(),
             ])
             .arg(&py_file),
-    )?;
-    push(rows, json, row("python client", "dump", &r, get_s))?;
+    ) {
+        Ok(r) => {
+            push(rows, json, row("python client", "dump", &r, get_s))?;
+            true
+        }
+        Err(e) => {
+            eprintln!("  {v} python client dump FAILED: {e:#}");
+            false
+        }
+    };
     drop(src);
 
     if let Some(cdp) = cdp {
@@ -723,38 +887,45 @@ fn run_one(
             Ok(r) if count(dst.port, version, "bench").ok() == Some(n as u64) => {
                 push(rows, json, row("cdp", "restore", &r, add_s))?
             }
-            Ok(_) => eprintln!("  {v} cdp restore FAILED: it did not load {n} records"),
+            // cdp exits 0 when a batch was refused: only the count tells.
+            Ok(_) => eprintln!(
+                "  {v} cdp restore FAILED: it exited 0 but loaded {} of {n} records",
+                count(dst.port, version, "bench")
+                    .map_or_else(|e| format!("? ({e:#})"), |c| c.to_string())
+            ),
             Err(e) => eprintln!("  {v} cdp restore FAILED: {e:#}"),
         }
         drop(dst);
     }
 
-    let dst = start(venv, version)?;
-    eprintln!("{v} × {n}: python add loop");
-    let r = measure_with(
-        &dst,
-        Command::new(&py)
-            .args([
-                "-c",
-                PY_IMPORT,
-                "127.0.0.1",
-                &dst.port.to_string(),
-                "bench",
-                &flags.batch.to_string(),
-            ])
-            .arg(&py_file),
-    )?;
-    ensure!(
-        count(dst.port, version, "bench")? == n as u64,
-        "the python add loop did not load {n} records"
-    );
-    push(rows, json, row("python client", "restore", &r, add_s))?;
-    drop(dst);
+    if py_dumped {
+        let dst = start(venv, version)?;
+        eprintln!("{v} × {n}: python add loop");
+        let r = measure_with(
+            &dst,
+            Command::new(&py)
+                .args([
+                    "-c",
+                    PY_IMPORT,
+                    "127.0.0.1",
+                    &dst.port.to_string(),
+                    "bench",
+                    &flags.batch.to_string(),
+                ])
+                .arg(&py_file),
+        )?;
+        ensure!(
+            count(dst.port, version, "bench")? == n as u64,
+            "the python add loop did not load {n} records"
+        );
+        push(rows, json, row("python client", "restore", &r, add_s))?;
+    }
+    let py_bytes = std::fs::metadata(&py_file).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "{v} × {n}: archive {:.1} MB, cdp jsonl {:.1} MB, python jsonl {:.1} MB",
         archive_bytes as f64 / 1e6,
         cdp_bytes as f64 / 1e6,
-        std::fs::metadata(&py_file)?.len() as f64 / 1e6
+        py_bytes as f64 / 1e6
     );
     let _ = std::fs::remove_file(&cdp_file);
     let _ = std::fs::remove_file(&py_file);
@@ -772,9 +943,10 @@ pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
         );
         println!("{}", table(&rows, flags.dim));
         if let Some(svg) = &flags.plot {
-            std::fs::write(svg, plot::svg(&rows, flags.dim))
-                .with_context(|| format!("writing {}", svg.display()))?;
-            eprintln!("wrote {}", svg.display());
+            write_plots(svg, &rows, flags.dim)?;
+        }
+        if let Some(dir) = &flags.profile {
+            report_profiles(dir)?;
         }
         return Ok(std::process::ExitCode::SUCCESS);
     }
@@ -824,6 +996,14 @@ pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
         .tempdir_in(std::env::temp_dir())?;
     let venvs = VenvCache::new(&tools.uv.path, VenvCache::default_root()?)?;
     let mut rows = Vec::new();
+    let profiler = match &flags.profile {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("--profile {}: creating the directory", dir.display()))?;
+            Some(py_spy(&tools.uv.path)?)
+        }
+        None => None,
+    };
     for &n in &flags.records {
         let dir = work.path().join(n.to_string());
         std::fs::create_dir_all(&dir)?;
@@ -845,6 +1025,7 @@ pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
                 &bin,
                 &venv.dir,
                 cdp.as_deref(),
+                profiler.as_deref(),
                 version,
                 n,
                 &data,
@@ -855,6 +1036,9 @@ pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
         std::fs::remove_dir_all(&dir)?;
     }
     println!("{}", table(&rows, flags.dim));
+    if let Some(dir) = &flags.profile {
+        report_profiles(dir)?;
+    }
     if let Some(svg) = &flags.plot {
         let mut all = match &flags.json {
             Some(p) => read_rows(p)?,
@@ -867,11 +1051,45 @@ pub fn run(flags: Flags) -> Result<std::process::ExitCode> {
                 all.push(r.clone());
             }
         }
-        std::fs::write(svg, plot::svg(&all, flags.dim))
-            .with_context(|| format!("writing {}", svg.display()))?;
-        eprintln!("wrote {}", svg.display());
+        write_plots(svg, &all, flags.dim)?;
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The table and the chart of every profile in `dir` (this run's and earlier ones).
+fn report_profiles(dir: &Path) -> Result<()> {
+    let profiles = profile::load_all(dir)?;
+    if profiles.is_empty() {
+        eprintln!(
+            "--profile {}: no profile there (only Python-era servers are profiled)",
+            dir.display()
+        );
+        return Ok(());
+    }
+    println!("{}", profile::table(&profiles));
+    let svg = dir.join("server-profile.svg");
+    std::fs::write(&svg, profile::svg(&profiles))
+        .with_context(|| format!("writing {}", svg.display()))?;
+    eprintln!("wrote {}", svg.display());
+    Ok(())
+}
+
+/// Wall seconds per 1,000 records into `svg`, CPU seconds (server + client) into its `-cpu`
+/// sibling: on a shared machine the wall time follows the load, the CPU time hardly does.
+fn write_plots(svg: &Path, rows: &[Row], dim: usize) -> Result<()> {
+    let cpu = svg.with_file_name(format!(
+        "{}-cpu.svg",
+        svg.file_stem().and_then(|s| s.to_str()).unwrap_or("plot")
+    ));
+    for (path, metric) in [
+        (svg, plot::Metric::Wall),
+        (cpu.as_path(), plot::Metric::Cpu),
+    ] {
+        std::fs::write(path, plot::svg(rows, dim, metric))
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// The rows of a --json file; a later measurement of the same version, size, tool and op wins.
@@ -938,8 +1156,8 @@ fn table(rows: &[Row], dim: usize) -> String {
     t
 }
 
-/// Seconds per 1,000 records against records, one line per era and op: the tool solid, the
-/// ceiling dashed in the same colour. Plain SVG text, like the latency plot of e2e.
+/// Seconds (wall or CPU) per 1,000 records against records, one line per era and op: the tool
+/// solid, the ceiling dashed in the same colour. Plain SVG text, like the latency plot of e2e.
 mod plot {
     use std::collections::BTreeMap;
     use std::fmt::Write as _;
@@ -965,23 +1183,53 @@ mod plot {
             .replace('>', "&gt;")
     }
 
-    pub fn svg(rows: &[Row], dim: usize) -> String {
-        let rows: Vec<&Row> = rows
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum Metric {
+        /// Wall seconds of the client's run.
+        Wall,
+        /// CPU seconds of server and client together (rows measured before CPU was are left out).
+        Cpu,
+    }
+
+    impl Metric {
+        fn per_1000(self, r: &Row) -> Option<f64> {
+            match self {
+                Metric::Wall => Some(r.per_1000()),
+                Metric::Cpu => r.cpu_secs.map(|c| c / r.records as f64 * 1000.0),
+            }
+        }
+        fn what(self) -> &'static str {
+            match self {
+                Metric::Wall => "seconds",
+                Metric::Cpu => "CPU seconds (server + client)",
+            }
+        }
+    }
+
+    pub fn svg(rows: &[Row], dim: usize, metric: Metric) -> String {
+        let rows: Vec<(&Row, f64)> = rows
             .iter()
             .filter(|r| r.tool == "chromadb-backup" || r.tool == CEILING)
+            .filter_map(|r| Some((r, metric.per_1000(r)?)))
             .collect();
         // (version, op) → is the ceiling → points
         let mut lines: BTreeMap<(String, String), Series> = BTreeMap::new();
-        for r in &rows {
+        for (r, y) in &rows {
             lines
                 .entry((r.version.clone(), r.op.clone()))
                 .or_default()
                 .entry(r.tool == CEILING)
                 .or_default()
-                .push((r.records as f64, r.per_1000()));
+                .push((r.records as f64, *y));
         }
-        let xs: Vec<f64> = rows.iter().map(|r| r.records as f64).collect();
-        let ys: Vec<f64> = rows.iter().map(|r| r.per_1000()).collect();
+        if rows.is_empty() {
+            return format!(
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"60\" font-family=\"sans-serif\" font-size=\"12\"><text x=\"10\" y=\"30\">no measurement of chromadb-backup or the ceiling has {}</text></svg>\n",
+                metric.what()
+            );
+        }
+        let xs: Vec<f64> = rows.iter().map(|(r, _)| r.records as f64).collect();
+        let ys: Vec<f64> = rows.iter().map(|(_, y)| *y).collect();
         let (x0, x1) = (
             xs.iter()
                 .cloned()
@@ -1010,8 +1258,9 @@ mod plot {
         let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
         let _ = writeln!(
             s,
-            r#"<text x="{}" y="22" font-size="14" text-anchor="middle">chromadb-backup: seconds per 1,000 records ({dim} dims); dashed: the server's in-process ceiling</text>"#,
-            W / 2.0
+            r#"<text x="{}" y="22" font-size="14" text-anchor="middle">chromadb-backup: {} per 1,000 records ({dim} dims); dashed: the server's in-process ceiling</text>"#,
+            W / 2.0,
+            metric.what()
         );
         let mut e = y0;
         while e <= y1 {
@@ -1043,8 +1292,9 @@ mod plot {
         );
         let _ = writeln!(
             s,
-            r#"<text transform="translate(16 {}) rotate(-90)" text-anchor="middle">seconds per 1,000 records (log scale)</text>"#,
-            T + (H - T - B) / 2.0
+            r#"<text transform="translate(16 {}) rotate(-90)" text-anchor="middle">{} per 1,000 records (log scale)</text>"#,
+            T + (H - T - B) / 2.0,
+            metric.what()
         );
         for (i, ((version, op), tools)) in lines.iter().enumerate() {
             let colour = COLOURS[i % COLOURS.len()];
@@ -1100,6 +1350,70 @@ mod plot {
             n if n >= 1_000_000 => format!("{}M", n / 1_000_000),
             n if n >= 1_000 => format!("{}k", n / 1_000),
             n => n.to_string(),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn row(tool: &str, op: &str, records: usize, secs: f64, cpu: Option<f64>) -> Row {
+            Row {
+                version: "1.5.0".into(),
+                records,
+                tool: tool.into(),
+                op: op.into(),
+                secs,
+                rss_kib: None,
+                ceiling_secs: secs,
+                raw_bytes: 0,
+                cpu_secs: cpu,
+                ceiling_cpu_secs: cpu,
+            }
+        }
+
+        #[test]
+        fn the_cpu_plot_draws_cpu_seconds_and_leaves_out_rows_without_them() {
+            let rows = [
+                row("chromadb-backup", "dump", 10_000, 20.0, Some(1.0)),
+                row("chromadb-backup", "dump", 100_000, 200.0, Some(10.0)),
+                row("chromadb-backup", "restore", 10_000, 20.0, None),
+            ];
+            let cpu = svg(&rows, 384, Metric::Cpu);
+            assert!(
+                cpu.contains("CPU seconds (server + client) per 1,000 records"),
+                "{cpu}"
+            );
+            assert!(
+                cpu.contains("1.5.0 dump") && !cpu.contains("1.5.0 restore"),
+                "the restore row has no CPU seconds: {cpu}"
+            );
+            // 0.1 CPU s per 1,000 at both sizes: the y axis spans the decade 0.1–1; the wall
+            // time's 2 s per 1,000 the decade 1–10.
+            assert!(
+                cpu.contains(">0.1</text>") && !cpu.contains(">10</text>"),
+                "{cpu}"
+            );
+            let wall = svg(&rows, 384, Metric::Wall);
+            assert!(
+                wall.contains("1.5.0 restore")
+                    && wall.contains(">10</text>")
+                    && !wall.contains(">0.1</text>"),
+                "{wall}"
+            );
+        }
+
+        #[test]
+        fn no_row_with_the_metric_is_said_not_drawn_from_nan() {
+            let out = svg(
+                &[row("chromadb-backup", "dump", 10_000, 20.0, None)],
+                384,
+                Metric::Cpu,
+            );
+            assert!(
+                out.contains("no measurement") && !out.contains("NaN"),
+                "{out}"
+            );
         }
     }
 }

@@ -228,6 +228,8 @@ mod tests {
         }
     }
 
+    const MAX_CALLS: usize = 10_000;
+
     /// A collection in storage order that another client changes between requests: `edits`
     /// runs before answering the n-th request (n counted from 0) and may add or delete.
     struct Sim<F: Fn(usize, &mut Vec<Record>, &mut usize)> {
@@ -255,6 +257,12 @@ mod tests {
                 *c += 1;
                 *c - 1
             };
+            // Every request here is answered at once, so a reader that stops making progress
+            // would spin forever instead of failing: no case needs anywhere near this many.
+            assert!(
+                call < MAX_CALLS,
+                "the reader asked {MAX_CALLS} pages of a simulated collection of at most a few thousand records: it is not making progress"
+            );
             (self.edits)(
                 call,
                 &mut self.rows.borrow_mut(),
