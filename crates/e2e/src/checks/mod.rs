@@ -9,7 +9,6 @@ pub mod era;
 pub mod faults;
 pub mod faults_backup;
 pub mod metrics;
-pub mod own_pods;
 mod probes;
 pub mod table;
 pub mod telemetry;
