@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checks::{CheckName, Outcome};
 use crate::releases::pypi::LeftOut;
+use crate::releases::saved::{RunKey, SavedRelease};
 use crate::runner::RunReport;
 
 /// How one check ended on one deployment of one release.
@@ -60,6 +61,10 @@ pub struct Cell {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReleaseResult {
     pub version: ChromaVersion,
+    /// The day it was measured (UTC, YYYY-MM-DD); empty in reports made before releases were
+    /// dated, where the report's date stands for all.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub date: String,
     /// Wall time of this release's deployments (its environment ready beforehand).
     pub seconds: f64,
     /// Time to make its environment or image ready (0 when another run had made it).
@@ -72,6 +77,10 @@ pub struct CompatReport {
     /// The day the run finished (UTC, YYYY-MM-DD).
     pub date: String,
     pub chart_version: String,
+    /// What every release of the report was measured under (chart content, checks, values);
+    /// absent in reports made before runs were keyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<RunKey>,
     pub backend: String,
     pub helm_version: String,
     /// Every runnable release PyPI had (0.4.3 or later, final, not yanked), oldest first.
@@ -100,10 +109,20 @@ impl CompatReport {
     /// Shard reports of one chart version (a workflow runs release ranges side by side) as one:
     /// releases in order, each once; the wall time is the longest shard's.
     pub fn merge(mut parts: Vec<CompatReport>) -> Result<CompatReport, String> {
-        let Some(mut out) = parts.pop() else { return Err("no compatibility report to merge".into()) };
+        let Some(mut out) = parts.pop() else {
+            return Err("no compatibility report to merge".into());
+        };
         for p in parts {
             if (&p.chart_version, &p.backend) != (&out.chart_version, &out.backend) {
                 return Err(format!("reports of chart {} on {} and chart {} on {} cannot make one table", p.chart_version, p.backend, out.chart_version, out.backend));
+            }
+            if let (Some(a), Some(b)) = (&p.key, &out.key)
+                && a != b
+            {
+                return Err(format!("reports measured under different keys cannot make one table: {}", b.differences(a).join(", and ")));
+            }
+            if p.key.is_some() != out.key.is_some() {
+                return Err("a report that records what it was measured under and one that does not cannot make one table".into());
             }
             for r in p.releases {
                 if out.releases.iter().any(|x| x.version == r.version) {
@@ -123,6 +142,42 @@ impl CompatReport {
         out.releases.sort_by(|a, b| a.version.cmp(&b.version));
         out.on_pypi.sort();
         Ok(out)
+    }
+
+    /// The report of every release saved under one key, oldest release first: dated by the
+    /// last release measured, with one part per invocation that measured some of them.
+    pub fn from_saved(key: &RunKey, saved: &[SavedRelease], on_pypi: Vec<ChromaVersion>, left_out: Vec<LeftOut>) -> CompatReport {
+        let mut releases: Vec<ReleaseResult> = saved.iter().map(|s| s.result.clone()).collect();
+        releases.sort_by(|a, b| a.version.cmp(&b.version));
+        let mut helm: Vec<&str> = saved.iter().map(|s| s.helm_version.as_str()).collect();
+        helm.sort();
+        helm.dedup();
+        let mut invocations: Vec<&str> = saved.iter().map(|s| s.invocation.as_str()).collect();
+        invocations.sort();
+        invocations.dedup();
+        CompatReport {
+            date: releases.iter().map(|r| r.date.clone()).max().unwrap_or_default(),
+            chart_version: key.chart_version.clone(),
+            key: Some(key.clone()),
+            backend: key.backend.clone(),
+            helm_version: helm.join(", "),
+            on_pypi,
+            left_out,
+            jobs: saved.iter().map(|s| s.jobs).max().unwrap_or(0),
+            wall_seconds: (releases.iter().map(|r| r.seconds).sum::<f64>() * 10.0).round() / 10.0,
+            parts: invocations.len().max(1),
+            releases,
+        }
+    }
+
+    /// Each day of measurement with the releases measured that day (as ranges of PyPI's list).
+    pub fn days(&self) -> Vec<(String, String)> {
+        let mut days: BTreeMap<String, Vec<&ChromaVersion>> = BTreeMap::new();
+        for r in &self.releases {
+            let day = if r.date.is_empty() { self.date.clone() } else { r.date.clone() };
+            days.entry(day).or_default().push(&r.version);
+        }
+        days.into_iter().map(|(d, vs)| (d, ranges_of(&self.on_pypi, &vs))).collect()
     }
 
     pub fn parse(text: &str) -> Result<CompatReport, serde_json::Error> {
@@ -268,7 +323,11 @@ pub fn table(report: &CompatReport) -> String {
                 statuses
                     .iter()
                     .rev()
-                    .map(|(s, ns)| if ns.is_empty() { s.label().to_string() } else { format!("{} {}", s.label(), ns.iter().map(|n| format!("[{n}]")).collect::<String>()) })
+                    .map(
+                        |(s, ns)| {
+                            if ns.is_empty() { s.label().to_string() } else { format!("{} {}", s.label(), ns.iter().map(|n| format!("[{n}]")).collect::<String>()) }
+                        },
+                    )
                     .collect::<Vec<_>>()
                     .join(", ")
             };
@@ -283,10 +342,33 @@ pub fn table(report: &CompatReport) -> String {
         (Some(a), Some(b)) => format!("{a} – {b}"),
         _ => "none".into(),
     };
+    let days: Vec<String> = match report.days().as_slice() {
+        [(day, _)] => vec![format!("on {day}")],
+        days => days.iter().map(|(day, vs)| format!("{day} ({vs})")).collect(),
+    };
+    let dates = match days.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("on {} and {last}", rest.join(", ")),
+        None => "never".into(),
+    };
+    let measured_under = match &report.key {
+        Some(k) => {
+            let deployments: std::collections::BTreeSet<&str> = k.checks.iter().filter_map(|c| c.split(':').next()).collect();
+            format!("content sha256 {}, {} checks of {} deployments", &k.chart_hash[..k.chart_hash.len().min(12)], k.checks.len(), deployments.len())
+        }
+        None => "content and check list not recorded".into(),
+    };
+    let took = if report.key.is_some() {
+        let sum: f64 = report.releases.iter().map(|r| r.seconds).sum();
+        format!("{} of release runs over {} invocation{}", minutes(sum), report.parts, if report.parts == 1 { "" } else { "s" })
+    } else if report.parts > 1 {
+        format!("{} (the longest of {} runs of release ranges)", minutes(report.wall_seconds), report.parts)
+    } else {
+        minutes(report.wall_seconds)
+    };
     let _ = writeln!(
         out,
-        "Measured on {} with chart {} (helm {}, {} backend, {} deployments at once): {} {} of the {} final Chroma releases on PyPI ({span}): {ran}, in {}.",
-        report.date,
+        "Measured {dates} with chart {} ({measured_under}; helm {}, {} backend, {} deployments at once): {} {} of the {} final Chroma releases on PyPI ({span}): {ran}, in {took}.",
         report.chart_version,
         report.helm_version,
         report.backend,
@@ -294,7 +376,6 @@ pub fn table(report: &CompatReport) -> String {
         if report.complete() { "every one," } else { "a cut," },
         report.releases.len(),
         report.on_pypi.len(),
-        if report.parts > 1 { format!("{} (the longest of {} runs of release ranges)", minutes(report.wall_seconds), report.parts) } else { minutes(report.wall_seconds) },
     );
     if !report.complete() {
         let _ = writeln!(out, "\n**Partial run:** only the releases above were run; this table says nothing about the others.");
@@ -326,13 +407,33 @@ pub fn table(report: &CompatReport) -> String {
     out
 }
 
+/// The README section: the current report's table, then each earlier report's (measured under
+/// another key: another chart content or check list, so not one table with the current one),
+/// kept rather than dropped, in the order given.
+pub fn section(current: &CompatReport, earlier: &[CompatReport]) -> String {
+    let mut out = table(current);
+    for e in earlier {
+        let _ = writeln!(
+            out,
+            "\n#### Earlier measurement: chart {} on {}\n\nMeasured under another chart content or check list than the table above, so kept apart from it; it says what that chart did then.\n",
+            e.chart_version, e.date
+        );
+        out.push_str(&table(e));
+    }
+    out
+}
+
 /// The releases run as ranges of PyPI's list (`0.5.15 – 0.5.16, 0.6.3 – 1.0.16`): a gap in
 /// a merged run shows.
 fn ranges(report: &CompatReport) -> String {
     let ran: Vec<&ChromaVersion> = report.releases.iter().map(|r| &r.version).collect();
+    ranges_of(&report.on_pypi, &ran)
+}
+
+fn ranges_of(all: &[ChromaVersion], ran: &[&ChromaVersion]) -> String {
     let mut out: Vec<String> = Vec::new();
     let mut current: Option<(&ChromaVersion, &ChromaVersion)> = None;
-    for v in &report.on_pypi {
+    for v in all {
         match (ran.contains(&v), current) {
             (true, None) => current = Some((v, v)),
             (true, Some((a, _))) => current = Some((a, v)),
@@ -345,6 +446,10 @@ fn ranges(report: &CompatReport) -> String {
     }
     if let Some((a, b)) = current {
         out.push(if a == b { a.to_string() } else { format!("{a} – {b}") });
+    }
+    // A release PyPI no longer lists (yanked since) still shows.
+    for v in ran.iter().filter(|v| !all.contains(v)) {
+        out.push(v.to_string());
     }
     out.join(", ")
 }
@@ -381,6 +486,7 @@ mod tests {
         CompatReport {
             date: "2026-12-04".into(),
             chart_version: "1.1.0".into(),
+            key: None,
             backend: "process".into(),
             helm_version: "v4.1.4".into(),
             on_pypi,
@@ -393,7 +499,7 @@ mod tests {
     }
 
     fn release(ver: &str, cells: Vec<Cell>) -> ReleaseResult {
-        ReleaseResult { version: v(ver), seconds: 1.0, prepare_seconds: 0.0, cells }
+        ReleaseResult { version: v(ver), date: String::new(), seconds: 1.0, prepare_seconds: 0.0, cells }
     }
 
     #[test]
@@ -403,7 +509,10 @@ mod tests {
             vec![
                 release("0.4.13", vec![cell("a", crate::releases::check::AUTH, Status::Pass, ""), skip("0.4.13")]),
                 release("0.4.14", vec![cell("a", crate::releases::check::AUTH, Status::Pass, ""), skip("0.4.14")]),
-                release("0.4.15", vec![cell("a", crate::releases::check::AUTH, Status::Pass, ""), cell("telemetry", crate::releases::check::TELEMETRY, Status::Pass, "")]),
+                release(
+                    "0.4.15",
+                    vec![cell("a", crate::releases::check::AUTH, Status::Pass, ""), cell("telemetry", crate::releases::check::TELEMETRY, Status::Pass, "")],
+                ),
             ],
             ["0.4.3", "0.4.13", "0.4.14", "0.4.15", "1.5.9"].map(v).to_vec(),
         );
@@ -412,6 +521,62 @@ mod tests {
         assert!(t.contains("1. SKIP telemetry on telemetry: Chroma this release has no OpenTelemetry (from 0.4.15)"), "{t}");
         assert!(t.contains("**Partial run:**") && t.contains("a cut, 3 of the 5 final Chroma releases on PyPI (0.4.3 – 1.5.9): 0.4.13 – 0.4.15, in 1 h 07 min."), "{t}");
         assert!(t.contains("Not run: 1.5.3 (yanked on PyPI (yanked))"), "{t}");
+    }
+
+    fn key(hash: char) -> RunKey {
+        RunKey {
+            chart_version: "1.1.0".into(),
+            chart_hash: hash.to_string().repeat(64),
+            backend: "process".into(),
+            checks: vec!["a: auth".into(), "telemetry: telemetry".into()],
+            values_hash: "b".repeat(64),
+        }
+    }
+
+    fn saved(k: &RunKey, ver: &str, date: &str, invocation: &str, seconds: f64) -> SavedRelease {
+        let mut result = release(ver, vec![cell("a", crate::releases::check::AUTH, Status::Pass, "")]);
+        result.date = date.into();
+        result.seconds = seconds;
+        SavedRelease { key: k.clone(), helm_version: "v4.1.4".into(), jobs: 2, invocation: invocation.into(), result }
+    }
+
+    #[test]
+    fn a_report_from_releases_saved_by_several_runs_says_which_were_measured_when() {
+        let k = key('a');
+        let all = ["0.4.6", "0.4.7", "0.4.8", "0.5.0", "0.5.15", "0.5.16", "1.5.9"].map(v).to_vec();
+        let r = CompatReport::from_saved(
+            &k,
+            &[
+                saved(&k, "0.5.16", "2026-12-05", "t1", 600.0),
+                saved(&k, "0.4.7", "2026-12-06", "t2", 1200.0),
+                saved(&k, "0.5.15", "2026-12-05", "t1", 600.0),
+                saved(&k, "0.4.8", "2026-12-06", "t2", 1200.0),
+            ],
+            all,
+            vec![],
+        );
+        assert_eq!(r.releases.iter().map(|r| r.version.to_string()).collect::<Vec<_>>(), ["0.4.7", "0.4.8", "0.5.15", "0.5.16"]);
+        assert_eq!((r.date.as_str(), r.parts, r.key.as_ref()), ("2026-12-06", 2, Some(&k)));
+        let t = table(&r);
+        assert!(
+            t.starts_with("Measured on 2026-12-05 (0.5.15 – 0.5.16) and 2026-12-06 (0.4.7 – 0.4.8) with chart 1.1.0 (content sha256 aaaaaaaaaaaa, 2 checks of 2 deployments; helm v4.1.4, process backend, 2 deployments at once): a cut, 4 of the 7 final Chroma releases on PyPI (0.4.6 – 1.5.9): 0.4.7 – 0.4.8, 0.5.15 – 0.5.16, in 1 h 00 min of release runs over 2 invocations."),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn an_earlier_report_under_another_key_is_shown_apart_not_merged_and_merging_it_is_refused() {
+        let now = CompatReport::from_saved(&key('a'), &[saved(&key('a'), "0.4.7", "2026-12-05", "t", 60.0)], vec![v("0.4.7"), v("1.0.0")], vec![]);
+        let mut then = report(vec![release("1.0.0", vec![cell("a", crate::releases::check::AUTH, Status::Skip, "no auth on 1.x")])], vec![v("0.4.7"), v("1.0.0")]);
+        let s = section(&now, std::slice::from_ref(&then));
+        let (current, earlier) = s.split_once("#### Earlier measurement: chart 1.1.0 on 2026-12-04").expect(&s);
+        assert!(current.contains("| 0.4.7 | PASS |") && !current.contains("1.0.0 |"), "{s}");
+        assert!(earlier.contains("content and check list not recorded") && earlier.contains("| 1.0.0 | SKIP [1] |"), "{s}");
+        let err = CompatReport::merge(vec![now.clone(), then.clone()]).unwrap_err();
+        assert!(err.contains("one that does not"), "{err}");
+        then.key = Some(key('c'));
+        let err = CompatReport::merge(vec![now, then]).unwrap_err();
+        assert!(err.contains("different keys") && err.contains("chart content sha256"), "{err}");
     }
 
     #[test]

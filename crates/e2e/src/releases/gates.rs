@@ -207,6 +207,7 @@ mod tests {
         CompatReport {
             date: "2026-12-04".into(),
             chart_version: "1.1.0".into(),
+            key: None,
             backend: "process".into(),
             helm_version: "v4".into(),
             on_pypi: Vec::new(),
@@ -218,6 +219,7 @@ mod tests {
                 .into_iter()
                 .map(|(ver, cells)| ReleaseResult {
                     version: v(ver),
+                    date: String::new(),
                     seconds: 1.0,
                     prepare_seconds: 0.0,
                     cells: cells.into_iter().map(|(d, check, status)| Cell { deployment: d.into(), check, status, reason: "why".into() }).collect(),
