@@ -273,11 +273,27 @@ fn steady(text: &str) -> String {
         } else if measured {
             out.push(format!("…{}{tail}", &core[number.len()..]));
         } else {
-            out.push(word.to_string());
+            out.push(scrub(word));
         }
         after_seed = word == "seed";
     }
     out.join(" ")
+}
+
+/// A word without the parts a run picks afresh: the loopback port a server got
+/// (`127.0.0.1:34247`) and the ids a server made (`/collections/<uuid>/get`).
+fn scrub(word: &str) -> String {
+    const LOOPBACK: &str = "127.0.0.1:";
+    let word = match word.find(LOOPBACK) {
+        Some(i) => {
+            let after = &word[i + LOOPBACK.len()..];
+            let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            if digits > 0 { format!("{}…{}", &word[..i + LOOPBACK.len()], &after[digits..]) } else { word.to_string() }
+        }
+        None => word.to_string(),
+    };
+    let uuid = |s: &str| s.len() == 36 && s.char_indices().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() });
+    word.split('/').map(|seg| if uuid(seg) { "…" } else { seg }).collect::<Vec<_>>().join("/")
 }
 
 /// One line of cause in the notes: a status, the check, the reason (release-generic).
@@ -617,6 +633,11 @@ mod tests {
         assert_eq!(
             steady("seed 14213316905275034013: 100 records acknowledged in 0.5 s, then ready within 6.074529836s: exit (code: 13) on 1.0.2"),
             "seed …: 100 records acknowledged in … s, then ready within …s: exit (code: 13) on 1.0.2"
+        );
+        assert_eq!(
+            steady("reading back (POST http://127.0.0.1:34247/api/v1/collections/e538e1f6-0494-4a38-9688-ff927f530162/get) answered HTTP 500 on 127.0.0.1:"),
+            "reading back (POST http://127.0.0.1:…/api/v1/collections/…/get) answered HTTP 500 on 127.0.0.1:",
+            "a server's port and the ids it made differ on every run"
         );
     }
 
