@@ -77,12 +77,15 @@ fn decide(kind: BackendKind) -> BackendKind {
             }
         },
         k => {
-            eprintln!("backend: {}", match k {
-                BackendKind::Process => "process",
-                BackendKind::K3s => "k3s",
-                BackendKind::Local => "local",
-                _ => "kubeconfig",
-            });
+            eprintln!(
+                "backend: {}",
+                match k {
+                    BackendKind::Process => "process",
+                    BackendKind::K3s => "k3s",
+                    BackendKind::Local => "local",
+                    _ => "kubeconfig",
+                }
+            );
             k
         }
     }
@@ -113,7 +116,13 @@ async fn race<B: Backend, J: Job>(backend: &B, job: J) -> Result<J::Output> {
 
 /// Builds the chosen backend, runs `job` on it, and tears the backend down — after success,
 /// failure, Ctrl-C or SIGTERM alike. `known` gives the process backend each version's pins.
-pub fn run<J: Job>(flags: &BackendFlags, keep: bool, tools: &Toolset, known: &VersionMatrix, job: J) -> Result<J::Output> {
+pub fn run<J: Job>(
+    flags: &BackendFlags,
+    keep: bool,
+    tools: &Toolset,
+    known: &VersionMatrix,
+    job: J,
+) -> Result<J::Output> {
     flags.validate()?;
     let kind = decide(flags.backend);
     // Before the run's runtime: `cluster up` runs its own. Dropped after the run, it stops a
@@ -122,7 +131,10 @@ pub fn run<J: Job>(flags: &BackendFlags, keep: bool, tools: &Toolset, known: &Ve
         BackendKind::Local => Some(crate::cluster::LocalCluster::ensure()?),
         _ => None,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     let out = runtime.block_on(async {
         match kind {
             BackendKind::Process | BackendKind::Auto => {
@@ -176,19 +188,35 @@ mod tests {
     use super::*;
 
     fn flags(backend: BackendKind, image: bool, preload: bool) -> BackendFlags {
-        BackendFlags { backend, k3s_image: image.then(|| "rancher/k3s:v1".into()), k3s_preload: if preload { vec!["b.tar".into()] } else { Vec::new() } }
+        BackendFlags {
+            backend,
+            k3s_image: image.then(|| "rancher/k3s:v1".into()),
+            k3s_preload: if preload {
+                vec!["b.tar".into()]
+            } else {
+                Vec::new()
+            },
+        }
     }
 
     #[test]
     fn k3s_flags_are_refused_on_other_backends_naming_the_flag() {
-        let err = flags(BackendKind::Process, false, true).validate().unwrap_err().to_string();
+        let err = flags(BackendKind::Process, false, true)
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--k3s-preload"), "{err}");
-        let err = flags(BackendKind::Kubeconfig, true, false).validate().unwrap_err().to_string();
+        let err = flags(BackendKind::Kubeconfig, true, false)
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--k3s-image"), "{err}");
     }
 
     #[test]
     fn k3s_flags_are_taken_on_k3s() {
-        flags(BackendKind::K3s, true, true).validate().expect("both apply to k3s");
+        flags(BackendKind::K3s, true, true)
+            .validate()
+            .expect("both apply to k3s");
     }
 }

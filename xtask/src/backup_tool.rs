@@ -17,6 +17,12 @@ pub fn ensure(root: &Path) -> anyhow::Result<()> {
     if !root.join("crates/backup/Cargo.toml").is_file() {
         return Ok(());
     }
-    cmd::run(cmd::cargo().current_dir(root).args(["build", "--quiet", "--workspace", "--bin", "chromadb-backup"]))
-        .context("building chromadb-backup, the stand-in for the backup image on the process backend")
+    cmd::run(cmd::cargo().current_dir(root).args([
+        "build",
+        "--quiet",
+        "--workspace",
+        "--bin",
+        "chromadb-backup",
+    ]))
+    .context("building chromadb-backup, the stand-in for the backup image on the process backend")
 }

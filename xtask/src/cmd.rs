@@ -45,7 +45,13 @@ pub fn drop_cargo_run_vars(c: &mut Command) {
 fn is_cargo_run_package_var(key: &str) -> bool {
     key.starts_with("CARGO_PKG_")
         || key.starts_with("CARGO_MANIFEST_")
-        || matches!(key, "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_RUSTC_CURRENT_DIR")
+        || matches!(
+            key,
+            "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_RUSTC_CURRENT_DIR"
+        )
 }
 
 fn announce(cmd: &Command) {
@@ -55,7 +61,9 @@ fn announce(cmd: &Command) {
 /// Runs with inherited stdio; fails with the command line if it exits non-zero.
 pub fn run(cmd: &mut Command) -> Result<()> {
     announce(cmd);
-    let status = cmd.status().with_context(|| format!("could not start `{}`", display(cmd)))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{}`", display(cmd)))?;
     if !status.success() {
         bail!("`{}` failed ({status})", display(cmd));
     }
@@ -66,15 +74,23 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 /// passed/failed rather than aborting).
 pub fn run_status(cmd: &mut Command) -> Result<bool> {
     announce(cmd);
-    let status = cmd.status().with_context(|| format!("could not start `{}`", display(cmd)))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{}`", display(cmd)))?;
     Ok(status.success())
 }
 
 /// Captures output without announcing (for cheap probes such as `helm version`, which run on
 /// every invocation and would only add noise).
 pub fn probe(cmd: &mut Command) -> Option<String> {
-    let out = cmd.stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[cfg(test)]

@@ -28,21 +28,40 @@ pub struct ChartTesting {
 /// Builds ct (once per pin) and makes the venv (once per requirement list).
 pub fn ensure(uv: &Path) -> Result<ChartTesting> {
     let built = gotools::ensure(&CT)?;
-    let venv = tools_dir().join(format!("ct-python-{}", &digest(&PYTHON_REQUIREMENTS.join("\n"))[..12]));
+    let venv = tools_dir().join(format!(
+        "ct-python-{}",
+        &digest(&PYTHON_REQUIREMENTS.join("\n"))[..12]
+    ));
     let done = venv.join(".complete");
     if !done.is_file() {
         if venv.exists() {
-            fs::remove_dir_all(&venv).with_context(|| format!("removing the incomplete {}", venv.display()))?;
+            fs::remove_dir_all(&venv)
+                .with_context(|| format!("removing the incomplete {}", venv.display()))?;
         }
         let mut c = Command::new(uv);
         c.args(["venv", "--quiet", "--python", "3.11"]).arg(&venv);
-        anyhow::ensure!(cmd::run_status(&mut c)?, "uv could not make the venv {} for ct's yamllint and yamale", venv.display());
+        anyhow::ensure!(
+            cmd::run_status(&mut c)?,
+            "uv could not make the venv {} for ct's yamllint and yamale",
+            venv.display()
+        );
         let mut c = Command::new(uv);
-        c.args(["pip", "install", "--quiet", "--python"]).arg(venv.join("bin/python")).args(PYTHON_REQUIREMENTS);
-        anyhow::ensure!(cmd::run_status(&mut c)?, "uv could not install {} into {}", PYTHON_REQUIREMENTS.join(" "), venv.display());
+        c.args(["pip", "install", "--quiet", "--python"])
+            .arg(venv.join("bin/python"))
+            .args(PYTHON_REQUIREMENTS);
+        anyhow::ensure!(
+            cmd::run_status(&mut c)?,
+            "uv could not install {} into {}",
+            PYTHON_REQUIREMENTS.join(" "),
+            venv.display()
+        );
         fs::write(&done, PYTHON_REQUIREMENTS.join("\n"))?;
     }
-    Ok(ChartTesting { ct: built.path("ct"), version: built.version.clone(), python_bin: venv.join("bin") })
+    Ok(ChartTesting {
+        ct: built.path("ct"),
+        version: built.version.clone(),
+        python_bin: venv.join("bin"),
+    })
 }
 
 fn digest(s: &str) -> String {
@@ -58,14 +77,21 @@ pub fn lint_command(root: &Path, helm: &Path, ct: &ChartTesting) -> Command {
     let mut c = Command::new(&ct.ct);
     c.current_dir(root);
     let helm_dir = helm.parent().map(Path::to_path_buf).unwrap_or_default();
-    let path = std::env::join_paths(
-        [ct.python_bin.clone(), helm_dir].into_iter().chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )
+    let path = std::env::join_paths([ct.python_bin.clone(), helm_dir].into_iter().chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
     .unwrap_or_default();
     c.env("PATH", path);
-    c.args(["lint", "--charts", "charts/chromadb", "--validate-maintainers=false", "--check-version-increment=false"]);
+    c.args([
+        "lint",
+        "--charts",
+        "charts/chromadb",
+        "--validate-maintainers=false",
+        "--check-version-increment=false",
+    ]);
     c.arg("--lint-conf").arg(root.join(".ct/lintconf.yaml"));
-    c.arg("--chart-yaml-schema").arg(root.join(".ct/chart_schema.yaml"));
+    c.arg("--chart-yaml-schema")
+        .arg(root.join(".ct/chart_schema.yaml"));
     c
 }
 
@@ -75,12 +101,32 @@ mod tests {
 
     #[test]
     fn the_lint_finds_its_python_tools_and_helm_first_and_our_own_rules() {
-        let ct = ChartTesting { version: "v3.14.0".into(), ct: "/t/ct".into(), python_bin: "/t/py/bin".into() };
+        let ct = ChartTesting {
+            version: "v3.14.0".into(),
+            ct: "/t/ct".into(),
+            python_bin: "/t/py/bin".into(),
+        };
         let c = lint_command(Path::new("/repo"), Path::new("/opt/helm/bin/helm"), &ct);
-        let path = c.get_envs().find(|(k, _)| *k == "PATH").and_then(|(_, v)| v).unwrap().to_string_lossy().into_owned();
+        let path = c
+            .get_envs()
+            .find(|(k, _)| *k == "PATH")
+            .and_then(|(_, v)| v)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         assert!(path.starts_with("/t/py/bin:/opt/helm/bin:"), "{path}");
-        let args: Vec<String> = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        for want in ["--charts", "charts/chromadb", "--check-version-increment=false", "--validate-maintainers=false", "/repo/.ct/lintconf.yaml", "/repo/.ct/chart_schema.yaml"] {
+        let args: Vec<String> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        for want in [
+            "--charts",
+            "charts/chromadb",
+            "--check-version-increment=false",
+            "--validate-maintainers=false",
+            "/repo/.ct/lintconf.yaml",
+            "/repo/.ct/chart_schema.yaml",
+        ] {
             assert!(args.iter().any(|a| a == want), "{want} not in {args:?}");
         }
     }

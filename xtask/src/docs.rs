@@ -43,10 +43,14 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
     let table = table_for(&root.join("charts/chromadb/values.yaml"))?;
     let updated = splice(&readme, &table)?;
     // The compatibility table is made from the committed all-releases report, not from servers.
-    let updated = e2e::releases::compat::splice(&updated, &crate::e2e::releases::committed_table(&root)?).map_err(anyhow::Error::msg)?;
+    let updated =
+        e2e::releases::compat::splice(&updated, &crate::e2e::releases::committed_table(&root)?)
+            .map_err(anyhow::Error::msg)?;
     if flags.check {
         if updated != readme {
-            eprintln!("README.md's generated tables (values, compatibility) are stale: run `cargo xtask docs`");
+            eprintln!(
+                "README.md's generated tables (values, compatibility) are stale: run `cargo xtask docs`"
+            );
             return Ok(ExitCode::FAILURE);
         }
         eprintln!("README.md's values and compatibility tables are up to date");
@@ -54,25 +58,39 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
         std::fs::write(&readme_path, updated).context("writing README.md")?;
         eprintln!("README.md's values and compatibility tables regenerated");
     }
-    Ok(if gates_hold { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if gates_hold {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Merges shard reports into the committed one; false when a gate does not match the merged run.
 fn merge_compat(root: &Path, files: &[std::path::PathBuf]) -> Result<bool> {
     let mut parts = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        parts.push(e2e::releases::compat::CompatReport::parse(&text).with_context(|| format!("{} is not a compatibility report", f.display()))?);
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        parts.push(
+            e2e::releases::compat::CompatReport::parse(&text)
+                .with_context(|| format!("{} is not a compatibility report", f.display()))?,
+        );
     }
     let merged = e2e::releases::compat::CompatReport::merge(parts).map_err(anyhow::Error::msg)?;
     let path = root.join(crate::e2e::releases::COMPAT_REPORT);
-    std::fs::write(&path, serde_json::to_string_pretty(&merged)? + "\n").with_context(|| format!("writing {}", path.display()))?;
-    eprintln!("{} releases merged into {}", merged.releases.len(), path.display());
+    std::fs::write(&path, serde_json::to_string_pretty(&merged)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "{} releases merged into {}",
+        merged.releases.len(),
+        path.display()
+    );
     Ok(crate::e2e::releases::hold_gates(&merged))
 }
 
 pub fn table_for(values_path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(values_path).with_context(|| format!("reading {}", values_path.display()))?;
+    let text = std::fs::read_to_string(values_path)
+        .with_context(|| format!("reading {}", values_path.display()))?;
     let rows = rows(&text)?;
     let mut out = String::from("| Key | Type | Default | Description |\n|---|---|---|---|\n");
     for r in rows {
@@ -101,7 +119,8 @@ pub fn splice(readme: &str, table: &str) -> Result<String> {
 /// Walks values.yaml line by line, tracking the key path by indentation, and pairs every
 /// `# --` comment with the key below it. Defaults come from the parsed YAML, not the text.
 pub fn rows(text: &str) -> Result<Vec<Row>> {
-    let parsed: serde_yaml::Value = serde_yaml::from_str(text).context("values.yaml is not valid YAML")?;
+    let parsed: serde_yaml::Value =
+        serde_yaml::from_str(text).context("values.yaml is not valid YAML")?;
     let mut rows = Vec::new();
     let mut path: Vec<(usize, String)> = Vec::new();
     let mut pending: Option<(String, String)> = None; // (type, description)
@@ -120,7 +139,10 @@ pub fn rows(text: &str) -> Result<Vec<Row>> {
             let doc = doc.trim();
             let (ty, desc) = match doc.strip_prefix('(').and_then(|d| d.split_once(')')) {
                 Some((ty, desc)) => (ty.trim().to_string(), desc.trim().to_string()),
-                None => bail!("values.yaml:{}: a `# --` comment must start with the type, e.g. `# -- (string) …`", n + 1),
+                None => bail!(
+                    "values.yaml:{}: a `# --` comment must start with the type, e.g. `# -- (string) …`",
+                    n + 1
+                ),
             };
             pending = Some((ty, desc));
             continue;
@@ -138,23 +160,38 @@ pub fn rows(text: &str) -> Result<Vec<Row>> {
         if trimmed.is_empty() || trimmed.starts_with('-') {
             continue;
         }
-        let Some((key, _)) = trimmed.split_once(':') else { continue };
+        let Some((key, _)) = trimmed.split_once(':') else {
+            continue;
+        };
         let key = key.trim().trim_matches('"').to_string();
         while path.last().is_some_and(|(i, _)| *i >= indent) {
             path.pop();
         }
         path.push((indent, key));
-        let dotted = path.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>().join(".");
-        let value = lookup(&parsed, &dotted).with_context(|| format!("values.yaml:{}: cannot find {dotted}", n + 1))?;
+        let dotted = path
+            .iter()
+            .map(|(_, k)| k.as_str())
+            .collect::<Vec<_>>()
+            .join(".");
+        let value = lookup(&parsed, &dotted)
+            .with_context(|| format!("values.yaml:{}: cannot find {dotted}", n + 1))?;
         let is_leaf = !matches!(value, serde_yaml::Value::Mapping(m) if !m.is_empty());
         match pending.take() {
             Some((ty, description)) => {
                 if ty == "object" && !is_leaf {
                     inside_object = Some(indent);
                 }
-                rows.push(Row { key: dotted, ty, default: render_default(value), description })
+                rows.push(Row {
+                    key: dotted,
+                    ty,
+                    default: render_default(value),
+                    description,
+                })
             }
-            None if is_leaf => bail!("values.yaml:{}: `{dotted}` has no `# -- (type) description` comment above it", n + 1),
+            None if is_leaf => bail!(
+                "values.yaml:{}: `{dotted}` has no `# -- (type) description` comment above it",
+                n + 1
+            ),
             None => {}
         }
     }
@@ -162,7 +199,9 @@ pub fn rows(text: &str) -> Result<Vec<Row>> {
 }
 
 fn lookup<'a>(v: &'a serde_yaml::Value, dotted: &str) -> Option<&'a serde_yaml::Value> {
-    dotted.split('.').try_fold(v, |cur, k| cur.as_mapping()?.get(k))
+    dotted
+        .split('.')
+        .try_fold(v, |cur, k| cur.as_mapping()?.get(k))
 }
 
 fn render_default(v: &serde_yaml::Value) -> String {
@@ -181,8 +220,18 @@ mod tests {
         assert_eq!(
             rows,
             vec![
-                Row { key: "chromadb.allowReset".into(), ty: "bool".into(), default: "`false`".into(), description: "Allow reset.".into() },
-                Row { key: "chromadb.data.volumeSize".into(), ty: "string".into(), default: "`\"1Gi\"`".into(), description: "Size of the volume.".into() },
+                Row {
+                    key: "chromadb.allowReset".into(),
+                    ty: "bool".into(),
+                    default: "`false`".into(),
+                    description: "Allow reset.".into()
+                },
+                Row {
+                    key: "chromadb.data.volumeSize".into(),
+                    ty: "string".into(),
+                    default: "`\"1Gi\"`".into(),
+                    description: "Size of the volume.".into()
+                },
             ]
         );
     }

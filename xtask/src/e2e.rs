@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use futures::StreamExt;
 use e2e::Backend;
 use e2e::checks::CheckName;
 use e2e::runner::{RunOptions, RunReport};
 use e2e::scenario::LivePlan;
 use e2e::upgrade::{self, UpgradeMatrix, UpgradeOptions};
+use futures::StreamExt;
 use render::{ChromaVersion, Helm, VersionMatrix};
 
 use crate::backends::{self, BackendFlags, BackendKind};
@@ -84,7 +84,11 @@ impl Flags {
             versions: Vec::new(),
             matrix: false,
             smoke: true,
-            backend: BackendFlags { backend: BackendKind::Process, k3s_image: None, k3s_preload: Vec::new() },
+            backend: BackendFlags {
+                backend: BackendKind::Process,
+                k3s_image: None,
+                k3s_preload: Vec::new(),
+            },
             chart: None,
             scenarios: Vec::new(),
             checks: Vec::new(),
@@ -145,7 +149,16 @@ impl Plan {
     /// Whether some deployment of the plan runs `check` (the builds it needs are made first).
     fn runs(&self, check: CheckName) -> bool {
         let wanted = self.opts.checks.as_ref().is_none_or(|c| c.contains(&check));
-        let listed = self.live.deployments.iter().chain(self.combinations.iter().flat_map(|(_, p)| p.deployments.iter())).any(|d| d.checks.contains(&check));
+        let listed = self
+            .live
+            .deployments
+            .iter()
+            .chain(
+                self.combinations
+                    .iter()
+                    .flat_map(|(_, p)| p.deployments.iter()),
+            )
+            .any(|d| d.checks.contains(&check));
         wanted && listed
     }
 
@@ -171,9 +184,13 @@ impl Plan {
         if versions.is_empty() {
             bail!("nothing to test: give --version X.Y.Z (repeatable), --smoke or --matrix");
         }
-        let checks: Option<BTreeSet<CheckName>> = (!flags.checks.is_empty()).then(|| flags.checks.iter().copied().collect());
+        let checks: Option<BTreeSet<CheckName>> =
+            (!flags.checks.is_empty()).then(|| flags.checks.iter().copied().collect());
 
-        let plan_path = flags.plan.clone().unwrap_or_else(|| root.join("fixtures/live.yaml"));
+        let plan_path = flags
+            .plan
+            .clone()
+            .unwrap_or_else(|| root.join("fixtures/live.yaml"));
         let mut live = LivePlan::load(&plan_path, &root.join("fixtures/values"))?;
         let mut combinations = combination_plans(&root, &versions, flags)?;
         if flags.combinations {
@@ -187,10 +204,15 @@ impl Plan {
             valid.dedup();
             for s in &flags.scenarios {
                 if !valid.contains(&s.as_str()) {
-                    bail!("--scenario {s}: no such deployment in {} or the combination arrays (valid: {})", plan_path.display(), valid.join(", "));
+                    bail!(
+                        "--scenario {s}: no such deployment in {} or the combination arrays (valid: {})",
+                        plan_path.display(),
+                        valid.join(", ")
+                    );
                 }
             }
-            live.deployments.retain(|d| flags.scenarios.contains(&d.name));
+            live.deployments
+                .retain(|d| flags.scenarios.contains(&d.name));
             for (_, p) in &mut combinations {
                 p.deployments.retain(|d| flags.scenarios.contains(&d.name));
             }
@@ -200,29 +222,63 @@ impl Plan {
             live.deployments.retain(|d| d.smoke);
         }
 
-        let chart = flags.chart.clone().unwrap_or_else(|| root.join("charts/chromadb"));
+        let chart = flags
+            .chart
+            .clone()
+            .unwrap_or_else(|| root.join("charts/chromadb"));
         if !chart.join("Chart.yaml").is_file() {
             bail!("--chart {}: no Chart.yaml there", chart.display());
         }
         // The upgrade matrix belongs to the full matrix run only: filters select live checks.
         let upgrades = (flags.matrix && flags.scenarios.is_empty() && flags.checks.is_empty())
-            .then(|| UpgradeMatrix::load(&root.join("fixtures/upgrades.yaml"), &root.join("fixtures/values"), &matrix))
+            .then(|| {
+                UpgradeMatrix::load(
+                    &root.join("fixtures/upgrades.yaml"),
+                    &root.join("fixtures/values"),
+                    &matrix,
+                )
+            })
             .transpose()
             .context("loading fixtures/upgrades.yaml")?;
         // The helm version is filled in once the tools are provisioned (after the flags are checked).
         let mut expected_failures = std::collections::BTreeMap::new();
         for e in &matrix.versions {
             for x in &e.expected_failures {
-                let check: CheckName = x.check.parse().map_err(|err| anyhow::anyhow!("fixtures/versions.yaml, {}: expected failure: {err}", e.version))?;
+                let check: CheckName = x.check.parse().map_err(|err| {
+                    anyhow::anyhow!(
+                        "fixtures/versions.yaml, {}: expected failure: {err}",
+                        e.version
+                    )
+                })?;
                 expected_failures.insert((e.version.clone(), check), x.clone());
             }
         }
-        let opts = RunOptions { chart, helm_version: String::new(), jobs: usize::from(flags.jobs), checks, keep: flags.keep, progress: true, expected_failures };
-        Ok(Plan { root, matrix, versions, live, opts, upgrades, combinations })
+        let opts = RunOptions {
+            chart,
+            helm_version: String::new(),
+            jobs: usize::from(flags.jobs),
+            checks,
+            keep: flags.keep,
+            progress: true,
+            expected_failures,
+        };
+        Ok(Plan {
+            root,
+            matrix,
+            versions,
+            live,
+            opts,
+            upgrades,
+            combinations,
+        })
     }
 }
 
-fn run_plan(mut plan: Plan, flags: &Flags, tools: &Toolset) -> anyhow::Result<(ExitCode, RunReport)> {
+fn run_plan(
+    mut plan: Plan,
+    flags: &Flags,
+    tools: &Toolset,
+) -> anyhow::Result<(ExitCode, RunReport)> {
     let helm = Helm::new(&tools.helm.path).context("the provisioned helm")?;
     plan.opts.helm_version = tools.helm.version.clone();
     // A constant: a `metrics` check missing from the table fails the build here.
@@ -251,20 +307,38 @@ impl backends::Job for LiveJob<'_> {
     async fn run<B: Backend>(self, backend: &B) -> anyhow::Result<Self::Output> {
         let LiveJob { plan, helm, flags } = self;
         let started = std::time::Instant::now();
-        let mut report = e2e::runner::run(backend, &helm, &plan.live, &plan.versions, &plan.opts).await;
+        let mut report =
+            e2e::runner::run(backend, &helm, &plan.live, &plan.versions, &plan.opts).await;
         // Each version has its own array: versions run side by side, `--jobs` deployments at
         // once in all, a line per version as it ends.
-        let arrays: Vec<_> = plan.combinations.iter().filter(|(_, p)| !p.deployments.is_empty()).collect();
+        let arrays: Vec<_> = plan
+            .combinations
+            .iter()
+            .filter(|(_, p)| !p.deployments.is_empty())
+            .collect();
         let side_by_side = usize::from(flags.jobs).min(arrays.len()).max(1);
-        let one_each = RunOptions { jobs: (usize::from(flags.jobs) / side_by_side).max(1), progress: plan.opts.progress && side_by_side == 1, ..plan.opts.clone() };
+        let one_each = RunOptions {
+            jobs: (usize::from(flags.jobs) / side_by_side).max(1),
+            progress: plan.opts.progress && side_by_side == 1,
+            ..plan.opts.clone()
+        };
         let runs: Vec<RunReport> = futures::stream::iter(arrays)
             .map(|(v, combos)| {
                 let (helm, opts) = (&helm, &one_each);
                 async move {
-                    eprintln!("combinations on {v}: deploying {}", combos.deployments.len());
-                    let r = e2e::runner::run(backend, helm, combos, std::slice::from_ref(v), opts).await;
+                    eprintln!(
+                        "combinations on {v}: deploying {}",
+                        combos.deployments.len()
+                    );
+                    let r = e2e::runner::run(backend, helm, combos, std::slice::from_ref(v), opts)
+                        .await;
                     let failed = r.deployments.iter().filter(|d| d.failed()).count();
-                    eprintln!("{} combinations on {v}: {} deployed, {failed} failed ({:.0}s)", if failed > 0 { "✗" } else { "✓" }, r.deployments.len(), r.wall_seconds);
+                    eprintln!(
+                        "{} combinations on {v}: {} deployed, {failed} failed ({:.0}s)",
+                        if failed > 0 { "✗" } else { "✓" },
+                        r.deployments.len(),
+                        r.wall_seconds
+                    );
                     r
                 }
             })
@@ -277,11 +351,25 @@ impl backends::Job for LiveJob<'_> {
         report.wall_seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
         let mut code = finish(&report, flags)?;
         if let Some(upgrades) = &plan.upgrades {
-            let opts = UpgradeOptions { jobs: usize::from(flags.jobs), ..UpgradeOptions::default() };
-            let up = upgrade::run_matrix(backend, &helm, upgrades, &plan.opts.chart, &plan.root, &opts).await;
+            let opts = UpgradeOptions {
+                jobs: usize::from(flags.jobs),
+                ..UpgradeOptions::default()
+            };
+            let up = upgrade::run_matrix(
+                backend,
+                &helm,
+                upgrades,
+                &plan.opts.chart,
+                &plan.root,
+                &opts,
+            )
+            .await;
             print!("\n{}", upgrade::report::matrix_text(&up));
             // Beside the live report: FILE.json → FILE.upgrades.json.
-            let path = flags.report.as_deref().map(|p| p.with_extension("upgrades.json"));
+            let path = flags
+                .report
+                .as_deref()
+                .map(|p| p.with_extension("upgrades.json"));
             write_file(path.as_deref(), || Ok(upgrade::report::json(&up)?))?;
             if up.failed() {
                 code = ExitCode::FAILURE;
@@ -294,7 +382,9 @@ impl backends::Job for LiveJob<'_> {
         if flags.keep && !report.kept.is_empty() {
             print_kept(&report, backend);
             if !backend.kept_outlive_the_harness() {
-                eprintln!("deployments kept running; press Ctrl-C to stop them and remove their files");
+                eprintln!(
+                    "deployments kept running; press Ctrl-C to stop them and remove their files"
+                );
                 let _ = tokio::signal::ctrl_c().await;
             }
         } else {
@@ -307,7 +397,11 @@ impl backends::Job for LiveJob<'_> {
 }
 
 /// The combination array's deployments per version, when asked for; arrays are sized on stderr.
-fn combination_plans(root: &Path, versions: &[ChromaVersion], flags: &Flags) -> anyhow::Result<Vec<(ChromaVersion, LivePlan)>> {
+fn combination_plans(
+    root: &Path,
+    versions: &[ChromaVersion],
+    flags: &Flags,
+) -> anyhow::Result<Vec<(ChromaVersion, LivePlan)>> {
     let limit = match (flags.combinations, flags.combination_rows) {
         (true, _) => None,
         (false, Some(n)) => Some(n),
@@ -316,11 +410,23 @@ fn combination_plans(root: &Path, versions: &[ChromaVersion], flags: &Flags) -> 
     let fragments = e2e::combinations::Fragments::load(&root.join("fixtures/values"))?;
     let mut out = Vec::new();
     for v in versions {
-        let array = fragments.array(v).with_context(|| format!("the combination array for {v}"))?;
+        let array = fragments
+            .array(v)
+            .with_context(|| format!("the combination array for {v}"))?;
         let plan = fragments.plan(&array, limit);
-        eprintln!("combinations on {v}: {} of {} pairwise rows, {} pairs refused by the model", plan.deployments.len(), array.rows.len(), array.excluded.len());
+        eprintln!(
+            "combinations on {v}: {} of {} pairwise rows, {} pairs refused by the model",
+            plan.deployments.len(),
+            array.rows.len(),
+            array.excluded.len()
+        );
         for x in &array.excluded {
-            eprintln!("  excluded {} with {}: {}", e2e::combinations::setting_name(x.pair.0), e2e::combinations::setting_name(x.pair.1), x.reason);
+            eprintln!(
+                "  excluded {} with {}: {}",
+                e2e::combinations::setting_name(x.pair.0),
+                e2e::combinations::setting_name(x.pair.1),
+                x.reason
+            );
         }
         out.push((v.clone(), plan));
     }
@@ -347,7 +453,10 @@ fn print_kept<B: Backend>(report: &RunReport, backend: &B) {
         let place = backend.whereabouts(d).unwrap_or_default();
         println!("kept {}: {}  {place}", d.id, d.base_url);
         for (name, data) in &d.secrets {
-            println!("  Secret {name} (keys only): {}", data.keys().cloned().collect::<Vec<_>>().join(", "));
+            println!(
+                "  Secret {name} (keys only): {}",
+                data.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
         }
     }
 }
@@ -375,10 +484,17 @@ pub(crate) fn finish(report: &RunReport, flags: &Flags) -> anyhow::Result<ExitCo
         eprintln!("error: nothing was proven: {why}");
         return Ok(ExitCode::FAILURE);
     }
-    Ok(if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if report.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-fn write_file(path: Option<&Path>, content: impl FnOnce() -> anyhow::Result<String>) -> anyhow::Result<()> {
+fn write_file(
+    path: Option<&Path>,
+    content: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<()> {
     if let Some(p) = path {
         std::fs::write(p, content()?).with_context(|| format!("writing {}", p.display()))?;
     }
@@ -393,8 +509,20 @@ mod tests {
     fn the_smoke_leaves_out_deployments_marked_smoke_false_and_named_versions_run_them() {
         let smoke = Plan::from_flags(&Flags::smoke()).unwrap();
         let names: Vec<&str> = smoke.live.names();
-        assert!(!names.contains(&"faults") && names.contains(&"reset-cors-token"), "{names:?}");
-        let named = Plan::from_flags(&Flags { smoke: false, versions: vec!["1.5.0".parse().unwrap()], ..Flags::smoke() }).unwrap();
-        assert!(named.live.names().contains(&"faults"), "{:?}", named.live.names());
+        assert!(
+            !names.contains(&"faults") && names.contains(&"reset-cors-token"),
+            "{names:?}"
+        );
+        let named = Plan::from_flags(&Flags {
+            smoke: false,
+            versions: vec!["1.5.0".parse().unwrap()],
+            ..Flags::smoke()
+        })
+        .unwrap();
+        assert!(
+            named.live.names().contains(&"faults"),
+            "{:?}",
+            named.live.names()
+        );
     }
 }

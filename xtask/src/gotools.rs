@@ -44,7 +44,10 @@ pub const KUBE: GoBuild = GoBuild {
     prefix: "k8s",
     commands: &[
         ("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver"),
-        ("kube-controller-manager", "k8s.io/kubernetes/cmd/kube-controller-manager"),
+        (
+            "kube-controller-manager",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+        ),
         ("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler"),
         ("kube-proxy", "k8s.io/kubernetes/cmd/kube-proxy"),
     ],
@@ -94,7 +97,10 @@ pub const PROMETHEUS: GoBuild = GoBuild {
     module: "prometheus",
     pinned: "github.com/prometheus/prometheus",
     prefix: "prometheus",
-    commands: &[("prometheus", "github.com/prometheus/prometheus/cmd/prometheus")],
+    commands: &[(
+        "prometheus",
+        "github.com/prometheus/prometheus/cmd/prometheus",
+    )],
     version_package: None,
     cold_estimate: "8 min",
 };
@@ -119,7 +125,12 @@ pub fn build_flags(build: &GoBuild, version: &str) -> Vec<String> {
     if let Some(pkg) = build.version_package {
         let mut parts = version.trim_start_matches('v').split('.');
         let (major, minor) = (parts.next().unwrap_or("0"), parts.next().unwrap_or("0"));
-        for (var, value) in [("gitVersion", version), ("gitMajor", major), ("gitMinor", minor), ("gitTreeState", "clean")] {
+        for (var, value) in [
+            ("gitVersion", version),
+            ("gitMajor", major),
+            ("gitMinor", minor),
+            ("gitTreeState", "clean"),
+        ] {
             ldflags.push_str(&format!(" -X {pkg}.{var}={value}"));
         }
     }
@@ -140,7 +151,10 @@ impl Built {
 }
 
 fn module_dir(build: &GoBuild) -> PathBuf {
-    crate::project_root().join("xtask").join("go").join(build.module)
+    crate::project_root()
+        .join("xtask")
+        .join("go")
+        .join(build.module)
 }
 
 /// The version `go.mod` requires of `module` (`require k8s.io/kubernetes v1.37.2`, alone or
@@ -174,14 +188,19 @@ pub fn required_version(go_mod: &str, module: &str) -> Option<String> {
 
 /// The `go` directive of a go.mod: the oldest Go that builds the module.
 pub fn go_directive(go_mod: &str) -> Option<semver::Version> {
-    go_mod.lines().find_map(|l| l.trim().strip_prefix("go ")).and_then(|v| parse_go_version(v.trim()))
+    go_mod
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("go "))
+        .and_then(|v| parse_go_version(v.trim()))
 }
 
 /// `go1.26.8`, `1.26.0`, `1.26` or `go1.27rc1` → a comparable version (a pre-release counts as
 /// its release's `.0`).
 pub fn parse_go_version(s: &str) -> Option<semver::Version> {
     let s = s.trim().trim_start_matches("go");
-    let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let mut parts = s[..end].split('.').map(|p| p.parse::<u64>().ok());
     let major = parts.next()??;
     let minor = parts.next().flatten().unwrap_or(0);
@@ -191,7 +210,10 @@ pub fn parse_go_version(s: &str) -> Option<semver::Version> {
 
 /// The `go` to run: `$GO` when set, else `go` from PATH.
 fn go_program() -> PathBuf {
-    std::env::var_os("GO").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| "go".into())
+    std::env::var_os("GO")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "go".into())
 }
 
 /// A `go` command for `dir`. Without an explicit `$GOTOOLCHAIN`, go may not fetch another
@@ -208,7 +230,8 @@ fn go_command(go: &Path, dir: &Path) -> Command {
 /// Checks that `go` runs and is at least what `go_mod` asks; the error is one line naming
 /// the problem and its fix.
 pub fn check_go(go: &Path, dir: &Path, go_mod: &str, what: &str) -> Result<semver::Version> {
-    let need = go_directive(go_mod).with_context(|| format!("{}/go.mod has no `go` line", dir.display()))?;
+    let need = go_directive(go_mod)
+        .with_context(|| format!("{}/go.mod has no `go` line", dir.display()))?;
     let out = go_command(go, dir).args(["env", "GOVERSION"]).output();
     let reported = match out {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
@@ -223,8 +246,12 @@ pub fn check_go(go: &Path, dir: &Path, go_mod: &str, what: &str) -> Result<semve
             go.display()
         ),
     };
-    let have = parse_go_version(&reported)
-        .with_context(|| format!("`{} env GOVERSION` printed {reported:?}, which is not a Go version", go.display()))?;
+    let have = parse_go_version(&reported).with_context(|| {
+        format!(
+            "`{} env GOVERSION` printed {reported:?}, which is not a Go version",
+            go.display()
+        )
+    })?;
     if have < need {
         bail!(
             "{} is {reported}, too old: building {what} needs Go >= {need}; install a newer Go, or set GOTOOLCHAIN=go{need} to let go fetch it from the module proxy",
@@ -256,7 +283,13 @@ fn stamp(go_mod: &str, go_sum: &str, build: &GoBuild, version: &str) -> String {
     stamp_tagged(go_mod, go_sum, build, version, &[])
 }
 
-fn stamp_tagged(go_mod: &str, go_sum: &str, build: &GoBuild, version: &str, tags: &[&str]) -> String {
+fn stamp_tagged(
+    go_mod: &str,
+    go_sum: &str,
+    build: &GoBuild,
+    version: &str,
+    tags: &[&str],
+) -> String {
     let mut h = Sha256::new();
     if !tags.is_empty() {
         h.update(format!("tags={}\0", tags.join(",")).as_bytes());
@@ -279,16 +312,27 @@ pub fn ensure(build: &GoBuild) -> Result<Built> {
 /// [`ensure`] with build tags (part of the stamp).
 pub fn ensure_tagged(build: &GoBuild, tags: &[&str]) -> Result<Built> {
     let dir = module_dir(build);
-    let go_mod = fs::read_to_string(dir.join("go.mod")).with_context(|| format!("reading {}/go.mod", dir.display()))?;
-    let go_sum = fs::read_to_string(dir.join("go.sum")).with_context(|| format!("reading {}/go.sum", dir.display()))?;
+    let go_mod = fs::read_to_string(dir.join("go.mod"))
+        .with_context(|| format!("reading {}/go.mod", dir.display()))?;
+    let go_sum = fs::read_to_string(dir.join("go.sum"))
+        .with_context(|| format!("reading {}/go.sum", dir.display()))?;
     let version = required_version(&go_mod, build.pinned)
         .with_context(|| format!("{}/go.mod does not require {}", dir.display(), build.pinned))?;
     let root = crate::tools_dir().join(format!("{}-{version}", build.prefix));
     let bin = root.join("bin");
-    let want = stamp_tagged(&format!("{go_mod}{}", own_sources(&dir)?), &go_sum, build, &version, tags);
+    let want = stamp_tagged(
+        &format!("{go_mod}{}", own_sources(&dir)?),
+        &go_sum,
+        build,
+        &version,
+        tags,
+    );
     let complete = || {
         fs::read_to_string(root.join(".complete")).is_ok_and(|s| s.trim() == want)
-            && build.commands.iter().all(|(name, _)| bin.join(name).is_file())
+            && build
+                .commands
+                .iter()
+                .all(|(name, _)| bin.join(name).is_file())
     };
     if complete() {
         return Ok(Built { version, bin });
@@ -309,7 +353,8 @@ pub fn ensure_tagged(build: &GoBuild, tags: &[&str]) -> Result<Built> {
 
     // A partial earlier build is removed first; the stamp is written last.
     if root.exists() {
-        fs::remove_dir_all(&root).with_context(|| format!("removing the incomplete {}", root.display()))?;
+        fs::remove_dir_all(&root)
+            .with_context(|| format!("removing the incomplete {}", root.display()))?;
     }
     fs::create_dir_all(&bin)?;
     let mut c = go_command(&go, &dir);
@@ -326,9 +371,13 @@ pub fn ensure_tagged(build: &GoBuild, tags: &[&str]) -> Result<Built> {
     }
     let started = Instant::now();
     let progress = indicatif::ProgressBar::new_spinner().with_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("a valid progress template"),
+        indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+            .expect("a valid progress template"),
     );
-    let message = format!("building {what} from Go modules (with a cold Go cache about {} on 2 busy cores)", build.cold_estimate);
+    let message = format!(
+        "building {what} from Go modules (with a cold Go cache about {} on 2 busy cores)",
+        build.cold_estimate
+    );
     eprintln!("$ (cd {}; {})", dir.display(), cmd::display(&c));
     if progress.is_hidden() {
         eprintln!("{message}");
@@ -341,7 +390,12 @@ pub fn ensure_tagged(build: &GoBuild, tags: &[&str]) -> Result<Built> {
     if !out.status.success() {
         let log = root.join("build.log");
         let _ = fs::write(&log, [&out.stdout[..], &out.stderr[..]].concat());
-        let tail: Vec<&str> = std::str::from_utf8(&out.stderr).unwrap_or("").lines().rev().take(15).collect();
+        let tail: Vec<&str> = std::str::from_utf8(&out.stderr)
+            .unwrap_or("")
+            .lines()
+            .rev()
+            .take(15)
+            .collect();
         bail!(
             "building {what} failed ({}); the full output is in {}:\n{}",
             out.status,
@@ -350,13 +404,19 @@ pub fn ensure_tagged(build: &GoBuild, tags: &[&str]) -> Result<Built> {
         );
     }
     fs::write(root.join(".complete"), &want)?;
-    eprintln!("built {what} into {} in {:.0}s", bin.display(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "built {what} into {} in {:.0}s",
+        bin.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(Built { version, bin })
 }
 
 /// Every module's build, in order.
 pub fn ensure_all() -> Result<Vec<(GoBuild, Built)>> {
-    ALL.iter().map(|b| ensure(b).map(|built| (*b, built))).collect()
+    ALL.iter()
+        .map(|b| ensure(b).map(|built| (*b, built)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -366,11 +426,20 @@ mod tests {
 
     #[rstest]
     #[case::single_line_require("module m\n\nrequire k8s.io/kubernetes v1.37.2\n", Some("v1.37.2"))]
-    #[case::inside_a_block("require (\n\tfoo v1.0.0\n\tk8s.io/kubernetes v1.37.2 // indirect\n)\n", Some("v1.37.2"))]
-    #[case::a_replace_is_not_a_requirement("replace k8s.io/kubernetes => k8s.io/kubernetes v9.9.9\n", None)]
+    #[case::inside_a_block(
+        "require (\n\tfoo v1.0.0\n\tk8s.io/kubernetes v1.37.2 // indirect\n)\n",
+        Some("v1.37.2")
+    )]
+    #[case::a_replace_is_not_a_requirement(
+        "replace k8s.io/kubernetes => k8s.io/kubernetes v9.9.9\n",
+        None
+    )]
     #[case::a_longer_module_name_does_not_match("require k8s.io/kubernetes-extra v1.0.0\n", None)]
     fn required_version_reads_the_require_lines(#[case] go_mod: &str, #[case] want: Option<&str>) {
-        assert_eq!(required_version(go_mod, "k8s.io/kubernetes").as_deref(), want);
+        assert_eq!(
+            required_version(go_mod, "k8s.io/kubernetes").as_deref(),
+            want
+        );
     }
 
     #[rstest]
@@ -380,20 +449,36 @@ mod tests {
     #[case::release_candidate("go1.27rc1", (1, 27, 0))]
     #[case::with_experiment_suffix("go1.26.8 X:nocoverageredesign", (1, 26, 8))]
     fn go_versions_parse(#[case] s: &str, #[case] want: (u64, u64, u64)) {
-        assert_eq!(parse_go_version(s), Some(semver::Version::new(want.0, want.1, want.2)));
+        assert_eq!(
+            parse_go_version(s),
+            Some(semver::Version::new(want.0, want.1, want.2))
+        );
     }
 
     #[test]
     fn the_committed_modules_pin_what_the_cache_folders_are_named_for() {
         for b in ALL.into_iter().chain([CT, PROMETHEUS, OCB]) {
             let go_mod = fs::read_to_string(module_dir(&b).join("go.mod")).unwrap();
-            let v = required_version(&go_mod, b.pinned).unwrap_or_else(|| panic!("{} pins {}", b.module, b.pinned));
+            let v = required_version(&go_mod, b.pinned)
+                .unwrap_or_else(|| panic!("{} pins {}", b.module, b.pinned));
             assert!(v.starts_with('v'), "{v}");
-            assert!(go_directive(&go_mod).is_some(), "{} has a go line", b.module);
-            assert!(module_dir(&b).join("go.sum").is_file(), "{} has its go.sum committed", b.module);
+            assert!(
+                go_directive(&go_mod).is_some(),
+                "{} has a go line",
+                b.module
+            );
+            assert!(
+                module_dir(&b).join("go.sum").is_file(),
+                "{} has its go.sum committed",
+                b.module
+            );
             for (_, pkg) in b.commands {
                 let ours = *pkg == "." && module_dir(&b).join("main.go").is_file();
-                assert!(ours || go_mod.contains(pkg), "{} names {pkg} in its tool block", b.module);
+                assert!(
+                    ours || go_mod.contains(pkg),
+                    "{} names {pkg} in its tool block",
+                    b.module
+                );
             }
         }
     }
@@ -407,7 +492,10 @@ mod tests {
         assert!(replaces.len() >= 25, "only {} replaces", replaces.len());
         for l in replaces {
             let f: Vec<&str> = l.split_whitespace().collect();
-            assert_eq!(f[0], f[2], "{l}: a staging module is replaced by its own release");
+            assert_eq!(
+                f[0], f[2],
+                "{l}: a staging module is replaced by its own release"
+            );
             assert_eq!(f[3], format!("v0.{minor}"), "{l}");
         }
     }
@@ -424,7 +512,14 @@ mod tests {
     fn a_too_old_go_is_one_line_naming_the_need_and_the_fix() {
         let d = tempfile::tempdir().unwrap();
         let go = fake_go(d.path(), "go1.25.4");
-        let err = check_go(&go, d.path(), "module m\ngo 1.26.0\n", "kube-apiserver v1.37.2").unwrap_err().to_string();
+        let err = check_go(
+            &go,
+            d.path(),
+            "module m\ngo 1.26.0\n",
+            "kube-apiserver v1.37.2",
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(
             err,
             format!(
@@ -438,16 +533,29 @@ mod tests {
     #[test]
     fn a_missing_go_is_one_line_naming_the_fix() {
         let d = tempfile::tempdir().unwrap();
-        let err = check_go(&d.path().join("no-go"), d.path(), "go 1.26.0\n", "etcd v3.7.4").unwrap_err().to_string();
+        let err = check_go(
+            &d.path().join("no-go"),
+            d.path(),
+            "go 1.26.0\n",
+            "etcd v3.7.4",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("no Go found"), "{err}");
-        assert!(err.contains("needs Go >= 1.26.0") && err.contains("$GO"), "{err}");
+        assert!(
+            err.contains("needs Go >= 1.26.0") && err.contains("$GO"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_new_enough_go_passes() {
         let d = tempfile::tempdir().unwrap();
         let go = fake_go(d.path(), "go1.26.8");
-        assert_eq!(check_go(&go, d.path(), "go 1.26.0\n", "x").unwrap(), semver::Version::new(1, 26, 8));
+        assert_eq!(
+            check_go(&go, d.path(), "go 1.26.0\n", "x").unwrap(),
+            semver::Version::new(1, 26, 8)
+        );
     }
 
     #[test]

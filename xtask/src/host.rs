@@ -9,7 +9,10 @@ pub fn ensure() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let list: Vec<String> = missing.iter().map(|p| format!("{} ({}: {})", p.name, p.package, p.role)).collect();
+    let list: Vec<String> = missing
+        .iter()
+        .map(|p| format!("{} ({}: {})", p.name, p.package, p.role))
+        .collect();
     eprintln!("host programs: installing {}", list.join(", "));
     let done = e2e::host::ensure().context("the process backend's host programs")?;
     if !done.installed.is_empty() {

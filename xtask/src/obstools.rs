@@ -33,19 +33,37 @@ fn manifest_dir() -> PathBuf {
 
 /// `dist.version` of the manifest: the component release the collector is built at.
 pub fn manifest_version(manifest: &str) -> Result<String> {
-    let doc: serde_yaml::Value = serde_yaml::from_str(manifest).context("builder-config.yaml is not YAML")?;
-    let v = doc["dist"]["version"].as_str().context("builder-config.yaml has no dist.version")?;
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(manifest).context("builder-config.yaml is not YAML")?;
+    let v = doc["dist"]["version"]
+        .as_str()
+        .context("builder-config.yaml has no dist.version")?;
     Ok(format!("v{}", v.trim_start_matches('v')))
 }
 
 /// Every `gomod` line of the manifest (`module version`).
 #[cfg(test)]
 fn manifest_modules(manifest: &str) -> Result<Vec<String>> {
-    let doc: serde_yaml::Value = serde_yaml::from_str(manifest).context("builder-config.yaml is not YAML")?;
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(manifest).context("builder-config.yaml is not YAML")?;
     let mut out = Vec::new();
-    for section in ["receivers", "processors", "connectors", "exporters", "extensions", "providers"] {
+    for section in [
+        "receivers",
+        "processors",
+        "connectors",
+        "exporters",
+        "extensions",
+        "providers",
+    ] {
         for entry in doc[section].as_sequence().into_iter().flatten() {
-            out.push(entry["gomod"].as_str().with_context(|| format!("builder-config.yaml: an entry of {section} has no gomod"))?.to_string());
+            out.push(
+                entry["gomod"]
+                    .as_str()
+                    .with_context(|| {
+                        format!("builder-config.yaml: an entry of {section} has no gomod")
+                    })?
+                    .to_string(),
+            );
         }
     }
     Ok(out)
@@ -60,8 +78,10 @@ pub fn prometheus() -> Result<Built> {
 pub fn collector() -> Result<Built> {
     let dir = manifest_dir();
     let manifest_path = dir.join("builder-config.yaml");
-    let manifest = fs::read_to_string(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?;
-    let go_sum = fs::read_to_string(dir.join("go.sum")).with_context(|| format!("reading {}/go.sum", dir.display()))?;
+    let manifest = fs::read_to_string(&manifest_path)
+        .with_context(|| format!("reading {}", manifest_path.display()))?;
+    let go_sum = fs::read_to_string(dir.join("go.sum"))
+        .with_context(|| format!("reading {}/go.sum", dir.display()))?;
     let version = manifest_version(&manifest)?;
     let builder = gotools::ensure(&gotools::OCB)?;
     let root = crate::tools_dir().join(format!("otelcol-{version}"));
@@ -74,18 +94,23 @@ pub fn collector() -> Result<Built> {
         }
         hex::encode(h.finalize())
     };
-    let complete = || fs::read_to_string(root.join(".complete")).is_ok_and(|s| s.trim() == want) && bin.join(COLLECTOR).is_file();
+    let complete = || {
+        fs::read_to_string(root.join(".complete")).is_ok_and(|s| s.trim() == want)
+            && bin.join(COLLECTOR).is_file()
+    };
     if complete() {
         return Ok(Built { version, bin });
     }
     fs::create_dir_all(crate::tools_dir())?;
-    let lock = fs::File::create(crate::tools_dir().join(".lock-otelcol")).context("creating the collector build lock file")?;
+    let lock = fs::File::create(crate::tools_dir().join(".lock-otelcol"))
+        .context("creating the collector build lock file")?;
     lock.lock().context("locking the collector build")?;
     if complete() {
         return Ok(Built { version, bin });
     }
     if root.exists() {
-        fs::remove_dir_all(&root).with_context(|| format!("removing the incomplete {}", root.display()))?;
+        fs::remove_dir_all(&root)
+            .with_context(|| format!("removing the incomplete {}", root.display()))?;
     }
     let src = root.join("src");
     fs::create_dir_all(&src)?;
@@ -97,18 +122,31 @@ pub fn collector() -> Result<Built> {
     let scratch = root.join("tmp");
     fs::create_dir_all(&scratch)?;
     let mut c = Command::new(builder.path("builder"));
-    c.current_dir(&dir).env("TMPDIR", &scratch).arg(format!("--config={}", manifest_path.display())).arg(format!("--output-path={}", src.display()));
+    c.current_dir(&dir)
+        .env("TMPDIR", &scratch)
+        .arg(format!("--config={}", manifest_path.display()))
+        .arg(format!("--output-path={}", src.display()));
     if std::env::var_os("GOTOOLCHAIN").is_none() {
         c.env("GOTOOLCHAIN", "local");
     }
     let what = format!("the OpenTelemetry Collector {version} ({COLLECTOR})");
-    let out = with_progress(c, &format!("building {what} with the OpenTelemetry Collector Builder (with a cold Go cache about 6 min on 2 busy cores)"));
+    let out = with_progress(
+        c,
+        &format!(
+            "building {what} with the OpenTelemetry Collector Builder (with a cold Go cache about 6 min on 2 busy cores)"
+        ),
+    );
     let _ = fs::remove_dir_all(&scratch);
     let out = out?;
     if !out.status.success() {
         let log = root.join("build.log");
         let _ = fs::write(&log, [&out.stdout[..], &out.stderr[..]].concat());
-        bail!("building {what} failed ({}); the full output is in {}:\n{}", out.status, log.display(), tail(&out.stderr, 15));
+        bail!(
+            "building {what} failed ({}); the full output is in {}:\n{}",
+            out.status,
+            log.display(),
+            tail(&out.stderr, 15)
+        );
     }
     let resolved = fs::read_to_string(src.join("go.sum")).unwrap_or_default();
     if resolved != go_sum {
@@ -117,7 +155,8 @@ pub fn collector() -> Result<Built> {
             src.join("go.sum").display()
         );
     }
-    fs::rename(src.join(COLLECTOR), bin.join(COLLECTOR)).context("moving the built collector into bin/")?;
+    fs::rename(src.join(COLLECTOR), bin.join(COLLECTOR))
+        .context("moving the built collector into bin/")?;
     fs::write(root.join(".complete"), &want)?;
     Ok(Built { version, bin })
 }
@@ -130,8 +169,10 @@ fn tail(stderr: &[u8], n: usize) -> String {
 fn with_progress(mut c: Command, message: &str) -> Result<std::process::Output> {
     let started = Instant::now();
     eprintln!("$ {}", cmd::display(&c));
-    let progress = indicatif::ProgressBar::new_spinner()
-        .with_style(indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").expect("a valid progress template"));
+    let progress = indicatif::ProgressBar::new_spinner().with_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+            .expect("a valid progress template"),
+    );
     if progress.is_hidden() {
         eprintln!("{message}");
     }
@@ -150,7 +191,11 @@ pub fn ensure_and_export() -> Result<Vec<(&'static str, String, PathBuf)>> {
     let prometheus = prometheus()?;
     let found = vec![
         (COLLECTOR, otelcol.version.clone(), otelcol.path(COLLECTOR)),
-        ("prometheus", prometheus.version.clone(), prometheus.path("prometheus")),
+        (
+            "prometheus",
+            prometheus.version.clone(),
+            prometheus.path("prometheus"),
+        ),
     ];
     // SAFETY: called before the runtime and its threads start.
     unsafe {
@@ -183,6 +228,9 @@ mod tests {
     fn the_builder_is_pinned_at_the_collector_release() {
         let manifest = fs::read_to_string(manifest_dir().join("builder-config.yaml")).unwrap();
         let ocb = fs::read_to_string(crate::project_root().join("xtask/go/ocb/go.mod")).unwrap();
-        assert_eq!(gotools::required_version(&ocb, gotools::OCB.pinned), Some(manifest_version(&manifest).unwrap()));
+        assert_eq!(
+            gotools::required_version(&ocb, gotools::OCB.pinned),
+            Some(manifest_version(&manifest).unwrap())
+        );
     }
 }

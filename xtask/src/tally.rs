@@ -13,7 +13,10 @@ pub struct Tally {
 
 impl Tally {
     pub fn one(ok: bool) -> Tally {
-        Tally { passed: ok as usize, failed: (!ok) as usize }
+        Tally {
+            passed: ok as usize,
+            failed: (!ok) as usize,
+        }
     }
 
     /// A live run: each passed check and each failed check or deployment counts once; a

@@ -45,7 +45,9 @@ struct Ctx {
 
 impl Ctx {
     fn tools(&self) -> Result<&tools::Toolset> {
-        self.tools.as_ref().context("the tools step did not provide the tools")
+        self.tools
+            .as_ref()
+            .context("the tools step did not provide the tools")
     }
 }
 
@@ -60,19 +62,79 @@ pub struct Step {
 
 /// The test command, in order.
 pub const STEPS: &[Step] = &[
-    Step { name: "tools", needs: &[], ensures: &[Need::Tools], live: false, run: step_tools },
+    Step {
+        name: "tools",
+        needs: &[],
+        ensures: &[Need::Tools],
+        live: false,
+        run: step_tools,
+    },
     // First of the machine's own packages: the workspace tests deploy too (tls_bad_secret,
     // upgrade_live), not only the smoke.
-    Step { name: "host programs", needs: &[], ensures: &[Need::HostPrograms], live: false, run: step_host },
-    Step { name: "cargo-nextest", needs: &[], ensures: &[Need::Nextest], live: false, run: step_nextest },
-    Step { name: "helm lint", needs: &[Need::Tools], ensures: &[], live: false, run: helm_lint },
+    Step {
+        name: "host programs",
+        needs: &[],
+        ensures: &[Need::HostPrograms],
+        live: false,
+        run: step_host,
+    },
+    Step {
+        name: "cargo-nextest",
+        needs: &[],
+        ensures: &[Need::Nextest],
+        live: false,
+        run: step_nextest,
+    },
+    Step {
+        name: "helm lint",
+        needs: &[Need::Tools],
+        ensures: &[],
+        live: false,
+        run: helm_lint,
+    },
     // uv makes ct's Python venv, so the tools come first.
-    Step { name: "chart-testing", needs: &[Need::Tools], ensures: &[Need::ChartTesting], live: false, run: step_chart_testing },
-    Step { name: "ct lint", needs: &[Need::Tools, Need::ChartTesting], ensures: &[], live: false, run: ct_lint },
-    Step { name: "workspace tests", needs: &[Need::Tools, Need::HostPrograms, Need::Nextest], ensures: &[], live: false, run: workspace_tests },
-    Step { name: "actionlint", needs: &[Need::Tools], ensures: &[], live: false, run: actionlint },
-    Step { name: "hadolint", needs: &[Need::Tools], ensures: &[], live: false, run: hadolint },
-    Step { name: "live smoke", needs: &[Need::Tools, Need::HostPrograms], ensures: &[], live: true, run: live_smoke },
+    Step {
+        name: "chart-testing",
+        needs: &[Need::Tools],
+        ensures: &[Need::ChartTesting],
+        live: false,
+        run: step_chart_testing,
+    },
+    Step {
+        name: "ct lint",
+        needs: &[Need::Tools, Need::ChartTesting],
+        ensures: &[],
+        live: false,
+        run: ct_lint,
+    },
+    Step {
+        name: "workspace tests",
+        needs: &[Need::Tools, Need::HostPrograms, Need::Nextest],
+        ensures: &[],
+        live: false,
+        run: workspace_tests,
+    },
+    Step {
+        name: "actionlint",
+        needs: &[Need::Tools],
+        ensures: &[],
+        live: false,
+        run: actionlint,
+    },
+    Step {
+        name: "hadolint",
+        needs: &[Need::Tools],
+        ensures: &[],
+        live: false,
+        run: hadolint,
+    },
+    Step {
+        name: "live smoke",
+        needs: &[Need::Tools, Need::HostPrograms],
+        ensures: &[],
+        live: true,
+        run: live_smoke,
+    },
 ];
 
 /// The first step that needs something no earlier step ensured: (step, need).
@@ -89,10 +151,17 @@ pub fn unmet_need(steps: &[Step]) -> Option<(&'static str, Need)> {
 
 pub fn run(flags: Flags) -> Result<ExitCode> {
     if let Some((step, need)) = unmet_need(STEPS) {
-        anyhow::bail!("the test command's step `{step}` needs {need:?}, which no earlier step ensures");
+        anyhow::bail!(
+            "the test command's step `{step}` needs {need:?}, which no earlier step ensures"
+        );
     }
     let started = Instant::now();
-    let mut ctx = Ctx { root: project_root(), tools: None, nextest: None, chart_testing: None };
+    let mut ctx = Ctx {
+        root: project_root(),
+        tools: None,
+        nextest: None,
+        chart_testing: None,
+    };
     let mut total = Tally::default();
     let mut failed_steps = Vec::new();
     let mut ensured: Vec<Need> = Vec::new();
@@ -104,16 +173,28 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
         }
         // A step whose needs failed to come would only fail for that reason: say so once.
         if let Some(n) = s.needs.iter().find(|n| !ensured.contains(n)) {
-            eprintln!("── {}: not run, {n:?} is not there (an earlier step failed)", s.name);
+            eprintln!(
+                "── {}: not run, {n:?} is not there (an earlier step failed)",
+                s.name
+            );
             failed_steps.push(s.name.to_string());
-            total += Tally { passed: 0, failed: 1 };
+            total += Tally {
+                passed: 0,
+                failed: 1,
+            };
             continue;
         }
         let tally = (s.run)(&mut ctx).unwrap_or_else(|e| {
             eprintln!("step `{}` could not run: {e:#}", s.name);
-            Tally { passed: 0, failed: 1 }
+            Tally {
+                passed: 0,
+                failed: 1,
+            }
         });
-        eprintln!("── {}: {} passed, {} failed", s.name, tally.passed, tally.failed);
+        eprintln!(
+            "── {}: {} passed, {} failed",
+            s.name, tally.passed, tally.failed
+        );
         if tally.failed > 0 {
             failed_steps.push(s.name.to_string());
         } else {
@@ -127,7 +208,11 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
         eprintln!("failed steps: {}", failed_steps.join(", "));
     }
     println!("test: {} passed, {} failed", total.passed, total.failed);
-    Ok(if total.failed == 0 && total.passed > 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if total.failed == 0 && total.passed > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn step_tools(ctx: &mut Ctx) -> Result<Tally> {
@@ -151,7 +236,8 @@ fn live_smoke(ctx: &mut Ctx) -> Result<Tally> {
 
 fn helm_lint(ctx: &mut Ctx) -> Result<Tally> {
     let mut c = Command::new(&ctx.tools()?.helm.path);
-    c.args(["lint", "--strict"]).arg(ctx.root.join("charts/chromadb"));
+    c.args(["lint", "--strict"])
+        .arg(ctx.root.join("charts/chromadb"));
     Ok(Tally::one(cmd::run_status(&mut c)?))
 }
 
@@ -161,7 +247,10 @@ fn step_chart_testing(ctx: &mut Ctx) -> Result<Tally> {
 }
 
 fn ct_lint(ctx: &mut Ctx) -> Result<Tally> {
-    let ct = ctx.chart_testing.as_ref().context("the chart-testing step did not provide ct")?;
+    let ct = ctx
+        .chart_testing
+        .as_ref()
+        .context("the chart-testing step did not provide ct")?;
     let mut c = crate::ct::lint_command(&ctx.root, &ctx.tools()?.helm.path, ct);
     Ok(Tally::one(cmd::run_status(&mut c)?))
 }
@@ -175,26 +264,44 @@ fn actionlint(ctx: &mut Ctx) -> Result<Tally> {
 /// The backup tool's image. `--failure-threshold info`: every finding fails, not only errors.
 fn hadolint(ctx: &mut Ctx) -> Result<Tally> {
     let mut c = Command::new(&ctx.tools()?.hadolint);
-    c.current_dir(&ctx.root).args(["--failure-threshold", "info", "image/Dockerfile"]);
+    c.current_dir(&ctx.root)
+        .args(["--failure-threshold", "info", "image/Dockerfile"]);
     Ok(Tally::one(cmd::run_status(&mut c)?))
 }
 
 fn workspace_tests(ctx: &mut Ctx) -> Result<Tally> {
-    let nextest = ctx.nextest.clone().context("the cargo-nextest step did not provide cargo-nextest")?;
+    let nextest = ctx
+        .nextest
+        .clone()
+        .context("the cargo-nextest step did not provide cargo-nextest")?;
     let root = ctx.root.clone();
     // The pinned binary runs as cargo runs a subcommand: its first argument names it.
     let mut c = Command::new(&nextest);
     cmd::drop_cargo_run_vars(&mut c);
     c.current_dir(&root);
     ctx.tools()?.apply(&mut c);
-    c.args(["nextest", "run", "--workspace", "--profile", "xtask", "--no-tests", "fail"]);
+    c.args([
+        "nextest",
+        "run",
+        "--workspace",
+        "--profile",
+        "xtask",
+        "--no-tests",
+        "fail",
+    ]);
     let junit = root.join("target/nextest/xtask/junit.xml");
     // A report left by an earlier run must not be counted as this one's.
     let _ = std::fs::remove_file(&junit);
     let ok = cmd::run_status(&mut c)?;
-    let tally = junit_tally(&std::fs::read_to_string(&junit).with_context(|| format!("reading {}", junit.display()))?)?;
+    let tally = junit_tally(
+        &std::fs::read_to_string(&junit).with_context(|| format!("reading {}", junit.display()))?,
+    )?;
     // A build failure leaves no JUnit file from this run: count it as a failure.
-    Ok(if !ok && tally.failed == 0 { Tally { failed: 1, ..tally } } else { tally })
+    Ok(if !ok && tally.failed == 0 {
+        Tally { failed: 1, ..tally }
+    } else {
+        tally
+    })
 }
 
 /// Counts from the `<testsuites tests=.. failures=.. errors=..>` element of a JUnit report.
@@ -202,11 +309,22 @@ pub fn junit_tally(xml: &str) -> Result<Tally> {
     let doc = roxmltree::Document::parse(xml).context("the JUnit report is not XML")?;
     let suites = doc.root_element();
     if suites.tag_name().name() != "testsuites" {
-        anyhow::bail!("the JUnit report's root is <{}>, not <testsuites>", suites.tag_name().name());
+        anyhow::bail!(
+            "the JUnit report's root is <{}>, not <testsuites>",
+            suites.tag_name().name()
+        );
     }
-    let attr = |name: &str| -> usize { suites.attribute(name).and_then(|v| v.parse().ok()).unwrap_or(0) };
+    let attr = |name: &str| -> usize {
+        suites
+            .attribute(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
     let failed = attr("failures") + attr("errors");
-    Ok(Tally { passed: attr("tests").saturating_sub(failed), failed })
+    Ok(Tally {
+        passed: attr("tests").saturating_sub(failed),
+        failed,
+    })
 }
 
 #[cfg(test)]
@@ -216,7 +334,13 @@ mod tests {
     #[test]
     fn junit_tally_counts_failures_and_errors_as_failed() {
         let xml = r#"<?xml version="1.0"?><testsuites name="x" tests="10" failures="2" errors="1" uuid="u"><testsuite/></testsuites>"#;
-        assert_eq!(junit_tally(xml).unwrap(), Tally { passed: 7, failed: 3 });
+        assert_eq!(
+            junit_tally(xml).unwrap(),
+            Tally {
+                passed: 7,
+                failed: 3
+            }
+        );
     }
 
     #[test]
@@ -236,11 +360,32 @@ mod tests {
     #[test]
     fn a_step_that_needs_host_programs_before_they_are_ensured_is_found() {
         let steps = [
-            Step { name: "tools", needs: &[], ensures: &[Need::Tools], live: false, run: noop },
-            Step { name: "workspace tests", needs: &[Need::Tools, Need::HostPrograms], ensures: &[], live: false, run: noop },
-            Step { name: "host programs", needs: &[], ensures: &[Need::HostPrograms], live: false, run: noop },
+            Step {
+                name: "tools",
+                needs: &[],
+                ensures: &[Need::Tools],
+                live: false,
+                run: noop,
+            },
+            Step {
+                name: "workspace tests",
+                needs: &[Need::Tools, Need::HostPrograms],
+                ensures: &[],
+                live: false,
+                run: noop,
+            },
+            Step {
+                name: "host programs",
+                needs: &[],
+                ensures: &[Need::HostPrograms],
+                live: false,
+                run: noop,
+            },
         ];
-        assert_eq!(unmet_need(&steps), Some(("workspace tests", Need::HostPrograms)));
+        assert_eq!(
+            unmet_need(&steps),
+            Some(("workspace tests", Need::HostPrograms))
+        );
     }
 
     /// The table is only as true as its `needs`: every workspace test that deploys on the
@@ -251,7 +396,9 @@ mod tests {
         let mut deploying = Vec::new();
         for dir in std::fs::read_dir(project_root().join("crates")).unwrap() {
             let tests = dir.unwrap().path().join("tests");
-            let Ok(files) = std::fs::read_dir(&tests) else { continue };
+            let Ok(files) = std::fs::read_dir(&tests) else {
+                continue;
+            };
             for f in files {
                 let path = f.unwrap().path();
                 if path.extension().is_none_or(|e| e != "rs") {
@@ -259,13 +406,23 @@ mod tests {
                 }
                 let text = std::fs::read_to_string(&path).unwrap();
                 if text.contains("ProcessBackend::new") {
-                    assert!(text.contains("e2e::host::ensure()"), "{} deploys on the process backend but does not call e2e::host::ensure()", path.display());
+                    assert!(
+                        text.contains("e2e::host::ensure()"),
+                        "{} deploys on the process backend but does not call e2e::host::ensure()",
+                        path.display()
+                    );
                     deploying.push(path);
                 }
             }
         }
-        assert!(!deploying.is_empty(), "no workspace test deploys: the scan found nothing to check");
+        assert!(
+            !deploying.is_empty(),
+            "no workspace test deploys: the scan found nothing to check"
+        );
         let step = STEPS.iter().find(|s| s.name == "workspace tests").unwrap();
-        assert!(step.needs.contains(&Need::HostPrograms), "{deploying:?} deploy, so the workspace tests need the host programs");
+        assert!(
+            step.needs.contains(&Need::HostPrograms),
+            "{deploying:?} deploy, so the workspace tests need the host programs"
+        );
     }
 }

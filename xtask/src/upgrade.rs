@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use e2e::Backend;
 use e2e::upgrade::plan::Via;
-use e2e::upgrade::{self, ChartCheckout, Fault, Transition, UpgradeMatrix, UpgradeOptions, Verdict, chart, plan};
+use e2e::upgrade::{
+    self, ChartCheckout, Fault, Transition, UpgradeMatrix, UpgradeOptions, Verdict, chart, plan,
+};
 use render::{Expected, Helm, VersionMatrix};
 
 use crate::backends::{self, BackendFlags};
@@ -73,20 +75,31 @@ pub struct Flags {
 
 /// What the command will do, validated before any tool or server is touched.
 enum Job {
-    One { transition: Box<Transition>, from_chart: ChartCheckout, to_chart: ChartCheckout },
-    Matrix { matrix: UpgradeMatrix, chart: PathBuf },
+    One {
+        transition: Box<Transition>,
+        from_chart: ChartCheckout,
+        to_chart: ChartCheckout,
+    },
+    Matrix {
+        matrix: UpgradeMatrix,
+        chart: PathBuf,
+    },
 }
 
 fn parse_via(s: &str) -> Result<Via, String> {
     match s {
         "in-place" => Ok(Via::InPlace),
         "backup" => Ok(Via::Backup),
-        other => Err(format!("`{other}` is not a way to move the data; use in-place or backup")),
+        other => Err(format!(
+            "`{other}` is not a way to move the data; use in-place or backup"
+        )),
     }
 }
 
 fn chart_dir(flag: Option<&Path>, root: &Path) -> anyhow::Result<PathBuf> {
-    let chart = flag.map(Path::to_path_buf).unwrap_or_else(|| root.join(chart::CHART_IN_REPO));
+    let chart = flag
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| root.join(chart::CHART_IN_REPO));
     if !chart.join("Chart.yaml").is_file() {
         bail!("--chart {}: no Chart.yaml there", chart.display());
     }
@@ -97,29 +110,49 @@ fn plan_job(flags: &Flags, root: &Path, known: &VersionMatrix) -> anyhow::Result
     let chart = chart_dir(flags.chart.as_deref(), root)?;
     if flags.matrix {
         let path = root.join("fixtures/upgrades.yaml");
-        let matrix = UpgradeMatrix::load(&path, &root.join("fixtures/values"), known)?.select(&flags.select)?;
+        let matrix = UpgradeMatrix::load(&path, &root.join("fixtures/values"), known)?
+            .select(&flags.select)?;
         return Ok(Job::Matrix { matrix, chart });
     }
-    let raw_from = flags.from.as_deref().context("--from X.Y.Z is required (or --matrix)")?;
+    let raw_from = flags
+        .from
+        .as_deref()
+        .context("--from X.Y.Z is required (or --matrix)")?;
     let from = plan::version("--from", raw_from, known)?;
     let to = match (&flags.to, &flags.from_chart) {
         (Some(raw), _) => plan::version("--to", raw, known)?,
         (None, Some(_)) => from.clone(),
-        (None, None) => bail!("--to X.Y.Z is required (it may only be left out with --from-chart, to upgrade the chart alone)"),
+        (None, None) => bail!(
+            "--to X.Y.Z is required (it may only be left out with --from-chart, to upgrade the chart alone)"
+        ),
     };
     let via_backup = flags.via == Via::Backup;
     if via_backup && (flags.from_chart.is_some() || flags.orphan_statefulset) {
-        bail!("--via backup installs B as a fresh release of this chart; --from-chart and --orphan-statefulset belong to in-place upgrades");
+        bail!(
+            "--via backup installs B as a fresh release of this chart; --from-chart and --orphan-statefulset belong to in-place upgrades"
+        );
     }
     // A fresh release restoring a backup is no rollback of A's data files.
-    plan::direction(&from, &to, flags.allow_downgrade || via_backup, "--allow-downgrade")?;
+    plan::direction(
+        &from,
+        &to,
+        flags.allow_downgrade || via_backup,
+        "--allow-downgrade",
+    )?;
     if from == to && flags.from_chart.is_none() && flags.to_values.is_empty() && !via_backup {
-        bail!("--from {from} --to {to}: nothing changes; give another --to, a --from-chart or --to-values");
+        bail!(
+            "--from {from} --to {to}: nothing changes; give another --to, a --from-chart or --to-values"
+        );
     }
     let values_a = plan::merged_values(&flags.values, "--values")?;
-    let values_b = plan::merged_values(&[flags.values.clone(), flags.to_values.clone()].concat(), "--to-values")?;
-    Expected::from_values(&values_a, &from).with_context(|| format!("--values: the spec refuses them on {from}"))?;
-    Expected::from_values(&values_b, &to).with_context(|| format!("--values/--to-values: the spec refuses them on {to}"))?;
+    let values_b = plan::merged_values(
+        &[flags.values.clone(), flags.to_values.clone()].concat(),
+        "--to-values",
+    )?;
+    Expected::from_values(&values_a, &from)
+        .with_context(|| format!("--values: the spec refuses them on {from}"))?;
+    Expected::from_values(&values_b, &to)
+        .with_context(|| format!("--values/--to-values: the spec refuses them on {to}"))?;
     let from_chart = match &flags.from_chart {
         Some(spec) => chart::resolve(spec, root, "--from-chart")?,
         None => ChartCheckout::dir(&chart, chart.display().to_string()),
@@ -137,7 +170,11 @@ fn plan_job(flags: &Flags, root: &Path, known: &VersionMatrix) -> anyhow::Result
         orphan_statefulset: flags.orphan_statefulset,
         via: flags.via,
     };
-    Ok(Job::One { transition: Box::new(transition), from_chart, to_chart })
+    Ok(Job::One {
+        transition: Box::new(transition),
+        from_chart,
+        to_chart,
+    })
 }
 
 pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
@@ -146,9 +183,26 @@ pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     let job = plan_job(&flags, &root, &known)?;
     let tools = crate::tools::ensure()?;
     let helm = Helm::new(&tools.helm.path).context("the provisioned helm")?;
-    let opts = UpgradeOptions { keep: flags.keep, fault: flags.inject_fault, jobs: usize::from(flags.jobs), ..UpgradeOptions::default() };
+    let opts = UpgradeOptions {
+        keep: flags.keep,
+        fault: flags.inject_fault,
+        jobs: usize::from(flags.jobs),
+        ..UpgradeOptions::default()
+    };
 
-    backends::run(&flags.backend, flags.keep, &tools, &known, UpgradeJob { helm, job, root: root.clone(), opts, flags: &flags })
+    backends::run(
+        &flags.backend,
+        flags.keep,
+        &tools,
+        &known,
+        UpgradeJob {
+            helm,
+            job,
+            root: root.clone(),
+            opts,
+            flags: &flags,
+        },
+    )
 }
 
 struct UpgradeJob<'a> {
@@ -163,11 +217,21 @@ impl backends::Job for UpgradeJob<'_> {
     type Output = ExitCode;
 
     async fn run<B: Backend>(self, backend: &B) -> anyhow::Result<ExitCode> {
-        execute(backend, &self.helm, self.job, &self.root, &self.opts, self.flags).await
+        execute(
+            backend, &self.helm, self.job, &self.root, &self.opts, self.flags,
+        )
+        .await
     }
 }
 
-async fn execute<B: Backend>(backend: &B, helm: &Helm, job: Job, root: &Path, opts: &UpgradeOptions, flags: &Flags) -> anyhow::Result<ExitCode> {
+async fn execute<B: Backend>(
+    backend: &B,
+    helm: &Helm,
+    job: Job,
+    root: &Path,
+    opts: &UpgradeOptions,
+    flags: &Flags,
+) -> anyhow::Result<ExitCode> {
     match job {
         Job::Matrix { matrix, chart } => {
             let report = upgrade::run_matrix(backend, helm, &matrix, &chart, root, opts).await;
@@ -177,26 +241,43 @@ async fn execute<B: Backend>(backend: &B, helm: &Helm, job: Job, root: &Path, op
                 eprintln!("error: the upgrade matrix proved nothing: {why}");
                 return Ok(ExitCode::FAILURE);
             }
-            Ok(if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(if report.failed() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
-        Job::One { transition, from_chart, to_chart } => {
-            let (report, kept) = upgrade::run_one(backend, helm, &transition, &from_chart, &to_chart, opts).await;
+        Job::One {
+            transition,
+            from_chart,
+            to_chart,
+        } => {
+            let (report, kept) =
+                upgrade::run_one(backend, helm, &transition, &from_chart, &to_chart, opts).await;
             print!("{}", upgrade::report::text(&report));
             write_json(flags, &report)?;
             if let Some(d) = kept {
-                eprintln!("B is kept running at {}; press Ctrl-C to stop it and remove its files", d.base_url);
+                eprintln!(
+                    "B is kept running at {}; press Ctrl-C to stop it and remove its files",
+                    d.base_url
+                );
                 let _ = tokio::signal::ctrl_c().await;
                 let _ = backend.teardown(d).await;
             }
             drop(from_chart);
-            Ok(if report.verdict == Verdict::Survived { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.verdict == Verdict::Survived {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }
 
 fn write_json<T: serde::Serialize>(flags: &Flags, report: &T) -> anyhow::Result<()> {
     if let Some(p) = &flags.report {
-        std::fs::write(p, upgrade::report::json(report)?).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, upgrade::report::json(report)?)
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
 }

@@ -85,7 +85,13 @@ pub struct CollectionEntry {
 
 impl Manifest {
     /// A manifest of this format and version over `collections`.
-    pub fn new(tool_version: impl Into<String>, created: impl Into<String>, source: Source, consistency: impl Into<String>, collections: Vec<CollectionEntry>) -> Manifest {
+    pub fn new(
+        tool_version: impl Into<String>,
+        created: impl Into<String>,
+        source: Source,
+        consistency: impl Into<String>,
+        collections: Vec<CollectionEntry>,
+    ) -> Manifest {
         Manifest {
             format: FORMAT.into(),
             format_version: FORMAT_VERSION,
@@ -101,7 +107,12 @@ impl Manifest {
 impl CollectionEntry {
     /// The entry of a collection before its records are written: [`CollectionWriter`] fills
     /// in the counts, dimension, member name and digest.
-    pub fn new(name: impl Into<String>, metadata: Option<serde_json::Map<String, Value>>, settings: Settings, uris: bool) -> CollectionEntry {
+    pub fn new(
+        name: impl Into<String>,
+        metadata: Option<serde_json::Map<String, Value>>,
+        settings: Settings,
+        uris: bool,
+    ) -> CollectionEntry {
         CollectionEntry {
             name: name.into(),
             metadata,
@@ -122,7 +133,11 @@ impl CollectionEntry {
 pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("id", DataType::Utf8, false),
-        Field::new("embedding", DataType::List(Arc::new(Field::new("item", DataType::Float32, false))), true),
+        Field::new(
+            "embedding",
+            DataType::List(Arc::new(Field::new("item", DataType::Float32, false))),
+            true,
+        ),
         Field::new("document", DataType::Utf8, true),
         Field::new("metadata", DataType::Utf8, true),
         Field::new("uri", DataType::Utf8, true),
@@ -157,7 +172,11 @@ pub struct CollectionWriter {
 
 pub fn to_batch(records: &[Record]) -> Result<RecordBatch> {
     let mut ids = StringBuilder::new();
-    let mut emb = ListBuilder::new(Float32Builder::new()).with_field(Arc::new(Field::new("item", DataType::Float32, false)));
+    let mut emb = ListBuilder::new(Float32Builder::new()).with_field(Arc::new(Field::new(
+        "item",
+        DataType::Float32,
+        false,
+    )));
     let mut docs = StringBuilder::new();
     let mut metas = StringBuilder::new();
     let mut uris = StringBuilder::new();
@@ -171,10 +190,20 @@ pub fn to_batch(records: &[Record]) -> Result<RecordBatch> {
             None => emb.append(false),
         }
         docs.append_option(r.document.as_deref());
-        metas.append_option(r.metadata.as_ref().map(|m| Value::Object(m.clone()).to_string()));
+        metas.append_option(
+            r.metadata
+                .as_ref()
+                .map(|m| Value::Object(m.clone()).to_string()),
+        );
         uris.append_option(r.uri.as_deref());
     }
-    let cols: Vec<ArrayRef> = vec![Arc::new(ids.finish()), Arc::new(emb.finish()), Arc::new(docs.finish()), Arc::new(metas.finish()), Arc::new(uris.finish())];
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(ids.finish()),
+        Arc::new(emb.finish()),
+        Arc::new(docs.finish()),
+        Arc::new(metas.finish()),
+        Arc::new(uris.finish()),
+    ];
     RecordBatch::try_new(schema(), cols).map_err(arrow("building a record batch"))
 }
 
@@ -183,10 +212,21 @@ impl CollectionWriter {
         let member = format!("collections/{index:04}.arrow");
         let path = dir.join(format!("{index:04}.arrow"));
         let f = File::create(&path).map_err(io(format!("creating {}", path.display())))?;
-        let out = Hashing { inner: BufWriter::with_capacity(1 << 20, f), hash: Sha256::new(), bytes: 0 };
-        let opts = IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME)).map_err(arrow("choosing LZ4 compression"))?;
-        let writer = FileWriter::try_new_with_options(out, &schema(), opts).map_err(arrow(format!("starting {member}")))?;
-        Ok(CollectionWriter { writer, path, entry: CollectionEntry { member, ..entry } })
+        let out = Hashing {
+            inner: BufWriter::with_capacity(1 << 20, f),
+            hash: Sha256::new(),
+            bytes: 0,
+        };
+        let opts = IpcWriteOptions::default()
+            .try_with_compression(Some(CompressionType::LZ4_FRAME))
+            .map_err(arrow("choosing LZ4 compression"))?;
+        let writer = FileWriter::try_new_with_options(out, &schema(), opts)
+            .map_err(arrow(format!("starting {member}")))?;
+        Ok(CollectionWriter {
+            writer,
+            path,
+            entry: CollectionEntry { member, ..entry },
+        })
     }
 
     pub fn push(&mut self, records: &[Record]) -> Result<()> {
@@ -197,35 +237,51 @@ impl CollectionWriter {
             if let Some(e) = &r.embedding {
                 match self.entry.dimension {
                     None => self.entry.dimension = Some(e.len()),
-                    Some(d) if d != e.len() => tracing::warn!(collection = %self.entry.name, id = %r.id, "embedding has {} dimensions, others {d}", e.len()),
+                    Some(d) if d != e.len() => {
+                        tracing::warn!(collection = %self.entry.name, id = %r.id, "embedding has {} dimensions, others {d}", e.len())
+                    }
                     _ => {}
                 }
             }
         }
         self.entry.records_with_uri += records.iter().filter(|r| r.uri.is_some()).count() as u64;
         let batch = to_batch(records)?;
-        self.writer.write(&batch).map_err(arrow(format!("writing {}", self.entry.member)))?;
+        self.writer
+            .write(&batch)
+            .map_err(arrow(format!("writing {}", self.entry.member)))?;
         self.entry.records += records.len() as u64;
         Ok(())
     }
 
     pub fn finish(mut self) -> Result<(CollectionEntry, PathBuf)> {
-        self.writer.finish().map_err(arrow(format!("finishing {}", self.entry.member)))?;
-        let mut out = self.writer.into_inner().map_err(arrow(format!("closing {}", self.entry.member)))?;
-        out.flush().map_err(io(format!("writing {}", self.path.display())))?;
+        self.writer
+            .finish()
+            .map_err(arrow(format!("finishing {}", self.entry.member)))?;
+        let mut out = self
+            .writer
+            .into_inner()
+            .map_err(arrow(format!("closing {}", self.entry.member)))?;
+        out.flush()
+            .map_err(io(format!("writing {}", self.path.display())))?;
         self.entry.sha256 = hex::encode(out.hash.finalize_reset());
         self.entry.bytes = out.bytes;
         Ok((self.entry, self.path))
     }
 }
 
-fn append(tar: &mut tar::Builder<impl Write>, name: &str, size: u64, data: impl Read) -> Result<()> {
+fn append(
+    tar: &mut tar::Builder<impl Write>,
+    name: &str,
+    size: u64,
+    data: impl Read,
+) -> Result<()> {
     let mut h = tar::Header::new_ustar();
     h.set_size(size);
     h.set_mode(0o644);
     h.set_mtime(0);
     h.set_entry_type(tar::EntryType::Regular);
-    tar.append_data(&mut h, name, data).map_err(io(format!("adding {name} to the archive")))
+    tar.append_data(&mut h, name, data)
+        .map_err(io(format!("adding {name} to the archive")))
 }
 
 /// Assembles the tar: manifest, sums, then the members.
@@ -240,9 +296,17 @@ pub fn assemble(manifest: &Manifest, members: &[PathBuf], out: impl Write) -> Re
     append(&mut tar, SUMS, sums.len() as u64, sums.as_bytes())?;
     for (c, path) in manifest.collections.iter().zip(members) {
         let f = File::open(path).map_err(io(format!("reading {}", path.display())))?;
-        append(&mut tar, &c.member, c.bytes, BufReader::with_capacity(1 << 20, f))?;
+        append(
+            &mut tar,
+            &c.member,
+            c.bytes,
+            BufReader::with_capacity(1 << 20, f),
+        )?;
     }
-    tar.into_inner().map_err(io("finishing the archive"))?.flush().map_err(io("finishing the archive"))
+    tar.into_inner()
+        .map_err(io("finishing the archive"))?
+        .flush()
+        .map_err(io("finishing the archive"))
 }
 
 /// An archive on local disk, its manifest read and its members located (not yet verified).
@@ -284,7 +348,10 @@ impl Seek for Slice {
             SeekFrom::Current(d) => self.pos as i128 + d as i128,
         };
         if p < 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of a member"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of a member",
+            ));
         }
         self.pos = p as u64;
         Ok(self.pos)
@@ -297,108 +364,252 @@ impl Archive {
     pub fn open(path: &Path) -> Result<Archive> {
         let shown = path.display().to_string();
         let file = File::open(path).map_err(io(format!("opening {shown}")))?;
-        let size = file.metadata().map_err(io(format!("reading {shown}")))?.len();
+        let size = file
+            .metadata()
+            .map_err(io(format!("reading {shown}")))?
+            .len();
         if size < 512 {
-            return Err(Error::Foreign { path: shown, reason: format!("{size} bytes is too short for a tar archive") });
+            return Err(Error::Foreign {
+                path: shown,
+                reason: format!("{size} bytes is too short for a tar archive"),
+            });
         }
         let mut header = [0u8; 512];
-        (&file).read_exact(&mut header).map_err(io(format!("reading {shown}")))?;
+        (&file)
+            .read_exact(&mut header)
+            .map_err(io(format!("reading {shown}")))?;
         if &header[257..262] != b"ustar" {
             return Err(Error::Foreign { path: shown, reason: "not a tar archive (no ustar header); a chromadb-backup archive is a tar starting with manifest.json".into() });
         }
         if !header.starts_with(MANIFEST.as_bytes()) {
-            let first = String::from_utf8_lossy(&header[..100]).trim_end_matches('\0').to_string();
-            return Err(Error::Foreign { path: shown, reason: format!("a tar whose first member is `{first}`, not {MANIFEST}") });
+            let first = String::from_utf8_lossy(&header[..100])
+                .trim_end_matches('\0')
+                .to_string();
+            return Err(Error::Foreign {
+                path: shown,
+                reason: format!("a tar whose first member is `{first}`, not {MANIFEST}"),
+            });
         }
-        let mut tar = tar::Archive::new(BufReader::new(File::open(path).map_err(io(format!("opening {shown}")))?));
+        let mut tar = tar::Archive::new(BufReader::new(
+            File::open(path).map_err(io(format!("opening {shown}")))?,
+        ));
         let mut members = HashMap::new();
         let mut manifest_text = None;
         let mut sums = None;
-        let entries = tar.entries_with_seek().map_err(|e| Error::Truncated { path: shown.clone(), reason: e.to_string() })?;
+        let entries = tar.entries_with_seek().map_err(|e| Error::Truncated {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| Error::Truncated { path: shown.clone(), reason: format!("reading the tar index: {e}") })?;
-            let name = entry.path().map_err(|e| Error::Malformed { path: shown.clone(), reason: format!("a member name: {e}") })?.display().to_string();
+            let mut entry = entry.map_err(|e| Error::Truncated {
+                path: shown.clone(),
+                reason: format!("reading the tar index: {e}"),
+            })?;
+            let name = entry
+                .path()
+                .map_err(|e| Error::Malformed {
+                    path: shown.clone(),
+                    reason: format!("a member name: {e}"),
+                })?
+                .display()
+                .to_string();
             let (start, len) = (entry.raw_file_position(), entry.size());
             if start + len > size {
-                return Err(Error::Truncated { path: shown, reason: format!("member {name} needs {} bytes, the file has {}", start + len, size) });
+                return Err(Error::Truncated {
+                    path: shown,
+                    reason: format!(
+                        "member {name} needs {} bytes, the file has {}",
+                        start + len,
+                        size
+                    ),
+                });
             }
             if name == MANIFEST || name == SUMS {
                 let mut s = String::new();
-                entry.read_to_string(&mut s).map_err(|e| Error::Truncated { path: shown.clone(), reason: format!("reading {name}: {e}") })?;
-                if name == MANIFEST { manifest_text = Some(s) } else { sums = Some(s) }
+                entry.read_to_string(&mut s).map_err(|e| Error::Truncated {
+                    path: shown.clone(),
+                    reason: format!("reading {name}: {e}"),
+                })?;
+                if name == MANIFEST {
+                    manifest_text = Some(s)
+                } else {
+                    sums = Some(s)
+                }
             }
             members.insert(name, (start, len));
         }
-        let text = manifest_text.ok_or_else(|| Error::Foreign { path: shown.clone(), reason: format!("no {MANIFEST}") })?;
-        let raw: Value = serde_json::from_str(&text).map_err(|e| Error::Malformed { path: shown.clone(), reason: format!("{MANIFEST} is not JSON: {e}") })?;
+        let text = manifest_text.ok_or_else(|| Error::Foreign {
+            path: shown.clone(),
+            reason: format!("no {MANIFEST}"),
+        })?;
+        let raw: Value = serde_json::from_str(&text).map_err(|e| Error::Malformed {
+            path: shown.clone(),
+            reason: format!("{MANIFEST} is not JSON: {e}"),
+        })?;
         if raw.get("format").and_then(Value::as_str) != Some(FORMAT) {
-            return Err(Error::Foreign { path: shown, reason: format!("{MANIFEST} does not say format \"{FORMAT}\"") });
+            return Err(Error::Foreign {
+                path: shown,
+                reason: format!("{MANIFEST} does not say format \"{FORMAT}\""),
+            });
         }
-        let fv = raw.get("format_version").and_then(Value::as_u64).ok_or_else(|| Error::Malformed { path: shown.clone(), reason: format!("{MANIFEST} has no numeric format_version") })?;
+        let fv = raw
+            .get("format_version")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| Error::Malformed {
+                path: shown.clone(),
+                reason: format!("{MANIFEST} has no numeric format_version"),
+            })?;
         if fv > FORMAT_VERSION {
-            return Err(Error::FutureFormat { path: shown, found: fv, supported: FORMAT_VERSION });
+            return Err(Error::FutureFormat {
+                path: shown,
+                found: fv,
+                supported: FORMAT_VERSION,
+            });
         }
-        let manifest: Manifest = serde_json::from_value(raw).map_err(|e| Error::Malformed { path: shown.clone(), reason: format!("{MANIFEST}: {e}") })?;
+        let manifest: Manifest = serde_json::from_value(raw).map_err(|e| Error::Malformed {
+            path: shown.clone(),
+            reason: format!("{MANIFEST}: {e}"),
+        })?;
         for c in &manifest.collections {
             match members.get(&c.member) {
-                None => return Err(Error::Truncated { path: shown, reason: format!("member {} (collection {}) is missing", c.member, c.name) }),
+                None => {
+                    return Err(Error::Truncated {
+                        path: shown,
+                        reason: format!("member {} (collection {}) is missing", c.member, c.name),
+                    });
+                }
                 Some((_, len)) if *len != c.bytes => {
-                    return Err(Error::Malformed { path: shown, reason: format!("member {} is {len} bytes, the manifest says {}", c.member, c.bytes) });
+                    return Err(Error::Malformed {
+                        path: shown,
+                        reason: format!(
+                            "member {} is {len} bytes, the manifest says {}",
+                            c.member, c.bytes
+                        ),
+                    });
                 }
                 _ => {}
             }
         }
-        Ok(Archive { path: path.to_path_buf(), manifest, sums, members })
+        Ok(Archive {
+            path: path.to_path_buf(),
+            manifest,
+            sums,
+            members,
+        })
     }
 
     fn slice(&self, member: &str) -> Result<Slice> {
         let (start, len) = self.members[member];
-        let file = File::open(&self.path).map_err(io(format!("opening {}", self.path.display())))?;
-        Ok(Slice { file, start, len, pos: 0 })
+        let file =
+            File::open(&self.path).map_err(io(format!("opening {}", self.path.display())))?;
+        Ok(Slice {
+            file,
+            start,
+            len,
+            pos: 0,
+        })
     }
 
     /// Checks every digest (manifest included) and that every member is an Arrow file of the
     /// expected columns with the manifest's record count. Nothing is trusted before this.
     pub fn validate(&self) -> Result<()> {
         let shown = self.path.display().to_string();
-        let sums = self.sums.as_deref().ok_or_else(|| Error::Truncated { path: shown.clone(), reason: format!("no {SUMS} member") })?;
+        let sums = self.sums.as_deref().ok_or_else(|| Error::Truncated {
+            path: shown.clone(),
+            reason: format!("no {SUMS} member"),
+        })?;
         let mut listed: HashMap<&str, &str> = HashMap::new();
         for line in sums.lines() {
-            let (digest, name) = line.split_once("  ").ok_or_else(|| Error::Malformed { path: shown.clone(), reason: format!("{SUMS} line `{line}`") })?;
+            let (digest, name) = line.split_once("  ").ok_or_else(|| Error::Malformed {
+                path: shown.clone(),
+                reason: format!("{SUMS} line `{line}`"),
+            })?;
             listed.insert(name, digest);
         }
         let mut names: Vec<&str> = vec![MANIFEST];
         names.extend(self.manifest.collections.iter().map(|c| c.member.as_str()));
         for name in names {
-            let expected = listed.get(name).copied().ok_or_else(|| Error::Malformed { path: shown.clone(), reason: format!("{SUMS} has no line for {name}") })?;
+            let expected = listed.get(name).copied().ok_or_else(|| Error::Malformed {
+                path: shown.clone(),
+                reason: format!("{SUMS} has no line for {name}"),
+            })?;
             let mut h = Sha256::new();
-            io::copy(&mut BufReader::with_capacity(1 << 20, self.slice(name)?), &mut HashWriter(&mut h)).map_err(io(format!("reading {name} in {shown}")))?;
+            io::copy(
+                &mut BufReader::with_capacity(1 << 20, self.slice(name)?),
+                &mut HashWriter(&mut h),
+            )
+            .map_err(io(format!("reading {name} in {shown}")))?;
             let found = hex::encode(h.finalize());
-            let in_manifest = self.manifest.collections.iter().find(|c| c.member == name).map(|c| c.sha256.as_str());
+            let in_manifest = self
+                .manifest
+                .collections
+                .iter()
+                .find(|c| c.member == name)
+                .map(|c| c.sha256.as_str());
             if found != expected || in_manifest.is_some_and(|m| m != found) {
-                return Err(Error::Checksum { path: shown, member: name.to_string(), expected: expected.to_string(), found });
+                return Err(Error::Checksum {
+                    path: shown,
+                    member: name.to_string(),
+                    expected: expected.to_string(),
+                    found,
+                });
             }
         }
         for c in &self.manifest.collections {
-            let reader = FileReader::try_new(self.slice(&c.member)?, None).map_err(|e| Error::Malformed { path: shown.clone(), reason: format!("{} is not an Arrow file: {e}", c.member) })?;
+            let reader = FileReader::try_new(self.slice(&c.member)?, None).map_err(|e| {
+                Error::Malformed {
+                    path: shown.clone(),
+                    reason: format!("{} is not an Arrow file: {e}", c.member),
+                }
+            })?;
             if reader.schema() != schema() {
-                return Err(Error::Malformed { path: shown, reason: format!("{} has columns {:?}, expected id, embedding, document, metadata, uri", c.member, reader.schema()) });
+                return Err(Error::Malformed {
+                    path: shown,
+                    reason: format!(
+                        "{} has columns {:?}, expected id, embedding, document, metadata, uri",
+                        c.member,
+                        reader.schema()
+                    ),
+                });
             }
-            let rows: usize = reader.into_iter().map(|b| b.map(|b| b.num_rows())).sum::<std::result::Result<usize, _>>().map_err(|e| Error::Malformed { path: shown.clone(), reason: format!("{}: {e}", c.member) })?;
+            let rows: usize = reader
+                .into_iter()
+                .map(|b| b.map(|b| b.num_rows()))
+                .sum::<std::result::Result<usize, _>>()
+                .map_err(|e| Error::Malformed {
+                    path: shown.clone(),
+                    reason: format!("{}: {e}", c.member),
+                })?;
             if rows as u64 != c.records {
-                return Err(Error::Malformed { path: shown, reason: format!("{} holds {rows} records, the manifest says {}", c.member, c.records) });
+                return Err(Error::Malformed {
+                    path: shown,
+                    reason: format!(
+                        "{} holds {rows} records, the manifest says {}",
+                        c.member, c.records
+                    ),
+                });
             }
         }
         Ok(())
     }
 
     /// The collection's records, one Arrow batch at a time.
-    pub fn batches(&self, c: &CollectionEntry) -> Result<impl Iterator<Item = Result<Vec<Record>>> + use<>> {
+    pub fn batches(
+        &self,
+        c: &CollectionEntry,
+    ) -> Result<impl Iterator<Item = Result<Vec<Record>>> + use<>> {
         let shown = format!("{} in {}", c.member, self.path.display());
-        let reader = FileReader::try_new(BufReader::with_capacity(1 << 20, self.slice(&c.member)?), None).map_err(arrow(format!("reading {shown}")))?;
+        let reader = FileReader::try_new(
+            BufReader::with_capacity(1 << 20, self.slice(&c.member)?),
+            None,
+        )
+        .map_err(arrow(format!("reading {shown}")))?;
         Ok(reader.map(move |b| {
             let b = b.map_err(arrow(format!("reading {shown}")))?;
-            from_batch(&b).map_err(|reason| Error::Malformed { path: shown.clone(), reason })
+            from_batch(&b).map_err(|reason| Error::Malformed {
+                path: shown.clone(),
+                reason,
+            })
         }))
     }
 }
@@ -416,7 +627,9 @@ impl Write for HashWriter<'_> {
 }
 
 fn strings<'a>(b: &'a RecordBatch, name: &str) -> std::result::Result<&'a StringArray, String> {
-    b.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<StringArray>()).ok_or_else(|| format!("column {name} is missing or not utf8"))
+    b.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| format!("column {name} is missing or not utf8"))
 }
 
 pub fn from_batch(b: &RecordBatch) -> std::result::Result<Vec<Record>, String> {
@@ -424,8 +637,15 @@ pub fn from_batch(b: &RecordBatch) -> std::result::Result<Vec<Record>, String> {
     let docs = strings(b, "document")?;
     let metas = strings(b, "metadata")?;
     let uris = strings(b, "uri")?;
-    let emb = b.column_by_name("embedding").and_then(|c| c.as_any().downcast_ref::<ListArray>()).ok_or("column embedding is missing or not a list")?;
-    let values = emb.values().as_any().downcast_ref::<arrow_array::Float32Array>().ok_or("embedding values are not float32")?;
+    let emb = b
+        .column_by_name("embedding")
+        .and_then(|c| c.as_any().downcast_ref::<ListArray>())
+        .ok_or("column embedding is missing or not a list")?;
+    let values = emb
+        .values()
+        .as_any()
+        .downcast_ref::<arrow_array::Float32Array>()
+        .ok_or("embedding values are not float32")?;
     let offsets = emb.value_offsets();
     let opt = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_string());
     (0..b.num_rows())
@@ -434,11 +654,23 @@ pub fn from_batch(b: &RecordBatch) -> std::result::Result<Vec<Record>, String> {
                 None => None,
                 Some(t) => match serde_json::from_str(&t) {
                     Ok(Value::Object(m)) => Some(m),
-                    _ => return Err(format!("record {}: metadata is not a JSON object", ids.value(i))),
+                    _ => {
+                        return Err(format!(
+                            "record {}: metadata is not a JSON object",
+                            ids.value(i)
+                        ));
+                    }
                 },
             };
-            let embedding = (!emb.is_null(i)).then(|| values.values()[offsets[i] as usize..offsets[i + 1] as usize].to_vec());
-            Ok(Record { id: ids.value(i).to_string(), embedding, document: opt(docs, i), metadata, uri: opt(uris, i) })
+            let embedding = (!emb.is_null(i))
+                .then(|| values.values()[offsets[i] as usize..offsets[i + 1] as usize].to_vec());
+            Ok(Record {
+                id: ids.value(i).to_string(),
+                embedding,
+                document: opt(docs, i),
+                metadata,
+                uri: opt(uris, i),
+            })
         })
         .collect()
 }
@@ -450,13 +682,31 @@ mod tests {
 
     fn records() -> Vec<Record> {
         vec![
-            Record { id: "a".into(), embedding: Some(vec![0.1, -2.5, 3.0]), document: Some("документ ✓".into()), metadata: json!({"i": 1, "f": 2.0, "s": "x"}).as_object().cloned(), uri: None },
-            Record { id: "b".into(), embedding: Some(vec![1.0, 2.0, 3.0]), document: None, metadata: None, uri: Some("s3://x/y".into()) },
+            Record {
+                id: "a".into(),
+                embedding: Some(vec![0.1, -2.5, 3.0]),
+                document: Some("документ ✓".into()),
+                metadata: json!({"i": 1, "f": 2.0, "s": "x"}).as_object().cloned(),
+                uri: None,
+            },
+            Record {
+                id: "b".into(),
+                embedding: Some(vec![1.0, 2.0, 3.0]),
+                document: None,
+                metadata: None,
+                uri: Some("s3://x/y".into()),
+            },
         ]
     }
 
     fn manifest(entries: Vec<CollectionEntry>) -> Manifest {
-        let source = Source { url: "http://h:8000".into(), version: "1.0.0".into(), api: "/api/v2".into(), tenant: "t".into(), database: "d".into() };
+        let source = Source {
+            url: "http://h:8000".into(),
+            version: "1.0.0".into(),
+            api: "/api/v2".into(),
+            tenant: "t".into(),
+            database: "d".into(),
+        };
         Manifest::new("test", "2026-01-01T00:00:00Z", source, "test", entries)
     }
 
@@ -481,7 +731,11 @@ mod tests {
         a.validate().unwrap();
         assert_eq!(a.manifest.collections[0].records, 3);
         assert_eq!(a.manifest.collections[0].dimension, Some(3));
-        let back: Vec<Record> = a.batches(&a.manifest.collections[0]).unwrap().flat_map(Result::unwrap).collect();
+        let back: Vec<Record> = a
+            .batches(&a.manifest.collections[0])
+            .unwrap()
+            .flat_map(Result::unwrap)
+            .collect();
         assert_eq!(back.len(), 3);
         assert_eq!(back[..2], recs[..]);
         // An int stays an int and a float a float: metadata is kept as the server's JSON.
@@ -508,9 +762,21 @@ mod tests {
             names.push(n);
         }
         assert_eq!(names, [MANIFEST, SUMS, "collections/0000.arrow"]);
-        let line = sums.lines().find(|l| l.ends_with("collections/0000.arrow")).unwrap();
-        assert_eq!(line, format!("{}  collections/0000.arrow", hex::encode(Sha256::digest(&member))));
-        assert!(member.starts_with(b"ARROW1"), "an Arrow IPC file starts with its magic");
+        let line = sums
+            .lines()
+            .find(|l| l.ends_with("collections/0000.arrow"))
+            .unwrap();
+        assert_eq!(
+            line,
+            format!(
+                "{}  collections/0000.arrow",
+                hex::encode(Sha256::digest(&member))
+            )
+        );
+        assert!(
+            member.starts_with(b"ARROW1"),
+            "an Arrow IPC file starts with its magic"
+        );
     }
 
     #[test]

@@ -42,12 +42,17 @@ pub fn archive_name(time: chrono::DateTime<chrono::Utc>) -> String {
 
 /// Whether `name` is one this tool gives archives (so `--keep` never deletes anything else).
 pub fn is_archive_name(name: &str) -> bool {
-    name.strip_prefix(PREFIX).and_then(|r| r.strip_suffix(EXT)).is_some_and(|t| chrono::NaiveDateTime::parse_from_str(t, "%Y%m%dT%H%M%SZ").is_ok())
+    name.strip_prefix(PREFIX)
+        .and_then(|r| r.strip_suffix(EXT))
+        .is_some_and(|t| chrono::NaiveDateTime::parse_from_str(t, "%Y%m%dT%H%M%SZ").is_ok())
 }
 
 impl Location {
     pub fn parse(input: &str) -> Result<Location> {
-        let bad = |reason: &str| Error::BadLocation { input: input.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| Error::BadLocation {
+            input: input.to_string(),
+            reason: reason.to_string(),
+        };
         if input.is_empty() {
             return Err(bad("it is empty"));
         }
@@ -57,9 +62,15 @@ impl Location {
                 return Err(bad("no bucket name after s3://"));
             }
             if path.is_empty() || path.ends_with('/') {
-                return Ok(Location::S3Prefix { bucket: bucket.into(), prefix: path.into() });
+                return Ok(Location::S3Prefix {
+                    bucket: bucket.into(),
+                    prefix: path.into(),
+                });
             }
-            return Ok(Location::S3Object { bucket: bucket.into(), key: path.into() });
+            return Ok(Location::S3Object {
+                bucket: bucket.into(),
+                key: path.into(),
+            });
         }
         if let Some((scheme, _)) = input.split_once("://") {
             return Err(bad(&format!("the scheme `{scheme}://` is not supported")));
@@ -98,10 +109,22 @@ impl Location {
             Location::S3Prefix { bucket, prefix } => {
                 let s = Self::s3(bucket)?;
                 let p = ObjectPath::from(prefix.trim_end_matches('/'));
-                let listed: Vec<_> = s.list_with_delimiter(Some(&p)).await.map_err(store(format!("listing {self}")))?.objects;
-                listed.into_iter().filter_map(|o| o.location.filename().map(str::to_string)).filter(|n| is_archive_name(n)).collect()
+                let listed: Vec<_> = s
+                    .list_with_delimiter(Some(&p))
+                    .await
+                    .map_err(store(format!("listing {self}")))?
+                    .objects;
+                listed
+                    .into_iter()
+                    .filter_map(|o| o.location.filename().map(str::to_string))
+                    .filter(|n| is_archive_name(n))
+                    .collect()
             }
-            _ => return Err(Error::Usage(format!("{self} is a single archive, not a directory or prefix"))),
+            _ => {
+                return Err(Error::Usage(format!(
+                    "{self} is a single archive, not a directory or prefix"
+                )));
+            }
         };
         // The timestamp in the name sorts chronologically.
         names.sort();
@@ -113,7 +136,14 @@ impl Location {
             Location::Dir(d) => Location::File(d.join(name)),
             Location::S3Prefix { bucket, prefix } => {
                 let p = prefix.trim_end_matches('/');
-                Location::S3Object { bucket: bucket.clone(), key: if p.is_empty() { name.to_string() } else { format!("{p}/{name}") } }
+                Location::S3Object {
+                    bucket: bucket.clone(),
+                    key: if p.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{p}/{name}")
+                    },
+                }
             }
             other => other.clone(),
         }
@@ -124,7 +154,9 @@ impl Location {
         match self {
             Location::Dir(_) | Location::S3Prefix { .. } => {
                 let names = self.archives().await?;
-                let newest = names.last().ok_or_else(|| Error::NoArchive { location: self.to_string() })?;
+                let newest = names.last().ok_or_else(|| Error::NoArchive {
+                    location: self.to_string(),
+                })?;
                 Ok(self.child(newest))
             }
             other => Ok(other.clone()),
@@ -142,26 +174,47 @@ impl Location {
         match self {
             Location::File(p) => {
                 if !p.is_file() {
-                    return Err(Error::BadLocation { input: p.display().to_string(), reason: "no such file".into() });
+                    return Err(Error::BadLocation {
+                        input: p.display().to_string(),
+                        reason: "no such file".into(),
+                    });
                 }
                 Ok(p.clone())
             }
             Location::S3Object { bucket, key } => {
                 let s = Self::s3(bucket)?;
-                let got = s.get(&ObjectPath::from(key.as_str())).await.map_err(|e| match e {
-                    object_store::Error::NotFound { .. } => Error::BadLocation { input: self.to_string(), reason: "no such object".into() },
-                    e => store(format!("reading {self}"))(e),
-                })?;
+                let got = s
+                    .get(&ObjectPath::from(key.as_str()))
+                    .await
+                    .map_err(|e| match e {
+                        object_store::Error::NotFound { .. } => Error::BadLocation {
+                            input: self.to_string(),
+                            reason: "no such object".into(),
+                        },
+                        e => store(format!("reading {self}"))(e),
+                    })?;
                 let local = scratch.join("download.tar");
-                let mut f = tokio::fs::File::create(&local).await.map_err(io(format!("creating {}", local.display())))?;
+                let mut f = tokio::fs::File::create(&local)
+                    .await
+                    .map_err(io(format!("creating {}", local.display())))?;
                 let mut stream = got.into_stream();
-                while let Some(chunk) = stream.try_next().await.map_err(store(format!("reading {self}")))? {
-                    tokio::io::AsyncWriteExt::write_all(&mut f, &chunk).await.map_err(io(format!("writing {}", local.display())))?;
+                while let Some(chunk) = stream
+                    .try_next()
+                    .await
+                    .map_err(store(format!("reading {self}")))?
+                {
+                    tokio::io::AsyncWriteExt::write_all(&mut f, &chunk)
+                        .await
+                        .map_err(io(format!("writing {}", local.display())))?;
                 }
-                tokio::io::AsyncWriteExt::flush(&mut f).await.map_err(io(format!("writing {}", local.display())))?;
+                tokio::io::AsyncWriteExt::flush(&mut f)
+                    .await
+                    .map_err(io(format!("writing {}", local.display())))?;
                 Ok(local)
             }
-            _ => Err(Error::Usage(format!("{self} must be resolved to one archive first"))),
+            _ => Err(Error::Usage(format!(
+                "{self} must be resolved to one archive first"
+            ))),
         }
     }
 
@@ -169,7 +222,10 @@ impl Location {
     pub fn partial_path(&self) -> Option<PathBuf> {
         match self {
             Location::File(p) => {
-                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 Some(p.with_file_name(format!(".{name}.partial")))
             }
             _ => None,
@@ -180,22 +236,38 @@ impl Location {
     /// the local partial file, or an S3 multipart upload of `built`.
     pub async fn commit(&self, built: &Path) -> Result<()> {
         match self {
-            Location::File(p) => std::fs::rename(built, p).map_err(io(format!("renaming {} to {}", built.display(), p.display()))),
+            Location::File(p) => std::fs::rename(built, p).map_err(io(format!(
+                "renaming {} to {}",
+                built.display(),
+                p.display()
+            ))),
             Location::S3Object { bucket, key } => {
                 let s = Self::s3(bucket)?;
-                let up = s.put_multipart(&ObjectPath::from(key.as_str())).await.map_err(store(format!("starting the upload to {self}")))?;
+                let up = s
+                    .put_multipart(&ObjectPath::from(key.as_str()))
+                    .await
+                    .map_err(store(format!("starting the upload to {self}")))?;
                 let mut w = WriteMultipart::new_with_chunk_size(up, 8 << 20);
-                let mut f = tokio::fs::File::open(built).await.map_err(io(format!("reading {}", built.display())))?;
+                let mut f = tokio::fs::File::open(built)
+                    .await
+                    .map_err(io(format!("reading {}", built.display())))?;
                 let mut buf = vec![0u8; 1 << 20];
                 loop {
-                    let n = f.read(&mut buf).await.map_err(io(format!("reading {}", built.display())))?;
+                    let n = f
+                        .read(&mut buf)
+                        .await
+                        .map_err(io(format!("reading {}", built.display())))?;
                     if n == 0 {
                         break;
                     }
-                    w.wait_for_capacity(4).await.map_err(store(format!("uploading to {self}")))?;
+                    w.wait_for_capacity(4)
+                        .await
+                        .map_err(store(format!("uploading to {self}")))?;
                     w.write(&buf[..n]);
                 }
-                w.finish().await.map_err(store(format!("completing the upload to {self}")))?;
+                w.finish()
+                    .await
+                    .map_err(store(format!("completing the upload to {self}")))?;
                 Ok(())
             }
             _ => Err(Error::Usage(format!("{self} must be one archive"))),
@@ -209,9 +281,14 @@ impl Location {
         let old = &names[..names.len().saturating_sub(keep)];
         for n in old {
             match self.child(n) {
-                Location::File(p) => std::fs::remove_file(&p).map_err(io(format!("deleting {}", p.display())))?,
+                Location::File(p) => {
+                    std::fs::remove_file(&p).map_err(io(format!("deleting {}", p.display())))?
+                }
                 Location::S3Object { bucket, key } => {
-                    Self::s3(&bucket)?.delete(&ObjectPath::from(key.as_str())).await.map_err(store(format!("deleting s3://{bucket}/{key}")))?;
+                    Self::s3(&bucket)?
+                        .delete(&ObjectPath::from(key.as_str()))
+                        .await
+                        .map_err(store(format!("deleting s3://{bucket}/{key}")))?;
                 }
                 _ => {}
             }
@@ -223,9 +300,14 @@ impl Location {
     /// Small objects (tests): put bytes at this single location.
     pub async fn put_bytes(&self, bytes: Vec<u8>) -> Result<()> {
         match self {
-            Location::File(p) => std::fs::write(p, bytes).map_err(io(format!("writing {}", p.display()))),
+            Location::File(p) => {
+                std::fs::write(p, bytes).map_err(io(format!("writing {}", p.display())))
+            }
             Location::S3Object { bucket, key } => {
-                Self::s3(bucket)?.put(&ObjectPath::from(key.as_str()), PutPayload::from(bytes)).await.map_err(store(format!("writing {self}")))?;
+                Self::s3(bucket)?
+                    .put(&ObjectPath::from(key.as_str()), PutPayload::from(bytes))
+                    .await
+                    .map_err(store(format!("writing {self}")))?;
                 Ok(())
             }
             _ => Err(Error::Usage(format!("{self} must be one archive"))),
@@ -251,7 +333,10 @@ mod tests {
     #[test]
     fn an_existing_directory_without_a_slash_is_a_directory() {
         let d = tempfile::tempdir().unwrap();
-        assert_eq!(Location::parse(d.path().to_str().unwrap()).unwrap(), Location::Dir(d.path().into()));
+        assert_eq!(
+            Location::parse(d.path().to_str().unwrap()).unwrap(),
+            Location::Dir(d.path().into())
+        );
     }
 
     #[rstest]
@@ -260,30 +345,55 @@ mod tests {
     #[case::empty("", "empty")]
     fn bad_locations_say_why_and_what_is_accepted(#[case] input: &str, #[case] why: &str) {
         let e = Location::parse(input).unwrap_err().to_string();
-        assert!(e.contains(why) && e.contains("accepted: a file path"), "{e}");
+        assert!(
+            e.contains(why) && e.contains("accepted: a file path"),
+            "{e}"
+        );
     }
 
     #[test]
     fn archive_names_carry_the_utc_time_and_are_recognised() {
-        let t = chrono::DateTime::parse_from_rfc3339("2026-11-28T09:05:07Z").unwrap().to_utc();
+        let t = chrono::DateTime::parse_from_rfc3339("2026-11-28T09:05:07Z")
+            .unwrap()
+            .to_utc();
         assert_eq!(archive_name(t), "chroma-backup-20261128T090507Z.tar");
         assert!(is_archive_name(&archive_name(t)));
         assert!(!is_archive_name("chroma-backup-latest.tar"));
-        assert!(!is_archive_name(".chroma-backup-20261128T090507Z.tar.partial"));
+        assert!(!is_archive_name(
+            ".chroma-backup-20261128T090507Z.tar.partial"
+        ));
     }
 
     #[tokio::test]
     async fn keep_deletes_only_the_oldest_archives_and_nothing_else() {
         let d = tempfile::tempdir().unwrap();
-        for n in ["chroma-backup-20260101T000000Z.tar", "chroma-backup-20260102T000000Z.tar", "chroma-backup-20260103T000000Z.tar", "notes.txt"] {
+        for n in [
+            "chroma-backup-20260101T000000Z.tar",
+            "chroma-backup-20260102T000000Z.tar",
+            "chroma-backup-20260103T000000Z.tar",
+            "notes.txt",
+        ] {
             std::fs::write(d.path().join(n), b"x").unwrap();
         }
         let loc = Location::Dir(d.path().into());
         let gone = loc.prune(2).await.unwrap();
         assert_eq!(gone, ["chroma-backup-20260101T000000Z.tar"]);
-        let mut left: Vec<String> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut left: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         left.sort();
-        assert_eq!(left, ["chroma-backup-20260102T000000Z.tar", "chroma-backup-20260103T000000Z.tar", "notes.txt"]);
-        assert_eq!(loc.resolve().await.unwrap(), Location::File(d.path().join("chroma-backup-20260103T000000Z.tar")));
+        assert_eq!(
+            left,
+            [
+                "chroma-backup-20260102T000000Z.tar",
+                "chroma-backup-20260103T000000Z.tar",
+                "notes.txt"
+            ]
+        );
+        assert_eq!(
+            loc.resolve().await.unwrap(),
+            Location::File(d.path().join("chroma-backup-20260103T000000Z.tar"))
+        );
     }
 }

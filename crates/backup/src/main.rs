@@ -28,19 +28,45 @@ Exit codes: 0 ok; 1 runtime failure (server unreachable or refusing, verify foun
 #[command(name = "chromadb-backup", version, about = "Back up, restore and verify a Chroma server of any version (0.4.3 to 1.x)", after_help = AFTER_HELP)]
 struct Cli {
     /// The server, e.g. http://chromadb:8000.
-    #[arg(long, env = "CHROMA_BACKUP_URL", global = true, default_value = "http://localhost:8000")]
+    #[arg(
+        long,
+        env = "CHROMA_BACKUP_URL",
+        global = true,
+        default_value = "http://localhost:8000"
+    )]
     url: String,
     /// Which header carries CHROMA_BACKUP_TOKEN.
-    #[arg(long, env = "CHROMA_BACKUP_TOKEN_HEADER", global = true, value_enum, default_value = "authorization")]
+    #[arg(
+        long,
+        env = "CHROMA_BACKUP_TOKEN_HEADER",
+        global = true,
+        value_enum,
+        default_value = "authorization"
+    )]
     token_header: TokenHeader,
     /// Tenant (ignored by servers that only serve /api/v1).
-    #[arg(long, env = "CHROMA_BACKUP_TENANT", global = true, default_value = "default_tenant")]
+    #[arg(
+        long,
+        env = "CHROMA_BACKUP_TENANT",
+        global = true,
+        default_value = "default_tenant"
+    )]
     tenant: String,
     /// Database (ignored by servers that only serve /api/v1).
-    #[arg(long, env = "CHROMA_BACKUP_DATABASE", global = true, default_value = "default_database")]
+    #[arg(
+        long,
+        env = "CHROMA_BACKUP_DATABASE",
+        global = true,
+        default_value = "default_database"
+    )]
     database: String,
     /// Keep retrying the server's heartbeat for this many seconds before giving up.
-    #[arg(long, env = "CHROMA_BACKUP_WAIT_READY", global = true, default_value_t = 0)]
+    #[arg(
+        long,
+        env = "CHROMA_BACKUP_WAIT_READY",
+        global = true,
+        default_value_t = 0
+    )]
     wait_ready: u64,
     /// PEM file of the CA that signed an https server's certificate, trusted instead of the
     /// system's roots (e.g. the ca.crt of the server's TLS Secret).
@@ -96,14 +122,23 @@ fn secret(name: &str) -> Option<String> {
 
 impl Cli {
     fn connect(&self) -> Result<Connect> {
-        let basic = match (secret("CHROMA_BACKUP_BASIC_USER"), secret("CHROMA_BACKUP_BASIC_PASSWORD")) {
+        let basic = match (
+            secret("CHROMA_BACKUP_BASIC_USER"),
+            secret("CHROMA_BACKUP_BASIC_PASSWORD"),
+        ) {
             (Some(u), Some(p)) => Some((u, p)),
             (None, None) => None,
-            _ => return Err(Error::Usage("basic auth needs both CHROMA_BACKUP_BASIC_USER and CHROMA_BACKUP_BASIC_PASSWORD".into())),
+            _ => return Err(Error::Usage(
+                "basic auth needs both CHROMA_BACKUP_BASIC_USER and CHROMA_BACKUP_BASIC_PASSWORD"
+                    .into(),
+            )),
         };
         let token = secret("CHROMA_BACKUP_TOKEN");
         if token.is_some() && basic.is_some() {
-            return Err(Error::Usage("set either CHROMA_BACKUP_TOKEN or CHROMA_BACKUP_BASIC_USER/PASSWORD, not both".into()));
+            return Err(Error::Usage(
+                "set either CHROMA_BACKUP_TOKEN or CHROMA_BACKUP_BASIC_USER/PASSWORD, not both"
+                    .into(),
+            ));
         }
         Ok(Connect {
             url: self.url.clone(),
@@ -119,27 +154,71 @@ impl Cli {
 }
 
 fn scratch() -> Result<tempfile::TempDir> {
-    tempfile::Builder::new().prefix("chromadb-backup-").tempdir().map_err(backup::error::io("creating a scratch directory in the temp dir"))
+    tempfile::Builder::new()
+        .prefix("chromadb-backup-")
+        .tempdir()
+        .map_err(backup::error::io(
+            "creating a scratch directory in the temp dir",
+        ))
 }
 
 async fn run(cli: Cli) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match &cli.command {
-        Command::Dump { to, keep, page_size, inflight } => {
+        Command::Dump {
+            to,
+            keep,
+            page_size,
+            inflight,
+        } => {
             let to = Location::parse(to)?;
             let server = Server::connect(&cli.connect()?).await?;
-            let r = ops::dump(&server, &to, &DumpOptions { page: *page_size, inflight: *inflight, keep: *keep }).await?;
-            tracing::info!(collections = r.collections, records = r.records, bytes = r.bytes, pruned = r.pruned.len(), "dump complete");
+            let r = ops::dump(
+                &server,
+                &to,
+                &DumpOptions {
+                    page: *page_size,
+                    inflight: *inflight,
+                    keep: *keep,
+                },
+            )
+            .await?;
+            tracing::info!(
+                collections = r.collections,
+                records = r.records,
+                bytes = r.bytes,
+                pruned = r.pruned.len(),
+                "dump complete"
+            );
             let _ = writeln!(out, "{}", r.location);
         }
-        Command::Restore { from, replace, merge, max_request_bytes } => {
+        Command::Restore {
+            from,
+            replace,
+            merge,
+            max_request_bytes,
+        } => {
             let from = Location::parse(from)?;
             let dir = scratch()?;
             // The whole archive is checked before the server is even contacted.
             let (archive, one) = ops::open_archive(&from, dir.path()).await?;
             let server = Server::connect(&cli.connect()?).await?;
-            let existing = if *replace { Existing::Replace } else if *merge { Existing::Merge } else { Existing::Refuse };
-            let r = ops::restore(&archive, &server, &RestoreOptions { existing, max_body_bytes: *max_request_bytes }).await?;
+            let existing = if *replace {
+                Existing::Replace
+            } else if *merge {
+                Existing::Merge
+            } else {
+                Existing::Refuse
+            };
+            let r = ops::restore(
+                &archive,
+                &server,
+                &RestoreOptions {
+                    existing,
+                    max_body_bytes: *max_request_bytes,
+                },
+            )
+            .await?;
             tracing::info!(archive = %one, collections = r.collections, records = r.records, requests = r.requests, not_representable = r.lost.len(), "restore complete");
         }
         Command::Verify { from } => {
@@ -171,11 +250,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CHROMA_BACKUP_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CHROMA_BACKUP_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("chromadb-backup: cannot start the async runtime: {e}");

@@ -7,8 +7,8 @@
 //! also answers a `configuration_json`, but its values are defaults that do not reflect the
 //! `hnsw:*` metadata actually in force, so on 0.x the metadata is the truth.
 
-use serde::{Deserialize, Serialize};
 use chroma_api::ChromaVersion;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// One record as the archive holds it. Metadata is kept as the server's JSON text so its
@@ -57,7 +57,14 @@ pub const HNSW_KEYS: &[(&str, &str)] = &[
 
 /// The keys a 1.x configuration's `hnsw` object keeps (measured on 1.5.0: `num_threads` and
 /// `batch_size` are accepted on create but not kept).
-pub const RUST_HNSW_KEYS: &[&str] = &["space", "ef_construction", "ef_search", "max_neighbors", "resize_factor", "sync_threshold"];
+pub const RUST_HNSW_KEYS: &[&str] = &[
+    "space",
+    "ef_construction",
+    "ef_search",
+    "max_neighbors",
+    "resize_factor",
+    "sync_threshold",
+];
 
 impl Settings {
     pub fn get(&self, key: &str) -> Option<Value> {
@@ -90,7 +97,10 @@ impl Settings {
 
     /// The explicitly set settings, in table order.
     pub fn entries(&self) -> Vec<(&'static str, Value)> {
-        HNSW_KEYS.iter().filter_map(|(k, _)| self.get(k).map(|v| (*k, v))).collect()
+        HNSW_KEYS
+            .iter()
+            .filter_map(|(k, _)| self.get(k).map(|v| (*k, v)))
+            .collect()
     }
 
     /// 0.x: the `hnsw:*` keys of the collection's metadata.
@@ -129,7 +139,11 @@ pub fn era_defaults(version: &ChromaVersion) -> Settings {
         space: Some("l2".into()),
         ef_construction: n(100),
         // 10 through 0.5.x (measured 0.4.3, 0.4.24, 0.5.0), 100 on 0.6.3 and every 1.x.
-        ef_search: n(if *version < SEARCH_EF_100_FLOOR { 10 } else { 100 }),
+        ef_search: n(if *version < SEARCH_EF_100_FLOOR {
+            10
+        } else {
+            100
+        }),
         max_neighbors: n(16),
         num_threads: None,
         resize_factor: Some(Value::from(1.2)),
@@ -181,11 +195,25 @@ pub struct CreatePlan {
 /// (it is user data). Settings that differ from the target's defaults are spelled out: on a
 /// 0.x target as `hnsw:*` metadata keys, on a 1.x target as the configuration. A stale
 /// `hnsw:*` key that was not in force on the source is overridden and reported.
-pub fn plan_create(name: &str, metadata: Option<&Map<String, Value>>, settings: &Settings, configuration: Option<&Value>, target: &ChromaVersion) -> CreatePlan {
-    let label = if target.is_rust_server() { "Chroma 1.x".to_string() } else { format!("Chroma {target}") };
+pub fn plan_create(
+    name: &str,
+    metadata: Option<&Map<String, Value>>,
+    settings: &Settings,
+    configuration: Option<&Value>,
+    target: &ChromaVersion,
+) -> CreatePlan {
+    let label = if target.is_rust_server() {
+        "Chroma 1.x".to_string()
+    } else {
+        format!("Chroma {target}")
+    };
     let mut lost = Vec::new();
-    let ef = configuration.and_then(|c| c.get("embedding_function")).filter(|v| !v.is_null());
-    let spann = configuration.and_then(|c| c.get("spann")).filter(|v| !v.is_null());
+    let ef = configuration
+        .and_then(|c| c.get("embedding_function"))
+        .filter(|v| !v.is_null());
+    let spann = configuration
+        .and_then(|c| c.get("spann"))
+        .filter(|v| !v.is_null());
     let defaults = era_defaults(target);
     let needed = settings.beyond(&defaults);
     if target.is_rust_server() {
@@ -207,8 +235,16 @@ pub fn plan_create(name: &str, metadata: Option<&Map<String, Value>>, settings: 
         if let Some(spann) = spann {
             conf.insert("spann".into(), spann.clone());
         }
-        let configuration = if conf.is_empty() { None } else { Some(Value::Object(conf)) };
-        return CreatePlan { metadata: metadata.cloned(), configuration, lost };
+        let configuration = if conf.is_empty() {
+            None
+        } else {
+            Some(Value::Object(conf))
+        };
+        return CreatePlan {
+            metadata: metadata.cloned(),
+            configuration,
+            lost,
+        };
     }
     let mut meta = metadata.cloned().unwrap_or_default();
     for (k, v) in settings.entries() {
@@ -230,20 +266,38 @@ pub fn plan_create(name: &str, metadata: Option<&Map<String, Value>>, settings: 
         lost.push(format!("collection {name}: embedding function `{ef_name}` cannot be stored by {label} (clients must pass it themselves)"));
     }
     if spann.is_some() {
-        lost.push(format!("collection {name}: SPANN index configuration cannot be represented by {label}"));
+        lost.push(format!(
+            "collection {name}: SPANN index configuration cannot be represented by {label}"
+        ));
     }
-    CreatePlan { metadata: if meta.is_empty() { None } else { Some(meta) }, configuration: None, lost }
+    CreatePlan {
+        metadata: if meta.is_empty() { None } else { Some(meta) },
+        configuration: None,
+        lost,
+    }
 }
 
 /// The 0.x metadata key of a 1.x setting name.
 pub fn meta_key(setting: &str) -> &'static str {
-    HNSW_KEYS.iter().find(|(c, _)| *c == setting).map(|(_, m)| *m).unwrap_or("hnsw:?")
+    HNSW_KEYS
+        .iter()
+        .find(|(c, _)| *c == setting)
+        .map(|(_, m)| *m)
+        .unwrap_or("hnsw:?")
 }
 
 /// The settings in force on a collection of `version`, from its metadata (0.x) or its
 /// configuration (1.x), defaults filled in.
-pub fn in_force(version: &ChromaVersion, metadata: Option<&Map<String, Value>>, configuration: Option<&Value>) -> Settings {
-    let explicit = if version.is_rust_server() { Settings::from_configuration(configuration) } else { Settings::from_metadata(metadata) };
+pub fn in_force(
+    version: &ChromaVersion,
+    metadata: Option<&Map<String, Value>>,
+    configuration: Option<&Value>,
+) -> Settings {
+    let explicit = if version.is_rust_server() {
+        Settings::from_configuration(configuration)
+    } else {
+        Settings::from_metadata(metadata)
+    };
     explicit.over(&era_defaults(version))
 }
 
@@ -251,16 +305,30 @@ pub fn in_force(version: &ChromaVersion, metadata: Option<&Map<String, Value>>, 
 /// the same number), maps without regard to key order.
 pub fn same_value(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64().zip(y.as_f64()).is_some_and(|(x, y)| x == y),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_value(a, b)),
-        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w))),
+        (Value::Number(x), Value::Number(y)) => {
+            x == y || x.as_f64().zip(y.as_f64()).is_some_and(|(x, y)| x == y)
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_value(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
+        }
         _ => a == b,
     }
 }
 
 /// User metadata without the index-setting keys.
 pub fn user_metadata(m: Option<&Map<String, Value>>) -> Map<String, Value> {
-    m.map(|m| m.iter().filter(|(k, _)| !is_setting_key(k)).map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+    m.map(|m| {
+        m.iter()
+            .filter(|(k, _)| !is_setting_key(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -274,7 +342,9 @@ mod tests {
 
     #[test]
     fn hnsw_metadata_of_a_python_server_becomes_settings() {
-        let m = obj(json!({"hnsw:space": "cosine", "hnsw:M": 32, "hnsw:construction_ef": 200, "topic": "x"}));
+        let m = obj(
+            json!({"hnsw:space": "cosine", "hnsw:M": 32, "hnsw:construction_ef": 200, "topic": "x"}),
+        );
         let s = Settings::from_metadata(Some(&m));
         assert_eq!(s.space.as_deref(), Some("cosine"));
         assert_eq!(s.max_neighbors, Some(json!(32)));
@@ -300,7 +370,10 @@ mod tests {
         let m = obj(json!({"hnsw:space": "cosine", "hnsw:M": 32, "topic": "x"}));
         let s = in_force(&v("0.6.3"), Some(&m), None);
         let p = plan_create("c1", Some(&m), &s, None, &v("1.5.0"));
-        assert_eq!(p.configuration, Some(json!({"hnsw": {"space": "cosine", "max_neighbors": 32}})));
+        assert_eq!(
+            p.configuration,
+            Some(json!({"hnsw": {"space": "cosine", "max_neighbors": 32}}))
+        );
         assert_eq!(p.metadata, Some(m));
         assert!(p.lost.is_empty(), "{:?}", p.lost);
     }
@@ -308,17 +381,36 @@ mod tests {
     #[test]
     fn num_threads_on_a_rust_target_is_reported_by_name() {
         let m = obj(json!({"hnsw:num_threads": 4}));
-        let p = plan_create("c1", Some(&m), &in_force(&v("0.6.3"), Some(&m), None), None, &v("1.5.0"));
+        let p = plan_create(
+            "c1",
+            Some(&m),
+            &in_force(&v("0.6.3"), Some(&m), None),
+            None,
+            &v("1.5.0"),
+        );
         assert_eq!(p.lost.len(), 1);
-        assert!(p.lost[0].contains("collection c1") && p.lost[0].contains("num_threads=4"), "{:?}", p.lost);
+        assert!(
+            p.lost[0].contains("collection c1") && p.lost[0].contains("num_threads=4"),
+            "{:?}",
+            p.lost
+        );
     }
 
     #[test]
     fn rust_settings_restored_on_python_become_hnsw_metadata() {
         let c = json!({"hnsw": {"space": "ip", "max_neighbors": 24}, "embedding_function": null});
         let s = in_force(&v("1.5.0"), None, Some(&c));
-        let p = plan_create("c2", Some(&obj(json!({"topic": "y"}))), &s, Some(&c), &v("0.6.3"));
-        assert_eq!(p.metadata, Some(obj(json!({"topic": "y", "hnsw:space": "ip", "hnsw:M": 24}))));
+        let p = plan_create(
+            "c2",
+            Some(&obj(json!({"topic": "y"}))),
+            &s,
+            Some(&c),
+            &v("0.6.3"),
+        );
+        assert_eq!(
+            p.metadata,
+            Some(obj(json!({"topic": "y", "hnsw:space": "ip", "hnsw:M": 24})))
+        );
         assert_eq!(p.configuration, None);
         assert!(p.lost.is_empty(), "{:?}", p.lost);
     }
@@ -326,9 +418,21 @@ mod tests {
     #[test]
     fn an_embedding_function_on_a_python_target_is_reported_by_name() {
         let c = json!({"hnsw": {"space": "l2"}, "embedding_function": {"type": "known", "name": "default", "config": {}}});
-        let p = plan_create("docs", None, &in_force(&v("1.5.0"), None, Some(&c)), Some(&c), &v("0.6.3"));
+        let p = plan_create(
+            "docs",
+            None,
+            &in_force(&v("1.5.0"), None, Some(&c)),
+            Some(&c),
+            &v("0.6.3"),
+        );
         assert_eq!(p.lost.len(), 1, "{:?}", p.lost);
-        assert!(p.lost[0].contains("collection docs") && p.lost[0].contains("`default`") && p.lost[0].contains("0.6.3"), "{:?}", p.lost);
+        assert!(
+            p.lost[0].contains("collection docs")
+                && p.lost[0].contains("`default`")
+                && p.lost[0].contains("0.6.3"),
+            "{:?}",
+            p.lost
+        );
     }
 
     #[test]
@@ -336,21 +440,57 @@ mod tests {
         // 1.x keeps `hnsw:M` metadata it ignores when a configuration says otherwise.
         let m = obj(json!({"hnsw:M": 20}));
         let c = json!({"hnsw": {"max_neighbors": 16}});
-        let p = plan_create("c3", Some(&m), &in_force(&v("1.5.0"), Some(&m), Some(&c)), Some(&c), &v("0.6.3"));
+        let p = plan_create(
+            "c3",
+            Some(&m),
+            &in_force(&v("1.5.0"), Some(&m), Some(&c)),
+            Some(&c),
+            &v("0.6.3"),
+        );
         assert_eq!(p.metadata, Some(obj(json!({"hnsw:M": 16}))));
-        assert!(p.lost[0].contains("hnsw:M=20 was not in force"), "{:?}", p.lost);
+        assert!(
+            p.lost[0].contains("hnsw:M=20 was not in force"),
+            "{:?}",
+            p.lost
+        );
     }
 
     #[test]
     fn an_implicit_search_ef_of_0_4_is_spelled_out_on_1_x_and_1_x_defaults_add_nothing_on_0_6() {
         // 0.4.x searched with ef 10 unless told otherwise; 1.x defaults to 100.
-        let p = plan_create("c4", None, &in_force(&v("0.4.3"), None, None), None, &v("1.5.0"));
+        let p = plan_create(
+            "c4",
+            None,
+            &in_force(&v("0.4.3"), None, None),
+            None,
+            &v("1.5.0"),
+        );
         assert_eq!(p.configuration, Some(json!({"hnsw": {"ef_search": 10}})));
         let c = json!({"hnsw": {"space": "l2", "ef_construction": 100, "ef_search": 100, "max_neighbors": 16, "resize_factor": 1.2, "sync_threshold": 1000}});
-        let p = plan_create("c5", Some(&obj(json!({"k": 1}))), &in_force(&v("1.5.0"), None, Some(&c)), Some(&c), &v("0.6.3"));
-        assert_eq!(p.metadata, Some(obj(json!({"k": 1}))), "1.x defaults are 0.6.3's defaults");
-        let p = plan_create("c5", None, &in_force(&v("1.5.0"), None, Some(&c)), Some(&c), &v("0.4.3"));
-        assert_eq!(p.metadata, Some(obj(json!({"hnsw:search_ef": 100}))), "0.4.3 would search with ef 10");
+        let p = plan_create(
+            "c5",
+            Some(&obj(json!({"k": 1}))),
+            &in_force(&v("1.5.0"), None, Some(&c)),
+            Some(&c),
+            &v("0.6.3"),
+        );
+        assert_eq!(
+            p.metadata,
+            Some(obj(json!({"k": 1}))),
+            "1.x defaults are 0.6.3's defaults"
+        );
+        let p = plan_create(
+            "c5",
+            None,
+            &in_force(&v("1.5.0"), None, Some(&c)),
+            Some(&c),
+            &v("0.4.3"),
+        );
+        assert_eq!(
+            p.metadata,
+            Some(obj(json!({"hnsw:search_ef": 100}))),
+            "0.4.3 would search with ef 10"
+        );
         assert!(p.lost.is_empty(), "{:?}", p.lost);
     }
 
@@ -358,7 +498,10 @@ mod tests {
     fn numbers_compare_by_value_and_maps_without_order() {
         assert!(same_value(&json!(2), &json!(2.0)));
         assert!(!same_value(&json!(2.125), &json!(2.1)));
-        assert!(same_value(&json!({"a": 1, "b": "x"}), &json!({"b": "x", "a": 1.0})));
+        assert!(same_value(
+            &json!({"a": 1, "b": "x"}),
+            &json!({"b": "x", "a": 1.0})
+        ));
         assert!(!same_value(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
         assert!(!same_value(&json!("1"), &json!(1)));
     }

@@ -47,8 +47,17 @@ fn tail_len(page: usize) -> usize {
 /// Reads every record of `src` in storage order, handing each accepted run to `sink`.
 ///
 /// `collection` only names the collection in an error.
-pub async fn read_all<S: PageSource>(src: &S, collection: &str, page: usize, inflight: usize, mut sink: impl FnMut(Vec<Record>) -> Result<()>) -> Result<Stats> {
-    assert!(page > 0 && inflight > 0, "callers check the page size and the requests in flight");
+pub async fn read_all<S: PageSource>(
+    src: &S,
+    collection: &str,
+    page: usize,
+    inflight: usize,
+    mut sink: impl FnMut(Vec<Record>) -> Result<()>,
+) -> Result<Stats> {
+    assert!(
+        page > 0 && inflight > 0,
+        "callers check the page size and the requests in flight"
+    );
     let mut stats = Stats::default();
     // The newest ids taken, oldest first: where to look for the reader's place again.
     let mut tail: VecDeque<String> = VecDeque::new();
@@ -62,7 +71,11 @@ pub async fn read_all<S: PageSource>(src: &S, collection: &str, page: usize, inf
         let anchored = anchor.is_some();
         let start = base;
         let request = move |j: usize| {
-            let (offset, limit) = if anchored || j > 0 { (start + j * page - 1, page + 1) } else { (0, page) };
+            let (offset, limit) = if anchored || j > 0 {
+                (start + j * page - 1, page + 1)
+            } else {
+                (0, page)
+            };
             async move { (offset, limit, src.page(offset, limit).await) }
         };
         let mut pending = FuturesOrdered::new();
@@ -84,14 +97,30 @@ pub async fn read_all<S: PageSource>(src: &S, collection: &str, page: usize, inf
                     stats.reanchors += 1;
                     // Moved by less than a page: the place is in this very page (progress even
                     // while another client keeps moving records).
-                    let at: HashMap<&str, usize> = got.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
-                    if let Some(i) = tail.iter().rev().find_map(|id| at.get(id.as_str()).copied()) {
-                        tracing::debug!(collection, from = base, to = offset + i + 1, "records moved while the collection was read; continuing after the last one taken");
+                    let at: HashMap<&str, usize> = got
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| (r.id.as_str(), i))
+                        .collect();
+                    if let Some(i) = tail
+                        .iter()
+                        .rev()
+                        .find_map(|id| at.get(id.as_str()).copied())
+                    {
+                        tracing::debug!(
+                            collection,
+                            from = base,
+                            to = offset + i + 1,
+                            "records moved while the collection was read; continuing after the last one taken"
+                        );
                         let rest = got.split_off(i + 1);
                         base = offset + i + 1 + rest.len();
                         stats.records += rest.len() as u64;
                         remember(&mut tail, &rest, page);
-                        anchor = Some(rest.last().map_or_else(|| got[i].id.clone(), |r| r.id.clone()));
+                        anchor = Some(
+                            rest.last()
+                                .map_or_else(|| got[i].id.clone(), |r| r.id.clone()),
+                        );
                         if !rest.is_empty() {
                             sink(rest)?;
                         }
@@ -100,8 +129,14 @@ pub async fn read_all<S: PageSource>(src: &S, collection: &str, page: usize, inf
                         }
                         continue 'pipeline;
                     }
-                    let (id, after) = locate(src, collection, page, &tail, base, &mut stats).await?;
-                    tracing::debug!(collection, from = base, to = after, "records moved while the collection was read; continuing after the last one taken");
+                    let (id, after) =
+                        locate(src, collection, page, &tail, base, &mut stats).await?;
+                    tracing::debug!(
+                        collection,
+                        from = base,
+                        to = after,
+                        "records moved while the collection was read; continuing after the last one taken"
+                    );
                     (anchor, base) = (Some(id), after);
                     continue 'pipeline;
                 }
@@ -139,20 +174,38 @@ fn remember(tail: &mut VecDeque<String>, got: &[Record], page: usize) {
 /// the records hold), in a window around where the reader thought it was that widens both
 /// ways (0.4.x can move records up as well as down). Returns its id and the offset of the
 /// record after it.
-async fn locate<S: PageSource>(src: &S, collection: &str, page: usize, tail: &VecDeque<String>, base: usize, stats: &mut Stats) -> Result<(String, usize)> {
+async fn locate<S: PageSource>(
+    src: &S,
+    collection: &str,
+    page: usize,
+    tail: &VecDeque<String>,
+    base: usize,
+    stats: &mut Stats,
+) -> Result<(String, usize)> {
     let mut reach = tail_len(page);
     loop {
         let offset = base.saturating_sub(reach);
         let limit = (base - offset) + reach;
         let ids = src.ids(offset, limit).await?;
         stats.requests += 1;
-        let at: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
-        if let Some((id, i)) = tail.iter().rev().find_map(|id| at.get(id.as_str()).map(|&i| (id.clone(), i))) {
+        let at: HashMap<&str, usize> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect();
+        if let Some((id, i)) = tail
+            .iter()
+            .rev()
+            .find_map(|id| at.get(id.as_str()).map(|&i| (id.clone(), i)))
+        {
             return Ok((id, offset + i + 1));
         }
         if offset == 0 && ids.len() < limit {
             // The whole collection was seen and none of them is left.
-            return Err(Error::Moved { collection: collection.to_string(), window: tail.len() });
+            return Err(Error::Moved {
+                collection: collection.to_string(),
+                window: tail.len(),
+            });
         }
         reach *= 2;
     }
@@ -166,7 +219,13 @@ mod tests {
     use rstest::rstest;
 
     fn rec(id: usize) -> Record {
-        Record { id: format!("r{id:06}"), embedding: Some(vec![id as f32]), document: None, metadata: None, uri: None }
+        Record {
+            id: format!("r{id:06}"),
+            embedding: Some(vec![id as f32]),
+            document: None,
+            metadata: None,
+            uri: None,
+        }
     }
 
     /// A collection in storage order that another client changes between requests: `edits`
@@ -180,7 +239,12 @@ mod tests {
 
     impl<F: Fn(usize, &mut Vec<Record>, &mut usize)> Sim<F> {
         fn new(n: usize, edits: F) -> Self {
-            Sim { rows: RefCell::new((0..n).map(rec).collect()), next_id: RefCell::new(n), calls: RefCell::new(0), edits }
+            Sim {
+                rows: RefCell::new((0..n).map(rec).collect()),
+                next_id: RefCell::new(n),
+                calls: RefCell::new(0),
+                edits,
+            }
         }
     }
 
@@ -191,19 +255,34 @@ mod tests {
                 *c += 1;
                 *c - 1
             };
-            (self.edits)(call, &mut self.rows.borrow_mut(), &mut self.next_id.borrow_mut());
+            (self.edits)(
+                call,
+                &mut self.rows.borrow_mut(),
+                &mut self.next_id.borrow_mut(),
+            );
             let rows = self.rows.borrow();
             Ok(rows.iter().skip(offset).take(limit).cloned().collect())
         }
 
         async fn ids(&self, offset: usize, limit: usize) -> Result<Vec<String>> {
-            Ok(self.page(offset, limit).await?.into_iter().map(|r| r.id).collect())
+            Ok(self
+                .page(offset, limit)
+                .await?
+                .into_iter()
+                .map(|r| r.id)
+                .collect())
         }
     }
 
-    fn read<F: Fn(usize, &mut Vec<Record>, &mut usize)>(sim: &Sim<F>, page: usize, inflight: usize) -> (Vec<String>, Stats) {
+    fn read<F: Fn(usize, &mut Vec<Record>, &mut usize)>(
+        sim: &Sim<F>,
+        page: usize,
+        inflight: usize,
+    ) -> (Vec<String>, Stats) {
         let mut out = Vec::new();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let stats = rt
             .block_on(read_all(sim, "c", page, inflight, |b| {
                 out.extend(b.into_iter().map(|r| r.id));
@@ -215,7 +294,11 @@ mod tests {
 
     /// Every id at most once, in the order of `order` (the server's order at the end).
     fn assert_in_order_once(got: &[String], order: &[String]) {
-        let pos: HashMap<&str, usize> = order.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+        let pos: HashMap<&str, usize> = order
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect();
         let mut last = None;
         let mut seen = std::collections::HashSet::new();
         for id in got {
@@ -234,7 +317,11 @@ mod tests {
     #[case::exact_pages_sequential(100, 10, 1)]
     #[case::exact_pages_in_flight(100, 10, 4)]
     #[case::ragged_end_in_flight(1003, 100, 3)]
-    fn an_unchanged_collection_is_read_whole_in_order(#[case] n: usize, #[case] page: usize, #[case] inflight: usize) {
+    fn an_unchanged_collection_is_read_whole_in_order(
+        #[case] n: usize,
+        #[case] page: usize,
+        #[case] inflight: usize,
+    ) {
         let sim = Sim::new(n, |_, _, _| {});
         let (got, stats) = read(&sim, page, inflight);
         let want: Vec<String> = (0..n).map(|i| rec(i).id).collect();
@@ -250,8 +337,11 @@ mod tests {
         // Before every 3rd request, delete the oldest remaining record with an even id, which is
         // behind the reader once it has started: a plain offset would skip one record each time.
         let sim = Sim::new(500, |call, rows, _| {
-            if call > 0 && call.is_multiple_of(3)
-                && let Some(i) = rows.iter().position(|r| (r.embedding.as_ref().unwrap()[0] as usize).is_multiple_of(2))
+            if call > 0
+                && call.is_multiple_of(3)
+                && let Some(i) = rows
+                    .iter()
+                    .position(|r| (r.embedding.as_ref().unwrap()[0] as usize).is_multiple_of(2))
             {
                 rows.remove(i);
             }
@@ -262,7 +352,10 @@ mod tests {
             assert!(got.contains(id), "{id} was never deleted and is missing");
         }
         assert_in_order_once(&got, &survivors);
-        assert!(stats.reanchors > 0, "the simulation must have moved records under the reader");
+        assert!(
+            stats.reanchors > 0,
+            "the simulation must have moved records under the reader"
+        );
     }
 
     #[test]
@@ -291,7 +384,11 @@ mod tests {
         let (got, _) = read(&sim, 10, 3);
         let all: Vec<String> = sim.rows.borrow().iter().map(|r| r.id.clone()).collect();
         assert!(got.len() > 95, "some additions are read");
-        assert_eq!(got[..], all[..got.len()], "a prefix of the final order, no gaps");
+        assert_eq!(
+            got[..],
+            all[..got.len()],
+            "a prefix of the final order, no gaps"
+        );
     }
 
     #[rstest]
@@ -301,7 +398,13 @@ mod tests {
         // 0.4.x orders by id: an add whose id sorts first moves every record one place up.
         let sim = Sim::new(300, |call, rows, next| {
             if call > 0 {
-                rows.insert(0, Record { id: format!("a{:06}", *next), ..rec(0) });
+                rows.insert(
+                    0,
+                    Record {
+                        id: format!("a{:06}", *next),
+                        ..rec(0)
+                    },
+                );
                 *next += 1;
             }
         });
@@ -311,7 +414,10 @@ mod tests {
         assert_eq!(old, want, "every record once, in order");
         let order: Vec<String> = sim.rows.borrow().iter().map(|r| r.id.clone()).collect();
         assert_in_order_once(&got, &order);
-        assert!(stats.reanchors > 0, "the simulation must have moved records under the reader");
+        assert!(
+            stats.reanchors > 0,
+            "the simulation must have moved records under the reader"
+        );
     }
 
     #[test]
@@ -321,13 +427,23 @@ mod tests {
         let sim = Sim::new(400, |call, rows, _| {
             if call == 2 {
                 for k in 0..2500 {
-                    rows.insert(0, Record { id: format!("a{k:06}"), ..rec(0) });
+                    rows.insert(
+                        0,
+                        Record {
+                            id: format!("a{k:06}"),
+                            ..rec(0)
+                        },
+                    );
                 }
             }
         });
         let (got, stats) = read(&sim, 100, 2);
         let old: Vec<String> = got.iter().filter(|i| i.starts_with('r')).cloned().collect();
-        assert_eq!(old, (0..400).map(|i| rec(i).id).collect::<Vec<_>>(), "every record once, in order");
+        assert_eq!(
+            old,
+            (0..400).map(|i| rec(i).id).collect::<Vec<_>>(),
+            "every record once, in order"
+        );
         assert_eq!(stats.reanchors, 1);
     }
 
@@ -338,7 +454,9 @@ mod tests {
                 rows.drain(..2500);
             }
         });
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let r = rt.block_on(read_all(&sim, "c", 1000, 1, |_| Ok(())));
         assert!(matches!(r, Err(Error::Moved { .. })), "{r:?}");
     }

@@ -63,28 +63,43 @@ impl Connect {
         chroma_api::ensure_crypto_provider();
         let mut b = reqwest::Client::builder().timeout(Duration::from_secs(60));
         if let Some(path) = &self.cacert {
-            let what = format!("the CA bundle {} (--cacert / CHROMA_BACKUP_CACERT)", path.display());
+            let what = format!(
+                "the CA bundle {} (--cacert / CHROMA_BACKUP_CACERT)",
+                path.display()
+            );
             let pem = std::fs::read(path).map_err(crate::error::io(format!("reading {what}")))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| Error::Usage(format!("{what} is not a PEM certificate bundle: {e}")))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                Error::Usage(format!("{what} is not a PEM certificate bundle: {e}"))
+            })?;
             if certs.is_empty() {
-                return Err(Error::Usage(format!("{what} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")));
+                return Err(Error::Usage(format!(
+                    "{what} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+                )));
             }
             b = b.tls_certs_only(certs);
         }
-        b.build().map_err(|e| Error::Usage(format!("cannot set up the HTTP client: {e}")))
+        b.build()
+            .map_err(|e| Error::Usage(format!("cannot set up the HTTP client: {e}")))
     }
 
     fn credential(&self) -> Option<Credential> {
         if let Some(t) = &self.token {
             return Some(match self.token_header {
-                TokenHeader::Authorization => Credential::new("Authorization", format!("Bearer {t}"), "Bearer <token>"),
-                TokenHeader::XChromaToken => Credential::new("X-Chroma-Token", t.clone(), "<token>"),
+                TokenHeader::Authorization => {
+                    Credential::new("Authorization", format!("Bearer {t}"), "Bearer <token>")
+                }
+                TokenHeader::XChromaToken => {
+                    Credential::new("X-Chroma-Token", t.clone(), "<token>")
+                }
             });
         }
         self.basic.as_ref().map(|(u, p)| {
             let enc = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-            Credential::new("Authorization", format!("Basic {enc}"), format!("Basic <{u}:password>"))
+            Credential::new(
+                "Authorization",
+                format!("Basic {enc}"),
+                format!("Basic <{u}:password>"),
+            )
         })
     }
 }
@@ -130,7 +145,10 @@ fn collection_of(v: &Value) -> Option<Collection> {
         id: v.get("id")?.as_str()?.to_string(),
         name: v.get("name")?.as_str()?.to_string(),
         metadata: v.get("metadata").and_then(Value::as_object).cloned(),
-        configuration: v.get("configuration_json").filter(|c| !c.is_null()).cloned(),
+        configuration: v
+            .get("configuration_json")
+            .filter(|c| !c.is_null())
+            .cloned(),
         schema: v.get("schema").filter(|c| !c.is_null()).cloned(),
     })
 }
@@ -140,7 +158,10 @@ impl Server {
     pub async fn connect(c: &Connect) -> Result<Server> {
         let base = c.url.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(Error::Usage(format!("--url `{}` is not an http:// or https:// URL (e.g. http://chromadb:8000)", c.url)));
+            return Err(Error::Usage(format!(
+                "--url `{}` is not an http:// or https:// URL (e.g. http://chromadb:8000)",
+                c.url
+            )));
         }
         let cred = c.credential();
         let http = c.http_client()?;
@@ -164,14 +185,28 @@ impl Server {
                 let version = text
                     .as_deref()
                     .and_then(|t| t.parse::<ChromaVersion>().ok())
-                    .ok_or_else(|| Error::NotChroma { url: base.clone(), detail: format!("{} answered {}", a.ex.url, a.ex.response_body) })?;
+                    .ok_or_else(|| Error::NotChroma {
+                        url: base.clone(),
+                        detail: format!("{} answered {}", a.ex.url, a.ex.response_body),
+                    })?;
                 break (api, version);
             }
             if Instant::now() >= deadline {
                 return Err(if a2.status() == 0 {
-                    Error::Unreachable { url: base.clone(), detail: a2.ex.response_body.clone() }
+                    Error::Unreachable {
+                        url: base.clone(),
+                        detail: a2.ex.response_body.clone(),
+                    }
                 } else {
-                    Error::NotChroma { url: base.clone(), detail: format!("GET {} answered HTTP {}: {}", a2.ex.url, a2.status(), a2.ex.response_body) }
+                    Error::NotChroma {
+                        url: base.clone(),
+                        detail: format!(
+                            "GET {} answered HTTP {}: {}",
+                            a2.ex.url,
+                            a2.status(),
+                            a2.ex.response_body
+                        ),
+                    }
                 });
             }
             tracing::info!(url = %base, "waiting for the server to answer");
@@ -179,9 +214,18 @@ impl Server {
             delay = (delay * 2).min(Duration::from_secs(2));
         };
         // 0.5.16–0.6.3 serve both; their v1 listing is broken on 0.6.3, so v2 wins when present.
-        let api = if version >= chroma_api::version::API_V2_FLOOR { v2 } else { api };
+        let api = if version >= chroma_api::version::API_V2_FLOOR {
+            v2
+        } else {
+            api
+        };
         tracing::info!(url = %base, %version, api = api.prefix.path(), "connected");
-        Ok(Server { api, version, tenant: c.tenant.clone(), database: c.database.clone() })
+        Ok(Server {
+            api,
+            version,
+            tenant: c.tenant.clone(),
+            database: c.database.clone(),
+        })
     }
 
     pub fn is_rust(&self) -> bool {
@@ -194,13 +238,20 @@ impl Server {
 
     /// Shown in reports: the server reports "1.0.0" for every 1.x release.
     pub fn era(&self) -> String {
-        if self.is_rust() { "1.x (reports 1.0.0)".to_string() } else { self.version.to_string() }
+        if self.is_rust() {
+            "1.x (reports 1.0.0)".to_string()
+        } else {
+            self.version.to_string()
+        }
     }
 
     fn collections_url(&self) -> String {
         match self.api.prefix {
             ApiPrefix::V1 => self.api.url("/collections"),
-            ApiPrefix::V2 => self.api.url(&format!("/tenants/{}/databases/{}/collections", self.tenant, self.database)),
+            ApiPrefix::V2 => self.api.url(&format!(
+                "/tenants/{}/databases/{}/collections",
+                self.tenant, self.database
+            )),
         }
     }
 
@@ -208,32 +259,66 @@ impl Server {
     fn check(&self, a: &Answer, what: &str) -> Result<()> {
         match a.status() {
             200..=299 => Ok(()),
-            0 => Err(Error::Unreachable { url: self.api.base.clone(), detail: a.ex.response_body.clone() }),
-            401 | 403 => Err(Error::Unauthorised { url: self.api.base.clone(), status: a.status(), request: format!("{} {}", a.ex.method, a.ex.url) }),
+            0 => Err(Error::Unreachable {
+                url: self.api.base.clone(),
+                detail: a.ex.response_body.clone(),
+            }),
+            401 | 403 => Err(Error::Unauthorised {
+                url: self.api.base.clone(),
+                status: a.status(),
+                request: format!("{} {}", a.ex.method, a.ex.url),
+            }),
             _ => Err(a.bad(what, "a 2xx answer was expected").into()),
         }
     }
 
-    async fn json(&self, method: Method, url: &str, body: Option<String>, what: &str) -> Result<Value> {
+    async fn json(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<String>,
+        what: &str,
+    ) -> Result<Value> {
         let a = self.api.call(method, url, body).await;
         self.check(&a, what)?;
-        serde_json::from_slice(&a.body).map_err(|e| a.bad(what, format!("the body is not JSON ({e})")).into())
+        serde_json::from_slice(&a.body)
+            .map_err(|e| a.bad(what, format!("the body is not JSON ({e})")).into())
     }
 
     pub async fn list_collections(&self) -> Result<Vec<Collection>> {
         const WHAT: &str = "listing collections";
-        let v = self.json(Method::GET, &self.collections_url(), None, WHAT).await?;
-        let items = v.as_array().ok_or_else(|| Error::NotChroma { url: self.api.base.clone(), detail: format!("{WHAT} did not answer a JSON array: {v}") })?;
+        let v = self
+            .json(Method::GET, &self.collections_url(), None, WHAT)
+            .await?;
+        let items = v.as_array().ok_or_else(|| Error::NotChroma {
+            url: self.api.base.clone(),
+            detail: format!("{WHAT} did not answer a JSON array: {v}"),
+        })?;
         items
             .iter()
-            .map(|c| collection_of(c).ok_or_else(|| Error::NotChroma { url: self.api.base.clone(), detail: format!("{WHAT}: a collection without a string id and name: {c}") }))
+            .map(|c| {
+                collection_of(c).ok_or_else(|| Error::NotChroma {
+                    url: self.api.base.clone(),
+                    detail: format!("{WHAT}: a collection without a string id and name: {c}"),
+                })
+            })
             .collect()
     }
 
     pub async fn count(&self, c: &Collection) -> Result<u64> {
         let what = format!("counting records of {}", c.name);
-        let v = self.json(Method::GET, &format!("{}/{}/count", self.collections_url(), c.id), None, &what).await?;
-        v.as_u64().ok_or_else(|| Error::NotChroma { url: self.api.base.clone(), detail: format!("{what}: not a count: {v}") })
+        let v = self
+            .json(
+                Method::GET,
+                &format!("{}/{}/count", self.collections_url(), c.id),
+                None,
+                &what,
+            )
+            .await?;
+        v.as_u64().ok_or_else(|| Error::NotChroma {
+            url: self.api.base.clone(),
+            detail: format!("{what}: not a count: {v}"),
+        })
     }
 
     /// Whether the era has record uris (0.4.3 and 0.4.8 do not, 0.4.24 does). Learned from the
@@ -241,7 +326,10 @@ impl Server {
     /// an era without uris answers 422 naming `uris` in `include`.
     pub async fn has_uris(&self) -> Result<bool> {
         let body = json!({"limit": 1, "offset": 0, "include": ["uris"]}).to_string();
-        let url = format!("{}/00000000-0000-0000-0000-000000000000/get", self.collections_url());
+        let url = format!(
+            "{}/00000000-0000-0000-0000-000000000000/get",
+            self.collections_url()
+        );
         let a = self.api.call(Method::POST, &url, Some(body)).await;
         match a.status() {
             0 | 401 | 403 => self.check(&a, "probing for uris").map(|()| true),
@@ -257,9 +345,13 @@ impl Server {
             include.push("uris");
         }
         let body = match page {
-            Page::Range { offset, limit } => json!({"limit": limit, "offset": offset, "include": include}),
+            Page::Range { offset, limit } => {
+                json!({"limit": limit, "offset": offset, "include": include})
+            }
             Page::Ids(ids) => json!({"ids": ids, "include": include}),
-            Page::IdsOnly { offset, limit } => json!({"limit": limit, "offset": offset, "include": []}),
+            Page::IdsOnly { offset, limit } => {
+                json!({"limit": limit, "offset": offset, "include": []})
+            }
         };
         let what = format!("reading records of {}", c.name);
         let url = format!("{}/{}/get", self.collections_url(), c.id);
@@ -279,11 +371,14 @@ impl Server {
             tries += 1;
         };
         self.check(&a, &what)?;
-        let r: GetResult = serde_json::from_slice(&a.body).map_err(|e| Error::from(a.bad(&what, format!("not a get result ({e})"))))?;
+        let r: GetResult = serde_json::from_slice(&a.body)
+            .map_err(|e| Error::from(a.bad(&what, format!("not a get result ({e})"))))?;
         let n = r.ids.len();
         let col = |len: Option<usize>, field: &str| -> Result<()> {
             match len {
-                Some(l) if l != n => Err(a.bad(&what, format!("{field} has {l} entries for {n} ids")).into()),
+                Some(l) if l != n => Err(a
+                    .bad(&what, format!("{field} has {l} entries for {n} ids"))
+                    .into()),
                 _ => Ok(()),
             }
         };
@@ -309,11 +404,24 @@ impl Server {
 
     /// The largest number of records one add may carry, where the era says (pre-flight checks).
     pub async fn max_batch_size(&self) -> Option<usize> {
-        let a = self.api.call(Method::GET, &self.api.url("/pre-flight-checks"), None).await;
-        a.ex.ok().then(|| a.json()).flatten().and_then(|v| v.get("max_batch_size").and_then(Value::as_u64)).map(|n| n as usize)
+        let a = self
+            .api
+            .call(Method::GET, &self.api.url("/pre-flight-checks"), None)
+            .await;
+        a.ex.ok()
+            .then(|| a.json())
+            .flatten()
+            .and_then(|v| v.get("max_batch_size").and_then(Value::as_u64))
+            .map(|n| n as usize)
     }
 
-    pub async fn create_collection(&self, name: &str, metadata: Option<&Map<String, Value>>, configuration: Option<&Value>, get_or_create: bool) -> Result<Collection> {
+    pub async fn create_collection(
+        &self,
+        name: &str,
+        metadata: Option<&Map<String, Value>>,
+        configuration: Option<&Value>,
+        get_or_create: bool,
+    ) -> Result<Collection> {
         let mut body = json!({"name": name, "get_or_create": get_or_create});
         if let Some(m) = metadata {
             body["metadata"] = Value::Object(m.clone());
@@ -322,23 +430,48 @@ impl Server {
             body["configuration"] = c.clone();
         }
         let what = format!("creating collection {name}");
-        let v = self.json(Method::POST, &self.collections_url(), Some(body.to_string()), &what).await?;
-        collection_of(&v).ok_or_else(|| Error::NotChroma { url: self.api.base.clone(), detail: format!("{what}: answered {v}") })
+        let v = self
+            .json(
+                Method::POST,
+                &self.collections_url(),
+                Some(body.to_string()),
+                &what,
+            )
+            .await?;
+        collection_of(&v).ok_or_else(|| Error::NotChroma {
+            url: self.api.base.clone(),
+            detail: format!("{what}: answered {v}"),
+        })
     }
 
     pub async fn delete_collection(&self, name: &str) -> Result<()> {
-        let a = self.api.call(Method::DELETE, &format!("{}/{name}", self.collections_url()), None).await;
+        let a = self
+            .api
+            .call(
+                Method::DELETE,
+                &format!("{}/{name}", self.collections_url()),
+                None,
+            )
+            .await;
         self.check(&a, &format!("deleting collection {name}"))
     }
 
     /// Sends one add (or upsert) body; `Ok(false)` when the server says it is too large (413).
     pub async fn add(&self, c: &Collection, body: String, upsert: bool) -> Result<bool> {
         let verb = if upsert { "upsert" } else { "add" };
-        let a = self.api.call(Method::POST, &format!("{}/{}/{verb}", self.collections_url(), c.id), Some(body)).await;
+        let a = self
+            .api
+            .call(
+                Method::POST,
+                &format!("{}/{}/{verb}", self.collections_url(), c.id),
+                Some(body),
+            )
+            .await;
         if a.status() == 413 {
             return Ok(false);
         }
-        self.check(&a, &format!("writing records into {}", c.name)).map(|()| true)
+        self.check(&a, &format!("writing records into {}", c.name))
+            .map(|()| true)
     }
 }
 
@@ -369,8 +502,14 @@ mod tests {
 
     #[test]
     fn a_missing_ca_bundle_is_named_before_any_call() {
-        let err = connect(Some("/nonexistent/ca.crt".into())).http_client().unwrap_err().to_string();
-        assert!(err.contains("/nonexistent/ca.crt") && err.contains("CHROMA_BACKUP_CACERT"), "{err}");
+        let err = connect(Some("/nonexistent/ca.crt".into()))
+            .http_client()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/nonexistent/ca.crt") && err.contains("CHROMA_BACKUP_CACERT"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -379,11 +518,16 @@ mod tests {
         let path = dir.path().join("ca.crt");
         std::fs::write(&path, "not a certificate\n").unwrap();
         let err = connect(Some(path)).http_client().unwrap_err();
-        assert!(matches!(err, Error::Usage(_)) && err.to_string().contains("no PEM certificate"), "{err}");
+        assert!(
+            matches!(err, Error::Usage(_)) && err.to_string().contains("no PEM certificate"),
+            "{err}"
+        );
     }
 
     #[test]
     fn no_ca_bundle_uses_the_system_roots() {
-        connect(None).http_client().expect("a client with the system's roots");
+        connect(None)
+            .http_client()
+            .expect("a client with the system's roots");
     }
 }

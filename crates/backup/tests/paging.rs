@@ -24,24 +24,46 @@ fn id(i: usize) -> String {
 
 async fn add(api: &Api, cid: &str, range: std::ops::Range<usize>) {
     let ids: Vec<String> = range.clone().map(id).collect();
-    let embeddings: Vec<Vec<f32>> = range.clone().map(|i| vec![i as f32, 1.0, -0.5, 0.25]).collect();
+    let embeddings: Vec<Vec<f32>> = range
+        .clone()
+        .map(|i| vec![i as f32, 1.0, -0.5, 0.25])
+        .collect();
     let metadatas: Vec<_> = range.map(|i| json!({"i": i})).collect();
     let body = json!({"ids": ids, "embeddings": embeddings, "metadatas": metadatas});
-    api.add(cid, body.to_string()).await.require_2xx("adding records").unwrap();
+    api.add(cid, body.to_string())
+        .await
+        .require_2xx("adding records")
+        .unwrap();
 }
 
 async fn post(api: &Api, cid: &str, verb: &str, body: serde_json::Value) {
-    api.call(Method::POST, &format!("{}/{cid}/{verb}", api.collections()), Some(body.to_string())).await.require_2xx(verb).unwrap();
+    api.call(
+        Method::POST,
+        &format!("{}/{cid}/{verb}", api.collections()),
+        Some(body.to_string()),
+    )
+    .await
+    .require_2xx(verb)
+    .unwrap();
 }
 
 /// Every id on the server, in the server's own order (one unpaged get).
 async fn server_order(api: &Api, cid: &str) -> Vec<String> {
     let v = api
-        .call(Method::POST, &format!("{}/{cid}/get", api.collections()), Some(json!({"include": []}).to_string()))
+        .call(
+            Method::POST,
+            &format!("{}/{cid}/get", api.collections()),
+            Some(json!({"include": []}).to_string()),
+        )
         .await
         .json_2xx("getting every id")
         .unwrap();
-    v["ids"].as_array().unwrap().iter().map(|i| i.as_str().unwrap().to_string()).collect()
+    v["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_string())
+        .collect()
 }
 
 fn archived_ids(path: &str) -> Vec<String> {
@@ -53,7 +75,11 @@ fn archived_ids(path: &str) -> Vec<String> {
     for b in a.batches(c).unwrap() {
         out.extend(b.unwrap().into_iter().map(|r| r.id));
     }
-    assert_eq!(out.len() as u64, c.records, "the manifest counts what the member holds");
+    assert_eq!(
+        out.len() as u64,
+        c.records,
+        "the manifest counts what the member holds"
+    );
     out
 }
 
@@ -61,16 +87,38 @@ fn archived_ids(path: &str) -> Vec<String> {
 async fn seeded(version: &str) -> (LiveServer, String) {
     let s = LiveServer::start(version);
     let api = s.api();
-    let cid = chroma_api::client::collection(&api.create_collection("paging", json!({"k": "v"})).await, "creating the collection").unwrap().id;
+    let cid = chroma_api::client::collection(
+        &api.create_collection("paging", json!({"k": "v"})).await,
+        "creating the collection",
+    )
+    .unwrap()
+    .id;
     for start in (0..RECORDS).step_by(500) {
         add(&api, &cid, start..start + 500).await;
     }
     (s, cid)
 }
 
-fn dump(s: &LiveServer, page: usize, inflight: usize, dir: &tempfile::TempDir) -> std::process::Output {
+fn dump(
+    s: &LiveServer,
+    page: usize,
+    inflight: usize,
+    dir: &tempfile::TempDir,
+) -> std::process::Output {
     let to = dir.path().join("a.tar").display().to_string();
-    tool(&s.url, &["dump", "--to", &to, "--page-size", &page.to_string(), "--inflight", &inflight.to_string()], &[])
+    tool(
+        &s.url,
+        &[
+            "dump",
+            "--to",
+            &to,
+            "--page-size",
+            &page.to_string(),
+            "--inflight",
+            &inflight.to_string(),
+        ],
+        &[],
+    )
 }
 
 #[rstest]
@@ -89,7 +137,10 @@ async fn a_quiet_collection_is_dumped_whole_once_in_the_servers_order(#[case] ve
         let out = dump(&s, page, inflight, &dir);
         assert!(out.status.success(), "{}", text(&out));
         let got = archived_ids(&dir.path().join("a.tar").display().to_string());
-        assert_eq!(got, want, "page {page}, {inflight} in flight on {version}: the archive must hold the server's records in its order, each once");
+        assert_eq!(
+            got, want,
+            "page {page}, {inflight} in flight on {version}: the archive must hold the server's records in its order, each once"
+        );
     }
 }
 
@@ -108,7 +159,12 @@ async fn records_nobody_touched_survive_a_dump_while_another_client_writes(#[cas
     // moves every later record one place down. It also updates records (they must keep their
     // place) and adds new ones (they go to the end).
     let writer = {
-        let (api, cid, done, deleted_during) = (api.clone(), cid.clone(), done.clone(), deleted_during.clone());
+        let (api, cid, done, deleted_during) = (
+            api.clone(),
+            cid.clone(),
+            done.clone(),
+            deleted_during.clone(),
+        );
         tokio::spawn(async move {
             let mut deleted = Vec::new();
             let mut updated = Vec::new();
@@ -120,7 +176,13 @@ async fn records_nobody_touched_survive_a_dump_while_another_client_writes(#[cas
                 deleted.push(gone);
                 deleted_during.fetch_add(1, Ordering::SeqCst);
                 let changed = id(round * 2 + 1);
-                post(&api, &cid, "update", json!({"ids": [changed], "metadatas": [{"i": -1, "round": round}]})).await;
+                post(
+                    &api,
+                    &cid,
+                    "update",
+                    json!({"ids": [changed], "metadatas": [{"i": -1, "round": round}]}),
+                )
+                .await;
                 updated.push(changed);
                 let new = RECORDS + round;
                 add(&api, &cid, new..new + 1).await;
@@ -138,7 +200,21 @@ async fn records_nobody_touched_survive_a_dump_while_another_client_writes(#[cas
     let path = dir.path().join("a.tar").display().to_string();
     let out = tokio::task::spawn_blocking({
         let path = path.clone();
-        move || tool(&url, &["dump", "--to", &path, "--page-size", "25", "--inflight", "3"], &[])
+        move || {
+            tool(
+                &url,
+                &[
+                    "dump",
+                    "--to",
+                    &path,
+                    "--page-size",
+                    "25",
+                    "--inflight",
+                    "3",
+                ],
+                &[],
+            )
+        }
     })
     .await
     .unwrap();
@@ -146,7 +222,11 @@ async fn records_nobody_touched_survive_a_dump_while_another_client_writes(#[cas
     done.store(true, Ordering::SeqCst);
     let (deleted, updated, added) = writer.await.unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    assert!(ended - started >= 5, "the writer must have deleted records while the dump ran (it deleted {} then); make the dump slower", ended - started);
+    assert!(
+        ended - started >= 5,
+        "the writer must have deleted records while the dump ran (it deleted {} then); make the dump slower",
+        ended - started
+    );
 
     let after = server_order(&api, &cid).await;
     let deleted: HashSet<&String> = deleted.iter().collect();
@@ -154,7 +234,12 @@ async fn records_nobody_touched_survive_a_dump_while_another_client_writes(#[cas
     // The paging relies on the era's order: first-add order, updates keep their place.
     let kept: Vec<&String> = before.iter().filter(|i| !deleted.contains(i)).collect();
     let after_old: Vec<&String> = after.iter().filter(|i| !added.contains(i)).collect();
-    assert_eq!(after_old, kept, "{version}: deletes and updates must leave the other records in their order ({} updated)", updated.len());
+    assert_eq!(
+        after_old,
+        kept,
+        "{version}: deletes and updates must leave the other records in their order ({} updated)",
+        updated.len()
+    );
 
     let got = archived_ids(&path);
     let mut seen = HashSet::new();
@@ -162,14 +247,34 @@ async fn records_nobody_touched_survive_a_dump_while_another_client_writes(#[cas
         assert!(seen.insert(i), "{i} is in the archive twice");
     }
     let lost: Vec<&&String> = kept.iter().filter(|i| !seen.contains(**i)).collect();
-    assert!(lost.is_empty(), "{} record(s) nobody deleted are missing from the archive, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "{} record(s) nobody deleted are missing from the archive, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
     for i in &got {
-        assert!(before.contains(i) || added.contains(i), "{i} was never written");
+        assert!(
+            before.contains(i) || added.contains(i),
+            "{i} was never written"
+        );
     }
     // Order: the archive follows the server's order (a deleted record keeps its old place).
-    let pos: HashMap<&String, usize> = before.iter().chain(after.iter().filter(|i| added.contains(i))).enumerate().map(|(p, i)| (i, p)).collect();
+    let pos: HashMap<&String, usize> = before
+        .iter()
+        .chain(after.iter().filter(|i| added.contains(i)))
+        .enumerate()
+        .map(|(p, i)| (i, p))
+        .collect();
     let positions: Vec<usize> = got.iter().map(|i| pos[i]).collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{version}: the archive is not in the server's order");
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "{version}: the archive is not in the server's order"
+    );
     // Last: the run really exercised what it guards.
-    assert!(stderr(&out).contains("found its place again"), "the reader must have had to find its place again:\n{}", text(&out));
+    assert!(
+        stderr(&out).contains("found its place again"),
+        "the reader must have had to find its place again:\n{}",
+        text(&out)
+    );
 }

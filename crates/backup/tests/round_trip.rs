@@ -21,20 +21,35 @@ async fn write_settings_collection(a: &LiveServer) {
     } else {
         json!({"name": SETTINGS, "metadata": {"kind": "settings", "hnsw:space": "ip", "hnsw:construction_ef": 128}})
     };
-    let created = api.call(Method::POST, &api.collections(), Some(body.to_string())).await;
-    let id = chroma_api::client::collection(&created, "creating the settings collection").unwrap().id;
+    let created = api
+        .call(Method::POST, &api.collections(), Some(body.to_string()))
+        .await;
+    let id = chroma_api::client::collection(&created, "creating the settings collection")
+        .unwrap()
+        .id;
     let add = json!({"ids": ["s1", "s2"], "embeddings": [[0.5, 0.25], [-1.0, 2.0]], "documents": ["one", "two"], "metadatas": [{"n": 1}, {"n": 2.5}]});
-    api.add(&id, add.to_string()).await.require_2xx("adding to the settings collection").unwrap();
+    api.add(&id, add.to_string())
+        .await
+        .require_2xx("adding to the settings collection")
+        .unwrap();
 }
 
 /// (space, ef_construction) as B's era holds them.
 async fn settings_on(b: &LiveServer) -> (Value, Value) {
-    let got = b.api().get_collection(SETTINGS).await.json_2xx("getting the settings collection").unwrap();
+    let got = b
+        .api()
+        .get_collection(SETTINGS)
+        .await
+        .json_2xx("getting the settings collection")
+        .unwrap();
     if b.version.is_rust_server() {
         let h = &got["configuration_json"]["hnsw"];
         (h["space"].clone(), h["ef_construction"].clone())
     } else {
-        (got["metadata"]["hnsw:space"].clone(), got["metadata"]["hnsw:construction_ef"].clone())
+        (
+            got["metadata"]["hnsw:space"].clone(),
+            got["metadata"]["hnsw:construction_ef"].clone(),
+        )
     }
 }
 
@@ -49,19 +64,39 @@ async fn round_trip(from: &str, to: &str) -> (LiveServer, tempfile::TempDir, Dat
     assert!(out.status.success(), "{}", text(&out));
     let archive = stdout(&out);
     let name = archive.rsplit('/').next().unwrap();
-    assert!(name.starts_with("chroma-backup-") && name.ends_with(".tar") && std::path::Path::new(&archive).is_file(), "dump printed {archive}");
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers.len(), 1, "only the finished archive is left in the directory: {leftovers:?}");
+    assert!(
+        name.starts_with("chroma-backup-")
+            && name.ends_with(".tar")
+            && std::path::Path::new(&archive).is_file(),
+        "dump printed {archive}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "only the finished archive is left in the directory: {leftovers:?}"
+    );
     drop(a);
 
     let b = LiveServer::start(to);
     let out = tool(&b.url, &["restore", "--from", &dest], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let out = tool(&b.url, &["verify", "--from", &dest], &[]);
-    assert!(out.status.success(), "verify of a fresh restore must be clean:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "verify of a fresh restore must be clean:\n{}",
+        text(&out)
+    );
     assert_eq!(stdout(&out), "", "no differences listed");
     assert_intact(&b, &ds).await;
-    assert_eq!(settings_on(&b).await, (json!("ip"), json!(128)), "index settings mapped into {to}'s spelling");
+    assert_eq!(
+        settings_on(&b).await,
+        (json!("ip"), json!(128)),
+        "index settings mapped into {to}'s spelling"
+    );
     (b, dir, ds)
 }
 
@@ -79,14 +114,37 @@ async fn dump_restore_verify_keeps_every_record_and_setting(#[case] from: &str, 
 async fn verify_names_changed_and_missing_records_and_extra_collections() {
     let (b, dir, _) = round_trip("0.6.3", "0.6.3").await;
     let api = b.api();
-    let small = chroma_api::client::collection(&api.get_collection("upgrade-small").await, "get").unwrap().id;
+    let small = chroma_api::client::collection(&api.get_collection("upgrade-small").await, "get")
+        .unwrap()
+        .id;
     let upd = json!({"ids": ["upgrade-small-003"], "metadatas": [{"index": -1}]});
-    api.call(Method::POST, &format!("{}/{small}/update", api.collections()), Some(upd.to_string())).await.require_2xx("update").unwrap();
+    api.call(
+        Method::POST,
+        &format!("{}/{small}/update", api.collections()),
+        Some(upd.to_string()),
+    )
+    .await
+    .require_2xx("update")
+    .unwrap();
     let del = json!({"ids": ["upgrade-small-007"]});
-    api.call(Method::POST, &format!("{}/{small}/delete", api.collections()), Some(del.to_string())).await.require_2xx("delete").unwrap();
-    api.create_collection("not-in-archive", json!({"k": 1})).await.require_2xx("create").unwrap();
+    api.call(
+        Method::POST,
+        &format!("{}/{small}/delete", api.collections()),
+        Some(del.to_string()),
+    )
+    .await
+    .require_2xx("delete")
+    .unwrap();
+    api.create_collection("not-in-archive", json!({"k": 1}))
+        .await
+        .require_2xx("create")
+        .unwrap();
 
-    let out = tool(&b.url, &["verify", "--from", &format!("{}/", dir.path().display())], &[]);
+    let out = tool(
+        &b.url,
+        &["verify", "--from", &format!("{}/", dir.path().display())],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
     assert_eq!(

@@ -23,9 +23,24 @@ struct Moto {
 impl Moto {
     fn start() -> Moto {
         let uv = std::env::var("UV").unwrap_or_else(|_| panic!("the S3 test starts moto through uv: `cargo xtask test` exports UV; by hand: export UV=$(cargo xtask tools --print uv)"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new(uv)
-            .args(["tool", "run", "--quiet", "--from", MOTO, "moto_server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "tool",
+                "run",
+                "--quiet",
+                "--from",
+                MOTO,
+                "moto_server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -33,10 +48,22 @@ impl Moto {
             .process_group(0)
             .spawn()
             .expect("starting moto_server through uv");
-        let m = Moto { child, url: format!("http://127.0.0.1:{port}") };
+        let m = Moto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
         let deadline = Instant::now() + Duration::from_secs(180);
-        while Command::new("curl").args(["-sf", "-o", "/dev/null", &m.url]).status().map(|s| !s.success()).unwrap_or(true) {
-            assert!(Instant::now() < deadline, "moto did not answer at {} within 180 s", m.url);
+        while Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", &m.url])
+            .status()
+            .map(|s| !s.success())
+            .unwrap_or(true)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "moto did not answer at {} within 180 s",
+                m.url
+            );
             std::thread::sleep(Duration::from_millis(300));
         }
         m
@@ -60,8 +87,14 @@ impl Moto {
 
     /// Object keys under `prefix` (moto answers unsigned requests).
     fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
-        let xml = self.curl(&[&format!("{}/{bucket}?list-type=2&prefix={prefix}", self.url)]);
-        xml.split("<Key>").skip(1).map(|s| s.split("</Key>").next().unwrap().to_string()).collect()
+        let xml = self.curl(&[&format!(
+            "{}/{bucket}?list-type=2&prefix={prefix}",
+            self.url
+        )]);
+        xml.split("<Key>")
+            .skip(1)
+            .map(|s| s.split("</Key>").next().unwrap().to_string())
+            .collect()
     }
 }
 
@@ -100,24 +133,56 @@ async fn dump_to_an_s3_prefix_keeps_the_newest_and_restores_the_newest_into_anot
         std::thread::sleep(Duration::from_millis(1100));
     }
     for p in &printed {
-        assert!(p.starts_with("s3://backups/nightly/chroma-backup-") && p.ends_with(".tar"), "{p}");
+        assert!(
+            p.starts_with("s3://backups/nightly/chroma-backup-") && p.ends_with(".tar"),
+            "{p}"
+        );
     }
     let keys = moto.keys("backups", "nightly/");
-    let want: Vec<String> = printed[1..].iter().map(|p| p.trim_start_matches("s3://backups/").to_string()).collect();
-    assert_eq!(keys, want, "--keep 2 left the two newest and nothing else (no partial uploads)");
+    let want: Vec<String> = printed[1..]
+        .iter()
+        .map(|p| p.trim_start_matches("s3://backups/").to_string())
+        .collect();
+    assert_eq!(
+        keys, want,
+        "--keep 2 left the two newest and nothing else (no partial uploads)"
+    );
 
     let b = LiveServer::start("0.6.3");
-    let out = run(&b.url, &["restore", "--from", "s3://backups/nightly/"], &env);
+    let out = run(
+        &b.url,
+        &["restore", "--from", "s3://backups/nightly/"],
+        &env,
+    );
     assert!(out.status.success(), "{}", text(&out));
-    assert!(common::stderr(&out).contains(printed[2].as_str()), "the newest archive was restored: {}", text(&out));
+    assert!(
+        common::stderr(&out).contains(printed[2].as_str()),
+        "the newest archive was restored: {}",
+        text(&out)
+    );
     let out = run(&b.url, &["verify", "--from", &printed[2]], &env);
     assert!(out.status.success(), "{}", text(&out));
     assert_intact(&b, &ds).await;
 
     let out = run(&b.url, &["inspect", "s3://backups/empty-prefix/"], &env);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(common::stderr(&out).contains("s3://backups/empty-prefix/: no archive named chroma-backup-<UTC time>.tar there"), "{}", text(&out));
-    let out = run(&b.url, &["inspect", "s3://backups/nightly/missing.tar"], &env);
+    assert!(
+        common::stderr(&out).contains(
+            "s3://backups/empty-prefix/: no archive named chroma-backup-<UTC time>.tar there"
+        ),
+        "{}",
+        text(&out)
+    );
+    let out = run(
+        &b.url,
+        &["inspect", "s3://backups/nightly/missing.tar"],
+        &env,
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(common::stderr(&out).contains("location `s3://backups/nightly/missing.tar` is not usable: no such object"), "{}", text(&out));
+    assert!(
+        common::stderr(&out)
+            .contains("location `s3://backups/nightly/missing.tar` is not usable: no such object"),
+        "{}",
+        text(&out)
+    );
 }

@@ -30,9 +30,19 @@ impl Exchange {
             s.push_str(&format!("> {k}: {v}\n"));
         }
         if self.request_bytes > 0 {
-            s.push_str(&format!("> [{} bytes] {}\n", self.request_bytes, self.request_body));
+            s.push_str(&format!(
+                "> [{} bytes] {}\n",
+                self.request_bytes, self.request_body
+            ));
         }
-        s.push_str(&format!("< {}\n", if self.status == 0 { "no HTTP response".to_string() } else { self.status.to_string() }));
+        s.push_str(&format!(
+            "< {}\n",
+            if self.status == 0 {
+                "no HTTP response".to_string()
+            } else {
+                self.status.to_string()
+            }
+        ));
         for (k, v) in &self.response_headers {
             s.push_str(&format!("< {k}: {v}\n"));
         }
@@ -45,7 +55,10 @@ impl Exchange {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.response_headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.response_headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -60,7 +73,11 @@ pub struct Credential {
 
 impl Credential {
     pub fn new(header: &str, value: String, label: impl Into<String>) -> Self {
-        Credential { header: header.to_string(), value, label: label.into() }
+        Credential {
+            header: header.to_string(),
+            value,
+            label: label.into(),
+        }
     }
 }
 
@@ -106,13 +123,26 @@ fn shorten(s: &str) -> String {
 impl Api {
     pub fn new(base: &str, prefix: ApiPrefix, credential: Option<Credential>) -> Self {
         crate::ensure_crypto_provider();
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap_or_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap_or_default();
         Self::with_http(http, base, prefix, credential)
     }
 
     /// The API through a client the caller configured (its own CA roots, name resolution).
-    pub fn with_http(http: reqwest::Client, base: &str, prefix: ApiPrefix, credential: Option<Credential>) -> Self {
-        Api { http, base: base.trim_end_matches('/').to_string(), prefix, credential }
+    pub fn with_http(
+        http: reqwest::Client,
+        base: &str,
+        prefix: ApiPrefix,
+        credential: Option<Credential>,
+    ) -> Self {
+        Api {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            prefix,
+            credential,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -123,7 +153,9 @@ impl Api {
     pub fn collections(&self) -> String {
         match self.prefix {
             ApiPrefix::V1 => self.url("/collections"),
-            ApiPrefix::V2 => self.url("/tenants/default_tenant/databases/default_database/collections"),
+            ApiPrefix::V2 => {
+                self.url("/tenants/default_tenant/databases/default_database/collections")
+            }
         }
     }
 
@@ -134,7 +166,14 @@ impl Api {
     }
 
     /// A request with an explicit credential (or none) and extra headers.
-    pub async fn send(&self, method: Method, url: &str, cred: Option<&Credential>, extra: &[(&str, &str)], body: Option<String>) -> Answer {
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        cred: Option<&Credential>,
+        extra: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Answer {
         let mut req = self.http.request(method.clone(), url);
         let mut shown = Vec::new();
         if let Some(c) = cred {
@@ -147,7 +186,9 @@ impl Api {
         }
         let (request_body, request_bytes) = match &body {
             Some(b) => {
-                req = req.header("content-type", "application/json").body(b.clone());
+                req = req
+                    .header("content-type", "application/json")
+                    .body(b.clone());
                 shown.push(("content-type".into(), "application/json".into()));
                 (shorten(b), b.len())
             }
@@ -171,7 +212,10 @@ impl Api {
                     .iter()
                     .filter(|(k, _)| {
                         let k = k.as_str();
-                        k.starts_with("access-control-") || k == "content-type" || k == "www-authenticate" || k == "vary"
+                        k.starts_with("access-control-")
+                            || k == "content-type"
+                            || k == "www-authenticate"
+                            || k == "vary"
                     })
                     .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_string()))
                     .collect();
@@ -181,7 +225,10 @@ impl Api {
             }
             Err(e) => {
                 ex.response_body = format!("transport error: {e}");
-                Answer { ex, body: Vec::new() }
+                Answer {
+                    ex,
+                    body: Vec::new(),
+                }
             }
         }
     }
@@ -196,24 +243,41 @@ impl Api {
 
     pub async fn create_collection(&self, name: &str, metadata: serde_json::Value) -> Answer {
         let body = serde_json::json!({ "name": name, "metadata": metadata });
-        self.call(Method::POST, &self.collections(), Some(body.to_string())).await
+        self.call(Method::POST, &self.collections(), Some(body.to_string()))
+            .await
     }
 
     pub async fn get_collection(&self, name: &str) -> Answer {
-        self.call(Method::GET, &format!("{}/{name}", self.collections()), None).await
+        self.call(Method::GET, &format!("{}/{name}", self.collections()), None)
+            .await
     }
 
     pub async fn add(&self, id: &str, body: String) -> Answer {
-        self.call(Method::POST, &format!("{}/{id}/add", self.collections()), Some(body)).await
+        self.call(
+            Method::POST,
+            &format!("{}/{id}/add", self.collections()),
+            Some(body),
+        )
+        .await
     }
 
     pub async fn get_records(&self, id: &str) -> Answer {
         let body = serde_json::json!({ "include": ["embeddings", "metadatas", "documents"] });
-        self.call(Method::POST, &format!("{}/{id}/get", self.collections()), Some(body.to_string())).await
+        self.call(
+            Method::POST,
+            &format!("{}/{id}/get", self.collections()),
+            Some(body.to_string()),
+        )
+        .await
     }
 
     pub async fn count(&self, id: &str) -> Answer {
-        self.call(Method::GET, &format!("{}/{id}/count", self.collections()), None).await
+        self.call(
+            Method::GET,
+            &format!("{}/{id}/count", self.collections()),
+            None,
+        )
+        .await
     }
 
     /// The number of collections (`collections_count`), which only the /api/v2 generation
@@ -221,12 +285,26 @@ impl Api {
     pub async fn count_collections(&self) -> Option<Answer> {
         match self.prefix {
             ApiPrefix::V1 => None,
-            ApiPrefix::V2 => Some(self.call(Method::GET, &self.url("/tenants/default_tenant/databases/default_database/collections_count"), None).await),
+            ApiPrefix::V2 => Some(
+                self.call(
+                    Method::GET,
+                    &self.url(
+                        "/tenants/default_tenant/databases/default_database/collections_count",
+                    ),
+                    None,
+                )
+                .await,
+            ),
         }
     }
 
     pub async fn delete_collection(&self, name: &str) -> Answer {
-        self.call(Method::DELETE, &format!("{}/{name}", self.collections()), None).await
+        self.call(
+            Method::DELETE,
+            &format!("{}/{name}", self.collections()),
+            None,
+        )
+        .await
     }
 
     pub async fn reset(&self) -> Answer {
@@ -262,14 +340,19 @@ impl Answer {
 
     /// `Ok` for a 2xx answer, else an error naming `endpoint` (the body is not looked at).
     pub fn require_2xx(&self, endpoint: &str) -> Result<(), BadAnswer> {
-        if self.ex.ok() { Ok(()) } else { Err(self.bad(endpoint, "a 2xx answer was expected")) }
+        if self.ex.ok() {
+            Ok(())
+        } else {
+            Err(self.bad(endpoint, "a 2xx answer was expected"))
+        }
     }
 
     /// The body as JSON when the answer is a 2xx; a non-2xx or a body that is not JSON is an
     /// error naming `endpoint`.
     pub fn json_2xx(&self, endpoint: &str) -> Result<serde_json::Value, BadAnswer> {
         self.require_2xx(endpoint)?;
-        serde_json::from_slice(&self.body).map_err(|e| self.bad(endpoint, format!("the body is not JSON ({e})")))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| self.bad(endpoint, format!("the body is not JSON ({e})")))
     }
 }
 
@@ -282,21 +365,40 @@ pub struct CollectionInfo {
 }
 
 fn collection_info(v: &serde_json::Value) -> Result<CollectionInfo, String> {
-    let s = |k: &str| v.get(k).and_then(serde_json::Value::as_str).map(str::to_string).ok_or_else(|| format!("a collection without a string `{k}`: {v}"));
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| format!("a collection without a string `{k}`: {v}"))
+    };
     let metadata = match v.get("metadata") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::Object(m)) => Some(m.clone()),
-        Some(other) => return Err(format!("collection metadata is neither an object nor null: {other}")),
+        Some(other) => {
+            return Err(format!(
+                "collection metadata is neither an object nor null: {other}"
+            ));
+        }
     };
-    Ok(CollectionInfo { id: s("id")?, name: s("name")?, metadata })
+    Ok(CollectionInfo {
+        id: s("id")?,
+        name: s("name")?,
+        metadata,
+    })
 }
 
 /// A listing: a JSON array of collections, each with a string id and name.
 pub fn collection_list(a: &Answer) -> Result<Vec<CollectionInfo>, BadAnswer> {
     const WHAT: &str = "listing collections";
     let v = a.json_2xx(WHAT)?;
-    let items = v.as_array().ok_or_else(|| a.bad(WHAT, "the body is not a JSON array of collections"))?;
-    items.iter().map(collection_info).collect::<Result<_, _>>().map_err(|p| a.bad(WHAT, p))
+    let items = v
+        .as_array()
+        .ok_or_else(|| a.bad(WHAT, "the body is not a JSON array of collections"))?;
+    items
+        .iter()
+        .map(collection_info)
+        .collect::<Result<_, _>>()
+        .map_err(|p| a.bad(WHAT, p))
 }
 
 /// The collection names of a listing.
@@ -313,14 +415,17 @@ pub fn collection(a: &Answer, endpoint: &str) -> Result<CollectionInfo, BadAnswe
 /// A count (records of a collection, or collections of a database): a non-negative integer.
 pub fn count(a: &Answer, endpoint: &str) -> Result<u64, BadAnswer> {
     let v = a.json_2xx(endpoint)?;
-    v.as_u64().ok_or_else(|| a.bad(endpoint, "the body is not a non-negative integer"))
+    v.as_u64()
+        .ok_or_else(|| a.bad(endpoint, "the body is not a non-negative integer"))
 }
 
 /// The heartbeat: an object with a numeric `nanosecond heartbeat`.
 pub fn heartbeat(a: &Answer) -> Result<u64, BadAnswer> {
     const WHAT: &str = "heartbeat";
     let v = a.json_2xx(WHAT)?;
-    v.get("nanosecond heartbeat").and_then(serde_json::Value::as_u64).ok_or_else(|| a.bad(WHAT, "there is no numeric `nanosecond heartbeat` field"))
+    v.get("nanosecond heartbeat")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| a.bad(WHAT, "there is no numeric `nanosecond heartbeat` field"))
 }
 
 /// Answers as a server would send them, for tests of the parsers and the checks' logic: used
@@ -351,17 +456,26 @@ mod tests {
     use super::fake::answer;
     use super::*;
 
-    const LIST: &str = "http://h/api/v2/tenants/default_tenant/databases/default_database/collections";
+    const LIST: &str =
+        "http://h/api/v2/tenants/default_tenant/databases/default_database/collections";
 
     #[test]
     fn a_listing_gives_the_names() {
-        let a = answer("GET", LIST, 200, r#"[{"id":"1","name":"a","metadata":null},{"id":"2","name":"b","metadata":{"k":1}}]"#);
+        let a = answer(
+            "GET",
+            LIST,
+            200,
+            r#"[{"id":"1","name":"a","metadata":null},{"id":"2","name":"b","metadata":{"k":1}}]"#,
+        );
         assert_eq!(collection_names(&a).unwrap(), ["a", "b"]);
     }
 
     #[test]
     fn an_empty_listing_is_empty() {
-        assert_eq!(collection_names(&answer("GET", LIST, 200, "[]")).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            collection_names(&answer("GET", LIST, 200, "[]")).unwrap(),
+            Vec::<String>::new()
+        );
     }
 
     #[rstest::rstest]
@@ -369,15 +483,30 @@ mod tests {
     #[case::an_object_is_not_a_listing(r#"{"collections":[]}"#, "not a JSON array")]
     #[case::a_collection_needs_a_name(r#"[{"id":"1"}]"#, "string `name`")]
     #[case::an_empty_body_is_not_a_listing("", "not JSON")]
-    fn a_garbage_listing_is_an_error_naming_the_endpoint(#[case] body: &str, #[case] problem: &str) {
-        let e = collection_names(&answer("GET", LIST, 200, body)).unwrap_err().to_string();
-        assert!(e.starts_with(&format!("listing collections (GET {LIST}) answered HTTP 200")) && e.contains(problem), "{e}");
+    fn a_garbage_listing_is_an_error_naming_the_endpoint(
+        #[case] body: &str,
+        #[case] problem: &str,
+    ) {
+        let e = collection_names(&answer("GET", LIST, 200, body))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "listing collections (GET {LIST}) answered HTTP 200"
+            )) && e.contains(problem),
+            "{e}"
+        );
     }
 
     #[test]
     fn a_non_2xx_listing_is_an_error() {
-        let e = collection_names(&answer("GET", LIST, 500, "[]")).unwrap_err().to_string();
-        assert!(e.contains("HTTP 500") && e.contains("a 2xx answer was expected"), "{e}");
+        let e = collection_names(&answer("GET", LIST, 500, "[]"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("HTTP 500") && e.contains("a 2xx answer was expected"),
+            "{e}"
+        );
     }
 
     #[rstest::rstest]
@@ -386,25 +515,64 @@ mod tests {
     #[case::a_fraction_is_not_a_count("1.5")]
     #[case::an_object_is_not_a_count(r#"{"count":3}"#)]
     fn a_bad_count_names_the_endpoint(#[case] body: &str) {
-        let e = count(&answer("GET", "http://h/c/count", 200, body), "counting records").unwrap_err().to_string();
-        assert!(e.starts_with("counting records (GET http://h/c/count)"), "{e}");
+        let e = count(
+            &answer("GET", "http://h/c/count", 200, body),
+            "counting records",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("counting records (GET http://h/c/count)"),
+            "{e}"
+        );
     }
 
     #[test]
     fn a_count_is_read() {
-        assert_eq!(count(&answer("GET", "u", 200, "7"), "counting records").unwrap(), 7);
+        assert_eq!(
+            count(&answer("GET", "u", 200, "7"), "counting records").unwrap(),
+            7
+        );
     }
 
     #[test]
     fn a_heartbeat_without_the_field_is_an_error() {
-        let e = heartbeat(&answer("GET", "http://h/api/v2/heartbeat", 200, r#"{"ok":true}"#)).unwrap_err().to_string();
-        assert!(e.starts_with("heartbeat (GET http://h/api/v2/heartbeat)") && e.contains("nanosecond heartbeat"), "{e}");
-        assert_eq!(heartbeat(&answer("GET", "u", 200, r#"{"nanosecond heartbeat": 1732}"#)).unwrap(), 1732);
+        let e = heartbeat(&answer(
+            "GET",
+            "http://h/api/v2/heartbeat",
+            200,
+            r#"{"ok":true}"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("heartbeat (GET http://h/api/v2/heartbeat)")
+                && e.contains("nanosecond heartbeat"),
+            "{e}"
+        );
+        assert_eq!(
+            heartbeat(&answer(
+                "GET",
+                "u",
+                200,
+                r#"{"nanosecond heartbeat": 1732}"#
+            ))
+            .unwrap(),
+            1732
+        );
     }
 
     #[test]
     fn a_collection_answer_without_an_id_is_an_error() {
-        let e = collection(&answer("POST", "u", 200, r#"{"name":"x"}"#), "creating collection x").unwrap_err().to_string();
-        assert!(e.starts_with("creating collection x (POST u)") && e.contains("string `id`"), "{e}");
+        let e = collection(
+            &answer("POST", "u", 200, r#"{"name":"x"}"#),
+            "creating collection x",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("creating collection x (POST u)") && e.contains("string `id`"),
+            "{e}"
+        );
     }
 }

@@ -38,6 +38,10 @@ impl ApiPrefix {
     /// `/api/v1` only through 0.5.15, `/api/v2` from 0.5.16 (both through 0.6.3, where v2 is
     /// the one that works: docs/chroma-eras.md#api-surface).
     pub fn for_version(version: &ChromaVersion) -> ApiPrefix {
-        if *version >= version::API_V2_FLOOR { ApiPrefix::V2 } else { ApiPrefix::V1 }
+        if *version >= version::API_V2_FLOOR {
+            ApiPrefix::V2
+        } else {
+            ApiPrefix::V1
+        }
     }
 }

@@ -6,7 +6,9 @@ use std::str::FromStr;
 use semver::Version;
 
 /// A Chroma server release, e.g. `0.4.8` or `1.5.0`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct ChromaVersion(pub Version);
 
@@ -55,7 +57,9 @@ pub const OTEL_SETTINGS_FLOOR: ChromaVersion = ChromaVersion::new(0, 4, 15);
 pub const OTEL_FILTERS_FLOOR: ChromaVersion = ChromaVersion::new(1, 0, 16);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("`{input}` is not a Chroma version: {reason} (expected MAJOR.MINOR.PATCH, 0.4.3 or later, e.g. 0.4.24 or 1.5.0)")]
+#[error(
+    "`{input}` is not a Chroma version: {reason} (expected MAJOR.MINOR.PATCH, 0.4.3 or later, e.g. 0.4.24 or 1.5.0)"
+)]
 pub struct VersionError {
     pub input: String,
     pub reason: String,

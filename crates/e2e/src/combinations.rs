@@ -25,9 +25,20 @@ use crate::scenario::{Deployment, LivePlan, RuntimeValue, merge};
 #[derive(Debug, thiserror::Error)]
 pub enum CombinationError {
     #[error("combination level {factor}={level}: values file {path}: {reason}")]
-    Fragment { factor: &'static str, level: &'static str, path: PathBuf, reason: String },
-    #[error("on Chroma {version} no valid deployment holds {a} together with {b}, though the model accepts the pair alone")]
-    Stuck { version: ChromaVersion, a: String, b: String },
+    Fragment {
+        factor: &'static str,
+        level: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error(
+        "on Chroma {version} no valid deployment holds {a} together with {b}, though the model accepts the pair alone"
+    )]
+    Stuck {
+        version: ChromaVersion,
+        a: String,
+        b: String,
+    },
 }
 
 /// What a level needs besides its values files.
@@ -67,103 +78,259 @@ pub const FACTORS: &[Factor] = &[
     Factor {
         name: "auth",
         levels: &[
-            Level { name: "none", files: &["auth-disabled.yaml"], extra: Extra::None, in_effect: |e, _| auth_is(e, |a| matches!(a, Auth::Open { why: OpenBecause::Disabled })) },
+            Level {
+                name: "none",
+                files: &["auth-disabled.yaml"],
+                extra: Extra::None,
+                in_effect: |e, _| {
+                    auth_is(e, |a| {
+                        matches!(
+                            a,
+                            Auth::Open {
+                                why: OpenBecause::Disabled
+                            }
+                        )
+                    })
+                },
+            },
             Level {
                 name: "token-authorization",
                 files: &["token-authorization.yaml"],
                 extra: Extra::None,
-                in_effect: |e, _| auth_is(e, |a| matches!(a, Auth::Token { header: TokenHeader::Authorization, existing_secret: None })),
+                in_effect: |e, _| {
+                    auth_is(e, |a| {
+                        matches!(
+                            a,
+                            Auth::Token {
+                                header: TokenHeader::Authorization,
+                                existing_secret: None
+                            }
+                        )
+                    })
+                },
             },
             Level {
                 name: "token-x-chroma-token",
                 files: &["token-x-chroma-token.yaml"],
                 extra: Extra::None,
-                in_effect: |e, _| auth_is(e, |a| matches!(a, Auth::Token { header: TokenHeader::XChromaToken, existing_secret: None })),
+                in_effect: |e, _| {
+                    auth_is(e, |a| {
+                        matches!(
+                            a,
+                            Auth::Token {
+                                header: TokenHeader::XChromaToken,
+                                existing_secret: None
+                            }
+                        )
+                    })
+                },
             },
-            Level { name: "basic", files: &["basic-auth.yaml"], extra: Extra::None, in_effect: |e, _| auth_is(e, |a| matches!(a, Auth::Basic { existing_secret: None })) },
+            Level {
+                name: "basic",
+                files: &["basic-auth.yaml"],
+                extra: Extra::None,
+                in_effect: |e, _| {
+                    auth_is(e, |a| {
+                        matches!(
+                            a,
+                            Auth::Basic {
+                                existing_secret: None
+                            }
+                        )
+                    })
+                },
+            },
             Level {
                 name: "existing-secret",
                 files: &["existing-secret-token.yaml"],
                 extra: Extra::AuthSecret,
-                in_effect: |e, _| auth_is(e, |a| matches!(a, Auth::Token { existing_secret: Some(_), .. })),
+                in_effect: |e, _| {
+                    auth_is(e, |a| {
+                        matches!(
+                            a,
+                            Auth::Token {
+                                existing_secret: Some(_),
+                                ..
+                            }
+                        )
+                    })
+                },
             },
         ],
     },
     Factor {
         name: "tls",
         levels: &[
-            Level { name: "off", files: &[], extra: Extra::None, in_effect: |e, _| e.tls.is_none() },
-            Level { name: "secret", files: &["tls-existing-secret.yaml"], extra: Extra::TlsSecret, in_effect: |e, _| e.tls.is_some() },
+            Level {
+                name: "off",
+                files: &[],
+                extra: Extra::None,
+                in_effect: |e, _| e.tls.is_none(),
+            },
+            Level {
+                name: "secret",
+                files: &["tls-existing-secret.yaml"],
+                extra: Extra::TlsSecret,
+                in_effect: |e, _| e.tls.is_some(),
+            },
         ],
     },
     Factor {
         name: "backup",
         levels: &[
-            Level { name: "off", files: &[], extra: Extra::None, in_effect: |e, _| e.backup.is_none() },
-            Level { name: "pvc", files: &["backup-pvc.yaml"], extra: Extra::None, in_effect: |e, _| e.backup.is_some() },
+            Level {
+                name: "off",
+                files: &[],
+                extra: Extra::None,
+                in_effect: |e, _| e.backup.is_none(),
+            },
+            Level {
+                name: "pvc",
+                files: &["backup-pvc.yaml"],
+                extra: Extra::None,
+                in_effect: |e, _| e.backup.is_some(),
+            },
         ],
     },
     Factor {
         name: "network-policy",
         levels: &[
-            Level { name: "off", files: &[], extra: Extra::None, in_effect: |_, v| spec::network_policy_peers(v).is_ok_and(|p| p.is_none()) },
-            Level { name: "on", files: &["network-policy.yaml"], extra: Extra::None, in_effect: |_, v| spec::network_policy_peers(v).is_ok_and(|p| p.is_some()) },
+            Level {
+                name: "off",
+                files: &[],
+                extra: Extra::None,
+                in_effect: |_, v| spec::network_policy_peers(v).is_ok_and(|p| p.is_none()),
+            },
+            Level {
+                name: "on",
+                files: &["network-policy.yaml"],
+                extra: Extra::None,
+                in_effect: |_, v| spec::network_policy_peers(v).is_ok_and(|p| p.is_some()),
+            },
         ],
     },
     Factor {
         name: "telemetry",
         levels: &[
-            Level { name: "off", files: &[], extra: Extra::None, in_effect: |e, _| e.telemetry == Telemetry::Off },
+            Level {
+                name: "off",
+                files: &[],
+                extra: Extra::None,
+                in_effect: |e, _| e.telemetry == Telemetry::Off,
+            },
             Level {
                 name: "otlp",
                 files: &["telemetry.yaml"],
                 extra: Extra::OtlpReceiver,
-                in_effect: |e, _| e.metrics.is_none() && matches!(e.telemetry, Telemetry::Exported { .. }),
+                in_effect: |e, _| {
+                    e.metrics.is_none() && matches!(e.telemetry, Telemetry::Exported { .. })
+                },
             },
-            Level { name: "metrics", files: &["metrics.yaml"], extra: Extra::None, in_effect: |e, _| e.metrics.is_some() },
+            Level {
+                name: "metrics",
+                files: &["metrics.yaml"],
+                extra: Extra::None,
+                in_effect: |e, _| e.metrics.is_some(),
+            },
         ],
     },
     Factor {
         name: "ingress",
         levels: &[
-            Level { name: "off", files: &[], extra: Extra::None, in_effect: |_, v| !spec::parse_bool(v, "ingress.enabled", false).unwrap_or(true) },
-            Level { name: "on", files: &["ingress.yaml"], extra: Extra::None, in_effect: |_, v| spec::parse_bool(v, "ingress.enabled", false).unwrap_or(false) },
+            Level {
+                name: "off",
+                files: &[],
+                extra: Extra::None,
+                in_effect: |_, v| !spec::parse_bool(v, "ingress.enabled", false).unwrap_or(true),
+            },
+            Level {
+                name: "on",
+                files: &["ingress.yaml"],
+                extra: Extra::None,
+                in_effect: |_, v| spec::parse_bool(v, "ingress.enabled", false).unwrap_or(false),
+            },
         ],
     },
     Factor {
         name: "pdb",
         levels: &[
-            Level { name: "off", files: &[], extra: Extra::None, in_effect: |_, v| spec::disruption_budget(v).is_ok_and(|b| b.is_none()) },
-            Level { name: "on", files: &["pdb.yaml"], extra: Extra::None, in_effect: |_, v| spec::disruption_budget(v).is_ok_and(|b| b.is_some()) },
+            Level {
+                name: "off",
+                files: &[],
+                extra: Extra::None,
+                in_effect: |_, v| spec::disruption_budget(v).is_ok_and(|b| b.is_none()),
+            },
+            Level {
+                name: "on",
+                files: &["pdb.yaml"],
+                extra: Extra::None,
+                in_effect: |_, v| spec::disruption_budget(v).is_ok_and(|b| b.is_some()),
+            },
         ],
     },
     Factor {
         name: "port",
         levels: &[
-            Level { name: "default", files: &[], extra: Extra::None, in_effect: |e, _| e.port == 8000 },
-            Level { name: "custom", files: &["custom-port-dir.yaml"], extra: Extra::None, in_effect: |e, _| e.port != 8000 },
+            Level {
+                name: "default",
+                files: &[],
+                extra: Extra::None,
+                in_effect: |e, _| e.port == 8000,
+            },
+            Level {
+                name: "custom",
+                files: &["custom-port-dir.yaml"],
+                extra: Extra::None,
+                in_effect: |e, _| e.port != 8000,
+            },
         ],
     },
     Factor {
         name: "persistence",
         levels: &[
-            Level { name: "on", files: &[], extra: Extra::None, in_effect: |e, _| e.volume_mount.is_some() },
-            Level { name: "off", files: &["non-persistent.yaml"], extra: Extra::None, in_effect: |e, _| e.volume_mount.is_none() },
+            Level {
+                name: "on",
+                files: &[],
+                extra: Extra::None,
+                in_effect: |e, _| e.volume_mount.is_some(),
+            },
+            Level {
+                name: "off",
+                files: &["non-persistent.yaml"],
+                extra: Extra::None,
+                in_effect: |e, _| e.volume_mount.is_none(),
+            },
         ],
     },
     Factor {
         name: "names",
         levels: &[
-            Level { name: "short", files: &[], extra: Extra::None, in_effect: |_, v| long_names(v) == Some(false) },
-            Level { name: "long", files: &["long-names.yaml"], extra: Extra::None, in_effect: |_, v| long_names(v) == Some(true) },
+            Level {
+                name: "short",
+                files: &[],
+                extra: Extra::None,
+                in_effect: |_, v| long_names(v) == Some(false),
+            },
+            Level {
+                name: "long",
+                files: &["long-names.yaml"],
+                extra: Extra::None,
+                in_effect: |_, v| long_names(v) == Some(true),
+            },
         ],
     },
 ];
 
 /// Features of the issue that are no levels of the array, and why.
 pub const NOT_LEVELS: &[(&str, &str)] = &[
-    ("tls=cert-manager", "no cert-manager runs here: the process backend has no controllers, and the local cluster runs no pods yet"),
-    ("backup=s3", "no S3 server is reachable from a deployment: the process backend has no stand-in Service for one (the backup crate's moto runs beside its own tests only)"),
+    (
+        "tls=cert-manager",
+        "no cert-manager runs here: the process backend has no controllers, and the local cluster runs no pods yet",
+    ),
+    (
+        "backup=s3",
+        "no S3 server is reachable from a deployment: the process backend has no stand-in Service for one (the backup crate's moto runs beside its own tests only)",
+    ),
 ];
 
 /// Whether object names reach Kubernetes' limits (the chart must cut them): the fullname of
@@ -212,14 +379,22 @@ impl Fragments {
             for l in f.levels {
                 for file in l.files {
                     let path = values_dir.join(file);
-                    let bad = |reason: String| CombinationError::Fragment { factor: f.name, level: l.name, path: path.clone(), reason };
+                    let bad = |reason: String| CombinationError::Fragment {
+                        factor: f.name,
+                        level: l.name,
+                        path: path.clone(),
+                        reason,
+                    };
                     let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
                     let doc: Value = serde_yaml::from_str(&text).map_err(|e| bad(e.to_string()))?;
                     docs.insert(*file, doc);
                 }
             }
         }
-        Ok(Fragments { dir: values_dir.to_path_buf(), docs })
+        Ok(Fragments {
+            dir: values_dir.to_path_buf(),
+            docs,
+        })
     }
 
     /// The user values of these settings together.
@@ -239,7 +414,8 @@ impl Fragments {
     /// `Err` with why not.
     pub fn check(&self, settings: &[Setting], version: &ChromaVersion) -> Result<(), String> {
         let values = self.values(settings);
-        let e = Expected::from_values(&values, version).map_err(|e| format!("the model refuses it: {e}"))?;
+        let e = Expected::from_values(&values, version)
+            .map_err(|e| format!("the model refuses it: {e}"))?;
         for &s in settings {
             if !(FACTORS[s.0].levels[s.1].in_effect)(&e, &values) {
                 return Err(format!("{} is not in effect there", setting_name(s)));
@@ -252,11 +428,17 @@ impl Fragments {
     pub fn array(&self, version: &ChromaVersion) -> Result<Array, CombinationError> {
         let mut levels = BTreeMap::new();
         for (fi, f) in FACTORS.iter().enumerate() {
-            let on: Vec<usize> = (0..f.levels.len()).filter(|&li| self.check(&[(fi, li)], version).is_ok()).collect();
+            let on: Vec<usize> = (0..f.levels.len())
+                .filter(|&li| self.check(&[(fi, li)], version).is_ok())
+                .collect();
             levels.insert(fi, on);
         }
         // A factor with one level in effect is not varied (e.g. auth on the Rust server).
-        let active: Vec<usize> = levels.iter().filter(|(_, l)| l.len() > 1).map(|(f, _)| *f).collect();
+        let active: Vec<usize> = levels
+            .iter()
+            .filter(|(_, l)| l.len() > 1)
+            .map(|(f, _)| *f)
+            .collect();
         let mut uncovered: BTreeSet<(Setting, Setting)> = BTreeSet::new();
         let mut excluded = Vec::new();
         for (i, &fa) in active.iter().enumerate() {
@@ -293,7 +475,13 @@ impl Fragments {
             }
             rows.push(row);
         }
-        Ok(Array { version: version.clone(), active, levels, rows, excluded })
+        Ok(Array {
+            version: version.clone(),
+            active,
+            levels,
+            rows,
+            excluded,
+        })
     }
 
     /// A row holding `seed`: every other active factor, most levels first, gets the level that
@@ -307,7 +495,11 @@ impl Fragments {
         version: &ChromaVersion,
     ) -> Result<Vec<Setting>, CombinationError> {
         let mut row: Vec<Setting> = vec![seed.0, seed.1];
-        let mut order: Vec<usize> = active.iter().copied().filter(|&f| f != seed.0.0 && f != seed.1.0).collect();
+        let mut order: Vec<usize> = active
+            .iter()
+            .copied()
+            .filter(|&f| f != seed.0.0 && f != seed.1.0)
+            .collect();
         order.sort_by_key(|f| std::cmp::Reverse(levels[f].len()));
         for f in order {
             let mut best: Option<(usize, usize)> = None;
@@ -317,13 +509,20 @@ impl Fragments {
                 if self.check(&candidate, version).is_err() {
                     continue;
                 }
-                let gain = row.iter().filter(|&&s| uncovered.contains(&ordered(s, (f, l)))).count();
+                let gain = row
+                    .iter()
+                    .filter(|&&s| uncovered.contains(&ordered(s, (f, l))))
+                    .count();
                 if best.is_none_or(|(_, g)| gain > g) {
                     best = Some((l, gain));
                 }
             }
             let Some((l, _)) = best else {
-                return Err(CombinationError::Stuck { version: version.clone(), a: setting_name(seed.0), b: setting_name(seed.1) });
+                return Err(CombinationError::Stuck {
+                    version: version.clone(),
+                    a: setting_name(seed.0),
+                    b: setting_name(seed.1),
+                });
             };
             row.push((f, l));
         }
@@ -355,19 +554,46 @@ impl Fragments {
                     match level.extra {
                         Extra::None => {}
                         Extra::AuthSecret => {
-                            secrets.insert("chromadb-auth-custom".to_string(), BTreeMap::from([("token".to_string(), "<random>".to_string())]));
+                            secrets.insert(
+                                "chromadb-auth-custom".to_string(),
+                                BTreeMap::from([("token".to_string(), "<random>".to_string())]),
+                            );
                         }
                         Extra::TlsSecret => {
-                            let data = [("tls.crt", "<tls-cert>"), ("tls.key", "<tls-key>"), ("ca.crt", "<tls-ca>")];
-                            secrets.insert("chromadb-tls".to_string(), data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+                            let data = [
+                                ("tls.crt", "<tls-cert>"),
+                                ("tls.key", "<tls-key>"),
+                                ("ca.crt", "<tls-ca>"),
+                            ];
+                            secrets.insert(
+                                "chromadb-tls".to_string(),
+                                data.iter()
+                                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                                    .collect(),
+                            );
                         }
                         Extra::OtlpReceiver => {
-                            runtime.insert("chromadb.telemetry.endpoint".to_string(), RuntimeValue::OtlpReceiver);
+                            runtime.insert(
+                                "chromadb.telemetry.endpoint".to_string(),
+                                RuntimeValue::OtlpReceiver,
+                            );
                         }
                     }
                 }
-                let purpose = row.iter().map(|&s| setting_name(s)).collect::<Vec<_>>().join(" ");
-                Deployment::from_parts(format!("combo-{:02}", i + 1), purpose, files, self.values(row), CheckName::all().filter(|c| !c.opt_in()).collect(), secrets, runtime)
+                let purpose = row
+                    .iter()
+                    .map(|&s| setting_name(s))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                Deployment::from_parts(
+                    format!("combo-{:02}", i + 1),
+                    purpose,
+                    files,
+                    self.values(row),
+                    CheckName::all().filter(|c| !c.opt_in()).collect(),
+                    secrets,
+                    runtime,
+                )
             })
             .collect();
         LivePlan { deployments }
@@ -378,7 +604,15 @@ impl Fragments {
 const SEEDS_PER_ROW: usize = 4;
 
 fn covered_by(row: &[Setting], uncovered: &BTreeSet<(Setting, Setting)>) -> usize {
-    row.iter().enumerate().map(|(i, &a)| row[i + 1..].iter().filter(|&&b| uncovered.contains(&ordered(a, b))).count()).sum()
+    row.iter()
+        .enumerate()
+        .map(|(i, &a)| {
+            row[i + 1..]
+                .iter()
+                .filter(|&&b| uncovered.contains(&ordered(a, b)))
+                .count()
+        })
+        .sum()
 }
 
 fn ordered(a: Setting, b: Setting) -> (Setting, Setting) {
@@ -390,7 +624,8 @@ mod tests {
     use super::*;
 
     fn fragments() -> Fragments {
-        Fragments::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/values")).expect("fixtures/values")
+        Fragments::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/values"))
+            .expect("fixtures/values")
     }
 
     /// One version per era of the chart (the oldest release, then each era's floor).
@@ -409,7 +644,8 @@ mod tests {
         for version in eras() {
             let array = fr.array(&version).unwrap();
             for row in &array.rows {
-                fr.check(row, &version).unwrap_or_else(|e| panic!("{version}: row {row:?} is not deployable: {e}"));
+                fr.check(row, &version)
+                    .unwrap_or_else(|e| panic!("{version}: row {row:?} is not deployable: {e}"));
             }
             for (fa, factor_a) in FACTORS.iter().enumerate() {
                 for (fb, factor_b) in FACTORS.iter().enumerate().skip(fa + 1) {
@@ -417,10 +653,17 @@ mod tests {
                         for lb in 0..factor_b.levels.len() {
                             let (a, b) = ((fa, la), (fb, lb));
                             // Enumerated from the model, independently of the generator's own lists.
-                            if fr.check(&[a], &version).is_err() || fr.check(&[b], &version).is_err() {
+                            if fr.check(&[a], &version).is_err()
+                                || fr.check(&[b], &version).is_err()
+                            {
                                 continue;
                             }
-                            let in_effect_alone = |f: usize| (0..FACTORS[f].levels.len()).filter(|&l| fr.check(&[(f, l)], &version).is_ok()).count() > 1;
+                            let in_effect_alone = |f: usize| {
+                                (0..FACTORS[f].levels.len())
+                                    .filter(|&l| fr.check(&[(f, l)], &version).is_ok())
+                                    .count()
+                                    > 1
+                            };
                             if !in_effect_alone(fa) || !in_effect_alone(fb) {
                                 continue;
                             }
@@ -434,7 +677,10 @@ mod tests {
                                     );
                                     checked += 1;
                                 }
-                                Err(_) => assert!(array.excluded.iter().any(|x| x.pair == (a, b)), "{version}: refused pair {a:?},{b:?} not listed"),
+                                Err(_) => assert!(
+                                    array.excluded.iter().any(|x| x.pair == (a, b)),
+                                    "{version}: refused pair {a:?},{b:?} not listed"
+                                ),
                             }
                         }
                     }
@@ -451,18 +697,29 @@ mod tests {
         let fr = fragments();
         for version in eras() {
             let array = fr.array(&version).unwrap();
-            let mut sizes: Vec<usize> = array.active.iter().map(|f| array.levels[f].len()).collect();
+            let mut sizes: Vec<usize> =
+                array.active.iter().map(|f| array.levels[f].len()).collect();
             sizes.sort_unstable_by(|a, b| b.cmp(a));
             let floor = sizes.first().copied().unwrap_or(1) * sizes.get(1).copied().unwrap_or(1);
-            assert!(array.rows.len() >= floor, "{version}: fewer rows than pairs of the two largest factors");
-            assert!(array.rows.len() <= floor + 6 && array.rows.len() <= 16, "{version}: {} rows for a floor of {floor}", array.rows.len());
+            assert!(
+                array.rows.len() >= floor,
+                "{version}: fewer rows than pairs of the two largest factors"
+            );
+            assert!(
+                array.rows.len() <= floor + 6 && array.rows.len() <= 16,
+                "{version}: {} rows for a floor of {floor}",
+                array.rows.len()
+            );
         }
     }
 
     #[test]
     fn the_array_is_deterministic() {
         for version in eras() {
-            let (a, b) = (fragments().array(&version).unwrap(), fragments().array(&version).unwrap());
+            let (a, b) = (
+                fragments().array(&version).unwrap(),
+                fragments().array(&version).unwrap(),
+            );
             assert_eq!(a.rows, b.rows, "{version}");
         }
     }
@@ -473,11 +730,23 @@ mod tests {
     #[case::every_auth_on_0_4_8("0.4.8", "auth", 5)]
     #[case::otlp_and_metrics_on_the_rust_server("1.0.0", "telemetry", 3)]
     #[case::no_opentelemetry_before_0_4_15("0.4.8", "telemetry", 0)]
-    fn levels_in_effect_come_from_the_model(#[case] version: &str, #[case] factor: &str, #[case] want: usize) {
+    fn levels_in_effect_come_from_the_model(
+        #[case] version: &str,
+        #[case] factor: &str,
+        #[case] want: usize,
+    ) {
         let array = fragments().array(&version.parse().unwrap()).unwrap();
         let f = FACTORS.iter().position(|f| f.name == factor).unwrap();
-        let active = if array.active.contains(&f) { array.levels[&f].len() } else { 0 };
-        assert_eq!(active, want, "{factor} on {version}: levels {:?}", array.levels[&f]);
+        let active = if array.active.contains(&f) {
+            array.levels[&f].len()
+        } else {
+            0
+        };
+        assert_eq!(
+            active, want,
+            "{factor} on {version}: levels {:?}",
+            array.levels[&f]
+        );
     }
 
     #[test]
@@ -486,21 +755,60 @@ mod tests {
         let array = fr.array(&ChromaVersion::new(0, 4, 8)).unwrap();
         let plan = fr.plan(&array, None);
         assert_eq!(plan.deployments.len(), array.rows.len());
-        let with = |s: &str| plan.deployments.iter().filter(|d| d.purpose.split(' ').any(|p| p == s)).collect::<Vec<_>>();
-        assert!(!with("tls=secret").is_empty() && with("tls=secret").iter().all(|d| d.secrets().contains_key("chromadb-tls")));
-        assert!(with("auth=existing-secret").iter().all(|d| d.secrets()["chromadb-auth-custom"]["token"].len() == 32));
-        assert!(with("telemetry=otlp").iter().all(|d| d.needs(RuntimeValue::OtlpReceiver)));
+        let with = |s: &str| {
+            plan.deployments
+                .iter()
+                .filter(|d| d.purpose.split(' ').any(|p| p == s))
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            !with("tls=secret").is_empty()
+                && with("tls=secret")
+                    .iter()
+                    .all(|d| d.secrets().contains_key("chromadb-tls"))
+        );
+        assert!(
+            with("auth=existing-secret")
+                .iter()
+                .all(|d| d.secrets()["chromadb-auth-custom"]["token"].len() == 32)
+        );
+        assert!(
+            with("telemetry=otlp")
+                .iter()
+                .all(|d| d.needs(RuntimeValue::OtlpReceiver))
+        );
         // The opt-in checks (the faults family) run only where a deployment names them: a row
         // that ran them would fill its claim and kill its server for nothing.
-        assert!(plan.deployments.iter().all(|d| !d.checks.is_empty() && d.checks.iter().all(|c| !c.opt_in())), "{:?}", plan.deployments[0].checks);
+        assert!(
+            plan.deployments
+                .iter()
+                .all(|d| !d.checks.is_empty() && d.checks.iter().all(|c| !c.opt_in())),
+            "{:?}",
+            plan.deployments[0].checks
+        );
         let short = fr.plan(&array, Some(2));
         assert_eq!(short.deployments.len(), 2);
         // The rows kept are those with the most features on, under their full-array names.
-        let on = |d: &Deployment| d.purpose.split(' ').filter(|p| !FACTORS.iter().any(|f| *p == format!("{}={}", f.name, f.levels[0].name))).count();
+        let on = |d: &Deployment| {
+            d.purpose
+                .split(' ')
+                .filter(|p| {
+                    !FACTORS
+                        .iter()
+                        .any(|f| *p == format!("{}={}", f.name, f.levels[0].name))
+                })
+                .count()
+        };
         let most = plan.deployments.iter().map(on).max().unwrap();
         assert_eq!(short.deployments.iter().map(on).max(), Some(most));
         for d in &short.deployments {
-            assert!(plan.deployments.iter().any(|p| p.name == d.name && p.purpose == d.purpose), "{}", d.name);
+            assert!(
+                plan.deployments
+                    .iter()
+                    .any(|p| p.name == d.name && p.purpose == d.purpose),
+                "{}",
+                d.name
+            );
         }
     }
 }

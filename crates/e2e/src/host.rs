@@ -22,14 +22,46 @@ pub struct Program {
 
 /// Every program the process backend runs, in the order they are reported.
 pub const PROGRAMS: [Program; 8] = [
-    Program { name: "curl", package: "curl", role: "the test image's program, and readiness polls" },
-    Program { name: "ip", package: "iproute2", role: "a pod's network namespace" },
-    Program { name: "setpriv", package: "util-linux", role: "running a container as its user" },
-    Program { name: "bwrap", package: "bubblewrap", role: "a container's read-only root filesystem" },
-    Program { name: "nginx", package: "nginx", role: "the TLS proxy image's program" },
-    Program { name: "htpasswd", package: "apache2-utils", role: "the basic-auth init image's program" },
-    Program { name: "mount", package: "mount", role: "a claim of its requested size (tmpfs)" },
-    Program { name: "nft", package: "nftables", role: "kube-proxy's Service rules on the local cluster" },
+    Program {
+        name: "curl",
+        package: "curl",
+        role: "the test image's program, and readiness polls",
+    },
+    Program {
+        name: "ip",
+        package: "iproute2",
+        role: "a pod's network namespace",
+    },
+    Program {
+        name: "setpriv",
+        package: "util-linux",
+        role: "running a container as its user",
+    },
+    Program {
+        name: "bwrap",
+        package: "bubblewrap",
+        role: "a container's read-only root filesystem",
+    },
+    Program {
+        name: "nginx",
+        package: "nginx",
+        role: "the TLS proxy image's program",
+    },
+    Program {
+        name: "htpasswd",
+        package: "apache2-utils",
+        role: "the basic-auth init image's program",
+    },
+    Program {
+        name: "mount",
+        package: "mount",
+        role: "a claim of its requested size (tmpfs)",
+    },
+    Program {
+        name: "nft",
+        package: "nftables",
+        role: "kube-proxy's Service rules on the local cluster",
+    },
 ];
 
 const BIN_DIRS: [&str; 4] = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"];
@@ -49,7 +81,11 @@ pub enum HostError {
         source: std::io::Error,
     },
     #[error("`{command}` failed ({status}) while installing {}", packages(.missing))]
-    Install { command: String, status: ExitStatus, missing: Vec<Program> },
+    Install {
+        command: String,
+        status: ExitStatus,
+        missing: Vec<Program>,
+    },
     #[error("apt-get installed {} but {} is still not in {}", packages(.missing), names(.missing), BIN_DIRS.join(", "))]
     StillMissing { missing: Vec<Program> },
     #[error("the install lock {}", path.display())]
@@ -77,7 +113,11 @@ pub fn present(name: &str) -> bool {
 
 /// The programs for which `is_present` says no, in [`PROGRAMS`] order.
 pub fn missing_by(is_present: impl Fn(&str) -> bool) -> Vec<Program> {
-    PROGRAMS.iter().copied().filter(|p| !is_present(p.name)).collect()
+    PROGRAMS
+        .iter()
+        .copied()
+        .filter(|p| !is_present(p.name))
+        .collect()
 }
 
 /// The programs missing on this host.
@@ -130,11 +170,28 @@ pub fn ensure() -> Result<Ensured, HostError> {
 }
 
 fn apt(cmd: &mut Command, missing: &[Program]) -> Result<(), HostError> {
-    let command = format!("{} {}", cmd.get_program().to_string_lossy(), cmd.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
+    let command = format!(
+        "{} {}",
+        cmd.get_program().to_string_lossy(),
+        cmd.get_args()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     // apt's progress belongs on stderr: stdout is for results.
-    let status = cmd.stdout(std::process::Stdio::from(std::io::stderr())).status().map_err(|source| HostError::Spawn { command: command.clone(), source })?;
+    let status = cmd
+        .stdout(std::process::Stdio::from(std::io::stderr()))
+        .status()
+        .map_err(|source| HostError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
     if !status.success() {
-        return Err(HostError::Install { command, status, missing: missing.to_vec() });
+        return Err(HostError::Install {
+            command,
+            status,
+            missing: missing.to_vec(),
+        });
     }
     Ok(())
 }
@@ -145,11 +202,19 @@ fn lock_path() -> PathBuf {
 }
 
 fn lock(path: &Path) -> Result<File, HostError> {
-    let err = |source| HostError::Lock { path: path.to_path_buf(), source };
+    let err = |source| HostError::Lock {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(err)?;
     }
-    let f = File::options().create(true).truncate(false).write(true).open(path).map_err(err)?;
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(err)?;
     // Released when the file is closed, also if the process dies.
     f.lock().map_err(err)?;
     Ok(f)
@@ -167,7 +232,10 @@ mod tests {
     #[test]
     fn missing_names_each_absent_program_in_order() {
         let m = missing_by(|p| p == "curl" || p == "ip");
-        assert_eq!(m.iter().map(|p| p.name).collect::<Vec<_>>(), ["setpriv", "bwrap", "nginx", "htpasswd", "mount", "nft"]);
+        assert_eq!(
+            m.iter().map(|p| p.name).collect::<Vec<_>>(),
+            ["setpriv", "bwrap", "nginx", "htpasswd", "mount", "nft"]
+        );
     }
 
     #[test]
@@ -177,7 +245,9 @@ mod tests {
 
     #[test]
     fn refusal_as_another_user_names_the_programs_and_the_install_line() {
-        let e = HostError::NotRoot { missing: missing_by(|p| p != "bwrap" && p != "nginx") };
+        let e = HostError::NotRoot {
+            missing: missing_by(|p| p != "bwrap" && p != "nginx"),
+        };
         // bwrap and nginx, in table order
         assert_eq!(
             e.to_string(),

@@ -11,11 +11,19 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
-use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -79,9 +87,27 @@ pub fn value_text(v: &AnyValue) -> String {
         Some(any_value::Value::BoolValue(b)) => b.to_string(),
         Some(any_value::Value::IntValue(i)) => i.to_string(),
         Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        Some(any_value::Value::ArrayValue(a)) => format!("[{}]", a.values.iter().map(value_text).collect::<Vec<_>>().join(", ")),
+        Some(any_value::Value::ArrayValue(a)) => format!(
+            "[{}]",
+            a.values
+                .iter()
+                .map(value_text)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Some(any_value::Value::KvlistValue(kv)) => {
-            format!("{{{}}}", kv.values.iter().map(|k| format!("{}: {}", k.key, k.value.as_ref().map(value_text).unwrap_or_default())).collect::<Vec<_>>().join(", "))
+            format!(
+                "{{{}}}",
+                kv.values
+                    .iter()
+                    .map(|k| format!(
+                        "{}: {}",
+                        k.key,
+                        k.value.as_ref().map(value_text).unwrap_or_default()
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         }
         Some(any_value::Value::BytesValue(b)) => format!("<{} bytes>", b.len()),
         None => String::new(),
@@ -89,22 +115,39 @@ pub fn value_text(v: &AnyValue) -> String {
 }
 
 fn attrs(kvs: &[KeyValue]) -> BTreeMap<String, String> {
-    kvs.iter().map(|kv| (kv.key.clone(), kv.value.as_ref().map(value_text).unwrap_or_default())).collect()
+    kvs.iter()
+        .map(|kv| {
+            (
+                kv.key.clone(),
+                kv.value.as_ref().map(value_text).unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 fn service_name(r: &Option<Resource>) -> Option<String> {
-    r.as_ref().and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name")).and_then(|kv| kv.value.as_ref()).map(value_text)
+    r.as_ref()
+        .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+        .and_then(|kv| kv.value.as_ref())
+        .map(value_text)
 }
 
 #[tonic::async_trait]
 impl TraceService for Sink {
-    async fn export(&self, request: tonic::Request<ExportTraceServiceRequest>) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let req = request.into_inner();
         let mut got = Vec::new();
         for rs in &req.resource_spans {
             let service = service_name(&rs.resource);
             for ss in &rs.scope_spans {
-                let scope = ss.scope.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+                let scope = ss
+                    .scope
+                    .as_ref()
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
                 for s in &ss.spans {
                     got.push(ReceivedSpan {
                         name: s.name.clone(),
@@ -119,25 +162,40 @@ impl TraceService for Sink {
         }
         tracing::debug!(spans = got.len(), "OTLP traces received");
         self.with(|st| st.spans.extend(got));
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
 #[tonic::async_trait]
 impl MetricsService for Sink {
-    async fn export(&self, request: tonic::Request<ExportMetricsServiceRequest>) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
         let req = request.into_inner();
         let mut got = Vec::new();
         for rm in &req.resource_metrics {
             let service = service_name(&rm.resource);
             for sm in &rm.scope_metrics {
-                let scope = sm.scope.as_ref().map(|s| s.name.clone()).unwrap_or_default();
-                got.extend(sm.metrics.iter().map(|m| ReceivedMetric { name: m.name.clone(), service_name: service.clone(), scope: scope.clone() }));
+                let scope = sm
+                    .scope
+                    .as_ref()
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+                got.extend(sm.metrics.iter().map(|m| ReceivedMetric {
+                    name: m.name.clone(),
+                    service_name: service.clone(),
+                    scope: scope.clone(),
+                }));
             }
         }
         tracing::debug!(metrics = got.len(), "OTLP metrics received");
         self.with(|st| st.metrics.extend(got));
-        Ok(tonic::Response::new(ExportMetricsServiceResponse { partial_success: None }))
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
@@ -157,19 +215,31 @@ impl Receiver {
 
     /// Listens on `ip` (an address the servers reach the harness at) with a port the kernel picks.
     pub async fn start_on(ip: std::net::IpAddr) -> Result<Receiver, OtlpError> {
-        let incoming = tonic::transport::server::TcpIncoming::bind(SocketAddr::from((ip, 0))).map_err(OtlpError::Bind)?;
+        let incoming = tonic::transport::server::TcpIncoming::bind(SocketAddr::from((ip, 0)))
+            .map_err(OtlpError::Bind)?;
         let addr = incoming.local_addr().map_err(OtlpError::Bind)?;
         let sink = Sink::default();
         let (tx, rx) = oneshot::channel::<()>();
         let server = tonic::transport::Server::builder()
             // A collector's OTLP exporter sends gzip unless told otherwise.
-            .add_service(TraceServiceServer::new(sink.clone()).accept_compressed(tonic::codec::CompressionEncoding::Gzip))
-            .add_service(MetricsServiceServer::new(sink.clone()).accept_compressed(tonic::codec::CompressionEncoding::Gzip))
+            .add_service(
+                TraceServiceServer::new(sink.clone())
+                    .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+            )
+            .add_service(
+                MetricsServiceServer::new(sink.clone())
+                    .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+            )
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = rx.await;
             });
         let task = tokio::spawn(server);
-        Ok(Receiver { addr, sink, shutdown: Some(tx), task: Some(task) })
+        Ok(Receiver {
+            addr,
+            sink,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
     }
 
     /// `http://ADDRESS:PORT`: the form both eras' gRPC exporters take (`http` = plaintext).
@@ -186,7 +256,11 @@ impl Receiver {
     }
 
     /// Polls until `done` holds for what arrived so far, or `limit` passes; returns whether it held.
-    pub async fn wait_until(&self, limit: Duration, done: impl Fn(&[ReceivedSpan], &[ReceivedMetric]) -> bool) -> bool {
+    pub async fn wait_until(
+        &self,
+        limit: Duration,
+        done: impl Fn(&[ReceivedSpan], &[ReceivedMetric]) -> bool,
+    ) -> bool {
         let t = Instant::now();
         loop {
             if self.sink.with(|s| done(&s.spans, &s.metrics)) {
@@ -224,7 +298,9 @@ impl Drop for Receiver {
 
 impl std::fmt::Debug for Receiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Receiver").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("Receiver")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -238,11 +314,20 @@ mod tests {
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
     fn kv(k: &str, v: any_value::Value) -> KeyValue {
-        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }) }
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+        }
     }
 
     fn resource(service: &str) -> Option<Resource> {
-        Some(Resource { attributes: vec![kv("service.name", any_value::Value::StringValue(service.into()))], ..Default::default() })
+        Some(Resource {
+            attributes: vec![kv(
+                "service.name",
+                any_value::Value::StringValue(service.into()),
+            )],
+            ..Default::default()
+        })
     }
 
     #[tokio::test]
@@ -253,13 +338,23 @@ mod tests {
             name: "FastAPI.add".into(),
             start_time_unix_nano: 1_000,
             end_time_unix_nano: 4_500,
-            attributes: vec![kv("collection_id", any_value::Value::StringValue("c1".into())), kv("batch", any_value::Value::IntValue(3))],
+            attributes: vec![
+                kv("collection_id", any_value::Value::StringValue("c1".into())),
+                kv("batch", any_value::Value::IntValue(3)),
+            ],
             ..Default::default()
         };
         let req = ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 resource: resource("chroma-e2e"),
-                scope_spans: vec![ScopeSpans { scope: Some(InstrumentationScope { name: "chromadb.telemetry".into(), ..Default::default() }), spans: vec![span], ..Default::default() }],
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: "chromadb.telemetry".into(),
+                        ..Default::default()
+                    }),
+                    spans: vec![span],
+                    ..Default::default()
+                }],
                 ..Default::default()
             }],
         };
@@ -267,8 +362,14 @@ mod tests {
         let got = rx.spans();
         assert_eq!(got.len(), 1, "{got:?}");
         let s = &got[0];
-        assert_eq!((s.name.as_str(), s.service_name.as_deref(), s.scope.as_str()), ("FastAPI.add", Some("chroma-e2e"), "chromadb.telemetry"));
-        assert_eq!(s.attributes.get("collection_id").map(String::as_str), Some("c1"));
+        assert_eq!(
+            (s.name.as_str(), s.service_name.as_deref(), s.scope.as_str()),
+            ("FastAPI.add", Some("chroma-e2e"), "chromadb.telemetry")
+        );
+        assert_eq!(
+            s.attributes.get("collection_id").map(String::as_str),
+            Some("c1")
+        );
         assert_eq!(s.attributes.get("batch").map(String::as_str), Some("3"));
         assert_eq!(s.duration(), Duration::from_nanos(3_500));
         rx.stop().await;
@@ -282,7 +383,13 @@ mod tests {
             .export(ExportMetricsServiceRequest {
                 resource_metrics: vec![ResourceMetrics {
                     resource: resource("svc"),
-                    scope_metrics: vec![ScopeMetrics { metrics: vec![Metric { name: "tokio_active_tasks".into(), ..Default::default() }], ..Default::default() }],
+                    scope_metrics: vec![ScopeMetrics {
+                        metrics: vec![Metric {
+                            name: "tokio_active_tasks".into(),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
                     ..Default::default()
                 }],
             })
@@ -291,12 +398,32 @@ mod tests {
         let mut traces = TraceServiceClient::connect(rx.endpoint()).await.unwrap();
         traces
             .export(ExportTraceServiceRequest {
-                resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans: vec![Span { name: "x".into(), ..Default::default() }], ..Default::default() }], ..Default::default() }],
+                resource_spans: vec![ResourceSpans {
+                    scope_spans: vec![ScopeSpans {
+                        spans: vec![Span {
+                            name: "x".into(),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
             })
             .await
             .unwrap();
-        assert!(rx.wait_until(Duration::from_secs(2), |s, m| !s.is_empty() && !m.is_empty()).await);
-        assert_eq!(rx.metrics(), vec![ReceivedMetric { name: "tokio_active_tasks".into(), service_name: Some("svc".into()), scope: String::new() }]);
+        assert!(
+            rx.wait_until(Duration::from_secs(2), |s, m| !s.is_empty()
+                && !m.is_empty())
+                .await
+        );
+        assert_eq!(
+            rx.metrics(),
+            vec![ReceivedMetric {
+                name: "tokio_active_tasks".into(),
+                service_name: Some("svc".into()),
+                scope: String::new()
+            }]
+        );
         assert_eq!(rx.spans()[0].service_name, None);
     }
 

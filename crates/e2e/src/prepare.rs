@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use render::spec::tls::{CertSource, Tls};
-use render::{Auth, ChromaVersion, Expected, Helm, RenderError, RenderRequest, Rendered, SpecError};
+use render::{
+    Auth, ChromaVersion, Expected, Helm, RenderError, RenderRequest, Rendered, SpecError,
+};
 use serde_yaml::Value;
 
 use crate::backend::Release;
@@ -63,9 +65,18 @@ pub enum PrepareError {
     /// The spec refuses the values on this version; `helm` is how helm took them (`None`:
     /// it rendered them).
     #[error("the spec refuses these values on {version} ({spec})")]
-    SpecRefused { version: ChromaVersion, spec: SpecError, helm: Option<RenderError> },
+    SpecRefused {
+        version: ChromaVersion,
+        spec: SpecError,
+        helm: Option<RenderError>,
+    },
     #[error("helm template of {chart} for {version} failed: {source}")]
-    Render { chart: PathBuf, version: ChromaVersion, #[source] source: RenderError },
+    Render {
+        chart: PathBuf,
+        version: ChromaVersion,
+        #[source]
+        source: RenderError,
+    },
     #[error("helm template with restore.enabled=true failed: {0}")]
     RestoreRender(#[source] RenderError),
     #[error("making the deployment's certificate: {0}")]
@@ -85,23 +96,52 @@ impl PrepareError {
 /// Secret with random credentials, the TLS Secret as placeholders the certificate fills.
 pub fn user_secrets(e: &Expected, given: &mut Secrets) {
     let auth = match &e.auth {
-        Auth::Token { existing_secret: Some(n), .. } => Some((n, BTreeMap::from([("token".to_string(), crate::random::alnum(32))]))),
-        Auth::Basic { existing_secret: Some(n) } => Some((n, BTreeMap::from([("username".to_string(), "admin".to_string()), ("password".to_string(), crate::random::alnum(32))]))),
+        Auth::Token {
+            existing_secret: Some(n),
+            ..
+        } => Some((
+            n,
+            BTreeMap::from([("token".to_string(), crate::random::alnum(32))]),
+        )),
+        Auth::Basic {
+            existing_secret: Some(n),
+        } => Some((
+            n,
+            BTreeMap::from([
+                ("username".to_string(), "admin".to_string()),
+                ("password".to_string(), crate::random::alnum(32)),
+            ]),
+        )),
         _ => None,
     };
     if let Some((name, data)) = auth {
         given.entry(name.clone()).or_insert(data);
     }
-    if let Some(Tls { source: CertSource::ExistingSecret(name), .. }) = &e.tls {
+    if let Some(Tls {
+        source: CertSource::ExistingSecret(name),
+        ..
+    }) = &e.tls
+    {
         given.entry(name.clone()).or_insert_with(|| {
-            [("tls.crt", crate::tls::CERT_PLACEHOLDER), ("tls.key", crate::tls::KEY_PLACEHOLDER), ("ca.crt", crate::tls::CA_PLACEHOLDER)].map(|(k, v)| (k.to_string(), v.to_string())).into()
+            [
+                ("tls.crt", crate::tls::CERT_PLACEHOLDER),
+                ("tls.key", crate::tls::KEY_PLACEHOLDER),
+                ("ca.crt", crate::tls::CA_PLACEHOLDER),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into()
         });
     }
 }
 
-async fn render(helm: &Helm, request: &RenderRequest) -> Result<Result<Rendered, RenderError>, PrepareError> {
+async fn render(
+    helm: &Helm,
+    request: &RenderRequest,
+) -> Result<Result<Rendered, RenderError>, PrepareError> {
     let (helm, request) = (helm.clone(), request.clone());
-    tokio::task::spawn_blocking(move || request.render(&helm)).await.map_err(PrepareError::Task)
+    tokio::task::spawn_blocking(move || request.render(&helm))
+        .await
+        .map_err(PrepareError::Task)
 }
 
 /// Render → spec → release, with the needs of the checks that apply prepared.
@@ -117,8 +157,19 @@ pub async fn prepare(helm: &Helm, src: Source<'_>) -> Result<Ready, PrepareError
         request = request.values(doc.clone());
     }
     // The receiver first: its address goes into the render.
-    let needs_receiver = src.runtime.values().any(|v| *v == RuntimeValue::OtlpReceiver);
-    let otlp = if needs_receiver { Some(Receiver::start_on(src.harness_address).await.map_err(PrepareError::Receiver)?) } else { None };
+    let needs_receiver = src
+        .runtime
+        .values()
+        .any(|v| *v == RuntimeValue::OtlpReceiver);
+    let otlp = if needs_receiver {
+        Some(
+            Receiver::start_on(src.harness_address)
+                .await
+                .map_err(PrepareError::Receiver)?,
+        )
+    } else {
+        None
+    };
     let mut values = src.values;
     if !src.runtime.is_empty() {
         let doc = crate::scenario::runtime_values(src.runtime, |what| match what {
@@ -130,13 +181,36 @@ pub async fn prepare(helm: &Helm, src: Source<'_>) -> Result<Ready, PrepareError
     let rendered = render(helm, &request).await?;
     let expected = match Expected::from_values(&values, src.version) {
         Ok(e) => e,
-        Err(spec) => return Err(PrepareError::SpecRefused { version: src.version.clone(), spec, helm: rendered.err() }),
+        Err(spec) => {
+            return Err(PrepareError::SpecRefused {
+                version: src.version.clone(),
+                spec,
+                helm: rendered.err(),
+            });
+        }
     };
-    let rendered = rendered.map_err(|source| PrepareError::Render { chart: src.chart.to_path_buf(), version: src.version.clone(), source })?;
+    let rendered = rendered.map_err(|source| PrepareError::Render {
+        chart: src.chart.to_path_buf(),
+        version: src.version.clone(),
+        source,
+    })?;
 
-    let needs: BTreeSet<Need> = src.checks.iter().filter(|c| c.applies(&expected).is_ok()).flat_map(|c| c.needs().iter().copied()).collect();
-    let restore = match needs.contains(&Need::RestoreRender).then(|| checks::backup::restore_request(&request, &values, &expected)).flatten() {
-        Some(req) => Some(render(helm, &req).await?.map_err(PrepareError::RestoreRender)?),
+    let needs: BTreeSet<Need> = src
+        .checks
+        .iter()
+        .filter(|c| c.applies(&expected).is_ok())
+        .flat_map(|c| c.needs().iter().copied())
+        .collect();
+    let restore = match needs
+        .contains(&Need::RestoreRender)
+        .then(|| checks::backup::restore_request(&request, &values, &expected))
+        .flatten()
+    {
+        Some(req) => Some(
+            render(helm, &req)
+                .await?
+                .map_err(PrepareError::RestoreRender)?,
+        ),
         None => None,
     };
     let workloads = Workloads::from_renders(&rendered, restore.as_ref());
@@ -146,10 +220,23 @@ pub async fn prepare(helm: &Helm, src: Source<'_>) -> Result<Ready, PrepareError
     if crate::tls::wants_pki(&external_secrets) {
         // The user's certificate, made here for the Services this render names.
         let names = crate::tls::service_dns_names(&rendered, &request.namespace);
-        crate::tls::Pki::generate(&names).map_err(PrepareError::Certificate)?.fill(&mut external_secrets);
+        crate::tls::Pki::generate(&names)
+            .map_err(PrepareError::Certificate)?
+            .fill(&mut external_secrets);
     }
-    let release = Release { id: src.id, version: src.version.clone(), request, rendered, external_secrets };
-    Ok(Ready { release, expected, values, prepared: Prepared { workloads, otlp } })
+    let release = Release {
+        id: src.id,
+        version: src.version.clone(),
+        request,
+        rendered,
+        external_secrets,
+    };
+    Ok(Ready {
+        release,
+        expected,
+        values,
+        prepared: Prepared { workloads, otlp },
+    })
 }
 
 #[cfg(test)]
@@ -157,14 +244,30 @@ mod tests {
     use super::*;
 
     fn expected(values: &str) -> Expected {
-        Expected::from_values(&serde_yaml::from_str(values).unwrap(), &ChromaVersion::new(0, 5, 0)).unwrap()
+        Expected::from_values(
+            &serde_yaml::from_str(values).unwrap(),
+            &ChromaVersion::new(0, 5, 0),
+        )
+        .unwrap()
     }
 
     #[rstest::rstest]
     #[case::token_auth_gets_a_token("chromadb: {auth: {existingSecret: mine}}", "mine", "token")]
-    #[case::basic_auth_gets_user_and_password("chromadb: {auth: {type: basic, existingSecret: mine}}", "mine", "password")]
-    #[case::tls_gets_certificate_placeholders("tls: {enabled: true, existingSecret: certs}", "certs", "tls.crt")]
-    fn a_secret_the_values_name_is_made_when_missing(#[case] values: &str, #[case] name: &str, #[case] key: &str) {
+    #[case::basic_auth_gets_user_and_password(
+        "chromadb: {auth: {type: basic, existingSecret: mine}}",
+        "mine",
+        "password"
+    )]
+    #[case::tls_gets_certificate_placeholders(
+        "tls: {enabled: true, existingSecret: certs}",
+        "certs",
+        "tls.crt"
+    )]
+    fn a_secret_the_values_name_is_made_when_missing(
+        #[case] values: &str,
+        #[case] name: &str,
+        #[case] key: &str,
+    ) {
         let mut s = Secrets::new();
         user_secrets(&expected(values), &mut s);
         assert!(s.get(name).is_some_and(|d| d.contains_key(key)), "{s:?}");
@@ -172,9 +275,18 @@ mod tests {
 
     #[test]
     fn a_secret_the_caller_gave_is_kept() {
-        let mut s = Secrets::from([("certs".to_string(), BTreeMap::from([("tls.crt".to_string(), "A's PEM".to_string())]))]);
-        user_secrets(&expected("tls: {enabled: true, existingSecret: certs}"), &mut s);
-        assert_eq!(s["certs"]["tls.crt"], "A's PEM", "B keeps the certificate A was installed with");
+        let mut s = Secrets::from([(
+            "certs".to_string(),
+            BTreeMap::from([("tls.crt".to_string(), "A's PEM".to_string())]),
+        )]);
+        user_secrets(
+            &expected("tls: {enabled: true, existingSecret: certs}"),
+            &mut s,
+        );
+        assert_eq!(
+            s["certs"]["tls.crt"], "A's PEM",
+            "B keeps the certificate A was installed with"
+        );
         assert_eq!(s.len(), 1);
     }
 }

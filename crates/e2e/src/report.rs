@@ -66,8 +66,18 @@ pub fn cells(report: &RunReport) -> BTreeMap<ChromaVersion, BTreeMap<CheckName, 
 /// The matrix as a plain-text table.
 pub fn matrix(report: &RunReport) -> String {
     let cells = cells(report);
-    let cols: Vec<CheckName> = CheckName::all().filter(|c| cells.values().any(|row| row.get(c).is_some_and(|x| *x != Cell::NotRun))).collect();
-    let timing: BTreeMap<_, _> = report.timings.iter().map(|t| (t.version.clone(), t)).collect();
+    let cols: Vec<CheckName> = CheckName::all()
+        .filter(|c| {
+            cells
+                .values()
+                .any(|row| row.get(c).is_some_and(|x| *x != Cell::NotRun))
+        })
+        .collect();
+    let timing: BTreeMap<_, _> = report
+        .timings
+        .iter()
+        .map(|t| (t.version.clone(), t))
+        .collect();
     let mut s = String::new();
     let _ = write!(s, "{:<9}", "version");
     for c in &cols {
@@ -78,7 +88,11 @@ pub fn matrix(report: &RunReport) -> String {
     for (v, row) in &cells {
         let _ = write!(s, "{:<9}", v.to_string());
         for c in &cols {
-            let _ = write!(s, " {:<12}", row.get(c).copied().unwrap_or(Cell::NotRun).label());
+            let _ = write!(
+                s,
+                " {:<12}",
+                row.get(c).copied().unwrap_or(Cell::NotRun).label()
+            );
         }
         if let Some(t) = timing.get(v) {
             let _ = write!(s, " {:>8.1}s {:>8.1}s", t.prepare_seconds, t.deploy_seconds);
@@ -99,9 +113,24 @@ pub fn matrix(report: &RunReport) -> String {
         report.helm_version
     );
     for r in skip_reasons(report) {
-        let shown: Vec<&str> = r.cells.iter().take(SHOWN_CELLS).map(String::as_str).collect();
-        let more = if r.cells.len() > SHOWN_CELLS { ", …" } else { "" };
-        let _ = writeln!(s, "SKIP ×{} ({}{more}): {}", r.count, shown.join(", "), r.reason);
+        let shown: Vec<&str> = r
+            .cells
+            .iter()
+            .take(SHOWN_CELLS)
+            .map(String::as_str)
+            .collect();
+        let more = if r.cells.len() > SHOWN_CELLS {
+            ", …"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            s,
+            "SKIP ×{} ({}{more}): {}",
+            r.count,
+            shown.join(", "),
+            r.reason
+        );
     }
     if let Some(why) = nothing_proven(report) {
         let _ = writeln!(s, "NOTHING PROVEN: {why}");
@@ -153,7 +182,12 @@ pub fn nothing_proven(report: &RunReport) -> Option<String> {
     Some(if report.deployments.is_empty() {
         "no deployment ran (the filters selected no check of any deployment)".to_string()
     } else {
-        format!("no check passed in {} deployments ({} skipped, {} failed); the SKIP lines above say why", report.deployments.len(), t.skipped, t.failed)
+        format!(
+            "no check passed in {} deployments ({} skipped, {} failed); the SKIP lines above say why",
+            report.deployments.len(),
+            t.skipped,
+            t.failed
+        )
     })
 }
 
@@ -173,7 +207,11 @@ pub struct SkipReason {
 pub fn skip_reasons(report: &RunReport) -> Vec<SkipReason> {
     let mut by: BTreeMap<String, SkipReason> = BTreeMap::new();
     let mut add = |reason: &str, cell: String| {
-        let r = by.entry(reason.to_string()).or_insert_with(|| SkipReason { reason: reason.to_string(), count: 0, cells: Vec::new() });
+        let r = by.entry(reason.to_string()).or_insert_with(|| SkipReason {
+            reason: reason.to_string(),
+            count: 0,
+            cells: Vec::new(),
+        });
         r.count += 1;
         if !r.cells.contains(&cell) {
             r.cells.push(cell);
@@ -203,11 +241,26 @@ pub fn failures(report: &RunReport) -> String {
     let mut s = String::new();
     for d in &report.deployments {
         if let Some(e) = &d.error {
-            let _ = writeln!(s, "FAIL {} {}: {}", d.version, d.deployment, indent(e, "    ").trim_start());
+            let _ = writeln!(
+                s,
+                "FAIL {} {}: {}",
+                d.version,
+                d.deployment,
+                indent(e, "    ").trim_start()
+            );
         }
         for c in &d.checks {
-            if let Outcome::Fail { reason, evidence, log_tail } = &c.outcome {
-                let _ = writeln!(s, "FAIL {} {} {}: {reason}", d.version, d.deployment, c.check);
+            if let Outcome::Fail {
+                reason,
+                evidence,
+                log_tail,
+            } = &c.outcome
+            {
+                let _ = writeln!(
+                    s,
+                    "FAIL {} {} {}: {reason}",
+                    d.version, d.deployment, c.check
+                );
                 if !evidence.is_empty() {
                     let _ = writeln!(s, "  exchanges (last {}):", evidence.len());
                     for ex in evidence {
@@ -223,7 +276,11 @@ pub fn failures(report: &RunReport) -> String {
                 }
             }
             if let Outcome::ExpectedFail { reason, why, .. } = &c.outcome {
-                let _ = writeln!(s, "XFAIL {} {} {} (expected: {why}): {reason}", d.version, d.deployment, c.check);
+                let _ = writeln!(
+                    s,
+                    "XFAIL {} {} {} (expected: {why}): {reason}",
+                    d.version, d.deployment, c.check
+                );
             }
         }
     }
@@ -241,13 +298,20 @@ pub fn junit(report: &RunReport) -> Result<String, quick_junit::SerializeError> 
     for d in &report.deployments {
         let suite = suites.entry(d.version.clone()).or_insert_with(|| {
             let mut s = TestSuite::new(format!("chromadb {}", d.version));
-            s.add_property(quick_junit::Property::new("backend", report.backend.clone()));
-            s.add_property(quick_junit::Property::new("helm", report.helm_version.clone()));
+            s.add_property(quick_junit::Property::new(
+                "backend",
+                report.backend.clone(),
+            ));
+            s.add_property(quick_junit::Property::new(
+                "helm",
+                report.helm_version.clone(),
+            ));
             s
         });
         if let Some(e) = &d.error {
             let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
-            st.set_message(e.lines().next().unwrap_or_default().to_string()).set_description(e.clone());
+            st.set_message(e.lines().next().unwrap_or_default().to_string())
+                .set_description(e.clone());
             let mut tc = TestCase::new(format!("{}/deploy", d.deployment), st);
             tc.set_classname(format!("chromadb-{}", d.version));
             suite.add_test_case(tc);
@@ -268,7 +332,11 @@ pub fn junit(report: &RunReport) -> Result<String, quick_junit::SerializeError> 
                     st.set_message(reason.clone());
                     st
                 }
-                Outcome::Fail { reason, evidence, log_tail } => {
+                Outcome::Fail {
+                    reason,
+                    evidence,
+                    log_tail,
+                } => {
                     let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
                     let mut desc = String::new();
                     for ex in evidence {
@@ -281,7 +349,8 @@ pub fn junit(report: &RunReport) -> Result<String, quick_junit::SerializeError> 
                 }
             };
             let mut tc = TestCase::new(format!("{}/{}", d.deployment, c.check), st);
-            tc.set_classname(format!("chromadb-{}", d.version)).set_time(Duration::from_secs_f64(c.seconds));
+            tc.set_classname(format!("chromadb-{}", d.version))
+                .set_time(Duration::from_secs_f64(c.seconds));
             if let Outcome::Pass { detail } = &c.outcome {
                 tc.set_system_out(detail.clone());
             }
@@ -305,11 +374,17 @@ mod tests {
     }
 
     fn check(check: CheckName, outcome: Outcome) -> CheckResult {
-        CheckResult { check, outcome, seconds: 0.1 }
+        CheckResult {
+            check,
+            outcome,
+            seconds: 0.1,
+        }
     }
 
     fn skip(reason: &str) -> Outcome {
-        Outcome::Skipped { reason: reason.into() }
+        Outcome::Skipped {
+            reason: reason.into(),
+        }
     }
 
     fn deployment(version: &str, name: &str, checks: Vec<CheckResult>) -> DeploymentResult {
@@ -330,7 +405,15 @@ mod tests {
     }
 
     fn report(deployments: Vec<DeploymentResult>) -> RunReport {
-        RunReport { backend: "process".into(), chart: "c".into(), helm_version: "v4".into(), wall_seconds: 1.0, timings: Vec::new(), deployments, kept: Vec::new() }
+        RunReport {
+            backend: "process".into(),
+            chart: "c".into(),
+            helm_version: "v4".into(),
+            wall_seconds: 1.0,
+            timings: Vec::new(),
+            deployments,
+            kept: Vec::new(),
+        }
     }
 
     const NO_BWRAP: &str = "readOnlyRootFilesystem needs bubblewrap";
@@ -338,46 +421,116 @@ mod tests {
     #[test]
     fn a_run_of_only_skips_proves_nothing_and_says_why() {
         let r = report(vec![
-            deployment("1.5.0", "default", vec![check(c("persistence"), skip(NO_BWRAP)), check(c("reset"), skip(NO_BWRAP))]),
+            deployment(
+                "1.5.0",
+                "default",
+                vec![
+                    check(c("persistence"), skip(NO_BWRAP)),
+                    check(c("reset"), skip(NO_BWRAP)),
+                ],
+            ),
             deployment("1.5.0", "auth", vec![check(c("auth"), skip(NO_BWRAP))]),
         ]);
-        assert_eq!(Totals::of(&r), Totals { passed: 0, failed: 0, skipped: 3, proven: 0 });
+        assert_eq!(
+            Totals::of(&r),
+            Totals {
+                passed: 0,
+                failed: 0,
+                skipped: 3,
+                proven: 0
+            }
+        );
         let why = nothing_proven(&r).expect("no check passed");
-        assert!(why.contains("no check passed in 2 deployments (3 skipped, 0 failed)"), "{why}");
+        assert!(
+            why.contains("no check passed in 2 deployments (3 skipped, 0 failed)"),
+            "{why}"
+        );
         let text = matrix(&r);
-        assert!(text.contains("2 deployments (0 proven), 0 passed, 0 failed, 3 skipped"), "{text}");
-        assert!(text.contains(&format!("SKIP ×3 (1.5.0 persistence, 1.5.0 reset, 1.5.0 auth): {NO_BWRAP}")), "{text}");
+        assert!(
+            text.contains("2 deployments (0 proven), 0 passed, 0 failed, 3 skipped"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "SKIP ×3 (1.5.0 persistence, 1.5.0 reset, 1.5.0 auth): {NO_BWRAP}"
+            )),
+            "{text}"
+        );
         assert!(text.contains("NOTHING PROVEN: "), "{text}");
     }
 
     #[test]
     fn one_pass_proves_its_deployment_and_reasons_are_grouped_most_first() {
-        let pass = Outcome::Pass { detail: String::new() };
+        let pass = Outcome::Pass {
+            detail: String::new(),
+        };
         let r = report(vec![
-            deployment("0.6.3", "default", vec![check(c("persistence"), pass), check(c("payload"), skip("payload below 1.0"))]),
-            deployment("0.6.3", "tls", vec![check(c("payload"), skip("payload below 1.0")), check(c("telemetry"), skip("no receiver"))]),
+            deployment(
+                "0.6.3",
+                "default",
+                vec![
+                    check(c("persistence"), pass),
+                    check(c("payload"), skip("payload below 1.0")),
+                ],
+            ),
+            deployment(
+                "0.6.3",
+                "tls",
+                vec![
+                    check(c("payload"), skip("payload below 1.0")),
+                    check(c("telemetry"), skip("no receiver")),
+                ],
+            ),
         ]);
-        assert_eq!(Totals::of(&r), Totals { passed: 1, failed: 0, skipped: 3, proven: 1 });
+        assert_eq!(
+            Totals::of(&r),
+            Totals {
+                passed: 1,
+                failed: 0,
+                skipped: 3,
+                proven: 1
+            }
+        );
         assert_eq!(nothing_proven(&r), None);
         let reasons = skip_reasons(&r);
         assert_eq!(reasons.len(), 2);
         // Two results in one cell: counted twice, named once.
-        assert_eq!((reasons[0].reason.as_str(), reasons[0].count, reasons[0].cells.clone()), ("payload below 1.0", 2, vec!["0.6.3 payload".to_string()]));
-        assert_eq!(reasons.iter().map(|r| r.count).sum::<usize>(), Totals::of(&r).skipped);
+        assert_eq!(
+            (
+                reasons[0].reason.as_str(),
+                reasons[0].count,
+                reasons[0].cells.clone()
+            ),
+            ("payload below 1.0", 2, vec!["0.6.3 payload".to_string()])
+        );
+        assert_eq!(
+            reasons.iter().map(|r| r.count).sum::<usize>(),
+            Totals::of(&r).skipped
+        );
         assert!(!matrix(&r).contains("NOTHING PROVEN"));
     }
 
     #[test]
     fn a_long_reason_line_names_six_cells_then_an_ellipsis() {
-        let checks: Vec<CheckResult> = CheckName::all().take(8).map(|c| check(c, skip("why"))).collect();
+        let checks: Vec<CheckResult> = CheckName::all()
+            .take(8)
+            .map(|c| check(c, skip("why")))
+            .collect();
         let text = matrix(&report(vec![deployment("1.5.0", "default", checks)]));
-        let line = text.lines().find(|l| l.starts_with("SKIP ×8 (")).unwrap_or_else(|| panic!("{text}"));
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("SKIP ×8 ("))
+            .unwrap_or_else(|| panic!("{text}"));
         assert_eq!(line.matches("1.5.0 ").count(), 6, "{line}");
         assert!(line.ends_with(", …): why"), "{line}");
     }
 
     #[test]
     fn an_empty_run_proves_nothing() {
-        assert!(nothing_proven(&report(Vec::new())).unwrap().contains("no deployment ran"));
+        assert!(
+            nothing_proven(&report(Vec::new()))
+                .unwrap()
+                .contains("no deployment ran")
+        );
     }
 }

@@ -93,7 +93,8 @@ pub struct RunReport {
 
 impl RunReport {
     pub fn failed(&self) -> bool {
-        self.deployments.iter().any(DeploymentResult::failed) || self.timings.iter().any(|t| t.prepare_seconds < 0.0)
+        self.deployments.iter().any(DeploymentResult::failed)
+            || self.timings.iter().any(|t| t.prepare_seconds < 0.0)
     }
 }
 
@@ -103,17 +104,40 @@ fn secs(d: Duration) -> f64 {
 
 /// The checks a deployment runs under the filters.
 pub fn selected(d: &Deployment, filter: &Option<BTreeSet<CheckName>>) -> Vec<CheckName> {
-    d.checks.iter().copied().filter(|c| filter.as_ref().is_none_or(|f| f.contains(c))).collect()
+    d.checks
+        .iter()
+        .copied()
+        .filter(|c| filter.as_ref().is_none_or(|f| f.contains(c)))
+        .collect()
 }
 
-pub async fn run<B: Backend>(backend: &B, helm: &Helm, plan: &LivePlan, versions: &[ChromaVersion], opts: &RunOptions) -> RunReport {
+pub async fn run<B: Backend>(
+    backend: &B,
+    helm: &Helm,
+    plan: &LivePlan,
+    versions: &[ChromaVersion],
+    opts: &RunOptions,
+) -> RunReport {
     let started = Instant::now();
     let units: Vec<(ChromaVersion, &Deployment)> = versions
         .iter()
-        .flat_map(|v| plan.deployments.iter().filter(|d| !selected(d, &opts.checks).is_empty()).map(move |d| (v.clone(), d)))
+        .flat_map(|v| {
+            plan.deployments
+                .iter()
+                .filter(|d| !selected(d, &opts.checks).is_empty())
+                .map(move |d| (v.clone(), d))
+        })
         .collect();
-    let bar = if opts.progress { ProgressBar::new((versions.len() + units.len()) as u64) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+    let bar = if opts.progress {
+        ProgressBar::new((versions.len() + units.len()) as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
     bar.enable_steady_tick(Duration::from_millis(250));
 
     // Versions first (environments, images), so deployments time only themselves.
@@ -138,7 +162,14 @@ pub async fn run<B: Backend>(backend: &B, helm: &Helm, plan: &LivePlan, versions
             bar.println(format!("✗ {v}: preparing failed: {e}"));
             prepare_errors.insert(v.clone(), e.to_string());
         }
-        timings.insert(v.clone(), VersionTiming { version: v, prepare_seconds: secs(took), deploy_seconds: 0.0 });
+        timings.insert(
+            v.clone(),
+            VersionTiming {
+                version: v,
+                prepare_seconds: secs(took),
+                deploy_seconds: 0.0,
+            },
+        );
     }
 
     let results: Vec<(DeploymentResult, Option<Deployed>)> = futures::stream::iter(units)
@@ -148,10 +179,25 @@ pub async fn run<B: Backend>(backend: &B, helm: &Helm, plan: &LivePlan, versions
             async move {
                 bar.set_message(format!("{v} {}", d.name));
                 let (r, kept) = match prep {
-                    Some(e) => (failed_unit(&v, d, None, format!("preparing chromadb {v} failed: {e}"), Instant::now()), None),
+                    Some(e) => (
+                        failed_unit(
+                            &v,
+                            d,
+                            None,
+                            format!("preparing chromadb {v} failed: {e}"),
+                            Instant::now(),
+                        ),
+                        None,
+                    ),
                     None => run_unit(backend, helm, &v, d, opts).await,
                 };
-                let mark = if r.failed() { "✗" } else if r.skipped.is_some() { "-" } else { "✓" };
+                let mark = if r.failed() {
+                    "✗"
+                } else if r.skipped.is_some() {
+                    "-"
+                } else {
+                    "✓"
+                };
                 bar.println(format!("{mark} {v} {} ({:.1}s)", d.name, r.seconds));
                 bar.inc(1);
                 (r, kept)
@@ -173,7 +219,14 @@ pub async fn run<B: Backend>(backend: &B, helm: &Helm, plan: &LivePlan, versions
     }
     let order: Vec<&str> = plan.names();
     deployments.sort_by(|a, b| {
-        (a.version.clone(), order.iter().position(|n| *n == a.deployment)).cmp(&(b.version.clone(), order.iter().position(|n| *n == b.deployment)))
+        (
+            a.version.clone(),
+            order.iter().position(|n| *n == a.deployment),
+        )
+            .cmp(&(
+                b.version.clone(),
+                order.iter().position(|n| *n == b.deployment),
+            ))
     });
     RunReport {
         backend: backend.name().to_string(),
@@ -186,12 +239,27 @@ pub async fn run<B: Backend>(backend: &B, helm: &Helm, plan: &LivePlan, versions
     }
 }
 
-fn failed_unit(v: &ChromaVersion, d: &Deployment, expected: Option<Expected>, error: String, t: Instant) -> DeploymentResult {
-    let planned = d.checks.iter().copied().filter(|c| expected.as_ref().is_none_or(|e| c.applies(e).is_ok())).collect();
+fn failed_unit(
+    v: &ChromaVersion,
+    d: &Deployment,
+    expected: Option<Expected>,
+    error: String,
+    t: Instant,
+) -> DeploymentResult {
+    let planned = d
+        .checks
+        .iter()
+        .copied()
+        .filter(|c| expected.as_ref().is_none_or(|e| c.applies(e).is_ok()))
+        .collect();
     DeploymentResult {
         version: v.clone(),
         deployment: d.name.clone(),
-        values_files: d.values_files.iter().map(|p| p.display().to_string()).collect(),
+        values_files: d
+            .values_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
         expected,
         adjustments: Vec::new(),
         error: Some(error),
@@ -208,7 +276,13 @@ fn release_id(v: &ChromaVersion, d: &Deployment) -> String {
     format!("{}-{}", v.to_string().replace(['.', '+'], "-"), d.name)
 }
 
-async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &Deployment, opts: &RunOptions) -> (DeploymentResult, Option<Deployed>) {
+async fn run_unit<B: Backend>(
+    backend: &B,
+    helm: &Helm,
+    v: &ChromaVersion,
+    d: &Deployment,
+    opts: &RunOptions,
+) -> (DeploymentResult, Option<Deployed>) {
     let t = Instant::now();
     let planned = selected(d, &opts.checks);
     let src = Source {
@@ -224,7 +298,12 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
         harness_address: backend.harness_address(),
         namespace: backend.namespace_for(&release_id(v, d)),
     };
-    let Ready { release, expected, prepared: mut checks_have, .. } = match prepare(helm, src).await {
+    let Ready {
+        release,
+        expected,
+        prepared: mut checks_have,
+        ..
+    } = match prepare(helm, src).await {
         Ok(r) => r,
         // The spec refuses these values on this version: helm must refuse them too, naming
         // the key; then there is nothing to deploy.
@@ -236,7 +315,11 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
         }
         Err(e @ PrepareError::SpecRefused { .. }) => {
             let how = match &e {
-                PrepareError::SpecRefused { spec, helm: Some(h), .. } => format!("; helm refused them but without naming `{}`: {h}", spec.key),
+                PrepareError::SpecRefused {
+                    spec,
+                    helm: Some(h),
+                    ..
+                } => format!("; helm refused them but without naming `{}`: {h}", spec.key),
                 _ => ", yet the chart rendered them".to_string(),
             };
             return (failed_unit(v, d, None, format!("{e}{how}"), t), None);
@@ -250,9 +333,17 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
         r.planned = planned.clone();
         r.checks = planned
             .iter()
-            .map(|&check| CheckResult { check, outcome: Outcome::Skipped { reason: check.applies(&expected).err().unwrap_or_default() }, seconds: 0.0 })
+            .map(|&check| CheckResult {
+                check,
+                outcome: Outcome::Skipped {
+                    reason: check.applies(&expected).err().unwrap_or_default(),
+                },
+                seconds: 0.0,
+            })
             .collect();
-        r.skipped = Some(format!("no check of this deployment applies to Chroma {v}; not deployed"));
+        r.skipped = Some(format!(
+            "no check of this deployment applies to Chroma {v}; not deployed"
+        ));
         if let Some(rx) = checks_have.otlp.take() {
             rx.stop().await;
         }
@@ -269,24 +360,46 @@ async fn run_unit<B: Backend>(backend: &B, helm: &Helm, v: &ChromaVersion, d: &D
                 let why = format!("not run on the {backend} backend: {reason}");
                 let mut r = failed_unit(v, d, Some(expected), String::new(), t);
                 r.error = None;
-                r.checks = r.planned.iter().map(|&check| CheckResult { check, outcome: Outcome::Skipped { reason: why.clone() }, seconds: 0.0 }).collect();
+                r.checks = r
+                    .planned
+                    .iter()
+                    .map(|&check| CheckResult {
+                        check,
+                        outcome: Outcome::Skipped {
+                            reason: why.clone(),
+                        },
+                        seconds: 0.0,
+                    })
+                    .collect();
                 r.skipped = Some(why);
                 return (r, None);
             }
-            return (failed_unit(v, d, Some(expected), format!("deploy failed: {e}"), t), None);
+            return (
+                failed_unit(v, d, Some(expected), format!("deploy failed: {e}"), t),
+                None,
+            );
         }
     };
     let mut results = Vec::new();
     for &check in &planned {
         let ct = Instant::now();
         let outcome = checks::run(check, backend, &mut deployed, &expected, &checks_have).await;
-        let outcome = checks::against_expectation(outcome, opts.expected_failures.get(&(v.clone(), check)));
-        results.push(CheckResult { check, outcome, seconds: secs(ct.elapsed()) });
+        let outcome =
+            checks::against_expectation(outcome, opts.expected_failures.get(&(v.clone(), check)));
+        results.push(CheckResult {
+            check,
+            outcome,
+            seconds: secs(ct.elapsed()),
+        });
     }
     let mut r = DeploymentResult {
         version: v.clone(),
         deployment: d.name.clone(),
-        values_files: d.values_files.iter().map(|p| p.display().to_string()).collect(),
+        values_files: d
+            .values_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
         expected: Some(expected),
         adjustments: deployed.adjustments.clone(),
         error: None,

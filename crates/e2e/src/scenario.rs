@@ -18,14 +18,20 @@ pub enum ScenarioError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not valid (expected `deployments: [{{name, purpose, values: [file.yaml…], checks?, secrets?, runtime?}}]`): {source}")]
+    #[error(
+        "{path} is not valid (expected `deployments: [{{name, purpose, values: [file.yaml…], checks?, secrets?, runtime?}}]`): {source}"
+    )]
     Yaml {
         path: PathBuf,
         #[source]
         source: serde_yaml::Error,
     },
     #[error("{path}: deployment `{name}`: {reason}")]
-    Deployment { path: PathBuf, name: String, reason: String },
+    Deployment {
+        path: PathBuf,
+        name: String,
+        reason: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -62,7 +68,8 @@ pub enum RuntimeValue {
 }
 
 impl RuntimeValue {
-    pub const PLACEHOLDERS: [(&'static str, RuntimeValue); 1] = [("<otlp-receiver>", RuntimeValue::OtlpReceiver)];
+    pub const PLACEHOLDERS: [(&'static str, RuntimeValue); 1] =
+        [("<otlp-receiver>", RuntimeValue::OtlpReceiver)];
 }
 
 /// One deployment of the plan.
@@ -97,7 +104,16 @@ impl Deployment {
         runtime: BTreeMap<String, RuntimeValue>,
     ) -> Deployment {
         // Which rows the smoke takes is the combination plan's choice, not a per-row flag.
-        Deployment { name, purpose, values_files, values, checks, secrets, runtime, smoke: true }
+        Deployment {
+            name,
+            purpose,
+            values_files,
+            values,
+            checks,
+            secrets,
+            runtime,
+            smoke: true,
+        }
     }
 
     /// The pre-existing Secrets with generated values filled in.
@@ -108,7 +124,11 @@ impl Deployment {
                 let data = data
                     .iter()
                     .map(|(k, v)| {
-                        let v = if v == "<random>" { crate::random::alnum(32) } else { v.clone() };
+                        let v = if v == "<random>" {
+                            crate::random::alnum(32)
+                        } else {
+                            v.clone()
+                        };
                         (k.clone(), v)
                     })
                     .collect();
@@ -131,7 +151,10 @@ impl Deployment {
 
 /// Run-time values as a values document (`a.b: x` → `{a: {b: x}}`), given what each
 /// placeholder stands for in this run; layer it over the files.
-pub fn runtime_values(runtime: &BTreeMap<String, RuntimeValue>, resolve: impl Fn(RuntimeValue) -> String) -> Value {
+pub fn runtime_values(
+    runtime: &BTreeMap<String, RuntimeValue>,
+    resolve: impl Fn(RuntimeValue) -> String,
+) -> Value {
     let mut doc = Value::Mapping(Default::default());
     for (key, what) in runtime {
         let mut v = Value::String(resolve(*what));
@@ -158,12 +181,27 @@ pub fn merge(base: &mut Value, over: Value) {
 impl LivePlan {
     /// Reads `path`; values file names are resolved in `values_dir`.
     pub fn load(path: &Path, values_dir: &Path) -> Result<LivePlan, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.into(), source })?;
-        let raw: RawPlan = serde_yaml::from_str(&text).map_err(|source| ScenarioError::Yaml { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let raw: RawPlan = serde_yaml::from_str(&text).map_err(|source| ScenarioError::Yaml {
+            path: path.into(),
+            source,
+        })?;
         let mut deployments = Vec::new();
         for d in raw.deployments {
-            let bad = |reason: String| ScenarioError::Deployment { path: path.into(), name: d.name.clone(), reason };
-            if !d.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') || d.name.is_empty() {
+            let bad = |reason: String| ScenarioError::Deployment {
+                path: path.into(),
+                name: d.name.clone(),
+                reason,
+            };
+            if !d
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                || d.name.is_empty()
+            {
                 return Err(bad("names are lowercase letters, digits and `-` (they become namespaces and dir names)".into()));
             }
             if deployments.iter().any(|x: &Deployment| x.name == d.name) {
@@ -173,8 +211,10 @@ impl LivePlan {
             let mut files = Vec::new();
             for f in &d.values {
                 let p = values_dir.join(f);
-                let text = std::fs::read_to_string(&p).map_err(|e| bad(format!("values file {}: {e}", p.display())))?;
-                let doc: Value = serde_yaml::from_str(&text).map_err(|e| bad(format!("values file {}: {e}", p.display())))?;
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| bad(format!("values file {}: {e}", p.display())))?;
+                let doc: Value = serde_yaml::from_str(&text)
+                    .map_err(|e| bad(format!("values file {}: {e}", p.display())))?;
                 if !doc.is_null() {
                     merge(&mut values, doc);
                 }
@@ -182,7 +222,11 @@ impl LivePlan {
             }
             let checks = match d.checks {
                 None => CheckName::all().filter(|c| !c.opt_in()).collect(),
-                Some(list) => list.iter().map(|c| c.parse::<CheckName>()).collect::<Result<_, _>>().map_err(bad)?,
+                Some(list) => list
+                    .iter()
+                    .map(|c| c.parse::<CheckName>())
+                    .collect::<Result<_, _>>()
+                    .map_err(bad)?,
             };
             let mut runtime = BTreeMap::new();
             for (key, placeholder) in &d.runtime {
@@ -193,11 +237,22 @@ impl LivePlan {
                     ))
                 })?;
                 if render::spec::KEY_TYPES.iter().all(|(k, _)| k != key) {
-                    return Err(bad(format!("runtime value `{key}` is not a chart value key")));
+                    return Err(bad(format!(
+                        "runtime value `{key}` is not a chart value key"
+                    )));
                 }
                 runtime.insert(key.clone(), what);
             }
-            deployments.push(Deployment { name: d.name, purpose: d.purpose, values_files: files, values, checks, secrets: d.secrets, runtime, smoke: d.smoke });
+            deployments.push(Deployment {
+                name: d.name,
+                purpose: d.purpose,
+                values_files: files,
+                values,
+                checks,
+                secrets: d.secrets,
+                runtime,
+                smoke: d.smoke,
+            });
         }
         Ok(LivePlan { deployments })
     }
@@ -213,23 +268,42 @@ mod tests {
 
     #[test]
     fn later_layers_win_key_by_key() {
-        let mut base: Value = serde_yaml::from_str("chromadb: {auth: {type: token, enabled: true}}").unwrap();
-        merge(&mut base, serde_yaml::from_str("chromadb: {auth: {type: basic}}").unwrap());
-        assert_eq!(base, serde_yaml::from_str::<Value>("chromadb: {auth: {type: basic, enabled: true}}").unwrap());
+        let mut base: Value =
+            serde_yaml::from_str("chromadb: {auth: {type: token, enabled: true}}").unwrap();
+        merge(
+            &mut base,
+            serde_yaml::from_str("chromadb: {auth: {type: basic}}").unwrap(),
+        );
+        assert_eq!(
+            base,
+            serde_yaml::from_str::<Value>("chromadb: {auth: {type: basic, enabled: true}}")
+                .unwrap()
+        );
     }
 
     #[test]
     fn the_repository_plan_loads_and_covers_every_check() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let plan = LivePlan::load(&root.join("fixtures/live.yaml"), &root.join("fixtures/values")).unwrap();
+        let plan = LivePlan::load(
+            &root.join("fixtures/live.yaml"),
+            &root.join("fixtures/values"),
+        )
+        .unwrap();
         for c in CheckName::all() {
-            assert!(plan.deployments.iter().any(|d| d.checks.contains(&c)), "no deployment runs {c}");
+            assert!(
+                plan.deployments.iter().any(|d| d.checks.contains(&c)),
+                "no deployment runs {c}"
+            );
         }
     }
 
     fn plan(yaml: &str) -> Result<LivePlan, ScenarioError> {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("v.yaml"), "chromadb: {telemetry: {enabled: true, endpoint: 'http://placeholder:4317'}}").unwrap();
+        std::fs::write(
+            dir.path().join("v.yaml"),
+            "chromadb: {telemetry: {enabled: true, endpoint: 'http://placeholder:4317'}}",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("live.yaml"), yaml).unwrap();
         LivePlan::load(&dir.path().join("live.yaml"), dir.path())
     }
@@ -239,8 +313,15 @@ mod tests {
         let p = plan("deployments: [{name: a, purpose: p, values: [v.yaml]}, {name: f, purpose: p, values: [v.yaml], checks: [faults-sigkill], smoke: false}]").unwrap();
         let (a, f) = (&p.deployments[0], &p.deployments[1]);
         assert!(a.smoke && !f.smoke);
-        assert!(!a.checks.is_empty() && a.checks.iter().all(|c| !c.opt_in()), "{:?}", a.checks);
-        assert_eq!(f.checks, vec!["faults-sigkill".parse::<CheckName>().unwrap()]);
+        assert!(
+            !a.checks.is_empty() && a.checks.iter().all(|c| !c.opt_in()),
+            "{:?}",
+            a.checks
+        );
+        assert_eq!(
+            f.checks,
+            vec!["faults-sigkill".parse::<CheckName>().unwrap()]
+        );
     }
 
     #[test]
@@ -249,21 +330,36 @@ mod tests {
         let d = &p.deployments[0];
         assert!(d.needs(RuntimeValue::OtlpReceiver));
         let mut values = d.values.clone();
-        merge(&mut values, d.runtime_values(|_| "http://127.0.0.1:4999".into()));
-        assert_eq!(render::spec::lookup(&values, "chromadb.telemetry.endpoint"), Some(&Value::from("http://127.0.0.1:4999")));
-        assert_eq!(render::spec::lookup(&values, "chromadb.telemetry.enabled"), Some(&Value::from(true)));
+        merge(
+            &mut values,
+            d.runtime_values(|_| "http://127.0.0.1:4999".into()),
+        );
+        assert_eq!(
+            render::spec::lookup(&values, "chromadb.telemetry.endpoint"),
+            Some(&Value::from("http://127.0.0.1:4999"))
+        );
+        assert_eq!(
+            render::spec::lookup(&values, "chromadb.telemetry.enabled"),
+            Some(&Value::from(true))
+        );
     }
 
     #[test]
     fn unknown_runtime_placeholder_is_named_with_the_known_ones() {
         let err = plan("deployments: [{name: t, purpose: p, values: [v.yaml], runtime: {chromadb.telemetry.endpoint: <collector>}}]").unwrap_err().to_string();
-        assert!(err.contains("<collector>") && err.contains("<otlp-receiver>"), "{err}");
+        assert!(
+            err.contains("<collector>") && err.contains("<otlp-receiver>"),
+            "{err}"
+        );
     }
 
     #[test]
     fn runtime_value_for_an_unknown_key_is_refused() {
         let err = plan("deployments: [{name: t, purpose: p, values: [v.yaml], runtime: {chromadb.telemetry.endpiont: <otlp-receiver>}}]").unwrap_err().to_string();
-        assert!(err.contains("chromadb.telemetry.endpiont") && err.contains("not a chart value key"), "{err}");
+        assert!(
+            err.contains("chromadb.telemetry.endpiont") && err.contains("not a chart value key"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -274,7 +370,10 @@ mod tests {
             values_files: vec![],
             values: Value::Null,
             checks: vec![],
-            secrets: BTreeMap::from([("s".into(), BTreeMap::from([("token".into(), "<random>".into())]))]),
+            secrets: BTreeMap::from([(
+                "s".into(),
+                BTreeMap::from([("token".into(), "<random>".into())]),
+            )]),
             runtime: BTreeMap::new(),
             smoke: true,
         };

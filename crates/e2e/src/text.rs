@@ -45,7 +45,13 @@ mod tests {
     #[test]
     fn chain_names_each_source_once() {
         let io = || std::io::Error::other("uv: no such file");
-        assert_eq!(super::chain(&Outer(io())), "preparing 1.5.0: uv: no such file");
-        assert_eq!(super::chain(&Quoting(io())), "preparing 1.5.0: uv: no such file");
+        assert_eq!(
+            super::chain(&Outer(io())),
+            "preparing 1.5.0: uv: no such file"
+        );
+        assert_eq!(
+            super::chain(&Quoting(io())),
+            "preparing 1.5.0: uv: no such file"
+        );
     }
 }

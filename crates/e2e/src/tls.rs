@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
 
 /// Placeholders in `fixtures/live.yaml` `secrets:` filled with the deployment's certificate.
 pub const CERT_PLACEHOLDER: &str = "<tls-cert>";
@@ -50,29 +53,53 @@ impl Pki {
     /// `localhost`), with rcgen's default validity (the certificates live as long as one run).
     pub fn generate(dns_names: &[String]) -> Result<Pki, TlsError> {
         let ca_key = KeyPair::generate().map_err(rc("the CA key"))?;
-        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(rc("the CA parameters"))?;
-        ca.distinguished_name.push(DnType::CommonName, "chromadb-e2e throwaway CA");
+        let mut ca =
+            CertificateParams::new(Vec::<String>::new()).map_err(rc("the CA parameters"))?;
+        ca.distinguished_name
+            .push(DnType::CommonName, "chromadb-e2e throwaway CA");
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca_cert = ca.self_signed(&ca_key).map_err(rc("the CA certificate"))?;
         let issuer = Issuer::new(ca, ca_key);
 
         let leaf = |names: Vec<String>, loopback: bool| -> Result<(String, String), TlsError> {
             let key = KeyPair::generate().map_err(rc("a server key"))?;
-            let mut p = CertificateParams::new(names.clone()).map_err(rc("the server certificate parameters"))?;
+            let mut p = CertificateParams::new(names.clone())
+                .map_err(rc("the server certificate parameters"))?;
             if loopback {
-                p.subject_alt_names.push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
-                p.subject_alt_names.push(SanType::DnsName("localhost".try_into().map_err(rc("the localhost name"))?));
+                p.subject_alt_names
+                    .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+                p.subject_alt_names.push(SanType::DnsName(
+                    "localhost".try_into().map_err(rc("the localhost name"))?,
+                ));
             }
-            p.distinguished_name.push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+            p.distinguished_name.push(
+                DnType::CommonName,
+                names.first().cloned().unwrap_or_default(),
+            );
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-            let cert = p.signed_by(&key, &issuer).map_err(rc("the server certificate"))?;
+            let cert = p
+                .signed_by(&key, &issuer)
+                .map_err(rc("the server certificate"))?;
             Ok((cert.pem(), key.serialize_pem()))
         };
         let (cert_pem, key_pem) = leaf(dns_names.to_vec(), true)?;
         let (wrong_name_cert_pem, wrong_name_key_pem) = leaf(vec!["wrong.invalid".into()], false)?;
-        let other_key_pem = KeyPair::generate().map_err(rc("a spare key"))?.serialize_pem();
-        Ok(Pki { ca_pem: ca_cert.pem(), cert_pem, key_pem, wrong_name_cert_pem, wrong_name_key_pem, other_key_pem })
+        let other_key_pem = KeyPair::generate()
+            .map_err(rc("a spare key"))?
+            .serialize_pem();
+        Ok(Pki {
+            ca_pem: ca_cert.pem(),
+            cert_pem,
+            key_pem,
+            wrong_name_cert_pem,
+            wrong_name_key_pem,
+            other_key_pem,
+        })
     }
 
     /// Fills the placeholders of pre-existing Secrets; `true` when any was there.
@@ -108,7 +135,10 @@ impl Pki {
 
 /// Whether any pre-existing Secret asks for a harness-made certificate.
 pub fn wants_pki(secrets: &BTreeMap<String, BTreeMap<String, String>>) -> bool {
-    secrets.values().flat_map(|d| d.values()).any(|v| v.starts_with("<tls-"))
+    secrets
+        .values()
+        .flat_map(|d| d.values())
+        .any(|v| v.starts_with("<tls-"))
 }
 
 /// How the harness reaches a TLS deployment: by `server_name` (a name of the Service), which
@@ -135,17 +165,29 @@ pub fn client_builder(tls: Option<&TlsEndpoint>) -> Result<reqwest::ClientBuilde
     let b = reqwest::Client::builder();
     Ok(match tls {
         None => b,
-        Some(t) => b.tls_certs_only(reqwest::Certificate::from_pem_bundle(t.ca_pem.as_bytes())?).resolve(&t.server_name, t.addr),
+        Some(t) => b
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(t.ca_pem.as_bytes())?)
+            .resolve(&t.server_name, t.addr),
     })
 }
 
 /// The API of a deployment that may serve HTTPS (`tls` from [`crate::backend::Deployed`]).
-pub fn api(base: &str, prefix: render::ApiPrefix, credential: Option<chroma_api::client::Credential>, tls: Option<&TlsEndpoint>) -> chroma_api::client::Api {
-    let http = client_builder(tls).and_then(|b| Ok(b.timeout(std::time::Duration::from_secs(60)).build()?)).unwrap_or_else(|e| {
-        // Only a CA that is not PEM gets here; every request then fails naming it.
-        tracing::error!("{e}");
-        reqwest::Client::builder().https_only(true).build().unwrap_or_default()
-    });
+pub fn api(
+    base: &str,
+    prefix: render::ApiPrefix,
+    credential: Option<chroma_api::client::Credential>,
+    tls: Option<&TlsEndpoint>,
+) -> chroma_api::client::Api {
+    let http = client_builder(tls)
+        .and_then(|b| Ok(b.timeout(std::time::Duration::from_secs(60)).build()?))
+        .unwrap_or_else(|e| {
+            // Only a CA that is not PEM gets here; every request then fails naming it.
+            tracing::error!("{e}");
+            reqwest::Client::builder()
+                .https_only(true)
+                .build()
+                .unwrap_or_default()
+        });
     chroma_api::client::Api::with_http(http, base, prefix, credential)
 }
 
@@ -154,7 +196,14 @@ pub fn service_dns_names(rendered: &render::Rendered, namespace: &str) -> Vec<St
     rendered
         .services()
         .filter_map(|s| s.metadata.name.clone())
-        .flat_map(|n| [n.clone(), format!("{n}.{namespace}"), format!("{n}.{namespace}.svc"), format!("{n}.{namespace}.svc.cluster.local")])
+        .flat_map(|n| {
+            [
+                n.clone(),
+                format!("{n}.{namespace}"),
+                format!("{n}.{namespace}.svc"),
+                format!("{n}.{namespace}.svc.cluster.local"),
+            ]
+        })
         .collect()
 }
 
@@ -166,8 +215,18 @@ pub fn https_service(rendered: &render::Rendered, namespace: &str) -> Option<(St
         if spec.cluster_ip.as_deref() == Some("None") {
             return None;
         }
-        let port = spec.ports.iter().flatten().find(|p| p.app_protocol.as_deref() == Some("https"))?;
-        Some((format!("{}.{namespace}.svc.cluster.local", s.metadata.name.as_deref().unwrap_or_default()), port.port))
+        let port = spec
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.app_protocol.as_deref() == Some("https"))?;
+        Some((
+            format!(
+                "{}.{namespace}.svc.cluster.local",
+                s.metadata.name.as_deref().unwrap_or_default()
+            ),
+            port.port,
+        ))
     })
 }
 
@@ -178,11 +237,28 @@ pub fn client_ca(secrets: &BTreeMap<String, BTreeMap<String, String>>) -> Option
 }
 
 /// The endpoint of an HTTPS release reached at `addr`, with `Err` naming what is missing.
-pub fn endpoint(rendered: &render::Rendered, namespace: &str, secrets: &BTreeMap<String, BTreeMap<String, String>>, addr: SocketAddr) -> Result<Option<(String, TlsEndpoint)>, String> {
-    let Some((server_name, _)) = https_service(rendered, namespace) else { return Ok(None) };
-    let ca_pem = client_ca(secrets).ok_or("the release serves HTTPS but no Secret it was given has a `ca.crt` for clients to trust")?;
+pub fn endpoint(
+    rendered: &render::Rendered,
+    namespace: &str,
+    secrets: &BTreeMap<String, BTreeMap<String, String>>,
+    addr: SocketAddr,
+) -> Result<Option<(String, TlsEndpoint)>, String> {
+    let Some((server_name, _)) = https_service(rendered, namespace) else {
+        return Ok(None);
+    };
+    let ca_pem = client_ca(secrets).ok_or(
+        "the release serves HTTPS but no Secret it was given has a `ca.crt` for clients to trust",
+    )?;
     let base_url = format!("https://{server_name}:{}", addr.port());
-    Ok(Some((base_url, TlsEndpoint { server_name, addr, ca_pem, pod_ip: None })))
+    Ok(Some((
+        base_url,
+        TlsEndpoint {
+            server_name,
+            addr,
+            ca_pem,
+            pod_ip: None,
+        },
+    )))
 }
 
 #[cfg(test)]
@@ -193,8 +269,24 @@ mod tests {
     fn placeholders_become_pem_and_a_wrong_name_certificate_keeps_its_own_key() {
         let pki = Pki::generate(&["r.ns.svc".into()]).unwrap();
         let mut secrets = BTreeMap::from([
-            ("good".to_string(), BTreeMap::from([("tls.crt".to_string(), CERT_PLACEHOLDER.to_string()), ("tls.key".to_string(), KEY_PLACEHOLDER.to_string()), ("ca.crt".to_string(), CA_PLACEHOLDER.to_string())])),
-            ("wrong".to_string(), BTreeMap::from([("tls.crt".to_string(), WRONG_NAME_CERT_PLACEHOLDER.to_string()), ("tls.key".to_string(), KEY_PLACEHOLDER.to_string())])),
+            (
+                "good".to_string(),
+                BTreeMap::from([
+                    ("tls.crt".to_string(), CERT_PLACEHOLDER.to_string()),
+                    ("tls.key".to_string(), KEY_PLACEHOLDER.to_string()),
+                    ("ca.crt".to_string(), CA_PLACEHOLDER.to_string()),
+                ]),
+            ),
+            (
+                "wrong".to_string(),
+                BTreeMap::from([
+                    (
+                        "tls.crt".to_string(),
+                        WRONG_NAME_CERT_PLACEHOLDER.to_string(),
+                    ),
+                    ("tls.key".to_string(), KEY_PLACEHOLDER.to_string()),
+                ]),
+            ),
         ]);
         assert!(pki.fill(&mut secrets));
         assert!(secrets["good"]["tls.crt"].starts_with("-----BEGIN CERTIFICATE-----"));
@@ -205,7 +297,10 @@ mod tests {
 
     #[test]
     fn secrets_without_placeholders_need_no_pki() {
-        let secrets = BTreeMap::from([("s".to_string(), BTreeMap::from([("token".to_string(), "<random>".to_string())]))]);
+        let secrets = BTreeMap::from([(
+            "s".to_string(),
+            BTreeMap::from([("token".to_string(), "<random>".to_string())]),
+        )]);
         assert!(!wants_pki(&secrets));
     }
 }

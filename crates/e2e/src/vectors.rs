@@ -52,23 +52,42 @@ fn quantize(x: f32) -> f32 {
 impl Workload {
     pub fn new(tag: &str, seed: u64) -> Workload {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_ba51);
-        let basis = (0..DIM).map(|_| std::array::from_fn(|_| rng.random_range(-0.5f32..0.5))).collect();
-        Workload { seed, basis, tag: tag.to_string() }
+        let basis = (0..DIM)
+            .map(|_| std::array::from_fn(|_| rng.random_range(-0.5f32..0.5)))
+            .collect();
+        Workload {
+            seed,
+            basis,
+            tag: tag.to_string(),
+        }
     }
 
     fn embed(&self, rng: &mut StdRng) -> Vec<f32> {
         let z: [f32; LATENT] = std::array::from_fn(|_| rng.random_range(-1.0f32..1.0));
-        self.basis.iter().map(|row| quantize(row.iter().zip(&z).map(|(a, b)| a * b).sum::<f32>() * 2.0 + rng.random_range(-0.01f32..0.01))).collect()
+        self.basis
+            .iter()
+            .map(|row| {
+                quantize(
+                    row.iter().zip(&z).map(|(a, b)| a * b).sum::<f32>() * 2.0
+                        + rng.random_range(-0.01f32..0.01),
+                )
+            })
+            .collect()
     }
 
     /// Record `i` (any `i`, in any order: each has its own stream).
     pub fn record(&self, i: usize) -> Vector {
-        let mut rng = StdRng::seed_from_u64(self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(i as u64));
+        let mut rng = StdRng::seed_from_u64(
+            self.seed
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .wrapping_add(i as u64),
+        );
         Vector {
             id: format!("{}-{i:06}", self.tag),
             embedding: self.embed(&mut rng),
             document: format!("record {i} of {} — ünïcödé ✓", self.tag),
-            metadata: match json!({"index": i, "bucket": format!("b{}", i % 7), "weight": i as f64 * 0.25, "writer": self.tag}) {
+            metadata: match json!({"index": i, "bucket": format!("b{}", i % 7), "weight": i as f64 * 0.25, "writer": self.tag})
+            {
                 Value::Object(m) => m,
                 _ => Map::new(),
             },
@@ -95,12 +114,19 @@ impl Workload {
 }
 
 fn distance(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| f64::from(*x) - f64::from(*y)).map(|d| d * d).sum()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) - f64::from(*y))
+        .map(|d| d * d)
+        .sum()
 }
 
 /// The exact `k` nearest records (squared L2, Chroma's default space) to `q`, nearest first.
 pub fn nearest<'a>(records: &'a [Vector], q: &[f32], k: usize) -> Vec<&'a str> {
-    let mut d: Vec<(f64, &str)> = records.iter().map(|r| (distance(&r.embedding, q), r.id.as_str())).collect();
+    let mut d: Vec<(f64, &str)> = records
+        .iter()
+        .map(|r| (distance(&r.embedding, q), r.id.as_str()))
+        .collect();
     d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
     d.into_iter().take(k).map(|(_, id)| id).collect()
 }
@@ -110,7 +136,11 @@ pub fn recall(answered: &[String], reference: &[&str]) -> f64 {
     if reference.is_empty() {
         return 1.0;
     }
-    reference.iter().filter(|r| answered.iter().any(|a| a == *r)).count() as f64 / reference.len() as f64
+    reference
+        .iter()
+        .filter(|r| answered.iter().any(|a| a == *r))
+        .count() as f64
+        / reference.len() as f64
 }
 
 /// What differs between the record as written and as read back (empty when identical):
@@ -118,16 +148,35 @@ pub fn recall(answered: &[String], reference: &[&str]) -> f64 {
 pub fn differences(written: &Vector, read: &Record) -> Vec<String> {
     let mut out = Vec::new();
     if read.embedding.len() != written.embedding.len() {
-        out.push(format!("embedding has {} components, {} were written", read.embedding.len(), written.embedding.len()));
-    } else if let Some((i, (w, r))) = written.embedding.iter().zip(&read.embedding).enumerate().find(|(_, (w, r))| (**r as f32).to_bits() != w.to_bits()) {
+        out.push(format!(
+            "embedding has {} components, {} were written",
+            read.embedding.len(),
+            written.embedding.len()
+        ));
+    } else if let Some((i, (w, r))) = written
+        .embedding
+        .iter()
+        .zip(&read.embedding)
+        .enumerate()
+        .find(|(_, (w, r))| (**r as f32).to_bits() != w.to_bits())
+    {
         out.push(format!("embedding component {i} is {r}, {w} was written"));
     }
     if read.document.as_deref() != Some(written.document.as_str()) {
-        out.push(format!("document is {:?}, {:?} was written", read.document, written.document));
+        out.push(format!(
+            "document is {:?}, {:?} was written",
+            read.document, written.document
+        ));
     }
     match &read.metadata {
         Some(m) if crate::dataset::same_metadata(m, &written.metadata) => {}
-        other => out.push(format!("metadata is {}, {} was written", other.as_ref().map_or("null".into(), |m| Value::Object(m.clone()).to_string()), Value::Object(written.metadata.clone()))),
+        other => out.push(format!(
+            "metadata is {}, {} was written",
+            other
+                .as_ref()
+                .map_or("null".into(), |m| Value::Object(m.clone()).to_string()),
+            Value::Object(written.metadata.clone())
+        )),
     }
     out
 }
@@ -141,11 +190,18 @@ mod tests {
         let (a, b) = (Workload::new("t", 7), Workload::new("t", 7));
         assert_eq!(a.record(123), b.record(123));
         assert_ne!(a.record(1).embedding, a.record(2).embedding);
-        assert_ne!(Workload::new("t", 8).record(1).embedding, a.record(1).embedding);
+        assert_ne!(
+            Workload::new("t", 8).record(1).embedding,
+            a.record(1).embedding
+        );
         let e = a.record(5).embedding;
         assert_eq!(e.len(), DIM);
         for x in e {
-            assert_eq!(x, (f64::from(x) * 1024.0).round() as f32 / 1024.0, "{x} is not a multiple of 2^-10");
+            assert_eq!(
+                x,
+                (f64::from(x) * 1024.0).round() as f32 / 1024.0,
+                "{x} is not a multiple of 2^-10"
+            );
         }
     }
 
@@ -161,7 +217,12 @@ mod tests {
     }
 
     fn read_back(v: &Vector) -> Record {
-        Record { id: v.id.clone(), embedding: v.embedding.iter().map(|&x| f64::from(x)).collect(), metadata: Some(v.metadata.clone()), document: Some(v.document.clone()) }
+        Record {
+            id: v.id.clone(),
+            embedding: v.embedding.iter().map(|&x| f64::from(x)).collect(),
+            metadata: Some(v.metadata.clone()),
+            document: Some(v.document.clone()),
+        }
     }
 
     #[test]
@@ -169,7 +230,11 @@ mod tests {
         let v = Workload::new("t", 3).record(9);
         let mut r = read_back(&v);
         // What the Rust server prints: the shortest decimal that parses to the same f32.
-        r.embedding = v.embedding.iter().map(|x| x.to_string().parse::<f64>().unwrap()).collect();
+        r.embedding = v
+            .embedding
+            .iter()
+            .map(|x| x.to_string().parse::<f64>().unwrap())
+            .collect();
         assert!(differences(&v, &r).is_empty(), "{:?}", differences(&v, &r));
     }
 
@@ -192,13 +257,28 @@ mod tests {
         let w = Workload::new("t", 11);
         let recs: Vec<Vector> = (0..200).map(|i| w.record(i)).collect();
         // A stored vector is its own nearest neighbour.
-        assert_eq!(nearest(&recs, &recs[42].embedding, 1), vec![recs[42].id.as_str()]);
+        assert_eq!(
+            nearest(&recs, &recs[42].embedding, 1),
+            vec![recs[42].id.as_str()]
+        );
         let q = &w.queries(1)[0];
         let top = nearest(&recs, q, K);
         assert_eq!(top.len(), K);
-        let worst_in = top.iter().map(|id| distance(&recs.iter().find(|r| r.id == *id).unwrap().embedding, q)).fold(0.0, f64::max);
-        assert!(recs.iter().filter(|r| !top.contains(&r.id.as_str())).all(|r| distance(&r.embedding, q) >= worst_in));
-        let answered: Vec<String> = top.iter().take(7).map(|s| s.to_string()).chain(["elsewhere".to_string()]).collect();
+        let worst_in = top
+            .iter()
+            .map(|id| distance(&recs.iter().find(|r| r.id == *id).unwrap().embedding, q))
+            .fold(0.0, f64::max);
+        assert!(
+            recs.iter()
+                .filter(|r| !top.contains(&r.id.as_str()))
+                .all(|r| distance(&r.embedding, q) >= worst_in)
+        );
+        let answered: Vec<String> = top
+            .iter()
+            .take(7)
+            .map(|s| s.to_string())
+            .chain(["elsewhere".to_string()])
+            .collect();
         assert_eq!(recall(&answered, &top), 0.7);
     }
 }

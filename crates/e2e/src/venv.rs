@@ -23,7 +23,11 @@ const SYSTEM_PYTHON: &str = "/usr/bin/python3.11";
 /// The interpreter uv builds environments with: Debian's when it exists, else whatever
 /// `python3.11` uv finds.
 fn interpreter() -> &'static str {
-    if Path::new(SYSTEM_PYTHON).is_file() { SYSTEM_PYTHON } else { PYTHON }
+    if Path::new(SYSTEM_PYTHON).is_file() {
+        SYSTEM_PYTHON
+    } else {
+        PYTHON
+    }
 }
 /// Written last into a finished environment; its presence means "complete".
 const MARKER: &str = ".chromadb-harness-complete";
@@ -43,7 +47,11 @@ pub enum VenvError {
         source: std::io::Error,
     },
     #[error("building the Python environment for chromadb {version} failed at `{step}`:\n{output}")]
-    Build { version: ChromaVersion, step: String, output: String },
+    Build {
+        version: ChromaVersion,
+        step: String,
+        output: String,
+    },
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> VenvError {
@@ -66,7 +74,11 @@ impl Venv {
     /// The installed `chromadb` package directory (what the official image has under /chroma).
     pub fn chromadb_package(&self) -> Option<PathBuf> {
         let lib = self.dir.join("lib");
-        std::fs::read_dir(&lib).ok()?.flatten().map(|e| e.path().join("site-packages/chromadb")).find(|p| p.is_dir())
+        std::fs::read_dir(&lib)
+            .ok()?
+            .flatten()
+            .map(|e| e.path().join("site-packages/chromadb"))
+            .find(|p| p.is_dir())
     }
 }
 
@@ -100,7 +112,10 @@ impl VenvCache {
         if nix::unistd::geteuid().is_root() && std::env::var_os("XDG_CACHE_HOME").is_none() {
             return Ok(PathBuf::from("/var/cache/chromadb-chart-harness/venvs"));
         }
-        Ok(dirs::cache_dir().ok_or(VenvError::NoCacheDir)?.join("chromadb-chart-harness").join("venvs"))
+        Ok(dirs::cache_dir()
+            .ok_or(VenvError::NoCacheDir)?
+            .join("chromadb-chart-harness")
+            .join("venvs"))
     }
 
     pub fn new(uv: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Result<Self, VenvError> {
@@ -108,7 +123,10 @@ impl VenvCache {
         if !uv.is_file() {
             return Err(VenvError::UvMissing(uv));
         }
-        Ok(VenvCache { root: root.into(), uv })
+        Ok(VenvCache {
+            root: root.into(),
+            uv,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -128,30 +146,44 @@ impl VenvCache {
     }
 
     /// The environment for `version` with `pins`, building it if no run has yet.
-    pub fn ensure(&self, version: &ChromaVersion, pins: &[String]) -> Result<(Venv, Provenance), VenvError> {
+    pub fn ensure(
+        &self,
+        version: &ChromaVersion,
+        pins: &[String],
+    ) -> Result<(Venv, Provenance), VenvError> {
         let key = Self::key(version, pins);
         let dir = self.root.join(&key);
-        let venv = Venv { version: version.clone(), dir: dir.clone() };
+        let venv = Venv {
+            version: version.clone(),
+            dir: dir.clone(),
+        };
         if dir.join(MARKER).is_file() {
             return Ok((venv, Provenance::Reused));
         }
-        std::fs::create_dir_all(&self.root).map_err(io(format!("creating {}", self.root.display())))?;
+        std::fs::create_dir_all(&self.root)
+            .map_err(io(format!("creating {}", self.root.display())))?;
         let lock_path = self.root.join(format!("{key}.lock"));
-        let lock = File::create(&lock_path).map_err(io(format!("creating {}", lock_path.display())))?;
-        lock.lock().map_err(io(format!("locking {}", lock_path.display())))?;
+        let lock =
+            File::create(&lock_path).map_err(io(format!("creating {}", lock_path.display())))?;
+        lock.lock()
+            .map_err(io(format!("locking {}", lock_path.display())))?;
         // Someone else may have finished it while we waited for the lock.
         if dir.join(MARKER).is_file() {
             return Ok((venv, Provenance::Reused));
         }
         let started = Instant::now();
         self.remove_stale(&key);
-        let scratch = self.root.join(format!(".building-{key}-{}", std::process::id()));
+        let scratch = self
+            .root
+            .join(format!(".building-{key}-{}", std::process::id()));
         let result = self.build(version, pins, &scratch).and_then(|()| {
             if dir.exists() {
                 // An incomplete leftover (no marker) from an older harness: replace it.
-                std::fs::remove_dir_all(&dir).map_err(io(format!("removing incomplete {}", dir.display())))?;
+                std::fs::remove_dir_all(&dir)
+                    .map_err(io(format!("removing incomplete {}", dir.display())))?;
             }
-            std::fs::rename(&scratch, &dir).map_err(io(format!("moving {} into place", scratch.display())))
+            std::fs::rename(&scratch, &dir)
+                .map_err(io(format!("moving {} into place", scratch.display())))
         });
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&scratch);
@@ -173,33 +205,59 @@ impl VenvCache {
         }
     }
 
-    fn build(&self, version: &ChromaVersion, pins: &[String], scratch: &Path) -> Result<(), VenvError> {
+    fn build(
+        &self,
+        version: &ChromaVersion,
+        pins: &[String],
+        scratch: &Path,
+    ) -> Result<(), VenvError> {
         let _ = std::fs::remove_dir_all(scratch);
         // Relocatable: the environment is built under a scratch name and then renamed, so its
         // console scripts (uvicorn, chroma) must not hard-code the scratch path.
         self.uv(version, "uv venv", |c| {
-            c.args(["venv", "--quiet", "--relocatable", "--python", interpreter()]).arg(scratch);
+            c.args([
+                "venv",
+                "--quiet",
+                "--relocatable",
+                "--python",
+                interpreter(),
+            ])
+            .arg(scratch);
         })?;
         let python = scratch.join("bin/python");
         self.uv(version, "uv pip install", |c| {
-            c.args(["pip", "install", "--quiet", "--python"]).arg(&python).arg(format!("chromadb=={version}")).args(pins);
+            c.args(["pip", "install", "--quiet", "--python"])
+                .arg(&python)
+                .arg(format!("chromadb=={version}"))
+                .args(pins);
         })?;
         let marker = scratch.join(MARKER);
         let text = format!("chromadb=={version}\n{}\n", pins.join("\n"));
         std::fs::write(&marker, text).map_err(io(format!("writing {}", marker.display())))
     }
 
-    fn uv(&self, version: &ChromaVersion, step: &str, args: impl FnOnce(&mut Command)) -> Result<(), VenvError> {
+    fn uv(
+        &self,
+        version: &ChromaVersion,
+        step: &str,
+        args: impl FnOnce(&mut Command),
+    ) -> Result<(), VenvError> {
         let mut cmd = Command::new(&self.uv);
         args(&mut cmd);
         tracing::debug!(?cmd, "uv");
-        let out = cmd.output().map_err(io(format!("running {}", self.uv.display())))?;
+        let out = cmd
+            .output()
+            .map_err(io(format!("running {}", self.uv.display())))?;
         if out.status.success() {
             return Ok(());
         }
         let mut output = String::from_utf8_lossy(&out.stderr).into_owned();
         output.push_str(&String::from_utf8_lossy(&out.stdout));
-        Err(VenvError::Build { version: version.clone(), step: format!("{step} ({})", out.status), output: output.trim().to_string() })
+        Err(VenvError::Build {
+            version: version.clone(),
+            step: format!("{step} ({})", out.status),
+            output: output.trim().to_string(),
+        })
     }
 }
 
@@ -210,7 +268,10 @@ mod tests {
     #[test]
     fn key_changes_when_pins_change() {
         let v = ChromaVersion::new(0, 5, 0);
-        assert_ne!(VenvCache::key(&v, &[]), VenvCache::key(&v, &["numpy<2".into()]));
+        assert_ne!(
+            VenvCache::key(&v, &[]),
+            VenvCache::key(&v, &["numpy<2".into()])
+        );
     }
 
     #[test]

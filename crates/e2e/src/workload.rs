@@ -9,14 +9,21 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 /// unnamed-`http` ports are ambiguous and refused rather than guessed.
 pub fn api_port(svc: &Service) -> Result<&ServicePort, String> {
     let name = svc.metadata.name.as_deref().unwrap_or("?");
-    let ports = svc.spec.as_ref().and_then(|s| s.ports.as_deref()).unwrap_or_default();
+    let ports = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_deref())
+        .unwrap_or_default();
     if let Some(p) = ports.iter().find(|p| p.name.as_deref() == Some("http")) {
         return Ok(p);
     }
     match ports {
         [] => Err(format!("Service {name} has no ports")),
         [only] => Ok(only),
-        _ => Err(format!("Service {name} has {} ports and none is named `http`; cannot tell which carries the API", ports.len())),
+        _ => Err(format!(
+            "Service {name} has {} ports and none is named `http`; cannot tell which carries the API",
+            ports.len()
+        )),
     }
 }
 
@@ -24,7 +31,9 @@ pub fn api_port(svc: &Service) -> Result<&ServicePort, String> {
 /// in `containers`: a number as it is, a name looked up among their declared ports.
 pub fn resolve_port(containers: &[Container], port: &IntOrString) -> Result<u16, String> {
     match port {
-        IntOrString::Int(n) => u16::try_from(*n).map_err(|_| format!("port {n} is not a port number")),
+        IntOrString::Int(n) => {
+            u16::try_from(*n).map_err(|_| format!("port {n} is not a port number"))
+        }
         IntOrString::String(name) => containers
             .iter()
             .flat_map(|c| c.ports.iter().flatten())
@@ -32,7 +41,10 @@ pub fn resolve_port(containers: &[Container], port: &IntOrString) -> Result<u16,
             .and_then(|p| u16::try_from(p.container_port).ok())
             .ok_or_else(|| {
                 let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
-                format!("port name `{name}` is not declared by container(s) {}", names.join(", "))
+                format!(
+                    "port name `{name}` is not declared by container(s) {}",
+                    names.join(", ")
+                )
             }),
     }
 }
@@ -42,8 +54,10 @@ pub fn api_target(svc: &Service, containers: &[Container]) -> Result<(u16, u16),
     let name = svc.metadata.name.as_deref().unwrap_or("?");
     let p = api_port(svc)?;
     let target = p.target_port.clone().unwrap_or(IntOrString::Int(p.port));
-    let to = resolve_port(containers, &target).map_err(|e| format!("Service {name} targetPort: {e}"))?;
-    let from = u16::try_from(p.port).map_err(|_| format!("Service {name} port {} is not a port number", p.port))?;
+    let to =
+        resolve_port(containers, &target).map_err(|e| format!("Service {name} targetPort: {e}"))?;
+    let from = u16::try_from(p.port)
+        .map_err(|_| format!("Service {name} port {} is not a port number", p.port))?;
     Ok((from, to))
 }
 
@@ -54,7 +68,10 @@ mod tests {
     use serde_json::json;
 
     fn svc(ports: serde_json::Value) -> Service {
-        serde_json::from_value(json!({"metadata": {"name": "r-chromadb"}, "spec": {"ports": ports}})).unwrap()
+        serde_json::from_value(
+            json!({"metadata": {"name": "r-chromadb"}, "spec": {"ports": ports}}),
+        )
+        .unwrap()
     }
 
     fn container() -> Container {
@@ -71,13 +88,21 @@ mod tests {
 
     #[test]
     fn two_ports_without_http_are_ambiguous() {
-        let err = api_target(&svc(json!([{"name": "a", "port": 1}, {"name": "b", "port": 2}])), &[container()]).unwrap_err();
+        let err = api_target(
+            &svc(json!([{"name": "a", "port": 1}, {"name": "b", "port": 2}])),
+            &[container()],
+        )
+        .unwrap_err();
         assert!(err.contains("none is named `http`"), "{err}");
     }
 
     #[test]
     fn an_undeclared_port_name_is_named() {
-        let err = api_target(&svc(json!([{"name": "http", "port": 8000, "targetPort": "web"}])), &[container()]).unwrap_err();
+        let err = api_target(
+            &svc(json!([{"name": "http", "port": 8000, "targetPort": "web"}])),
+            &[container()],
+        )
+        .unwrap_err();
         assert!(err.contains("`web`") && err.contains("chromadb"), "{err}");
     }
 }

@@ -20,10 +20,16 @@ fn every_era_renders_one_job_test_hook_named_after_the_release() {
     let versions = ["0.4.3", "0.4.8", "0.6.3", "1.0.0", "1.5.0"];
     for v in versions {
         let version: ChromaVersion = v.parse().expect("version");
-        let rendered = RenderRequest::new(chart()).release("smoke").version(version).render(&helm).expect("chart renders");
+        let rendered = RenderRequest::new(chart())
+            .release("smoke")
+            .version(version)
+            .render(&helm)
+            .expect("chart renders");
         let found = hooks::test_hooks(&rendered);
         assert_eq!(found.len(), 1, "Chroma {v}: {found:?}");
-        let TestHook::Job(name) = &found[0] else { panic!("Chroma {v}: the test hook is not a Job: {found:?}") };
+        let TestHook::Job(name) = &found[0] else {
+            panic!("Chroma {v}: the test hook is not a Job: {found:?}")
+        };
         // The hook belongs to this release: a second release in the namespace gets its own.
         assert!(name.starts_with("smoke-"), "Chroma {v}: {name}");
         assert_eq!(hooks::job_pod_selector(name), format!("job-name={name}"));

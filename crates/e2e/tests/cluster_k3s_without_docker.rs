@@ -22,7 +22,10 @@ async fn k3s_without_a_docker_daemon_fails_within_seconds_suggesting_the_process
     let elapsed = started.elapsed();
 
     match result {
-        Err(BackendError::Unavailable { backend: "k3s", reason }) => assert_eq!(
+        Err(BackendError::Unavailable {
+            backend: "k3s",
+            reason,
+        }) => assert_eq!(
             reason,
             format!(
                 "no Docker daemon at unix://{} (connect: No such file or directory); use --backend process",

@@ -17,7 +17,10 @@ type Module = Vec<String>;
 
 fn module_of(src: &Path, file: &Path) -> Module {
     let rel = file.strip_prefix(src).expect("file under src");
-    let mut parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     let last = parts.pop().unwrap_or_default();
     let stem = last.trim_end_matches(".rs");
     if !matches!(stem, "mod" | "lib" | "main") {
@@ -27,7 +30,9 @@ fn module_of(src: &Path, file: &Path) -> Module {
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -98,7 +103,9 @@ fn code(text: &str) -> String {
 /// Expands `a::{b, c::{d, e}}` into `a::b`, `a::c::d`, `a::c::e`.
 fn expand(tree: &str) -> Vec<String> {
     let tree: String = tree.chars().filter(|c| !c.is_whitespace()).collect();
-    let Some(open) = tree.find('{') else { return vec![tree] };
+    let Some(open) = tree.find('{') else {
+        return vec![tree];
+    };
     let prefix = &tree[..open];
     let inner = &tree[open + 1..tree.rfind('}').unwrap_or(tree.len())];
     let mut items = Vec::new();
@@ -115,7 +122,11 @@ fn expand(tree: &str) -> Vec<String> {
         }
     }
     items.push(&inner[start..]);
-    items.into_iter().filter(|i| !i.is_empty()).flat_map(|i| expand(i).into_iter().map(move |x| format!("{prefix}{x}"))).collect()
+    items
+        .into_iter()
+        .filter(|i| !i.is_empty())
+        .flat_map(|i| expand(i).into_iter().map(move |x| format!("{prefix}{x}")))
+        .collect()
 }
 
 /// Paths a file's code names in its own crate, as written (`crate::…`, `super::…`).
@@ -142,7 +153,10 @@ fn paths(code: &str) -> Vec<String> {
         if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
             continue;
         }
-        let p: String = code[i..].chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':').collect();
+        let p: String = code[i..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+            .collect();
         out.push(p);
     }
     out
@@ -189,7 +203,8 @@ fn edges(src: &Path) -> BTreeMap<(Module, Module), String> {
             if let Some(to) = target(&from, &p, &modules)
                 && to != from
             {
-                out.entry((from.clone(), to)).or_insert_with(|| f.strip_prefix(src).unwrap_or(f).display().to_string());
+                out.entry((from.clone(), to))
+                    .or_insert_with(|| f.strip_prefix(src).unwrap_or(f).display().to_string());
             }
         }
     }
@@ -197,19 +212,27 @@ fn edges(src: &Path) -> BTreeMap<(Module, Module), String> {
 }
 
 fn name(m: &Module) -> String {
-    if m.is_empty() { "crate".into() } else { m.join("::") }
+    if m.is_empty() {
+        "crate".into()
+    } else {
+        m.join("::")
+    }
 }
 
 /// Edges lifted to sibling level: (parent, child a, child b) for each edge whose sides part
 /// below `parent`; ancestor/descendant edges are dropped.
-fn sibling_edges(edges: &BTreeMap<(Module, Module), String>) -> BTreeMap<Module, BTreeSet<(String, String)>> {
+fn sibling_edges(
+    edges: &BTreeMap<(Module, Module), String>,
+) -> BTreeMap<Module, BTreeSet<(String, String)>> {
     let mut out: BTreeMap<Module, BTreeSet<(String, String)>> = BTreeMap::new();
     for (from, to) in edges.keys() {
         let common = from.iter().zip(to).take_while(|(a, b)| a == b).count();
         if common == from.len() || common == to.len() {
             continue;
         }
-        out.entry(from[..common].to_vec()).or_default().insert((from[common].clone(), to[common].clone()));
+        out.entry(from[..common].to_vec())
+            .or_default()
+            .insert((from[common].clone(), to[common].clone()));
     }
     out
 }
@@ -217,7 +240,12 @@ fn sibling_edges(edges: &BTreeMap<(Module, Module), String>) -> BTreeMap<Module,
 /// A cycle among the siblings of one level, if any (depth-first search).
 fn cycle(edges: &BTreeSet<(String, String)>) -> Option<Vec<String>> {
     let nodes: BTreeSet<&String> = edges.iter().flat_map(|(a, b)| [a, b]).collect();
-    fn visit<'a>(n: &'a String, edges: &'a BTreeSet<(String, String)>, stack: &mut Vec<&'a String>, done: &mut BTreeSet<&'a String>) -> Option<Vec<String>> {
+    fn visit<'a>(
+        n: &'a String,
+        edges: &'a BTreeSet<(String, String)>,
+        stack: &mut Vec<&'a String>,
+        done: &mut BTreeSet<&'a String>,
+    ) -> Option<Vec<String>> {
         if let Some(pos) = stack.iter().position(|s| *s == n) {
             let mut c: Vec<String> = stack[pos..].iter().map(|s| s.to_string()).collect();
             c.push(n.clone());
@@ -237,17 +265,29 @@ fn cycle(edges: &BTreeSet<(String, String)>) -> Option<Vec<String>> {
         None
     }
     let mut done = BTreeSet::new();
-    nodes.into_iter().find_map(|n| visit(n, edges, &mut Vec::new(), &mut done))
+    nodes
+        .into_iter()
+        .find_map(|n| visit(n, edges, &mut Vec::new(), &mut done))
 }
 
 fn workspace_sources() -> Vec<(String, PathBuf)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut out = vec![("xtask".to_string(), root.join("xtask/src"))];
-    let mut crates: Vec<PathBuf> = std::fs::read_dir(root.join("crates")).expect("crates/").flatten().map(|e| e.path()).collect();
+    let mut crates: Vec<PathBuf> = std::fs::read_dir(root.join("crates"))
+        .expect("crates/")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     crates.sort();
     for c in crates {
         if c.join("src").is_dir() {
-            out.push((c.file_name().unwrap_or_default().to_string_lossy().into_owned(), c.join("src")));
+            out.push((
+                c.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                c.join("src"),
+            ));
         }
     }
     out
@@ -260,19 +300,38 @@ fn cycles_of(src: &Path) -> Vec<String> {
     let mut found = Vec::new();
     for (parent, sib) in &lifted {
         if let Some(c) = cycle(sib) {
-            let prefix = if parent.is_empty() { String::new() } else { format!("{}::", name(parent)) };
+            let prefix = if parent.is_empty() {
+                String::new()
+            } else {
+                format!("{}::", name(parent))
+            };
             let why: Vec<String> = c
                 .windows(2)
                 .map(|w| {
                     let files: Vec<String> = edges
                         .iter()
-                        .filter(|((f, t), _)| f.len() > parent.len() && t.len() > parent.len() && f[..parent.len()] == parent[..] && t[..parent.len()] == parent[..] && f[parent.len()] == w[0] && t[parent.len()] == w[1])
+                        .filter(|((f, t), _)| {
+                            f.len() > parent.len()
+                                && t.len() > parent.len()
+                                && f[..parent.len()] == parent[..]
+                                && t[..parent.len()] == parent[..]
+                                && f[parent.len()] == w[0]
+                                && t[parent.len()] == w[1]
+                        })
                         .map(|((f, t), file)| format!("{file}: {} → {}", name(f), name(t)))
                         .collect();
                     files.join(", ")
                 })
                 .collect();
-            found.push(format!("{}: {} ({})", name(parent), c.iter().map(|m| format!("{prefix}{m}")).collect::<Vec<_>>().join(" → "), why.join("; ")));
+            found.push(format!(
+                "{}: {} ({})",
+                name(parent),
+                c.iter()
+                    .map(|m| format!("{prefix}{m}"))
+                    .collect::<Vec<_>>()
+                    .join(" → "),
+                why.join("; ")
+            ));
         }
     }
     found
@@ -291,8 +350,15 @@ fn no_module_imports_in_a_circle() {
         checked += edges.len();
         failures.extend(cycles_of(&src).into_iter().map(|c| format!("{krate}: {c}")));
     }
-    assert!(checked > 100, "the scan found only {checked} edges: it is not reading the sources");
-    assert!(failures.is_empty(), "import circles:\n{}", failures.join("\n"));
+    assert!(
+        checked > 100,
+        "the scan found only {checked} edges: it is not reading the sources"
+    );
+    assert!(
+        failures.is_empty(),
+        "import circles:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -301,21 +367,58 @@ fn a_circle_between_siblings_is_found_and_a_parent_child_pair_is_not() {
     let src = dir.path();
     std::fs::create_dir_all(src.join("checks")).unwrap();
     std::fs::create_dir_all(src.join("upgrade")).unwrap();
-    std::fs::write(src.join("lib.rs"), "pub mod checks;\npub mod dataset;\npub mod upgrade;\n").unwrap();
+    std::fs::write(
+        src.join("lib.rs"),
+        "pub mod checks;\npub mod dataset;\npub mod upgrade;\n",
+    )
+    .unwrap();
     // checks ↔ its child: structure, not a circle.
-    std::fs::write(src.join("checks/mod.rs"), "mod probes;\nfn f() { probes::x(); }\n").unwrap();
-    std::fs::write(src.join("checks/probes.rs"), "use super::Ctx;\n// use crate::dataset;\n").unwrap();
+    std::fs::write(
+        src.join("checks/mod.rs"),
+        "mod probes;\nfn f() { probes::x(); }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("checks/probes.rs"),
+        "use super::Ctx;\n// use crate::dataset;\n",
+    )
+    .unwrap();
     // upgrade::plan ↔ upgrade::signature: a circle one level down, through a grouped use.
-    std::fs::write(src.join("upgrade/mod.rs"), "pub mod plan;\npub mod signature;\n").unwrap();
-    std::fs::write(src.join("upgrade/plan.rs"), "use super::{signature::Signature, mod_thing};\n").unwrap();
-    std::fs::write(src.join("upgrade/signature.rs"), "use super::plan::Verdict;\n").unwrap();
+    std::fs::write(
+        src.join("upgrade/mod.rs"),
+        "pub mod plan;\npub mod signature;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("upgrade/plan.rs"),
+        "use super::{signature::Signature, mod_thing};\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("upgrade/signature.rs"),
+        "use super::plan::Verdict;\n",
+    )
+    .unwrap();
     std::fs::write(src.join("dataset.rs"), "fn f(_: crate::checks::Api) {}\n#[cfg(test)]\nmod tests {\n    use crate::upgrade::plan;\n}\n").unwrap();
     let found = cycles_of(src);
     assert_eq!(found.len(), 1, "{found:?}");
-    assert!(found[0].contains("upgrade::plan → upgrade::signature → upgrade::plan") || found[0].contains("upgrade::signature → upgrade::plan → upgrade::signature"), "{found:?}");
+    assert!(
+        found[0].contains("upgrade::plan → upgrade::signature → upgrade::plan")
+            || found[0].contains("upgrade::signature → upgrade::plan → upgrade::signature"),
+        "{found:?}"
+    );
 
     // An inline path closes a top-level circle: dataset → checks → dataset.
-    std::fs::write(src.join("checks/probes.rs"), "use super::Ctx;\nfn g() { crate::dataset::write(); }\n").unwrap();
+    std::fs::write(
+        src.join("checks/probes.rs"),
+        "use super::Ctx;\nfn g() { crate::dataset::write(); }\n",
+    )
+    .unwrap();
     let found = cycles_of(src);
-    assert!(found.iter().any(|c| c.starts_with("crate: ") && c.contains("dataset") && c.contains("checks")), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|c| c.starts_with("crate: ") && c.contains("dataset") && c.contains("checks")),
+        "{found:?}"
+    );
 }

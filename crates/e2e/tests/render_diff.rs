@@ -40,7 +40,9 @@ struct Case {
 
 impl Case {
     fn request(&self, chart: &Path) -> RenderRequest {
-        let mut req = RenderRequest::new(chart).version(self.version.clone()).release(self.release);
+        let mut req = RenderRequest::new(chart)
+            .version(self.version.clone())
+            .release(self.release);
         for f in &self.files {
             req = req.values_file(f);
         }
@@ -67,12 +69,29 @@ fn chart_at(git_ref: &str, into: &Path) -> PathBuf {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("git archive: {e}"));
-    let stdout = archive.stdout.take().expect("git archive's stdout is piped");
-    let tar = Command::new("tar").arg("-x").arg("-C").arg(into).stdin(stdout).status().unwrap_or_else(|e| panic!("tar: {e}"));
-    let git = archive.wait().unwrap_or_else(|e| panic!("git archive: {e}"));
-    assert!(git.success() && tar.success(), "RENDER_DIFF_BASE={git_ref}: `git archive {git_ref} charts/chromadb | tar -x` failed (git {git}, tar {tar}); name a commit, branch or tag of this repository");
+    let stdout = archive
+        .stdout
+        .take()
+        .expect("git archive's stdout is piped");
+    let tar = Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(into)
+        .stdin(stdout)
+        .status()
+        .unwrap_or_else(|e| panic!("tar: {e}"));
+    let git = archive
+        .wait()
+        .unwrap_or_else(|e| panic!("git archive: {e}"));
+    assert!(
+        git.success() && tar.success(),
+        "RENDER_DIFF_BASE={git_ref}: `git archive {git_ref} charts/chromadb | tar -x` failed (git {git}, tar {tar}); name a commit, branch or tag of this repository"
+    );
     let chart = into.join("charts/chromadb");
-    assert!(chart.join("Chart.yaml").is_file(), "{git_ref} has no charts/chromadb/Chart.yaml");
+    assert!(
+        chart.join("Chart.yaml").is_file(),
+        "{git_ref} has no charts/chromadb/Chart.yaml"
+    );
     chart
 }
 
@@ -91,8 +110,14 @@ fn comparable(result: Result<String, RenderError>) -> String {
                 } else if let Some(k) = line.strip_prefix("kind: ") {
                     kind = k;
                 }
-                let random = kind == "Secret" && (line.starts_with("  token: \"") || line.starts_with("  password: \""));
-                lines.push(if random { line.split_once(": ").map_or(line.to_string(), |(k, _)| format!("{k}: <random>")) } else { line.to_string() });
+                let random = kind == "Secret"
+                    && (line.starts_with("  token: \"") || line.starts_with("  password: \""));
+                lines.push(if random {
+                    line.split_once(": ")
+                        .map_or(line.to_string(), |(k, _)| format!("{k}: <random>"))
+                } else {
+                    line.to_string()
+                });
             }
             let mut text = lines.join("\n");
             if out.ends_with('\n') {
@@ -128,32 +153,63 @@ fn cases(matrix: &VersionMatrix) -> Vec<Case> {
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     scenarios.sort();
-    let live = LivePlan::load(&root.join("fixtures/live.yaml"), &values_dir).unwrap_or_else(|e| panic!("{e}"));
+    let live = LivePlan::load(&root.join("fixtures/live.yaml"), &values_dir)
+        .unwrap_or_else(|e| panic!("{e}"));
     let fragments = Fragments::load(&values_dir).unwrap_or_else(|e| panic!("{e}"));
     let mut out = Vec::new();
     for version in matrix.all() {
-        let case = |label: String, release, files: Vec<PathBuf>| Case { label, version: version.clone(), release, files, runtime: None, api_versions: Vec::new() };
+        let case = |label: String, release, files: Vec<PathBuf>| Case {
+            label,
+            version: version.clone(),
+            release,
+            files,
+            runtime: None,
+            api_versions: Vec::new(),
+        };
         for path in &scenarios {
-            let name = path.file_stem().expect("file name").to_string_lossy().into_owned();
-            out.push(case(format!("{version}/scenario-{name}.yaml"), "chroma", vec![path.clone()]));
+            let name = path
+                .file_stem()
+                .expect("file name")
+                .to_string_lossy()
+                .into_owned();
+            out.push(case(
+                format!("{version}/scenario-{name}.yaml"),
+                "chroma",
+                vec![path.clone()],
+            ));
             // The ServiceMonitor renders only where the cluster serves its CRD.
-            let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let text =
+                std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             if text.lines().any(|l| l.starts_with("metrics:")) {
-                let mut c = case(format!("{version}/scenario-{name}+servicemonitor-crd.yaml"), "chroma", vec![path.clone()]);
+                let mut c = case(
+                    format!("{version}/scenario-{name}+servicemonitor-crd.yaml"),
+                    "chroma",
+                    vec![path.clone()],
+                );
                 c.api_versions.push(SERVICE_MONITOR_API);
                 out.push(c);
             }
         }
         for d in &live.deployments {
-            let mut c = case(format!("{version}/live-{}.yaml", d.name), "chroma", d.values_files.clone());
+            let mut c = case(
+                format!("{version}/live-{}.yaml", d.name),
+                "chroma",
+                d.values_files.clone(),
+            );
             if !d.runtime.is_empty() {
                 c.runtime = Some(d.runtime_values(|_| OTLP_RECEIVER.to_string()));
             }
             out.push(c);
         }
-        let array = fragments.array(version).unwrap_or_else(|e| panic!("{version}: {e}"));
+        let array = fragments
+            .array(version)
+            .unwrap_or_else(|e| panic!("{version}: {e}"));
         for d in fragments.plan(&array, None).deployments {
-            let mut c = case(format!("{version}/{}.yaml", d.name), LONGEST_RELEASE, d.values_files.clone());
+            let mut c = case(
+                format!("{version}/{}.yaml", d.name),
+                LONGEST_RELEASE,
+                d.values_files.clone(),
+            );
             if !d.runtime.is_empty() {
                 c.runtime = Some(d.runtime_values(|_| OTLP_RECEIVER.to_string()));
             }
@@ -170,9 +226,12 @@ fn every_render_is_byte_identical_to_the_base_ref() {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| panic!("RENDER_DIFF_BASE is not set: name the git ref whose chart the working tree's must render like, e.g. RENDER_DIFF_BASE=main"));
-    let helm = Helm::from_env().unwrap_or_else(|e| panic!("this test needs helm: {e}; export HELM=$(cargo xtask tools --print helm)"));
+    let helm = Helm::from_env().unwrap_or_else(|e| {
+        panic!("this test needs helm: {e}; export HELM=$(cargo xtask tools --print helm)")
+    });
     let root = repo_root();
-    let matrix = VersionMatrix::load(root.join("fixtures/versions.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let matrix =
+        VersionMatrix::load(root.join("fixtures/versions.yaml")).unwrap_or_else(|e| panic!("{e}"));
     let extracted = tempfile::tempdir().expect("temp dir");
     let base_chart = chart_at(&base_ref, extracted.path());
     let head_chart = root.join("charts/chromadb");
@@ -185,7 +244,9 @@ fn every_render_is_byte_identical_to_the_base_ref() {
     let next = AtomicUsize::new(0);
     let refused = AtomicUsize::new(0);
     let differ = Mutex::new(Vec::new());
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
@@ -197,11 +258,16 @@ fn every_render_is_byte_identical_to_the_base_ref() {
                     }
                     for (side, text) in [("base", &base), ("head", &head)] {
                         let path = out.join(side).join(&c.label);
-                        std::fs::create_dir_all(path.parent().expect("a version directory")).expect("create the output directory");
-                        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                        std::fs::create_dir_all(path.parent().expect("a version directory"))
+                            .expect("create the output directory");
+                        std::fs::write(&path, text)
+                            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                     }
                     if base != head {
-                        differ.lock().unwrap_or_else(|p| p.into_inner()).push(c.label.clone());
+                        differ
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(c.label.clone());
                     }
                 }
             });
@@ -218,7 +284,10 @@ fn every_render_is_byte_identical_to_the_base_ref() {
         refused,
         out.display()
     );
-    assert!(cases.len() > refused, "every render was refused: nothing rendered was compared");
+    assert!(
+        cases.len() > refused,
+        "every render was refused: nothing rendered was compared"
+    );
     assert!(
         differ.is_empty(),
         "{} of {} renders differ from {base_ref}'s (see `diff -r {dir}/base {dir}/head`):\n  {}",

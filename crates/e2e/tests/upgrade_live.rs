@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use e2e::dataset::CollectionDiff;
 use e2e::process::{ProcessBackend, ProcessOptions};
-use e2e::upgrade::{self, ChartCheckout, Fault, Transition, UpgradeOptions, UpgradeReport, Verdict};
+use e2e::upgrade::{
+    self, ChartCheckout, Fault, Transition, UpgradeOptions, UpgradeReport, Verdict,
+};
 use e2e::venv::VenvCache;
 use render::Helm;
 
@@ -23,8 +25,10 @@ fn root() -> PathBuf {
 /// minute on a loaded machine.
 async fn run(fault: Option<Fault>) -> UpgradeReport {
     e2e::host::ensure().unwrap_or_else(|e| panic!("this test deploys on the process backend: {e}"));
-    let helm = Helm::from_env().unwrap_or_else(|e| panic!("the live upgrade tests start real servers: {e}; {HINT}"));
-    let venvs = VenvCache::from_env().unwrap_or_else(|e| panic!("the live upgrade tests start real servers: {e}; {HINT}"));
+    let helm = Helm::from_env()
+        .unwrap_or_else(|e| panic!("the live upgrade tests start real servers: {e}; {HINT}"));
+    let venvs = VenvCache::from_env()
+        .unwrap_or_else(|e| panic!("the live upgrade tests start real servers: {e}; {HINT}"));
     let backend = ProcessBackend::new(venvs, BTreeMap::new(), ProcessOptions::default());
     let chart = root().join("charts/chromadb");
     let t = Transition {
@@ -39,22 +43,46 @@ async fn run(fault: Option<Fault>) -> UpgradeReport {
         orphan_statefulset: false,
         via: e2e::upgrade::plan::Via::InPlace,
     };
-    let opts = UpgradeOptions { fault, progress: false, checks: false, ..UpgradeOptions::default() };
-    let (report, kept) = upgrade::run_one(&backend, &helm, &t, &ChartCheckout::dir(&chart, "tree"), &ChartCheckout::dir(&chart, "tree"), &opts).await;
+    let opts = UpgradeOptions {
+        fault,
+        progress: false,
+        checks: false,
+        ..UpgradeOptions::default()
+    };
+    let (report, kept) = upgrade::run_one(
+        &backend,
+        &helm,
+        &t,
+        &ChartCheckout::dir(&chart, "tree"),
+        &ChartCheckout::dir(&chart, "tree"),
+        &opts,
+    )
+    .await;
     assert!(kept.is_none());
     report
 }
 
 fn collection<'a>(r: &'a UpgradeReport, name: &str) -> &'a CollectionDiff {
-    let diff = r.diff.as_ref().unwrap_or_else(|| panic!("no diff in the report:\n{}", upgrade::report::text(r)));
-    diff.collections.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no diff of {name}:\n{}", upgrade::report::text(r)))
+    let diff = r
+        .diff
+        .as_ref()
+        .unwrap_or_else(|| panic!("no diff in the report:\n{}", upgrade::report::text(r)));
+    diff.collections
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no diff of {name}:\n{}", upgrade::report::text(r)))
 }
 
 #[tokio::test]
 async fn an_untampered_upgrade_from_1_0_0_to_1_5_0_diffs_intact() {
     // The control for the tamper proofs below: the same run without a fault is intact.
     let r = run(None).await;
-    assert_eq!(r.verdict, Verdict::Survived, "{}", upgrade::report::text(&r));
+    assert_eq!(
+        r.verdict,
+        Verdict::Survived,
+        "{}",
+        upgrade::report::text(&r)
+    );
     assert!(!r.failed());
     let diff = r.diff.as_ref().expect("a diff");
     assert!(diff.intact(), "{diff}");
@@ -64,22 +92,45 @@ async fn an_untampered_upgrade_from_1_0_0_to_1_5_0_diffs_intact() {
 #[tokio::test]
 async fn records_deleted_after_the_upgrade_are_reported_missing_by_id() {
     let r = run(Some(Fault::DeleteRecords)).await;
-    assert_eq!(r.verdict, Verdict::DataLost, "{}", upgrade::report::text(&r));
-    assert!(r.failed(), "a single run expects survived: data loss must fail it");
+    assert_eq!(
+        r.verdict,
+        Verdict::DataLost,
+        "{}",
+        upgrade::report::text(&r)
+    );
+    assert!(
+        r.failed(),
+        "a single run expects survived: data loss must fail it"
+    );
     let small = collection(&r, "upgrade-small");
     assert_eq!(small.missing, ["upgrade-small-000", "upgrade-small-001"]);
-    assert!(small.changed.is_empty() && small.unexpected.is_empty(), "{small:?}");
+    assert!(
+        small.changed.is_empty() && small.unexpected.is_empty(),
+        "{small:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_record_changed_after_the_upgrade_is_reported_field_by_field() {
     let r = run(Some(Fault::ChangeRecord)).await;
-    assert_eq!(r.verdict, Verdict::DataLost, "{}", upgrade::report::text(&r));
+    assert_eq!(
+        r.verdict,
+        Verdict::DataLost,
+        "{}",
+        upgrade::report::text(&r)
+    );
     let small = collection(&r, "upgrade-small");
     assert_eq!(small.changed.len(), 1, "{small:?}");
     assert_eq!(small.changed[0].id, "upgrade-small-000");
-    let fields: Vec<&str> = small.changed[0].fields.iter().map(|f| f.field.as_str()).collect();
+    let fields: Vec<&str> = small.changed[0]
+        .fields
+        .iter()
+        .map(|f| f.field.as_str())
+        .collect();
     // Chroma's update merges metadata: only the key it sent changed.
     assert_eq!(fields, ["metadata.index", "document"]);
-    assert_eq!(small.changed[0].fields[0].found, Some(serde_json::json!(-1)));
+    assert_eq!(
+        small.changed[0].fields[0].found,
+        Some(serde_json::json!(-1))
+    );
 }

@@ -82,7 +82,13 @@ pub struct RenderCache {
 impl RenderCache {
     /// `dir`: where rendered outputs are kept across processes (`None` = memory only).
     pub fn new(helm: Helm, dir: Option<PathBuf>) -> Self {
-        RenderCache { helm, dir, slots: Mutex::default(), chart_hashes: Mutex::default(), stats: Stats::default() }
+        RenderCache {
+            helm,
+            dir,
+            slots: Mutex::default(),
+            chart_hashes: Mutex::default(),
+            stats: Stats::default(),
+        }
     }
 
     pub fn helm(&self) -> &Helm {
@@ -106,8 +112,12 @@ impl RenderCache {
         }
         match result {
             Ok(r) => Ok(r.clone()),
-            Err(CachedError::Refused(message)) => Err(RenderError::Helm { message: message.clone() }),
-            Err(CachedError::Other(message)) => Err(RenderError::Cached { message: message.clone() }),
+            Err(CachedError::Refused(message)) => Err(RenderError::Helm {
+                message: message.clone(),
+            }),
+            Err(CachedError::Other(message)) => Err(RenderError::Cached {
+                message: message.clone(),
+            }),
         }
     }
 
@@ -122,14 +132,20 @@ impl RenderCache {
                 let outcome = match req.render_raw(&self.helm) {
                     Ok(stdout) => match Rendered::parse(&stdout) {
                         Ok(r) => Outcome::Rendered(r.documents),
-                        Err(e) => return Err(CachedError::Other(format!("helm output does not parse: {e}"))),
+                        Err(e) => {
+                            return Err(CachedError::Other(format!(
+                                "helm output does not parse: {e}"
+                            )));
+                        }
                     },
                     Err(RenderError::Helm { message }) => Outcome::Refused(message),
                     Err(other) => return Err(CachedError::Other(other.to_string())),
                 };
                 let took = started.elapsed();
                 self.stats.helm_runs.fetch_add(1, Ordering::Relaxed);
-                self.stats.helm_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+                self.stats
+                    .helm_nanos
+                    .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
                 self.store(key, &outcome, took, req);
                 outcome
             }
@@ -143,7 +159,10 @@ impl RenderCache {
     }
 
     fn load(&self, key: &str) -> Option<Outcome> {
-        let path = self.dir.as_ref()?.join(format!("{key}.{CACHE_FORMAT}.json"));
+        let path = self
+            .dir
+            .as_ref()?
+            .join(format!("{key}.{CACHE_FORMAT}.json"));
         let text = std::fs::read_to_string(path).ok()?;
         serde_json::from_str(&text).ok()
     }
@@ -154,11 +173,26 @@ impl RenderCache {
         let write = || -> std::io::Result<()> {
             std::fs::create_dir_all(dir)?;
             let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-            tmp.write_all(serde_json::to_string(outcome).map_err(std::io::Error::other)?.as_bytes())?;
-            tmp.persist(dir.join(format!("{key}.{CACHE_FORMAT}.json"))).map_err(|e| e.error)?;
-            let mut log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("renders.log"))?;
-            let version = req.version.as_ref().map_or_else(|| "-".to_string(), ToString::to_string);
-            let ok = if matches!(outcome, Outcome::Rendered(_)) { "rendered" } else { "refused" };
+            tmp.write_all(
+                serde_json::to_string(outcome)
+                    .map_err(std::io::Error::other)?
+                    .as_bytes(),
+            )?;
+            tmp.persist(dir.join(format!("{key}.{CACHE_FORMAT}.json")))
+                .map_err(|e| e.error)?;
+            let mut log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("renders.log"))?;
+            let version = req
+                .version
+                .as_ref()
+                .map_or_else(|| "-".to_string(), ToString::to_string);
+            let ok = if matches!(outcome, Outcome::Rendered(_)) {
+                "rendered"
+            } else {
+                "refused"
+            };
             writeln!(log, "{} {} {ok} {key}", took.as_millis(), version)
         };
         if let Err(e) = write() {

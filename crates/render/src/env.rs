@@ -14,8 +14,16 @@ pub enum EnvValue {
     Literal(String),
     /// `valueFrom.secretKeyRef`; `value` is `None` when the Secret is not part of the render
     /// (an existingSecret, or a broken reference) or lacks the key.
-    FromSecret { name: String, key: String, value: Option<String> },
-    FromConfigMap { name: String, key: String, value: Option<String> },
+    FromSecret {
+        name: String,
+        key: String,
+        value: Option<String>,
+    },
+    FromConfigMap {
+        name: String,
+        key: String,
+        value: Option<String>,
+    },
     /// `fieldRef` / `resourceFieldRef`: only the kubelet knows; `what` names the source.
     Unresolved { what: String },
 }
@@ -25,7 +33,9 @@ impl EnvValue {
     pub fn resolved(&self) -> Option<&str> {
         match self {
             EnvValue::Literal(s) => Some(s),
-            EnvValue::FromSecret { value, .. } | EnvValue::FromConfigMap { value, .. } => value.as_deref(),
+            EnvValue::FromSecret { value, .. } | EnvValue::FromConfigMap { value, .. } => {
+                value.as_deref()
+            }
             EnvValue::Unresolved { .. } => None,
         }
     }
@@ -55,17 +65,26 @@ pub enum EnvFromKind {
 impl Rendered {
     /// `container`'s `env`, in order, each value resolved where the render allows.
     pub fn env_of(&self, container: &Container) -> Vec<EnvEntry> {
-        container.env.iter().flatten().map(|e| self.resolve_var(e)).collect()
+        container
+            .env
+            .iter()
+            .flatten()
+            .map(|e| self.resolve_var(e))
+            .collect()
     }
 
     /// The Chroma container's `env` in order (empty when there is no Chroma container).
     pub fn env(&self) -> Vec<EnvEntry> {
-        self.chroma_container().map(|c| self.env_of(c)).unwrap_or_default()
+        self.chroma_container()
+            .map(|c| self.env_of(c))
+            .unwrap_or_default()
     }
 
     /// The Chroma container's `envFrom` sources, resolved where the render allows.
     pub fn env_from(&self) -> Vec<EnvFromEntry> {
-        let Some(c) = self.chroma_container() else { return Vec::new() };
+        let Some(c) = self.chroma_container() else {
+            return Vec::new();
+        };
         self.env_from_of(c)
     }
 
@@ -78,12 +97,27 @@ impl Rendered {
                 let prefix = src.prefix.clone().unwrap_or_default();
                 if let Some(s) = &src.secret_ref {
                     let name = s.name.clone();
-                    let data = self.secrets().find(|x| x.metadata.name.as_deref() == Some(&name)).map(secret_data);
-                    Some(EnvFromEntry { prefix, source: EnvFromKind::Secret, name, data })
+                    let data = self
+                        .secrets()
+                        .find(|x| x.metadata.name.as_deref() == Some(&name))
+                        .map(secret_data);
+                    Some(EnvFromEntry {
+                        prefix,
+                        source: EnvFromKind::Secret,
+                        name,
+                        data,
+                    })
                 } else if let Some(c) = &src.config_map_ref {
                     let name = c.name.clone();
-                    let data = self.configmap(&name).map(|c| c.data.clone().unwrap_or_default());
-                    Some(EnvFromEntry { prefix, source: EnvFromKind::ConfigMap, name, data })
+                    let data = self
+                        .configmap(&name)
+                        .map(|c| c.data.clone().unwrap_or_default());
+                    Some(EnvFromEntry {
+                        prefix,
+                        source: EnvFromKind::ConfigMap,
+                        name,
+                        data,
+                    })
                 } else {
                     None
                 }
@@ -99,19 +133,33 @@ impl Rendered {
     }
 
     pub fn env_var_of(&self, container: &Container, name: &str) -> Option<EnvValue> {
-        if let Some(e) = self.env_of(container).into_iter().rev().find(|e| e.name == name) {
+        if let Some(e) = self
+            .env_of(container)
+            .into_iter()
+            .rev()
+            .find(|e| e.name == name)
+        {
             return Some(e.value);
         }
-        self.env_from_of(container).into_iter().rev().find_map(|src| {
-            let key = name.strip_prefix(&src.prefix)?;
-            let value = src.data.as_ref()?.get(key)?.clone();
-            Some(match src.source {
-                EnvFromKind::Secret => EnvValue::FromSecret { name: src.name, key: key.to_string(), value: Some(value) },
-                EnvFromKind::ConfigMap => {
-                    EnvValue::FromConfigMap { name: src.name, key: key.to_string(), value: Some(value) }
-                }
+        self.env_from_of(container)
+            .into_iter()
+            .rev()
+            .find_map(|src| {
+                let key = name.strip_prefix(&src.prefix)?;
+                let value = src.data.as_ref()?.get(key)?.clone();
+                Some(match src.source {
+                    EnvFromKind::Secret => EnvValue::FromSecret {
+                        name: src.name,
+                        key: key.to_string(),
+                        value: Some(value),
+                    },
+                    EnvFromKind::ConfigMap => EnvValue::FromConfigMap {
+                        name: src.name,
+                        key: key.to_string(),
+                        value: Some(value),
+                    },
+                })
             })
-        })
     }
 
     fn resolve_var(&self, e: &EnvVar) -> EnvEntry {
@@ -120,22 +168,39 @@ impl Rendered {
             Some(from) => {
                 if let Some(r) = &from.secret_key_ref {
                     let value = self.secret(&r.name).and_then(|d| d.get(&r.key).cloned());
-                    EnvValue::FromSecret { name: r.name.clone(), key: r.key.clone(), value }
+                    EnvValue::FromSecret {
+                        name: r.name.clone(),
+                        key: r.key.clone(),
+                        value,
+                    }
                 } else if let Some(r) = &from.config_map_key_ref {
                     let value = self
                         .configmap(&r.name)
                         .and_then(|c| c.data.as_ref())
                         .and_then(|d| d.get(&r.key).cloned());
-                    EnvValue::FromConfigMap { name: r.name.clone(), key: r.key.clone(), value }
+                    EnvValue::FromConfigMap {
+                        name: r.name.clone(),
+                        key: r.key.clone(),
+                        value,
+                    }
                 } else if let Some(f) = &from.field_ref {
-                    EnvValue::Unresolved { what: format!("fieldRef {}", f.field_path) }
+                    EnvValue::Unresolved {
+                        what: format!("fieldRef {}", f.field_path),
+                    }
                 } else if let Some(r) = &from.resource_field_ref {
-                    EnvValue::Unresolved { what: format!("resourceFieldRef {}", r.resource) }
+                    EnvValue::Unresolved {
+                        what: format!("resourceFieldRef {}", r.resource),
+                    }
                 } else {
-                    EnvValue::Unresolved { what: "empty valueFrom".into() }
+                    EnvValue::Unresolved {
+                        what: "empty valueFrom".into(),
+                    }
                 }
             }
         };
-        EnvEntry { name: e.name.clone(), value }
+        EnvEntry {
+            name: e.name.clone(),
+            value,
+        }
     }
 }

@@ -20,7 +20,9 @@ pub enum RenderError {
         "no helm binary: $HELM is not set (run through `cargo xtask test`, or `export HELM=$(cargo xtask tools --print helm)`)"
     )]
     HelmNotConfigured,
-    #[error("helm binary {path} does not exist or is not executable; `cargo xtask tools` provisions one")]
+    #[error(
+        "helm binary {path} does not exist or is not executable; `cargo xtask tools` provisions one"
+    )]
     HelmMissing { path: PathBuf },
     #[error("could not run {path}: {source}")]
     Spawn {
@@ -82,14 +84,22 @@ impl Helm {
             .command()
             .args(["version", "--short"])
             .output()
-            .map_err(|source| RenderError::Spawn { path: self.bin.clone(), source })?;
+            .map_err(|source| RenderError::Spawn {
+                path: self.bin.clone(),
+                source,
+            })?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let version = stdout.trim().split('+').next().unwrap_or("").trim();
         if !out.status.success() || !version.starts_with('v') {
             let stderr = String::from_utf8_lossy(&out.stderr);
             return Err(RenderError::Version {
                 path: self.bin.clone(),
-                message: format!("`helm version --short` exited with {} and printed {:?} {:?}", out.status, stdout.trim(), stderr.trim()),
+                message: format!(
+                    "`helm version --short` exited with {} and printed {:?} {:?}",
+                    out.status,
+                    stdout.trim(),
+                    stderr.trim()
+                ),
             });
         }
         Ok(version.to_string())
@@ -99,9 +109,18 @@ impl Helm {
         let mut cmd = Command::new(&self.bin);
         // Keep helm away from the user's repositories, plugins and caches: renders are
         // hermetic and two runs cannot disturb each other.
-        cmd.env("HELM_CONFIG_HOME", std::env::temp_dir().join("chromadb-chart-helm/config"))
-            .env("HELM_CACHE_HOME", std::env::temp_dir().join("chromadb-chart-helm/cache"))
-            .env("HELM_DATA_HOME", std::env::temp_dir().join("chromadb-chart-helm/data"));
+        cmd.env(
+            "HELM_CONFIG_HOME",
+            std::env::temp_dir().join("chromadb-chart-helm/config"),
+        )
+        .env(
+            "HELM_CACHE_HOME",
+            std::env::temp_dir().join("chromadb-chart-helm/cache"),
+        )
+        .env(
+            "HELM_DATA_HOME",
+            std::env::temp_dir().join("chromadb-chart-helm/data"),
+        );
         cmd
     }
 }
@@ -205,7 +224,8 @@ impl RenderRequest {
         }
         for (i, doc) in self.values.iter().enumerate() {
             let path = dir.join(format!("inline-{i}.yaml"));
-            let text = serde_yaml::to_string(doc).map_err(|e| RenderError::Values(std::io::Error::other(e)))?;
+            let text = serde_yaml::to_string(doc)
+                .map_err(|e| RenderError::Values(std::io::Error::other(e)))?;
             std::fs::write(&path, text).map_err(RenderError::Values)?;
             args.push("--values".into());
             args.push(path.display().to_string());
@@ -241,8 +261,14 @@ impl RenderRequest {
     pub fn identity(&self) -> std::io::Result<String> {
         let mut out = format!(
             "release={}\nnamespace={}\nversion={:?}\nsets={:?}\nset_strings={:?}\napi_versions={:?}\nkube={:?}\ntests={}\n",
-            self.release, self.namespace, self.version.as_ref().map(ToString::to_string), self.sets, self.set_strings,
-            self.api_versions, self.kube_version, self.include_tests
+            self.release,
+            self.namespace,
+            self.version.as_ref().map(ToString::to_string),
+            self.sets,
+            self.set_strings,
+            self.api_versions,
+            self.kube_version,
+            self.include_tests
         );
         for f in &self.values_files {
             out.push_str("values-file\n");
@@ -273,7 +299,10 @@ impl RenderRequest {
             .command()
             .args(&args)
             .output()
-            .map_err(|source| RenderError::Spawn { path: helm.path().to_path_buf(), source })?;
+            .map_err(|source| RenderError::Spawn {
+                path: helm.path().to_path_buf(),
+                source,
+            })?;
         if !out.status.success() {
             return Err(RenderError::Helm {
                 message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
@@ -298,7 +327,10 @@ mod tests {
     #[test]
     fn version_drops_build_metadata() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let helm = fake_helm(dir.path(), "[ \"$1 $2\" = 'version --short' ] && echo v4.1.4+g05fa379");
+        let helm = fake_helm(
+            dir.path(),
+            "[ \"$1 $2\" = 'version --short' ] && echo v4.1.4+g05fa379",
+        );
         assert_eq!(helm.version().expect("version"), "v4.1.4");
     }
 
@@ -308,7 +340,13 @@ mod tests {
         let helm = fake_helm(dir.path(), "echo 'Error: unknown command' >&2; exit 1");
         let err = helm.version().expect_err("no version");
         let msg = err.to_string();
-        assert!(msg.starts_with(&format!("could not read the version of helm {}: ", helm.path().display())), "{msg}");
+        assert!(
+            msg.starts_with(&format!(
+                "could not read the version of helm {}: ",
+                helm.path().display()
+            )),
+            "{msg}"
+        );
         assert!(msg.contains("unknown command"), "{msg}");
     }
 }

@@ -9,7 +9,16 @@ pub const HOOK_WEIGHT: &str = "helm.sh/hook-weight";
 /// The hook events an object is annotated with (comma-separated in the annotation), trimmed;
 /// empty when it is no hook.
 pub fn events(meta: &ObjectMeta) -> Vec<&str> {
-    meta.annotations.as_ref().and_then(|a| a.get(HOOK)).map(|h| h.split(',').map(str::trim).filter(|e| !e.is_empty()).collect()).unwrap_or_default()
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(HOOK))
+        .map(|h| {
+            h.split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Whether the object runs on `event` (`post-install`, `pre-upgrade`, …).
@@ -20,13 +29,19 @@ pub fn runs_on(meta: &ObjectMeta, event: &str) -> bool {
 /// Whether `helm test` runs it: `test`, or `test-success`, the helm 2 spelling helm 3 and 4
 /// still run.
 pub fn is_test(meta: &ObjectMeta) -> bool {
-    events(meta).iter().any(|e| *e == "test" || *e == "test-success")
+    events(meta)
+        .iter()
+        .any(|e| *e == "test" || *e == "test-success")
 }
 
 /// Its `helm.sh/hook-weight` (helm runs lower weights first; 0 when absent or unreadable, as
 /// helm treats it).
 pub fn weight(meta: &ObjectMeta) -> i64 {
-    meta.annotations.as_ref().and_then(|a| a.get(HOOK_WEIGHT)).and_then(|w| w.trim().parse().ok()).unwrap_or(0)
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(HOOK_WEIGHT))
+        .and_then(|w| w.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -34,7 +49,15 @@ mod tests {
     use super::*;
 
     fn meta(annotations: &[(&str, &str)]) -> ObjectMeta {
-        ObjectMeta { annotations: Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()), ..ObjectMeta::default() }
+        ObjectMeta {
+            annotations: Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        }
     }
 
     #[rstest::rstest]
@@ -59,6 +82,9 @@ mod tests {
         assert_eq!(weight(&meta(&[])), 0);
         assert_eq!(weight(&meta(&[(HOOK_WEIGHT, " -5 ")])), -5);
         assert_eq!(weight(&meta(&[(HOOK_WEIGHT, "x")])), 0);
-        assert!(runs_on(&meta(&[(HOOK, "post-install,post-upgrade")]), "post-upgrade"));
+        assert!(runs_on(
+            &meta(&[(HOOK, "post-install,post-upgrade")]),
+            "post-upgrade"
+        ));
     }
 }

@@ -23,7 +23,16 @@ impl std::fmt::Display for LabelSite {
 fn labels_at(v: &serde_json::Value) -> BTreeMap<String, String> {
     v["labels"]
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -33,7 +42,10 @@ impl Rendered {
         let mut out = Vec::new();
         for doc in &self.documents {
             let kind = doc["kind"].as_str().unwrap_or_default().to_string();
-            let name = doc["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let name = doc["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let site = |place: String, meta: &serde_json::Value| LabelSite {
                 kind: kind.clone(),
                 name: name.clone(),
@@ -41,12 +53,24 @@ impl Rendered {
                 labels: labels_at(meta),
             };
             out.push(site("metadata".into(), &doc["metadata"]));
-            if doc["spec"]["template"]["metadata"].is_object() || doc["spec"]["template"].is_object() {
-                out.push(site("pod template".into(), &doc["spec"]["template"]["metadata"]));
+            if doc["spec"]["template"]["metadata"].is_object()
+                || doc["spec"]["template"].is_object()
+            {
+                out.push(site(
+                    "pod template".into(),
+                    &doc["spec"]["template"]["metadata"],
+                ));
             }
-            for claim in doc["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten() {
+            for claim in doc["spec"]["volumeClaimTemplates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 let claim_name = claim["metadata"]["name"].as_str().unwrap_or_default();
-                out.push(site(format!("claim template {claim_name}"), &claim["metadata"]));
+                out.push(site(
+                    format!("claim template {claim_name}"),
+                    &claim["metadata"],
+                ));
             }
         }
         out

@@ -28,5 +28,8 @@ pub use matrix::{ExpectedFailure, MatrixEntry, MatrixError, VersionMatrix};
 pub use objects::{CHROMA_CONTAINER, Object, Rendered, chroma_container_of};
 pub use pod::ProbeKind;
 pub use server_config::{ConfigError, ServerConfig};
-pub use spec::{ApiPrefix, Auth, Expected, ExpectedMetrics, OpenBecause, OtelFilter, ServiceMonitorMode, SpecError, Telemetry, TokenHeader};
+pub use spec::{
+    ApiPrefix, Auth, Expected, ExpectedMetrics, OpenBecause, OtelFilter, ServiceMonitorMode,
+    SpecError, Telemetry, TokenHeader,
+};
 pub use version::ChromaVersion;

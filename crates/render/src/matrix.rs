@@ -48,14 +48,21 @@ pub enum MatrixError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not a valid version matrix (expected `versions: [{{version, reason, smoke?, pins?, expected_failures?}}]`): {source}")]
+    #[error(
+        "{path} is not a valid version matrix (expected `versions: [{{version, reason, smoke?, pins?, expected_failures?}}]`): {source}"
+    )]
     Yaml {
         path: PathBuf,
         #[source]
         source: serde_yaml::Error,
     },
     #[error("{path}: entry {index} (`{version}`): {reason}")]
-    Entry { path: PathBuf, index: usize, version: String, reason: String },
+    Entry {
+        path: PathBuf,
+        index: usize,
+        version: String,
+        reason: String,
+    },
     #[error("{path}: lists no versions")]
     Empty { path: PathBuf },
 }
@@ -82,16 +89,23 @@ struct RawEntry {
 impl VersionMatrix {
     pub fn load(path: impl AsRef<Path>) -> Result<Self, MatrixError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| MatrixError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| MatrixError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
     /// Parses matrix text; `path` only names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, MatrixError> {
-        let raw: RawMatrix =
-            serde_yaml::from_str(text).map_err(|source| MatrixError::Yaml { path: path.to_path_buf(), source })?;
+        let raw: RawMatrix = serde_yaml::from_str(text).map_err(|source| MatrixError::Yaml {
+            path: path.to_path_buf(),
+            source,
+        })?;
         if raw.versions.is_empty() {
-            return Err(MatrixError::Empty { path: path.to_path_buf() });
+            return Err(MatrixError::Empty {
+                path: path.to_path_buf(),
+            });
         }
         let mut versions: Vec<MatrixEntry> = Vec::with_capacity(raw.versions.len());
         for (index, e) in raw.versions.into_iter().enumerate() {
@@ -101,9 +115,14 @@ impl VersionMatrix {
                 version: e.version.clone(),
                 reason,
             };
-            let version: ChromaVersion = e.version.parse().map_err(|err| entry_err(format!("{err}")))?;
+            let version: ChromaVersion = e
+                .version
+                .parse()
+                .map_err(|err| entry_err(format!("{err}")))?;
             if e.reason.trim().is_empty() {
-                return Err(entry_err("has an empty `reason`; say which gate or behaviour it pins down".into()));
+                return Err(entry_err(
+                    "has an empty `reason`; say which gate or behaviour it pins down".into(),
+                ));
             }
             if versions.iter().any(|v| v.version == version) {
                 return Err(entry_err("is listed twice".into()));
@@ -111,10 +130,23 @@ impl VersionMatrix {
             if let Some(p) = e.pins.iter().find(|p| p.trim().is_empty()) {
                 return Err(entry_err(format!("has an empty pin {p:?}")));
             }
-            if let Some(x) = e.expected_failures.iter().find(|x| x.check.trim().is_empty() || x.causes.is_empty() || x.causes.iter().any(|c| c.trim().is_empty()) || x.why.trim().is_empty()) {
-                return Err(entry_err(format!("expected failure {x:?} needs a `check`, the `causes` its message may say (none empty) and `why`")));
+            if let Some(x) = e.expected_failures.iter().find(|x| {
+                x.check.trim().is_empty()
+                    || x.causes.is_empty()
+                    || x.causes.iter().any(|c| c.trim().is_empty())
+                    || x.why.trim().is_empty()
+            }) {
+                return Err(entry_err(format!(
+                    "expected failure {x:?} needs a `check`, the `causes` its message may say (none empty) and `why`"
+                )));
             }
-            versions.push(MatrixEntry { version, reason: e.reason, smoke: e.smoke, pins: e.pins, expected_failures: e.expected_failures });
+            versions.push(MatrixEntry {
+                version,
+                reason: e.reason,
+                smoke: e.smoke,
+                pins: e.pins,
+                expected_failures: e.expected_failures,
+            });
         }
         Ok(VersionMatrix { versions })
     }
@@ -145,7 +177,10 @@ mod tests {
     fn loads_entries_with_optional_fields() {
         let m = parse("versions:\n- {version: 0.4.3, reason: oldest, smoke: true}\n- {version: 0.5.0, reason: r, pins: ['numpy<2']}\n")
             .expect("valid matrix");
-        assert_eq!(m.smoke().map(ToString::to_string).collect::<Vec<_>>(), ["0.4.3"]);
+        assert_eq!(
+            m.smoke().map(ToString::to_string).collect::<Vec<_>>(),
+            ["0.4.3"]
+        );
         assert_eq!(m.versions[1].pins, ["numpy<2"]);
     }
 
@@ -161,7 +196,9 @@ mod tests {
 
     #[test]
     fn unparsable_version_names_the_entry() {
-        let e = parse("versions:\n- {version: 0.4.3, reason: a}\n- {version: one, reason: b}\n").unwrap_err().to_string();
+        let e = parse("versions:\n- {version: 0.4.3, reason: a}\n- {version: one, reason: b}\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("entry 1") && e.contains("`one`"), "{e}");
     }
 
@@ -173,13 +210,17 @@ mod tests {
 
     #[test]
     fn unknown_field_is_refused() {
-        let e = parse("versions:\n- {version: 0.4.3, reason: a, smok: true}\n").unwrap_err().to_string();
+        let e = parse("versions:\n- {version: 0.4.3, reason: a, smok: true}\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("smok"), "{e}");
     }
 
     #[test]
     fn duplicate_versions_are_refused() {
-        let e = parse("versions:\n- {version: 0.4.3, reason: a}\n- {version: 0.4.3, reason: b}\n").unwrap_err().to_string();
+        let e = parse("versions:\n- {version: 0.4.3, reason: a}\n- {version: 0.4.3, reason: b}\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("twice"), "{e}");
     }
 

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::Ingress;
 
 use crate::yaml11::{self, Reading, Yaml11Error};
@@ -55,7 +57,10 @@ pub struct Rendered {
     pub documents: Vec<serde_json::Value>,
 }
 
-fn typed<T: serde::de::DeserializeOwned>(doc: &serde_json::Value, readings: &[Reading]) -> Result<T, ParseError> {
+fn typed<T: serde::de::DeserializeOwned>(
+    doc: &serde_json::Value,
+    readings: &[Reading],
+) -> Result<T, ParseError> {
     serde_path_to_error::deserialize(doc).map_err(|e| {
         let path = e.path().to_string();
         let why = readings
@@ -129,7 +134,9 @@ impl Rendered {
     }
 
     fn push(&mut self, doc: serde_json::Value, readings: &[Reading]) -> Result<(), ParseError> {
-        let kind = doc["kind"].as_str().ok_or_else(|| ParseError::NoKind(doc.to_string()))?;
+        let kind = doc["kind"]
+            .as_str()
+            .ok_or_else(|| ParseError::NoKind(doc.to_string()))?;
         let obj = match kind {
             "StatefulSet" => Object::StatefulSet(typed(&doc, readings)?),
             "Service" => Object::Service(typed(&doc, readings)?),
@@ -154,19 +161,31 @@ impl Rendered {
     }
 
     pub fn configmap(&self, name: &str) -> Option<&ConfigMap> {
-        self.configmaps().find(|c| c.metadata.name.as_deref() == Some(name))
+        self.configmaps()
+            .find(|c| c.metadata.name.as_deref() == Some(name))
     }
 
     /// A rendered Secret's data, base64-decoded, with `stringData` folded in as the API
     /// server would.
     pub fn secret(&self, name: &str) -> Option<BTreeMap<String, String>> {
-        let s = self.secrets().find(|s| s.metadata.name.as_deref() == Some(name))?;
+        let s = self
+            .secrets()
+            .find(|s| s.metadata.name.as_deref() == Some(name))?;
         Some(secret_data(s))
     }
 
     /// The Chroma server container of the StatefulSet (named [`CHROMA_CONTAINER`], else the first).
     pub fn chroma_container(&self) -> Option<&Container> {
-        chroma_container_of(&self.statefulset()?.spec.as_ref()?.template.spec.as_ref()?.containers)
+        chroma_container_of(
+            &self
+                .statefulset()?
+                .spec
+                .as_ref()?
+                .template
+                .spec
+                .as_ref()?
+                .containers,
+        )
     }
 }
 
@@ -176,7 +195,10 @@ pub const CHROMA_CONTAINER: &str = "chromadb";
 /// The Chroma server among a pod's containers (named [`CHROMA_CONTAINER`], else the first):
 /// for code that holds a pod spec rather than a whole render.
 pub fn chroma_container_of(containers: &[Container]) -> Option<&Container> {
-    containers.iter().find(|c| c.name == CHROMA_CONTAINER).or_else(|| containers.first())
+    containers
+        .iter()
+        .find(|c| c.name == CHROMA_CONTAINER)
+        .or_else(|| containers.first())
 }
 
 /// A Secret's contents as the API server would store them: `data` decoded, `stringData` on top.

@@ -1,6 +1,8 @@
 //! The StatefulSet's pod: containers, volumes and mounts, probes and claim templates.
 
-use k8s_openapi::api::core::v1::{Container, PersistentVolumeClaim, PodSpec, Probe, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::{
+    Container, PersistentVolumeClaim, PodSpec, Probe, Volume, VolumeMount,
+};
 
 use crate::objects::Rendered;
 
@@ -19,7 +21,9 @@ impl Rendered {
     }
 
     pub fn init_containers(&self) -> &[Container] {
-        self.pod_spec().and_then(|s| s.init_containers.as_deref()).unwrap_or_default()
+        self.pod_spec()
+            .and_then(|s| s.init_containers.as_deref())
+            .unwrap_or_default()
     }
 
     pub fn init_container(&self, name: &str) -> Option<&Container> {
@@ -27,7 +31,9 @@ impl Rendered {
     }
 
     pub fn volumes(&self) -> &[Volume] {
-        self.pod_spec().and_then(|s| s.volumes.as_deref()).unwrap_or_default()
+        self.pod_spec()
+            .and_then(|s| s.volumes.as_deref())
+            .unwrap_or_default()
     }
 
     pub fn volume(&self, name: &str) -> Option<&Volume> {
@@ -51,14 +57,18 @@ impl Rendered {
             .flatten()
             .filter(|m| {
                 let mp = m.mount_path.trim_end_matches('/');
-                path == m.mount_path || path == mp || path.strip_prefix(mp).is_some_and(|r| r.starts_with('/'))
+                path == m.mount_path
+                    || path == mp
+                    || path.strip_prefix(mp).is_some_and(|r| r.starts_with('/'))
             })
             .max_by_key(|m| m.mount_path.len())
     }
 
     /// Whether a mount's name is a claim template (a PVC) rather than a pod volume.
     pub fn is_claim(&self, volume_name: &str) -> bool {
-        self.pvc_templates().iter().any(|p| p.metadata.name.as_deref() == Some(volume_name))
+        self.pvc_templates()
+            .iter()
+            .any(|p| p.metadata.name.as_deref() == Some(volume_name))
     }
 
     /// A container's probes, those that are set.
@@ -75,7 +85,13 @@ impl Rendered {
 
     /// Every container of the pod, init containers first.
     pub fn all_containers(&self) -> Vec<&Container> {
-        let Some(spec) = self.pod_spec() else { return Vec::new() };
-        spec.init_containers.iter().flatten().chain(spec.containers.iter()).collect()
+        let Some(spec) = self.pod_spec() else {
+            return Vec::new();
+        };
+        spec.init_containers
+            .iter()
+            .flatten()
+            .chain(spec.containers.iter())
+            .collect()
     }
 }

@@ -19,7 +19,10 @@ pub fn parse_quantity(q: &str) -> Result<u64, String> {
         ("E", 1_000_000_000_000_000_000),
     ];
     let bad = || format!("`{q}` is not a quantity of bytes (e.g. 16Mi, 1Gi, 500M, 2048)");
-    let (number, unit) = SUFFIXES.iter().find_map(|(s, m)| q.strip_suffix(s).map(|n| (n, *m))).unwrap_or((q, 1));
+    let (number, unit) = SUFFIXES
+        .iter()
+        .find_map(|(s, m)| q.strip_suffix(s).map(|n| (n, *m)))
+        .unwrap_or((q, 1));
     let value: f64 = number.parse().map_err(|_| bad())?;
     if !value.is_finite() || value <= 0.0 {
         return Err(bad());

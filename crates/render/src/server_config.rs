@@ -65,7 +65,10 @@ pub enum ConfigError {
     #[error("the render has no StatefulSet with a chromadb container")]
     NoContainer,
     #[error("the chromadb container runs {command:?} {args:?}, which names no config file")]
-    NoConfigPath { command: Vec<String>, args: Vec<String> },
+    NoConfigPath {
+        command: Vec<String>,
+        args: Vec<String>,
+    },
     #[error("no volumeMount of the chromadb container holds {path}")]
     NotMounted { path: String },
     #[error("the volume `{volume}` mounted for {path} is not a ConfigMap volume in the pod")]
@@ -73,7 +76,11 @@ pub enum ConfigError {
     #[error("ConfigMap `{name}` (mounted for {path}) is not part of the render")]
     MissingConfigMap { name: String, path: String },
     #[error("ConfigMap `{name}` has no key `{key}` for {path}")]
-    MissingKey { name: String, key: String, path: String },
+    MissingKey {
+        name: String,
+        key: String,
+        path: String,
+    },
     #[error("the config file {path} in ConfigMap `{name}` is not valid YAML: {source}")]
     Yaml {
         path: String,
@@ -114,14 +121,23 @@ impl Rendered {
     pub fn server_config_source(&self) -> Result<ConfigSource, ConfigError> {
         let path = self.server_config_path()?;
         let c = self.chroma_container().ok_or(ConfigError::NoContainer)?;
-        let mount = self.mount_for(c, &path).ok_or_else(|| ConfigError::NotMounted { path: path.clone() })?;
-        let not_cm = || ConfigError::NotAConfigMap { volume: mount.name.clone(), path: path.clone() };
+        let mount = self
+            .mount_for(c, &path)
+            .ok_or_else(|| ConfigError::NotMounted { path: path.clone() })?;
+        let not_cm = || ConfigError::NotAConfigMap {
+            volume: mount.name.clone(),
+            path: path.clone(),
+        };
         let volume = self.volume(&mount.name).ok_or_else(not_cm)?;
         let cm = volume.config_map.as_ref().ok_or_else(not_cm)?;
         // With subPath the mount is the file itself; without, the file is `<rest>` inside the dir.
         let rel = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
             Some(sub) => sub.to_string(),
-            None => path.strip_prefix(mount.mount_path.trim_end_matches('/')).unwrap_or(&path).trim_start_matches('/').to_string(),
+            None => path
+                .strip_prefix(mount.mount_path.trim_end_matches('/'))
+                .unwrap_or(&path)
+                .trim_start_matches('/')
+                .to_string(),
         };
         // `items` maps keys to paths inside the volume; without items each key is a file.
         let key = cm
@@ -131,7 +147,11 @@ impl Rendered {
             .find(|i| i.path == rel)
             .map(|i| i.key.clone())
             .unwrap_or(rel);
-        Ok(ConfigSource { path, configmap: cm.name.clone(), key })
+        Ok(ConfigSource {
+            path,
+            configmap: cm.name.clone(),
+            key,
+        })
     }
 
     /// The config file's text as the server would read it.
@@ -139,25 +159,40 @@ impl Rendered {
         let src = self.server_config_source()?;
         let cm = self
             .configmap(&src.configmap)
-            .ok_or_else(|| ConfigError::MissingConfigMap { name: src.configmap.clone(), path: src.path.clone() })?;
+            .ok_or_else(|| ConfigError::MissingConfigMap {
+                name: src.configmap.clone(),
+                path: src.path.clone(),
+            })?;
         cm.data
             .as_ref()
             .and_then(|d| d.get(&src.key))
             .cloned()
-            .ok_or(ConfigError::MissingKey { name: src.configmap, key: src.key, path: src.path })
+            .ok_or(ConfigError::MissingKey {
+                name: src.configmap,
+                key: src.key,
+                path: src.path,
+            })
     }
 
     /// The whole config document, untyped.
     pub fn server_config_doc(&self) -> Result<Value, ConfigError> {
         let src = self.server_config_source()?;
         let text = self.server_config_text()?;
-        serde_yaml::from_str(&text).map_err(|source| ConfigError::Yaml { path: src.path, name: src.configmap, source })
+        serde_yaml::from_str(&text).map_err(|source| ConfigError::Yaml {
+            path: src.path,
+            name: src.configmap,
+            source,
+        })
     }
 
     /// The config document with the chart-managed keys typed.
     pub fn server_config(&self) -> Result<ServerConfig, ConfigError> {
         let src = self.server_config_source()?;
         let text = self.server_config_text()?;
-        serde_yaml::from_str(&text).map_err(|source| ConfigError::Yaml { path: src.path, name: src.configmap, source })
+        serde_yaml::from_str(&text).map_err(|source| ConfigError::Yaml {
+            path: src.path,
+            name: src.configmap,
+            source,
+        })
     }
 }

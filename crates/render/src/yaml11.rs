@@ -24,13 +24,26 @@ use serde_json::{Map, Number, Value};
 pub enum Yaml11Error {
     #[error("not YAML: {0}")]
     Syntax(#[from] granit_parser::ScanError),
-    #[error("line {line}: `{text}` cannot be read as {wanted}: it is {found} to the API server's YAML reader")]
-    Tag { line: usize, text: String, wanted: String, found: &'static str },
-    #[error("line {line}: `{text}` is not a finite number, and JSON (so the API server) cannot carry it")]
+    #[error(
+        "line {line}: `{text}` cannot be read as {wanted}: it is {found} to the API server's YAML reader"
+    )]
+    Tag {
+        line: usize,
+        text: String,
+        wanted: String,
+        found: &'static str,
+    },
+    #[error(
+        "line {line}: `{text}` is not a finite number, and JSON (so the API server) cannot carry it"
+    )]
     NonFinite { line: usize, text: String },
-    #[error("line {line}: key `{key}` appears twice in one mapping (the API server refuses duplicate fields)")]
+    #[error(
+        "line {line}: key `{key}` appears twice in one mapping (the API server refuses duplicate fields)"
+    )]
     DuplicateKey { line: usize, key: String },
-    #[error("line {line}: a {found} cannot be a mapping key: JSON object keys are strings, numbers or booleans")]
+    #[error(
+        "line {line}: a {found} cannot be a mapping key: JSON object keys are strings, numbers or booleans"
+    )]
     Key { line: usize, found: &'static str },
     #[error("line {line}: `<<` merges a mapping or a list of mappings, not a {found}")]
     Merge { line: usize, found: &'static str },
@@ -95,8 +108,12 @@ impl Scalar {
 /// go-yaml v2's `resolve_map`: the exact spellings it looks up (not every case mix).
 fn lookup(text: &str) -> Option<Scalar> {
     Some(match text {
-        "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => Scalar::Bool(true),
-        "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => Scalar::Bool(false),
+        "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
+            Scalar::Bool(true)
+        }
+        "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
+            Scalar::Bool(false)
+        }
         "" | "~" | "null" | "Null" | "NULL" => Scalar::Null,
         ".nan" | ".NaN" | ".NAN" => Scalar::Float(f64::NAN),
         ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => Scalar::Float(f64::INFINITY),
@@ -184,7 +201,11 @@ fn go_parse_int(s: &str) -> Option<i64> {
     };
     let u = go_parse_uint(body)?;
     if neg {
-        if u <= 1u64 << 63 { Some((u as i64).wrapping_neg()) } else { None }
+        if u <= 1u64 << 63 {
+            Some((u as i64).wrapping_neg())
+        } else {
+            None
+        }
     } else {
         i64::try_from(u).ok()
     }
@@ -238,7 +259,12 @@ fn resolve_tagged(tag: &Tag, text: &str, line: usize) -> Result<Scalar, Yaml11Er
             let clean: String = text.split_whitespace().collect();
             return match base64::engine::general_purpose::STANDARD.decode(clean) {
                 Ok(bytes) => Ok(Scalar::Str(String::from_utf8_lossy(&bytes).into_owned())),
-                Err(_) => Err(Yaml11Error::Tag { line, text: text.to_string(), wanted: "!!binary".into(), found: "not base64" }),
+                Err(_) => Err(Yaml11Error::Tag {
+                    line,
+                    text: text.to_string(),
+                    wanted: "!!binary".into(),
+                    found: "not base64",
+                }),
             };
         }
         Some("merge") => return Ok(Scalar::Merge),
@@ -248,13 +274,21 @@ fn resolve_tagged(tag: &Tag, text: &str, line: usize) -> Result<Scalar, Yaml11Er
     let got = resolve_plain(text);
     let fits = matches!(
         (wanted.as_str(), &got),
-        ("null", Scalar::Null) | ("bool", Scalar::Bool(_)) | ("int", Scalar::Int(_) | Scalar::Uint(_)) | ("float", Scalar::Float(_))
+        ("null", Scalar::Null)
+            | ("bool", Scalar::Bool(_))
+            | ("int", Scalar::Int(_) | Scalar::Uint(_))
+            | ("float", Scalar::Float(_))
     );
     match (wanted.as_str(), got) {
         (_, got) if fits => Ok(got),
         ("float", Scalar::Int(i)) => Ok(Scalar::Float(i as f64)),
         ("float", Scalar::Uint(u)) => Ok(Scalar::Float(u as f64)),
-        (_, got) => Err(Yaml11Error::Tag { line, text: text.to_string(), wanted: format!("!!{wanted}"), found: got.kind() }),
+        (_, got) => Err(Yaml11Error::Tag {
+            line,
+            text: text.to_string(),
+            wanted: format!("!!{wanted}"),
+            found: got.kind(),
+        }),
     }
 }
 
@@ -262,7 +296,10 @@ fn resolve_tagged(tag: &Tag, text: &str, line: usize) -> Result<Scalar, Yaml11Er
 /// fraction, so `1e3` reaches an integer field as 1000.
 fn float_number(f: f64, text: &str, line: usize) -> Result<Value, Yaml11Error> {
     if !f.is_finite() {
-        return Err(Yaml11Error::NonFinite { line, text: text.to_string() });
+        return Err(Yaml11Error::NonFinite {
+            line,
+            text: text.to_string(),
+        });
     }
     if f.fract() == 0.0 && f.abs() < 9.2e18 {
         return Ok(Value::from(f as i64));
@@ -271,8 +308,16 @@ fn float_number(f: f64, text: &str, line: usize) -> Result<Value, Yaml11Error> {
 }
 
 enum Frame {
-    Seq { items: Vec<Value>, anchor: usize },
-    Map { map: Map<String, Value>, key: Option<Key>, explicit: HashSet<String>, anchor: usize },
+    Seq {
+        items: Vec<Value>,
+        anchor: usize,
+    },
+    Map {
+        map: Map<String, Value>,
+        key: Option<Key>,
+        explicit: HashSet<String>,
+        anchor: usize,
+    },
 }
 
 enum Key {
@@ -300,7 +345,10 @@ impl Builder {
             }
             Event::DocumentEnd => {
                 let value = self.root.take().unwrap_or(Value::Null);
-                self.docs.push(Document { value, readings: std::mem::take(&mut self.readings) });
+                self.docs.push(Document {
+                    value,
+                    readings: std::mem::take(&mut self.readings),
+                });
             }
             Event::Scalar(text, style, anchor, tag) => {
                 let scalar = match (&tag, style) {
@@ -326,10 +374,16 @@ impl Builder {
                 }
                 self.node(value, anchor, line)?;
             }
-            Event::SequenceStart(_, anchor, _) => self.frames.push(Frame::Seq { items: Vec::new(), anchor }),
-            Event::MappingStart(_, anchor, _) => {
-                self.frames.push(Frame::Map { map: Map::new(), key: None, explicit: HashSet::new(), anchor })
-            }
+            Event::SequenceStart(_, anchor, _) => self.frames.push(Frame::Seq {
+                items: Vec::new(),
+                anchor,
+            }),
+            Event::MappingStart(_, anchor, _) => self.frames.push(Frame::Map {
+                map: Map::new(),
+                key: None,
+                explicit: HashSet::new(),
+                anchor,
+            }),
             Event::SequenceEnd => {
                 if let Some(Frame::Seq { items, anchor }) = self.frames.pop() {
                     self.node(Value::Array(items), anchor, line)?;
@@ -341,7 +395,11 @@ impl Builder {
                 }
             }
             Event::Alias(id) => {
-                let value = self.anchors.get(&id).cloned().ok_or(Yaml11Error::Alias { line })?;
+                let value = self
+                    .anchors
+                    .get(&id)
+                    .cloned()
+                    .ok_or(Yaml11Error::Alias { line })?;
                 self.node(value, 0, line)?;
             }
             // Stream bounds, comments and anchor metadata carry no data.
@@ -367,7 +425,10 @@ impl Builder {
         for f in &self.frames {
             match f {
                 Frame::Seq { items, .. } => out.push_str(&format!("[{}]", items.len())),
-                Frame::Map { key: Some(Key::Name(k)), .. } => {
+                Frame::Map {
+                    key: Some(Key::Name(k)),
+                    ..
+                } => {
                     if !out.is_empty() {
                         out.push('.');
                     }
@@ -382,10 +443,13 @@ impl Builder {
     /// Remembers a plain scalar whose YAML 1.1 reading differs from the text it looks like.
     fn note_reading(&mut self, text: &str, value: &Value) {
         let became = match value {
-            Value::Bool(_) if !matches!(text.to_ascii_lowercase().as_str(), "true" | "false") => "a boolean",
+            Value::Bool(_) if !matches!(text.to_ascii_lowercase().as_str(), "true" | "false") => {
+                "a boolean"
+            }
             Value::Number(n) if n.is_i64() || n.is_u64() => {
                 let digits = text.strip_prefix('-').unwrap_or(text);
-                let plain_decimal = digits.bytes().all(|b| b.is_ascii_digit()) && (digits == "0" || !digits.starts_with('0'));
+                let plain_decimal = digits.bytes().all(|b| b.is_ascii_digit())
+                    && (digits == "0" || !digits.starts_with('0'));
                 if plain_decimal {
                     return;
                 }
@@ -394,7 +458,11 @@ impl Builder {
             _ => return,
         };
         let path = self.path();
-        self.readings.push(Reading { path, text: text.to_string(), became });
+        self.readings.push(Reading {
+            path,
+            text: text.to_string(),
+            became,
+        });
     }
 
     /// A finished node: recorded under its anchor, then placed in its parent.
@@ -405,7 +473,9 @@ impl Builder {
         match self.frames.last_mut() {
             None => self.root = Some(value),
             Some(Frame::Seq { items, .. }) => items.push(value),
-            Some(Frame::Map { map, key, explicit, .. }) => match key.take() {
+            Some(Frame::Map {
+                map, key, explicit, ..
+            }) => match key.take() {
                 None => *key = Some(Key::Name(key_string(value, line)?)),
                 Some(Key::Name(k)) => {
                     if !explicit.insert(k.clone()) {
@@ -426,9 +496,18 @@ fn key_string(key: Value, line: usize) -> Result<String, Yaml11Error> {
         Value::String(s) => Ok(s),
         Value::Bool(b) => Ok(b.to_string()),
         Value::Number(n) => Ok(n.to_string()),
-        Value::Null => Err(Yaml11Error::Key { line, found: "null" }),
-        Value::Array(_) => Err(Yaml11Error::Key { line, found: "sequence" }),
-        Value::Object(_) => Err(Yaml11Error::Key { line, found: "mapping" }),
+        Value::Null => Err(Yaml11Error::Key {
+            line,
+            found: "null",
+        }),
+        Value::Array(_) => Err(Yaml11Error::Key {
+            line,
+            found: "sequence",
+        }),
+        Value::Object(_) => Err(Yaml11Error::Key {
+            line,
+            found: "mapping",
+        }),
     }
 }
 
@@ -442,10 +521,18 @@ fn merge(into: &mut Map<String, Value>, value: Value, line: usize) -> Result<(),
             .rev()
             .map(|i| match i {
                 Value::Object(m) => Ok(m),
-                other => Err(Yaml11Error::Merge { line, found: json_kind(&other) }),
+                other => Err(Yaml11Error::Merge {
+                    line,
+                    found: json_kind(&other),
+                }),
             })
             .collect::<Result<_, _>>()?,
-        other => return Err(Yaml11Error::Merge { line, found: json_kind(&other) }),
+        other => {
+            return Err(Yaml11Error::Merge {
+                line,
+                found: json_kind(&other),
+            });
+        }
     };
     for m in sources {
         into.extend(m);
@@ -530,14 +617,22 @@ mod tests {
 
     #[test]
     fn core_tag_that_does_not_fit_names_the_text_and_the_tag() {
-        let err = documents("v: !!int yes\n").expect_err("yes is not an int").to_string();
-        assert!(err.contains("`yes`") && err.contains("!!int") && err.contains("a boolean"), "{err}");
+        let err = documents("v: !!int yes\n")
+            .expect_err("yes is not an int")
+            .to_string();
+        assert!(
+            err.contains("`yes`") && err.contains("!!int") && err.contains("a boolean"),
+            "{err}"
+        );
     }
 
     #[test]
     fn keys_become_strings_as_sigs_k8s_io_yaml_makes_them() {
         // `y` as a key is the boolean true to YAML 1.1, so its JSON key is "true".
-        assert_eq!(one("on: 1\n0644: 2\n'yes': 3\nn: 4\n"), json!({"true": 1, "420": 2, "yes": 3, "false": 4}));
+        assert_eq!(
+            one("on: 1\n0644: 2\n'yes': 3\nn: 4\n"),
+            json!({"true": 1, "420": 2, "yes": 3, "false": 4})
+        );
     }
 
     #[rstest]
@@ -554,7 +649,9 @@ mod tests {
 
     #[test]
     fn refusals_name_the_line() {
-        let err = documents("a: 1\nb:\n  c: .inf\n").expect_err("refused").to_string();
+        let err = documents("a: 1\nb:\n  c: .inf\n")
+            .expect_err("refused")
+            .to_string();
         assert!(err.starts_with("line 3:"), "{err}");
     }
 
@@ -580,8 +677,21 @@ mod tests {
 
     #[test]
     fn readings_point_at_yaml_1_1_only_scalars() {
-        let docs = documents("spec:\n  env:\n  - name: A\n    value: yes\n  mode: 0644\n  port: 8000\n  on: true\n").expect("parses");
-        let got: Vec<(String, String)> = docs[0].readings.iter().map(|r| (r.path.clone(), r.text.clone())).collect();
-        assert_eq!(got, [("spec.env[0].value".to_string(), "yes".to_string()), ("spec.mode".to_string(), "0644".to_string())]);
+        let docs = documents(
+            "spec:\n  env:\n  - name: A\n    value: yes\n  mode: 0644\n  port: 8000\n  on: true\n",
+        )
+        .expect("parses");
+        let got: Vec<(String, String)> = docs[0]
+            .readings
+            .iter()
+            .map(|r| (r.path.clone(), r.text.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("spec.env[0].value".to_string(), "yes".to_string()),
+                ("spec.mode".to_string(), "0644".to_string())
+            ]
+        );
     }
 }

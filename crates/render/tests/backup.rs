@@ -19,11 +19,22 @@ fn cronjob(r: &Rendered) -> Option<&CronJob> {
 }
 
 fn cron_pod(c: &CronJob) -> &PodSpec {
-    c.spec.as_ref().and_then(|s| s.job_template.spec.as_ref()).and_then(|j| j.template.spec.as_ref()).expect("CronJob pod spec")
+    c.spec
+        .as_ref()
+        .and_then(|s| s.job_template.spec.as_ref())
+        .and_then(|j| j.template.spec.as_ref())
+        .expect("CronJob pod spec")
 }
 
 fn restore_job(r: &Rendered) -> Option<&Job> {
-    r.jobs().find(|j| j.metadata.annotations.as_ref().and_then(|a| a.get("helm.sh/hook")).map(String::as_str) == Some("post-install"))
+    r.jobs().find(|j| {
+        j.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("helm.sh/hook"))
+            .map(String::as_str)
+            == Some("post-install")
+    })
 }
 
 fn env<'a>(c: &'a Container, name: &str) -> Option<&'a EnvVar> {
@@ -41,53 +52,160 @@ fn plain(c: &Container, name: &str) -> Option<String> {
 
 /// The tool's credentials and the Service it calls, as the model says for this version
 /// (`https` exactly when the model gives the tool a CA to trust).
-fn assert_wiring(what: &str, c: &Container, auth: &BackupAuth, fullname: &str, port: u16, tls: bool) {
+fn assert_wiring(
+    what: &str,
+    c: &Container,
+    auth: &BackupAuth,
+    fullname: &str,
+    port: u16,
+    tls: bool,
+) {
     let scheme = if tls { "https" } else { "http" };
-    assert_eq!(plain(c, "CHROMA_BACKUP_URL").as_deref(), Some(format!("{scheme}://{fullname}.default.svc:{port}").as_str()), "{what}: URL");
-    assert_eq!(plain(c, "CHROMA_BACKUP_CACERT").is_some(), tls, "{what}: the CA file is named exactly with TLS");
-    let creds: Vec<&str> = ["CHROMA_BACKUP_TOKEN", "CHROMA_BACKUP_TOKEN_HEADER", "CHROMA_BACKUP_BASIC_USER", "CHROMA_BACKUP_BASIC_PASSWORD"]
-        .into_iter()
-        .filter(|n| env(c, n).is_some())
-        .collect();
+    assert_eq!(
+        plain(c, "CHROMA_BACKUP_URL").as_deref(),
+        Some(format!("{scheme}://{fullname}.default.svc:{port}").as_str()),
+        "{what}: URL"
+    );
+    assert_eq!(
+        plain(c, "CHROMA_BACKUP_CACERT").is_some(),
+        tls,
+        "{what}: the CA file is named exactly with TLS"
+    );
+    let creds: Vec<&str> = [
+        "CHROMA_BACKUP_TOKEN",
+        "CHROMA_BACKUP_TOKEN_HEADER",
+        "CHROMA_BACKUP_BASIC_USER",
+        "CHROMA_BACKUP_BASIC_PASSWORD",
+    ]
+    .into_iter()
+    .filter(|n| env(c, n).is_some())
+    .collect();
     match auth {
-        BackupAuth::None => assert!(creds.is_empty(), "{what}: the version has no auth but the tool gets {creds:?}"),
+        BackupAuth::None => assert!(
+            creds.is_empty(),
+            "{what}: the version has no auth but the tool gets {creds:?}"
+        ),
         BackupAuth::Token { header, secret } => {
-            assert_eq!(secret_ref(c, "CHROMA_BACKUP_TOKEN"), Some((secret.clone(), "token".into())), "{what}: token");
-            assert_eq!(plain(c, "CHROMA_BACKUP_TOKEN_HEADER").as_deref(), Some(*header), "{what}: header");
+            assert_eq!(
+                secret_ref(c, "CHROMA_BACKUP_TOKEN"),
+                Some((secret.clone(), "token".into())),
+                "{what}: token"
+            );
+            assert_eq!(
+                plain(c, "CHROMA_BACKUP_TOKEN_HEADER").as_deref(),
+                Some(*header),
+                "{what}: header"
+            );
             assert_eq!(creds.len(), 2, "{what}: {creds:?}");
         }
         BackupAuth::Basic { secret } => {
-            assert_eq!(secret_ref(c, "CHROMA_BACKUP_BASIC_USER"), Some((secret.clone(), "username".into())), "{what}: user");
-            assert_eq!(secret_ref(c, "CHROMA_BACKUP_BASIC_PASSWORD"), Some((secret.clone(), "password".into())), "{what}: password");
+            assert_eq!(
+                secret_ref(c, "CHROMA_BACKUP_BASIC_USER"),
+                Some((secret.clone(), "username".into())),
+                "{what}: user"
+            );
+            assert_eq!(
+                secret_ref(c, "CHROMA_BACKUP_BASIC_PASSWORD"),
+                Some((secret.clone(), "password".into())),
+                "{what}: password"
+            );
             assert_eq!(creds.len(), 2, "{what}: {creds:?}");
         }
     }
     // Credentials only ever arrive by secretKeyRef.
     assert!(c.env_from.is_none(), "{what}: envFrom");
-    assert!(c.env.iter().flatten().filter(|e| e.name.contains("TOKEN") && e.name != "CHROMA_BACKUP_TOKEN_HEADER" || e.name.contains("PASSWORD") || e.name.contains("SECRET")).all(|e| e.value.is_none()), "{what}: a secret as a plain value");
+    assert!(
+        c.env
+            .iter()
+            .flatten()
+            .filter(
+                |e| e.name.contains("TOKEN") && e.name != "CHROMA_BACKUP_TOKEN_HEADER"
+                    || e.name.contains("PASSWORD")
+                    || e.name.contains("SECRET")
+            )
+            .all(|e| e.value.is_none()),
+        "{what}: a secret as a plain value"
+    );
 }
 
 /// Storage as the model says: the claim mounted at /backups, or S3 env from the Secret.
-fn assert_storage(what: &str, pod: &PodSpec, c: &Container, storage: &BackupStorage, fullname: &str) {
-    let claims: Vec<String> = pod.volumes.iter().flatten().filter_map(|v| v.persistent_volume_claim.as_ref()).map(|p| p.claim_name.clone()).collect();
+fn assert_storage(
+    what: &str,
+    pod: &PodSpec,
+    c: &Container,
+    storage: &BackupStorage,
+    fullname: &str,
+) {
+    let claims: Vec<String> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .map(|p| p.claim_name.clone())
+        .collect();
     match storage {
         BackupStorage::Pvc { .. } => {
-            assert_eq!(claims, [storage.claim(fullname).expect("pvc")], "{what}: claim");
-            let mount = c.volume_mounts.iter().flatten().find(|m| m.mount_path == spec::BACKUP_MOUNT).unwrap_or_else(|| panic!("{what}: nothing at {}", spec::BACKUP_MOUNT));
-            assert_ne!(mount.read_only, Some(true), "{what}: the backup volume must be writable");
+            assert_eq!(
+                claims,
+                [storage.claim(fullname).expect("pvc")],
+                "{what}: claim"
+            );
+            let mount = c
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.mount_path == spec::BACKUP_MOUNT)
+                .unwrap_or_else(|| panic!("{what}: nothing at {}", spec::BACKUP_MOUNT));
+            assert_ne!(
+                mount.read_only,
+                Some(true),
+                "{what}: the backup volume must be writable"
+            );
         }
-        BackupStorage::S3 { endpoint, region, allow_http, secret, access_key_id_key, secret_access_key_key, .. } => {
+        BackupStorage::S3 {
+            endpoint,
+            region,
+            allow_http,
+            secret,
+            access_key_id_key,
+            secret_access_key_key,
+            ..
+        } => {
             assert!(claims.is_empty(), "{what}: S3 storage mounts {claims:?}");
-            assert_eq!(plain(c, "AWS_ENDPOINT_URL"), endpoint.clone(), "{what}: endpoint");
-            assert_eq!(plain(c, "AWS_REGION").as_deref(), Some(region.as_str()), "{what}: region");
-            assert_eq!(plain(c, "AWS_ALLOW_HTTP").as_deref(), Some(if *allow_http { "true" } else { "false" }), "{what}: allowHttp");
+            assert_eq!(
+                plain(c, "AWS_ENDPOINT_URL"),
+                endpoint.clone(),
+                "{what}: endpoint"
+            );
+            assert_eq!(
+                plain(c, "AWS_REGION").as_deref(),
+                Some(region.as_str()),
+                "{what}: region"
+            );
+            assert_eq!(
+                plain(c, "AWS_ALLOW_HTTP").as_deref(),
+                Some(if *allow_http { "true" } else { "false" }),
+                "{what}: allowHttp"
+            );
             // No Secret: the pod's identity (IRSA) is the credential, and no key env is set.
             let want = |key: &String| (!secret.is_empty()).then(|| (secret.clone(), key.clone()));
-            assert_eq!(secret_ref(c, "AWS_ACCESS_KEY_ID"), want(access_key_id_key), "{what}: key id");
-            assert_eq!(secret_ref(c, "AWS_SECRET_ACCESS_KEY"), want(secret_access_key_key), "{what}: secret key");
+            assert_eq!(
+                secret_ref(c, "AWS_ACCESS_KEY_ID"),
+                want(access_key_id_key),
+                "{what}: key id"
+            );
+            assert_eq!(
+                secret_ref(c, "AWS_SECRET_ACCESS_KEY"),
+                want(secret_access_key_key),
+                "{what}: secret key"
+            );
         }
     }
-    assert_eq!(c.termination_message_policy.as_deref(), Some("FallbackToLogsOnError"), "{what}: the tool's message must reach describe/helm");
+    assert_eq!(
+        c.termination_message_policy.as_deref(),
+        Some("FallbackToLogsOnError"),
+        "{what}: the tool's message must reach describe/helm"
+    );
 }
 
 fn args(c: &Container) -> Vec<String> {

@@ -72,9 +72,16 @@ each_version! {
 fn unsupported_api_version_fails_naming_it(#[case] raw: &str) {
     let s = suite();
     let req = render::RenderRequest::new(&s.chart).set_string("chromadb.apiVersion", raw);
-    let err = s.cache.render(&req).err().unwrap_or_else(|| panic!("helm rendered apiVersion {raw}"));
+    let err = s
+        .cache
+        .render(&req)
+        .err()
+        .unwrap_or_else(|| panic!("helm rendered apiVersion {raw}"));
     assert_names_key(&err.to_string(), "chromadb.apiVersion", raw);
-    assert!(raw.parse::<render::ChromaVersion>().is_err(), "the model accepts {raw}");
+    assert!(
+        raw.parse::<render::ChromaVersion>().is_err(),
+        "the model accepts {raw}"
+    );
 }
 
 each_version! {

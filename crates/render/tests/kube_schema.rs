@@ -32,49 +32,76 @@ struct Schemas {
 
 fn schemas(kube: &str) -> &'static Schemas {
     static ALL: OnceLock<Mutex<HashMap<String, &'static Schemas>>> = OnceLock::new();
-    let mut all = ALL.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let mut all = ALL
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     all.entry(kube.to_string()).or_insert_with(|| {
         let dir = schema_root().join(format!("v{kube}-local-strict"));
         let defs = dir.join("_definitions.json");
-        let text = std::fs::read_to_string(&defs).unwrap_or_else(|e| panic!("{}: {e}", defs.display()));
-        let definitions: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", defs.display()));
+        let text =
+            std::fs::read_to_string(&defs).unwrap_or_else(|e| panic!("{}: {e}", defs.display()));
+        let definitions: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", defs.display()));
         let registry = Registry::new()
             .add("https://kubernetes.io/api/_definitions.json", definitions)
             .and_then(|b| b.prepare())
             .unwrap_or_else(|e| panic!("{}: {e}", defs.display()));
-        Box::leak(Box::new(Schemas { dir, registry, compiled: Mutex::default() }))
+        Box::leak(Box::new(Schemas {
+            dir,
+            registry,
+            compiled: Mutex::default(),
+        }))
     })
 }
 
 impl Schemas {
     /// `statefulset-apps-v1.json` for apps/v1 StatefulSet, `service-v1.json` for v1 Service.
     fn file_for(doc: &Value) -> String {
-        let kind = doc["kind"].as_str().unwrap_or_default().to_ascii_lowercase();
+        let kind = doc["kind"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let api = doc["apiVersion"].as_str().unwrap_or_default();
         match api.split_once('/') {
-            Some((group, version)) => format!("{kind}-{}-{version}.json", group.split('.').next().unwrap_or(group)),
+            Some((group, version)) => format!(
+                "{kind}-{}-{version}.json",
+                group.split('.').next().unwrap_or(group)
+            ),
             None => format!("{kind}-{api}.json"),
         }
     }
 
     fn validator(&self, file: &str) -> Arc<Validator> {
-        if let Some(v) = self.compiled.lock().unwrap_or_else(|p| p.into_inner()).get(file) {
+        if let Some(v) = self
+            .compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(file)
+        {
             return v.clone();
         }
         // Not a Kubernetes built-in: prometheus-operator's CRD, checked against the subset of
         // its schema the repository keeps (fixtures/schemas, also used by tests/metrics.rs).
         let path = match file {
-            "servicemonitor-monitoring-v1.json" => repo_root().join("fixtures/schemas/servicemonitor-v1-subset.json"),
+            "servicemonitor-monitoring-v1.json" => {
+                repo_root().join("fixtures/schemas/servicemonitor-v1-subset.json")
+            }
             _ => self.dir.join(file),
         };
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("no schema {}: {e}", path.display()));
-        let schema: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("no schema {}: {e}", path.display()));
+        let schema: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let validator = jsonschema::options()
             .with_registry(&self.registry)
             .build(&schema)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let v = Arc::new(validator);
-        self.compiled.lock().unwrap_or_else(|p| p.into_inner()).insert(file.to_string(), v.clone());
+        self.compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(file.to_string(), v.clone());
         v
     }
 }
@@ -91,12 +118,25 @@ fn check(kube: &str, version: &str) {
             let file = Schemas::file_for(doc);
             let v = sch.validator(&file);
             for err in v.iter_errors(doc) {
-                failures.push(format!("{case}: {} {}: {} at {}", doc["kind"], doc["metadata"]["name"], err, err.instance_path()));
+                failures.push(format!(
+                    "{case}: {} {}: {} at {}",
+                    doc["kind"],
+                    doc["metadata"]["name"],
+                    err,
+                    err.instance_path()
+                ));
             }
         }
     }
-    assert_ran(validated, &format!("the documents rendered for Chroma {version}"));
-    assert!(failures.is_empty(), "Kubernetes {kube} rejects:\n{}", failures.join("\n"));
+    assert_ran(
+        validated,
+        &format!("the documents rendered for Chroma {version}"),
+    );
+    assert!(
+        failures.is_empty(),
+        "Kubernetes {kube} rejects:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// The matrix in four eras, so each process compiles the schemas once for several versions.
@@ -128,13 +168,23 @@ fn every_object_validates_against_strict_kubernetes_schemas(
 
 #[test]
 fn the_eras_cover_the_whole_matrix() {
-    let n: usize = ["python_0_4", "python_0_5_and_0_6", "rust_1_0", "rust_1_1_and_later"].iter().map(|e| era(e).len()).sum();
+    let n: usize = [
+        "python_0_4",
+        "python_0_5_and_0_6",
+        "rust_1_0",
+        "rust_1_1_and_later",
+    ]
+    .iter()
+    .map(|e| era(e).len())
+    .sum();
     assert_eq!(n, VERSIONS.len());
 }
 
 #[rstest]
 #[case::unknown_field_in_container(r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"x"},"spec":{"ports":[{"port":80,"bogus":1}]}}"#)]
-#[case::port_as_string_array(r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"x"},"spec":{"ports":"80"}}"#)]
+#[case::port_as_string_array(
+    r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"x"},"spec":{"ports":"80"}}"#
+)]
 fn the_strict_schemas_reject_what_the_api_server_would(#[case] doc: &str) {
     let doc: Value = serde_json::from_str(doc).expect("test json");
     let v = schemas("1.28.0").validator(&Schemas::file_for(&doc));

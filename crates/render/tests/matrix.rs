@@ -6,14 +6,15 @@ use std::time::Instant;
 
 use render::spec::CORS_WILDCARD_FIXED;
 use render::version::{
-    API_V2_FLOOR, AUTHN_SETTINGS_FLOOR, BASIC_AUTH_FLOOR, ENTRYPOINT_ENV_FLOOR, OLDEST_SUPPORTED, RUST_SERVER_FLOOR,
-    SEGMENT_CACHE_FLOOR, TOKEN_AUTH_FLOOR, TOKEN_HEADER_NAME_FLOOR,
+    API_V2_FLOOR, AUTHN_SETTINGS_FLOOR, BASIC_AUTH_FLOOR, ENTRYPOINT_ENV_FLOOR, OLDEST_SUPPORTED,
+    RUST_SERVER_FLOOR, SEGMENT_CACHE_FLOOR, TOKEN_AUTH_FLOOR, TOKEN_HEADER_NAME_FLOOR,
 };
 use render::{ChromaVersion, VersionMatrix};
 use support::*;
 
 fn matrix() -> VersionMatrix {
-    VersionMatrix::load(repo_root().join("fixtures/versions.yaml")).unwrap_or_else(|e| panic!("{e}"))
+    VersionMatrix::load(repo_root().join("fixtures/versions.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The quoted versions of `each_version!`'s `#[values(...)]` list, read from its source
@@ -21,16 +22,33 @@ fn matrix() -> VersionMatrix {
 fn each_version_list() -> Vec<String> {
     let path = repo_root().join("crates/render/tests/support/mod.rs");
     let src = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let body = src.split_once("macro_rules! each_version").map(|(_, b)| b).expect("support/mod.rs defines each_version!");
-    let list = body.split_once("#[values(").and_then(|(_, b)| b.split_once(")]")).map(|(l, _)| l).expect("each_version! has a #[values(...)] list");
-    list.split(',').map(|s| s.trim().trim_matches('"').to_string()).filter(|s| !s.is_empty()).collect()
+    let body = src
+        .split_once("macro_rules! each_version")
+        .map(|(_, b)| b)
+        .expect("support/mod.rs defines each_version!");
+    let list = body
+        .split_once("#[values(")
+        .and_then(|(_, b)| b.split_once(")]"))
+        .map(|(l, _)| l)
+        .expect("each_version! has a #[values(...)] list");
+    list.split(',')
+        .map(|s| s.trim().trim_matches('"').to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 #[test]
 fn literal_version_lists_match_the_fixture() {
     let fixture: Vec<String> = matrix().all().map(ToString::to_string).collect();
-    assert_eq!(fixture, VERSIONS, "update support::VERSIONS with fixtures/versions.yaml");
-    assert_eq!(each_version_list(), fixture, "update each_version!'s #[values] with fixtures/versions.yaml");
+    assert_eq!(
+        fixture, VERSIONS,
+        "update support::VERSIONS with fixtures/versions.yaml"
+    );
+    assert_eq!(
+        each_version_list(),
+        fixture,
+        "update each_version!'s #[values] with fixtures/versions.yaml"
+    );
 }
 
 /// Every version floor the spec model gates on, from the model's own constants.
@@ -62,7 +80,10 @@ fn the_matrix_gates_every_floor_of_the_spec() {
     let floors = spec_floors();
     assert_ran(floors.len(), "the spec's floors");
     for (what, floor) in floors {
-        assert!(m.get(&floor).is_some(), "fixtures/versions.yaml lacks {floor}, the {what} floor");
+        assert!(
+            m.get(&floor).is_some(),
+            "fixtures/versions.yaml lacks {floor}, the {what} floor"
+        );
         if floor == OLDEST_SUPPORTED {
             continue;
         }
@@ -74,11 +95,20 @@ fn the_matrix_gates_every_floor_of_the_spec() {
         } else {
             m.all().filter(|v| **v < floor).max().cloned()
         };
-        assert!(below.is_some(), "fixtures/versions.yaml has no release just below the {what} floor {floor}");
+        assert!(
+            below.is_some(),
+            "fixtures/versions.yaml has no release just below the {what} floor {floor}"
+        );
     }
     for (what, floor) in image_floors() {
-        assert!(m.all().any(|v| *v < floor), "fixtures/versions.yaml has no release below the {what} floor {floor}");
-        assert!(m.all().any(|v| *v >= floor && !v.is_rust_server()), "fixtures/versions.yaml has no Python release from the {what} floor {floor}");
+        assert!(
+            m.all().any(|v| *v < floor),
+            "fixtures/versions.yaml has no release below the {what} floor {floor}"
+        );
+        assert!(
+            m.all().any(|v| *v >= floor && !v.is_rust_server()),
+            "fixtures/versions.yaml has no Python release from the {what} floor {floor}"
+        );
     }
 }
 
@@ -86,10 +116,17 @@ fn the_matrix_gates_every_floor_of_the_spec() {
 fn the_matrix_holds_the_chart_app_version() {
     let path = suite().chart.join("Chart.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let chart: serde_yaml::Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let app = v(chart.get("appVersion").and_then(serde_yaml::Value::as_str).expect("Chart.yaml has appVersion"));
+    let chart: serde_yaml::Value =
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let app = v(chart
+        .get("appVersion")
+        .and_then(serde_yaml::Value::as_str)
+        .expect("Chart.yaml has appVersion"));
     let m = matrix();
-    assert!(m.get(&app).is_some_and(|e| e.smoke), "the chart's appVersion {app} must be a smoke version of fixtures/versions.yaml");
+    assert!(
+        m.get(&app).is_some_and(|e| e.smoke),
+        "the chart's appVersion {app} must be a smoke version of fixtures/versions.yaml"
+    );
 }
 
 /// The smoke subset reaches every way the chart configures a server: no auth, token auth
@@ -101,13 +138,22 @@ fn the_smoke_subset_covers_every_configuration_style() {
     type Style = (&'static str, fn(&ChromaVersion) -> bool);
     let styles: [Style; 5] = [
         ("the oldest supported release", |v| *v == OLDEST_SUPPORTED),
-        ("token auth with CHROMA_SERVER_AUTH_*", |v| v.has_token_auth() && !v.has_authn_settings()),
-        ("token auth with CHROMA_SERVER_AUTHN_*", |v| v.has_token_auth() && v.has_authn_settings()),
-        ("the Python server on /api/v2", |v| *v >= API_V2_FLOOR && !v.is_rust_server()),
+        ("token auth with CHROMA_SERVER_AUTH_*", |v| {
+            v.has_token_auth() && !v.has_authn_settings()
+        }),
+        ("token auth with CHROMA_SERVER_AUTHN_*", |v| {
+            v.has_token_auth() && v.has_authn_settings()
+        }),
+        ("the Python server on /api/v2", |v| {
+            *v >= API_V2_FLOOR && !v.is_rust_server()
+        }),
         ("the first Rust server", |v| *v == RUST_SERVER_FLOOR),
     ];
     for (what, applies) in styles {
-        assert!(smoke.iter().any(|v| applies(v)), "no smoke version in fixtures/versions.yaml covers {what} (smoke: {smoke:?})");
+        assert!(
+            smoke.iter().any(|v| applies(v)),
+            "no smoke version in fixtures/versions.yaml covers {what} (smoke: {smoke:?})"
+        );
     }
 }
 
@@ -117,7 +163,11 @@ fn every_scenario_file_says_what_it_exercises() {
     for entry in std::fs::read_dir(&dir).expect("fixtures/values") {
         let path = entry.expect("entry").path();
         let text = std::fs::read_to_string(&path).expect("readable");
-        assert!(text.starts_with("# "), "{} does not start with a comment saying what it exercises", path.display());
+        assert!(
+            text.starts_with("# "),
+            "{} does not start with a comment saying what it exercises",
+            path.display()
+        );
     }
 }
 
@@ -127,7 +177,10 @@ fn every_scenario_file_says_what_it_exercises() {
 fn full_matrix_renders_and_reports_stats() {
     let s = suite();
     let scenarios = s.all_scenarios();
-    let pairs: Vec<(&str, &str)> = VERSIONS.iter().flat_map(|v| scenarios.iter().map(move |s| (*v, *s))).collect();
+    let pairs: Vec<(&str, &str)> = VERSIONS
+        .iter()
+        .flat_map(|v| scenarios.iter().map(move |s| (*v, *s)))
+        .collect();
     let started = Instant::now();
     let cases = parallel(&pairs, |(v, sc)| s.case(v, sc));
     let wall = started.elapsed();
@@ -135,8 +188,14 @@ fn full_matrix_renders_and_reports_stats() {
     for c in &cases {
         c.accepted();
     }
-    let log = std::fs::read_to_string(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("render-cache/renders.log")).unwrap_or_default();
-    let (n, ms) = log.lines().filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok()).fold((0, 0), |(n, t), ms| (n + 1, t + ms));
+    let log = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("render-cache/renders.log"),
+    )
+    .unwrap_or_default();
+    let (n, ms) = log
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .fold((0, 0), |(n, t), ms| (n + 1, t + ms));
     eprintln!(
         "render stats: {} cases ({} versions x {} scenarios, {refused} refused as the spec says) in {wall:.2?}; this process: {}; disk cache holds {n} helm renders ({ms} ms of helm time in total)",
         cases.len(),
@@ -146,5 +205,8 @@ fn full_matrix_renders_and_reports_stats() {
     );
     assert_eq!(cases.len(), VERSIONS.len() * scenarios.len());
     assert!(scenarios.len() >= 8, "at least 8 scenarios");
-    assert_ran(cases.len() - refused, "the whole matrix (every render refused)");
+    assert_ran(
+        cases.len() - refused,
+        "the whole matrix (every render refused)",
+    );
 }

@@ -17,16 +17,41 @@ use support::*;
 fn pods(r: &Rendered) -> Vec<(String, PodSpec)> {
     let mut out = Vec::new();
     for s in r.statefulsets() {
-        let spec = s.spec.as_ref().and_then(|s| s.template.spec.clone()).expect("StatefulSet pod spec");
-        out.push((format!("StatefulSet/{}", s.metadata.name.clone().unwrap_or_default()), spec));
+        let spec = s
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.clone())
+            .expect("StatefulSet pod spec");
+        out.push((
+            format!(
+                "StatefulSet/{}",
+                s.metadata.name.clone().unwrap_or_default()
+            ),
+            spec,
+        ));
     }
     for j in r.jobs() {
-        let spec = j.spec.as_ref().and_then(|s| s.template.spec.clone()).expect("Job pod spec");
-        out.push((format!("Job/{}", j.metadata.name.clone().unwrap_or_default()), spec));
+        let spec = j
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.clone())
+            .expect("Job pod spec");
+        out.push((
+            format!("Job/{}", j.metadata.name.clone().unwrap_or_default()),
+            spec,
+        ));
     }
     for c in r.cronjobs() {
-        let spec = c.spec.as_ref().and_then(|s| s.job_template.spec.as_ref()).and_then(|j| j.template.spec.clone()).expect("CronJob pod spec");
-        out.push((format!("CronJob/{}", c.metadata.name.clone().unwrap_or_default()), spec));
+        let spec = c
+            .spec
+            .as_ref()
+            .and_then(|s| s.job_template.spec.as_ref())
+            .and_then(|j| j.template.spec.clone())
+            .expect("CronJob pod spec");
+        out.push((
+            format!("CronJob/{}", c.metadata.name.clone().unwrap_or_default()),
+            spec,
+        ));
     }
     out
 }
@@ -52,12 +77,22 @@ fn restricted_violations(pod: &PodSpec, c: &Container) -> Vec<String> {
     if !caps.drop.unwrap_or_default().iter().any(|d| d == "ALL") {
         v.push("capabilities.drop lacks ALL".to_string());
     }
-    if caps.add.unwrap_or_default().iter().any(|a| a != "NET_BIND_SERVICE") {
+    if caps
+        .add
+        .unwrap_or_default()
+        .iter()
+        .any(|a| a != "NET_BIND_SERVICE")
+    {
         v.push("capabilities.add beyond NET_BIND_SERVICE".to_string());
     }
     let seccomp = sc.seccomp_profile.or(psc.seccomp_profile).map(|p| p.type_);
-    if !matches!(seccomp.as_deref(), Some("RuntimeDefault") | Some("Localhost")) {
-        v.push(format!("seccompProfile is {seccomp:?}, not RuntimeDefault or Localhost"));
+    if !matches!(
+        seccomp.as_deref(),
+        Some("RuntimeDefault") | Some("Localhost")
+    ) {
+        v.push(format!(
+            "seccompProfile is {seccomp:?}, not RuntimeDefault or Localhost"
+        ));
     }
     v
 }
@@ -99,4 +134,3 @@ each_version! {
         assert_eq!(sc.read_only_root_filesystem, at(&values, "securityContext.readOnlyRootFilesystem").and_then(Value::as_bool), "{case}");
     }
 }
-

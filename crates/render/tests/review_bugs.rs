@@ -24,7 +24,11 @@ fn names_unknown_key(message: &str, dotted: &str) -> bool {
         return true;
     }
     let (parent, leaf) = dotted.rsplit_once('.').unwrap_or(("", dotted));
-    let pointer = if parent.is_empty() { String::new() } else { format!("/{}", parent.replace('.', "/")) };
+    let pointer = if parent.is_empty() {
+        String::new()
+    } else {
+        format!("/{}", parent.replace('.', "/"))
+    };
     message.contains(&format!("'{pointer}'")) && message.contains(&format!("'{leaf}'"))
 }
 
@@ -34,26 +38,47 @@ fn names_unknown_key(message: &str, dotted: &str) -> bool {
 #[case::string_false_from_set_string(None)]
 #[case::string_false_any_case(Some("serviceAccount: {create: \"FALSE\"}"))]
 #[case::yaml_false(Some("serviceAccount: {create: false}"))]
-fn service_account_create_false_string_renders_no_account_and_pod_uses_default(#[case] values: Option<&str>) {
+fn service_account_create_false_string_renders_no_account_and_pod_uses_default(
+    #[case] values: Option<&str>,
+) {
     let s = suite();
     let req = match values {
-        None => s.request(Some(&v(APP_VERSION)), &yaml("{}")).set_string("serviceAccount.create", "false"),
+        None => s
+            .request(Some(&v(APP_VERSION)), &yaml("{}"))
+            .set_string("serviceAccount.create", "false"),
         Some(text) => s.request(Some(&v(APP_VERSION)), &yaml(text)),
     };
     let r = render_req(&req).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(r.service_accounts().count(), 0, "a ServiceAccount was rendered although create is false");
+    assert_eq!(
+        r.service_accounts().count(),
+        0,
+        "a ServiceAccount was rendered although create is false"
+    );
     let pod = r.pod_spec().expect("pod spec");
     // The documented fallback of serviceAccount.name when the chart creates none.
-    assert_eq!(pod.service_account_name.as_deref(), Some("default"), "the pod names a ServiceAccount nobody creates");
+    assert_eq!(
+        pod.service_account_name.as_deref(),
+        Some("default"),
+        "the pod names a ServiceAccount nobody creates"
+    );
 }
 
 #[test]
 fn every_boolean_string_is_read_by_the_one_helper() {
     // A non-boolean string in a boolean key fails naming it, wherever the key is read.
     let s = suite();
-    for key in ["serviceAccount.create", "podDisruptionBudget.enabled", "networkPolicy.enabled", "startupProbe.enabled"] {
-        let req = s.request(Some(&v(APP_VERSION)), &yaml("{}")).set_string(key, "sometimes");
-        let err = render_req(&req).err().unwrap_or_else(|| panic!("helm rendered {key}=sometimes"));
+    for key in [
+        "serviceAccount.create",
+        "podDisruptionBudget.enabled",
+        "networkPolicy.enabled",
+        "startupProbe.enabled",
+    ] {
+        let req = s
+            .request(Some(&v(APP_VERSION)), &yaml("{}"))
+            .set_string(key, "sometimes");
+        let err = render_req(&req)
+            .err()
+            .unwrap_or_else(|| panic!("helm rendered {key}=sometimes"));
         assert_names_key(&err.to_string(), key, key);
     }
 }
@@ -70,8 +95,15 @@ tls: {existingSecret: chromadb-tls}
 #[test]
 fn boolean_strings_render_exactly_like_booleans_for_every_boolean_key() {
     let s = suite();
-    let keys: Vec<&str> = spec::KEY_TYPES.iter().filter(|(_, t)| *t == spec::KeyType::Bool).map(|(k, _)| *k).collect();
-    assert!(keys.len() >= 10, "the model lists the chart's booleans: {keys:?}");
+    let keys: Vec<&str> = spec::KEY_TYPES
+        .iter()
+        .filter(|(_, t)| *t == spec::KeyType::Bool)
+        .map(|(k, _)| *k)
+        .collect();
+    assert!(
+        keys.len() >= 10,
+        "the model lists the chart's booleans: {keys:?}"
+    );
     let mut jobs = Vec::new();
     for key in &keys {
         for version in ["0.6.3", APP_VERSION] {
@@ -88,14 +120,26 @@ fn boolean_strings_render_exactly_like_booleans_for_every_boolean_key() {
             (Ok(a), Ok(b)) if redacted(&a) == redacted(&b) => None,
             // Refused alike (e.g. tls.certManager.enabled without tls.enabled) is read alike too.
             (Err(a), Err(b)) if a.to_string() == b.to_string() => None,
-            (Ok(_), Ok(_)) => Some(format!("{key}={as_string:?} on {version} renders differently from {key}={as_bool}")),
-            (a, b) => Some(format!("{key} on {version}: bool {:?} / string {:?}", a.err().map(|e| e.to_string()), b.err().map(|e| e.to_string()))),
+            (Ok(_), Ok(_)) => Some(format!(
+                "{key}={as_string:?} on {version} renders differently from {key}={as_bool}"
+            )),
+            (a, b) => Some(format!(
+                "{key} on {version}: bool {:?} / string {:?}",
+                a.err().map(|e| e.to_string()),
+                b.err().map(|e| e.to_string())
+            )),
         }
     })
     .into_iter()
     .flatten()
     .collect();
-    assert!(failures.is_empty(), "{} of {} renders differ:\n{}", failures.len(), jobs.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} renders differ:\n{}",
+        failures.len(),
+        jobs.len(),
+        failures.join("\n")
+    );
 }
 
 // 2. isPersistent=false is the in-memory server below 1.0.0 -------------------------------
@@ -109,7 +153,9 @@ fn effective_is_persistent(r: &Rendered) -> bool {
     if !bypassed {
         return true;
     }
-    let raw = env_value(r, "IS_PERSISTENT").unwrap_or_default().to_ascii_lowercase();
+    let raw = env_value(r, "IS_PERSISTENT")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     matches!(raw.as_str(), "1" | "true" | "yes" | "on")
 }
 
@@ -157,13 +203,19 @@ each_version! {
 #[test]
 fn telemetry_filters_reach_the_config_when_telemetry_is_on() {
     let mut values = yaml(RUST_V1_EXAMPLE);
-    let tel = values["chromadb"]["telemetry"].as_mapping_mut().expect("telemetry map");
+    let tel = values["chromadb"]["telemetry"]
+        .as_mapping_mut()
+        .expect("telemetry map");
     tel.insert("enabled".into(), true.into());
     tel.insert("endpoint".into(), "http://otel-collector:4317".into());
     let case = suite().case_values(APP_VERSION, "spec example with telemetry", values.clone());
     let (_, r) = case.accepted().expect("accepted");
     let doc = r.server_config_doc().expect("1.x config");
-    assert_eq!(at(&doc, "open_telemetry.filters"), spec::lookup(&values, "chromadb.telemetry.filters"), "{case}");
+    assert_eq!(
+        at(&doc, "open_telemetry.filters"),
+        spec::lookup(&values, "chromadb.telemetry.filters"),
+        "{case}"
+    );
 }
 
 // 4. storageClass: null/"" = cluster default, "-" = none -----------------------------------
@@ -176,12 +228,24 @@ fn telemetry_filters_reach_the_config_when_telemetry_is_on() {
 fn storage_class_follows_the_convention(#[case] scenario: &str) {
     let case = suite().case("0.6.3", scenario);
     let (e, r) = case.accepted().expect("accepted");
-    let spec::DataVolume::ClaimTemplate { storage_class } = &e.data_volume else { panic!("{case}: the model has no claim template") };
-    let pvc = r.pvc_templates().first().unwrap_or_else(|| panic!("{case}: no claim template"));
-    let got = pvc.spec.as_ref().and_then(|s| s.storage_class_name.as_deref());
+    let spec::DataVolume::ClaimTemplate { storage_class } = &e.data_volume else {
+        panic!("{case}: the model has no claim template")
+    };
+    let pvc = r
+        .pvc_templates()
+        .first()
+        .unwrap_or_else(|| panic!("{case}: no claim template"));
+    let got = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.as_deref());
     assert_eq!(got, storage_class.field(), "{case}: storageClassName");
     if scenario == "storage-class-empty" {
-        assert_eq!(*storage_class, StorageClass::ClusterDefault, "{case}: the model reads \"\" as the cluster default");
+        assert_eq!(
+            *storage_class,
+            StorageClass::ClusterDefault,
+            "{case}: the model reads \"\" as the cluster default"
+        );
     }
 }
 
@@ -196,25 +260,62 @@ fn unknown_keys_refused_naming_them(#[case] values: &str, #[case] key: &str) {
     let values = yaml(values);
     for ver in ["0.4.3", "0.6.3", APP_VERSION] {
         let case = suite().case_values(ver, "unknown key", values.clone());
-        let spec_err = case.expected.as_ref().err().unwrap_or_else(|| panic!("{case}: the model accepts {values:?}"));
+        let spec_err = case
+            .expected
+            .as_ref()
+            .err()
+            .unwrap_or_else(|| panic!("{case}: the model accepts {values:?}"));
         assert_eq!(spec_err.key, key, "{case}");
-        let err = case.render.as_ref().err().unwrap_or_else(|| panic!("{case}: helm rendered {values:?}"));
-        assert!(names_unknown_key(&err.to_string(), key), "{case}: helm's refusal does not name {key}:\n{err}");
+        let err = case
+            .render
+            .as_ref()
+            .err()
+            .unwrap_or_else(|| panic!("{case}: helm rendered {values:?}"));
+        assert!(
+            names_unknown_key(&err.to_string(), key),
+            "{case}: helm's refusal does not name {key}:\n{err}"
+        );
     }
 }
 
 #[rstest]
-#[case::fixed_token("chromadb: {auth: {token: {value: s3cret}}}", "chromadb.auth.token.value")]
-#[case::fixed_basic_password("chromadb: {auth: {type: basic, basic: {password: s3cret}}}", "chromadb.auth.basic.password")]
-#[case::fixed_basic_username("chromadb: {auth: {type: basic, basic: {username: admin}}}", "chromadb.auth.basic.username")]
-fn old_chart_credentials_refused_pointing_to_existing_secret(#[case] values: &str, #[case] key: &str) {
+#[case::fixed_token(
+    "chromadb: {auth: {token: {value: s3cret}}}",
+    "chromadb.auth.token.value"
+)]
+#[case::fixed_basic_password(
+    "chromadb: {auth: {type: basic, basic: {password: s3cret}}}",
+    "chromadb.auth.basic.password"
+)]
+#[case::fixed_basic_username(
+    "chromadb: {auth: {type: basic, basic: {username: admin}}}",
+    "chromadb.auth.basic.username"
+)]
+fn old_chart_credentials_refused_pointing_to_existing_secret(
+    #[case] values: &str,
+    #[case] key: &str,
+) {
     let case = suite().case_values("0.6.3", "old chart credentials", yaml(values));
-    assert_eq!(case.expected.as_ref().err().map(|e| e.key.as_str()), Some(key), "{case}");
-    let err = case.render.as_ref().err().unwrap_or_else(|| panic!("{case}: helm rendered fixed credentials"));
+    assert_eq!(
+        case.expected.as_ref().err().map(|e| e.key.as_str()),
+        Some(key),
+        "{case}"
+    );
+    let err = case
+        .render
+        .as_ref()
+        .err()
+        .unwrap_or_else(|| panic!("{case}: helm rendered fixed credentials"));
     let msg = err.to_string();
     assert_names_key(&msg, key, &case.to_string());
-    assert!(msg.contains("chromadb.auth.existingSecret"), "{case}: the refusal does not say what to use:\n{msg}");
-    assert!(!msg.contains("s3cret"), "{case}: the refusal echoes the credential");
+    assert!(
+        msg.contains("chromadb.auth.existingSecret"),
+        "{case}: the refusal does not say what to use:\n{msg}"
+    );
+    assert!(
+        !msg.contains("s3cret"),
+        "{case}: the refusal echoes the credential"
+    );
 }
 
 #[rstest]
@@ -237,14 +338,34 @@ fn versioned_tag_sets_the_version_when_api_version_unset(#[case] tag: &str) {
     let s = suite();
     let values = yaml(&format!("image: {{tag: {tag:?}}}"));
     let version = spec::deployed_version(&values, &v(APP_VERSION)).expect("versioned tag");
-    assert_eq!(version.to_string(), tag.trim_start_matches('v'), "the model derives the version from the tag");
+    assert_eq!(
+        version.to_string(),
+        tag.trim_start_matches('v'),
+        "the model derives the version from the tag"
+    );
     let expected = Expected::from_values(&values, &version).expect("accepted");
-    let r = s.cache.render(&s.request(None, &values)).unwrap_or_else(|e| panic!("tag {tag}: {e}"));
-    assert_eq!(r.pod_labels().get("app.kubernetes.io/version").map(String::as_str), Some(version.to_string().as_str()));
+    let r = s
+        .cache
+        .render(&s.request(None, &values))
+        .unwrap_or_else(|e| panic!("tag {tag}: {e}"));
+    assert_eq!(
+        r.pod_labels()
+            .get("app.kubernetes.io/version")
+            .map(String::as_str),
+        Some(version.to_string().as_str())
+    );
     let c = r.chroma_container().expect("chromadb container");
     let runs_config_file = c.args.iter().flatten().any(|a| a == "run");
-    assert_eq!(runs_config_file, expected.version.is_rust_server(), "tag {tag}: the container's args are of another era");
-    assert_eq!(r.server_config().is_ok(), expected.server_config.is_some(), "tag {tag}: config file presence");
+    assert_eq!(
+        runs_config_file,
+        expected.version.is_rust_server(),
+        "tag {tag}: the container's args are of another era"
+    );
+    assert_eq!(
+        r.server_config().is_ok(),
+        expected.server_config.is_some(),
+        "tag {tag}: config file presence"
+    );
 }
 
 #[rstest]
@@ -302,7 +423,18 @@ fn selector_labels_in_user_labels_refused_naming_the_key(#[case] map: &str, #[ca
     let values = Value::Mapping(values);
     let case = suite().case_values("0.6.3", "selector label", values);
     let key = format!("{map}.{label}");
-    assert_eq!(case.expected.as_ref().err().map(|e| e.key.clone()), Some(key.clone()), "{case}");
-    let err = case.render.as_ref().err().unwrap_or_else(|| panic!("{case}: helm rendered a selector label override"));
-    assert!(err.to_string().contains(&key), "{case}: helm's refusal does not name {key}:\n{err}");
+    assert_eq!(
+        case.expected.as_ref().err().map(|e| e.key.clone()),
+        Some(key.clone()),
+        "{case}"
+    );
+    let err = case
+        .render
+        .as_ref()
+        .err()
+        .unwrap_or_else(|| panic!("{case}: helm rendered a selector label override"));
+    assert!(
+        err.to_string().contains(&key),
+        "{case}: helm's refusal does not name {key}:\n{err}"
+    );
 }

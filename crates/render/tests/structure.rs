@@ -57,7 +57,13 @@ each_version! {
 /// pull secrets.
 fn external(values: &Value) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for key in ["chromadb.auth.existingSecret", "chromadb.logConfigMap", "backup.storage.s3.existingSecret", "tls.existingSecret", "tls.caBundle.name"] {
+    for key in [
+        "chromadb.auth.existingSecret",
+        "chromadb.logConfigMap",
+        "backup.storage.s3.existingSecret",
+        "tls.existingSecret",
+        "tls.caBundle.name",
+    ] {
         if let Ok(s) = parse_str(values, key, "")
             && !s.is_empty()
         {
@@ -106,9 +112,12 @@ each_version! {
 }
 
 fn valid_dns_label(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-') && !s.ends_with('-')
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 each_version! {
@@ -129,7 +138,9 @@ each_version! {
 fn valid_label_value(v: &str) -> bool {
     v.len() <= 63
         && (v.is_empty()
-            || (v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            || (v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
                 && v.as_bytes()[0].is_ascii_alphanumeric()
                 && v.as_bytes()[v.len() - 1].is_ascii_alphanumeric()))
 }
@@ -139,9 +150,7 @@ fn valid_label_key(k: &str) -> bool {
         Some((p, n)) => (Some(p), n),
         None => (None, k),
     };
-    let prefix_ok = prefix.is_none_or(|p| {
-        p.len() <= 253 && p.split('.').all(valid_dns_label)
-    });
+    let prefix_ok = prefix.is_none_or(|p| p.len() <= 253 && p.split('.').all(valid_dns_label));
     prefix_ok && !name.is_empty() && valid_label_value(name)
 }
 

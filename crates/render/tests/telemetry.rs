@@ -11,7 +11,11 @@ use rstest::rstest;
 use serde_yaml::Value;
 use support::*;
 
-const OTEL_ENV: [&str; 3] = ["CHROMA_OTEL_COLLECTION_ENDPOINT", "CHROMA_OTEL_SERVICE_NAME", "CHROMA_OTEL_GRANULARITY"];
+const OTEL_ENV: [&str; 3] = [
+    "CHROMA_OTEL_COLLECTION_ENDPOINT",
+    "CHROMA_OTEL_SERVICE_NAME",
+    "CHROMA_OTEL_GRANULARITY",
+];
 
 each_version! {
     /// Whatever the model says is exported is what the pod is configured with, on every release.
@@ -48,12 +52,26 @@ fn otel_env_only_from_0_4_15(#[case] version: &str, #[case] on: bool) {
 
 #[test]
 fn granularity_and_default_service_name_reach_the_python_server() {
-    let values = yaml("chromadb: {telemetry: {enabled: true, endpoint: 'https://otel.example.com:4317', granularity: all}}");
+    let values = yaml(
+        "chromadb: {telemetry: {enabled: true, endpoint: 'https://otel.example.com:4317', granularity: all}}",
+    );
     let case = suite().case_values("0.5.23", "telemetry-granularity", values);
     let (_, r) = case.accepted().expect("accepted");
-    assert_eq!(env_value(r, "CHROMA_OTEL_GRANULARITY").as_deref(), Some("all"), "{case}");
-    assert_eq!(env_value(r, "CHROMA_OTEL_SERVICE_NAME").as_deref(), Some("chroma"), "{case}: the spec's default service name");
-    assert_eq!(env_value(r, "CHROMA_OTEL_COLLECTION_ENDPOINT").as_deref(), Some("https://otel.example.com:4317"), "{case}");
+    assert_eq!(
+        env_value(r, "CHROMA_OTEL_GRANULARITY").as_deref(),
+        Some("all"),
+        "{case}"
+    );
+    assert_eq!(
+        env_value(r, "CHROMA_OTEL_SERVICE_NAME").as_deref(),
+        Some("chroma"),
+        "{case}: the spec's default service name"
+    );
+    assert_eq!(
+        env_value(r, "CHROMA_OTEL_COLLECTION_ENDPOINT").as_deref(),
+        Some("https://otel.example.com:4317"),
+        "{case}"
+    );
 }
 
 #[test]
@@ -63,10 +81,22 @@ fn filters_reach_the_rust_config() {
     let case = suite().case_values("1.5.0", "telemetry + telemetry-filtered", values);
     let (e, r) = case.accepted().expect("accepted");
     let doc = r.server_config_doc().expect("config file");
-    let Telemetry::Exported { filters, .. } = &e.telemetry else { panic!("{case}: not exported") };
+    let Telemetry::Exported { filters, .. } = &e.telemetry else {
+        panic!("{case}: not exported")
+    };
     assert_eq!(filters.len(), 1, "{case}");
-    let rendered = lookup(&doc, "open_telemetry.filters").and_then(Value::as_sequence).unwrap_or_else(|| panic!("{case}: no filters in {doc:?}"));
+    let rendered = lookup(&doc, "open_telemetry.filters")
+        .and_then(Value::as_sequence)
+        .unwrap_or_else(|| panic!("{case}: no filters in {doc:?}"));
     assert_eq!(rendered.len(), 1, "{case}");
-    assert_eq!(lookup(&rendered[0], "crate_name"), Some(&Value::from(filters[0].crate_name.as_str())), "{case}");
-    assert_eq!(lookup(&rendered[0], "filter_level"), Some(&Value::from(filters[0].filter_level.as_str())), "{case}");
+    assert_eq!(
+        lookup(&rendered[0], "crate_name"),
+        Some(&Value::from(filters[0].crate_name.as_str())),
+        "{case}"
+    );
+    assert_eq!(
+        lookup(&rendered[0], "filter_level"),
+        Some(&Value::from(filters[0].filter_level.as_str())),
+        "{case}"
+    );
 }

@@ -31,21 +31,39 @@ each_version! {
 fn chart_app_version() -> ChromaVersion {
     let path = suite().chart.join("Chart.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let chart: Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let raw = chart.get("appVersion").and_then(Value::as_str).unwrap_or_else(|| panic!("{} has no string appVersion", path.display()));
-    raw.parse().unwrap_or_else(|e| panic!("{}: appVersion: {e}", path.display()))
+    let chart: Value =
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let raw = chart
+        .get("appVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{} has no string appVersion", path.display()));
+    raw.parse()
+        .unwrap_or_else(|e| panic!("{}: appVersion: {e}", path.display()))
 }
 
 #[test]
 fn api_version_defaults_to_the_chart_app_version() {
     let s = suite();
     let app = chart_app_version();
-    let r = s.cache.render(&s.request(None, &yaml("{}"))).unwrap_or_else(|e| panic!("{e}"));
+    let r = s
+        .cache
+        .render(&s.request(None, &yaml("{}")))
+        .unwrap_or_else(|e| panic!("{e}"));
     let image = r.chroma_container().and_then(|c| c.image.clone());
-    assert_eq!(image, Some(chroma_image(&yaml("{}"), &app).expect("image").reference), "no apiVersion: image");
+    assert_eq!(
+        image,
+        Some(chroma_image(&yaml("{}"), &app).expect("image").reference),
+        "no apiVersion: image"
+    );
     // Everything the version gates decide must match an explicit apiVersion=appVersion.
-    let explicit = s.render(&app, &yaml("{}")).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(redacted(&r), redacted(&explicit), "no apiVersion renders differently from apiVersion={app}");
+    let explicit = s
+        .render(&app, &yaml("{}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        redacted(&r),
+        redacted(&explicit),
+        "no apiVersion renders differently from apiVersion={app}"
+    );
 }
 
 each_version! {
@@ -228,15 +246,29 @@ each_version! {
 }
 
 const AUTH_SCENARIOS: &[&str] = &[
-    "defaults", "token-authorization", "token-x-chroma-token", "token-x-underscore", "basic-auth",
-    "existing-secret-token", "existing-secret-basic", "auth-disabled",
+    "defaults",
+    "token-authorization",
+    "token-x-chroma-token",
+    "token-x-underscore",
+    "basic-auth",
+    "existing-secret-token",
+    "existing-secret-basic",
+    "auth-disabled",
 ];
 
 fn auth_env_names(version: &ChromaVersion) -> (&'static str, &'static str, &'static str) {
     if version.has_authn_settings() {
-        ("CHROMA_SERVER_AUTHN_PROVIDER", "CHROMA_SERVER_AUTHN_CREDENTIALS", "CHROMA_SERVER_AUTHN_CREDENTIALS_FILE")
+        (
+            "CHROMA_SERVER_AUTHN_PROVIDER",
+            "CHROMA_SERVER_AUTHN_CREDENTIALS",
+            "CHROMA_SERVER_AUTHN_CREDENTIALS_FILE",
+        )
     } else {
-        ("CHROMA_SERVER_AUTH_PROVIDER", "CHROMA_SERVER_AUTH_CREDENTIALS", "CHROMA_SERVER_AUTH_CREDENTIALS_FILE")
+        (
+            "CHROMA_SERVER_AUTH_PROVIDER",
+            "CHROMA_SERVER_AUTH_CREDENTIALS",
+            "CHROMA_SERVER_AUTH_CREDENTIALS_FILE",
+        )
     }
 }
 
@@ -369,8 +401,13 @@ each_version! {
     }
 }
 
-fn env_value_of(r: &Rendered, c: &k8s_openapi::api::core::v1::Container, name: &str) -> Option<String> {
-    r.env_var_of(c, name).and_then(|e| e.resolved().map(str::to_string))
+fn env_value_of(
+    r: &Rendered,
+    c: &k8s_openapi::api::core::v1::Container,
+    name: &str,
+) -> Option<String> {
+    r.env_var_of(c, name)
+        .and_then(|e| e.resolved().map(str::to_string))
 }
 
 each_version! {
@@ -405,18 +442,47 @@ each_version! {
 }
 
 /// The Python log config file the server is pointed at, parsed.
-fn python_log_config(r: &Rendered, version: &ChromaVersion, location: &str) -> Result<Value, String> {
-    let pointed = python_setting(r, version, "--log-config", "CHROMA_LOG_CONFIG", "<image default>");
+fn python_log_config(
+    r: &Rendered,
+    version: &ChromaVersion,
+    location: &str,
+) -> Result<Value, String> {
+    let pointed = python_setting(
+        r,
+        version,
+        "--log-config",
+        "CHROMA_LOG_CONFIG",
+        "<image default>",
+    );
     if pointed != location {
-        return Err(format!("server reads its log config from {pointed:?}, not {location:?}"));
+        return Err(format!(
+            "server reads its log config from {pointed:?}, not {location:?}"
+        ));
     }
     let c = r.chroma_container().ok_or("no chromadb container")?;
-    let m = r.mount_for(c, location).ok_or_else(|| format!("nothing mounted at {location}"))?;
-    let vol = r.volume(&m.name).ok_or_else(|| format!("no volume {}", m.name))?;
-    let cm_name = vol.config_map.as_ref().map(|c| c.name.clone()).ok_or("log config volume is not a ConfigMap")?;
-    let cm = r.configmap(&cm_name).ok_or_else(|| format!("ConfigMap {cm_name} not rendered"))?;
-    let key = m.sub_path.clone().unwrap_or_else(|| location.rsplit('/').next().unwrap_or_default().to_string());
-    let text = cm.data.as_ref().and_then(|d| d.get(&key)).ok_or_else(|| format!("{cm_name} has no key {key}"))?;
+    let m = r
+        .mount_for(c, location)
+        .ok_or_else(|| format!("nothing mounted at {location}"))?;
+    let vol = r
+        .volume(&m.name)
+        .ok_or_else(|| format!("no volume {}", m.name))?;
+    let cm_name = vol
+        .config_map
+        .as_ref()
+        .map(|c| c.name.clone())
+        .ok_or("log config volume is not a ConfigMap")?;
+    let cm = r
+        .configmap(&cm_name)
+        .ok_or_else(|| format!("ConfigMap {cm_name} not rendered"))?;
+    let key = m
+        .sub_path
+        .clone()
+        .unwrap_or_else(|| location.rsplit('/').next().unwrap_or_default().to_string());
+    let text = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&key))
+        .ok_or_else(|| format!("{cm_name} has no key {key}"))?;
     serde_yaml::from_str(text).map_err(|e| format!("log config is not YAML: {e}"))
 }
 
@@ -513,8 +579,14 @@ fn leaf_paths(doc: &Value) -> Vec<String> {
         match v {
             Value::Mapping(m) if !m.is_empty() => {
                 for (k, child) in m {
-                    let k = k.as_str().unwrap_or_else(|| panic!("non-string config key {k:?}"));
-                    let path = if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+                    let k = k
+                        .as_str()
+                        .unwrap_or_else(|| panic!("non-string config key {k:?}"));
+                    let path = if prefix.is_empty() {
+                        k.to_string()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
                     walk(child, &path, out);
                 }
             }
@@ -534,7 +606,10 @@ fn assert_config_key(case: &Case, rendered: &Value, expected: &Value, path: &str
     match at(expected, path) {
         Some(want) => assert_eq!(got, Some(want), "{case}: config `{path}`"),
         None => {
-            let default = SERVER_DEFAULTS.iter().find(|(k, _)| *k == path).map(|(_, d)| *d);
+            let default = SERVER_DEFAULTS
+                .iter()
+                .find(|(k, _)| *k == path)
+                .map(|(_, d)| *d);
             let ok = match got {
                 None => true,
                 Some(Value::String(s)) => s.is_empty() || Some(s.as_str()) == default,
@@ -543,12 +618,22 @@ fn assert_config_key(case: &Case, rendered: &Value, expected: &Value, path: &str
                 Some(Value::Sequence(s)) => s.is_empty(),
                 Some(_) => false,
             };
-            assert!(ok, "{case}: config `{path}` = {got:?}, but the values leave it to the server default {default:?}");
+            assert!(
+                ok,
+                "{case}: config `{path}` = {got:?}, but the values leave it to the server default {default:?}"
+            );
         }
     }
 }
 
-const RUST_SCENARIOS: &[&str] = &["defaults", "rust-config", "circuit-breaker-off", "extra-config", "custom-port-dir", "cors-list"];
+const RUST_SCENARIOS: &[&str] = &[
+    "defaults",
+    "rust-config",
+    "circuit-breaker-off",
+    "extra-config",
+    "custom-port-dir",
+    "cors-list",
+];
 
 #[rustfmt::skip]
 #[rstest::rstest]

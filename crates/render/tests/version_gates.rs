@@ -9,7 +9,9 @@ use rstest::rstest;
 use support::*;
 
 fn has_auth_env(r: &render::Rendered) -> bool {
-    r.env().iter().any(|e| e.name.starts_with("CHROMA_SERVER_AUTH") || e.name.starts_with("CHROMA_AUTH_"))
+    r.env()
+        .iter()
+        .any(|e| e.name.starts_with("CHROMA_SERVER_AUTH") || e.name.starts_with("CHROMA_AUTH_"))
 }
 
 #[rustfmt::skip]
@@ -53,7 +55,11 @@ fn token_header_given_as_enum_name_on_0_5_0(#[case] scenario: &str, #[case] want
     // 0.5.0 raises KeyError at start on `Authorization` / `X-Chroma-Token` (docs/chroma-eras.md#auth).
     let case = suite().case("0.5.0", scenario);
     let (_, r) = case.accepted().expect("accepted");
-    assert_eq!(env_value(r, "CHROMA_AUTH_TOKEN_TRANSPORT_HEADER").as_deref(), Some(want), "{case}");
+    assert_eq!(
+        env_value(r, "CHROMA_AUTH_TOKEN_TRANSPORT_HEADER").as_deref(),
+        Some(want),
+        "{case}"
+    );
 }
 
 each_version! {

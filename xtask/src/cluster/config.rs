@@ -41,7 +41,14 @@ pub struct Ports {
 impl Default for Ports {
     fn default() -> Self {
         // Kubernetes' own defaults, so logs and docs read as usual.
-        Ports { apiserver: 6443, etcd_client: 2379, etcd_peer: 2380, etcd_metrics: 2381, controller_manager: 10257, scheduler: 10259 }
+        Ports {
+            apiserver: 6443,
+            etcd_client: 2379,
+            etcd_peer: 2380,
+            etcd_metrics: 2381,
+            controller_manager: 10257,
+            scheduler: 10259,
+        }
     }
 }
 
@@ -77,8 +84,15 @@ pub enum Component {
 }
 
 impl Component {
-    pub const ALL: [Component; 7] =
-        [Component::Etcd, Component::KubeApiserver, Component::KubeControllerManager, Component::KubeScheduler, Component::Node, Component::CoreDns, Component::KubeProxy];
+    pub const ALL: [Component; 7] = [
+        Component::Etcd,
+        Component::KubeApiserver,
+        Component::KubeControllerManager,
+        Component::KubeScheduler,
+        Component::Node,
+        Component::CoreDns,
+        Component::KubeProxy,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -130,7 +144,9 @@ impl Layout {
         self.root.join("kubeconfigs").join("provisioner.kubeconfig")
     }
     pub fn component_kubeconfig(&self, c: Component) -> PathBuf {
-        self.root.join("kubeconfigs").join(format!("{}.kubeconfig", c.name()))
+        self.root
+            .join("kubeconfigs")
+            .join(format!("{}.kubeconfig", c.name()))
     }
     pub fn state(&self) -> PathBuf {
         self.root.join("state.json")
@@ -139,25 +155,46 @@ impl Layout {
 
 /// The first host address of an IPv4 CIDR (`10.96.0.0/16` → `10.96.0.1`).
 pub fn first_address(cidr: &str) -> Result<Ipv4Addr> {
-    let (net, bits) = cidr.split_once('/').with_context(|| format!("{cidr} is not a CIDR"))?;
-    let net: Ipv4Addr = net.parse().with_context(|| format!("{cidr}: {net} is not an IPv4 address"))?;
-    let bits: u32 = bits.parse().with_context(|| format!("{cidr}: /{bits} is not a prefix length"))?;
+    let (net, bits) = cidr
+        .split_once('/')
+        .with_context(|| format!("{cidr} is not a CIDR"))?;
+    let net: Ipv4Addr = net
+        .parse()
+        .with_context(|| format!("{cidr}: {net} is not an IPv4 address"))?;
+    let bits: u32 = bits
+        .parse()
+        .with_context(|| format!("{cidr}: /{bits} is not a prefix length"))?;
     anyhow::ensure!(bits <= 30, "{cidr} has no room for hosts");
-    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - bits)
+    };
     Ok(Ipv4Addr::from((u32::from(net) & mask) + 1))
 }
 
 /// What the API server's serving certificate answers to: loopback, and every name a pod uses
 /// for the `kubernetes` Service, and its ClusterIP.
 pub fn apiserver_names() -> Result<Names> {
-    let mut dns: Vec<String> = vec!["localhost".into(), "kubernetes".into(), "kubernetes.default".into(), "kubernetes.default.svc".into()];
+    let mut dns: Vec<String> = vec![
+        "localhost".into(),
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+    ];
     dns.push(format!("kubernetes.default.svc.{CLUSTER_DOMAIN}"));
-    Ok(Names { dns, ips: vec![LOOPBACK, IpAddr::V4(first_address(SERVICE_CIDR)?)] })
+    Ok(Names {
+        dns,
+        ips: vec![LOOPBACK, IpAddr::V4(first_address(SERVICE_CIDR)?)],
+    })
 }
 
 /// Loopback only: etcd, the controller-manager's and the scheduler's health ports.
 pub fn loopback_names() -> Names {
-    Names { dns: vec!["localhost".into()], ips: vec![LOOPBACK] }
+    Names {
+        dns: vec!["localhost".into()],
+        ips: vec![LOOPBACK],
+    }
 }
 
 /// The identity each component's client certificate carries. The names are the ones the API
@@ -176,11 +213,17 @@ pub fn identity(c: Component) -> Identity {
         // Bound by `up` to the ClusterRole system:coredns it makes (as kubeadm's addon does).
         Component::CoreDns => ("system:coredns".into(), &[]),
     };
-    Identity { user, groups: groups.iter().map(|g| g.to_string()).collect() }
+    Identity {
+        user,
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    }
 }
 
 pub fn admin_identity() -> Identity {
-    Identity { user: "chromadb-local-admin".into(), groups: vec!["system:masters".into()] }
+    Identity {
+        user: "chromadb-local-admin".into(),
+        groups: vec!["system:masters".into()],
+    }
 }
 
 fn flag(name: &str, value: impl AsRef<std::ffi::OsStr>) -> OsString {
@@ -202,7 +245,10 @@ pub fn etcd_args(l: &Layout, p: &Ports) -> Vec<OsString> {
         flag("initial-advertise-peer-urls", &peer),
         flag("initial-cluster", format!("{NODE_NAME}={peer}")),
         flag("initial-cluster-state", "new"),
-        flag("listen-metrics-urls", format!("http://127.0.0.1:{}", p.etcd_metrics)),
+        flag(
+            "listen-metrics-urls",
+            format!("http://127.0.0.1:{}", p.etcd_metrics),
+        ),
         flag("cert-file", l.cert("etcd")),
         flag("key-file", l.key("etcd")),
         flag("trusted-ca-file", l.cert("ca")),
@@ -223,14 +269,20 @@ pub fn apiserver_args(l: &Layout, p: &Ports) -> Vec<OsString> {
         // endpoint, and nothing in the cluster uses it.
         flag("endpoint-reconciler-type", "none"),
         flag("secure-port", p.apiserver.to_string()),
-        flag("etcd-servers", format!("https://127.0.0.1:{}", p.etcd_client)),
+        flag(
+            "etcd-servers",
+            format!("https://127.0.0.1:{}", p.etcd_client),
+        ),
         flag("etcd-cafile", l.cert("ca")),
         flag("etcd-certfile", l.cert("apiserver-etcd-client")),
         flag("etcd-keyfile", l.key("apiserver-etcd-client")),
         flag("client-ca-file", l.cert("ca")),
         flag("tls-cert-file", l.cert("apiserver")),
         flag("tls-private-key-file", l.key("apiserver")),
-        flag("kubelet-client-certificate", l.cert("apiserver-kubelet-client")),
+        flag(
+            "kubelet-client-certificate",
+            l.cert("apiserver-kubelet-client"),
+        ),
         flag("kubelet-client-key", l.key("apiserver-kubelet-client")),
         // The node's InternalIP (loopback); its hostname resolves nowhere on this machine.
         flag("kubelet-preferred-address-types", "InternalIP,Hostname"),
@@ -244,7 +296,10 @@ pub fn apiserver_args(l: &Layout, p: &Ports) -> Vec<OsString> {
         flag("proxy-client-cert-file", l.cert("front-proxy-client")),
         flag("proxy-client-key-file", l.key("front-proxy-client")),
         flag("service-cluster-ip-range", SERVICE_CIDR),
-        flag("service-account-issuer", format!("https://kubernetes.default.svc.{CLUSTER_DOMAIN}")),
+        flag(
+            "service-account-issuer",
+            format!("https://kubernetes.default.svc.{CLUSTER_DOMAIN}"),
+        ),
         flag("service-account-key-file", l.cert("sa-pub")),
         flag("service-account-signing-key-file", l.key("sa")),
         flag("authorization-mode", "Node,RBAC"),
@@ -266,7 +321,10 @@ pub fn controller_manager_args(l: &Layout, p: &Ports) -> Vec<OsString> {
         flag("bind-address", "127.0.0.1"),
         flag("secure-port", p.controller_manager.to_string()),
         flag("tls-cert-file", l.cert("kube-controller-manager-serving")),
-        flag("tls-private-key-file", l.key("kube-controller-manager-serving")),
+        flag(
+            "tls-private-key-file",
+            l.key("kube-controller-manager-serving"),
+        ),
         flag("client-ca-file", l.cert("ca")),
         flag("root-ca-file", l.cert("ca")),
         flag("service-account-private-key-file", l.key("sa")),
@@ -300,7 +358,12 @@ pub const CLUSTER_DNS_IP: &str = "10.96.0.10";
 
 /// The pods' gateway: the first address of the node's slice, where CoreDNS listens.
 pub fn pod_gateway() -> String {
-    let base: std::net::Ipv4Addr = NODE_POD_CIDR.split('/').next().unwrap_or_default().parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    let base: std::net::Ipv4Addr = NODE_POD_CIDR
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
     std::net::Ipv4Addr::from(u32::from(base) + 1).to_string()
 }
 
@@ -315,7 +378,10 @@ pub fn corefile(l: &Layout) -> String {
 }
 
 pub fn coredns_args(l: &Layout) -> Vec<OsString> {
-    vec![OsString::from("-conf"), l.root.join("Corefile").into_os_string()]
+    vec![
+        OsString::from("-conf"),
+        l.root.join("Corefile").into_os_string(),
+    ]
 }
 
 pub fn kube_proxy_args(l: &Layout) -> Vec<OsString> {
@@ -324,7 +390,10 @@ pub fn kube_proxy_args(l: &Layout) -> Vec<OsString> {
         flag("proxy-mode", "nftables"),
         flag("cluster-cidr", CLUSTER_CIDR),
         flag("hostname-override", NODE_NAME),
-        flag("healthz-bind-address", format!("127.0.0.1:{KUBE_PROXY_HEALTH}")),
+        flag(
+            "healthz-bind-address",
+            format!("127.0.0.1:{KUBE_PROXY_HEALTH}"),
+        ),
         flag("metrics-bind-address", "127.0.0.1:10249"),
         // Leave the host's conntrack table size alone.
         flag("conntrack-max-per-core", "0"),
@@ -370,7 +439,10 @@ pub fn health_url(c: Component, p: &Ports) -> Option<String> {
     match c {
         Component::Etcd => Some(format!("http://127.0.0.1:{}/health", p.etcd_metrics)),
         Component::KubeApiserver => Some(format!("https://127.0.0.1:{}/readyz", p.apiserver)),
-        Component::KubeControllerManager => Some(format!("https://127.0.0.1:{}/healthz", p.controller_manager)),
+        Component::KubeControllerManager => Some(format!(
+            "https://127.0.0.1:{}/healthz",
+            p.controller_manager
+        )),
         Component::KubeScheduler => Some(format!("https://127.0.0.1:{}/readyz", p.scheduler)),
         Component::Node => None,
         Component::KubeProxy => Some(format!("http://127.0.0.1:{KUBE_PROXY_HEALTH}/healthz")),
@@ -384,7 +456,9 @@ mod tests {
     use rstest::rstest;
 
     fn lossy(args: &[OsString]) -> Vec<String> {
-        args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
     }
 
     /// The value of `--name=` in a flag list.
@@ -417,9 +491,22 @@ mod tests {
     #[test]
     fn the_apiserver_certificate_names_loopback_the_service_ip_and_every_in_cluster_name() {
         let names = apiserver_names().unwrap();
-        assert_eq!(names.ips, vec![LOOPBACK, "10.96.0.1".parse::<IpAddr>().unwrap()]);
-        for n in ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"] {
-            assert!(names.dns.iter().any(|d| d == n), "{n} missing from {:?}", names.dns);
+        assert_eq!(
+            names.ips,
+            vec![LOOPBACK, "10.96.0.1".parse::<IpAddr>().unwrap()]
+        );
+        for n in [
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ] {
+            assert!(
+                names.dns.iter().any(|d| d == n),
+                "{n} missing from {:?}",
+                names.dns
+            );
         }
         // What rcgen wrote, read back by openssl.
         let ca = super::super::pki::Ca::generate().unwrap();
@@ -444,11 +531,23 @@ mod tests {
     #[case::node_and_rbac_authorization("authorization-mode", "Node,RBAC")]
     #[case::loopback_only("bind-address", "127.0.0.1")]
     #[case::etcd_over_tls("etcd-servers", "https://127.0.0.1:2379")]
-    #[case::tokens_signed_with_the_sa_key("service-account-signing-key-file", "/t/cluster/pki/sa.key")]
-    #[case::tokens_verified_with_its_public_half("service-account-key-file", "/t/cluster/pki/sa-pub.crt")]
+    #[case::tokens_signed_with_the_sa_key(
+        "service-account-signing-key-file",
+        "/t/cluster/pki/sa.key"
+    )]
+    #[case::tokens_verified_with_its_public_half(
+        "service-account-key-file",
+        "/t/cluster/pki/sa-pub.crt"
+    )]
     #[case::clients_verified_against_the_ca("client-ca-file", "/t/cluster/pki/ca.crt")]
-    #[case::front_proxy_has_its_own_ca("requestheader-client-ca-file", "/t/cluster/pki/front-proxy-ca.crt")]
-    #[case::issuer_is_the_in_cluster_name("service-account-issuer", "https://kubernetes.default.svc.cluster.local")]
+    #[case::front_proxy_has_its_own_ca(
+        "requestheader-client-ca-file",
+        "/t/cluster/pki/front-proxy-ca.crt"
+    )]
+    #[case::issuer_is_the_in_cluster_name(
+        "service-account-issuer",
+        "https://kubernetes.default.svc.cluster.local"
+    )]
     fn apiserver_flags(#[case] name: &str, #[case] want: &str) {
         let args = lossy(&apiserver_args(&layout(), &Ports::default()));
         assert_eq!(flag_value(&args, name), Some(want), "{args:?}");
@@ -456,10 +555,16 @@ mod tests {
 
     #[rstest]
     #[case::signs_csrs_with_the_cluster_ca("cluster-signing-key-file", "/t/cluster/pki/ca.key")]
-    #[case::signs_tokens_with_the_key_the_apiserver_verifies("service-account-private-key-file", "/t/cluster/pki/sa.key")]
+    #[case::signs_tokens_with_the_key_the_apiserver_verifies(
+        "service-account-private-key-file",
+        "/t/cluster/pki/sa.key"
+    )]
     #[case::hands_out_pod_cidrs("cluster-cidr", "10.244.0.0/16")]
     #[case::one_token_per_controller("use-service-account-credentials", "true")]
-    #[case::its_own_identity("kubeconfig", "/t/cluster/kubeconfigs/kube-controller-manager.kubeconfig")]
+    #[case::its_own_identity(
+        "kubeconfig",
+        "/t/cluster/kubeconfigs/kube-controller-manager.kubeconfig"
+    )]
     fn controller_manager_flags(#[case] name: &str, #[case] want: &str) {
         let args = lossy(&controller_manager_args(&layout(), &Ports::default()));
         assert_eq!(flag_value(&args, name), Some(want), "{args:?}");
@@ -470,22 +575,57 @@ mod tests {
         let l = layout();
         let api = lossy(&apiserver_args(&l, &Ports::default()));
         let kcm = lossy(&controller_manager_args(&l, &Ports::default()));
-        assert_eq!(flag_value(&api, "service-account-signing-key-file"), flag_value(&kcm, "service-account-private-key-file"));
+        assert_eq!(
+            flag_value(&api, "service-account-signing-key-file"),
+            flag_value(&kcm, "service-account-private-key-file")
+        );
     }
 
     #[test]
     fn every_port_flag_follows_the_ports_and_no_component_listens_beyond_loopback() {
-        let p = Ports { apiserver: 1, etcd_client: 2, etcd_peer: 3, etcd_metrics: 4, controller_manager: 5, scheduler: 6 };
+        let p = Ports {
+            apiserver: 1,
+            etcd_client: 2,
+            etcd_peer: 3,
+            etcd_metrics: 4,
+            controller_manager: 5,
+            scheduler: 6,
+        };
         let l = layout();
         let etcd = lossy(&etcd_args(&l, &p));
-        assert_eq!(flag_value(&etcd, "listen-client-urls"), Some("https://127.0.0.1:2"));
-        assert_eq!(flag_value(&etcd, "listen-peer-urls"), Some("http://127.0.0.1:3"));
-        assert_eq!(flag_value(&etcd, "listen-metrics-urls"), Some("http://127.0.0.1:4"));
-        assert_eq!(flag_value(&lossy(&apiserver_args(&l, &p)), "secure-port"), Some("1"));
-        assert_eq!(flag_value(&lossy(&apiserver_args(&l, &p)), "etcd-servers"), Some("https://127.0.0.1:2"));
-        assert_eq!(flag_value(&lossy(&controller_manager_args(&l, &p)), "secure-port"), Some("5"));
-        assert_eq!(flag_value(&lossy(&scheduler_args(&l, &p)), "secure-port"), Some("6"));
-        for args in [apiserver_args(&l, &p), controller_manager_args(&l, &p), scheduler_args(&l, &p)] {
+        assert_eq!(
+            flag_value(&etcd, "listen-client-urls"),
+            Some("https://127.0.0.1:2")
+        );
+        assert_eq!(
+            flag_value(&etcd, "listen-peer-urls"),
+            Some("http://127.0.0.1:3")
+        );
+        assert_eq!(
+            flag_value(&etcd, "listen-metrics-urls"),
+            Some("http://127.0.0.1:4")
+        );
+        assert_eq!(
+            flag_value(&lossy(&apiserver_args(&l, &p)), "secure-port"),
+            Some("1")
+        );
+        assert_eq!(
+            flag_value(&lossy(&apiserver_args(&l, &p)), "etcd-servers"),
+            Some("https://127.0.0.1:2")
+        );
+        assert_eq!(
+            flag_value(&lossy(&controller_manager_args(&l, &p)), "secure-port"),
+            Some("5")
+        );
+        assert_eq!(
+            flag_value(&lossy(&scheduler_args(&l, &p)), "secure-port"),
+            Some("6")
+        );
+        for args in [
+            apiserver_args(&l, &p),
+            controller_manager_args(&l, &p),
+            scheduler_args(&l, &p),
+        ] {
             assert_eq!(flag_value(&lossy(&args), "bind-address"), Some("127.0.0.1"));
         }
         let mut ports: Vec<u16> = p.owners().iter().map(|(p, _)| *p).collect();
@@ -497,7 +637,10 @@ mod tests {
     fn etcd_requires_client_certificates_from_the_cluster_ca() {
         let args = lossy(&etcd_args(&layout(), &Ports::default()));
         assert_eq!(flag_value(&args, "client-cert-auth"), Some("true"));
-        assert_eq!(flag_value(&args, "trusted-ca-file"), Some("/t/cluster/pki/ca.crt"));
+        assert_eq!(
+            flag_value(&args, "trusted-ca-file"),
+            Some("/t/cluster/pki/ca.crt")
+        );
         assert_eq!(flag_value(&args, "data-dir"), Some("/t/cluster/etcd"));
     }
 
@@ -505,13 +648,22 @@ mod tests {
     fn every_file_a_flag_names_lives_in_the_cluster_folder() {
         let l = layout();
         let p = Ports::default();
-        for args in [etcd_args(&l, &p), apiserver_args(&l, &p), controller_manager_args(&l, &p), scheduler_args(&l, &p)] {
+        for args in [
+            etcd_args(&l, &p),
+            apiserver_args(&l, &p),
+            controller_manager_args(&l, &p),
+            scheduler_args(&l, &p),
+        ] {
             let mut files = 0;
             for a in lossy(&args) {
                 if let Some((_, v)) = a.split_once('=')
                     && v.starts_with('/')
                 {
-                    assert!(std::path::Path::new(v).starts_with(&l.root), "{a} points outside {}", l.root.display());
+                    assert!(
+                        std::path::Path::new(v).starts_with(&l.root),
+                        "{a} points outside {}",
+                        l.root.display()
+                    );
                     files += 1;
                 }
             }
@@ -525,20 +677,44 @@ mod tests {
     #[case::scheduler_by_its_bootstrap_rbac_name(Component::KubeScheduler, "system:kube-scheduler", &[])]
     fn component_identities(#[case] c: Component, #[case] user: &str, #[case] groups: &[&str]) {
         let id = identity(c);
-        assert_eq!((id.user.as_str(), id.groups.iter().map(String::as_str).collect::<Vec<_>>()), (user, groups.to_vec()));
+        assert_eq!(
+            (
+                id.user.as_str(),
+                id.groups.iter().map(String::as_str).collect::<Vec<_>>()
+            ),
+            (user, groups.to_vec())
+        );
     }
 
     #[test]
     fn a_kubeconfig_holds_the_server_the_ca_and_the_identity_inline() {
-        let text = kubeconfig("https://127.0.0.1:6443", "CA-PEM", "alice", "CERT-PEM", "KEY-PEM");
+        let text = kubeconfig(
+            "https://127.0.0.1:6443",
+            "CA-PEM",
+            "alice",
+            "CERT-PEM",
+            "KEY-PEM",
+        );
         let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         assert_eq!(v["current-context"], "chromadb-local");
-        assert_eq!(v["clusters"][0]["cluster"]["server"], "https://127.0.0.1:6443");
-        assert_eq!(v["clusters"][0]["cluster"]["certificate-authority-data"], b64("CA-PEM").as_str());
+        assert_eq!(
+            v["clusters"][0]["cluster"]["server"],
+            "https://127.0.0.1:6443"
+        );
+        assert_eq!(
+            v["clusters"][0]["cluster"]["certificate-authority-data"],
+            b64("CA-PEM").as_str()
+        );
         assert_eq!(v["users"][0]["name"], "alice");
-        assert_eq!(v["users"][0]["user"]["client-certificate-data"], b64("CERT-PEM").as_str());
-        assert_eq!(v["users"][0]["user"]["client-key-data"], b64("KEY-PEM").as_str());
+        assert_eq!(
+            v["users"][0]["user"]["client-certificate-data"],
+            b64("CERT-PEM").as_str()
+        );
+        assert_eq!(
+            v["users"][0]["user"]["client-key-data"],
+            b64("KEY-PEM").as_str()
+        );
         assert_eq!(v["contexts"][0]["context"]["user"], "alice");
         // kube-rs reads it as a kubeconfig.
         let kc: kube::config::Kubeconfig = serde_yaml::from_str(&text).unwrap();

@@ -71,7 +71,11 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
             down(&layout)
         }
         Action::Status => status(&layout),
-        Action::Node { root, kubelet_version, uv } => node(&Layout::new(root), &kubelet_version, &uv),
+        Action::Node {
+            root,
+            kubelet_version,
+            uv,
+        } => node(&Layout::new(root), &kubelet_version, &uv),
     }
 }
 
@@ -86,7 +90,9 @@ fn exclusive(target: &std::path::Path) -> Result<fs::File> {
             "another `cargo xtask cluster up` or `down` is running on {}; wait for it to finish",
             target.display()
         ),
-        Err(fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", target.display())),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", target.display()))
+        }
     }
 }
 
@@ -116,11 +122,18 @@ impl Programs {
     fn ensure() -> Result<Programs> {
         let kube = gotools::ensure(&gotools::KUBE)?;
         let etcd = gotools::ensure(&gotools::ETCD)?.path("etcd");
-        let node = std::env::current_exe().context("locating this xtask binary (it runs the process node)")?;
+        let node = std::env::current_exe()
+            .context("locating this xtask binary (it runs the process node)")?;
         let uv = crate::tools::ensure()?.uv.path;
         e2e::host::ensure().context("the process node's host programs")?;
         let coredns = gotools::ensure(&gotools::COREDNS)?.path("coredns");
-        Ok(Programs { etcd, kube, node, uv, coredns })
+        Ok(Programs {
+            etcd,
+            kube,
+            node,
+            uv,
+            coredns,
+        })
     }
 
     /// Every program a stray process of ours could run, as the kernel names them.
@@ -130,7 +143,10 @@ impl Programs {
             let dir = crate::tools::tools_dir();
             if let Ok(entries) = fs::read_dir(&dir) {
                 for e in entries.flatten() {
-                    if e.file_name().to_string_lossy().starts_with(&format!("{}-", b.prefix)) {
+                    if e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{}-", b.prefix))
+                    {
                         for (name, _) in b.commands {
                             v.push(e.path().join("bin").join(name));
                         }
@@ -139,7 +155,9 @@ impl Programs {
             }
         }
         v.extend(std::env::current_exe().ok());
-        v.into_iter().map(|p| fs::canonicalize(&p).unwrap_or(p)).collect()
+        v.into_iter()
+            .map(|p| fs::canonicalize(&p).unwrap_or(p))
+            .collect()
     }
 }
 
@@ -155,7 +173,10 @@ fn up(layout: &Layout) -> Result<ExitCode> {
     procs::check_ports(&ports.owners())?;
     // From here on, a failure, Ctrl-C, SIGTERM or a panic stops whatever started and removes
     // the folder but for the logs; only a finished `up` disarms it.
-    let mut guard = TeardownGuard { layout, armed: true };
+    let mut guard = TeardownGuard {
+        layout,
+        armed: true,
+    };
     procs::create_layout(layout)?;
     write_pki(layout, &ports).context("writing the cluster's certificates and kubeconfigs")?;
 
@@ -167,10 +188,18 @@ fn up(layout: &Layout) -> Result<ExitCode> {
         }
     })?;
     guard.armed = false;
-    println!("cluster up in {:.0}s: Kubernetes {} with node {}", started.elapsed().as_secs_f64(), programs.kube.version, config::NODE_NAME);
+    println!(
+        "cluster up in {:.0}s: Kubernetes {} with node {}",
+        started.elapsed().as_secs_f64(),
+        programs.kube.version,
+        config::NODE_NAME
+    );
     println!("kubeconfig: {}", layout.kubeconfig().display());
     println!("export KUBECONFIG={}", layout.kubeconfig().display());
-    println!("logs: {}/  stop: cargo xtask cluster down", layout.logs().display());
+    println!(
+        "logs: {}/  stop: cargo xtask cluster down",
+        layout.logs().display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -187,15 +216,33 @@ impl LocalCluster {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let layout = Layout::new(crate::project_root().join("target").join("cluster"));
         let kubeconfig = layout.kubeconfig();
-        let answering = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], Ports::default().apiserver).into(), Duration::from_secs(1)).is_ok();
-        if kubeconfig.is_file() && answering && State::load(&layout).is_ok_and(|s| !s.processes.is_empty()) {
-            eprintln!("backend: local cluster already up ({})", kubeconfig.display());
-            return Ok(LocalCluster { kubeconfig, layout, started_here: false });
+        let answering = std::net::TcpStream::connect_timeout(
+            &([127, 0, 0, 1], Ports::default().apiserver).into(),
+            Duration::from_secs(1),
+        )
+        .is_ok();
+        if kubeconfig.is_file()
+            && answering
+            && State::load(&layout).is_ok_and(|s| !s.processes.is_empty())
+        {
+            eprintln!(
+                "backend: local cluster already up ({})",
+                kubeconfig.display()
+            );
+            return Ok(LocalCluster {
+                kubeconfig,
+                layout,
+                started_here: false,
+            });
         }
         eprintln!("backend: local cluster (starting it for this run; it stops at the end)");
         let _lock = exclusive(&crate::project_root().join("target"))?;
         up(&layout)?;
-        Ok(LocalCluster { kubeconfig, layout, started_here: true })
+        Ok(LocalCluster {
+            kubeconfig,
+            layout,
+            started_here: true,
+        })
     }
 }
 
@@ -204,7 +251,9 @@ impl Drop for LocalCluster {
         if self.started_here {
             match teardown(&self.layout, Keep::Nothing) {
                 Ok(n) => eprintln!("local cluster down: stopped {n} process(es)"),
-                Err(e) => eprintln!("stopping the local cluster failed: {e:#}; run `cargo xtask cluster down`"),
+                Err(e) => eprintln!(
+                    "stopping the local cluster failed: {e:#}; run `cargo xtask cluster down`"
+                ),
             }
         }
     }
@@ -223,12 +272,13 @@ impl Drop for TeardownGuard<'_> {
                     "stopped the {n} process(es) this `cluster up` had started; kept only {} (`cargo xtask cluster down` removes it)",
                     self.layout.logs().display()
                 ),
-                Err(e) => eprintln!("tearing down the half-started cluster failed: {e:#}; run `cargo xtask cluster down`"),
+                Err(e) => eprintln!(
+                    "tearing down the half-started cluster failed: {e:#}; run `cargo xtask cluster down`"
+                ),
             }
         }
     }
 }
-
 
 /// Certificates, the ServiceAccount keys and one kubeconfig per identity.
 fn write_pki(l: &Layout, p: &Ports) -> Result<()> {
@@ -240,19 +290,44 @@ fn write_pki(l: &Layout, p: &Ports) -> Result<()> {
     procs::write_private(&l.cert("ca"), &ca.cert_pem)?;
     procs::write_private(&l.key("ca"), &ca.key_pem)?;
     write_pair("etcd", &ca.serving("etcd", &config::loopback_names())?)?;
-    write_pair("apiserver", &ca.serving("kube-apiserver", &config::apiserver_names()?)?)?;
-    write_pair("apiserver-etcd-client", &ca.client(&config::identity(Component::Etcd))?)?;
-    let kubelet_client = pki::Identity { user: "kube-apiserver-kubelet-client".into(), groups: vec!["system:masters".into()] };
+    write_pair(
+        "apiserver",
+        &ca.serving("kube-apiserver", &config::apiserver_names()?)?,
+    )?;
+    write_pair(
+        "apiserver-etcd-client",
+        &ca.client(&config::identity(Component::Etcd))?,
+    )?;
+    let kubelet_client = pki::Identity {
+        user: "kube-apiserver-kubelet-client".into(),
+        groups: vec!["system:masters".into()],
+    };
     write_pair("apiserver-kubelet-client", &ca.client(&kubelet_client)?)?;
-    write_pair("kube-controller-manager-serving", &ca.serving("kube-controller-manager", &config::loopback_names())?)?;
-    write_pair("kube-scheduler-serving", &ca.serving("kube-scheduler", &config::loopback_names())?)?;
+    write_pair(
+        "kube-controller-manager-serving",
+        &ca.serving("kube-controller-manager", &config::loopback_names())?,
+    )?;
+    write_pair(
+        "kube-scheduler-serving",
+        &ca.serving("kube-scheduler", &config::loopback_names())?,
+    )?;
     let mut node_names = config::loopback_names();
     node_names.dns.push(config::NODE_NAME.into());
-    node_names.ips.push(config::pod_gateway().parse().context("the pods' gateway address")?);
-    write_pair("kubelet-serving", &ca.serving(config::NODE_NAME, &node_names)?)?;
+    node_names.ips.push(
+        config::pod_gateway()
+            .parse()
+            .context("the pods' gateway address")?,
+    );
+    write_pair(
+        "kubelet-serving",
+        &ca.serving(config::NODE_NAME, &node_names)?,
+    )?;
     let front_proxy = pki::Ca::generate()?;
     procs::write_private(&l.cert("front-proxy-ca"), &front_proxy.cert_pem)?;
-    let proxy_client = pki::Identity { user: config::FRONT_PROXY_CLIENT.into(), groups: vec![] };
+    let proxy_client = pki::Identity {
+        user: config::FRONT_PROXY_CLIENT.into(),
+        groups: vec![],
+    };
     write_pair("front-proxy-client", &front_proxy.client(&proxy_client)?)?;
     let (sa_private, sa_public) = pki::service_account_keys()?;
     procs::write_private(&l.key("sa"), &sa_private)?;
@@ -260,15 +335,39 @@ fn write_pki(l: &Layout, p: &Ports) -> Result<()> {
 
     let server = config::apiserver_url(p);
     let admin = ca.client(&config::admin_identity())?;
-    procs::write_private(&l.kubeconfig(), &config::kubeconfig(&server, &ca.cert_pem, &config::admin_identity().user, &admin.cert, &admin.key))?;
-    for c in [Component::KubeControllerManager, Component::KubeScheduler, Component::Node, Component::KubeProxy, Component::CoreDns] {
+    procs::write_private(
+        &l.kubeconfig(),
+        &config::kubeconfig(
+            &server,
+            &ca.cert_pem,
+            &config::admin_identity().user,
+            &admin.cert,
+            &admin.key,
+        ),
+    )?;
+    for c in [
+        Component::KubeControllerManager,
+        Component::KubeScheduler,
+        Component::Node,
+        Component::KubeProxy,
+        Component::CoreDns,
+    ] {
         let who = config::identity(c);
         let pair = ca.client(&who)?;
-        procs::write_private(&l.component_kubeconfig(c), &config::kubeconfig(&server, &ca.cert_pem, &who.user, &pair.cert, &pair.key))?;
+        procs::write_private(
+            &l.component_kubeconfig(c),
+            &config::kubeconfig(&server, &ca.cert_pem, &who.user, &pair.cert, &pair.key),
+        )?;
     }
-    let who = pki::Identity { user: config::PROVISIONER_USER.into(), groups: vec![] };
+    let who = pki::Identity {
+        user: config::PROVISIONER_USER.into(),
+        groups: vec![],
+    };
     let pair = ca.client(&who)?;
-    procs::write_private(&l.provisioner_kubeconfig(), &config::kubeconfig(&server, &ca.cert_pem, &who.user, &pair.cert, &pair.key))?;
+    procs::write_private(
+        &l.provisioner_kubeconfig(),
+        &config::kubeconfig(&server, &ca.cert_pem, &who.user, &pair.cert, &pair.key),
+    )?;
     Ok(())
 }
 
@@ -278,10 +377,30 @@ async fn start(l: &Layout, p: &Ports, programs: &Programs) -> Result<()> {
     state.save(l)?;
     let kube = |name: &str| programs.kube.path(name);
     let steps: [(Component, PathBuf, Vec<OsString>, Duration); 4] = [
-        (Component::Etcd, programs.etcd.clone(), config::etcd_args(l, p), Duration::from_secs(30)),
-        (Component::KubeApiserver, kube("kube-apiserver"), config::apiserver_args(l, p), Duration::from_secs(180)),
-        (Component::KubeControllerManager, kube("kube-controller-manager"), config::controller_manager_args(l, p), Duration::from_secs(90)),
-        (Component::KubeScheduler, kube("kube-scheduler"), config::scheduler_args(l, p), Duration::from_secs(90)),
+        (
+            Component::Etcd,
+            programs.etcd.clone(),
+            config::etcd_args(l, p),
+            Duration::from_secs(30),
+        ),
+        (
+            Component::KubeApiserver,
+            kube("kube-apiserver"),
+            config::apiserver_args(l, p),
+            Duration::from_secs(180),
+        ),
+        (
+            Component::KubeControllerManager,
+            kube("kube-controller-manager"),
+            config::controller_manager_args(l, p),
+            Duration::from_secs(90),
+        ),
+        (
+            Component::KubeScheduler,
+            kube("kube-scheduler"),
+            config::scheduler_args(l, p),
+            Duration::from_secs(90),
+        ),
     ];
     let mut children = Vec::new();
     for (c, program, args, timeout) in steps {
@@ -289,7 +408,11 @@ async fn start(l: &Layout, p: &Ports, programs: &Programs) -> Result<()> {
         let child = procs::spawn(l, &mut state, c, &program, &args)?;
         children.push((c, child));
         wait_healthy(l, p, c, &mut children, timeout).await?;
-        eprintln!("{} healthy after {:.1}s", c.name(), t.elapsed().as_secs_f64());
+        eprintln!(
+            "{} healthy after {:.1}s",
+            c.name(),
+            t.elapsed().as_secs_f64()
+        );
         if c == Component::KubeApiserver {
             default_storage_class(l).await?;
         }
@@ -307,27 +430,70 @@ async fn start(l: &Layout, p: &Ports, programs: &Programs) -> Result<()> {
     let t = Instant::now();
     let child = procs::spawn(l, &mut state, Component::Node, &programs.node, &node_args)?;
     children.push((Component::Node, child));
-    wait_healthy(l, p, Component::Node, &mut children, Duration::from_secs(90)).await?;
-    eprintln!("node {} Ready after {:.1}s", config::NODE_NAME, t.elapsed().as_secs_f64());
+    wait_healthy(
+        l,
+        p,
+        Component::Node,
+        &mut children,
+        Duration::from_secs(90),
+    )
+    .await?;
+    eprintln!(
+        "node {} Ready after {:.1}s",
+        config::NODE_NAME,
+        t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     fs::write(l.root.join("Corefile"), config::corefile(l)).context("writing the Corefile")?;
     // Its access first: CoreDNS is not ready until it has listed Services and slices.
     cluster_dns_service(l).await?;
-    let child = procs::spawn(l, &mut state, Component::CoreDns, &programs.coredns, &config::coredns_args(l))?;
+    let child = procs::spawn(
+        l,
+        &mut state,
+        Component::CoreDns,
+        &programs.coredns,
+        &config::coredns_args(l),
+    )?;
     children.push((Component::CoreDns, child));
-    wait_healthy(l, p, Component::CoreDns, &mut children, Duration::from_secs(60)).await?;
+    wait_healthy(
+        l,
+        p,
+        Component::CoreDns,
+        &mut children,
+        Duration::from_secs(60),
+    )
+    .await?;
     eprintln!("coredns healthy after {:.1}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
-    let child = procs::spawn(l, &mut state, Component::KubeProxy, &programs.kube.path("kube-proxy"), &config::kube_proxy_args(l))?;
+    let child = procs::spawn(
+        l,
+        &mut state,
+        Component::KubeProxy,
+        &programs.kube.path("kube-proxy"),
+        &config::kube_proxy_args(l),
+    )?;
     children.push((Component::KubeProxy, child));
-    wait_healthy(l, p, Component::KubeProxy, &mut children, Duration::from_secs(60)).await?;
+    wait_healthy(
+        l,
+        p,
+        Component::KubeProxy,
+        &mut children,
+        Duration::from_secs(60),
+    )
+    .await?;
     eprintln!("kube-proxy healthy after {:.1}s", t.elapsed().as_secs_f64());
     Ok(())
 }
 
 /// Polls the component's health until it answers, failing early (with its log's tail) when
 /// any started process has exited.
-async fn wait_healthy(l: &Layout, p: &Ports, c: Component, children: &mut [(Component, Child)], timeout: Duration) -> Result<()> {
+async fn wait_healthy(
+    l: &Layout,
+    p: &Ports,
+    c: Component,
+    children: &mut [(Component, Child)],
+    timeout: Duration,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         for (which, child) in children.iter_mut() {
@@ -343,7 +509,10 @@ async fn wait_healthy(l: &Layout, p: &Ports, c: Component, children: &mut [(Comp
         }
         // kube's client logs each refused connection; while a component starts those are
         // expected, and the last one is in the error below if it never comes up.
-        let last = match probe(l, p, c).with_subscriber(NoSubscriber::default()).await {
+        let last = match probe(l, p, c)
+            .with_subscriber(NoSubscriber::default())
+            .await
+        {
             Ok(()) => return Ok(()),
             Err(e) => format!("{e:#}"),
         };
@@ -370,7 +539,10 @@ async fn probe(l: &Layout, p: &Ports, c: Component) -> Result<()> {
         }
         Component::CoreDns => {
             let body = plain_get("127.0.0.1", config::COREDNS_READY, "/ready").await?;
-            anyhow::ensure!(body.starts_with("HTTP/1.0 200") && body.trim_end().ends_with("OK"), "coredns /ready: {body}");
+            anyhow::ensure!(
+                body.starts_with("HTTP/1.0 200") && body.trim_end().ends_with("OK"),
+                "coredns /ready: {body}"
+            );
             Ok(())
         }
         Component::KubeProxy => {
@@ -380,18 +552,29 @@ async fn probe(l: &Layout, p: &Ports, c: Component) -> Result<()> {
         }
         Component::Node => {
             let nodes: Api<Node> = Api::all(admin_client(l, None).await?);
-            let node = nodes.get_opt(config::NODE_NAME).await?.context("no Node object yet")?;
+            let node = nodes
+                .get_opt(config::NODE_NAME)
+                .await?
+                .context("no Node object yet")?;
             anyhow::ensure!(node_ready(&node), "Node {} is not Ready", config::NODE_NAME);
             // The node's pod network is up once the gateway address is this host's.
             let gw = config::pod_gateway();
-            std::net::UdpSocket::bind((gw.as_str(), 0)).with_context(|| format!("the pods' gateway {gw} is not on this host yet"))?;
+            std::net::UdpSocket::bind((gw.as_str(), 0))
+                .with_context(|| format!("the pods' gateway {gw} is not on this host yet"))?;
             Ok(())
         }
         _ => {
-            let url = config::health_url(c, p).expect("every control-plane component has a health URL");
-            let (base, path) = url.split_at(url.find("/healthz").or_else(|| url.find("/readyz")).expect("a health path"));
+            let url =
+                config::health_url(c, p).expect("every control-plane component has a health URL");
+            let (base, path) = url.split_at(
+                url.find("/healthz")
+                    .or_else(|| url.find("/readyz"))
+                    .expect("a health path"),
+            );
             let client = admin_client(l, Some(base)).await?;
-            let body = client.request_text(http::Request::get(path).body(Vec::new())?).await?;
+            let body = client
+                .request_text(http::Request::get(path).body(Vec::new())?)
+                .await?;
             anyhow::ensure!(body.trim() == "ok", "{url}: {body}");
             Ok(())
         }
@@ -408,7 +591,8 @@ fn node_ready(n: &Node) -> bool {
 /// A client with the admin identity, to the API server or (`server`) to another component's
 /// TLS port signed by the same CA.
 async fn admin_client(l: &Layout, server: Option<&str>) -> Result<kube::Client> {
-    let mut kc = kube::config::Kubeconfig::read_from(l.kubeconfig()).context("reading the admin kubeconfig")?;
+    let mut kc = kube::config::Kubeconfig::read_from(l.kubeconfig())
+        .context("reading the admin kubeconfig")?;
     if let Some(server) = server {
         for c in &mut kc.clusters {
             if let Some(cluster) = c.cluster.as_mut() {
@@ -425,8 +609,13 @@ async fn admin_client(l: &Layout, server: Option<&str>) -> Result<kube::Client> 
 /// An HTTP/1.0 GET on loopback without TLS (etcd's health port).
 async fn plain_get(host: &str, port: u16, path: &str) -> Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect((host, port))).await??;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await?;
+    let mut s = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await??;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await?;
     let mut out = String::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await??;
     Ok(out)
@@ -448,7 +637,11 @@ async fn default_storage_class(l: &Layout) -> Result<()> {
         "volumeBindingMode": "WaitForFirstConsumer",
     });
     classes
-        .patch(config::STORAGE_CLASS, &PatchParams::apply("xtask-cluster").force(), &Patch::Apply(sc))
+        .patch(
+            config::STORAGE_CLASS,
+            &PatchParams::apply("xtask-cluster").force(),
+            &Patch::Apply(sc),
+        )
         .await
         .context("creating the default StorageClass")?;
     let bindings: Api<ClusterRoleBinding> = Api::all(admin_client(l, None).await?);
@@ -460,7 +653,11 @@ async fn default_storage_class(l: &Layout) -> Result<()> {
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": config::PROVISIONER_USER}],
     });
     bindings
-        .patch("process-node-provisioner", &PatchParams::apply("xtask-cluster").force(), &Patch::Apply(binding))
+        .patch(
+            "process-node-provisioner",
+            &PatchParams::apply("xtask-cluster").force(),
+            &Patch::Apply(binding),
+        )
         .await
         .context("binding the provisioner's identity to system:persistent-volume-provisioner")?;
     Ok(())
@@ -479,21 +676,30 @@ async fn cluster_dns_service(l: &Layout) -> Result<()> {
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
         ],
     });
-    Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(client.clone()).patch("system:coredns", &pp, &Patch::Apply(role)).await.context("creating ClusterRole system:coredns")?;
+    Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(client.clone())
+        .patch("system:coredns", &pp, &Patch::Apply(role))
+        .await
+        .context("creating ClusterRole system:coredns")?;
     let binding = serde_json::json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
         "metadata": {"name": "system:coredns"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:coredns"},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": config::identity(Component::CoreDns).user}],
     });
-    Api::<ClusterRoleBinding>::all(client.clone()).patch("system:coredns", &pp, &Patch::Apply(binding)).await.context("binding CoreDNS's identity")?;
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .patch("system:coredns", &pp, &Patch::Apply(binding))
+        .await
+        .context("binding CoreDNS's identity")?;
     let ports = serde_json::json!([{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]);
     let svc = serde_json::json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
         "spec": {"clusterIP": config::CLUSTER_DNS_IP, "ports": ports},
     });
-    Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), "kube-system").patch("kube-dns", &pp, &Patch::Apply(svc)).await.context("creating Service kube-system/kube-dns")?;
+    Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), "kube-system")
+        .patch("kube-dns", &pp, &Patch::Apply(svc))
+        .await
+        .context("creating Service kube-system/kube-dns")?;
     let slice = serde_json::json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": "kube-dns-gateway", "namespace": "kube-system",
@@ -523,7 +729,9 @@ fn teardown(layout: &Layout, keep: Keep) -> Result<usize> {
     let mut procs = match State::load(layout) {
         Ok(s) => s.processes,
         Err(e) => {
-            eprintln!("ignoring an unreadable state file ({e:#}); looking for the cluster's processes instead");
+            eprintln!(
+                "ignoring an unreadable state file ({e:#}); looking for the cluster's processes instead"
+            );
             Vec::new()
         }
     };
@@ -543,14 +751,19 @@ fn teardown(layout: &Layout, keep: Keep) -> Result<usize> {
         return Ok(stopped);
     }
     match keep {
-        Keep::Nothing => fs::remove_dir_all(&layout.root).with_context(|| format!("removing {}", layout.root.display()))?,
+        Keep::Nothing => fs::remove_dir_all(&layout.root)
+            .with_context(|| format!("removing {}", layout.root.display()))?,
         Keep::Logs => {
             for e in fs::read_dir(&layout.root)?.flatten() {
                 let path = e.path();
                 if path == layout.logs() {
                     continue;
                 }
-                let removed = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+                let removed = if path.is_dir() {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
                 removed.with_context(|| format!("removing {}", path.display()))?;
             }
         }
@@ -562,14 +775,20 @@ fn down(layout: &Layout) -> Result<ExitCode> {
     let stopped = teardown(layout, Keep::Nothing)?;
     // Nothing of ours may hold a port any more.
     procs::check_ports(&Ports::default().owners()).context("after stopping the cluster")?;
-    println!("cluster down: stopped {stopped} process(es), removed {}", layout.root.display());
+    println!(
+        "cluster down: stopped {stopped} process(es), removed {}",
+        layout.root.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn status(layout: &Layout) -> Result<ExitCode> {
     let state = State::load(layout)?;
     if state.processes.is_empty() {
-        println!("no local cluster ({} does not exist); start one with `cargo xtask cluster up`", layout.state().display());
+        println!(
+            "no local cluster ({} does not exist); start one with `cargo xtask cluster up`",
+            layout.state().display()
+        );
         return Ok(ExitCode::FAILURE);
     }
     let ports = Ports::default();
@@ -580,7 +799,8 @@ fn status(layout: &Layout) -> Result<ExitCode> {
         let alive = procs::alive(r);
         let (healthy, health) = if alive {
             let quiet = probe(layout, &ports, r.component).with_subscriber(NoSubscriber::default());
-            match rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), quiet).await }) {
+            match rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), quiet).await })
+            {
                 Ok(Ok(())) => match config::health_url(r.component, &ports) {
                     Some(u) => (true, format!("ok ({u})")),
                     None => (true, format!("Node {} Ready", config::NODE_NAME)),
@@ -589,13 +809,25 @@ fn status(layout: &Layout) -> Result<ExitCode> {
                 Err(_) => (false, "FAILING: no answer in 10s".into()),
             }
         } else {
-            (false, format!("-  (see {})", layout.log(r.component).display()))
+            (
+                false,
+                format!("-  (see {})", layout.log(r.component).display()),
+            )
         };
         all_ok &= healthy;
-        println!("{:<25} {:>8}  {:<8} {health}", r.component.name(), r.pid, if alive { "running" } else { "GONE" });
+        println!(
+            "{:<25} {:>8}  {:<8} {health}",
+            r.component.name(),
+            r.pid,
+            if alive { "running" } else { "GONE" }
+        );
     }
     println!("kubeconfig: {}", layout.kubeconfig().display());
-    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The process node, as a daemon of `up`: logs through tracing to its log file.
@@ -603,19 +835,29 @@ fn node(layout: &Layout, kubelet_version: &str, uv: &std::path::Path) -> Result<
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let client_of = |path: PathBuf, who: &'static str| async move {
-            let kc = kube::config::Kubeconfig::read_from(&path).with_context(|| format!("reading the {who} kubeconfig {}", path.display()))?;
+            let kc = kube::config::Kubeconfig::read_from(&path)
+                .with_context(|| format!("reading the {who} kubeconfig {}", path.display()))?;
             let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
             anyhow::Ok(kube::Client::try_from(cfg)?)
         };
         let client = client_of(layout.component_kubeconfig(Component::Node), "node's").await?;
         let provisioner = client_of(layout.provisioner_kubeconfig(), "provisioner's").await?;
         let fixtures = crate::project_root().join("fixtures/versions.yaml");
-        let known = render::VersionMatrix::load(&fixtures).with_context(|| format!("loading {}", fixtures.display()))?;
-        let pins = known.versions.iter().map(|e| (e.version.clone(), e.pins.clone())).collect();
+        let known = render::VersionMatrix::load(&fixtures)
+            .with_context(|| format!("loading {}", fixtures.display()))?;
+        let pins = known
+            .versions
+            .iter()
+            .map(|e| (e.version.clone(), e.pins.clone()))
+            .collect();
         let venvs = e2e::venv::VenvCache::new(uv, e2e::venv::VenvCache::default_root()?)?;
         // The API server refuses to proxy to a loopback address (`nodes/<n>/proxy`: "address not
         // allowed"), so the node's InternalIP, where its kubelet API listens, is the pods' gateway.
-        let facts = e2e::node::NodeFacts::of_this_machine(config::NODE_NAME, &config::pod_gateway(), kubelet_version);
+        let facts = e2e::node::NodeFacts::of_this_machine(
+            config::NODE_NAME,
+            &config::pod_gateway(),
+            kubelet_version,
+        );
         let settings = e2e::node::Settings {
             pods_root: layout.root.join("pods"),
             volumes_root: layout.root.join("volumes"),
@@ -624,7 +866,11 @@ fn node(layout: &Layout, kubelet_version: &str, uv: &std::path::Path) -> Result<
             cluster_domain: config::CLUSTER_DOMAIN.into(),
             cluster_dns: config::CLUSTER_DNS_IP.into(),
             kubernetes_service: (config::KUBERNETES_SERVICE_IP.into(), 443),
-            kubelet_tls: (layout.cert("kubelet-serving"), layout.key("kubelet-serving"), layout.cert("ca")),
+            kubelet_tls: (
+                layout.cert("kubelet-serving"),
+                layout.key("kubelet-serving"),
+                layout.cert("ca"),
+            ),
         };
         e2e::node::serve(client, provisioner, facts, settings, venvs, pins).await?;
         Ok::<_, anyhow::Error>(())

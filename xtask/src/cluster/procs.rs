@@ -32,7 +32,8 @@ pub struct State {
 impl State {
     pub fn load(l: &Layout) -> Result<State> {
         match fs::read_to_string(l.state()) {
-            Ok(s) => serde_json::from_str(&s).with_context(|| format!("{} is not a cluster state file", l.state().display())),
+            Ok(s) => serde_json::from_str(&s)
+                .with_context(|| format!("{} is not a cluster state file", l.state().display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
             Err(e) => Err(e).with_context(|| format!("reading {}", l.state().display())),
         }
@@ -48,22 +49,42 @@ impl State {
 
 /// Starts `program` as a daemon logging to the component's log file, and records it before
 /// returning, so that even a crash right after leaves it findable.
-pub fn spawn(l: &Layout, state: &mut State, c: Component, program: &Path, args: &[std::ffi::OsString]) -> Result<Child> {
+pub fn spawn(
+    l: &Layout,
+    state: &mut State,
+    c: Component,
+    program: &Path,
+    args: &[std::ffi::OsString],
+) -> Result<Child> {
     let log = OpenOptions::new()
         .create(true)
         .append(true)
         .open(l.log(c))
         .with_context(|| format!("opening {}", l.log(c).display()))?;
     let mut cmd = Command::new(program);
-    cmd.args(args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).current_dir(&l.root);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .current_dir(&l.root);
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
     unsafe {
-        cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
     }
     eprintln!("$ {} > {}", crate::cmd::display(&cmd), l.log(c).display());
-    let child = cmd.spawn().with_context(|| format!("starting {} ({})", c.name(), program.display()))?;
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {} ({})", c.name(), program.display()))?;
     let exe = fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());
-    state.processes.push(Recorded { component: c, pid: child.id() as i32, exe });
+    state.processes.push(Recorded {
+        component: c,
+        pid: child.id() as i32,
+        exe,
+    });
     state.save(l)?;
     Ok(child)
 }
@@ -72,7 +93,9 @@ pub fn spawn(l: &Layout, state: &mut State, c: Component, program: &Path, args: 
 fn exe_of(pid: i32) -> Option<PathBuf> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The state letter follows the parenthesised command name.
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next())?;
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())?;
     if state == "Z" || state == "X" {
         return None;
     }
@@ -82,7 +105,9 @@ fn exe_of(pid: i32) -> Option<PathBuf> {
 }
 
 fn cmdline_of(pid: i32) -> String {
-    fs::read(format!("/proc/{pid}/cmdline")).map(|b| String::from_utf8_lossy(&b).replace('\0', " ")).unwrap_or_default()
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
 }
 
 /// Whether the recorded process still runs the recorded program.
@@ -96,10 +121,14 @@ pub fn alive(r: &Recorded) -> bool {
 pub fn strays(root: &Path, programs: &[PathBuf]) -> Vec<Recorded> {
     let root_text = root.to_string_lossy().into_owned();
     let mut found = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else { return found };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return found;
+    };
     let me = std::process::id() as i32;
     for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
         if pid == me {
             continue;
         }
@@ -109,7 +138,11 @@ pub fn strays(root: &Path, programs: &[PathBuf]) -> Vec<Recorded> {
                 .into_iter()
                 .find(|c| exe.file_name().is_some_and(|n| n == c.name()))
                 .unwrap_or(Component::Node);
-            found.push(Recorded { component, pid, exe });
+            found.push(Recorded {
+                component,
+                pid,
+                exe,
+            });
         }
     }
     found
@@ -125,7 +158,12 @@ pub fn stop(procs: &[Recorded], grace: Duration) -> Result<usize> {
     for r in running.iter().rev() {
         signal_group(r.pid, Signal::SIGTERM);
         if !wait_gone(r, grace) {
-            eprintln!("{} (pid {}) did not stop within {}s of SIGTERM; killing it", r.component.name(), r.pid, grace.as_secs());
+            eprintln!(
+                "{} (pid {}) did not stop within {}s of SIGTERM; killing it",
+                r.component.name(),
+                r.pid,
+                grace.as_secs()
+            );
             signal_group(r.pid, Signal::SIGKILL);
             if !wait_gone(r, Duration::from_secs(5)) {
                 survivors.push(format!("{} (pid {})", r.component.name(), r.pid));
@@ -133,7 +171,10 @@ pub fn stop(procs: &[Recorded], grace: Duration) -> Result<usize> {
         }
     }
     if !survivors.is_empty() {
-        bail!("{} survived SIGKILL; check `ps -o pid,stat,cmd -p <pid>`", survivors.join(", "));
+        bail!(
+            "{} survived SIGKILL; check `ps -o pid,stat,cmd -p <pid>`",
+            survivors.join(", ")
+        );
     }
     Ok(running.len())
 }
@@ -165,7 +206,9 @@ fn signal_group(pid: i32, sig: Signal) {
 pub fn check_ports(owners: &[(u16, &str)]) -> Result<()> {
     for (port, who) in owners {
         if let Err(e) = TcpListener::bind(("127.0.0.1", *port)) {
-            let holder = listener_of(*port).map(|(pid, cmd)| format!(" by pid {pid} ({cmd})")).unwrap_or_default();
+            let holder = listener_of(*port)
+                .map(|(pid, cmd)| format!(" by pid {pid} ({cmd})"))
+                .unwrap_or_default();
             bail!(
                 "port {port} on 127.0.0.1 is in use{holder} ({e}), and {who} needs it: stop that process (see `ss -ltnp 'sport = :{port}'`), or `cargo xtask cluster down` if it is an earlier cluster"
             );
@@ -179,11 +222,20 @@ pub fn check_ports(owners: &[(u16, &str)]) -> Result<()> {
 fn listener_of(port: u16) -> Option<(i32, String)> {
     let mut inodes = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = fs::read_to_string(table) else { continue };
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
             // local_address is HEX_IP:HEX_PORT; state 0A is LISTEN.
-            if f.len() > 9 && f[3] == "0A" && f[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()) == Some(port) {
+            if f.len() > 9
+                && f[3] == "0A"
+                && f[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                    == Some(port)
+            {
                 inodes.push(format!("socket:[{}]", f[9]));
             }
         }
@@ -192,10 +244,16 @@ fn listener_of(port: u16) -> Option<(i32, String)> {
         return None;
     }
     for e in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
         for fd in fds.flatten() {
-            if fs::read_link(fd.path()).is_ok_and(|t| inodes.iter().any(|i| t.as_os_str() == i.as_str())) {
+            if fs::read_link(fd.path())
+                .is_ok_and(|t| inodes.iter().any(|i| t.as_os_str() == i.as_str()))
+            {
                 let cmd = cmdline_of(pid);
                 let short: String = cmd.chars().take(80).collect();
                 return Some((pid, short.trim().to_string()));
@@ -211,18 +269,35 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     let is_error = |l: &str| {
-        l.starts_with('E') || l.starts_with('F') || l.contains("\"level\":\"error\"") || l.contains("\"level\":\"fatal\"") || l.starts_with("Error")
+        l.starts_with('E')
+            || l.starts_with('F')
+            || l.contains("\"level\":\"error\"")
+            || l.contains("\"level\":\"fatal\"")
+            || l.starts_with("Error")
     };
     let errors: Vec<&str> = all.iter().copied().filter(|l| is_error(l)).collect();
-    let chosen = if errors.is_empty() { &all[..] } else { &errors[..] };
+    let chosen = if errors.is_empty() {
+        &all[..]
+    } else {
+        &errors[..]
+    };
     chosen[chosen.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Creates the cluster folder's skeleton (owner-only: it holds keys).
 pub fn create_layout(l: &Layout) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    for d in [l.root.clone(), l.pki(), l.logs(), l.root.join("kubeconfigs")] {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&d).with_context(|| format!("creating {}", d.display()))?;
+    for d in [
+        l.root.clone(),
+        l.pki(),
+        l.logs(),
+        l.root.join("kubeconfigs"),
+    ] {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&d)
+            .with_context(|| format!("creating {}", d.display()))?;
     }
     Ok(())
 }
@@ -250,26 +325,49 @@ mod tests {
     fn the_log_tail_prefers_the_error_lines() {
         let d = tempfile::tempdir().unwrap();
         let log = d.path().join("c.log");
-        fs::write(&log, "I0 start\nE1 first failure\nW2 noise\nI3 more\nE4 command failed: bad flag\nI5 exit\n").unwrap();
+        fs::write(
+            &log,
+            "I0 start\nE1 first failure\nW2 noise\nI3 more\nE4 command failed: bad flag\nI5 exit\n",
+        )
+        .unwrap();
         assert_eq!(log_tail(&log, 1), "E4 command failed: bad flag");
-        assert_eq!(log_tail(&log, 5), "E1 first failure\nE4 command failed: bad flag");
+        assert_eq!(
+            log_tail(&log, 5),
+            "E1 first failure\nE4 command failed: bad flag"
+        );
         fs::write(&log, "I0 a\nI1 b\nI2 c\n").unwrap();
-        assert_eq!(log_tail(&log, 2), "I1 b\nI2 c", "without errors, the last lines");
+        assert_eq!(
+            log_tail(&log, 2),
+            "I1 b\nI2 c",
+            "without errors, the last lines"
+        );
     }
 
     #[test]
     fn a_port_in_use_is_one_line_naming_the_port_its_user_and_the_fix() {
         let held = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = held.local_addr().unwrap().port();
-        let err = check_ports(&[(port, "kube-apiserver")]).unwrap_err().to_string();
+        let err = check_ports(&[(port, "kube-apiserver")])
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains('\n'), "{err}");
-        assert!(err.starts_with(&format!("port {port} on 127.0.0.1 is in use")), "{err}");
-        assert!(err.contains("kube-apiserver needs it") && err.contains("cargo xtask cluster down"), "{err}");
+        assert!(
+            err.starts_with(&format!("port {port} on 127.0.0.1 is in use")),
+            "{err}"
+        );
+        assert!(
+            err.contains("kube-apiserver needs it") && err.contains("cargo xtask cluster down"),
+            "{err}"
+        );
         drop(held);
         // A free port passes. Another test's outgoing connection can take a just-freed port
         // as its source port, so the free case gets a few fresh ports to find one.
         let free = (0..5).any(|_| {
-            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
             check_ports(&[(port, "kube-apiserver")]).is_ok()
         });
         assert!(free, "no freed port passed check_ports in 5 tries");
@@ -284,8 +382,19 @@ mod tests {
         let sleep = PathBuf::from("/bin/sleep");
         // A shell that starts a helper in its group: stopping the group takes both.
         let sh = PathBuf::from("/bin/sh");
-        let mut child = spawn(&l, &mut state, Component::Etcd, &sh, &["-c".into(), "sleep 300 & wait".into()]).unwrap();
-        assert_eq!(State::load(&l).unwrap().processes, state.processes, "recorded as soon as started");
+        let mut child = spawn(
+            &l,
+            &mut state,
+            Component::Etcd,
+            &sh,
+            &["-c".into(), "sleep 300 & wait".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            State::load(&l).unwrap().processes,
+            state.processes,
+            "recorded as soon as started"
+        );
         let r = state.processes[0].clone();
         std::thread::sleep(Duration::from_millis(200));
         assert!(alive(&r));
@@ -294,20 +403,37 @@ mod tests {
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
             .filter(|p| *p != r.pid)
-            .filter(|p| fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| s.split_whitespace().nth(4) == Some(&r.pid.to_string())))
+            .filter(|p| {
+                fs::read_to_string(format!("/proc/{p}/stat"))
+                    .is_ok_and(|s| s.split_whitespace().nth(4) == Some(&r.pid.to_string()))
+            })
             .collect();
-        assert_eq!(helper.len(), 1, "the helper runs in the recorded process's group");
+        assert_eq!(
+            helper.len(),
+            1,
+            "the helper runs in the recorded process's group"
+        );
 
         // A record whose pid now runs another program is not signalled.
-        let impostor = Recorded { component: Component::Etcd, pid: r.pid, exe: sleep.clone() };
+        let impostor = Recorded {
+            component: Component::Etcd,
+            pid: r.pid,
+            exe: sleep.clone(),
+        };
         assert_eq!(stop(&[impostor], Duration::from_secs(1)).unwrap(), 0);
         assert!(alive(&r));
 
-        assert_eq!(stop(std::slice::from_ref(&r), Duration::from_secs(5)).unwrap(), 1);
+        assert_eq!(
+            stop(std::slice::from_ref(&r), Duration::from_secs(5)).unwrap(),
+            1
+        );
         let _ = child.wait();
         assert!(!alive(&r));
         std::thread::sleep(Duration::from_millis(200));
-        assert!(exe_of(helper[0]).is_none(), "the helper went with its group");
+        assert!(
+            exe_of(helper[0]).is_none(),
+            "the helper went with its group"
+        );
     }
 
     #[test]
@@ -323,8 +449,14 @@ mod tests {
         let mut child = c.spawn().unwrap();
         std::thread::sleep(Duration::from_millis(100));
         let found = strays(&l.root, std::slice::from_ref(&sleep));
-        assert_eq!(found.iter().map(|r| r.pid).collect::<Vec<_>>(), vec![child.id() as i32]);
-        assert!(strays(&d.path().join("other"), std::slice::from_ref(&sleep)).is_empty(), "another cluster's folder does not match");
+        assert_eq!(
+            found.iter().map(|r| r.pid).collect::<Vec<_>>(),
+            vec![child.id() as i32]
+        );
+        assert!(
+            strays(&d.path().join("other"), std::slice::from_ref(&sleep)).is_empty(),
+            "another cluster's folder does not match"
+        );
         stop(&found, Duration::from_secs(5)).unwrap();
         let _ = child.wait();
         state.processes.clear();

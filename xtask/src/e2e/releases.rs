@@ -82,7 +82,10 @@ impl ReleaseFlags {
         .filter_map(|(on, name)| on.then_some(name))
         .collect();
         if !given.is_empty() {
-            bail!("{} only apply with --all-releases (a run over PyPI's releases); drop them or run `cargo xtask e2e --all-releases`", given.join(", "));
+            bail!(
+                "{} only apply with --all-releases (a run over PyPI's releases); drop them or run `cargo xtask e2e --all-releases`",
+                given.join(", ")
+            );
         }
         Ok(())
     }
@@ -91,12 +94,24 @@ impl ReleaseFlags {
 /// The release list, cut and announced; what was left out and why goes to stderr.
 fn selection(flags: &ReleaseFlags) -> anyhow::Result<Selection> {
     let cache = pypi::default_cache_path()?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     let (list, how) = runtime.block_on(pypi::resolve(&cache, flags.offline))?;
     match how {
-        Provenance::Fresh => eprintln!("releases: {} versions from {} (cached at {})", list.releases.len(), pypi::PYPI_JSON, cache.display()),
+        Provenance::Fresh => eprintln!(
+            "releases: {} versions from {} (cached at {})",
+            list.releases.len(),
+            pypi::PYPI_JSON,
+            cache.display()
+        ),
         Provenance::Cached { age, why } => {
-            eprintln!("releases: PyPI not asked or not answering ({why}); using the list cached at {} {} h ago", cache.display(), age.as_secs() / 3600)
+            eprintln!(
+                "releases: PyPI not asked or not answering ({why}); using the list cached at {} {} h ago",
+                cache.display(),
+                age.as_secs() / 3600
+            )
         }
     }
     let sel = pypi::select(&list.releases, flags.since.as_ref(), flags.until.as_ref())?;
@@ -122,9 +137,21 @@ pub fn with_neighbour_pins(known: &VersionMatrix, releases: &[ChromaVersion]) ->
         if known.get(v).is_some() {
             continue;
         }
-        let below = known.versions.iter().filter(|e| e.version < *v).max_by(|a, b| a.version.cmp(&b.version));
-        let above = known.versions.iter().filter(|e| e.version > *v).min_by(|a, b| a.version.cmp(&b.version));
-        let mut pins: Vec<String> = below.into_iter().chain(above).flat_map(|e| e.pins.clone()).collect();
+        let below = known
+            .versions
+            .iter()
+            .filter(|e| e.version < *v)
+            .max_by(|a, b| a.version.cmp(&b.version));
+        let above = known
+            .versions
+            .iter()
+            .filter(|e| e.version > *v)
+            .min_by(|a, b| a.version.cmp(&b.version));
+        let mut pins: Vec<String> = below
+            .into_iter()
+            .chain(above)
+            .flat_map(|e| e.pins.clone())
+            .collect();
         // A pin of the Python server's releases does not carry over into the Rust server's.
         if v.is_rust_server() {
             pins.retain(|_| below.is_some_and(|b| b.version.is_rust_server()));
@@ -154,7 +181,8 @@ pub fn run(flags: E2eFlags) -> anyhow::Result<ExitCode> {
     let root = crate::project_root();
     let runs = root.join(SAVED_RUNS);
     let chart_version = chart_version(&plan.opts.chart)?;
-    let chart_hash = saved::content_hash(&plan.opts.chart).with_context(|| format!("hashing the chart at {}", plan.opts.chart.display()))?;
+    let chart_hash = saved::content_hash(&plan.opts.chart)
+        .with_context(|| format!("hashing the chart at {}", plan.opts.chart.display()))?;
     let (checks, values_hash) = RunKey::of_plan(&plan.live, &plan.opts.checks);
     if flags.releases.fresh {
         let n = saved::discard(&runs, &chart_version)?;
@@ -162,10 +190,18 @@ pub fn run(flags: E2eFlags) -> anyhow::Result<ExitCode> {
     }
     note_other_chart_versions(&runs, &chart_version);
     let into_committed = flags.releases.compat_report.is_none();
-    let path = flags.releases.compat_report.clone().unwrap_or_else(|| root.join(COMPAT_REPORT));
+    let path = flags
+        .releases
+        .compat_report
+        .clone()
+        .unwrap_or_else(|| root.join(COMPAT_REPORT));
     // The committed report is results saved too (a fresh checkout resumes from it), when it
     // was measured under this run's key; shard reports (--compat-report) hold only their own.
-    let committed = if into_committed && !flags.releases.fresh { read_report(&path).ok() } else { None };
+    let committed = if into_committed && !flags.releases.fresh {
+        read_report(&path).ok()
+    } else {
+        None
+    };
 
     let tools = crate::tools::ensure()?;
     let helm = Helm::new(&tools.helm.path).context("the provisioned helm")?;
@@ -179,7 +215,12 @@ pub fn run(flags: E2eFlags) -> anyhow::Result<ExitCode> {
         selection: sel.run.clone(),
         ahead: usize::from(flags.releases.ahead),
         runs,
-        key: PartialKey { chart_version, chart_hash, checks, values_hash },
+        key: PartialKey {
+            chart_version,
+            chart_hash,
+            checks,
+            values_hash,
+        },
         committed,
         jobs: usize::from(flags.jobs),
     };
@@ -194,13 +235,20 @@ pub fn run(flags: E2eFlags) -> anyhow::Result<ExitCode> {
         eprintln!("{moved}");
     }
     write_report(&path, &compat)?;
-    eprintln!("compatibility report: {} ({} releases measured under this key)", path.display(), compat.releases.len());
+    eprintln!(
+        "compatibility report: {} ({} releases measured under this key)",
+        path.display(),
+        compat.releases.len()
+    );
     if into_committed {
         write_readme_table(&root)?;
         eprintln!("README.md's compatibility table regenerated from {COMPAT_REPORT}");
     }
     for r in &compat.releases {
-        eprintln!("  {} ({}): {:.0}s ({:.0}s to prepare)", r.version, r.date, r.seconds, r.prepare_seconds);
+        eprintln!(
+            "  {} ({}): {:.0}s ({:.0}s to prepare)",
+            r.version, r.date, r.seconds, r.prepare_seconds
+        );
     }
     let left = saved::still_to_run(&sel.all, &saved);
     if !left.is_empty() {
@@ -208,7 +256,11 @@ pub fn run(flags: E2eFlags) -> anyhow::Result<ExitCode> {
             "{} of the {} releases on PyPI not measured under this key yet; `cargo xtask e2e --all-releases{}` runs them (saved ones are skipped)",
             left.len(),
             sel.all.len(),
-            if flags.backend.backend == backends::BackendKind::Auto { String::new() } else { format!(" --backend {}", key.backend) }
+            if flags.backend.backend == backends::BackendKind::Auto {
+                String::new()
+            } else {
+                format!(" --backend {}", key.backend)
+            }
         );
     }
     if !hold_gates(&compat) {
@@ -225,7 +277,10 @@ fn note_other_chart_versions(runs: &Path, chart_version: &str) {
     for e in entries.filter_map(Result::ok) {
         let name = e.file_name().to_string_lossy().to_string();
         if name != chart_version && e.path().is_dir() {
-            eprintln!("note: the results saved under {} are of chart {name}, not of this chart {chart_version}: not used", e.path().display());
+            eprintln!(
+                "note: the results saved under {} are of chart {name}, not of this chart {chart_version}: not used",
+                e.path().display()
+            );
         }
     }
 }
@@ -249,15 +304,25 @@ fn archive_if_other_key(root: &Path, compat: &CompatReport) -> anyhow::Result<Op
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let to = dir.join(format!("{}-chart-{}.json", old.date, old.chart_version));
     if to.exists() {
-        bail!("{COMPAT_REPORT} was measured under another key ({why}) and {} exists already: move one of them aside", to.display());
+        bail!(
+            "{COMPAT_REPORT} was measured under another key ({why}) and {} exists already: move one of them aside",
+            to.display()
+        );
     }
-    std::fs::rename(&path, &to).with_context(|| format!("moving {} to {}", path.display(), to.display()))?;
-    Ok(Some(format!("{COMPAT_REPORT} ({} releases) was measured under another key ({why}): kept as {}", old.releases.len(), to.display())))
+    std::fs::rename(&path, &to)
+        .with_context(|| format!("moving {} to {}", path.display(), to.display()))?;
+    Ok(Some(format!(
+        "{COMPAT_REPORT} ({} releases) was measured under another key ({why}): kept as {}",
+        old.releases.len(),
+        to.display()
+    )))
 }
 
 fn read_report(path: &Path) -> anyhow::Result<CompatReport> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    CompatReport::parse(&text).with_context(|| format!("{} is not a compatibility report", path.display()))
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    CompatReport::parse(&text)
+        .with_context(|| format!("{} is not a compatibility report", path.display()))
 }
 
 /// Prints each gate's verdict; false when one does not match the releases.
@@ -265,11 +330,24 @@ pub fn hold_gates(compat: &CompatReport) -> bool {
     let mut ok = true;
     println!("\nversion gates of the spec model against this run:");
     for g in gates::check(compat) {
-        let sides = format!("{} | {}", g.below.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into()), g.gate.floor);
+        let sides = format!(
+            "{} | {}",
+            g.below
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "-".into()),
+            g.gate.floor
+        );
         match &g.verdict {
             Verdict::Holds => println!("  ✓ {} ({sides}): holds on both sides", g.gate.name),
-            Verdict::HoldsAbove { below_reason } => println!("  ✓ {} ({sides}): holds from the floor; below it nothing to observe ({below_reason})", g.gate.name),
-            Verdict::NotCovered(why) => println!("  - {} ({sides}): not covered by this run ({why})", g.gate.name),
+            Verdict::HoldsAbove { below_reason } => println!(
+                "  ✓ {} ({sides}): holds from the floor; below it nothing to observe ({below_reason})",
+                g.gate.name
+            ),
+            Verdict::NotCovered(why) => println!(
+                "  - {} ({sides}): not covered by this run ({why})",
+                g.gate.name
+            ),
             Verdict::Mismatch(problems) => {
                 ok = false;
                 for p in problems {
@@ -296,13 +374,19 @@ fn write_report(path: &Path, compat: &CompatReport) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::write(path, serde_json::to_string_pretty(compat)? + "\n").with_context(|| format!("writing {}", path.display()))
+    std::fs::write(path, serde_json::to_string_pretty(compat)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn chart_version(chart: &Path) -> anyhow::Result<String> {
     let path = chart.join("Chart.yaml");
-    let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)?;
-    doc.get("version").and_then(|v| v.as_str()).map(str::to_string).with_context(|| format!("{} has no version", path.display()))
+    let doc: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+    )?;
+    doc.get("version")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .with_context(|| format!("{} has no version", path.display()))
 }
 
 /// The README's compatibility section made from the committed reports.
@@ -322,7 +406,10 @@ pub fn committed_table(root: &Path) -> anyhow::Result<String> {
     let current = read_report(&root.join(COMPAT_REPORT))?;
     let mut earlier = Vec::new();
     if let Ok(entries) = std::fs::read_dir(root.join(EARLIER_REPORTS)) {
-        for e in entries.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "json")) {
+        for e in entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        {
             earlier.push(read_report(&e.path())?);
         }
     }
@@ -366,7 +453,13 @@ fn adopt(committed: Option<CompatReport>, key: &RunKey) -> Vec<SavedRelease> {
     let invocation = format!("{COMPAT_REPORT} of {}", c.date);
     c.releases
         .into_iter()
-        .map(|result| SavedRelease { key: key.clone(), helm_version: c.helm_version.clone(), jobs: c.jobs, invocation: invocation.clone(), result })
+        .map(|result| SavedRelease {
+            key: key.clone(),
+            helm_version: c.helm_version.clone(),
+            jobs: c.jobs,
+            invocation: invocation.clone(),
+            result,
+        })
         .collect()
 }
 
@@ -374,7 +467,17 @@ impl backends::Job for ReleasesJob<'_> {
     type Output = Done;
 
     async fn run<B: Backend>(self, backend: &B) -> anyhow::Result<Self::Output> {
-        let ReleasesJob { live, opts, helm, selection, ahead, runs, key, committed, jobs } = self;
+        let ReleasesJob {
+            live,
+            opts,
+            helm,
+            selection,
+            ahead,
+            runs,
+            key,
+            committed,
+            jobs,
+        } = self;
         let key = RunKey {
             chart_version: key.chart_version,
             chart_hash: key.chart_hash,
@@ -382,7 +485,8 @@ impl backends::Job for ReleasesJob<'_> {
             checks: key.checks,
             values_hash: key.values_hash,
         };
-        let (store, mut saved) = Store::open(&runs, key.clone()).context("resuming the saved results")?;
+        let (store, mut saved) =
+            Store::open(&runs, key.clone()).context("resuming the saved results")?;
         for r in adopt(committed, &key) {
             if !saved.iter().any(|s| s.result.version == r.result.version) {
                 saved.push(r);
@@ -400,14 +504,19 @@ impl backends::Job for ReleasesJob<'_> {
             store.dir().display()
         );
         if releases.is_empty() {
-            return Ok(Done { report: None, key, saved });
+            return Ok(Done {
+                report: None,
+                key,
+                saved,
+            });
         }
         let invocation = now();
         let started = Instant::now();
         let total = releases.len();
         // The producer makes releases ready in order, `ahead` at once, and hands each over;
         // the channel's bound keeps it from running further ahead than that.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(ChromaVersion, f64, Option<String>)>(ahead);
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<(ChromaVersion, f64, Option<String>)>(ahead);
         let producer = async move {
             let mut ready = futures::stream::iter(releases)
                 .map(|v| async move {
@@ -436,22 +545,41 @@ impl backends::Job for ReleasesJob<'_> {
                     }
                 }
                 let t = Instant::now();
-                let r = e2e::runner::run(backend, &helm, live, std::slice::from_ref(&v), &opts).await;
+                let r =
+                    e2e::runner::run(backend, &helm, live, std::slice::from_ref(&v), &opts).await;
                 let seconds = (t.elapsed().as_secs_f64() * 10.0).round() / 10.0;
                 let cells = compat::cells_of(&r, &v);
-                let failed = cells.iter().filter(|c| c.status == compat::Status::Fail).count();
+                let failed = cells
+                    .iter()
+                    .filter(|c| c.status == compat::Status::Fail)
+                    .count();
                 eprintln!(
                     "[{n}/{total}] {} {v}: {} cells, {failed} failed ({seconds:.0}s; {:.0} min so far)",
                     if failed > 0 { "✗" } else { "✓" },
                     cells.len(),
                     started.elapsed().as_secs_f64() / 60.0
                 );
-                let result = ReleaseResult { version: v.clone(), date: today(), seconds, prepare_seconds: (prepare * 10.0).round() / 10.0, cells };
-                let one = SavedRelease { key: key.clone(), helm_version: opts.helm_version.clone(), jobs, invocation: invocation.clone(), result };
+                let result = ReleaseResult {
+                    version: v.clone(),
+                    date: today(),
+                    seconds,
+                    prepare_seconds: (prepare * 10.0).round() / 10.0,
+                    cells,
+                };
+                let one = SavedRelease {
+                    key: key.clone(),
+                    helm_version: opts.helm_version.clone(),
+                    jobs,
+                    invocation: invocation.clone(),
+                    result,
+                };
                 // Saved before the next release starts: a run stopped from here on keeps it.
                 match store.save(&one) {
                     Ok(path) => eprintln!("[{n}/{total}] {v}: saved to {}", path.display()),
-                    Err(e) => eprintln!("warning: {v}'s results could not be saved (a resumed run measures it again): {:#}", anyhow::Error::from(e)),
+                    Err(e) => eprintln!(
+                        "warning: {v}'s results could not be saved (a resumed run measures it again): {:#}",
+                        anyhow::Error::from(e)
+                    ),
                 }
                 saved.push(one);
                 match report.as_mut() {
@@ -465,7 +593,11 @@ impl backends::Job for ReleasesJob<'_> {
         let mut report = report.context("no release ran")?;
         report.wall_seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
         saved.sort_by(|a, b| a.result.version.cmp(&b.result.version));
-        Ok(Done { report: Some(report), key, saved })
+        Ok(Done {
+            report: Some(report),
+            key,
+            saved,
+        })
     }
 }
 
@@ -483,12 +615,19 @@ mod tests {
         let root = crate::project_root();
         let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
         let table = committed_table(&root).unwrap();
-        assert!(table.contains("| Releases |"), "the committed report made no table:\n{table}");
-        assert!(compat::splice(&readme, &table).unwrap() == readme, "README.md's compatibility table is not the one {COMPAT_REPORT} makes: run `cargo xtask docs`");
+        assert!(
+            table.contains("| Releases |"),
+            "the committed report made no table:\n{table}"
+        );
+        assert!(
+            compat::splice(&readme, &table).unwrap() == readme,
+            "README.md's compatibility table is not the one {COMPAT_REPORT} makes: run `cargo xtask docs`"
+        );
     }
 
     #[test]
-    fn unlisted_releases_take_their_listed_neighbours_pins_but_the_rust_server_takes_none_from_python() {
+    fn unlisted_releases_take_their_listed_neighbours_pins_but_the_rust_server_takes_none_from_python()
+     {
         let known = VersionMatrix::parse(
             "versions:\n  - {version: \"0.4.14\", reason: a}\n  - {version: \"0.4.24\", reason: b, pins: [\"numpy<2\"]}\n  - {version: \"0.5.0\", reason: c, pins: [\"numpy<2\"]}\n  - {version: \"0.5.15\", reason: d}\n  - {version: \"0.6.3\", reason: d}\n  - {version: \"1.0.0\", reason: e}\n",
             Path::new("t.yaml"),
@@ -499,7 +638,11 @@ mod tests {
         assert_eq!(pins("0.4.20"), ["numpy<2"]);
         assert_eq!(pins("0.5.3"), ["numpy<2"]);
         assert!(pins("0.6.0").is_empty() && pins("1.0.2").is_empty());
-        assert_eq!(pins("0.4.24"), ["numpy<2"], "listed releases keep their own pins");
+        assert_eq!(
+            pins("0.4.24"),
+            ["numpy<2"],
+            "listed releases keep their own pins"
+        );
     }
 
     #[rstest::rstest]
@@ -510,10 +653,22 @@ mod tests {
     #[case::fresh_without_all_releases(&["e2e", "--smoke", "--fresh"], "--all-releases")]
     #[case::fresh_with_a_version(&["e2e", "--version", "1.0.0", "--fresh"], "--all-releases")]
     #[case::offline_and_a_bound_with_smoke(&["e2e", "--smoke", "--offline", "--since", "0.4.7"], "--since, --offline only apply with --all-releases")]
-    fn bad_release_flags_are_refused_naming_what_is_accepted(#[case] args: &[&str], #[case] says: &str) {
-        let err = match crate::Cli::try_parse_from(std::iter::once("cargo xtask").chain(args.iter().copied())) {
+    fn bad_release_flags_are_refused_naming_what_is_accepted(
+        #[case] args: &[&str],
+        #[case] says: &str,
+    ) {
+        let err = match crate::Cli::try_parse_from(
+            std::iter::once("cargo xtask").chain(args.iter().copied()),
+        ) {
             Err(e) => e.to_string(),
-            Ok(crate::Cli { command: crate::Command::E2e(f), .. }) => f.releases.refuse_without_all_releases().expect_err("refused").to_string(),
+            Ok(crate::Cli {
+                command: crate::Command::E2e(f),
+                ..
+            }) => f
+                .releases
+                .refuse_without_all_releases()
+                .expect_err("refused")
+                .to_string(),
             Ok(_) => panic!("{args:?} parsed as another command"),
         };
         assert!(err.contains(says), "{err}");
@@ -541,7 +696,16 @@ mod tests {
             jobs: 2,
             wall_seconds: 1.0,
             parts: 1,
-            releases: versions.iter().map(|s| ReleaseResult { version: v(s), date: "2026-12-04".into(), seconds: 1.0, prepare_seconds: 0.0, cells: vec![] }).collect(),
+            releases: versions
+                .iter()
+                .map(|s| ReleaseResult {
+                    version: v(s),
+                    date: "2026-12-04".into(),
+                    seconds: 1.0,
+                    prepare_seconds: 0.0,
+                    cells: vec![],
+                })
+                .collect(),
         }
     }
 
@@ -549,18 +713,29 @@ mod tests {
     #[case::measured_under_this_key(Some(key('a')), 2)]
     #[case::measured_under_another_chart_content(Some(key('c')), 0)]
     #[case::measured_before_runs_were_keyed(None, 0)]
-    fn the_committed_reports_releases_count_as_saved_only_under_the_same_key(#[case] its_key: Option<RunKey>, #[case] adopted: usize) {
+    fn the_committed_reports_releases_count_as_saved_only_under_the_same_key(
+        #[case] its_key: Option<RunKey>,
+        #[case] adopted: usize,
+    ) {
         let got = adopt(Some(committed(its_key, &["0.4.7", "0.4.8"])), &key('a'));
         assert_eq!(got.len(), adopted);
-        assert!(got.iter().all(|s| s.key == key('a') && s.invocation == "docs/compat/releases.json of 2026-12-04"));
+        assert!(got.iter().all(
+            |s| s.key == key('a') && s.invocation == "docs/compat/releases.json of 2026-12-04"
+        ));
         assert!(adopt(None, &key('a')).is_empty());
     }
 
     #[rstest::rstest]
     #[case::same_key_stays_in_place(Some(key('a')), None)]
-    #[case::another_chart_content_moves_to_earlier(Some(key('c')), Some("chart content sha256 cccccccccccc then, aaaaaaaaaaaa now"))]
+    #[case::another_chart_content_moves_to_earlier(
+        Some(key('c')),
+        Some("chart content sha256 cccccccccccc then, aaaaaaaaaaaa now")
+    )]
     #[case::an_unkeyed_report_moves_to_earlier(None, Some("no key recorded in it"))]
-    fn a_committed_report_of_another_key_is_kept_as_an_earlier_one_not_overwritten(#[case] its_key: Option<RunKey>, #[case] moved: Option<&str>) {
+    fn a_committed_report_of_another_key_is_kept_as_an_earlier_one_not_overwritten(
+        #[case] its_key: Option<RunKey>,
+        #[case] moved: Option<&str>,
+    ) {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("docs/compat")).unwrap();
         let old = committed(its_key, &["0.6.3"]);
@@ -569,17 +744,29 @@ mod tests {
         let said = archive_if_other_key(root.path(), &now).unwrap();
         assert_eq!(said.is_some(), moved.is_some());
         if let (Some(said), Some(why)) = (&said, moved) {
-            assert!(said.contains(why) && said.contains("docs/compat/earlier/2026-12-04-chart-1.1.0.json"), "{said}");
+            assert!(
+                said.contains(why)
+                    && said.contains("docs/compat/earlier/2026-12-04-chart-1.1.0.json"),
+                "{said}"
+            );
         }
-        let earlier = root.path().join(EARLIER_REPORTS).join("2026-12-04-chart-1.1.0.json");
+        let earlier = root
+            .path()
+            .join(EARLIER_REPORTS)
+            .join("2026-12-04-chart-1.1.0.json");
         assert_eq!(earlier.exists(), moved.is_some());
         assert_eq!(root.path().join(COMPAT_REPORT).exists(), moved.is_none());
         if moved.is_some() {
             assert_eq!(read_report(&earlier).unwrap(), old, "kept as it was");
             // A second report of the same day and chart would overwrite it: refused instead.
             write_report(&root.path().join(COMPAT_REPORT), &old).unwrap();
-            let err = archive_if_other_key(root.path(), &now).unwrap_err().to_string();
-            assert!(err.contains("exists already: move one of them aside"), "{err}");
+            let err = archive_if_other_key(root.path(), &now)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("exists already: move one of them aside"),
+                "{err}"
+            );
         }
     }
 }

@@ -15,7 +15,8 @@ use e2e::dataset::{self, Dataset, ReadCollection, Scope};
 use e2e::venv::VenvCache;
 use render::VersionMatrix;
 
-const HINT: &str = "`cargo xtask test` exports UV; by hand: export UV=$(cargo xtask tools --print uv)";
+const HINT: &str =
+    "`cargo xtask test` exports UV; by hand: export UV=$(cargo xtask tools --print uv)";
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -29,7 +30,11 @@ pub struct LiveServer {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("a free local port").local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("a free local port")
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl LiveServer {
@@ -40,35 +45,74 @@ impl LiveServer {
     /// `env` is added to the server's environment (e.g. auth settings of the 0.x era).
     pub fn start_with_env(version: &str, env: &[(&str, &str)]) -> LiveServer {
         let v: ChromaVersion = version.parse().unwrap();
-        let matrix = VersionMatrix::load(root().join("fixtures/versions.yaml")).expect("fixtures/versions.yaml");
+        let matrix = VersionMatrix::load(root().join("fixtures/versions.yaml"))
+            .expect("fixtures/versions.yaml");
         let pins = matrix.get(&v).map(|e| e.pins.clone()).unwrap_or_default();
-        let venvs = VenvCache::from_env().unwrap_or_else(|e| panic!("the backup tests start real servers: {e}; {HINT}"));
+        let venvs = VenvCache::from_env()
+            .unwrap_or_else(|e| panic!("the backup tests start real servers: {e}; {HINT}"));
         let (venv, _) = venvs.ensure(&v, &pins).unwrap_or_else(|e| panic!("{e}"));
         let data = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut cmd = if v.is_rust_server() {
             let mut c = Command::new(venv.bin_dir().join("chroma"));
-            c.args(["run", "--host", "127.0.0.1", "--port", &port.to_string(), "--path"]).arg(data.path());
+            c.args([
+                "run",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--path",
+            ])
+            .arg(data.path());
             c
         } else {
             let mut c = Command::new(venv.bin_dir().join("uvicorn"));
-            c.args(["chromadb.app:app", "--workers", "1", "--host", "127.0.0.1", "--port", &port.to_string()]);
-            c.env("IS_PERSISTENT", "1").env("PERSIST_DIRECTORY", data.path()).env("ANONYMIZED_TELEMETRY", "False").env("ALLOW_RESET", "TRUE");
+            c.args([
+                "chromadb.app:app",
+                "--workers",
+                "1",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ]);
+            c.env("IS_PERSISTENT", "1")
+                .env("PERSIST_DIRECTORY", data.path())
+                .env("ANONYMIZED_TELEMETRY", "False")
+                .env("ALLOW_RESET", "TRUE");
             c
         };
-        cmd.current_dir(data.path()).envs(env.iter().copied()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting chromadb {v}: {e}"));
-        let s = LiveServer { child, url: format!("http://127.0.0.1:{port}"), version: v, _data: data };
+        cmd.current_dir(data.path())
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting chromadb {v}: {e}"));
+        let s = LiveServer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            version: v,
+            _data: data,
+        };
         s.wait_ready();
         s
     }
 
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(90);
-        let hb = format!("{}{}/heartbeat", self.url, ApiPrefix::for_version(&self.version).path());
+        let hb = format!(
+            "{}{}/heartbeat",
+            self.url,
+            ApiPrefix::for_version(&self.version).path()
+        );
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(self.url.trim_start_matches("http://")).is_ok()
-                && Command::new("curl").args(["-sf", "-o", "/dev/null", &hb]).status().is_ok_and(|s| s.success())
+                && Command::new("curl")
+                    .args(["-sf", "-o", "/dev/null", &hb])
+                    .status()
+                    .is_ok_and(|s| s.success())
             {
                 return;
             }
@@ -102,7 +146,12 @@ pub fn tool(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 pub fn text(o: &Output) -> String {
-    format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -116,7 +165,9 @@ pub fn stderr(o: &Output) -> String {
 /// Writes `ds` through the harness's dataset module (not through the tool under test).
 pub async fn write(s: &LiveServer, ds: &Dataset) {
     let mut ev = Vec::new();
-    dataset::write(&s.api(), ds, &mut ev).await.unwrap_or_else(|e| panic!("writing the dataset to {}: {e}", s.version));
+    dataset::write(&s.api(), ds, &mut ev)
+        .await
+        .unwrap_or_else(|e| panic!("writing the dataset to {}: {e}", s.version));
 }
 
 /// Reads `ds` back through the harness's dataset module and diffs it record by record.
@@ -126,13 +177,20 @@ pub async fn assert_intact(s: &LiveServer, ds: &Dataset) {
     // `hnsw:*` keys are index settings: a restore into 0.x spells out settings that differ
     // from that era's defaults there. The tests assert settings on their own.
     for c in snap.collections.values_mut() {
-        if let ReadCollection::Found { metadata: Some(m), .. } = c {
+        if let ReadCollection::Found {
+            metadata: Some(m), ..
+        } = c
+        {
             m.retain(|k, _| !k.starts_with("hnsw:"));
         }
     }
     // Shared: the tests add a settings collection beside the dataset.
     let d = dataset::diff(ds, &snap, Scope::Shared);
-    assert!(d.intact(), "the dataset on {} is not intact:\n{d}", s.version);
+    assert!(
+        d.intact(),
+        "the dataset on {} is not intact:\n{d}",
+        s.version
+    );
     assert_eq!(d.survived_records(), ds.record_count());
     assert!(ds.record_count() > 0, "a dataset with records");
 }

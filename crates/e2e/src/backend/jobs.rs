@@ -12,8 +12,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 /// annotation, and the CronJob as owner when it has a uid (it has one on a cluster only).
 pub fn job_from_cronjob(cronjob: &CronJob, name: &str) -> Result<Job, String> {
     let cj_name = cronjob.metadata.name.clone().unwrap_or_default();
-    let template = cronjob.spec.as_ref().map(|s| &s.job_template).ok_or_else(|| format!("CronJob {cj_name} has no spec"))?;
-    let spec: JobSpec = template.spec.clone().ok_or_else(|| format!("CronJob {cj_name}: spec.jobTemplate.spec is missing"))?;
+    let template = cronjob
+        .spec
+        .as_ref()
+        .map(|s| &s.job_template)
+        .ok_or_else(|| format!("CronJob {cj_name} has no spec"))?;
+    let spec: JobSpec = template
+        .spec
+        .clone()
+        .ok_or_else(|| format!("CronJob {cj_name}: spec.jobTemplate.spec is missing"))?;
     let meta = template.metadata.clone().unwrap_or_default();
     let mut annotations: BTreeMap<String, String> = meta.annotations.unwrap_or_default();
     annotations.insert("cronjob.kubernetes.io/instantiate".into(), "manual".into());
@@ -42,7 +49,11 @@ pub fn job_from_cronjob(cronjob: &CronJob, name: &str) -> Result<Job, String> {
 /// A name for a manual run of `cronjob`: `<cronjob>-manual-<5 random>`, within a DNS label.
 pub fn manual_job_name(cronjob: &str) -> String {
     let base: String = cronjob.chars().take(63 - "-manual-".len() - 5).collect();
-    format!("{}-manual-{}", base.trim_end_matches('-'), crate::random::dns_suffix(5))
+    format!(
+        "{}-manual-{}",
+        base.trim_end_matches('-'),
+        crate::random::dns_suffix(5)
+    )
 }
 
 /// Pod attempts a Job allows (`backoffLimit` + 1; Kubernetes' default limit is 6) and its
@@ -50,7 +61,9 @@ pub fn manual_job_name(cronjob: &str) -> String {
 pub fn budget(job: &Job, cap: Duration) -> (u32, Duration) {
     let spec = job.spec.as_ref();
     let attempts = u32::try_from(spec.and_then(|s| s.backoff_limit).unwrap_or(6)).unwrap_or(0) + 1;
-    let deadline = spec.and_then(|s| s.active_deadline_seconds).map_or(cap, |s| Duration::from_secs(s.max(1) as u64).min(cap));
+    let deadline = spec
+        .and_then(|s| s.active_deadline_seconds)
+        .map_or(cap, |s| Duration::from_secs(s.max(1) as u64).min(cap));
     (attempts, deadline)
 }
 
@@ -77,25 +90,47 @@ mod tests {
         let job = job_from_cronjob(&cronjob(None), "r-chromadb-backup-manual-abcde").unwrap();
         let v = serde_json::to_value(&job).unwrap();
         assert_eq!(v["metadata"]["name"], "r-chromadb-backup-manual-abcde");
-        assert_eq!(v["metadata"]["labels"]["app.kubernetes.io/component"], "backup");
-        assert_eq!(v["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"], "manual");
-        assert_eq!(v["spec"]["template"]["spec"]["containers"][0]["args"], json!(["dump", "--to", "/backups/"]));
-        assert!(v["metadata"].get("ownerReferences").is_none(), "no uid, no owner: {v}");
-        assert_eq!(budget(&job, Duration::from_secs(600)), (3, Duration::from_secs(60)));
+        assert_eq!(
+            v["metadata"]["labels"]["app.kubernetes.io/component"],
+            "backup"
+        );
+        assert_eq!(
+            v["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"],
+            "manual"
+        );
+        assert_eq!(
+            v["spec"]["template"]["spec"]["containers"][0]["args"],
+            json!(["dump", "--to", "/backups/"])
+        );
+        assert!(
+            v["metadata"].get("ownerReferences").is_none(),
+            "no uid, no owner: {v}"
+        );
+        assert_eq!(
+            budget(&job, Duration::from_secs(600)),
+            (3, Duration::from_secs(60))
+        );
     }
 
     #[test]
     fn on_a_cluster_the_cronjob_owns_its_manual_run() {
         let job = job_from_cronjob(&cronjob(Some("u-1")), "x").unwrap();
         let owner = &job.metadata.owner_references.unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()), ("CronJob", "r-chromadb-backup", "u-1"));
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
+            ("CronJob", "r-chromadb-backup", "u-1")
+        );
     }
 
     #[test]
     fn a_cronjob_without_a_job_template_spec_is_named() {
         let mut cj = cronjob(None);
         cj.spec.as_mut().unwrap().job_template.spec = None;
-        assert!(job_from_cronjob(&cj, "x").unwrap_err().contains("r-chromadb-backup"));
+        assert!(
+            job_from_cronjob(&cj, "x")
+                .unwrap_err()
+                .contains("r-chromadb-backup")
+        );
     }
 
     #[test]

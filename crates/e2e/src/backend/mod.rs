@@ -68,11 +68,17 @@ pub enum BackendError {
     #[error("{what}: {detail}")]
     Failed { what: String, detail: String },
     #[error("{backend} backend is unavailable: {reason}")]
-    Unavailable { backend: &'static str, reason: String },
+    Unavailable {
+        backend: &'static str,
+        reason: String,
+    },
     /// The release is valid but uses something this backend has no faithful stand-in for
     /// (a sidecar's image, another init container): its checks are SKIP with this reason.
     #[error("the {backend} backend cannot run this release faithfully: {reason}")]
-    Unsupported { backend: &'static str, reason: String },
+    Unsupported {
+        backend: &'static str,
+        reason: String,
+    },
     /// A Kubernetes API call failed (cluster backends); the client's error stays the source.
     #[error("{what}: {source}")]
     Kube {
@@ -96,8 +102,14 @@ pub enum BackendError {
 }
 
 impl BackendError {
-    pub fn step(what: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> BackendError {
-        BackendError::Step { what: what.into(), source: Box::new(source) }
+    pub fn step(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> BackendError {
+        BackendError::Step {
+            what: what.into(),
+            source: Box::new(source),
+        }
     }
 }
 
@@ -113,7 +125,11 @@ pub struct Terminated {
 
 impl std::fmt::Display for Terminated {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (exit code {}; {})", self.reason, self.exit_code, self.detail)
+        write!(
+            f,
+            "{} (exit code {}; {})",
+            self.reason, self.exit_code, self.detail
+        )
     }
 }
 
@@ -145,7 +161,10 @@ pub trait Backend: 'static {
     /// [`BackendError::Unsupported`] where [`Backend::kills_containers`] says no.
     async fn kill_container(&self, deployed: &mut Deployed) -> Result<String, BackendError> {
         let _ = deployed;
-        Err(BackendError::Unsupported { backend: self.name(), reason: self.kills_containers().err().unwrap_or_default() })
+        Err(BackendError::Unsupported {
+            backend: self.name(),
+            reason: self.kills_containers().err().unwrap_or_default(),
+        })
     }
     /// `Ok(())` when [`Backend::kill_container`] works here; `Err(why not)` otherwise.
     fn kills_containers(&self) -> Result<(), String> {
@@ -159,15 +178,25 @@ pub trait Backend: 'static {
     /// `Ok(())` when the node enforces the server container's `resources.limits.memory` (its
     /// processes are OOM-killed past it, as the kubelet has the runtime do); `Err(why not)`.
     fn limits_memory(&self) -> Result<(), String> {
-        Err("whether the node enforces a container's memory limit is not known to this backend".into())
+        Err(
+            "whether the node enforces a container's memory limit is not known to this backend"
+                .into(),
+        )
     }
     /// Waits up to `within` for the server's container to end on its own (an OOM kill, a
     /// crash). If it did: how it ended, as the pod's `lastState.terminated` says it, once the
     /// kubelet has restarted it in the same pod and it is ready again. `Ok(None)`: it is still
     /// running. [`BackendError::Unsupported`] where [`Backend::limits_memory`] says no.
-    async fn await_container_end(&self, deployed: &mut Deployed, within: Duration) -> Result<Option<Terminated>, BackendError> {
+    async fn await_container_end(
+        &self,
+        deployed: &mut Deployed,
+        within: Duration,
+    ) -> Result<Option<Terminated>, BackendError> {
         let _ = (deployed, within);
-        Err(BackendError::Unsupported { backend: self.name(), reason: self.limits_memory().err().unwrap_or_default() })
+        Err(BackendError::Unsupported {
+            backend: self.name(),
+            reason: self.limits_memory().err().unwrap_or_default(),
+        })
     }
     /// `kubectl delete statefulset --cascade=orphan`: the StatefulSet object goes, its pod and
     /// claims stay, so the next [`Backend::upgrade`] creates the StatefulSet anew (adopting
@@ -206,17 +235,30 @@ pub trait Backend: 'static {
     /// Job's image answers [`HookRun::Unsupported`].
     async fn run_job(&self, deployed: &Deployed, job: &Job) -> Result<HookRun, BackendError>;
     /// `kubectl create job --from=cronjob/<name>`: the CronJob's job, run once now.
-    async fn run_cronjob_once(&self, deployed: &Deployed, cronjob: &CronJob) -> Result<HookRun, BackendError> {
+    async fn run_cronjob_once(
+        &self,
+        deployed: &Deployed,
+        cronjob: &CronJob,
+    ) -> Result<HookRun, BackendError> {
         let name = jobs::manual_job_name(cronjob.metadata.name.as_deref().unwrap_or("cronjob"));
-        let job = jobs::job_from_cronjob(cronjob, &name).map_err(|reason| BackendError::Invalid { reason })?;
+        let job = jobs::job_from_cronjob(cronjob, &name)
+            .map_err(|reason| BackendError::Invalid { reason })?;
         self.run_job(deployed, &job).await
     }
     /// Replaces a Secret's data the way a renewal does (cert-manager, or the user), leaving the
     /// pod running: the kubelet then updates the files of volumes that mount it.
     /// [`BackendError::Unsupported`] where the backend cannot.
-    async fn update_secret(&self, deployed: &Deployed, name: &str, data: &BTreeMap<String, String>) -> Result<(), BackendError> {
+    async fn update_secret(
+        &self,
+        deployed: &Deployed,
+        name: &str,
+        data: &BTreeMap<String, String>,
+    ) -> Result<(), BackendError> {
         let _ = (deployed, name, data);
-        Err(BackendError::Unsupported { backend: self.name(), reason: self.updates_secrets().err().unwrap_or_default() })
+        Err(BackendError::Unsupported {
+            backend: self.name(),
+            reason: self.updates_secrets().err().unwrap_or_default(),
+        })
     }
     /// `Ok(())` when [`Backend::update_secret`] works here; `Err(why not)` otherwise. A
     /// backend that implements one implements both.

@@ -19,18 +19,38 @@ const END: ChromaVersion = v(u64::MAX, 0, 0);
 
 /// A request without valid credentials while auth is on.
 const AUTH_REJECTED: &[Row] = &[
-    Row { from: v(0, 4, 0), to: v(0, 5, 0), statuses: &[401] },
-    Row { from: v(0, 5, 0), to: v(1, 0, 0), statuses: &[403] },
+    Row {
+        from: v(0, 4, 0),
+        to: v(0, 5, 0),
+        statuses: &[401],
+    },
+    Row {
+        from: v(0, 5, 0),
+        to: v(1, 0, 0),
+        statuses: &[403],
+    },
 ];
 
 /// `POST …/reset` with `allow_reset` off.
 const RESET_REFUSED: &[Row] = &[
     // ValueError surfaced as a 500 (measured through 0.5.16).
-    Row { from: v(0, 4, 0), to: v(0, 5, 17), statuses: &[500] },
+    Row {
+        from: v(0, 4, 0),
+        to: v(0, 5, 17),
+        statuses: &[500],
+    },
     // InvalidArgumentError (measured from 0.5.17).
-    Row { from: v(0, 5, 17), to: v(1, 0, 0), statuses: &[400] },
+    Row {
+        from: v(0, 5, 17),
+        to: v(1, 0, 0),
+        statuses: &[400],
+    },
     // "Reset is disabled by config".
-    Row { from: v(1, 0, 0), to: END, statuses: &[403] },
+    Row {
+        from: v(1, 0, 0),
+        to: END,
+        statuses: &[403],
+    },
 ];
 
 /// 0.4.x puts its auth middleware outside the CORS one: with auth on, a preflight without
@@ -40,7 +60,10 @@ pub fn preflight_behind_auth(version: &ChromaVersion) -> bool {
 }
 
 fn lookup(table: &[Row], version: &ChromaVersion) -> &'static [u16] {
-    table.iter().find(|r| *version >= r.from && *version < r.to).map_or(&[], |r| r.statuses)
+    table
+        .iter()
+        .find(|r| *version >= r.from && *version < r.to)
+        .map_or(&[], |r| r.statuses)
 }
 
 pub fn auth_rejected(version: &ChromaVersion) -> &'static [u16] {

@@ -15,10 +15,10 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::{Ctx, era};
-use chroma_api::client::{self, Answer, Api, Exchange};
 use crate::backend::{Backend, BackendError};
 use crate::dataset;
 use crate::vectors::{self, K, Vector, Workload};
+use chroma_api::client::{self, Answer, Api, Exchange};
 
 type Checked = Result<String, String>;
 
@@ -46,7 +46,10 @@ pub const SEED_ENV: &str = "E2E_FAULTS_SEED";
 /// random (every report names it).
 pub fn seed(from_env: Option<String>) -> Result<u64, String> {
     match from_env {
-        Some(s) => s.trim().parse().map_err(|_| format!("{SEED_ENV}={s:?} is not an unsigned 64-bit integer")),
+        Some(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{SEED_ENV}={s:?} is not an unsigned 64-bit integer")),
         None => Ok(rand::random()),
     }
 }
@@ -56,7 +59,10 @@ pub fn applies_sigkill(e: &render::Expected) -> Result<(), String> {
     if e.survives_container_restart {
         Ok(())
     } else {
-        Err(format!("isPersistent=false on Chroma {} (< 1.0.0): the server keeps its data in memory, so nothing it acknowledged is promised to outlive its container", e.version))
+        Err(format!(
+            "isPersistent=false on Chroma {} (< 1.0.0): the server keeps its data in memory, so nothing it acknowledged is promised to outlive its container",
+            e.version
+        ))
     }
 }
 
@@ -73,8 +79,16 @@ pub(super) fn collections_url(api: &Api, id: &str, op: &str) -> String {
 }
 
 pub(super) async fn create<B: Backend>(ctx: &mut Ctx<'_, B>, name: &str) -> Result<String, String> {
-    let a = ctx.rec(ctx.api.create_collection(name, json!({"purpose": name})).await);
-    Ok(client::collection(&a, &format!("creating collection {name}")).map_err(|e| e.to_string())?.id)
+    let a = ctx.rec(
+        ctx.api
+            .create_collection(name, json!({"purpose": name}))
+            .await,
+    );
+    Ok(
+        client::collection(&a, &format!("creating collection {name}"))
+            .map_err(|e| e.to_string())?
+            .id,
+    )
 }
 
 /// How one batch of a stream ended.
@@ -87,16 +101,47 @@ pub(super) struct Refused {
 }
 
 /// Writes `batches` in order until one is not acknowledged. `acked` counts them as they come.
-pub(super) async fn stream(api: &Api, coll: &str, w: &Workload, total: usize, batches: std::ops::Range<usize>, acked: &AtomicUsize, ev: &mut Vec<Exchange>) -> (Vec<usize>, Option<Refused>) {
+pub(super) async fn stream(
+    api: &Api,
+    coll: &str,
+    w: &Workload,
+    total: usize,
+    batches: std::ops::Range<usize>,
+    acked: &AtomicUsize,
+    ev: &mut Vec<Exchange>,
+) -> (Vec<usize>, Option<Refused>) {
     let mut done = Vec::new();
     for b in batches {
         let range = b * BATCH..((b + 1) * BATCH).min(total);
-        let a = api.call(Method::POST, &collections_url(api, coll, "add"), Some(w.add_body(range.clone()))).await;
+        let a = api
+            .call(
+                Method::POST,
+                &collections_url(api, coll, "add"),
+                Some(w.add_body(range.clone())),
+            )
+            .await;
         let ok = a.ex.ok();
-        let what = format!("adding records {}..{} answered {}: {}", range.start, range.end, if a.status() == 0 { "no HTTP response".into() } else { a.status().to_string() }, a.ex.response_body);
+        let what = format!(
+            "adding records {}..{} answered {}: {}",
+            range.start,
+            range.end,
+            if a.status() == 0 {
+                "no HTTP response".into()
+            } else {
+                a.status().to_string()
+            },
+            a.ex.response_body
+        );
         ev.push(a.ex);
         if !ok {
-            return (done, Some(Refused { batch: b, at: Instant::now(), what }));
+            return (
+                done,
+                Some(Refused {
+                    batch: b,
+                    at: Instant::now(),
+                    what,
+                }),
+            );
         }
         done.push(b);
         acked.fetch_add(1, Ordering::SeqCst);
@@ -113,13 +158,23 @@ pub(super) fn batch_range(b: usize, total: usize) -> std::ops::Range<usize> {
 }
 
 /// Reads records `ids` back (in chunks), keyed by id.
-pub(super) async fn read(api: &Api, coll: &str, ids: &[String], ev: &mut Vec<Exchange>) -> Result<std::collections::HashMap<String, dataset::Record>, String> {
+pub(super) async fn read(
+    api: &Api,
+    coll: &str,
+    ids: &[String],
+    ev: &mut Vec<Exchange>,
+) -> Result<std::collections::HashMap<String, dataset::Record>, String> {
     let mut out = std::collections::HashMap::new();
     for chunk in ids.chunks(READ_CHUNK) {
-        let body = json!({"ids": chunk, "include": ["embeddings", "metadatas", "documents"]}).to_string();
-        let a = api.call(Method::POST, &collections_url(api, coll, "get"), Some(body)).await;
+        let body =
+            json!({"ids": chunk, "include": ["embeddings", "metadatas", "documents"]}).to_string();
+        let a = api
+            .call(Method::POST, &collections_url(api, coll, "get"), Some(body))
+            .await;
         ev.push(a.ex.clone());
-        for r in dataset::parse_records(&a, &format!("reading back {} records by id", chunk.len())).map_err(|e| e.to_string())? {
+        for r in dataset::parse_records(&a, &format!("reading back {} records by id", chunk.len()))
+            .map_err(|e| e.to_string())?
+        {
             out.insert(r.id.clone(), r);
         }
     }
@@ -133,9 +188,20 @@ pub(super) async fn count(api: &Api, coll: &str, ev: &mut Vec<Exchange>) -> Resu
 }
 
 /// The server's `query` answers for `queries`, one id list per query.
-async fn query(api: &Api, coll: &str, queries: &[Vec<f32>], ev: &mut Vec<Exchange>) -> Result<Vec<Vec<String>>, String> {
+async fn query(
+    api: &Api,
+    coll: &str,
+    queries: &[Vec<f32>],
+    ev: &mut Vec<Exchange>,
+) -> Result<Vec<Vec<String>>, String> {
     let body = json!({"query_embeddings": queries.iter().map(|q| q.iter().map(|&x| f64::from(x)).collect::<Vec<_>>()).collect::<Vec<_>>(), "n_results": K, "include": ["distances"]}).to_string();
-    let a = api.call(Method::POST, &collections_url(api, coll, "query"), Some(body)).await;
+    let a = api
+        .call(
+            Method::POST,
+            &collections_url(api, coll, "query"),
+            Some(body),
+        )
+        .await;
     ev.push(a.ex.clone());
     parse_query(&a, queries.len())
 }
@@ -143,12 +209,31 @@ async fn query(api: &Api, coll: &str, queries: &[Vec<f32>], ev: &mut Vec<Exchang
 fn parse_query(a: &Answer, n: usize) -> Result<Vec<Vec<String>>, String> {
     const WHAT: &str = "querying the nearest records";
     let v = a.json_2xx(WHAT).map_err(|e| e.to_string())?;
-    let ids = v.get("ids").and_then(Value::as_array).ok_or_else(|| a.bad(WHAT, "there is no `ids` list").to_string())?;
+    let ids = v
+        .get("ids")
+        .and_then(Value::as_array)
+        .ok_or_else(|| a.bad(WHAT, "there is no `ids` list").to_string())?;
     if ids.len() != n {
-        return Err(a.bad(WHAT, format!("`ids` has {} lists for {n} queries", ids.len())).to_string());
+        return Err(a
+            .bad(
+                WHAT,
+                format!("`ids` has {} lists for {n} queries", ids.len()),
+            )
+            .to_string());
     }
     ids.iter()
-        .map(|l| l.as_array().and_then(|l| l.iter().map(|i| i.as_str().map(str::to_string)).collect::<Option<Vec<_>>>()).ok_or_else(|| a.bad(WHAT, format!("an answer is not a list of ids: {l}")).to_string()))
+        .map(|l| {
+            l.as_array()
+                .and_then(|l| {
+                    l.iter()
+                        .map(|i| i.as_str().map(str::to_string))
+                        .collect::<Option<Vec<_>>>()
+                })
+                .ok_or_else(|| {
+                    a.bad(WHAT, format!("an answer is not a list of ids: {l}"))
+                        .to_string()
+                })
+        })
         .collect()
 }
 
@@ -158,39 +243,82 @@ const FIND_CHUNK: usize = 500;
 /// Every record of `held` is in the vector index: its own embedding, queried, answers it as
 /// the nearest record (a stored vector is at distance 0 from itself). The `get` by id reads
 /// the metadata store; this reads the index, which is what a restart has to reload.
-pub(super) async fn findable(api: &Api, coll: &str, held: &[Vector], ev: &mut Vec<Exchange>) -> Result<(), String> {
+pub(super) async fn findable(
+    api: &Api,
+    coll: &str,
+    held: &[Vector],
+    ev: &mut Vec<Exchange>,
+) -> Result<(), String> {
     let mut lost = Vec::new();
     for chunk in held.chunks(FIND_CHUNK) {
         let body = json!({"query_embeddings": chunk.iter().map(|r| r.embedding.iter().map(|&x| f64::from(x)).collect::<Vec<_>>()).collect::<Vec<_>>(), "n_results": 1, "include": ["distances"]}).to_string();
-        let a = api.call(Method::POST, &collections_url(api, coll, "query"), Some(body)).await;
+        let a = api
+            .call(
+                Method::POST,
+                &collections_url(api, coll, "query"),
+                Some(body),
+            )
+            .await;
         ev.push(a.ex.clone());
         let answers = parse_query(&a, chunk.len())?;
-        lost.extend(chunk.iter().zip(&answers).filter(|(r, got)| got.first() != Some(&r.id)).map(|(r, _)| r.id.clone()));
+        lost.extend(
+            chunk
+                .iter()
+                .zip(&answers)
+                .filter(|(r, got)| got.first() != Some(&r.id))
+                .map(|(r, _)| r.id.clone()),
+        );
     }
     if lost.is_empty() {
         Ok(())
     } else {
-        Err(format!("{} of {} records are not found by their own embedding (the index lost them, or answers another record at distance 0): {}", lost.len(), held.len(), shorten_list(&lost)))
+        Err(format!(
+            "{} of {} records are not found by their own embedding (the index lost them, or answers another record at distance 0): {}",
+            lost.len(),
+            held.len(),
+            shorten_list(&lost)
+        ))
     }
 }
 
 /// Mean recall@K of the server's answers against the exact reference over `held`.
-async fn recall(api: &Api, coll: &str, w: &Workload, held: &[Vector], ev: &mut Vec<Exchange>) -> Result<f64, String> {
+async fn recall(
+    api: &Api,
+    coll: &str,
+    w: &Workload,
+    held: &[Vector],
+    ev: &mut Vec<Exchange>,
+) -> Result<f64, String> {
     let queries = w.queries(QUERIES);
     let answers = query(api, coll, &queries, ev).await?;
-    let sum: f64 = queries.iter().zip(&answers).map(|(q, got)| vectors::recall(got, &vectors::nearest(held, q, K))).sum();
+    let sum: f64 = queries
+        .iter()
+        .zip(&answers)
+        .map(|(q, got)| vectors::recall(got, &vectors::nearest(held, q, K)))
+        .sum();
     Ok(sum / queries.len() as f64)
 }
 
 /// A batch the server never acknowledged: `Ok(true)` when all of it is there, `Ok(false)`
 /// when none is; partly there is an error.
-async fn whole_or_absent(api: &Api, coll: &str, w: &Workload, b: usize, total: usize, why: &str, ev: &mut Vec<Exchange>) -> Result<bool, String> {
+async fn whole_or_absent(
+    api: &Api,
+    coll: &str,
+    w: &Workload,
+    b: usize,
+    total: usize,
+    why: &str,
+    ev: &mut Vec<Exchange>,
+) -> Result<bool, String> {
     let ids: Vec<String> = batch_range(b, total).map(|i| w.record(i).id).collect();
     let got = read(api, coll, &ids, ev).await?;
     match got.len() {
         0 => Ok(false),
         n if n == ids.len() => Ok(true),
-        n => Err(format!("batch {b}, {why}, is partly there: {n} of {} records (a batch must be whole or absent)", ids.len())),
+        n => Err(format!(
+            "batch {b}, {why}, is partly there: {n} of {} records (a batch must be whole or absent)",
+            ids.len()
+        )),
     }
 }
 
@@ -199,7 +327,16 @@ async fn whole_or_absent(api: &Api, coll: &str, w: &Workload, b: usize, total: u
 /// moment), each found by its own embedding (`held`), and query's mean recall over them;
 /// errors say `after` what. Returns (records read back, recall).
 #[allow(clippy::too_many_arguments)]
-async fn survived(api: &Api, coll: &str, w: &Workload, ids: &[usize], held: &[Vector], when: &str, after: &str, evidence: &mut Vec<Exchange>) -> Result<(usize, f64), String> {
+async fn survived(
+    api: &Api,
+    coll: &str,
+    w: &Workload,
+    ids: &[usize],
+    held: &[Vector],
+    when: &str,
+    after: &str,
+    evidence: &mut Vec<Exchange>,
+) -> Result<(usize, f64), String> {
     let mut ev = Vec::new();
     let n = verify(api, coll, w, ids, when, &mut ev).await;
     let found = match &n {
@@ -217,39 +354,81 @@ async fn survived(api: &Api, coll: &str, w: &Workload, ids: &[usize], held: &[Ve
     Ok((n, r))
 }
 
-pub(super) async fn verify(api: &Api, coll: &str, w: &Workload, expected: &[usize], when: &str, ev: &mut Vec<Exchange>) -> Result<usize, String> {
+pub(super) async fn verify(
+    api: &Api,
+    coll: &str,
+    w: &Workload,
+    expected: &[usize],
+    when: &str,
+    ev: &mut Vec<Exchange>,
+) -> Result<usize, String> {
     let ids: Vec<String> = expected.iter().map(|&i| w.record(i).id).collect();
-    let got = read(api, coll, &ids, ev).await.map_err(|e| format!("{when}: {e}"))?;
+    let got = read(api, coll, &ids, ev)
+        .await
+        .map_err(|e| format!("{when}: {e}"))?;
     let mut problems = Vec::new();
     let mut missing = Vec::new();
     for &i in expected {
         let want = w.record(i);
         match got.get(&want.id) {
             None => missing.push(want.id),
-            Some(r) => problems.extend(vectors::differences(&want, r).into_iter().map(|d| format!("{}: {d}", want.id))),
+            Some(r) => problems.extend(
+                vectors::differences(&want, r)
+                    .into_iter()
+                    .map(|d| format!("{}: {d}", want.id)),
+            ),
         }
     }
     if !missing.is_empty() {
-        problems.insert(0, format!("{} acknowledged record(s) missing: {}", missing.len(), shorten_list(&missing)));
+        problems.insert(
+            0,
+            format!(
+                "{} acknowledged record(s) missing: {}",
+                missing.len(),
+                shorten_list(&missing)
+            ),
+        );
     }
-    let n = count(api, coll, ev).await.map_err(|e| format!("{when}: {e}"))?;
+    let n = count(api, coll, ev)
+        .await
+        .map_err(|e| format!("{when}: {e}"))?;
     if n != expected.len() as u64 {
-        problems.push(format!("the collection counts {n} records; {} were expected", expected.len()));
+        problems.push(format!(
+            "the collection counts {n} records; {} were expected",
+            expected.len()
+        ));
     }
     if problems.is_empty() {
         Ok(got.len())
     } else {
         let shown: Vec<String> = problems.iter().take(12).cloned().collect();
-        Err(format!("{when}, the acknowledged records differ ({} problem(s)):\n{}", problems.len(), shown.join("\n")))
+        Err(format!(
+            "{when}, the acknowledged records differ ({} problem(s)):\n{}",
+            problems.len(),
+            shown.join("\n")
+        ))
     }
 }
 
 fn shorten_list(ids: &[String]) -> String {
-    if ids.len() <= 8 { ids.join(", ") } else { format!("{}, … {}", ids[..4].join(", "), ids[ids.len() - 2..].join(", ")) }
+    if ids.len() <= 8 {
+        ids.join(", ")
+    } else {
+        format!(
+            "{}, … {}",
+            ids[..4].join(", "),
+            ids[ids.len() - 2..].join(", ")
+        )
+    }
 }
 
 pub(super) fn reconnect<B: Backend>(ctx: &mut Ctx<'_, B>) {
-    ctx.api = crate::tls::api(&ctx.deployed.base_url, ctx.api.prefix, ctx.api.credential.clone(), ctx.deployed.tls.as_ref());
+    ctx.api = crate::tls::api(
+        &ctx.deployed.base_url,
+        ctx.api.prefix,
+        ctx.api.credential.clone(),
+        ctx.deployed.tls.as_ref(),
+    );
 }
 
 fn unsupported(e: BackendError) -> String {
@@ -297,11 +476,21 @@ pub async fn sigkill<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
     ctx.evidence.append(&mut ev);
     let Some((killed_at, acked_at_kill, restart_took, result)) = killed else {
         let r = refused.map(|r| r.what).unwrap_or_default();
-        return Err(format!("seed {seed}: before any fault, the server refused a write: {r}"));
+        return Err(format!(
+            "seed {seed}: before any fault, the server refused a write: {r}"
+        ));
     };
-    let ended = result.map_err(|e| format!("seed {seed}: the node's SIGKILL and restart of the server's container: {}", unsupported(e)))?;
+    let ended = result.map_err(|e| {
+        format!(
+            "seed {seed}: the node's SIGKILL and restart of the server's container: {}",
+            unsupported(e)
+        )
+    })?;
     if let Some(r) = refused.as_ref().filter(|r| r.at < killed_at) {
-        return Err(format!("seed {seed}: before the kill, the server refused batch {}: {}", r.batch, r.what));
+        return Err(format!(
+            "seed {seed}: before the kill, the server refused batch {}: {}",
+            r.batch, r.what
+        ));
     }
     reconnect(ctx);
     // The stream resumes after the batch in flight (a client that never learnt its fate does
@@ -310,19 +499,35 @@ pub async fn sigkill<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
     let resume = in_flight.map_or(batches, |b| b + 1);
     let mut ev = Vec::new();
     let api = ctx.api.clone();
-    let (after, refused_after) = stream(&api, &coll, &w, total, resume..batches, &AtomicUsize::new(0), &mut ev).await;
+    let (after, refused_after) = stream(
+        &api,
+        &coll,
+        &w,
+        total,
+        resume..batches,
+        &AtomicUsize::new(0),
+        &mut ev,
+    )
+    .await;
     ctx.evidence.append(&mut ev);
     if let Some(r) = refused_after {
-        return Err(format!("seed {seed}: after the SIGKILL and restart the server refused batch {}: {}", r.batch, r.what));
+        return Err(format!(
+            "seed {seed}: after the SIGKILL and restart the server refused batch {}: {}",
+            r.batch, r.what
+        ));
     }
     let acked_batches: Vec<usize> = before.iter().chain(&after).copied().collect();
-    let mut acked_records: Vec<usize> = acked_batches.iter().flat_map(|&b| batch_range(b, total)).collect();
+    let mut acked_records: Vec<usize> = acked_batches
+        .iter()
+        .flat_map(|&b| batch_range(b, total))
+        .collect();
 
     // The batch in flight: whole or absent, never partly there.
     let mut flight_note = "no batch was in flight".to_string();
     if let Some(b) = in_flight {
         let mut ev = Vec::new();
-        let whole = whole_or_absent(&api, &coll, &w, b, total, "in flight at the kill", &mut ev).await;
+        let whole =
+            whole_or_absent(&api, &coll, &w, b, total, "in flight at the kill", &mut ev).await;
         ctx.evidence.append(&mut ev);
         if whole.map_err(|e| format!("seed {seed}: after the restart: {e}"))? {
             flight_note = format!("batch {b} (in flight at the kill) is there whole");
@@ -333,7 +538,15 @@ pub async fn sigkill<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
     }
     acked_records.sort_unstable();
     let mut ev = Vec::new();
-    let read_back = verify(&api, &coll, &w, &acked_records, &format!("seed {seed}: after the SIGKILL and restart"), &mut ev).await;
+    let read_back = verify(
+        &api,
+        &coll,
+        &w,
+        &acked_records,
+        &format!("seed {seed}: after the SIGKILL and restart"),
+        &mut ev,
+    )
+    .await;
     ctx.evidence.append(&mut ev);
     let read_back = read_back?;
     let held: Vec<Vector> = acked_records.iter().map(|&i| w.record(i)).collect();
@@ -347,7 +560,9 @@ pub async fn sigkill<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
     found.map_err(|e| format!("seed {seed}: after the SIGKILL and restart, {e}"))?;
     let r = r.map_err(|e| format!("seed {seed}: after the restart: {e}"))?;
     if r < floor {
-        return Err(format!("seed {seed}: after the SIGKILL and restart, query's mean recall@{K} over {QUERIES} queries is {r:.3}, below the floor {floor} measured on undisturbed servers"));
+        return Err(format!(
+            "seed {seed}: after the SIGKILL and restart, query's mean recall@{K} over {QUERIES} queries is {r:.3}, below the floor {floor} measured on undisturbed servers"
+        ));
     }
     Ok(format!(
         "seed {seed}: {total} records × {} dims in {batches} batches; SIGKILL after {acked_at_kill} acknowledged batches (+{} ms), container ended with {ended}, back in {:.1} s; {flight_note}; {} more batches acknowledged after the restart; {} acknowledged batches, {read_back} records read back identical (ids, f32 embeddings bit for bit, documents, metadata), count agrees; each found by its own embedding; query recall@{K} {r:.3} (floor {floor})",
@@ -371,10 +586,22 @@ pub async fn scale<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
     let api = ctx.api.clone();
     let mut ev = Vec::new();
     let t = Instant::now();
-    let (done, refused) = stream(&api, &coll, &w, total, 0..batches, &AtomicUsize::new(0), &mut ev).await;
+    let (done, refused) = stream(
+        &api,
+        &coll,
+        &w,
+        total,
+        0..batches,
+        &AtomicUsize::new(0),
+        &mut ev,
+    )
+    .await;
     ctx.evidence.append(&mut ev);
     if let Some(r) = refused {
-        return Err(format!("seed {seed}: writing {total} records, batch {} of {batches} was refused: {}", r.batch, r.what));
+        return Err(format!(
+            "seed {seed}: writing {total} records, batch {} of {batches} was refused: {}",
+            r.batch, r.what
+        ));
     }
     let write_s = t.elapsed().as_secs_f64();
     let all: Vec<usize> = (0..total).collect();
@@ -384,14 +611,22 @@ pub async fn scale<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
     ctx.evidence.append(&mut ev);
     let undisturbed = undisturbed.map_err(|e| format!("seed {seed}: before any restart: {e}"))?;
     if undisturbed < floor {
-        return Err(format!("seed {seed}: before any restart, query's mean recall@{K} over {QUERIES} queries is {undisturbed:.3}, below the floor {floor}"));
+        return Err(format!(
+            "seed {seed}: before any restart, query's mean recall@{K} over {QUERIES} queries is {undisturbed:.3}, below the floor {floor}"
+        ));
     }
 
     let mut steps = Vec::new();
-    for step in ["a graceful pod restart", "a SIGKILL of the server's container and the kubelet's restart"] {
+    for step in [
+        "a graceful pod restart",
+        "a SIGKILL of the server's container and the kubelet's restart",
+    ] {
         let t = Instant::now();
         let how = if step.starts_with("a graceful") {
-            ctx.backend.restart(ctx.deployed).await.map(|()| "terminated gracefully".to_string())
+            ctx.backend
+                .restart(ctx.deployed)
+                .await
+                .map(|()| "terminated gracefully".to_string())
         } else {
             ctx.backend.kill_container(ctx.deployed).await
         };
@@ -400,7 +635,17 @@ pub async fn scale<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
         reconnect(ctx);
         let api = ctx.api.clone();
         let after = format!("seed {seed}: after {step}");
-        let (n, r) = survived(&api, &coll, &w, &all, &held, &after, &after, &mut ctx.evidence).await?;
+        let (n, r) = survived(
+            &api,
+            &coll,
+            &w,
+            &all,
+            &held,
+            &after,
+            &after,
+            &mut ctx.evidence,
+        )
+        .await?;
         // The same records, the same index: a restart may not cost recall.
         if r < floor || r + RECALL_SPREAD < undisturbed {
             return Err(format!(
@@ -419,7 +664,11 @@ pub async fn scale<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
 
 /// The server log's last line that reports an error (a panic, an exception).
 pub(super) fn last_error(log: &str) -> Option<String> {
-    log.lines().rev().map(str::trim).find(|l| l.contains("panicked") || l.contains("Exception") || l.contains("Error")).map(str::to_string)
+    log.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.contains("panicked") || l.contains("Exception") || l.contains("Error"))
+        .map(str::to_string)
 }
 
 pub(super) fn first_line(s: &str) -> String {
@@ -448,7 +697,16 @@ pub async fn full_volume<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked
     let api = ctx.api.clone();
     let mut ev = Vec::new();
     let t = Instant::now();
-    let (done, refused) = stream(&api, &coll, &w, total, 0..batches, &AtomicUsize::new(0), &mut ev).await;
+    let (done, refused) = stream(
+        &api,
+        &coll,
+        &w,
+        total,
+        0..batches,
+        &AtomicUsize::new(0),
+        &mut ev,
+    )
+    .await;
     let keep = ev.len().saturating_sub(4);
     ctx.evidence.extend(ev.split_off(keep));
     let fill_s = t.elapsed().as_secs_f64();
@@ -456,21 +714,42 @@ pub async fn full_volume<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked
     // seen answering 201 while its segments failed with "database or disk is full"): the
     // restart and the read-back below decide; only an intact read-back of everything means
     // the claim never filled.
-    let answer = ctx.evidence.last().map(|e| (e.status, e.response_body.clone())).unwrap_or_default();
+    let answer = ctx
+        .evidence
+        .last()
+        .map(|e| (e.status, e.response_body.clone()))
+        .unwrap_or_default();
     let filled = match &refused {
-        None => format!("seed {seed}: all {total} records ({} MiB of f32 embeddings alone) acknowledged in {fill_s:.1} s without a refusal", (total * vectors::DIM * 4) >> 20),
+        None => format!(
+            "seed {seed}: all {total} records ({} MiB of f32 embeddings alone) acknowledged in {fill_s:.1} s without a refusal",
+            (total * vectors::DIM * 4) >> 20
+        ),
         Some(r) if answer.0 == 0 => {
-            return Err(format!("seed {seed}: when the claim filled after {} acknowledged records, the server gave no HTTP answer to the next write (it crashed or hung): {}", done.len() * BATCH, r.what));
+            return Err(format!(
+                "seed {seed}: when the claim filled after {} acknowledged records, the server gave no HTTP answer to the next write (it crashed or hung): {}",
+                done.len() * BATCH,
+                r.what
+            ));
         }
         Some(r) => {
             let said: String = answer.1.chars().take(160).collect();
-            format!("seed {seed}: {} records acknowledged in {fill_s:.1} s, then the claim filled and batch {} was refused with HTTP {} ({said})", done.len() * BATCH, r.batch, answer.0)
+            format!(
+                "seed {seed}: {} records acknowledged in {fill_s:.1} s, then the claim filled and batch {} was refused with HTTP {} ({said})",
+                done.len() * BATCH,
+                r.batch,
+                answer.0
+            )
         }
     };
     if let Err(e) = ctx.backend.restart(ctx.deployed).await {
         let log = ctx.backend.logs(ctx.deployed, 80).await;
-        let said = last_error(&log).map(|l| format!("; its last error: {l}")).unwrap_or_default();
-        return Err(format!("{filled}; then the pod restarted and {}{said}", first_line(&e.to_string())));
+        let said = last_error(&log)
+            .map(|l| format!("; its last error: {l}"))
+            .unwrap_or_default();
+        return Err(format!(
+            "{filled}; then the pod restarted and {}{said}",
+            first_line(&e.to_string())
+        ));
     }
     reconnect(ctx);
     let api = ctx.api.clone();
@@ -478,7 +757,16 @@ pub async fn full_volume<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked
     let mut whole = false;
     if let Some(r) = &refused {
         let mut ev = Vec::new();
-        let w_or_a = whole_or_absent(&api, &coll, &w, r.batch, total, "refused when the claim filled", &mut ev).await;
+        let w_or_a = whole_or_absent(
+            &api,
+            &coll,
+            &w,
+            r.batch,
+            total,
+            "refused when the claim filled",
+            &mut ev,
+        )
+        .await;
         ctx.evidence.append(&mut ev);
         whole = w_or_a.map_err(|e| format!("{filled}; after a pod restart {e}"))?;
         if whole {
@@ -486,7 +774,15 @@ pub async fn full_volume<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked
         }
     }
     let mut ev = Vec::new();
-    let n = verify(&api, &coll, &w, &acked, &format!("{filled}; after a pod restart"), &mut ev).await;
+    let n = verify(
+        &api,
+        &coll,
+        &w,
+        &acked,
+        &format!("{filled}; after a pod restart"),
+        &mut ev,
+    )
+    .await;
     let held: Vec<Vector> = acked.iter().map(|&i| w.record(i)).collect();
     let found = match &n {
         Ok(_) => findable(&api, &coll, &held, &mut ev).await,
@@ -496,7 +792,9 @@ pub async fn full_volume<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked
     let n = n?;
     found.map_err(|e| format!("{filled}; after a pod restart {e}"))?;
     let Some(refused) = refused else {
-        return Err(format!("{filled}, and all of them read back after a pod restart: the claim never filled, so its size is not enforced"));
+        return Err(format!(
+            "{filled}, and all of them read back after a pod restart: the claim never filled, so its size is not enforced"
+        ));
     };
     let said: String = answer.1.chars().take(160).collect();
     Ok(format!(
@@ -523,7 +821,10 @@ const END_WAIT: Duration = Duration::from_secs(20);
 
 pub fn applies_memory(e: &render::Expected) -> Result<(), String> {
     if e.memory_limit.is_none() {
-        return Err("resources.limits.memory is not set: the container has no memory limit to exceed".into());
+        return Err(
+            "resources.limits.memory is not set: the container has no memory limit to exceed"
+                .into(),
+        );
     }
     applies_sigkill(e)
 }
@@ -534,21 +835,43 @@ pub fn applies_memory(e: &render::Expected) -> Result<(), String> {
 /// in the same pod, and everything the server acknowledged reads back identical; an `add`
 /// that never got an answer is whole or absent.
 pub async fn memory<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
-    let limit = ctx.expected.memory_limit.ok_or("resources.limits.memory is not set")?;
+    let limit = ctx
+        .expected
+        .memory_limit
+        .ok_or("resources.limits.memory is not set")?;
     let mib = |b: u64| b as f64 / f64::from(1 << 20);
     let w = Workload::new("memory", seed);
     let floor = era::recall_floor(&ctx.expected.version);
     let coll = create(ctx, "e2e-faults-memory").await?;
     let api = ctx.api.clone();
     let mut ev = Vec::new();
-    let (small, refused) = stream(&api, &coll, &w, MEMORY_RECORDS, 0..batches_of(MEMORY_RECORDS), &AtomicUsize::new(0), &mut ev).await;
+    let (small, refused) = stream(
+        &api,
+        &coll,
+        &w,
+        MEMORY_RECORDS,
+        0..batches_of(MEMORY_RECORDS),
+        &AtomicUsize::new(0),
+        &mut ev,
+    )
+    .await;
     ctx.evidence.append(&mut ev);
     if let Some(r) = refused {
         let log = ctx.backend.logs(ctx.deployed, 40).await;
-        let said = last_error(&log).map(|l| format!("; its last error: {l}")).unwrap_or_default();
-        return Err(format!("seed {seed}: writing the first {MEMORY_RECORDS} records under the {:.0} MiB limit, batch {} was refused: {}{said}", mib(limit), r.batch, r.what));
+        let said = last_error(&log)
+            .map(|l| format!("; its last error: {l}"))
+            .unwrap_or_default();
+        return Err(format!(
+            "seed {seed}: writing the first {MEMORY_RECORDS} records under the {:.0} MiB limit, batch {} was refused: {}{said}",
+            mib(limit),
+            r.batch,
+            r.what
+        ));
     }
-    let mut acked: Vec<usize> = small.iter().flat_map(|&b| batch_range(b, MEMORY_RECORDS)).collect();
+    let mut acked: Vec<usize> = small
+        .iter()
+        .flat_map(|&b| batch_range(b, MEMORY_RECORDS))
+        .collect();
     // The spike: record i of spike request j is MEMORY_RECORDS + j * SPIKE_BATCH + i.
     let spike = |j: usize| MEMORY_RECORDS + j * SPIKE_BATCH..MEMORY_RECORDS + (j + 1) * SPIKE_BATCH;
     let mut unanswered = Vec::new();
@@ -574,7 +897,11 @@ pub async fn memory<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
                 ctx.evidence.push(a.ex);
             }
         }
-        match ctx.backend.await_container_end(ctx.deployed, END_WAIT).await {
+        match ctx
+            .backend
+            .await_container_end(ctx.deployed, END_WAIT)
+            .await
+        {
             Ok(Some(term)) => {
                 ended = Some((round + 1, term));
                 break;
@@ -582,8 +909,13 @@ pub async fn memory<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
             Ok(None) => {}
             Err(e) => {
                 let log = ctx.backend.logs(ctx.deployed, 60).await;
-                let said = last_error(&log).map(|l| format!("; its last error: {l}")).unwrap_or_default();
-                return Err(format!("seed {seed}: after {sent} concurrent adds of {SPIKE_BATCH} records the container ended, and it did not come back: {}{said}", first_line(&e.to_string())));
+                let said = last_error(&log)
+                    .map(|l| format!("; its last error: {l}"))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "seed {seed}: after {sent} concurrent adds of {SPIKE_BATCH} records the container ended, and it did not come back: {}{said}",
+                    first_line(&e.to_string())
+                ));
             }
         }
     }
@@ -597,7 +929,9 @@ pub async fn memory<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
         ));
     };
     if term.reason != "OOMKilled" {
-        return Err(format!("seed {seed}: under the spike the container ended with {term}, not OOMKilled"));
+        return Err(format!(
+            "seed {seed}: under the spike the container ended with {term}, not OOMKilled"
+        ));
     }
     reconnect(ctx);
     let api = ctx.api.clone();
@@ -605,7 +939,9 @@ pub async fn memory<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
     let mut notes = Vec::new();
     for &(j, status) in &unanswered {
         let ids: Vec<String> = spike(j).map(|i| w.record(i).id).collect();
-        let got = read(&api, &coll, &ids, &mut ev).await.map_err(|e| format!("seed {seed}: after the OOM kill and restart: {e}"));
+        let got = read(&api, &coll, &ids, &mut ev)
+            .await
+            .map_err(|e| format!("seed {seed}: after the OOM kill and restart: {e}"));
         let got = match got {
             Ok(g) => g.len(),
             Err(e) => {
@@ -614,14 +950,32 @@ pub async fn memory<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
             }
         };
         match got {
-            0 => notes.push(format!("add {j} ({}) absent", if status == 0 { "no answer".to_string() } else { format!("HTTP {status}") })),
+            0 => notes.push(format!(
+                "add {j} ({}) absent",
+                if status == 0 {
+                    "no answer".to_string()
+                } else {
+                    format!("HTTP {status}")
+                }
+            )),
             n if n == ids.len() => {
-                notes.push(format!("add {j} ({}) there whole", if status == 0 { "no answer".to_string() } else { format!("HTTP {status}") }));
+                notes.push(format!(
+                    "add {j} ({}) there whole",
+                    if status == 0 {
+                        "no answer".to_string()
+                    } else {
+                        format!("HTTP {status}")
+                    }
+                ));
                 acked.extend(spike(j));
             }
             n => {
                 ctx.evidence.append(&mut ev);
-                return Err(format!("seed {seed}: after the OOM kill and restart, add {j} (records {:?}, unanswered) is partly there: {n} of {} records (a batch must be whole or absent)", spike(j), ids.len()));
+                return Err(format!(
+                    "seed {seed}: after the OOM kill and restart, add {j} (records {:?}, unanswered) is partly there: {n} of {} records (a batch must be whole or absent)",
+                    spike(j),
+                    ids.len()
+                ));
             }
         }
     }
@@ -629,9 +983,21 @@ pub async fn memory<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
     acked.sort_unstable();
     let held: Vec<Vector> = acked.iter().map(|&i| w.record(i)).collect();
     let when = format!("seed {seed}: after the OOM kill ({term}) and restart");
-    let (n, r) = survived(&api, &coll, &w, &acked, &held, &when, &format!("seed {seed}: after the OOM kill and restart"), &mut ctx.evidence).await?;
+    let (n, r) = survived(
+        &api,
+        &coll,
+        &w,
+        &acked,
+        &held,
+        &when,
+        &format!("seed {seed}: after the OOM kill and restart"),
+        &mut ctx.evidence,
+    )
+    .await?;
     if r < floor {
-        return Err(format!("seed {seed}: after the OOM kill and restart, query's mean recall@{K} over {QUERIES} queries is {r:.3}, below the floor {floor}"));
+        return Err(format!(
+            "seed {seed}: after the OOM kill and restart, query's mean recall@{K} over {QUERIES} queries is {r:.3}, below the floor {floor}"
+        ));
     }
     Ok(format!(
         "seed {seed}: {MEMORY_RECORDS} records × {} dims acknowledged in {} batches under a {:.0} MiB limit; then {sent} concurrent adds of {SPIKE_BATCH} records in {rounds} round(s) ({spike_s:.1} s): the container ended {term}, and the kubelet restarted it in the same pod; {} of the large adds acknowledged, {}; {n} acknowledged records read back identical and each found by its own embedding, count agrees; recall@{K} {r:.3} (floor {floor})",
@@ -639,7 +1005,11 @@ pub async fn memory<B: Backend>(ctx: &mut Ctx<'_, B>, seed: u64) -> Checked {
         small.len(),
         mib(limit),
         sent - unanswered.len(),
-        if notes.is_empty() { "none unanswered".to_string() } else { notes.join(", ") },
+        if notes.is_empty() {
+            "none unanswered".to_string()
+        } else {
+            notes.join(", ")
+        },
     ))
 }
 
@@ -650,8 +1020,16 @@ mod tests {
 
     #[test]
     fn a_query_answer_is_one_id_list_per_query() {
-        let a = answer("POST", "q", 200, r#"{"ids":[["a","b"],["c"]],"distances":[[0.1,0.2],[0.3]]}"#);
-        assert_eq!(parse_query(&a, 2).unwrap(), vec![vec!["a".to_string(), "b".into()], vec!["c".to_string()]]);
+        let a = answer(
+            "POST",
+            "q",
+            200,
+            r#"{"ids":[["a","b"],["c"]],"distances":[[0.1,0.2],[0.3]]}"#,
+        );
+        assert_eq!(
+            parse_query(&a, 2).unwrap(),
+            vec![vec!["a".to_string(), "b".into()], vec!["c".to_string()]]
+        );
     }
 
     #[rstest::rstest]
@@ -660,25 +1038,43 @@ mod tests {
     #[case::ids_that_are_not_strings(r#"{"ids":[[1],[2]]}"#, "not a list of ids")]
     fn a_query_answer_that_is_not_one_is_named(#[case] body: &str, #[case] want: &str) {
         let e = parse_query(&answer("POST", "q", 200, body), 2).unwrap_err();
-        assert!(e.contains(want) && e.contains("querying the nearest records"), "{e}");
+        assert!(
+            e.contains(want) && e.contains("querying the nearest records"),
+            "{e}"
+        );
     }
 
     #[test]
     fn the_batches_cover_every_record_once() {
-        let covered: Vec<usize> = (0..batches_of(SCALE_RECORDS)).flat_map(|b| batch_range(b, SCALE_RECORDS)).collect();
+        let covered: Vec<usize> = (0..batches_of(SCALE_RECORDS))
+            .flat_map(|b| batch_range(b, SCALE_RECORDS))
+            .collect();
         assert_eq!(covered, (0..SCALE_RECORDS).collect::<Vec<_>>());
-        assert_eq!(batch_range(batches_of(SCALE_RECORDS) - 1, SCALE_RECORDS).len(), 50);
+        assert_eq!(
+            batch_range(batches_of(SCALE_RECORDS) - 1, SCALE_RECORDS).len(),
+            50
+        );
     }
 
     fn expected(values: &str, v: &str) -> render::Expected {
-        render::Expected::from_values(&serde_yaml::from_str(values).unwrap(), &v.parse().unwrap()).unwrap()
+        render::Expected::from_values(&serde_yaml::from_str(values).unwrap(), &v.parse().unwrap())
+            .unwrap()
     }
 
     #[rstest::rstest]
     #[case::the_charts_claim_applies("chromadb: {data: {volumeSize: 16Mi}}", None)]
-    #[case::an_emptydir_has_no_size_the_chart_asks_for("chromadb: {isPersistent: false}", Some("not on the chart's claim template"))]
-    #[case::the_users_claim_is_not_the_charts("chromadb: {data: {existingClaim: mine}}", Some("the user's own claim"))]
-    fn full_volume_applies_to_the_charts_own_claim(#[case] values: &str, #[case] skip: Option<&str>) {
+    #[case::an_emptydir_has_no_size_the_chart_asks_for(
+        "chromadb: {isPersistent: false}",
+        Some("not on the chart's claim template")
+    )]
+    #[case::the_users_claim_is_not_the_charts(
+        "chromadb: {data: {existingClaim: mine}}",
+        Some("the user's own claim")
+    )]
+    fn full_volume_applies_to_the_charts_own_claim(
+        #[case] values: &str,
+        #[case] skip: Option<&str>,
+    ) {
         match (applies_full_volume(&expected(values, "1.5.0")), skip) {
             (Ok(()), None) => {}
             (Err(e), Some(want)) => assert!(e.contains(want), "{e}"),
@@ -688,17 +1084,33 @@ mod tests {
 
     #[rstest::rstest]
     #[case::in_memory_0_x_is_skipped("chromadb: {isPersistent: false}", "0.6.3", false, false)]
-    #[case::rust_keeps_an_emptydir_across_a_container_restart("chromadb: {isPersistent: false}", "1.5.0", true, false)]
+    #[case::rust_keeps_an_emptydir_across_a_container_restart(
+        "chromadb: {isPersistent: false}",
+        "1.5.0",
+        true,
+        false
+    )]
     #[case::the_default_claim_applies_everywhere("{}", "0.4.24", true, true)]
-    fn sigkill_and_scale_apply_from_the_spec(#[case] values: &str, #[case] v: &str, #[case] sigkill: bool, #[case] scale: bool) {
+    fn sigkill_and_scale_apply_from_the_spec(
+        #[case] values: &str,
+        #[case] v: &str,
+        #[case] sigkill: bool,
+        #[case] scale: bool,
+    ) {
         let e = expected(values, v);
-        assert_eq!((applies_sigkill(&e).is_ok(), applies_scale(&e).is_ok()), (sigkill, scale));
+        assert_eq!(
+            (applies_sigkill(&e).is_ok(), applies_scale(&e).is_ok()),
+            (sigkill, scale)
+        );
     }
 
     #[test]
     fn the_last_error_of_a_log_is_its_last_exception() {
         let log = "Saving data to: /data\nthread panicked at lib.rs:89\npyo3_runtime.PanicException: Error creating Frontend Config: disk full\n\n";
-        assert_eq!(last_error(log).unwrap(), "pyo3_runtime.PanicException: Error creating Frontend Config: disk full");
+        assert_eq!(
+            last_error(log).unwrap(),
+            "pyo3_runtime.PanicException: Error creating Frontend Config: disk full"
+        );
         assert_eq!(last_error("all good\n"), None);
     }
 

@@ -57,7 +57,13 @@ pub struct Objects {
 
 impl Objects {
     pub fn from_render(rendered: &Rendered) -> Objects {
-        let doc = |kind: &str| rendered.documents.iter().find(|d| d["kind"] == kind).cloned();
+        let doc = |kind: &str| {
+            rendered
+                .documents
+                .iter()
+                .find(|d| d["kind"] == kind)
+                .cloned()
+        };
         let dashboard = rendered.configmaps().find_map(|cm| {
             let data = cm.data.as_ref()?;
             let (_, json) = data.iter().find(|(k, _)| k.ends_with(".json"))?;
@@ -77,7 +83,10 @@ pub fn applies(e: &Expected) -> Result<(), String> {
         return Err("metrics.enabled is off in this deployment's values: no collector, ServiceMonitor or dashboard".into());
     };
     if matches!(m.service_monitor, render::ServiceMonitorMode::Disabled) {
-        return Err("metrics.serviceMonitor.mode is disabled: there is no ServiceMonitor to scrape by".into());
+        return Err(
+            "metrics.serviceMonitor.mode is disabled: there is no ServiceMonitor to scrape by"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -98,14 +107,31 @@ fn camel_to_snake(s: &str) -> String {
 /// A prometheus-operator `RelabelConfig` as Prometheus writes it (`sourceLabels` →
 /// `source_labels`, …); an unknown field is refused, naming it.
 pub fn relabel(rc: &Value, at: &str) -> Result<Value, String> {
-    const FIELDS: [&str; 7] = ["sourceLabels", "separator", "targetLabel", "regex", "modulus", "replacement", "action"];
-    let obj = rc.as_object().ok_or_else(|| format!("{at}: a relabeling is not a mapping"))?;
+    const FIELDS: [&str; 7] = [
+        "sourceLabels",
+        "separator",
+        "targetLabel",
+        "regex",
+        "modulus",
+        "replacement",
+        "action",
+    ];
+    let obj = rc
+        .as_object()
+        .ok_or_else(|| format!("{at}: a relabeling is not a mapping"))?;
     let mut out = serde_json::Map::new();
     for (k, v) in obj {
         if !FIELDS.contains(&k.as_str()) {
-            return Err(format!("{at}: `{k}` is not a RelabelConfig field (valid: {})", FIELDS.join(", ")));
+            return Err(format!(
+                "{at}: `{k}` is not a RelabelConfig field (valid: {})",
+                FIELDS.join(", ")
+            ));
         }
-        let v = if k == "action" { Value::String(v.as_str().unwrap_or_default().to_ascii_lowercase()) } else { v.clone() };
+        let v = if k == "action" {
+            Value::String(v.as_str().unwrap_or_default().to_ascii_lowercase())
+        } else {
+            v.clone()
+        };
         out.insert(camel_to_snake(k), v);
     }
     Ok(Value::Object(out))
@@ -115,20 +141,40 @@ pub fn relabel(rc: &Value, at: &str) -> Result<Value, String> {
 /// with the pod's address in place of its Kubernetes service discovery: the target's
 /// `__meta_kubernetes_*` labels as the discovery would set them, the operator's relabelings
 /// to `namespace`/`service`/`pod`/`container`/`endpoint`/`job`, then the user's.
-pub fn scrape_config(sm: &Value, services: &[Service], d: &Deployment, pod_ip: IpAddr) -> Result<(Value, String), String> {
+pub fn scrape_config(
+    sm: &Value,
+    services: &[Service],
+    d: &Deployment,
+    pod_ip: IpAddr,
+) -> Result<(Value, String), String> {
     let ns = sm["metadata"]["namespace"].as_str().unwrap_or("default");
-    let name = sm["metadata"]["name"].as_str().ok_or("the ServiceMonitor has no name")?;
-    let ep = sm["spec"]["endpoints"].get(0).ok_or_else(|| format!("ServiceMonitor {name} has no endpoints"))?;
-    let port_name = ep["port"].as_str().ok_or_else(|| format!("ServiceMonitor {name}: endpoints[0] names no port"))?;
-    let selector: BTreeMap<String, String> = serde_json::from_value(sm["spec"]["selector"]["matchLabels"].clone()).unwrap_or_default();
-    let namespaces: Vec<String> = serde_json::from_value(sm["spec"]["namespaceSelector"]["matchNames"].clone()).unwrap_or_else(|_| vec![ns.to_string()]);
+    let name = sm["metadata"]["name"]
+        .as_str()
+        .ok_or("the ServiceMonitor has no name")?;
+    let ep = sm["spec"]["endpoints"]
+        .get(0)
+        .ok_or_else(|| format!("ServiceMonitor {name} has no endpoints"))?;
+    let port_name = ep["port"]
+        .as_str()
+        .ok_or_else(|| format!("ServiceMonitor {name}: endpoints[0] names no port"))?;
+    let selector: BTreeMap<String, String> =
+        serde_json::from_value(sm["spec"]["selector"]["matchLabels"].clone()).unwrap_or_default();
+    let namespaces: Vec<String> =
+        serde_json::from_value(sm["spec"]["namespaceSelector"]["matchNames"].clone())
+            .unwrap_or_else(|_| vec![ns.to_string()]);
     let svc = services
         .iter()
         .find(|s| {
             let labels = s.metadata.labels.clone().unwrap_or_default();
-            namespaces.iter().any(|n| Some(n.as_str()) == s.metadata.namespace.as_deref().or(Some(ns))) && !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+            namespaces
+                .iter()
+                .any(|n| Some(n.as_str()) == s.metadata.namespace.as_deref().or(Some(ns)))
+                && !selector.is_empty()
+                && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
         })
-        .ok_or_else(|| format!("ServiceMonitor {name}: no rendered Service matches its selector {selector:?}"))?;
+        .ok_or_else(|| {
+            format!("ServiceMonitor {name}: no rendered Service matches its selector {selector:?}")
+        })?;
     let svc_name = svc.metadata.name.clone().unwrap_or_default();
     let sp = svc
         .spec
@@ -139,10 +185,28 @@ pub fn scrape_config(sm: &Value, services: &[Service], d: &Deployment, pod_ip: I
             let have: Vec<String> = svc.spec.iter().flat_map(|s| s.ports.iter().flatten()).filter_map(|p| p.name.clone()).collect();
             format!("ServiceMonitor {name} scrapes port `{port_name}`, but Service {svc_name} has no port of that name (it has: {}): Prometheus would find no target", have.join(", "))
         })?;
-    let pod = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).ok_or("the collector Deployment has no pod spec")?;
-    let target = sp.target_port.clone().unwrap_or(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(sp.port));
-    let container_port = crate::workload::resolve_port(&pod.containers, &target).map_err(|e| format!("Service {svc_name} port `{port_name}`: {e}"))?;
-    let container = pod.containers.iter().find(|c| c.ports.iter().flatten().any(|p| p.container_port == i32::from(container_port))).map(|c| c.name.clone()).unwrap_or_default();
+    let pod = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .ok_or("the collector Deployment has no pod spec")?;
+    let target = sp
+        .target_port
+        .clone()
+        .unwrap_or(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(sp.port));
+    let container_port = crate::workload::resolve_port(&pod.containers, &target)
+        .map_err(|e| format!("Service {svc_name} port `{port_name}`: {e}"))?;
+    let container = pod
+        .containers
+        .iter()
+        .find(|c| {
+            c.ports
+                .iter()
+                .flatten()
+                .any(|p| p.container_port == i32::from(container_port))
+        })
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
     let pod_name = format!("{}-0", d.metadata.name.clone().unwrap_or_default());
     let meta = json!({
         "__meta_kubernetes_namespace": ns,
@@ -160,12 +224,28 @@ pub fn scrape_config(sm: &Value, services: &[Service], d: &Deployment, pod_ip: I
         json!({"source_labels": ["__meta_kubernetes_service_name"], "target_label": "job", "replacement": "${1}"}),
         json!({"target_label": "endpoint", "replacement": port_name}),
     ];
-    for (i, r) in ep["relabelings"].as_array().into_iter().flatten().enumerate() {
-        relabels.push(relabel(r, &format!("ServiceMonitor {name} endpoints[0].relabelings[{i}]"))?);
+    for (i, r) in ep["relabelings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        relabels.push(relabel(
+            r,
+            &format!("ServiceMonitor {name} endpoints[0].relabelings[{i}]"),
+        )?);
     }
     let mut metric_relabels = Vec::new();
-    for (i, r) in ep["metricRelabelings"].as_array().into_iter().flatten().enumerate() {
-        metric_relabels.push(relabel(r, &format!("ServiceMonitor {name} endpoints[0].metricRelabelings[{i}]"))?);
+    for (i, r) in ep["metricRelabelings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        metric_relabels.push(relabel(
+            r,
+            &format!("ServiceMonitor {name} endpoints[0].metricRelabelings[{i}]"),
+        )?);
     }
     let mut job = json!({
         "job_name": format!("serviceMonitor/{ns}/{name}/0"),
@@ -182,8 +262,15 @@ pub fn scrape_config(sm: &Value, services: &[Service], d: &Deployment, pod_ip: I
     if !metric_relabels.is_empty() {
         job["metric_relabel_configs"] = json!(metric_relabels);
     }
-    let summary = format!("port `{port_name}` → Service {svc_name} → container port {container_port}, path {}, every {}", job["metrics_path"].as_str().unwrap_or(""), job["scrape_interval"].as_str().unwrap_or(""));
-    Ok((json!({"global": {"evaluation_interval": "5s"}, "scrape_configs": [job]}), summary))
+    let summary = format!(
+        "port `{port_name}` → Service {svc_name} → container port {container_port}, path {}, every {}",
+        job["metrics_path"].as_str().unwrap_or(""),
+        job["scrape_interval"].as_str().unwrap_or("")
+    );
+    Ok((
+        json!({"global": {"evaluation_interval": "5s"}, "scrape_configs": [job]}),
+        summary,
+    ))
 }
 
 /// One dashboard query: the panel it belongs to, its PromQL and the labels its legend uses.
@@ -196,18 +283,33 @@ pub struct PanelQuery {
 
 /// Every query of every panel (rows' nested panels too).
 pub fn panel_queries(dashboard: &str) -> Result<Vec<PanelQuery>, String> {
-    let d: Value = serde_json::from_str(dashboard).map_err(|e| format!("the dashboard is not JSON: {e}"))?;
+    let d: Value =
+        serde_json::from_str(dashboard).map_err(|e| format!("the dashboard is not JSON: {e}"))?;
     let mut panels: Vec<&Value> = d["panels"].as_array().into_iter().flatten().collect();
-    let nested: Vec<&Value> = panels.iter().flat_map(|p| p["panels"].as_array().into_iter().flatten()).collect();
+    let nested: Vec<&Value> = panels
+        .iter()
+        .flat_map(|p| p["panels"].as_array().into_iter().flatten())
+        .collect();
     panels.extend(nested);
     let mut out = Vec::new();
     for p in panels {
         let title = p["title"].as_str().unwrap_or("(untitled)").to_string();
         for t in p["targets"].as_array().into_iter().flatten() {
-            let Some(expr) = t["expr"].as_str() else { continue };
+            let Some(expr) = t["expr"].as_str() else {
+                continue;
+            };
             let legend = t["legendFormat"].as_str().unwrap_or("");
-            let labels = legend.split("{{").skip(1).filter_map(|s| s.split("}}").next()).map(|s| s.trim().to_string()).collect();
-            out.push(PanelQuery { panel: title.clone(), expr: expr.to_string(), legend_labels: labels });
+            let labels = legend
+                .split("{{")
+                .skip(1)
+                .filter_map(|s| s.split("}}").next())
+                .map(|s| s.trim().to_string())
+                .collect();
+            out.push(PanelQuery {
+                panel: title.clone(),
+                expr: expr.to_string(),
+                legend_labels: labels,
+            });
         }
     }
     Ok(out)
@@ -215,7 +317,9 @@ pub fn panel_queries(dashboard: &str) -> Result<Vec<PanelQuery>, String> {
 
 /// Grafana's variables as Grafana would fill them for this release.
 pub fn fill_variables(expr: &str, service: &str) -> String {
-    expr.replace("$__rate_interval", RATE_INTERVAL).replace("${service}", service).replace("$service", service)
+    expr.replace("$__rate_interval", RATE_INTERVAL)
+        .replace("${service}", service)
+        .replace("$service", service)
 }
 
 /// A running Prometheus; killed and its files removed when dropped.
@@ -229,34 +333,67 @@ struct Prometheus {
 
 impl Prometheus {
     async fn start(binary: &Path, config: &Value) -> Result<Prometheus, String> {
-        let dir = tempfile::Builder::new().prefix("chromadb-e2e-prometheus-").tempdir().map_err(|e| format!("a temp dir for Prometheus: {e}"))?;
+        let dir = tempfile::Builder::new()
+            .prefix("chromadb-e2e-prometheus-")
+            .tempdir()
+            .map_err(|e| format!("a temp dir for Prometheus: {e}"))?;
         let cfg = dir.path().join("prometheus.yml");
-        std::fs::write(&cfg, serde_yaml::to_string(config).map_err(|e| e.to_string())?).map_err(|e| format!("writing {}: {e}", cfg.display()))?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+        std::fs::write(
+            &cfg,
+            serde_yaml::to_string(config).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| format!("writing {}: {e}", cfg.display()))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
         let log = dir.path().join("prometheus.log");
         let out = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
         let child = tokio::process::Command::new(binary)
             .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(out)
             .stderr(err)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
-        let mut p = Prometheus { child, url: format!("http://127.0.0.1:{port}"), _dir: dir, log, http };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut p = Prometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+            log,
+            http,
+        };
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = p.child.try_wait() {
-                return Err(format!("Prometheus exited ({status}) at start:\n{}", p.log_tail()));
+                return Err(format!(
+                    "Prometheus exited ({status}) at start:\n{}",
+                    p.log_tail()
+                ));
             }
-            if p.http.get(format!("{}/-/ready", p.url)).send().await.is_ok_and(|r| r.status().is_success()) {
+            if p.http
+                .get(format!("{}/-/ready", p.url))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return Ok(p);
             }
             if started.elapsed() > Duration::from_secs(60) {
-                return Err(format!("Prometheus not ready after 60 s:\n{}", p.log_tail()));
+                return Err(format!(
+                    "Prometheus not ready after 60 s:\n{}",
+                    p.log_tail()
+                ));
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
@@ -267,8 +404,17 @@ impl Prometheus {
     }
 
     async fn api(&self, path: &str, params: &[(&str, String)]) -> Result<Value, String> {
-        let url = reqwest::Url::parse_with_params(&format!("{}{path}", self.url), params.iter().map(|(k, v)| (*k, v.as_str()))).map_err(|e| format!("GET {path}: {e}"))?;
-        let resp = self.http.get(url).send().await.map_err(|e| format!("GET {path}: {e}"))?;
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}{path}", self.url),
+            params.iter().map(|(k, v)| (*k, v.as_str())),
+        )
+        .map_err(|e| format!("GET {path}: {e}"))?;
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("GET {path}: {e}"))?;
         let body: Value = resp.json().await.map_err(|e| format!("GET {path}: {e}"))?;
         if body["status"] != "success" {
             return Err(format!("GET {path} {params:?}: {}", body["error"]));
@@ -278,14 +424,19 @@ impl Prometheus {
 
     /// An instant query: (labels, value) per series.
     async fn query(&self, expr: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
-        let data = self.api("/api/v1/query", &[("query", expr.to_string())]).await?;
+        let data = self
+            .api("/api/v1/query", &[("query", expr.to_string())])
+            .await?;
         Ok(data["result"]
             .as_array()
             .into_iter()
             .flatten()
             .map(|s| {
                 let labels = serde_json::from_value(s["metric"].clone()).unwrap_or_default();
-                let v = s["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+                let v = s["value"][1]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN);
                 (labels, v)
             })
             .collect())
@@ -298,7 +449,14 @@ impl Prometheus {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|t| format!("{} {} {}", t["scrapeUrl"].as_str().unwrap_or("?"), t["health"].as_str().unwrap_or("?"), t["lastError"].as_str().unwrap_or("")))
+                .map(|t| {
+                    format!(
+                        "{} {} {}",
+                        t["scrapeUrl"].as_str().unwrap_or("?"),
+                        t["health"].as_str().unwrap_or("?"),
+                        t["lastError"].as_str().unwrap_or("")
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("; "),
             Err(e) => e,
@@ -316,46 +474,91 @@ impl Drop for Prometheus {
 type Calls = BTreeMap<(String, String, String), f64>;
 
 async fn calls(p: &Prometheus, service: &str) -> Result<Calls, String> {
-    let q = format!("sum by (http_method, http_route, http_status_code) (traces_span_metrics_calls_total{{service_name=\"{service}\", http_route!=\"\"}})");
+    let q = format!(
+        "sum by (http_method, http_route, http_status_code) (traces_span_metrics_calls_total{{service_name=\"{service}\", http_route!=\"\"}})"
+    );
     Ok(p.query(&q)
         .await?
         .into_iter()
-        .map(|(l, v)| ((l.get("http_method").cloned().unwrap_or_default(), l.get("http_route").cloned().unwrap_or_default(), l.get("http_status_code").cloned().unwrap_or_default()), v))
+        .map(|(l, v)| {
+            (
+                (
+                    l.get("http_method").cloned().unwrap_or_default(),
+                    l.get("http_route").cloned().unwrap_or_default(),
+                    l.get("http_status_code").cloned().unwrap_or_default(),
+                ),
+                v,
+            )
+        })
         .collect())
 }
 
 /// The add endpoint's requests and the refused ones, from what Prometheus holds.
 fn tally(c: &Calls) -> (f64, f64) {
-    let adds = c.iter().filter(|((m, r, s), _)| m == "POST" && r.ends_with("/add") && s.starts_with('2')).map(|(_, v)| v).sum();
-    let refused = c.iter().filter(|((_, r, s), _)| r.contains("/collections/") && !r.ends_with("/add") && (s.starts_with('4') || s.starts_with('5'))).map(|(_, v)| v).sum();
+    let adds = c
+        .iter()
+        .filter(|((m, r, s), _)| m == "POST" && r.ends_with("/add") && s.starts_with('2'))
+        .map(|(_, v)| v)
+        .sum();
+    let refused = c
+        .iter()
+        .filter(|((_, r, s), _)| {
+            r.contains("/collections/")
+                && !r.ends_with("/add")
+                && (s.starts_with('4') || s.starts_with('5'))
+        })
+        .map(|(_, v)| v)
+        .sum();
     (adds, refused)
 }
 
 fn show(c: &Calls) -> String {
-    c.iter().map(|((m, r, s), v)| format!("{m} {r} {s}: {v}")).collect::<Vec<_>>().join("; ")
+    c.iter()
+        .map(|((m, r, s), v)| format!("{m} {r} {s}: {v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
-pub async fn metrics<B: Backend>(ctx: &mut Ctx<'_, B>, objects: &Objects, otlp: Option<&Receiver>) -> Result<String, String> {
+pub async fn metrics<B: Backend>(
+    ctx: &mut Ctx<'_, B>,
+    objects: &Objects,
+    otlp: Option<&Receiver>,
+) -> Result<String, String> {
     let binary = std::env::var_os(PROMETHEUS_ENV).filter(|p| !p.is_empty()).map(PathBuf::from).ok_or_else(|| {
         format!("no Prometheus to scrape with (${PROMETHEUS_ENV} is unset: `cargo xtask e2e` builds it with `cargo xtask tools --observability` when a deployment runs this check)")
     })?;
-    let sm = objects.service_monitor.as_ref().ok_or("metrics.serviceMonitor asks for a ServiceMonitor, but the chart rendered none")?;
-    let d = objects.deployment.as_ref().ok_or("metrics.enabled, but the chart rendered no collector Deployment")?;
+    let sm = objects
+        .service_monitor
+        .as_ref()
+        .ok_or("metrics.serviceMonitor asks for a ServiceMonitor, but the chart rendered none")?;
+    let d = objects
+        .deployment
+        .as_ref()
+        .ok_or("metrics.enabled, but the chart rendered no collector Deployment")?;
     let d_name = d.metadata.name.clone().unwrap_or_default();
     let pod_ip = ctx.backend.pod_ip(ctx.deployed, &d_name)?;
     let (config, scrape) = scrape_config(sm, &objects.services, d, pod_ip)?;
     let service = match &ctx.expected.telemetry {
         Telemetry::Exported { service_name, .. } => service_name.clone(),
-        other => return Err(format!("metrics.enabled, but the spec model says the server exports no spans ({other:?})")),
+        other => {
+            return Err(format!(
+                "metrics.enabled, but the spec model says the server exports no spans ({other:?})"
+            ));
+        }
     };
     let prom = Prometheus::start(&binary, &config).await?;
     let started = std::time::SystemTime::now();
 
     // The workload: a collection, then rounds of adds and refused requests.
     let name = format!("metrics-{}", crate::random::dns_suffix(6));
-    let created = ctx.api.create_collection(&name, json!({"writer": "metrics"})).await;
+    let created = ctx
+        .api
+        .create_collection(&name, json!({"writer": "metrics"}))
+        .await;
     let created = ctx.rec(created);
-    let id = chroma_api::client::collection(&created, "create_collection").map_err(|e| e.to_string())?.id;
+    let id = chroma_api::client::collection(&created, "create_collection")
+        .map_err(|e| e.to_string())?
+        .id;
     let w = crate::vectors::Workload::new("metrics", 25);
     let mut next = 0;
     let (mut want_adds, mut want_refused) = (0.0, 0.0);
@@ -367,10 +570,16 @@ pub async fn metrics<B: Backend>(ctx: &mut Ctx<'_, B>, objects: &Objects, otlp: 
             want_adds += 1.0;
         }
         for i in 0..REFUSED[round] {
-            let a = ctx.api.get_collection(&format!("no-such-collection-{round}-{i}")).await;
+            let a = ctx
+                .api
+                .get_collection(&format!("no-such-collection-{round}-{i}"))
+                .await;
             let a = ctx.rec(a);
             if a.status() < 400 {
-                return Err(format!("getting a collection that does not exist answered {}: not a refused request", a.status()));
+                return Err(format!(
+                    "getting a collection that does not exist answered {}: not a refused request",
+                    a.status()
+                ));
             }
             want_refused += 1.0;
         }
@@ -388,29 +597,53 @@ pub async fn metrics<B: Backend>(ctx: &mut Ctx<'_, B>, objects: &Objects, otlp: 
                     round + 1,
                     show(&c),
                     prom.targets().await,
-                    ctx.backend.logs(ctx.deployed, 5).await.lines().last().unwrap_or("")
+                    ctx.backend
+                        .logs(ctx.deployed, 5)
+                        .await
+                        .lines()
+                        .last()
+                        .unwrap_or("")
                 ));
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
     let c = calls(&prom, &service).await?;
-    let hist = format!("sum(traces_span_metrics_duration_milliseconds_count{{service_name=\"{service}\", http_route!=\"\", http_method=\"POST\", http_route=~\".*/add\"}})");
+    let hist = format!(
+        "sum(traces_span_metrics_duration_milliseconds_count{{service_name=\"{service}\", http_route!=\"\", http_method=\"POST\", http_route=~\".*/add\"}})"
+    );
     let observed: f64 = prom.query(&hist).await?.iter().map(|(_, v)| v).sum();
     if observed != want_adds {
-        return Err(format!("the add latency histogram counts {observed} observations, not the {want_adds} adds made"));
+        return Err(format!(
+            "the add latency histogram counts {observed} observations, not the {want_adds} adds made"
+        ));
     }
-    let buckets = format!("traces_span_metrics_duration_milliseconds_bucket{{service_name=\"{service}\", http_route!=\"\", http_route=~\".*/add\"}}");
-    let les: BTreeSet<String> = prom.query(&buckets).await?.into_iter().filter_map(|(l, _)| l.get("le").cloned()).collect();
+    let buckets = format!(
+        "traces_span_metrics_duration_milliseconds_bucket{{service_name=\"{service}\", http_route!=\"\", http_route=~\".*/add\"}}"
+    );
+    let les: BTreeSet<String> = prom
+        .query(&buckets)
+        .await?
+        .into_iter()
+        .filter_map(|(l, _)| l.get("le").cloned())
+        .collect();
     if les.len() < 2 {
-        return Err(format!("the add latency histogram has {} buckets ({les:?})", les.len()));
+        return Err(format!(
+            "the add latency histogram has {} buckets ({les:?})",
+            les.len()
+        ));
     }
 
     // Every dashboard panel.
-    let (dash_name, dash) = objects.dashboard.as_ref().ok_or("metrics.dashboard.enabled, but the chart rendered no dashboard ConfigMap")?;
+    let (dash_name, dash) = objects
+        .dashboard
+        .as_ref()
+        .ok_or("metrics.dashboard.enabled, but the chart rendered no dashboard ConfigMap")?;
     let queries = panel_queries(dash)?;
     if queries.is_empty() {
-        return Err(format!("ConfigMap {dash_name}: the dashboard has no panel queries"));
+        return Err(format!(
+            "ConfigMap {dash_name}: the dashboard has no panel queries"
+        ));
     }
     // A panel shows data when one of its queries returns series; a query of a shown panel
     // that returns nothing (e.g. span status error: no request span of this workload has
@@ -418,39 +651,87 @@ pub async fn metrics<B: Backend>(ctx: &mut Ctx<'_, B>, objects: &Objects, otlp: 
     let mut panels: BTreeMap<String, (usize, Vec<String>)> = BTreeMap::new();
     for q in &queries {
         let expr = fill_variables(&q.expr, &service);
-        let series = prom.query(&expr).await.map_err(|e| format!("panel \"{}\": {e}", q.panel))?;
+        let series = prom
+            .query(&expr)
+            .await
+            .map_err(|e| format!("panel \"{}\": {e}", q.panel))?;
         // A value above zero: the second round's requests are inside the rate window.
-        let good = series.iter().filter(|(l, v)| v.is_finite() && *v > 0.0 && q.legend_labels.iter().all(|k| l.contains_key(k))).count();
+        let good = series
+            .iter()
+            .filter(|(l, v)| {
+                v.is_finite() && *v > 0.0 && q.legend_labels.iter().all(|k| l.contains_key(k))
+            })
+            .count();
         let entry = panels.entry(q.panel.clone()).or_default();
         entry.0 += good;
         if good == 0 {
             entry.1.push(format!("`{expr}` returned {} series, none with a value above zero and the legend's labels {:?}", series.len(), q.legend_labels));
         }
     }
-    let blank: Vec<String> = panels.iter().filter(|(_, (good, _))| *good == 0).map(|(p, (_, why))| format!("panel \"{p}\" shows nothing: {}", why.join("; "))).collect();
+    let blank: Vec<String> = panels
+        .iter()
+        .filter(|(_, (good, _))| *good == 0)
+        .map(|(p, (_, why))| format!("panel \"{p}\" shows nothing: {}", why.join("; ")))
+        .collect();
     if !blank.is_empty() {
-        return Err(format!("dashboard ConfigMap {dash_name}: {}", blank.join("; ")));
+        return Err(format!(
+            "dashboard ConfigMap {dash_name}: {}",
+            blank.join("; ")
+        ));
     }
-    let quiet: Vec<String> = panels.iter().flat_map(|(p, (_, why))| why.iter().map(move |w| format!("panel \"{p}\": {w}"))).collect();
+    let quiet: Vec<String> = panels
+        .iter()
+        .flat_map(|(p, (_, why))| why.iter().map(move |w| format!("panel \"{p}\": {w}")))
+        .collect();
     let by_panel = panels;
 
     // Forwarding to the user's endpoint (the harness's receiver here).
     let mut forwarded = String::new();
-    if let Some(rx) = otlp.filter(|_| ctx.expected.metrics.as_ref().is_some_and(|m| m.upstream.is_some())) {
-        rx.wait_until(Duration::from_secs(30), |s, _| s.iter().any(|s| s.service_name.as_deref() == Some(service.as_str()))).await;
+    if let Some(rx) = otlp.filter(|_| {
+        ctx.expected
+            .metrics
+            .as_ref()
+            .is_some_and(|m| m.upstream.is_some())
+    }) {
+        rx.wait_until(Duration::from_secs(30), |s, _| {
+            s.iter()
+                .any(|s| s.service_name.as_deref() == Some(service.as_str()))
+        })
+        .await;
         let spans = rx.spans();
-        let ours = spans.iter().filter(|s| s.service_name.as_deref() == Some(service.as_str())).count();
+        let ours = spans
+            .iter()
+            .filter(|s| s.service_name.as_deref() == Some(service.as_str()))
+            .count();
         if ours == 0 {
-            return Err(format!("chromadb.telemetry.endpoint is {}, but the collector forwarded no span from `{service}` there ({} spans arrived)", rx.endpoint(), spans.len()));
+            return Err(format!(
+                "chromadb.telemetry.endpoint is {}, but the collector forwarded no span from `{service}` there ({} spans arrived)",
+                rx.endpoint(),
+                spans.len()
+            ));
         }
-        forwarded = format!("; the collector forwarded {ours} spans from `{service}` to the receiver at {}", rx.endpoint());
+        forwarded = format!(
+            "; the collector forwarded {ours} spans from `{service}` to the receiver at {}",
+            rx.endpoint()
+        );
     }
     if let Some(path) = std::env::var_os(PLOT_ENV) {
         // Two more scrapes, so the range the picture queries ends after the last requests.
         tokio::time::sleep(Duration::from_secs(20)).await;
-        plot(&prom, &service, started, ctx.expected.version.to_string(), Path::new(&path)).await?;
+        plot(
+            &prom,
+            &service,
+            started,
+            ctx.expected.version.to_string(),
+            Path::new(&path),
+        )
+        .await?;
     }
-    let quiet = if quiet.is_empty() { String::new() } else { format!(" (without data in this workload: {})", quiet.join("; ")) };
+    let quiet = if quiet.is_empty() {
+        String::new()
+    } else {
+        format!(" (without data in this workload: {})", quiet.join("; "))
+    };
     Ok(format!(
         "Prometheus scraped the collector as ServiceMonitor {} says ({scrape}): {want_adds} adds and {want_refused} refused requests counted exactly ({} series of request spans), {observed} observations in {} latency buckets; every one of the {} dashboard panels returned series with its legend's labels{quiet}{forwarded}",
         sm["metadata"]["name"].as_str().unwrap_or("?"),
@@ -462,21 +743,48 @@ pub async fn metrics<B: Backend>(ctx: &mut Ctx<'_, B>, objects: &Objects, otlp: 
 
 /// Appends this run's request rate and p95 latency per endpoint to the plot's data file
 /// (`<path>.json`) and redraws the SVG from every run in it.
-async fn plot(p: &Prometheus, service: &str, since: std::time::SystemTime, version: String, path: &Path) -> Result<(), String> {
-    let start = since.duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs_f64();
-    let end = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs_f64();
+async fn plot(
+    p: &Prometheus,
+    service: &str,
+    since: std::time::SystemTime,
+    version: String,
+    path: &Path,
+) -> Result<(), String> {
+    let start = since
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs_f64();
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs_f64();
     let range = |q: String| {
-        let params = vec![("query", q), ("start", format!("{start:.0}")), ("end", format!("{end:.0}")), ("step", "2".to_string())];
+        let params = vec![
+            ("query", q),
+            ("start", format!("{start:.0}")),
+            ("end", format!("{end:.0}")),
+            ("step", "2".to_string()),
+        ];
         async move { p.api("/api/v1/query_range", &params).await }
     };
     let rate = range(format!("sum by (http_route) (rate(traces_span_metrics_calls_total{{service_name=\"{service}\", http_route!=\"\"}}[{RATE_INTERVAL}]))")).await?;
     let p95 = range(format!("histogram_quantile(0.95, sum by (le, http_route) (rate(traces_span_metrics_duration_milliseconds_bucket{{service_name=\"{service}\", http_route!=\"\"}}[{RATE_INTERVAL}])))")).await?;
     let data_path = path.with_extension("json");
-    let mut runs: Vec<Value> = std::fs::read_to_string(&data_path).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+    let mut runs: Vec<Value> = std::fs::read_to_string(&data_path)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
     runs.retain(|r| r["version"] != version.as_str());
-    runs.push(json!({"version": version, "start": start, "rate": rate["result"], "p95": p95["result"]}));
-    std::fs::write(&data_path, serde_json::to_string_pretty(&runs).map_err(|e| e.to_string())?).map_err(|e| format!("writing {}: {e}", data_path.display()))?;
-    std::fs::write(path, crate::metrics_plot::svg(&runs)).map_err(|e| format!("writing {}: {e}", path.display()))
+    runs.push(
+        json!({"version": version, "start": start, "rate": rate["result"], "p95": p95["result"]}),
+    );
+    std::fs::write(
+        &data_path,
+        serde_json::to_string_pretty(&runs).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("writing {}: {e}", data_path.display()))?;
+    std::fs::write(path, crate::metrics_plot::svg(&runs))
+        .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -493,8 +801,15 @@ mod tests {
 
     #[test]
     fn an_unknown_relabeling_field_is_named() {
-        let err = relabel(&json!({"sourcelabels": ["a"]}), "ServiceMonitor m endpoints[0].relabelings[0]").unwrap_err();
-        assert!(err.contains("`sourcelabels`") && err.contains("relabelings[0]"), "{err}");
+        let err = relabel(
+            &json!({"sourcelabels": ["a"]}),
+            "ServiceMonitor m endpoints[0].relabelings[0]",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("`sourcelabels`") && err.contains("relabelings[0]"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -508,16 +823,44 @@ mod tests {
 
     #[test]
     fn grafana_variables_are_filled() {
-        assert_eq!(fill_variables("rate(x{s=\"$service\"}[$__rate_interval])", "chroma"), "rate(x{s=\"chroma\"}[1m])");
+        assert_eq!(
+            fill_variables("rate(x{s=\"$service\"}[$__rate_interval])", "chroma"),
+            "rate(x{s=\"chroma\"}[1m])"
+        );
     }
 
     #[test]
     fn the_add_and_refused_tally_reads_routes_and_statuses() {
         let c: Calls = [
-            (("POST".into(), "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/add".into(), "200".into()), 3.0),
-            (("POST".into(), "/api/v1/collections/{collection_id}/add".into(), "201".into()), 2.0),
-            (("GET".into(), "/api/v1/collections/{collection_name}".into(), "400".into()), 1.0),
-            (("GET".into(), "/api/v1/heartbeat".into(), "200".into()), 9.0),
+            (
+                (
+                    "POST".into(),
+                    "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/add"
+                        .into(),
+                    "200".into(),
+                ),
+                3.0,
+            ),
+            (
+                (
+                    "POST".into(),
+                    "/api/v1/collections/{collection_id}/add".into(),
+                    "201".into(),
+                ),
+                2.0,
+            ),
+            (
+                (
+                    "GET".into(),
+                    "/api/v1/collections/{collection_name}".into(),
+                    "400".into(),
+                ),
+                1.0,
+            ),
+            (
+                ("GET".into(), "/api/v1/heartbeat".into(), "200".into()),
+                9.0,
+            ),
         ]
         .into_iter()
         .collect();

@@ -108,7 +108,13 @@ impl FromStr for CheckName {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         CheckName::all().find(|c| c.as_str() == s).ok_or_else(|| {
-            format!("unknown check `{s}` (valid: {})", CheckName::all().map(CheckName::as_str).collect::<Vec<_>>().join(", "))
+            format!(
+                "unknown check `{s}` (valid: {})",
+                CheckName::all()
+                    .map(CheckName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         })
     }
 }
@@ -147,10 +153,12 @@ pub fn always(_: &Expected) -> Result<(), String> {
 pub type Checked = Result<String, String>;
 
 /// A check that talks to the API as a client with the spec's credential.
-pub type ApiRun<B> = for<'a, 'b> fn(&'a mut Ctx<'b, B>, &'a Prepared) -> LocalBoxFuture<'a, Checked>;
+pub type ApiRun<B> =
+    for<'a, 'b> fn(&'a mut Ctx<'b, B>, &'a Prepared) -> LocalBoxFuture<'a, Checked>;
 /// A check that runs the release's own Jobs (`helm test`, backup and restore): it ends in its
 /// own outcome, with its own evidence.
-pub type JobRun<B> = for<'a> fn(&'a B, &'a mut Deployed, &'a Expected, &'a Prepared) -> LocalBoxFuture<'a, Outcome>;
+pub type JobRun<B> =
+    for<'a> fn(&'a B, &'a mut Deployed, &'a Expected, &'a Prepared) -> LocalBoxFuture<'a, Outcome>;
 
 pub enum Run<B: Backend> {
     Api(ApiRun<B>),
@@ -183,12 +191,24 @@ pub struct Prepared {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Outcome {
-    Pass { detail: String },
-    Fail { reason: String, evidence: Vec<Exchange>, log_tail: String },
-    Skipped { reason: String },
+    Pass {
+        detail: String,
+    },
+    Fail {
+        reason: String,
+        evidence: Vec<Exchange>,
+        log_tail: String,
+    },
+    Skipped {
+        reason: String,
+    },
     /// A failure `fixtures/versions.yaml` records for this release, and its message says the
     /// recorded cause: the release's own fault, measured, not the chart's.
-    ExpectedFail { reason: String, cause: String, why: String },
+    ExpectedFail {
+        reason: String,
+        cause: String,
+        why: String,
+    },
 }
 
 impl Outcome {
@@ -208,19 +228,40 @@ impl Outcome {
 /// Holds `outcome` against the failure `fixtures/versions.yaml` expects of this check on this
 /// release, if any: a failure that says one of the recorded causes is expected; a failure with another
 /// cause, or a pass, is a failure of the run (the cause changed, or the release was fixed).
-pub fn against_expectation(outcome: Outcome, expected: Option<&render::ExpectedFailure>) -> Outcome {
+pub fn against_expectation(
+    outcome: Outcome,
+    expected: Option<&render::ExpectedFailure>,
+) -> Outcome {
     let Some(x) = expected else { return outcome };
     match outcome {
-        Outcome::Fail { reason, .. } if let Some(cause) = x.causes.iter().find(|c| reason.contains(c.as_str())) => {
-            Outcome::ExpectedFail { cause: cause.clone(), reason, why: x.why.clone() }
+        Outcome::Fail { reason, .. }
+            if let Some(cause) = x.causes.iter().find(|c| reason.contains(c.as_str())) =>
+        {
+            Outcome::ExpectedFail {
+                cause: cause.clone(),
+                reason,
+                why: x.why.clone(),
+            }
         }
-        Outcome::Fail { reason, evidence, log_tail } => Outcome::Fail {
-            reason: format!("fixtures/versions.yaml expects this to fail with one of `{}` ({}), but it failed with another cause: {reason}", x.causes.join("` | `"), x.why),
+        Outcome::Fail {
+            reason,
+            evidence,
+            log_tail,
+        } => Outcome::Fail {
+            reason: format!(
+                "fixtures/versions.yaml expects this to fail with one of `{}` ({}), but it failed with another cause: {reason}",
+                x.causes.join("` | `"),
+                x.why
+            ),
             evidence,
             log_tail,
         },
         Outcome::Pass { detail } => Outcome::Fail {
-            reason: format!("fixtures/versions.yaml expects this to fail with one of `{}` ({}), but it passed — remove that expected failure if the release is fixed: {detail}", x.causes.join("` | `"), x.why),
+            reason: format!(
+                "fixtures/versions.yaml expects this to fail with one of `{}` ({}), but it passed — remove that expected failure if the release is fixed: {detail}",
+                x.causes.join("` | `"),
+                x.why
+            ),
             evidence: Vec::new(),
             log_tail: String::new(),
         },
@@ -252,31 +293,68 @@ pub enum CredentialError {
     #[error("the pod has no Secret `{0}` to take credentials from")]
     NoSecret(String),
     #[error("Secret `{name}` has no key `{key}` (it has: {has})")]
-    NoKey { name: String, key: &'static str, has: String },
+    NoKey {
+        name: String,
+        key: &'static str,
+        has: String,
+    },
 }
 
 /// The credential the spec says a client uses, read from the Secret the pod got.
-pub fn credential(expected: &Expected, secrets: &BTreeMap<String, BTreeMap<String, String>>) -> Result<Option<Credential>, CredentialError> {
+pub fn credential(
+    expected: &Expected,
+    secrets: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<Option<Credential>, CredentialError> {
     let secret = |name: &Option<String>| {
-        let name = name.clone().unwrap_or_else(|| DEFAULT_AUTH_SECRET.to_string());
-        secrets.get(&name).cloned().map(|d| (name.clone(), d)).ok_or(CredentialError::NoSecret(name))
+        let name = name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_AUTH_SECRET.to_string());
+        secrets
+            .get(&name)
+            .cloned()
+            .map(|d| (name.clone(), d))
+            .ok_or(CredentialError::NoSecret(name))
     };
     let key = |name: &str, data: &BTreeMap<String, String>, key: &'static str| {
-        data.get(key).cloned().ok_or_else(|| CredentialError::NoKey { name: name.to_string(), key, has: data.keys().cloned().collect::<Vec<_>>().join(", ") })
+        data.get(key)
+            .cloned()
+            .ok_or_else(|| CredentialError::NoKey {
+                name: name.to_string(),
+                key,
+                has: data.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
     };
     match &expected.auth {
         Auth::Open { .. } => Ok(None),
-        Auth::Token { header, existing_secret } => {
+        Auth::Token {
+            header,
+            existing_secret,
+        } => {
             let (name, data) = secret(existing_secret)?;
             let token = key(&name, &data, "token")?;
-            let label = format!("{}<token from Secret {name}>", if header.header_name() == "Authorization" { "Bearer " } else { "" });
-            Ok(Some(Credential::new(header.header_name(), header.header_value(&token), label)))
+            let label = format!(
+                "{}<token from Secret {name}>",
+                if header.header_name() == "Authorization" {
+                    "Bearer "
+                } else {
+                    ""
+                }
+            );
+            Ok(Some(Credential::new(
+                header.header_name(),
+                header.header_value(&token),
+                label,
+            )))
         }
         Auth::Basic { existing_secret } => {
             let (name, data) = secret(existing_secret)?;
             let user = key(&name, &data, "username")?;
             let pass = key(&name, &data, "password")?;
-            Ok(Some(basic(&user, &pass, format!("Basic <username:password from Secret {name}>"))))
+            Ok(Some(basic(
+                &user,
+                &pass,
+                format!("Basic <username:password from Secret {name}>"),
+            )))
         }
     }
 }
@@ -310,13 +388,24 @@ impl Workloads {
 
 /// Runs one check and turns its result into an outcome: SKIP when it does not apply or this
 /// backend cannot exercise it, else what its run says.
-pub async fn run<B: Backend>(check: CheckName, backend: &B, deployed: &mut Deployed, expected: &Expected, prepared: &Prepared) -> Outcome {
+pub async fn run<B: Backend>(
+    check: CheckName,
+    backend: &B,
+    deployed: &mut Deployed,
+    expected: &Expected,
+    prepared: &Prepared,
+) -> Outcome {
     if let Err(reason) = check.applies(expected) {
         return Outcome::Skipped { reason };
     }
     let runner = table::runner::<B>(check);
     if let Err(reason) = (runner.exercised)(backend, deployed, prepared) {
-        return Outcome::Skipped { reason: format!("{check} not exercised on the {} backend: {reason}", backend.name()) };
+        return Outcome::Skipped {
+            reason: format!(
+                "{check} not exercised on the {} backend: {reason}",
+                backend.name()
+            ),
+        };
     }
     let run = match runner.run {
         Run::Jobs(run) => return run(backend, deployed, expected, prepared).await,
@@ -324,17 +413,38 @@ pub async fn run<B: Backend>(check: CheckName, backend: &B, deployed: &mut Deplo
     };
     let cred = match credential(expected, &deployed.secrets) {
         Ok(c) => c,
-        Err(e) => return Outcome::Fail { reason: e.to_string(), evidence: Vec::new(), log_tail: backend.logs(deployed, 30).await },
+        Err(e) => {
+            return Outcome::Fail {
+                reason: e.to_string(),
+                evidence: Vec::new(),
+                log_tail: backend.logs(deployed, 30).await,
+            };
+        }
     };
-    let api = crate::tls::api(&deployed.base_url, expected.api, cred, deployed.tls.as_ref());
-    let mut ctx = Ctx { backend, deployed, expected, api, evidence: Vec::new() };
+    let api = crate::tls::api(
+        &deployed.base_url,
+        expected.api,
+        cred,
+        deployed.tls.as_ref(),
+    );
+    let mut ctx = Ctx {
+        backend,
+        deployed,
+        expected,
+        api,
+        evidence: Vec::new(),
+    };
     let result = run(&mut ctx, prepared).await;
     match result {
         Ok(detail) => Outcome::Pass { detail },
         Err(reason) => {
             let log_tail = ctx.backend.logs(ctx.deployed, 40).await;
             let keep = ctx.evidence.len().saturating_sub(6);
-            Outcome::Fail { reason, evidence: ctx.evidence.split_off(keep), log_tail }
+            Outcome::Fail {
+                reason,
+                evidence: ctx.evidence.split_off(keep),
+                log_tail,
+            }
         }
     }
 }
@@ -343,18 +453,40 @@ pub async fn run<B: Backend>(check: CheckName, backend: &B, deployed: &mut Deplo
 pub async fn chart_test<B: Backend>(backend: &B, deployed: &Deployed) -> Outcome {
     match backend.chart_test(deployed).await {
         Ok(HookRun::Succeeded { log }) => {
-            let last = log.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with("---")).unwrap_or("").to_string();
-            Outcome::Pass { detail: format!("the `helm test` hook succeeded: {last}") }
+            let last = log
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty() && !l.starts_with("---"))
+                .unwrap_or("")
+                .to_string();
+            Outcome::Pass {
+                detail: format!("the `helm test` hook succeeded: {last}"),
+            }
         }
         Ok(HookRun::Failed { reason, log }) => {
             let server = backend.logs(deployed, 20).await;
-            Outcome::Fail { reason: format!("`helm test` failed: {reason}"), evidence: Vec::new(), log_tail: format!("--- hook log ---\n{}\n--- server log ---\n{server}", crate::text::tail(&log, 40)) }
+            Outcome::Fail {
+                reason: format!("`helm test` failed: {reason}"),
+                evidence: Vec::new(),
+                log_tail: format!(
+                    "--- hook log ---\n{}\n--- server log ---\n{server}",
+                    crate::text::tail(&log, 40)
+                ),
+            }
         }
-        Ok(HookRun::Unsupported { reason }) => Outcome::Skipped { reason: format!("`helm test` not run on the {} backend: {reason}", backend.name()) },
-        Err(e) => Outcome::Fail { reason: format!("`helm test` could not be run: {e}"), evidence: Vec::new(), log_tail: backend.logs(deployed, 30).await },
+        Ok(HookRun::Unsupported { reason }) => Outcome::Skipped {
+            reason: format!(
+                "`helm test` not run on the {} backend: {reason}",
+                backend.name()
+            ),
+        },
+        Err(e) => Outcome::Fail {
+            reason: format!("`helm test` could not be run: {e}"),
+            evidence: Vec::new(),
+            log_tail: backend.logs(deployed, 30).await,
+        },
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -366,28 +498,59 @@ mod tests {
     }
 
     fn expected(values: &str, v: &str) -> Expected {
-        Expected::from_values(&serde_yaml::from_str(values).unwrap(), &v.parse::<ChromaVersion>().unwrap()).unwrap()
+        Expected::from_values(
+            &serde_yaml::from_str(values).unwrap(),
+            &v.parse::<ChromaVersion>().unwrap(),
+        )
+        .unwrap()
     }
 
     fn xfail(cause: &str) -> render::ExpectedFailure {
-        render::ExpectedFailure { check: "faults-full-volume".into(), causes: vec!["pickle data was truncated".into(), cause.into()], why: "loses its last batch".into() }
+        render::ExpectedFailure {
+            check: "faults-full-volume".into(),
+            causes: vec!["pickle data was truncated".into(), cause.into()],
+            why: "loses its last batch".into(),
+        }
     }
 
     fn fail(reason: &str) -> Outcome {
-        Outcome::Fail { reason: reason.into(), evidence: Vec::new(), log_tail: String::new() }
+        Outcome::Fail {
+            reason: reason.into(),
+            evidence: Vec::new(),
+            log_tail: String::new(),
+        }
     }
 
     #[rstest::rstest]
-    #[case::a_failure_saying_a_recorded_cause_is_expected(fail("100 acknowledged record(s) missing"), "XFAIL", "")]
-    #[case::a_failure_saying_the_other_recorded_cause_is_expected(fail("500 UnpicklingError('pickle data was truncated')"), "XFAIL", "")]
-    #[case::a_failure_with_another_cause_fails_the_run(fail("the server did not become ready"), "FAIL", "failed with another cause")]
+    #[case::a_failure_saying_a_recorded_cause_is_expected(
+        fail("100 acknowledged record(s) missing"),
+        "XFAIL",
+        ""
+    )]
+    #[case::a_failure_saying_the_other_recorded_cause_is_expected(
+        fail("500 UnpicklingError('pickle data was truncated')"),
+        "XFAIL",
+        ""
+    )]
+    #[case::a_failure_with_another_cause_fails_the_run(
+        fail("the server did not become ready"),
+        "FAIL",
+        "failed with another cause"
+    )]
     #[case::a_pass_fails_the_run_until_the_record_goes(Outcome::Pass { detail: "all there".into() }, "FAIL", "but it passed")]
     #[case::a_skip_stays_a_skip(Outcome::Skipped { reason: "no node".into() }, "SKIP", "")]
-    fn an_expected_failure_accepts_only_its_own_cause(#[case] got: Outcome, #[case] label: &str, #[case] says: &str) {
+    fn an_expected_failure_accepts_only_its_own_cause(
+        #[case] got: Outcome,
+        #[case] label: &str,
+        #[case] says: &str,
+    ) {
         let out = against_expectation(got, Some(&xfail("acknowledged record(s) missing")));
         assert_eq!(out.label(), label);
         if let Outcome::Fail { reason, .. } = &out {
-            assert!(reason.contains(says) && reason.contains("acknowledged record(s) missing"), "{reason}");
+            assert!(
+                reason.contains(says) && reason.contains("acknowledged record(s) missing"),
+                "{reason}"
+            );
         }
     }
 
@@ -399,7 +562,12 @@ mod tests {
     #[test]
     fn payload_is_skipped_below_1_0_with_the_reason() {
         let e = expected("{}", "0.6.3");
-        assert!(c("payload").applies(&e).unwrap_err().contains("no payload limit"));
+        assert!(
+            c("payload")
+                .applies(&e)
+                .unwrap_err()
+                .contains("no payload limit")
+        );
     }
 
     #[test]
@@ -407,35 +575,57 @@ mod tests {
         let e = expected("tls: {enabled: true, existingSecret: s}", "0.6.3");
         assert!(c("tls-proxy").applies(&e).unwrap_err().contains("uvicorn"));
         assert!(c("tls-rotation").applies(&e).is_ok());
-        assert!(c("tls-proxy").applies(&expected("tls: {enabled: true, existingSecret: s}", "1.5.0")).is_ok());
+        assert!(
+            c("tls-proxy")
+                .applies(&expected(
+                    "tls: {enabled: true, existingSecret: s}",
+                    "1.5.0"
+                ))
+                .is_ok()
+        );
     }
 
     #[test]
     fn every_tls_check_is_skipped_without_tls() {
         let e = expected("{}", "1.5.0");
         for c in [c("tls"), c("tls-proxy"), c("tls-rotation")] {
-            assert!(c.applies(&e).unwrap_err().contains("tls.enabled is off"), "{c}");
+            assert!(
+                c.applies(&e).unwrap_err().contains("tls.enabled is off"),
+                "{c}"
+            );
         }
     }
 
     #[test]
     fn unknown_check_name_lists_the_valid_ones() {
         let err = "persist".parse::<CheckName>().unwrap_err();
-        assert!(err.contains("persistence") && err.contains("`persist`"), "{err}");
+        assert!(
+            err.contains("persistence") && err.contains("`persist`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn token_credential_comes_from_the_existing_secret() {
         let e = expected("chromadb: {auth: {existingSecret: mine}}", "0.5.0");
-        let secrets = BTreeMap::from([("mine".to_string(), BTreeMap::from([("token".to_string(), "t0k".to_string())]))]);
+        let secrets = BTreeMap::from([(
+            "mine".to_string(),
+            BTreeMap::from([("token".to_string(), "t0k".to_string())]),
+        )]);
         let c = credential(&e, &secrets).unwrap().unwrap();
-        assert_eq!((c.header.as_str(), c.value.as_str()), ("Authorization", "Bearer t0k"));
+        assert_eq!(
+            (c.header.as_str(), c.value.as_str()),
+            ("Authorization", "Bearer t0k")
+        );
     }
 
     #[test]
     fn missing_secret_key_is_named() {
         let e = expected("chromadb: {auth: {type: basic}}", "0.5.0");
-        let secrets = BTreeMap::from([(DEFAULT_AUTH_SECRET.to_string(), BTreeMap::from([("token".to_string(), "x".to_string())]))]);
+        let secrets = BTreeMap::from([(
+            DEFAULT_AUTH_SECRET.to_string(),
+            BTreeMap::from([("token".to_string(), "x".to_string())]),
+        )]);
         let err = credential(&e, &secrets).unwrap_err().to_string();
         assert!(err.contains("no key `username`"), "{err}");
     }

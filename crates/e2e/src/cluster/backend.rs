@@ -8,19 +8,21 @@ use std::fmt::Write as _;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    Event, Namespace, Node, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
+};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client};
 use render::{Helm, Rendered};
 
+use super::cleanup::{Cleanup, RUN_LABEL};
 use super::forward::{self, Forward};
 use super::helm::{self as helm_cli, HelmTarget, Install};
 use super::hooks::{self, TestHook};
 use super::k3s::{self, K3sCluster};
-use super::readiness::{Readiness, replaced_and_ready, statefulset_readiness};
-use super::cleanup::{Cleanup, RUN_LABEL};
 use super::readiness::{PullWatch, pull_event};
+use super::readiness::{Readiness, replaced_and_ready, statefulset_readiness};
 use super::{ClusterKind, ClusterOptions, diagnostics, kubeconfig, naming};
 use crate::backend::{Backend, BackendError, Deployed, HookRun, Release};
 
@@ -68,10 +70,16 @@ struct Slot {
 }
 
 /// The URL (and, with TLS, the endpoint clients resolve and trust) of a forward on `port`.
-fn reach(rendered: &render::Rendered, namespace: &str, secrets: &BTreeMap<String, BTreeMap<String, String>>, port: u16) -> Result<(String, Option<crate::tls::TlsEndpoint>), BackendError> {
+fn reach(
+    rendered: &render::Rendered,
+    namespace: &str,
+    secrets: &BTreeMap<String, BTreeMap<String, String>>,
+    port: u16,
+) -> Result<(String, Option<crate::tls::TlsEndpoint>), BackendError> {
     // Through the forward the client still asks for the Service's name (resolved to the
     // forward), so the certificate is checked against the name cluster clients use.
-    let tls = crate::tls::endpoint(rendered, namespace, secrets, ([127, 0, 0, 1], port).into()).map_err(|reason| BackendError::Invalid { reason })?;
+    let tls = crate::tls::endpoint(rendered, namespace, secrets, ([127, 0, 0, 1], port).into())
+        .map_err(|reason| BackendError::Invalid { reason })?;
     Ok(match tls {
         Some((url, t)) => (url, Some(t)),
         None => (format!("http://127.0.0.1:{port}"), None),
@@ -81,13 +89,37 @@ fn reach(rendered: &render::Rendered, namespace: &str, secrets: &BTreeMap<String
 /// Claims the chart's pods mount but the chart does not create (`existingClaim` values): the
 /// user's own, which exist before install.
 pub fn users_claims(rendered: &render::Rendered) -> Vec<String> {
-    let made: Vec<String> = rendered.claims().filter_map(|c| c.metadata.name.clone()).collect();
-    let templates: Vec<String> = rendered.statefulsets().flat_map(|s| s.spec.iter().flat_map(|s| s.volume_claim_templates.iter().flatten())).filter_map(|t| t.metadata.name.clone()).collect();
+    let made: Vec<String> = rendered
+        .claims()
+        .filter_map(|c| c.metadata.name.clone())
+        .collect();
+    let templates: Vec<String> = rendered
+        .statefulsets()
+        .flat_map(|s| {
+            s.spec
+                .iter()
+                .flat_map(|s| s.volume_claim_templates.iter().flatten())
+        })
+        .filter_map(|t| t.metadata.name.clone())
+        .collect();
     let pod_specs = rendered
         .statefulsets()
         .filter_map(|s| s.spec.as_ref()?.template.spec.clone())
-        .chain(rendered.cronjobs().filter_map(|c| c.spec.as_ref()?.job_template.spec.as_ref()?.template.spec.clone()))
-        .chain(rendered.jobs().filter_map(|j| j.spec.as_ref()?.template.spec.clone()));
+        .chain(rendered.cronjobs().filter_map(|c| {
+            c.spec
+                .as_ref()?
+                .job_template
+                .spec
+                .as_ref()?
+                .template
+                .spec
+                .clone()
+        }))
+        .chain(
+            rendered
+                .jobs()
+                .filter_map(|j| j.spec.as_ref()?.template.spec.clone()),
+        );
     let mut out: Vec<String> = pod_specs
         .flat_map(|p| p.volumes.unwrap_or_default())
         .filter_map(|v| v.persistent_volume_claim.map(|c| c.claim_name))
@@ -111,17 +143,27 @@ fn users_claim(name: &str) -> PersistentVolumeClaim {
 pub const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
 
 impl ClusterBackend {
-    pub(super) async fn start(kind: ClusterKind, opts: ClusterOptions) -> Result<Self, BackendError> {
-        let helm = Helm::new(&opts.helm).map_err(|e| BackendError::Invalid { reason: e.to_string() })?;
+    pub(super) async fn start(
+        kind: ClusterKind,
+        opts: ClusterOptions,
+    ) -> Result<Self, BackendError> {
+        let helm = Helm::new(&opts.helm).map_err(|e| BackendError::Invalid {
+            reason: e.to_string(),
+        })?;
         // The suffix exists before anything is created, so everything created carries it.
         let suffix = naming::run_suffix();
         let cleanup = opts.cleanup.clone();
         cleanup.begin(&suffix, opts.keep);
         let (client, target, describe, k3s) = match kind {
             ClusterKind::K3s => {
-                let image = opts.k3s_image.clone().unwrap_or_else(|| k3s::K3S_IMAGE.to_string());
+                let image = opts
+                    .k3s_image
+                    .clone()
+                    .unwrap_or_else(|| k3s::K3S_IMAGE.to_string());
                 cleanup.expect_k3s();
-                let cluster = match k3s::start(&image, &opts.k3s_preload, opts.timeout, &suffix).await {
+                let cluster = match k3s::start(&image, &opts.k3s_preload, opts.timeout, &suffix)
+                    .await
+                {
                     Ok(c) => c,
                     Err(e) => {
                         // A container may exist even though start failed (timed out waiting).
@@ -133,9 +175,18 @@ impl ClusterBackend {
                 };
                 let client = kubeconfig::client_from_text(cluster.kubeconfig())
                     .await
-                    .map_err(|reason| BackendError::Unavailable { backend: "k3s", reason })?;
-                let target = HelmTarget { kubeconfig: Some(cluster.kubeconfig_path().to_path_buf()), context: None };
-                let describe = format!("k3s {image} (container {})", cluster.container_id().unwrap_or("?"));
+                    .map_err(|reason| BackendError::Unavailable {
+                        backend: "k3s",
+                        reason,
+                    })?;
+                let target = HelmTarget {
+                    kubeconfig: Some(cluster.kubeconfig_path().to_path_buf()),
+                    context: None,
+                };
+                let describe = format!(
+                    "k3s {image} (container {})",
+                    cluster.container_id().unwrap_or("?")
+                );
                 (client, target, describe, Some(cluster))
             }
             ClusterKind::Kubeconfig => {
@@ -143,9 +194,19 @@ impl ClusterBackend {
                 (c.client, c.target, c.describe, None)
             }
             ClusterKind::Local => {
-                let path = opts.local_kubeconfig.clone().ok_or_else(|| BackendError::Invalid { reason: "the local cluster backend needs the cluster's kubeconfig".into() })?;
+                let path = opts
+                    .local_kubeconfig
+                    .clone()
+                    .ok_or_else(|| BackendError::Invalid {
+                        reason: "the local cluster backend needs the cluster's kubeconfig".into(),
+                    })?;
                 let c = kubeconfig::connect_file(&path).await?;
-                (c.client, c.target, format!("local cluster: {}", c.describe), None)
+                (
+                    c.client,
+                    c.target,
+                    format!("local cluster: {}", c.describe),
+                    None,
+                )
             }
         };
         let backend = ClusterBackend {
@@ -213,7 +274,13 @@ impl ClusterBackend {
     fn slot_names(&self, id: &str) -> Result<(String, String, String), BackendError> {
         self.lock_slots()
             .get(id)
-            .map(|s| (s.namespace.clone(), s.release.clone(), s.statefulset.clone()))
+            .map(|s| {
+                (
+                    s.namespace.clone(),
+                    s.release.clone(),
+                    s.statefulset.clone(),
+                )
+            })
             .ok_or_else(|| not_deployed(id))
     }
 
@@ -222,7 +289,10 @@ impl ClusterBackend {
     async fn local_pod_gateway(&self) -> Option<std::net::IpAddr> {
         let nodes: Api<Node> = Api::all(self.client.clone());
         let list = nodes.list(&ListParams::default()).await.ok()?;
-        let cidr = list.items.iter().find_map(|n| n.spec.as_ref()?.pod_cidr.clone())?;
+        let cidr = list
+            .items
+            .iter()
+            .find_map(|n| n.spec.as_ref()?.pod_cidr.clone())?;
         let net = crate::node::net::Cidr::parse(&cidr).ok()?;
         Some(net.gateway().into())
     }
@@ -240,7 +310,10 @@ impl ClusterBackend {
             // Nodes have no single name to watch before one registers; poll gently.
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        Err(BackendError::NotReady { waited: self.timeout, detail: format!("no Ready node in {}: {last}", self.describe) })
+        Err(BackendError::NotReady {
+            waited: self.timeout,
+            detail: format!("no Ready node in {}: {last}", self.describe),
+        })
     }
 
     async fn report(&self, namespace: &str) -> String {
@@ -268,56 +341,88 @@ impl ClusterBackend {
         self.cleanup.forget_namespace(namespace);
     }
 
-    async fn create_namespace(&self, namespace: &str, release: &Release) -> Result<(), BackendError> {
+    async fn create_namespace(
+        &self,
+        namespace: &str,
+        release: &Release,
+    ) -> Result<(), BackendError> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let ns = Namespace {
             metadata: ObjectMeta {
                 name: Some(namespace.to_string()),
                 labels: Some(BTreeMap::from([
                     (RUN_LABEL.to_string(), self.suffix.clone()),
-                    ("app.kubernetes.io/managed-by".to_string(), "chromadb-chart-e2e".to_string()),
+                    (
+                        "app.kubernetes.io/managed-by".to_string(),
+                        "chromadb-chart-e2e".to_string(),
+                    ),
                     // Every pod of the chart is admitted by the real PodSecurity admission at
                     // the strictest level the chart promises.
                     (POD_SECURITY_ENFORCE.to_string(), "restricted".to_string()),
                 ])),
-                annotations: Some(BTreeMap::from([("chroma-e2e/release".to_string(), release.id.clone())])),
+                annotations: Some(BTreeMap::from([(
+                    "chroma-e2e/release".to_string(),
+                    release.id.clone(),
+                )])),
                 ..ObjectMeta::default()
             },
             ..Namespace::default()
         };
         // Registered first: a Ctrl-C between the request and its answer must still find it.
         self.cleanup.register_namespace(namespace);
-        api.create(&PostParams::default(), &ns).await.map_err(|e| failed(format!("creating namespace {namespace}"), e))?;
+        api.create(&PostParams::default(), &ns)
+            .await
+            .map_err(|e| failed(format!("creating namespace {namespace}"), e))?;
         // Pods are refused until the namespace's default ServiceAccount exists (helm test
         // pods use it); the controller creates it moments after the namespace.
         let sas: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
-        self.bounded(await_condition(sas, "default", |o: Option<&ServiceAccount>| o.is_some()), || {
-            format!("namespace {namespace} never got its default ServiceAccount")
-        })
+        self.bounded(
+            await_condition(sas, "default", |o: Option<&ServiceAccount>| o.is_some()),
+            || format!("namespace {namespace} never got its default ServiceAccount"),
+        )
         .await?;
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         for (name, data) in &release.external_secrets {
             secrets
                 .create(&PostParams::default(), &external_secret(name, data))
                 .await
-                .map_err(|e| failed(format!("creating the pre-existing Secret {name} in {namespace}"), e))?;
+                .map_err(|e| {
+                    failed(
+                        format!("creating the pre-existing Secret {name} in {namespace}"),
+                        e,
+                    )
+                })?;
         }
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
         for name in users_claims(&release.rendered) {
             claims
                 .create(&PostParams::default(), &users_claim(&name))
                 .await
-                .map_err(|e| failed(format!("creating the user's own claim {name} in {namespace}"), e))?;
+                .map_err(|e| {
+                    failed(
+                        format!("creating the user's own claim {name} in {namespace}"),
+                        e,
+                    )
+                })?;
         }
         Ok(())
     }
 
-    async fn helm(&self, req: &render::RenderRequest, namespace: &str, mode: Install) -> Result<(), BackendError> {
+    async fn helm(
+        &self,
+        req: &render::RenderRequest,
+        namespace: &str,
+        mode: Install,
+    ) -> Result<(), BackendError> {
         let dir = tempfile::Builder::new()
             .prefix("chroma-e2e-values-")
             .tempdir()
-            .map_err(|source| BackendError::Io { context: "creating a values directory for helm".into(), source })?;
-        let args = helm_cli::upgrade_args(req, namespace, mode, self.timeout, &self.target, dir.path())?;
+            .map_err(|source| BackendError::Io {
+                context: "creating a values directory for helm".into(),
+                source,
+            })?;
+        let args =
+            helm_cli::upgrade_args(req, namespace, mode, self.timeout, &self.target, dir.path())?;
         let verb = match mode {
             Install::Fresh => "helm upgrade --install",
             Install::Upgrade => "helm upgrade",
@@ -339,8 +444,14 @@ impl ClusterBackend {
     ) -> Result<T, BackendError> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(BackendError::Failed { what: what(), detail: e.to_string() }),
-            Err(_) => Err(BackendError::NotReady { waited: self.timeout, detail: what() }),
+            Ok(Err(e)) => Err(BackendError::Failed {
+                what: what(),
+                detail: e.to_string(),
+            }),
+            Err(_) => Err(BackendError::NotReady {
+                waited: self.timeout,
+                detail: what(),
+            }),
         }
     }
 
@@ -363,7 +474,10 @@ impl ClusterBackend {
                 };
                 Err(BackendError::NotReady {
                     waited: self.timeout,
-                    detail: format!("StatefulSet {name} in {namespace}: {why}\n{}", self.report(namespace).await),
+                    detail: format!(
+                        "StatefulSet {name} in {namespace}: {why}\n{}",
+                        self.report(namespace).await
+                    ),
                 })
             }
         }
@@ -398,7 +512,9 @@ impl ClusterBackend {
                 && let Some(why) = watch.observe(std::time::Instant::now(), &list.items)
             {
                 let event = match events.list(&ListParams::default()).await {
-                    Ok(l) => pull_event(&l.items).map(|m| format!(" (event: {m})")).unwrap_or_default(),
+                    Ok(l) => pull_event(&l.items)
+                        .map(|m| format!(" (event: {m})"))
+                        .unwrap_or_default(),
                     Err(_) => String::new(),
                 };
                 return format!("{why}{event}");
@@ -407,16 +523,25 @@ impl ClusterBackend {
         }
     }
 
-    async fn deploy_into(&self, namespace: &str, release: &Release) -> Result<Deployed, BackendError> {
+    async fn deploy_into(
+        &self,
+        namespace: &str,
+        release: &Release,
+    ) -> Result<Deployed, BackendError> {
         self.create_namespace(namespace, release).await?;
         self.install_into(namespace, release).await
     }
 
     /// `helm upgrade --install` of `release` into an existing namespace, then the port-forward.
-    async fn install_into(&self, namespace: &str, release: &Release) -> Result<Deployed, BackendError> {
+    async fn install_into(
+        &self,
+        namespace: &str,
+        release: &Release,
+    ) -> Result<Deployed, BackendError> {
         let (statefulset, service) = release_objects(&release.rendered)?;
         self.unless_images_fail(namespace, async {
-            self.helm(&release.request, namespace, Install::Fresh).await?;
+            self.helm(&release.request, namespace, Install::Fresh)
+                .await?;
             self.wait_statefulset(namespace, &statefulset).await
         })
         .await?;
@@ -431,7 +556,11 @@ impl ClusterBackend {
                 statefulset,
                 service: service.clone(),
                 test_hooks: hooks::test_hooks(&release.rendered),
-                container: release.rendered.chroma_container().map(|c| c.name.clone()).unwrap_or_default(),
+                container: release
+                    .rendered
+                    .chroma_container()
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default(),
                 rendered: release.rendered.clone(),
                 forward,
             },
@@ -451,14 +580,20 @@ impl ClusterBackend {
 
     async fn forward(&self, namespace: &str, service: &str) -> Result<Forward, BackendError> {
         let services: Api<Service> = Api::namespaced(self.client.clone(), namespace);
-        let svc = services.get(service).await.map_err(|e| failed(format!("reading Service {service} in {namespace}"), e))?;
+        let svc = services
+            .get(service)
+            .await
+            .map_err(|e| failed(format!("reading Service {service} in {namespace}"), e))?;
         forward::selector_of(&svc).map_err(|reason| BackendError::Invalid { reason })?;
         let started = if self.kind == ClusterKind::Local {
             forward::start_cluster_ip(svc).await
         } else {
             forward::start(Api::namespaced(self.client.clone(), namespace), svc).await
         };
-        started.map_err(|source| BackendError::Io { context: "binding the port-forward listener on 127.0.0.1".into(), source })
+        started.map_err(|source| BackendError::Io {
+            context: "binding the port-forward listener on 127.0.0.1".into(),
+            source,
+        })
     }
 
     /// Every Secret the server's pod template refers to, as installed (helm generates auth
@@ -469,24 +604,38 @@ impl ClusterBackend {
         statefulset: &str,
     ) -> Result<BTreeMap<String, BTreeMap<String, String>>, BackendError> {
         let sts_api: Api<StatefulSet> = Api::namespaced(self.client.clone(), namespace);
-        let sts = sts_api.get(statefulset).await.map_err(|e| failed(format!("reading StatefulSet {statefulset}"), e))?;
+        let sts = sts_api
+            .get(statefulset)
+            .await
+            .map_err(|e| failed(format!("reading StatefulSet {statefulset}"), e))?;
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         let mut out = BTreeMap::new();
         for name in secret_names(&sts) {
             // An optional reference may name a Secret that does not exist; that is the pod's
             // view too.
-            if let Some(s) = secrets.get_opt(&name).await.map_err(|e| failed(format!("reading Secret {name}"), e))? {
+            if let Some(s) = secrets
+                .get_opt(&name)
+                .await
+                .map_err(|e| failed(format!("reading Secret {name}"), e))?
+            {
                 out.insert(name, render::objects::secret_data(&s));
             }
         }
         Ok(out)
     }
 
-    async fn claim_uids(&self, namespace: &str, pod: &Pod) -> Result<BTreeMap<String, String>, BackendError> {
+    async fn claim_uids(
+        &self,
+        namespace: &str,
+        pod: &Pod,
+    ) -> Result<BTreeMap<String, String>, BackendError> {
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
         let mut out = BTreeMap::new();
         for claim in claims_of(pod) {
-            let pvc = pvcs.get(&claim).await.map_err(|e| failed(format!("reading PVC {claim} in {namespace}"), e))?;
+            let pvc = pvcs
+                .get(&claim)
+                .await
+                .map_err(|e| failed(format!("reading PVC {claim} in {namespace}"), e))?;
             out.insert(claim, pvc.metadata.uid.unwrap_or_default());
         }
         Ok(out)
@@ -496,7 +645,11 @@ impl ClusterBackend {
 impl ClusterBackend {
     /// For each test hook: why it did not succeed (none when it did), and every hook pod's
     /// container log, read by the Job's `job-name` label.
-    async fn hook_results(&self, namespace: &str, test_hooks: &[TestHook]) -> (Vec<String>, String) {
+    async fn hook_results(
+        &self,
+        namespace: &str,
+        test_hooks: &[TestHook],
+    ) -> (Vec<String>, String) {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), namespace);
         let mut reasons = Vec::new();
@@ -511,24 +664,43 @@ impl ClusterBackend {
                             None
                         }
                     };
-                    let listed = pods.list(&ListParams::default().labels(&hooks::job_pod_selector(name))).await;
+                    let listed = pods
+                        .list(&ListParams::default().labels(&hooks::job_pod_selector(name)))
+                        .await;
                     let found = listed.map(|l| l.items).unwrap_or_else(|e| {
                         let _ = writeln!(log, "(could not list the pods of Job {name}: {e})");
                         Vec::new()
                     });
                     (job, found)
                 }
-                TestHook::Pod(name) => (None, pods.get_opt(name).await.ok().flatten().into_iter().collect()),
+                TestHook::Pod(name) => (
+                    None,
+                    pods.get_opt(name)
+                        .await
+                        .ok()
+                        .flatten()
+                        .into_iter()
+                        .collect(),
+                ),
             };
             let picked: Vec<&Pod> = match hook {
-                TestHook::Job(name) => {
-                    hooks::pods_of_job(name, job.as_ref().and_then(|j| j.metadata.uid.as_deref()), &found)
-                }
+                TestHook::Job(name) => hooks::pods_of_job(
+                    name,
+                    job.as_ref().and_then(|j| j.metadata.uid.as_deref()),
+                    &found,
+                ),
                 TestHook::Pod(_) => found.iter().collect(),
             };
             for pod in &picked {
                 for l in diagnostics::pod_logs(&pods, pod, HOOK_LOG_TAIL).await {
-                    let _ = writeln!(log, "--- {} log {}/{} ---\n{}", hook.name(), l.pod, l.container, l.text.trim_end());
+                    let _ = writeln!(
+                        log,
+                        "--- {} log {}/{} ---\n{}",
+                        hook.name(),
+                        l.pod,
+                        l.container,
+                        l.text.trim_end()
+                    );
                 }
             }
             if !hooks::succeeded(job.as_ref(), &picked) {
@@ -541,7 +713,10 @@ impl ClusterBackend {
 
 impl Backend for ClusterBackend {
     fn whereabouts(&self, deployed: &Deployed) -> Option<String> {
-        Some(format!("namespace {} (kubectl --namespace {0} get all)", self.namespace_of(&deployed.id)))
+        Some(format!(
+            "namespace {} (kubectl --namespace {0} get all)",
+            self.namespace_of(&deployed.id)
+        ))
     }
 
     fn name(&self) -> &'static str {
@@ -566,7 +741,8 @@ impl Backend for ClusterBackend {
     }
 
     fn harness_address(&self) -> std::net::IpAddr {
-        self.pod_gateway.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into())
+        self.pod_gateway
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into())
     }
 
     fn reaches_harness_loopback(&self, _deployed: &Deployed) -> Result<(), String> {
@@ -577,31 +753,79 @@ impl Backend for ClusterBackend {
     }
 
     async fn kill_container(&self, deployed: &mut Deployed) -> Result<String, BackendError> {
-        self.kills_containers().map_err(|reason| BackendError::Unsupported { backend: self.name(), reason })?;
+        self.kills_containers()
+            .map_err(|reason| BackendError::Unsupported {
+                backend: self.name(),
+                reason,
+            })?;
         let (namespace, _, statefulset) = self.slot_names(&deployed.id)?;
-        let container = self.lock_slots().get(&deployed.id).map(|s| s.container.clone()).ok_or_else(|| not_deployed(&deployed.id))?;
+        let container = self
+            .lock_slots()
+            .get(&deployed.id)
+            .map(|s| s.container.clone())
+            .ok_or_else(|| not_deployed(&deployed.id))?;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let pod_name = format!("{statefulset}-0");
-        let before = pods.get(&pod_name).await.map_err(|e| failed(format!("reading pod {pod_name}"), e))?;
-        let restarts = |p: &Pod| p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|cs| cs.iter().find(|c| c.name == container)).map(|c| c.restart_count);
+        let before = pods
+            .get(&pod_name)
+            .await
+            .map_err(|e| failed(format!("reading pod {pod_name}"), e))?;
+        let restarts = |p: &Pod| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.name == container))
+                .map(|c| c.restart_count)
+        };
         let before_count = restarts(&before).unwrap_or(0);
-        let node = before.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+        let node = before
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
         // Through the API server's node proxy, as `kubectl get --raw /api/v1/nodes/<n>/proxy/…`.
-        let path = format!("/api/v1/nodes/{node}/proxy/process-node/kill/{namespace}/{pod_name}/{container}");
-        let req = hyper::Request::post(&path).body(Vec::new()).map_err(|e| BackendError::Invalid { reason: e.to_string() })?;
-        self.client.request_text(req).await.map_err(|e| failed(format!("asking node {node} to SIGKILL container {container} of {pod_name}"), e))?;
+        let path = format!(
+            "/api/v1/nodes/{node}/proxy/process-node/kill/{namespace}/{pod_name}/{container}"
+        );
+        let req =
+            hyper::Request::post(&path)
+                .body(Vec::new())
+                .map_err(|e| BackendError::Invalid {
+                    reason: e.to_string(),
+                })?;
+        self.client.request_text(req).await.map_err(|e| {
+            failed(
+                format!("asking node {node} to SIGKILL container {container} of {pod_name}"),
+                e,
+            )
+        })?;
         let c2 = container.clone();
         let back = move |p: Option<&Pod>| {
             p.is_some_and(|p| {
-                let st = p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|cs| cs.iter().find(|c| c.name == c2));
+                let st = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .and_then(|cs| cs.iter().find(|c| c.name == c2));
                 st.is_some_and(|c| c.restart_count > before_count && c.ready)
             })
         };
-        let waited = tokio::time::timeout(self.timeout, await_condition(pods.clone(), &pod_name, back)).await;
+        let waited =
+            tokio::time::timeout(self.timeout, await_condition(pods.clone(), &pod_name, back))
+                .await;
         if !matches!(waited, Ok(Ok(_))) {
-            return Err(BackendError::NotReady { waited: self.timeout, detail: format!("container {container} of {pod_name} did not come back ready after SIGKILL\n{}", self.report(&namespace).await) });
+            return Err(BackendError::NotReady {
+                waited: self.timeout,
+                detail: format!(
+                    "container {container} of {pod_name} did not come back ready after SIGKILL\n{}",
+                    self.report(&namespace).await
+                ),
+            });
         }
-        let after = pods.get(&pod_name).await.map_err(|e| failed(format!("reading pod {pod_name}"), e))?;
+        let after = pods
+            .get(&pod_name)
+            .await
+            .map_err(|e| failed(format!("reading pod {pod_name}"), e))?;
         let ended = after
             .status
             .and_then(|s| s.container_statuses)
@@ -610,7 +834,11 @@ impl Backend for ClusterBackend {
             .and_then(|l| l.terminated)
             .map(|t| match t.signal {
                 Some(sig) => format!("exit code {} (signal {sig})", t.exit_code),
-                None => format!("exit code {} ({})", t.exit_code, t.reason.unwrap_or_default()),
+                None => format!(
+                    "exit code {} ({})",
+                    t.exit_code,
+                    t.reason.unwrap_or_default()
+                ),
             })
             .unwrap_or_else(|| "unknown (no lastState.terminated reported)".into());
         Ok(ended)
@@ -636,14 +864,23 @@ impl Backend for ClusterBackend {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         // A StatefulSet's pods are <name>-<ordinal>; the chart runs exactly one.
         let pod_name = format!("{statefulset}-0");
-        let before = pods.get(&pod_name).await.map_err(|e| failed(format!("reading pod {pod_name}"), e))?;
+        let before = pods
+            .get(&pod_name)
+            .await
+            .map_err(|e| failed(format!("reading pod {pod_name}"), e))?;
         let old_uid = before.metadata.uid.clone().unwrap_or_default();
         let claims_before = self.claim_uids(&namespace, &before).await?;
-        pods.delete(&pod_name, &DeleteParams::default()).await.map_err(|e| failed(format!("deleting pod {pod_name}"), e))?;
+        pods.delete(&pod_name, &DeleteParams::default())
+            .await
+            .map_err(|e| failed(format!("deleting pod {pod_name}"), e))?;
         let back = move |p: Option<&Pod>| replaced_and_ready(p, &old_uid);
         let waited = self
             .unless_images_fail(&namespace, async {
-                Ok(tokio::time::timeout(self.timeout, await_condition(pods.clone(), &pod_name, back)).await)
+                Ok(tokio::time::timeout(
+                    self.timeout,
+                    await_condition(pods.clone(), &pod_name, back),
+                )
+                .await)
             })
             .await?;
         if !matches!(waited, Ok(Ok(_))) {
@@ -656,7 +893,10 @@ impl Backend for ClusterBackend {
             });
         }
         self.wait_statefulset(&namespace, &statefulset).await?;
-        let after = pods.get(&pod_name).await.map_err(|e| failed(format!("reading pod {pod_name}"), e))?;
+        let after = pods
+            .get(&pod_name)
+            .await
+            .map_err(|e| failed(format!("reading pod {pod_name}"), e))?;
         let claims_after = self.claim_uids(&namespace, &after).await?;
         same_claims(&claims_before, &claims_after).map_err(|detail| BackendError::Failed {
             what: format!("restart of {pod_name} in {namespace}"),
@@ -664,10 +904,19 @@ impl Backend for ClusterBackend {
         })?;
         // A fresh forward on a new port: dropping the old one closes every connection it
         // tunnelled to the deleted pod, so no pooled client connection survives the restart.
-        let service = self.lock_slots().get(&deployed.id).map(|s| s.service.clone()).ok_or_else(|| not_deployed(&deployed.id))?;
+        let service = self
+            .lock_slots()
+            .get(&deployed.id)
+            .map(|s| s.service.clone())
+            .ok_or_else(|| not_deployed(&deployed.id))?;
         let fresh = self.forward(&namespace, &service).await?;
-        let rendered = self.lock_slots().get(&deployed.id).map(|s| s.rendered.clone()).ok_or_else(|| not_deployed(&deployed.id))?;
-        (deployed.base_url, deployed.tls) = reach(&rendered, &namespace, &deployed.secrets, fresh.port)?;
+        let rendered = self
+            .lock_slots()
+            .get(&deployed.id)
+            .map(|s| s.rendered.clone())
+            .ok_or_else(|| not_deployed(&deployed.id))?;
+        (deployed.base_url, deployed.tls) =
+            reach(&rendered, &namespace, &deployed.secrets, fresh.port)?;
         if let Some(slot) = self.lock_slots().get_mut(&deployed.id) {
             slot.forward = fresh;
         }
@@ -678,7 +927,10 @@ impl Backend for ClusterBackend {
         let (namespace, release_name, statefulset) = self.slot_names(&deployed.id)?;
         let args = helm_cli::uninstall_args(&release_name, &namespace, self.timeout, &self.target);
         if let Err(out) = helm_cli::run(&self.helm, &args).await {
-            return Err(BackendError::Failed { what: format!("helm uninstall {release_name} in {namespace}"), detail: out });
+            return Err(BackendError::Failed {
+                what: format!("helm uninstall {release_name} in {namespace}"),
+                detail: out,
+            });
         }
         if let Some(slot) = self.lock_slots().remove(&deployed.id) {
             drop(slot.forward);
@@ -686,8 +938,16 @@ impl Backend for ClusterBackend {
         // The StatefulSet controller deletes its claims after the pod (retention policy
         // Delete); B is a fresh release only once they are gone.
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &namespace);
-        let data = pvcs.list(&ListParams::default()).await.map_err(|e| failed(format!("listing claims in {namespace}"), e))?;
-        for pvc in data.items.iter().filter(|p| p.metadata.name.as_deref().is_some_and(|n| n.ends_with(&format!("-{statefulset}-0")))) {
+        let data = pvcs
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| failed(format!("listing claims in {namespace}"), e))?;
+        for pvc in data.items.iter().filter(|p| {
+            p.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.ends_with(&format!("-{statefulset}-0")))
+        }) {
             let name = pvc.metadata.name.clone().unwrap_or_default();
             self.bounded(await_condition(pvcs.clone(), &name, |o: Option<&PersistentVolumeClaim>| o.is_none()), || {
                 format!("claim {name} of the uninstalled StatefulSet {statefulset} is still there, so the new release would not start empty")
@@ -696,7 +956,10 @@ impl Backend for ClusterBackend {
         }
         let mut req = next.request.clone();
         req.release = release_name;
-        let next = Release { request: req, ..next.clone() };
+        let next = Release {
+            request: req,
+            ..next.clone()
+        };
         *deployed = self.install_into(&namespace, &next).await?;
         Ok(())
     }
@@ -706,11 +969,21 @@ impl Backend for ClusterBackend {
         let (statefulset, service) = release_objects(&next.rendered)?;
         for (name, data) in &next.external_secrets {
             let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-            if secrets.get_opt(name).await.map_err(|e| failed(format!("reading Secret {name}"), e))?.is_none() {
+            if secrets
+                .get_opt(name)
+                .await
+                .map_err(|e| failed(format!("reading Secret {name}"), e))?
+                .is_none()
+            {
                 secrets
                     .create(&PostParams::default(), &external_secret(name, data))
                     .await
-                    .map_err(|e| failed(format!("creating the pre-existing Secret {name} in {namespace}"), e))?;
+                    .map_err(|e| {
+                        failed(
+                            format!("creating the pre-existing Secret {name} in {namespace}"),
+                            e,
+                        )
+                    })?;
             }
         }
         let mut req = next.request.clone();
@@ -724,15 +997,23 @@ impl Backend for ClusterBackend {
         // `lookup` should keep generated credentials across upgrades; whatever happened, the
         // checks must use what the pod has now.
         deployed.secrets = self.pod_secrets(&namespace, &statefulset).await?;
-        let renamed = self.lock_slots().get(&deployed.id).is_some_and(|s| s.service != service);
-        let new_forward = if renamed { Some(self.forward(&namespace, &service).await?) } else { None };
+        let renamed = self
+            .lock_slots()
+            .get(&deployed.id)
+            .is_some_and(|s| s.service != service);
+        let new_forward = if renamed {
+            Some(self.forward(&namespace, &service).await?)
+        } else {
+            None
+        };
         let mut slots = self.lock_slots();
         if let Some(slot) = slots.get_mut(&deployed.id) {
             slot.statefulset = statefulset;
             slot.test_hooks = hooks::test_hooks(&next.rendered);
             slot.rendered = next.rendered.clone();
             if let Some(f) = new_forward {
-                (deployed.base_url, deployed.tls) = reach(&next.rendered, &namespace, &deployed.secrets, f.port)?;
+                (deployed.base_url, deployed.tls) =
+                    reach(&next.rendered, &namespace, &deployed.secrets, f.port)?;
                 slot.service = service;
                 slot.forward = f;
             }
@@ -760,7 +1041,12 @@ impl Backend for ClusterBackend {
                     .iter()
                     .map(|l| {
                         let which = if l.previous { "previous" } else { "current" };
-                        format!("--- {}/{} ({which}) ---\n{}", l.pod, l.container, l.text.trim_end())
+                        format!(
+                            "--- {}/{} ({which}) ---\n{}",
+                            l.pod,
+                            l.container,
+                            l.text.trim_end()
+                        )
                     })
                     .collect::<Vec<_>>()
                     .join("\n");
@@ -782,35 +1068,79 @@ impl Backend for ClusterBackend {
     async fn run_job(&self, deployed: &Deployed, job: &Job) -> Result<HookRun, BackendError> {
         let namespace = {
             let slots = self.lock_slots();
-            slots.get(&deployed.id).ok_or_else(|| not_deployed(&deployed.id))?.namespace.clone()
+            slots
+                .get(&deployed.id)
+                .ok_or_else(|| not_deployed(&deployed.id))?
+                .namespace
+                .clone()
         };
-        let name = job.metadata.name.clone().ok_or_else(|| BackendError::Invalid { reason: "the Job to run has no name".into() })?;
+        let name = job
+            .metadata
+            .name
+            .clone()
+            .ok_or_else(|| BackendError::Invalid {
+                reason: "the Job to run has no name".into(),
+            })?;
         let mut job = job.clone();
         job.metadata.namespace = Some(namespace.clone());
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), &namespace);
-        jobs.create(&PostParams::default(), &job).await.map_err(|e| BackendError::Kube { what: format!("creating Job {name} in {namespace}"), source: e })?;
+        jobs.create(&PostParams::default(), &job)
+            .await
+            .map_err(|e| BackendError::Kube {
+                what: format!("creating Job {name} in {namespace}"),
+                source: e,
+            })?;
         // Complete or Failed: the Job controller has decided, honouring backoffLimit and the deadline.
         let done = |j: Option<&Job>| {
-            j.and_then(|j| j.status.as_ref()).and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
-                cs.iter().any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-            })
+            j.and_then(|j| j.status.as_ref())
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True"
+                    })
+                })
         };
-        let (_, deadline) = crate::backend::jobs::budget(&job, self.timeout.max(Duration::from_secs(60)));
-        let waited = tokio::time::timeout(deadline + Duration::from_secs(30), await_condition(jobs.clone(), &name, done)).await;
-        let (reasons, log) = self.hook_results(&namespace, &[TestHook::Job(name.clone())]).await;
+        let (_, deadline) =
+            crate::backend::jobs::budget(&job, self.timeout.max(Duration::from_secs(60)));
+        let waited = tokio::time::timeout(
+            deadline + Duration::from_secs(30),
+            await_condition(jobs.clone(), &name, done),
+        )
+        .await;
+        let (reasons, log) = self
+            .hook_results(&namespace, &[TestHook::Job(name.clone())])
+            .await;
         match waited {
             Ok(Ok(_)) if reasons.is_empty() => Ok(HookRun::Succeeded { log }),
-            Ok(Ok(_)) => Ok(HookRun::Failed { reason: reasons.join("; "), log }),
-            Ok(Err(e)) => Err(BackendError::Failed { what: format!("watching Job {name} in {namespace}"), detail: e.to_string() }),
-            Err(_) => Ok(HookRun::Failed { reason: format!("Job {name} did not finish within {deadline:?}: {}", reasons.join("; ")), log }),
+            Ok(Ok(_)) => Ok(HookRun::Failed {
+                reason: reasons.join("; "),
+                log,
+            }),
+            Ok(Err(e)) => Err(BackendError::Failed {
+                what: format!("watching Job {name} in {namespace}"),
+                detail: e.to_string(),
+            }),
+            Err(_) => Ok(HookRun::Failed {
+                reason: format!(
+                    "Job {name} did not finish within {deadline:?}: {}",
+                    reasons.join("; ")
+                ),
+                log,
+            }),
         }
     }
 
     async fn chart_test(&self, deployed: &Deployed) -> Result<HookRun, BackendError> {
         let (namespace, release, test_hooks) = {
             let slots = self.lock_slots();
-            let slot = slots.get(&deployed.id).ok_or_else(|| not_deployed(&deployed.id))?;
-            (slot.namespace.clone(), slot.release.clone(), slot.test_hooks.clone())
+            let slot = slots
+                .get(&deployed.id)
+                .ok_or_else(|| not_deployed(&deployed.id))?;
+            (
+                slot.namespace.clone(),
+                slot.release.clone(),
+                slot.test_hooks.clone(),
+            )
         };
         if test_hooks.is_empty() {
             return Ok(HookRun::Failed {
@@ -824,10 +1154,15 @@ impl Backend for ClusterBackend {
         let verdict = helm_cli::run(&self.helm, &args).await;
         let (reasons, hook_logs) = self.hook_results(&namespace, &test_hooks).await;
         Ok(match verdict {
-            Ok(out) => HookRun::Succeeded { log: format!("{out}\n{hook_logs}") },
+            Ok(out) => HookRun::Succeeded {
+                log: format!("{out}\n{hook_logs}"),
+            },
             Err(out) => {
                 let why = if reasons.is_empty() {
-                    out.lines().find(|l| !l.trim().is_empty()).unwrap_or("no output").to_string()
+                    out.lines()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("no output")
+                        .to_string()
                 } else {
                     reasons.join("; ")
                 };
@@ -848,20 +1183,37 @@ impl Backend for ClusterBackend {
     }
 
     /// The Secret's data replaced whole; the kubelet then rewrites the pod's volumes of it.
-    async fn update_secret(&self, deployed: &Deployed, name: &str, data: &BTreeMap<String, String>) -> Result<(), BackendError> {
+    async fn update_secret(
+        &self,
+        deployed: &Deployed,
+        name: &str,
+        data: &BTreeMap<String, String>,
+    ) -> Result<(), BackendError> {
         let (namespace, _, _) = self.slot_names(&deployed.id)?;
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
         secrets
-            .patch(name, &PatchParams::default(), &Patch::Merge(replace_secret_data(data)))
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(replace_secret_data(data)),
+            )
             .await
-            .map_err(|e| failed(format!("replacing the data of Secret {name} in {namespace}"), e))?;
+            .map_err(|e| {
+                failed(
+                    format!("replacing the data of Secret {name} in {namespace}"),
+                    e,
+                )
+            })?;
         Ok(())
     }
 
     async fn orphan_statefulset(&self, deployed: &mut Deployed) -> Result<(), BackendError> {
         let (namespace, _, statefulset) = self.slot_names(&deployed.id)?;
         let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), &namespace);
-        let orphan = DeleteParams { propagation_policy: Some(kube::api::PropagationPolicy::Orphan), ..DeleteParams::default() };
+        let orphan = DeleteParams {
+            propagation_policy: Some(kube::api::PropagationPolicy::Orphan),
+            ..DeleteParams::default()
+        };
         api.delete(&statefulset, &orphan).await.map_err(|e| failed(format!("deleting StatefulSet {statefulset} in {namespace} (orphaning its pod and claims)"), e))?;
         Ok(())
     }
@@ -891,7 +1243,10 @@ fn futures_are_send(b: &'static ClusterBackend, r: &'static Release, d: &'static
 }
 
 fn not_deployed(id: &str) -> BackendError {
-    BackendError::Failed { what: format!("release {id}"), detail: "is not deployed on this cluster backend".into() }
+    BackendError::Failed {
+        what: format!("release {id}"),
+        detail: "is not deployed on this cluster backend".into(),
+    }
 }
 
 fn failed(what: String, e: kube::Error) -> BackendError {
@@ -915,7 +1270,10 @@ fn external_secret(name: &str, data: &BTreeMap<String, String>) -> Secret {
     // A certificate and key make it the type a user's `kubectl create secret tls` makes.
     let tls = data.contains_key("tls.crt") && data.contains_key("tls.key");
     Secret {
-        metadata: ObjectMeta { name: Some(name.to_string()), ..ObjectMeta::default() },
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..ObjectMeta::default()
+        },
         type_: Some(if tls { "kubernetes.io/tls" } else { "Opaque" }.into()),
         string_data: Some(data.clone()),
         ..Secret::default()
@@ -925,12 +1283,15 @@ fn external_secret(name: &str, data: &BTreeMap<String, String>) -> Secret {
 /// The StatefulSet to wait for and the Service to forward to, from what the release rendered.
 /// A headless Service also selects the pod, but the regular one is what users reach.
 pub(super) fn release_objects(rendered: &Rendered) -> Result<(String, String), BackendError> {
-    let invalid = |reason: &str| BackendError::Invalid { reason: reason.to_string() };
+    let invalid = |reason: &str| BackendError::Invalid {
+        reason: reason.to_string(),
+    };
     let sts = rendered
         .statefulset()
         .and_then(|s| s.metadata.name.clone())
         .ok_or_else(|| invalid("the chart rendered no StatefulSet"))?;
-    let headless = |s: &&Service| s.spec.as_ref().and_then(|sp| sp.cluster_ip.as_deref()) == Some("None");
+    let headless =
+        |s: &&Service| s.spec.as_ref().and_then(|sp| sp.cluster_ip.as_deref()) == Some("None");
     let services: Vec<&Service> = rendered.services().collect();
     let svc = services
         .iter()
@@ -945,10 +1306,20 @@ pub(super) fn release_objects(rendered: &Rendered) -> Result<(String, String), B
 /// volumes, in all containers including init containers.
 fn secret_names(sts: &StatefulSet) -> std::collections::BTreeSet<String> {
     let mut out = std::collections::BTreeSet::new();
-    let Some(spec) = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else { return out };
-    for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+    let Some(spec) = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
+        return out;
+    };
+    for c in spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+    {
         for e in c.env.iter().flatten() {
-            if let Some(r) = e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()) {
+            if let Some(r) = e
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+            {
                 out.insert(r.name.clone());
             }
         }
@@ -971,12 +1342,19 @@ fn claims_of(pod: &Pod) -> Vec<String> {
     pod.spec
         .iter()
         .flat_map(|s| s.volumes.iter().flatten())
-        .filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone()))
+        .filter_map(|v| {
+            v.persistent_volume_claim
+                .as_ref()
+                .map(|c| c.claim_name.clone())
+        })
         .collect()
 }
 
 /// A restart must come back on the very same volumes: same claim names, same claim objects.
-fn same_claims(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Result<(), String> {
+fn same_claims(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+) -> Result<(), String> {
     if before.keys().ne(after.keys()) {
         return Err(format!(
             "the pod mounted claims {:?} before and {:?} after",
@@ -986,7 +1364,10 @@ fn same_claims(before: &BTreeMap<String, String>, after: &BTreeMap<String, Strin
     }
     for (name, uid) in before {
         if after.get(name) != Some(uid) {
-            return Err(format!("PVC {name} was replaced (uid {uid} → {})", after[name]));
+            return Err(format!(
+                "PVC {name} was replaced (uid {uid} → {})",
+                after[name]
+            ));
         }
     }
     Ok(())
@@ -1004,11 +1385,19 @@ mod tests {
 
     #[test]
     fn kube_errors_stay_the_source() {
-        let status = kube::core::Status::failure("namespaces \"x\" already exists", "AlreadyExists").with_code(409);
-        let err = failed("creating namespace x".into(), kube::Error::Api(Box::new(status)));
+        let status =
+            kube::core::Status::failure("namespaces \"x\" already exists", "AlreadyExists")
+                .with_code(409);
+        let err = failed(
+            "creating namespace x".into(),
+            kube::Error::Api(Box::new(status)),
+        );
         let source = std::error::Error::source(&err).expect("the kube error is kept as the source");
         assert!(source.downcast_ref::<kube::Error>().is_some(), "{source:?}");
-        assert!(err.to_string().starts_with("creating namespace x: "), "{err}");
+        assert!(
+            err.to_string().starts_with("creating namespace x: "),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1017,23 +1406,39 @@ mod tests {
             "{STS}---\napiVersion: v1\nkind: Service\nmetadata: {{name: chroma-chromadb-headless}}\nspec: {{clusterIP: None, selector: {{a: b}}, ports: [{{port: 8000}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: chroma-chromadb}}\nspec: {{selector: {{a: b}}, ports: [{{port: 8000}}]}}\n"
         );
         let (sts, svc) = release_objects(&rendered(&stream)).expect("objects");
-        assert_eq!((sts.as_str(), svc.as_str()), ("chroma-chromadb", "chroma-chromadb"));
+        assert_eq!(
+            (sts.as_str(), svc.as_str()),
+            ("chroma-chromadb", "chroma-chromadb")
+        );
     }
 
     #[test]
     fn render_without_service_is_invalid() {
         let err = release_objects(&rendered(STS)).expect_err("no service");
-        assert_eq!(err.to_string(), "the rendered release cannot run: the chart rendered no Service to reach the server through");
+        assert_eq!(
+            err.to_string(),
+            "the rendered release cannot run: the chart rendered no Service to reach the server through"
+        );
     }
 
     #[test]
     fn render_without_statefulset_is_invalid() {
-        let err = release_objects(&rendered("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n")).expect_err("no sts");
-        assert!(err.to_string().ends_with("the chart rendered no StatefulSet"), "{err}");
+        let err = release_objects(&rendered(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n",
+        ))
+        .expect_err("no sts");
+        assert!(
+            err.to_string()
+                .ends_with("the chart rendered no StatefulSet"),
+            "{err}"
+        );
     }
 
     fn claims(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -1044,14 +1449,22 @@ mod tests {
 
     #[test]
     fn restart_on_a_recreated_pvc_fails_naming_it() {
-        let err = same_claims(&claims(&[("data-0", "uid-a")]), &claims(&[("data-0", "uid-b")])).expect_err("replaced");
+        let err = same_claims(
+            &claims(&[("data-0", "uid-a")]),
+            &claims(&[("data-0", "uid-b")]),
+        )
+        .expect_err("replaced");
         assert_eq!(err, "PVC data-0 was replaced (uid uid-a → uid-b)");
     }
 
     #[test]
     fn restart_mounting_other_claims_fails() {
-        let err = same_claims(&claims(&[("data-0", "u")]), &claims(&[])).expect_err("claims differ");
-        assert!(err.starts_with("the pod mounted claims [\"data-0\"] before and [] after"), "{err}");
+        let err =
+            same_claims(&claims(&[("data-0", "u")]), &claims(&[])).expect_err("claims differ");
+        assert!(
+            err.starts_with("the pod mounted claims [\"data-0\"] before and [] after"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1076,15 +1489,26 @@ mod tests {
 
     #[test]
     fn a_certificate_and_key_make_a_kubernetes_io_tls_secret() {
-        let s = external_secret("my-tls", &claims(&[("tls.crt", "C"), ("tls.key", "K"), ("ca.crt", "A")]));
+        let s = external_secret(
+            "my-tls",
+            &claims(&[("tls.crt", "C"), ("tls.key", "K"), ("ca.crt", "A")]),
+        );
         assert_eq!(s.type_.as_deref(), Some("kubernetes.io/tls"));
-        assert_eq!(external_secret("my-auth", &claims(&[("token", "t")])).type_.as_deref(), Some("Opaque"));
+        assert_eq!(
+            external_secret("my-auth", &claims(&[("token", "t")]))
+                .type_
+                .as_deref(),
+            Some("Opaque")
+        );
     }
 
     #[test]
     fn a_renewal_patch_drops_the_old_keys_and_writes_the_new_ones() {
         let patch = replace_secret_data(&claims(&[("tls.crt", "NEW"), ("tls.key", "KEY")]));
-        assert_eq!(patch, serde_json::json!({"data": null, "stringData": {"tls.crt": "NEW", "tls.key": "KEY"}}));
+        assert_eq!(
+            patch,
+            serde_json::json!({"data": null, "stringData": {"tls.crt": "NEW", "tls.key": "KEY"}})
+        );
     }
 
     #[test]
@@ -1102,7 +1526,9 @@ mod tests {
             }}}
         }))
         .expect("sts parses");
-        assert_eq!(secret_names(&sts).into_iter().collect::<Vec<_>>(), ["chromadb-auth", "extra-env", "tls-certs"]);
+        assert_eq!(
+            secret_names(&sts).into_iter().collect::<Vec<_>>(),
+            ["chromadb-auth", "extra-env", "tls-certs"]
+        );
     }
-
 }

@@ -46,7 +46,11 @@ struct State {
 impl std::fmt::Debug for Cleanup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = self.lock();
-        f.debug_struct("Cleanup").field("run", &s.run).field("namespaces", &s.namespaces).field("k3s", &s.k3s).finish()
+        f.debug_struct("Cleanup")
+            .field("run", &s.run)
+            .field("namespaces", &s.namespaces)
+            .field("k3s", &s.k3s)
+            .finish()
     }
 }
 
@@ -88,7 +92,10 @@ impl Cleanup {
 
     /// The label filter that finds this run's k3s containers.
     pub fn container_filter(&self) -> HashMap<String, Vec<String>> {
-        HashMap::from([("label".to_string(), vec![format!("{RUN_LABEL}={}", self.lock().run)])])
+        HashMap::from([(
+            "label".to_string(),
+            vec![format!("{RUN_LABEL}={}", self.lock().run)],
+        )])
     }
 
     /// Removes what the run created and has not removed yet: its namespaces (an existing
@@ -123,7 +130,10 @@ impl Cleanup {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(BackendError::Failed { what: format!("cleaning up run {run}"), detail: problems.join("; ") })
+            Err(BackendError::Failed {
+                what: format!("cleaning up run {run}"),
+                detail: problems.join("; "),
+            })
         }
     }
 
@@ -133,17 +143,32 @@ impl Cleanup {
             .map_err(|e| format!("no Docker client to remove the k3s container with: {e}"))?;
         let filter = self.container_filter();
         let label = filter["label"][0].clone();
-        let list = ListContainersOptions { all: true, filters: Some(filter), ..ListContainersOptions::default() };
-        let found = docker.list_containers(Some(list)).await.map_err(|e| format!("listing containers labelled {label}: {e}"))?;
+        let list = ListContainersOptions {
+            all: true,
+            filters: Some(filter),
+            ..ListContainersOptions::default()
+        };
+        let found = docker
+            .list_containers(Some(list))
+            .await
+            .map_err(|e| format!("listing containers labelled {label}: {e}"))?;
         let mut problems = Vec::new();
         for id in found.into_iter().filter_map(|c| c.id) {
-            let rm = RemoveContainerOptions { force: true, v: true, ..RemoveContainerOptions::default() };
+            let rm = RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..RemoveContainerOptions::default()
+            };
             match docker.remove_container(&id, Some(rm)).await {
                 Ok(()) => tracing::info!(container = %id, "removed k3s container"),
                 Err(e) => problems.push(format!("container {id}: {e}")),
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
     }
 }
 
@@ -173,7 +198,13 @@ mod tests {
     fn containers_are_found_by_the_run_label() {
         let c = Cleanup::default();
         c.begin("zz9zz9", false);
-        assert_eq!(c.container_filter(), HashMap::from([("label".to_string(), vec!["chroma-e2e/run=zz9zz9".to_string()])]));
+        assert_eq!(
+            c.container_filter(),
+            HashMap::from([(
+                "label".to_string(),
+                vec!["chroma-e2e/run=zz9zz9".to_string()]
+            )])
+        );
     }
 
     #[tokio::test]
@@ -197,7 +228,9 @@ mod tests {
     /// the namespace object a DELETE returns.
     async fn fake_api_server() -> (String, Arc<Mutex<Vec<String>>>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
@@ -205,7 +238,11 @@ mod tests {
             while let Ok((mut conn, _)) = listener.accept().await {
                 let mut buf = vec![0u8; 8192];
                 let n = conn.read(&mut buf).await.unwrap_or(0);
-                let head = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_string();
+                let head = String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
                 record.lock().expect("lock").push(head);
                 let body = r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"x"},"status":{"phase":"Terminating"}}"#;
                 let answer = format!(
@@ -222,7 +259,8 @@ mod tests {
     async fn namespaces_still_being_deployed_are_deleted_and_finished_ones_are_not_touched_again() {
         let (url, seen) = fake_api_server().await;
         chroma_api::ensure_crypto_provider();
-        let client = kube::Client::try_from(kube::Config::new(url.parse().expect("url"))).expect("client");
+        let client =
+            kube::Client::try_from(kube::Config::new(url.parse().expect("url"))).expect("client");
         let c = Cleanup::default();
         c.begin("abc123", false);
         c.connected(client);
@@ -232,8 +270,16 @@ mod tests {
         c.register_namespace("chroma-e2e-0-6-3-token-abc123");
         c.forget_namespace("chroma-e2e-0-6-3-token-abc123");
         c.run().await.expect("cleanup succeeds");
-        let requests: Vec<String> = seen.lock().expect("lock").iter().map(|l| l.split(" HTTP/").next().unwrap_or("").to_string()).collect();
-        assert_eq!(requests, ["DELETE /api/v1/namespaces/chroma-e2e-1-5-0-defaults-abc123?"]);
+        let requests: Vec<String> = seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|l| l.split(" HTTP/").next().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(
+            requests,
+            ["DELETE /api/v1/namespaces/chroma-e2e-1-5-0-defaults-abc123?"]
+        );
         assert!(c.pending_namespaces().is_empty());
     }
 }

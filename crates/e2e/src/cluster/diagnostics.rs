@@ -27,7 +27,11 @@ pub fn failure_report(events: &[Event], pods: &[Pod], logs: &[ContainerLog]) -> 
     let _ = writeln!(out, "--- events ({}) ---", events.len());
     for e in events {
         let obj = &e.involved_object;
-        let count = e.count.filter(|c| *c > 1).map(|c| format!(" (x{c})")).unwrap_or_default();
+        let count = e
+            .count
+            .filter(|c| *c > 1)
+            .map(|c| format!(" (x{c})"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
             "{} {}/{} {}: {}{count}",
@@ -70,14 +74,30 @@ pub fn pod_status(p: &Pod) -> String {
         let _ = write!(out, " ({reason})");
     }
     out.push('\n');
-    for c in status.and_then(|s| s.conditions.as_ref()).into_iter().flatten() {
+    for c in status
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+    {
         if c.status != "True" {
-            let why = [c.reason.as_deref(), c.message.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(": ");
+            let why = [c.reason.as_deref(), c.message.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(": ");
             let _ = writeln!(out, "  condition {}={} {why}", c.type_, c.status);
         }
     }
-    let init = status.and_then(|s| s.init_container_statuses.as_ref()).into_iter().flatten().map(|c| ("init ", c));
-    let main = status.and_then(|s| s.container_statuses.as_ref()).into_iter().flatten().map(|c| ("", c));
+    let init = status
+        .and_then(|s| s.init_container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|c| ("init ", c));
+    let main = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|c| ("", c));
     for (kind, c) in init.chain(main) {
         let _ = writeln!(out, "  {kind}container {}: {}", c.name, container_state(c));
     }
@@ -88,7 +108,11 @@ fn container_state(c: &ContainerStatus) -> String {
     let mut s = format!("ready={} restarts={}", c.ready, c.restart_count);
     let describe = |st: &k8s_openapi::api::core::v1::ContainerState| -> Option<String> {
         if let Some(w) = &st.waiting {
-            Some(format!("waiting {} {}", w.reason.as_deref().unwrap_or(""), w.message.as_deref().unwrap_or("")))
+            Some(format!(
+                "waiting {} {}",
+                w.reason.as_deref().unwrap_or(""),
+                w.message.as_deref().unwrap_or("")
+            ))
         } else if let Some(t) = &st.terminated {
             Some(format!(
                 "terminated {} exit {} {}",
@@ -116,10 +140,20 @@ pub fn log_targets(p: &Pod) -> Vec<(String, bool)> {
         .and_then(|s| s.init_container_statuses.as_ref())
         .into_iter()
         .flatten()
-        .chain(status.and_then(|s| s.container_statuses.as_ref()).into_iter().flatten());
-    all.filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some()) || c.restart_count > 0)
-        .map(|c| (c.name.clone(), c.restart_count > 0))
-        .collect()
+        .chain(
+            status
+                .and_then(|s| s.container_statuses.as_ref())
+                .into_iter()
+                .flatten(),
+        );
+    all.filter(|c| {
+        c.state
+            .as_ref()
+            .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+            || c.restart_count > 0
+    })
+    .map(|c| (c.name.clone(), c.restart_count > 0))
+    .collect()
 }
 
 /// Container logs of one pod: current, and previous where the container restarted.
@@ -141,7 +175,12 @@ pub async fn pod_logs(pods: &Api<Pod>, pod: &Pod, tail: usize) -> Vec<ContainerL
                 Ok(t) => t,
                 Err(e) => format!("(could not read the log: {e})"),
             };
-            out.push(ContainerLog { pod: name.clone(), container: container.clone(), previous, text });
+            out.push(ContainerLog {
+                pod: name.clone(),
+                container: container.clone(),
+                previous,
+                text,
+            });
         }
     }
     out
@@ -152,19 +191,30 @@ pub async fn collect(client: &kube::Client, namespace: &str, tail: usize) -> Str
     let events_api: Api<Event> = Api::namespaced(client.clone(), namespace);
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let mut notes = String::new();
-    let events = events_api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_else(|e| {
-        let _ = writeln!(notes, "(could not list events: {e})");
-        Vec::new()
-    });
-    let pods = pods_api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_else(|e| {
-        let _ = writeln!(notes, "(could not list pods: {e})");
-        Vec::new()
-    });
+    let events = events_api
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_else(|e| {
+            let _ = writeln!(notes, "(could not list events: {e})");
+            Vec::new()
+        });
+    let pods = pods_api
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_else(|e| {
+            let _ = writeln!(notes, "(could not list pods: {e})");
+            Vec::new()
+        });
     let mut logs = Vec::new();
     for p in &pods {
         logs.extend(pod_logs(&pods_api, p, tail).await);
     }
-    format!("namespace {namespace}\n{notes}{}", failure_report(&events, &pods, &logs))
+    format!(
+        "namespace {namespace}\n{notes}{}",
+        failure_report(&events, &pods, &logs)
+    )
 }
 
 #[cfg(test)]
@@ -206,11 +256,23 @@ mod tests {
     #[test]
     fn events_are_listed_oldest_first_with_repeat_counts() {
         let events = [
-            event("BackOff", "Back-off restarting failed container", "2025-05-01T10:00:30Z", 3),
-            event("Pulled", "Container image pulled", "2025-05-01T10:00:05Z", 1),
+            event(
+                "BackOff",
+                "Back-off restarting failed container",
+                "2025-05-01T10:00:30Z",
+                3,
+            ),
+            event(
+                "Pulled",
+                "Container image pulled",
+                "2025-05-01T10:00:05Z",
+                1,
+            ),
         ];
         let report = failure_report(&events, &[], &[]);
-        let pulled = report.find("Normal Pod/chroma-chromadb-0 Pulled: Container image pulled\n").expect("pulled line");
+        let pulled = report
+            .find("Normal Pod/chroma-chromadb-0 Pulled: Container image pulled\n")
+            .expect("pulled line");
         let backoff = report
             .find("Warning Pod/chroma-chromadb-0 BackOff: Back-off restarting failed container (x3)\n")
             .expect("backoff line");
@@ -231,24 +293,47 @@ mod tests {
 
     #[test]
     fn restarted_containers_get_their_previous_log_too() {
-        assert_eq!(log_targets(&crashing_pod()), [("htpasswd".to_string(), false), ("chromadb".to_string(), true)]);
+        assert_eq!(
+            log_targets(&crashing_pod()),
+            [
+                ("htpasswd".to_string(), false),
+                ("chromadb".to_string(), true)
+            ]
+        );
     }
 
     #[test]
     fn logs_follow_status_labelled_current_or_previous() {
         let logs = [
-            ContainerLog { pod: "p-0".into(), container: "chromadb".into(), previous: false, text: "starting\n".into() },
-            ContainerLog { pod: "p-0".into(), container: "chromadb".into(), previous: true, text: "Traceback: boom\n".into() },
+            ContainerLog {
+                pod: "p-0".into(),
+                container: "chromadb".into(),
+                previous: false,
+                text: "starting\n".into(),
+            },
+            ContainerLog {
+                pod: "p-0".into(),
+                container: "chromadb".into(),
+                previous: true,
+                text: "Traceback: boom\n".into(),
+            },
         ];
         let report = failure_report(&[], &[crashing_pod()], &logs);
         let pods_at = report.find("--- pods (1) ---").expect("pods section");
-        let current = report.find("--- log p-0/chromadb (current) ---\nstarting\n").expect("current log");
-        let previous = report.find("--- log p-0/chromadb (previous) ---\nTraceback: boom\n").expect("previous log");
+        let current = report
+            .find("--- log p-0/chromadb (current) ---\nstarting\n")
+            .expect("current log");
+        let previous = report
+            .find("--- log p-0/chromadb (previous) ---\nTraceback: boom\n")
+            .expect("previous log");
         assert!(pods_at < current && current < previous, "{report}");
     }
 
     #[test]
     fn empty_namespace_still_says_what_was_looked_at() {
-        assert_eq!(failure_report(&[], &[], &[]), "--- events (0) ---\n--- pods (0) ---\n");
+        assert_eq!(
+            failure_report(&[], &[], &[]),
+            "--- events (0) ---\n--- pods (0) ---\n"
+        );
     }
 }

@@ -43,7 +43,10 @@ pub fn probe(endpoint: &str, tls: bool, timeout: Duration) -> Result<String, Str
             Err(reason) => fail(reason),
         }
     } else {
-        fail("only unix:// and tcp:// endpoints can be probed; set DOCKER_HOST to one of those".into())
+        fail(
+            "only unix:// and tcp:// endpoints can be probed; set DOCKER_HOST to one of those"
+                .into(),
+        )
     }
 }
 
@@ -55,9 +58,14 @@ fn no_daemon(endpoint: &str, reason: &str) -> String {
 fn ping_unix(path: &Path, timeout: Duration) -> Result<(), String> {
     // std's UnixStream has no connect timeout, but connecting to a local socket either
     // succeeds or fails immediately; only the exchange afterwards can hang.
-    let mut stream = UnixStream::connect(path).map_err(|e| format!("connect: {}", io_reason(&e)))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let mut stream =
+        UnixStream::connect(path).map_err(|e| format!("connect: {}", io_reason(&e)))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     exchange(&mut stream)
 }
 
@@ -67,13 +75,17 @@ fn ping_tcp(addr: &str, http: bool, timeout: Duration) -> Result<(), String> {
         .map_err(|e| format!("resolve {addr}: {e}"))?
         .next()
         .ok_or_else(|| format!("{addr} resolves to no address"))?;
-    let mut stream =
-        TcpStream::connect_timeout(&sock, timeout).map_err(|e| format!("connect: {}", io_reason(&e)))?;
+    let mut stream = TcpStream::connect_timeout(&sock, timeout)
+        .map_err(|e| format!("connect: {}", io_reason(&e)))?;
     if !http {
         return Ok(());
     }
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     exchange(&mut stream)
 }
 
@@ -97,14 +109,23 @@ fn judge_ping_answer(answer: &str) -> Result<(), String> {
     let proto = parts.next().unwrap_or("");
     let code = parts.next().unwrap_or("");
     if !proto.starts_with("HTTP/") {
-        return Err(format!("/_ping answer is not HTTP: {:?}", truncate(status, 60)));
+        return Err(format!(
+            "/_ping answer is not HTTP: {:?}",
+            truncate(status, 60)
+        ));
     }
     if code != "200" {
         return Err(format!("/_ping answered {:?}", truncate(status, 60)));
     }
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.trim()).unwrap_or("");
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim())
+        .unwrap_or("");
     if body != "OK" {
-        return Err(format!("/_ping answered 200 with body {:?}, not OK", truncate(body, 60)));
+        return Err(format!(
+            "/_ping answered 200 with body {:?}, not OK",
+            truncate(body, 60)
+        ));
     }
     Ok(())
 }
@@ -124,7 +145,11 @@ fn io_reason(e: &std::io::Error) -> String {
 }
 
 fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n { s.to_string() } else { format!("{}…", s.chars().take(n).collect::<String>()) }
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
 }
 
 #[cfg(test)]
@@ -155,14 +180,21 @@ mod tests {
     fn missing_socket_names_endpoint_and_cause() {
         let dir = tempfile::tempdir().expect("temp dir");
         let endpoint = format!("unix://{}/docker.sock", dir.path().display());
-        let err = probe(&endpoint, false, Duration::from_secs(1)).expect_err("no socket, no daemon");
-        assert_eq!(err, format!("no Docker daemon at {endpoint} (connect: No such file or directory)"));
+        let err =
+            probe(&endpoint, false, Duration::from_secs(1)).expect_err("no socket, no daemon");
+        assert_eq!(
+            err,
+            format!("no Docker daemon at {endpoint} (connect: No such file or directory)")
+        );
     }
 
     #[test]
     fn daemon_answering_ok_is_found() {
         let (_dir, endpoint, h) = fake_daemon("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK");
-        assert_eq!(probe(&endpoint, false, Duration::from_secs(2)), Ok(endpoint.clone()));
+        assert_eq!(
+            probe(&endpoint, false, Duration::from_secs(2)),
+            Ok(endpoint.clone())
+        );
         h.join().expect("fake daemon thread");
     }
 
@@ -170,7 +202,10 @@ mod tests {
     fn daemon_answering_500_is_not_a_daemon() {
         let (_dir, endpoint, h) = fake_daemon("HTTP/1.1 500 Internal Server Error\r\n\r\nboom");
         let err = probe(&endpoint, false, Duration::from_secs(2)).expect_err("500");
-        assert!(err.contains("/_ping answered \"HTTP/1.1 500 Internal Server Error\""), "{err}");
+        assert!(
+            err.contains("/_ping answered \"HTTP/1.1 500 Internal Server Error\""),
+            "{err}"
+        );
         h.join().expect("fake daemon thread");
     }
 
@@ -202,6 +237,11 @@ mod tests {
     #[case::not_http_refused("SSH-2.0-OpenSSH_9.6\r\n", false)]
     #[case::empty_answer_refused("", false)]
     fn ping_answer_judgement(#[case] answer: &str, #[case] is_daemon: bool) {
-        assert_eq!(judge_ping_answer(answer).is_ok(), is_daemon, "{:?}", judge_ping_answer(answer));
+        assert_eq!(
+            judge_ping_answer(answer).is_ok(),
+            is_daemon,
+            "{:?}",
+            judge_ping_answer(answer)
+        );
     }
 }

@@ -19,7 +19,11 @@ use super::readiness::pod_ready;
 /// The container port the Service's API port lands on in `pod` (same rule as every backend:
 /// [`crate::workload::api_target`]).
 pub fn target_container_port(service: &Service, pod: &Pod) -> Result<u16, String> {
-    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
     crate::workload::api_target(service, containers)
         .map(|(_, to)| to)
         .map_err(|e| format!("{e} (pod {})", pod.metadata.name.as_deref().unwrap_or("?")))
@@ -30,11 +34,21 @@ pub fn target_container_port(service: &Service, pod: &Pod) -> Result<u16, String
 /// connection crosses kube-proxy's DNAT to a ready endpoint, as a client pod's would.
 pub async fn start_cluster_ip(service: Service) -> std::io::Result<Forward> {
     let spec = service.spec.clone().unwrap_or_default();
-    let ip = spec.cluster_ip.clone().filter(|ip| !ip.is_empty() && ip != "None").ok_or_else(|| {
-        std::io::Error::other(format!("Service {} has no ClusterIP to reach", service.metadata.name.as_deref().unwrap_or("?")))
-    })?;
-    let port = crate::workload::api_port(&service).map_err(std::io::Error::other)?.port;
-    let port = u16::try_from(port).map_err(|_| std::io::Error::other(format!("Service port {port} is not a port number")))?;
+    let ip = spec
+        .cluster_ip
+        .clone()
+        .filter(|ip| !ip.is_empty() && ip != "None")
+        .ok_or_else(|| {
+            std::io::Error::other(format!(
+                "Service {} has no ClusterIP to reach",
+                service.metadata.name.as_deref().unwrap_or("?")
+            ))
+        })?;
+    let port = crate::workload::api_port(&service)
+        .map_err(std::io::Error::other)?
+        .port;
+    let port = u16::try_from(port)
+        .map_err(|_| std::io::Error::other(format!("Service port {port} is not a port number")))?;
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let local = listener.local_addr()?.port();
     let last_error: Arc<Mutex<Option<String>>> = Arc::default();
@@ -42,7 +56,9 @@ pub async fn start_cluster_ip(service: Service) -> std::io::Result<Forward> {
     let task = tokio::spawn(async move {
         let mut conns = JoinSet::new();
         loop {
-            let Ok((mut inbound, _)) = listener.accept().await else { continue };
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                continue;
+            };
             let (ip, errors) = (ip.clone(), errors.clone());
             conns.spawn(async move {
                 // kube-proxy programs a Service's rules about a second after its endpoints
@@ -55,7 +71,8 @@ pub async fn start_cluster_ip(service: Service) -> std::io::Result<Forward> {
                             return;
                         }
                         Err(e) if tokio::time::Instant::now() >= deadline => {
-                            *errors.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("connecting to ClusterIP {ip}:{port}: {e}"));
+                            *errors.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(format!("connecting to ClusterIP {ip}:{port}: {e}"));
                             return;
                         }
                         Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
@@ -65,21 +82,38 @@ pub async fn start_cluster_ip(service: Service) -> std::io::Result<Forward> {
             while conns.try_join_next().is_some() {}
         }
     });
-    Ok(Forward { port: local, task, last_error })
+    Ok(Forward {
+        port: local,
+        task,
+        last_error,
+    })
 }
 
 /// `k=v,k=v` for listing the Service's pods.
 pub fn selector_of(service: &Service) -> Result<String, String> {
-    let sel: BTreeMap<String, String> = service.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+    let sel: BTreeMap<String, String> = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .unwrap_or_default();
     if sel.is_empty() {
-        return Err(format!("Service {} selects no pods", service.metadata.name.as_deref().unwrap_or("?")));
+        return Err(format!(
+            "Service {} selects no pods",
+            service.metadata.name.as_deref().unwrap_or("?")
+        ));
     }
-    Ok(sel.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+    Ok(sel
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(","))
 }
 
 /// The pod a Service would route to: a ready one, by name for a stable choice.
 pub fn pick_pod(pods: &[Pod]) -> Option<&Pod> {
-    pods.iter().filter(|p| pod_ready(p)).min_by(|a, b| a.metadata.name.cmp(&b.metadata.name))
+    pods.iter()
+        .filter(|p| pod_ready(p))
+        .min_by(|a, b| a.metadata.name.cmp(&b.metadata.name))
 }
 
 /// A running forward. Dropping it closes the listener *and* every connection it tunnels, so
@@ -101,7 +135,10 @@ impl Forward {
     /// Why the most recent tunnel failed (the port-forward's own error channel included), for
     /// failure reports: the client itself only sees a closed connection.
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -139,7 +176,11 @@ pub async fn start(pods: Api<Pod>, service: Service) -> std::io::Result<Forward>
             });
         }
     });
-    Ok(Forward { port, task, last_error })
+    Ok(Forward {
+        port,
+        task,
+        last_error,
+    })
 }
 
 /// How long to wait, after the data streams closed, for the pod side to report an error on
@@ -148,16 +189,26 @@ const ERROR_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 async fn tunnel(mut conn: TcpStream, pods: &Api<Pod>, service: &Service) -> Result<(), String> {
     let selector = selector_of(service)?;
-    let list = pods.list(&ListParams::default().labels(&selector)).await.map_err(|e| format!("list pods: {e}"))?;
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| format!("list pods: {e}"))?;
     let pod = pick_pod(&list.items).ok_or_else(|| format!("no ready pod matches {selector}"))?;
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     let port = target_container_port(service, pod)?;
-    let mut forwarder = pods.portforward(&pod_name, &[port]).await.map_err(|e| format!("port-forward to {pod_name}:{port}: {e}"))?;
-    let mut upstream = forwarder.take_stream(port).ok_or_else(|| format!("port-forward to {pod_name}:{port} gave no stream"))?;
+    let mut forwarder = pods
+        .portforward(&pod_name, &[port])
+        .await
+        .map_err(|e| format!("port-forward to {pod_name}:{port}: {e}"))?;
+    let mut upstream = forwarder
+        .take_stream(port)
+        .ok_or_else(|| format!("port-forward to {pod_name}:{port} gave no stream"))?;
     // Taken before anything else: `join` discards an error nobody took, and the kubelet's
     // reason ("connection refused" inside the pod, …) is only ever sent there.
     let mut pod_error = Box::pin(
-        forwarder.take_error(port).ok_or_else(|| format!("port-forward to {pod_name}:{port} gave no error channel"))?,
+        forwarder
+            .take_error(port)
+            .ok_or_else(|| format!("port-forward to {pod_name}:{port} gave no error channel"))?,
     );
     let (copied, reported) = {
         let copy = tokio::io::copy_bidirectional(&mut conn, &mut upstream);
@@ -184,7 +235,10 @@ async fn tunnel(mut conn: TcpStream, pods: &Api<Pod>, service: &Service) -> Resu
 
 /// The sentence for an error the pod side reported on the port's error channel.
 pub fn tunnel_error(pod: &str, port: u16, message: &str) -> String {
-    format!("port-forward to {pod}:{port} failed on the pod side: {}", message.trim())
+    format!(
+        "port-forward to {pod}:{port} failed on the pod side: {}",
+        message.trim()
+    )
 }
 
 #[cfg(test)]
@@ -217,12 +271,19 @@ mod tests {
     #[case::named_port_resolved_in_the_pod(json!("http"), 8000)]
     #[case::numeric_target_taken_as_is(json!(9000), 9000)]
     fn target_port(#[case] target: Value, #[case] expected: u16) {
-        assert_eq!(target_container_port(&service(target), &pod("chroma-chromadb-0", true, "http", 8000)), Ok(expected));
+        assert_eq!(
+            target_container_port(
+                &service(target),
+                &pod("chroma-chromadb-0", true, "http", 8000)
+            ),
+            Ok(expected)
+        );
     }
 
     #[test]
     fn named_port_missing_in_pod_is_explained() {
-        let err = target_container_port(&service(json!("http")), &pod("p-0", true, "web", 8000)).expect_err("no port");
+        let err = target_container_port(&service(json!("http")), &pod("p-0", true, "web", 8000))
+            .expect_err("no port");
         assert!(err.contains("`http`") && err.contains("pod p-0"), "{err}");
     }
 
@@ -236,8 +297,14 @@ mod tests {
 
     #[test]
     fn only_ready_pods_are_picked() {
-        let pods = [pod("a-0", false, "http", 8000), pod("b-0", true, "http", 8000)];
-        assert_eq!(pick_pod(&pods).and_then(|p| p.metadata.name.as_deref()), Some("b-0"));
+        let pods = [
+            pod("a-0", false, "http", 8000),
+            pod("b-0", true, "http", 8000),
+        ];
+        assert_eq!(
+            pick_pod(&pods).and_then(|p| p.metadata.name.as_deref()),
+            Some("b-0")
+        );
     }
 
     #[test]
@@ -248,7 +315,11 @@ mod tests {
     #[test]
     fn pod_side_error_names_pod_port_and_kubelet_message() {
         assert_eq!(
-            tunnel_error("chroma-chromadb-0", 8000, "error forwarding port 8000 to pod abc: dial tcp4 127.0.0.1:8000: connect: connection refused\n"),
+            tunnel_error(
+                "chroma-chromadb-0",
+                8000,
+                "error forwarding port 8000 to pod abc: dial tcp4 127.0.0.1:8000: connect: connection refused\n"
+            ),
             "port-forward to chroma-chromadb-0:8000 failed on the pod side: error forwarding port 8000 to pod abc: dial tcp4 127.0.0.1:8000: connect: connection refused"
         );
     }
@@ -261,10 +332,19 @@ mod tests {
         let config = kube::Config::new("http://127.0.0.1:1".parse().expect("url"));
         chroma_api::ensure_crypto_provider();
         let client = kube::Client::try_from(config).expect("client");
-        let fwd = start(Api::namespaced(client, "ns"), service(json!("http"))).await.expect("listener");
-        let mut conn = TcpStream::connect(("127.0.0.1", fwd.port)).await.expect("connect");
+        let fwd = start(Api::namespaced(client, "ns"), service(json!("http")))
+            .await
+            .expect("listener");
+        let mut conn = TcpStream::connect(("127.0.0.1", fwd.port))
+            .await
+            .expect("connect");
         let mut buf = Vec::new();
-        let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read_to_end(&mut buf)).await.expect("closed in time");
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            conn.read_to_end(&mut buf),
+        )
+        .await
+        .expect("closed in time");
         assert_eq!(n.expect("read"), 0, "nothing is forwarded");
         // The connection closes as the tunnel returns; the reason is stored just after.
         let mut why = None;
@@ -284,10 +364,15 @@ mod tests {
         let config = kube::Config::new("http://127.0.0.1:1".parse().expect("url"));
         chroma_api::ensure_crypto_provider();
         let client = kube::Client::try_from(config).expect("client");
-        let fwd = start(Api::namespaced(client, "ns"), service(json!("http"))).await.expect("listener");
+        let fwd = start(Api::namespaced(client, "ns"), service(json!("http")))
+            .await
+            .expect("listener");
         let port = fwd.port;
         drop(fwd);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err(), "port {port} still accepts");
+        assert!(
+            TcpStream::connect(("127.0.0.1", port)).await.is_err(),
+            "port {port} still accepts"
+        );
     }
 }

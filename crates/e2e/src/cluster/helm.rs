@@ -75,8 +75,10 @@ pub fn upgrade_args(
             what: format!("writing inline values #{i} for helm"),
             detail: e.to_string(),
         })?;
-        std::fs::write(&path, text)
-            .map_err(|source| BackendError::Io { context: format!("write {}", path.display()), source })?;
+        std::fs::write(&path, text).map_err(|source| BackendError::Io {
+            context: format!("write {}", path.display()),
+            source,
+        })?;
         args.extend(["--values".into(), path.display().to_string()]);
     }
     if let Some(v) = &req.version {
@@ -92,8 +94,21 @@ pub fn upgrade_args(
 }
 
 /// `helm uninstall <release> --wait`: the release's objects are gone when it returns.
-pub fn uninstall_args(release: &str, namespace: &str, timeout: Duration, target: &HelmTarget) -> Vec<String> {
-    let mut args = vec!["uninstall".to_string(), release.to_string(), "--namespace".into(), namespace.to_string(), "--wait".into(), "--timeout".into(), helm_duration(timeout)];
+pub fn uninstall_args(
+    release: &str,
+    namespace: &str,
+    timeout: Duration,
+    target: &HelmTarget,
+) -> Vec<String> {
+    let mut args = vec![
+        "uninstall".to_string(),
+        release.to_string(),
+        "--namespace".into(),
+        namespace.to_string(),
+        "--wait".into(),
+        "--timeout".into(),
+        helm_duration(timeout),
+    ];
     target.push(&mut args);
     args
 }
@@ -102,7 +117,12 @@ pub fn uninstall_args(release: &str, namespace: &str, timeout: Duration, target:
 /// exactly like the hook, but the chart's hook is a Job whose pod is `<job>-xxxxx`, so
 /// `--logs` turns every run into "pods not found" (helm/helm#11236, #9264). The hook pods'
 /// logs are read by the `job-name` label instead ([`super::hooks`]).
-pub fn test_args(release: &str, namespace: &str, timeout: Duration, target: &HelmTarget) -> Vec<String> {
+pub fn test_args(
+    release: &str,
+    namespace: &str,
+    timeout: Duration,
+    target: &HelmTarget,
+) -> Vec<String> {
     let mut args = vec![
         "test".to_string(),
         release.to_string(),
@@ -119,8 +139,13 @@ pub fn test_args(release: &str, namespace: &str, timeout: Duration, target: &Hel
 pub async fn run(helm: &Helm, args: &[String]) -> Result<String, String> {
     tracing::debug!(helm = %helm.path().display(), ?args, "helm");
     let mut cmd = tokio::process::Command::from(helm.command());
-    cmd.args(args).kill_on_drop(true).stdin(std::process::Stdio::null());
-    let out = cmd.output().await.map_err(|e| format!("could not run {}: {e}", helm.path().display()))?;
+    cmd.args(args)
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null());
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| format!("could not run {}: {e}", helm.path().display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
     if out.status.success() {
@@ -152,23 +177,50 @@ mod tests {
     }
 
     fn k3s_target() -> HelmTarget {
-        HelmTarget { kubeconfig: Some("/tmp/run-x/kubeconfig".into()), context: None }
+        HelmTarget {
+            kubeconfig: Some("/tmp/run-x/kubeconfig".into()),
+            context: None,
+        }
     }
 
     #[test]
     fn fresh_install_is_upgrade_install_with_wait_and_everything_from_the_request() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let args = upgrade_args(&request(), "chroma-e2e-a-xyz", Install::Fresh, Duration::from_secs(300), &k3s_target(), dir.path())
-            .expect("args");
+        let args = upgrade_args(
+            &request(),
+            "chroma-e2e-a-xyz",
+            Install::Fresh,
+            Duration::from_secs(300),
+            &k3s_target(),
+            dir.path(),
+        )
+        .expect("args");
         let inline = dir.path().join("inline-0.yaml").display().to_string();
         assert_eq!(
             args,
             [
-                "upgrade", "--install", "chroma", "/repo/charts/chromadb", "--namespace", "chroma-e2e-a-xyz",
-                "--create-namespace", "--wait", "--timeout", "300s", "--kubeconfig", "/tmp/run-x/kubeconfig",
-                "--values", "/repo/fixtures/values/token-auth.yaml", "--values", &inline,
-                "--set-string", "chromadb.apiVersion=0.5.20", "--set", "chromadb.maxPayloadBytes=1048576",
-                "--set-string", "chromadb.auth.token.headerType=X_CHROMA_TOKEN",
+                "upgrade",
+                "--install",
+                "chroma",
+                "/repo/charts/chromadb",
+                "--namespace",
+                "chroma-e2e-a-xyz",
+                "--create-namespace",
+                "--wait",
+                "--timeout",
+                "300s",
+                "--kubeconfig",
+                "/tmp/run-x/kubeconfig",
+                "--values",
+                "/repo/fixtures/values/token-auth.yaml",
+                "--values",
+                &inline,
+                "--set-string",
+                "chromadb.apiVersion=0.5.20",
+                "--set",
+                "chromadb.maxPayloadBytes=1048576",
+                "--set-string",
+                "chromadb.auth.token.headerType=X_CHROMA_TOKEN",
             ]
         );
     }
@@ -176,8 +228,17 @@ mod tests {
     #[test]
     fn inline_values_are_written_where_the_arguments_point() {
         let dir = tempfile::tempdir().expect("temp dir");
-        upgrade_args(&request(), "ns", Install::Fresh, Duration::from_secs(60), &k3s_target(), dir.path()).expect("args");
-        let written = std::fs::read_to_string(dir.path().join("inline-0.yaml")).expect("inline values file");
+        upgrade_args(
+            &request(),
+            "ns",
+            Install::Fresh,
+            Duration::from_secs(60),
+            &k3s_target(),
+            dir.path(),
+        )
+        .expect("args");
+        let written =
+            std::fs::read_to_string(dir.path().join("inline-0.yaml")).expect("inline values file");
         let doc: serde_yaml::Value = serde_yaml::from_str(&written).expect("yaml");
         assert_eq!(doc["chromadb"]["allowReset"], serde_yaml::Value::Bool(true));
     }
@@ -185,19 +246,40 @@ mod tests {
     #[test]
     fn upgrade_neither_installs_nor_creates_the_namespace() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let args = upgrade_args(&request(), "ns", Install::Upgrade, Duration::from_secs(60), &k3s_target(), dir.path())
-            .expect("args");
+        let args = upgrade_args(
+            &request(),
+            "ns",
+            Install::Upgrade,
+            Duration::from_secs(60),
+            &k3s_target(),
+            dir.path(),
+        )
+        .expect("args");
         assert_eq!(&args[..3], ["upgrade", "chroma", "/repo/charts/chromadb"]);
-        assert!(!args.iter().any(|a| a == "--install" || a == "--create-namespace"), "{args:?}");
+        assert!(
+            !args
+                .iter()
+                .any(|a| a == "--install" || a == "--create-namespace"),
+            "{args:?}"
+        );
     }
 
     #[test]
     fn template_only_flags_are_not_passed_to_a_live_install() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let args = upgrade_args(&request(), "ns", Install::Fresh, Duration::from_secs(60), &k3s_target(), dir.path())
-            .expect("args");
+        let args = upgrade_args(
+            &request(),
+            "ns",
+            Install::Fresh,
+            Duration::from_secs(60),
+            &k3s_target(),
+            dir.path(),
+        )
+        .expect("args");
         assert!(
-            !args.iter().any(|a| a == "--api-versions" || a == "--kube-version" || a == "--skip-tests"),
+            !args
+                .iter()
+                .any(|a| a == "--api-versions" || a == "--kube-version" || a == "--skip-tests"),
             "{args:?}"
         );
     }
@@ -205,9 +287,23 @@ mod tests {
     #[test]
     fn kubeconfig_backend_pins_the_context_instead_of_a_file() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let target = HelmTarget { kubeconfig: None, context: Some("kind-kind".into()) };
-        let args = upgrade_args(&request(), "ns", Install::Fresh, Duration::from_secs(60), &target, dir.path()).expect("args");
-        let at = args.iter().position(|a| a == "--kube-context").expect("--kube-context present");
+        let target = HelmTarget {
+            kubeconfig: None,
+            context: Some("kind-kind".into()),
+        };
+        let args = upgrade_args(
+            &request(),
+            "ns",
+            Install::Fresh,
+            Duration::from_secs(60),
+            &target,
+            dir.path(),
+        )
+        .expect("args");
+        let at = args
+            .iter()
+            .position(|a| a == "--kube-context")
+            .expect("--kube-context present");
         assert_eq!(args[at + 1], "kind-kind");
         assert!(!args.iter().any(|a| a == "--kubeconfig"), "{args:?}");
     }
@@ -216,15 +312,37 @@ mod tests {
     fn unversioned_request_sets_no_api_version() {
         let dir = tempfile::tempdir().expect("temp dir");
         let req = RenderRequest::new("/c");
-        let args = upgrade_args(&req, "ns", Install::Fresh, Duration::from_secs(60), &HelmTarget::default(), dir.path())
-            .expect("args");
-        assert!(!args.iter().any(|a| a.starts_with("chromadb.apiVersion")), "{args:?}");
+        let args = upgrade_args(
+            &req,
+            "ns",
+            Install::Fresh,
+            Duration::from_secs(60),
+            &HelmTarget::default(),
+            dir.path(),
+        )
+        .expect("args");
+        assert!(
+            !args.iter().any(|a| a.starts_with("chromadb.apiVersion")),
+            "{args:?}"
+        );
     }
 
     #[test]
     fn helm_test_runs_without_logs_flag_which_fails_for_job_hooks() {
         let args = test_args("chroma", "ns", Duration::from_secs(300), &k3s_target());
-        assert_eq!(args, ["test", "chroma", "--namespace", "ns", "--timeout", "300s", "--kubeconfig", "/tmp/run-x/kubeconfig"]);
+        assert_eq!(
+            args,
+            [
+                "test",
+                "chroma",
+                "--namespace",
+                "ns",
+                "--timeout",
+                "300s",
+                "--kubeconfig",
+                "/tmp/run-x/kubeconfig"
+            ]
+        );
     }
 
     #[test]

@@ -36,8 +36,12 @@ pub fn test_hooks(rendered: &Rendered) -> Vec<TestHook> {
         .objects
         .iter()
         .filter_map(|o| match o {
-            Object::Job(j) if render::hooks::is_test(&j.metadata) => j.metadata.name.clone().map(TestHook::Job),
-            Object::Pod(p) if render::hooks::is_test(&p.metadata) => p.metadata.name.clone().map(TestHook::Pod),
+            Object::Job(j) if render::hooks::is_test(&j.metadata) => {
+                j.metadata.name.clone().map(TestHook::Job)
+            }
+            Object::Pod(p) if render::hooks::is_test(&p.metadata) => {
+                p.metadata.name.clone().map(TestHook::Pod)
+            }
             _ => None,
         })
         .collect()
@@ -54,15 +58,33 @@ pub fn job_pod_selector(job: &str) -> String {
 /// it in the background, so its pods may linger) are left out too.
 pub fn pods_of_job<'a>(job: &str, job_uid: Option<&str>, pods: &'a [Pod]) -> Vec<&'a Pod> {
     let owned = |p: &Pod| {
-        job_uid.is_none_or(|uid| p.metadata.owner_references.iter().flatten().any(|o| o.kind == "Job" && o.uid == uid))
+        job_uid.is_none_or(|uid| {
+            p.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.kind == "Job" && o.uid == uid)
+        })
     };
     let mut out: Vec<&Pod> = pods
         .iter()
-        .filter(|p| p.metadata.labels.as_ref().and_then(|l| l.get(JOB_NAME_LABEL)).map(String::as_str) == Some(job))
+        .filter(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(JOB_NAME_LABEL))
+                .map(String::as_str)
+                == Some(job)
+        })
         .filter(|p| owned(p))
         .collect();
     out.sort_by(|a, b| {
-        let key = |p: &Pod| (p.metadata.creation_timestamp.as_ref().map(|t| t.0), p.metadata.name.clone());
+        let key = |p: &Pod| {
+            (
+                p.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                p.metadata.name.clone(),
+            )
+        };
         key(a).cmp(&key(b))
     });
     out
@@ -75,8 +97,16 @@ pub fn succeeded(job: Option<&Job>, pods: &[&Pod]) -> bool {
             .status
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Complete" && c.status == "True")),
-        None => !pods.is_empty() && pods.iter().all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded")),
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Complete" && c.status == "True")
+            }),
+        None => {
+            !pods.is_empty()
+                && pods.iter().all(|p| {
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded")
+                })
+        }
     }
 }
 
@@ -92,10 +122,17 @@ pub fn failure_reason(hook: &TestHook, job: Option<&Job>, pods: &[&Pod]) -> Stri
             .status
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.type_ == "Failed" && c.status == "True"));
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c.type_ == "Failed" && c.status == "True")
+            });
         match failed {
             Some(c) => {
-                let why = [c.reason.as_deref(), c.message.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(": ");
+                let why = [c.reason.as_deref(), c.message.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(": ");
                 let _ = write!(out, " failed ({why})");
             }
             None => {
@@ -120,9 +157,19 @@ pub fn failure_reason(hook: &TestHook, job: Option<&Job>, pods: &[&Pod]) -> Stri
             .and_then(|s| s.init_container_statuses.as_ref())
             .into_iter()
             .flatten()
-            .chain(status.and_then(|s| s.container_statuses.as_ref()).into_iter().flatten());
+            .chain(
+                status
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .into_iter()
+                    .flatten(),
+            );
         let mut bad: Vec<String> = containers
-            .filter_map(|c| c.state.as_ref().and_then(not_ok).map(|why| format!("container {} {why}", c.name)))
+            .filter_map(|c| {
+                c.state
+                    .as_ref()
+                    .and_then(not_ok)
+                    .map(|why| format!("container {} {why}", c.name))
+            })
             .collect();
         if bad.is_empty() {
             let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Unknown");
@@ -139,13 +186,28 @@ fn not_ok(state: &ContainerState) -> Option<String> {
         if t.exit_code == 0 {
             return None;
         }
-        let reason = t.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
-        let message = t.message.as_deref().map(|m| format!(": {}", m.trim())).unwrap_or_default();
+        let reason = t
+            .reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        let message = t
+            .message
+            .as_deref()
+            .map(|m| format!(": {}", m.trim()))
+            .unwrap_or_default();
         return Some(format!("exited {}{reason}{message}", t.exit_code));
     }
     if let Some(w) = &state.waiting {
-        let message = w.message.as_deref().map(|m| format!(": {}", m.trim())).unwrap_or_default();
-        return Some(format!("waiting {}{message}", w.reason.as_deref().unwrap_or("")));
+        let message = w
+            .message
+            .as_deref()
+            .map(|m| format!(": {}", m.trim()))
+            .unwrap_or_default();
+        return Some(format!(
+            "waiting {}{message}",
+            w.reason.as_deref().unwrap_or("")
+        ));
     }
     state.running.as_ref().map(|_| "still running".to_string())
 }
@@ -159,7 +221,8 @@ mod tests {
     fn job_doc(name: &str, hook: Option<&str>) -> Value {
         let mut meta = json!({"name": name});
         if let Some(h) = hook {
-            meta["annotations"] = json!({"helm.sh/hook": h, "helm.sh/hook-delete-policy": "before-hook-creation"});
+            meta["annotations"] =
+                json!({"helm.sh/hook": h, "helm.sh/hook-delete-policy": "before-hook-creation"});
         }
         json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
                "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "api-check", "image": "curl"}]}}}})
@@ -189,13 +252,17 @@ mod tests {
 
     #[test]
     fn release_without_test_hook_has_none() {
-        let rendered = Rendered::from_documents(vec![job_doc("x", Some("post-install"))]).expect("parses");
+        let rendered =
+            Rendered::from_documents(vec![job_doc("x", Some("post-install"))]).expect("parses");
         assert!(test_hooks(&rendered).is_empty());
     }
 
     #[test]
     fn job_pods_are_listed_by_the_job_name_label() {
-        assert_eq!(job_pod_selector("chroma-chromadb-test-api"), "job-name=chroma-chromadb-test-api");
+        assert_eq!(
+            job_pod_selector("chroma-chromadb-test-api"),
+            "job-name=chroma-chromadb-test-api"
+        );
     }
 
     fn pod(name: &str, job: &str, created: &str, container_state: Value) -> Pod {
@@ -219,7 +286,10 @@ mod tests {
             pod("other-zzzzz", "other", "2025-05-01T10:00:00Z", exited(0)),
             pod("t-api-aaaaa", "t-api", "2025-05-01T10:00:10Z", exited(1)),
         ];
-        let names: Vec<&str> = pods_of_job("t-api", None, &pods).iter().filter_map(|p| p.metadata.name.as_deref()).collect();
+        let names: Vec<&str> = pods_of_job("t-api", None, &pods)
+            .iter()
+            .filter_map(|p| p.metadata.name.as_deref())
+            .collect();
         assert_eq!(names, ["t-api-aaaaa", "t-api-bbbbb"]);
     }
 
@@ -232,9 +302,14 @@ mod tests {
             )).expect("owner reference")]);
             p
         };
-        let pods = [owned_by("t-api-old11", "uid-first-run"), owned_by("t-api-new22", "uid-second-run")];
-        let names: Vec<&str> =
-            pods_of_job("t-api", Some("uid-second-run"), &pods).iter().filter_map(|p| p.metadata.name.as_deref()).collect();
+        let pods = [
+            owned_by("t-api-old11", "uid-first-run"),
+            owned_by("t-api-new22", "uid-second-run"),
+        ];
+        let names: Vec<&str> = pods_of_job("t-api", Some("uid-second-run"), &pods)
+            .iter()
+            .filter_map(|p| p.metadata.name.as_deref())
+            .collect();
         assert_eq!(names, ["t-api-new22"]);
     }
 
@@ -246,7 +321,10 @@ mod tests {
                         "message": "Job has reached the specified backoff limit"}]}
         }))
         .expect("job parses");
-        let pods = [pod("t-api-aaaaa", "t-api", "2025-05-01T10:00:10Z", exited(1)), pod("t-api-bbbbb", "t-api", "2025-05-01T10:00:40Z", exited(7))];
+        let pods = [
+            pod("t-api-aaaaa", "t-api", "2025-05-01T10:00:10Z", exited(1)),
+            pod("t-api-bbbbb", "t-api", "2025-05-01T10:00:40Z", exited(7)),
+        ];
         let picked = pods_of_job("t-api", None, &pods);
         assert_eq!(
             failure_reason(&TestHook::Job("t-api".into()), Some(&job), &picked),
@@ -260,7 +338,9 @@ mod tests {
         let waiting = json!({"waiting": {"reason": "ErrImagePull", "message": "failed to pull image \"curl:nope\": not found"}});
         let pods = [pod("t-api-aaaaa", "t-api", "2025-05-01T10:00:10Z", waiting)];
         let picked = pods_of_job("t-api", None, &pods);
-        let job: Job = serde_json::from_value(json!({"metadata": {"name": "t-api"}, "status": {"active": 1}})).expect("job");
+        let job: Job =
+            serde_json::from_value(json!({"metadata": {"name": "t-api"}, "status": {"active": 1}}))
+                .expect("job");
         assert_eq!(
             failure_reason(&TestHook::Job("t-api".into()), Some(&job), &picked),
             "Job t-api did not complete (active 1, succeeded 0, failed 0); \
@@ -271,7 +351,10 @@ mod tests {
     #[test]
     fn job_succeeds_only_with_its_complete_condition() {
         let job = |conditions: Value| -> Job {
-            serde_json::from_value(json!({"metadata": {"name": "t"}, "status": {"conditions": conditions}})).expect("job")
+            serde_json::from_value(
+                json!({"metadata": {"name": "t"}, "status": {"conditions": conditions}}),
+            )
+            .expect("job")
         };
         let done = job(json!([{"type": "Complete", "status": "True"}]));
         let failed = job(json!([{"type": "Failed", "status": "True"}]));
@@ -293,6 +376,9 @@ mod tests {
 
     #[test]
     fn failure_without_pods_says_so() {
-        assert_eq!(failure_reason(&TestHook::Job("t".into()), None, &[]), "Job t; no pod ran it (see the events)");
+        assert_eq!(
+            failure_reason(&TestHook::Job("t".into()), None, &[]),
+            "Job t; no pod ran it (see the events)"
+        );
     }
 }

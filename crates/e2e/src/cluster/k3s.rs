@@ -30,14 +30,19 @@ const KUBECONFIG_IN_CONTAINER: &str = "/etc/rancher/k3s/k3s.yaml";
 pub fn split_image(reference: &str) -> Result<(String, String), String> {
     let reference = reference.trim();
     if reference.contains('@') {
-        return Err(format!("k3s image {reference:?}: digests are not supported; give name:tag, e.g. {K3S_IMAGE}"));
+        return Err(format!(
+            "k3s image {reference:?}: digests are not supported; give name:tag, e.g. {K3S_IMAGE}"
+        ));
     }
     let slash = reference.rfind('/').map_or(0, |i| i + 1);
     match reference[slash..].rfind(':') {
-        Some(i) if i > 0 && slash + i + 1 < reference.len() => {
-            Ok((reference[..slash + i].to_string(), reference[slash + i + 1..].to_string()))
-        }
-        _ => Err(format!("k3s image {reference:?} has no tag; give name:tag, e.g. {K3S_IMAGE}")),
+        Some(i) if i > 0 && slash + i + 1 < reference.len() => Ok((
+            reference[..slash + i].to_string(),
+            reference[slash + i + 1..].to_string(),
+        )),
+        _ => Err(format!(
+            "k3s image {reference:?} has no tag; give name:tag, e.g. {K3S_IMAGE}"
+        )),
     }
 }
 
@@ -100,7 +105,10 @@ impl K3sCluster {
             return Ok(());
         }
         if let Some(c) = self.container.take() {
-            c.rm().await.map_err(|e| BackendError::Failed { what: "removing the k3s container".into(), detail: e.to_string() })?;
+            c.rm().await.map_err(|e| BackendError::Failed {
+                what: "removing the k3s container".into(),
+                detail: e.to_string(),
+            })?;
         }
         Ok(())
     }
@@ -112,13 +120,19 @@ impl K3sCluster {
 /// already covers.
 pub fn remote_docker_host(docker_host: Option<&str>) -> Option<String> {
     let url = docker_host?.trim();
-    let rest = ["tcp://", "http://", "https://"].iter().find_map(|scheme| url.strip_prefix(scheme))?;
+    let rest = ["tcp://", "http://", "https://"]
+        .iter()
+        .find_map(|scheme| url.strip_prefix(scheme))?;
     let authority = rest.split('/').next().unwrap_or("");
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     let host = if let Some(v6) = authority.strip_prefix('[') {
         v6.split(']').next().unwrap_or("")
     } else {
-        authority.rsplit_once(':').map_or(authority, |(host, _)| host)
+        authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host)
     };
     (!host.is_empty()).then(|| host.to_string())
 }
@@ -128,7 +142,11 @@ pub fn remote_docker_host(docker_host: Option<&str>) -> Option<String> {
 /// certificate must also name the host the harness connects to when that is a remote Docker
 /// host, or every TLS handshake fails.
 pub fn server_args(tls_san: Option<&str>) -> Vec<String> {
-    let mut args = vec!["server".to_string(), "--snapshotter=native".into(), "--disable=traefik".into()];
+    let mut args = vec![
+        "server".to_string(),
+        "--snapshotter=native".into(),
+        "--disable=traefik".into(),
+    ];
     if let Some(host) = tls_san {
         args.push(format!("--tls-san={host}"));
     }
@@ -148,8 +166,16 @@ pub fn api_host(get_host: &str) -> String {
 
 /// Starts k3s labelled with the run (so [`super::cleanup::Cleanup`] finds it even if this
 /// future is dropped halfway) and waits until its API answers.
-pub async fn start(image: &str, preload: &[PathBuf], timeout: Duration, run: &str) -> Result<K3sCluster, BackendError> {
-    let unavailable = |reason: String| BackendError::Unavailable { backend: "k3s", reason };
+pub async fn start(
+    image: &str,
+    preload: &[PathBuf],
+    timeout: Duration,
+    run: &str,
+) -> Result<K3sCluster, BackendError> {
+    let unavailable = |reason: String| BackendError::Unavailable {
+        backend: "k3s",
+        reason,
+    };
     let targets = preload_targets(preload).map_err(|reason| BackendError::Invalid { reason })?;
     docker::docker_daemon().map_err(|e| unavailable(format!("{e}; use --backend process")))?;
     let (name, tag) = split_image(image).map_err(|reason| BackendError::Invalid { reason })?;
@@ -166,7 +192,9 @@ pub async fn start(image: &str, preload: &[PathBuf], timeout: Duration, run: &st
         .with_userns_mode("host")
         .with_startup_timeout(timeout);
     // Copied in before k3s starts, which imports every archive in that directory at boot.
-    let container = targets.into_iter().fold(container, |c, (from, to)| c.with_copy_to(to, from));
+    let container = targets
+        .into_iter()
+        .fold(container, |c, (from, to)| c.with_copy_to(to, from));
     let container = container
         .start()
         .await
@@ -176,10 +204,11 @@ pub async fn start(image: &str, preload: &[PathBuf], timeout: Duration, run: &st
         .get_host_port_ipv4(KUBE_SECURE_PORT)
         .await
         .map_err(|e| unavailable(format!("k3s API port is not mapped: {e}")))?;
-    let host = container
-        .get_host()
-        .await
-        .map_err(|e| unavailable(format!("could not tell which host publishes the k3s API port: {e}")))?;
+    let host = container.get_host().await.map_err(|e| {
+        unavailable(format!(
+            "could not tell which host publishes the k3s API port: {e}"
+        ))
+    })?;
     let host = api_host(&host.to_string());
     if san.as_deref().is_some_and(|s| api_host(s) != host) {
         tracing::warn!(%host, tls_san = ?san, "testcontainers reports another host than DOCKER_HOST names; the API certificate may not match");
@@ -190,10 +219,18 @@ pub async fn start(image: &str, preload: &[PathBuf], timeout: Duration, run: &st
     let dir = tempfile::Builder::new()
         .prefix("chroma-e2e-k3s-")
         .tempdir()
-        .map_err(|source| BackendError::Io { context: "creating the k3s kubeconfig directory".into(), source })?;
+        .map_err(|source| BackendError::Io {
+            context: "creating the k3s kubeconfig directory".into(),
+            source,
+        })?;
     let kubeconfig_path = dir.path().join("kubeconfig");
     write_private(&kubeconfig_path, &kubeconfig)?;
-    Ok(K3sCluster { container: Some(container), dir: Some(dir), kubeconfig_path, kubeconfig })
+    Ok(K3sCluster {
+        container: Some(container),
+        dir: Some(dir),
+        kubeconfig_path,
+        kubeconfig,
+    })
 }
 
 /// Where k3s looks for image archives to import at boot.
@@ -204,9 +241,15 @@ const AIRGAP_IMAGES: &str = "/var/lib/rancher/k3s/agent/images";
 fn preload_targets(preload: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, String> {
     let mut out = Vec::new();
     for (i, path) in preload.iter().enumerate() {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if !name.ends_with(".tar") || !path.is_file() {
-            return Err(format!("--k3s-preload {}: not a `docker save` archive (an existing file named *.tar)", path.display()));
+            return Err(format!(
+                "--k3s-preload {}: not a `docker save` archive (an existing file named *.tar)",
+                path.display()
+            ));
         }
         out.push((path.clone(), format!("{AIRGAP_IMAGES}/{i:02}-{name}")));
     }
@@ -215,10 +258,16 @@ fn preload_targets(preload: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, String
 
 /// k3s writes its kubeconfig shortly after the API comes up; copy it out (no bind mount, so
 /// nothing is shared between runs and remote Docker hosts work too), retrying until it exists.
-async fn read_kubeconfig(container: &ContainerAsync<K3s>, timeout: Duration) -> Result<String, BackendError> {
+async fn read_kubeconfig(
+    container: &ContainerAsync<K3s>,
+    timeout: Duration,
+) -> Result<String, BackendError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        match container.copy_file_from(KUBECONFIG_IN_CONTAINER, Vec::<u8>::new()).await {
+        match container
+            .copy_file_from(KUBECONFIG_IN_CONTAINER, Vec::<u8>::new())
+            .await
+        {
             Ok(bytes) if !bytes.is_empty() => {
                 return String::from_utf8(bytes).map_err(|e| BackendError::Failed {
                     what: "reading the k3s kubeconfig".into(),
@@ -234,7 +283,9 @@ async fn read_kubeconfig(container: &ContainerAsync<K3s>, timeout: Duration) -> 
                     // What k3s itself says is the best clue when its kubeconfig never appears.
                     let logs = container_logs_tail(container).await;
                     return Err(BackendError::Failed {
-                        what: format!("k3s did not write {KUBECONFIG_IN_CONTAINER} within {timeout:?}"),
+                        what: format!(
+                            "k3s did not write {KUBECONFIG_IN_CONTAINER} within {timeout:?}"
+                        ),
                         detail: format!("{detail}\n--- k3s log tail ---\n{logs}"),
                     });
                 }
@@ -247,7 +298,9 @@ async fn read_kubeconfig(container: &ContainerAsync<K3s>, timeout: Duration) -> 
 async fn container_logs_tail(container: &ContainerAsync<K3s>) -> String {
     let cmd = ExecCommand::new(["sh", "-c", "ls -l /etc/rancher/k3s/ 2>&1"]);
     let mut out = match container.exec(cmd).await {
-        Ok(mut r) => String::from_utf8_lossy(&r.stdout_to_vec().await.unwrap_or_default()).into_owned(),
+        Ok(mut r) => {
+            String::from_utf8_lossy(&r.stdout_to_vec().await.unwrap_or_default()).into_owned()
+        }
         Err(e) => format!("(exec failed: {e})"),
     };
     match container.stderr_to_vec().await {
@@ -265,8 +318,16 @@ async fn container_logs_tail(container: &ContainerAsync<K3s>) -> String {
 fn write_private(path: &Path, text: &str) -> Result<(), BackendError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| BackendError::Io { context: format!("write {}", path.display()), source };
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+    let io = |source| BackendError::Io {
+        context: format!("write {}", path.display()),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
     f.write_all(text.as_bytes()).map_err(io)
 }
 
@@ -303,7 +364,10 @@ users:
     fn server_points_at_the_mapped_port() {
         let out = rewrite_server(K3S_YAML, "127.0.0.1", 32771).expect("rewrite");
         let kc = kube::config::Kubeconfig::from_yaml(&out).expect("still a kubeconfig");
-        let server = kc.clusters[0].cluster.as_ref().and_then(|c| c.server.as_deref());
+        let server = kc.clusters[0]
+            .cluster
+            .as_ref()
+            .and_then(|c| c.server.as_deref());
         assert_eq!(server, Some("https://127.0.0.1:32771"));
     }
 
@@ -311,7 +375,10 @@ users:
     fn credentials_and_ca_survive_the_rewrite() {
         let out = rewrite_server(K3S_YAML, "127.0.0.1", 32771).expect("rewrite");
         let doc: serde_yaml::Value = serde_yaml::from_str(&out).expect("yaml");
-        assert_eq!(doc["clusters"][0]["cluster"]["certificate-authority-data"], "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t");
+        assert_eq!(
+            doc["clusters"][0]["cluster"]["certificate-authority-data"],
+            "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t"
+        );
         assert_eq!(doc["users"][0]["user"]["client-key-data"], "a2V5");
         assert_eq!(doc["current-context"], "default");
     }
@@ -324,13 +391,19 @@ users:
         );
         let out = rewrite_server(&two, "127.0.0.1", 40000).expect("rewrite");
         let doc: serde_yaml::Value = serde_yaml::from_str(&out).expect("yaml");
-        assert_eq!(doc["clusters"][1]["cluster"]["server"], "https://127.0.0.1:40000");
+        assert_eq!(
+            doc["clusters"][1]["cluster"]["server"],
+            "https://127.0.0.1:40000"
+        );
     }
 
     #[rstest]
     #[case::not_yaml("clusters: [", "not YAML")]
     #[case::no_clusters("apiVersion: v1\nkind: Config\n", "lists no clusters")]
-    #[case::cluster_entry_without_mapping("clusters:\n- name: x\n", "cluster #0 has no `cluster` mapping")]
+    #[case::cluster_entry_without_mapping(
+        "clusters:\n- name: x\n",
+        "cluster #0 has no `cluster` mapping"
+    )]
     fn broken_kubeconfigs_are_reported(#[case] text: &str, #[case] why: &str) {
         let err = rewrite_server(text, "127.0.0.1", 1).expect_err("must refuse");
         assert!(err.contains(why), "{err}");
@@ -342,7 +415,10 @@ users:
         let tar = dir.path().join("chromadb-backup.tar");
         std::fs::write(&tar, b"x").unwrap();
         let t = preload_targets(std::slice::from_ref(&tar)).unwrap();
-        assert_eq!(t, vec![(tar, format!("{AIRGAP_IMAGES}/00-chromadb-backup.tar"))]);
+        assert_eq!(
+            t,
+            vec![(tar, format!("{AIRGAP_IMAGES}/00-chromadb-backup.tar"))]
+        );
     }
 
     #[rstest]
@@ -350,13 +426,24 @@ users:
     #[case::not_a_tar("Cargo.toml")]
     fn a_preload_that_is_no_archive_is_refused_naming_it(#[case] path: &str) {
         let err = preload_targets(&[PathBuf::from(path)]).unwrap_err();
-        assert!(err.contains(&format!("--k3s-preload {path}")) && err.contains("*.tar"), "{err}");
+        assert!(
+            err.contains(&format!("--k3s-preload {path}")) && err.contains("*.tar"),
+            "{err}"
+        );
     }
 
     #[rstest]
     #[case::docker_hub("rancher/k3s:v1.28.15-k3s1", "rancher/k3s", "v1.28.15-k3s1")]
-    #[case::registry_with_port("registry.local:5000/rancher/k3s:v1.35.0-k3s1", "registry.local:5000/rancher/k3s", "v1.35.0-k3s1")]
-    fn image_references_split_into_name_and_tag(#[case] r: &str, #[case] name: &str, #[case] tag: &str) {
+    #[case::registry_with_port(
+        "registry.local:5000/rancher/k3s:v1.35.0-k3s1",
+        "registry.local:5000/rancher/k3s",
+        "v1.35.0-k3s1"
+    )]
+    fn image_references_split_into_name_and_tag(
+        #[case] r: &str,
+        #[case] name: &str,
+        #[case] tag: &str,
+    ) {
         assert_eq!(split_image(r), Ok((name.to_string(), tag.to_string())));
     }
 
@@ -384,7 +471,10 @@ users:
     #[case::ipv6(Some("tcp://[fd00::5]:2376"), Some("fd00::5"))]
     #[case::unix_socket(Some("unix:///var/run/docker.sock"), None)]
     #[case::unset(None, None)]
-    fn remote_docker_host_is_the_daemons_host(#[case] docker_host: Option<&str>, #[case] host: Option<&str>) {
+    fn remote_docker_host_is_the_daemons_host(
+        #[case] docker_host: Option<&str>,
+        #[case] host: Option<&str>,
+    ) {
         assert_eq!(remote_docker_host(docker_host).as_deref(), host);
     }
 
@@ -392,19 +482,36 @@ users:
     fn remote_host_is_added_to_the_api_certificate() {
         assert_eq!(
             server_args(remote_docker_host(Some("tcp://docker.example.com:2376")).as_deref()),
-            ["server", "--snapshotter=native", "--disable=traefik", "--tls-san=docker.example.com"]
+            [
+                "server",
+                "--snapshotter=native",
+                "--disable=traefik",
+                "--tls-san=docker.example.com"
+            ]
         );
-        assert_eq!(server_args(None), ["server", "--snapshotter=native", "--disable=traefik"]);
+        assert_eq!(
+            server_args(None),
+            ["server", "--snapshotter=native", "--disable=traefik"]
+        );
     }
 
     #[rstest]
     #[case::local_socket("localhost", "127.0.0.1")]
     #[case::remote_name("docker.example.com", "docker.example.com")]
     #[case::remote_ipv6("fd00::5", "[fd00::5]")]
-    fn kubeconfig_points_at_the_host_testcontainers_reports(#[case] get_host: &str, #[case] server_host: &str) {
+    fn kubeconfig_points_at_the_host_testcontainers_reports(
+        #[case] get_host: &str,
+        #[case] server_host: &str,
+    ) {
         let out = rewrite_server(K3S_YAML, &api_host(get_host), 32771).expect("rewrite");
         let kc = kube::config::Kubeconfig::from_yaml(&out).expect("still a kubeconfig");
-        let server = kc.clusters[0].cluster.as_ref().and_then(|c| c.server.as_deref());
-        assert_eq!(server, Some(format!("https://{server_host}:32771").as_str()));
+        let server = kc.clusters[0]
+            .cluster
+            .as_ref()
+            .and_then(|c| c.server.as_deref());
+        assert_eq!(
+            server,
+            Some(format!("https://{server_host}:32771").as_str())
+        );
     }
 }

@@ -98,6 +98,9 @@ impl ClusterOptions {
 /// end of the run; on Ctrl-C/SIGTERM, drop whatever future is running and call
 /// [`Cleanup::run`] on `opts.cleanup` (taken before this call), which also covers a k3s
 /// container still starting and namespaces of deploys still in progress.
-pub async fn start(kind: ClusterKind, opts: ClusterOptions) -> Result<ClusterBackend, BackendError> {
+pub async fn start(
+    kind: ClusterKind,
+    opts: ClusterOptions,
+) -> Result<ClusterBackend, BackendError> {
     backend::ClusterBackend::start(kind, opts).await
 }

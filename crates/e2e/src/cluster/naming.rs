@@ -45,7 +45,8 @@ mod tests {
     fn is_dns1123_label(s: &str) -> bool {
         !s.is_empty()
             && s.len() <= MAX_LABEL
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-')
             && !s.ends_with('-')
     }
@@ -53,7 +54,10 @@ mod tests {
     #[rstest]
     #[case::plain_id_kept("1.5.0-defaults", "chroma-e2e-1-5-0-defaults-abc123")]
     #[case::uppercase_lowered("V0.4.3-Token", "chroma-e2e-v0-4-3-token-abc123")]
-    #[case::symbol_runs_collapse_to_one_dash("0.5.0__basic//auth", "chroma-e2e-0-5-0-basic-auth-abc123")]
+    #[case::symbol_runs_collapse_to_one_dash(
+        "0.5.0__basic//auth",
+        "chroma-e2e-0-5-0-basic-auth-abc123"
+    )]
     #[case::leading_and_trailing_symbols_dropped("--x--", "chroma-e2e-x-abc123")]
     #[case::id_of_only_symbols_leaves_prefix_and_suffix("...", "chroma-e2e-abc123")]
     fn namespace_is_sanitized_release_id(#[case] id: &str, #[case] expected: &str) {

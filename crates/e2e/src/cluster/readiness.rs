@@ -72,7 +72,12 @@ pub fn replaced_and_ready(pod: Option<&Pod>, old_uid: &str) -> bool {
 /// Container waiting reasons that mean the image cannot be pulled. `ErrImagePull` is the
 /// failed attempt, `ImagePullBackOff` the kubelet waiting to retry it; the other two never
 /// succeed however long one waits.
-const PULL_FAILURES: [&str; 4] = ["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"];
+const PULL_FAILURES: [&str; 4] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+];
 
 /// How long a pull failure must persist before the deploy gives up: long enough for the
 /// kubelet's first retry (back-off starts at 10 s), so a registry hiccup is survived, and
@@ -84,12 +89,22 @@ pub const PULL_GRACE: Duration = Duration::from_secs(20);
 pub fn image_pull_failure(pods: &[Pod]) -> Option<String> {
     for pod in pods {
         let Some(status) = &pod.status else { continue };
-        let all = status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
+        let all = status
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(status.container_statuses.iter().flatten());
         for c in all {
-            let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) else { continue };
+            let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+                continue;
+            };
             let reason = w.reason.as_deref().unwrap_or("");
             if PULL_FAILURES.contains(&reason) {
-                let message = w.message.as_deref().map(|m| format!(": {}", m.trim())).unwrap_or_default();
+                let message = w
+                    .message
+                    .as_deref()
+                    .map(|m| format!(": {}", m.trim()))
+                    .unwrap_or_default();
                 return Some(format!(
                     "pod {} container {} image {}: {reason}{message}",
                     pod.metadata.name.as_deref().unwrap_or("?"),
@@ -107,8 +122,16 @@ pub fn image_pull_failure(pods: &[Pod]) -> Option<String> {
 pub fn pull_event(events: &[Event]) -> Option<String> {
     events
         .iter()
-        .filter(|e| e.reason.as_deref() == Some("Failed") && e.message.as_deref().is_some_and(|m| m.contains("pull")))
-        .max_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0).or_else(|| e.event_time.as_ref().map(|t| t.0)))
+        .filter(|e| {
+            e.reason.as_deref() == Some("Failed")
+                && e.message.as_deref().is_some_and(|m| m.contains("pull"))
+        })
+        .max_by_key(|e| {
+            e.last_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .or_else(|| e.event_time.as_ref().map(|t| t.0))
+        })
         .and_then(|e| e.message.clone())
 }
 
@@ -168,7 +191,10 @@ mod tests {
     #[case::all_replicas_updated_before_revisions_swap(2, json!({"observedGeneration": 2, "replicas": 1, "readyReplicas": 1,
         "updatedReplicas": 1, "currentRevision": "chroma-chromadb-a", "updateRevision": "chroma-chromadb-b"}))]
     fn ready_statefulsets(#[case] generation: i64, #[case] status: Value) {
-        assert_eq!(statefulset_readiness(Some(&sts(generation, status))), Readiness::Ready);
+        assert_eq!(
+            statefulset_readiness(Some(&sts(generation, status))),
+            Readiness::Ready
+        );
     }
 
     #[rstest]
@@ -181,7 +207,9 @@ mod tests {
     #[case::fresh_object_without_status_fields(1, json!({"replicas": 0}), "has not observed generation 1 yet (observed 0)")]
     fn waiting_statefulsets(#[case] generation: i64, #[case] status: Value, #[case] why: &str) {
         match statefulset_readiness(Some(&sts(generation, status))) {
-            Readiness::Waiting(reason) => assert!(reason.contains(why), "{reason:?} should mention {why:?}"),
+            Readiness::Waiting(reason) => {
+                assert!(reason.contains(why), "{reason:?} should mention {why:?}")
+            }
             Readiness::Ready => panic!("reported ready, expected waiting because {why}"),
         }
     }
@@ -218,7 +246,10 @@ mod tests {
         #[case] deleting: bool,
         #[case] done: bool,
     ) {
-        assert_eq!(replaced_and_ready(Some(&pod(uid, ready, deleting)), "uid-1"), done);
+        assert_eq!(
+            replaced_and_ready(Some(&pod(uid, ready, deleting)), "uid-1"),
+            done
+        );
     }
 
     #[test]
@@ -230,7 +261,11 @@ mod tests {
         let status = json!([{"name": if init { "htpasswd" } else { "chromadb" }, "ready": false, "restartCount": 0,
             "image": "ghcr.io/chroma-core/chroma:9.9.9", "imageID": "",
             "state": {"waiting": {"reason": reason, "message": "rpc error: manifest unknown"}}}]);
-        let key = if init { "initContainerStatuses" } else { "containerStatuses" };
+        let key = if init {
+            "initContainerStatuses"
+        } else {
+            "containerStatuses"
+        };
         serde_json::from_value(json!({"metadata": {"name": "chroma-chromadb-0"}, "status": {"phase": "Pending", key: status}}))
             .expect("pod parses")
     }
@@ -245,7 +280,9 @@ mod tests {
         let container = if init { "htpasswd" } else { "chromadb" };
         assert_eq!(
             why,
-            format!("pod chroma-chromadb-0 container {container} image ghcr.io/chroma-core/chroma:9.9.9: {reason}: rpc error: manifest unknown")
+            format!(
+                "pod chroma-chromadb-0 container {container} image ghcr.io/chroma-core/chroma:9.9.9: {reason}: rpc error: manifest unknown"
+            )
         );
     }
 
@@ -262,9 +299,19 @@ mod tests {
         let failing = [pulling_pod("ErrImagePull", false)];
         let mut watch = PullWatch::default();
         assert_eq!(watch.observe(t0, &failing), None, "first sight is forgiven");
-        assert_eq!(watch.observe(t0 + PULL_GRACE - Duration::from_secs(1), &failing), None);
-        assert!(watch.observe(t0 + PULL_GRACE, &failing).is_some_and(|w| w.contains("ErrImagePull")));
-        assert!(PULL_GRACE <= Duration::from_secs(30), "the deploy must fail within about 30 s");
+        assert_eq!(
+            watch.observe(t0 + PULL_GRACE - Duration::from_secs(1), &failing),
+            None
+        );
+        assert!(
+            watch
+                .observe(t0 + PULL_GRACE, &failing)
+                .is_some_and(|w| w.contains("ErrImagePull"))
+        );
+        assert!(
+            PULL_GRACE <= Duration::from_secs(30),
+            "the deploy must fail within about 30 s"
+        );
     }
 
     #[test]
@@ -272,8 +319,21 @@ mod tests {
         let t0 = Instant::now();
         let mut watch = PullWatch::default();
         watch.observe(t0, &[pulling_pod("ErrImagePull", false)]);
-        assert_eq!(watch.observe(t0 + Duration::from_secs(15), &[pulling_pod("ContainerCreating", false)]), None);
-        assert_eq!(watch.observe(t0 + Duration::from_secs(25), &[pulling_pod("ImagePullBackOff", false)]), None, "clock restarted at 25 s");
+        assert_eq!(
+            watch.observe(
+                t0 + Duration::from_secs(15),
+                &[pulling_pod("ContainerCreating", false)]
+            ),
+            None
+        );
+        assert_eq!(
+            watch.observe(
+                t0 + Duration::from_secs(25),
+                &[pulling_pod("ImagePullBackOff", false)]
+            ),
+            None,
+            "clock restarted at 25 s"
+        );
     }
 
     #[test]
@@ -283,10 +343,19 @@ mod tests {
                 "message": msg, "lastTimestamp": at})).expect("event")
         };
         let events = [
-            ev("Failed to pull image \"x:1\": not found", "2025-05-01T10:00:05Z"),
+            ev(
+                "Failed to pull image \"x:1\": not found",
+                "2025-05-01T10:00:05Z",
+            ),
             ev("Error: ImagePullBackOff", "2025-05-01T10:00:30Z"),
-            ev("Failed to pull image \"x:1\": manifest unknown", "2025-05-01T10:00:20Z"),
+            ev(
+                "Failed to pull image \"x:1\": manifest unknown",
+                "2025-05-01T10:00:20Z",
+            ),
         ];
-        assert_eq!(pull_event(&events).as_deref(), Some("Failed to pull image \"x:1\": manifest unknown"));
+        assert_eq!(
+            pull_event(&events).as_deref(),
+            Some("Failed to pull image \"x:1\": manifest unknown")
+        );
     }
 }

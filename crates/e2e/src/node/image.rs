@@ -60,11 +60,17 @@ pub struct NodeImage {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ImageError {
     /// The kubelet's ErrImagePull: no such image here.
-    #[error("image {image} is not on this node: {reason} (the node has: ghcr.io/chroma-core/chroma:<0.4.3 and up>, curlimages/curl, httpd, nginx / nginx-unprivileged, chromadb-backup)")]
+    #[error(
+        "image {image} is not on this node: {reason} (the node has: ghcr.io/chroma-core/chroma:<0.4.3 and up>, curlimages/curl, httpd, nginx / nginx-unprivileged, chromadb-backup)"
+    )]
     Unknown { image: String, reason: String },
     /// The kubelet's StartError: the command is not an executable of the image.
     #[error("container {container}: executable `{program}` is not in image {image}")]
-    NoExecutable { container: String, program: String, image: String },
+    NoExecutable {
+        container: String,
+        program: String,
+        image: String,
+    },
     #[error("container {container} has no command and image {image} no ENTRYPOINT or CMD")]
     NoCommand { container: String, image: String },
 }
@@ -73,10 +79,15 @@ pub enum ImageError {
 pub fn repository_and_tag(image: &str) -> (String, Option<String>) {
     let no_digest = image.split('@').next().unwrap_or(image);
     let (repo, tag) = match no_digest.rfind(':') {
-        Some(i) if !no_digest[i..].contains('/') => (&no_digest[..i], Some(no_digest[i + 1..].to_string())),
+        Some(i) if !no_digest[i..].contains('/') => {
+            (&no_digest[..i], Some(no_digest[i + 1..].to_string()))
+        }
         _ => (no_digest, None),
     };
-    let repo = repo.trim_start_matches("docker.io/").trim_start_matches("index.docker.io/").trim_start_matches("library/");
+    let repo = repo
+        .trim_start_matches("docker.io/")
+        .trim_start_matches("index.docker.io/")
+        .trim_start_matches("library/");
     (repo.to_string(), tag)
 }
 
@@ -90,15 +101,26 @@ pub fn chroma_release(image: &str) -> Option<Result<ChromaVersion, ImageError>> 
     if !named(&repo, "chroma-core/chroma") && !named(&repo, "chromadb/chroma") {
         return None;
     }
-    let unknown = |reason: String| ImageError::Unknown { image: image.to_string(), reason };
+    let unknown = |reason: String| ImageError::Unknown {
+        image: image.to_string(),
+        reason,
+    };
     Some(match tag {
-        None => Err(unknown("a Chroma image without a tag names no release".into())),
-        Some(t) => t.trim_start_matches('v').parse::<ChromaVersion>().map_err(|e| unknown(format!("tag {t} is not a Chroma release: {e}"))),
+        None => Err(unknown(
+            "a Chroma image without a tag names no release".into(),
+        )),
+        Some(t) => t
+            .trim_start_matches('v')
+            .parse::<ChromaVersion>()
+            .map_err(|e| unknown(format!("tag {t} is not a Chroma release: {e}"))),
     })
 }
 
 fn host_program(name: &str) -> Option<PathBuf> {
-    ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"].iter().map(|d| PathBuf::from(d).join(name)).find(|p| p.is_file())
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]
+        .iter()
+        .map(|d| PathBuf::from(d).join(name))
+        .find(|p| p.is_file())
 }
 
 const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -107,10 +129,19 @@ const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 pub fn chroma(image: &str, version: &ChromaVersion, venv: &Venv) -> Result<NodeImage, ImageError> {
     let img = Image::of(version);
     let mut programs = BTreeMap::new();
-    let names: &[&str] = if img.era == Era::Rust { &["chroma"] } else { &["uvicorn", "chroma", "python", "python3", "python3.11"] };
+    let names: &[&str] = if img.era == Era::Rust {
+        &["chroma"]
+    } else {
+        &["uvicorn", "chroma", "python", "python3", "python3.11"]
+    };
     for n in names {
         let host = venv.bin_dir().join(n);
-        for alias in [n.to_string(), format!("/usr/local/bin/{n}"), format!("/usr/bin/{n}"), format!("/bin/{n}")] {
+        for alias in [
+            n.to_string(),
+            format!("/usr/local/bin/{n}"),
+            format!("/usr/bin/{n}"),
+            format!("/bin/{n}"),
+        ] {
             programs.insert(alias, host.clone());
         }
     }
@@ -118,20 +149,37 @@ pub fn chroma(image: &str, version: &ChromaVersion, venv: &Venv) -> Result<NodeI
     let script = if img.era == Era::Rust {
         // The image's default config (what `chroma run /config.yaml` reads when nothing is
         // mounted there).
-        files.push(("/config.yaml".into(), ImageFile::Content("port: 8000\nlisten_address: \"0.0.0.0\"\npersist_path: \"/data\"\n".into())));
+        files.push((
+            "/config.yaml".into(),
+            ImageFile::Content(
+                "port: 8000\nlisten_address: \"0.0.0.0\"\npersist_path: \"/data\"\n".into(),
+            ),
+        ));
         Script::None
     } else {
         let pkg = venv.chromadb_package().ok_or_else(|| ImageError::Unknown {
             image: image.to_string(),
-            reason: format!("the Python environment {} has no chromadb package", venv.dir.display()),
+            reason: format!(
+                "the Python environment {} has no chromadb package",
+                venv.dir.display()
+            ),
         })?;
         files.push(("/chroma/chromadb".into(), ImageFile::Host(pkg)));
-        files.push(("/chroma/log_config.yml".into(), ImageFile::Content(LEGACY_LOG_CONFIG.into())));
-        programs.insert(crate::process::image::ENTRYPOINT_SCRIPT.into(), PathBuf::from("/bin/sh"));
+        files.push((
+            "/chroma/log_config.yml".into(),
+            ImageFile::Content(LEGACY_LOG_CONFIG.into()),
+        ));
+        programs.insert(
+            crate::process::image::ENTRYPOINT_SCRIPT.into(),
+            PathBuf::from("/bin/sh"),
+        );
         Script::Chroma(version.clone())
     };
     let mut env = img.env.clone();
-    env.push(("PATH".into(), format!("{}:{SYSTEM_PATH}", venv.bin_dir().display())));
+    env.push((
+        "PATH".into(),
+        format!("{}:{SYSTEM_PATH}", venv.bin_dir().display()),
+    ));
     env.push(("LANG".into(), "C.UTF-8".into()));
     if img.era != Era::Rust {
         env.push(("PYTHONUNBUFFERED".into(), "1".into()));
@@ -153,7 +201,10 @@ pub fn chroma(image: &str, version: &ChromaVersion, venv: &Venv) -> Result<NodeI
 /// Every other image the chart names.
 pub fn other(image: &str) -> Result<NodeImage, ImageError> {
     let (repo, _) = repository_and_tag(image);
-    let unknown = |reason: String| ImageError::Unknown { image: image.to_string(), reason };
+    let unknown = |reason: String| ImageError::Unknown {
+        image: image.to_string(),
+        reason,
+    };
     let env_path = vec![("PATH".to_string(), SYSTEM_PATH.to_string())];
     if proxy::is_nginx_image(image) {
         let mut programs = BTreeMap::new();
@@ -188,7 +239,10 @@ pub fn other(image: &str) -> Result<NodeImage, ImageError> {
             reference: image.into(),
             entrypoint: Vec::new(),
             cmd: vec!["httpd-foreground".into()],
-            env: vec![("PATH".into(), format!("/usr/local/apache2/bin:{SYSTEM_PATH}"))],
+            env: vec![(
+                "PATH".into(),
+                format!("/usr/local/apache2/bin:{SYSTEM_PATH}"),
+            )],
             user: (0, 0),
             workdir: "/usr/local/apache2".into(),
             programs,
@@ -217,7 +271,10 @@ pub fn other(image: &str) -> Result<NodeImage, ImageError> {
         reference: image.into(),
         entrypoint: model.entrypoint.clone(),
         cmd: model.cmd.clone(),
-        env: vec![("PATH".into(), SYSTEM_PATH.into()), ("HOME".into(), model.home.into())],
+        env: vec![
+            ("PATH".into(), SYSTEM_PATH.into()),
+            ("HOME".into(), model.home.into()),
+        ],
         user: model.user,
         workdir: "/".into(),
         programs,
@@ -241,15 +298,27 @@ pub struct Exec {
 /// The Kubernetes rules (`command` replaces ENTRYPOINT and drops CMD, `args` replaces CMD,
 /// `$(VAR)` expanded against the container's env), then the effect of the image's entrypoint
 /// script, then the executable looked up in the image. `env` may gain what the script exports.
-pub fn exec(img: &NodeImage, c: &Container, env: &mut Vec<(String, String)>) -> Result<Exec, ImageError> {
+pub fn exec(
+    img: &NodeImage,
+    c: &Container,
+    env: &mut Vec<(String, String)>,
+) -> Result<Exec, ImageError> {
     let command = c.command.clone().filter(|v| !v.is_empty());
     let mut argv: Vec<String> = match (command, c.args.clone()) {
         (Some(cmd), a) => cmd.into_iter().chain(a.unwrap_or_default()).collect(),
         (None, Some(a)) => img.entrypoint.iter().cloned().chain(a).collect(),
-        (None, None) => img.entrypoint.iter().cloned().chain(img.cmd.iter().cloned()).collect(),
+        (None, None) => img
+            .entrypoint
+            .iter()
+            .cloned()
+            .chain(img.cmd.iter().cloned())
+            .collect(),
     };
     argv = argv.iter().map(|a| expand_k8s(a, env)).collect();
-    let no_command = || ImageError::NoCommand { container: c.name.clone(), image: img.reference.clone() };
+    let no_command = || ImageError::NoCommand {
+        container: c.name.clone(),
+        image: img.reference.clone(),
+    };
     match (&img.script, argv.first().map(String::as_str)) {
         (Script::Chroma(v), Some(crate::process::image::ENTRYPOINT_SCRIPT)) => {
             let image = Image::of(v);
@@ -257,24 +326,40 @@ pub fn exec(img: &NodeImage, c: &Container, env: &mut Vec<(String, String)>) -> 
         }
         (Script::Curl, Some("/entrypoint.sh")) => {
             let rest: Vec<String> = argv[1..].to_vec();
-            let first_is_program = rest.first().is_some_and(|a| !a.starts_with('-') && img.programs.contains_key(a.as_str()));
-            argv = if first_is_program { rest } else { std::iter::once("curl".to_string()).chain(rest).collect() };
+            let first_is_program = rest
+                .first()
+                .is_some_and(|a| !a.starts_with('-') && img.programs.contains_key(a.as_str()));
+            argv = if first_is_program {
+                rest
+            } else {
+                std::iter::once("curl".to_string()).chain(rest).collect()
+            };
         }
         (Script::Nginx, Some("/docker-entrypoint.sh")) => {
             argv.remove(0);
         }
         _ => {}
     }
-    if argv.first().map(String::as_str) == Some("dumb-init") && argv.get(1).map(String::as_str) == Some("--") {
+    if argv.first().map(String::as_str) == Some("dumb-init")
+        && argv.get(1).map(String::as_str) == Some("--")
+    {
         argv.drain(..2);
     }
     let argv0 = argv.first().cloned().ok_or_else(no_command)?;
-    let program = img.programs.get(&argv0).cloned().ok_or_else(|| ImageError::NoExecutable {
-        container: c.name.clone(),
-        program: argv0.clone(),
-        image: img.reference.clone(),
-    })?;
-    Ok(Exec { program, argv0, args: argv[1..].to_vec() })
+    let program = img
+        .programs
+        .get(&argv0)
+        .cloned()
+        .ok_or_else(|| ImageError::NoExecutable {
+            container: c.name.clone(),
+            program: argv0.clone(),
+            image: img.reference.clone(),
+        })?;
+    Ok(Exec {
+        program,
+        argv0,
+        args: argv[1..].to_vec(),
+    })
 }
 
 #[cfg(test)]
@@ -288,24 +373,41 @@ mod tests {
     }
 
     fn venv() -> Venv {
-        Venv { version: "1.5.0".parse().unwrap(), dir: "/venvs/x".into() }
+        Venv {
+            version: "1.5.0".parse().unwrap(),
+            dir: "/venvs/x".into(),
+        }
     }
 
     /// An environment with a chromadb package, as the 0.x image needs under /chroma.
     fn venv_with_package() -> (tempfile::TempDir, Venv) {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("lib/python3.11/site-packages/chromadb")).unwrap();
-        let v = Venv { version: "0.6.3".parse().unwrap(), dir: d.path().into() };
+        let v = Venv {
+            version: "0.6.3".parse().unwrap(),
+            dir: d.path().into(),
+        };
         (d, v)
     }
 
     #[rstest]
-    #[case::ghcr("ghcr.io/chroma-core/chroma:1.5.0", "ghcr.io/chroma-core/chroma", Some("1.5.0"))]
+    #[case::ghcr(
+        "ghcr.io/chroma-core/chroma:1.5.0",
+        "ghcr.io/chroma-core/chroma",
+        Some("1.5.0")
+    )]
     #[case::docker_hub_library("docker.io/library/nginx:1.27", "nginx", Some("1.27"))]
     #[case::registry_port_no_tag("reg.local:5000/httpd", "reg.local:5000/httpd", None)]
     #[case::digest("curlimages/curl:8.11.1@sha256:00", "curlimages/curl", Some("8.11.1"))]
-    fn references_split_into_repository_and_tag(#[case] image: &str, #[case] repo: &str, #[case] tag: Option<&str>) {
-        assert_eq!(repository_and_tag(image), (repo.to_string(), tag.map(String::from)));
+    fn references_split_into_repository_and_tag(
+        #[case] image: &str,
+        #[case] repo: &str,
+        #[case] tag: Option<&str>,
+    ) {
+        assert_eq!(
+            repository_and_tag(image),
+            (repo.to_string(), tag.map(String::from))
+        );
     }
 
     #[rstest]
@@ -313,62 +415,126 @@ mod tests {
     #[case::v_prefixed("chromadb/chroma:v1.5.0", Some("1.5.0"))]
     #[case::not_chroma("docker.io/httpd:2", None)]
     fn a_chroma_image_names_its_release_by_tag(#[case] image: &str, #[case] want: Option<&str>) {
-        assert_eq!(chroma_release(image).map(|r| r.unwrap().to_string()), want.map(String::from));
+        assert_eq!(
+            chroma_release(image).map(|r| r.unwrap().to_string()),
+            want.map(String::from)
+        );
     }
 
     #[test]
     fn a_chroma_image_without_a_release_tag_is_not_pullable_with_the_reason() {
-        let e = chroma_release("ghcr.io/chroma-core/chroma:latest").unwrap().unwrap_err();
-        assert!(e.to_string().contains("tag latest is not a Chroma release"), "{e}");
+        let e = chroma_release("ghcr.io/chroma-core/chroma:latest")
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("tag latest is not a Chroma release"),
+            "{e}"
+        );
     }
 
     #[test]
     fn an_unknown_image_is_refused_listing_what_the_node_has() {
         let e = other("quay.io/someone/redis:7").unwrap_err();
-        assert!(e.to_string().contains("quay.io/someone/redis:7") && e.to_string().contains("curlimages/curl"), "{e}");
+        assert!(
+            e.to_string().contains("quay.io/someone/redis:7")
+                && e.to_string().contains("curlimages/curl"),
+            "{e}"
+        );
     }
 
     #[test]
-    fn the_rust_server_runs_chroma_run_with_the_rendered_config_and_the_image_carries_a_default_one() {
+    fn the_rust_server_runs_chroma_run_with_the_rendered_config_and_the_image_carries_a_default_one()
+     {
         let v: ChromaVersion = "1.5.0".parse().unwrap();
         let img = chroma("ghcr.io/chroma-core/chroma:1.5.0", &v, &venv()).unwrap();
         let mut env = img.env.clone();
-        let e = exec(&img, &container(json!({"name": "chromadb", "args": ["run", "/etc/chroma/config.yaml"]})), &mut env).unwrap();
-        assert_eq!((e.program, e.argv0.as_str(), e.args), (PathBuf::from("/venvs/x/bin/chroma"), "chroma", vec!["run".to_string(), "/etc/chroma/config.yaml".into()]));
+        let e = exec(
+            &img,
+            &container(json!({"name": "chromadb", "args": ["run", "/etc/chroma/config.yaml"]})),
+            &mut env,
+        )
+        .unwrap();
+        assert_eq!(
+            (e.program, e.argv0.as_str(), e.args),
+            (
+                PathBuf::from("/venvs/x/bin/chroma"),
+                "chroma",
+                vec!["run".to_string(), "/etc/chroma/config.yaml".into()]
+            )
+        );
         assert!(img.files.iter().any(|(p, _)| p == "/config.yaml"));
     }
 
     #[test]
-    fn the_0x_entrypoint_script_starts_uvicorn_with_its_expanded_arguments_and_exports_is_persistent() {
+    fn the_0x_entrypoint_script_starts_uvicorn_with_its_expanded_arguments_and_exports_is_persistent()
+     {
         let v: ChromaVersion = "0.6.3".parse().unwrap();
         let (_d, venv) = venv_with_package();
         let img = chroma("ghcr.io/chroma-core/chroma:0.6.3", &v, &venv).unwrap();
         let mut env = img.env.clone();
         let e = exec(&img, &container(json!({"name": "chromadb"})), &mut env).unwrap();
         assert_eq!(e.program, venv.dir.join("bin/uvicorn"));
-        assert_eq!(e.args[..3], ["chromadb.app:app".to_string(), "--workers".into(), "1".into()]);
-        assert!(env.iter().any(|(k, v)| k == "IS_PERSISTENT" && v == "1"), "{env:?}");
+        assert_eq!(
+            e.args[..3],
+            [
+                "chromadb.app:app".to_string(),
+                "--workers".into(),
+                "1".into()
+            ]
+        );
+        assert!(
+            env.iter().any(|(k, v)| k == "IS_PERSISTENT" && v == "1"),
+            "{env:?}"
+        );
     }
 
     #[test]
     fn k8s_variables_in_args_expand_from_the_container_env() {
         let img = other("docker.io/curlimages/curl:8.11.1").unwrap();
         let mut env = vec![("URL".to_string(), "http://x:8000".to_string())];
-        let e = exec(&img, &container(json!({"name": "t", "args": ["-sf", "$(URL)/api"]})), &mut env).unwrap();
-        assert_eq!((e.argv0.as_str(), e.args), ("curl", vec!["-sf".to_string(), "http://x:8000/api".into()]));
+        let e = exec(
+            &img,
+            &container(json!({"name": "t", "args": ["-sf", "$(URL)/api"]})),
+            &mut env,
+        )
+        .unwrap();
+        assert_eq!(
+            (e.argv0.as_str(), e.args),
+            ("curl", vec!["-sf".to_string(), "http://x:8000/api".into()])
+        );
     }
 
     #[test]
     fn a_command_the_image_lacks_is_a_start_error_naming_it() {
         let img = other("docker.io/httpd:2").unwrap();
-        let e = exec(&img, &container(json!({"name": "htpasswd", "command": ["bash", "-c", "x"]})), &mut Vec::new()).unwrap_err();
-        assert_eq!(e, ImageError::NoExecutable { container: "htpasswd".into(), program: "bash".into(), image: "docker.io/httpd:2".into() });
+        let e = exec(
+            &img,
+            &container(json!({"name": "htpasswd", "command": ["bash", "-c", "x"]})),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            ImageError::NoExecutable {
+                container: "htpasswd".into(),
+                program: "bash".into(),
+                image: "docker.io/httpd:2".into()
+            }
+        );
     }
 
     #[test]
     fn nginx_runs_its_cmd_without_the_entrypoint_script() {
         let img = other("docker.io/nginxinc/nginx-unprivileged:1.27-alpine").unwrap();
-        let e = exec(&img, &container(json!({"name": "tls-proxy"})), &mut Vec::new()).unwrap();
-        assert_eq!((e.argv0.as_str(), e.args), ("nginx", vec!["-g".to_string(), "daemon off;".into()]));
+        let e = exec(
+            &img,
+            &container(json!({"name": "tls-proxy"})),
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            (e.argv0.as_str(), e.args),
+            ("nginx", vec!["-g".to_string(), "daemon off;".into()])
+        );
     }
 }

@@ -74,10 +74,22 @@ pub struct NodeFacts {
 impl NodeFacts {
     /// This machine's CPUs and memory.
     pub fn of_this_machine(name: &str, address: &str, version: &str) -> NodeFacts {
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let memory_bytes = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| mem_total(&m)).unwrap_or(0);
-        let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
-        let os_image = std::fs::read_to_string("/etc/os-release").ok().and_then(|s| pretty_name(&s)).unwrap_or_default();
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let memory_bytes = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| mem_total(&m))
+            .unwrap_or(0);
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        };
+        let os_image = std::fs::read_to_string("/etc/os-release")
+            .ok()
+            .and_then(|s| pretty_name(&s))
+            .unwrap_or_default();
         NodeFacts {
             name: name.into(),
             address: address.into(),
@@ -95,7 +107,9 @@ impl NodeFacts {
 
 /// `PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"` → the name.
 pub fn pretty_name(os_release: &str) -> Option<String> {
-    let v = os_release.lines().find_map(|l| l.strip_prefix("PRETTY_NAME="))?;
+    let v = os_release
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))?;
     Some(v.trim().trim_matches('"').to_string())
 }
 
@@ -195,37 +209,63 @@ pub struct NodeAgent {
 
 impl NodeAgent {
     pub fn new(client: kube::Client, facts: NodeFacts) -> NodeAgent {
-        NodeAgent { nodes: Api::all(client.clone()), leases: Api::namespaced(client, LEASE_NAMESPACE), facts }
+        NodeAgent {
+            nodes: Api::all(client.clone()),
+            leases: Api::namespaced(client, LEASE_NAMESPACE),
+            facts,
+        }
     }
 
     fn err(&self, action: &'static str) -> impl FnOnce(kube::Error) -> NodeError + '_ {
-        move |source| NodeError::Api { action, node: self.facts.name.clone(), source }
+        move |source| NodeError::Api {
+            action,
+            node: self.facts.name.clone(),
+            source,
+        }
     }
 
     /// Creates or updates the Node and reports its status.
     pub async fn register(&self) -> Result<Node, NodeError> {
         let pp = PatchParams::apply(FIELD_MANAGER).force();
         let name = &self.facts.name;
-        self.nodes.patch(name, &pp, &Patch::Apply(node_object(&self.facts))).await.map_err(self.err("registering"))?;
+        self.nodes
+            .patch(name, &pp, &Patch::Apply(node_object(&self.facts)))
+            .await
+            .map_err(self.err("registering"))?;
         self.report_status().await
     }
 
     pub async fn report_status(&self) -> Result<Node, NodeError> {
         let pp = PatchParams::apply(FIELD_MANAGER).force();
         let status = node_status(&self.facts, Timestamp::now());
-        self.nodes.patch_status(&self.facts.name, &pp, &Patch::Apply(status)).await.map_err(self.err("reporting status"))
+        self.nodes
+            .patch_status(&self.facts.name, &pp, &Patch::Apply(status))
+            .await
+            .map_err(self.err("reporting status"))
     }
 
     /// Creates the Lease, or renews it.
     pub async fn renew_lease(&self, node: &Node) -> Result<(), NodeError> {
-        let lease: Lease = serde_json::from_value(lease_object(node, Timestamp::now())).expect("the Lease object is valid");
-        match self.leases.get_opt(&self.facts.name).await.map_err(self.err("reading the lease"))? {
+        let lease: Lease = serde_json::from_value(lease_object(node, Timestamp::now()))
+            .expect("the Lease object is valid");
+        match self
+            .leases
+            .get_opt(&self.facts.name)
+            .await
+            .map_err(self.err("reading the lease"))?
+        {
             None => {
-                self.leases.create(&PostParams::default(), &lease).await.map_err(self.err("creating the lease"))?;
+                self.leases
+                    .create(&PostParams::default(), &lease)
+                    .await
+                    .map_err(self.err("creating the lease"))?;
             }
             Some(mut current) => {
                 current.spec = lease.spec;
-                self.leases.replace(&self.facts.name, &PostParams::default(), &current).await.map_err(self.err("renewing the lease"))?;
+                self.leases
+                    .replace(&self.facts.name, &PostParams::default(), &current)
+                    .await
+                    .map_err(self.err("renewing the lease"))?;
             }
         }
         Ok(())
@@ -279,19 +319,39 @@ pub const KUBELET_PORT: u16 = 10250;
 /// Registers the node, then runs its pods, provisions its claims and renews its Lease until
 /// SIGTERM or SIGINT. Everything the pods had (processes, namespaces, mounts) goes when this
 /// returns and the runtime drops their tasks.
-pub async fn serve(client: kube::Client, provisioner: kube::Client, facts: NodeFacts, settings: Settings, venvs: VenvCache, pins: BTreeMap<render::ChromaVersion, Vec<String>>) -> Result<(), NodeError> {
+pub async fn serve(
+    client: kube::Client,
+    provisioner: kube::Client,
+    facts: NodeFacts,
+    settings: Settings,
+    venvs: VenvCache,
+    pins: BTreeMap<render::ChromaVersion, Vec<String>>,
+) -> Result<(), NodeError> {
     let agent = NodeAgent::new(client.clone(), facts.clone());
     let mut node = agent.register().await?;
     agent.renew_lease(&node).await?;
     // The controller manager hands out the node's pod network shortly after registration.
     for _ in 0..20 {
-        if node.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some() {
+        if node
+            .spec
+            .as_ref()
+            .and_then(|s| s.pod_cidr.as_ref())
+            .is_some()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        node = agent.nodes.get(&facts.name).await.map_err(agent.err("reading the node"))?;
+        node = agent
+            .nodes
+            .get(&facts.name)
+            .await
+            .map_err(agent.err("reading the node"))?;
     }
-    let cidr = node.spec.as_ref().and_then(|s| s.pod_cidr.clone()).unwrap_or(settings.fallback_pod_cidr.clone());
+    let cidr = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.clone())
+        .unwrap_or(settings.fallback_pod_cidr.clone());
     let net = net::PodNetwork::setup(net::Cidr::parse(&cidr)?)?;
     tracing::info!(node = %facts.name, %cidr, gateway = %net.cidr.gateway(), "registered and ready");
     let ctx = Arc::new(pods::NodeContext {
@@ -308,7 +368,14 @@ pub async fn serve(client: kube::Client, provisioner: kube::Client, facts: NodeF
     });
     let (cert, key, ca) = settings.kubelet_tls.clone();
     let logs_root = settings.pods_root.clone();
-    let addr: std::net::SocketAddr = (facts.address.parse::<std::net::IpAddr>().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()), KUBELET_PORT).into();
+    let addr: std::net::SocketAddr = (
+        facts
+            .address
+            .parse::<std::net::IpAddr>()
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+        KUBELET_PORT,
+    )
+        .into();
     let kubelet_api = tokio::spawn(async move {
         if let Err(e) = kubelet_api::serve(addr, &cert, &key, &ca, logs_root).await {
             tracing::error!("{e}");
@@ -316,9 +383,19 @@ pub async fn serve(client: kube::Client, provisioner: kube::Client, facts: NodeF
     });
     let pod_loop = tokio::spawn(pods::run(ctx.clone()));
     let provisioning = tokio::spawn(
-        provision::Provisioner { client: provisioner, provisioner: settings.provisioner_name.clone(), node: facts.name.clone(), root: settings.volumes_root.clone() }.run(),
+        provision::Provisioner {
+            client: provisioner,
+            provisioner: settings.provisioner_name.clone(),
+            node: facts.name.clone(),
+            root: settings.volumes_root.clone(),
+        }
+        .run(),
     );
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|source| NodeError::Io { context: "listening for SIGTERM".into(), source })?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|source| NodeError::Io {
+            context: "listening for SIGTERM".into(),
+            source,
+        })?;
     tokio::select! {
         r = agent.keep_alive(node) => r?,
         _ = term.recv() => tracing::info!("SIGTERM: stopping the node's pods"),
@@ -336,15 +413,27 @@ pub async fn serve(client: kube::Client, provisioner: kube::Client, facts: NodeF
 pub fn sweep(root: &Path) -> Vec<String> {
     let mut removed = net::sweep_all();
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let mut under: Vec<&str> = mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|m| Path::new(m).starts_with(root)).collect();
+    let mut under: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|m| Path::new(m).starts_with(root))
+        .collect();
     under.sort_by_key(|m| std::cmp::Reverse(m.len()));
     for m in under {
-        if std::process::Command::new("umount").args(["--lazy", m]).output().is_ok_and(|o| o.status.success()) {
+        if std::process::Command::new("umount")
+            .args(["--lazy", m])
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
             removed.push(format!("mount {m}"));
         }
     }
     for family in ["ip", "ip6"] {
-        if std::process::Command::new("nft").args(["delete", "table", family, "kube-proxy"]).output().is_ok_and(|o| o.status.success()) {
+        if std::process::Command::new("nft")
+            .args(["delete", "table", family, "kube-proxy"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
             removed.push(format!("nftables table {family} kube-proxy"));
         }
     }
@@ -372,13 +461,19 @@ mod tests {
 
     #[test]
     fn pretty_name_is_read_unquoted() {
-        assert_eq!(pretty_name("NAME=x\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n").as_deref(), Some("Debian GNU/Linux 12 (bookworm)"));
+        assert_eq!(
+            pretty_name("NAME=x\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n").as_deref(),
+            Some("Debian GNU/Linux 12 (bookworm)")
+        );
         assert_eq!(pretty_name("NAME=x\n"), None);
     }
 
     #[test]
     fn mem_total_reads_kib_as_bytes() {
-        assert_eq!(mem_total("MemFree: 1 kB\nMemTotal:       24570012 kB\n"), Some(24570012 * 1024));
+        assert_eq!(
+            mem_total("MemFree: 1 kB\nMemTotal:       24570012 kB\n"),
+            Some(24570012 * 1024)
+        );
         assert_eq!(mem_total("nothing"), None);
     }
 
@@ -388,26 +483,51 @@ mod tests {
         let v = node_status(&facts(), now);
         let node: Node = serde_json::from_value(v).unwrap();
         let status = node.status.unwrap();
-        let conds: Vec<(String, String)> = status.conditions.unwrap().into_iter().map(|c| (c.type_, c.status)).collect();
-        assert!(conds.contains(&("Ready".into(), "True".into())), "{conds:?}");
+        let conds: Vec<(String, String)> = status
+            .conditions
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.type_, c.status))
+            .collect();
+        assert!(
+            conds.contains(&("Ready".into(), "True".into())),
+            "{conds:?}"
+        );
         for pressure in ["MemoryPressure", "DiskPressure", "PIDPressure"] {
-            assert!(conds.contains(&(pressure.into(), "False".into())), "{conds:?}");
+            assert!(
+                conds.contains(&(pressure.into(), "False".into())),
+                "{conds:?}"
+            );
         }
         let cap = status.capacity.unwrap();
-        assert_eq!((cap["cpu"].0.as_str(), cap["memory"].0.as_str(), cap["pods"].0.as_str()), ("2", "4194304Ki", "110"));
+        assert_eq!(
+            (
+                cap["cpu"].0.as_str(),
+                cap["memory"].0.as_str(),
+                cap["pods"].0.as_str()
+            ),
+            ("2", "4194304Ki", "110")
+        );
         assert_eq!(status.addresses.unwrap()[0].address, "127.0.0.1");
         let info = status.node_info.unwrap();
-        assert_eq!((info.kubelet_version.as_str(), info.kernel_version.as_str()), ("v1.37.2", "6.18.0"));
+        assert_eq!(
+            (info.kubelet_version.as_str(), info.kernel_version.as_str()),
+            ("v1.37.2", "6.18.0")
+        );
     }
 
     #[test]
     fn the_lease_is_held_by_the_node_and_owned_by_it() {
-        let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1", "uid": "u-1"}})).unwrap();
+        let node: Node =
+            serde_json::from_value(json!({"metadata": {"name": "n1", "uid": "u-1"}})).unwrap();
         let now: Timestamp = "2026-12-04T18:00:00Z".parse().unwrap();
         let lease: Lease = serde_json::from_value(lease_object(&node, now)).unwrap();
         assert_eq!(lease.metadata.namespace.as_deref(), Some("kube-node-lease"));
         let owner = &lease.metadata.owner_references.unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()), ("Node", "n1", "u-1"));
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
+            ("Node", "n1", "u-1")
+        );
         let spec = lease.spec.unwrap();
         assert_eq!(spec.holder_identity.as_deref(), Some("n1"));
         assert_eq!(spec.lease_duration_seconds, Some(LEASE_SECONDS));

@@ -61,7 +61,10 @@ impl Cidr {
             return Err(bad());
         }
         let mask = u32::MAX << (32 - prefix);
-        Ok(Cidr { base: Ipv4Addr::from(u32::from(ip) & mask), prefix })
+        Ok(Cidr {
+            base: Ipv4Addr::from(u32::from(ip) & mask),
+            prefix,
+        })
     }
 
     /// The first host address: the pods' gateway.
@@ -88,7 +91,10 @@ impl std::fmt::Display for Cidr {
 pub fn names_for(ip: Ipv4Addr) -> (String, String) {
     let o = ip.octets();
     let n = u32::from(o[2]) * 256 + u32::from(o[3]);
-    (format!("{NETNS_PREFIX}{}-{}", o[2], o[3]), format!("{VETH_PREFIX}{n}"))
+    (
+        format!("{NETNS_PREFIX}{}-{}", o[2], o[3]),
+        format!("{VETH_PREFIX}{n}"),
+    )
 }
 
 /// The `ip` commands (argv after `ip`) that wire a pod: namespace, veth with its pod end named
@@ -100,29 +106,48 @@ pub fn attach_commands(ip: Ipv4Addr, gateway: Ipv4Addr) -> Vec<Vec<String>> {
     let (ip, gw) = (ip.to_string(), gateway.to_string());
     vec![
         s(&["netns", "add", &ns]),
-        s(&["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns]),
+        s(&[
+            "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ]),
         s(&["link", "set", &veth, "up"]),
         s(&["-n", &ns, "link", "set", "lo", "up"]),
         s(&["-n", &ns, "addr", "add", &format!("{ip}/32"), "dev", "eth0"]),
         s(&["-n", &ns, "link", "set", "eth0", "up"]),
-        s(&["-n", &ns, "route", "add", &gw, "dev", "eth0", "scope", "link"]),
-        s(&["-n", &ns, "route", "add", "default", "via", &gw, "dev", "eth0"]),
+        s(&[
+            "-n", &ns, "route", "add", &gw, "dev", "eth0", "scope", "link",
+        ]),
+        s(&[
+            "-n", &ns, "route", "add", "default", "via", &gw, "dev", "eth0",
+        ]),
         s(&["route", "add", &format!("{ip}/32"), "dev", &veth]),
     ]
 }
 
 fn ip_path() -> Result<PathBuf, NetError> {
-    ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].into_iter().map(PathBuf::from).find(|p| p.is_file()).ok_or(NetError::NoIp)
+    ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or(NetError::NoIp)
 }
 
 fn run(ip: &Path, args: &[String]) -> Result<(), NetError> {
     let command = format!("ip {}", args.join(" "));
     tracing::debug!("{command}");
-    let out = Command::new(ip).args(args).output().map_err(|source| NetError::Io { context: format!("running {command}"), source })?;
+    let out = Command::new(ip)
+        .args(args)
+        .output()
+        .map_err(|source| NetError::Io {
+            context: format!("running {command}"),
+            source,
+        })?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(NetError::Command { command, stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
+        Err(NetError::Command {
+            command,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
@@ -149,28 +174,57 @@ impl PodNetwork {
         sweep(&ip);
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         run(&ip, &s(&["link", "add", GATEWAY_DEV, "type", "bridge"]))?;
-        run(&ip, &s(&["addr", "add", &format!("{}/32", cidr.gateway()), "dev", GATEWAY_DEV]))?;
+        run(
+            &ip,
+            &s(&[
+                "addr",
+                "add",
+                &format!("{}/32", cidr.gateway()),
+                "dev",
+                GATEWAY_DEV,
+            ]),
+        )?;
         run(&ip, &s(&["link", "set", GATEWAY_DEV, "up"]))?;
         let forward = sysctl_path(FORWARD);
-        let before = std::fs::read_to_string(&forward).map_err(|source| NetError::Io { context: format!("reading {FORWARD}"), source })?;
+        let before = std::fs::read_to_string(&forward).map_err(|source| NetError::Io {
+            context: format!("reading {FORWARD}"),
+            source,
+        })?;
         if !Path::new(FORWARD_SAVED).exists() {
-            std::fs::write(FORWARD_SAVED, before.trim()).map_err(|source| NetError::Io { context: format!("writing {FORWARD_SAVED}"), source })?;
+            std::fs::write(FORWARD_SAVED, before.trim()).map_err(|source| NetError::Io {
+                context: format!("writing {FORWARD_SAVED}"),
+                source,
+            })?;
         }
-        std::fs::write(&forward, "1").map_err(|source| NetError::Io { context: format!("setting {FORWARD}=1"), source })?;
-        Ok(PodNetwork { ip, cidr, used: Default::default() })
+        std::fs::write(&forward, "1").map_err(|source| NetError::Io {
+            context: format!("setting {FORWARD}=1"),
+            source,
+        })?;
+        Ok(PodNetwork {
+            ip,
+            cidr,
+            used: Default::default(),
+        })
     }
 
     /// Wires a pod with the next free address.
     pub fn attach(&self) -> Result<PodNetns, NetError> {
         let addr = {
             let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-            let a = self.cidr.pod_addresses().find(|a| !used.contains(a) && !Path::new("/run/netns").join(names_for(*a).0).exists());
+            let a = self.cidr.pod_addresses().find(|a| {
+                !used.contains(a) && !Path::new("/run/netns").join(names_for(*a).0).exists()
+            });
             let a = a.ok_or_else(|| NetError::Full(self.cidr.to_string()))?;
             used.insert(a);
             a
         };
         let (ns, veth) = names_for(addr);
-        let guard = PodNetns { ip: self.ip.clone(), netns: ns, veth, addr };
+        let guard = PodNetns {
+            ip: self.ip.clone(),
+            netns: ns,
+            veth,
+            addr,
+        };
         for cmd in attach_commands(addr, self.cidr.gateway()) {
             run(&self.ip, &cmd)?;
         }
@@ -180,7 +234,10 @@ impl PodNetwork {
     pub fn release(&self, n: PodNetns) {
         let addr = n.addr;
         drop(n);
-        self.used.lock().unwrap_or_else(|p| p.into_inner()).remove(&addr);
+        self.used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&addr);
     }
 
     pub fn ip_program(&self) -> &Path {
@@ -206,8 +263,12 @@ pub struct PodNetns {
 
 impl Drop for PodNetns {
     fn drop(&mut self) {
-        let _ = Command::new(&self.ip).args(["netns", "del", &self.netns]).output();
-        let _ = Command::new(&self.ip).args(["link", "del", &self.veth]).output();
+        let _ = Command::new(&self.ip)
+            .args(["netns", "del", &self.netns])
+            .output();
+        let _ = Command::new(&self.ip)
+            .args(["link", "del", &self.veth])
+            .output();
     }
 }
 
@@ -225,7 +286,12 @@ fn sweep(ip: &Path) -> Vec<String> {
     if let Ok(entries) = std::fs::read_dir("/run/netns") {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(NETNS_PREFIX) && Command::new(ip).args(["netns", "del", &name]).output().is_ok_and(|o| o.status.success()) {
+            if name.starts_with(NETNS_PREFIX)
+                && Command::new(ip)
+                    .args(["netns", "del", &name])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            {
                 removed.push(format!("netns {name}"));
             }
         }
@@ -233,7 +299,12 @@ fn sweep(ip: &Path) -> Vec<String> {
     if let Ok(entries) = std::fs::read_dir("/sys/class/net") {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if (name.starts_with(VETH_PREFIX) || name == GATEWAY_DEV) && Command::new(ip).args(["link", "del", &name]).output().is_ok_and(|o| o.status.success()) {
+            if (name.starts_with(VETH_PREFIX) || name == GATEWAY_DEV)
+                && Command::new(ip)
+                    .args(["link", "del", &name])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            {
                 removed.push(format!("link {name}"));
             }
         }
@@ -254,13 +325,32 @@ mod tests {
 
     #[rstest]
     #[case::node_slice("10.244.0.0/24", "10.244.0.1", "10.244.0.2", "10.244.0.254", 253)]
-    #[case::unaligned_base_is_masked("10.244.1.7/24", "10.244.1.1", "10.244.1.2", "10.244.1.254", 253)]
+    #[case::unaligned_base_is_masked(
+        "10.244.1.7/24",
+        "10.244.1.1",
+        "10.244.1.2",
+        "10.244.1.254",
+        253
+    )]
     #[case::small("192.168.5.0/29", "192.168.5.1", "192.168.5.2", "192.168.5.6", 5)]
-    fn the_cidr_gives_a_gateway_and_a_pool_without_network_and_broadcast(#[case] cidr: &str, #[case] gw: &str, #[case] first: &str, #[case] last: &str, #[case] n: usize) {
+    fn the_cidr_gives_a_gateway_and_a_pool_without_network_and_broadcast(
+        #[case] cidr: &str,
+        #[case] gw: &str,
+        #[case] first: &str,
+        #[case] last: &str,
+        #[case] n: usize,
+    ) {
         let c = Cidr::parse(cidr).unwrap();
         assert_eq!(c.gateway().to_string(), gw);
         let pool: Vec<Ipv4Addr> = c.pod_addresses().collect();
-        assert_eq!((pool[0].to_string(), pool.last().unwrap().to_string(), pool.len()), (first.into(), last.into(), n));
+        assert_eq!(
+            (
+                pool[0].to_string(),
+                pool.last().unwrap().to_string(),
+                pool.len()
+            ),
+            (first.into(), last.into(), n)
+        );
     }
 
     #[rstest]
@@ -283,9 +373,19 @@ mod tests {
 
     #[test]
     fn a_pod_is_routed_through_the_gateway_and_the_host_routes_back_through_its_veth() {
-        let cmds: Vec<String> = attach_commands("10.244.0.5".parse().unwrap(), "10.244.0.1".parse().unwrap()).iter().map(|c| c.join(" ")).collect();
-        assert!(cmds.contains(&"-n cpod-0-5 route add default via 10.244.0.1 dev eth0".to_string()), "{cmds:?}");
-        assert!(cmds.contains(&"-n cpod-0-5 addr add 10.244.0.5/32 dev eth0".to_string()), "{cmds:?}");
+        let cmds: Vec<String> =
+            attach_commands("10.244.0.5".parse().unwrap(), "10.244.0.1".parse().unwrap())
+                .iter()
+                .map(|c| c.join(" "))
+                .collect();
+        assert!(
+            cmds.contains(&"-n cpod-0-5 route add default via 10.244.0.1 dev eth0".to_string()),
+            "{cmds:?}"
+        );
+        assert!(
+            cmds.contains(&"-n cpod-0-5 addr add 10.244.0.5/32 dev eth0".to_string()),
+            "{cmds:?}"
+        );
         assert_eq!(cmds.last().unwrap(), "route add 10.244.0.5/32 dev cveth5");
         // The namespace exists before anything is put into it.
         assert_eq!(cmds[0], "netns add cpod-0-5");

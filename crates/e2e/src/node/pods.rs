@@ -46,7 +46,9 @@ fn now() -> String {
 }
 
 fn ts(t: SystemTime) -> String {
-    Timestamp::try_from(t).map(|t| t.to_string()).unwrap_or_else(|_| now())
+    Timestamp::try_from(t)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| now())
 }
 
 /// The state of one container as the kubelet reports it.
@@ -68,7 +70,12 @@ impl ContainerState {
         if let Some(m) = message {
             w["message"] = json!(m);
         }
-        ContainerState { name: name.into(), image: image.into(), state: json!({"waiting": w}), ..Default::default() }
+        ContainerState {
+            name: name.into(),
+            image: image.into(),
+            state: json!({"waiting": w}),
+            ..Default::default()
+        }
     }
 
     fn to_json(&self, pod_uid: &str) -> Value {
@@ -85,7 +92,13 @@ impl ContainerState {
 }
 
 /// The `terminated` state of a container that exited with `code` (or a signal).
-pub fn terminated(code: i32, signal: Option<i32>, started: SystemTime, message: Option<String>, oom: bool) -> Value {
+pub fn terminated(
+    code: i32,
+    signal: Option<i32>,
+    started: SystemTime,
+    message: Option<String>,
+    oom: bool,
+) -> Value {
     let exit = signal.map(|s| 128 + s).unwrap_or(code);
     let reason = if oom {
         "OOMKilled"
@@ -94,7 +107,8 @@ pub fn terminated(code: i32, signal: Option<i32>, started: SystemTime, message: 
     } else {
         "Error"
     };
-    let mut t = json!({"exitCode": exit, "reason": reason, "startedAt": ts(started), "finishedAt": now()});
+    let mut t =
+        json!({"exitCode": exit, "reason": reason, "startedAt": ts(started), "finishedAt": now()});
     if let Some(s) = signal {
         t["signal"] = json!(s);
     }
@@ -107,7 +121,12 @@ pub fn terminated(code: i32, signal: Option<i32>, started: SystemTime, message: 
 /// The termination message as the kubelet reads it: the file at `terminationMessagePath`
 /// (4096 bytes at most), else with `FallbackToLogsOnError` and a failure the log's last
 /// 80 lines (2048 bytes at most).
-pub fn termination_message(c: &Container, file: Option<&Path>, log: &Path, failed: bool) -> Option<String> {
+pub fn termination_message(
+    c: &Container,
+    file: Option<&Path>,
+    log: &Path,
+    failed: bool,
+) -> Option<String> {
     if let Some(f) = file
         && let Ok(b) = std::fs::read(f)
         && !b.is_empty()
@@ -118,7 +137,9 @@ pub fn termination_message(c: &Container, file: Option<&Path>, log: &Path, faile
     if failed && c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError") {
         let tail = crate::process::child::tail(log, 80);
         let start = tail.len().saturating_sub(2048);
-        let start = (start..=tail.len()).find(|i| tail.is_char_boundary(*i)).unwrap_or(tail.len());
+        let start = (start..=tail.len())
+            .find(|i| tail.is_char_boundary(*i))
+            .unwrap_or(tail.len());
         return Some(tail[start..].to_string());
     }
     None
@@ -146,14 +167,21 @@ pub fn conditions(initialized: bool, containers: &[ContainerState], scheduled: b
 /// Where the probe is sent: the port by number or by the container's port name.
 pub fn probe_port(c: &Container, port: &IntOrString) -> Result<u16, String> {
     match port {
-        IntOrString::Int(n) => u16::try_from(*n).map_err(|_| format!("probe port {n} is not a port")),
+        IntOrString::Int(n) => {
+            u16::try_from(*n).map_err(|_| format!("probe port {n} is not a port"))
+        }
         IntOrString::String(name) => c
             .ports
             .iter()
             .flatten()
             .find(|p| p.name.as_deref() == Some(name.as_str()))
             .and_then(|p| u16::try_from(p.container_port).ok())
-            .ok_or_else(|| format!("probe port {name} is not a named port of container {}", c.name)),
+            .ok_or_else(|| {
+                format!(
+                    "probe port {name} is not a named port of container {}",
+                    c.name
+                )
+            }),
     }
 }
 
@@ -164,20 +192,36 @@ async fn probe_once(c: &Container, p: &Probe, pod_ip: &str) -> Result<(), String
         let port = probe_port(c, &h.port)?;
         let scheme = h.scheme.as_deref().unwrap_or("HTTP").to_ascii_lowercase();
         let host = h.host.clone().unwrap_or_else(|| pod_ip.to_string());
-        let url = format!("{scheme}://{host}:{port}{}", h.path.as_deref().unwrap_or("/"));
-        let client = reqwest::Client::builder().timeout(timeout).danger_accept_invalid_certs(true).build().map_err(|e| e.to_string())?;
+        let url = format!(
+            "{scheme}://{host}:{port}{}",
+            h.path.as_deref().unwrap_or("/")
+        );
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .danger_accept_invalid_certs(true)
+            .build()
+            .map_err(|e| e.to_string())?;
         let mut req = client.get(&url);
         for hd in h.http_headers.iter().flatten() {
             req = req.header(&hd.name, &hd.value);
         }
         let resp = req.send().await.map_err(|e| format!("Get {url}: {e}"))?;
         let code = resp.status().as_u16();
-        return if (200..400).contains(&code) { Ok(()) } else { Err(format!("HTTP probe failed with statuscode: {code}")) };
+        return if (200..400).contains(&code) {
+            Ok(())
+        } else {
+            Err(format!("HTTP probe failed with statuscode: {code}"))
+        };
     }
     if let Some(t) = &p.tcp_socket {
         let port = probe_port(c, &t.port)?;
         let host = t.host.clone().unwrap_or_else(|| pod_ip.to_string());
-        return match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await {
+        return match tokio::time::timeout(
+            timeout,
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await
+        {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(format!("dial tcp {host}:{port}: {e}")),
             Err(_) => Err(format!("dial tcp {host}:{port}: timeout")),
@@ -197,7 +241,13 @@ struct Prober {
 
 impl Prober {
     fn new(p: &Probe, since: tokio::time::Instant, passing: bool) -> Prober {
-        Prober { probe: p.clone(), next: since + Duration::from_secs(p.initial_delay_seconds.unwrap_or(0).max(0) as u64), successes: 0, failures: 0, passing }
+        Prober {
+            probe: p.clone(),
+            next: since + Duration::from_secs(p.initial_delay_seconds.unwrap_or(0).max(0) as u64),
+            successes: 0,
+            failures: 0,
+            passing,
+        }
     }
 
     /// Runs the probe when due; returns the new passing state when it changed.
@@ -206,7 +256,8 @@ impl Prober {
         if now < self.next {
             return None;
         }
-        self.next = now + Duration::from_secs(self.probe.period_seconds.unwrap_or(10).max(1) as u64);
+        self.next =
+            now + Duration::from_secs(self.probe.period_seconds.unwrap_or(10).max(1) as u64);
         match probe_once(c, &self.probe, pod_ip).await {
             Ok(()) => {
                 self.failures = 0;
@@ -236,7 +287,8 @@ impl Prober {
 pub async fn run(ctx: Arc<NodeContext>) -> Result<(), kube::Error> {
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node_name));
-    let mut workers: BTreeMap<String, (watch::Sender<Option<i64>>, tokio::task::JoinHandle<()>)> = BTreeMap::new();
+    let mut workers: BTreeMap<String, (watch::Sender<Option<i64>>, tokio::task::JoinHandle<()>)> =
+        BTreeMap::new();
     let mut stream = watcher(pods, cfg).boxed();
     while let Some(ev) = stream.next().await {
         let ev = match ev {
@@ -265,14 +317,22 @@ pub async fn run(ctx: Arc<NodeContext>) -> Result<(), kube::Error> {
                 }
                 continue;
             }
-            let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+            let phase = p
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_default();
             if workers.contains_key(&uid) || phase == "Succeeded" || phase == "Failed" {
                 continue;
             }
             let (tx, rx) = watch::channel(None);
             let ctx2 = ctx.clone();
             let handle = tokio::spawn(async move {
-                let name = format!("{}/{}", p.metadata.namespace.clone().unwrap_or_default(), p.metadata.name.clone().unwrap_or_default());
+                let name = format!(
+                    "{}/{}",
+                    p.metadata.namespace.clone().unwrap_or_default(),
+                    p.metadata.name.clone().unwrap_or_default()
+                );
                 if let Err(e) = run_pod(ctx2, p, rx).await {
                     tracing::warn!(pod = %name, "{e}");
                 }
@@ -291,9 +351,22 @@ pub async fn run(ctx: Arc<NodeContext>) -> Result<(), kube::Error> {
 
 /// The kubelet's last word on a deleted pod: remove the object now that nothing runs.
 async fn finalize(ctx: &NodeContext, p: &Pod) -> Result<(), kube::Error> {
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), p.metadata.namespace.as_deref().unwrap_or("default"));
-    let dp = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: p.metadata.uid.clone(), resource_version: None }), ..Default::default() };
-    match api.delete(p.metadata.name.as_deref().unwrap_or_default(), &dp).await {
+    let api: Api<Pod> = Api::namespaced(
+        ctx.client.clone(),
+        p.metadata.namespace.as_deref().unwrap_or("default"),
+    );
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: p.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api
+        .delete(p.metadata.name.as_deref().unwrap_or_default(), &dp)
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
         Err(e) => Err(e),
@@ -341,7 +414,11 @@ struct PodRun {
 
 impl PodRun {
     fn name(&self) -> String {
-        format!("{}/{}", self.pod.metadata.namespace.as_deref().unwrap_or_default(), self.pod.metadata.name.as_deref().unwrap_or_default())
+        format!(
+            "{}/{}",
+            self.pod.metadata.namespace.as_deref().unwrap_or_default(),
+            self.pod.metadata.name.as_deref().unwrap_or_default()
+        )
     }
 
     async fn report(&self) -> Result<(), PodError> {
@@ -359,12 +436,24 @@ impl PodRun {
             status["podIPs"] = json!([{"ip": self.pod_ip}]);
         }
         if !self.init.is_empty() {
-            status["initContainerStatuses"] = json!(self.init.iter().map(|c| c.to_json(&uid)).collect::<Vec<_>>());
+            status["initContainerStatuses"] = json!(
+                self.init
+                    .iter()
+                    .map(|c| c.to_json(&uid))
+                    .collect::<Vec<_>>()
+            );
         }
         self.api
-            .patch_status(self.pod.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+            .patch_status(
+                self.pod.metadata.name.as_deref().unwrap_or_default(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
             .await
-            .map_err(|source| PodError::Status { pod: self.name(), source })?;
+            .map_err(|source| PodError::Status {
+                pod: self.name(),
+                source,
+            })?;
         Ok(())
     }
 
@@ -384,7 +473,10 @@ async fn node_image(ctx: &NodeContext, reference: &str) -> Result<NodeImage, Str
             let pins = ctx.pins.get(&v).cloned().unwrap_or_default();
             let cache = ctx.venvs.clone();
             let v2 = v.clone();
-            let (venv, _) = tokio::task::spawn_blocking(move || cache.ensure(&v2, &pins)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+            let (venv, _) = tokio::task::spawn_blocking(move || cache.ensure(&v2, &pins))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
             image::chroma(reference, &v, &venv).map_err(|e| e.to_string())
         }
         None => image::other(reference).map_err(|e| e.to_string()),
@@ -396,13 +488,24 @@ async fn lookups(ctx: &NodeContext, ns: &str, containers: &[Container]) -> Looku
     for c in containers {
         let (cms, secrets) = env::references(c);
         for n in cms {
-            if let Ok(Some(cm)) = Api::<ConfigMap>::namespaced(ctx.client.clone(), ns).get_opt(&n).await {
+            if let Ok(Some(cm)) = Api::<ConfigMap>::namespaced(ctx.client.clone(), ns)
+                .get_opt(&n)
+                .await
+            {
                 out.configmaps.insert(n, cm.data.unwrap_or_default());
             }
         }
         for n in secrets {
-            if let Ok(Some(s)) = Api::<Secret>::namespaced(ctx.client.clone(), ns).get_opt(&n).await {
-                let data = s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned())).collect();
+            if let Ok(Some(s)) = Api::<Secret>::namespaced(ctx.client.clone(), ns)
+                .get_opt(&n)
+                .await
+            {
+                let data = s
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                    .collect();
                 out.secrets.insert(n, data);
             }
         }
@@ -411,25 +514,44 @@ async fn lookups(ctx: &NodeContext, ns: &str, containers: &[Container]) -> Looku
 }
 
 /// The pod's /etc/hosts, resolv.conf and hostname, as the kubelet writes them.
-fn etc_files(ctx: &NodeContext, pod: &Pod, pod_ip: &str, dir: &Path) -> std::io::Result<Vec<Mount>> {
+fn etc_files(
+    ctx: &NodeContext,
+    pod: &Pod,
+    pod_ip: &str,
+    dir: &Path,
+) -> std::io::Result<Vec<Mount>> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
     let hostname = spec.hostname.clone().unwrap_or(name.clone());
-    let fqdn = spec.subdomain.as_ref().map(|s| format!("{hostname}.{s}.{ns}.svc.{}", ctx.cluster_domain));
+    let fqdn = spec
+        .subdomain
+        .as_ref()
+        .map(|s| format!("{hostname}.{s}.{ns}.svc.{}", ctx.cluster_domain));
     let etc = dir.join("etc");
     std::fs::create_dir_all(&etc)?;
-    let mut hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{pod_ip}\t");
+    let mut hosts =
+        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{pod_ip}\t");
     hosts.push_str(&match &fqdn {
         Some(f) => format!("{f}\t{hostname}\n"),
         None => format!("{hostname}\n"),
     });
     let d = &ctx.cluster_domain;
-    let resolv = format!("search {ns}.svc.{d} svc.{d} {d}\nnameserver {}\noptions ndots:5\n", ctx.cluster_dns);
+    let resolv = format!(
+        "search {ns}.svc.{d} svc.{d} {d}\nnameserver {}\noptions ndots:5\n",
+        ctx.cluster_dns
+    );
     std::fs::write(etc.join("hosts"), hosts)?;
     std::fs::write(etc.join("resolv.conf"), resolv)?;
     std::fs::write(etc.join("hostname"), format!("{hostname}\n"))?;
-    Ok(["hosts", "resolv.conf", "hostname"].iter().map(|f| Mount { src: etc.join(f), dst: format!("/etc/{f}"), writable: false }).collect())
+    Ok(["hosts", "resolv.conf", "hostname"]
+        .iter()
+        .map(|f| Mount {
+            src: etc.join(f),
+            dst: format!("/etc/{f}"),
+            writable: false,
+        })
+        .collect())
 }
 
 /// Lays the image's own files out under the pod's folder; returns them as read-only binds.
@@ -444,51 +566,102 @@ fn image_files(img: &NodeImage, dir: &Path) -> std::io::Result<Vec<Mount>> {
                 p
             }
         };
-        out.push(Mount { src, dst: dst.clone(), writable: false });
+        out.push(Mount {
+            src,
+            dst: dst.clone(),
+            writable: false,
+        });
     }
     Ok(out)
 }
 
 /// The plan of one container: its image, env, user, mounts and command.
-async fn plan_container(run: &PodRun, c: &Container, look: &Lookups, etc: &[Mount]) -> Result<(ContainerPlan, Option<PathBuf>), (String, String)> {
+async fn plan_container(
+    run: &PodRun,
+    c: &Container,
+    look: &Lookups,
+    etc: &[Mount],
+) -> Result<(ContainerPlan, Option<PathBuf>), (String, String)> {
     let pod_spec = run.pod.spec.clone().unwrap_or_default();
     let reference = c.image.clone().unwrap_or_default();
-    let img = node_image(&run.ctx, &reference).await.map_err(|e| ("ErrImagePull".to_string(), e))?;
+    let img = node_image(&run.ctx, &reference)
+        .await
+        .map_err(|e| ("ErrImagePull".to_string(), e))?;
     let mut with_ip = run.pod.clone();
     with_ip.status.get_or_insert_with(Default::default).pod_ip = Some(run.pod_ip.clone());
     let (k_host, k_port) = &run.ctx.kubernetes_service;
-    let mut env = env::resolve(&with_ip, c, &img.env, look, (k_host, *k_port)).map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
-    let exec = image::exec(&img, c, &mut env).map_err(|e| ("StartError".to_string(), e.to_string()))?;
-    let user: RunAs = security::run_as(c, &pod_spec, img.user).map_err(|e| ("CreateContainerConfigError".to_string(), e))?;
+    let mut env = env::resolve(&with_ip, c, &img.env, look, (k_host, *k_port))
+        .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
+    let exec =
+        image::exec(&img, c, &mut env).map_err(|e| ("StartError".to_string(), e.to_string()))?;
+    let user: RunAs = security::run_as(c, &pod_spec, img.user)
+        .map_err(|e| ("CreateContainerConfigError".to_string(), e))?;
     let cdir = run.dir.join("containers").join(&c.name);
-    std::fs::create_dir_all(&cdir).map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;
-    let mut files = image_files(&img, &cdir).map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;
+    std::fs::create_dir_all(&cdir)
+        .map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;
+    let mut files = image_files(&img, &cdir)
+        .map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;
     files.extend(etc.iter().cloned());
     let mut mounts = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
-        let dir = run.volumes.get(&m.name).ok_or_else(|| ("CreateContainerConfigError".to_string(), format!("volumeMount {} has no volume", m.name)))?;
+        let dir = run.volumes.get(&m.name).ok_or_else(|| {
+            (
+                "CreateContainerConfigError".to_string(),
+                format!("volumeMount {} has no volume", m.name),
+            )
+        })?;
         let src = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             Some(sub) => dir.join(sub),
             None => dir.clone(),
         };
         let volume = pod_spec.volumes.iter().flatten().find(|v| v.name == m.name);
-        let writable_kind = volume.is_some_and(|v| v.empty_dir.is_some() || v.persistent_volume_claim.is_some() || v.host_path.is_some());
-        mounts.push(Mount { src, dst: m.mount_path.clone(), writable: writable_kind && m.read_only != Some(true) });
+        let writable_kind = volume.is_some_and(|v| {
+            v.empty_dir.is_some() || v.persistent_volume_claim.is_some() || v.host_path.is_some()
+        });
+        mounts.push(Mount {
+            src,
+            dst: m.mount_path.clone(),
+            writable: writable_kind && m.read_only != Some(true),
+        });
     }
     // The termination message file: a writable file at its path, as the runtime mounts it.
-    let msg_path = c.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into());
+    let msg_path = c
+        .termination_message_path
+        .clone()
+        .unwrap_or_else(|| "/dev/termination-log".into());
     let msg_file = if msg_path.starts_with("/dev/") {
         None
     } else {
         let f = cdir.join("termination-log");
         std::fs::write(&f, "").map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;
         let _ = std::os::unix::fs::chown(&f, Some(user.uid), Some(user.gid));
-        mounts.push(Mount { src: f.clone(), dst: msg_path, writable: true });
+        mounts.push(Mount {
+            src: f.clone(),
+            dst: msg_path,
+            writable: true,
+        });
         Some(f)
     };
     let cwd = c.working_dir.clone().unwrap_or(img.workdir.clone());
-    let hostname = pod_spec.hostname.clone().or(run.pod.metadata.name.clone()).unwrap_or_default();
-    Ok((ContainerPlan { name: c.name.clone(), hostname, netns: run.netns.clone(), user, files, mounts, exec, env, cwd }, msg_file))
+    let hostname = pod_spec
+        .hostname
+        .clone()
+        .or(run.pod.metadata.name.clone())
+        .unwrap_or_default();
+    Ok((
+        ContainerPlan {
+            name: c.name.clone(),
+            hostname,
+            netns: run.netns.clone(),
+            user,
+            files,
+            mounts,
+            exec,
+            env,
+            cwd,
+        },
+        msg_file,
+    ))
 }
 
 fn exit_of(status: Option<std::process::ExitStatus>) -> (i32, Option<i32>) {
@@ -512,14 +685,32 @@ fn backoff(restarts: i32) -> Duration {
     Duration::from_secs((10u64 << (restarts - 1).clamp(0, 5) as u32).min(300))
 }
 
-async fn run_pod(ctx: Arc<NodeContext>, pod: Pod, mut stop: watch::Receiver<Option<i64>>) -> Result<(), PodError> {
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+async fn run_pod(
+    ctx: Arc<NodeContext>,
+    pod: Pod,
+    mut stop: watch::Receiver<Option<i64>>,
+) -> Result<(), PodError> {
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let dir = ctx.root.join(format!("{ns}_{}_{uid}", pod.metadata.name.as_deref().unwrap_or_default()));
+    let dir = ctx.root.join(format!(
+        "{ns}_{}_{uid}",
+        pod.metadata.name.as_deref().unwrap_or_default()
+    ));
     let pname = format!("{ns}/{}", pod.metadata.name.as_deref().unwrap_or_default());
-    std::fs::create_dir_all(&dir).map_err(|source| PodError::Io { pod: pname.clone(), context: format!("creating {}", dir.display()), source })?;
-    let netns = ctx.net.attach().map_err(|source| PodError::Net { pod: pname.clone(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| PodError::Io {
+        pod: pname.clone(),
+        context: format!("creating {}", dir.display()),
+        source,
+    })?;
+    let netns = ctx.net.attach().map_err(|source| PodError::Net {
+        pod: pname.clone(),
+        source,
+    })?;
     let spec = pod.spec.clone().unwrap_or_default();
     let inits: Vec<Container> = spec.init_containers.clone().unwrap_or_default();
     let mains: Vec<Container> = spec.containers.clone();
@@ -531,8 +722,25 @@ async fn run_pod(ctx: Arc<NodeContext>, pod: Pod, mut stop: watch::Receiver<Opti
         pod_ip: netns.addr.to_string(),
         netns: netns.netns.clone(),
         volumes: BTreeMap::new(),
-        init: inits.iter().map(|c| ContainerState::waiting(&c.name, &image_of(c), "PodInitializing", None)).collect(),
-        main: mains.iter().map(|c| ContainerState::waiting(&c.name, &image_of(c), if inits.is_empty() { "ContainerCreating" } else { "PodInitializing" }, None)).collect(),
+        init: inits
+            .iter()
+            .map(|c| ContainerState::waiting(&c.name, &image_of(c), "PodInitializing", None))
+            .collect(),
+        main: mains
+            .iter()
+            .map(|c| {
+                ContainerState::waiting(
+                    &c.name,
+                    &image_of(c),
+                    if inits.is_empty() {
+                        "ContainerCreating"
+                    } else {
+                        "PodInitializing"
+                    },
+                    None,
+                )
+            })
+            .collect(),
         initialized: inits.is_empty(),
         phase: "Pending",
         started: now(),
@@ -548,15 +756,35 @@ async fn run_pod(ctx: Arc<NodeContext>, pod: Pod, mut stop: watch::Receiver<Opti
     result
 }
 
-async fn finalize_if_deleting(ctx: &NodeContext, pod: &Pod, stop: &watch::Receiver<Option<i64>>) -> Result<(), kube::Error> {
-    if stop.borrow().is_some() { finalize(ctx, pod).await } else { Ok(()) }
+async fn finalize_if_deleting(
+    ctx: &NodeContext,
+    pod: &Pod,
+    stop: &watch::Receiver<Option<i64>>,
+) -> Result<(), kube::Error> {
+    if stop.borrow().is_some() {
+        finalize(ctx, pod).await
+    } else {
+        Ok(())
+    }
 }
 
 /// Volumes, init containers, containers; returns when the pod ends or is deleted.
-async fn drive(run: &mut PodRun, inits: &[Container], mains: &[Container], stop: &mut watch::Receiver<Option<i64>>) -> Result<(), PodError> {
-    let policy = run.pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
+async fn drive(
+    run: &mut PodRun,
+    inits: &[Container],
+    mains: &[Container],
+    stop: &mut watch::Receiver<Option<i64>>,
+) -> Result<(), PodError> {
+    let policy = run
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.clone())
+        .unwrap_or_else(|| "Always".into());
     // Volumes, retried until they can be made (a claim not bound yet, a Secret to come).
-    let sources = Sources { client: run.ctx.client.clone() };
+    let sources = Sources {
+        client: run.ctx.client.clone(),
+    };
     let vdir = run.dir.join("volumes");
     loop {
         match sources.materialise(&run.pod, &vdir).await {
@@ -580,11 +808,21 @@ async fn drive(run: &mut PodRun, inits: &[Container], mains: &[Container], stop:
             }
         }
     }
-    let etc = etc_files(&run.ctx, &run.pod, &run.pod_ip, &run.dir).map_err(|source| PodError::Io { pod: run.name(), context: "writing /etc files".into(), source })?;
+    let etc =
+        etc_files(&run.ctx, &run.pod, &run.pod_ip, &run.dir).map_err(|source| PodError::Io {
+            pod: run.name(),
+            context: "writing /etc files".into(),
+            source,
+        })?;
     let ns = run.pod.metadata.namespace.clone().unwrap_or_default();
     let all: Vec<Container> = inits.iter().chain(mains).cloned().collect();
     let look = lookups(&run.ctx, &ns, &all).await;
-    let grace_default = run.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+    let grace_default = run
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30);
 
     // Init containers, in order, each to success.
     for (i, c) in inits.iter().enumerate() {
@@ -600,8 +838,19 @@ async fn drive(run: &mut PodRun, inits: &[Container], mains: &[Container], stop:
                     }
                 }
             };
-            let log = run.dir.join("logs").join(&c.name).join(format!("{}.log", run.init[i].restarts));
-            let mut proc = Running::spawn(run.ctx.net.ip_program(), &plan, &log).map_err(|source| PodError::Io { pod: run.name(), context: format!("starting init container {}", c.name), source })?;
+            let log = run
+                .dir
+                .join("logs")
+                .join(&c.name)
+                .join(format!("{}.log", run.init[i].restarts));
+            let mut proc =
+                Running::spawn(run.ctx.net.ip_program(), &plan, &log).map_err(|source| {
+                    PodError::Io {
+                        pod: run.name(),
+                        context: format!("starting init container {}", c.name),
+                        source,
+                    }
+                })?;
             run.init[i].state = json!({"running": {"startedAt": ts(proc.started)}});
             run.phase = "Pending";
             run.report_logged().await;
@@ -638,11 +887,13 @@ async fn drive(run: &mut PodRun, inits: &[Container], mains: &[Container], stop:
     run.initialized = true;
 
     // The containers, with their probes and restart policy.
-    let mut procs: Vec<Option<(Running, Option<PathBuf>, PathBuf)>> = (0..mains.len()).map(|_| None).collect();
+    let mut procs: Vec<Option<(Running, Option<PathBuf>, PathBuf)>> =
+        (0..mains.len()).map(|_| None).collect();
     let mut readiness: Vec<Option<Prober>> = (0..mains.len()).map(|_| None).collect();
     let mut liveness: Vec<Option<Prober>> = (0..mains.len()).map(|_| None).collect();
     let mut startup: Vec<Option<Prober>> = (0..mains.len()).map(|_| None).collect();
-    let mut restart_at: Vec<Option<tokio::time::Instant>> = vec![Some(tokio::time::Instant::now()); mains.len()];
+    let mut restart_at: Vec<Option<tokio::time::Instant>> =
+        vec![Some(tokio::time::Instant::now()); mains.len()];
     let mut done = vec![false; mains.len()];
     run.phase = "Running";
     let mut next_refresh = tokio::time::Instant::now() + VOLUME_SYNC;
@@ -661,28 +912,48 @@ async fn drive(run: &mut PodRun, inits: &[Container], mains: &[Container], stop:
                 restart_at[i] = None;
                 match plan_container(run, c, &look, &etc).await {
                     Ok((plan, msg)) => {
-                        let log = run.dir.join("logs").join(&c.name).join(format!("{}.log", run.main[i].restarts));
+                        let log = run
+                            .dir
+                            .join("logs")
+                            .join(&c.name)
+                            .join(format!("{}.log", run.main[i].restarts));
                         match Running::spawn(run.ctx.net.ip_program(), &plan, &log) {
                             Ok(p) => {
                                 // Where the node's API finds the container to kill it.
-                                let _ = std::fs::write(run.dir.join("containers").join(&c.name).join("pgid"), p.pgid().to_string());
+                                let _ = std::fs::write(
+                                    run.dir.join("containers").join(&c.name).join("pgid"),
+                                    p.pgid().to_string(),
+                                );
                                 let since = tokio::time::Instant::now();
-                                run.main[i].state = json!({"running": {"startedAt": ts(p.started)}});
+                                run.main[i].state =
+                                    json!({"running": {"startedAt": ts(p.started)}});
                                 run.main[i].started = c.startup_probe.is_none();
-                                run.main[i].ready = c.readiness_probe.is_none() && c.startup_probe.is_none();
-                                startup[i] = c.startup_probe.as_ref().map(|p| Prober::new(p, since, false));
-                                readiness[i] = c.readiness_probe.as_ref().map(|p| Prober::new(p, since, false));
-                                liveness[i] = c.liveness_probe.as_ref().map(|p| Prober::new(p, since, true));
+                                run.main[i].ready =
+                                    c.readiness_probe.is_none() && c.startup_probe.is_none();
+                                startup[i] = c
+                                    .startup_probe
+                                    .as_ref()
+                                    .map(|p| Prober::new(p, since, false));
+                                readiness[i] = c
+                                    .readiness_probe
+                                    .as_ref()
+                                    .map(|p| Prober::new(p, since, false));
+                                liveness[i] = c
+                                    .liveness_probe
+                                    .as_ref()
+                                    .map(|p| Prober::new(p, since, true));
                                 procs[i] = Some((p, msg, log));
                             }
                             Err(e) => {
                                 run.main[i].state = json!({"waiting": {"reason": "RunContainerError", "message": e.to_string()}});
-                                restart_at[i] = Some(tokio::time::Instant::now() + Duration::from_secs(10));
+                                restart_at[i] =
+                                    Some(tokio::time::Instant::now() + Duration::from_secs(10));
                             }
                         }
                     }
                     Err((reason, message)) => {
-                        run.main[i].state = json!({"waiting": {"reason": reason, "message": message}});
+                        run.main[i].state =
+                            json!({"waiting": {"reason": reason, "message": message}});
                         restart_at[i] = Some(tokio::time::Instant::now() + Duration::from_secs(5));
                     }
                 }
@@ -725,7 +996,8 @@ async fn drive(run: &mut PodRun, inits: &[Container], mains: &[Container], stop:
                             startup[i] = None;
                             changed = true;
                         } else if let Some((p, _, _)) = procs[i].as_mut() {
-                            p.stop(Duration::from_secs(grace_default.max(0) as u64)).await;
+                            p.stop(Duration::from_secs(grace_default.max(0) as u64))
+                                .await;
                         }
                     }
                     continue;
@@ -741,13 +1013,17 @@ async fn drive(run: &mut PodRun, inits: &[Container], mains: &[Container], stop:
                 {
                     tracing::info!(pod = %run.name(), container = %c.name, "liveness probe failed ({}): restarting", why.unwrap_or_default());
                     if let Some((p, _, _)) = procs[i].as_mut() {
-                        p.stop(Duration::from_secs(grace_default.max(0) as u64)).await;
+                        p.stop(Duration::from_secs(grace_default.max(0) as u64))
+                            .await;
                     }
                 }
             }
         }
         if done.iter().all(|d| *d) {
-            let failed = run.main.iter().any(|c| c.state["terminated"]["exitCode"].as_i64().unwrap_or(0) != 0);
+            let failed = run
+                .main
+                .iter()
+                .any(|c| c.state["terminated"]["exitCode"].as_i64().unwrap_or(0) != 0);
             run.phase = if failed { "Failed" } else { "Succeeded" };
             return Ok(());
         }
@@ -784,16 +1060,34 @@ mod tests {
     #[test]
     fn a_named_probe_port_is_the_containers_port_of_that_name() {
         let c = container(json!({"name": "c", "ports": [{"name": "http", "containerPort": 8123}]}));
-        assert_eq!(probe_port(&c, &IntOrString::String("http".into())), Ok(8123));
+        assert_eq!(
+            probe_port(&c, &IntOrString::String("http".into())),
+            Ok(8123)
+        );
         assert_eq!(probe_port(&c, &IntOrString::Int(9000)), Ok(9000));
-        assert!(probe_port(&c, &IntOrString::String("grpc".into())).unwrap_err().contains("grpc"));
+        assert!(
+            probe_port(&c, &IntOrString::String("grpc".into()))
+                .unwrap_err()
+                .contains("grpc")
+        );
     }
 
     #[test]
     fn the_pod_is_ready_only_when_initialised_and_every_container_is_ready() {
-        let ready = ContainerState { ready: true, ..Default::default() };
+        let ready = ContainerState {
+            ready: true,
+            ..Default::default()
+        };
         let unready = ContainerState::default();
-        let status = |init, cs: &[ContainerState]| conditions(init, cs, true).as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap()["status"].clone();
+        let status = |init, cs: &[ContainerState]| {
+            conditions(init, cs, true)
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .unwrap()["status"]
+                .clone()
+        };
         assert_eq!(status(true, &[ready.clone(), ready.clone()]), "True");
         assert_eq!(status(true, &[ready.clone(), unready]), "False");
         assert_eq!(status(false, &[ready]), "False");
@@ -802,10 +1096,19 @@ mod tests {
     #[test]
     fn an_exit_by_signal_is_reported_as_128_plus_the_signal_and_zero_is_completed() {
         let t = terminated(0, Some(9), SystemTime::now(), None, false);
-        assert_eq!((t["terminated"]["exitCode"].clone(), t["terminated"]["reason"].clone()), (json!(137), json!("Error")));
+        assert_eq!(
+            (
+                t["terminated"]["exitCode"].clone(),
+                t["terminated"]["reason"].clone()
+            ),
+            (json!(137), json!("Error"))
+        );
         let t = terminated(0, None, SystemTime::now(), None, false);
         assert_eq!(t["terminated"]["reason"], "Completed");
-        assert_eq!(terminated(137, None, SystemTime::now(), None, true)["terminated"]["reason"], "OOMKilled");
+        assert_eq!(
+            terminated(137, None, SystemTime::now(), None, true)["terminated"]["reason"],
+            "OOMKilled"
+        );
     }
 
     #[test]
@@ -813,13 +1116,18 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let log = d.path().join("log");
         std::fs::write(&log, "line1\nhtpasswd: could not determine temp dir\n").unwrap();
-        let c = container(json!({"name": "htpasswd", "terminationMessagePolicy": "FallbackToLogsOnError"}));
+        let c = container(
+            json!({"name": "htpasswd", "terminationMessagePolicy": "FallbackToLogsOnError"}),
+        );
         let m = termination_message(&c, None, &log, true).unwrap();
         assert!(m.ends_with("htpasswd: could not determine temp dir"), "{m}");
         assert_eq!(termination_message(&c, None, &log, false), None);
         let file = d.path().join("msg");
         std::fs::write(&file, "bye").unwrap();
-        assert_eq!(termination_message(&c, Some(&file), &log, true).as_deref(), Some("bye"));
+        assert_eq!(
+            termination_message(&c, Some(&file), &log, true).as_deref(),
+            Some("bye")
+        );
         let plain = container(json!({"name": "x"}));
         assert_eq!(termination_message(&plain, None, &log, true), None);
     }

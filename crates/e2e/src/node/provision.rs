@@ -20,22 +20,44 @@ use crate::process::volume::{SizedVolume, parse_quantity};
 
 const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
-const STORAGE_PROVISIONER: [&str; 2] = ["volume.kubernetes.io/storage-provisioner", "volume.beta.kubernetes.io/storage-provisioner"];
+const STORAGE_PROVISIONER: [&str; 2] = [
+    "volume.kubernetes.io/storage-provisioner",
+    "volume.beta.kubernetes.io/storage-provisioner",
+];
 
 /// The PV for `pvc`, when this provisioner on `node` should make one: the claim asks for our
 /// provisioner, was placed on this node, and is not bound.
-pub fn volume_for(pvc: &PersistentVolumeClaim, provisioner: &str, node: &str, root: &Path) -> Option<Result<(Value, u64), String>> {
+pub fn volume_for(
+    pvc: &PersistentVolumeClaim,
+    provisioner: &str,
+    node: &str,
+    root: &Path,
+) -> Option<Result<(Value, u64), String>> {
     let ann = pvc.metadata.annotations.clone().unwrap_or_default();
-    let ours = STORAGE_PROVISIONER.iter().any(|k| ann.get(*k).map(String::as_str) == Some(provisioner));
+    let ours = STORAGE_PROVISIONER
+        .iter()
+        .any(|k| ann.get(*k).map(String::as_str) == Some(provisioner));
     let spec = pvc.spec.as_ref()?;
-    if !ours || ann.get(SELECTED_NODE).map(String::as_str) != Some(node) || spec.volume_name.as_deref().is_some_and(|v| !v.is_empty()) || pvc.metadata.deletion_timestamp.is_some() {
+    if !ours
+        || ann.get(SELECTED_NODE).map(String::as_str) != Some(node)
+        || spec.volume_name.as_deref().is_some_and(|v| !v.is_empty())
+        || pvc.metadata.deletion_timestamp.is_some()
+    {
         return None;
     }
     let uid = pvc.metadata.uid.clone().unwrap_or_default();
     let name = format!("pvc-{uid}");
-    let request = spec.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage")).map(|q| q.0.clone());
+    let request = spec
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+        .map(|q| q.0.clone());
     let Some(request) = request else {
-        return Some(Err(format!("claim {} requests no storage", pvc.metadata.name.as_deref().unwrap_or_default())));
+        return Some(Err(format!(
+            "claim {} requests no storage",
+            pvc.metadata.name.as_deref().unwrap_or_default()
+        )));
     };
     let bytes = match parse_quantity(&request) {
         Ok(b) => b,
@@ -153,8 +175,13 @@ mod tests {
 
     #[test]
     fn a_claim_placed_on_this_node_for_this_provisioner_gets_a_sized_hostpath_volume_bound_to_it() {
-        let c = pvc(json!({"volume.kubernetes.io/storage-provisioner": "p", "volume.kubernetes.io/selected-node": "n"}), None);
-        let (pv, bytes) = volume_for(&c, "p", "n", Path::new("/vols")).unwrap().unwrap();
+        let c = pvc(
+            json!({"volume.kubernetes.io/storage-provisioner": "p", "volume.kubernetes.io/selected-node": "n"}),
+            None,
+        );
+        let (pv, bytes) = volume_for(&c, "p", "n", Path::new("/vols"))
+            .unwrap()
+            .unwrap();
         assert_eq!(bytes, 16 << 20);
         assert_eq!(pv["metadata"]["name"], "pvc-u1");
         assert_eq!(pv["spec"]["claimRef"]["uid"], "u1");
@@ -165,10 +192,22 @@ mod tests {
 
     #[test]
     fn claims_of_another_provisioner_another_node_or_already_bound_are_left_alone() {
-        let other = pvc(json!({"volume.kubernetes.io/storage-provisioner": "q", "volume.kubernetes.io/selected-node": "n"}), None);
-        let elsewhere = pvc(json!({"volume.kubernetes.io/storage-provisioner": "p", "volume.kubernetes.io/selected-node": "m"}), None);
-        let bound = pvc(json!({"volume.kubernetes.io/storage-provisioner": "p", "volume.kubernetes.io/selected-node": "n"}), Some("pv-1"));
-        let unplaced = pvc(json!({"volume.kubernetes.io/storage-provisioner": "p"}), None);
+        let other = pvc(
+            json!({"volume.kubernetes.io/storage-provisioner": "q", "volume.kubernetes.io/selected-node": "n"}),
+            None,
+        );
+        let elsewhere = pvc(
+            json!({"volume.kubernetes.io/storage-provisioner": "p", "volume.kubernetes.io/selected-node": "m"}),
+            None,
+        );
+        let bound = pvc(
+            json!({"volume.kubernetes.io/storage-provisioner": "p", "volume.kubernetes.io/selected-node": "n"}),
+            Some("pv-1"),
+        );
+        let unplaced = pvc(
+            json!({"volume.kubernetes.io/storage-provisioner": "p"}),
+            None,
+        );
         for c in [other, elsewhere, bound, unplaced] {
             assert!(volume_for(&c, "p", "n", Path::new("/v")).is_none());
         }

@@ -80,14 +80,22 @@ impl HostView for HostFs {
             let next = out.join(c);
             let last = i + 1 == parts.len();
             match std::fs::read_link(&next) {
-                Ok(t) if !last => out = if t.is_absolute() { self.resolve_parents(&t) } else { self.resolve_parents(&out.join(t)) },
+                Ok(t) if !last => {
+                    out = if t.is_absolute() {
+                        self.resolve_parents(&t)
+                    } else {
+                        self.resolve_parents(&out.join(t))
+                    }
+                }
                 _ => out = next,
             }
         }
         out
     }
     fn entries(&self, dir: &Path) -> Vec<Entry> {
-        let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
         let mut out: Vec<Entry> = rd
             .flatten()
             .map(|e| {
@@ -107,7 +115,9 @@ impl HostView for HostFs {
 fn bind_entry(out: &mut Vec<String>, e: &Entry) {
     match e {
         Entry::Dir(p) | Entry::File(p) => out.extend(["--ro-bind".into(), p.clone(), p.clone()]),
-        Entry::Symlink(p, t) => out.extend(["--symlink".into(), t.display().to_string(), p.clone()]),
+        Entry::Symlink(p, t) => {
+            out.extend(["--symlink".into(), t.display().to_string(), p.clone()])
+        }
     }
 }
 
@@ -116,29 +126,56 @@ pub fn bwrap_args(plan: &ContainerPlan, host: &dyn HostView) -> Vec<String> {
     let mut a: Vec<String> = vec!["--tmpfs".into(), "/".into()];
     for e in host.entries(Path::new("/")) {
         let name = match &e {
-            Entry::Dir(p) | Entry::File(p) | Entry::Symlink(p, _) => p.trim_start_matches('/').to_string(),
+            Entry::Dir(p) | Entry::File(p) | Entry::Symlink(p, _) => {
+                p.trim_start_matches('/').to_string()
+            }
         };
         if !HIDDEN.contains(&name.as_str()) {
             bind_entry(&mut a, &e);
         }
     }
-    a.extend(["--proc", "/proc", "--dev", "/dev", "--ro-bind", "/sys", "/sys"].map(String::from));
+    a.extend(
+        [
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--ro-bind",
+            "/sys",
+            "/sys",
+        ]
+        .map(String::from),
+    );
     // An image's /tmp is an empty world-writable directory of its root: with a read-only root
     // it is not writable unless a volume is mounted there (htpasswd's temp dir depends on it).
-    let tmp = if plan.user.read_only_root { "--dir" } else { "--tmpfs" };
+    let tmp = if plan.user.read_only_root {
+        "--dir"
+    } else {
+        "--tmpfs"
+    };
     a.extend(["--perms", "1777", tmp, "/tmp", "--dir", "/run"].map(String::from));
     let binds: Vec<Mount> = plan
         .files
         .iter()
         .chain(plan.mounts.iter())
-        .map(|m| Mount { dst: host.resolve_parents(Path::new(&m.dst)).display().to_string(), ..m.clone() })
+        .map(|m| Mount {
+            dst: host
+                .resolve_parents(Path::new(&m.dst))
+                .display()
+                .to_string(),
+            ..m.clone()
+        })
         .collect();
     // A mount point under a host directory that lacks it cannot be made on a read-only bind:
     // that directory is rebuilt as a tmpfs holding the host's entries again.
     let mut rebuilt: Vec<PathBuf> = Vec::new();
     // The working directory too: the image has it even when the host does not.
     let cwd = host.resolve_parents(Path::new(&plan.cwd));
-    let needed: Vec<&Path> = binds.iter().map(|m| Path::new(&m.dst)).chain(std::iter::once(cwd.as_path())).collect();
+    let needed: Vec<&Path> = binds
+        .iter()
+        .map(|m| Path::new(&m.dst))
+        .chain(std::iter::once(cwd.as_path()))
+        .collect();
     for at in needed.iter().copied() {
         if host.exists(at) {
             continue;
@@ -158,7 +195,9 @@ pub fn bwrap_args(plan: &ContainerPlan, host: &dyn HostView) -> Vec<String> {
         a.extend(["--tmpfs".into(), base.display().to_string()]);
         for e in host.entries(base) {
             match &e {
-                Entry::Dir(p) if rebuilt.iter().any(|r| r == Path::new(p)) => a.extend(["--dir".into(), p.clone()]),
+                Entry::Dir(p) if rebuilt.iter().any(|r| r == Path::new(p)) => {
+                    a.extend(["--dir".into(), p.clone()])
+                }
                 _ => bind_entry(&mut a, &e),
             }
         }
@@ -167,7 +206,11 @@ pub fn bwrap_args(plan: &ContainerPlan, host: &dyn HostView) -> Vec<String> {
     // would make them 0700, unreadable to the container's user.
     let mut made: Vec<PathBuf> = Vec::new();
     for m in &binds {
-        let missing: Vec<&Path> = Path::new(&m.dst).ancestors().skip(1).filter(|a| *a != Path::new("/") && !host.exists(a)).collect();
+        let missing: Vec<&Path> = Path::new(&m.dst)
+            .ancestors()
+            .skip(1)
+            .filter(|a| *a != Path::new("/") && !host.exists(a))
+            .collect();
         for d in missing.into_iter().rev() {
             if !made.iter().any(|x| x == d) {
                 made.push(d.to_path_buf());
@@ -177,7 +220,13 @@ pub fn bwrap_args(plan: &ContainerPlan, host: &dyn HostView) -> Vec<String> {
     }
     // The working directory exists in an image even when nothing is mounted there.
     if !host.exists(&cwd) && !binds.iter().any(|m| Path::new(&m.dst) == cwd) {
-        for d in cwd.ancestors().collect::<Vec<_>>().into_iter().rev().filter(|a| *a != Path::new("/") && !host.exists(a)) {
+        for d in cwd
+            .ancestors()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .filter(|a| *a != Path::new("/") && !host.exists(a))
+        {
             if !made.iter().any(|x| x == d) {
                 made.push(d.to_path_buf());
                 a.extend(["--dir".into(), d.display().to_string()]);
@@ -188,19 +237,44 @@ pub fn bwrap_args(plan: &ContainerPlan, host: &dyn HostView) -> Vec<String> {
     // Parents before children, so a volume inside another lands on top of it.
     sorted.sort_by_key(|m| Path::new(&m.dst).components().count());
     for m in sorted {
-        a.extend([if m.writable { "--bind" } else { "--ro-bind" }.to_string(), m.src.display().to_string(), m.dst.clone()]);
+        a.extend([
+            if m.writable { "--bind" } else { "--ro-bind" }.to_string(),
+            m.src.display().to_string(),
+            m.dst.clone(),
+        ]);
     }
     if plan.user.read_only_root {
         a.extend(["--remount-ro".into(), "/".into()]);
     }
-    a.extend(["--unshare-uts".into(), "--hostname".into(), plan.hostname.clone(), "--chdir".into(), plan.cwd.clone(), "--".into()]);
+    a.extend([
+        "--unshare-uts".into(),
+        "--hostname".into(),
+        plan.hostname.clone(),
+        "--chdir".into(),
+        plan.cwd.clone(),
+        "--".into(),
+    ]);
     if !plan.user.is_root() {
         let groups = if plan.user.groups.is_empty() {
             "--clear-groups".to_string()
         } else {
-            format!("--groups={}", plan.user.groups.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
+            format!(
+                "--groups={}",
+                plan.user
+                    .groups
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
         };
-        a.extend([SETPRIV.to_string(), format!("--reuid={}", plan.user.uid), format!("--regid={}", plan.user.gid), groups, "--".into()]);
+        a.extend([
+            SETPRIV.to_string(),
+            format!("--reuid={}", plan.user.uid),
+            format!("--regid={}", plan.user.gid),
+            groups,
+            "--".into(),
+        ]);
     }
     a.push(plan.exec.program.display().to_string());
     a.extend(plan.exec.args.iter().cloned());
@@ -224,7 +298,8 @@ impl Running {
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let mut out = tokio::fs::File::from_std(OpenOptions::new().create(true).append(true).open(log)?);
+        let mut out =
+            tokio::fs::File::from_std(OpenOptions::new().create(true).append(true).open(log)?);
         let (reader, writer) = std::io::pipe()?;
         std::os::unix::fs::fchown(&writer, Some(plan.user.uid), Some(plan.user.gid))?;
         let writer2 = writer.try_clone()?;
@@ -247,8 +322,16 @@ impl Running {
         tokio::spawn(async move {
             let _ = tokio::io::copy(&mut reader, &mut out).await;
         });
-        let pgid = child.id().map(|p| p as i32).ok_or_else(|| std::io::Error::other("the container exited before it got a pid"))?;
-        Ok(Running { child, pgid, log: log.to_path_buf(), started: std::time::SystemTime::now() })
+        let pgid = child
+            .id()
+            .map(|p| p as i32)
+            .ok_or_else(|| std::io::Error::other("the container exited before it got a pid"))?;
+        Ok(Running {
+            child,
+            pgid,
+            log: log.to_path_buf(),
+            started: std::time::SystemTime::now(),
+        })
     }
 
     /// The process group holding the container (bubblewrap and everything it runs).
@@ -258,7 +341,8 @@ impl Running {
 
     /// The container's own process: bubblewrap's child.
     pub fn main_pid(&self) -> Option<i32> {
-        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.pgid)).ok()?;
+        let children =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.pgid)).ok()?;
         children.split_whitespace().next()?.parse().ok()
     }
 
@@ -317,14 +401,32 @@ mod tests {
             s == "/" || self.0.values().flatten().any(|e| matches!(e, Entry::Dir(x) | Entry::File(x) | Entry::Symlink(x, _) if *x == s))
         }
         fn entries(&self, dir: &Path) -> Vec<Entry> {
-            self.0.get(dir.display().to_string().as_str()).cloned().unwrap_or_default()
+            self.0
+                .get(dir.display().to_string().as_str())
+                .cloned()
+                .unwrap_or_default()
         }
     }
 
     fn host() -> Table {
         Table(BTreeMap::from([
-            ("/", vec![Entry::Dir("/usr".into()), Entry::Symlink("/bin".into(), "usr/bin".into()), Entry::Dir("/etc".into()), Entry::Dir("/proc".into()), Entry::Dir("/tmp".into())]),
-            ("/etc", vec![Entry::File("/etc/passwd".into()), Entry::File("/etc/hosts".into())]),
+            (
+                "/",
+                vec![
+                    Entry::Dir("/usr".into()),
+                    Entry::Symlink("/bin".into(), "usr/bin".into()),
+                    Entry::Dir("/etc".into()),
+                    Entry::Dir("/proc".into()),
+                    Entry::Dir("/tmp".into()),
+                ],
+            ),
+            (
+                "/etc",
+                vec![
+                    Entry::File("/etc/passwd".into()),
+                    Entry::File("/etc/hosts".into()),
+                ],
+            ),
         ]))
     }
 
@@ -333,13 +435,35 @@ mod tests {
             name: "chromadb".into(),
             hostname: "r-chromadb-0".into(),
             netns: "cpod-0-2".into(),
-            user: RunAs { uid, gid: 1000, groups: vec![1000], fs_group: Some(1000), read_only_root: read_only },
-            files: vec![Mount { src: "/pod/etc-hosts".into(), dst: "/etc/hosts".into(), writable: false }],
+            user: RunAs {
+                uid,
+                gid: 1000,
+                groups: vec![1000],
+                fs_group: Some(1000),
+                read_only_root: read_only,
+            },
+            files: vec![Mount {
+                src: "/pod/etc-hosts".into(),
+                dst: "/etc/hosts".into(),
+                writable: false,
+            }],
             mounts: vec![
-                Mount { src: "/pod/v/config".into(), dst: "/etc/chroma".into(), writable: false },
-                Mount { src: "/pod/v/data".into(), dst: "/data".into(), writable: true },
+                Mount {
+                    src: "/pod/v/config".into(),
+                    dst: "/etc/chroma".into(),
+                    writable: false,
+                },
+                Mount {
+                    src: "/pod/v/data".into(),
+                    dst: "/data".into(),
+                    writable: true,
+                },
             ],
-            exec: Exec { program: "/venv/bin/chroma".into(), argv0: "chroma".into(), args: vec!["run".into(), "/etc/chroma/config.yaml".into()] },
+            exec: Exec {
+                program: "/venv/bin/chroma".into(),
+                argv0: "chroma".into(),
+                args: vec!["run".into(), "/etc/chroma/config.yaml".into()],
+            },
             env: vec![],
             cwd: "/chroma".into(),
         }
@@ -349,14 +473,25 @@ mod tests {
     fn the_root_holds_the_hosts_directories_read_only_but_not_its_tmp_or_proc() {
         let s = bwrap_args(&plan(true, 1000), &host()).join(" ");
         assert!(s.starts_with("--tmpfs / "), "{s}");
-        assert!(s.contains("--ro-bind /usr /usr") && s.contains("--symlink usr/bin /bin"), "{s}");
-        assert!(!s.contains("--ro-bind /tmp /tmp") && !s.contains("--ro-bind /proc /proc"), "{s}");
+        assert!(
+            s.contains("--ro-bind /usr /usr") && s.contains("--symlink usr/bin /bin"),
+            "{s}"
+        );
+        assert!(
+            !s.contains("--ro-bind /tmp /tmp") && !s.contains("--ro-bind /proc /proc"),
+            "{s}"
+        );
     }
 
     #[test]
     fn a_mount_point_the_host_lacks_under_etc_rebuilds_etc_with_the_hosts_entries() {
         let s = bwrap_args(&plan(true, 1000), &host()).join(" ");
-        assert!(s.contains("--tmpfs /etc --ro-bind /etc/passwd /etc/passwd --ro-bind /etc/hosts /etc/hosts"), "{s}");
+        assert!(
+            s.contains(
+                "--tmpfs /etc --ro-bind /etc/passwd /etc/passwd --ro-bind /etc/hosts /etc/hosts"
+            ),
+            "{s}"
+        );
         assert!(s.contains("--ro-bind /pod/v/config /etc/chroma"), "{s}");
     }
 
@@ -365,20 +500,40 @@ mod tests {
         let mut p = plan(true, 0);
         p.cwd = "/usr/local/apache2".into();
         let mut h = host();
-        h.0.insert("/usr", vec![Entry::Dir("/usr/local".into()), Entry::Dir("/usr/lib".into())]);
+        h.0.insert(
+            "/usr",
+            vec![
+                Entry::Dir("/usr/local".into()),
+                Entry::Dir("/usr/lib".into()),
+            ],
+        );
         h.0.insert("/usr/local", vec![Entry::Dir("/usr/local/bin".into())]);
         let s = bwrap_args(&p, &h).join(" ");
-        assert!(s.contains("--tmpfs /usr/local --ro-bind /usr/local/bin /usr/local/bin"), "{s}");
-        let (dir, chdir) = (s.find("--dir /usr/local/apache2").unwrap(), s.find("--chdir /usr/local/apache2").unwrap());
+        assert!(
+            s.contains("--tmpfs /usr/local --ro-bind /usr/local/bin /usr/local/bin"),
+            "{s}"
+        );
+        let (dir, chdir) = (
+            s.find("--dir /usr/local/apache2").unwrap(),
+            s.find("--chdir /usr/local/apache2").unwrap(),
+        );
         assert!(dir < chdir, "{s}");
     }
 
     #[test]
     fn missing_parents_of_a_mount_point_are_made_before_it_so_they_are_0755_not_bubblewraps_0700() {
         let mut p = plan(true, 101);
-        p.mounts.push(Mount { src: "/pod/v/tls".into(), dst: "/etc/chroma-tls/chromadb-tls".into(), writable: false });
+        p.mounts.push(Mount {
+            src: "/pod/v/tls".into(),
+            dst: "/etc/chroma-tls/chromadb-tls".into(),
+            writable: false,
+        });
         let s = bwrap_args(&p, &host()).join(" ");
-        let (dir, bind) = (s.find("--dir /etc/chroma-tls ").unwrap(), s.find("--ro-bind /pod/v/tls /etc/chroma-tls/chromadb-tls").unwrap());
+        let (dir, bind) = (
+            s.find("--dir /etc/chroma-tls ").unwrap(),
+            s.find("--ro-bind /pod/v/tls /etc/chroma-tls/chromadb-tls")
+                .unwrap(),
+        );
         assert!(dir < bind, "{s}");
     }
 
@@ -386,9 +541,16 @@ mod tests {
     fn volumes_are_writable_only_when_the_plan_says_and_the_root_is_made_read_only_last() {
         let s = bwrap_args(&plan(true, 1000), &host()).join(" ");
         assert!(s.contains("--bind /pod/v/data /data"), "{s}");
-        let (data, ro) = (s.find("--bind /pod/v/data /data").unwrap(), s.find("--remount-ro /").unwrap());
+        let (data, ro) = (
+            s.find("--bind /pod/v/data /data").unwrap(),
+            s.find("--remount-ro /").unwrap(),
+        );
         assert!(data < ro, "{s}");
-        assert!(!bwrap_args(&plan(false, 1000), &host()).join(" ").contains("--remount-ro"));
+        assert!(
+            !bwrap_args(&plan(false, 1000), &host())
+                .join(" ")
+                .contains("--remount-ro")
+        );
     }
 
     #[test]
@@ -396,6 +558,10 @@ mod tests {
         let s = bwrap_args(&plan(true, 1000), &host()).join(" ");
         assert!(s.ends_with("--hostname r-chromadb-0 --chdir /chroma -- /usr/bin/setpriv --reuid=1000 --regid=1000 --groups=1000 -- /venv/bin/chroma run /etc/chroma/config.yaml"), "{s}");
         let root = bwrap_args(&plan(true, 0), &host()).join(" ");
-        assert!(root.ends_with("-- /venv/bin/chroma run /etc/chroma/config.yaml") && !root.contains("setpriv"), "{root}");
+        assert!(
+            root.ends_with("-- /venv/bin/chroma run /etc/chroma/config.yaml")
+                && !root.contains("setpriv"),
+            "{root}"
+        );
     }
 }

@@ -21,9 +21,13 @@ pub const V1_MEMORY: &str = "/sys/fs/cgroup/memory";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    #[error("no cgroup v1 memory controller at {V1_MEMORY} (a memory limit needs one; this node has {found})")]
+    #[error(
+        "no cgroup v1 memory controller at {V1_MEMORY} (a memory limit needs one; this node has {found})"
+    )]
     NoController { found: String },
-    #[error("`{name}` is not a cgroup name (letters, digits, `-`, `_`, `.`; not starting with `.`)")]
+    #[error(
+        "`{name}` is not a cgroup name (letters, digits, `-`, `_`, `.`; not starting with `.`)"
+    )]
     BadName { name: String },
     #[error("a memory limit of {bytes} bytes is below the 1 MiB a container can start in")]
     TooSmall { bytes: u64 },
@@ -35,7 +39,11 @@ pub enum CgroupError {
         source: std::io::Error,
     },
     #[error("{} holds an unexpected {file}: {text:?}", path.display())]
-    Unreadable { path: PathBuf, file: &'static str, text: String },
+    Unreadable {
+        path: PathBuf,
+        file: &'static str,
+        text: String,
+    },
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError {
@@ -46,7 +54,9 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CgroupE
 /// `Ok(())` when this node can enforce a memory limit: a writable v1 memory hierarchy.
 pub fn available() -> Result<(), CgroupError> {
     let root = Path::new(V1_MEMORY);
-    if root.join("memory.limit_in_bytes").is_file() && nix::unistd::access(root, nix::unistd::AccessFlags::W_OK).is_ok() {
+    if root.join("memory.limit_in_bytes").is_file()
+        && nix::unistd::access(root, nix::unistd::AccessFlags::W_OK).is_ok()
+    {
         return Ok(());
     }
     let found = if Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
@@ -86,8 +96,15 @@ impl MemoryCgroup {
     /// kernel accounts it, as the kubelet sets both). A leftover of the same name (a
     /// harness killed with SIGKILL) is emptied and reused.
     pub fn create(name: &str, limit: u64) -> Result<MemoryCgroup, CgroupError> {
-        if name.is_empty() || name.starts_with('.') || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return Err(CgroupError::BadName { name: name.to_string() });
+        if name.is_empty()
+            || name.starts_with('.')
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(CgroupError::BadName {
+                name: name.to_string(),
+            });
         }
         if limit < 1 << 20 {
             return Err(CgroupError::TooSmall { bytes: limit });
@@ -99,8 +116,20 @@ impl MemoryCgroup {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => kill_all(&path),
             Err(e) => return Err(io("creating cgroup", &path)(e)),
         }
-        let procs = CString::new(path.join("cgroup.procs").into_os_string().into_encoded_bytes()).map_err(|_| CgroupError::BadName { name: name.to_string() })?;
-        let cg = MemoryCgroup { path, limit, procs, removed: false };
+        let procs = CString::new(
+            path.join("cgroup.procs")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .map_err(|_| CgroupError::BadName {
+            name: name.to_string(),
+        })?;
+        let cg = MemoryCgroup {
+            path,
+            limit,
+            procs,
+            removed: false,
+        };
         cg.write("memory.limit_in_bytes", &limit.to_string())?;
         // With swap accounted, the limit covers swap too (memsw must be >= the memory limit,
         // which is why it is written second); a node without swap accounting has no file.
@@ -130,7 +159,11 @@ impl MemoryCgroup {
 
     fn number(&self, file: &'static str) -> Result<u64, CgroupError> {
         let text = self.read(file)?;
-        text.trim().parse().map_err(|_| CgroupError::Unreadable { path: self.path.clone(), file, text })
+        text.trim().parse().map_err(|_| CgroupError::Unreadable {
+            path: self.path.clone(),
+            file,
+            text,
+        })
     }
 
     /// Moves process `pid` (all its threads) into the cgroup; its later children are born there.
@@ -144,9 +177,16 @@ impl MemoryCgroup {
     pub fn enter_before_exec(&self) -> impl Fn() -> std::io::Result<()> + Send + Sync + 'static {
         let procs = self.procs.clone();
         move || {
-            let fd = nix::fcntl::open(procs.as_c_str(), nix::fcntl::OFlag::O_WRONLY, nix::sys::stat::Mode::empty()).map_err(std::io::Error::from)?;
+            let fd = nix::fcntl::open(
+                procs.as_c_str(),
+                nix::fcntl::OFlag::O_WRONLY,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(std::io::Error::from)?;
             // "0" is the writing process itself; the descriptor closes when `fd` drops.
-            nix::unistd::write(&fd, b"0").map(|_| ()).map_err(std::io::Error::from)
+            nix::unistd::write(&fd, b"0")
+                .map(|_| ())
+                .map_err(std::io::Error::from)
         }
     }
 
@@ -161,9 +201,20 @@ impl MemoryCgroup {
         let oom = self.read("memory.oom_control")?;
         let oom_kills = oom
             .lines()
-            .find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse().ok()))
-            .ok_or_else(|| CgroupError::Unreadable { path: self.path.clone(), file: "memory.oom_control", text: oom.clone() })?;
-        Ok(MemoryEvents { oom_kills, limit_hits: self.number("memory.failcnt")?, peak_bytes: self.number("memory.max_usage_in_bytes")? })
+            .find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .ok_or_else(|| CgroupError::Unreadable {
+                path: self.path.clone(),
+                file: "memory.oom_control",
+                text: oom.clone(),
+            })?;
+        Ok(MemoryEvents {
+            oom_kills,
+            limit_hits: self.number("memory.failcnt")?,
+            peak_bytes: self.number("memory.max_usage_in_bytes")?,
+        })
     }
 
     /// Kills what is left inside and removes the cgroup.
@@ -188,7 +239,9 @@ impl MemoryCgroup {
                     self.removed = true;
                     return Ok(());
                 }
-                Err(e) if Instant::now() > deadline => return Err(io("removing cgroup", &self.path)(e)),
+                Err(e) if Instant::now() > deadline => {
+                    return Err(io("removing cgroup", &self.path)(e));
+                }
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
         }
@@ -248,18 +301,31 @@ mod tests {
         // SAFETY: the closure only opens and writes a file (async-signal-safe).
         unsafe { std::os::unix::process::CommandExt::pre_exec(&mut cmd, cg.enter_before_exec()) };
         let status = cmd.status().unwrap();
-        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9), "{status}");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "{status}"
+        );
         let ev = cg.events().unwrap();
         assert_eq!(ev.oom_kills, 1, "{ev:?}");
-        assert!(ev.peak_bytes > 16 << 20 && ev.peak_bytes <= 32 << 20, "{ev:?}");
+        assert!(
+            ev.peak_bytes > 16 << 20 && ev.peak_bytes <= 32 << 20,
+            "{ev:?}"
+        );
         // Within the limit, nothing is killed.
-        let ok = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let ok = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         cg.add(ok.id()).unwrap();
         assert_eq!(cg.pids().unwrap(), vec![ok.id()]);
         // Dropping removes it, killing what is left inside.
         drop(cg);
         assert!(!path.exists(), "{} left behind", path.display());
         let mut ok = ok;
-        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&ok.wait().unwrap()), Some(9));
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&ok.wait().unwrap()),
+            Some(9)
+        );
     }
 }

@@ -30,11 +30,27 @@ impl Server {
     /// `writable`: with a read-only root, the only places the server may write (its volumes,
     /// with the container path each is mounted at). `memory`: the container's memory cgroup,
     /// entered before exec as a runtime does.
-    pub fn spawn(launch: &Launch, log: &Path, run_as: &RunAs, writable: &[(&Path, &str)], harness_root: &Path, memory: Option<&super::cgroup::MemoryCgroup>) -> std::io::Result<Server> {
+    pub fn spawn(
+        launch: &Launch,
+        log: &Path,
+        run_as: &RunAs,
+        writable: &[(&Path, &str)],
+        harness_root: &Path,
+        memory: Option<&super::cgroup::MemoryCgroup>,
+    ) -> std::io::Result<Server> {
         let out = OpenOptions::new().create(true).append(true).open(log)?;
         let err = out.try_clone()?;
         let (program, args): (PathBuf, Vec<String>) = if run_as.read_only_root {
-            (super::security::BWRAP.into(), super::security::read_only_argv(run_as, writable, harness_root, &launch.program, &launch.args))
+            (
+                super::security::BWRAP.into(),
+                super::security::read_only_argv(
+                    run_as,
+                    writable,
+                    harness_root,
+                    &launch.program,
+                    &launch.args,
+                ),
+            )
         } else {
             (launch.program.clone(), launch.args.clone())
         };
@@ -44,7 +60,9 @@ impl Server {
             Some(ns) => {
                 let ip = super::podnet::available().map_err(std::io::Error::other)?;
                 let mut c = tokio::process::Command::new(ip);
-                c.args(["netns", "exec", ns.as_str()]).arg(&program).args(&args);
+                c.args(["netns", "exec", ns.as_str()])
+                    .arg(&program)
+                    .args(&args);
                 c
             }
             None => {
@@ -67,20 +85,32 @@ impl Server {
         // With a read-only root, setpriv inside the sandbox drops the user instead.
         if !run_as.is_root() && !run_as.read_only_root {
             let (uid, gid, groups) = (run_as.uid, run_as.gid, run_as.groups.clone());
-            let gids: Vec<nix::unistd::Gid> = groups.into_iter().map(nix::unistd::Gid::from_raw).collect();
+            let gids: Vec<nix::unistd::Gid> =
+                groups.into_iter().map(nix::unistd::Gid::from_raw).collect();
             // Groups before the user: once the uid is dropped, setgroups is no longer allowed.
             // SAFETY: only async-signal-safe calls (setgroups, setgid, setuid) run in the child.
             unsafe {
                 cmd.pre_exec(move || {
                     nix::unistd::setgroups(&gids).map_err(std::io::Error::from)?;
-                    nix::unistd::setgid(nix::unistd::Gid::from_raw(gid)).map_err(std::io::Error::from)?;
-                    nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)).map_err(std::io::Error::from)
+                    nix::unistd::setgid(nix::unistd::Gid::from_raw(gid))
+                        .map_err(std::io::Error::from)?;
+                    nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))
+                        .map_err(std::io::Error::from)
                 });
             }
         }
         let child = cmd.spawn()?;
-        let pgid = child.id().map(|p| p as i32).ok_or_else(|| std::io::Error::other("the server exited before it got a pid"))?;
-        Ok(Server { child, pgid, log: log.to_path_buf(), exited: None, reaped: false })
+        let pgid = child
+            .id()
+            .map(|p| p as i32)
+            .ok_or_else(|| std::io::Error::other("the server exited before it got a pid"))?;
+        Ok(Server {
+            child,
+            pgid,
+            log: log.to_path_buf(),
+            exited: None,
+            reaped: false,
+        })
     }
 
     /// `Some(status)` once the server process has exited.
@@ -133,6 +163,8 @@ impl Drop for Server {
 
 /// The last `n` lines of a log file.
 pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     crate::text::tail(&text, n)
 }

@@ -34,7 +34,9 @@ pub const NOT_BUILT: &str = "no collector build stands in for its image ($CHROMA
 
 /// The built collector, when this run has one.
 pub fn binary() -> Option<PathBuf> {
-    std::env::var_os(BIN_ENV).filter(|p| !p.is_empty()).map(PathBuf::from)
+    std::env::var_os(BIN_ENV)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
 }
 
 /// The contrib image's ENTRYPOINT and user (its Dockerfile: `ENTRYPOINT ["/otelcol-contrib"]`,
@@ -43,7 +45,8 @@ pub const IMAGE_ENTRYPOINT: &str = "/otelcol-contrib";
 pub const IMAGE_USER: (u32, u32) = (10001, 10001);
 
 /// Collectors listen on the rendered ports of the host's network: one at a time.
-static HOST_PORTS: LazyLock<Arc<tokio::sync::Mutex<()>>> = LazyLock::new(|| Arc::new(tokio::sync::Mutex::new(())));
+static HOST_PORTS: LazyLock<Arc<tokio::sync::Mutex<()>>> =
+    LazyLock::new(|| Arc::new(tokio::sync::Mutex::new(())));
 
 /// Whether `image` is the collector distribution this stand-in replaces.
 pub fn is_collector_image(image: &str) -> bool {
@@ -52,7 +55,9 @@ pub fn is_collector_image(image: &str) -> bool {
         Some(i) if !repo[i..].contains('/') => &repo[..i],
         _ => repo,
     };
-    repo.trim_start_matches("docker.io/").trim_start_matches("index.docker.io/").ends_with("otel/opentelemetry-collector-contrib")
+    repo.trim_start_matches("docker.io/")
+        .trim_start_matches("index.docker.io/")
+        .ends_with("otel/opentelemetry-collector-contrib")
 }
 
 /// The rendered Deployments (a kind the render keeps as JSON).
@@ -62,7 +67,10 @@ pub fn deployments(release: &Release) -> Result<Vec<Deployment>, String> {
         .documents
         .iter()
         .filter(|d| d["kind"] == "Deployment")
-        .map(|d| serde_json::from_value(d.clone()).map_err(|e| format!("Deployment {}: {e}", d["metadata"]["name"])))
+        .map(|d| {
+            serde_json::from_value(d.clone())
+                .map_err(|e| format!("Deployment {}: {e}", d["metadata"]["name"]))
+        })
         .collect()
 }
 
@@ -70,13 +78,28 @@ pub fn deployments(release: &Release) -> Result<Vec<Deployment>, String> {
 /// is replaced by the rendered args), with the built collector in the entrypoint's place.
 pub fn argv(c: &Container, binary: &str) -> Result<Vec<String>, LaunchError> {
     let mut argv: Vec<String> = match c.command.clone().filter(|v| !v.is_empty()) {
-        Some(cmd) => cmd.into_iter().chain(c.args.clone().unwrap_or_default()).collect(),
-        None => std::iter::once(IMAGE_ENTRYPOINT.to_string()).chain(c.args.clone().unwrap_or_default()).collect(),
+        Some(cmd) => cmd
+            .into_iter()
+            .chain(c.args.clone().unwrap_or_default())
+            .collect(),
+        None => std::iter::once(IMAGE_ENTRYPOINT.to_string())
+            .chain(c.args.clone().unwrap_or_default())
+            .collect(),
     };
     match argv.first().map(String::as_str) {
         Some(IMAGE_ENTRYPOINT | "otelcol-contrib") => argv[0] = binary.to_string(),
-        Some(p) => return Err(LaunchError::Unsupported(format!("container `{}` runs `{p}`; the collector stand-in runs only {IMAGE_ENTRYPOINT}", c.name))),
-        None => return Err(LaunchError::Invalid(format!("container `{}` has no command", c.name))),
+        Some(p) => {
+            return Err(LaunchError::Unsupported(format!(
+                "container `{}` runs `{p}`; the collector stand-in runs only {IMAGE_ENTRYPOINT}",
+                c.name
+            )));
+        }
+        None => {
+            return Err(LaunchError::Invalid(format!(
+                "container `{}` has no command",
+                c.name
+            )));
+        }
     }
     Ok(argv)
 }
@@ -99,7 +122,13 @@ impl CollectorPod {
     pub async fn stop(mut self, grace: Duration) {
         if let Some(s) = self.server.take() {
             let status = s.stop(grace).await;
-            super::append(&self.log, &format!("--- harness: collector stopped ({}) ---\n", status.map_or("unknown".into(), |s| s.to_string())));
+            super::append(
+                &self.log,
+                &format!(
+                    "--- harness: collector stopped ({}) ---\n",
+                    status.map_or("unknown".into(), |s| s.to_string())
+                ),
+            );
         }
     }
 }
@@ -111,9 +140,14 @@ pub fn service_view(svc: &Service, pod: &PodSpec) -> Result<ServiceView, String>
     let name = svc.metadata.name.clone().unwrap_or_default();
     let mut ports = Vec::new();
     for p in svc.spec.iter().flat_map(|s| s.ports.iter().flatten()) {
-        let target = p.target_port.clone().unwrap_or(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p.port));
-        let to = crate::workload::resolve_port(&pod.containers, &target).map_err(|e| format!("Service {name} port {}: {e}", p.port))?;
-        let port = u16::try_from(p.port).map_err(|_| format!("Service {name} port {} is not a port number", p.port))?;
+        let target = p
+            .target_port
+            .clone()
+            .unwrap_or(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p.port));
+        let to = crate::workload::resolve_port(&pod.containers, &target)
+            .map_err(|e| format!("Service {name} port {}: {e}", p.port))?;
+        let port = u16::try_from(p.port)
+            .map_err(|_| format!("Service {name} port {} is not a port number", p.port))?;
         // The collector listens on every address of the host's network, the Service address
         // in the Chroma pod's hosts file included: a port it already serves needs no relay.
         if port != to {
@@ -125,12 +159,21 @@ pub fn service_view(svc: &Service, pod: &PodSpec) -> Result<ServiceView, String>
 
 /// The Services that select the Deployment's pod.
 pub fn services_of<'a>(release: &'a Release, d: &Deployment) -> Vec<&'a Service> {
-    let labels: BTreeMap<String, String> = d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
+    let labels: BTreeMap<String, String> = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
     release
         .rendered
         .services()
         .filter(|s| {
-            let sel = s.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+            let sel = s
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.clone())
+                .unwrap_or_default();
             !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
         })
         .collect()
@@ -138,84 +181,189 @@ pub fn services_of<'a>(release: &'a Release, d: &Deployment) -> Vec<&'a Service>
 
 /// Starts the Deployment's pod under `root` and waits for its readiness probe; the collector's
 /// own log is the error when it exits first.
-pub async fn start(d: &Deployment, release: &Release, root: &std::path::Path, ready_timeout: Duration, adjustments: &mut Vec<String>) -> Result<CollectorPod, BackendError> {
+pub async fn start(
+    d: &Deployment,
+    release: &Release,
+    root: &std::path::Path,
+    ready_timeout: Duration,
+    adjustments: &mut Vec<String>,
+) -> Result<CollectorPod, BackendError> {
     let invalid = |reason: String| BackendError::Invalid { reason };
     let name = d.metadata.name.clone().unwrap_or_default();
-    let template = d.spec.as_ref().map(|s| &s.template).ok_or_else(|| invalid(format!("Deployment {name} has no pod template")))?;
-    let spec = template.spec.as_ref().ok_or_else(|| invalid(format!("Deployment {name} has no pod spec")))?;
+    let template = d
+        .spec
+        .as_ref()
+        .map(|s| &s.template)
+        .ok_or_else(|| invalid(format!("Deployment {name} has no pod template")))?;
+    let spec = template
+        .spec
+        .as_ref()
+        .ok_or_else(|| invalid(format!("Deployment {name} has no pod spec")))?;
     let [c] = spec.containers.as_slice() else {
-        return Err(BackendError::Unsupported { backend: "process", reason: format!("Deployment {name}: only a single-container collector pod is modelled") });
+        return Err(BackendError::Unsupported {
+            backend: "process",
+            reason: format!("Deployment {name}: only a single-container collector pod is modelled"),
+        });
     };
     if !c.image.as_deref().is_some_and(is_collector_image) {
-        return Err(BackendError::Unsupported { backend: "process", reason: format!("Deployment {name} runs image {:?}, which has no stand-in (only otel/opentelemetry-collector-contrib)", c.image) });
+        return Err(BackendError::Unsupported {
+            backend: "process",
+            reason: format!(
+                "Deployment {name} runs image {:?}, which has no stand-in (only otel/opentelemetry-collector-contrib)",
+                c.image
+            ),
+        });
     }
-    let binary = binary().ok_or_else(|| BackendError::Unsupported { backend: "process", reason: NOT_BUILT.into() })?;
+    let binary = binary().ok_or_else(|| BackendError::Unsupported {
+        backend: "process",
+        reason: NOT_BUILT.into(),
+    })?;
     if !binary.is_file() {
-        return Err(invalid(format!("${BIN_ENV}={} is not a file", binary.display())));
+        return Err(invalid(format!(
+            "${BIN_ENV}={} is not a file",
+            binary.display()
+        )));
     }
     if !std::path::Path::new(BWRAP).is_file() || !nix::unistd::geteuid().is_root() {
         return Err(BackendError::Unsupported { backend: "process", reason: "the collector's pod mounts its ConfigMap at the rendered path, which needs bubblewrap and a harness running as root".into() });
     }
     let ports = HOST_PORTS.clone().lock_owned().await;
-    let layout = Layout { root: root.join(format!("pod-{name}")) };
+    let layout = Layout {
+        root: root.join(format!("pod-{name}")),
+    };
     for dir in [layout.volumes(), layout.logs()] {
-        std::fs::create_dir_all(&dir).map_err(|source| BackendError::Io { context: format!("creating {}", dir.display()), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| BackendError::Io {
+            context: format!("creating {}", dir.display()),
+            source,
+        })?;
     }
     let sources = Sources::from_release(release).map_err(invalid)?;
     let mut volume_dirs = BTreeMap::new();
     for v in spec.volumes.iter().flatten() {
-        volume_dirs.insert(v.name.clone(), pod::materialise_volume(&layout, v, &sources).map_err(invalid)?);
+        volume_dirs.insert(
+            v.name.clone(),
+            pod::materialise_volume(&layout, v, &sources).map_err(invalid)?,
+        );
     }
     let user: RunAs = security::run_as(c, spec, IMAGE_USER).map_err(invalid)?;
     let argv = argv(c, &binary.display().to_string()).map_err(|e| match e {
         LaunchError::Invalid(m) => invalid(m),
-        LaunchError::Unsupported(m) => BackendError::Unsupported { backend: "process", reason: m },
+        LaunchError::Unsupported(m) => BackendError::Unsupported {
+            backend: "process",
+            reason: m,
+        },
     })?;
-    let (bw, more) = super::proxy::container_root_argv(c, spec, &volume_dirs, &user, &argv[0], argv[1..].iter().cloned()).map_err(|e| invalid(e.to_string()))?;
+    let (bw, more) = super::proxy::container_root_argv(
+        c,
+        spec,
+        &volume_dirs,
+        &user,
+        &argv[0],
+        argv[1..].iter().cloned(),
+    )
+    .map_err(|e| invalid(e.to_string()))?;
     // The files a ConfigMap volume holds are readable by any user, as the kubelet writes them.
     for dir in volume_dirs.values() {
-        security::open_path(dir).map_err(|source| BackendError::Io { context: format!("opening {}", dir.display()), source })?;
+        security::open_path(dir).map_err(|source| BackendError::Io {
+            context: format!("opening {}", dir.display()),
+            source,
+        })?;
     }
-    security::open_path(&layout.root).map_err(|source| BackendError::Io { context: "opening the pod dir".into(), source })?;
+    security::open_path(&layout.root).map_err(|source| BackendError::Io {
+        context: "opening the pod dir".into(),
+        source,
+    })?;
     adjustments.push(format!("Deployment {name}: the collector built from Go modules ({}) stands in for image {}, run with the rendered args as uid {}", binary.display(), c.image.as_deref().unwrap_or("?"), user.uid));
     adjustments.extend(more);
     adjustments.push(format!("Deployment {name}: its pod shares the host's network (pod address 127.0.0.1, rendered listen addresses)"));
-    let mut env: Vec<(String, String)> = vec![("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into())];
+    let mut env: Vec<(String, String)> = vec![(
+        "PATH".into(),
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+    )];
     if c.env_from.as_ref().is_some_and(|f| !f.is_empty()) {
-        return Err(BackendError::Unsupported { backend: "process", reason: format!("Deployment {name}: envFrom is not modelled for the collector") });
+        return Err(BackendError::Unsupported {
+            backend: "process",
+            reason: format!("Deployment {name}: envFrom is not modelled for the collector"),
+        });
     }
     for e in c.env.iter().flatten() {
         if e.value_from.is_some() {
-            return Err(BackendError::Unsupported { backend: "process", reason: format!("Deployment {name}: env from Secrets/ConfigMaps/fields is not modelled for the collector (env `{}`)", e.name) });
+            return Err(BackendError::Unsupported {
+                backend: "process",
+                reason: format!(
+                    "Deployment {name}: env from Secrets/ConfigMaps/fields is not modelled for the collector (env `{}`)",
+                    e.name
+                ),
+            });
         }
         env.push((e.name.clone(), e.value.clone().unwrap_or_default()));
     }
-    let launch = Launch { program: PathBuf::from(BWRAP), args: bw, env, cwd: PathBuf::from("/"), container_port: 0, adjustments: Vec::new(), netns: None };
+    let launch = Launch {
+        program: PathBuf::from(BWRAP),
+        args: bw,
+        env,
+        cwd: PathBuf::from("/"),
+        container_port: 0,
+        adjustments: Vec::new(),
+        netns: None,
+    };
     let log = layout.logs().join(format!("{}.log", c.name));
-    super::append(&log, &format!("--- harness: start of Deployment {name}'s container {}: {} ---\n", c.name, argv.join(" ")));
-    let as_given = RunAs { uid: 0, gid: 0, groups: vec![], fs_group: None, read_only_root: false };
-    let mut server = Server::spawn(&launch, &log, &as_given, &[], &layout.root, None).map_err(|source| BackendError::Io { context: format!("starting the collector of Deployment {name}"), source })?;
+    super::append(
+        &log,
+        &format!(
+            "--- harness: start of Deployment {name}'s container {}: {} ---\n",
+            c.name,
+            argv.join(" ")
+        ),
+    );
+    let as_given = RunAs {
+        uid: 0,
+        gid: 0,
+        groups: vec![],
+        fs_group: None,
+        read_only_root: false,
+    };
+    let mut server =
+        Server::spawn(&launch, &log, &as_given, &[], &layout.root, None).map_err(|source| {
+            BackendError::Io {
+                context: format!("starting the collector of Deployment {name}"),
+                source,
+            }
+        })?;
 
     let probe = c.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref());
     let probe_url = match probe {
         Some(get) => {
-            let port = crate::workload::resolve_port(std::slice::from_ref(c), &get.port).map_err(|e| invalid(format!("Deployment {name}: readinessProbe: {e}")))?;
-            Some(format!("http://127.0.0.1:{port}{}", get.path.as_deref().unwrap_or("/")))
+            let port = crate::workload::resolve_port(std::slice::from_ref(c), &get.port)
+                .map_err(|e| invalid(format!("Deployment {name}: readinessProbe: {e}")))?;
+            Some(format!(
+                "http://127.0.0.1:{port}{}",
+                get.path.as_deref().unwrap_or("/")
+            ))
         }
         None => None,
     };
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().map_err(|e| BackendError::step("an HTTP client", e))?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| BackendError::step("an HTTP client", e))?;
     let started = Instant::now();
     loop {
         if let Some(status) = server.try_exited() {
             let tail = child::tail(&log, 15);
             return Err(BackendError::Failed {
                 what: format!("Deployment {name} (the chart's OpenTelemetry Collector)"),
-                detail: format!("the collector exited ({status}) before its pod became ready:\n{tail}"),
+                detail: format!(
+                    "the collector exited ({status}) before its pod became ready:\n{tail}"
+                ),
             });
         }
         let ready = match &probe_url {
-            Some(url) => client.get(url).send().await.is_ok_and(|r| r.status().is_success()),
+            Some(url) => client
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success()),
             None => started.elapsed() > Duration::from_secs(2),
         };
         if ready {
@@ -223,12 +371,24 @@ pub async fn start(d: &Deployment, release: &Release, root: &std::path::Path, re
         }
         if started.elapsed() > ready_timeout {
             let _ = server.kill().await;
-            return Err(BackendError::NotReady { waited: started.elapsed(), detail: format!("Deployment {name}: the collector's readinessProbe {probe_url:?} never passed\n{}", child::tail(&log, 15)) });
+            return Err(BackendError::NotReady {
+                waited: started.elapsed(),
+                detail: format!(
+                    "Deployment {name}: the collector's readinessProbe {probe_url:?} never passed\n{}",
+                    child::tail(&log, 15)
+                ),
+            });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let template = serde_json::to_value(template).unwrap_or_default();
-    Ok(CollectorPod { deployment: name, template, server: Some(server), log, _ports: ports })
+    Ok(CollectorPod {
+        deployment: name,
+        template,
+        server: Some(server),
+        log,
+        _ports: ports,
+    })
 }
 
 #[cfg(test)]
@@ -247,13 +407,20 @@ mod tests {
 
     #[test]
     fn rendered_args_follow_the_built_binary_in_the_entrypoints_place() {
-        let c: Container = serde_json::from_value(json!({"name": "otel-collector", "args": ["--config=/etc/otelcol/config.yaml"]})).unwrap();
-        assert_eq!(argv(&c, "/b/otelcol").unwrap(), ["/b/otelcol", "--config=/etc/otelcol/config.yaml"]);
+        let c: Container = serde_json::from_value(
+            json!({"name": "otel-collector", "args": ["--config=/etc/otelcol/config.yaml"]}),
+        )
+        .unwrap();
+        assert_eq!(
+            argv(&c, "/b/otelcol").unwrap(),
+            ["/b/otelcol", "--config=/etc/otelcol/config.yaml"]
+        );
     }
 
     #[test]
     fn another_program_is_not_modelled() {
-        let c: Container = serde_json::from_value(json!({"name": "o", "command": ["sh", "-c", "x"]})).unwrap();
+        let c: Container =
+            serde_json::from_value(json!({"name": "o", "command": ["sh", "-c", "x"]})).unwrap();
         assert!(matches!(argv(&c, "/b"), Err(LaunchError::Unsupported(m)) if m.contains("`sh`")));
     }
 }

@@ -28,28 +28,72 @@ pub struct TestHook {
 /// A Job's pod with the Job's retry budget and deadline (capped at `cap`).
 pub fn job_pod(job: &k8s_openapi::api::batch::v1::Job, cap: Duration) -> Result<TestHook, String> {
     let name = job.metadata.name.clone().unwrap_or_default();
-    let spec = job.spec.as_ref().ok_or_else(|| format!("Job {name} has no spec"))?;
-    let pod = spec.template.spec.clone().ok_or_else(|| format!("Job {name} has no pod template spec"))?;
+    let spec = job
+        .spec
+        .as_ref()
+        .ok_or_else(|| format!("Job {name} has no spec"))?;
+    let pod = spec
+        .template
+        .spec
+        .clone()
+        .ok_or_else(|| format!("Job {name} has no pod template spec"))?;
     let (attempts, deadline) = crate::backend::jobs::budget(job, cap);
-    Ok(TestHook { object: format!("Job/{name}"), name, spec: pod, attempts, deadline })
+    Ok(TestHook {
+        object: format!("Job/{name}"),
+        name,
+        spec: pod,
+        attempts,
+        deadline,
+    })
 }
 
 /// Every `helm test` hook of the render, in helm's order.
 pub fn test_hooks(rendered: &Rendered) -> Result<Vec<TestHook>, String> {
     let mut out = Vec::new();
-    for j in rendered.jobs().filter(|j| render::hooks::is_test(&j.metadata)) {
+    for j in rendered
+        .jobs()
+        .filter(|j| render::hooks::is_test(&j.metadata))
+    {
         let name = j.metadata.name.clone().unwrap_or_default();
-        let spec = j.spec.as_ref().ok_or_else(|| format!("Job {name} has no spec"))?;
-        let pod = spec.template.spec.clone().ok_or_else(|| format!("Job {name} has no pod template spec"))?;
+        let spec = j
+            .spec
+            .as_ref()
+            .ok_or_else(|| format!("Job {name} has no spec"))?;
+        let pod = spec
+            .template
+            .spec
+            .clone()
+            .ok_or_else(|| format!("Job {name} has no pod template spec"))?;
         // Kubernetes' defaults: 6 retries, no deadline (helm's own --timeout of 5m bounds it).
         let attempts = u32::try_from(spec.backoff_limit.unwrap_or(6)).unwrap_or(0) + 1;
-        let deadline = Duration::from_secs(spec.active_deadline_seconds.map_or(300, |s| s.clamp(1, 300) as u64));
-        out.push(TestHook { object: format!("Job/{name}"), name, spec: pod, attempts, deadline });
+        let deadline = Duration::from_secs(
+            spec.active_deadline_seconds
+                .map_or(300, |s| s.clamp(1, 300) as u64),
+        );
+        out.push(TestHook {
+            object: format!("Job/{name}"),
+            name,
+            spec: pod,
+            attempts,
+            deadline,
+        });
     }
-    for p in rendered.pods().filter(|p| render::hooks::is_test(&p.metadata)) {
+    for p in rendered
+        .pods()
+        .filter(|p| render::hooks::is_test(&p.metadata))
+    {
         let name = p.metadata.name.clone().unwrap_or_default();
-        let spec = p.spec.clone().ok_or_else(|| format!("Pod {name} has no spec"))?;
-        out.push(TestHook { object: format!("Pod/{name}"), name, spec, attempts: 1, deadline: Duration::from_secs(300) });
+        let spec = p
+            .spec
+            .clone()
+            .ok_or_else(|| format!("Pod {name} has no spec"))?;
+        out.push(TestHook {
+            object: format!("Pod/{name}"),
+            name,
+            spec,
+            attempts: 1,
+            deadline: Duration::from_secs(300),
+        });
     }
     Ok(out)
 }
@@ -80,7 +124,11 @@ pub const BACKUP_TOOL_USER: (u32, u32) = (65532, 65532);
 pub fn backup_tool_binary() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("CHROMADB_BACKUP_BIN").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
-        return if p.is_file() { Ok(p) } else { Err(format!("CHROMADB_BACKUP_BIN={} is not a file", p.display())) };
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("CHROMADB_BACKUP_BIN={} is not a file", p.display()))
+        };
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -99,7 +147,10 @@ pub fn backup_tool_binary() -> Result<PathBuf, String> {
 }
 
 /// What an Alpine-based image's busybox provides that a shell script commonly calls.
-const BUSYBOX_BASICS: &[&str] = &["sh", "cat", "echo", "printf", "test", "[", "sleep", "grep", "sed", "head", "tail", "tr", "cut", "wc", "env", "true", "false", "date", "id"];
+const BUSYBOX_BASICS: &[&str] = &[
+    "sh", "cat", "echo", "printf", "test", "[", "sleep", "grep", "sed", "head", "tail", "tr",
+    "cut", "wc", "env", "true", "false", "date", "id",
+];
 
 /// The image → model table. `…/chromadb-backup` (any registry and owner) is the backup
 /// tool's image: one static binary as ENTRYPOINT, user 65532. `curlimages/curl` is the chart's default test image: Alpine with
@@ -111,7 +162,9 @@ pub fn image_model(image: &str) -> Result<ImageModel, String> {
         Some(i) if !repo[i..].contains('/') => &repo[..i],
         _ => repo,
     };
-    let path = repo.trim_start_matches("docker.io/").trim_start_matches("index.docker.io/");
+    let path = repo
+        .trim_start_matches("docker.io/")
+        .trim_start_matches("index.docker.io/");
     // A registry prefix (a mirror) keeps the image what it is.
     let known = |name: &str| path == name || path.ends_with(&format!("/{name}"));
     if path == "chromadb-backup" || path.ends_with("/chromadb-backup") {
@@ -137,7 +190,9 @@ pub fn image_model(image: &str) -> Result<ImageModel, String> {
             tool: None,
         });
     }
-    Err(format!("the process backend has no stand-in for image `{image}` (it models: curlimages/curl, chromadb-backup)"))
+    Err(format!(
+        "the process backend has no stand-in for image `{image}` (it models: curlimages/curl, chromadb-backup)"
+    ))
 }
 
 /// The argv a container runs: `command` replaces the ENTRYPOINT, `args` the CMD (the
@@ -149,19 +204,42 @@ pub fn argv(c: &Container, model: &ImageModel) -> Result<Vec<String>, String> {
         (false, Some(a)) => command.into_iter().chain(a).collect(),
         (false, None) => command,
         (true, Some(a)) => model.entrypoint.iter().cloned().chain(a).collect(),
-        (true, None) => model.entrypoint.iter().cloned().chain(model.cmd.iter().cloned()).collect(),
+        (true, None) => model
+            .entrypoint
+            .iter()
+            .cloned()
+            .chain(model.cmd.iter().cloned())
+            .collect(),
     };
     if argv.first().map(String::as_str) == Some("/entrypoint.sh") {
         // The script: `curl "$@"` when the first argument is an option or not a program.
         let rest: Vec<String> = argv[1..].to_vec();
-        let first_is_program = rest.first().is_some_and(|a| !a.starts_with('-') && model.programs.contains(&a.as_str()));
-        return Ok(if first_is_program { rest } else { std::iter::once("curl".to_string()).chain(rest).collect() });
+        let first_is_program = rest
+            .first()
+            .is_some_and(|a| !a.starts_with('-') && model.programs.contains(&a.as_str()));
+        return Ok(if first_is_program {
+            rest
+        } else {
+            std::iter::once("curl".to_string()).chain(rest).collect()
+        });
     }
     match argv.first() {
-        None => Err(format!("container `{}` has no command and its image no entrypoint", c.name)),
+        None => Err(format!(
+            "container `{}` has no command and its image no entrypoint",
+            c.name
+        )),
         Some(p) if model.tool.is_some() && model.entrypoint.first() == Some(p) => Ok(argv),
-        Some(p) if !model.programs.contains(&p.trim_start_matches("/bin/").trim_start_matches("/usr/bin/")) => {
-            Err(format!("container `{}` runs `{p}`, which its image does not provide (it has: {})", c.name, model.programs.join(", ")))
+        Some(p)
+            if !model.programs.contains(
+                &p.trim_start_matches("/bin/")
+                    .trim_start_matches("/usr/bin/"),
+            ) =>
+        {
+            Err(format!(
+                "container `{}` runs `{p}`, which its image does not provide (it has: {})",
+                c.name,
+                model.programs.join(", ")
+            ))
         }
         Some(_) => Ok(argv),
     }
@@ -173,13 +251,20 @@ pub fn image_bin(dir: &Path, model: &ImageModel) -> Result<PathBuf, String> {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).map_err(|e| format!("creating {}: {e}", bin.display()))?;
     for prog in &model.programs {
-        let host = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"].iter().map(|d| Path::new(d).join(prog)).find(|p| p.is_file());
+        let host = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+            .iter()
+            .map(|d| Path::new(d).join(prog))
+            .find(|p| p.is_file());
         let Some(host) = host else {
-            return Err(format!("the stand-in for the image needs `{prog}` on this machine (apt-get install {})", if *prog == "curl" { "curl" } else { "coreutils" }));
+            return Err(format!(
+                "the stand-in for the image needs `{prog}` on this machine (apt-get install {})",
+                if *prog == "curl" { "curl" } else { "coreutils" }
+            ));
         };
         let link = bin.join(prog);
         if !link.exists() {
-            std::os::unix::fs::symlink(&host, &link).map_err(|e| format!("linking {}: {e}", link.display()))?;
+            std::os::unix::fs::symlink(&host, &link)
+                .map_err(|e| format!("linking {}: {e}", link.display()))?;
         }
     }
     Ok(bin)
@@ -204,14 +289,24 @@ const SYSTEM_DIRS: &[&str] = &["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64"
 /// asks for `readOnlyRootFilesystem` (volumes stay writable); then setpriv drops to the pod's
 /// user — what a runtime does for an image that is one binary. Run inside the pod's network
 /// namespace, so `/etc/hosts` is the pod's.
-pub fn image_root_argv(mounts: &[Mount], tool: Option<(&Path, &str)>, home: &Path, user: &super::security::RunAs, argv: &[String]) -> Vec<String> {
+pub fn image_root_argv(
+    mounts: &[Mount],
+    tool: Option<(&Path, &str)>,
+    home: &Path,
+    user: &super::security::RunAs,
+    argv: &[String],
+) -> Vec<String> {
     let mut out: Vec<String> = ["--tmpfs", "/"].map(String::from).to_vec();
     for dir in SYSTEM_DIRS {
         let p = Path::new(dir);
         match std::fs::symlink_metadata(p) {
             Ok(m) if m.file_type().is_symlink() => {
                 if let Ok(target) = std::fs::read_link(p) {
-                    out.extend(["--symlink".into(), target.display().to_string(), dir.to_string()]);
+                    out.extend([
+                        "--symlink".into(),
+                        target.display().to_string(),
+                        dir.to_string(),
+                    ]);
                 }
             }
             Ok(_) => out.extend(["--ro-bind".into(), dir.to_string(), dir.to_string()]),
@@ -223,29 +318,71 @@ pub fn image_root_argv(mounts: &[Mount], tool: Option<(&Path, &str)>, home: &Pat
     // would make them 0700, shutting a non-root user out of e.g. /var/run/<volume>.
     let mut parents: Vec<PathBuf> = Vec::new();
     for m in mounts {
-        let mut chain: Vec<PathBuf> = Path::new(&m.at).ancestors().skip(1).filter(|a| *a != Path::new("/")).map(Path::to_path_buf).collect();
+        let mut chain: Vec<PathBuf> = Path::new(&m.at)
+            .ancestors()
+            .skip(1)
+            .filter(|a| *a != Path::new("/"))
+            .map(Path::to_path_buf)
+            .collect();
         chain.reverse();
-        for a in chain.into_iter().take_while(|a| !SYSTEM_DIRS.iter().any(|d| a.starts_with(d))) {
+        for a in chain
+            .into_iter()
+            .take_while(|a| !SYSTEM_DIRS.iter().any(|d| a.starts_with(d)))
+        {
             if !parents.contains(&a) {
-                out.extend(["--perms".into(), "0755".into(), "--dir".into(), a.display().to_string()]);
+                out.extend([
+                    "--perms".into(),
+                    "0755".into(),
+                    "--dir".into(),
+                    a.display().to_string(),
+                ]);
                 parents.push(a);
             }
         }
     }
     for m in mounts {
-        out.extend([if m.read_only { "--ro-bind" } else { "--bind" }.to_string(), m.host.display().to_string(), m.at.clone()]);
+        out.extend([
+            if m.read_only { "--ro-bind" } else { "--bind" }.to_string(),
+            m.host.display().to_string(),
+            m.at.clone(),
+        ]);
     }
-    out.extend(["--bind".into(), home.display().to_string(), home.display().to_string()]);
+    out.extend([
+        "--bind".into(),
+        home.display().to_string(),
+        home.display().to_string(),
+    ]);
     if let Some((host, at)) = tool {
-        out.extend(["--ro-bind".into(), host.display().to_string(), at.to_string()]);
+        out.extend([
+            "--ro-bind".into(),
+            host.display().to_string(),
+            at.to_string(),
+        ]);
     }
     if user.read_only_root {
         out.extend(["--remount-ro".into(), "/".into()]);
         // The remount is not recursive: the volumes and home bound above stay writable.
     }
     out.extend(["--chdir".into(), home.display().to_string(), "--".into()]);
-    let groups = if user.groups.is_empty() { "--clear-groups".to_string() } else { format!("--groups={}", user.groups.iter().map(u32::to_string).collect::<Vec<_>>().join(",")) };
-    out.extend(["/usr/bin/setpriv".into(), format!("--reuid={}", user.uid), format!("--regid={}", user.gid), groups, "--".into()]);
+    let groups = if user.groups.is_empty() {
+        "--clear-groups".to_string()
+    } else {
+        format!(
+            "--groups={}",
+            user.groups
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    out.extend([
+        "/usr/bin/setpriv".into(),
+        format!("--reuid={}", user.uid),
+        format!("--regid={}", user.gid),
+        groups,
+        "--".into(),
+    ]);
     out.extend(argv.iter().cloned());
     out
 }
@@ -275,9 +412,17 @@ mod tests {
         unsafe { std::env::set_var("CHROMADB_BACKUP_BIN", bin.path()) };
         let m = image_model("ghcr.io/amikos-tech/chromadb-backup:1.1.0").unwrap();
         unsafe { std::env::remove_var("CHROMADB_BACKUP_BIN") };
-        assert_eq!((m.user, m.tool.as_deref()), (BACKUP_TOOL_USER, Some(bin.path())));
-        let c = container(json!({"name": "backup", "args": ["dump", "--to", "/backups/", "--keep", "2"]}));
-        assert_eq!(argv(&c, &m).unwrap(), [BACKUP_TOOL_PATH, "dump", "--to", "/backups/", "--keep", "2"]);
+        assert_eq!(
+            (m.user, m.tool.as_deref()),
+            (BACKUP_TOOL_USER, Some(bin.path()))
+        );
+        let c = container(
+            json!({"name": "backup", "args": ["dump", "--to", "/backups/", "--keep", "2"]}),
+        );
+        assert_eq!(
+            argv(&c, &m).unwrap(),
+            [BACKUP_TOOL_PATH, "dump", "--to", "/backups/", "--keep", "2"]
+        );
         // A command that is not the image's binary is something the image does not have.
         let c = container(json!({"name": "backup", "command": ["sh", "-c", "x"]}));
         assert!(argv(&c, &m).unwrap_err().contains("`sh`"));
@@ -285,21 +430,64 @@ mod tests {
 
     #[test]
     fn nested_mount_points_get_parents_everyone_can_traverse() {
-        let user = super::super::security::RunAs { uid: 65532, gid: 65532, groups: vec![], fs_group: None, read_only_root: true };
-        let mounts = [Mount { host: "/v/ca".into(), at: "/var/run/chroma-ca".into(), read_only: true }, Mount { host: "/v/b".into(), at: "/backups".into(), read_only: false }];
+        let user = super::super::security::RunAs {
+            uid: 65532,
+            gid: 65532,
+            groups: vec![],
+            fs_group: None,
+            read_only_root: true,
+        };
+        let mounts = [
+            Mount {
+                host: "/v/ca".into(),
+                at: "/var/run/chroma-ca".into(),
+                read_only: true,
+            },
+            Mount {
+                host: "/v/b".into(),
+                at: "/backups".into(),
+                read_only: false,
+            },
+        ];
         let s = image_root_argv(&mounts, None, Path::new("/h"), &user, &["x".into()]).join(" ");
         assert!(s.contains("--perms 0755 --dir /var --perms 0755 --dir /var/run --ro-bind /v/ca /var/run/chroma-ca --bind /v/b /backups"), "{s}");
     }
 
     #[test]
     fn the_image_root_mounts_volumes_and_the_tool_then_drops_to_the_pods_user() {
-        let user = crate::process::security::RunAs { uid: 65532, gid: 65532, groups: vec![65532], fs_group: Some(65532), read_only_root: true };
-        let mounts = [Mount { host: "/v/claim".into(), at: "/backups".into(), read_only: false }, Mount { host: "/v/tmp".into(), at: "/tmp".into(), read_only: false }];
-        let a = image_root_argv(&mounts, Some((Path::new("/t/chromadb-backup"), BACKUP_TOOL_PATH)), Path::new("/h"), &user, &[BACKUP_TOOL_PATH.into(), "dump".into()]);
+        let user = crate::process::security::RunAs {
+            uid: 65532,
+            gid: 65532,
+            groups: vec![65532],
+            fs_group: Some(65532),
+            read_only_root: true,
+        };
+        let mounts = [
+            Mount {
+                host: "/v/claim".into(),
+                at: "/backups".into(),
+                read_only: false,
+            },
+            Mount {
+                host: "/v/tmp".into(),
+                at: "/tmp".into(),
+                read_only: false,
+            },
+        ];
+        let a = image_root_argv(
+            &mounts,
+            Some((Path::new("/t/chromadb-backup"), BACKUP_TOOL_PATH)),
+            Path::new("/h"),
+            &user,
+            &[BACKUP_TOOL_PATH.into(), "dump".into()],
+        );
         let s = a.join(" ");
         assert!(s.starts_with("--tmpfs / "), "{s}");
         assert!(s.contains("--bind /v/claim /backups --bind /v/tmp /tmp --bind /h /h --ro-bind /t/chromadb-backup /chromadb-backup --remount-ro / --chdir /h -- /usr/bin/setpriv --reuid=65532 --regid=65532 --groups=65532 -- /chromadb-backup dump"), "{s}");
-        assert!(s.contains("/etc /etc"), "name resolution needs the pod's /etc: {s}");
+        assert!(
+            s.contains("/etc /etc"),
+            "name resolution needs the pod's /etc: {s}"
+        );
     }
 
     #[test]
@@ -342,6 +530,12 @@ mod tests {
         })])
         .unwrap();
         let hooks = test_hooks(&r).unwrap();
-        assert_eq!(hooks.iter().map(|h| (h.object.as_str(), h.attempts)).collect::<Vec<_>>(), [("Job/r-test", 3)]);
+        assert_eq!(
+            hooks
+                .iter()
+                .map(|h| (h.object.as_str(), h.attempts))
+                .collect::<Vec<_>>(),
+            [("Job/r-test", 3)]
+        );
     }
 }

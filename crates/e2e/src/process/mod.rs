@@ -47,7 +47,11 @@ pub struct ProcessOptions {
 
 impl Default for ProcessOptions {
     fn default() -> Self {
-        ProcessOptions { ready_timeout: Duration::from_secs(90), stop_grace: Duration::from_secs(10), temp_base: std::env::temp_dir() }
+        ProcessOptions {
+            ready_timeout: Duration::from_secs(90),
+            stop_grace: Duration::from_secs(10),
+            temp_base: std::env::temp_dir(),
+        }
     }
 }
 
@@ -99,7 +103,9 @@ pub struct ProcessBackend {
 }
 
 fn invalid(reason: impl Into<String>) -> BackendError {
-    BackendError::Invalid { reason: reason.into() }
+    BackendError::Invalid {
+        reason: reason.into(),
+    }
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackendError {
@@ -109,8 +115,17 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackendError
 
 impl ProcessBackend {
     /// `pins`: extra requirements per version (from fixtures/versions.yaml).
-    pub fn new(venvs: VenvCache, pins: BTreeMap<ChromaVersion, Vec<String>>, opts: ProcessOptions) -> Self {
-        ProcessBackend { venvs, pins, opts, running: Mutex::new(HashMap::new()) }
+    pub fn new(
+        venvs: VenvCache,
+        pins: BTreeMap<ChromaVersion, Vec<String>>,
+        opts: ProcessOptions,
+    ) -> Self {
+        ProcessBackend {
+            venvs,
+            pins,
+            opts,
+            running: Mutex::new(HashMap::new()),
+        }
     }
 
     fn pins_for(&self, v: &ChromaVersion) -> Vec<String> {
@@ -134,23 +149,36 @@ impl ProcessBackend {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id)
-            .ok_or_else(|| BackendError::Failed { what: format!("deployment {id}"), detail: "is not running on this backend".into() })
+            .ok_or_else(|| BackendError::Failed {
+                what: format!("deployment {id}"),
+                detail: "is not running on this backend".into(),
+            })
     }
 
     fn put(&self, id: &str, r: Running) {
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), r);
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), r);
     }
 
     /// Where a deployment's temp root is, for `--keep` and for leak tests.
     pub fn root_of(&self, id: &str) -> Option<PathBuf> {
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).get(id).map(|r| r.layout.root.clone())
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .map(|r| r.layout.root.clone())
     }
 
     /// Stops a deployment's server (pod deletion).
     async fn stop(&self, r: &mut Running) {
         if let Some(s) = r.server.take() {
             let status = s.stop(self.opts.stop_grace).await;
-            let line = format!("--- harness: server stopped ({}) ---\n", status.map_or("unknown".into(), |s| s.to_string()));
+            let line = format!(
+                "--- harness: server stopped ({}) ---\n",
+                status.map_or("unknown".into(), |s| s.to_string())
+            );
             append(&server_log(&r.layout), &line);
         }
     }
@@ -161,17 +189,30 @@ impl ProcessBackend {
         for s in r.sidecars.drain(..) {
             let log = s.log.clone();
             let status = s.stop(self.opts.stop_grace).await;
-            append(&log, &format!("--- harness: sidecar stopped ({}) ---\n", status.map_or("unknown".into(), |s| s.to_string())));
+            append(
+                &log,
+                &format!(
+                    "--- harness: sidecar stopped ({}) ---\n",
+                    status.map_or("unknown".into(), |s| s.to_string())
+                ),
+            );
         }
         r.net = None;
     }
 
     /// Starts (or restarts) the pod from `r.release` on `r.layout`, keeping only the claims.
-    async fn start(&self, r: &mut Running, life: Start) -> Result<(String, Vec<String>), BackendError> {
+    async fn start(
+        &self,
+        r: &mut Running,
+        life: Start,
+    ) -> Result<(String, Vec<String>), BackendError> {
         r.starts += 1;
         let layout = r.layout.clone();
         // A new container gets a fresh filesystem; only a new pod gets fresh volumes.
-        let fresh: &[PathBuf] = match life { Start::NewPod => &[layout.fs(), layout.volumes()], Start::SamePod => &[layout.fs()] };
+        let fresh: &[PathBuf] = match life {
+            Start::NewPod => &[layout.fs(), layout.volumes()],
+            Start::SamePod => &[layout.fs()],
+        };
         for dir in fresh {
             if dir.exists() {
                 std::fs::remove_dir_all(dir).map_err(io(format!("clearing {}", dir.display())))?;
@@ -186,33 +227,70 @@ impl ProcessBackend {
         let views = self.ensure_collector(r).await?;
         let release = &r.release;
         let rendered = &release.rendered;
-        let sts = rendered.statefulset().ok_or_else(|| invalid("the chart rendered no StatefulSet"))?;
+        let sts = rendered
+            .statefulset()
+            .ok_or_else(|| invalid("the chart rendered no StatefulSet"))?;
         let pod = pod::pod_spec(sts).map_err(invalid)?;
         let claims = pod::claim_templates(sts);
         let sources = Sources::from_release(release).map_err(invalid)?;
         let services: Vec<_> = rendered.services().cloned().collect();
         let sts_name = sts.metadata.name.clone().unwrap_or_default();
-        let mut me = PodIdentity { name: format!("{sts_name}-0"), namespace: release.request.namespace.clone(), ip: "127.0.0.1".into() };
-        let labels: BTreeMap<String, String> =
-            sts.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
+        let mut me = PodIdentity {
+            name: format!("{sts_name}-0"),
+            namespace: release.request.namespace.clone(),
+            ip: "127.0.0.1".into(),
+        };
+        let labels: BTreeMap<String, String> = sts
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
 
-        let c = render::chroma_container_of(&pod.containers).ok_or_else(|| invalid(format!("StatefulSet {sts_name} has no container")))?;
+        let c = render::chroma_container_of(&pod.containers)
+            .ok_or_else(|| invalid(format!("StatefulSet {sts_name} has no container")))?;
         // An nginx sidecar (the chart's TLS proxy) has a stand-in; any other container has none.
-        let proxy_c = pod.containers.iter().find(|o| o.name != c.name && o.image.as_deref().is_some_and(proxy::is_nginx_image));
-        let others: Vec<&str> = pod.containers.iter().filter(|o| o.name != c.name && Some(o.name.as_str()) != proxy_c.map(|p| p.name.as_str())).map(|o| o.name.as_str()).collect();
+        let proxy_c = pod
+            .containers
+            .iter()
+            .find(|o| o.name != c.name && o.image.as_deref().is_some_and(proxy::is_nginx_image));
+        let others: Vec<&str> = pod
+            .containers
+            .iter()
+            .filter(|o| {
+                o.name != c.name && Some(o.name.as_str()) != proxy_c.map(|p| p.name.as_str())
+            })
+            .map(|o| o.name.as_str())
+            .collect();
         if !others.is_empty() {
-            return Err(BackendError::Unsupported { backend: "process", reason: format!("it runs only the `{}` container and an nginx sidecar; the pod also has {}", c.name, others.join(", ")) });
+            return Err(BackendError::Unsupported {
+                backend: "process",
+                reason: format!(
+                    "it runs only the `{}` container and an nginx sidecar; the pod also has {}",
+                    c.name,
+                    others.join(", ")
+                ),
+            });
         }
         // Containers that share the pod's localhost, or a pod that dials the release's other
         // Services by name, get a network namespace of their own, so every address and port is
         // exactly as rendered.
         if proxy_c.is_some() || !views.is_empty() {
             if let Err(e) = podnet::available() {
-                return Err(BackendError::Unsupported { backend: "process", reason: format!("the pod has a sidecar sharing its localhost, which needs a pod network: {e}") });
+                return Err(BackendError::Unsupported {
+                    backend: "process",
+                    reason: format!(
+                        "the pod has a sidecar sharing its localhost, which needs a pod network: {e}"
+                    ),
+                });
             }
             if life == Start::NewPod || r.net.is_none() {
                 r.net = None;
-                let net = podnet::PodNet::create(&me.name, &me.namespace, &views).await.map_err(|e| BackendError::step(format!("the pod network of {}", me.name), e))?;
+                let net = podnet::PodNet::create(&me.name, &me.namespace, &views)
+                    .await
+                    .map_err(|e| {
+                        BackendError::step(format!("the pod network of {}", me.name), e)
+                    })?;
                 me.ip = net.pod_ip.to_string();
                 r.net = Some(net);
             }
@@ -225,35 +303,67 @@ impl ProcessBackend {
         let mut volume_dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
         let mut claim_notes = Vec::new();
         for v in pod.volumes.iter().flatten() {
-            volume_dirs.insert(v.name.clone(), pod::materialise_volume(&layout, v, &sources).map_err(invalid)?);
+            volume_dirs.insert(
+                v.name.clone(),
+                pod::materialise_volume(&layout, v, &sources).map_err(invalid)?,
+            );
         }
         for t in &claims {
             // The claim a StatefulSet's pod 0 gets is `<template>-<statefulset>-0`: a renamed
             // StatefulSet gets new, empty claims, as on a cluster.
             let dir = layout.pvc().join(format!("{t}-{sts_name}-0"));
-            std::fs::create_dir_all(&dir).map_err(io(format!("creating claim dir {}", dir.display())))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(io(format!("creating claim dir {}", dir.display())))?;
             // The provisioner's filesystem is as big as the claim asks, once, for the claim's life.
             if let (Some(q), Ok(())) = (pod::claim_request(sts, t), volume::available())
                 && !r.sized.iter().any(|v| v.at == dir)
             {
-                let bytes = volume::parse_quantity(&q).map_err(|e| invalid(format!("volumeClaimTemplate {t}: resources.requests.storage: {e}")))?;
-                let v = volume::SizedVolume::mount(&dir, bytes).map_err(|detail| BackendError::Failed { what: format!("sizing claim {t}"), detail })?;
+                let bytes = volume::parse_quantity(&q).map_err(|e| {
+                    invalid(format!(
+                        "volumeClaimTemplate {t}: resources.requests.storage: {e}"
+                    ))
+                })?;
+                let v = volume::SizedVolume::mount(&dir, bytes).map_err(|detail| {
+                    BackendError::Failed {
+                        what: format!("sizing claim {t}"),
+                        detail,
+                    }
+                })?;
                 r.sized.push(v);
             }
             volume_dirs.entry(t.clone()).or_insert(dir);
         }
         for v in &r.sized {
-            claim_notes.push(format!("claim {} is a filesystem of {} bytes (tmpfs), as its request asks", v.at.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), v.bytes));
+            claim_notes.push(format!(
+                "claim {} is a filesystem of {} bytes (tmpfs), as its request asks",
+                v.at.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                v.bytes
+            ));
         }
 
-        image::populate_image_fs(&layout, &release.version, &r.venv).map_err(|detail| BackendError::Failed { what: "preparing the image filesystem".into(), detail })?;
-        let mut adjustments = vec![format!("container filesystem re-rooted at {}", layout.fs().display())];
+        image::populate_image_fs(&layout, &release.version, &r.venv).map_err(|detail| {
+            BackendError::Failed {
+                what: "preparing the image filesystem".into(),
+                detail,
+            }
+        })?;
+        let mut adjustments = vec![format!(
+            "container filesystem re-rooted at {}",
+            layout.fs().display()
+        )];
         adjustments.extend(claim_notes);
         for m in c.volume_mounts.iter().flatten() {
             mount(&layout, m, &volume_dirs)?;
         }
         // Init containers run once per pod, not per container restart.
-        for init in pod.init_containers.iter().flatten().filter(|_| life == Start::NewPod) {
+        for init in pod
+            .init_containers
+            .iter()
+            .flatten()
+            .filter(|_| life == Start::NewPod)
+        {
             let env = pod::resolve_env(init, pod, &sources, &services, &me).map_err(invalid)?;
             run_init(&layout, init, pod, &env, &volume_dirs, &mut adjustments)?;
         }
@@ -261,7 +371,9 @@ impl ProcessBackend {
         // Every Chroma image runs its server as root unless the pod says otherwise
         // (docs/chroma-eras.md#images-and-entrypoints).
         let user = security::run_as(c, pod, (0, 0)).map_err(invalid)?;
-        if (!user.is_root() || user.read_only_root || user.fs_group.is_some()) && !nix::unistd::geteuid().is_root() {
+        if (!user.is_root() || user.read_only_root || user.fs_group.is_some())
+            && !nix::unistd::geteuid().is_root()
+        {
             return Err(BackendError::Unsupported {
                 backend: "process",
                 reason: format!(
@@ -272,13 +384,19 @@ impl ProcessBackend {
         }
         grant_volumes(&layout, pod, &volume_dirs, &user)?;
         if !user.is_root() {
-            adjustments.push(format!("server runs as uid {} gid {} groups {:?}", user.uid, user.gid, user.groups));
+            adjustments.push(format!(
+                "server runs as uid {} gid {} groups {:?}",
+                user.uid, user.gid, user.groups
+            ));
         }
         if user.read_only_root {
             if !Path::new(security::BWRAP).is_file() {
                 return Err(BackendError::Unsupported { backend: "process", reason: "readOnlyRootFilesystem needs bubblewrap to stand in for the runtime's read-only mount (apt-get install bubblewrap)".into() });
             }
-            adjustments.push("root filesystem read-only (bubblewrap): only the pod's volumes are writable".into());
+            adjustments.push(
+                "root filesystem read-only (bubblewrap): only the pod's volumes are writable"
+                    .into(),
+            );
         }
 
         let env = pod::resolve_env(c, pod, &sources, &services, &me).map_err(invalid)?;
@@ -288,15 +406,20 @@ impl ProcessBackend {
         };
         let launch_err = |e| match e {
             LaunchError::Invalid(m) => invalid(format!("container `chromadb`: {m}")),
-            LaunchError::Unsupported(m) => BackendError::Unsupported { backend: "process", reason: m },
+            LaunchError::Unsupported(m) => BackendError::Unsupported {
+                backend: "process",
+                reason: m,
+            },
         };
-        let mut launch = image::launch(&release.version, &r.venv, &layout, c, env, host_port).map_err(launch_err)?;
+        let mut launch = image::launch(&release.version, &r.venv, &layout, c, env, host_port)
+            .map_err(launch_err)?;
         launch.netns = r.net.as_ref().map(|n| n.name.clone());
         // Where the Service delivers: the server itself, or in a pod network whichever
         // container the Service's targetPort names (the proxy).
         let (reach, target_port, probe) = match (pod_ip, proxy_c) {
             (Some(ip), Some(p)) => {
-                let (_, _, target) = pod::service_target(&services, &labels, &pod.containers).map_err(invalid)?;
+                let (_, _, target) =
+                    pod::service_target(&services, &labels, &pod.containers).map_err(invalid)?;
                 let probe = readiness(p, target)?;
                 (std::net::SocketAddr::from((ip, target)), target, probe)
             }
@@ -305,7 +428,10 @@ impl ProcessBackend {
                 let probe = readiness(c, launch.container_port)?;
                 let at = match pod_ip {
                     Some(ip) => std::net::SocketAddr::from((ip, launch.container_port)),
-                    None => std::net::SocketAddr::from(([127, 0, 0, 1], host_port.unwrap_or(launch.container_port))),
+                    None => std::net::SocketAddr::from((
+                        [127, 0, 0, 1],
+                        host_port.unwrap_or(launch.container_port),
+                    )),
                 };
                 (at, launch.container_port, probe)
             }
@@ -316,44 +442,105 @@ impl ProcessBackend {
         adjustments.extend(launch.adjustments.iter().cloned());
 
         let log = server_log(&layout);
-        append(&log, &format!("--- harness: start {} of chromadb {}: {} {} ---\n", r.starts, release.version, launch.program.display(), launch.args.join(" ")));
+        append(
+            &log,
+            &format!(
+                "--- harness: start {} of chromadb {}: {} {} ---\n",
+                r.starts,
+                release.version,
+                launch.program.display(),
+                launch.args.join(" ")
+            ),
+        );
         // ConfigMap and Secret volumes are read-only mounts in a pod; emptyDirs and claims are not.
-        let is_writable = |name: &String| claims.contains(name) || pod.volumes.iter().flatten().any(|v| &v.name == name && (v.empty_dir.is_some() || v.persistent_volume_claim.is_some()));
+        let is_writable = |name: &String| {
+            claims.contains(name)
+                || pod.volumes.iter().flatten().any(|v| {
+                    &v.name == name
+                        && (v.empty_dir.is_some() || v.persistent_volume_claim.is_some())
+                })
+        };
         let writable: Vec<(&Path, &str)> = c
             .volume_mounts
             .iter()
             .flatten()
             .filter(|m| m.read_only != Some(true) && is_writable(&m.name))
-            .filter_map(|m| volume_dirs.get(&m.name).map(|d| (d.as_path(), m.mount_path.as_str())))
+            .filter_map(|m| {
+                volume_dirs
+                    .get(&m.name)
+                    .map(|d| (d.as_path(), m.mount_path.as_str()))
+            })
             .collect();
         // The container's limit, as the runtime sets it: a new cgroup for each container start.
         r.memory = None;
-        if let Some(q) = c.resources.as_ref().and_then(|res| res.limits.as_ref()).and_then(|l| l.get("memory")) {
-            let bytes = volume::parse_quantity(&q.0).map_err(|e| invalid(format!("container `chromadb`: resources.limits.memory: {e}")))?;
-            cgroup::available().map_err(|e| BackendError::Unsupported { backend: "process", reason: format!("the container has a memory limit ({}), which this node cannot enforce: {e}", q.0) })?;
+        if let Some(q) = c
+            .resources
+            .as_ref()
+            .and_then(|res| res.limits.as_ref())
+            .and_then(|l| l.get("memory"))
+        {
+            let bytes = volume::parse_quantity(&q.0).map_err(|e| {
+                invalid(format!(
+                    "container `chromadb`: resources.limits.memory: {e}"
+                ))
+            })?;
+            cgroup::available().map_err(|e| BackendError::Unsupported {
+                backend: "process",
+                reason: format!(
+                    "the container has a memory limit ({}), which this node cannot enforce: {e}",
+                    q.0
+                ),
+            })?;
             let name = format!("chromadb-e2e-{}-chromadb-{}", release.id, r.starts);
-            let cg = cgroup::MemoryCgroup::create(&name, bytes).map_err(|e| BackendError::step("the container's memory cgroup", e))?;
+            let cg = cgroup::MemoryCgroup::create(&name, bytes)
+                .map_err(|e| BackendError::step("the container's memory cgroup", e))?;
             adjustments.push(format!("container `chromadb` runs in memory cgroup {} limited to {bytes} bytes (resources.limits.memory {})", cg.path().display(), q.0));
             r.memory = Some(cg);
         }
-        let mut server = Server::spawn(&launch, &log, &user, &writable, &layout.root, r.memory.as_ref()).map_err(io(format!("starting {}", launch.program.display())))?;
+        let mut server = Server::spawn(
+            &launch,
+            &log,
+            &user,
+            &writable,
+            &layout.root,
+            r.memory.as_ref(),
+        )
+        .map_err(io(format!("starting {}", launch.program.display())))?;
         if let (Some(p), Some(net)) = (proxy_c, &r.net)
             && r.sidecars.is_empty()
         {
             let proxy_user = security::run_as(p, pod, proxy::IMAGE_USER).map_err(invalid)?;
-            let pl = proxy::launch(p, pod, &volume_dirs, &proxy_user, &net.name).map_err(launch_err)?;
+            let pl =
+                proxy::launch(p, pod, &volume_dirs, &proxy_user, &net.name).map_err(launch_err)?;
             adjustments.extend(pl.adjustments.iter().cloned());
             let plog = layout.logs().join(format!("{}.log", p.name));
-            append(&plog, &format!("--- harness: start of container {}: {} ---\n", p.name, pl.args.join(" ")));
+            append(
+                &plog,
+                &format!(
+                    "--- harness: start of container {}: {} ---\n",
+                    p.name,
+                    pl.args.join(" ")
+                ),
+            );
             // nginx reopens /dev/stderr by path: in a pod that is a pipe anyone may open; here it
             // is this log file, which the container's user must then be able to open too.
             {
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&plog, std::fs::Permissions::from_mode(0o666)).map_err(io(format!("chmod {}", plog.display())))?;
+                std::fs::set_permissions(&plog, std::fs::Permissions::from_mode(0o666))
+                    .map_err(io(format!("chmod {}", plog.display())))?;
             }
             // bubblewrap and setpriv are already in its argv: spawn it as given.
-            let as_given = security::RunAs { uid: 0, gid: 0, groups: vec![], fs_group: None, read_only_root: false };
-            r.sidecars.push(Server::spawn(&pl, &plog, &as_given, &[], &layout.root, None).map_err(io(format!("starting container {}", p.name)))?);
+            let as_given = security::RunAs {
+                uid: 0,
+                gid: 0,
+                groups: vec![],
+                fs_group: None,
+                read_only_root: false,
+            };
+            r.sidecars.push(
+                Server::spawn(&pl, &plog, &as_given, &[], &layout.root, None)
+                    .map_err(io(format!("starting container {}", p.name)))?,
+            );
         }
         let probe_base = match &probe {
             Some((_, true)) => format!("https://{reach}"),
@@ -363,23 +550,45 @@ impl ProcessBackend {
         let result = {
             let mut watched: Vec<&mut Server> = vec![&mut server];
             watched.extend(r.sidecars.iter_mut());
-            wait_ready(&mut watched, &probe_base, &probe.as_ref().map(|(p, _)| p.clone()), self.opts.ready_timeout).await
+            wait_ready(
+                &mut watched,
+                &probe_base,
+                &probe.as_ref().map(|(p, _)| p.clone()),
+                self.opts.ready_timeout,
+            )
+            .await
         };
         r.server = Some(server);
         r.reach = Some((reach, target_port));
         if let Err(detail) = result {
             let mut tail = child::tail(&log, 40);
             for sc in &r.sidecars {
-                tail.push_str(&format!("\n--- {} ---\n{}", sc.log.display(), child::tail(&sc.log, 20)));
+                tail.push_str(&format!(
+                    "\n--- {} ---\n{}",
+                    sc.log.display(),
+                    child::tail(&sc.log, 20)
+                ));
             }
-            return Err(BackendError::NotReady { waited: waited.elapsed(), detail: format!("{detail}\n--- server log tail ---\n{tail}") });
+            return Err(BackendError::NotReady {
+                waited: waited.elapsed(),
+                detail: format!("{detail}\n--- server log tail ---\n{tail}"),
+            });
         }
-        let tls = crate::tls::endpoint(rendered, &release.request.namespace, &sources.secrets, reach).map_err(invalid)?;
+        let tls = crate::tls::endpoint(
+            rendered,
+            &release.request.namespace,
+            &sources.secrets,
+            reach,
+        )
+        .map_err(invalid)?;
         let base_url = match &tls {
             Some((url, _)) => url.clone(),
             None => format!("http://{reach}"),
         };
-        r.tls = tls.map(|(_, t)| crate::tls::TlsEndpoint { pod_ip: pod_ip.map(Into::into), ..t });
+        r.tls = tls.map(|(_, t)| crate::tls::TlsEndpoint {
+            pod_ip: pod_ip.map(Into::into),
+            ..t
+        });
         Ok((base_url, adjustments))
     }
 
@@ -393,10 +602,19 @@ impl ProcessBackend {
 
     /// Runs the release's collector Deployment (rolled out again when its pod template
     /// changed) and returns how the Chroma pod sees its Services.
-    async fn ensure_collector(&self, r: &mut Running) -> Result<Vec<podnet::ServiceView>, BackendError> {
+    async fn ensure_collector(
+        &self,
+        r: &mut Running,
+    ) -> Result<Vec<podnet::ServiceView>, BackendError> {
         let deployments = collector::deployments(&r.release).map_err(invalid)?;
         if deployments.len() > 1 {
-            return Err(BackendError::Unsupported { backend: "process", reason: format!("the release renders {} Deployments; only the chart's collector is modelled", deployments.len()) });
+            return Err(BackendError::Unsupported {
+                backend: "process",
+                reason: format!(
+                    "the release renders {} Deployments; only the chart's collector is modelled",
+                    deployments.len()
+                ),
+            });
         }
         let Some(d) = deployments.first() else {
             if let Some(c) = r.collector.take() {
@@ -404,7 +622,11 @@ impl ProcessBackend {
             }
             return Ok(Vec::new());
         };
-        let template = d.spec.as_ref().map(|s| serde_json::to_value(&s.template).unwrap_or_default()).unwrap_or_default();
+        let template = d
+            .spec
+            .as_ref()
+            .map(|s| serde_json::to_value(&s.template).unwrap_or_default())
+            .unwrap_or_default();
         if r.collector.as_ref().is_some_and(|c| c.template != template)
             && let Some(c) = r.collector.take()
         {
@@ -413,26 +635,51 @@ impl ProcessBackend {
         if collector::binary().is_none() {
             // Not asked for (no deployment of this run checks metrics): the Chroma pod runs as
             // it always has, its spans to a collector that is not there.
-            append(&server_log(&r.layout), &format!("--- harness: Deployment {} not run: {} ---\n", d.metadata.name.as_deref().unwrap_or("?"), collector::NOT_BUILT));
+            append(
+                &server_log(&r.layout),
+                &format!(
+                    "--- harness: Deployment {} not run: {} ---\n",
+                    d.metadata.name.as_deref().unwrap_or("?"),
+                    collector::NOT_BUILT
+                ),
+            );
             return Ok(Vec::new());
         }
         if r.collector.is_none() {
             let mut notes = Vec::new();
-            let pod = collector::start(d, &r.release, &r.layout.root, self.opts.ready_timeout, &mut notes).await?;
+            let pod = collector::start(
+                d,
+                &r.release,
+                &r.layout.root,
+                self.opts.ready_timeout,
+                &mut notes,
+            )
+            .await?;
             for n in notes {
                 append(&server_log(&r.layout), &format!("--- harness: {n} ---\n"));
             }
             r.collector = Some(pod);
         }
-        let spec = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).ok_or_else(|| invalid("the collector Deployment has no pod spec"))?;
-        collector::services_of(&r.release, d).into_iter().map(|s| collector::service_view(s, spec).map_err(invalid)).collect()
+        let spec = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .ok_or_else(|| invalid("the collector Deployment has no pod spec"))?;
+        collector::services_of(&r.release, d)
+            .into_iter()
+            .map(|s| collector::service_view(s, spec).map_err(invalid))
+            .collect()
     }
 }
 
 /// How a container ended, as the kubelet words it: `OOMKilled` when the OOM killer fired in its
 /// memory cgroup (whatever the exit status says), else `Error` for a non-zero exit or a signal
 /// (128 + signal), `Completed` for 0.
-fn terminated(status: Option<std::process::ExitStatus>, memory: Option<cgroup::MemoryEvents>, limit: Option<u64>) -> Terminated {
+fn terminated(
+    status: Option<std::process::ExitStatus>,
+    memory: Option<cgroup::MemoryEvents>,
+    limit: Option<u64>,
+) -> Terminated {
     use std::os::unix::process::ExitStatusExt;
     let (exit_code, how) = match status {
         Some(s) => match (s.code(), s.signal()) {
@@ -447,13 +694,21 @@ fn terminated(status: Option<std::process::ExitStatus>, memory: Option<cgroup::M
         Some(m) if m.oom_kills > 0 => Terminated {
             reason: "OOMKilled".into(),
             exit_code: if exit_code < 0 { 137 } else { exit_code },
-            detail: format!("{how}; the OOM killer ended {} process(es) in its memory cgroup, which peaked at {:.1} MiB of its {:.1} MiB limit", m.oom_kills, mib(m.peak_bytes), mib(limit.unwrap_or_default())),
+            detail: format!(
+                "{how}; the OOM killer ended {} process(es) in its memory cgroup, which peaked at {:.1} MiB of its {:.1} MiB limit",
+                m.oom_kills,
+                mib(m.peak_bytes),
+                mib(limit.unwrap_or_default())
+            ),
         },
         _ => Terminated {
             reason: if exit_code == 0 { "Completed" } else { "Error" }.into(),
             exit_code,
             detail: match memory {
-                Some(m) => format!("{how}; no OOM kill in its memory cgroup (peak {:.1} MiB)", mib(m.peak_bytes)),
+                Some(m) => format!(
+                    "{how}; no OOM kill in its memory cgroup (peak {:.1} MiB)",
+                    mib(m.peak_bytes)
+                ),
                 None => how,
             },
         },
@@ -463,21 +718,41 @@ fn terminated(status: Option<std::process::ExitStatus>, memory: Option<cgroup::M
 /// Volume permissions as the kubelet leaves them: emptyDirs world-writable, everything handed
 /// to `fsGroup` when the pod sets one; and for a non-root server, the harness's directories
 /// around the container filesystem made traversable.
-fn grant_volumes(layout: &Layout, pod: &PodSpec, volume_dirs: &BTreeMap<String, PathBuf>, user: &security::RunAs) -> Result<(), BackendError> {
+fn grant_volumes(
+    layout: &Layout,
+    pod: &PodSpec,
+    volume_dirs: &BTreeMap<String, PathBuf>,
+    user: &security::RunAs,
+) -> Result<(), BackendError> {
     use std::os::unix::fs::PermissionsExt;
-    for v in pod.volumes.iter().flatten().filter(|v| v.empty_dir.is_some()) {
+    for v in pod
+        .volumes
+        .iter()
+        .flatten()
+        .filter(|v| v.empty_dir.is_some())
+    {
         if let Some(dir) = volume_dirs.get(&v.name) {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).map_err(io(format!("chmod emptyDir {}", dir.display())))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+                .map_err(io(format!("chmod emptyDir {}", dir.display())))?;
         }
     }
     if let Some(g) = user.fs_group {
         for dir in volume_dirs.values() {
-            security::apply_fs_group(dir, g).map_err(io(format!("applying fsGroup {g} to {}", dir.display())))?;
+            security::apply_fs_group(dir, g)
+                .map_err(io(format!("applying fsGroup {g} to {}", dir.display())))?;
         }
     }
     if !user.is_root() {
-        for dir in [layout.root.clone(), layout.fs(), layout.volumes(), layout.pvc()] {
-            security::open_path(&dir).map_err(io(format!("opening {} to the server's user", dir.display())))?;
+        for dir in [
+            layout.root.clone(),
+            layout.fs(),
+            layout.volumes(),
+            layout.pvc(),
+        ] {
+            security::open_path(&dir).map_err(io(format!(
+                "opening {} to the server's user",
+                dir.display()
+            )))?;
         }
     }
     Ok(())
@@ -489,24 +764,37 @@ fn server_log(layout: &Layout) -> PathBuf {
 
 fn append(path: &Path, line: &str) {
     use std::io::Write;
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
         let _ = f.write_all(line.as_bytes());
     }
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// A volumeMount as a symlink from the container path into the volume (or a file of it).
-fn mount(layout: &Layout, m: &VolumeMount, volume_dirs: &BTreeMap<String, PathBuf>) -> Result<(), BackendError> {
-    let dir = volume_dirs.get(&m.name).ok_or_else(|| invalid(format!("volumeMount `{}` has no volume", m.name)))?;
+fn mount(
+    layout: &Layout,
+    m: &VolumeMount,
+    volume_dirs: &BTreeMap<String, PathBuf>,
+) -> Result<(), BackendError> {
+    let dir = volume_dirs
+        .get(&m.name)
+        .ok_or_else(|| invalid(format!("volumeMount `{}` has no volume", m.name)))?;
     let mut src = dir.clone();
     if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
         src = dir.join(sub);
         if !src.exists() {
             // The kubelet creates a missing subPath as an empty directory.
-            std::fs::create_dir_all(&src).map_err(io(format!("creating subPath {}", src.display())))?;
+            std::fs::create_dir_all(&src)
+                .map_err(io(format!("creating subPath {}", src.display())))?;
         }
     }
     let at = layout.host_path(&m.mount_path);
@@ -518,7 +806,11 @@ fn mount(layout: &Layout, m: &VolumeMount, volume_dirs: &BTreeMap<String, PathBu
     } else if at.is_dir() {
         std::fs::remove_dir_all(&at).map_err(io(format!("replacing {}", at.display())))?;
     }
-    std::os::unix::fs::symlink(&src, &at).map_err(io(format!("mounting {} at {}", src.display(), at.display())))
+    std::os::unix::fs::symlink(&src, &at).map_err(io(format!(
+        "mounting {} at {}",
+        src.display(),
+        at.display()
+    )))
 }
 
 /// Where the httpd image starts its processes (its WORKDIR): root-owned and, under a read-only
@@ -531,18 +823,52 @@ const HTTPD_WORKDIR: &str = "usr/local/apache2";
 /// `sh` and `htpasswd` (apache2-utils, the same Apache 2.4 tool as the httpd image's) standing
 /// in for the image's. Its own failure (e.g. `htpasswd: could not determine temp dir`) fails
 /// the pod's start, naming the container. Anything else cannot be stood in for.
-fn run_init(layout: &Layout, init: &Container, pod: &PodSpec, env: &[(String, String)], volume_dirs: &BTreeMap<String, PathBuf>, adjustments: &mut Vec<String>) -> Result<(), BackendError> {
+fn run_init(
+    layout: &Layout,
+    init: &Container,
+    pod: &PodSpec,
+    env: &[(String, String)],
+    volume_dirs: &BTreeMap<String, PathBuf>,
+    adjustments: &mut Vec<String>,
+) -> Result<(), BackendError> {
     const PROGRAMS: [&str; 2] = ["sh", "htpasswd"];
     if init.name != "htpasswd" {
-        return Err(BackendError::Unsupported { backend: "process", reason: format!("init container `{}` has no stand-in (only the chart's own `htpasswd` is modelled)", init.name) });
+        return Err(BackendError::Unsupported {
+            backend: "process",
+            reason: format!(
+                "init container `{}` has no stand-in (only the chart's own `htpasswd` is modelled)",
+                init.name
+            ),
+        });
     }
-    let argv: Vec<String> = init.command.iter().flatten().chain(init.args.iter().flatten()).cloned().collect();
-    match argv.first().map(|p| p.trim_start_matches("/bin/").trim_start_matches("/usr/bin/")) {
+    let argv: Vec<String> = init
+        .command
+        .iter()
+        .flatten()
+        .chain(init.args.iter().flatten())
+        .cloned()
+        .collect();
+    match argv.first().map(|p| {
+        p.trim_start_matches("/bin/")
+            .trim_start_matches("/usr/bin/")
+    }) {
         Some(p) if PROGRAMS.contains(&p) => {}
-        other => return Err(invalid(format!("init container `htpasswd` runs {other:?}; the httpd image's stand-in provides {PROGRAMS:?}"))),
+        other => {
+            return Err(invalid(format!(
+                "init container `htpasswd` runs {other:?}; the httpd image's stand-in provides {PROGRAMS:?}"
+            )));
+        }
     }
-    if let Some(missing) = PROGRAMS.iter().find(|p| !Path::new("/usr/bin").join(p).is_file()) {
-        return Err(BackendError::Unsupported { backend: "process", reason: format!("the httpd image's stand-in needs /usr/bin/{missing} (apt-get install apache2-utils)") });
+    if let Some(missing) = PROGRAMS
+        .iter()
+        .find(|p| !Path::new("/usr/bin").join(p).is_file())
+    {
+        return Err(BackendError::Unsupported {
+            backend: "process",
+            reason: format!(
+                "the httpd image's stand-in needs /usr/bin/{missing} (apt-get install apache2-utils)"
+            ),
+        });
     }
     if !Path::new(security::BWRAP).is_file() || !nix::unistd::geteuid().is_root() {
         return Err(BackendError::Unsupported { backend: "process", reason: "the htpasswd init container runs in a root of its own, which needs bubblewrap and a harness running as root".into() });
@@ -552,24 +878,46 @@ fn run_init(layout: &Layout, init: &Container, pod: &PodSpec, env: &[(String, St
     grant_volumes(layout, pod, volume_dirs, &user)?;
     let mut mounts = Vec::new();
     for m in init.volume_mounts.iter().flatten() {
-        let dir = volume_dirs.get(&m.name).ok_or_else(|| invalid(format!("init container `htpasswd`: mount `{}` has no volume", m.name)))?;
-        let host = m.sub_path.as_deref().filter(|s| !s.is_empty()).map_or_else(|| dir.clone(), |sub| dir.join(sub));
-        mounts.push(hook::Mount { host, at: m.mount_path.clone(), read_only: m.read_only == Some(true) });
+        let dir = volume_dirs.get(&m.name).ok_or_else(|| {
+            invalid(format!(
+                "init container `htpasswd`: mount `{}` has no volume",
+                m.name
+            ))
+        })?;
+        let host = m
+            .sub_path
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map_or_else(|| dir.clone(), |sub| dir.join(sub));
+        mounts.push(hook::Mount {
+            host,
+            at: m.mount_path.clone(),
+            read_only: m.read_only == Some(true),
+        });
     }
     let workdir = layout.root.join(HTTPD_WORKDIR);
     std::fs::create_dir_all(&workdir).map_err(io(format!("creating {}", workdir.display())))?;
-    std::fs::set_permissions(&workdir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(io(format!("chmod {}", workdir.display())))?;
+    std::fs::set_permissions(
+        &workdir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .map_err(io(format!("chmod {}", workdir.display())))?;
     let mut args = hook::image_root_argv(&mounts, None, &workdir, &user, &argv);
     if user.read_only_root {
         // The working directory is part of the image's root: read-only like the rest of it.
-        if let Some(i) = args.windows(3).position(|w| w[0] == "--bind" && Path::new(&w[1]) == workdir && Path::new(&w[2]) == workdir) {
+        if let Some(i) = args.windows(3).position(|w| {
+            w[0] == "--bind" && Path::new(&w[1]) == workdir && Path::new(&w[2]) == workdir
+        }) {
             args[i] = "--ro-bind".into();
         }
     }
     let out = std::process::Command::new(security::BWRAP)
         .args(&args)
         .env_clear()
-        .env("PATH", "/usr/local/apache2/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/apache2/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .output()
         .map_err(io("running the htpasswd init container under bubblewrap"))?;
@@ -577,7 +925,11 @@ fn run_init(layout: &Layout, init: &Container, pod: &PodSpec, env: &[(String, St
         let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(BackendError::Failed {
             what: "init container `htpasswd`".into(),
-            detail: format!("exited with {} (the pod would stay in Init, restarting it): {}", out.status, stderr.trim()),
+            detail: format!(
+                "exited with {} (the pod would stay in Init, restarting it): {}",
+                out.status,
+                stderr.trim()
+            ),
         });
     }
     adjustments.push(format!(
@@ -591,20 +943,32 @@ fn run_init(layout: &Layout, init: &Container, pod: &PodSpec, env: &[(String, St
 
 /// The server's listen port, containerPort `http` and the Service's targetPort must agree, or
 /// the Service would send traffic nowhere.
-fn check_ports(c: &Container, services: &[k8s_openapi::api::core::v1::Service], labels: &BTreeMap<String, String>, listen: u16) -> Result<(), BackendError> {
+fn check_ports(
+    c: &Container,
+    services: &[k8s_openapi::api::core::v1::Service],
+    labels: &BTreeMap<String, String>,
+    listen: u16,
+) -> Result<(), BackendError> {
     let http = c
         .ports
         .iter()
         .flatten()
         .find(|p| matches!(p.name.as_deref(), Some("http" | "https")))
-        .ok_or_else(|| invalid("container `chromadb` declares no port named `http` (or `https` with TLS)"))?
+        .ok_or_else(|| {
+            invalid("container `chromadb` declares no port named `http` (or `https` with TLS)")
+        })?
         .container_port as u16;
     if http != listen {
-        return Err(invalid(format!("the server listens on {listen} but its containerPort `http`/`https` is {http}")));
+        return Err(invalid(format!(
+            "the server listens on {listen} but its containerPort `http`/`https` is {http}"
+        )));
     }
-    let (svc, _, target) = pod::service_target(services, labels, std::slice::from_ref(c)).map_err(invalid)?;
+    let (svc, _, target) =
+        pod::service_target(services, labels, std::slice::from_ref(c)).map_err(invalid)?;
     if target != listen {
-        return Err(invalid(format!("the server listens on {listen} but the Service {svc} targets {target}")));
+        return Err(invalid(format!(
+            "the server listens on {listen} but the Service {svc} targets {target}"
+        )));
     }
     Ok(())
 }
@@ -614,22 +978,36 @@ fn check_ports(c: &Container, services: &[k8s_openapi::api::core::v1::Service], 
 fn readiness(c: &Container, listen: u16) -> Result<Option<(String, bool)>, BackendError> {
     let Some(get) = c.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref()) else {
         if c.readiness_probe.as_ref().is_some_and(|p| p.exec.is_some()) {
-            return Err(invalid(format!("container `{}` has an exec readinessProbe; the 1.x image has no shell or curl (docs/chroma-eras.md#images-and-entrypoints: httpGet only)", c.name)));
+            return Err(invalid(format!(
+                "container `{}` has an exec readinessProbe; the 1.x image has no shell or curl (docs/chroma-eras.md#images-and-entrypoints: httpGet only)",
+                c.name
+            )));
         }
         return Ok(None);
     };
-    let port = crate::workload::resolve_port(std::slice::from_ref(c), &get.port).map_err(|e| invalid(format!("readinessProbe: {e}")))?;
+    let port = crate::workload::resolve_port(std::slice::from_ref(c), &get.port)
+        .map_err(|e| invalid(format!("readinessProbe: {e}")))?;
     if port != listen {
         return Err(BackendError::NotReady {
             waited: Duration::ZERO,
-            detail: format!("the readinessProbe checks port {port} but the server listens on {listen}: the pod would never become ready"),
+            detail: format!(
+                "the readinessProbe checks port {port} but the server listens on {listen}: the pod would never become ready"
+            ),
         });
     }
     let https = get.scheme.as_deref() == Some("HTTPS");
-    Ok(Some((get.path.clone().unwrap_or_else(|| "/".into()), https)))
+    Ok(Some((
+        get.path.clone().unwrap_or_else(|| "/".into()),
+        https,
+    )))
 }
 
-async fn wait_ready(servers: &mut [&mut Server], base_url: &str, probe: &Option<String>, timeout: Duration) -> Result<(), String> {
+async fn wait_ready(
+    servers: &mut [&mut Server],
+    base_url: &str,
+    probe: &Option<String>,
+    timeout: Duration,
+) -> Result<(), String> {
     // The kubelet's HTTPS probe does not verify the certificate.
     let client = crate::tls::client_builder(None)
         .map_err(|e| e.to_string())?
@@ -642,7 +1020,14 @@ async fn wait_ready(servers: &mut [&mut Server], base_url: &str, probe: &Option<
     loop {
         for server in servers.iter_mut() {
             if let Some(status) = server.try_exited() {
-                return Err(format!("{} exited ({status}) before the pod became ready", server.log.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()));
+                return Err(format!(
+                    "{} exited ({status}) before the pod became ready",
+                    server
+                        .log
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                ));
             }
         }
         match probe {
@@ -652,7 +1037,14 @@ async fn wait_ready(servers: &mut [&mut Server], base_url: &str, probe: &Option<
                 Err(e) => last = format!("readinessProbe GET {path}: {e}"),
             },
             None => {
-                if tokio::net::TcpStream::connect(base_url.trim_start_matches("http://").trim_start_matches("https://")).await.is_ok() {
+                if tokio::net::TcpStream::connect(
+                    base_url
+                        .trim_start_matches("http://")
+                        .trim_start_matches("https://"),
+                )
+                .await
+                .is_ok()
+                {
                     return Ok(());
                 }
             }
@@ -670,7 +1062,8 @@ impl Backend for ProcessBackend {
     }
 
     fn whereabouts(&self, deployed: &Deployed) -> Option<String> {
-        self.root_of(&deployed.id).map(|r| format!("files and server log under {}", r.display()))
+        self.root_of(&deployed.id)
+            .map(|r| format!("files and server log under {}", r.display()))
     }
 
     async fn prepare(&self, version: &ChromaVersion) -> Result<(), BackendError> {
@@ -684,14 +1077,39 @@ impl Backend for ProcessBackend {
             .prefix(&format!("chromadb-e2e-{}-", release.id))
             .tempdir_in(&self.opts.temp_base)
             .map_err(io("creating the deployment's temp dir"))?;
-        let layout = Layout { root: root.path().to_path_buf() };
-        let mut r = Running { sized: Vec::new(), _root: root, release: release.clone(), venv, layout, server: None, starts: 0, reach: None, sidecars: Vec::new(), memory: None, net: None, tls: None, orphaned: false, collector: None };
+        let layout = Layout {
+            root: root.path().to_path_buf(),
+        };
+        let mut r = Running {
+            sized: Vec::new(),
+            _root: root,
+            release: release.clone(),
+            venv,
+            layout,
+            server: None,
+            starts: 0,
+            reach: None,
+            sidecars: Vec::new(),
+            memory: None,
+            net: None,
+            tls: None,
+            orphaned: false,
+            collector: None,
+        };
         match self.start(&mut r, Start::NewPod).await {
             Ok((base_url, adjustments)) => {
-                let secrets = Sources::from_release(release).map(|s| s.secrets).unwrap_or_default();
+                let secrets = Sources::from_release(release)
+                    .map(|s| s.secrets)
+                    .unwrap_or_default();
                 let tls = r.tls.clone();
                 self.put(&release.id, r);
-                Ok(Deployed { id: release.id.clone(), base_url, adjustments, secrets, tls })
+                Ok(Deployed {
+                    id: release.id.clone(),
+                    base_url,
+                    adjustments,
+                    secrets,
+                    tls,
+                })
             }
             Err(e) => {
                 self.cleanup(r).await;
@@ -725,12 +1143,19 @@ impl Backend for ProcessBackend {
         let ended = match r.server.take() {
             Some(s) => {
                 let status = s.kill().await;
-                let ended = status.map_or("unknown".into(), |s| match std::os::unix::process::ExitStatusExt::signal(&s) {
-                    // What the kubelet reports for a container killed by a signal: 128 + signal.
-                    Some(sig) => format!("exit code {} (signal {sig})", 128 + sig),
-                    None => s.to_string(),
+                let ended = status.map_or("unknown".into(), |s| {
+                    match std::os::unix::process::ExitStatusExt::signal(&s) {
+                        // What the kubelet reports for a container killed by a signal: 128 + signal.
+                        Some(sig) => format!("exit code {} (signal {sig})", 128 + sig),
+                        None => s.to_string(),
+                    }
                 });
-                append(&server_log(&r.layout), &format!("--- harness: container killed with SIGKILL ({ended}); the kubelet restarts it in the same pod ---\n"));
+                append(
+                    &server_log(&r.layout),
+                    &format!(
+                        "--- harness: container killed with SIGKILL ({ended}); the kubelet restarts it in the same pod ---\n"
+                    ),
+                );
                 ended
             }
             None => "not running".into(),
@@ -754,7 +1179,11 @@ impl Backend for ProcessBackend {
         cgroup::available().map_err(|e| e.to_string())
     }
 
-    async fn await_container_end(&self, deployed: &mut Deployed, within: Duration) -> Result<Option<Terminated>, BackendError> {
+    async fn await_container_end(
+        &self,
+        deployed: &mut Deployed,
+        within: Duration,
+    ) -> Result<Option<Terminated>, BackendError> {
         let mut r = self.take(&deployed.id)?;
         let deadline = Instant::now() + within;
         let status = loop {
@@ -772,13 +1201,29 @@ impl Backend for ProcessBackend {
         if let Some(s) = r.server.take() {
             s.kill().await;
         }
-        let events = r.memory.as_ref().map(cgroup::MemoryCgroup::events).transpose();
-        let ended = terminated(status, events.as_ref().ok().copied().flatten(), r.memory.as_ref().map(cgroup::MemoryCgroup::limit));
+        let events = r
+            .memory
+            .as_ref()
+            .map(cgroup::MemoryCgroup::events)
+            .transpose();
+        let ended = terminated(
+            status,
+            events.as_ref().ok().copied().flatten(),
+            r.memory.as_ref().map(cgroup::MemoryCgroup::limit),
+        );
         let ended = match events {
             Ok(_) => ended,
-            Err(e) => Terminated { detail: format!("{}; the memory cgroup could not be read: {e}", ended.detail), ..ended },
+            Err(e) => Terminated {
+                detail: format!("{}; the memory cgroup could not be read: {e}", ended.detail),
+                ..ended
+            },
         };
-        append(&server_log(&r.layout), &format!("--- harness: container ended: {ended}; the kubelet restarts it in the same pod ---\n"));
+        append(
+            &server_log(&r.layout),
+            &format!(
+                "--- harness: container ended: {ended}; the kubelet restarts it in the same pod ---\n"
+            ),
+        );
         let result = self.start(&mut r, Start::SamePod).await;
         deployed.tls = r.tls.clone();
         let out = result.map(|(url, _)| deployed.base_url = url);
@@ -788,7 +1233,12 @@ impl Backend for ProcessBackend {
 
     async fn orphan_statefulset(&self, deployed: &mut Deployed) -> Result<(), BackendError> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        let r = running.get_mut(&deployed.id).ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "is not running on this backend".into() })?;
+        let r = running
+            .get_mut(&deployed.id)
+            .ok_or_else(|| BackendError::Failed {
+                what: format!("deployment {}", deployed.id),
+                detail: "is not running on this backend".into(),
+            })?;
         r.orphaned = true;
         Ok(())
     }
@@ -802,13 +1252,27 @@ impl Backend for ProcessBackend {
         let mut gone = Vec::new();
         if let Some(sts) = r.release.rendered.statefulset() {
             let sts_name = sts.metadata.name.clone().unwrap_or_default();
-            let delete = sts.spec.as_ref().and_then(|s| s.persistent_volume_claim_retention_policy.as_ref()).and_then(|p| p.when_deleted.as_deref()) == Some("Delete");
+            let delete = sts
+                .spec
+                .as_ref()
+                .and_then(|s| s.persistent_volume_claim_retention_policy.as_ref())
+                .and_then(|p| p.when_deleted.as_deref())
+                == Some("Delete");
             if delete {
-                gone.extend(pod::claim_templates(sts).into_iter().map(|t| format!("{t}-{sts_name}-0")));
+                gone.extend(
+                    pod::claim_templates(sts)
+                        .into_iter()
+                        .map(|t| format!("{t}-{sts_name}-0")),
+                );
             }
         }
         for pvc in r.release.rendered.claims() {
-            let kept = pvc.metadata.annotations.as_ref().and_then(|a| a.get("helm.sh/resource-policy")).is_some_and(|p| p == "keep");
+            let kept = pvc
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("helm.sh/resource-policy"))
+                .is_some_and(|p| p == "keep");
             if !kept {
                 gone.extend(pvc.metadata.name.clone());
             }
@@ -817,7 +1281,10 @@ impl Backend for ProcessBackend {
             let dir = r.layout.pvc().join(claim);
             if let Some(i) = r.sized.iter().position(|v| v.at == dir) {
                 let mut v = r.sized.remove(i);
-                v.unmount().map_err(|detail| BackendError::Failed { what: format!("deleting claim {claim}"), detail })?;
+                v.unmount().map_err(|detail| BackendError::Failed {
+                    what: format!("deleting claim {claim}"),
+                    detail,
+                })?;
             }
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(io(format!("deleting claim {claim}")))?;
@@ -833,27 +1300,50 @@ impl Backend for ProcessBackend {
         let (url, adjustments) = started?;
         deployed.base_url = url;
         deployed.adjustments = adjustments;
-        deployed.secrets = Sources::from_release(next).map(|s| s.secrets).unwrap_or_default();
+        deployed.secrets = Sources::from_release(next)
+            .map(|s| s.secrets)
+            .unwrap_or_default();
         // helm install runs the post-install hooks once the objects exist; one that fails
         // fails the install.
-        let mut hooks: Vec<&k8s_openapi::api::batch::v1::Job> = next.rendered.jobs().filter(|j| hook_events(j).iter().any(|e| e == "post-install")).collect();
+        let mut hooks: Vec<&k8s_openapi::api::batch::v1::Job> = next
+            .rendered
+            .jobs()
+            .filter(|j| hook_events(j).iter().any(|e| e == "post-install"))
+            .collect();
         hooks.sort_by_key(|j| render::hooks::weight(&j.metadata));
         if hooks.is_empty() {
             return Ok(());
         }
         if let Err(e) = podnet::available() {
-            return Err(BackendError::Unsupported { backend: "process", reason: format!("the release's post-install hooks: {e}") });
+            return Err(BackendError::Unsupported {
+                backend: "process",
+                reason: format!("the release's post-install hooks: {e}"),
+            });
         }
-        let (server, container_port) = reach.ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "has no running server".into() })?;
+        let (server, container_port) = reach.ok_or_else(|| BackendError::Failed {
+            what: format!("deployment {}", deployed.id),
+            detail: "has no running server".into(),
+        })?;
         let env = PodEnv::new(next, server, container_port, claims)?;
         for job in hooks {
             let h = hook::job_pod(job, Duration::from_secs(900)).map_err(invalid)?;
             let mut log = String::new();
             match run_pod(&env, &h, &mut log, &self.opts.temp_base).await? {
                 None => {}
-                Some(HookRun::Unsupported { reason }) => return Err(BackendError::Unsupported { backend: "process", reason }),
+                Some(HookRun::Unsupported { reason }) => {
+                    return Err(BackendError::Unsupported {
+                        backend: "process",
+                        reason,
+                    });
+                }
                 Some(HookRun::Failed { reason, log }) => {
-                    return Err(BackendError::Failed { what: format!("helm install: post-install hook {}", h.object), detail: format!("{reason}\n--- hook log ---\n{}", crate::text::tail(&log, 20)) });
+                    return Err(BackendError::Failed {
+                        what: format!("helm install: post-install hook {}", h.object),
+                        detail: format!(
+                            "{reason}\n--- hook log ---\n{}",
+                            crate::text::tail(&log, 20)
+                        ),
+                    });
                 }
                 Some(HookRun::Succeeded { .. }) => {}
             }
@@ -865,8 +1355,17 @@ impl Backend for ProcessBackend {
         let venv = self.venv(&next.version).await?;
         {
             let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            let r = running.get(&deployed.id).ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "is not running on this backend".into() })?;
-            if let (Some(old), Some(new), false) = (r.release.rendered.statefulset(), next.rendered.statefulset(), r.orphaned) {
+            let r = running
+                .get(&deployed.id)
+                .ok_or_else(|| BackendError::Failed {
+                    what: format!("deployment {}", deployed.id),
+                    detail: "is not running on this backend".into(),
+                })?;
+            if let (Some(old), Some(new), false) = (
+                r.release.rendered.statefulset(),
+                next.rendered.statefulset(),
+                r.orphaned,
+            ) {
                 // What the API server refuses `helm upgrade` for, before anything stops.
                 pod::statefulset_update(old, new).map_err(invalid)?;
             }
@@ -881,7 +1380,9 @@ impl Backend for ProcessBackend {
             deployed.base_url = url;
             deployed.adjustments = adjustments;
             deployed.tls = r.tls.clone();
-            deployed.secrets = Sources::from_release(next).map(|s| s.secrets).unwrap_or_default();
+            deployed.secrets = Sources::from_release(next)
+                .map(|s| s.secrets)
+                .unwrap_or_default();
         });
         self.put(&deployed.id, r);
         out
@@ -904,59 +1405,128 @@ impl Backend for ProcessBackend {
     async fn chart_test(&self, deployed: &Deployed) -> Result<HookRun, BackendError> {
         let (release, reach) = {
             let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            let r = running.get(&deployed.id).ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "is not running on this backend".into() })?;
+            let r = running
+                .get(&deployed.id)
+                .ok_or_else(|| BackendError::Failed {
+                    what: format!("deployment {}", deployed.id),
+                    detail: "is not running on this backend".into(),
+                })?;
             (r.release.clone(), r.reach)
         };
-        let (server, container_port) = reach.ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "has no running server".into() })?;
-        let claims = self.root_of(&deployed.id).map(|r| Layout { root: r }.pvc()).unwrap_or_default();
-        run_test_hooks(&release, server, container_port, claims, &self.opts.temp_base).await
+        let (server, container_port) = reach.ok_or_else(|| BackendError::Failed {
+            what: format!("deployment {}", deployed.id),
+            detail: "has no running server".into(),
+        })?;
+        let claims = self
+            .root_of(&deployed.id)
+            .map(|r| Layout { root: r }.pvc())
+            .unwrap_or_default();
+        run_test_hooks(
+            &release,
+            server,
+            container_port,
+            claims,
+            &self.opts.temp_base,
+        )
+        .await
     }
 
-    async fn run_job(&self, deployed: &Deployed, job: &k8s_openapi::api::batch::v1::Job) -> Result<HookRun, BackendError> {
+    async fn run_job(
+        &self,
+        deployed: &Deployed,
+        job: &k8s_openapi::api::batch::v1::Job,
+    ) -> Result<HookRun, BackendError> {
         let (release, reach, claims) = {
             let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            let r = running.get(&deployed.id).ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "is not running on this backend".into() })?;
+            let r = running
+                .get(&deployed.id)
+                .ok_or_else(|| BackendError::Failed {
+                    what: format!("deployment {}", deployed.id),
+                    detail: "is not running on this backend".into(),
+                })?;
             (r.release.clone(), r.reach, r.layout.pvc())
         };
-        let (server, container_port) = reach.ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "has no running server".into() })?;
+        let (server, container_port) = reach.ok_or_else(|| BackendError::Failed {
+            what: format!("deployment {}", deployed.id),
+            detail: "has no running server".into(),
+        })?;
         if let Err(e) = podnet::available() {
-            return Ok(HookRun::Unsupported { reason: e.to_string() });
+            return Ok(HookRun::Unsupported {
+                reason: e.to_string(),
+            });
         }
         let h = hook::job_pod(job, Duration::from_secs(900)).map_err(invalid)?;
         let env = PodEnv::new(&release, server, container_port, claims)?;
         let mut log = String::new();
-        Ok(run_pod(&env, &h, &mut log, &self.opts.temp_base).await?.unwrap_or(HookRun::Succeeded { log }))
+        Ok(run_pod(&env, &h, &mut log, &self.opts.temp_base)
+            .await?
+            .unwrap_or(HookRun::Succeeded { log }))
     }
 
     /// The kubelet's update of a Secret volume: every volume of the pod that mounts the Secret
     /// gets the new files in place (each written aside and renamed over, so a reader sees the
     /// old file or the new one, never half of one).
-    async fn update_secret(&self, deployed: &Deployed, name: &str, data: &BTreeMap<String, String>) -> Result<(), BackendError> {
+    async fn update_secret(
+        &self,
+        deployed: &Deployed,
+        name: &str,
+        data: &BTreeMap<String, String>,
+    ) -> Result<(), BackendError> {
         let (layout, pod) = {
             let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            let r = running.get(&deployed.id).ok_or_else(|| BackendError::Failed { what: format!("deployment {}", deployed.id), detail: "is not running on this backend".into() })?;
-            let sts = r.release.rendered.statefulset().ok_or_else(|| invalid("the chart rendered no StatefulSet"))?;
-            (r.layout.clone(), pod::pod_spec(sts).map_err(invalid)?.clone())
+            let r = running
+                .get(&deployed.id)
+                .ok_or_else(|| BackendError::Failed {
+                    what: format!("deployment {}", deployed.id),
+                    detail: "is not running on this backend".into(),
+                })?;
+            let sts = r
+                .release
+                .rendered
+                .statefulset()
+                .ok_or_else(|| invalid("the chart rendered no StatefulSet"))?;
+            (
+                r.layout.clone(),
+                pod::pod_spec(sts).map_err(invalid)?.clone(),
+            )
         };
         let mut touched = 0;
         for v in pod.volumes.iter().flatten() {
-            let Some(s) = v.secret.as_ref().filter(|s| s.secret_name.as_deref() == Some(name)) else { continue };
+            let Some(s) = v
+                .secret
+                .as_ref()
+                .filter(|s| s.secret_name.as_deref() == Some(name))
+            else {
+                continue;
+            };
             let dir = layout.volumes().join(&v.name);
             let files: Vec<(String, String)> = match &s.items {
-                Some(items) => items.iter().map(|i| (i.key.clone(), i.path.clone())).collect(),
+                Some(items) => items
+                    .iter()
+                    .map(|i| (i.key.clone(), i.path.clone()))
+                    .collect(),
                 None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
             };
             for (key, path) in files {
-                let content = data.get(&key).ok_or_else(|| invalid(format!("volume `{}`: item key `{key}` is not in Secret `{name}`", v.name)))?;
+                let content = data.get(&key).ok_or_else(|| {
+                    invalid(format!(
+                        "volume `{}`: item key `{key}` is not in Secret `{name}`",
+                        v.name
+                    ))
+                })?;
                 let target = dir.join(&path);
                 let aside = dir.join(format!(".{path}.new"));
-                std::fs::write(&aside, content).map_err(io(format!("writing {}", aside.display())))?;
-                std::fs::rename(&aside, &target).map_err(io(format!("replacing {}", target.display())))?;
+                std::fs::write(&aside, content)
+                    .map_err(io(format!("writing {}", aside.display())))?;
+                std::fs::rename(&aside, &target)
+                    .map_err(io(format!("replacing {}", target.display())))?;
                 touched += 1;
             }
         }
         if touched == 0 {
-            return Err(invalid(format!("no volume of the pod mounts Secret `{name}`")));
+            return Err(invalid(format!(
+                "no volume of the pod mounts Secret `{name}`"
+            )));
         }
         Ok(())
     }
@@ -977,18 +1547,31 @@ impl Backend for ProcessBackend {
 
     fn pod_ip(&self, deployed: &Deployed, deployment: &str) -> Result<std::net::IpAddr, String> {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        let r = running.get(&deployed.id).ok_or_else(|| format!("deployment {} is not running on this backend", deployed.id))?;
+        let r = running
+            .get(&deployed.id)
+            .ok_or_else(|| format!("deployment {} is not running on this backend", deployed.id))?;
         match &r.collector {
             Some(c) if c.deployment == deployment => Ok(c.ip()),
-            _ if collector::binary().is_none() => Err(format!("Deployment {deployment} is not run: {}", collector::NOT_BUILT)),
-            _ => Err(format!("no pod of Deployment {deployment} runs for {}", deployed.id)),
+            _ if collector::binary().is_none() => Err(format!(
+                "Deployment {deployment} is not run: {}",
+                collector::NOT_BUILT
+            )),
+            _ => Err(format!(
+                "no pod of Deployment {deployment} runs for {}",
+                deployed.id
+            )),
         }
     }
 
     fn reaches_harness_loopback(&self, deployed: &Deployed) -> Result<(), String> {
         // The server process shares the harness's network namespace, unless its pod has a
         // sidecar (the 1.x TLS proxy) and so a network of its own (hook pods always do).
-        let own_net = self.running.lock().unwrap_or_else(|p| p.into_inner()).get(&deployed.id).is_some_and(|r| r.net.is_some());
+        let own_net = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&deployed.id)
+            .is_some_and(|r| r.net.is_some());
         if own_net {
             return Err("the pod has a sidecar (the TLS proxy) sharing its localhost, so it runs in a network namespace of its own, whose 127.0.0.1 is not the harness's: the harness's OTLP receiver is out of its reach".into());
         }
@@ -998,10 +1581,22 @@ impl Backend for ProcessBackend {
 
 /// The Services as a hook pod sees them: each one selecting the server pod, with the ports
 /// that land on the server's container port relayed to where it really listens.
-fn service_views(release: &Release, server: std::net::SocketAddr, container_port: u16) -> Result<Vec<podnet::ServiceView>, String> {
-    let sts = release.rendered.statefulset().ok_or("the chart rendered no StatefulSet")?;
+fn service_views(
+    release: &Release,
+    server: std::net::SocketAddr,
+    container_port: u16,
+) -> Result<Vec<podnet::ServiceView>, String> {
+    let sts = release
+        .rendered
+        .statefulset()
+        .ok_or("the chart rendered no StatefulSet")?;
     let pod = pod::pod_spec(sts)?;
-    let labels: BTreeMap<String, String> = sts.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
+    let labels: BTreeMap<String, String> = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
     let mut views = Vec::new();
     for s in release.rendered.services() {
         let spec = s.spec.clone().unwrap_or_default();
@@ -1016,9 +1611,18 @@ fn service_views(release: &Release, server: std::net::SocketAddr, container_port
         } else {
             let mut ports = Vec::new();
             for p in spec.ports.iter().flatten() {
-                let target = p.target_port.clone().unwrap_or(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p.port));
-                if crate::workload::resolve_port(&pod.containers, &target).ok() == Some(container_port) {
-                    ports.push((u16::try_from(p.port).map_err(|_| format!("Service {name} port {} is not a port number", p.port))?, server));
+                let target = p.target_port.clone().unwrap_or(
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p.port),
+                );
+                if crate::workload::resolve_port(&pod.containers, &target).ok()
+                    == Some(container_port)
+                {
+                    ports.push((
+                        u16::try_from(p.port).map_err(|_| {
+                            format!("Service {name} port {} is not a port number", p.port)
+                        })?,
+                        server,
+                    ));
                 }
             }
             ports
@@ -1041,7 +1645,12 @@ struct PodEnv {
 }
 
 impl PodEnv {
-    fn new(release: &Release, server: std::net::SocketAddr, container_port: u16, claims: PathBuf) -> Result<PodEnv, BackendError> {
+    fn new(
+        release: &Release,
+        server: std::net::SocketAddr,
+        container_port: u16,
+        claims: PathBuf,
+    ) -> Result<PodEnv, BackendError> {
         Ok(PodEnv {
             sources: Sources::from_release(release).map_err(invalid)?,
             services: release.rendered.services().cloned().collect(),
@@ -1053,13 +1662,24 @@ impl PodEnv {
 }
 
 /// Runs every test hook of the release, as the kubelet would run the hook Jobs' pods.
-async fn run_test_hooks(release: &Release, server: std::net::SocketAddr, container_port: u16, claims: PathBuf, temp_base: &Path) -> Result<HookRun, BackendError> {
+async fn run_test_hooks(
+    release: &Release,
+    server: std::net::SocketAddr,
+    container_port: u16,
+    claims: PathBuf,
+    temp_base: &Path,
+) -> Result<HookRun, BackendError> {
     let hooks = hook::test_hooks(&release.rendered).map_err(invalid)?;
     if hooks.is_empty() {
-        return Ok(HookRun::Failed { reason: "the chart renders no `helm test` hook".into(), log: String::new() });
+        return Ok(HookRun::Failed {
+            reason: "the chart renders no `helm test` hook".into(),
+            log: String::new(),
+        });
     }
     if let Err(e) = podnet::available() {
-        return Ok(HookRun::Unsupported { reason: e.to_string() });
+        return Ok(HookRun::Unsupported {
+            reason: e.to_string(),
+        });
     }
     let env = PodEnv::new(release, server, container_port, claims)?;
     let mut log = String::new();
@@ -1073,17 +1693,41 @@ async fn run_test_hooks(release: &Release, server: std::net::SocketAddr, contain
 
 /// Runs one Job's pod until it succeeds or its attempts or deadline run out. `None` when it
 /// succeeded (its output appended to `log`); otherwise how the Job ended.
-async fn run_pod(env: &PodEnv, h: &hook::TestHook, log: &mut String, temp_base: &Path) -> Result<Option<HookRun>, BackendError> {
-    if h.spec.containers.len() != 1 || h.spec.init_containers.as_ref().is_some_and(|i| !i.is_empty()) {
-        return Ok(Some(HookRun::Unsupported { reason: format!("{}: only single-container pods without init containers are modelled", h.object) }));
+async fn run_pod(
+    env: &PodEnv,
+    h: &hook::TestHook,
+    log: &mut String,
+    temp_base: &Path,
+) -> Result<Option<HookRun>, BackendError> {
+    if h.spec.containers.len() != 1
+        || h.spec
+            .init_containers
+            .as_ref()
+            .is_some_and(|i| !i.is_empty())
+    {
+        return Ok(Some(HookRun::Unsupported {
+            reason: format!(
+                "{}: only single-container pods without init containers are modelled",
+                h.object
+            ),
+        }));
     }
     let c = &h.spec.containers[0];
     let image = c.image.clone().unwrap_or_default();
     let model = match hook::image_model(&image) {
         Ok(m) => m,
-        Err(reason) => return Ok(Some(HookRun::Unsupported { reason: format!("{}: {reason}", h.object) })),
+        Err(reason) => {
+            return Ok(Some(HookRun::Unsupported {
+                reason: format!("{}: {reason}", h.object),
+            }));
+        }
     };
-    let failed = |reason: String, log: &mut String| Ok(Some(HookRun::Failed { reason: format!("{}: {reason}", h.object), log: std::mem::take(log) }));
+    let failed = |reason: String, log: &mut String| {
+        Ok(Some(HookRun::Failed {
+            reason: format!("{}: {reason}", h.object),
+            log: std::mem::take(log),
+        }))
+    };
     let argv = match hook::argv(c, &model) {
         Ok(a) => a,
         Err(reason) => return failed(reason, log),
@@ -1097,36 +1741,90 @@ async fn run_pod(env: &PodEnv, h: &hook::TestHook, log: &mut String, temp_base: 
     // image's scripts run on the host's filesystem with only its programs on PATH.
     let own_root = model.tool.is_some() || h.spec.volumes.as_ref().is_some_and(|v| !v.is_empty());
     if own_root && !Path::new(security::BWRAP).is_file() {
-        return Ok(Some(HookRun::Unsupported { reason: format!("{}: its own root filesystem needs bubblewrap (apt-get install bubblewrap)", h.object) }));
+        return Ok(Some(HookRun::Unsupported {
+            reason: format!(
+                "{}: its own root filesystem needs bubblewrap (apt-get install bubblewrap)",
+                h.object
+            ),
+        }));
     }
-    let groups = if user.groups.is_empty() { "--clear-groups".to_string() } else { format!("--groups={}", user.groups.iter().map(u32::to_string).collect::<Vec<_>>().join(",")) };
+    let groups = if user.groups.is_empty() {
+        "--clear-groups".to_string()
+    } else {
+        format!(
+            "--groups={}",
+            user.groups
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
     let mut last = String::new();
     for attempt in 1..=h.attempts {
         let pod_name = format!("{}-{}", h.name, crate::random::dns_suffix(5));
-        log.push_str(&format!("--- {} pod {pod_name} (attempt {attempt} of {}) ---\n", h.object, h.attempts));
-        let net = podnet::PodNet::create(&pod_name, &env.namespace, &env.views).await.map_err(|e| BackendError::step(format!("the pod network of {pod_name}"), e))?;
-        let me = PodIdentity { name: pod_name.clone(), namespace: env.namespace.clone(), ip: net.pod_ip.to_string() };
+        log.push_str(&format!(
+            "--- {} pod {pod_name} (attempt {attempt} of {}) ---\n",
+            h.object, h.attempts
+        ));
+        let net = podnet::PodNet::create(&pod_name, &env.namespace, &env.views)
+            .await
+            .map_err(|e| BackendError::step(format!("the pod network of {pod_name}"), e))?;
+        let me = PodIdentity {
+            name: pod_name.clone(),
+            namespace: env.namespace.clone(),
+            ip: net.pod_ip.to_string(),
+        };
         let vars = match pod::resolve_env(c, &h.spec, &env.sources, &env.services, &me) {
             Ok(e) => e,
             // The kubelet's CreateContainerConfigError: the pod never starts.
             Err(reason) => return failed(reason, log),
         };
         // One scratch dir per pod: its home and its emptyDirs, fresh on every attempt.
-        let scratch = tempfile::Builder::new().prefix("chromadb-e2e-pod-").tempdir_in(temp_base).map_err(io("creating the pod's directory"))?;
+        let scratch = tempfile::Builder::new()
+            .prefix("chromadb-e2e-pod-")
+            .tempdir_in(temp_base)
+            .map_err(io("creating the pod's directory"))?;
         let home = scratch.path().join("home");
         std::fs::create_dir_all(&home).map_err(io("creating the pod's home"))?;
-        let bin = hook::image_bin(&home, &model).map_err(|detail| BackendError::Failed { what: "the image stand-in".into(), detail })?;
+        let bin = hook::image_bin(&home, &model).map_err(|detail| BackendError::Failed {
+            what: "the image stand-in".into(),
+            detail,
+        })?;
         prepare_home(&home, user.uid, user.gid)?;
         let mounts = match pod_mounts(env, h, c, scratch.path(), &user) {
             Ok(m) => m,
             Err(reason) => return failed(reason, log),
         };
         let mut cmd = if own_root {
-            let tool = model.tool.as_deref().map(|t| (t, model.entrypoint.first().map(String::as_str).unwrap_or(hook::BACKUP_TOOL_PATH)));
-            net.exec(security::BWRAP, &hook::image_root_argv(&mounts, tool, &home, &user, &argv))
+            let tool = model.tool.as_deref().map(|t| {
+                (
+                    t,
+                    model
+                        .entrypoint
+                        .first()
+                        .map(String::as_str)
+                        .unwrap_or(hook::BACKUP_TOOL_PATH),
+                )
+            });
+            net.exec(
+                security::BWRAP,
+                &hook::image_root_argv(&mounts, tool, &home, &user, &argv),
+            )
         } else {
-            let setpriv = [format!("--reuid={}", user.uid), format!("--regid={}", user.gid), groups.clone(), "--".into()];
-            net.exec("/usr/bin/setpriv", &setpriv.into_iter().chain(argv.iter().cloned()).collect::<Vec<_>>())
+            let setpriv = [
+                format!("--reuid={}", user.uid),
+                format!("--regid={}", user.gid),
+                groups.clone(),
+                "--".into(),
+            ];
+            net.exec(
+                "/usr/bin/setpriv",
+                &setpriv
+                    .into_iter()
+                    .chain(argv.iter().cloned())
+                    .collect::<Vec<_>>(),
+            )
         };
         cmd.env_clear()
             .env("PATH", &bin)
@@ -1138,7 +1836,12 @@ async fn run_pod(env: &PodEnv, h: &hook::TestHook, log: &mut String, temp_base: 
             .kill_on_drop(true);
         let out = match tokio::time::timeout(h.deadline, cmd.output()).await {
             Ok(Ok(out)) => out,
-            Ok(Err(e)) => return Err(BackendError::Io { context: format!("running {}", h.object), source: e }),
+            Ok(Err(e)) => {
+                return Err(BackendError::Io {
+                    context: format!("running {}", h.object),
+                    source: e,
+                });
+            }
             Err(_) => {
                 last = format!("{} exceeded its deadline of {:?}", h.object, h.deadline);
                 log.push_str(&format!("{last}\n"));
@@ -1154,63 +1857,98 @@ async fn run_pod(env: &PodEnv, h: &hook::TestHook, log: &mut String, temp_base: 
         }
         // terminationMessagePolicy FallbackToLogsOnError: the log's last line is the pod's message.
         let message = if c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError") {
-            stderr.lines().rev().find(|l| !l.trim().is_empty()).map(|l| format!(": {}", l.trim())).unwrap_or_default()
+            stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| format!(": {}", l.trim()))
+                .unwrap_or_default()
         } else {
             String::new()
         };
-        last = format!("{} pod {pod_name} exited with {}{message}", h.object, out.status);
+        last = format!(
+            "{} pod {pod_name} exited with {}{message}",
+            h.object, out.status
+        );
     }
-    Ok(Some(HookRun::Failed { reason: format!("{last} (after {} attempt(s))", h.attempts), log: std::mem::take(log) }))
+    Ok(Some(HookRun::Failed {
+        reason: format!("{last} (after {} attempt(s))", h.attempts),
+        log: std::mem::take(log),
+    }))
 }
 
 /// The container's volume mounts on this host: a claim is the release's claim directory
 /// (kept between pods), an emptyDir is fresh in the pod's scratch dir, a Secret or ConfigMap
 /// is written out; `fsGroup` and emptyDir permissions applied as the kubelet would.
-fn pod_mounts(env: &PodEnv, h: &hook::TestHook, c: &Container, scratch: &Path, user: &security::RunAs) -> Result<Vec<hook::Mount>, String> {
+fn pod_mounts(
+    env: &PodEnv,
+    h: &hook::TestHook,
+    c: &Container,
+    scratch: &Path,
+    user: &security::RunAs,
+) -> Result<Vec<hook::Mount>, String> {
     use std::os::unix::fs::PermissionsExt;
-    let layout = Layout { root: scratch.to_path_buf() };
+    let layout = Layout {
+        root: scratch.to_path_buf(),
+    };
     let mut dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
     for v in h.spec.volumes.iter().flatten() {
         let dir = match &v.persistent_volume_claim {
             Some(pvc) => {
                 let d = env.claims.join(&pvc.claim_name);
-                std::fs::create_dir_all(&d).map_err(|e| format!("creating claim {}: {e}", pvc.claim_name))?;
+                std::fs::create_dir_all(&d)
+                    .map_err(|e| format!("creating claim {}: {e}", pvc.claim_name))?;
                 d
             }
             None => pod::materialise_volume(&layout, v, &env.sources)?,
         };
         if v.empty_dir.is_some() {
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(|e| format!("chmod emptyDir {}: {e}", dir.display()))?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                .map_err(|e| format!("chmod emptyDir {}: {e}", dir.display()))?;
         }
         if let Some(g) = user.fs_group {
-            security::apply_fs_group(&dir, g).map_err(|e| format!("applying fsGroup {g} to volume {}: {e}", v.name))?;
+            security::apply_fs_group(&dir, g)
+                .map_err(|e| format!("applying fsGroup {g} to volume {}: {e}", v.name))?;
         }
         dirs.insert(v.name.clone(), dir);
     }
     let mut out = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
-        let dir = dirs.get(&m.name).ok_or_else(|| format!("container `{}` mounts `{}`, which the pod does not declare", c.name, m.name))?;
+        let dir = dirs.get(&m.name).ok_or_else(|| {
+            format!(
+                "container `{}` mounts `{}`, which the pod does not declare",
+                c.name, m.name
+            )
+        })?;
         let host = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             Some(sub) => dir.join(sub),
             None => dir.clone(),
         };
-        out.push(hook::Mount { host, at: m.mount_path.clone(), read_only: m.read_only == Some(true) });
+        out.push(hook::Mount {
+            host,
+            at: m.mount_path.clone(),
+            read_only: m.read_only == Some(true),
+        });
     }
     Ok(out)
 }
 
 /// The hook events a Job is annotated with (`helm.sh/hook`, comma-separated).
 fn hook_events(job: &k8s_openapi::api::batch::v1::Job) -> Vec<String> {
-    render::hooks::events(&job.metadata).into_iter().map(str::to_string).collect()
+    render::hooks::events(&job.metadata)
+        .into_iter()
+        .map(str::to_string)
+        .collect()
 }
 
 /// The hook container's home and working directory belong to the user it runs as.
 fn prepare_home(dir: &Path, uid: u32, gid: u32) -> Result<(), BackendError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io(format!("chmod {}", dir.display())))?;
-    std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(io(format!("chown {}", dir.display())))
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(io(format!("chmod {}", dir.display())))?;
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+        .map_err(io(format!("chown {}", dir.display())))
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -1220,10 +1958,23 @@ mod tests {
     #[case::an_oom_kill_is_oomkilled_whatever_the_status(9, 1, "OOMKilled", 137)]
     #[case::a_sigkill_without_an_oom_kill_is_an_error(9, 0, "Error", 137)]
     #[case::a_signal_is_128_plus_it(15, 0, "Error", 143)]
-    fn a_containers_end_in_the_kubelets_words(#[case] signal: i32, #[case] oom_kills: u64, #[case] reason: &str, #[case] code: i32) {
+    fn a_containers_end_in_the_kubelets_words(
+        #[case] signal: i32,
+        #[case] oom_kills: u64,
+        #[case] reason: &str,
+        #[case] code: i32,
+    ) {
         use std::os::unix::process::ExitStatusExt;
-        let m = cgroup::MemoryEvents { oom_kills, limit_hits: 0, peak_bytes: 300 << 20 };
-        let t = terminated(Some(std::process::ExitStatus::from_raw(signal)), Some(m), Some(300 << 20));
+        let m = cgroup::MemoryEvents {
+            oom_kills,
+            limit_hits: 0,
+            peak_bytes: 300 << 20,
+        };
+        let t = terminated(
+            Some(std::process::ExitStatus::from_raw(signal)),
+            Some(m),
+            Some(300 << 20),
+        );
         assert_eq!((t.reason.as_str(), t.exit_code), (reason, code), "{t}");
         assert!(t.detail.contains("300.0 MiB"), "{t}");
     }
@@ -1231,8 +1982,14 @@ mod tests {
     #[test]
     fn an_exit_code_is_an_error_or_completed() {
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(terminated(Some(std::process::ExitStatus::from_raw(3 << 8)), None, None).reason, "Error");
-        assert_eq!(terminated(Some(std::process::ExitStatus::from_raw(0)), None, None).reason, "Completed");
+        assert_eq!(
+            terminated(Some(std::process::ExitStatus::from_raw(3 << 8)), None, None).reason,
+            "Error"
+        );
+        assert_eq!(
+            terminated(Some(std::process::ExitStatus::from_raw(0)), None, None).reason,
+            "Completed"
+        );
     }
 
     fn volume_mount(name: &str, path: &str) -> VolumeMount {
@@ -1244,19 +2001,31 @@ mod tests {
     #[test]
     fn a_mount_point_with_a_trailing_slash_under_missing_parents_is_created() {
         let root = tempfile::tempdir().unwrap();
-        let layout = Layout { root: root.path().to_path_buf() };
+        let layout = Layout {
+            root: root.path().to_path_buf(),
+        };
         let vol = root.path().join("volumes/htpasswd-volume");
         std::fs::create_dir_all(&vol).unwrap();
         std::fs::write(vol.join("htpasswd"), "u:x\n").unwrap();
         let dirs = BTreeMap::from([("htpasswd-volume".to_string(), vol)]);
-        mount(&layout, &volume_mount("htpasswd-volume", "/chroma/auth/"), &dirs).unwrap();
-        assert_eq!(std::fs::read_to_string(layout.fs().join("chroma/auth/htpasswd")).unwrap(), "u:x\n");
+        mount(
+            &layout,
+            &volume_mount("htpasswd-volume", "/chroma/auth/"),
+            &dirs,
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(layout.fs().join("chroma/auth/htpasswd")).unwrap(),
+            "u:x\n"
+        );
     }
 
     #[test]
     fn a_mount_of_an_undeclared_volume_is_invalid() {
         let root = tempfile::tempdir().unwrap();
-        let layout = Layout { root: root.path().to_path_buf() };
+        let layout = Layout {
+            root: root.path().to_path_buf(),
+        };
         let err = mount(&layout, &volume_mount("nowhere", "/data"), &BTreeMap::new()).unwrap_err();
         assert!(err.to_string().contains("`nowhere`"), "{err}");
     }

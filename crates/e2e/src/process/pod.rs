@@ -24,7 +24,8 @@ impl Sources {
         let mut out = Sources::default();
         for cm in release.rendered.configmaps() {
             let name = cm.metadata.name.clone().unwrap_or_default();
-            let mut data: BTreeMap<String, String> = cm.data.clone().unwrap_or_default().into_iter().collect();
+            let mut data: BTreeMap<String, String> =
+                cm.data.clone().unwrap_or_default().into_iter().collect();
             for (k, v) in cm.binary_data.iter().flatten() {
                 data.insert(k.clone(), String::from_utf8_lossy(&v.0).into_owned());
             }
@@ -49,9 +50,21 @@ impl Sources {
 /// The StatefulSet's pod spec, after the checks the API server makes when it is applied.
 pub fn pod_spec(sts: &StatefulSet) -> Result<&PodSpec, String> {
     let name = sts.metadata.name.as_deref().unwrap_or("?");
-    let spec = sts.spec.as_ref().ok_or_else(|| format!("StatefulSet {name} has no spec"))?;
-    let pod = spec.template.spec.as_ref().ok_or_else(|| format!("StatefulSet {name}: spec.template.spec is missing"))?;
-    let labels = spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+    let spec = sts
+        .spec
+        .as_ref()
+        .ok_or_else(|| format!("StatefulSet {name} has no spec"))?;
+    let pod = spec
+        .template
+        .spec
+        .as_ref()
+        .ok_or_else(|| format!("StatefulSet {name}: spec.template.spec is missing"))?;
+    let labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
     for (k, v) in spec.selector.match_labels.iter().flatten() {
         if labels.get(k) != Some(v) {
             return Err(format!(
@@ -78,12 +91,28 @@ pub fn claim_request(sts: &StatefulSet, template: &str) -> Option<String> {
         .iter()
         .flat_map(|s| s.volume_claim_templates.iter().flatten())
         .find(|t| t.metadata.name.as_deref() == Some(template))
-        .and_then(|t| t.spec.as_ref()?.resources.as_ref()?.requests.as_ref()?.get("storage").map(|q| q.0.clone()))
+        .and_then(|t| {
+            t.spec
+                .as_ref()?
+                .resources
+                .as_ref()?
+                .requests
+                .as_ref()?
+                .get("storage")
+                .map(|q| q.0.clone())
+        })
 }
 
 /// The StatefulSet spec fields the API server lets an update change; any other difference
 /// makes `helm upgrade` fail ("updates to statefulset spec for fields other than …").
-const STS_MUTABLE: [&str; 6] = ["replicas", "ordinals", "template", "updateStrategy", "persistentVolumeClaimRetentionPolicy", "minReadySeconds"];
+const STS_MUTABLE: [&str; 6] = [
+    "replicas",
+    "ordinals",
+    "template",
+    "updateStrategy",
+    "persistentVolumeClaimRetentionPolicy",
+    "minReadySeconds",
+];
 
 /// `Ok` when `new` may replace `old` in place. A renamed StatefulSet is a different object
 /// (helm deletes the old one and creates the new), so only a same-named one is compared.
@@ -91,10 +120,23 @@ pub fn statefulset_update(old: &StatefulSet, new: &StatefulSet) -> Result<(), St
     if old.metadata.name != new.metadata.name {
         return Ok(());
     }
-    let spec = |s: &StatefulSet| serde_json::to_value(&s.spec).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
+    let spec = |s: &StatefulSet| {
+        serde_json::to_value(&s.spec)
+            .ok()
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default()
+    };
     let (a, b) = (spec(old), spec(new));
-    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).filter(|k| !STS_MUTABLE.contains(&k.as_str())).collect();
-    let changed: Vec<&str> = keys.into_iter().filter(|k| a.get(*k) != b.get(*k)).map(String::as_str).collect();
+    let keys: BTreeSet<&String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| !STS_MUTABLE.contains(&k.as_str()))
+        .collect();
+    let changed: Vec<&str> = keys
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(String::as_str)
+        .collect();
     if changed.is_empty() {
         Ok(())
     } else {
@@ -109,7 +151,11 @@ pub fn statefulset_update(old: &StatefulSet, new: &StatefulSet) -> Result<(), St
 
 fn validate_pod(pod: &PodSpec, claims: &[String]) -> Result<(), String> {
     let mut names = BTreeSet::new();
-    let all = pod.init_containers.iter().flatten().chain(pod.containers.iter());
+    let all = pod
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(pod.containers.iter());
     for c in all.clone() {
         if !names.insert(c.name.as_str()) {
             return Err(format!("duplicate container name `{}`", c.name));
@@ -118,9 +164,20 @@ fn validate_pod(pod: &PodSpec, claims: &[String]) -> Result<(), String> {
     let mut volumes = BTreeSet::new();
     for v in pod.volumes.iter().flatten() {
         if !volumes.insert(v.name.as_str()) {
-            return Err(format!("spec.template.spec.volumes: duplicate volume name `{}`", v.name));
+            return Err(format!(
+                "spec.template.spec.volumes: duplicate volume name `{}`",
+                v.name
+            ));
         }
-        let sources = [v.config_map.is_some(), v.secret.is_some(), v.empty_dir.is_some(), v.persistent_volume_claim.is_some(), v.host_path.is_some(), v.projected.is_some(), v.downward_api.is_some()];
+        let sources = [
+            v.config_map.is_some(),
+            v.secret.is_some(),
+            v.empty_dir.is_some(),
+            v.persistent_volume_claim.is_some(),
+            v.host_path.is_some(),
+            v.projected.is_some(),
+            v.downward_api.is_some(),
+        ];
         if sources.iter().filter(|s| **s).count() > 1 {
             return Err(format!("volume `{}` has more than one source", v.name));
         }
@@ -133,12 +190,23 @@ fn validate_pod(pod: &PodSpec, claims: &[String]) -> Result<(), String> {
                 return Err(format!("{at}: an env entry has no name"));
             }
             if e.value.as_deref().is_some_and(|v| !v.is_empty()) && e.value_from.is_some() {
-                return Err(format!("{at}: env `{}` has both value and valueFrom (may not be specified when `value` is not empty)", e.name));
+                return Err(format!(
+                    "{at}: env `{}` has both value and valueFrom (may not be specified when `value` is not empty)",
+                    e.name
+                ));
             }
             if let Some(from) = &e.value_from {
-                let n = [from.config_map_key_ref.is_some(), from.secret_key_ref.is_some(), from.field_ref.is_some(), from.resource_field_ref.is_some()];
+                let n = [
+                    from.config_map_key_ref.is_some(),
+                    from.secret_key_ref.is_some(),
+                    from.field_ref.is_some(),
+                    from.resource_field_ref.is_some(),
+                ];
                 if n.iter().filter(|s| **s).count() != 1 {
-                    return Err(format!("{at}: env `{}`.valueFrom must name exactly one source", e.name));
+                    return Err(format!(
+                        "{at}: env `{}`.valueFrom must name exactly one source",
+                        e.name
+                    ));
                 }
             }
             env_names.insert(e.name.as_str());
@@ -146,22 +214,34 @@ fn validate_pod(pod: &PodSpec, claims: &[String]) -> Result<(), String> {
         let mut mount_paths = BTreeSet::new();
         for m in c.volume_mounts.iter().flatten() {
             if !volumes.contains(m.name.as_str()) && !claims.contains(&m.name) {
-                return Err(format!("{at}: volumeMount `{}` at {} refers to no volume or volumeClaimTemplate of that name", m.name, m.mount_path));
+                return Err(format!(
+                    "{at}: volumeMount `{}` at {} refers to no volume or volumeClaimTemplate of that name",
+                    m.name, m.mount_path
+                ));
             }
             if !mount_paths.insert(m.mount_path.as_str()) {
-                return Err(format!("{at}: mountPath {} is used by more than one volumeMount", m.mount_path));
+                return Err(format!(
+                    "{at}: mountPath {} is used by more than one volumeMount",
+                    m.mount_path
+                ));
             }
             if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
                 let p = Path::new(sub);
                 if p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
-                    return Err(format!("{at}: volumeMount `{}` subPath {sub:?} must be a relative path without `..`", m.name));
+                    return Err(format!(
+                        "{at}: volumeMount `{}` subPath {sub:?} must be a relative path without `..`",
+                        m.name
+                    ));
                 }
             }
         }
         let mut ports = BTreeSet::new();
         for p in c.ports.iter().flatten() {
             if !(1..=65535).contains(&p.container_port) {
-                return Err(format!("{at}: containerPort {} is not a port number", p.container_port));
+                return Err(format!(
+                    "{at}: containerPort {} is not a port number",
+                    p.container_port
+                ));
             }
             if let Some(n) = &p.name
                 && !ports.insert(n.as_str())
@@ -228,30 +308,60 @@ pub fn resolve_env(
     for from in c.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         let (kind, name, optional, data) = if let Some(r) = &from.config_map_ref {
-            ("ConfigMap", r.name.clone(), r.optional.unwrap_or(false), sources.configmaps.get(&r.name))
+            (
+                "ConfigMap",
+                r.name.clone(),
+                r.optional.unwrap_or(false),
+                sources.configmaps.get(&r.name),
+            )
         } else if let Some(r) = &from.secret_ref {
-            ("Secret", r.name.clone(), r.optional.unwrap_or(false), sources.secrets.get(&r.name))
+            (
+                "Secret",
+                r.name.clone(),
+                r.optional.unwrap_or(false),
+                sources.secrets.get(&r.name),
+            )
         } else {
-            return Err(format!("{at}: an envFrom entry names neither a configMapRef nor a secretRef"));
+            return Err(format!(
+                "{at}: an envFrom entry names neither a configMapRef nor a secretRef"
+            ));
         };
         match data {
             Some(d) => env.extend(d.iter().map(|(k, v)| (format!("{prefix}{k}"), v.clone()))),
             None if optional => {}
-            None => return Err(format!("{at}: envFrom refers to {kind} `{name}`, which does not exist")),
+            None => {
+                return Err(format!(
+                    "{at}: envFrom refers to {kind} `{name}`, which does not exist"
+                ));
+            }
         }
     }
     for e in c.env.iter().flatten() {
         let value = if let Some(from) = &e.value_from {
             let looked_up = if let Some(r) = &from.secret_key_ref {
-                lookup("Secret", &r.name, &r.key, r.optional, sources.secrets.get(&r.name))
+                lookup(
+                    "Secret",
+                    &r.name,
+                    &r.key,
+                    r.optional,
+                    sources.secrets.get(&r.name),
+                )
             } else if let Some(r) = &from.config_map_key_ref {
-                lookup("ConfigMap", &r.name, &r.key, r.optional, sources.configmaps.get(&r.name))
+                lookup(
+                    "ConfigMap",
+                    &r.name,
+                    &r.key,
+                    r.optional,
+                    sources.configmaps.get(&r.name),
+                )
             } else if let Some(f) = &from.field_ref {
                 match f.field_path.as_str() {
                     "metadata.name" => Ok(Some(me.name.clone())),
                     "metadata.namespace" => Ok(Some(me.namespace.clone())),
                     "status.podIP" | "status.hostIP" => Ok(Some(me.ip.clone())),
-                    other => Err(format!("fieldRef {other} is not emulated by the process backend")),
+                    other => Err(format!(
+                        "fieldRef {other} is not emulated by the process backend"
+                    )),
                 }
             } else {
                 Err("resourceFieldRef is not emulated by the process backend".to_string())
@@ -269,7 +379,13 @@ pub fn resolve_env(
     Ok(env)
 }
 
-fn lookup(kind: &str, name: &str, key: &str, optional: Option<bool>, data: Option<&BTreeMap<String, String>>) -> Result<Option<String>, String> {
+fn lookup(
+    kind: &str,
+    name: &str,
+    key: &str,
+    optional: Option<bool>,
+    data: Option<&BTreeMap<String, String>>,
+) -> Result<Option<String>, String> {
     let optional = optional.unwrap_or(false);
     match data {
         None if optional => Ok(None),
@@ -277,7 +393,10 @@ fn lookup(kind: &str, name: &str, key: &str, optional: Option<bool>, data: Optio
         Some(d) => match d.get(key) {
             Some(v) => Ok(Some(v.clone())),
             None if optional => Ok(None),
-            None => Err(format!("refers to key `{key}` of {kind} `{name}`, which has no such key (it has: {})", d.keys().cloned().collect::<Vec<_>>().join(", "))),
+            None => Err(format!(
+                "refers to key `{key}` of {kind} `{name}`, which has no such key (it has: {})",
+                d.keys().cloned().collect::<Vec<_>>().join(", ")
+            )),
         },
     }
 }
@@ -288,7 +407,9 @@ fn lookup(kind: &str, name: &str, key: &str, optional: Option<bool>, data: Optio
 fn service_link_env(services: &[Service]) -> Vec<(String, String)> {
     let mut env = Vec::new();
     for s in services {
-        let Some(name) = s.metadata.name.as_deref() else { continue };
+        let Some(name) = s.metadata.name.as_deref() else {
+            continue;
+        };
         let Some(spec) = &s.spec else { continue };
         if spec.cluster_ip.as_deref() == Some("None") {
             continue;
@@ -303,12 +424,21 @@ fn service_link_env(services: &[Service]) -> Vec<(String, String)> {
         for p in &ports {
             let proto = p.protocol.clone().unwrap_or_else(|| "TCP".into());
             let stem = format!("{base}_PORT_{}_{}", p.port, proto);
-            env.push((stem.clone(), format!("{}://{ip}:{}", proto.to_ascii_lowercase(), p.port)));
+            env.push((
+                stem.clone(),
+                format!("{}://{ip}:{}", proto.to_ascii_lowercase(), p.port),
+            ));
             env.push((format!("{stem}_PROTO"), proto.to_ascii_lowercase()));
             env.push((format!("{stem}_PORT"), p.port.to_string()));
             env.push((format!("{stem}_ADDR"), ip.to_string()));
             if let Some(n) = &p.name {
-                env.push((format!("{base}_SERVICE_PORT_{}", n.to_ascii_uppercase().replace('-', "_")), p.port.to_string()));
+                env.push((
+                    format!(
+                        "{base}_SERVICE_PORT_{}",
+                        n.to_ascii_uppercase().replace('-', "_")
+                    ),
+                    p.port.to_string(),
+                ));
             }
         }
     }
@@ -317,14 +447,28 @@ fn service_link_env(services: &[Service]) -> Vec<(String, String)> {
 
 /// The Service whose selector picks this pod, and where its API port lands: (Service name,
 /// Service port, container port).
-pub fn service_target(services: &[Service], pod_labels: &BTreeMap<String, String>, containers: &[Container]) -> Result<(String, u16, u16), String> {
+pub fn service_target(
+    services: &[Service],
+    pod_labels: &BTreeMap<String, String>,
+    containers: &[Container],
+) -> Result<(String, u16, u16), String> {
     let svc = services
         .iter()
         .filter(|s| {
-            let sel = s.spec.as_ref().and_then(|sp| sp.selector.clone()).unwrap_or_default();
+            let sel = s
+                .spec
+                .as_ref()
+                .and_then(|sp| sp.selector.clone())
+                .unwrap_or_default();
             !sel.is_empty() && sel.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
         })
-        .min_by_key(|s| s.spec.as_ref().and_then(|sp| sp.cluster_ip.clone()).as_deref() == Some("None"))
+        .min_by_key(|s| {
+            s.spec
+                .as_ref()
+                .and_then(|sp| sp.cluster_ip.clone())
+                .as_deref()
+                == Some("None")
+        })
         .ok_or("no rendered Service selects the StatefulSet's pod labels")?;
     let (port, target) = crate::workload::api_target(svc, containers)?;
     Ok((svc.metadata.name.clone().unwrap_or_default(), port, target))
@@ -379,7 +523,11 @@ fn write_file(path: &Path, content: &str) -> Result<(), String> {
 }
 
 /// Materialises one pod volume under `volumes/<name>` (or `pvc/<claim>`), returning its dir.
-pub fn materialise_volume(layout: &Layout, v: &Volume, sources: &Sources) -> Result<PathBuf, String> {
+pub fn materialise_volume(
+    layout: &Layout,
+    v: &Volume,
+    sources: &Sources,
+) -> Result<PathBuf, String> {
     if let Some(pvc) = &v.persistent_volume_claim {
         let dir = layout.pvc().join(&pvc.claim_name);
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
@@ -388,21 +536,39 @@ pub fn materialise_volume(layout: &Layout, v: &Volume, sources: &Sources) -> Res
     let dir = layout.volumes().join(&v.name);
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let (kind, name, items, optional, data) = if let Some(cm) = &v.config_map {
-        ("ConfigMap", cm.name.clone(), cm.items.clone(), cm.optional.unwrap_or(false), sources.configmaps.get(&cm.name))
+        (
+            "ConfigMap",
+            cm.name.clone(),
+            cm.items.clone(),
+            cm.optional.unwrap_or(false),
+            sources.configmaps.get(&cm.name),
+        )
     } else if let Some(s) = &v.secret {
         let name = s.secret_name.clone().unwrap_or_default();
         let data = sources.secrets.get(&name);
-        ("Secret", name, s.items.clone(), s.optional.unwrap_or(false), data)
+        (
+            "Secret",
+            name,
+            s.items.clone(),
+            s.optional.unwrap_or(false),
+            data,
+        )
     } else if v.empty_dir.is_some() {
         return Ok(dir);
     } else {
-        return Err(format!("volume `{}`: only configMap, secret, emptyDir and persistentVolumeClaim volumes are emulated by the process backend", v.name));
+        return Err(format!(
+            "volume `{}`: only configMap, secret, emptyDir and persistentVolumeClaim volumes are emulated by the process backend",
+            v.name
+        ));
     };
     let Some(data) = data else {
         if optional {
             return Ok(dir);
         }
-        return Err(format!("volume `{}` refers to {kind} `{name}`, which does not exist (the pod would never start)", v.name));
+        return Err(format!(
+            "volume `{}` refers to {kind} `{name}`, which does not exist (the pod would never start)",
+            v.name
+        ));
     };
     match items {
         Some(items) => {
@@ -411,7 +577,10 @@ pub fn materialise_volume(layout: &Layout, v: &Volume, sources: &Sources) -> Res
                     if optional {
                         continue;
                     }
-                    return Err(format!("volume `{}`: item key `{}` is not in {kind} `{name}`", v.name, it.key));
+                    return Err(format!(
+                        "volume `{}`: item key `{}` is not in {kind} `{name}`",
+                        v.name, it.key
+                    ));
                 };
                 write_file(&dir.join(&it.path), content)?;
             }
@@ -443,25 +612,48 @@ mod update_tests {
 
     #[test]
     fn a_changed_service_name_is_refused_naming_the_field() {
-        let err = statefulset_update(&sts("r", "r", 1, "data"), &sts("r", "r-headless", 1, "data")).unwrap_err();
-        assert!(err.contains("spec.serviceName") && !err.contains("volumeClaimTemplates changed"), "{err}");
+        let err = statefulset_update(
+            &sts("r", "r", 1, "data"),
+            &sts("r", "r-headless", 1, "data"),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("spec.serviceName") && !err.contains("volumeClaimTemplates changed"),
+            "{err}"
+        );
     }
 
     #[test]
     fn changed_claim_templates_are_refused() {
-        assert!(statefulset_update(&sts("r", "r", 1, "data"), &sts("r", "r", 1, "chroma-data")).unwrap_err().contains("spec.volumeClaimTemplates"));
+        assert!(
+            statefulset_update(&sts("r", "r", 1, "data"), &sts("r", "r", 1, "chroma-data"))
+                .unwrap_err()
+                .contains("spec.volumeClaimTemplates")
+        );
     }
 
     #[test]
     fn replicas_and_the_template_may_change() {
         let mut new = sts("r", "r", 2, "data");
-        new.spec.as_mut().unwrap().template.spec.as_mut().unwrap().containers[0].name = "d".into();
+        new.spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .containers[0]
+            .name = "d".into();
         statefulset_update(&sts("r", "r", 1, "data"), &new).unwrap();
     }
 
     #[test]
     fn a_renamed_statefulset_is_a_new_object() {
-        statefulset_update(&sts("old", "old", 1, "data"), &sts("new", "new-headless", 1, "x")).unwrap();
+        statefulset_update(
+            &sts("old", "old", 1, "data"),
+            &sts("new", "new-headless", 1, "x"),
+        )
+        .unwrap();
     }
 }
 
@@ -503,41 +695,98 @@ mod tests {
     }
 
     fn me() -> PodIdentity {
-        PodIdentity { name: "chroma-chromadb-0".into(), namespace: "default".into(), ip: "127.0.0.1".into() }
+        PodIdentity {
+            name: "chroma-chromadb-0".into(),
+            namespace: "default".into(),
+            ip: "127.0.0.1".into(),
+        }
     }
 
     #[test]
     fn missing_secret_key_is_named() {
-        let c = container("name: c\nenv: [{name: T, valueFrom: {secretKeyRef: {name: auth, key: token}}}]");
+        let c = container(
+            "name: c\nenv: [{name: T, valueFrom: {secretKeyRef: {name: auth, key: token}}}]",
+        );
         let mut s = Sources::default();
-        s.secrets.insert("auth".into(), BTreeMap::from([("username".into(), "u".into())]));
-        let err = resolve_env(&c, &pod("containers: []\nenableServiceLinks: false"), &s, &[], &me()).unwrap_err();
+        s.secrets.insert(
+            "auth".into(),
+            BTreeMap::from([("username".into(), "u".into())]),
+        );
+        let err = resolve_env(
+            &c,
+            &pod("containers: []\nenableServiceLinks: false"),
+            &s,
+            &[],
+            &me(),
+        )
+        .unwrap_err();
         assert!(err.contains("key `token` of Secret `auth`"), "{err}");
     }
 
     #[test]
     fn env_overrides_env_from() {
-        let c = container("name: c\nenvFrom: [{configMapRef: {name: cm}}]\nenv: [{name: A, value: from-env}]");
+        let c = container(
+            "name: c\nenvFrom: [{configMapRef: {name: cm}}]\nenv: [{name: A, value: from-env}]",
+        );
         let mut s = Sources::default();
-        s.configmaps.insert("cm".into(), BTreeMap::from([("A".into(), "from-cm".into())]));
-        let env = resolve_env(&c, &pod("containers: []\nenableServiceLinks: false"), &s, &[], &me()).unwrap();
+        s.configmaps.insert(
+            "cm".into(),
+            BTreeMap::from([("A".into(), "from-cm".into())]),
+        );
+        let env = resolve_env(
+            &c,
+            &pod("containers: []\nenableServiceLinks: false"),
+            &s,
+            &[],
+            &me(),
+        )
+        .unwrap();
         assert_eq!(env, vec![("A".to_string(), "from-env".to_string())]);
     }
 
     #[test]
     fn service_links_are_injected_unless_disabled() {
         let c = container("name: c");
-        let svc: Service = serde_yaml::from_str("metadata: {name: chroma-chromadb}\nspec: {ports: [{port: 8000, name: http}]}").unwrap();
-        let env = resolve_env(&c, &pod("containers: []"), &Sources::default(), &[svc], &me()).unwrap();
-        assert!(env.iter().any(|(k, v)| k == "CHROMA_CHROMADB_PORT" && v.starts_with("tcp://")), "{env:?}");
+        let svc: Service = serde_yaml::from_str(
+            "metadata: {name: chroma-chromadb}\nspec: {ports: [{port: 8000, name: http}]}",
+        )
+        .unwrap();
+        let env = resolve_env(
+            &c,
+            &pod("containers: []"),
+            &Sources::default(),
+            &[svc],
+            &me(),
+        )
+        .unwrap();
+        assert!(
+            env.iter()
+                .any(|(k, v)| k == "CHROMA_CHROMADB_PORT" && v.starts_with("tcp://")),
+            "{env:?}"
+        );
     }
 
     #[rstest]
-    #[case::value_and_value_from("containers: [{name: c, env: [{name: A, value: x, valueFrom: {secretKeyRef: {name: s, key: k}}}]}]", "both value and valueFrom")]
-    #[case::mount_without_volume("containers: [{name: c, volumeMounts: [{name: nope, mountPath: /x}]}]", "refers to no volume")]
-    #[case::duplicate_container_names("containers: [{name: c}, {name: c}]", "duplicate container name")]
-    #[case::duplicate_volume_names("containers: [{name: c}]\nvolumes: [{name: v, emptyDir: {}}, {name: v, emptyDir: {}}]", "duplicate volume name")]
-    #[case::duplicate_mount_paths("containers: [{name: c, volumeMounts: [{name: v, mountPath: /x}, {name: v, mountPath: /x}]}]\nvolumes: [{name: v, emptyDir: {}}]", "more than one volumeMount")]
+    #[case::value_and_value_from(
+        "containers: [{name: c, env: [{name: A, value: x, valueFrom: {secretKeyRef: {name: s, key: k}}}]}]",
+        "both value and valueFrom"
+    )]
+    #[case::mount_without_volume(
+        "containers: [{name: c, volumeMounts: [{name: nope, mountPath: /x}]}]",
+        "refers to no volume"
+    )]
+    #[case::duplicate_container_names(
+        "containers: [{name: c}, {name: c}]",
+        "duplicate container name"
+    )]
+    #[case::duplicate_volume_names(
+        "containers: [{name: c}]\nvolumes: [{name: v, emptyDir: {}}, {name: v, emptyDir: {}}]",
+        "duplicate volume name"
+    )]
+    #[case::duplicate_mount_paths(
+        "containers: [{name: c, volumeMounts: [{name: v, mountPath: /x}, {name: v, mountPath: /x}]}]\nvolumes: [{name: v, emptyDir: {}}]",
+        "more than one volumeMount"
+    )]
     fn api_server_refusals(#[case] spec: &str, #[case] reason: &str) {
         let err = validate_pod(&pod(spec), &[]).unwrap_err();
         assert!(err.contains(reason), "{err}");
@@ -545,7 +794,11 @@ mod tests {
 
     #[test]
     fn claim_template_counts_as_a_volume() {
-        validate_pod(&pod("containers: [{name: c, volumeMounts: [{name: data, mountPath: /data}]}]"), &["data".into()]).unwrap();
+        validate_pod(
+            &pod("containers: [{name: c, volumeMounts: [{name: data, mountPath: /data}]}]"),
+            &["data".into()],
+        )
+        .unwrap();
     }
 
     #[test]
@@ -553,6 +806,11 @@ mod tests {
         let c = container("name: c\nports: [{name: http, containerPort: 8123}]");
         let svc: Service = serde_yaml::from_str("metadata: {name: s}\nspec: {selector: {app: x}, ports: [{port: 8000, name: http, targetPort: http}]}").unwrap();
         let labels = BTreeMap::from([("app".to_string(), "x".to_string())]);
-        assert_eq!(service_target(&[svc], &labels, std::slice::from_ref(&c)).unwrap().2, 8123);
+        assert_eq!(
+            service_target(&[svc], &labels, std::slice::from_ref(&c))
+                .unwrap()
+                .2,
+            8123
+        );
     }
 }

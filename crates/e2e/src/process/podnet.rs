@@ -59,18 +59,28 @@ pub fn available() -> Result<PathBuf, PodNetError> {
         .into_iter()
         .map(PathBuf::from)
         .find(|p| p.is_file())
-        .ok_or_else(|| PodNetError::Unavailable("hook pods need iproute2's `ip` (apt-get install iproute2)".into()))?;
+        .ok_or_else(|| {
+            PodNetError::Unavailable(
+                "hook pods need iproute2's `ip` (apt-get install iproute2)".into(),
+            )
+        })?;
     Ok(ip)
 }
 
 fn run(ip: &Path, args: &[&str]) -> Result<(), PodNetError> {
     let command = format!("ip {}", args.join(" "));
     tracing::debug!("running {command}");
-    let out = Command::new(ip).args(args).output().map_err(io(format!("running {command}")))?;
+    let out = Command::new(ip)
+        .args(args)
+        .output()
+        .map_err(io(format!("running {command}")))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(PodNetError::Command { command, stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
+        Err(PodNetError::Command {
+            command,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
@@ -84,8 +94,16 @@ pub struct ServiceView {
 
 /// The hosts file of a pod in `namespace`: cluster DNS's answers for each Service, under
 /// every name the pod's search path would try.
-pub fn hosts_file(pod_name: &str, pod_ip: Ipv4Addr, namespace: &str, services: &[ServiceView], service_ip: Ipv4Addr) -> String {
-    let mut out = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{pod_ip}\t{pod_name}\n");
+pub fn hosts_file(
+    pod_name: &str,
+    pod_ip: Ipv4Addr,
+    namespace: &str,
+    services: &[ServiceView],
+    service_ip: Ipv4Addr,
+) -> String {
+    let mut out = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{pod_ip}\t{pod_name}\n"
+    );
     for s in services {
         let n = &s.name;
         out.push_str(&format!("{service_ip}\t{n} {n}.{namespace} {n}.{namespace}.svc {n}.{namespace}.svc.cluster.local\n"));
@@ -96,7 +114,9 @@ pub fn hosts_file(pod_name: &str, pod_ip: Ipv4Addr, namespace: &str, services: &
 /// The resolv.conf a pod gets: the cluster search path (no nameserver is reachable; every
 /// answer comes from the hosts file, and an unknown name fails as it would in a cluster).
 pub fn resolv_conf(namespace: &str) -> String {
-    format!("search {namespace}.svc.cluster.local svc.cluster.local cluster.local\nnameserver 127.0.0.53\noptions ndots:5\n")
+    format!(
+        "search {namespace}.svc.cluster.local svc.cluster.local cluster.local\nnameserver 127.0.0.53\noptions ndots:5\n"
+    )
 }
 
 /// One hook pod's network. Dropping it removes the namespace (and with it both veth ends),
@@ -115,7 +135,11 @@ pub struct PodNet {
 impl PodNet {
     /// Makes the namespace, wires it to this host through a veth pair, writes its hosts and
     /// resolv.conf, and starts one relay per Service port on the Service address.
-    pub async fn create(pod_name: &str, namespace: &str, services: &[ServiceView]) -> Result<PodNet, PodNetError> {
+    pub async fn create(
+        pod_name: &str,
+        namespace: &str,
+        services: &[ServiceView],
+    ) -> Result<PodNet, PodNetError> {
         let ip = available()?;
         sweep_orphans(&ip);
         let mut last = None;
@@ -132,14 +156,24 @@ impl PodNet {
         Err(last.unwrap_or_else(|| PodNetError::Unavailable("no free pod network slot".into())))
     }
 
-    fn create_in_slot(ip: &Path, slot: u32, pod_name: &str, namespace: &str) -> Result<PodNet, PodNetError> {
+    fn create_in_slot(
+        ip: &Path,
+        slot: u32,
+        pod_name: &str,
+        namespace: &str,
+    ) -> Result<PodNet, PodNetError> {
         let base = NET_BASE + slot * 4;
         let (host_ip, pod_ip) = (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2));
         let name = format!("{PREFIX}{slot}-{}", std::process::id());
         let (host_if, pod_if) = (format!("ce2h{slot}"), format!("ce2p{slot}"));
         // Creating the host end claims the slot: if another run holds it, this fails and there
         // is nothing of ours to undo (the guard below would delete that run's link).
-        run(ip, &["link", "add", &host_if, "type", "veth", "peer", "name", &pod_if])?;
+        run(
+            ip,
+            &[
+                "link", "add", &host_if, "type", "veth", "peer", "name", &pod_if,
+            ],
+        )?;
         // From here the guard owns the link, so a failure half-way is undone.
         let net = PodNet {
             ip: ip.to_path_buf(),
@@ -153,18 +187,45 @@ impl PodNet {
         };
         run(ip, &["netns", "add", &name])?;
         run(ip, &["link", "set", &pod_if, "netns", &name])?;
-        run(ip, &["addr", "add", &format!("{host_ip}/30"), "dev", &host_if])?;
+        run(
+            ip,
+            &["addr", "add", &format!("{host_ip}/30"), "dev", &host_if],
+        )?;
         run(ip, &["link", "set", &host_if, "up"])?;
-        run(ip, &["-n", &name, "addr", "add", &format!("{pod_ip}/30"), "dev", &pod_if])?;
+        run(
+            ip,
+            &[
+                "-n",
+                &name,
+                "addr",
+                "add",
+                &format!("{pod_ip}/30"),
+                "dev",
+                &pod_if,
+            ],
+        )?;
         run(ip, &["-n", &name, "link", "set", &pod_if, "up"])?;
         run(ip, &["-n", &name, "link", "set", "lo", "up"])?;
-        run(ip, &["-n", &name, "route", "add", "default", "via", &host_ip.to_string()])?;
+        run(
+            ip,
+            &[
+                "-n",
+                &name,
+                "route",
+                "add",
+                "default",
+                "via",
+                &host_ip.to_string(),
+            ],
+        )?;
         let dir = net.etc_dir();
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         // Not beside hosts: `ip netns exec` bind-mounts every file of that directory into /etc.
         std::fs::create_dir_all(OWNERS).map_err(io(format!("creating {OWNERS}")))?;
-        std::fs::write(owner_file(&name), std::process::id().to_string()).map_err(io("writing the owner file"))?;
-        std::fs::write(dir.join("resolv.conf"), resolv_conf(namespace)).map_err(io("writing resolv.conf"))?;
+        std::fs::write(owner_file(&name), std::process::id().to_string())
+            .map_err(io("writing the owner file"))?;
+        std::fs::write(dir.join("resolv.conf"), resolv_conf(namespace))
+            .map_err(io("writing resolv.conf"))?;
         Ok(net)
     }
 
@@ -173,14 +234,25 @@ impl PodNet {
     }
 
     async fn start_relays(&mut self, services: &[ServiceView]) -> Result<(), PodNetError> {
-        let hosts = hosts_file(&self.pod_name, self.pod_ip, &self.namespace, services, self.host_ip);
+        let hosts = hosts_file(
+            &self.pod_name,
+            self.pod_ip,
+            &self.namespace,
+            services,
+            self.host_ip,
+        );
         std::fs::write(self.etc_dir().join("hosts"), hosts).map_err(io("writing hosts"))?;
         let mut bound = std::collections::BTreeSet::new();
         for (port, to) in services.iter().flat_map(|s| s.ports.iter().copied()) {
             if !bound.insert(port) {
                 continue;
             }
-            let listener = TcpListener::bind((self.host_ip, port)).await.map_err(io(format!("binding the Service relay on {}:{port}", self.host_ip)))?;
+            let listener = TcpListener::bind((self.host_ip, port))
+                .await
+                .map_err(io(format!(
+                    "binding the Service relay on {}:{port}",
+                    self.host_ip
+                )))?;
             self.relays.push(tokio::spawn(relay(listener, to)));
         }
         Ok(())
@@ -196,7 +268,9 @@ impl PodNet {
 
 async fn relay(listener: TcpListener, to: SocketAddr) {
     loop {
-        let Ok((mut inbound, _)) = listener.accept().await else { continue };
+        let Ok((mut inbound, _)) = listener.accept().await else {
+            continue;
+        };
         tokio::spawn(async move {
             if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
                 let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
@@ -212,7 +286,9 @@ impl Drop for PodNet {
         }
         let _ = run(&self.ip, &["netns", "del", &self.name]);
         // Normally gone with the namespace; a half-made net may have it on the host only.
-        let _ = Command::new(&self.ip).args(["link", "del", &self.host_if]).output();
+        let _ = Command::new(&self.ip)
+            .args(["link", "del", &self.host_if])
+            .output();
         let _ = std::fs::remove_dir_all(self.etc_dir());
         let _ = std::fs::remove_file(owner_file(&self.name));
     }
@@ -220,18 +296,24 @@ impl Drop for PodNet {
 
 /// Removes namespaces of ours whose owning process is gone (a run killed with SIGKILL).
 fn sweep_orphans(ip: &Path) {
-    let Ok(entries) = std::fs::read_dir("/etc/netns") else { return };
+    let Ok(entries) = std::fs::read_dir("/etc/netns") else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if !name.starts_with(PREFIX) {
             continue;
         }
-        let owner = std::fs::read_to_string(owner_file(&name)).ok().and_then(|s| s.trim().parse::<i32>().ok());
+        let owner = std::fs::read_to_string(owner_file(&name))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
         let alive = owner.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
         if !alive {
             let _ = run(ip, &["netns", "del", &name]);
             if let Some(slot) = name.strip_prefix(PREFIX).and_then(|r| r.split('-').next()) {
-                let _ = Command::new(ip).args(["link", "del", &format!("ce2h{slot}")]).output();
+                let _ = Command::new(ip)
+                    .args(["link", "del", &format!("ce2h{slot}")])
+                    .output();
             }
             let _ = std::fs::remove_dir_all(e.path());
             let _ = std::fs::remove_file(owner_file(&name));
@@ -244,24 +326,45 @@ mod tests {
     use super::*;
 
     fn svc(name: &str) -> ServiceView {
-        ServiceView { name: name.into(), ports: vec![(8000, "127.0.0.1:4000".parse().unwrap())] }
+        ServiceView {
+            name: name.into(),
+            ports: vec![(8000, "127.0.0.1:4000".parse().unwrap())],
+        }
     }
 
     #[test]
     fn hosts_file_answers_every_search_domain_spelling_of_a_service() {
-        let h = hosts_file("t-0", Ipv4Addr::new(10, 213, 0, 2), "ns1", &[svc("r-chromadb")], Ipv4Addr::new(10, 213, 0, 1));
+        let h = hosts_file(
+            "t-0",
+            Ipv4Addr::new(10, 213, 0, 2),
+            "ns1",
+            &[svc("r-chromadb")],
+            Ipv4Addr::new(10, 213, 0, 1),
+        );
         let line = h.lines().find(|l| l.contains("r-chromadb")).unwrap();
-        assert_eq!(line, "10.213.0.1\tr-chromadb r-chromadb.ns1 r-chromadb.ns1.svc r-chromadb.ns1.svc.cluster.local");
+        assert_eq!(
+            line,
+            "10.213.0.1\tr-chromadb r-chromadb.ns1 r-chromadb.ns1.svc r-chromadb.ns1.svc.cluster.local"
+        );
     }
 
     #[test]
     fn hosts_file_names_the_pod_at_its_own_address() {
-        let h = hosts_file("t-0", Ipv4Addr::new(10, 213, 0, 2), "ns1", &[], Ipv4Addr::new(10, 213, 0, 1));
+        let h = hosts_file(
+            "t-0",
+            Ipv4Addr::new(10, 213, 0, 2),
+            "ns1",
+            &[],
+            Ipv4Addr::new(10, 213, 0, 1),
+        );
         assert!(h.lines().any(|l| l == "10.213.0.2\tt-0"), "{h}");
     }
 
     #[test]
     fn resolv_conf_searches_the_pods_namespace_first() {
-        assert!(resolv_conf("ns1").starts_with("search ns1.svc.cluster.local svc.cluster.local cluster.local\n"));
+        assert!(
+            resolv_conf("ns1")
+                .starts_with("search ns1.svc.cluster.local svc.cluster.local cluster.local\n")
+        );
     }
 }

@@ -25,8 +25,12 @@ pub fn is_nginx_image(image: &str) -> bool {
         Some(i) if !repo[i..].contains('/') => &repo[..i],
         _ => repo,
     };
-    let path = repo.trim_start_matches("docker.io/").trim_start_matches("index.docker.io/");
-    ["nginx", "library/nginx", "nginxinc/nginx-unprivileged"].iter().any(|n| path == *n || path.ends_with(&format!("/{n}")))
+    let path = repo
+        .trim_start_matches("docker.io/")
+        .trim_start_matches("index.docker.io/");
+    ["nginx", "library/nginx", "nginxinc/nginx-unprivileged"]
+        .iter()
+        .any(|n| path == *n || path.ends_with(&format!("/{n}")))
 }
 
 pub const IMAGE_USER: (u32, u32) = (101, 101);
@@ -34,7 +38,11 @@ pub const IMAGE_USER: (u32, u32) = (101, 101);
 /// The argv the container runs, by the Kubernetes rules over the image's ENTRYPOINT/CMD.
 pub fn argv(c: &Container) -> Result<Vec<String>, LaunchError> {
     let entrypoint = vec!["/docker-entrypoint.sh".to_string()];
-    let cmd = vec!["nginx".to_string(), "-g".to_string(), "daemon off;".to_string()];
+    let cmd = vec![
+        "nginx".to_string(),
+        "-g".to_string(),
+        "daemon off;".to_string(),
+    ];
     let command = c.command.clone().filter(|v| !v.is_empty());
     let mut argv: Vec<String> = match (command, c.args.clone()) {
         (Some(cmd), a) => cmd.into_iter().chain(a.unwrap_or_default()).collect(),
@@ -46,8 +54,14 @@ pub fn argv(c: &Container) -> Result<Vec<String>, LaunchError> {
     }
     match argv.first().map(String::as_str) {
         Some("nginx" | "/usr/sbin/nginx") => Ok(argv),
-        Some(p) => Err(LaunchError::Unsupported(format!("container `{}` runs `{p}`; the nginx stand-in runs only `nginx`", c.name))),
-        None => Err(LaunchError::Invalid(format!("container `{}` has no command", c.name))),
+        Some(p) => Err(LaunchError::Unsupported(format!(
+            "container `{}` runs `{p}`; the nginx stand-in runs only `nginx`",
+            c.name
+        ))),
+        None => Err(LaunchError::Invalid(format!(
+            "container `{}` has no command",
+            c.name
+        ))),
     }
 }
 
@@ -66,15 +80,29 @@ fn existing_ancestor(path: &Path) -> PathBuf {
 /// The bubblewrap argv that gives nginx the container's view: the host read-only (the image's
 /// programs and libraries), each volume at its mount path (read-only unless it is a writable
 /// emptyDir), then the pod's user.
-pub fn launch(c: &Container, pod: &PodSpec, volume_dirs: &BTreeMap<String, PathBuf>, user: &RunAs, netns: &str) -> Result<Launch, LaunchError> {
+pub fn launch(
+    c: &Container,
+    pod: &PodSpec,
+    volume_dirs: &BTreeMap<String, PathBuf>,
+    user: &RunAs,
+    netns: &str,
+) -> Result<Launch, LaunchError> {
     let argv = argv(c)?;
-    let mut adjustments = vec![format!("container `{}`: Debian's {NGINX} stands in for image {}", c.name, c.image.as_deref().unwrap_or("?"))];
-    let (bw, more) = container_root_argv(c, pod, volume_dirs, user, NGINX, argv.into_iter().skip(1))?;
+    let mut adjustments = vec![format!(
+        "container `{}`: Debian's {NGINX} stands in for image {}",
+        c.name,
+        c.image.as_deref().unwrap_or("?")
+    )];
+    let (bw, more) =
+        container_root_argv(c, pod, volume_dirs, user, NGINX, argv.into_iter().skip(1))?;
     adjustments.extend(more);
     Ok(Launch {
         program: PathBuf::from(BWRAP),
         args: bw,
-        env: vec![("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into())],
+        env: vec![(
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        )],
         cwd: PathBuf::from("/"),
         container_port: 0,
         adjustments,
@@ -93,7 +121,18 @@ pub fn container_root_argv(
     program: &str,
     args: impl IntoIterator<Item = String>,
 ) -> Result<(Vec<String>, Vec<String>), LaunchError> {
-    let mut bw: Vec<String> = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--die-with-parent"].map(String::from).to_vec();
+    let mut bw: Vec<String> = [
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--die-with-parent",
+    ]
+    .map(String::from)
+    .to_vec();
     let mut adjustments = Vec::new();
     let mounts: Vec<_> = c.volume_mounts.iter().flatten().collect();
     // A mount point the host lacks cannot be made on the read-only root: its deepest existing
@@ -107,7 +146,10 @@ pub fn container_root_argv(
         }
         let base = existing_ancestor(at);
         if base == Path::new("/") {
-            return Err(LaunchError::Unsupported(format!("container `{}`: mount path {} is a new top-level directory, which the stand-in cannot make", c.name, m.mount_path)));
+            return Err(LaunchError::Unsupported(format!(
+                "container `{}`: mount path {} is a new top-level directory, which the stand-in cannot make",
+                c.name, m.mount_path
+            )));
         }
         if !rebuilt.contains(&base) {
             rebuilt.push(base);
@@ -117,7 +159,8 @@ pub fn container_root_argv(
     rebuilt.sort_by_key(|b| b.components().count());
     for base in &rebuilt {
         bw.extend(["--tmpfs".to_string(), base.display().to_string()]);
-        let entries = std::fs::read_dir(base).map_err(|e| LaunchError::Unsupported(format!("reading {}: {e}", base.display())))?;
+        let entries = std::fs::read_dir(base)
+            .map_err(|e| LaunchError::Unsupported(format!("reading {}: {e}", base.display())))?;
         for e in entries.flatten() {
             let host = e.path();
             if rebuilt.contains(&host) {
@@ -125,8 +168,16 @@ pub fn container_root_argv(
                 continue;
             }
             match std::fs::read_link(&host) {
-                Ok(target) => bw.extend(["--symlink".to_string(), target.display().to_string(), host.display().to_string()]),
-                Err(_) => bw.extend(["--ro-bind".to_string(), host.display().to_string(), host.display().to_string()]),
+                Ok(target) => bw.extend([
+                    "--symlink".to_string(),
+                    target.display().to_string(),
+                    host.display().to_string(),
+                ]),
+                Err(_) => bw.extend([
+                    "--ro-bind".to_string(),
+                    host.display().to_string(),
+                    host.display().to_string(),
+                ]),
             }
         }
         adjustments.push(format!("container `{}`: {} rebuilt as a tmpfs with the host's entries, to hold mount points the host lacks", c.name, base.display()));
@@ -134,7 +185,11 @@ pub fn container_root_argv(
     // Missing parents explicitly, as a runtime makes them (0755): bubblewrap would make them 0700.
     let mut made: Vec<PathBuf> = Vec::new();
     for m in &mounts {
-        let missing: Vec<&Path> = Path::new(&m.mount_path).ancestors().skip(1).filter(|a| !a.exists()).collect();
+        let missing: Vec<&Path> = Path::new(&m.mount_path)
+            .ancestors()
+            .skip(1)
+            .filter(|a| !a.exists())
+            .collect();
         for a in missing.into_iter().rev() {
             if !made.iter().any(|d| d == a) {
                 made.push(a.to_path_buf());
@@ -143,18 +198,49 @@ pub fn container_root_argv(
         }
     }
     for m in &mounts {
-        let dir = volume_dirs.get(&m.name).ok_or_else(|| LaunchError::Invalid(format!("container `{}`: volumeMount `{}` has no volume", c.name, m.name)))?;
+        let dir = volume_dirs.get(&m.name).ok_or_else(|| {
+            LaunchError::Invalid(format!(
+                "container `{}`: volumeMount `{}` has no volume",
+                c.name, m.name
+            ))
+        })?;
         let src = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             Some(sub) => dir.join(sub),
             None => dir.clone(),
         };
-        let writable = m.read_only != Some(true) && pod.volumes.iter().flatten().any(|v| v.name == m.name && v.empty_dir.is_some());
-        bw.extend([if writable { "--bind" } else { "--ro-bind" }.to_string(), src.display().to_string(), m.mount_path.clone()]);
+        let writable = m.read_only != Some(true)
+            && pod
+                .volumes
+                .iter()
+                .flatten()
+                .any(|v| v.name == m.name && v.empty_dir.is_some());
+        bw.extend([
+            if writable { "--bind" } else { "--ro-bind" }.to_string(),
+            src.display().to_string(),
+            m.mount_path.clone(),
+        ]);
     }
     bw.push("--".into());
     if !user.is_root() {
-        let groups = if user.groups.is_empty() { "--clear-groups".to_string() } else { format!("--groups={}", user.groups.iter().map(u32::to_string).collect::<Vec<_>>().join(",")) };
-        bw.extend(["/usr/bin/setpriv".to_string(), format!("--reuid={}", user.uid), format!("--regid={}", user.gid), groups, "--".into()]);
+        let groups = if user.groups.is_empty() {
+            "--clear-groups".to_string()
+        } else {
+            format!(
+                "--groups={}",
+                user.groups
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        };
+        bw.extend([
+            "/usr/bin/setpriv".to_string(),
+            format!("--reuid={}", user.uid),
+            format!("--regid={}", user.gid),
+            groups,
+            "--".into(),
+        ]);
     }
     bw.push(program.to_string());
     bw.extend(args);
@@ -178,12 +264,16 @@ mod tests {
     #[test]
     fn command_and_args_run_as_rendered_without_the_entrypoint_scripts() {
         let c: Container = serde_json::from_value(json!({"name": "p", "command": ["nginx"], "args": ["-c", "/etc/x.conf", "-g", "daemon off;"]})).unwrap();
-        assert_eq!(argv(&c).unwrap(), ["nginx", "-c", "/etc/x.conf", "-g", "daemon off;"]);
+        assert_eq!(
+            argv(&c).unwrap(),
+            ["nginx", "-c", "/etc/x.conf", "-g", "daemon off;"]
+        );
     }
 
     #[test]
     fn another_program_is_not_modelled() {
-        let c: Container = serde_json::from_value(json!({"name": "p", "command": ["sh", "-c", "nginx"]})).unwrap();
+        let c: Container =
+            serde_json::from_value(json!({"name": "p", "command": ["sh", "-c", "nginx"]})).unwrap();
         assert!(matches!(argv(&c), Err(LaunchError::Unsupported(m)) if m.contains("`sh`")));
     }
 }

@@ -19,7 +19,9 @@ pub struct SizedVolume {
 /// `Ok(())` when this host can give a claim a size: root and util-linux `mount`.
 pub fn available() -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
-        return Err("sizing a claim needs a mount, which only a harness running as root can make".into());
+        return Err(
+            "sizing a claim needs a mount, which only a harness running as root can make".into(),
+        );
     }
     if !Path::new("/usr/bin/mount").is_file() && !Path::new("/bin/mount").is_file() {
         return Err("util-linux `mount` is not installed (apt-get install mount)".into());
@@ -31,14 +33,29 @@ impl SizedVolume {
     /// Mounts a tmpfs of `bytes` on `at` (an existing, empty directory).
     pub fn mount(at: &Path, bytes: u64) -> Result<SizedVolume, String> {
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes},mode=0755,nosuid,nodev"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={bytes},mode=0755,nosuid,nodev"),
+                "tmpfs",
+            ])
             .arg(at)
             .output()
             .map_err(|e| format!("running mount for {}: {e}", at.display()))?;
         if !out.status.success() {
-            return Err(format!("mount -t tmpfs -o size={bytes} on {} failed ({}): {}", at.display(), out.status, String::from_utf8_lossy(&out.stderr).trim()));
+            return Err(format!(
+                "mount -t tmpfs -o size={bytes} on {} failed ({}): {}",
+                at.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
-        Ok(SizedVolume { at: at.to_path_buf(), bytes, mounted: true })
+        Ok(SizedVolume {
+            at: at.to_path_buf(),
+            bytes,
+            mounted: true,
+        })
     }
 
     /// Unmounts it now (its files go with it).
@@ -46,9 +63,18 @@ impl SizedVolume {
         if !self.mounted {
             return Ok(());
         }
-        let out = Command::new("umount").arg("--lazy").arg(&self.at).output().map_err(|e| format!("running umount {}: {e}", self.at.display()))?;
+        let out = Command::new("umount")
+            .arg("--lazy")
+            .arg(&self.at)
+            .output()
+            .map_err(|e| format!("running umount {}: {e}", self.at.display()))?;
         if !out.status.success() {
-            return Err(format!("umount {} failed ({}): {}", self.at.display(), out.status, String::from_utf8_lossy(&out.stderr).trim()));
+            return Err(format!(
+                "umount {} failed ({}): {}",
+                self.at.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
         self.mounted = false;
         Ok(())

@@ -103,7 +103,9 @@ fn one() -> usize {
 impl CompatReport {
     /// Every release PyPI had was run.
     pub fn complete(&self) -> bool {
-        self.on_pypi.iter().all(|v| self.releases.iter().any(|r| r.version == *v))
+        self.on_pypi
+            .iter()
+            .all(|v| self.releases.iter().any(|r| r.version == *v))
     }
 
     /// Shard reports of one chart version (a workflow runs release ranges side by side) as one:
@@ -114,12 +116,18 @@ impl CompatReport {
         };
         for p in parts {
             if (&p.chart_version, &p.backend) != (&out.chart_version, &out.backend) {
-                return Err(format!("reports of chart {} on {} and chart {} on {} cannot make one table", p.chart_version, p.backend, out.chart_version, out.backend));
+                return Err(format!(
+                    "reports of chart {} on {} and chart {} on {} cannot make one table",
+                    p.chart_version, p.backend, out.chart_version, out.backend
+                ));
             }
             if let (Some(a), Some(b)) = (&p.key, &out.key)
                 && a != b
             {
-                return Err(format!("reports measured under different keys cannot make one table: {}", b.differences(a).join(", and ")));
+                return Err(format!(
+                    "reports measured under different keys cannot make one table: {}",
+                    b.differences(a).join(", and ")
+                ));
             }
             if p.key.is_some() != out.key.is_some() {
                 return Err("a report that records what it was measured under and one that does not cannot make one table".into());
@@ -146,7 +154,12 @@ impl CompatReport {
 
     /// The report of every release saved under one key, oldest release first: dated by the
     /// last release measured, with one part per invocation that measured some of them.
-    pub fn from_saved(key: &RunKey, saved: &[SavedRelease], on_pypi: Vec<ChromaVersion>, left_out: Vec<LeftOut>) -> CompatReport {
+    pub fn from_saved(
+        key: &RunKey,
+        saved: &[SavedRelease],
+        on_pypi: Vec<ChromaVersion>,
+        left_out: Vec<LeftOut>,
+    ) -> CompatReport {
         let mut releases: Vec<ReleaseResult> = saved.iter().map(|s| s.result.clone()).collect();
         releases.sort_by(|a, b| a.version.cmp(&b.version));
         let mut helm: Vec<&str> = saved.iter().map(|s| s.helm_version.as_str()).collect();
@@ -156,7 +169,11 @@ impl CompatReport {
         invocations.sort();
         invocations.dedup();
         CompatReport {
-            date: releases.iter().map(|r| r.date.clone()).max().unwrap_or_default(),
+            date: releases
+                .iter()
+                .map(|r| r.date.clone())
+                .max()
+                .unwrap_or_default(),
             chart_version: key.chart_version.clone(),
             key: Some(key.clone()),
             backend: key.backend.clone(),
@@ -174,10 +191,16 @@ impl CompatReport {
     pub fn days(&self) -> Vec<(String, String)> {
         let mut days: BTreeMap<String, Vec<&ChromaVersion>> = BTreeMap::new();
         for r in &self.releases {
-            let day = if r.date.is_empty() { self.date.clone() } else { r.date.clone() };
+            let day = if r.date.is_empty() {
+                self.date.clone()
+            } else {
+                r.date.clone()
+            };
             days.entry(day).or_default().push(&r.version);
         }
-        days.into_iter().map(|(d, vs)| (d, ranges_of(&self.on_pypi, &vs))).collect()
+        days.into_iter()
+            .map(|(d, vs)| (d, ranges_of(&self.on_pypi, &vs)))
+            .collect()
     }
 
     pub fn parse(text: &str) -> Result<CompatReport, serde_json::Error> {
@@ -185,7 +208,9 @@ impl CompatReport {
     }
 
     pub fn failed(&self) -> bool {
-        self.releases.iter().any(|r| r.cells.iter().any(|c| c.status == Status::Fail))
+        self.releases
+            .iter()
+            .any(|r| r.cells.iter().any(|c| c.status == Status::Fail))
     }
 }
 
@@ -194,7 +219,12 @@ impl CompatReport {
 pub fn cells_of(report: &RunReport, version: &ChromaVersion) -> Vec<Cell> {
     let mut cells = Vec::new();
     for d in report.deployments.iter().filter(|d| &d.version == version) {
-        let cell = |check, status, reason: &str| Cell { deployment: d.deployment.clone(), check, status, reason: reason.to_string() };
+        let cell = |check, status, reason: &str| Cell {
+            deployment: d.deployment.clone(),
+            check,
+            status,
+            reason: reason.to_string(),
+        };
         if let Some(e) = &d.error {
             cells.extend(d.planned.iter().map(|&c| cell(c, Status::Fail, e)));
             continue;
@@ -202,7 +232,11 @@ pub fn cells_of(report: &RunReport, version: &ChromaVersion) -> Vec<Cell> {
         if d.checks.is_empty()
             && let Some(why) = &d.skipped
         {
-            let status = if why.starts_with("the spec refuses") { Status::Refused } else { Status::Skip };
+            let status = if why.starts_with("the spec refuses") {
+                Status::Refused
+            } else {
+                Status::Skip
+            };
             cells.extend(d.planned.iter().map(|&c| cell(c, status, why)));
             continue;
         }
@@ -211,7 +245,9 @@ pub fn cells_of(report: &RunReport, version: &ChromaVersion) -> Vec<Cell> {
                 Outcome::Pass { .. } => cell(c.check, Status::Pass, ""),
                 Outcome::Fail { reason, .. } => cell(c.check, Status::Fail, reason),
                 Outcome::Skipped { reason } => cell(c.check, Status::Skip, reason),
-                Outcome::ExpectedFail { cause, why, .. } => cell(c.check, Status::Xfail, &format!("{why} (said: {cause})")),
+                Outcome::ExpectedFail { cause, why, .. } => {
+                    cell(c.check, Status::Xfail, &format!("{why} (said: {cause})"))
+                }
             });
         }
     }
@@ -228,7 +264,9 @@ mod check_name {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<CheckName, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -243,7 +281,10 @@ fn generic(text: &str, v: &ChromaVersion) -> String {
     let mut rest = text;
     while let Some(i) = rest.find(&needle) {
         let tail = &rest[i + needle.len()..];
-        let starts = rest[..i].chars().last().is_none_or(|c| !c.is_ascii_digit() && c != '.');
+        let starts = rest[..i]
+            .chars()
+            .last()
+            .is_none_or(|c| !c.is_ascii_digit() && c != '.');
         let mut next = tail.chars();
         let ends = match next.next() {
             None => true,
@@ -251,7 +292,11 @@ fn generic(text: &str, v: &ChromaVersion) -> String {
             Some(c) => !c.is_ascii_digit(),
         };
         out.push_str(&rest[..i]);
-        out.push_str(if starts && ends { "this release" } else { &needle });
+        out.push_str(if starts && ends {
+            "this release"
+        } else {
+            &needle
+        });
         rest = tail;
     }
     out.push_str(rest);
@@ -272,7 +317,10 @@ fn steady(text: &str) -> String {
         let core = word.trim_end_matches([':', ',', ';', ')']);
         let tail = &word[core.len()..];
         let number = core.trim_end_matches('s');
-        let measured = number.matches('.').count() == 1 && number.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+        let measured = number.matches('.').count() == 1
+            && number
+                .split('.')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
         if after_seed && !core.is_empty() && core.chars().all(|c| c.is_ascii_digit()) {
             out.push(format!("…{tail}"));
         } else if measured {
@@ -293,12 +341,28 @@ fn scrub(word: &str) -> String {
         Some(i) => {
             let after = &word[i + LOOPBACK.len()..];
             let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-            if digits > 0 { format!("{}…{}", &word[..i + LOOPBACK.len()], &after[digits..]) } else { word.to_string() }
+            if digits > 0 {
+                format!("{}…{}", &word[..i + LOOPBACK.len()], &after[digits..])
+            } else {
+                word.to_string()
+            }
         }
         None => word.to_string(),
     };
-    let uuid = |s: &str| s.len() == 36 && s.char_indices().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() });
-    word.split('/').map(|seg| if uuid(seg) { "…" } else { seg }).collect::<Vec<_>>().join("/")
+    let uuid = |s: &str| {
+        s.len() == 36
+            && s.char_indices().all(|(i, c)| {
+                if [8, 13, 18, 23].contains(&i) {
+                    c == '-'
+                } else {
+                    c.is_ascii_hexdigit()
+                }
+            })
+    };
+    word.split('/')
+        .map(|seg| if uuid(seg) { "…" } else { seg })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// One line of cause in the notes: a status, the check, the reason (release-generic).
@@ -311,7 +375,14 @@ struct NoteKey {
 
 /// The README section: a header saying what was run, the table, the notes.
 pub fn table(report: &CompatReport) -> String {
-    let checks: Vec<CheckName> = CheckName::all().filter(|c| report.releases.iter().any(|r| r.cells.iter().any(|x| x.check == *c))).collect();
+    let checks: Vec<CheckName> = CheckName::all()
+        .filter(|c| {
+            report
+                .releases
+                .iter()
+                .any(|r| r.cells.iter().any(|x| x.check == *c))
+        })
+        .collect();
     // Notes are numbered in order of first appearance; each lists the deployments it covers.
     let mut notes: Vec<(NoteKey, Vec<String>)> = Vec::new();
     let mut rows: Vec<(ChromaVersion, Vec<String>)> = Vec::new();
@@ -322,7 +393,11 @@ pub fn table(report: &CompatReport) -> String {
             for c in r.cells.iter().filter(|c| c.check == check) {
                 let entry = statuses.entry(c.status).or_default();
                 if c.status != Status::Pass {
-                    let key = NoteKey { check, status: c.status, reason: steady(&generic(&c.reason, &r.version)) };
+                    let key = NoteKey {
+                        check,
+                        status: c.status,
+                        reason: steady(&generic(&c.reason, &r.version)),
+                    };
                     let n = match notes.iter().position(|(k, _)| *k == key) {
                         Some(n) => n,
                         None => {
@@ -344,11 +419,17 @@ pub fn table(report: &CompatReport) -> String {
                 statuses
                     .iter()
                     .rev()
-                    .map(
-                        |(s, ns)| {
-                            if ns.is_empty() { s.label().to_string() } else { format!("{} {}", s.label(), ns.iter().map(|n| format!("[{n}]")).collect::<String>()) }
-                        },
-                    )
+                    .map(|(s, ns)| {
+                        if ns.is_empty() {
+                            s.label().to_string()
+                        } else {
+                            format!(
+                                "{} {}",
+                                s.label(),
+                                ns.iter().map(|n| format!("[{n}]")).collect::<String>()
+                            )
+                        }
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             };
@@ -365,7 +446,10 @@ pub fn table(report: &CompatReport) -> String {
     };
     let days: Vec<String> = match report.days().as_slice() {
         [(day, _)] => vec![format!("on {day}")],
-        days => days.iter().map(|(day, vs)| format!("{day} ({vs})")).collect(),
+        days => days
+            .iter()
+            .map(|(day, vs)| format!("{day} ({vs})"))
+            .collect(),
     };
     let dates = match days.split_last() {
         Some((last, [])) => last.clone(),
@@ -374,16 +458,34 @@ pub fn table(report: &CompatReport) -> String {
     };
     let measured_under = match &report.key {
         Some(k) => {
-            let deployments: std::collections::BTreeSet<&str> = k.checks.iter().filter_map(|c| c.split(':').next()).collect();
-            format!("content sha256 {}, {} checks of {} deployments", &k.chart_hash[..k.chart_hash.len().min(12)], k.checks.len(), deployments.len())
+            let deployments: std::collections::BTreeSet<&str> = k
+                .checks
+                .iter()
+                .filter_map(|c| c.split(':').next())
+                .collect();
+            format!(
+                "content sha256 {}, {} checks of {} deployments",
+                &k.chart_hash[..k.chart_hash.len().min(12)],
+                k.checks.len(),
+                deployments.len()
+            )
         }
         None => "content and check list not recorded".into(),
     };
     let took = if report.key.is_some() {
         let sum: f64 = report.releases.iter().map(|r| r.seconds).sum();
-        format!("{} of release runs over {} invocation{}", minutes(sum), report.parts, if report.parts == 1 { "" } else { "s" })
+        format!(
+            "{} of release runs over {} invocation{}",
+            minutes(sum),
+            report.parts,
+            if report.parts == 1 { "" } else { "s" }
+        )
     } else if report.parts > 1 {
-        format!("{} (the longest of {} runs of release ranges)", minutes(report.wall_seconds), report.parts)
+        format!(
+            "{} (the longest of {} runs of release ranges)",
+            minutes(report.wall_seconds),
+            report.parts
+        )
     } else {
         minutes(report.wall_seconds)
     };
@@ -394,19 +496,38 @@ pub fn table(report: &CompatReport) -> String {
         report.helm_version,
         report.backend,
         report.jobs,
-        if report.complete() { "every one," } else { "a cut," },
+        if report.complete() {
+            "every one,"
+        } else {
+            "a cut,"
+        },
         report.releases.len(),
         report.on_pypi.len(),
     );
     if !report.complete() {
-        let _ = writeln!(out, "\n**Partial run:** only the releases above were run; this table says nothing about the others.");
+        let _ = writeln!(
+            out,
+            "\n**Partial run:** only the releases above were run; this table says nothing about the others."
+        );
     }
     if !report.left_out.is_empty() {
-        let list: Vec<String> = report.left_out.iter().map(|l| format!("{} ({})", l.version, l.why)).collect();
+        let list: Vec<String> = report
+            .left_out
+            .iter()
+            .map(|l| format!("{} ({})", l.version, l.why))
+            .collect();
         let _ = writeln!(out, "\nNot run: {}.", list.join("; "));
     }
     out.push('\n');
-    let _ = writeln!(out, "| Releases | {} |", checks.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" | "));
+    let _ = writeln!(
+        out,
+        "| Releases | {} |",
+        checks
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
     let _ = writeln!(out, "|---|{}", "---|".repeat(checks.len()));
     let mut i = 0;
     while i < rows.len() {
@@ -414,15 +535,31 @@ pub fn table(report: &CompatReport) -> String {
         while j + 1 < rows.len() && rows[j + 1].1 == rows[i].1 {
             j += 1;
         }
-        let range = if i == j { rows[i].0.to_string() } else { format!("{} – {} ({})", rows[i].0, rows[j].0, j - i + 1) };
-        let _ = writeln!(out, "| {range} | {} |", rows[i].1.join(" | ").replace('\n', " "));
+        let range = if i == j {
+            rows[i].0.to_string()
+        } else {
+            format!("{} – {} ({})", rows[i].0, rows[j].0, j - i + 1)
+        };
+        let _ = writeln!(
+            out,
+            "| {range} | {} |",
+            rows[i].1.join(" | ").replace('\n', " ")
+        );
         i = j + 1;
     }
     if !notes.is_empty() {
         out.push('\n');
         for (n, (k, deployments)) in notes.iter().enumerate() {
             let reason = k.reason.replace('\n', " ").replace('|', "\\|");
-            let _ = writeln!(out, "{}. {} {} on {}: {}", n + 1, k.status.label(), k.check, deployments.join(", "), reason);
+            let _ = writeln!(
+                out,
+                "{}. {} {} on {}: {}",
+                n + 1,
+                k.status.label(),
+                k.check,
+                deployments.join(", "),
+                reason
+            );
         }
     }
     out
@@ -459,14 +596,22 @@ fn ranges_of(all: &[ChromaVersion], ran: &[&ChromaVersion]) -> String {
             (true, None) => current = Some((v, v)),
             (true, Some((a, _))) => current = Some((a, v)),
             (false, Some((a, b))) => {
-                out.push(if a == b { a.to_string() } else { format!("{a} – {b}") });
+                out.push(if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a} – {b}")
+                });
                 current = None;
             }
             (false, None) => {}
         }
     }
     if let Some((a, b)) = current {
-        out.push(if a == b { a.to_string() } else { format!("{a} – {b}") });
+        out.push(if a == b {
+            a.to_string()
+        } else {
+            format!("{a} – {b}")
+        });
     }
     // A release PyPI no longer lists (yanked since) still shows.
     for v in ran.iter().filter(|v| !all.contains(v)) {
@@ -477,16 +622,24 @@ fn ranges_of(all: &[ChromaVersion], ran: &[&ChromaVersion]) -> String {
 
 fn minutes(s: f64) -> String {
     let m = (s / 60.0).round() as u64;
-    if m >= 60 { format!("{} h {:02} min", m / 60, m % 60) } else { format!("{m} min") }
+    if m >= 60 {
+        format!("{} h {:02} min", m / 60, m % 60)
+    } else {
+        format!("{m} min")
+    }
 }
 
 /// Replaces the text between the markers; they must each be there once, in order.
 pub fn splice(readme: &str, table: &str) -> Result<String, String> {
     let (Some(s), Some(e)) = (readme.find(START), readme.find(END)) else {
-        return Err(format!("README.md lacks the compatibility-table markers:\n{START}\n{END}"));
+        return Err(format!(
+            "README.md lacks the compatibility-table markers:\n{START}\n{END}"
+        ));
     };
     if e < s {
-        return Err("README.md's compatibility-table end marker comes before its start marker".into());
+        return Err(
+            "README.md's compatibility-table end marker comes before its start marker".into(),
+        );
     }
     Ok(format!("{}{START}\n{table}{}", &readme[..s], &readme[e..]))
 }
@@ -500,7 +653,12 @@ mod tests {
     }
 
     fn cell(d: &str, check: CheckName, status: Status, reason: &str) -> Cell {
-        Cell { deployment: d.into(), check, status, reason: reason.into() }
+        Cell {
+            deployment: d.into(),
+            check,
+            status,
+            reason: reason.into(),
+        }
     }
 
     fn report(releases: Vec<ReleaseResult>, on_pypi: Vec<ChromaVersion>) -> CompatReport {
@@ -511,7 +669,10 @@ mod tests {
             backend: "process".into(),
             helm_version: "v4.1.4".into(),
             on_pypi,
-            left_out: vec![LeftOut { version: "1.5.3".into(), why: "yanked on PyPI (yanked)".into() }],
+            left_out: vec![LeftOut {
+                version: "1.5.3".into(),
+                why: "yanked on PyPI (yanked)".into(),
+            }],
             jobs: 2,
             wall_seconds: 4000.0,
             parts: 1,
@@ -520,28 +681,69 @@ mod tests {
     }
 
     fn release(ver: &str, cells: Vec<Cell>) -> ReleaseResult {
-        ReleaseResult { version: v(ver), date: String::new(), seconds: 1.0, prepare_seconds: 0.0, cells }
+        ReleaseResult {
+            version: v(ver),
+            date: String::new(),
+            seconds: 1.0,
+            prepare_seconds: 0.0,
+            cells,
+        }
     }
 
     #[test]
     fn equal_neighbours_collapse_and_release_numbers_in_causes_do_not_split_ranges() {
-        let skip = |ver: &str| cell("telemetry", crate::releases::check::TELEMETRY, Status::Skip, &format!("Chroma {ver} has no OpenTelemetry (from 0.4.15)"));
+        let skip = |ver: &str| {
+            cell(
+                "telemetry",
+                crate::releases::check::TELEMETRY,
+                Status::Skip,
+                &format!("Chroma {ver} has no OpenTelemetry (from 0.4.15)"),
+            )
+        };
         let r = report(
             vec![
-                release("0.4.13", vec![cell("a", crate::releases::check::AUTH, Status::Pass, ""), skip("0.4.13")]),
-                release("0.4.14", vec![cell("a", crate::releases::check::AUTH, Status::Pass, ""), skip("0.4.14")]),
+                release(
+                    "0.4.13",
+                    vec![
+                        cell("a", crate::releases::check::AUTH, Status::Pass, ""),
+                        skip("0.4.13"),
+                    ],
+                ),
+                release(
+                    "0.4.14",
+                    vec![
+                        cell("a", crate::releases::check::AUTH, Status::Pass, ""),
+                        skip("0.4.14"),
+                    ],
+                ),
                 release(
                     "0.4.15",
-                    vec![cell("a", crate::releases::check::AUTH, Status::Pass, ""), cell("telemetry", crate::releases::check::TELEMETRY, Status::Pass, "")],
+                    vec![
+                        cell("a", crate::releases::check::AUTH, Status::Pass, ""),
+                        cell(
+                            "telemetry",
+                            crate::releases::check::TELEMETRY,
+                            Status::Pass,
+                            "",
+                        ),
+                    ],
                 ),
             ],
-            ["0.4.3", "0.4.13", "0.4.14", "0.4.15", "1.5.9"].map(v).to_vec(),
+            ["0.4.3", "0.4.13", "0.4.14", "0.4.15", "1.5.9"]
+                .map(v)
+                .to_vec(),
         );
         let t = table(&r);
-        assert!(t.contains("| 0.4.13 – 0.4.14 (2) | PASS | SKIP [1] |\n| 0.4.15 | PASS | PASS |"), "{t}");
+        assert!(
+            t.contains("| 0.4.13 – 0.4.14 (2) | PASS | SKIP [1] |\n| 0.4.15 | PASS | PASS |"),
+            "{t}"
+        );
         assert!(t.contains("1. SKIP telemetry on telemetry: Chroma this release has no OpenTelemetry (from 0.4.15)"), "{t}");
         assert!(t.contains("**Partial run:**") && t.contains("a cut, 3 of the 5 final Chroma releases on PyPI (0.4.3 – 1.5.9): 0.4.13 – 0.4.15, in 1 h 07 min."), "{t}");
-        assert!(t.contains("Not run: 1.5.3 (yanked on PyPI (yanked))"), "{t}");
+        assert!(
+            t.contains("Not run: 1.5.3 (yanked on PyPI (yanked))"),
+            "{t}"
+        );
     }
 
     fn key(hash: char) -> RunKey {
@@ -555,16 +757,29 @@ mod tests {
     }
 
     fn saved(k: &RunKey, ver: &str, date: &str, invocation: &str, seconds: f64) -> SavedRelease {
-        let mut result = release(ver, vec![cell("a", crate::releases::check::AUTH, Status::Pass, "")]);
+        let mut result = release(
+            ver,
+            vec![cell("a", crate::releases::check::AUTH, Status::Pass, "")],
+        );
         result.date = date.into();
         result.seconds = seconds;
-        SavedRelease { key: k.clone(), helm_version: "v4.1.4".into(), jobs: 2, invocation: invocation.into(), result }
+        SavedRelease {
+            key: k.clone(),
+            helm_version: "v4.1.4".into(),
+            jobs: 2,
+            invocation: invocation.into(),
+            result,
+        }
     }
 
     #[test]
     fn a_report_from_releases_saved_by_several_runs_says_which_were_measured_when() {
         let k = key('a');
-        let all = ["0.4.6", "0.4.7", "0.4.8", "0.5.0", "0.5.15", "0.5.16", "1.5.9"].map(v).to_vec();
+        let all = [
+            "0.4.6", "0.4.7", "0.4.8", "0.5.0", "0.5.15", "0.5.16", "1.5.9",
+        ]
+        .map(v)
+        .to_vec();
         let r = CompatReport::from_saved(
             &k,
             &[
@@ -576,8 +791,17 @@ mod tests {
             all,
             vec![],
         );
-        assert_eq!(r.releases.iter().map(|r| r.version.to_string()).collect::<Vec<_>>(), ["0.4.7", "0.4.8", "0.5.15", "0.5.16"]);
-        assert_eq!((r.date.as_str(), r.parts, r.key.as_ref()), ("2026-12-06", 2, Some(&k)));
+        assert_eq!(
+            r.releases
+                .iter()
+                .map(|r| r.version.to_string())
+                .collect::<Vec<_>>(),
+            ["0.4.7", "0.4.8", "0.5.15", "0.5.16"]
+        );
+        assert_eq!(
+            (r.date.as_str(), r.parts, r.key.as_ref()),
+            ("2026-12-06", 2, Some(&k))
+        );
         let t = table(&r);
         assert!(
             t.starts_with("Measured on 2026-12-05 (0.5.15 – 0.5.16) and 2026-12-06 (0.4.7 – 0.4.8) with chart 1.1.0 (content sha256 aaaaaaaaaaaa, 2 checks of 2 deployments; helm v4.1.4, process backend, 2 deployments at once): a cut, 4 of the 7 final Chroma releases on PyPI (0.4.6 – 1.5.9): 0.4.7 – 0.4.8, 0.5.15 – 0.5.16, in 1 h 00 min of release runs over 2 invocations."),
@@ -587,17 +811,45 @@ mod tests {
 
     #[test]
     fn an_earlier_report_under_another_key_is_shown_apart_not_merged_and_merging_it_is_refused() {
-        let now = CompatReport::from_saved(&key('a'), &[saved(&key('a'), "0.4.7", "2026-12-05", "t", 60.0)], vec![v("0.4.7"), v("1.0.0")], vec![]);
-        let mut then = report(vec![release("1.0.0", vec![cell("a", crate::releases::check::AUTH, Status::Skip, "no auth on 1.x")])], vec![v("0.4.7"), v("1.0.0")]);
+        let now = CompatReport::from_saved(
+            &key('a'),
+            &[saved(&key('a'), "0.4.7", "2026-12-05", "t", 60.0)],
+            vec![v("0.4.7"), v("1.0.0")],
+            vec![],
+        );
+        let mut then = report(
+            vec![release(
+                "1.0.0",
+                vec![cell(
+                    "a",
+                    crate::releases::check::AUTH,
+                    Status::Skip,
+                    "no auth on 1.x",
+                )],
+            )],
+            vec![v("0.4.7"), v("1.0.0")],
+        );
         let s = section(&now, std::slice::from_ref(&then));
-        let (current, earlier) = s.split_once("#### Earlier measurement: chart 1.1.0 on 2026-12-04").expect(&s);
-        assert!(current.contains("| 0.4.7 | PASS |") && !current.contains("1.0.0 |"), "{s}");
-        assert!(earlier.contains("content and check list not recorded") && earlier.contains("| 1.0.0 | SKIP [1] |"), "{s}");
+        let (current, earlier) = s
+            .split_once("#### Earlier measurement: chart 1.1.0 on 2026-12-04")
+            .expect(&s);
+        assert!(
+            current.contains("| 0.4.7 | PASS |") && !current.contains("1.0.0 |"),
+            "{s}"
+        );
+        assert!(
+            earlier.contains("content and check list not recorded")
+                && earlier.contains("| 1.0.0 | SKIP [1] |"),
+            "{s}"
+        );
         let err = CompatReport::merge(vec![now.clone(), then.clone()]).unwrap_err();
         assert!(err.contains("one that does not"), "{err}");
         then.key = Some(key('c'));
         let err = CompatReport::merge(vec![now, then]).unwrap_err();
-        assert!(err.contains("different keys") && err.contains("chart content sha256"), "{err}");
+        assert!(
+            err.contains("different keys") && err.contains("chart content sha256"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -606,16 +858,37 @@ mod tests {
             vec![release(
                 "1.0.0",
                 vec![
-                    cell("cors-wildcard", crate::releases::check::CORS, Status::Refused, "the spec refuses these values on 1.0.0"),
-                    cell("reset-cors-token", crate::releases::check::CORS, Status::Pass, ""),
-                    cell("faults", crate::releases::check::FAULTS_FULL_VOLUME, Status::Xfail, "cannot start (said: disk is full)"),
+                    cell(
+                        "cors-wildcard",
+                        crate::releases::check::CORS,
+                        Status::Refused,
+                        "the spec refuses these values on 1.0.0",
+                    ),
+                    cell(
+                        "reset-cors-token",
+                        crate::releases::check::CORS,
+                        Status::Pass,
+                        "",
+                    ),
+                    cell(
+                        "faults",
+                        crate::releases::check::FAULTS_FULL_VOLUME,
+                        Status::Xfail,
+                        "cannot start (said: disk is full)",
+                    ),
                 ],
             )],
             vec![v("1.0.0")],
         );
         let t = table(&r);
-        assert!(t.contains("| 1.0.0 | REFUSED [1], PASS | XFAIL [2] |"), "{t}");
-        assert!(t.contains("every one, 1 of the 1") && !t.contains("Partial"), "{t}");
+        assert!(
+            t.contains("| 1.0.0 | REFUSED [1], PASS | XFAIL [2] |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("every one, 1 of the 1") && !t.contains("Partial"),
+            "{t}"
+        );
     }
 
     #[test]
@@ -623,35 +896,64 @@ mod tests {
         let a = report(vec![release("1.0.0", vec![])], vec![v("0.4.3"), v("1.0.0")]);
         let b = report(vec![release("0.4.3", vec![])], vec![v("0.4.3"), v("1.0.0")]);
         let m = CompatReport::merge(vec![a.clone(), b]).unwrap();
-        assert_eq!(m.releases.iter().map(|r| r.version.to_string()).collect::<Vec<_>>(), ["0.4.3", "1.0.0"]);
+        assert_eq!(
+            m.releases
+                .iter()
+                .map(|r| r.version.to_string())
+                .collect::<Vec<_>>(),
+            ["0.4.3", "1.0.0"]
+        );
         assert!(m.complete());
-        assert!(table(&m).contains("in 1 h 07 min (the longest of 2 runs of release ranges)"), "{}", table(&m));
+        assert!(
+            table(&m).contains("in 1 h 07 min (the longest of 2 runs of release ranges)"),
+            "{}",
+            table(&m)
+        );
         let mut gap = m.clone();
         gap.on_pypi = ["0.4.3", "0.4.4", "0.4.5", "1.0.0"].map(v).to_vec();
-        assert!(table(&gap).contains(": 0.4.3, 1.0.0, in"), "{}", table(&gap));
+        assert!(
+            table(&gap).contains(": 0.4.3, 1.0.0, in"),
+            "{}",
+            table(&gap)
+        );
         let err = CompatReport::merge(vec![a.clone(), a]).unwrap_err();
-        assert!(err.contains("release 1.0.0 is in more than one report"), "{err}");
+        assert!(
+            err.contains("release 1.0.0 is in more than one report"),
+            "{err}"
+        );
     }
 
     #[test]
     fn seeds_and_measured_times_do_not_split_equal_failures() {
         assert_eq!(
-            steady("seed 14213316905275034013: 100 records acknowledged in 0.5 s, then ready within 6.074529836s: exit (code: 13) on 1.0.2"),
+            steady(
+                "seed 14213316905275034013: 100 records acknowledged in 0.5 s, then ready within 6.074529836s: exit (code: 13) on 1.0.2"
+            ),
             "seed …: 100 records acknowledged in … s, then ready within …s: exit (code: 13) on 1.0.2"
         );
         assert_eq!(
-            steady("reading back (POST http://127.0.0.1:34247/api/v1/collections/e538e1f6-0494-4a38-9688-ff927f530162/get) answered HTTP 500 on 127.0.0.1:"),
+            steady(
+                "reading back (POST http://127.0.0.1:34247/api/v1/collections/e538e1f6-0494-4a38-9688-ff927f530162/get) answered HTTP 500 on 127.0.0.1:"
+            ),
             "reading back (POST http://127.0.0.1:…/api/v1/collections/…/get) answered HTTP 500 on 127.0.0.1:",
             "a server's port and the ids it made differ on every run"
         );
         assert_eq!(
-            steady("answered HTTP 200, but `embeddings` has 2900 entries for 0 ids; body: {\"ids\":[],\"embeddings\":[[0.9160,-0.12]]}"),
+            steady(
+                "answered HTTP 200, but `embeddings` has 2900 entries for 0 ids; body: {\"ids\":[],\"embeddings\":[[0.9160,-0.12]]}"
+            ),
             "answered HTTP 200, but `embeddings` has 2900 entries for 0 ids; body: …"
         );
     }
 
     #[test]
     fn generic_replaces_only_the_whole_release_number() {
-        assert_eq!(generic("Chroma 1.0.1 differs from 1.0.10 and 11.0.1; 1.0.1.", &v("1.0.1")), "Chroma this release differs from 1.0.10 and 11.0.1; this release.");
+        assert_eq!(
+            generic(
+                "Chroma 1.0.1 differs from 1.0.10 and 11.0.1; 1.0.1.",
+                &v("1.0.1")
+            ),
+            "Chroma this release differs from 1.0.10 and 11.0.1; this release."
+        );
     }
 }

@@ -18,8 +18,14 @@ pub const PYPI_JSON: &str = "https://pypi.org/pypi/chromadb/json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReleasesError {
-    #[error("cannot resolve the Chroma releases: {url} failed ({why}) and there is no cached list at {cache}; run once with network access")]
-    NoList { url: String, why: String, cache: PathBuf },
+    #[error(
+        "cannot resolve the Chroma releases: {url} failed ({why}) and there is no cached list at {cache}; run once with network access"
+    )]
+    NoList {
+        url: String,
+        why: String,
+        cache: PathBuf,
+    },
     #[error("--offline: there is no cached release list at {0}; run once without --offline")]
     NoCache(PathBuf),
     #[error("{context}: {source}")]
@@ -35,7 +41,11 @@ pub enum ReleasesError {
         source: serde_json::Error,
     },
     #[error("{flag} {given}: {why}")]
-    Bound { flag: &'static str, given: String, why: String },
+    Bound {
+        flag: &'static str,
+        given: String,
+        why: String,
+    },
 }
 
 /// One version PyPI lists, 0.4.3 or later.
@@ -61,7 +71,10 @@ pub struct ReleaseList {
 pub enum Provenance {
     Fresh,
     /// PyPI was not asked (`--offline`) or did not answer (`why`); the cache is `age` old.
-    Cached { age: Duration, why: String },
+    Cached {
+        age: Duration,
+        why: String,
+    },
 }
 
 /// A release PyPI has that the run leaves out, and why.
@@ -84,16 +97,25 @@ pub struct Selection {
 /// `<cache>/chromadb-chart-harness/pypi-chromadb-releases.json`, beside the environments.
 pub fn default_cache_path() -> Result<PathBuf, crate::venv::VenvError> {
     let venvs = crate::venv::VenvCache::default_root()?;
-    Ok(venvs.parent().unwrap_or(&venvs).join("pypi-chromadb-releases.json"))
+    Ok(venvs
+        .parent()
+        .unwrap_or(&venvs)
+        .join("pypi-chromadb-releases.json"))
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The release list: PyPI first (unless `offline`), the cache when PyPI does not answer.
 /// A fresh list replaces the cache.
-pub async fn resolve(cache: &Path, offline: bool) -> Result<(ReleaseList, Provenance), ReleasesError> {
+pub async fn resolve(
+    cache: &Path,
+    offline: bool,
+) -> Result<(ReleaseList, Provenance), ReleasesError> {
     let why = if offline {
         "--offline".to_string()
     } else {
@@ -108,11 +130,27 @@ pub async fn resolve(cache: &Path, offline: bool) -> Result<(ReleaseList, Proven
     let text = match std::fs::read_to_string(cache) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(if offline { ReleasesError::NoCache(cache.to_path_buf()) } else { ReleasesError::NoList { url: PYPI_JSON.into(), why, cache: cache.to_path_buf() } });
+            return Err(if offline {
+                ReleasesError::NoCache(cache.to_path_buf())
+            } else {
+                ReleasesError::NoList {
+                    url: PYPI_JSON.into(),
+                    why,
+                    cache: cache.to_path_buf(),
+                }
+            });
         }
-        Err(source) => return Err(ReleasesError::Io { context: format!("reading {}", cache.display()), source }),
+        Err(source) => {
+            return Err(ReleasesError::Io {
+                context: format!("reading {}", cache.display()),
+                source,
+            });
+        }
     };
-    let list: ReleaseList = serde_json::from_str(&text).map_err(|source| ReleasesError::Parse { what: cache.display().to_string(), source })?;
+    let list: ReleaseList = serde_json::from_str(&text).map_err(|source| ReleasesError::Parse {
+        what: cache.display().to_string(),
+        source,
+    })?;
     let age = Duration::from_secs(now().saturating_sub(list.fetched_at));
     Ok((list, Provenance::Cached { age, why }))
 }
@@ -122,7 +160,10 @@ fn write_cache(cache: &Path, list: &ReleaseList) -> Result<(), ReleasesError> {
     if let Some(dir) = cache.parent() {
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     }
-    let text = serde_json::to_string_pretty(list).map_err(|source| ReleasesError::Parse { what: "the release list".into(), source })?;
+    let text = serde_json::to_string_pretty(list).map_err(|source| ReleasesError::Parse {
+        what: "the release list".into(),
+        source,
+    })?;
     // Written aside and renamed: a run killed mid-write never leaves half a list.
     let tmp = cache.with_extension(format!("json.{}", std::process::id()));
     std::fs::write(&tmp, text).map_err(io(format!("writing {}", tmp.display())))?;
@@ -132,15 +173,27 @@ fn write_cache(cache: &Path, list: &ReleaseList) -> Result<(), ReleasesError> {
 /// PyPI's JSON API, distilled; the error is a sentence for the log.
 async fn fetch() -> Result<ReleaseList, String> {
     chroma_api::ensure_crypto_provider();
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| e.to_string())?;
-    let resp = client.get(PYPI_JSON).header("Accept", "application/json").send().await.map_err(|e| format!("{e:#}"))?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resp = client
+        .get(PYPI_JSON)
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| format!("{e:#}"))?;
     let status = resp.status();
     if !status.is_success() {
         return Err(format!("HTTP {status}"));
     }
     let body = resp.text().await.map_err(|e| e.to_string())?;
     let releases = parse_pypi(&body).map_err(|e| e.to_string())?;
-    Ok(ReleaseList { fetched_at: now(), source: PYPI_JSON.into(), releases })
+    Ok(ReleaseList {
+        fetched_at: now(),
+        source: PYPI_JSON.into(),
+        releases,
+    })
 }
 
 #[derive(Deserialize)]
@@ -160,14 +213,23 @@ struct PypiFile {
 /// pre-releases included (the selection says what to do with them); versions without files
 /// (a name registered, nothing uploaded) are not releases.
 pub fn parse_pypi(body: &str) -> Result<Vec<PypiRelease>, ReleasesError> {
-    let doc: PypiDoc = serde_json::from_str(body).map_err(|source| ReleasesError::Parse { what: PYPI_JSON.into(), source })?;
+    let doc: PypiDoc = serde_json::from_str(body).map_err(|source| ReleasesError::Parse {
+        what: PYPI_JSON.into(),
+        source,
+    })?;
     let mut out: Vec<PypiRelease> = doc
         .releases
         .into_iter()
         .filter(|(_, files)| !files.is_empty())
         .filter(|(v, _)| at_least_oldest(v))
         .map(|(version, files)| {
-            let yanked = files.iter().all(|f| f.yanked).then(|| files.iter().find_map(|f| f.yanked_reason.clone()).filter(|r| !r.is_empty()).unwrap_or_else(|| "no reason given".into()));
+            let yanked = files.iter().all(|f| f.yanked).then(|| {
+                files
+                    .iter()
+                    .find_map(|f| f.yanked_reason.clone())
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| "no reason given".into())
+            });
             PypiRelease { version, yanked }
         })
         .collect();
@@ -177,7 +239,16 @@ pub fn parse_pypi(body: &str) -> Result<Vec<PypiRelease>, ReleasesError> {
 
 /// The leading `MAJOR.MINOR.PATCH` numbers of a PEP 440 version (`1.0.0b0` → 1,0,0).
 fn sort_key(v: &str) -> (Vec<u64>, String) {
-    let nums: Vec<u64> = v.split('.').map(|p| p.chars().take_while(char::is_ascii_digit).collect::<String>()).map(|d| d.parse().unwrap_or(0)).take(3).collect();
+    let nums: Vec<u64> = v
+        .split('.')
+        .map(|p| {
+            p.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .map(|d| d.parse().unwrap_or(0))
+        .take(3)
+        .collect();
     (nums, v.to_string())
 }
 
@@ -189,19 +260,34 @@ fn at_least_oldest(v: &str) -> bool {
 /// A plain final release, as the chart and the harness name Chroma versions.
 fn final_release(v: &str) -> Option<ChromaVersion> {
     let parts: Vec<&str> = v.split('.').collect();
-    (parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))).then(|| v.parse().ok()).flatten()
+    (parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())))
+    .then(|| v.parse().ok())
+    .flatten()
 }
 
 /// Picks the releases to run: final releases not yanked, cut to `since..=until`. A bound must
 /// itself be a release of the list (a typo would otherwise cut silently), and `since` may not
 /// come after `until`.
-pub fn select(list: &[PypiRelease], since: Option<&ChromaVersion>, until: Option<&ChromaVersion>) -> Result<Selection, ReleasesError> {
+pub fn select(
+    list: &[PypiRelease],
+    since: Option<&ChromaVersion>,
+    until: Option<&ChromaVersion>,
+) -> Result<Selection, ReleasesError> {
     let mut all = Vec::new();
     let mut left_out = Vec::new();
     for r in list {
         match (final_release(&r.version), &r.yanked) {
-            (None, _) => left_out.push(LeftOut { version: r.version.clone(), why: "pre-release (not a final MAJOR.MINOR.PATCH release)".into() }),
-            (Some(_), Some(reason)) => left_out.push(LeftOut { version: r.version.clone(), why: format!("yanked on PyPI ({reason})") }),
+            (None, _) => left_out.push(LeftOut {
+                version: r.version.clone(),
+                why: "pre-release (not a final MAJOR.MINOR.PATCH release)".into(),
+            }),
+            (Some(_), Some(reason)) => left_out.push(LeftOut {
+                version: r.version.clone(),
+                why: format!("yanked on PyPI ({reason})"),
+            }),
             (Some(v), None) => all.push(v),
         }
     }
@@ -214,21 +300,38 @@ pub fn select(list: &[PypiRelease], since: Option<&ChromaVersion>, until: Option
                 Some(l) => format!("is left out of the run: {}", l.why),
                 None => "is not a Chroma release on PyPI".into(),
             };
-            return Err(ReleasesError::Bound { flag, given: b.to_string(), why: format!("{why}; accepted: one of the releases to run, {}", neighbours(&all, b)) });
+            return Err(ReleasesError::Bound {
+                flag,
+                given: b.to_string(),
+                why: format!(
+                    "{why}; accepted: one of the releases to run, {}",
+                    neighbours(&all, b)
+                ),
+            });
         }
     }
     if let (Some(s), Some(u)) = (since, until)
         && s > u
     {
-        return Err(ReleasesError::Bound { flag: "--since", given: s.to_string(), why: format!("comes after --until {u}; accepted: a release at or before it") });
+        return Err(ReleasesError::Bound {
+            flag: "--since",
+            given: s.to_string(),
+            why: format!("comes after --until {u}; accepted: a release at or before it"),
+        });
     }
-    let run = all.iter().filter(|v| since.is_none_or(|s| *v >= s) && until.is_none_or(|u| *v <= u)).cloned().collect();
+    let run = all
+        .iter()
+        .filter(|v| since.is_none_or(|s| *v >= s) && until.is_none_or(|u| *v <= u))
+        .cloned()
+        .collect();
     Ok(Selection { all, run, left_out })
 }
 
 /// "0.5.5 … 0.5.7 around it (the list runs 0.4.3 – 1.5.9)".
 fn neighbours(all: &[ChromaVersion], b: &ChromaVersion) -> String {
-    let (Some(first), Some(last)) = (all.first(), all.last()) else { return "none (the list is empty)".into() };
+    let (Some(first), Some(last)) = (all.first(), all.last()) else {
+        return "none (the list is empty)".into();
+    };
     let below = all.iter().rev().find(|v| *v < b);
     let above = all.iter().find(|v| *v > b);
     let near = match (below, above) {
@@ -265,18 +368,32 @@ mod tests {
     #[test]
     fn releases_sort_by_number_and_drop_old_and_empty_ones() {
         let names: Vec<String> = list().into_iter().map(|r| r.version).collect();
-        assert_eq!(names, ["0.4.3", "0.4.4", "0.4.10", "1.0.0", "1.0.0b0", "1.5.3", "1.5.4"]);
+        assert_eq!(
+            names,
+            [
+                "0.4.3", "0.4.4", "0.4.10", "1.0.0", "1.0.0b0", "1.5.3", "1.5.4"
+            ]
+        );
     }
 
     #[test]
     fn a_release_is_yanked_only_when_every_file_is_and_prereleases_are_left_out_with_their_cause() {
         let s = select(&list(), None, None).unwrap();
-        assert_eq!(s.run, [v("0.4.3"), v("0.4.4"), v("0.4.10"), v("1.0.0"), v("1.5.4")]);
+        assert_eq!(
+            s.run,
+            [v("0.4.3"), v("0.4.4"), v("0.4.10"), v("1.0.0"), v("1.5.4")]
+        );
         assert_eq!(
             s.left_out,
             [
-                LeftOut { version: "1.0.0b0".into(), why: "pre-release (not a final MAJOR.MINOR.PATCH release)".into() },
-                LeftOut { version: "1.5.3".into(), why: "yanked on PyPI (broken wheel)".into() },
+                LeftOut {
+                    version: "1.0.0b0".into(),
+                    why: "pre-release (not a final MAJOR.MINOR.PATCH release)".into()
+                },
+                LeftOut {
+                    version: "1.5.3".into(),
+                    why: "yanked on PyPI (broken wheel)".into()
+                },
             ]
         );
     }
@@ -289,11 +406,33 @@ mod tests {
     }
 
     #[rstest]
-    #[case::a_version_pypi_does_not_have("--since", Some("0.4.5"), None, "0.4.5: is not a Chroma release on PyPI; accepted: one of the releases to run, 0.4.4 and 0.4.10 around it; the list runs 0.4.3 – 1.5.4")]
-    #[case::a_yanked_release("--until", None, Some("1.5.3"), "1.5.3: is left out of the run: yanked on PyPI (broken wheel)")]
-    #[case::since_after_until("--since", Some("1.0.0"), Some("0.4.4"), "--since 1.0.0: comes after --until 0.4.4")]
-    fn bad_bounds_are_refused_naming_what_is_accepted(#[case] flag: &str, #[case] since: Option<&str>, #[case] until: Option<&str>, #[case] says: &str) {
-        let err = select(&list(), since.map(v).as_ref(), until.map(v).as_ref()).unwrap_err().to_string();
+    #[case::a_version_pypi_does_not_have(
+        "--since",
+        Some("0.4.5"),
+        None,
+        "0.4.5: is not a Chroma release on PyPI; accepted: one of the releases to run, 0.4.4 and 0.4.10 around it; the list runs 0.4.3 – 1.5.4"
+    )]
+    #[case::a_yanked_release(
+        "--until",
+        None,
+        Some("1.5.3"),
+        "1.5.3: is left out of the run: yanked on PyPI (broken wheel)"
+    )]
+    #[case::since_after_until(
+        "--since",
+        Some("1.0.0"),
+        Some("0.4.4"),
+        "--since 1.0.0: comes after --until 0.4.4"
+    )]
+    fn bad_bounds_are_refused_naming_what_is_accepted(
+        #[case] flag: &str,
+        #[case] since: Option<&str>,
+        #[case] until: Option<&str>,
+        #[case] says: &str,
+    ) {
+        let err = select(&list(), since.map(v).as_ref(), until.map(v).as_ref())
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with(flag) && err.contains(says), "{err}");
     }
 
@@ -302,10 +441,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("list.json");
         let err = resolve(&cache, true).await.unwrap_err().to_string();
-        assert!(err.contains(&cache.display().to_string()) && err.contains("--offline"), "{err}");
-        write_cache(&cache, &ReleaseList { fetched_at: now() - 7200, source: PYPI_JSON.into(), releases: list() }).unwrap();
+        assert!(
+            err.contains(&cache.display().to_string()) && err.contains("--offline"),
+            "{err}"
+        );
+        write_cache(
+            &cache,
+            &ReleaseList {
+                fetched_at: now() - 7200,
+                source: PYPI_JSON.into(),
+                releases: list(),
+            },
+        )
+        .unwrap();
         let (got, how) = resolve(&cache, true).await.unwrap();
         assert_eq!(got.releases, list());
-        assert!(matches!(how, Provenance::Cached { age, ref why } if age.as_secs() >= 7200 && why == "--offline"), "{how:?}");
+        assert!(
+            matches!(how, Provenance::Cached { age, ref why } if age.as_secs() >= 7200 && why == "--offline"),
+            "{how:?}"
+        );
     }
 }

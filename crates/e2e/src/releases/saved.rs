@@ -33,7 +33,10 @@ pub struct RunKey {
 
 impl RunKey {
     /// The checks `plan` runs (after `--scenario`/`--check` cuts) and a hash of its values.
-    pub fn of_plan(plan: &LivePlan, filter: &Option<std::collections::BTreeSet<crate::checks::CheckName>>) -> (Vec<String>, String) {
+    pub fn of_plan(
+        plan: &LivePlan,
+        filter: &Option<std::collections::BTreeSet<crate::checks::CheckName>>,
+    ) -> (Vec<String>, String) {
         let mut checks = Vec::new();
         let mut h = Sha256::new();
         for d in &plan.deployments {
@@ -44,7 +47,11 @@ impl RunKey {
             checks.extend(planned.iter().map(|c| format!("{}: {c}", d.name)));
             h.update(d.name.as_bytes());
             h.update([0]);
-            h.update(serde_yaml::to_string(&d.values).unwrap_or_default().as_bytes());
+            h.update(
+                serde_yaml::to_string(&d.values)
+                    .unwrap_or_default()
+                    .as_bytes(),
+            );
             h.update([0]);
         }
         checks.sort();
@@ -55,28 +62,58 @@ impl RunKey {
     pub fn differences(&self, then: &RunKey) -> Vec<String> {
         let mut out = Vec::new();
         if self.chart_version != then.chart_version {
-            out.push(format!("chart version {} then, {} now", then.chart_version, self.chart_version));
+            out.push(format!(
+                "chart version {} then, {} now",
+                then.chart_version, self.chart_version
+            ));
         }
         if self.chart_hash != then.chart_hash {
-            out.push(format!("chart content sha256 {} then, {} now", short(&then.chart_hash), short(&self.chart_hash)));
+            out.push(format!(
+                "chart content sha256 {} then, {} now",
+                short(&then.chart_hash),
+                short(&self.chart_hash)
+            ));
         }
         if self.backend != then.backend {
-            out.push(format!("the {} backend then, the {} backend now", then.backend, self.backend));
+            out.push(format!(
+                "the {} backend then, the {} backend now",
+                then.backend, self.backend
+            ));
         }
         if self.checks != then.checks {
-            let added: Vec<&String> = self.checks.iter().filter(|c| !then.checks.contains(c)).collect();
-            let gone: Vec<&String> = then.checks.iter().filter(|c| !self.checks.contains(c)).collect();
+            let added: Vec<&String> = self
+                .checks
+                .iter()
+                .filter(|c| !then.checks.contains(c))
+                .collect();
+            let gone: Vec<&String> = then
+                .checks
+                .iter()
+                .filter(|c| !self.checks.contains(c))
+                .collect();
             let mut parts = Vec::new();
             if !added.is_empty() {
-                parts.push(format!("{} now run that were not ({})", added.len(), listing(&added)));
+                parts.push(format!(
+                    "{} now run that were not ({})",
+                    added.len(),
+                    listing(&added)
+                ));
             }
             if !gone.is_empty() {
-                parts.push(format!("{} run then that are not now ({})", gone.len(), listing(&gone)));
+                parts.push(format!(
+                    "{} run then that are not now ({})",
+                    gone.len(),
+                    listing(&gone)
+                ));
             }
             out.push(format!("the check list: {}", parts.join("; ")));
         }
         if self.values_hash != then.values_hash {
-            out.push(format!("the deployments' values sha256 {} then, {} now", short(&then.values_hash), short(&self.values_hash)));
+            out.push(format!(
+                "the deployments' values sha256 {} then, {} now",
+                short(&then.values_hash),
+                short(&self.values_hash)
+            ));
         }
         out
     }
@@ -88,7 +125,12 @@ fn short(hash: &str) -> &str {
 
 fn listing(items: &[&String]) -> String {
     const SHOWN: usize = 4;
-    let mut s = items.iter().take(SHOWN).map(|c| c.as_str()).collect::<Vec<_>>().join(", ");
+    let mut s = items
+        .iter()
+        .take(SHOWN)
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     if items.len() > SHOWN {
         s.push_str(&format!(" and {} more", items.len() - SHOWN));
     }
@@ -103,7 +145,10 @@ pub fn content_hash(dir: &Path) -> Result<String, SavedError> {
     let mut h = Sha256::new();
     for rel in files {
         let path = dir.join(&rel);
-        let bytes = std::fs::read(&path).map_err(|source| SavedError::Read { path: path.clone(), source })?;
+        let bytes = std::fs::read(&path).map_err(|source| SavedError::Read {
+            path: path.clone(),
+            source,
+        })?;
         h.update(rel.to_string_lossy().as_bytes());
         h.update([0]);
         h.update((bytes.len() as u64).to_le_bytes());
@@ -113,9 +158,15 @@ pub fn content_hash(dir: &Path) -> Result<String, SavedError> {
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SavedError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| SavedError::Read { path: dir.to_path_buf(), source })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| SavedError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     for e in entries {
-        let e = e.map_err(|source| SavedError::Read { path: dir.to_path_buf(), source })?;
+        let e = e.map_err(|source| SavedError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let path = e.path();
         if path.is_dir() {
             collect(root, &path, out)?;
@@ -159,13 +210,21 @@ pub enum SavedError {
         source: serde_json::Error,
     },
     #[error("{} holds the results of release {inside}, not of {named}", path.display())]
-    Misfiled { path: PathBuf, inside: ChromaVersion, named: String },
+    Misfiled {
+        path: PathBuf,
+        inside: ChromaVersion,
+        named: String,
+    },
     #[error(
         "the {count} saved release results under {} were measured with {}; one table cannot mix them: pass --fresh to discard them and measure again, or restore what changed",
         dir.display(),
         what.join(", and ")
     )]
-    KeyChanged { dir: PathBuf, count: usize, what: Vec<String> },
+    KeyChanged {
+        dir: PathBuf,
+        count: usize,
+        what: Vec<String>,
+    },
 }
 
 /// The saved results of one chart version.
@@ -187,28 +246,55 @@ impl Store {
         let dir = dir_for(runs, &key.chart_version);
         let mut saved = Vec::new();
         if dir.exists() {
-            let entries = std::fs::read_dir(&dir).map_err(|source| SavedError::Read { path: dir.clone(), source })?;
+            let entries = std::fs::read_dir(&dir).map_err(|source| SavedError::Read {
+                path: dir.clone(),
+                source,
+            })?;
             for e in entries {
-                let path = e.map_err(|source| SavedError::Read { path: dir.clone(), source })?.path();
-                let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else {
+                let path = e
+                    .map_err(|source| SavedError::Read {
+                        path: dir.clone(),
+                        source,
+                    })?
+                    .path();
+                let Some(name) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".json"))
+                else {
                     continue;
                 };
                 // A write in progress (`.0.4.6.json.tmp`) or anything hidden is not a result.
                 if name.starts_with('.') {
                     continue;
                 }
-                let text = std::fs::read_to_string(&path).map_err(|source| SavedError::Read { path: path.clone(), source })?;
-                let r: SavedRelease = serde_json::from_str(&text).map_err(|source| SavedError::Parse { path: path.clone(), source })?;
+                let text = std::fs::read_to_string(&path).map_err(|source| SavedError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let r: SavedRelease =
+                    serde_json::from_str(&text).map_err(|source| SavedError::Parse {
+                        path: path.clone(),
+                        source,
+                    })?;
                 if r.result.version.to_string() != name {
                     let named = name.to_string();
-                    return Err(SavedError::Misfiled { path, inside: r.result.version, named });
+                    return Err(SavedError::Misfiled {
+                        path,
+                        inside: r.result.version,
+                        named,
+                    });
                 }
                 saved.push(r);
             }
         }
         saved.sort_by(|a, b| a.result.version.cmp(&b.result.version));
         if let Some(other) = saved.iter().find(|r| r.key != key) {
-            return Err(SavedError::KeyChanged { dir, count: saved.len(), what: key.differences(&other.key) });
+            return Err(SavedError::KeyChanged {
+                dir,
+                count: saved.len(),
+                what: key.differences(&other.key),
+            });
         }
         Ok((Store { dir, key }, saved))
     }
@@ -224,12 +310,24 @@ impl Store {
     /// Saves one release's results (written aside, then renamed: a kill mid-write leaves no
     /// half file that a resume would refuse).
     pub fn save(&self, r: &SavedRelease) -> Result<PathBuf, SavedError> {
-        std::fs::create_dir_all(&self.dir).map_err(|source| SavedError::Write { path: self.dir.clone(), source })?;
+        std::fs::create_dir_all(&self.dir).map_err(|source| SavedError::Write {
+            path: self.dir.clone(),
+            source,
+        })?;
         let path = self.dir.join(format!("{}.json", r.result.version));
         let tmp = self.dir.join(format!(".{}.json.tmp", r.result.version));
-        let text = serde_json::to_string_pretty(r).map_err(|e| SavedError::Write { path: path.clone(), source: e.into() })? + "\n";
-        std::fs::write(&tmp, text).map_err(|source| SavedError::Write { path: tmp.clone(), source })?;
-        std::fs::rename(&tmp, &path).map_err(|source| SavedError::Write { path: path.clone(), source })?;
+        let text = serde_json::to_string_pretty(r).map_err(|e| SavedError::Write {
+            path: path.clone(),
+            source: e.into(),
+        })? + "\n";
+        std::fs::write(&tmp, text).map_err(|source| SavedError::Write {
+            path: tmp.clone(),
+            source,
+        })?;
+        std::fs::rename(&tmp, &path).map_err(|source| SavedError::Write {
+            path: path.clone(),
+            source,
+        })?;
         Ok(path)
     }
 }
@@ -241,17 +339,27 @@ pub fn discard(runs: &Path, chart_version: &str) -> Result<usize, SavedError> {
         return Ok(0);
     }
     let n = std::fs::read_dir(&dir)
-        .map_err(|source| SavedError::Read { path: dir.clone(), source })?
+        .map_err(|source| SavedError::Read {
+            path: dir.clone(),
+            source,
+        })?
         .filter_map(Result::ok)
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
         .count();
-    std::fs::remove_dir_all(&dir).map_err(|source| SavedError::Write { path: dir.clone(), source })?;
+    std::fs::remove_dir_all(&dir).map_err(|source| SavedError::Write {
+        path: dir.clone(),
+        source,
+    })?;
     Ok(n)
 }
 
 /// The releases of `selection` not yet saved, in order.
 pub fn still_to_run(selection: &[ChromaVersion], saved: &[SavedRelease]) -> Vec<ChromaVersion> {
-    selection.iter().filter(|v| !saved.iter().any(|s| s.result.version == **v)).cloned().collect()
+    selection
+        .iter()
+        .filter(|v| !saved.iter().any(|s| s.result.version == **v))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -269,7 +377,10 @@ mod tests {
             chart_version: "1.1.0".into(),
             chart_hash: "a".repeat(64),
             backend: "process".into(),
-            checks: vec!["basic-custom-port: auth".into(), "telemetry: telemetry".into()],
+            checks: vec![
+                "basic-custom-port: auth".into(),
+                "telemetry: telemetry".into(),
+            ],
             values_hash: "b".repeat(64),
         }
     }
@@ -285,7 +396,12 @@ mod tests {
                 date: "2026-12-05".into(),
                 seconds: 90.0,
                 prepare_seconds: 3.0,
-                cells: vec![Cell { deployment: "telemetry".into(), check: crate::releases::check::TELEMETRY, status: Status::Pass, reason: String::new() }],
+                cells: vec![Cell {
+                    deployment: "telemetry".into(),
+                    check: crate::releases::check::TELEMETRY,
+                    status: Status::Pass,
+                    reason: String::new(),
+                }],
             },
         }
     }
@@ -300,8 +416,17 @@ mod tests {
             assert_eq!(path, runs.path().join("1.1.0").join(format!("{ver}.json")));
         }
         let (_, back) = Store::open(runs.path(), key()).unwrap();
-        assert_eq!(back.iter().map(|r| r.result.version.to_string()).collect::<Vec<_>>(), ["0.4.7", "0.4.8", "0.4.15"]);
-        assert_eq!(back[0], saved(&key(), "0.4.7"), "a result reads back as saved");
+        assert_eq!(
+            back.iter()
+                .map(|r| r.result.version.to_string())
+                .collect::<Vec<_>>(),
+            ["0.4.7", "0.4.8", "0.4.15"]
+        );
+        assert_eq!(
+            back[0],
+            saved(&key(), "0.4.7"),
+            "a result reads back as saved"
+        );
         let selection = ["0.4.6", "0.4.7", "0.4.8", "0.4.9"].map(v);
         assert_eq!(still_to_run(&selection, &back), [v("0.4.6"), v("0.4.9")]);
     }
@@ -311,9 +436,15 @@ mod tests {
         let runs = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(runs.path(), key()).unwrap();
         store.save(&saved(&key(), "0.4.7")).unwrap();
-        let bumped = RunKey { chart_version: "1.2.0".into(), ..key() };
+        let bumped = RunKey {
+            chart_version: "1.2.0".into(),
+            ..key()
+        };
         let (store, none) = Store::open(runs.path(), bumped).unwrap();
-        assert!(none.is_empty(), "results of chart 1.1.0 must not count for 1.2.0");
+        assert!(
+            none.is_empty(),
+            "results of chart 1.1.0 must not count for 1.2.0"
+        );
         assert_eq!(store.dir(), runs.path().join("1.2.0"));
     }
 
@@ -326,14 +457,21 @@ mod tests {
     #[case::a_check_cut_by_a_filter(RunKey { checks: vec!["telemetry: telemetry".into()], ..key() }, "the check list: 1 run then that are not now (basic-custom-port: auth)")]
     #[case::another_backend(RunKey { backend: "k3s".into(), ..key() }, "the process backend then, the k3s backend now")]
     #[case::a_deployments_values_changed(RunKey { values_hash: "d".repeat(64), ..key() }, "the deployments' values sha256 bbbbbbbbbbbb then, dddddddddddd now")]
-    fn results_of_another_key_are_refused_naming_what_changed(#[case] now: RunKey, #[case] says: &str) {
+    fn results_of_another_key_are_refused_naming_what_changed(
+        #[case] now: RunKey,
+        #[case] says: &str,
+    ) {
         let runs = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(runs.path(), key()).unwrap();
         store.save(&saved(&key(), "0.4.7")).unwrap();
         store.save(&saved(&key(), "0.4.8")).unwrap();
         let err = Store::open(runs.path(), now).unwrap_err().to_string();
         assert!(err.contains(says), "{err}");
-        assert!(err.contains("the 2 saved release results under") && err.contains("pass --fresh to discard them"), "{err}");
+        assert!(
+            err.contains("the 2 saved release results under")
+                && err.contains("pass --fresh to discard them"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -341,17 +479,27 @@ mod tests {
         let runs = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(runs.path(), key()).unwrap();
         store.save(&saved(&key(), "0.4.7")).unwrap();
-        let changed = RunKey { chart_hash: "c".repeat(64), ..key() };
+        let changed = RunKey {
+            chart_hash: "c".repeat(64),
+            ..key()
+        };
         assert!(Store::open(runs.path(), changed.clone()).is_err());
         assert_eq!(discard(runs.path(), "1.1.0").unwrap(), 1);
         assert!(Store::open(runs.path(), changed).unwrap().1.is_empty());
-        assert_eq!(discard(runs.path(), "1.1.0").unwrap(), 0, "nothing left to discard");
+        assert_eq!(
+            discard(runs.path(), "1.1.0").unwrap(),
+            0,
+            "nothing left to discard"
+        );
     }
 
     #[rstest]
     #[case::not_json("{ half a file", "is not a saved release result")]
     #[case::another_release_inside(&serde_json::to_string(&saved(&key(), "0.4.9")).unwrap(), "holds the results of release 0.4.9, not of 0.4.7")]
-    fn a_damaged_or_misfiled_result_is_refused_naming_the_file(#[case] text: &str, #[case] says: &str) {
+    fn a_damaged_or_misfiled_result_is_refused_naming_the_file(
+        #[case] text: &str,
+        #[case] says: &str,
+    ) {
         let runs = tempfile::tempdir().unwrap();
         let dir = dir_for(runs.path(), "1.1.0");
         std::fs::create_dir_all(&dir).unwrap();
@@ -367,13 +515,33 @@ mod tests {
         let a = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(a.path().join("templates")).unwrap();
         std::fs::write(a.path().join("Chart.yaml"), "version: 1.1.0\n").unwrap();
-        std::fs::write(a.path().join("templates/_env.tpl"), "{{- define \"env\" }}{{ end }}\n").unwrap();
+        std::fs::write(
+            a.path().join("templates/_env.tpl"),
+            "{{- define \"env\" }}{{ end }}\n",
+        )
+        .unwrap();
         let first = content_hash(a.path()).unwrap();
-        assert_eq!(first, content_hash(a.path()).unwrap(), "the same files hash the same");
-        std::fs::write(a.path().join("templates/_env.tpl"), "{{- define \"env\" }} {{ end }}\n").unwrap();
+        assert_eq!(
+            first,
+            content_hash(a.path()).unwrap(),
+            "the same files hash the same"
+        );
+        std::fs::write(
+            a.path().join("templates/_env.tpl"),
+            "{{- define \"env\" }} {{ end }}\n",
+        )
+        .unwrap();
         let edited = content_hash(a.path()).unwrap();
         assert_ne!(first, edited, "an edited template changes the hash");
-        std::fs::rename(a.path().join("templates/_env.tpl"), a.path().join("templates/_env2.tpl")).unwrap();
-        assert_ne!(edited, content_hash(a.path()).unwrap(), "a renamed file changes the hash");
+        std::fs::rename(
+            a.path().join("templates/_env.tpl"),
+            a.path().join("templates/_env2.tpl"),
+        )
+        .unwrap();
+        assert_ne!(
+            edited,
+            content_hash(a.path()).unwrap(),
+            "a renamed file changes the hash"
+        );
     }
 }

@@ -9,7 +9,12 @@ pub fn since<'a>(before: &str, after: &'a str) -> &'a str {
 
 /// The first `n` lines of `log` that carry something.
 pub fn head(log: &str, n: usize) -> String {
-    log.lines().map(strip_ansi).filter(|l| !is_banner(l)).take(n).collect::<Vec<_>>().join("\n")
+    log.lines()
+        .map(strip_ansi)
+        .filter(|l| !is_banner(l))
+        .take(n)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn is_banner(line: &str) -> bool {
@@ -18,7 +23,11 @@ fn is_banner(line: &str) -> bool {
 
 /// A log excerpt without colour codes and banner lines, for reports.
 pub fn clean(text: &str) -> String {
-    text.lines().map(strip_ansi).filter(|l| !is_banner(l)).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(strip_ansi)
+        .filter(|l| !is_banner(l))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn strip_ansi(line: &str) -> String {
@@ -47,7 +56,10 @@ mod tests {
     fn b_log_is_what_the_file_gained_after_the_upgrade() {
         let a = "--- harness: start 1 of chromadb 0.6.3 ---\nA says hi\n";
         let after = format!("{a}--- harness: start 2 of chromadb 1.0.0 ---\nB line 1\n");
-        assert_eq!(since(a, &after), "--- harness: start 2 of chromadb 1.0.0 ---\nB line 1\n");
+        assert_eq!(
+            since(a, &after),
+            "--- harness: start 2 of chromadb 1.0.0 ---\nB line 1\n"
+        );
     }
 
     #[test]
@@ -64,6 +76,9 @@ mod tests {
     #[test]
     fn the_banner_and_colour_codes_are_dropped_from_the_head() {
         let log = "--- harness: start 2 ---\n\n   \u{1b}[38;5;069m((((\u{1b}[38;5;220m####\u{1b}[0m\nListening on 127.0.0.1:1\nmore";
-        assert_eq!(head(log, 2), "--- harness: start 2 ---\nListening on 127.0.0.1:1");
+        assert_eq!(
+            head(log, 2),
+            "--- harness: start 2 ---\nListening on 127.0.0.1:1"
+        );
     }
 }

@@ -22,10 +22,10 @@ pub use chart::ChartCheckout;
 pub use fault::Fault;
 pub use matrix::run_matrix;
 pub use plan::{Transition, UpgradeMatrix};
-pub use verdict::Verdict;
 pub use report::{MatrixReport, Step, StepStatus, UpgradeReport};
 pub use run::run_one;
 pub use signature::Signature;
+pub use verdict::Verdict;
 
 #[derive(Debug, Clone)]
 pub struct UpgradeOptions {
@@ -45,6 +45,13 @@ pub struct UpgradeOptions {
 
 impl Default for UpgradeOptions {
     fn default() -> Self {
-        UpgradeOptions { keep: false, fault: None, log_lines: 25, jobs: 1, progress: true, checks: true }
+        UpgradeOptions {
+            keep: false,
+            fault: None,
+            log_lines: 25,
+            jobs: 1,
+            progress: true,
+            checks: true,
+        }
     }
 }

@@ -17,9 +17,17 @@ pub const OLDEST: ChromaVersion = ChromaVersion::new(0, 4, 3);
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("{field} {input}: {reason}")]
-    Version { field: String, input: String, reason: String },
+    Version {
+        field: String,
+        input: String,
+        reason: String,
+    },
     #[error("{field}: values file {path} cannot be read: {reason}")]
-    Values { field: String, path: PathBuf, reason: String },
+    Values {
+        field: String,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("cannot read {path}: {reason}")]
     Read { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
@@ -28,21 +36,42 @@ pub enum PlanError {
 
 /// Parses and gates one version. `known` is fixtures/versions.yaml: a version outside it
 /// has no measured pins and no place in the chart's gates, so it is refused by name.
-pub fn version(field: &str, input: &str, known: &VersionMatrix) -> Result<ChromaVersion, PlanError> {
-    let bad = |reason: String| PlanError::Version { field: field.into(), input: input.into(), reason };
-    let v = input.trim().parse::<ChromaVersion>().map_err(|e| bad(e.to_string()))?;
+pub fn version(
+    field: &str,
+    input: &str,
+    known: &VersionMatrix,
+) -> Result<ChromaVersion, PlanError> {
+    let bad = |reason: String| PlanError::Version {
+        field: field.into(),
+        input: input.into(),
+        reason,
+    };
+    let v = input
+        .trim()
+        .parse::<ChromaVersion>()
+        .map_err(|e| bad(e.to_string()))?;
     if v < OLDEST {
-        return Err(bad(format!("older than the oldest supported release {OLDEST}")));
+        return Err(bad(format!(
+            "older than the oldest supported release {OLDEST}"
+        )));
     }
     if known.get(&v).is_none() {
         let list: Vec<String> = known.all().map(|v| v.to_string()).collect();
-        return Err(bad(format!("unknown version: not in fixtures/versions.yaml (known: {}); add it there (with pins if it needs any) to use it", list.join(", "))));
+        return Err(bad(format!(
+            "unknown version: not in fixtures/versions.yaml (known: {}); add it there (with pins if it needs any) to use it",
+            list.join(", ")
+        )));
     }
     Ok(v)
 }
 
 /// `from` must not be newer than `to` unless a downgrade is asked for explicitly.
-pub fn direction(from: &ChromaVersion, to: &ChromaVersion, downgrade: bool, flag: &str) -> Result<(), PlanError> {
+pub fn direction(
+    from: &ChromaVersion,
+    to: &ChromaVersion,
+    downgrade: bool,
+    flag: &str,
+) -> Result<(), PlanError> {
     if from > to && !downgrade {
         return Err(PlanError::Version {
             field: "--from/--to".into(),
@@ -57,7 +86,11 @@ pub fn direction(from: &ChromaVersion, to: &ChromaVersion, downgrade: bool, flag
 pub fn merged_values(files: &[PathBuf], field: &str) -> Result<Value, PlanError> {
     let mut out = Value::Mapping(Default::default());
     for f in files {
-        let bad = |reason: String| PlanError::Values { field: field.into(), path: f.clone(), reason };
+        let bad = |reason: String| PlanError::Values {
+            field: field.into(),
+            path: f.clone(),
+            reason,
+        };
         let text = std::fs::read_to_string(f).map_err(|e| bad(e.to_string()))?;
         let v: Value = serde_yaml::from_str(&text).map_err(|e| bad(format!("not YAML: {e}")))?;
         match v {
@@ -174,12 +207,24 @@ pub struct UpgradeMatrix {
 }
 
 impl UpgradeMatrix {
-    pub fn load(path: &Path, values_dir: &Path, known: &VersionMatrix) -> Result<UpgradeMatrix, PlanError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PlanError::Read { path: path.into(), reason: e.to_string() })?;
+    pub fn load(
+        path: &Path,
+        values_dir: &Path,
+        known: &VersionMatrix,
+    ) -> Result<UpgradeMatrix, PlanError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PlanError::Read {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
         Self::parse(&text, path, values_dir, known)
     }
 
-    pub fn parse(text: &str, path: &Path, values_dir: &Path, known: &VersionMatrix) -> Result<UpgradeMatrix, PlanError> {
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        values_dir: &Path,
+        known: &VersionMatrix,
+    ) -> Result<UpgradeMatrix, PlanError> {
         let raw: RawMatrix = serde_yaml::from_str(text).map_err(|e| PlanError::Invalid {
             path: path.into(),
             reason: format!("expected `transitions: [{{from, to, reason, values?, to_values?, from_chart?, downgrade?, orphan_statefulset?, via?: in-place|backup, expect?, signature?: {{checks?, says?}}}}]`: {e}"),
@@ -190,13 +235,26 @@ impl UpgradeMatrix {
             let from = version(&at("from"), &t.from, known)?;
             let to = version(&at("to"), &t.to, known)?;
             if from > to && !t.downgrade && t.via != Via::Backup {
-                return Err(PlanError::Invalid { path: path.into(), reason: format!("transitions[{i}] {from} → {to} is a downgrade; mark it `downgrade: true`") });
+                return Err(PlanError::Invalid {
+                    path: path.into(),
+                    reason: format!(
+                        "transitions[{i}] {from} → {to} is a downgrade; mark it `downgrade: true`"
+                    ),
+                });
             }
             if from == to && t.from_chart.is_none() && t.via != Via::Backup {
-                return Err(PlanError::Invalid { path: path.into(), reason: format!("transitions[{i}] {from} → {to} changes nothing; give a from_chart or another version") });
+                return Err(PlanError::Invalid {
+                    path: path.into(),
+                    reason: format!(
+                        "transitions[{i}] {from} → {to} changes nothing; give a from_chart or another version"
+                    ),
+                });
             }
             if t.reason.trim().is_empty() {
-                return Err(PlanError::Invalid { path: path.into(), reason: format!("transitions[{i}] needs a reason") });
+                return Err(PlanError::Invalid {
+                    path: path.into(),
+                    reason: format!("transitions[{i}] needs a reason"),
+                });
             }
             let row = format!("transitions[{i}] ({} → {})", t.from, t.to);
             let signature = match (t.expect, t.signature) {
@@ -210,7 +268,14 @@ impl UpgradeMatrix {
                         ),
                     });
                 }
-                (expect, Some(raw)) => Some(Signature::new(expect, &raw.checks, raw.says).map_err(|e| PlanError::Invalid { path: path.into(), reason: format!("{row}.signature: {e}") })?),
+                (expect, Some(raw)) => {
+                    Some(Signature::new(expect, &raw.checks, raw.says).map_err(|e| {
+                        PlanError::Invalid {
+                            path: path.into(),
+                            reason: format!("{row}.signature: {e}"),
+                        }
+                    })?)
+                }
             };
             let resolve = |names: &[String], key: &str| -> Result<Vec<PathBuf>, PlanError> {
                 let files: Vec<PathBuf> = names.iter().map(|n| values_dir.join(n)).collect();
@@ -229,8 +294,15 @@ impl UpgradeMatrix {
                 orphan_statefulset: t.orphan_statefulset,
                 via: t.via,
             };
-            if transitions.iter().any(|x: &Transition| x.id() == tr.id() && x.values_files == tr.values_files && x.from_chart == tr.from_chart) {
-                return Err(PlanError::Invalid { path: path.into(), reason: format!("transitions[{i}] {} → {} is listed twice", tr.from, tr.to) });
+            if transitions.iter().any(|x: &Transition| {
+                x.id() == tr.id()
+                    && x.values_files == tr.values_files
+                    && x.from_chart == tr.from_chart
+            }) {
+                return Err(PlanError::Invalid {
+                    path: path.into(),
+                    reason: format!("transitions[{i}] {} → {} is listed twice", tr.from, tr.to),
+                });
             }
             transitions.push(tr);
         }
@@ -246,7 +318,11 @@ impl UpgradeMatrix {
         let all: Vec<String> = self.transitions.iter().map(key).collect();
         for p in picks {
             if !all.contains(p) {
-                return Err(PlanError::Version { field: "--select".into(), input: p.clone(), reason: format!("no such row in the matrix (rows: {})", all.join(", ")) });
+                return Err(PlanError::Version {
+                    field: "--select".into(),
+                    input: p.clone(),
+                    reason: format!("no such row in the matrix (rows: {})", all.join(", ")),
+                });
             }
         }
         self.transitions.retain(|t| picks.contains(&key(t)));
@@ -270,13 +346,26 @@ mod tests {
     #[case::unlisted_release("0.5.7", "unknown version")]
     fn a_bad_version_is_refused_naming_the_flag(#[case] input: &str, #[case] why: &str) {
         let e = version("--from", input, &known()).unwrap_err().to_string();
-        assert!(e.starts_with(&format!("--from {input}:")) && e.contains(why), "{e}");
+        assert!(
+            e.starts_with(&format!("--from {input}:")) && e.contains(why),
+            "{e}"
+        );
     }
 
     #[test]
     fn a_downgrade_needs_the_flag() {
-        let e = direction(&"1.0.0".parse().unwrap(), &"0.6.3".parse().unwrap(), false, "--allow-downgrade").unwrap_err().to_string();
-        assert!(e.contains("--allow-downgrade") && e.contains("downgrade"), "{e}");
+        let e = direction(
+            &"1.0.0".parse().unwrap(),
+            &"0.6.3".parse().unwrap(),
+            false,
+            "--allow-downgrade",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--allow-downgrade") && e.contains("downgrade"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -284,52 +373,106 @@ mod tests {
         let text = "transitions:\n  - {from: '1.5.0', to: '0.6.3', via: backup, reason: restore a 1.x backup into 0.6}\n  - {from: '1.5.0', to: '0.6.3', downgrade: true, reason: rollback in place, expect: incompatible, signature: {says: x}}\n";
         let m = UpgradeMatrix::parse(text, Path::new("u.yaml"), Path::new("."), &known()).unwrap();
         let ids: Vec<(String, Via)> = m.transitions.iter().map(|t| (t.id(), t.via)).collect();
-        assert_eq!(ids, [("bk-1-5-0-to-0-6-3".to_string(), Via::Backup), ("up-1-5-0-to-0-6-3".to_string(), Via::InPlace)]);
+        assert_eq!(
+            ids,
+            [
+                ("bk-1-5-0-to-0-6-3".to_string(), Via::Backup),
+                ("up-1-5-0-to-0-6-3".to_string(), Via::InPlace)
+            ]
+        );
     }
 
     #[test]
     fn an_unknown_way_to_move_the_data_is_refused() {
         let text = "transitions:\n  - {from: '0.6.3', to: '1.5.0', via: rsync, reason: x}\n";
-        let e = UpgradeMatrix::parse(text, Path::new("u.yaml"), Path::new("."), &known()).unwrap_err().to_string();
-        assert!(e.contains("rsync") && e.contains("via?: in-place|backup"), "{e}");
+        let e = UpgradeMatrix::parse(text, Path::new("u.yaml"), Path::new("."), &known())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("rsync") && e.contains("via?: in-place|backup"),
+            "{e}"
+        );
     }
 
     #[test]
     fn a_missing_values_file_is_named() {
-        let e = merged_values(&[PathBuf::from("/nowhere/x.yaml")], "--values").unwrap_err().to_string();
-        assert!(e.contains("/nowhere/x.yaml") && e.starts_with("--values"), "{e}");
+        let e = merged_values(&[PathBuf::from("/nowhere/x.yaml")], "--values")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/nowhere/x.yaml") && e.starts_with("--values"),
+            "{e}"
+        );
     }
 
     #[test]
     fn the_fixture_matrix_loads() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let m = UpgradeMatrix::load(&root.join("fixtures/upgrades.yaml"), &root.join("fixtures/values"), &known()).unwrap();
-        assert!(m.transitions.iter().any(|t| t.from.to_string() == "0.6.3" && t.to.to_string() == "1.0.0"));
+        let m = UpgradeMatrix::load(
+            &root.join("fixtures/upgrades.yaml"),
+            &root.join("fixtures/values"),
+            &known(),
+        )
+        .unwrap();
+        assert!(
+            m.transitions
+                .iter()
+                .any(|t| t.from.to_string() == "0.6.3" && t.to.to_string() == "1.0.0")
+        );
     }
 
     #[test]
     fn every_expected_failure_in_the_fixture_has_a_signature() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let m = UpgradeMatrix::load(&root.join("fixtures/upgrades.yaml"), &root.join("fixtures/values"), &known()).unwrap();
-        let failures: Vec<&Transition> = m.transitions.iter().filter(|t| t.expect != Verdict::Survived).collect();
-        assert!(!failures.is_empty(), "the fixture has no expected failure to check");
+        let m = UpgradeMatrix::load(
+            &root.join("fixtures/upgrades.yaml"),
+            &root.join("fixtures/values"),
+            &known(),
+        )
+        .unwrap();
+        let failures: Vec<&Transition> = m
+            .transitions
+            .iter()
+            .filter(|t| t.expect != Verdict::Survived)
+            .collect();
+        assert!(
+            !failures.is_empty(),
+            "the fixture has no expected failure to check"
+        );
         for t in failures {
-            assert!(t.signature.is_some(), "{} → {} has no signature", t.from, t.to);
+            assert!(
+                t.signature.is_some(),
+                "{} → {} has no signature",
+                t.from,
+                t.to
+            );
         }
     }
 
     #[test]
     fn an_expected_failure_without_a_signature_is_a_load_error_naming_the_row() {
         let text = "transitions:\n  - {from: 1.5.9, to: 1.0.0, downgrade: true, reason: r, expect: incompatible}\n";
-        let e = UpgradeMatrix::parse(text, Path::new("u.yaml"), Path::new("."), &known()).unwrap_err().to_string();
-        assert!(e.contains("transitions[0] (1.5.9 → 1.0.0) expects incompatible but names no signature"), "{e}");
+        let e = UpgradeMatrix::parse(text, Path::new("u.yaml"), Path::new("."), &known())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "transitions[0] (1.5.9 → 1.0.0) expects incompatible but names no signature"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
     fn a_bad_signature_is_a_load_error_naming_the_row() {
         let text = "transitions:\n  - {from: 0.4.3, to: 1.0.0, reason: r, expect: checks-failed, signature: {checks: [persist]}}\n";
-        let e = UpgradeMatrix::parse(text, Path::new("u.yaml"), Path::new("."), &known()).unwrap_err().to_string();
-        assert!(e.contains("transitions[0] (0.4.3 → 1.0.0).signature: unknown check `persist`"), "{e}");
+        let e = UpgradeMatrix::parse(text, Path::new("u.yaml"), Path::new("."), &known())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("transitions[0] (0.4.3 → 1.0.0).signature: unknown check `persist`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -337,13 +480,18 @@ mod tests {
         let text = "transitions:\n  - {from: 0.6.3, to: 1.0.0, reason: r}\n";
         let m = UpgradeMatrix::parse(text, Path::new("u.yaml"), Path::new("."), &known()).unwrap();
         let e = m.select(&["1.0.0:0.6.3".into()]).unwrap_err().to_string();
-        assert!(e.contains("--select 1.0.0:0.6.3") && e.contains("rows: 0.6.3:1.0.0"), "{e}");
+        assert!(
+            e.contains("--select 1.0.0:0.6.3") && e.contains("rows: 0.6.3:1.0.0"),
+            "{e}"
+        );
     }
 
     #[test]
     fn an_unmarked_downgrade_row_is_refused() {
         let text = "transitions:\n  - {from: 1.0.0, to: 0.6.3, reason: r}\n";
-        let e = UpgradeMatrix::parse(text, Path::new("u.yaml"), Path::new("."), &known()).unwrap_err().to_string();
+        let e = UpgradeMatrix::parse(text, Path::new("u.yaml"), Path::new("."), &known())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("downgrade: true"), "{e}");
     }
 }

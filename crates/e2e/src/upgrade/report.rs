@@ -7,9 +7,9 @@ use render::ChromaVersion;
 use serde::Serialize;
 
 use super::plan::Transition;
-use super::verdict::Verdict;
 use super::secrets::SecretContinuity;
 use super::signature::Signature;
+use super::verdict::Verdict;
 use crate::checks::Outcome;
 use crate::dataset::DataDiff;
 use crate::runner::CheckResult;
@@ -90,7 +90,12 @@ impl UpgradeReport {
     }
 
     /// A report for `t` before anything ran: set-up failed until a step says otherwise.
-    pub fn not_run(backend: &str, t: &Transition, from_chart: String, to_chart: String) -> UpgradeReport {
+    pub fn not_run(
+        backend: &str,
+        t: &Transition,
+        from_chart: String,
+        to_chart: String,
+    ) -> UpgradeReport {
         UpgradeReport {
             from: t.from.clone(),
             to: t.to.clone(),
@@ -98,8 +103,16 @@ impl UpgradeReport {
             to_chart,
             backend: backend.to_string(),
             via: t.via,
-            values_files: t.values_files.iter().map(|p| p.display().to_string()).collect(),
-            to_values_files: t.to_values_files.iter().map(|p| p.display().to_string()).collect(),
+            values_files: t
+                .values_files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            to_values_files: t
+                .to_values_files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
             reason: t.reason.clone(),
             verdict: Verdict::SetupFailed,
             expect: t.expect,
@@ -139,7 +152,10 @@ impl MatrixReport {
 
     /// Transitions that ran and agree with the matrix: the ones that proved something.
     pub fn proven(&self) -> usize {
-        self.transitions.iter().filter(|r| !r.failed() && r.verdict != Verdict::SetupFailed).count()
+        self.transitions
+            .iter()
+            .filter(|r| !r.failed() && r.verdict != Verdict::SetupFailed)
+            .count()
     }
 }
 
@@ -152,8 +168,15 @@ pub fn nothing_proven(m: &MatrixReport) -> Option<String> {
     Some(if m.transitions.is_empty() {
         "no transition ran".to_string()
     } else {
-        let setup = m.transitions.iter().filter(|r| r.verdict == Verdict::SetupFailed).count();
-        format!("none of {} transitions was exercised and agreed with the matrix ({setup} could not be set up)", m.transitions.len())
+        let setup = m
+            .transitions
+            .iter()
+            .filter(|r| r.verdict == Verdict::SetupFailed)
+            .count();
+        format!(
+            "none of {} transitions was exercised and agreed with the matrix ({setup} could not be set up)",
+            m.transitions.len()
+        )
     })
 }
 
@@ -171,7 +194,14 @@ pub fn text(r: &UpgradeReport) -> String {
         super::plan::Via::InPlace => String::new(),
         super::plan::Via::Backup => " via backup".to_string(),
     };
-    let _ = writeln!(s, "upgrade {} → {}{how} on the {} backend: {}", r.from, r.to, r.backend, r.verdict.as_str().to_uppercase());
+    let _ = writeln!(
+        s,
+        "upgrade {} → {}{how} on the {} backend: {}",
+        r.from,
+        r.to,
+        r.backend,
+        r.verdict.as_str().to_uppercase()
+    );
     let _ = writeln!(s, "  {}", r.summary);
     let _ = writeln!(s, "  chart: {} → {}", r.from_chart, r.to_chart);
     if !r.values_files.is_empty() {
@@ -203,13 +233,23 @@ pub fn text(r: &UpgradeReport) -> String {
             StepStatus::Fail => "✗",
             StepStatus::Skip => "SKIP",
         };
-        let _ = writeln!(s, "  {mark:<4} {:<42} {:>6.2}s  {}", st.name, st.seconds, st.detail.lines().next().unwrap_or(""));
+        let _ = writeln!(
+            s,
+            "  {mark:<4} {:<42} {:>6.2}s  {}",
+            st.name,
+            st.seconds,
+            st.detail.lines().next().unwrap_or("")
+        );
         for l in st.detail.lines().skip(1).take(40) {
             let _ = writeln!(s, "      {l}");
         }
     }
     if let Some(d) = &r.diff {
-        let _ = writeln!(s, "\ndata diff ({} collections, {} records written on {}):", r.dataset_collections, r.dataset_records, r.from);
+        let _ = writeln!(
+            s,
+            "\ndata diff ({} collections, {} records written on {}):",
+            r.dataset_collections, r.dataset_records, r.from
+        );
         let _ = write!(s, "{d}");
     }
     if !r.checks.is_empty() {
@@ -221,7 +261,13 @@ pub fn text(r: &UpgradeReport) -> String {
                 Outcome::Skipped { reason } => reason.clone(),
                 Outcome::ExpectedFail { reason, why, .. } => format!("(expected: {why}) {reason}"),
             };
-            let _ = writeln!(s, "  {:<4} {:<12} {}", c.outcome.label(), c.check.as_str(), detail);
+            let _ = writeln!(
+                s,
+                "  {:<4} {:<12} {}",
+                c.outcome.label(),
+                c.check.as_str(),
+                detail
+            );
         }
     }
     for n in &r.notes {
@@ -233,46 +279,96 @@ pub fn text(r: &UpgradeReport) -> String {
     if !r.logs.a_tail.is_empty() || !r.logs.b_head.is_empty() {
         let _ = writeln!(s, "\nlog of A ({}) before it was stopped (tail):", r.from);
         s.push_str(&indent(&r.logs.a_tail, "  | "));
-        let _ = writeln!(s, "log of B ({}) after it started on A's data (head):", r.to);
+        let _ = writeln!(
+            s,
+            "log of B ({}) after it started on A's data (head):",
+            r.to
+        );
         s.push_str(&indent(&r.logs.b_head, "  | "));
     }
     if let Some(u) = &r.kept_url {
         let _ = writeln!(s, "\nB kept running at {u}");
     }
-    let _ = writeln!(s, "\ntotal {:.1}s (in-place upgrade {}s)", r.seconds, r.upgrade_seconds.map_or("-".to_string(), |x| format!("{x:.2}")));
+    let _ = writeln!(
+        s,
+        "\ntotal {:.1}s (in-place upgrade {}s)",
+        r.seconds,
+        r.upgrade_seconds
+            .map_or("-".to_string(), |x| format!("{x:.2}"))
+    );
     s
 }
 
 /// The matrix table, then the details of every transition that disagrees with its fixture.
 pub fn matrix_text(m: &MatrixReport) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{:<17} {:<14} {:<14} {:>11} {:>9} {:>9} {:>8}  chart", "transition", "verdict", "expected", "collections", "records", "upgrade", "total");
+    let _ = writeln!(
+        s,
+        "{:<17} {:<14} {:<14} {:>11} {:>9} {:>9} {:>8}  chart",
+        "transition", "verdict", "expected", "collections", "records", "upgrade", "total"
+    );
     for r in &m.transitions {
         let (cols, recs) = match &r.diff {
-            Some(d) if r.verdict != Verdict::SetupFailed => (format!("{}/{}", d.survived_collections(), r.dataset_collections), format!("{}/{}", d.survived_records(), r.dataset_records)),
+            Some(d) if r.verdict != Verdict::SetupFailed => (
+                format!("{}/{}", d.survived_collections(), r.dataset_collections),
+                format!("{}/{}", d.survived_records(), r.dataset_records),
+            ),
             _ => ("-".into(), "-".into()),
         };
-        let up = r.upgrade_seconds.map_or("-".to_string(), |x| format!("{x:.1}s"));
+        let up = r
+            .upgrade_seconds
+            .map_or("-".to_string(), |x| format!("{x:.1}s"));
         let mark = if r.failed() { "✗" } else { " " };
         let _ = writeln!(
             s,
             "{mark}{:<16} {:<14} {:<14} {:>11} {:>9} {:>9} {:>7.1}s  {}",
-            format!("{} → {}{}", r.from, r.to, if r.via == super::plan::Via::Backup { " (via backup)" } else { "" }),
+            format!(
+                "{} → {}{}",
+                r.from,
+                r.to,
+                if r.via == super::plan::Via::Backup {
+                    " (via backup)"
+                } else {
+                    ""
+                }
+            ),
             r.verdict.as_str(),
             r.expect.as_str(),
             cols,
             recs,
             up,
             r.seconds,
-            if r.from_chart == r.to_chart { String::new() } else { format!("{} → {}", r.from_chart, r.to_chart) }
+            if r.from_chart == r.to_chart {
+                String::new()
+            } else {
+                format!("{} → {}", r.from_chart, r.to_chart)
+            }
         );
     }
-    let _ = writeln!(s, "\n{} transitions ({} proven) on the {} backend in {:.1}s (preparing versions {:.1}s)", m.transitions.len(), m.proven(), m.backend, m.wall_seconds, m.prepare_seconds);
+    let _ = writeln!(
+        s,
+        "\n{} transitions ({} proven) on the {} backend in {:.1}s (preparing versions {:.1}s)",
+        m.transitions.len(),
+        m.proven(),
+        m.backend,
+        m.wall_seconds,
+        m.prepare_seconds
+    );
     let mismatches: Vec<&UpgradeReport> = m.transitions.iter().filter(|r| r.failed()).collect();
     for r in &mismatches {
-        let _ = writeln!(s, "✗ {} → {}: {}", r.from, r.to, r.mismatch.as_deref().unwrap_or_default());
+        let _ = writeln!(
+            s,
+            "✗ {} → {}: {}",
+            r.from,
+            r.to,
+            r.mismatch.as_deref().unwrap_or_default()
+        );
     }
-    for r in m.transitions.iter().filter(|r| r.failed() || r.verdict != Verdict::Survived) {
+    for r in m
+        .transitions
+        .iter()
+        .filter(|r| r.failed() || r.verdict != Verdict::Survived)
+    {
         let _ = writeln!(s, "\n{}", "─".repeat(80));
         s.push_str(&text(r));
     }
@@ -304,14 +400,28 @@ mod tests {
     }
 
     fn matrix(transitions: Vec<UpgradeReport>) -> MatrixReport {
-        MatrixReport { backend: "process".into(), wall_seconds: 1.0, prepare_seconds: 0.5, transitions }
+        MatrixReport {
+            backend: "process".into(),
+            wall_seconds: 1.0,
+            prepare_seconds: 0.5,
+            transitions,
+        }
     }
 
     #[test]
     fn a_matrix_whose_every_transition_failed_to_set_up_proves_nothing() {
-        let m = matrix(vec![UpgradeReport::not_run("process", &transition(), "tree".into(), "tree".into())]);
+        let m = matrix(vec![UpgradeReport::not_run(
+            "process",
+            &transition(),
+            "tree".into(),
+            "tree".into(),
+        )]);
         let why = nothing_proven(&m).expect("nothing ran");
-        assert!(why.contains("none of 1 transitions was exercised") && why.contains("1 could not be set up"), "{why}");
+        assert!(
+            why.contains("none of 1 transitions was exercised")
+                && why.contains("1 could not be set up"),
+            "{why}"
+        );
         assert!(matrix_text(&m).contains("1 transitions (0 proven)"));
     }
 
@@ -321,6 +431,10 @@ mod tests {
         r.verdict = Verdict::Survived;
         let m = matrix(vec![r]);
         assert_eq!((m.proven(), nothing_proven(&m)), (1, None));
-        assert!(nothing_proven(&matrix(Vec::new())).unwrap().contains("no transition ran"));
+        assert!(
+            nothing_proven(&matrix(Vec::new()))
+                .unwrap()
+                .contains("no transition ran")
+        );
     }
 }

@@ -11,17 +11,17 @@ use serde_yaml::Value;
 use super::fault::{self, Fault};
 use super::log;
 use super::plan::{self, Transition, Via};
-use super::verdict::Verdict;
 use super::report::{Step, StepStatus, UpgradeReport};
 use super::secrets::{self, SecretFate, Secrets};
 use super::signature;
+use super::verdict::Verdict;
 use super::{ChartCheckout, UpgradeOptions};
 use crate::backend::{Backend, Deployed};
-use crate::prepare::{Ready, Source, prepare};
 use crate::checks::{self, CheckName, Outcome};
-use chroma_api::client::Api;
 use crate::dataset::{self, Dataset, Scope};
+use crate::prepare::{Ready, Source, prepare};
 use crate::runner::CheckResult;
+use chroma_api::client::Api;
 
 pub(super) fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 100.0).round() / 100.0
@@ -40,16 +40,35 @@ struct Run<'a, B: Backend> {
 }
 
 impl<B: Backend> Run<'_, B> {
-    fn step(&mut self, name: impl Into<String>, t: Instant, result: Result<String, String>) -> bool {
+    fn step(
+        &mut self,
+        name: impl Into<String>,
+        t: Instant,
+        result: Result<String, String>,
+    ) -> bool {
         let ok = result.is_ok();
-        let status = if ok { StepStatus::Pass } else { StepStatus::Fail };
+        let status = if ok {
+            StepStatus::Pass
+        } else {
+            StepStatus::Fail
+        };
         let detail = result.unwrap_or_else(|e| e);
-        self.report.steps.push(Step { name: name.into(), status, detail, seconds: secs(t.elapsed()) });
+        self.report.steps.push(Step {
+            name: name.into(),
+            status,
+            detail,
+            seconds: secs(t.elapsed()),
+        });
         ok
     }
 
     fn skip(&mut self, name: impl Into<String>, t: Instant, reason: String) {
-        self.report.steps.push(Step { name: name.into(), status: StepStatus::Skip, detail: reason, seconds: secs(t.elapsed()) });
+        self.report.steps.push(Step {
+            name: name.into(),
+            status: StepStatus::Skip,
+            detail: reason,
+            seconds: secs(t.elapsed()),
+        });
     }
 
     fn set(&mut self, verdict: Verdict, summary: impl Into<String>) {
@@ -61,10 +80,25 @@ impl<B: Backend> Run<'_, B> {
     fn finish(mut self) -> UpgradeReport {
         let r = &mut self.report;
         r.seconds = secs(self.started.elapsed());
-        let failed: BTreeSet<CheckName> = r.checks.iter().filter(|c| c.outcome.failed()).map(|c| c.check).collect();
-        r.mismatch = signature::mismatch(r.expect, r.signature.as_ref(), r.verdict, &r.summary, &failed, &self.observed);
+        let failed: BTreeSet<CheckName> = r
+            .checks
+            .iter()
+            .filter(|c| c.outcome.failed())
+            .map(|c| c.check)
+            .collect();
+        r.mismatch = signature::mismatch(
+            r.expect,
+            r.signature.as_ref(),
+            r.verdict,
+            &r.summary,
+            &failed,
+            &self.observed,
+        );
         if r.mismatch.is_none() {
-            r.signature_seen = r.signature.as_ref().and_then(|s| s.matches(&failed, &self.observed).ok());
+            r.signature_seen = r
+                .signature
+                .as_ref()
+                .and_then(|s| s.matches(&failed, &self.observed).ok());
         }
         self.report
     }
@@ -72,7 +106,12 @@ impl<B: Backend> Run<'_, B> {
 
 fn api_for(deployed: &Deployed, e: &Expected) -> Result<Api, checks::CredentialError> {
     let cred = checks::credential(e, &deployed.secrets)?;
-    Ok(crate::tls::api(&deployed.base_url, e.api, cred, deployed.tls.as_ref()))
+    Ok(crate::tls::api(
+        &deployed.base_url,
+        e.api,
+        cred,
+        deployed.tls.as_ref(),
+    ))
 }
 
 /// Runs one transition. Returns B still running when `opts.keep` and it got that far.
@@ -92,14 +131,22 @@ pub async fn run_one<B: Backend>(
         report: UpgradeReport {
             dataset_collections: ds.collections.len(),
             dataset_records: ds.record_count(),
-            ..UpgradeReport::not_run(backend.name(), t, from_chart.label.clone(), to_chart.label.clone())
+            ..UpgradeReport::not_run(
+                backend.name(),
+                t,
+                from_chart.label.clone(),
+                to_chart.label.clone(),
+            )
         },
     };
 
     // Expectations and renders for both sides, before anything runs.
     let tt = Instant::now();
     let values_a = plan::merged_values(&t.values_files, "values");
-    let values_b = plan::merged_values(&[t.values_files.clone(), t.to_values_files.clone()].concat(), "to_values");
+    let values_b = plan::merged_values(
+        &[t.values_files.clone(), t.to_values_files.clone()].concat(),
+        "to_values",
+    );
     let (values_a, values_b) = match (values_a, values_b) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
@@ -112,10 +159,16 @@ pub async fn run_one<B: Backend>(
     let (extra_a, extra_b) = match t.via {
         Via::InPlace => (None, None),
         Via::Backup => {
-            let claim = render::spec::fullname(&values_a, RenderRequest::new(".").release.as_str()).map(|f| render::spec::own_claim(&f)).unwrap_or_default();
+            let claim = render::spec::fullname(&values_a, RenderRequest::new(".").release.as_str())
+                .map(|f| render::spec::own_claim(&f))
+                .unwrap_or_default();
             let a: Value = serde_yaml::from_str("backup: {enabled: true}").expect("static YAML");
-            let mut b: Value = serde_yaml::from_str("restore: {enabled: true}").expect("static YAML");
-            let storage: Value = serde_yaml::from_str(&format!("backup: {{storage: {{pvc: {{existingClaim: {claim:?}}}}}}}")).expect("a claim name is YAML");
+            let mut b: Value =
+                serde_yaml::from_str("restore: {enabled: true}").expect("static YAML");
+            let storage: Value = serde_yaml::from_str(&format!(
+                "backup: {{storage: {{pvc: {{existingClaim: {claim:?}}}}}}}"
+            ))
+            .expect("a claim name is YAML");
             render::spec::deep_merge(&mut b, &storage);
             (Some(a), Some(b))
         }
@@ -127,15 +180,20 @@ pub async fn run_one<B: Backend>(
     if let Some(b) = &extra_b {
         render::spec::deep_merge(&mut values_b, b);
     }
-    let expected_a = Expected::from_values(&values_a, &t.from).map_err(|e| format!("the spec refuses these values on {}: {e}", t.from));
-    let expected_b = Expected::from_values(&values_b, &t.to).map_err(|e| format!("the spec refuses these values on {}: {e}", t.to));
+    let expected_a = Expected::from_values(&values_a, &t.from)
+        .map_err(|e| format!("the spec refuses these values on {}: {e}", t.from));
+    let expected_b = Expected::from_values(&values_b, &t.to)
+        .map_err(|e| format!("the spec refuses these values on {}: {e}", t.to));
     // Both sides' values are judged before anything runs; each side's expectations come
     // from its own preparation.
     match (expected_a, expected_b) {
         (Ok(_), Ok(_)) => {}
         (Err(e), _) | (_, Err(e)) => {
             run.step("spec model", tt, Err(e));
-            run.set(Verdict::SetupFailed, "the values are not valid for one side");
+            run.set(
+                Verdict::SetupFailed,
+                "the values are not valid for one side",
+            );
             return (run.finish(), None);
         }
     }
@@ -176,7 +234,11 @@ pub async fn run_one<B: Backend>(
             return (run.finish(), None);
         }
     };
-    run.step(format!("render A ({}, chart {})", t.from, from_chart.label), tr, Ok(format!("{} objects", a.release.rendered.objects.len())));
+    run.step(
+        format!("render A ({}, chart {})", t.from, from_chart.label),
+        tr,
+        Ok(format!("{} objects", a.release.rendered.objects.len())),
+    );
     let a_cronjob = a.prepared.workloads.backup.clone();
     let external = a.release.external_secrets.clone();
     let release_a = a.release;
@@ -186,14 +248,28 @@ pub async fn run_one<B: Backend>(
         Ok(d) => d,
         Err(e) => {
             run.step(format!("deploy A ({})", t.from), td, Err(e.to_string()));
-            run.set(Verdict::SetupFailed, format!("A ({}) did not start", t.from));
+            run.set(
+                Verdict::SetupFailed,
+                format!("A ({}) did not start", t.from),
+            );
             return (run.finish(), None);
         }
     };
-    run.step(format!("deploy A ({})", t.from), td, Ok(deployed.base_url.clone()));
+    run.step(
+        format!("deploy A ({})", t.from),
+        td,
+        Ok(deployed.base_url.clone()),
+    );
 
-    let sides = Sides { a: &a.expected, values_b: &values_b, external: &external, a_cronjob: a_cronjob.as_ref(), extra_b: extra_b.as_ref() };
-    let worth_keeping = upgrade_deployed(&mut run, helm, t, to_chart, opts, &ds, &mut deployed, sides).await;
+    let sides = Sides {
+        a: &a.expected,
+        values_b: &values_b,
+        external: &external,
+        a_cronjob: a_cronjob.as_ref(),
+        extra_b: extra_b.as_ref(),
+    };
+    let worth_keeping =
+        upgrade_deployed(&mut run, helm, t, to_chart, opts, &ds, &mut deployed, sides).await;
     if opts.keep && worth_keeping {
         run.report.kept_url = Some(deployed.base_url.clone());
         (run.finish(), Some(deployed))
@@ -235,22 +311,53 @@ async fn upgrade_deployed<B: Backend>(
 
     let tw = Instant::now();
     let written = match api_for(deployed, sides.a) {
-        Ok(api) => dataset::write(&api, ds, &mut ev).await.map(|_| format!("{} collections, {} records", ds.collections.len(), ds.record_count())).map_err(|e| e.to_string()),
+        Ok(api) => dataset::write(&api, ds, &mut ev)
+            .await
+            .map(|_| {
+                format!(
+                    "{} collections, {} records",
+                    ds.collections.len(),
+                    ds.record_count()
+                )
+            })
+            .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     if !run.step("write dataset on A", tw, written) {
         run.report.logs.a_tail = log::clean(&backend.logs(deployed, opts.log_lines).await);
-        run.set(Verdict::SetupFailed, "the dataset could not be written on A");
+        run.set(
+            Verdict::SetupFailed,
+            "the dataset could not be written on A",
+        );
         return false;
     }
 
     let tv = Instant::now();
-    let api_a = api_for(deployed, sides.a).unwrap_or_else(|_| crate::tls::api(&deployed.base_url, sides.a.api, None, deployed.tls.as_ref()));
-    let on_a = dataset::diff(ds, &dataset::read(&api_a, ds, &mut ev).await, Scope::Exclusive);
-    let baseline = if on_a.intact() { Ok(format!("{} records read back exactly", on_a.survived_records())) } else { Err(format!("A itself does not return the dataset as written: {}", on_a.problems().join("; "))) };
+    let api_a = api_for(deployed, sides.a).unwrap_or_else(|_| {
+        crate::tls::api(&deployed.base_url, sides.a.api, None, deployed.tls.as_ref())
+    });
+    let on_a = dataset::diff(
+        ds,
+        &dataset::read(&api_a, ds, &mut ev).await,
+        Scope::Exclusive,
+    );
+    let baseline = if on_a.intact() {
+        Ok(format!(
+            "{} records read back exactly",
+            on_a.survived_records()
+        ))
+    } else {
+        Err(format!(
+            "A itself does not return the dataset as written: {}",
+            on_a.problems().join("; ")
+        ))
+    };
     if !run.step("verify on A", tv, baseline) {
         run.report.diff = Some(on_a);
-        run.set(Verdict::SetupFailed, "A did not store the dataset faithfully, so there is no baseline");
+        run.set(
+            Verdict::SetupFailed,
+            "A did not store the dataset faithfully, so there is no baseline",
+        );
         return false;
     }
 
@@ -258,7 +365,9 @@ async fn upgrade_deployed<B: Backend>(
     let tr = Instant::now();
     let files_b = [t.values_files.clone(), t.to_values_files.clone()].concat();
     // The opt-in faults family fills and kills servers: not part of judging an upgrade.
-    let checks_b: Vec<CheckName> = CheckName::all().filter(|c| opts.checks && !c.opt_in()).collect();
+    let checks_b: Vec<CheckName> = CheckName::all()
+        .filter(|c| opts.checks && !c.opt_in())
+        .collect();
     let src_b = Source {
         chart: &to_chart.path,
         version: &t.to,
@@ -281,9 +390,23 @@ async fn upgrade_deployed<B: Backend>(
             return false;
         }
     };
-    run.step(format!("render B ({}, chart {})", t.to, to_chart.label), tr, Ok(format!("{} objects", b.release.rendered.objects.len())));
-    let Ready { release: mut release_b, expected: expected_b, prepared: checks_have, .. } = b;
-    let before: Secrets = deployed.secrets.iter().filter(|(n, _)| !sides.external.contains_key(*n)).map(|(n, d)| (n.clone(), d.clone())).collect();
+    run.step(
+        format!("render B ({}, chart {})", t.to, to_chart.label),
+        tr,
+        Ok(format!("{} objects", b.release.rendered.objects.len())),
+    );
+    let Ready {
+        release: mut release_b,
+        expected: expected_b,
+        prepared: checks_have,
+        ..
+    } = b;
+    let before: Secrets = deployed
+        .secrets
+        .iter()
+        .filter(|(n, _)| !sides.external.contains_key(*n))
+        .map(|(n, d)| (n.clone(), d.clone()))
+        .collect();
     let lookup = backend.runs_lookup();
     let carried = match &lookup {
         Ok(()) => Vec::new(),
@@ -303,20 +426,45 @@ async fn upgrade_deployed<B: Backend>(
     if opts.fault == Some(Fault::InvalidPodB) {
         let tf = Instant::now();
         let r = fault::invalidate_pod(&mut release_b);
-        run.step("inject fault invalid-pod-b", tf, r.map(|w| format!("{w} (test hook: an expected failure must not accept this cause)")));
+        run.step(
+            "inject fault invalid-pod-b",
+            tf,
+            r.map(|w| format!("{w} (test hook: an expected failure must not accept this cause)")),
+        );
     }
 
     let a_log = backend.logs(deployed, WHOLE_LOG).await;
-    run.report.logs.a_tail = log::clean(&a_log.lines().rev().take(opts.log_lines).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+    run.report.logs.a_tail = log::clean(
+        &a_log
+            .lines()
+            .rev()
+            .take(opts.log_lines)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
     if t.orphan_statefulset {
         let to = Instant::now();
         match backend.orphan_statefulset(deployed).await {
             Ok(()) => {
-                run.step("delete A's StatefulSet (--cascade=orphan)", to, Ok("its pod and claims stay for B's StatefulSet to adopt".to_string()));
+                run.step(
+                    "delete A's StatefulSet (--cascade=orphan)",
+                    to,
+                    Ok("its pod and claims stay for B's StatefulSet to adopt".to_string()),
+                );
             }
             Err(e) => {
-                run.step("delete A's StatefulSet (--cascade=orphan)", to, Err(e.to_string()));
-                run.set(Verdict::SetupFailed, "A's StatefulSet could not be orphaned");
+                run.step(
+                    "delete A's StatefulSet (--cascade=orphan)",
+                    to,
+                    Err(e.to_string()),
+                );
+                run.set(
+                    Verdict::SetupFailed,
+                    "A's StatefulSet could not be orphaned",
+                );
                 return false;
             }
         }
@@ -324,16 +472,33 @@ async fn upgrade_deployed<B: Backend>(
     if t.via == Via::Backup {
         let tk = Instant::now();
         let Some(cronjob) = sides.a_cronjob else {
-            run.step("dump A with its backup CronJob's job", tk, Err("A's render has no backup CronJob although backup.enabled=true".into()));
-            run.set(Verdict::SetupFailed, "the chart rendered no backup CronJob for A");
+            run.step(
+                "dump A with its backup CronJob's job",
+                tk,
+                Err("A's render has no backup CronJob although backup.enabled=true".into()),
+            );
+            run.set(
+                Verdict::SetupFailed,
+                "the chart rendered no backup CronJob for A",
+            );
             return false;
         };
         let dumped = match backend.run_cronjob_once(deployed, cronjob).await {
-            Ok(crate::backend::HookRun::Succeeded { log }) => Ok(crate::checks::backup::archive_line(&log)),
-            Ok(crate::backend::HookRun::Failed { reason, log }) => Err(format!("{reason}\n{}", crate::text::tail(&log, 15))),
+            Ok(crate::backend::HookRun::Succeeded { log }) => {
+                Ok(crate::checks::backup::archive_line(&log))
+            }
+            Ok(crate::backend::HookRun::Failed { reason, log }) => {
+                Err(format!("{reason}\n{}", crate::text::tail(&log, 15)))
+            }
             Ok(crate::backend::HookRun::Unsupported { reason }) => {
                 run.skip("dump A with its backup CronJob's job", tk, reason.clone());
-                run.set(Verdict::SetupFailed, format!("the {} backend cannot run the backup Job here: {reason}", backend.name()));
+                run.set(
+                    Verdict::SetupFailed,
+                    format!(
+                        "the {} backend cannot run the backup Job here: {reason}",
+                        backend.name()
+                    ),
+                );
                 return false;
             }
             Err(e) => Err(e.to_string()),
@@ -342,9 +507,16 @@ async fn upgrade_deployed<B: Backend>(
         if let Err(e) = &dumped {
             run.observed.push(e.clone());
         }
-        run.step("dump A with its backup CronJob's job", tk, dumped.map(|archive| format!("archive {archive}")));
+        run.step(
+            "dump A with its backup CronJob's job",
+            tk,
+            dumped.map(|archive| format!("archive {archive}")),
+        );
         if !ok {
-            run.set(Verdict::Incompatible, format!("the backup of {} failed", t.from));
+            run.set(
+                Verdict::Incompatible,
+                format!("the backup of {} failed", t.from),
+            );
             return true;
         }
     }
@@ -355,33 +527,56 @@ async fn upgrade_deployed<B: Backend>(
     };
     let step_b = match t.via {
         Via::InPlace => format!("upgrade in place to B ({})", t.to),
-        Via::Backup => format!("uninstall A, install B ({}) as a fresh release restoring the archive", t.to),
+        Via::Backup => format!(
+            "uninstall A, install B ({}) as a fresh release restoring the archive",
+            t.to
+        ),
     };
     run.report.upgrade_seconds = Some(secs(tu.elapsed()));
     let b_log = log::since(&a_log, &backend.logs(deployed, WHOLE_LOG).await).to_string();
     run.report.logs.b_head = log::head(&b_log, opts.log_lines);
     run.observed.push(b_log);
-    run.report.adjustments.extend(deployed.adjustments.iter().cloned());
+    run.report
+        .adjustments
+        .extend(deployed.adjustments.iter().cloned());
     if let Err(e) = upgraded {
         let error = log::clean(&e.to_string());
         run.observed.push(error.clone());
         run.step(step_b, tu, Err(error.clone()));
         let said = run.report.logs.b_head.lines().find(|l| {
             let l = l.to_ascii_lowercase();
-            l.contains("panic") || l.contains("exception") || l.contains("error:") || l.contains(" error ")
+            l.contains("panic")
+                || l.contains("exception")
+                || l.contains("error:")
+                || l.contains(" error ")
         });
         let said = said.map_or_else(String::new, |l| format!("; its log said: {}", l.trim()));
         let what = match t.via {
             Via::InPlace => format!("{} did not start on the data {} left", t.to, t.from),
-            Via::Backup => format!("{} could not be installed restoring {}'s backup", t.to, t.from),
+            Via::Backup => format!(
+                "{} could not be installed restoring {}'s backup",
+                t.to, t.from
+            ),
         };
-        run.set(Verdict::Incompatible, format!("{what}: {}{said}", error.lines().next().unwrap_or_default()));
+        run.set(
+            Verdict::Incompatible,
+            format!("{what}: {}{said}", error.lines().next().unwrap_or_default()),
+        );
         return true;
     }
-    run.step(step_b, tu, Ok(format!("{} ready at {}", t.to, deployed.base_url)));
+    run.step(
+        step_b,
+        tu,
+        Ok(format!("{} ready at {}", t.to, deployed.base_url)),
+    );
 
     let secrets_ok = match t.via {
-        Via::InPlace => secret_step(run, &before, deployed, lookup.err().map(|why| (carried, why))),
+        Via::InPlace => secret_step(
+            run,
+            &before,
+            deployed,
+            lookup.err().map(|why| (carried, why)),
+        ),
         Via::Backup => {
             run.skip("auth Secret kept", Instant::now(), "B is a fresh release: it generates its own credentials, and its restore Job used them".into());
             true
@@ -392,65 +587,131 @@ async fn upgrade_deployed<B: Backend>(
         Ok(a) => a,
         Err(e) => {
             run.step("verify on B", Instant::now(), Err(e.to_string()));
-            run.set(Verdict::DataLost, "B's credentials could not be derived, so nothing could be read");
+            run.set(
+                Verdict::DataLost,
+                "B's credentials could not be derived, so nothing could be read",
+            );
             return true;
         }
     };
     if let Some(f) = opts.fault.filter(|f| *f != Fault::InvalidPodB) {
         let tf = Instant::now();
         let r = fault::tamper(&api_b, ds, f).await;
-        run.step(format!("inject fault {}", f.as_str()), tf, r.map(|w| format!("{w} (test hook: the diff below must catch it)")));
+        run.step(
+            format!("inject fault {}", f.as_str()),
+            tf,
+            r.map(|w| format!("{w} (test hook: the diff below must catch it)")),
+        );
     }
     let tb = Instant::now();
-    let diff = dataset::diff(ds, &dataset::read(&api_b, ds, &mut ev).await, Scope::Exclusive);
+    let diff = dataset::diff(
+        ds,
+        &dataset::read(&api_b, ds, &mut ev).await,
+        Scope::Exclusive,
+    );
     let intact = diff.intact();
-    let line = format!("{}/{} collections, {}/{} records intact", diff.survived_collections(), ds.collections.len(), diff.survived_records(), diff.expected_records());
-    run.step("verify dataset on B", tb, if intact { Ok(line.clone()) } else { Err(format!("{line}: {}", diff.problems().join("; "))) });
+    let line = format!(
+        "{}/{} collections, {}/{} records intact",
+        diff.survived_collections(),
+        ds.collections.len(),
+        diff.survived_records(),
+        diff.expected_records()
+    );
+    run.step(
+        "verify dataset on B",
+        tb,
+        if intact {
+            Ok(line.clone())
+        } else {
+            Err(format!("{line}: {}", diff.problems().join("; ")))
+        },
+    );
     run.observed.extend(diff.problems());
-    run.observed.extend(ev.iter().filter(|e| !e.ok()).map(|e| e.response_body.clone()));
+    run.observed.extend(
+        ev.iter()
+            .filter(|e| !e.ok())
+            .map(|e| e.response_body.clone()),
+    );
     run.report.diff = Some(diff);
 
     let mut failed_checks = Vec::new();
     if !opts.checks {
-        run.report.notes.push("the conformance checks on B were not run (UpgradeOptions::checks is off)".into());
+        run.report.notes.push(
+            "the conformance checks on B were not run (UpgradeOptions::checks is off)".into(),
+        );
     }
     for &check in &checks_b {
         let tc = Instant::now();
         let outcome = checks::run(check, backend, deployed, &expected_b, &checks_have).await;
-        if let Outcome::Fail { reason, evidence, .. } = &outcome {
+        if let Outcome::Fail {
+            reason, evidence, ..
+        } = &outcome
+        {
             failed_checks.push(check.as_str());
             run.observed.push(reason.clone());
-            run.observed.extend(evidence.iter().map(|e| e.response_body.clone()));
+            run.observed
+                .extend(evidence.iter().map(|e| e.response_body.clone()));
         }
-        run.report.checks.push(CheckResult { check, outcome, seconds: secs(tc.elapsed()) });
+        run.report.checks.push(CheckResult {
+            check,
+            outcome,
+            seconds: secs(tc.elapsed()),
+        });
     }
     // B's whole log so far, checks included (not the checks' log tails: those can reach back
     // into A's lines).
-    run.observed.push(log::since(&a_log, &backend.logs(deployed, WHOLE_LOG).await).to_string());
+    run.observed
+        .push(log::since(&a_log, &backend.logs(deployed, WHOLE_LOG).await).to_string());
 
-    let unreadable = run.report.diff.as_ref().and_then(|d| d.unreadable_everywhere());
+    let unreadable = run
+        .report
+        .diff
+        .as_ref()
+        .and_then(|d| d.unreadable_everywhere());
     if let Some(said) = unreadable {
-        run.set(Verdict::Incompatible, format!("{} started but cannot read the data {} left: {said}", t.to, t.from));
+        run.set(
+            Verdict::Incompatible,
+            format!(
+                "{} started but cannot read the data {} left: {said}",
+                t.to, t.from
+            ),
+        );
     } else if !intact {
-        run.set(Verdict::DataLost, format!("{line} after {} → {}", t.from, t.to));
+        run.set(
+            Verdict::DataLost,
+            format!("{line} after {} → {}", t.from, t.to),
+        );
     } else if !failed_checks.is_empty() || !secrets_ok {
         let mut why = Vec::new();
         if !secrets_ok {
             why.push("generated credentials changed".to_string());
         }
         if !failed_checks.is_empty() {
-            why.push(format!("check(s) failed on B: {}", failed_checks.join(", ")));
+            why.push(format!(
+                "check(s) failed on B: {}",
+                failed_checks.join(", ")
+            ));
         }
         // What the server said the first time a check failed.
         if let Some(e) = run.report.checks.iter().find_map(|c| match &c.outcome {
             Outcome::Fail { evidence, .. } => evidence.last().filter(|e| !e.ok()).cloned(),
             _ => None,
         }) {
-            why.push(format!("the server answered {} {} → {} {}", e.method, e.url, e.status, e.response_body));
+            why.push(format!(
+                "the server answered {} {} → {} {}",
+                e.method, e.url, e.status, e.response_body
+            ));
         }
-        run.set(Verdict::ChecksFailed, format!("{line}, but {}", why.join("; ")));
+        run.set(
+            Verdict::ChecksFailed,
+            format!("{line}, but {}", why.join("; ")),
+        );
     } else {
-        let checked = if opts.checks { "B passes its checks" } else { "the checks on B were not run" };
+        let checked = if opts.checks {
+            "B passes its checks"
+        } else {
+            "the checks on B were not run"
+        };
         run.set(Verdict::Survived, format!("{line}; {checked}"));
     }
     true
@@ -459,25 +720,65 @@ async fn upgrade_deployed<B: Backend>(
 /// The generated Secrets across the upgrade: PASS when the chart kept them, FAIL when they
 /// changed, SKIP when the backend could only carry them over by emulation. Returns false
 /// when credentials changed.
-fn secret_step<B: Backend>(run: &mut Run<'_, B>, before: &Secrets, deployed: &Deployed, emulated: Option<(Vec<String>, String)>) -> bool {
+fn secret_step<B: Backend>(
+    run: &mut Run<'_, B>,
+    before: &Secrets,
+    deployed: &Deployed,
+    emulated: Option<(Vec<String>, String)>,
+) -> bool {
     let ts = Instant::now();
-    let fates = secrets::continuity(before, &deployed.secrets, emulated.as_ref().map(|(names, why)| (names.as_slice(), why.as_str())));
+    let fates = secrets::continuity(
+        before,
+        &deployed.secrets,
+        emulated
+            .as_ref()
+            .map(|(names, why)| (names.as_slice(), why.as_str())),
+    );
     run.report.secrets = fates.clone();
     if fates.is_empty() {
         return true;
     }
-    let rotated: Vec<&str> = fates.iter().filter(|s| matches!(s.fate, SecretFate::Changed { .. })).map(|s| s.name.as_str()).collect();
+    let rotated: Vec<&str> = fates
+        .iter()
+        .filter(|s| matches!(s.fate, SecretFate::Changed { .. }))
+        .map(|s| s.name.as_str())
+        .collect();
     if !rotated.is_empty() {
-        run.step("auth Secret kept", ts, Err(format!("the upgrade changed generated credentials: {}", rotated.join(", "))));
+        run.step(
+            "auth Secret kept",
+            ts,
+            Err(format!(
+                "the upgrade changed generated credentials: {}",
+                rotated.join(", ")
+            )),
+        );
         return false;
     }
-    let unproven: Vec<&str> = fates.iter().filter(|s| matches!(s.fate, SecretFate::NotProven { .. })).map(|s| s.name.as_str()).collect();
+    let unproven: Vec<&str> = fates
+        .iter()
+        .filter(|s| matches!(s.fate, SecretFate::NotProven { .. }))
+        .map(|s| s.name.as_str())
+        .collect();
     if let Some((_, why)) = emulated.filter(|_| !unproven.is_empty()) {
         let backend = run.backend.name();
         run.skip("auth Secret kept", ts, format!("{} not proven on the {backend} backend: {why}; run on a cluster backend to prove it", unproven.join(", ")));
         return true;
     }
-    let detail = fates.iter().map(|s| format!("{}: {}", s.name, if s.fate == SecretFate::Kept { "kept" } else { "not used by B" })).collect::<Vec<_>>().join("; ");
+    let detail = fates
+        .iter()
+        .map(|s| {
+            format!(
+                "{}: {}",
+                s.name,
+                if s.fate == SecretFate::Kept {
+                    "kept"
+                } else {
+                    "not used by B"
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
     if fates.iter().any(|s| s.fate == SecretFate::Kept) {
         run.step("auth Secret kept", ts, Ok(detail));
     } else {

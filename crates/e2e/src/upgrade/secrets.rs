@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use render::objects::b64;
 use render::Object;
+use render::objects::b64;
 use serde::Serialize;
 
 use crate::backend::Release;
@@ -23,12 +23,18 @@ pub fn carry_over(next: &mut Release, installed: &Secrets) -> Vec<String> {
     let mut kept = Vec::new();
     for obj in &mut next.rendered.objects {
         let Object::Secret(s) = obj else { continue };
-        let Some(name) = s.metadata.name.clone() else { continue };
+        let Some(name) = s.metadata.name.clone() else {
+            continue;
+        };
         if next.external_secrets.contains_key(&name) {
             continue;
         }
         if let Some(data) = installed.get(&name) {
-            s.data = Some(data.iter().map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec()))).collect());
+            s.data = Some(
+                data.iter()
+                    .map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            );
             s.string_data = None;
             kept.push(name);
         }
@@ -36,11 +42,21 @@ pub fn carry_over(next: &mut Release, installed: &Secrets) -> Vec<String> {
     for doc in &mut next.rendered.documents {
         let name = doc["metadata"]["name"].as_str().map(str::to_string);
         if doc["kind"] == "Secret"
-            && let Some(data) = name.as_ref().filter(|n| kept.contains(n)).and_then(|n| installed.get(n))
+            && let Some(data) = name
+                .as_ref()
+                .filter(|n| kept.contains(n))
+                .and_then(|n| installed.get(n))
             && let Some(map) = doc.as_object_mut()
         {
             map.remove("stringData");
-            map.insert("data".into(), serde_json::json!(data.iter().map(|(k, v)| (k.clone(), b64(v))).collect::<BTreeMap<_, _>>()));
+            map.insert(
+                "data".into(),
+                serde_json::json!(
+                    data.iter()
+                        .map(|(k, v)| (k.clone(), b64(v)))
+                        .collect::<BTreeMap<_, _>>()
+                ),
+            );
         }
     }
     kept
@@ -69,21 +85,39 @@ pub struct SecretContinuity {
 
 /// Compares the Secrets before and after (values never leave this function). `emulated`:
 /// the Secrets [`carry_over`] copied, and why the backend could not run `lookup`.
-pub fn continuity(before: &Secrets, after: &Secrets, emulated: Option<(&[String], &str)>) -> Vec<SecretContinuity> {
+pub fn continuity(
+    before: &Secrets,
+    after: &Secrets,
+    emulated: Option<(&[String], &str)>,
+) -> Vec<SecretContinuity> {
     before
         .iter()
         .map(|(name, old)| {
             let fate = match after.get(name) {
                 None => SecretFate::NotUsed,
-                Some(new) if new == old && emulated.is_some_and(|(names, _)| names.contains(name)) => SecretFate::NotProven { reason: emulated.map(|(_, why)| why.to_string()).unwrap_or_default() },
+                Some(new)
+                    if new == old && emulated.is_some_and(|(names, _)| names.contains(name)) =>
+                {
+                    SecretFate::NotProven {
+                        reason: emulated.map(|(_, why)| why.to_string()).unwrap_or_default(),
+                    }
+                }
                 Some(new) if new == old => SecretFate::Kept,
                 Some(new) => {
-                    let mut keys: Vec<String> = old.keys().chain(new.keys()).filter(|k| old.get(*k) != new.get(*k)).cloned().collect();
+                    let mut keys: Vec<String> = old
+                        .keys()
+                        .chain(new.keys())
+                        .filter(|k| old.get(*k) != new.get(*k))
+                        .cloned()
+                        .collect();
                     keys.dedup();
                     SecretFate::Changed { keys }
                 }
             };
-            SecretContinuity { name: name.clone(), fate }
+            SecretContinuity {
+                name: name.clone(),
+                fate,
+            }
         })
         .collect()
 }
@@ -93,30 +127,53 @@ mod tests {
     use super::*;
 
     fn secrets(token: &str) -> Secrets {
-        BTreeMap::from([("chromadb-auth".to_string(), BTreeMap::from([("token".to_string(), token.to_string())]))])
+        BTreeMap::from([(
+            "chromadb-auth".to_string(),
+            BTreeMap::from([("token".to_string(), token.to_string())]),
+        )])
     }
 
     #[test]
     fn a_rotated_token_is_reported_by_key_not_value() {
         let c = continuity(&secrets("old"), &secrets("new"), None);
-        assert_eq!(c[0].fate, SecretFate::Changed { keys: vec!["token".into()] });
+        assert_eq!(
+            c[0].fate,
+            SecretFate::Changed {
+                keys: vec!["token".into()]
+            }
+        );
         assert!(!format!("{c:?}").contains("old"));
     }
 
     #[test]
     fn the_same_token_is_kept() {
-        assert_eq!(continuity(&secrets("t"), &secrets("t"), None)[0].fate, SecretFate::Kept);
+        assert_eq!(
+            continuity(&secrets("t"), &secrets("t"), None)[0].fate,
+            SecretFate::Kept
+        );
     }
 
     #[test]
     fn a_carried_over_secret_is_not_proven_kept() {
         let carried = ["chromadb-auth".to_string()];
-        let c = continuity(&secrets("t"), &secrets("t"), Some((&carried, "no API server for lookup")));
-        assert_eq!(c[0].fate, SecretFate::NotProven { reason: "no API server for lookup".into() });
+        let c = continuity(
+            &secrets("t"),
+            &secrets("t"),
+            Some((&carried, "no API server for lookup")),
+        );
+        assert_eq!(
+            c[0].fate,
+            SecretFate::NotProven {
+                reason: "no API server for lookup".into()
+            }
+        );
     }
 
     #[test]
     fn a_secret_the_new_release_lacks_is_not_used() {
-        assert_eq!(continuity(&secrets("t"), &BTreeMap::new(), None)[0].fate, SecretFate::NotUsed);
+        assert_eq!(
+            continuity(&secrets("t"), &BTreeMap::new(), None)[0].fate,
+            SecretFate::NotUsed
+        );
     }
 }

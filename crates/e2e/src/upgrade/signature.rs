@@ -41,8 +41,15 @@ fn names(c: &BTreeSet<CheckName>) -> String {
 
 impl Signature {
     /// Builds one from the fixture's fields; `Err` says what is missing or wrong.
-    pub fn new(expect: Verdict, checks: &[String], says: Option<String>) -> Result<Signature, String> {
-        let checks = checks.iter().map(|c| c.parse::<CheckName>()).collect::<Result<BTreeSet<_>, _>>()?;
+    pub fn new(
+        expect: Verdict,
+        checks: &[String],
+        says: Option<String>,
+    ) -> Result<Signature, String> {
+        let checks = checks
+            .iter()
+            .map(|c| c.parse::<CheckName>())
+            .collect::<Result<BTreeSet<_>, _>>()?;
         if let Some(s) = &says
             && s.trim().is_empty()
         {
@@ -61,38 +68,71 @@ impl Signature {
 
     /// `Ok(what matched)` when a run with these failing checks and this output shows the
     /// signature, else `Err(what was seen instead)`.
-    pub fn matches(&self, failed: &BTreeSet<CheckName>, observed: &[String]) -> Result<String, String> {
+    pub fn matches(
+        &self,
+        failed: &BTreeSet<CheckName>,
+        observed: &[String],
+    ) -> Result<String, String> {
         let mut seen = Vec::new();
         let mut problems = Vec::new();
         if !self.checks.is_empty() {
             if *failed == self.checks {
                 seen.push(format!("failing checks [{}]", names(failed)));
             } else {
-                problems.push(format!("the failing checks were [{}], not [{}]", names(failed), names(&self.checks)));
+                problems.push(format!(
+                    "the failing checks were [{}], not [{}]",
+                    names(failed),
+                    names(&self.checks)
+                ));
             }
         }
         if let Some(s) = &self.says {
-            match observed.iter().flat_map(|o| o.lines()).find(|l| l.contains(s.as_str())) {
+            match observed
+                .iter()
+                .flat_map(|o| o.lines())
+                .find(|l| l.contains(s.as_str()))
+            {
                 Some(line) => seen.push(format!("B said: {}", line.trim())),
-                None => problems.push(format!("{s:?} appears nowhere in B's log, its answers or the upgrade's error")),
+                None => problems.push(format!(
+                    "{s:?} appears nowhere in B's log, its answers or the upgrade's error"
+                )),
             }
         }
-        if problems.is_empty() { Ok(seen.join("; ")) } else { Err(problems.join("; ")) }
+        if problems.is_empty() {
+            Ok(seen.join("; "))
+        } else {
+            Err(problems.join("; "))
+        }
     }
 }
 
 /// Whether a run agrees with what the matrix expects: `None` when it does, else one
 /// sentence naming what was expected (verdict and signature) and what was seen.
-pub fn mismatch(expect: Verdict, signature: Option<&Signature>, verdict: Verdict, summary: &str, failed: &BTreeSet<CheckName>, observed: &[String]) -> Option<String> {
+pub fn mismatch(
+    expect: Verdict,
+    signature: Option<&Signature>,
+    verdict: Verdict,
+    summary: &str,
+    failed: &BTreeSet<CheckName>,
+    observed: &[String],
+) -> Option<String> {
     let wanted = match signature {
         Some(s) => format!("{} with {s}", expect.as_str()),
         None => expect.as_str().to_string(),
     };
     if verdict != expect {
-        return Some(format!("expected {wanted}; saw {} ({summary})", verdict.as_str()));
+        return Some(format!(
+            "expected {wanted}; saw {} ({summary})",
+            verdict.as_str()
+        ));
     }
     let sig = signature?;
-    sig.matches(failed, observed).err().map(|why| format!("expected {wanted}; saw {} for another cause: {why} ({summary})", verdict.as_str()))
+    sig.matches(failed, observed).err().map(|why| {
+        format!(
+            "expected {wanted}; saw {} for another cause: {why} ({summary})",
+            verdict.as_str()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -100,7 +140,12 @@ mod tests {
     use super::*;
 
     fn sig(expect: Verdict, checks: &[&str], says: Option<&str>) -> Signature {
-        Signature::new(expect, &checks.iter().map(|c| c.to_string()).collect::<Vec<_>>(), says.map(str::to_string)).unwrap()
+        Signature::new(
+            expect,
+            &checks.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            says.map(str::to_string),
+        )
+        .unwrap()
     }
 
     fn set(c: &[CheckName]) -> BTreeSet<CheckName> {
@@ -117,31 +162,84 @@ mod tests {
 
     #[test]
     fn the_measured_compaction_failure_matches() {
-        let s = sig(Verdict::ChecksFailed, &["payload", "persistence", "reset"], Some("Failed to apply logs"));
+        let s = sig(
+            Verdict::ChecksFailed,
+            &["payload", "persistence", "reset"],
+            Some("Failed to apply logs"),
+        );
         let seen = s.matches(&set(&writes()), &["INFO ok\nERROR Error in compaction: Failed to apply logs to the metadata segment".into()]).unwrap();
-        assert!(seen.contains("failing checks [payload, persistence, reset]") && seen.contains("B said: ERROR Error in compaction"), "{seen}");
+        assert!(
+            seen.contains("failing checks [payload, persistence, reset]")
+                && seen.contains("B said: ERROR Error in compaction"),
+            "{seen}"
+        );
     }
 
     #[test]
     fn another_set_of_failing_checks_is_another_cause() {
-        let s = sig(Verdict::ChecksFailed, &["payload", "persistence", "reset"], None);
-        let e = s.matches(&set(&[c("payload"), c("persistence"), c("reset"), c("auth")]), &[]).unwrap_err();
-        assert!(e.contains("[auth, payload, persistence, reset], not [payload, persistence, reset]"), "{e}");
-        assert!(s.matches(&set(&[c("payload")]), &[]).is_err(), "a subset is not the signature either");
+        let s = sig(
+            Verdict::ChecksFailed,
+            &["payload", "persistence", "reset"],
+            None,
+        );
+        let e = s
+            .matches(
+                &set(&[c("payload"), c("persistence"), c("reset"), c("auth")]),
+                &[],
+            )
+            .unwrap_err();
+        assert!(
+            e.contains("[auth, payload, persistence, reset], not [payload, persistence, reset]"),
+            "{e}"
+        );
+        assert!(
+            s.matches(&set(&[c("payload")]), &[]).is_err(),
+            "a subset is not the signature either"
+        );
     }
 
     #[test]
     fn the_quoted_text_must_appear_somewhere_b_said_it() {
-        let s = sig(Verdict::Incompatible, &[], Some("no such column: collections.topic"));
-        let e = s.matches(&BTreeSet::new(), &["the rendered release cannot run: volumeMount `x` has no volume".into()]).unwrap_err();
-        assert!(e.contains("\"no such column: collections.topic\" appears nowhere"), "{e}");
-        assert!(s.matches(&BTreeSet::new(), &["500 OperationalError('no such column: collections.topic')".into()]).is_ok());
+        let s = sig(
+            Verdict::Incompatible,
+            &[],
+            Some("no such column: collections.topic"),
+        );
+        let e = s
+            .matches(
+                &BTreeSet::new(),
+                &["the rendered release cannot run: volumeMount `x` has no volume".into()],
+            )
+            .unwrap_err();
+        assert!(
+            e.contains("\"no such column: collections.topic\" appears nowhere"),
+            "{e}"
+        );
+        assert!(
+            s.matches(
+                &BTreeSet::new(),
+                &["500 OperationalError('no such column: collections.topic')".into()]
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn an_expected_failure_for_another_cause_is_a_mismatch_naming_both() {
-        let s = sig(Verdict::Incompatible, &[], Some("range start index 10 out of range"));
-        let m = mismatch(Verdict::Incompatible, Some(&s), Verdict::Incompatible, "1.0.0 did not start: the rendered release cannot run", &BTreeSet::new(), &["the rendered release cannot run".into()]).unwrap();
+        let s = sig(
+            Verdict::Incompatible,
+            &[],
+            Some("range start index 10 out of range"),
+        );
+        let m = mismatch(
+            Verdict::Incompatible,
+            Some(&s),
+            Verdict::Incompatible,
+            "1.0.0 did not start: the rendered release cannot run",
+            &BTreeSet::new(),
+            &["the rendered release cannot run".into()],
+        )
+        .unwrap();
         assert!(m.starts_with("expected incompatible with B saying \"range start index 10 out of range\"; saw incompatible for another cause"), "{m}");
         assert!(m.contains("the rendered release cannot run"), "{m}");
     }
@@ -149,15 +247,46 @@ mod tests {
     #[test]
     fn another_verdict_is_a_mismatch() {
         let s = sig(Verdict::ChecksFailed, &["payload"], None);
-        let m = mismatch(Verdict::ChecksFailed, Some(&s), Verdict::Incompatible, "B did not start", &BTreeSet::new(), &[]).unwrap();
-        assert_eq!(m, "expected checks-failed with failing checks [payload]; saw incompatible (B did not start)");
+        let m = mismatch(
+            Verdict::ChecksFailed,
+            Some(&s),
+            Verdict::Incompatible,
+            "B did not start",
+            &BTreeSet::new(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            m,
+            "expected checks-failed with failing checks [payload]; saw incompatible (B did not start)"
+        );
     }
 
     #[test]
     fn the_expected_failure_with_its_signature_is_no_mismatch() {
         let s = sig(Verdict::Incompatible, &[], Some("KeyError('_type')"));
-        assert_eq!(mismatch(Verdict::Incompatible, Some(&s), Verdict::Incompatible, "", &BTreeSet::new(), &["500 KeyError('_type')".into()]), None);
-        assert_eq!(mismatch(Verdict::Survived, None, Verdict::Survived, "", &BTreeSet::new(), &[]), None);
+        assert_eq!(
+            mismatch(
+                Verdict::Incompatible,
+                Some(&s),
+                Verdict::Incompatible,
+                "",
+                &BTreeSet::new(),
+                &["500 KeyError('_type')".into()]
+            ),
+            None
+        );
+        assert_eq!(
+            mismatch(
+                Verdict::Survived,
+                None,
+                Verdict::Survived,
+                "",
+                &BTreeSet::new(),
+                &[]
+            ),
+            None
+        );
     }
 
     #[rstest::rstest]
@@ -167,8 +296,18 @@ mod tests {
     #[case::an_unknown_check(Verdict::ChecksFailed, &["persist"], None, "unknown check `persist`")]
     #[case::an_empty_quote(Verdict::Incompatible, &[], Some("  "), "`says` is empty")]
     #[case::a_signature_on_survived(Verdict::Survived, &["auth"], None, "not a failure")]
-    fn a_bad_signature_is_refused(#[case] expect: Verdict, #[case] checks: &[&str], #[case] says: Option<&str>, #[case] why: &str) {
-        let e = Signature::new(expect, &checks.iter().map(|c| c.to_string()).collect::<Vec<_>>(), says.map(str::to_string)).unwrap_err();
+    fn a_bad_signature_is_refused(
+        #[case] expect: Verdict,
+        #[case] checks: &[&str],
+        #[case] says: Option<&str>,
+        #[case] why: &str,
+    ) {
+        let e = Signature::new(
+            expect,
+            &checks.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            says.map(str::to_string),
+        )
+        .unwrap_err();
         assert!(e.contains(why), "{e}");
     }
 }

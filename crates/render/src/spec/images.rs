@@ -21,19 +21,40 @@ pub struct ExpectedImage {
 }
 
 /// `prefix.registry` beats `global.imageRegistry`; a digest beats the tag.
-fn resolve(values: &Value, prefix: &str, repository: &str, tag: &str) -> Result<ExpectedImage, SpecError> {
+fn resolve(
+    values: &Value,
+    prefix: &str,
+    repository: &str,
+    tag: &str,
+) -> Result<ExpectedImage, SpecError> {
     let own = parse_str(values, &format!("{prefix}.registry"), "")?;
-    let registry = if own.is_empty() { parse_str(values, "global.imageRegistry", "")? } else { own };
+    let registry = if own.is_empty() {
+        parse_str(values, "global.imageRegistry", "")?
+    } else {
+        own
+    };
     let repository = parse_str(values, &format!("{prefix}.repository"), repository)?;
     let digest = parse_str(values, &format!("{prefix}.digest"), "")?;
     let tag = match parse_str(values, &format!("{prefix}.tag"), "")? {
         "" => tag,
         t => t,
     };
-    let name = if registry.is_empty() { repository.to_string() } else { format!("{registry}/{}", without_registry(repository)) };
-    let reference = if digest.is_empty() { format!("{name}:{tag}") } else { format!("{name}@{digest}") };
-    let pull_policy = parse_str(values, &format!("{prefix}.pullPolicy"), DEFAULT_PULL_POLICY)?.to_string();
-    Ok(ExpectedImage { reference, pull_policy })
+    let name = if registry.is_empty() {
+        repository.to_string()
+    } else {
+        format!("{registry}/{}", without_registry(repository))
+    };
+    let reference = if digest.is_empty() {
+        format!("{name}:{tag}")
+    } else {
+        format!("{name}@{digest}")
+    };
+    let pull_policy =
+        parse_str(values, &format!("{prefix}.pullPolicy"), DEFAULT_PULL_POLICY)?.to_string();
+    Ok(ExpectedImage {
+        reference,
+        pull_policy,
+    })
 }
 
 /// The repository path without its registry host. A registry *override* replaces the host
@@ -41,7 +62,11 @@ fn resolve(values: &Value, prefix: &str, repository: &str, tag: &str) -> Result<
 /// host when it has a `.` or `:` or is `localhost`, as in Docker's reference grammar.
 pub fn without_registry(repository: &str) -> &str {
     match repository.split_once('/') {
-        Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => rest,
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            rest
+        }
         _ => repository,
     }
 }
@@ -54,7 +79,12 @@ pub fn chroma_image(values: &Value, version: &ChromaVersion) -> Result<ExpectedI
 
 /// The basic-auth init container image (httpd, for `htpasswd`).
 pub fn init_image(values: &Value) -> Result<ExpectedImage, SpecError> {
-    resolve(values, "initImage", DEFAULT_INIT_REPOSITORY, DEFAULT_INIT_TAG)
+    resolve(
+        values,
+        "initImage",
+        DEFAULT_INIT_REPOSITORY,
+        DEFAULT_INIT_TAG,
+    )
 }
 
 /// The pod's pull secrets: chart list then global list, by name.
@@ -65,7 +95,9 @@ pub fn pull_secrets(values: &Value) -> Vec<String> {
         .flatten()
         .filter_map(|s| match s {
             Value::String(n) => Some(n.clone()),
-            other => lookup(other, "name").and_then(Value::as_str).map(str::to_string),
+            other => lookup(other, "name")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         })
         .collect()
 }

@@ -236,13 +236,19 @@ pub(crate) fn check_known(values: &Value) -> Result<(), SpecError> {
 }
 
 fn walk(node: &Value, at: &str) -> Result<(), SpecError> {
-    let Some(map) = node.as_mapping() else { return Ok(()) };
+    let Some(map) = node.as_mapping() else {
+        return Ok(());
+    };
     for (k, v) in map {
         let name = match k {
             Value::String(s) => s.clone(),
             other => super::values::show(other),
         };
-        let path = if at.is_empty() { name } else { format!("{at}.{name}") };
+        let path = if at.is_empty() {
+            name
+        } else {
+            format!("{at}.{name}")
+        };
         if KNOWN_KEYS.contains(&path.as_str()) {
             continue;
         }
@@ -251,7 +257,10 @@ fn walk(node: &Value, at: &str) -> Result<(), SpecError> {
             walk(v, &path)?;
             continue;
         }
-        return Err(err(&path, "unknown key: the chart does not read it (a typo, or a key of an older chart); see the values table in README.md"));
+        return Err(err(
+            &path,
+            "unknown key: the chart does not read it (a typo, or a key of an older chart); see the values table in README.md",
+        ));
     }
     Ok(())
 }
@@ -272,6 +281,9 @@ mod tests {
 
     #[test]
     fn free_form_maps_and_global_stay_open() {
-        check_known(&v("global: {anything: 1}\ncommonLabels: {a: b}\nchromadb: {extraConfig: {x: {y: 1}}}")).expect("open maps");
+        check_known(&v(
+            "global: {anything: 1}\ncommonLabels: {a: b}\nchromadb: {extraConfig: {x: {y: 1}}}",
+        ))
+        .expect("open maps");
     }
 }

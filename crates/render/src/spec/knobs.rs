@@ -31,7 +31,11 @@ pub fn fullname(values: &Value, release: &str) -> Result<String, SpecError> {
 }
 
 fn dns_cut(s: &str) -> String {
-    s.chars().take(63).collect::<String>().trim_end_matches('-').to_string()
+    s.chars()
+        .take(63)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_string()
 }
 
 /// The headless Service a fresh install's StatefulSet names as its `serviceName`.
@@ -67,7 +71,10 @@ pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 
 /// `base` with `commonLabels` merged over it: the user's value wins a shared key, except a
 /// component label the chart sets.
-pub fn object_labels(values: &Value, base: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, SpecError> {
+pub fn object_labels(
+    values: &Value,
+    base: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, SpecError> {
     let mut out = base.clone();
     out.extend(label_map(values, "commonLabels")?);
     if let Some(c) = base.get(COMPONENT_LABEL) {
@@ -78,27 +85,48 @@ pub fn object_labels(values: &Value, base: &BTreeMap<String, String>) -> Result<
 
 /// The labels a pod the chart runs besides Chroma (`backup`, `restore`, `test`) is selected
 /// by: a name of its own, so that Chroma's Services, budget and NetworkPolicy never pick it.
-pub fn component_selector(values: &Value, release: &str, component: &str) -> Result<BTreeMap<String, String>, SpecError> {
+pub fn component_selector(
+    values: &Value,
+    release: &str,
+    component: &str,
+) -> Result<BTreeMap<String, String>, SpecError> {
     Ok(BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), dns_cut(&format!("{}-{component}", name(values)?))),
-        ("app.kubernetes.io/instance".to_string(), release.to_string()),
+        (
+            "app.kubernetes.io/name".to_string(),
+            dns_cut(&format!("{}-{component}", name(values)?)),
+        ),
+        (
+            "app.kubernetes.io/instance".to_string(),
+            release.to_string(),
+        ),
         (COMPONENT_LABEL.to_string(), component.to_string()),
     ]))
 }
 
 /// The labels of a claim template: the selector labels only (a claim template cannot change
 /// on an installed StatefulSet, so nothing the user may edit later goes there).
-pub fn claim_template_labels(values: &Value, release: &str) -> Result<BTreeMap<String, String>, SpecError> {
+pub fn claim_template_labels(
+    values: &Value,
+    release: &str,
+) -> Result<BTreeMap<String, String>, SpecError> {
     Ok(BTreeMap::from([
         ("app.kubernetes.io/name".to_string(), name(values)?),
-        ("app.kubernetes.io/instance".to_string(), release.to_string()),
+        (
+            "app.kubernetes.io/instance".to_string(),
+            release.to_string(),
+        ),
     ]))
 }
 
 /// The StatefulSet's name: the full name within 52 characters (its pods' `controller-revision-hash`
 /// label is `<name>-<10-character hash>`, and a label value holds 63).
 pub fn statefulset_name(values: &Value, release: &str) -> Result<String, SpecError> {
-    Ok(fullname(values, release)?.chars().take(52).collect::<String>().trim_end_matches('-').to_string())
+    Ok(fullname(values, release)?
+        .chars()
+        .take(52)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_string())
 }
 
 /// `<fullname>-<suffix>` within 63 characters, the full name cut first.
@@ -109,13 +137,20 @@ pub fn suffixed_name(values: &Value, release: &str, suffix: &str) -> Result<Stri
 }
 
 /// The pod template's labels: object labels with `podLabels` merged over them.
-pub fn pod_labels(values: &Value, base: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, SpecError> {
+pub fn pod_labels(
+    values: &Value,
+    base: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, SpecError> {
     component_pod_labels(values, base, "podLabels")
 }
 
 /// A pod template's labels: object labels with the pod's own labels (`podLabels`,
 /// `backup.podLabels`, `tests.podLabels`, …) merged over them; a chart component stays.
-pub fn component_pod_labels(values: &Value, base: &BTreeMap<String, String>, key: &str) -> Result<BTreeMap<String, String>, SpecError> {
+pub fn component_pod_labels(
+    values: &Value,
+    base: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<BTreeMap<String, String>, SpecError> {
     let mut out = object_labels(values, base)?;
     out.extend(label_map(values, key)?);
     if let Some(c) = base.get(COMPONENT_LABEL) {
@@ -136,8 +171,11 @@ pub struct ExpectedProbe {
 }
 
 /// The documented probe defaults: (kind, initial delay, period, timeout, failures).
-pub const PROBE_DEFAULTS: [(&str, i64, i64, i64, i64); 3] =
-    [("startupProbe", 0, 2, 1, 60), ("readinessProbe", 0, 5, 1, 3), ("livenessProbe", 0, 15, 1, 4)];
+pub const PROBE_DEFAULTS: [(&str, i64, i64, i64, i64); 3] = [
+    ("startupProbe", 0, 2, 1, 60),
+    ("readinessProbe", 0, 5, 1, 3),
+    ("livenessProbe", 0, 15, 1, 4),
+];
 
 /// The probes the chromadb container has (disabled ones are absent).
 pub fn probes(values: &Value) -> Result<Vec<ExpectedProbe>, SpecError> {
@@ -146,7 +184,8 @@ pub fn probes(values: &Value) -> Result<Vec<ExpectedProbe>, SpecError> {
         if !parse_bool(values, &format!("{kind}.enabled"), true)? {
             continue;
         }
-        let field = |f: &str, d: i64| parse_int(values, &format!("{kind}.{f}")).map(|v| v.unwrap_or(d));
+        let field =
+            |f: &str, d: i64| parse_int(values, &format!("{kind}.{f}")).map(|v| v.unwrap_or(d));
         out.push(ExpectedProbe {
             kind,
             initial_delay_seconds: field("initialDelaySeconds", delay)?,
@@ -174,12 +213,19 @@ pub fn service(values: &Value) -> Result<ExpectedService, SpecError> {
     let lb = type_ == "LoadBalancer";
     let ip = parse_str(values, "service.loadBalancerIP", "")?;
     let ranges = match lookup(values, "service.loadBalancerSourceRanges") {
-        Some(Value::Sequence(items)) if lb => items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect(),
+        Some(Value::Sequence(items)) if lb => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect(),
         _ => Vec::new(),
     };
     let policy = parse_str(values, "service.externalTrafficPolicy", "")?;
     Ok(ExpectedService {
-        node_port: if external { parse_int(values, "service.nodePort")? } else { None },
+        node_port: if external {
+            parse_int(values, "service.nodePort")?
+        } else {
+            None
+        },
         load_balancer_ip: (lb && !ip.is_empty()).then(|| ip.to_string()),
         load_balancer_source_ranges: ranges,
         external_traffic_policy: (external && !policy.is_empty()).then(|| policy.to_string()),
@@ -201,12 +247,19 @@ pub fn disruption_budget(values: &Value) -> Result<Option<Budget>, SpecError> {
     }
     let min = lookup(values, "podDisruptionBudget.minAvailable").cloned();
     // The documented default maxUnavailable is 1; an explicit null removes it.
-    let max = match values.as_mapping().and_then(|m| m.get("podDisruptionBudget")).and_then(|p| p.get("maxUnavailable")) {
+    let max = match values
+        .as_mapping()
+        .and_then(|m| m.get("podDisruptionBudget"))
+        .and_then(|p| p.get("maxUnavailable"))
+    {
         Some(Value::Null) => None,
         Some(v) => Some(v.clone()),
         None => Some(Value::from(1)),
     };
-    Ok(Some(Budget { min_available: min, max_unavailable: max }))
+    Ok(Some(Budget {
+        min_available: min,
+        max_unavailable: max,
+    }))
 }
 
 /// The NetworkPolicy's user peers, when enabled (the chart's test pod is always added).
@@ -214,12 +267,20 @@ pub fn network_policy_peers(values: &Value) -> Result<Option<Vec<Value>>, SpecEr
     if !parse_bool(values, "networkPolicy.enabled", false)? {
         return Ok(None);
     }
-    Ok(Some(lookup(values, "networkPolicy.allowedFrom").and_then(Value::as_sequence).cloned().unwrap_or_default()))
+    Ok(Some(
+        lookup(values, "networkPolicy.allowedFrom")
+            .and_then(Value::as_sequence)
+            .cloned()
+            .unwrap_or_default(),
+    ))
 }
 
 /// The chart's own pods the NetworkPolicy admits besides the user's peers, each by its own
 /// selector: `helm test` always, the backup and restore pods when they are enabled.
-pub fn network_policy_chart_peers(values: &Value, release: &str) -> Result<Vec<BTreeMap<String, String>>, SpecError> {
+pub fn network_policy_chart_peers(
+    values: &Value,
+    release: &str,
+) -> Result<Vec<BTreeMap<String, String>>, SpecError> {
     let mut out = vec![component_selector(values, release, "test")?];
     if parse_bool(values, "backup.enabled", false)? {
         out.push(component_selector(values, release, "backup")?);
@@ -270,7 +331,11 @@ pub fn data_volume(values: &Value) -> Result<DataVolume, SpecError> {
     }
     match parse_str(values, "chromadb.data.existingClaim", "")? {
         "" => {}
-        claim => return Ok(DataVolume::ExistingClaim { name: claim.to_string() }),
+        claim => {
+            return Ok(DataVolume::ExistingClaim {
+                name: claim.to_string(),
+            });
+        }
     }
     let storage_class = match parse_str(values, "chromadb.data.storageClass", "")? {
         "" => StorageClass::ClusterDefault,
@@ -289,11 +354,17 @@ pub fn user_object_refs(values: &Value) -> std::collections::BTreeSet<String> {
             Value::Mapping(m) => {
                 for (k, child) in m {
                     let name_key = match k.as_str() {
-                        Some("secretKeyRef" | "configMapKeyRef" | "secretRef" | "configMapRef" | "configMap") => "name",
+                        Some(
+                            "secretKeyRef" | "configMapKeyRef" | "secretRef" | "configMapRef"
+                            | "configMap",
+                        ) => "name",
                         Some("secret") => "secretName",
                         _ => "",
                     };
-                    if let Some(name) = (!name_key.is_empty()).then(|| child.get(name_key).and_then(Value::as_str)).flatten() {
+                    if let Some(name) = (!name_key.is_empty())
+                        .then(|| child.get(name_key).and_then(Value::as_str))
+                        .flatten()
+                    {
                         out.insert(name.to_string());
                     }
                     walk(child, out);
@@ -304,7 +375,13 @@ pub fn user_object_refs(values: &Value) -> std::collections::BTreeSet<String> {
         }
     }
     let mut out = std::collections::BTreeSet::new();
-    for key in ["extraEnv", "extraEnvFrom", "extraVolumes", "initContainers", "sidecars"] {
+    for key in [
+        "extraEnv",
+        "extraEnvFrom",
+        "extraVolumes",
+        "initContainers",
+        "sidecars",
+    ] {
         if let Some(v) = lookup(values, key) {
             walk(v, &mut out);
         }

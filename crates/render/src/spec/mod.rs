@@ -19,38 +19,45 @@ use serde_yaml::Value;
 use crate::version::{ChromaVersion, OTEL_FILTERS_FLOOR, OTEL_SETTINGS_FLOOR};
 
 pub use backup::{
-    BACKUP_CA_FILE, BACKUP_MOUNT, BackupAuth, BackupServiceAccount, BackupStorage, DEFAULT_BACKUP_REPOSITORY, ExpectedBackup, ExpectedRestore,
-    cronjob_name, own_claim, restore_job_name,
+    BACKUP_CA_FILE, BACKUP_MOUNT, BackupAuth, BackupServiceAccount, BackupStorage,
+    DEFAULT_BACKUP_REPOSITORY, ExpectedBackup, ExpectedRestore, cronjob_name, own_claim,
+    restore_job_name,
 };
 pub use images::{
-    DEFAULT_INIT_REPOSITORY, DEFAULT_INIT_TAG, DEFAULT_PULL_POLICY, DEFAULT_REPOSITORY, ExpectedImage, chroma_image,
-    init_image, pull_secrets,
+    DEFAULT_INIT_REPOSITORY, DEFAULT_INIT_TAG, DEFAULT_PULL_POLICY, DEFAULT_REPOSITORY,
+    ExpectedImage, chroma_image, init_image, pull_secrets,
 };
-pub use server_config::{SERVER_DEFAULTS, deep_merge, expected_server_config};
 pub use keys::KNOWN_KEYS;
 pub use knobs::{
-    Budget, CHART_NAME, COMPONENT_LABEL, DataVolume, ExpectedProbe, ExpectedService, PROBE_DEFAULTS, SELECTOR_LABELS, StorageClass,
-    claim_template_labels, component_pod_labels, component_selector, data_volume, disruption_budget, fullname, headless_service, name,
-    network_policy_chart_peers, network_policy_peers, object_labels, pod_labels, probes, service, statefulset_name, suffixed_name, user_object_refs,
+    Budget, CHART_NAME, COMPONENT_LABEL, DataVolume, ExpectedProbe, ExpectedService,
+    PROBE_DEFAULTS, SELECTOR_LABELS, StorageClass, claim_template_labels, component_pod_labels,
+    component_selector, data_volume, disruption_budget, fullname, headless_service, name,
+    network_policy_chart_peers, network_policy_peers, object_labels, pod_labels, probes, service,
+    statefulset_name, suffixed_name, user_object_refs,
 };
+pub use server_config::{SERVER_DEFAULTS, deep_merge, expected_server_config};
 pub use validate::{
-    ACCESS_MODES, CORS_WILDCARD_FIXED, ERA_FLOORS, deployed_version, era_boundary, is_iana_zone, is_otlp_url, is_prometheus_duration,
-    is_quantity, tag_release,
+    ACCESS_MODES, CORS_WILDCARD_FIXED, ERA_FLOORS, deployed_version, era_boundary, is_iana_zone,
+    is_otlp_url, is_prometheus_duration, is_quantity, tag_release,
 };
-pub use values::{KEY_TYPES, KeyType, lookup, parse_bool, parse_header, parse_int, parse_str};
 use values::err;
+pub use values::{KEY_TYPES, KeyType, lookup, parse_bool, parse_header, parse_int, parse_str};
 
 /// How the spec says the API is protected.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Auth {
     /// The API is open; `why` says which rule made it so.
-    Open { why: OpenBecause },
+    Open {
+        why: OpenBecause,
+    },
     Token {
         header: TokenHeader,
         existing_secret: Option<String>,
     },
-    Basic { existing_secret: Option<String> },
+    Basic {
+        existing_secret: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -237,30 +244,52 @@ impl Expected {
         let persistent = parse_bool(values, "chromadb.isPersistent", true)?;
         let volume_mount = persistent.then(|| mount_dir.clone());
 
-        let server_config = if rust { Some(expected_server_config(values)?) } else { None };
+        let server_config = if rust {
+            Some(expected_server_config(values)?)
+        } else {
+            None
+        };
 
-        let (persist_directory, allow_reset, cors_origins, max_payload_bytes) = match &server_config {
+        let (persist_directory, allow_reset, cors_origins, max_payload_bytes) = match &server_config
+        {
             // On the Rust server `extraConfig` may override chart-managed keys: what the server
             // does is what the merged document says.
             Some(doc) => {
-                let dir = lookup(doc, "persist_path").and_then(Value::as_str).unwrap_or(&mount_dir).to_string();
+                let dir = lookup(doc, "persist_path")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&mount_dir)
+                    .to_string();
                 let reset = match lookup(doc, "allow_reset") {
                     Some(Value::Bool(b)) => *b,
                     _ => false,
                 };
                 let origins = lookup(doc, "cors_allow_origins")
                     .and_then(Value::as_sequence)
-                    .map(|s| s.iter().filter_map(|o| o.as_str().map(str::to_string)).collect())
+                    .map(|s| {
+                        s.iter()
+                            .filter_map(|o| o.as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default();
-                let payload = lookup(doc, "max_payload_size_bytes").and_then(Value::as_u64).unwrap_or(DEFAULT_MAX_PAYLOAD);
+                let payload = lookup(doc, "max_payload_size_bytes")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(DEFAULT_MAX_PAYLOAD);
                 (dir, reset, origins, Some(payload))
             }
             None => {
                 let origins = match lookup(values, "chromadb.corsAllowOrigins") {
-                    Some(Value::Sequence(items)) => items.iter().filter_map(|o| o.as_str().map(str::to_string)).collect(),
+                    Some(Value::Sequence(items)) => items
+                        .iter()
+                        .filter_map(|o| o.as_str().map(str::to_string))
+                        .collect(),
                     _ => Vec::new(),
                 };
-                (mount_dir.clone(), parse_bool(values, "chromadb.allowReset", false)?, origins, None)
+                (
+                    mount_dir.clone(),
+                    parse_bool(values, "chromadb.allowReset", false)?,
+                    origins,
+                    None,
+                )
             }
         };
         // < 1.0.0: `isPersistent=false` is the in-memory server. >= 1.0.0 always writes to
@@ -270,9 +299,13 @@ impl Expected {
         let data_volume = knobs::data_volume(values)?;
 
         let auth = if rust {
-            Auth::Open { why: OpenBecause::RustServer }
+            Auth::Open {
+                why: OpenBecause::RustServer,
+            }
         } else if !parse_bool(values, "chromadb.auth.enabled", true)? {
-            Auth::Open { why: OpenBecause::Disabled }
+            Auth::Open {
+                why: OpenBecause::Disabled,
+            }
         } else {
             let existing_secret = match parse_str(values, "chromadb.auth.existingSecret", "")? {
                 "" => None,
@@ -282,12 +315,20 @@ impl Expected {
                 "token" if version.has_token_auth() => {
                     let raw = parse_str(values, "chromadb.auth.token.headerType", "Authorization")?;
                     let header = parse_header(raw).ok_or_else(|| {
-                        err("chromadb.auth.token.headerType", format!("unknown header type {raw:?}"))
+                        err(
+                            "chromadb.auth.token.headerType",
+                            format!("unknown header type {raw:?}"),
+                        )
                     })?;
-                    Auth::Token { header, existing_secret }
+                    Auth::Token {
+                        header,
+                        existing_secret,
+                    }
                 }
                 "basic" if version.has_basic_auth() => Auth::Basic { existing_secret },
-                _ => Auth::Open { why: OpenBecause::BelowFloor },
+                _ => Auth::Open {
+                    why: OpenBecause::BelowFloor,
+                },
             }
         };
 
@@ -330,19 +371,49 @@ fn memory_limit(values: &Value) -> Result<Option<u64>, SpecError> {
     const KEY: &str = "resources.limits.memory";
     match lookup(values, KEY) {
         None => Ok(None),
-        Some(Value::String(s)) => crate::quantity::parse_quantity(s).map(Some).map_err(|e| err(KEY, e)),
-        Some(Value::Number(n)) => n.as_f64().filter(|b| *b >= 1.0).map(|b| Some(b.ceil() as u64)).ok_or_else(|| err(KEY, format!("must be a positive quantity of bytes (e.g. 512Mi), got {n}"))),
-        Some(other) => Err(err(KEY, format!("must be a quantity of bytes (e.g. 512Mi), got {}", values::show(other)))),
+        Some(Value::String(s)) => crate::quantity::parse_quantity(s)
+            .map(Some)
+            .map_err(|e| err(KEY, e)),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|b| *b >= 1.0)
+            .map(|b| Some(b.ceil() as u64))
+            .ok_or_else(|| {
+                err(
+                    KEY,
+                    format!("must be a positive quantity of bytes (e.g. 512Mi), got {n}"),
+                )
+            }),
+        Some(other) => Err(err(
+            KEY,
+            format!(
+                "must be a quantity of bytes (e.g. 512Mi), got {}",
+                values::show(other)
+            ),
+        )),
     }
 }
 
-fn telemetry(values: &Value, version: &ChromaVersion, server_config: Option<&Value>) -> Result<Telemetry, SpecError> {
+fn telemetry(
+    values: &Value,
+    version: &ChromaVersion,
+    server_config: Option<&Value>,
+) -> Result<Telemetry, SpecError> {
     if let Some(doc) = server_config {
         // The merged document is what the 1.x server reads (extraConfig may have written the
         // block itself).
-        let Some(otel) = lookup(doc, "open_telemetry") else { return Ok(Telemetry::Off) };
-        let text = |k: &str| lookup(otel, k).and_then(Value::as_str).unwrap_or("").to_string();
-        let given = lookup(otel, "filters").and_then(Value::as_sequence).is_some_and(|f| !f.is_empty());
+        let Some(otel) = lookup(doc, "open_telemetry") else {
+            return Ok(Telemetry::Off);
+        };
+        let text = |k: &str| {
+            lookup(otel, k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let given = lookup(otel, "filters")
+            .and_then(Value::as_sequence)
+            .is_some_and(|f| !f.is_empty());
         // Before the floor the server reads no filters: it exports as if there were none.
         let filters = lookup(otel, "filters")
             .filter(|_| *version >= OTEL_FILTERS_FLOOR)
@@ -350,14 +421,27 @@ fn telemetry(values: &Value, version: &ChromaVersion, server_config: Option<&Val
             .map(|fs| {
                 fs.iter()
                     .map(|f| OtelFilter {
-                        crate_name: lookup(f, "crate_name").and_then(Value::as_str).unwrap_or("").to_string(),
-                        filter_level: lookup(f, "filter_level").and_then(Value::as_str).unwrap_or("").to_string(),
+                        crate_name: lookup(f, "crate_name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                        filter_level: lookup(f, "filter_level")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
                     })
                     .collect()
             })
             .unwrap_or_default();
         let filters_ignored = given && *version < OTEL_FILTERS_FLOOR;
-        return Ok(Telemetry::Exported { endpoint: text("endpoint"), service_name: text("service_name"), granularity: None, filters, filters_ignored, metrics: true });
+        return Ok(Telemetry::Exported {
+            endpoint: text("endpoint"),
+            service_name: text("service_name"),
+            granularity: None,
+            filters,
+            filters_ignored,
+            metrics: true,
+        });
     }
     let metrics = parse_bool(values, "metrics.enabled", false)?;
     if !metrics && !parse_bool(values, "chromadb.telemetry.enabled", false)? {
@@ -365,16 +449,31 @@ fn telemetry(values: &Value, version: &ChromaVersion, server_config: Option<&Val
     }
     if *version < OTEL_SETTINGS_FLOOR {
         return Ok(Telemetry::Ignored {
-            reason: format!("Chroma {version} has no OpenTelemetry (CHROMA_OTEL_* settings exist from {OTEL_SETTINGS_FLOOR}); chromadb.telemetry.* is ignored"),
+            reason: format!(
+                "Chroma {version} has no OpenTelemetry (CHROMA_OTEL_* settings exist from {OTEL_SETTINGS_FLOOR}); chromadb.telemetry.* is ignored"
+            ),
         });
     }
     Ok(Telemetry::Exported {
-        endpoint: if metrics { CHART_COLLECTOR.to_string() } else { parse_str(values, "chromadb.telemetry.endpoint", "")?.to_string() },
+        endpoint: if metrics {
+            CHART_COLLECTOR.to_string()
+        } else {
+            parse_str(values, "chromadb.telemetry.endpoint", "")?.to_string()
+        },
         service_name: parse_str(values, "chromadb.telemetry.serviceName", "chroma")?.to_string(),
-        granularity: Some(parse_str(values, "chromadb.telemetry.granularity", DEFAULT_OTEL_GRANULARITY)?.to_string()),
+        granularity: Some(
+            parse_str(
+                values,
+                "chromadb.telemetry.granularity",
+                DEFAULT_OTEL_GRANULARITY,
+            )?
+            .to_string(),
+        ),
         // Per-crate filters are a 1.x setting; the Python server has none (ignored there).
         filters: Vec::new(),
-        filters_ignored: lookup(values, "chromadb.telemetry.filters").and_then(Value::as_sequence).is_some_and(|f| !f.is_empty()),
+        filters_ignored: lookup(values, "chromadb.telemetry.filters")
+            .and_then(Value::as_sequence)
+            .is_some_and(|f| !f.is_empty()),
         metrics: false,
     })
 }
@@ -392,10 +491,18 @@ fn expected_metrics(values: &Value) -> Result<Option<ExpectedMetrics>, SpecError
         let labels = match lookup(values, "metrics.dashboard.labels") {
             Some(Value::Mapping(m)) => m
                 .iter()
-                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str().map_or_else(|| values::show(v), str::to_string))))
+                .filter_map(|(k, v)| {
+                    Some((
+                        k.as_str()?.to_string(),
+                        v.as_str().map_or_else(|| values::show(v), str::to_string),
+                    ))
+                })
                 .collect(),
             Some(_) => Default::default(),
-            None => std::collections::BTreeMap::from([("grafana_dashboard".to_string(), "1".to_string())]),
+            None => std::collections::BTreeMap::from([(
+                "grafana_dashboard".to_string(),
+                "1".to_string(),
+            )]),
         };
         Some(labels)
     } else {
@@ -405,13 +512,22 @@ fn expected_metrics(values: &Value) -> Result<Option<ExpectedMetrics>, SpecError
         "" => None,
         u => Some(u.to_string()),
     };
-    Ok(Some(ExpectedMetrics { port: parse_int(values, "metrics.port")?.unwrap_or(8889) as u16, service_monitor, dashboard_labels, upstream }))
+    Ok(Some(ExpectedMetrics {
+        port: parse_int(values, "metrics.port")?.unwrap_or(8889) as u16,
+        service_monitor,
+        dashboard_labels,
+        upstream,
+    }))
 }
 
 /// `path` is `dir` or lies below it.
 fn within(path: &str, dir: &str) -> bool {
     let dir = dir.trim_end_matches('/');
-    path == dir || dir.is_empty() || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+    path == dir
+        || dir.is_empty()
+        || path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 #[cfg(test)]

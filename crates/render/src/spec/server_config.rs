@@ -44,16 +44,26 @@ pub fn expected_server_config(values: &Value) -> Result<Value, SpecError> {
     let mut m = Mapping::new();
     let port = parse_int(values, "chromadb.serverHttpPort")?.unwrap_or(8000);
     m.insert(key("port"), Value::from(port));
-    m.insert(key("listen_address"), key(parse_str(values, "chromadb.serverHost", "0.0.0.0")?));
+    m.insert(
+        key("listen_address"),
+        key(parse_str(values, "chromadb.serverHost", "0.0.0.0")?),
+    );
     if let Some(port) = super::tls::proxied_server_port(values)? {
         // Behind the TLS proxy: loopback only, on the proxy's upstream port.
         m.insert(key("port"), Value::from(port));
         m.insert(key("listen_address"), key("127.0.0.1"));
     }
-    let payload = parse_int(values, "chromadb.maxPayloadSizeBytes")?.map_or(DEFAULT_MAX_PAYLOAD as i64, |n| n);
+    let payload = parse_int(values, "chromadb.maxPayloadSizeBytes")?
+        .map_or(DEFAULT_MAX_PAYLOAD as i64, |n| n);
     m.insert(key("max_payload_size_bytes"), Value::from(payload));
-    m.insert(key("persist_path"), key(parse_str(values, "chromadb.persistDirectory", "/data")?));
-    m.insert(key("allow_reset"), Value::Bool(parse_bool(values, "chromadb.allowReset", false)?));
+    m.insert(
+        key("persist_path"),
+        key(parse_str(values, "chromadb.persistDirectory", "/data")?),
+    );
+    m.insert(
+        key("allow_reset"),
+        Value::Bool(parse_bool(values, "chromadb.allowReset", false)?),
+    );
     if let Some(Value::Sequence(origins)) = lookup(values, "chromadb.corsAllowOrigins")
         && !origins.is_empty()
     {
@@ -67,7 +77,10 @@ pub fn expected_server_config(values: &Value) -> Result<Value, SpecError> {
         }
     }
     let mut sqlitedb = Mapping::new();
-    for (value_key, config_key) in [("hashType", "hash_type"), ("migrationMode", "migration_mode")] {
+    for (value_key, config_key) in [
+        ("hashType", "hash_type"),
+        ("migrationMode", "migration_mode"),
+    ] {
         match parse_str(values, &format!("chromadb.sqliteDb.{value_key}"), "")? {
             "" => {}
             v => {
@@ -86,23 +99,39 @@ pub fn expected_server_config(values: &Value) -> Result<Value, SpecError> {
     let metrics = parse_bool(values, "metrics.enabled", false)?;
     if metrics || parse_bool(values, "chromadb.telemetry.enabled", false)? {
         let mut otel = Mapping::new();
-        otel.insert(key("service_name"), key(parse_str(values, "chromadb.telemetry.serviceName", "chroma")?));
+        otel.insert(
+            key("service_name"),
+            key(parse_str(
+                values,
+                "chromadb.telemetry.serviceName",
+                "chroma",
+            )?),
+        );
         // With metrics on, the server sends to the chart's collector, whose name depends on the
         // release: the model names it by a marker that `collector_endpoint` resolves.
-        let endpoint = if metrics { super::CHART_COLLECTOR } else { parse_str(values, "chromadb.telemetry.endpoint", "")? };
+        let endpoint = if metrics {
+            super::CHART_COLLECTOR
+        } else {
+            parse_str(values, "chromadb.telemetry.endpoint", "")?
+        };
         otel.insert(key("endpoint"), key(endpoint));
-        if let Some(filters) = lookup(values, "chromadb.telemetry.filters").and_then(Value::as_sequence)
+        if let Some(filters) =
+            lookup(values, "chromadb.telemetry.filters").and_then(Value::as_sequence)
             && !filters.is_empty()
         {
             otel.insert(key("filters"), Value::Sequence(filters.clone()));
         }
         m.insert(key("open_telemetry"), Value::Mapping(otel));
     }
-    if let Some(Value::Mapping(cache)) = lookup(values, "chromadb.segmentManager.hnswIndexPoolCacheConfig")
+    if let Some(Value::Mapping(cache)) =
+        lookup(values, "chromadb.segmentManager.hnswIndexPoolCacheConfig")
         && !cache.is_empty()
     {
         let mut sm = Mapping::new();
-        sm.insert(key("hnsw_index_pool_cache_config"), server_cache_shape(cache));
+        sm.insert(
+            key("hnsw_index_pool_cache_config"),
+            server_cache_shape(cache),
+        );
         m.insert(key("segment_manager"), Value::Mapping(sm));
     }
 

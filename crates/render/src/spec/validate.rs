@@ -8,7 +8,9 @@ use serde_yaml::Value;
 
 use super::SpecError;
 use super::keys::check_known;
-use super::values::{check_types, err, lookup, parse_bool, parse_header, parse_int, parse_str, show};
+use super::values::{
+    check_types, err, lookup, parse_bool, parse_header, parse_int, parse_str, show,
+};
 use crate::version::ChromaVersion;
 
 /// Where the chart's rendering changes with the Chroma version: auth kinds (0.4.7, 0.4.8),
@@ -59,12 +61,28 @@ pub fn tag_release(values: &Value) -> Option<String> {
 
 /// The Chroma version the chart deploys: `chromadb.apiVersion`, else the release a versioned
 /// `image.tag` names, else `app_version` (the chart's appVersion).
-pub fn deployed_version(values: &Value, app_version: &ChromaVersion) -> Result<ChromaVersion, SpecError> {
-    if let Some(raw) = lookup(values, "chromadb.apiVersion").and_then(Value::as_str).filter(|s| !s.is_empty()) {
-        return raw.parse().map_err(|e| err("chromadb.apiVersion", format!("must be a Chroma release 0.4.3 or later: {e}")));
+pub fn deployed_version(
+    values: &Value,
+    app_version: &ChromaVersion,
+) -> Result<ChromaVersion, SpecError> {
+    if let Some(raw) = lookup(values, "chromadb.apiVersion")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        return raw.parse().map_err(|e| {
+            err(
+                "chromadb.apiVersion",
+                format!("must be a Chroma release 0.4.3 or later: {e}"),
+            )
+        });
     }
     match tag_release(values) {
-        Some(t) => t.parse().map_err(|e| err("image.tag", format!("names a release the chart cannot configure: {e}"))),
+        Some(t) => t.parse().map_err(|e| {
+            err(
+                "image.tag",
+                format!("names a release the chart cannot configure: {e}"),
+            )
+        }),
         None => Ok(app_version.clone()),
     }
 }
@@ -78,18 +96,26 @@ pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), Sp
     check_types(values)?;
 
     if let Some(tag) = tag_release(values) {
-        let tag: ChromaVersion =
-            tag.parse().map_err(|e| err("image.tag", format!("names a release the chart cannot configure: {e}")))?;
+        let tag: ChromaVersion = tag.parse().map_err(|e| {
+            err(
+                "image.tag",
+                format!("names a release the chart cannot configure: {e}"),
+            )
+        })?;
         if let Some(floor) = era_boundary(&tag, version) {
             return Err(err(
                 "image.tag",
-                format!("is Chroma {tag} but chromadb.apiVersion is {version}, and the chart configures releases before and from {floor} differently"),
+                format!(
+                    "is Chroma {tag} but chromadb.apiVersion is {version}, and the chart configures releases before and from {floor} differently"
+                ),
             ));
         }
     }
 
     // The chart's own collector (metrics.enabled) turns the open_telemetry block on as well.
-    if lookup(values, "chromadb.telemetry.filters").and_then(Value::as_sequence).is_some_and(|f| !f.is_empty())
+    if lookup(values, "chromadb.telemetry.filters")
+        .and_then(Value::as_sequence)
+        .is_some_and(|f| !f.is_empty())
         && !parse_bool(values, "chromadb.telemetry.enabled", false)?
         && !parse_bool(values, "metrics.enabled", false)?
     {
@@ -100,27 +126,48 @@ pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), Sp
     }
     super::tls::validate(values, version)?;
     if !parse_str(values, "chromadb.auth.token.value", "")?.is_empty() {
-        return Err(err("chromadb.auth.token.value", "fixed credentials in values are refused; use chromadb.auth.existingSecret"));
+        return Err(err(
+            "chromadb.auth.token.value",
+            "fixed credentials in values are refused; use chromadb.auth.existingSecret",
+        ));
     }
     for k in ["username", "password"] {
         let key = format!("chromadb.auth.basic.{k}");
         if !parse_str(values, &key, "")?.is_empty() {
-            return Err(err(&key, "fixed credentials in values are refused; use chromadb.auth.existingSecret"));
+            return Err(err(
+                &key,
+                "fixed credentials in values are refused; use chromadb.auth.existingSecret",
+            ));
         }
     }
     // The knobs' own rules (labels are checked where they are merged, in `knobs`).
     super::knobs::object_labels(values, &Default::default())?;
-    for key in ["podLabels", "backup.podLabels", "tests.podLabels", "metrics.collector.podLabels", "metrics.serviceMonitor.labels", "metrics.dashboard.labels"] {
+    for key in [
+        "podLabels",
+        "backup.podLabels",
+        "tests.podLabels",
+        "metrics.collector.podLabels",
+        "metrics.serviceMonitor.labels",
+        "metrics.dashboard.labels",
+    ] {
         super::knobs::component_pod_labels(values, &Default::default(), key)?;
     }
     if let Some(g) = parse_int(values, "terminationGracePeriodSeconds")?
         && g < 0
     {
-        return Err(err("terminationGracePeriodSeconds", format!("must be 0 or more seconds, got {g}")));
+        return Err(err(
+            "terminationGracePeriodSeconds",
+            format!("must be 0 or more seconds, got {g}"),
+        ));
     }
     for kind in ["startupProbe", "readinessProbe", "livenessProbe"] {
         parse_bool(values, &format!("{kind}.enabled"), true)?;
-        for field in ["initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold"] {
+        for field in [
+            "initialDelaySeconds",
+            "periodSeconds",
+            "timeoutSeconds",
+            "failureThreshold",
+        ] {
             let key = format!("{kind}.{field}");
             let min = if field == "initialDelaySeconds" { 0 } else { 1 };
             if let Some(n) = parse_int(values, &key)?
@@ -140,30 +187,58 @@ pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), Sp
         }
     }
     if super::knobs::network_policy_peers(values)?.is_some_and(|p| p.is_empty()) {
-        return Err(err("networkPolicy.allowedFrom", "must list at least one peer when networkPolicy.enabled is true"));
+        return Err(err(
+            "networkPolicy.allowedFrom",
+            "must list at least one peer when networkPolicy.enabled is true",
+        ));
     }
     let svc_type = parse_str(values, "service.type", "ClusterIP")?;
     if let Some(p) = parse_int(values, "service.nodePort")? {
         if !(1..=65535).contains(&p) {
-            return Err(err("service.nodePort", format!("must be a port number, got {p}")));
+            return Err(err(
+                "service.nodePort",
+                format!("must be a port number, got {p}"),
+            ));
         }
         if !matches!(svc_type, "NodePort" | "LoadBalancer") {
-            return Err(err("service.nodePort", format!("only NodePort and LoadBalancer Services have node ports, not {svc_type}")));
+            return Err(err(
+                "service.nodePort",
+                format!("only NodePort and LoadBalancer Services have node ports, not {svc_type}"),
+            ));
         }
     }
     if svc_type != "LoadBalancer" {
         if !parse_str(values, "service.loadBalancerIP", "")?.is_empty() {
-            return Err(err("service.loadBalancerIP", format!("only a LoadBalancer Service takes it, not {svc_type}")));
+            return Err(err(
+                "service.loadBalancerIP",
+                format!("only a LoadBalancer Service takes it, not {svc_type}"),
+            ));
         }
-        if lookup(values, "service.loadBalancerSourceRanges").and_then(Value::as_sequence).is_some_and(|r| !r.is_empty()) {
-            return Err(err("service.loadBalancerSourceRanges", format!("only a LoadBalancer Service takes them, not {svc_type}")));
+        if lookup(values, "service.loadBalancerSourceRanges")
+            .and_then(Value::as_sequence)
+            .is_some_and(|r| !r.is_empty())
+        {
+            return Err(err(
+                "service.loadBalancerSourceRanges",
+                format!("only a LoadBalancer Service takes them, not {svc_type}"),
+            ));
         }
     }
-    if non_empty_map(values, "serviceAccount.annotations") && !parse_bool(values, "serviceAccount.create", true)? {
-        return Err(err("serviceAccount.annotations", "they go on the ServiceAccount the chart creates, and serviceAccount.create is false"));
+    if non_empty_map(values, "serviceAccount.annotations")
+        && !parse_bool(values, "serviceAccount.create", true)?
+    {
+        return Err(err(
+            "serviceAccount.annotations",
+            "they go on the ServiceAccount the chart creates, and serviceAccount.create is false",
+        ));
     }
-    if parse_bool(values, "tls.certManager.enabled", false)? && !parse_bool(values, "tls.enabled", false)? {
-        return Err(err("tls.certManager.enabled", "cert-manager would issue a certificate nothing serves: tls.enabled is false"));
+    if parse_bool(values, "tls.certManager.enabled", false)?
+        && !parse_bool(values, "tls.enabled", false)?
+    {
+        return Err(err(
+            "tls.certManager.enabled",
+            "cert-manager would issue a certificate nothing serves: tls.enabled is false",
+        ));
     }
     volume(values, "chromadb.data", "volumeSize", "1Gi")?;
     volume(values, "backup.storage.pvc", "size", "5Gi")?;
@@ -171,33 +246,52 @@ pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), Sp
         let key = format!("metrics.serviceMonitor.{field}");
         let d = parse_str(values, &key, "")?;
         if !d.is_empty() && !is_prometheus_duration(d) {
-            return Err(err(&key, format!("must be a Prometheus duration such as 30s, 1m or 1m30s, got {d:?}")));
+            return Err(err(
+                &key,
+                format!("must be a Prometheus duration such as 30s, 1m or 1m30s, got {d:?}"),
+            ));
         }
     }
     let policy = parse_str(values, "service.externalTrafficPolicy", "")?;
     if !matches!(policy, "" | "Cluster" | "Local") {
-        return Err(err("service.externalTrafficPolicy", format!("must be Cluster or Local, got {policy:?}")));
+        return Err(err(
+            "service.externalTrafficPolicy",
+            format!("must be Cluster or Local, got {policy:?}"),
+        ));
     }
 
     if let Some(raw) = lookup(values, "chromadb.apiVersion").and_then(Value::as_str) {
-        raw.parse::<ChromaVersion>()
-            .map_err(|e| err("chromadb.apiVersion", format!("must be a Chroma release 0.4.3 or later: {e}")))?;
+        raw.parse::<ChromaVersion>().map_err(|e| {
+            err(
+                "chromadb.apiVersion",
+                format!("must be a Chroma release 0.4.3 or later: {e}"),
+            )
+        })?;
     }
 
     let dir = parse_str(values, "chromadb.persistDirectory", "/data")?;
     if !dir.starts_with('/') {
-        return Err(err("chromadb.persistDirectory", format!("must be an absolute path, got {dir:?}")));
+        return Err(err(
+            "chromadb.persistDirectory",
+            format!("must be an absolute path, got {dir:?}"),
+        ));
     }
 
     if let Some(p) = parse_int(values, "chromadb.serverHttpPort")?
         && !(1..=65535).contains(&p)
     {
-        return Err(err("chromadb.serverHttpPort", format!("must be a port number 1-65535, got {p}")));
+        return Err(err(
+            "chromadb.serverHttpPort",
+            format!("must be a port number 1-65535, got {p}"),
+        ));
     }
     if let Some(n) = parse_int(values, "chromadb.maxPayloadSizeBytes")?
         && n < 1
     {
-        return Err(err("chromadb.maxPayloadSizeBytes", format!("must be a positive number of bytes, got {n}")));
+        return Err(err(
+            "chromadb.maxPayloadSizeBytes",
+            format!("must be a positive number of bytes, got {n}"),
+        ));
     }
     if let Some(n) = parse_int(values, "chromadb.circuitBreaker.requests")?
         && !(0..=i64::from(u32::MAX)).contains(&n)
@@ -226,41 +320,71 @@ pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), Sp
     if parse_bool(values, "chromadb.telemetry.enabled", false)?
         && parse_str(values, "chromadb.telemetry.endpoint", "")?.is_empty()
     {
-        return Err(err("chromadb.telemetry.endpoint", "must be set when chromadb.telemetry.enabled is true"));
+        return Err(err(
+            "chromadb.telemetry.endpoint",
+            "must be set when chromadb.telemetry.enabled is true",
+        ));
     }
     let endpoint = parse_str(values, "chromadb.telemetry.endpoint", "")?;
     if !endpoint.is_empty() && !is_otlp_url(endpoint) {
         return Err(err(
             "chromadb.telemetry.endpoint",
-            format!("must be an http:// or https:// URL of an OTLP/gRPC collector such as http://otel-collector:4317, got {endpoint:?}"),
+            format!(
+                "must be an http:// or https:// URL of an OTLP/gRPC collector such as http://otel-collector:4317, got {endpoint:?}"
+            ),
         ));
     }
-    if parse_bool(values, "metrics.enabled", false)? && *version < crate::version::OTEL_SETTINGS_FLOOR {
+    if parse_bool(values, "metrics.enabled", false)?
+        && *version < crate::version::OTEL_SETTINGS_FLOOR
+    {
         return Err(err(
             "metrics.enabled",
-            format!("Chroma {version} has no OpenTelemetry (0.4.15 and later do), so nothing would feed the collector; use 0.4.15 or later, or set metrics.enabled=false"),
+            format!(
+                "Chroma {version} has no OpenTelemetry (0.4.15 and later do), so nothing would feed the collector; use 0.4.15 or later, or set metrics.enabled=false"
+            ),
         ));
     }
     let mode = parse_str(values, "metrics.serviceMonitor.mode", "auto")?;
     if !matches!(mode, "auto" | "force" | "disabled") {
-        return Err(err("metrics.serviceMonitor.mode", format!("must be auto, force or disabled, got {mode:?}")));
+        return Err(err(
+            "metrics.serviceMonitor.mode",
+            format!("must be auto, force or disabled, got {mode:?}"),
+        ));
     }
     if let Some(p) = parse_int(values, "metrics.port")?
         && (!(1..=65535).contains(&p) || p == 4317 || p == 13133)
     {
-        return Err(err("metrics.port", format!("must be a port from 1 to 65535 other than 4317 (OTLP) and 13133 (health), got {p}")));
+        return Err(err(
+            "metrics.port",
+            format!(
+                "must be a port from 1 to 65535 other than 4317 (OTLP) and 13133 (health), got {p}"
+            ),
+        ));
     }
-    let granularity = parse_str(values, "chromadb.telemetry.granularity", super::DEFAULT_OTEL_GRANULARITY)?;
+    let granularity = parse_str(
+        values,
+        "chromadb.telemetry.granularity",
+        super::DEFAULT_OTEL_GRANULARITY,
+    )?;
     if !super::OTEL_GRANULARITIES.contains(&granularity) {
         return Err(err(
             "chromadb.telemetry.granularity",
-            format!("must be one of {} (disable telemetry with chromadb.telemetry.enabled=false), got {granularity:?}", super::OTEL_GRANULARITIES.join(", ")),
+            format!(
+                "must be one of {} (disable telemetry with chromadb.telemetry.enabled=false), got {granularity:?}",
+                super::OTEL_GRANULARITIES.join(", ")
+            ),
         ));
     }
 
-    for (key, dedicated) in [("port", "chromadb.serverHttpPort"), ("listen_address", "chromadb.serverHost")] {
+    for (key, dedicated) in [
+        ("port", "chromadb.serverHttpPort"),
+        ("listen_address", "chromadb.serverHost"),
+    ] {
         if lookup(values, &format!("chromadb.extraConfig.{key}")).is_some() {
-            return Err(err(&format!("chromadb.extraConfig.{key}"), format!("may not be overridden here; use {dedicated}")));
+            return Err(err(
+                &format!("chromadb.extraConfig.{key}"),
+                format!("may not be overridden here; use {dedicated}"),
+            ));
         }
     }
 
@@ -268,12 +392,17 @@ pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), Sp
     if parse_header(header).is_none() {
         return Err(err(
             "chromadb.auth.token.headerType",
-            format!("must be Authorization, X-Chroma-Token or X_CHROMA_TOKEN (any case), got {header:?}"),
+            format!(
+                "must be Authorization, X-Chroma-Token or X_CHROMA_TOKEN (any case), got {header:?}"
+            ),
         ));
     }
     let auth_type = parse_str(values, "chromadb.auth.type", "token")?;
     if !matches!(auth_type, "token" | "basic") {
-        return Err(err("chromadb.auth.type", format!("must be token or basic, got {auth_type:?}")));
+        return Err(err(
+            "chromadb.auth.type",
+            format!("must be token or basic, got {auth_type:?}"),
+        ));
     }
 
     let policy = parse_str(values, "chromadb.maintenance.collection_cache_policy", "")?;
@@ -286,13 +415,18 @@ pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), Sp
 
     if let Some(items) = lookup(values, "chromadb.corsAllowOrigins").and_then(Value::as_sequence) {
         if items.iter().any(|v| !v.is_string()) {
-            return Err(err("chromadb.corsAllowOrigins", "every origin must be a string"));
+            return Err(err(
+                "chromadb.corsAllowOrigins",
+                "every origin must be a string",
+            ));
         }
         let wildcard = items.iter().any(|v| v.as_str() == Some("*"));
         if wildcard && version.is_rust_server() && *version < CORS_WILDCARD_FIXED {
             return Err(err(
                 "chromadb.corsAllowOrigins",
-                format!("a \"*\" wildcard makes Chroma {version} panic at start; list the origins, or use 1.0.11 or later"),
+                format!(
+                    "a \"*\" wildcard makes Chroma {version} panic at start; list the origins, or use 1.0.11 or later"
+                ),
             ));
         }
     }
@@ -303,23 +437,44 @@ pub(crate) fn validate(values: &Value, version: &ChromaVersion) -> Result<(), Sp
 /// gRPC exporters accept (the scheme picks plaintext or TLS; a bare `host:4317` is not a URI
 /// to them).
 pub fn is_otlp_url(s: &str) -> bool {
-    let Some(rest) = s.strip_prefix("http://").or_else(|| s.strip_prefix("https://")) else {
+    let Some(rest) = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+    else {
         return false;
     };
     let authority = rest.split('/').next().unwrap_or("");
-    let host = authority.rsplit_once(':').map_or(authority, |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) && !port.is_empty() { h } else { "" });
+    let host = authority.rsplit_once(':').map_or(authority, |(h, port)| {
+        if port.chars().all(|c| c.is_ascii_digit()) && !port.is_empty() {
+            h
+        } else {
+            ""
+        }
+    });
     !host.is_empty() && !s.chars().any(char::is_whitespace) && !authority.contains('@')
 }
 
 fn non_empty_map(values: &Value, key: &str) -> bool {
-    lookup(values, key).and_then(Value::as_mapping).is_some_and(|m| !m.is_empty())
+    lookup(values, key)
+        .and_then(Value::as_mapping)
+        .is_some_and(|m| !m.is_empty())
 }
 
 /// The access modes Kubernetes knows for a claim.
-pub const ACCESS_MODES: [&str; 4] = ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"];
+pub const ACCESS_MODES: [&str; 4] = [
+    "ReadWriteOnce",
+    "ReadOnlyMany",
+    "ReadWriteMany",
+    "ReadWriteOncePod",
+];
 
 /// A claim's size (a Kubernetes quantity) and access modes (one, or a list), under `prefix`.
-fn volume(values: &Value, prefix: &str, size_field: &str, default_size: &str) -> Result<(), SpecError> {
+fn volume(
+    values: &Value,
+    prefix: &str,
+    size_field: &str,
+    default_size: &str,
+) -> Result<(), SpecError> {
     let size_key = format!("{prefix}.{size_field}");
     let size = match lookup(values, &size_key) {
         None => default_size.to_string(),
@@ -327,12 +482,18 @@ fn volume(values: &Value, prefix: &str, size_field: &str, default_size: &str) ->
         Some(other) => show(other),
     };
     if !is_quantity(&size) {
-        return Err(err(&size_key, format!("must be a Kubernetes quantity such as 512Mi, 10Gi or 1Ti, got {size:?}")));
+        return Err(err(
+            &size_key,
+            format!("must be a Kubernetes quantity such as 512Mi, 10Gi or 1Ti, got {size:?}"),
+        ));
     }
     let modes_key = format!("{prefix}.accessModes");
     let modes: Vec<String> = match lookup(values, &modes_key) {
         None => vec!["ReadWriteOnce".into()],
-        Some(Value::Sequence(items)) => items.iter().map(|i| i.as_str().map_or_else(|| show(i), str::to_string)).collect(),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| show(i), str::to_string))
+            .collect(),
         Some(Value::String(s)) => vec![s.clone()],
         Some(other) => vec![show(other)],
     };
@@ -340,7 +501,13 @@ fn volume(values: &Value, prefix: &str, size_field: &str, default_size: &str) ->
         return Err(err(&modes_key, "must name at least one access mode"));
     }
     if let Some(bad) = modes.iter().find(|m| !ACCESS_MODES.contains(&m.as_str())) {
-        return Err(err(&modes_key, format!("{bad} is not an access mode; use one of {}", ACCESS_MODES.join(", "))));
+        return Err(err(
+            &modes_key,
+            format!(
+                "{bad} is not an access mode; use one of {}",
+                ACCESS_MODES.join(", ")
+            ),
+        ));
     }
     Ok(())
 }
@@ -348,14 +515,20 @@ fn volume(values: &Value, prefix: &str, size_field: &str, default_size: &str) ->
 /// `<number><suffix>` as the API server parses a resource quantity: a decimal number, then a
 /// binary (Ki…Ei) or decimal (k…E) suffix or an exponent.
 pub fn is_quantity(s: &str) -> bool {
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, suffix) = s.split_at(split);
     let number_ok = match num.split_once('.') {
         None => !num.is_empty(),
         Some((whole, frac)) => !frac.contains('.') && (!whole.is_empty() || !frac.is_empty()),
     };
-    let suffix_ok = matches!(suffix, "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "k" | "M" | "G" | "T" | "P" | "E")
-        || suffix.strip_prefix(['e', 'E']).is_some_and(|e| !e.is_empty() && e.chars().all(|c| c.is_ascii_digit()));
+    let suffix_ok = matches!(
+        suffix,
+        "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "k" | "M" | "G" | "T" | "P" | "E"
+    ) || suffix
+        .strip_prefix(['e', 'E'])
+        .is_some_and(|e| !e.is_empty() && e.chars().all(|c| c.is_ascii_digit()));
     number_ok && suffix_ok
 }
 
@@ -375,7 +548,10 @@ pub fn is_prometheus_duration(s: &str) -> bool {
         }
         rest = &rest[digits..];
         // `ms` before `m`, so "5ms" is not read as minutes followed by "s".
-        let Some(i) = (next..units.len()).rev().find(|&i| rest.starts_with(units[i]) && !(units[i] == "m" && rest.starts_with("ms"))) else {
+        let Some(i) = (next..units.len())
+            .rev()
+            .find(|&i| rest.starts_with(units[i]) && !(units[i] == "m" && rest.starts_with("ms")))
+        else {
             return false;
         };
         rest = &rest[units[i].len()..];
@@ -387,19 +563,33 @@ pub fn is_prometheus_duration(s: &str) -> bool {
 /// An IANA zone of the tz database's areas, or UTC/GMT (what `backup.timeZone` accepts; legacy
 /// aliases such as `US/Eastern` are left out).
 pub fn is_iana_zone(s: &str) -> bool {
-    const AREAS: [&str; 10] = ["Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe", "Indian", "Pacific"];
+    const AREAS: [&str; 10] = [
+        "Africa",
+        "America",
+        "Antarctica",
+        "Arctic",
+        "Asia",
+        "Atlantic",
+        "Australia",
+        "Europe",
+        "Indian",
+        "Pacific",
+    ];
     if matches!(s, "UTC" | "GMT") {
         return true;
     }
     let part = |p: &str, first_alpha: bool| {
         !p.is_empty()
             && (!first_alpha || p.starts_with(|c: char| c.is_ascii_alphabetic()))
-            && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-'))
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-'))
     };
     let parts: Vec<&str> = s.split('/').collect();
     match parts.as_slice() {
         ["Etc", zone] => part(zone, false) && !zone.contains('_'),
-        [area, rest @ ..] if AREAS.contains(area) && (1..=2).contains(&rest.len()) => rest.iter().all(|p| part(p, true)),
+        [area, rest @ ..] if AREAS.contains(area) && (1..=2).contains(&rest.len()) => {
+            rest.iter().all(|p| part(p, true))
+        }
         _ => false,
     }
 }

@@ -6,7 +6,10 @@ use serde_yaml::Value;
 use super::{SpecError, TokenHeader};
 
 pub(crate) fn err(key: &str, reason: impl Into<String>) -> SpecError {
-    SpecError { key: key.to_string(), reason: reason.into() }
+    SpecError {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
 }
 
 /// The value at a dotted path (`chromadb.auth.type`), if the user set it (and not to null).
@@ -27,7 +30,10 @@ pub fn parse_bool(values: &Value, key: &str, default: bool) -> Result<bool, Spec
         Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
         Some(other) => Err(err(
             key,
-            format!("must be true or false (a boolean or the string \"true\"/\"false\"), got {}", show(other)),
+            format!(
+                "must be true or false (a boolean or the string \"true\"/\"false\"), got {}",
+                show(other)
+            ),
         )),
     }
 }
@@ -49,7 +55,10 @@ pub fn parse_int(values: &Value, key: &str) -> Result<Option<i64>, SpecError> {
 }
 
 pub(crate) fn show(v: &Value) -> String {
-    serde_yaml::to_string(v).unwrap_or_default().trim().to_string()
+    serde_yaml::to_string(v)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// `Authorization`, `X-Chroma-Token` or `X_CHROMA_TOKEN`, in any case.
@@ -115,7 +124,10 @@ pub const KEY_TYPES: &[(&str, KeyType)] = &[
     ("chromadb.logConfigFileLocation", KeyType::Str),
     ("chromadb.logConfigMap", KeyType::Str),
     ("chromadb.maintenance.collection_cache_policy", KeyType::Str),
-    ("chromadb.maintenance.collection_cache_limit_bytes", KeyType::Int),
+    (
+        "chromadb.maintenance.collection_cache_limit_bytes",
+        KeyType::Int,
+    ),
     ("chromadb.maxPayloadSizeBytes", KeyType::Int),
     ("chromadb.telemetry.enabled", KeyType::Bool),
     ("chromadb.telemetry.endpoint", KeyType::Str),
@@ -133,7 +145,10 @@ pub const KEY_TYPES: &[(&str, KeyType)] = &[
     ("chromadb.sqliteDb.hashType", KeyType::Str),
     ("chromadb.sqliteDb.migrationMode", KeyType::Str),
     ("chromadb.circuitBreaker.requests", KeyType::Int),
-    ("chromadb.segmentManager.hnswIndexPoolCacheConfig", KeyType::Object),
+    (
+        "chromadb.segmentManager.hnswIndexPoolCacheConfig",
+        KeyType::Object,
+    ),
     ("imagePullSecrets", KeyType::List),
     ("global.imagePullSecrets", KeyType::List),
     ("serviceAccount.create", KeyType::Bool),
@@ -227,7 +242,9 @@ pub(crate) fn check_types(values: &Value) -> Result<(), SpecError> {
             KeyType::Int => parse_int(values, key).map(drop)?,
             KeyType::List => match lookup(values, key) {
                 None | Some(Value::Sequence(_)) => {}
-                Some(other) => return Err(err(key, format!("must be a list, got {}", show(other)))),
+                Some(other) => {
+                    return Err(err(key, format!("must be a list, got {}", show(other))));
+                }
             },
             KeyType::Object => match lookup(values, key) {
                 None | Some(Value::Mapping(_)) => {}

@@ -8,14 +8,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use render::spec::lookup;
-use render::{ChromaVersion, Expected, Helm, RenderCache, RenderError, RenderRequest, Rendered, SpecError, VersionMatrix};
+use render::{
+    ChromaVersion, Expected, Helm, RenderCache, RenderError, RenderRequest, Rendered, SpecError,
+    VersionMatrix,
+};
 use serde_yaml::Value;
 
 /// The matrix as rstest `#[values]` lists spell it; `matrix::literal_version_lists_match_the_fixture`
 /// keeps this equal to fixtures/versions.yaml.
 pub const VERSIONS: [&str; 22] = [
-    "0.4.3", "0.4.6", "0.4.7", "0.4.8", "0.4.14", "0.4.15", "0.4.24", "0.5.0", "0.5.15", "0.5.16", "0.5.23", "0.6.3", "1.0.0", "1.0.10",
-    "1.0.11", "1.0.21", "1.1.1", "1.2.2", "1.3.7", "1.4.1", "1.5.0", "1.5.9",
+    "0.4.3", "0.4.6", "0.4.7", "0.4.8", "0.4.14", "0.4.15", "0.4.24", "0.5.0", "0.5.15", "0.5.16",
+    "0.5.23", "0.6.3", "1.0.0", "1.0.10", "1.0.11", "1.0.21", "1.1.1", "1.2.2", "1.3.7", "1.4.1",
+    "1.5.0", "1.5.9",
 ];
 
 pub fn repo_root() -> PathBuf {
@@ -85,8 +89,12 @@ impl Case {
     pub fn accepted(&self) -> Option<(&Expected, &Rendered)> {
         match (&self.expected, &self.render) {
             (Ok(e), Ok(r)) => Some((e, r)),
-            (Ok(_), Err(err)) => panic!("{self}: the spec accepts these values but helm refused them:\n{err}"),
-            (Err(spec), Ok(_)) => panic!("{self}: the spec refuses these values ({spec}) but helm rendered them"),
+            (Ok(_), Err(err)) => {
+                panic!("{self}: the spec accepts these values but helm refused them:\n{err}")
+            }
+            (Err(spec), Ok(_)) => {
+                panic!("{self}: the spec refuses these values ({spec}) but helm rendered them")
+            }
             (Err(spec), Err(err)) => {
                 assert_names_key(&err.to_string(), &spec.key, &self.to_string());
                 None
@@ -109,7 +117,10 @@ pub fn names_key(message: &str, key: &str) -> bool {
 }
 
 pub fn assert_names_key(message: &str, key: &str, what: &str) {
-    assert!(names_key(message, key), "{what}: helm's refusal does not name `{key}`:\n{message}");
+    assert!(
+        names_key(message, key),
+        "{what}: helm's refusal does not name `{key}`:\n{message}"
+    );
 }
 
 impl Suite {
@@ -121,14 +132,21 @@ impl Suite {
         req
     }
 
-    pub fn render(&self, version: &ChromaVersion, values: &Value) -> Result<Arc<Rendered>, RenderError> {
+    pub fn render(
+        &self,
+        version: &ChromaVersion,
+        values: &Value,
+    ) -> Result<Arc<Rendered>, RenderError> {
         self.cache.render(&self.request(Some(version), values))
     }
 
     pub fn scenario(&self, name: &str) -> &Value {
-        self.scenarios
-            .get(name)
-            .unwrap_or_else(|| panic!("no fixtures/values/{name}.yaml (have: {:?})", self.scenarios.keys()))
+        self.scenarios.get(name).unwrap_or_else(|| {
+            panic!(
+                "no fixtures/values/{name}.yaml (have: {:?})",
+                self.scenarios.keys()
+            )
+        })
     }
 
     pub fn case_values(&self, version: &str, scenario: &str, values: Value) -> Case {
@@ -155,8 +173,15 @@ impl Suite {
     /// Never empty: a table test that checked no render proved nothing, so it fails.
     #[track_caller]
     pub fn accepted(&self, version: &str, scenarios: &[&str]) -> Vec<Case> {
-        let cases: Vec<Case> = self.cases(version, scenarios).into_iter().filter(|c| c.accepted().is_some()).collect();
-        assert_ran(cases.len(), &format!("Chroma {version}, scenarios {scenarios:?} (every one refused or none named)"));
+        let cases: Vec<Case> = self
+            .cases(version, scenarios)
+            .into_iter()
+            .filter(|c| c.accepted().is_some())
+            .collect();
+        assert_ran(
+            cases.len(),
+            &format!("Chroma {version}, scenarios {scenarios:?} (every one refused or none named)"),
+        );
         cases
     }
 
@@ -170,22 +195,33 @@ impl Suite {
 
 /// The test running on this thread (libtest names each test's thread after it).
 pub fn current_test() -> String {
-    std::thread::current().name().unwrap_or("<unnamed test>").to_string()
+    std::thread::current()
+        .name()
+        .unwrap_or("<unnamed test>")
+        .to_string()
 }
 
 /// Fails the current test when its table ran no case: `n` is how many it ran, `what`
 /// says over what.
 #[track_caller]
 pub fn assert_ran(n: usize, what: &str) {
-    assert!(n > 0, "{}: ran 0 cases over {what}; a table test must check at least one", current_test());
+    assert!(
+        n > 0,
+        "{}: ran 0 cases over {what}; a table test must check at least one",
+        current_test()
+    );
 }
 
 /// Maps `f` over `items` on a few threads (helm is CPU-bound; renders are independent).
 pub fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8).min(items.len().max(1));
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8)
+        .min(items.len().max(1));
     let next = AtomicUsize::new(0);
     let mut out: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
-    let slots: Vec<std::sync::Mutex<&mut Option<R>>> = out.iter_mut().map(std::sync::Mutex::new).collect();
+    let slots: Vec<std::sync::Mutex<&mut Option<R>>> =
+        out.iter_mut().map(std::sync::Mutex::new).collect();
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
@@ -201,7 +237,9 @@ pub fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Ve
         }
     });
     drop(slots);
-    out.into_iter().map(|r| r.expect("every item computed")).collect()
+    out.into_iter()
+        .map(|r| r.expect("every item computed"))
+        .collect()
 }
 
 /// The value of a resolved env var, or a panic naming what is missing.
@@ -236,14 +274,25 @@ pub fn token_header_setting(header: render::TokenHeader, version: &ChromaVersion
 /// The value following `flag` in the chroma container's command + args.
 pub fn cli_flag(r: &Rendered, flag: &str) -> Option<String> {
     let c = r.chroma_container()?;
-    let all: Vec<&String> = c.command.iter().flatten().chain(c.args.iter().flatten()).collect();
+    let all: Vec<&String> = c
+        .command
+        .iter()
+        .flatten()
+        .chain(c.args.iter().flatten())
+        .collect();
     all.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone())
 }
 
 /// What the Python server listens on / logs with: command-line flags win (they are what
 /// uvicorn reads); the 0.4.23+ entrypoint falls back to its env variables; older images
 /// fall back to the values they hard-code.
-pub fn python_setting(r: &Rendered, version: &ChromaVersion, flag: &str, env: &str, image_default: &str) -> String {
+pub fn python_setting(
+    r: &Rendered,
+    version: &ChromaVersion,
+    flag: &str,
+    env: &str,
+    image_default: &str,
+) -> String {
     if let Some(v) = cli_flag(r, flag) {
         return v;
     }
@@ -271,7 +320,10 @@ pub fn redacted(r: &Rendered) -> Vec<serde_json::Value> {
                     }
                 }
             }
-            for meta in ["/metadata/annotations", "/spec/template/metadata/annotations"] {
+            for meta in [
+                "/metadata/annotations",
+                "/spec/template/metadata/annotations",
+            ] {
                 if let Some(m) = d.pointer_mut(meta).and_then(|a| a.as_object_mut()) {
                     for (k, v) in m.iter_mut() {
                         if k.starts_with("checksum/") {

@@ -58,15 +58,33 @@ mod tests {
         let files: BTreeSet<String> = std::fs::read_dir(&dir)
             .expect("the table's directory")
             .flatten()
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".rs")).map(str::to_string))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".rs"))
+                    .map(str::to_string)
+            })
             .filter(|n| n != "mod")
             .collect();
-        assert!(files.len() >= 15, "found only {files:?} in {}", dir.display());
+        assert!(
+            files.len() >= 15,
+            "found only {files:?} in {}",
+            dir.display()
+        );
         let listed: BTreeSet<String> = FILES.iter().map(|f| f.to_string()).collect();
         let missing: Vec<&String> = files.difference(&listed).collect();
-        assert!(missing.is_empty(), "descriptor file(s) {missing:?} in {} are not in the table! list: add each name where it runs", dir.display());
+        assert!(
+            missing.is_empty(),
+            "descriptor file(s) {missing:?} in {} are not in the table! list: add each name where it runs",
+            dir.display()
+        );
         for (file, about) in FILES.iter().zip(ABOUT) {
-            assert_eq!(about.name.replace('-', "_"), *file, "the descriptor in {file}.rs is named `{}`", about.name);
+            assert_eq!(
+                about.name.replace('-', "_"),
+                *file,
+                "the descriptor in {file}.rs is named `{}`",
+                about.name
+            );
         }
         let names: BTreeSet<&str> = ABOUT.iter().map(|a| a.name).collect();
         assert_eq!(names.len(), ABOUT.len(), "two descriptors share a name");
@@ -79,6 +97,10 @@ mod tests {
         for c in &all {
             assert_eq!(c.as_str().parse::<CheckName>().as_ref(), Ok(c));
         }
-        assert_eq!(all.last().map(|c| c.as_str()), Some("reset"), "reset wipes the data: it must run last");
+        assert_eq!(
+            all.last().map(|c| c.as_str()),
+            Some("reset"),
+            "reset wipes the data: it must run last"
+        );
     }
 }
