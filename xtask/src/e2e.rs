@@ -118,6 +118,7 @@ pub fn smoke(tools: &Toolset) -> anyhow::Result<Tally> {
 }
 
 pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
+    flags.releases.refuse_without_all_releases()?;
     if flags.releases.all_releases {
         return crate::e2e::releases::run(flags);
     }

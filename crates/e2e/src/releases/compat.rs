@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checks::{CheckName, Outcome};
 use crate::releases::pypi::LeftOut;
+use crate::releases::saved::{RunKey, SavedRelease};
 use crate::runner::RunReport;
 
 /// How one check ended on one deployment of one release.
@@ -60,6 +61,10 @@ pub struct Cell {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReleaseResult {
     pub version: ChromaVersion,
+    /// The day it was measured (UTC, YYYY-MM-DD); empty in reports made before releases were
+    /// dated, where the report's date stands for all.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub date: String,
     /// Wall time of this release's deployments (its environment ready beforehand).
     pub seconds: f64,
     /// Time to make its environment or image ready (0 when another run had made it).
@@ -72,6 +77,10 @@ pub struct CompatReport {
     /// The day the run finished (UTC, YYYY-MM-DD).
     pub date: String,
     pub chart_version: String,
+    /// What every release of the report was measured under (chart content, checks, values);
+    /// absent in reports made before runs were keyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<RunKey>,
     pub backend: String,
     pub helm_version: String,
     /// Every runnable release PyPI had (0.4.3 or later, final, not yanked), oldest first.
@@ -112,6 +121,17 @@ impl CompatReport {
                     p.chart_version, p.backend, out.chart_version, out.backend
                 ));
             }
+            if let (Some(a), Some(b)) = (&p.key, &out.key)
+                && a != b
+            {
+                return Err(format!(
+                    "reports measured under different keys cannot make one table: {}",
+                    b.differences(a).join(", and ")
+                ));
+            }
+            if p.key.is_some() != out.key.is_some() {
+                return Err("a report that records what it was measured under and one that does not cannot make one table".into());
+            }
             for r in p.releases {
                 if out.releases.iter().any(|x| x.version == r.version) {
                     return Err(format!("release {} is in more than one report", r.version));
@@ -130,6 +150,57 @@ impl CompatReport {
         out.releases.sort_by(|a, b| a.version.cmp(&b.version));
         out.on_pypi.sort();
         Ok(out)
+    }
+
+    /// The report of every release saved under one key, oldest release first: dated by the
+    /// last release measured, with one part per invocation that measured some of them.
+    pub fn from_saved(
+        key: &RunKey,
+        saved: &[SavedRelease],
+        on_pypi: Vec<ChromaVersion>,
+        left_out: Vec<LeftOut>,
+    ) -> CompatReport {
+        let mut releases: Vec<ReleaseResult> = saved.iter().map(|s| s.result.clone()).collect();
+        releases.sort_by(|a, b| a.version.cmp(&b.version));
+        let mut helm: Vec<&str> = saved.iter().map(|s| s.helm_version.as_str()).collect();
+        helm.sort();
+        helm.dedup();
+        let mut invocations: Vec<&str> = saved.iter().map(|s| s.invocation.as_str()).collect();
+        invocations.sort();
+        invocations.dedup();
+        CompatReport {
+            date: releases
+                .iter()
+                .map(|r| r.date.clone())
+                .max()
+                .unwrap_or_default(),
+            chart_version: key.chart_version.clone(),
+            key: Some(key.clone()),
+            backend: key.backend.clone(),
+            helm_version: helm.join(", "),
+            on_pypi,
+            left_out,
+            jobs: saved.iter().map(|s| s.jobs).max().unwrap_or(0),
+            wall_seconds: (releases.iter().map(|r| r.seconds).sum::<f64>() * 10.0).round() / 10.0,
+            parts: invocations.len().max(1),
+            releases,
+        }
+    }
+
+    /// Each day of measurement with the releases measured that day (as ranges of PyPI's list).
+    pub fn days(&self) -> Vec<(String, String)> {
+        let mut days: BTreeMap<String, Vec<&ChromaVersion>> = BTreeMap::new();
+        for r in &self.releases {
+            let day = if r.date.is_empty() {
+                self.date.clone()
+            } else {
+                r.date.clone()
+            };
+            days.entry(day).or_default().push(&r.version);
+        }
+        days.into_iter()
+            .map(|(d, vs)| (d, ranges_of(&self.on_pypi, &vs)))
+            .collect()
     }
 
     pub fn parse(text: &str) -> Result<CompatReport, serde_json::Error> {
@@ -235,6 +306,11 @@ fn generic(text: &str, v: &ChromaVersion) -> String {
 /// `text` without what differs from one run to the next of the same behaviour: a check's
 /// seed and measured times (`seed 1421…`, `0.5 s`, `6.07s`), so equal failures share a note.
 fn steady(text: &str) -> String {
+    // A response body quoted as evidence holds the run's own random data; the JSON keeps it.
+    let text = match text.find("; body: ") {
+        Some(i) => format!("{}; body: …", &text[..i]),
+        None => text.to_string(),
+    };
     let mut out: Vec<String> = Vec::new();
     let mut after_seed = false;
     for word in text.split(' ') {
@@ -250,11 +326,43 @@ fn steady(text: &str) -> String {
         } else if measured {
             out.push(format!("…{}{tail}", &core[number.len()..]));
         } else {
-            out.push(word.to_string());
+            out.push(scrub(word));
         }
         after_seed = word == "seed";
     }
     out.join(" ")
+}
+
+/// A word without the parts a run picks afresh: the loopback port a server got
+/// (`127.0.0.1:34247`) and the ids a server made (`/collections/<uuid>/get`).
+fn scrub(word: &str) -> String {
+    const LOOPBACK: &str = "127.0.0.1:";
+    let word = match word.find(LOOPBACK) {
+        Some(i) => {
+            let after = &word[i + LOOPBACK.len()..];
+            let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            if digits > 0 {
+                format!("{}…{}", &word[..i + LOOPBACK.len()], &after[digits..])
+            } else {
+                word.to_string()
+            }
+        }
+        None => word.to_string(),
+    };
+    let uuid = |s: &str| {
+        s.len() == 36
+            && s.char_indices().all(|(i, c)| {
+                if [8, 13, 18, 23].contains(&i) {
+                    c == '-'
+                } else {
+                    c.is_ascii_hexdigit()
+                }
+            })
+    };
+    word.split('/')
+        .map(|seg| if uuid(seg) { "…" } else { seg })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// One line of cause in the notes: a status, the check, the reason (release-generic).
@@ -336,10 +444,54 @@ pub fn table(report: &CompatReport) -> String {
         (Some(a), Some(b)) => format!("{a} – {b}"),
         _ => "none".into(),
     };
+    let days: Vec<String> = match report.days().as_slice() {
+        [(day, _)] => vec![format!("on {day}")],
+        days => days
+            .iter()
+            .map(|(day, vs)| format!("{day} ({vs})"))
+            .collect(),
+    };
+    let dates = match days.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("on {} and {last}", rest.join(", ")),
+        None => "never".into(),
+    };
+    let measured_under = match &report.key {
+        Some(k) => {
+            let deployments: std::collections::BTreeSet<&str> = k
+                .checks
+                .iter()
+                .filter_map(|c| c.split(':').next())
+                .collect();
+            format!(
+                "content sha256 {}, {} checks of {} deployments",
+                &k.chart_hash[..k.chart_hash.len().min(12)],
+                k.checks.len(),
+                deployments.len()
+            )
+        }
+        None => "content and check list not recorded".into(),
+    };
+    let took = if report.key.is_some() {
+        let sum: f64 = report.releases.iter().map(|r| r.seconds).sum();
+        format!(
+            "{} of release runs over {} invocation{}",
+            minutes(sum),
+            report.parts,
+            if report.parts == 1 { "" } else { "s" }
+        )
+    } else if report.parts > 1 {
+        format!(
+            "{} (the longest of {} runs of release ranges)",
+            minutes(report.wall_seconds),
+            report.parts
+        )
+    } else {
+        minutes(report.wall_seconds)
+    };
     let _ = writeln!(
         out,
-        "Measured on {} with chart {} (helm {}, {} backend, {} deployments at once): {} {} of the {} final Chroma releases on PyPI ({span}): {ran}, in {}.",
-        report.date,
+        "Measured {dates} with chart {} ({measured_under}; helm {}, {} backend, {} deployments at once): {} {} of the {} final Chroma releases on PyPI ({span}): {ran}, in {took}.",
         report.chart_version,
         report.helm_version,
         report.backend,
@@ -351,15 +503,6 @@ pub fn table(report: &CompatReport) -> String {
         },
         report.releases.len(),
         report.on_pypi.len(),
-        if report.parts > 1 {
-            format!(
-                "{} (the longest of {} runs of release ranges)",
-                minutes(report.wall_seconds),
-                report.parts
-            )
-        } else {
-            minutes(report.wall_seconds)
-        },
     );
     if !report.complete() {
         let _ = writeln!(
@@ -422,13 +565,33 @@ pub fn table(report: &CompatReport) -> String {
     out
 }
 
+/// The README section: the current report's table, then each earlier report's (measured under
+/// another key: another chart content or check list, so not one table with the current one),
+/// kept rather than dropped, in the order given.
+pub fn section(current: &CompatReport, earlier: &[CompatReport]) -> String {
+    let mut out = table(current);
+    for e in earlier {
+        let _ = writeln!(
+            out,
+            "\n#### Earlier measurement: chart {} on {}\n\nMeasured under another chart content or check list than the table above, so kept apart from it; it says what that chart did then.\n",
+            e.chart_version, e.date
+        );
+        out.push_str(&table(e));
+    }
+    out
+}
+
 /// The releases run as ranges of PyPI's list (`0.5.15 – 0.5.16, 0.6.3 – 1.0.16`): a gap in
 /// a merged run shows.
 fn ranges(report: &CompatReport) -> String {
     let ran: Vec<&ChromaVersion> = report.releases.iter().map(|r| &r.version).collect();
+    ranges_of(&report.on_pypi, &ran)
+}
+
+fn ranges_of(all: &[ChromaVersion], ran: &[&ChromaVersion]) -> String {
     let mut out: Vec<String> = Vec::new();
     let mut current: Option<(&ChromaVersion, &ChromaVersion)> = None;
-    for v in &report.on_pypi {
+    for v in all {
         match (ran.contains(&v), current) {
             (true, None) => current = Some((v, v)),
             (true, Some((a, _))) => current = Some((a, v)),
@@ -449,6 +612,10 @@ fn ranges(report: &CompatReport) -> String {
         } else {
             format!("{a} – {b}")
         });
+    }
+    // A release PyPI no longer lists (yanked since) still shows.
+    for v in ran.iter().filter(|v| !all.contains(v)) {
+        out.push(v.to_string());
     }
     out.join(", ")
 }
@@ -498,6 +665,7 @@ mod tests {
         CompatReport {
             date: "2026-12-04".into(),
             chart_version: "1.1.0".into(),
+            key: None,
             backend: "process".into(),
             helm_version: "v4.1.4".into(),
             on_pypi,
@@ -515,6 +683,7 @@ mod tests {
     fn release(ver: &str, cells: Vec<Cell>) -> ReleaseResult {
         ReleaseResult {
             version: v(ver),
+            date: String::new(),
             seconds: 1.0,
             prepare_seconds: 0.0,
             cells,
@@ -574,6 +743,112 @@ mod tests {
         assert!(
             t.contains("Not run: 1.5.3 (yanked on PyPI (yanked))"),
             "{t}"
+        );
+    }
+
+    fn key(hash: char) -> RunKey {
+        RunKey {
+            chart_version: "1.1.0".into(),
+            chart_hash: hash.to_string().repeat(64),
+            backend: "process".into(),
+            checks: vec!["a: auth".into(), "telemetry: telemetry".into()],
+            values_hash: "b".repeat(64),
+        }
+    }
+
+    fn saved(k: &RunKey, ver: &str, date: &str, invocation: &str, seconds: f64) -> SavedRelease {
+        let mut result = release(
+            ver,
+            vec![cell("a", crate::releases::check::AUTH, Status::Pass, "")],
+        );
+        result.date = date.into();
+        result.seconds = seconds;
+        SavedRelease {
+            key: k.clone(),
+            helm_version: "v4.1.4".into(),
+            jobs: 2,
+            invocation: invocation.into(),
+            result,
+        }
+    }
+
+    #[test]
+    fn a_report_from_releases_saved_by_several_runs_says_which_were_measured_when() {
+        let k = key('a');
+        let all = [
+            "0.4.6", "0.4.7", "0.4.8", "0.5.0", "0.5.15", "0.5.16", "1.5.9",
+        ]
+        .map(v)
+        .to_vec();
+        let r = CompatReport::from_saved(
+            &k,
+            &[
+                saved(&k, "0.5.16", "2026-12-05", "t1", 600.0),
+                saved(&k, "0.4.7", "2026-12-06", "t2", 1200.0),
+                saved(&k, "0.5.15", "2026-12-05", "t1", 600.0),
+                saved(&k, "0.4.8", "2026-12-06", "t2", 1200.0),
+            ],
+            all,
+            vec![],
+        );
+        assert_eq!(
+            r.releases
+                .iter()
+                .map(|r| r.version.to_string())
+                .collect::<Vec<_>>(),
+            ["0.4.7", "0.4.8", "0.5.15", "0.5.16"]
+        );
+        assert_eq!(
+            (r.date.as_str(), r.parts, r.key.as_ref()),
+            ("2026-12-06", 2, Some(&k))
+        );
+        let t = table(&r);
+        assert!(
+            t.starts_with("Measured on 2026-12-05 (0.5.15 – 0.5.16) and 2026-12-06 (0.4.7 – 0.4.8) with chart 1.1.0 (content sha256 aaaaaaaaaaaa, 2 checks of 2 deployments; helm v4.1.4, process backend, 2 deployments at once): a cut, 4 of the 7 final Chroma releases on PyPI (0.4.6 – 1.5.9): 0.4.7 – 0.4.8, 0.5.15 – 0.5.16, in 1 h 00 min of release runs over 2 invocations."),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn an_earlier_report_under_another_key_is_shown_apart_not_merged_and_merging_it_is_refused() {
+        let now = CompatReport::from_saved(
+            &key('a'),
+            &[saved(&key('a'), "0.4.7", "2026-12-05", "t", 60.0)],
+            vec![v("0.4.7"), v("1.0.0")],
+            vec![],
+        );
+        let mut then = report(
+            vec![release(
+                "1.0.0",
+                vec![cell(
+                    "a",
+                    crate::releases::check::AUTH,
+                    Status::Skip,
+                    "no auth on 1.x",
+                )],
+            )],
+            vec![v("0.4.7"), v("1.0.0")],
+        );
+        let s = section(&now, std::slice::from_ref(&then));
+        let (current, earlier) = s
+            .split_once("#### Earlier measurement: chart 1.1.0 on 2026-12-04")
+            .expect(&s);
+        assert!(
+            current.contains("| 0.4.7 | PASS |") && !current.contains("1.0.0 |"),
+            "{s}"
+        );
+        assert!(
+            earlier.contains("content and check list not recorded")
+                && earlier.contains("| 1.0.0 | SKIP [1] |"),
+            "{s}"
+        );
+        let err = CompatReport::merge(vec![now.clone(), then.clone()]).unwrap_err();
+        assert!(err.contains("one that does not"), "{err}");
+        then.key = Some(key('c'));
+        let err = CompatReport::merge(vec![now, then]).unwrap_err();
+        assert!(
+            err.contains("different keys") && err.contains("chart content sha256"),
+            "{err}"
         );
     }
 
@@ -655,6 +930,19 @@ mod tests {
                 "seed 14213316905275034013: 100 records acknowledged in 0.5 s, then ready within 6.074529836s: exit (code: 13) on 1.0.2"
             ),
             "seed …: 100 records acknowledged in … s, then ready within …s: exit (code: 13) on 1.0.2"
+        );
+        assert_eq!(
+            steady(
+                "reading back (POST http://127.0.0.1:34247/api/v1/collections/e538e1f6-0494-4a38-9688-ff927f530162/get) answered HTTP 500 on 127.0.0.1:"
+            ),
+            "reading back (POST http://127.0.0.1:…/api/v1/collections/…/get) answered HTTP 500 on 127.0.0.1:",
+            "a server's port and the ids it made differ on every run"
+        );
+        assert_eq!(
+            steady(
+                "answered HTTP 200, but `embeddings` has 2900 entries for 0 ids; body: {\"ids\":[],\"embeddings\":[[0.9160,-0.12]]}"
+            ),
+            "answered HTTP 200, but `embeddings` has 2900 entries for 0 ids; body: …"
         );
     }
 

@@ -330,6 +330,7 @@ mod tests {
         CompatReport {
             date: "2026-12-04".into(),
             chart_version: "1.1.0".into(),
+            key: None,
             backend: "process".into(),
             helm_version: "v4".into(),
             on_pypi: Vec::new(),
@@ -341,6 +342,7 @@ mod tests {
                 .into_iter()
                 .map(|(ver, cells)| ReleaseResult {
                     version: v(ver),
+                    date: String::new(),
                     seconds: 1.0,
                     prepare_seconds: 0.0,
                     cells: cells

@@ -1,9 +1,11 @@
 //! Every Chroma release on PyPI: the list (`pypi`), the compatibility report and README table
-//! of a run over them (`compat`), and the spec model's version gates held against it (`gates`).
+//! of a run over them (`compat`), each release's results saved as it finishes so a run resumes
+//! (`saved`), and the spec model's version gates held against them (`gates`).
 
 pub mod compat;
 pub mod gates;
 pub mod pypi;
+pub mod saved;
 
 /// The checks the gates and the table name, by their names in the checks table.
 pub mod check {
