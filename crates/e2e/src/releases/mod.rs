@@ -5,6 +5,7 @@
 pub mod compat;
 pub mod gates;
 pub mod pypi;
+pub mod result;
 pub mod saved;
 
 /// The checks the gates and the table name, by their names in the checks table.

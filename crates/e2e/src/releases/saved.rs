@@ -13,7 +13,7 @@ use render::ChromaVersion;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::releases::compat::ReleaseResult;
+use crate::releases::result::ReleaseResult;
 use crate::scenario::LivePlan;
 
 /// What a release's outcomes depend on besides the release itself.
@@ -365,7 +365,7 @@ pub fn still_to_run(selection: &[ChromaVersion], saved: &[SavedRelease]) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::releases::compat::{Cell, Status};
+    use crate::releases::result::{Cell, Status};
     use rstest::rstest;
 
     fn v(s: &str) -> ChromaVersion {
