@@ -6,6 +6,8 @@
 //! a `thiserror` type instead, and a report writes the whole chain (`e2e::text::chain`).
 //! `#[cfg(test)]` modules, comments and string literals are not judged.
 
+mod common;
+use common::rust_files;
 use std::path::{Path, PathBuf};
 
 /// Directories the stringification rule does not judge yet: `process` (the direct backend,
@@ -13,20 +15,6 @@ use std::path::{Path, PathBuf};
 /// (the release-gates work). The printing rule holds there too. `node` is judged: where the
 /// kubelet's API wants text (a pod's waiting message) the node writes the error's chain.
 const STRINGS_PENDING: &[&str] = &["process", "releases"];
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-}
 
 /// The shipped code of a file, line by line (1-based numbers kept): no comments, string
 /// literals emptied, `#[cfg(test)]` items left out.

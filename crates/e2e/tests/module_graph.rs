@@ -9,6 +9,8 @@
 //! upgrade::signature` fail. `cargo test -p e2e --test module_graph -- --nocapture` prints
 //! the edges.
 
+mod common;
+use common::rust_files;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -27,20 +29,6 @@ fn module_of(src: &Path, file: &Path) -> Module {
         parts.push(stem.to_string());
     }
     parts
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
 }
 
 /// The code of a file without comments, string literals and `#[cfg(test)]` modules (tests may
