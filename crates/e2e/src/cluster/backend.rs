@@ -303,12 +303,7 @@ impl ClusterBackend {
             let ip = pods
                 .items
                 .iter()
-                .filter(|p| {
-                    !sel.is_empty()
-                        && sel.iter().all(|(k, v)| {
-                            p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v)
-                        })
-                })
+                .filter(|p| selects(&sel, p.metadata.labels.as_ref()))
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
                 .find_map(|p| {
                     p.status
@@ -1048,12 +1043,7 @@ impl Backend for ClusterBackend {
             let picked = pods
                 .items
                 .iter()
-                .filter(|p| {
-                    !sel.is_empty()
-                        && sel.iter().all(|(k, v)| {
-                            p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v)
-                        })
-                })
+                .filter(|p| selects(&sel, p.metadata.labels.as_ref()))
                 .filter_map(|p| p.metadata.name.clone())
                 .collect();
             out.budgets.push((
@@ -1631,6 +1621,15 @@ fn external_secret(name: &str, data: &BTreeMap<String, String>) -> Secret {
     }
 }
 
+/// Whether `selector`'s `matchLabels` pick an object with `labels`, as a Service or a
+/// PodDisruptionBudget would; an empty selector here picks nothing.
+fn selects(selector: &BTreeMap<String, String>, labels: Option<&BTreeMap<String, String>>) -> bool {
+    !selector.is_empty()
+        && selector
+            .iter()
+            .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
 /// The StatefulSet to wait for and the Service to forward to, from what the release rendered.
 /// A headless Service also selects the pod, but the regular one is what users reach.
 pub(super) fn release_objects(rendered: &Rendered) -> Result<(String, String), BackendError> {
@@ -1658,9 +1657,7 @@ pub(super) fn release_objects(rendered: &Rendered) -> Result<(String, String), B
         s.spec
             .as_ref()
             .and_then(|sp| sp.selector.as_ref())
-            .is_some_and(|sel| {
-                !sel.is_empty() && sel.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
-            })
+            .is_some_and(|sel| selects(sel, Some(&pod_labels)))
     };
     let services: Vec<&Service> = rendered.services().filter(selects_server).collect();
     let svc = services
@@ -1798,6 +1795,24 @@ mod tests {
             (sts.as_str(), svc.as_str()),
             ("chroma-chromadb", "chroma-chromadb")
         );
+    }
+
+    #[test]
+    fn a_selector_picks_only_labels_that_hold_every_pair_and_an_empty_one_picks_nothing() {
+        let m = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let sel = m(&[("a", "b"), ("c", "d")]);
+        assert!(selects(
+            &sel,
+            Some(&m(&[("a", "b"), ("c", "d"), ("e", "f")]))
+        ));
+        assert!(!selects(&sel, Some(&m(&[("a", "b")]))));
+        assert!(!selects(&sel, None));
+        assert!(!selects(&m(&[]), Some(&m(&[("a", "b")]))));
     }
 
     #[test]

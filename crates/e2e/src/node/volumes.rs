@@ -101,6 +101,26 @@ pub fn write_keys(
     Ok(())
 }
 
+/// A ConfigMap's or Secret's keys (`data`; `None` when the object does not exist) written as
+/// [`write_keys`] does; a missing object is nothing when `optional`, else the volume waits.
+fn write_object(
+    volume: &str,
+    dir: &Path,
+    data: Option<BTreeMap<String, Vec<u8>>>,
+    items: Option<&[KeyToPath]>,
+    optional: bool,
+    what: &str,
+) -> Result<(), VolumeError> {
+    match data {
+        Some(data) => write_keys(volume, dir, &data, items, optional, what),
+        None if optional => Ok(()),
+        None => Err(VolumeError::NotReady {
+            volume: volume.into(),
+            reason: format!("{what} does not exist"),
+        }),
+    }
+}
+
 fn configmap_data(cm: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
     let mut out: BTreeMap<String, Vec<u8>> = cm
         .data
@@ -334,46 +354,36 @@ impl Sources {
             return Ok(dir.to_path_buf());
         }
         if let Some(c) = &v.config_map {
-            let optional = c.optional.unwrap_or(false);
-            match self.configmap(ns, &c.name, name).await? {
-                Some(cm) => write_keys(
-                    name,
-                    dir,
-                    &configmap_data(&cm),
-                    c.items.as_deref(),
-                    optional,
-                    &format!("ConfigMap {}", c.name),
-                )?,
-                None if optional => {}
-                None => {
-                    return Err(VolumeError::NotReady {
-                        volume: name.into(),
-                        reason: format!("ConfigMap {} does not exist", c.name),
-                    });
-                }
-            }
+            let data = self
+                .configmap(ns, &c.name, name)
+                .await?
+                .map(|cm| configmap_data(&cm));
+            let what = format!("ConfigMap {}", c.name);
+            write_object(
+                name,
+                dir,
+                data,
+                c.items.as_deref(),
+                c.optional.unwrap_or(false),
+                &what,
+            )?;
             return Ok(dir.to_path_buf());
         }
         if let Some(s) = &v.secret {
             let secret_name = s.secret_name.clone().unwrap_or_default();
-            let optional = s.optional.unwrap_or(false);
-            match self.secret(ns, &secret_name, name).await? {
-                Some(sec) => write_keys(
-                    name,
-                    dir,
-                    &secret_data(&sec),
-                    s.items.as_deref(),
-                    optional,
-                    &format!("Secret {secret_name}"),
-                )?,
-                None if optional => {}
-                None => {
-                    return Err(VolumeError::NotReady {
-                        volume: name.into(),
-                        reason: format!("Secret {secret_name} does not exist"),
-                    });
-                }
-            }
+            let data = self
+                .secret(ns, &secret_name, name)
+                .await?
+                .map(|sec| secret_data(&sec));
+            let what = format!("Secret {secret_name}");
+            write_object(
+                name,
+                dir,
+                data,
+                s.items.as_deref(),
+                s.optional.unwrap_or(false),
+                &what,
+            )?;
             return Ok(dir.to_path_buf());
         }
         if let Some(p) = &v.projected {
@@ -392,44 +402,34 @@ impl Sources {
                     )?;
                 }
                 if let Some(c) = &src.config_map {
-                    let optional = c.optional.unwrap_or(false);
-                    match self.configmap(ns, &c.name, name).await? {
-                        Some(cm) => write_keys(
-                            name,
-                            dir,
-                            &configmap_data(&cm),
-                            c.items.as_deref(),
-                            optional,
-                            &format!("ConfigMap {}", c.name),
-                        )?,
-                        None if optional => {}
-                        None => {
-                            return Err(VolumeError::NotReady {
-                                volume: name.into(),
-                                reason: format!("ConfigMap {} does not exist", c.name),
-                            });
-                        }
-                    }
+                    let data = self
+                        .configmap(ns, &c.name, name)
+                        .await?
+                        .map(|cm| configmap_data(&cm));
+                    let what = format!("ConfigMap {}", c.name);
+                    write_object(
+                        name,
+                        dir,
+                        data,
+                        c.items.as_deref(),
+                        c.optional.unwrap_or(false),
+                        &what,
+                    )?;
                 }
                 if let Some(s) = &src.secret {
-                    let optional = s.optional.unwrap_or(false);
-                    match self.secret(ns, &s.name, name).await? {
-                        Some(sec) => write_keys(
-                            name,
-                            dir,
-                            &secret_data(&sec),
-                            s.items.as_deref(),
-                            optional,
-                            &format!("Secret {}", s.name),
-                        )?,
-                        None if optional => {}
-                        None => {
-                            return Err(VolumeError::NotReady {
-                                volume: name.into(),
-                                reason: format!("Secret {} does not exist", s.name),
-                            });
-                        }
-                    }
+                    let data = self
+                        .secret(ns, &s.name, name)
+                        .await?
+                        .map(|sec| secret_data(&sec));
+                    let what = format!("Secret {}", s.name);
+                    write_object(
+                        name,
+                        dir,
+                        data,
+                        s.items.as_deref(),
+                        s.optional.unwrap_or(false),
+                        &what,
+                    )?;
                 }
                 if let Some(d) = &src.downward_api {
                     for it in d.items.iter().flatten() {
