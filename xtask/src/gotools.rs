@@ -28,13 +28,24 @@ pub struct GoBuild {
     pub prefix: &'static str,
     /// (installed name, Go package).
     pub commands: &'static [(&'static str, &'static str)],
-    /// The Go package whose `gitVersion`, `gitMajor`, `gitMinor` and `gitTreeState` a release
-    /// build stamps (Kubernetes' `hack/lib/version.sh` does it with `-X`); without it the API
-    /// server reports `v0.0.0-master` and helm refuses charts with a `kubeVersion`.
-    pub version_package: Option<&'static str>,
+    /// Where a release build writes its version with `-X`, as the project's own build does.
+    pub stamp: Stamp,
     /// What a build with a cold Go cache took on a 2-core machine shared with other builds
     /// (docs/local-cluster.md), for the progress line.
     pub cold_estimate: &'static str,
+}
+
+/// How a project's release build writes its version into the binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamp {
+    /// The binary does not print its version, or reads it from its module's build info.
+    None,
+    /// Kubernetes' `hack/lib/version.sh`: `gitVersion`, `gitMajor`, `gitMinor` and
+    /// `gitTreeState` of this package; without them the API server reports `v0.0.0-master`
+    /// and helm refuses charts with a `kubeVersion`.
+    Kubernetes(&'static str),
+    /// One string variable (`package.Var`) set to the pinned version.
+    Var(&'static str),
 }
 
 /// kube-apiserver, kube-controller-manager, kube-scheduler and kube-proxy at one release.
@@ -51,7 +62,7 @@ pub const KUBE: GoBuild = GoBuild {
         ("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler"),
         ("kube-proxy", "k8s.io/kubernetes/cmd/kube-proxy"),
     ],
-    version_package: Some("k8s.io/component-base/version"),
+    stamp: Stamp::Kubernetes("k8s.io/component-base/version"),
     cold_estimate: "17 min",
 };
 
@@ -62,7 +73,7 @@ pub const ETCD: GoBuild = GoBuild {
     pinned: "go.etcd.io/etcd/server/v3",
     prefix: "etcd",
     commands: &[("etcd", "go.etcd.io/etcd/server/v3")],
-    version_package: None,
+    stamp: Stamp::None,
     cold_estimate: "2.5 min",
 };
 
@@ -74,11 +85,26 @@ pub const COREDNS: GoBuild = GoBuild {
     pinned: "github.com/coredns/coredns",
     prefix: "coredns",
     commands: &[("coredns", ".")],
-    version_package: None,
+    stamp: Stamp::None,
     cold_estimate: "7.5 min",
 };
 
-pub const ALL: [GoBuild; 3] = [KUBE, ETCD, COREDNS];
+/// kube-router for its NetworkPolicy controller only (the router and the service proxy are
+/// off): iptables and ipsets, the enforcement k3s embeds. kube-network-policies, which kind
+/// uses, needs NFQUEUE, which these machines' kernel lacks (docs/local-cluster.md).
+pub const KUBE_ROUTER: GoBuild = GoBuild {
+    module: "kube-router",
+    pinned: "github.com/cloudnativelabs/kube-router/v2",
+    prefix: "kube-router",
+    commands: &[(
+        "kube-router",
+        "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router",
+    )],
+    stamp: Stamp::Var("github.com/cloudnativelabs/kube-router/v2/pkg/version.Version"),
+    cold_estimate: "2 min",
+};
+
+pub const ALL: [GoBuild; 4] = [KUBE, ETCD, COREDNS, KUBE_ROUTER];
 
 /// helm/chart-testing's `ct`, for `ct lint` in the test command (not a cluster program).
 pub const CT: GoBuild = GoBuild {
@@ -86,7 +112,7 @@ pub const CT: GoBuild = GoBuild {
     pinned: "github.com/helm/chart-testing/v3",
     prefix: "ct",
     commands: &[("ct", "github.com/helm/chart-testing/v3/ct")],
-    version_package: None,
+    stamp: Stamp::None,
     cold_estimate: "1 min",
 };
 
@@ -101,7 +127,7 @@ pub const PROMETHEUS: GoBuild = GoBuild {
         "prometheus",
         "github.com/prometheus/prometheus/cmd/prometheus",
     )],
-    version_package: None,
+    stamp: Stamp::None,
     cold_estimate: "8 min",
 };
 /// Build tags of [`PROMETHEUS`].
@@ -114,7 +140,7 @@ pub const OCB: GoBuild = GoBuild {
     pinned: "go.opentelemetry.io/collector/cmd/builder",
     prefix: "ocb",
     commands: &[("builder", "go.opentelemetry.io/collector/cmd/builder")],
-    version_package: None,
+    stamp: Stamp::None,
     cold_estimate: "1 min",
 };
 
@@ -122,17 +148,21 @@ pub const OCB: GoBuild = GoBuild {
 /// wherever the checkout lives; the version stamped where the build asks for it.
 pub fn build_flags(build: &GoBuild, version: &str) -> Vec<String> {
     let mut ldflags = "-s -w".to_string();
-    if let Some(pkg) = build.version_package {
-        let mut parts = version.trim_start_matches('v').split('.');
-        let (major, minor) = (parts.next().unwrap_or("0"), parts.next().unwrap_or("0"));
-        for (var, value) in [
-            ("gitVersion", version),
-            ("gitMajor", major),
-            ("gitMinor", minor),
-            ("gitTreeState", "clean"),
-        ] {
-            ldflags.push_str(&format!(" -X {pkg}.{var}={value}"));
+    match build.stamp {
+        Stamp::None => {}
+        Stamp::Kubernetes(pkg) => {
+            let mut parts = version.trim_start_matches('v').split('.');
+            let (major, minor) = (parts.next().unwrap_or("0"), parts.next().unwrap_or("0"));
+            for (var, value) in [
+                ("gitVersion", version),
+                ("gitMajor", major),
+                ("gitMinor", minor),
+                ("gitTreeState", "clean"),
+            ] {
+                ldflags.push_str(&format!(" -X {pkg}.{var}={value}"));
+            }
         }
+        Stamp::Var(var) => ldflags.push_str(&format!(" -X {var}={version}")),
     }
     vec!["-trimpath".into(), format!("-ldflags={ldflags}")]
 }

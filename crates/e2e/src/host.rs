@@ -21,7 +21,7 @@ pub struct Program {
 }
 
 /// Every program the process backend runs, in the order they are reported.
-pub const PROGRAMS: [Program; 8] = [
+pub const PROGRAMS: [Program; 10] = [
     Program {
         name: "curl",
         package: "curl",
@@ -61,6 +61,16 @@ pub const PROGRAMS: [Program; 8] = [
         name: "nft",
         package: "nftables",
         role: "kube-proxy's Service rules on the local cluster",
+    },
+    Program {
+        name: "iptables",
+        package: "iptables",
+        role: "kube-router's NetworkPolicy rules on the local cluster",
+    },
+    Program {
+        name: "ipset",
+        package: "ipset",
+        role: "the pod sets kube-router's NetworkPolicy rules match",
     },
 ];
 
@@ -234,7 +244,9 @@ mod tests {
         let m = missing_by(|p| p == "curl" || p == "ip");
         assert_eq!(
             m.iter().map(|p| p.name).collect::<Vec<_>>(),
-            ["setpriv", "bwrap", "nginx", "htpasswd", "mount", "nft"]
+            [
+                "setpriv", "bwrap", "nginx", "htpasswd", "mount", "nft", "iptables", "ipset"
+            ]
         );
     }
 

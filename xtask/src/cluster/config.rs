@@ -81,10 +81,12 @@ pub enum Component {
     KubeProxy,
     /// CoreDNS on the pods' gateway, behind the `kube-dns` Service: Service and pod names.
     CoreDns,
+    /// kube-router's NetworkPolicy controller: iptables rules and ipsets per pod and policy.
+    KubeRouter,
 }
 
 impl Component {
-    pub const ALL: [Component; 7] = [
+    pub const ALL: [Component; 8] = [
         Component::Etcd,
         Component::KubeApiserver,
         Component::KubeControllerManager,
@@ -92,6 +94,7 @@ impl Component {
         Component::Node,
         Component::CoreDns,
         Component::KubeProxy,
+        Component::KubeRouter,
     ];
 
     pub fn name(self) -> &'static str {
@@ -103,6 +106,7 @@ impl Component {
             Component::Node => "node",
             Component::KubeProxy => "kube-proxy",
             Component::CoreDns => "coredns",
+            Component::KubeRouter => "kube-router",
         }
     }
 }
@@ -212,6 +216,9 @@ pub fn identity(c: Component) -> Identity {
         Component::KubeProxy => ("system:kube-proxy".into(), &[]),
         // Bound by `up` to the ClusterRole system:coredns it makes (as kubeadm's addon does).
         Component::CoreDns => ("system:coredns".into(), &[]),
+        // Bound by `up` to the ClusterRole system:kube-router it makes (what the controller
+        // watches: pods, namespaces, nodes, policies, and the Services its informers list).
+        Component::KubeRouter => ("system:kube-router".into(), &[]),
     };
     Identity {
         user,
@@ -400,6 +407,22 @@ pub fn kube_proxy_args(l: &Layout) -> Vec<OsString> {
     ]
 }
 
+/// kube-router with only its NetworkPolicy controller, as k3s runs it: no BGP router, no IPVS
+/// service proxy (kube-proxy does Services), no health or metrics listener (they would bind
+/// every interface; `up` reads the rules it writes instead).
+pub fn kube_router_args(l: &Layout) -> Vec<OsString> {
+    vec![
+        flag("kubeconfig", l.component_kubeconfig(Component::KubeRouter)),
+        flag("run-firewall", "true"),
+        flag("run-router", "false"),
+        flag("run-service-proxy", "false"),
+        flag("hostname-override", NODE_NAME),
+        flag("service-cluster-ip-range", SERVICE_CIDR),
+        flag("health-port", "0"),
+        flag("metrics-port", "0"),
+    ]
+}
+
 pub fn scheduler_args(l: &Layout, p: &Ports) -> Vec<OsString> {
     let kc = l.component_kubeconfig(Component::KubeScheduler);
     vec![
@@ -447,6 +470,7 @@ pub fn health_url(c: Component, p: &Ports) -> Option<String> {
         Component::Node => None,
         Component::KubeProxy => Some(format!("http://127.0.0.1:{KUBE_PROXY_HEALTH}/healthz")),
         Component::CoreDns => Some(format!("http://127.0.0.1:{COREDNS_READY}/ready")),
+        Component::KubeRouter => None,
     }
 }
 

@@ -116,6 +116,7 @@ struct Programs {
     /// Builds the Chroma images' Python environments on the node.
     uv: PathBuf,
     coredns: PathBuf,
+    kube_router: PathBuf,
 }
 
 impl Programs {
@@ -127,12 +128,14 @@ impl Programs {
         let uv = crate::tools::ensure()?.uv.path;
         e2e::host::ensure().context("the process node's host programs")?;
         let coredns = gotools::ensure(&gotools::COREDNS)?.path("coredns");
+        let kube_router = gotools::ensure(&gotools::KUBE_ROUTER)?.path("kube-router");
         Ok(Programs {
             etcd,
             kube,
             node,
             uv,
             coredns,
+            kube_router,
         })
     }
 
@@ -351,6 +354,7 @@ fn write_pki(l: &Layout, p: &Ports) -> Result<()> {
         Component::Node,
         Component::KubeProxy,
         Component::CoreDns,
+        Component::KubeRouter,
     ] {
         let who = config::identity(c);
         let pair = ca.client(&who)?;
@@ -483,6 +487,28 @@ async fn start(l: &Layout, p: &Ports, programs: &Programs) -> Result<()> {
     )
     .await?;
     eprintln!("kube-proxy healthy after {:.1}s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    kube_router_access(l).await?;
+    let child = procs::spawn(
+        l,
+        &mut state,
+        Component::KubeRouter,
+        &programs.kube_router,
+        &config::kube_router_args(l),
+    )?;
+    children.push((Component::KubeRouter, child));
+    wait_healthy(
+        l,
+        p,
+        Component::KubeRouter,
+        &mut children,
+        Duration::from_secs(60),
+    )
+    .await?;
+    eprintln!(
+        "kube-router (NetworkPolicy) enforcing after {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -549,6 +575,22 @@ async fn probe(l: &Layout, p: &Ports, c: Component) -> Result<()> {
         Component::KubeProxy => {
             let body = plain_get("127.0.0.1", config::KUBE_PROXY_HEALTH, "/healthz").await?;
             anyhow::ensure!(body.contains("lastUpdated"), "kube-proxy /healthz: {body}");
+            Ok(())
+        }
+        // It serves no health port (it would bind every interface): it is up once its entry
+        // chain hangs off FORWARD, where pod-to-pod packets cross this host.
+        Component::KubeRouter => {
+            let out = std::process::Command::new("iptables-save")
+                .args(["-t", "filter"])
+                .output()
+                .context("running iptables-save")?;
+            let rules = String::from_utf8_lossy(&out.stdout);
+            anyhow::ensure!(
+                rules
+                    .lines()
+                    .any(|l| l.starts_with("-A FORWARD ") && l.ends_with("-j KUBE-ROUTER-FORWARD")),
+                "no jump from FORWARD to KUBE-ROUTER-FORWARD in iptables' filter table yet"
+            );
             Ok(())
         }
         Component::Node => {
@@ -745,6 +787,38 @@ async fn cluster_dns_service(l: &Layout) -> Result<()> {
         .patch("kube-dns-gateway", &pp, &Patch::Apply(slice))
         .await
         .context("pointing kube-dns at CoreDNS")?;
+    Ok(())
+}
+
+/// kube-router's access: what its NetworkPolicy controller's informers list and watch
+/// (upstream's ClusterRole for it, without the router's Lease and Service status rights).
+async fn kube_router_access(l: &Layout) -> Result<()> {
+    let client = admin_client(l, None).await?;
+    let pp = PatchParams::apply("xtask-cluster").force();
+    let read = serde_json::json!(["get", "list", "watch"]);
+    let role = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "system:kube-router"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["namespaces", "pods", "services", "nodes", "endpoints"], "verbs": read},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": read},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read},
+        ],
+    });
+    Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(client.clone())
+        .patch("system:kube-router", &pp, &Patch::Apply(role))
+        .await
+        .context("creating ClusterRole system:kube-router")?;
+    let binding = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "system:kube-router"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:kube-router"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": config::identity(Component::KubeRouter).user}],
+    });
+    Api::<ClusterRoleBinding>::all(client)
+        .patch("system:kube-router", &pp, &Patch::Apply(binding))
+        .await
+        .context("binding kube-router's identity")?;
     Ok(())
 }
 

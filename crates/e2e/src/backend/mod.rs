@@ -307,6 +307,30 @@ pub trait Backend: 'static {
     /// Jobs), its retry budget and deadline. A backend without a faithful stand-in for the
     /// Job's image answers [`HookRun::Unsupported`].
     async fn run_job(&self, deployed: &Deployed, job: &Job) -> Result<HookRun, BackendError>;
+    /// `Ok` when a controller turns NetworkPolicies into packet filters on this backend's
+    /// cluster, so a pod the policy refuses is really refused; else why not.
+    fn enforces_network_policy(&self) -> Result<(), String> {
+        Err(format!(
+            "the {} backend runs no NetworkPolicy controller: a policy there filters nothing",
+            self.name()
+        ))
+    }
+    /// Runs `script` (`sh -c`) once in a pod of the release's namespace that carries exactly
+    /// `labels`, as a Job named `name` with the image and security context of the chart's
+    /// `helm test` pod (sh and curl); its env `API` holds the URL at which pods of the
+    /// namespace reach the server's Service.
+    async fn run_client(
+        &self,
+        _deployed: &Deployed,
+        _name: &str,
+        _labels: &BTreeMap<String, String>,
+        _script: &str,
+    ) -> Result<HookRun, BackendError> {
+        Err(BackendError::Unsupported {
+            backend: self.name(),
+            reason: "it places no client pod beside the release".into(),
+        })
+    }
     /// `kubectl create job --from=cronjob/<name>`: the CronJob's job, run once now.
     async fn run_cronjob_once(
         &self,

@@ -1469,6 +1469,49 @@ impl Backend for ClusterBackend {
         }
     }
 
+    fn enforces_network_policy(&self) -> Result<(), String> {
+        match self.kind {
+            // `cluster up` runs kube-router's NetworkPolicy controller; k3s embeds the same one.
+            ClusterKind::Local | ClusterKind::K3s => Ok(()),
+            ClusterKind::Kubeconfig => Err("whether this cluster's network plugin enforces NetworkPolicy is not known to the harness (many do not), so a refused client getting through would not be the chart's fault".into()),
+        }
+    }
+
+    async fn run_client(
+        &self,
+        deployed: &Deployed,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        script: &str,
+    ) -> Result<HookRun, BackendError> {
+        let job = {
+            let slots = self.lock_slots();
+            let slot = slots
+                .get(&deployed.id)
+                .ok_or_else(|| not_deployed(&deployed.id))?;
+            let port = slot
+                .rendered
+                .services()
+                .find(|svc| svc.metadata.name.as_deref() == Some(slot.service.as_str()))
+                .and_then(|svc| svc.spec.as_ref()?.ports.as_ref()?.first().map(|p| p.port))
+                .ok_or_else(|| BackendError::Invalid {
+                    reason: format!("the render has no port on Service {}", slot.service),
+                })?;
+            let scheme = if deployed.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let api = format!("{scheme}://{}.{}.svc:{port}", slot.service, slot.namespace);
+            hooks::client_job(&slot.rendered, name, labels, script, &api).ok_or_else(|| {
+                BackendError::Invalid {
+                    reason: "the render has no `helm test` pod to take a client pod's image and security context from".into(),
+                }
+            })?
+        };
+        self.run_job(deployed, &job).await
+    }
+
     async fn chart_test(&self, deployed: &Deployed) -> Result<HookRun, BackendError> {
         let (namespace, release, test_hooks) = {
             let slots = self.lock_slots();

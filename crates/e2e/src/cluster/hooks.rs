@@ -47,6 +47,51 @@ pub fn test_hooks(rendered: &Rendered) -> Vec<TestHook> {
         .collect()
 }
 
+/// A client Job beside the release: the pod of the chart's first `helm test` hook (its image,
+/// user and security context, so the namespace's admission treats it as the chart's own) with
+/// only `labels`, running `script` under `sh -c` once, with `API` in its env. `None` when the
+/// render has no test hook to take the pod from.
+pub fn client_job(
+    rendered: &Rendered,
+    name: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+    script: &str,
+    api: &str,
+) -> Option<Job> {
+    let spec = rendered.objects.iter().find_map(|o| match o {
+        Object::Job(j) if render::hooks::is_test(&j.metadata) => {
+            j.spec.as_ref().and_then(|s| s.template.spec.clone())
+        }
+        Object::Pod(p) if render::hooks::is_test(&p.metadata) => p.spec.clone(),
+        _ => None,
+    })?;
+    let mut container = spec.containers.first()?.clone();
+    container.command = Some(vec!["sh".into(), "-c".into(), script.into()]);
+    container.args = None;
+    container.env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
+        name: "API".into(),
+        value: Some(api.into()),
+        value_from: None,
+    }]);
+    container.env_from = None;
+    let pod = k8s_openapi::api::core::v1::PodSpec {
+        containers: vec![container],
+        init_containers: None,
+        restart_policy: Some("Never".into()),
+        ..spec
+    };
+    let doc = serde_json::json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": 180,
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    });
+    serde_json::from_value(doc).ok()
+}
+
 /// The label selector listing a Job's pods.
 pub fn job_pod_selector(job: &str) -> String {
     format!("{JOB_NAME_LABEL}={job}")
@@ -248,6 +293,50 @@ mod tests {
                 TestHook::Pod("chroma-test-pod".into())
             ]
         );
+    }
+
+    #[test]
+    fn a_client_job_takes_the_test_pod_with_only_its_own_labels_script_and_api() {
+        let mut test = job_doc("chroma-chromadb-test-api", Some("test"));
+        test["spec"]["template"]["metadata"] =
+            json!({"labels": {"app.kubernetes.io/component": "test"}});
+        test["spec"]["template"]["spec"]["securityContext"] =
+            json!({"runAsNonRoot": true, "runAsUser": 100});
+        test["spec"]["template"]["spec"]["containers"][0]["args"] = json!(["-sf", "http://x"]);
+        let rendered = Rendered::from_documents(vec![job_doc("plain", None), test]).unwrap();
+        let labels = [("chromadb-client".to_string(), "true".to_string())].into();
+        let job = client_job(
+            &rendered,
+            "np-admitted",
+            &labels,
+            "curl \"$API\"",
+            "http://s.ns.svc:8000",
+        )
+        .expect("a test hook to copy");
+        let got = serde_json::to_value(&job).unwrap();
+        assert_eq!(got["metadata"]["name"], "np-admitted");
+        assert_eq!(
+            got["metadata"].get("annotations"),
+            None,
+            "no hook annotation"
+        );
+        assert_eq!(got["spec"]["backoffLimit"], 0);
+        let tpl = &got["spec"]["template"];
+        assert_eq!(
+            tpl["metadata"]["labels"],
+            json!({"chromadb-client": "true"})
+        );
+        assert_eq!(tpl["spec"]["securityContext"]["runAsUser"], 100);
+        let c = &tpl["spec"]["containers"][0];
+        assert_eq!(c["image"], "curl");
+        assert_eq!(c["command"], json!(["sh", "-c", "curl \"$API\""]));
+        assert_eq!(c.get("args"), None);
+        assert_eq!(
+            c["env"],
+            json!([{"name": "API", "value": "http://s.ns.svc:8000"}])
+        );
+        let none = Rendered::from_documents(vec![job_doc("plain", None)]).unwrap();
+        assert!(client_job(&none, "x", &labels, "true", "http://s").is_none());
     }
 
     #[test]

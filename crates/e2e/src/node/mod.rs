@@ -4,6 +4,7 @@
 //! pods bound to it comes next (see issue 21).
 
 pub mod env;
+pub mod firewall;
 pub mod image;
 pub mod kubelet_api;
 pub mod net;
@@ -412,8 +413,8 @@ pub async fn serve(
 }
 
 /// Removes what a node of this kind leaves in the kernel when it was killed: pod namespaces,
-/// veths and the gateway, mounts under `root` (claims' tmpfs), kube-proxy's nftables tables.
-/// Returns what it removed.
+/// veths and the gateway, mounts under `root` (claims' tmpfs), kube-proxy's nftables tables
+/// and kube-router's iptables chains and ipsets. Returns what it removed.
 pub fn sweep(root: &Path) -> Vec<String> {
     let mut removed = net::sweep_all();
     removed.extend(sandbox::sweep_cgroups());
@@ -442,6 +443,7 @@ pub fn sweep(root: &Path) -> Vec<String> {
             removed.push(format!("nftables table {family} kube-proxy"));
         }
     }
+    removed.extend(firewall::sweep());
     removed
 }
 

@@ -276,16 +276,19 @@ pub fn network_policy_peers(values: &Value) -> Result<Option<Vec<Value>>, SpecEr
 }
 
 /// The chart's own pods the NetworkPolicy admits besides the user's peers, each by its own
-/// selector: `helm test` always, the backup and restore pods when they are enabled.
+/// selector: `helm test` always, the backup pods with `backup.enabled`, the restore pods with
+/// `backup.enabled` or `restore.enabled` (a release with backups may be emptied and restored
+/// in place, by the restore Job of the same values with `restore.enabled=true`).
 pub fn network_policy_chart_peers(
     values: &Value,
     release: &str,
 ) -> Result<Vec<BTreeMap<String, String>>, SpecError> {
     let mut out = vec![component_selector(values, release, "test")?];
-    if parse_bool(values, "backup.enabled", false)? {
+    let backup = parse_bool(values, "backup.enabled", false)?;
+    if backup {
         out.push(component_selector(values, release, "backup")?);
     }
-    if parse_bool(values, "restore.enabled", false)? {
+    if backup || parse_bool(values, "restore.enabled", false)? {
         out.push(component_selector(values, release, "restore")?);
     }
     Ok(out)

@@ -9,6 +9,7 @@ mod backup;
 mod images;
 mod keys;
 mod knobs;
+pub mod netpol;
 mod server_config;
 pub mod tls;
 mod validate;
@@ -221,6 +222,8 @@ pub struct Expected {
     pub memory_limit: Option<u64>,
     /// `podDisruptionBudget.enabled`: a budget over the server's pods, and only theirs.
     pub disruption_budget: bool,
+    /// `networkPolicy.enabled`: which pods reach the API port.
+    pub network_policy: Option<netpol::ExpectedNetworkPolicy>,
 }
 
 /// The server's pods: the chart runs Chroma as a StatefulSet of one replica.
@@ -343,6 +346,7 @@ impl Expected {
         let telemetry = telemetry(values, version, server_config.as_ref())?;
         let metrics = expected_metrics(values)?;
 
+        let tls = tls::expected(values, version)?;
         Ok(Expected {
             version: version.clone(),
             port,
@@ -361,7 +365,11 @@ impl Expected {
             restore,
             telemetry,
             metrics,
-            tls: tls::expected(values, version)?,
+            network_policy: {
+                let port_name = if tls.is_some() { "https" } else { "http" };
+                netpol::expected(values, port, port_name)?
+            },
+            tls,
             memory_limit: memory_limit(values)?,
             disruption_budget: values::parse_bool(values, "podDisruptionBudget.enabled", false)?,
         })

@@ -43,6 +43,7 @@ table! {
     faults_memory,
     faults_backup_writes,
     faults_restore_interrupted,
+    network_policy,
     own_pods,
     reset,
 }
