@@ -33,6 +33,8 @@ pub enum Need {
     Nextest,
     /// ct built from its Go module, with its yamllint and yamale.
     ChartTesting,
+    /// The local cluster's programs built from their Go modules (`cargo xtask tools --cluster`).
+    ClusterPrograms,
 }
 
 /// What the steps share once the tools are there.
@@ -135,12 +137,28 @@ pub const STEPS: &[Step] = &[
         live: false,
         run: hadolint,
     },
+    // Cold, these are the test command's longest build (docs/local-cluster.md); a step of
+    // their own, so its time shows apart from the smoke's.
+    Step {
+        name: "cluster programs",
+        needs: &[],
+        ensures: &[Need::ClusterPrograms],
+        live: true,
+        run: step_cluster_programs,
+    },
     Step {
         name: "live smoke",
-        needs: &[Need::Tools, Need::HostPrograms],
+        needs: &[Need::Tools, Need::HostPrograms, Need::ClusterPrograms],
         ensures: &[],
         live: true,
         run: live_smoke,
+    },
+    Step {
+        name: "live smoke (process backend)",
+        needs: &[Need::Tools, Need::HostPrograms],
+        ensures: &[],
+        live: true,
+        run: live_smoke_process,
     },
 ];
 
@@ -237,8 +255,19 @@ fn step_nextest(ctx: &mut Ctx) -> Result<Tally> {
     Ok(Tally::one(true))
 }
 
+fn step_cluster_programs(_: &mut Ctx) -> Result<Tally> {
+    crate::gotools::ensure_all()?;
+    Ok(Tally::one(true))
+}
+
+/// The smoke on the local cluster: a real control plane, the process node as its node.
 fn live_smoke(ctx: &mut Ctx) -> Result<Tally> {
-    crate::e2e::smoke(ctx.tools()?)
+    crate::e2e::smoke(ctx.tools()?, crate::backends::BackendKind::Local)
+}
+
+/// The direct process backend, which the all-releases sweep runs on.
+fn live_smoke_process(ctx: &mut Ctx) -> Result<Tally> {
+    crate::e2e::smoke(ctx.tools()?, crate::backends::BackendKind::Process)
 }
 
 fn helm_lint(ctx: &mut Ctx) -> Result<Tally> {

@@ -376,6 +376,24 @@ pub trait Backend: 'static {
         Err(format!("this backend does not run Deployment {deployment}"))
     }
 
+    /// `Ok` when this host reaches the server's pod at its own address (not only through its
+    /// Service), so a port the pod does not expose can be tried from outside it.
+    fn reaches_server_pod(&self) -> Result<(), String> {
+        Err(format!(
+            "the {} backend reaches the server only through its Service",
+            self.name()
+        ))
+    }
+    /// The server pod's address as it is now (a new pod may have a new one), where
+    /// [`Backend::reaches_server_pod`] says this host reaches it.
+    async fn server_pod_ip(&self, deployed: &Deployed) -> Result<std::net::IpAddr, BackendError> {
+        let _ = deployed;
+        Err(BackendError::Unsupported {
+            backend: self.name(),
+            reason: "it gives no pod address".into(),
+        })
+    }
+
     /// The namespace a release will be installed into, when known before install (clusters);
     /// the render then matches what `helm install -n` renders there.
     fn namespace_for(&self, release_id: &str) -> Option<String> {

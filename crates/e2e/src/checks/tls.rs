@@ -151,7 +151,14 @@ pub async fn proxy_only<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
             ctx.deployed.base_url
         )
     })?;
-    let ip = t.pod_ip.ok_or("the backend gave no pod address")?;
+    let ip = match t.pod_ip {
+        Some(ip) => ip,
+        None => ctx
+            .backend
+            .server_pod_ip(ctx.deployed)
+            .await
+            .map_err(|e| format!("the server pod's address: {}", crate::text::chain(&e)))?,
+    };
     let around = SocketAddr::from((ip, server_port));
     match tokio::time::timeout(
         Duration::from_secs(5),
@@ -172,10 +179,17 @@ pub async fn proxy_only<B: Backend>(ctx: &mut Ctx<'_, B>) -> Checked {
     }
 }
 
-/// Why `tls-proxy` cannot be exercised here, if it cannot.
-pub fn proxy_only_unexercised(deployed: &crate::backend::Deployed) -> Option<String> {
+/// Why `tls-proxy` cannot be exercised here, if it cannot: the deployment gives no pod address
+/// and the backend cannot reach the server's pod at its own.
+pub fn proxy_only_unexercised<B: Backend>(
+    backend: &B,
+    deployed: &crate::backend::Deployed,
+) -> Option<String> {
     match &deployed.tls {
-        Some(t) if t.pod_ip.is_none() => Some("the backend reaches the pod only through its Service (a port-forward lands on the pod's own loopback, where the server does listen), so the server's port cannot be tried from outside the pod".into()),
+        Some(t) if t.pod_ip.is_none() => backend
+            .reaches_server_pod()
+            .err()
+            .map(|why| format!("{why}, so the server's port cannot be tried from outside the pod")),
         _ => None,
     }
 }
@@ -311,12 +325,18 @@ mod tests {
     }
 
     #[test]
-    fn the_proxy_bypass_is_unexercised_without_a_pod_address() {
-        let why =
-            proxy_only_unexercised(&deployed(None, true)).expect("no pod address, nothing to dial");
-        assert!(why.contains("port-forward"), "{why}");
+    fn the_proxy_bypass_is_unexercised_without_a_pod_address_the_backend_cannot_reach() {
+        // Asked only whether it reaches the server's pod at its own address; it starts nothing.
+        let uv = tempfile::NamedTempFile::new().unwrap();
+        let venvs =
+            crate::venv::VenvCache::new(uv.path(), uv.path().with_extension("venvs")).unwrap();
+        let backend =
+            crate::process::ProcessBackend::new(venvs, BTreeMap::new(), Default::default());
+        let why = proxy_only_unexercised(&backend, &deployed(None, true))
+            .expect("no pod address, nothing to dial");
+        assert!(why.contains("only through its Service"), "{why}");
         assert_eq!(
-            proxy_only_unexercised(&deployed(Some([10, 0, 0, 2]), true)),
+            proxy_only_unexercised(&backend, &deployed(Some([10, 0, 0, 2]), true)),
             None
         );
     }

@@ -951,6 +951,39 @@ impl Backend for ClusterBackend {
         Ok(ended)
     }
 
+    fn reaches_server_pod(&self) -> Result<(), String> {
+        match self.kind {
+            // The node routes the pod network through this host (docs/local-cluster.md).
+            ClusterKind::Local => Ok(()),
+            _ => Err("this host is not on the cluster's pod network: it reaches the server only through its Service (a port-forward lands on the pod's own loopback, where the server does listen)".into()),
+        }
+    }
+
+    async fn server_pod_ip(&self, deployed: &Deployed) -> Result<std::net::IpAddr, BackendError> {
+        self.reaches_server_pod()
+            .map_err(|reason| BackendError::Unsupported {
+                backend: self.name(),
+                reason,
+            })?;
+        let (namespace, _, statefulset) = self.slot_names(&deployed.id)?;
+        let name = format!("{statefulset}-0");
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let pod = pods.get(&name).await.map_err(|e| BackendError::Kube {
+            what: format!("reading pod {name} in {namespace}"),
+            source: e,
+        })?;
+        let ip = pod
+            .status
+            .and_then(|s| s.pod_ip)
+            .ok_or_else(|| BackendError::NotReady {
+                waited: Duration::ZERO,
+                detail: format!("pod {name} in {namespace} has no address yet"),
+            })?;
+        ip.parse().map_err(|_| BackendError::Invalid {
+            reason: format!("pod {name} reports the address {ip:?}, which is not an IP"),
+        })
+    }
+
     fn pod_ip(&self, deployed: &Deployed, deployment: &str) -> Result<std::net::IpAddr, String> {
         if self.kind != ClusterKind::Local {
             return Err("this host is not on the cluster's pod network, so a scraper here cannot reach a pod's address".into());

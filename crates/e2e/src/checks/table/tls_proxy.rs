@@ -18,7 +18,7 @@ fn applies(e: &Expected) -> Result<(), String> {
 
 pub fn runner<B: Backend>() -> Runner<B> {
     Runner {
-        exercised: |_, deployed, _| tls::proxy_only_unexercised(deployed).map_or(Ok(()), Err),
+        exercised: |backend, deployed, _| tls::proxy_only_unexercised(backend, deployed).map_or(Ok(()), Err),
         run: Run::Api(|ctx, _| Box::pin(tls::proxy_only(ctx))),
     }
 }
