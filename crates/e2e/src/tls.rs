@@ -35,14 +35,6 @@ pub enum TlsError {
     NoClientCa,
 }
 
-/// For the process backend, whose errors are still sentences until its rewrite: the error
-/// and its sources, as [`crate::text::chain`] writes them.
-impl From<TlsError> for String {
-    fn from(e: TlsError) -> String {
-        crate::text::chain(&e)
-    }
-}
-
 fn rc(what: &'static str) -> impl FnOnce(rcgen::Error) -> TlsError {
     move |source| TlsError::Generate { what, source }
 }

@@ -34,20 +34,6 @@ pub enum PortRefError {
     Undeclared { name: String, containers: String },
 }
 
-/// For the process backend, whose errors are still sentences until its rewrite.
-impl From<PortError> for String {
-    fn from(e: PortError) -> String {
-        crate::text::chain(&e)
-    }
-}
-
-/// For the process backend, whose errors are still sentences until its rewrite.
-impl From<PortRefError> for String {
-    fn from(e: PortRefError) -> String {
-        e.to_string()
-    }
-}
-
 /// The Service port that carries the API: the one named `http`, or the only one. Several
 /// unnamed-`http` ports are ambiguous and refused rather than guessed.
 pub fn api_port(svc: &Service) -> Result<&ServicePort, PortError> {

@@ -283,7 +283,7 @@ pub fn other(image: &str) -> Result<NodeImage, ImageError> {
             stand_in: "Debian's /bin/sh and /usr/bin/htpasswd (apache2-utils)".into(),
         });
     }
-    let model = hook::image_model(image).map_err(unknown)?;
+    let model = hook::image_model(image).map_err(|e| unknown(crate::text::chain(&e)))?;
     let mut programs = BTreeMap::new();
     let script = if let Some(tool) = &model.tool {
         programs.insert(hook::BACKUP_TOOL_PATH.to_string(), tool.clone());

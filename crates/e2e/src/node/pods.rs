@@ -629,8 +629,12 @@ async fn plan_container(
         .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
     let exec =
         image::exec(&img, c, &mut env).map_err(|e| ("StartError".to_string(), e.to_string()))?;
-    let user: RunAs = security::run_as(c, &pod_spec, img.user)
-        .map_err(|e| ("CreateContainerConfigError".to_string(), e))?;
+    let user: RunAs = security::run_as(c, &pod_spec, img.user).map_err(|e| {
+        (
+            "CreateContainerConfigError".to_string(),
+            crate::text::chain(&e),
+        )
+    })?;
     let cdir = run.dir.join("containers").join(&c.name);
     std::fs::create_dir_all(&cdir)
         .map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;

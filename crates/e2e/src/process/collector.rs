@@ -25,12 +25,39 @@ use super::pod::{self, Layout, Sources};
 use super::podnet::ServiceView;
 use super::security::{self, BWRAP, RunAs};
 use crate::backend::{BackendError, Release};
+use crate::workload::PortRefError;
 
 /// Where the built collector is: set by `cargo xtask e2e` (xtask/src/obstools.rs).
 pub const BIN_ENV: &str = "CHROMADB_OTELCOL_BIN";
 
 /// Why the collector is not run when [`binary`] is `None`.
 pub const NOT_BUILT: &str = "no collector build stands in for its image ($CHROMADB_OTELCOL_BIN is unset: `cargo xtask e2e` builds it with `cargo xtask tools --observability` when a deployment runs the metrics check)";
+
+/// What in the rendered collector Deployment or its Services this backend cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    #[error("Deployment {name}: {source}")]
+    Deployment {
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("Service {service} port {port}: {source}")]
+    Port {
+        service: String,
+        port: i32,
+        #[source]
+        source: PortRefError,
+    },
+    #[error("Service {service} port {port} is not a port number")]
+    NotAPort { service: String, port: i32 },
+    #[error("Deployment {name}: readinessProbe: {source}")]
+    Probe {
+        name: String,
+        #[source]
+        source: PortRefError,
+    },
+}
 
 /// The built collector, when this run has one.
 pub fn binary() -> Option<PathBuf> {
@@ -61,15 +88,17 @@ pub fn is_collector_image(image: &str) -> bool {
 }
 
 /// The rendered Deployments (a kind the render keeps as JSON).
-pub fn deployments(release: &Release) -> Result<Vec<Deployment>, String> {
+pub fn deployments(release: &Release) -> Result<Vec<Deployment>, CollectorError> {
     release
         .rendered
         .documents
         .iter()
         .filter(|d| d["kind"] == "Deployment")
         .map(|d| {
-            serde_json::from_value(d.clone())
-                .map_err(|e| format!("Deployment {}: {e}", d["metadata"]["name"]))
+            serde_json::from_value(d.clone()).map_err(|source| CollectorError::Deployment {
+                name: d["metadata"]["name"].to_string(),
+                source,
+            })
         })
         .collect()
 }
@@ -136,7 +165,7 @@ impl CollectorPod {
 /// How the Chroma pod sees the collector's Services: its names answered with the host's end of
 /// the pod's link, where the collector (in the host's network) serves its container ports
 /// itself; a Service port that differs from its target is relayed there.
-pub fn service_view(svc: &Service, pod: &PodSpec) -> Result<ServiceView, String> {
+pub fn service_view(svc: &Service, pod: &PodSpec) -> Result<ServiceView, CollectorError> {
     let name = svc.metadata.name.clone().unwrap_or_default();
     let mut ports = Vec::new();
     for p in svc.spec.iter().flat_map(|s| s.ports.iter().flatten()) {
@@ -144,10 +173,17 @@ pub fn service_view(svc: &Service, pod: &PodSpec) -> Result<ServiceView, String>
             .target_port
             .clone()
             .unwrap_or(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p.port));
-        let to = crate::workload::resolve_port(&pod.containers, &target)
-            .map_err(|e| format!("Service {name} port {}: {e}", p.port))?;
-        let port = u16::try_from(p.port)
-            .map_err(|_| format!("Service {name} port {} is not a port number", p.port))?;
+        let to = crate::workload::resolve_port(&pod.containers, &target).map_err(|source| {
+            CollectorError::Port {
+                service: name.clone(),
+                port: p.port,
+                source,
+            }
+        })?;
+        let port = u16::try_from(p.port).map_err(|_| CollectorError::NotAPort {
+            service: name.clone(),
+            port: p.port,
+        })?;
         // The collector listens on every address of the host's network, the Service address
         // in the Chroma pod's hosts file included: a port it already serves needs no relay.
         if port != to {
@@ -237,21 +273,21 @@ pub async fn start(
             source,
         })?;
     }
-    let sources = Sources::from_release(release).map_err(invalid)?;
+    let sources = Sources::from_release(release).map_err(BackendError::unrunnable)?;
     let mut volume_dirs = BTreeMap::new();
     for v in spec.volumes.iter().flatten() {
         volume_dirs.insert(
             v.name.clone(),
-            pod::materialise_volume(&layout, v, &sources).map_err(invalid)?,
+            pod::materialise_volume(&layout, v, &sources).map_err(BackendError::unrunnable)?,
         );
     }
-    let user: RunAs = security::run_as(c, spec, IMAGE_USER).map_err(invalid)?;
+    let user: RunAs = security::run_as(c, spec, IMAGE_USER).map_err(BackendError::unrunnable)?;
     let argv = argv(c, &binary.display().to_string()).map_err(|e| match e {
-        LaunchError::Invalid(m) => invalid(m),
         LaunchError::Unsupported(m) => BackendError::Unsupported {
             backend: "process",
             reason: m,
         },
+        e => BackendError::unrunnable(e),
     })?;
     let (bw, more) = super::proxy::container_root_argv(
         c,
@@ -261,7 +297,7 @@ pub async fn start(
         &argv[0],
         argv[1..].iter().cloned(),
     )
-    .map_err(|e| invalid(e.to_string()))?;
+    .map_err(BackendError::unrunnable)?;
     // The files a ConfigMap volume holds are readable by any user, as the kubelet writes them.
     for dir in volume_dirs.values() {
         security::open_path(dir).map_err(|source| BackendError::Io {
@@ -334,8 +370,14 @@ pub async fn start(
     let probe = c.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref());
     let probe_url = match probe {
         Some(get) => {
-            let port = crate::workload::resolve_port(std::slice::from_ref(c), &get.port)
-                .map_err(|e| invalid(format!("Deployment {name}: readinessProbe: {e}")))?;
+            let port = crate::workload::resolve_port(std::slice::from_ref(c), &get.port).map_err(
+                |source| {
+                    BackendError::unrunnable(CollectorError::Probe {
+                        name: name.clone(),
+                        source,
+                    })
+                },
+            )?;
             Some(format!(
                 "http://127.0.0.1:{port}{}",
                 get.path.as_deref().unwrap_or("/")

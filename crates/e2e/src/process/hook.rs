@@ -13,6 +13,57 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use render::Rendered;
 
+/// Why a Job's pod cannot run here: what the render lacks, an image without a stand-in, a
+/// command its image does not provide, or a host program the stand-in needs.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// `object` is `Job <name>` or `Pod <name>`.
+    #[error("{object} has no spec")]
+    NoSpec { object: String },
+    #[error("Job {job} has no pod template spec")]
+    NoPodTemplate { job: String },
+    #[error("CHROMADB_BACKUP_BIN={} is not a file", .0.display())]
+    BackupBinNotAFile(PathBuf),
+    #[error(
+        "no build of chromadb-backup stands in for its image (build it with `cargo build -p backup --bin chromadb-backup`, or set CHROMADB_BACKUP_BIN); looked in {}/{{debug,release}}",
+        .target.display()
+    )]
+    NoBackupBuild { target: PathBuf },
+    #[error("image `{image}`: {source}")]
+    Image {
+        image: String,
+        #[source]
+        source: Box<HookError>,
+    },
+    #[error(
+        "the process backend has no stand-in for image `{image}` (it models: curlimages/curl, chromadb-backup)"
+    )]
+    UnknownImage { image: String },
+    #[error("container `{container}` has no command and its image no entrypoint")]
+    NoCommand { container: String },
+    #[error(
+        "container `{container}` runs `{program}`, which its image does not provide (it has: {has})"
+    )]
+    NotInImage {
+        container: String,
+        program: String,
+        has: String,
+    },
+    #[error(
+        "the stand-in for the image needs `{program}` on this machine (apt-get install {package})"
+    )]
+    HostProgram {
+        program: String,
+        package: &'static str,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// One Job's (or bare Pod's) pod as the chart rendered it: a test hook or any other Job.
 #[derive(Debug, Clone)]
 pub struct TestHook {
@@ -26,17 +77,19 @@ pub struct TestHook {
 }
 
 /// A Job's pod with the Job's retry budget and deadline (capped at `cap`).
-pub fn job_pod(job: &k8s_openapi::api::batch::v1::Job, cap: Duration) -> Result<TestHook, String> {
+pub fn job_pod(
+    job: &k8s_openapi::api::batch::v1::Job,
+    cap: Duration,
+) -> Result<TestHook, HookError> {
     let name = job.metadata.name.clone().unwrap_or_default();
-    let spec = job
-        .spec
-        .as_ref()
-        .ok_or_else(|| format!("Job {name} has no spec"))?;
+    let spec = job.spec.as_ref().ok_or_else(|| HookError::NoSpec {
+        object: format!("Job {name}"),
+    })?;
     let pod = spec
         .template
         .spec
         .clone()
-        .ok_or_else(|| format!("Job {name} has no pod template spec"))?;
+        .ok_or_else(|| HookError::NoPodTemplate { job: name.clone() })?;
     let (attempts, deadline) = crate::backend::jobs::budget(job, cap);
     Ok(TestHook {
         object: format!("Job/{name}"),
@@ -48,22 +101,21 @@ pub fn job_pod(job: &k8s_openapi::api::batch::v1::Job, cap: Duration) -> Result<
 }
 
 /// Every `helm test` hook of the render, in helm's order.
-pub fn test_hooks(rendered: &Rendered) -> Result<Vec<TestHook>, String> {
+pub fn test_hooks(rendered: &Rendered) -> Result<Vec<TestHook>, HookError> {
     let mut out = Vec::new();
     for j in rendered
         .jobs()
         .filter(|j| render::hooks::is_test(&j.metadata))
     {
         let name = j.metadata.name.clone().unwrap_or_default();
-        let spec = j
-            .spec
-            .as_ref()
-            .ok_or_else(|| format!("Job {name} has no spec"))?;
+        let spec = j.spec.as_ref().ok_or_else(|| HookError::NoSpec {
+            object: format!("Job {name}"),
+        })?;
         let pod = spec
             .template
             .spec
             .clone()
-            .ok_or_else(|| format!("Job {name} has no pod template spec"))?;
+            .ok_or_else(|| HookError::NoPodTemplate { job: name.clone() })?;
         // Kubernetes' defaults: 6 retries, no deadline (helm's own --timeout of 5m bounds it).
         let attempts = u32::try_from(spec.backoff_limit.unwrap_or(6)).unwrap_or(0) + 1;
         let deadline = Duration::from_secs(
@@ -83,10 +135,9 @@ pub fn test_hooks(rendered: &Rendered) -> Result<Vec<TestHook>, String> {
         .filter(|p| render::hooks::is_test(&p.metadata))
     {
         let name = p.metadata.name.clone().unwrap_or_default();
-        let spec = p
-            .spec
-            .clone()
-            .ok_or_else(|| format!("Pod {name} has no spec"))?;
+        let spec = p.spec.clone().ok_or_else(|| HookError::NoSpec {
+            object: format!("Pod {name}"),
+        })?;
         out.push(TestHook {
             object: format!("Pod/{name}"),
             name,
@@ -121,13 +172,13 @@ pub const BACKUP_TOOL_USER: (u32, u32) = (65532, 65532);
 
 /// The host build of `chromadb-backup` that stands in for its image: `$CHROMADB_BACKUP_BIN`,
 /// else the newest of the workspace's `target/{debug,release}/chromadb-backup`.
-pub fn backup_tool_binary() -> Result<PathBuf, String> {
+pub fn backup_tool_binary() -> Result<PathBuf, HookError> {
     if let Some(p) = std::env::var_os("CHROMADB_BACKUP_BIN").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         return if p.is_file() {
             Ok(p)
         } else {
-            Err(format!("CHROMADB_BACKUP_BIN={} is not a file", p.display()))
+            Err(HookError::BackupBinNotAFile(p))
         };
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -138,12 +189,7 @@ pub fn backup_tool_binary() -> Result<PathBuf, String> {
         .map(|p| target.join(p).join("chromadb-backup"))
         .filter(|p| p.is_file())
         .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-        .ok_or_else(|| {
-            format!(
-                "no build of chromadb-backup stands in for its image (build it with `cargo build -p backup --bin chromadb-backup`, or set CHROMADB_BACKUP_BIN); looked in {}/{{debug,release}}",
-                target.display()
-            )
-        })
+        .ok_or(HookError::NoBackupBuild { target })
 }
 
 /// What an Alpine-based image's busybox provides that a shell script commonly calls.
@@ -156,7 +202,7 @@ const BUSYBOX_BASICS: &[&str] = &[
 /// tool's image: one static binary as ENTRYPOINT, user 65532. `curlimages/curl` is the chart's default test image: Alpine with
 /// curl, ENTRYPOINT `/entrypoint.sh` (which runs `curl "$@"` unless its first argument is a
 /// program), CMD `curl`, user `curl_user` (100:101).
-pub fn image_model(image: &str) -> Result<ImageModel, String> {
+pub fn image_model(image: &str) -> Result<ImageModel, HookError> {
     let repo = image.split('@').next().unwrap_or(image);
     let repo = match repo.rfind(':') {
         Some(i) if !repo[i..].contains('/') => &repo[..i],
@@ -168,7 +214,10 @@ pub fn image_model(image: &str) -> Result<ImageModel, String> {
     // A registry prefix (a mirror) keeps the image what it is.
     let known = |name: &str| path == name || path.ends_with(&format!("/{name}"));
     if path == "chromadb-backup" || path.ends_with("/chromadb-backup") {
-        let bin = backup_tool_binary().map_err(|e| format!("image `{image}`: {e}"))?;
+        let bin = backup_tool_binary().map_err(|e| HookError::Image {
+            image: image.to_string(),
+            source: Box::new(e),
+        })?;
         return Ok(ImageModel {
             entrypoint: vec![BACKUP_TOOL_PATH.into()],
             cmd: Vec::new(),
@@ -190,14 +239,14 @@ pub fn image_model(image: &str) -> Result<ImageModel, String> {
             tool: None,
         });
     }
-    Err(format!(
-        "the process backend has no stand-in for image `{image}` (it models: curlimages/curl, chromadb-backup)"
-    ))
+    Err(HookError::UnknownImage {
+        image: image.to_string(),
+    })
 }
 
 /// The argv a container runs: `command` replaces the ENTRYPOINT, `args` the CMD (the
 /// Kubernetes rules), with the curl image's entrypoint script resolved to what it execs.
-pub fn argv(c: &Container, model: &ImageModel) -> Result<Vec<String>, String> {
+pub fn argv(c: &Container, model: &ImageModel) -> Result<Vec<String>, HookError> {
     let command = c.command.clone().unwrap_or_default();
     let args = c.args.clone();
     let argv: Vec<String> = match (command.is_empty(), args) {
@@ -224,10 +273,9 @@ pub fn argv(c: &Container, model: &ImageModel) -> Result<Vec<String>, String> {
         });
     }
     match argv.first() {
-        None => Err(format!(
-            "container `{}` has no command and its image no entrypoint",
-            c.name
-        )),
+        None => Err(HookError::NoCommand {
+            container: c.name.clone(),
+        }),
         Some(p) if model.tool.is_some() && model.entrypoint.first() == Some(p) => Ok(argv),
         Some(p)
             if !model.programs.contains(
@@ -235,11 +283,11 @@ pub fn argv(c: &Container, model: &ImageModel) -> Result<Vec<String>, String> {
                     .trim_start_matches("/usr/bin/"),
             ) =>
         {
-            Err(format!(
-                "container `{}` runs `{p}`, which its image does not provide (it has: {})",
-                c.name,
-                model.programs.join(", ")
-            ))
+            Err(HookError::NotInImage {
+                container: c.name.clone(),
+                program: p.clone(),
+                has: model.programs.join(", "),
+            })
         }
         Some(_) => Ok(argv),
     }
@@ -247,24 +295,25 @@ pub fn argv(c: &Container, model: &ImageModel) -> Result<Vec<String>, String> {
 
 /// A directory holding only the image's programs (symlinks to the host's), to be the whole
 /// PATH of the hook container.
-pub fn image_bin(dir: &Path, model: &ImageModel) -> Result<PathBuf, String> {
+pub fn image_bin(dir: &Path, model: &ImageModel) -> Result<PathBuf, HookError> {
+    let io = |context: String| move |source| HookError::Io { context, source };
     let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).map_err(|e| format!("creating {}: {e}", bin.display()))?;
+    std::fs::create_dir_all(&bin).map_err(io(format!("creating {}", bin.display())))?;
     for prog in &model.programs {
         let host = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
             .iter()
             .map(|d| Path::new(d).join(prog))
             .find(|p| p.is_file());
         let Some(host) = host else {
-            return Err(format!(
-                "the stand-in for the image needs `{prog}` on this machine (apt-get install {})",
-                if *prog == "curl" { "curl" } else { "coreutils" }
-            ));
+            return Err(HookError::HostProgram {
+                program: prog.to_string(),
+                package: if *prog == "curl" { "curl" } else { "coreutils" },
+            });
         };
         let link = bin.join(prog);
         if !link.exists() {
             std::os::unix::fs::symlink(&host, &link)
-                .map_err(|e| format!("linking {}: {e}", link.display()))?;
+                .map_err(io(format!("linking {}", link.display())))?;
         }
     }
     Ok(bin)
@@ -425,7 +474,7 @@ mod tests {
         );
         // A command that is not the image's binary is something the image does not have.
         let c = container(json!({"name": "backup", "command": ["sh", "-c", "x"]}));
-        assert!(argv(&c, &m).unwrap_err().contains("`sh`"));
+        assert!(argv(&c, &m).unwrap_err().to_string().contains("`sh`"));
     }
 
     #[test]
@@ -493,7 +542,7 @@ mod tests {
     #[test]
     fn an_unknown_image_is_named() {
         let err = image_model("busybox:1").unwrap_err();
-        assert!(err.contains("`busybox:1`"), "{err}");
+        assert!(err.to_string().contains("`busybox:1`"), "{err}");
     }
 
     #[test]
@@ -514,7 +563,7 @@ mod tests {
     fn a_program_the_image_lacks_is_refused() {
         let m = image_model("curlimages/curl").unwrap();
         let c = container(json!({"name": "t", "command": ["python3", "-c", "1"]}));
-        assert!(argv(&c, &m).unwrap_err().contains("`python3`"));
+        assert!(argv(&c, &m).unwrap_err().to_string().contains("`python3`"));
     }
 
     #[test]

@@ -99,18 +99,31 @@ impl Image {
     }
 }
 
+/// Why the image's own files could not be laid out in the container's filesystem.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageFsError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the environment {} has no chromadb package", .0.display())]
+    NoPackage(PathBuf),
+}
+
 /// The files the image itself carries that a start can depend on.
 pub fn populate_image_fs(
     layout: &Layout,
     version: &ChromaVersion,
     venv: &Venv,
-) -> Result<(), String> {
+) -> Result<(), ImageFsError> {
+    let io = |context: String| move |source| ImageFsError::Io { context, source };
     let fs = layout.fs();
     let workdir = layout.host_path(WORKDIR);
-    std::fs::create_dir_all(&workdir)
-        .map_err(|e| format!("creating {}: {e}", workdir.display()))?;
+    std::fs::create_dir_all(&workdir).map_err(io(format!("creating {}", workdir.display())))?;
     for d in ["tmp", "root"] {
-        std::fs::create_dir_all(fs.join(d)).map_err(|e| format!("creating {d}: {e}"))?;
+        std::fs::create_dir_all(fs.join(d)).map_err(io(format!("creating {d}")))?;
     }
     match Era::of(version) {
         Era::Rust => {
@@ -120,22 +133,19 @@ pub fn populate_image_fs(
                 fs.join("config.yaml"),
                 "port: 8000\nlisten_address: \"0.0.0.0\"\npersist_path: \"/data\"\n",
             )
-            .map_err(|e| format!("writing /config.yaml: {e}"))?;
+            .map_err(io("writing /config.yaml".into()))?;
         }
         _ => {
             // /chroma holds the source tree in the image: the `chromadb` package (so
             // `chromadb/log_config.yml` resolves from the WORKDIR) and, in old releases, a
             // `log_config.yml` at the top.
-            let pkg = venv.chromadb_package().ok_or_else(|| {
-                format!(
-                    "the environment {} has no chromadb package",
-                    venv.dir.display()
-                )
-            })?;
+            let pkg = venv
+                .chromadb_package()
+                .ok_or_else(|| ImageFsError::NoPackage(venv.dir.clone()))?;
             std::os::unix::fs::symlink(&pkg, workdir.join("chromadb"))
-                .map_err(|e| format!("linking the chromadb package into /chroma: {e}"))?;
+                .map_err(io("linking the chromadb package into /chroma".into()))?;
             std::fs::write(workdir.join("log_config.yml"), LEGACY_LOG_CONFIG)
-                .map_err(|e| format!("writing /chroma/log_config.yml: {e}"))?;
+                .map_err(io("writing /chroma/log_config.yml".into()))?;
         }
     }
     Ok(())
@@ -172,7 +182,7 @@ pub struct Launch {
     pub netns: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     /// What the container would fail with too (missing executable, bad config).
     #[error("{0}")]
@@ -180,6 +190,26 @@ pub enum LaunchError {
     /// A start the process backend cannot model faithfully.
     #[error("{0}")]
     Unsupported(String),
+    /// The server's config file, which the container would fail on too.
+    #[error("`chroma run` config {} cannot be read in the container: {source}", path.display())]
+    ConfigUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`chroma run` config {} is not YAML: {source}", path.display())]
+    ConfigNotYaml {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    /// This host failed the harness (writing the adjusted config, reading a directory).
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn set(env: &mut Vec<(String, String)>, k: &str, v: impl Into<String>) {
@@ -541,18 +571,15 @@ fn rust_listen(
         )));
     }
     let path = PathBuf::from(&rest[idx]);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        LaunchError::Invalid(format!(
-            "`chroma run` config {} cannot be read in the container: {e}",
-            path.display()
-        ))
+    let text = std::fs::read_to_string(&path).map_err(|source| LaunchError::ConfigUnreadable {
+        path: path.clone(),
+        source,
     })?;
-    let mut cfg: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
-        LaunchError::Invalid(format!(
-            "`chroma run` config {} is not YAML: {e}",
-            path.display()
-        ))
-    })?;
+    let mut cfg: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|source| LaunchError::ConfigNotYaml {
+            path: path.clone(),
+            source,
+        })?;
     let map = cfg.as_mapping_mut().ok_or_else(|| {
         LaunchError::Invalid(format!(
             "`chroma run` config {} is not a mapping",
@@ -610,10 +637,17 @@ fn rust_listen(
         .root
         .join("adjusted")
         .join(path.file_name().unwrap_or_default());
-    std::fs::create_dir_all(adjusted.parent().unwrap_or(&layout.root))
-        .map_err(|e| LaunchError::Unsupported(e.to_string()))?;
-    std::fs::write(&adjusted, serde_yaml::to_string(&cfg).unwrap_or_default())
-        .map_err(|e| LaunchError::Unsupported(e.to_string()))?;
+    let dir = adjusted.parent().unwrap_or(&layout.root);
+    std::fs::create_dir_all(dir).map_err(|source| LaunchError::Io {
+        context: format!("creating {}", dir.display()),
+        source,
+    })?;
+    std::fs::write(&adjusted, serde_yaml::to_string(&cfg).unwrap_or_default()).map_err(
+        |source| LaunchError::Io {
+            context: format!("writing {}", adjusted.display()),
+            source,
+        },
+    )?;
     match host_port {
         Some(host_port) => {
             adj.push(format!("listen on 127.0.0.1:{host_port} instead of {old_host}:{container_port}"));

@@ -108,6 +108,58 @@ fn invalid(reason: impl Into<String>) -> BackendError {
     }
 }
 
+/// What stops the server's container (or its sidecar) before it runs: a launch the container
+/// would fail too, or a readiness probe that names no port.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("container `{container}`: {source}")]
+    Launch {
+        container: &'static str,
+        #[source]
+        source: LaunchError,
+    },
+    #[error("readinessProbe: {0}")]
+    Probe(#[source] crate::workload::PortRefError),
+}
+
+/// Why the pod never became ready: a container exited, or the probe never passed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadyError {
+    #[error("the readiness probe's HTTP client: {0}")]
+    Client(#[source] crate::tls::TlsError),
+    #[error("the readiness probe's HTTP client: {0}")]
+    Build(#[source] reqwest::Error),
+    #[error("{container} exited ({status}) before the pod became ready")]
+    Exited {
+        container: String,
+        status: std::process::ExitStatus,
+    },
+    #[error("not ready after {timeout:?}: {last}")]
+    Timeout {
+        timeout: Duration,
+        #[source]
+        last: LastProbe,
+    },
+}
+
+/// The readiness probe's last answer.
+#[derive(Debug, thiserror::Error)]
+pub enum LastProbe {
+    #[error("no answer yet")]
+    None,
+    #[error("readinessProbe GET {path} answered {status}")]
+    Status {
+        path: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("readinessProbe GET {path}: {source}")]
+    Failed {
+        path: String,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackendError {
     let context = context.into();
     move |source| BackendError::Io { context, source }
@@ -230,9 +282,9 @@ impl ProcessBackend {
         let sts = rendered
             .statefulset()
             .ok_or_else(|| invalid("the chart rendered no StatefulSet"))?;
-        let pod = pod::pod_spec(sts).map_err(invalid)?;
+        let pod = pod::pod_spec(sts).map_err(BackendError::unrunnable)?;
         let claims = pod::claim_templates(sts);
-        let sources = Sources::from_release(release).map_err(invalid)?;
+        let sources = Sources::from_release(release).map_err(BackendError::unrunnable)?;
         let services: Vec<_> = rendered.services().cloned().collect();
         let sts_name = sts.metadata.name.clone().unwrap_or_default();
         let mut me = PodIdentity {
@@ -280,7 +332,8 @@ impl ProcessBackend {
                 return Err(BackendError::Unsupported {
                     backend: "process",
                     reason: format!(
-                        "the pod has a sidecar sharing its localhost, which needs a pod network: {e}"
+                        "the pod has a sidecar sharing its localhost, which needs a pod network: {}",
+                        crate::text::chain(&e)
                     ),
                 });
             }
@@ -305,7 +358,7 @@ impl ProcessBackend {
         for v in pod.volumes.iter().flatten() {
             volume_dirs.insert(
                 v.name.clone(),
-                pod::materialise_volume(&layout, v, &sources).map_err(invalid)?,
+                pod::materialise_volume(&layout, v, &sources).map_err(BackendError::unrunnable)?,
             );
         }
         for t in &claims {
@@ -323,12 +376,8 @@ impl ProcessBackend {
                         "volumeClaimTemplate {t}: resources.requests.storage: {e}"
                     ))
                 })?;
-                let v = volume::SizedVolume::mount(&dir, bytes).map_err(|detail| {
-                    BackendError::Failed {
-                        what: format!("sizing claim {t}"),
-                        detail,
-                    }
-                })?;
+                let v = volume::SizedVolume::mount(&dir, bytes)
+                    .map_err(|e| BackendError::step(format!("sizing claim {t}"), e))?;
                 r.sized.push(v);
             }
             volume_dirs.entry(t.clone()).or_insert(dir);
@@ -343,12 +392,8 @@ impl ProcessBackend {
             ));
         }
 
-        image::populate_image_fs(&layout, &release.version, &r.venv).map_err(|detail| {
-            BackendError::Failed {
-                what: "preparing the image filesystem".into(),
-                detail,
-            }
-        })?;
+        image::populate_image_fs(&layout, &release.version, &r.venv)
+            .map_err(|e| BackendError::step("preparing the image filesystem", e))?;
         let mut adjustments = vec![format!(
             "container filesystem re-rooted at {}",
             layout.fs().display()
@@ -364,13 +409,14 @@ impl ProcessBackend {
             .flatten()
             .filter(|_| life == Start::NewPod)
         {
-            let env = pod::resolve_env(init, pod, &sources, &services, &me).map_err(invalid)?;
+            let env = pod::resolve_env(init, pod, &sources, &services, &me)
+                .map_err(BackendError::unrunnable)?;
             run_init(&layout, init, pod, &env, &volume_dirs, &mut adjustments)?;
         }
 
         // Every Chroma image runs its server as root unless the pod says otherwise
         // (docs/chroma-eras.md#images-and-entrypoints).
-        let user = security::run_as(c, pod, (0, 0)).map_err(invalid)?;
+        let user = security::run_as(c, pod, (0, 0)).map_err(BackendError::unrunnable)?;
         if (!user.is_root() || user.read_only_root || user.fs_group.is_some())
             && !nix::unistd::geteuid().is_root()
         {
@@ -399,17 +445,22 @@ impl ProcessBackend {
             );
         }
 
-        let env = pod::resolve_env(c, pod, &sources, &services, &me).map_err(invalid)?;
+        let env =
+            pod::resolve_env(c, pod, &sources, &services, &me).map_err(BackendError::unrunnable)?;
         let host_port = match pod_ip {
             Some(_) => None,
             None => Some(free_port().map_err(io("finding a free port"))?),
         };
         let launch_err = |e| match e {
-            LaunchError::Invalid(m) => invalid(format!("container `chromadb`: {m}")),
             LaunchError::Unsupported(m) => BackendError::Unsupported {
                 backend: "process",
                 reason: m,
             },
+            LaunchError::Io { .. } => BackendError::step("laying out the container", e),
+            e => BackendError::unrunnable(ContainerError::Launch {
+                container: "chromadb",
+                source: e,
+            }),
         };
         let mut launch = image::launch(&release.version, &r.venv, &layout, c, env, host_port)
             .map_err(launch_err)?;
@@ -418,8 +469,8 @@ impl ProcessBackend {
         // container the Service's targetPort names (the proxy).
         let (reach, target_port, probe) = match (pod_ip, proxy_c) {
             (Some(ip), Some(p)) => {
-                let (_, _, target) =
-                    pod::service_target(&services, &labels, &pod.containers).map_err(invalid)?;
+                let (_, _, target) = pod::service_target(&services, &labels, &pod.containers)
+                    .map_err(BackendError::unrunnable)?;
                 let probe = readiness(p, target)?;
                 (std::net::SocketAddr::from((ip, target)), target, probe)
             }
@@ -509,7 +560,8 @@ impl ProcessBackend {
         if let (Some(p), Some(net)) = (proxy_c, &r.net)
             && r.sidecars.is_empty()
         {
-            let proxy_user = security::run_as(p, pod, proxy::IMAGE_USER).map_err(invalid)?;
+            let proxy_user =
+                security::run_as(p, pod, proxy::IMAGE_USER).map_err(BackendError::unrunnable)?;
             let pl =
                 proxy::launch(p, pod, &volume_dirs, &proxy_user, &net.name).map_err(launch_err)?;
             adjustments.extend(pl.adjustments.iter().cloned());
@@ -560,7 +612,7 @@ impl ProcessBackend {
         };
         r.server = Some(server);
         r.reach = Some((reach, target_port));
-        if let Err(detail) = result {
+        if let Err(e) = result {
             let mut tail = child::tail(&log, 40);
             for sc in &r.sidecars {
                 tail.push_str(&format!(
@@ -571,7 +623,10 @@ impl ProcessBackend {
             }
             return Err(BackendError::NotReady {
                 waited: waited.elapsed(),
-                detail: format!("{detail}\n--- server log tail ---\n{tail}"),
+                detail: format!(
+                    "{}\n--- server log tail ---\n{tail}",
+                    crate::text::chain(&e)
+                ),
             });
         }
         let tls = crate::tls::endpoint(
@@ -580,7 +635,7 @@ impl ProcessBackend {
             &sources.secrets,
             reach,
         )
-        .map_err(invalid)?;
+        .map_err(BackendError::unrunnable)?;
         let base_url = match &tls {
             Some((url, _)) => url.clone(),
             None => format!("http://{reach}"),
@@ -606,7 +661,7 @@ impl ProcessBackend {
         &self,
         r: &mut Running,
     ) -> Result<Vec<podnet::ServiceView>, BackendError> {
-        let deployments = collector::deployments(&r.release).map_err(invalid)?;
+        let deployments = collector::deployments(&r.release).map_err(BackendError::unrunnable)?;
         if deployments.len() > 1 {
             return Err(BackendError::Unsupported {
                 backend: "process",
@@ -667,7 +722,7 @@ impl ProcessBackend {
             .ok_or_else(|| invalid("the collector Deployment has no pod spec"))?;
         collector::services_of(&r.release, d)
             .into_iter()
-            .map(|s| collector::service_view(s, spec).map_err(invalid))
+            .map(|s| collector::service_view(s, spec).map_err(BackendError::unrunnable))
             .collect()
     }
 }
@@ -874,7 +929,7 @@ fn run_init(
         return Err(BackendError::Unsupported { backend: "process", reason: "the htpasswd init container runs in a root of its own, which needs bubblewrap and a harness running as root".into() });
     }
     // The httpd image runs as root unless the pod says otherwise.
-    let user = security::run_as(init, pod, (0, 0)).map_err(invalid)?;
+    let user = security::run_as(init, pod, (0, 0)).map_err(BackendError::unrunnable)?;
     grant_volumes(layout, pod, volume_dirs, &user)?;
     let mut mounts = Vec::new();
     for m in init.volume_mounts.iter().flatten() {
@@ -963,8 +1018,8 @@ fn check_ports(
             "the server listens on {listen} but its containerPort `http`/`https` is {http}"
         )));
     }
-    let (svc, _, target) =
-        pod::service_target(services, labels, std::slice::from_ref(c)).map_err(invalid)?;
+    let (svc, _, target) = pod::service_target(services, labels, std::slice::from_ref(c))
+        .map_err(BackendError::unrunnable)?;
     if target != listen {
         return Err(invalid(format!(
             "the server listens on {listen} but the Service {svc} targets {target}"
@@ -986,7 +1041,7 @@ fn readiness(c: &Container, listen: u16) -> Result<Option<(String, bool)>, Backe
         return Ok(None);
     };
     let port = crate::workload::resolve_port(std::slice::from_ref(c), &get.port)
-        .map_err(|e| invalid(format!("readinessProbe: {e}")))?;
+        .map_err(|e| BackendError::unrunnable(ContainerError::Probe(e)))?;
     if port != listen {
         return Err(BackendError::NotReady {
             waited: Duration::ZERO,
@@ -1007,34 +1062,44 @@ async fn wait_ready(
     base_url: &str,
     probe: &Option<String>,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ReadyError> {
     // The kubelet's HTTPS probe does not verify the certificate.
     let client = crate::tls::client_builder(None)
-        .map_err(|e| e.to_string())?
+        .map_err(ReadyError::Client)?
         .danger_accept_invalid_certs(true)
         .timeout(Duration::from_secs(2))
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(ReadyError::Build)?;
     let deadline = Instant::now() + timeout;
-    let mut last = String::from("no answer yet");
+    let mut last = LastProbe::None;
     loop {
         for server in servers.iter_mut() {
             if let Some(status) = server.try_exited() {
-                return Err(format!(
-                    "{} exited ({status}) before the pod became ready",
-                    server
+                return Err(ReadyError::Exited {
+                    container: server
                         .log
                         .file_stem()
                         .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_default()
-                ));
+                        .unwrap_or_default(),
+                    status,
+                });
             }
         }
         match probe {
             Some(path) => match client.get(format!("{base_url}{path}")).send().await {
                 Ok(resp) if (200..400).contains(&resp.status().as_u16()) => return Ok(()),
-                Ok(resp) => last = format!("readinessProbe GET {path} answered {}", resp.status()),
-                Err(e) => last = format!("readinessProbe GET {path}: {e}"),
+                Ok(resp) => {
+                    last = LastProbe::Status {
+                        path: path.clone(),
+                        status: resp.status(),
+                    }
+                }
+                Err(source) => {
+                    last = LastProbe::Failed {
+                        path: path.clone(),
+                        source,
+                    }
+                }
             },
             None => {
                 if tokio::net::TcpStream::connect(
@@ -1050,7 +1115,7 @@ async fn wait_ready(
             }
         }
         if Instant::now() > deadline {
-            return Err(format!("not ready after {timeout:?}: {last}"));
+            return Err(ReadyError::Timeout { timeout, last });
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
@@ -1172,11 +1237,11 @@ impl Backend for ProcessBackend {
     }
 
     fn limits_volume_size(&self) -> Result<(), String> {
-        volume::available()
+        volume::available().map_err(|e| crate::text::chain(&e))
     }
 
     fn limits_memory(&self) -> Result<(), String> {
-        cgroup::available().map_err(|e| e.to_string())
+        cgroup::available().map_err(|e| crate::text::chain(&e))
     }
 
     async fn await_container_end(
@@ -1281,10 +1346,8 @@ impl Backend for ProcessBackend {
             let dir = r.layout.pvc().join(claim);
             if let Some(i) = r.sized.iter().position(|v| v.at == dir) {
                 let mut v = r.sized.remove(i);
-                v.unmount().map_err(|detail| BackendError::Failed {
-                    what: format!("deleting claim {claim}"),
-                    detail,
-                })?;
+                v.unmount()
+                    .map_err(|e| BackendError::step(format!("deleting claim {claim}"), e))?;
             }
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(io(format!("deleting claim {claim}")))?;
@@ -1317,7 +1380,10 @@ impl Backend for ProcessBackend {
         if let Err(e) = podnet::available() {
             return Err(BackendError::Unsupported {
                 backend: "process",
-                reason: format!("the release's post-install hooks: {e}"),
+                reason: format!(
+                    "the release's post-install hooks: {}",
+                    crate::text::chain(&e)
+                ),
             });
         }
         let (server, container_port) = reach.ok_or_else(|| BackendError::Failed {
@@ -1326,7 +1392,8 @@ impl Backend for ProcessBackend {
         })?;
         let env = PodEnv::new(next, server, container_port, claims)?;
         for job in hooks {
-            let h = hook::job_pod(job, Duration::from_secs(900)).map_err(invalid)?;
+            let h =
+                hook::job_pod(job, Duration::from_secs(900)).map_err(BackendError::unrunnable)?;
             let mut log = String::new();
             match run_pod(&env, &h, &mut log, &self.opts.temp_base).await? {
                 None => {}
@@ -1367,7 +1434,7 @@ impl Backend for ProcessBackend {
                 r.orphaned,
             ) {
                 // What the API server refuses `helm upgrade` for, before anything stops.
-                pod::statefulset_update(old, new).map_err(invalid)?;
+                pod::statefulset_update(old, new).map_err(BackendError::unrunnable)?;
             }
         }
         let mut r = self.take(&deployed.id)?;
@@ -1452,10 +1519,10 @@ impl Backend for ProcessBackend {
         })?;
         if let Err(e) = podnet::available() {
             return Ok(HookRun::Unsupported {
-                reason: e.to_string(),
+                reason: crate::text::chain(&e),
             });
         }
-        let h = hook::job_pod(job, Duration::from_secs(900)).map_err(invalid)?;
+        let h = hook::job_pod(job, Duration::from_secs(900)).map_err(BackendError::unrunnable)?;
         let env = PodEnv::new(&release, server, container_port, claims)?;
         let mut log = String::new();
         Ok(run_pod(&env, &h, &mut log, &self.opts.temp_base)
@@ -1487,7 +1554,9 @@ impl Backend for ProcessBackend {
                 .ok_or_else(|| invalid("the chart rendered no StatefulSet"))?;
             (
                 r.layout.clone(),
-                pod::pod_spec(sts).map_err(invalid)?.clone(),
+                pod::pod_spec(sts)
+                    .map_err(BackendError::unrunnable)?
+                    .clone(),
             )
         };
         let mut touched = 0;
@@ -1585,11 +1654,11 @@ fn service_views(
     release: &Release,
     server: std::net::SocketAddr,
     container_port: u16,
-) -> Result<Vec<podnet::ServiceView>, String> {
+) -> Result<Vec<podnet::ServiceView>, pod::PodError> {
     let sts = release
         .rendered
         .statefulset()
-        .ok_or("the chart rendered no StatefulSet")?;
+        .ok_or(pod::PodError::NoStatefulSet)?;
     let pod = pod::pod_spec(sts)?;
     let labels: BTreeMap<String, String> = sts
         .spec
@@ -1619,7 +1688,10 @@ fn service_views(
                 {
                     ports.push((
                         u16::try_from(p.port).map_err(|_| {
-                            format!("Service {name} port {} is not a port number", p.port)
+                            crate::workload::PortError::ServicePort {
+                                service: name.clone(),
+                                port: p.port,
+                            }
                         })?,
                         server,
                     ));
@@ -1652,9 +1724,10 @@ impl PodEnv {
         claims: PathBuf,
     ) -> Result<PodEnv, BackendError> {
         Ok(PodEnv {
-            sources: Sources::from_release(release).map_err(invalid)?,
+            sources: Sources::from_release(release).map_err(BackendError::unrunnable)?,
             services: release.rendered.services().cloned().collect(),
-            views: service_views(release, server, container_port).map_err(invalid)?,
+            views: service_views(release, server, container_port)
+                .map_err(BackendError::unrunnable)?,
             namespace: release.request.namespace.clone(),
             claims,
         })
@@ -1669,7 +1742,7 @@ async fn run_test_hooks(
     claims: PathBuf,
     temp_base: &Path,
 ) -> Result<HookRun, BackendError> {
-    let hooks = hook::test_hooks(&release.rendered).map_err(invalid)?;
+    let hooks = hook::test_hooks(&release.rendered).map_err(BackendError::unrunnable)?;
     if hooks.is_empty() {
         return Ok(HookRun::Failed {
             reason: "the chart renders no `helm test` hook".into(),
@@ -1678,7 +1751,7 @@ async fn run_test_hooks(
     }
     if let Err(e) = podnet::available() {
         return Ok(HookRun::Unsupported {
-            reason: e.to_string(),
+            reason: crate::text::chain(&e),
         });
     }
     let env = PodEnv::new(release, server, container_port, claims)?;
@@ -1716,9 +1789,9 @@ async fn run_pod(
     let image = c.image.clone().unwrap_or_default();
     let model = match hook::image_model(&image) {
         Ok(m) => m,
-        Err(reason) => {
+        Err(e) => {
             return Ok(Some(HookRun::Unsupported {
-                reason: format!("{}: {reason}", h.object),
+                reason: format!("{}: {}", h.object, crate::text::chain(&e)),
             }));
         }
     };
@@ -1728,14 +1801,15 @@ async fn run_pod(
             log: std::mem::take(log),
         }))
     };
+    // A pod that never starts is reported with its error's whole text.
     let argv = match hook::argv(c, &model) {
         Ok(a) => a,
-        Err(reason) => return failed(reason, log),
+        Err(e) => return failed(crate::text::chain(&e), log),
     };
     // The same rules as the server's: container securityContext over the pod's over the image's.
     let user = match security::run_as(c, &h.spec, model.user) {
         Ok(u) => u,
-        Err(reason) => return failed(reason, log),
+        Err(e) => return failed(crate::text::chain(&e), log),
     };
     // An image that is one binary, or a pod with volumes, gets a root of its own; the curl
     // image's scripts run on the host's filesystem with only its programs on PATH.
@@ -1778,7 +1852,7 @@ async fn run_pod(
         let vars = match pod::resolve_env(c, &h.spec, &env.sources, &env.services, &me) {
             Ok(e) => e,
             // The kubelet's CreateContainerConfigError: the pod never starts.
-            Err(reason) => return failed(reason, log),
+            Err(e) => return failed(crate::text::chain(&e), log),
         };
         // One scratch dir per pod: its home and its emptyDirs, fresh on every attempt.
         let scratch = tempfile::Builder::new()
@@ -1787,14 +1861,12 @@ async fn run_pod(
             .map_err(io("creating the pod's directory"))?;
         let home = scratch.path().join("home");
         std::fs::create_dir_all(&home).map_err(io("creating the pod's home"))?;
-        let bin = hook::image_bin(&home, &model).map_err(|detail| BackendError::Failed {
-            what: "the image stand-in".into(),
-            detail,
-        })?;
+        let bin = hook::image_bin(&home, &model)
+            .map_err(|e| BackendError::step("the image stand-in", e))?;
         prepare_home(&home, user.uid, user.gid)?;
         let mounts = match pod_mounts(env, h, c, scratch.path(), &user) {
             Ok(m) => m,
-            Err(reason) => return failed(reason, log),
+            Err(e) => return failed(crate::text::chain(&e), log),
         };
         let mut cmd = if own_root {
             let tool = model.tool.as_deref().map(|t| {
@@ -1886,7 +1958,7 @@ fn pod_mounts(
     c: &Container,
     scratch: &Path,
     user: &security::RunAs,
-) -> Result<Vec<hook::Mount>, String> {
+) -> Result<Vec<hook::Mount>, pod::PodError> {
     use std::os::unix::fs::PermissionsExt;
     let layout = Layout {
         root: scratch.to_path_buf(),
@@ -1897,29 +1969,31 @@ fn pod_mounts(
             Some(pvc) => {
                 let d = env.claims.join(&pvc.claim_name);
                 std::fs::create_dir_all(&d)
-                    .map_err(|e| format!("creating claim {}: {e}", pvc.claim_name))?;
+                    .map_err(pod::io(format!("creating claim {}", pvc.claim_name)))?;
                 d
             }
             None => pod::materialise_volume(&layout, v, &env.sources)?,
         };
         if v.empty_dir.is_some() {
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
-                .map_err(|e| format!("chmod emptyDir {}: {e}", dir.display()))?;
+                .map_err(pod::io(format!("chmod emptyDir {}", dir.display())))?;
         }
         if let Some(g) = user.fs_group {
-            security::apply_fs_group(&dir, g)
-                .map_err(|e| format!("applying fsGroup {g} to volume {}: {e}", v.name))?;
+            security::apply_fs_group(&dir, g).map_err(pod::io(format!(
+                "applying fsGroup {g} to volume {}",
+                v.name
+            )))?;
         }
         dirs.insert(v.name.clone(), dir);
     }
     let mut out = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
-        let dir = dirs.get(&m.name).ok_or_else(|| {
-            format!(
-                "container `{}` mounts `{}`, which the pod does not declare",
-                c.name, m.name
-            )
-        })?;
+        let dir = dirs
+            .get(&m.name)
+            .ok_or_else(|| pod::PodError::UndeclaredMount {
+                container: c.name.clone(),
+                volume: m.name.clone(),
+            })?;
         let host = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             Some(sub) => dir.join(sub),
             None => dir.clone(),
@@ -2017,6 +2091,30 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(layout.fs().join("chroma/auth/htpasswd")).unwrap(),
             "u:x\n"
+        );
+    }
+
+    /// A probe that finds nothing listening times out naming the refused connection, which
+    /// only the HTTP client's sources say (its own message is the URL).
+    #[tokio::test]
+    async fn a_readiness_timeout_keeps_why_the_last_probe_failed() {
+        let port = free_port().unwrap();
+        let err = wait_ready(
+            &mut [],
+            &format!("http://127.0.0.1:{port}"),
+            &Some("/healthz".into()),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, ReadyError::Timeout { last: LastProbe::Failed { path, .. }, .. } if path == "/healthz"),
+            "{err:?}"
+        );
+        let text = crate::text::chain(&err);
+        assert!(
+            text.contains("readinessProbe GET /healthz") && text.contains("refused"),
+            "{text}"
         );
     }
 

@@ -9,6 +9,157 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Container, PodSpec, Service, Volume};
 
 use crate::backend::Release;
+use crate::workload::PortError;
+
+/// What the API server or the kubelet refuses in the rendered StatefulSet, its pod template and
+/// what the pod refers to, each naming the object and field.
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    #[error(
+        "Secret `{name}` is rendered by the chart but also exists before install; helm install would refuse to take it over"
+    )]
+    SecretTakenOver { name: String },
+    #[error("StatefulSet {statefulset} has no spec")]
+    NoSpec { statefulset: String },
+    #[error("StatefulSet {statefulset}: spec.template.spec is missing")]
+    NoPodSpec { statefulset: String },
+    #[error(
+        "StatefulSet {statefulset}: spec.selector.matchLabels {key}={value} does not match the template labels (the API server refuses: selector does not match template labels)"
+    )]
+    SelectorMismatch {
+        statefulset: String,
+        key: String,
+        value: String,
+    },
+    #[error("StatefulSet {statefulset}: {source}")]
+    Template {
+        statefulset: String,
+        #[source]
+        source: TemplateError,
+    },
+    #[error(
+        "StatefulSet {statefulset} cannot be updated in place: spec.{changed} changed, and the API server forbids updates to any field but {mutable}"
+    )]
+    Immutable {
+        statefulset: String,
+        /// The changed fields, `, spec.`-joined.
+        changed: String,
+        mutable: String,
+    },
+    #[error("{container}: an envFrom entry names neither a configMapRef nor a secretRef")]
+    EnvFromWithoutSource { container: String },
+    #[error("{container}: envFrom refers to {kind} `{name}`, which does not exist")]
+    EnvFromMissing {
+        container: String,
+        kind: &'static str,
+        name: String,
+    },
+    /// Boxed: a lookup's error is the largest here.
+    #[error(transparent)]
+    Env(Box<EnvError>),
+    #[error("the chart rendered no StatefulSet")]
+    NoStatefulSet,
+    #[error("no rendered Service selects the StatefulSet's pod labels")]
+    NoService,
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error(
+        "volume `{volume}`: only configMap, secret, emptyDir and persistentVolumeClaim volumes are emulated by the process backend"
+    )]
+    VolumeKind { volume: String },
+    #[error(
+        "volume `{volume}` refers to {kind} `{name}`, which does not exist (the pod would never start)"
+    )]
+    VolumeSourceMissing {
+        volume: String,
+        kind: &'static str,
+        name: String,
+    },
+    #[error("volume `{volume}`: item key `{key}` is not in {kind} `{name}`")]
+    VolumeItemMissing {
+        volume: String,
+        key: String,
+        kind: &'static str,
+        name: String,
+    },
+    #[error("container `{container}` mounts `{volume}`, which the pod does not declare")]
+    UndeclaredMount { container: String, volume: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the API server refuses in a pod template (`at` names the container).
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("duplicate container name `{0}`")]
+    DuplicateContainer(String),
+    #[error("spec.template.spec.volumes: duplicate volume name `{0}`")]
+    DuplicateVolume(String),
+    #[error("volume `{0}` has more than one source")]
+    VolumeSources(String),
+    #[error("{at}: an env entry has no name")]
+    EnvWithoutName { at: String },
+    #[error(
+        "{at}: env `{var}` has both value and valueFrom (may not be specified when `value` is not empty)"
+    )]
+    EnvValueAndFrom { at: String, var: String },
+    #[error("{at}: env `{var}`.valueFrom must name exactly one source")]
+    EnvSources { at: String, var: String },
+    #[error(
+        "{at}: volumeMount `{volume}` at {path} refers to no volume or volumeClaimTemplate of that name"
+    )]
+    MountWithoutVolume {
+        at: String,
+        volume: String,
+        path: String,
+    },
+    #[error("{at}: mountPath {path} is used by more than one volumeMount")]
+    DuplicateMountPath { at: String, path: String },
+    #[error(
+        "{at}: volumeMount `{volume}` subPath {sub_path:?} must be a relative path without `..`"
+    )]
+    SubPath {
+        at: String,
+        volume: String,
+        sub_path: String,
+    },
+    #[error("{at}: containerPort {port} is not a port number")]
+    ContainerPort { at: String, port: i32 },
+    #[error("{at}: duplicate port name `{name}`")]
+    DuplicatePort { at: String, name: String },
+}
+
+/// An env var of a container whose `valueFrom` gives no value.
+#[derive(Debug, thiserror::Error)]
+#[error("{container}: env `{var}`: {source}")]
+pub struct EnvError {
+    pub container: String,
+    pub var: String,
+    #[source]
+    pub source: LookupError,
+}
+
+/// Why an env var's `valueFrom` gives no value.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("refers to {kind} `{name}`, which does not exist")]
+    NoObject { kind: &'static str, name: String },
+    #[error("refers to key `{key}` of {kind} `{name}`, which has no such key (it has: {has})")]
+    NoKey {
+        kind: &'static str,
+        name: String,
+        key: String,
+        has: String,
+    },
+    #[error("fieldRef {0} is not emulated by the process backend")]
+    FieldRef(String),
+    #[error("resourceFieldRef is not emulated by the process backend")]
+    ResourceFieldRef,
+}
 
 /// ConfigMaps and Secrets the pod can reference, by name (key → content).
 #[derive(Debug, Clone, Default)]
@@ -20,7 +171,7 @@ pub struct Sources {
 impl Sources {
     /// The rendered objects plus the Secrets that exist before install. A Secret that is both
     /// rendered and pre-existing would make `helm install` refuse to take it over.
-    pub fn from_release(release: &Release) -> Result<Sources, String> {
+    pub fn from_release(release: &Release) -> Result<Sources, PodError> {
         let mut out = Sources::default();
         for cm in release.rendered.configmaps() {
             let name = cm.metadata.name.clone().unwrap_or_default();
@@ -37,9 +188,7 @@ impl Sources {
         }
         for (name, data) in &release.external_secrets {
             if out.secrets.contains_key(name) {
-                return Err(format!(
-                    "Secret `{name}` is rendered by the chart but also exists before install; helm install would refuse to take it over"
-                ));
+                return Err(PodError::SecretTakenOver { name: name.clone() });
             }
             out.secrets.insert(name.clone(), data.clone());
         }
@@ -48,17 +197,19 @@ impl Sources {
 }
 
 /// The StatefulSet's pod spec, after the checks the API server makes when it is applied.
-pub fn pod_spec(sts: &StatefulSet) -> Result<&PodSpec, String> {
+pub fn pod_spec(sts: &StatefulSet) -> Result<&PodSpec, PodError> {
     let name = sts.metadata.name.as_deref().unwrap_or("?");
-    let spec = sts
-        .spec
-        .as_ref()
-        .ok_or_else(|| format!("StatefulSet {name} has no spec"))?;
+    let statefulset = || name.to_string();
+    let spec = sts.spec.as_ref().ok_or_else(|| PodError::NoSpec {
+        statefulset: statefulset(),
+    })?;
     let pod = spec
         .template
         .spec
         .as_ref()
-        .ok_or_else(|| format!("StatefulSet {name}: spec.template.spec is missing"))?;
+        .ok_or_else(|| PodError::NoPodSpec {
+            statefulset: statefulset(),
+        })?;
     let labels = spec
         .template
         .metadata
@@ -67,12 +218,17 @@ pub fn pod_spec(sts: &StatefulSet) -> Result<&PodSpec, String> {
         .unwrap_or_default();
     for (k, v) in spec.selector.match_labels.iter().flatten() {
         if labels.get(k) != Some(v) {
-            return Err(format!(
-                "StatefulSet {name}: spec.selector.matchLabels {k}={v} does not match the template labels (the API server refuses: selector does not match template labels)"
-            ));
+            return Err(PodError::SelectorMismatch {
+                statefulset: statefulset(),
+                key: k.clone(),
+                value: v.clone(),
+            });
         }
     }
-    validate_pod(pod, &claim_templates(sts)).map_err(|e| format!("StatefulSet {name}: {e}"))?;
+    validate_pod(pod, &claim_templates(sts)).map_err(|source| PodError::Template {
+        statefulset: statefulset(),
+        source,
+    })?;
     Ok(pod)
 }
 
@@ -116,7 +272,7 @@ const STS_MUTABLE: [&str; 6] = [
 
 /// `Ok` when `new` may replace `old` in place. A renamed StatefulSet is a different object
 /// (helm deletes the old one and creates the new), so only a same-named one is compared.
-pub fn statefulset_update(old: &StatefulSet, new: &StatefulSet) -> Result<(), String> {
+pub fn statefulset_update(old: &StatefulSet, new: &StatefulSet) -> Result<(), PodError> {
     if old.metadata.name != new.metadata.name {
         return Ok(());
     }
@@ -140,16 +296,15 @@ pub fn statefulset_update(old: &StatefulSet, new: &StatefulSet) -> Result<(), St
     if changed.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "StatefulSet {} cannot be updated in place: spec.{} changed, and the API server forbids updates to any field but {}",
-            new.metadata.name.as_deref().unwrap_or("?"),
-            changed.join(", spec."),
-            STS_MUTABLE.join(", ")
-        ))
+        Err(PodError::Immutable {
+            statefulset: new.metadata.name.as_deref().unwrap_or("?").to_string(),
+            changed: changed.join(", spec."),
+            mutable: STS_MUTABLE.join(", "),
+        })
     }
 }
 
-fn validate_pod(pod: &PodSpec, claims: &[String]) -> Result<(), String> {
+fn validate_pod(pod: &PodSpec, claims: &[String]) -> Result<(), TemplateError> {
     let mut names = BTreeSet::new();
     let all = pod
         .init_containers
@@ -158,16 +313,13 @@ fn validate_pod(pod: &PodSpec, claims: &[String]) -> Result<(), String> {
         .chain(pod.containers.iter());
     for c in all.clone() {
         if !names.insert(c.name.as_str()) {
-            return Err(format!("duplicate container name `{}`", c.name));
+            return Err(TemplateError::DuplicateContainer(c.name.clone()));
         }
     }
     let mut volumes = BTreeSet::new();
     for v in pod.volumes.iter().flatten() {
         if !volumes.insert(v.name.as_str()) {
-            return Err(format!(
-                "spec.template.spec.volumes: duplicate volume name `{}`",
-                v.name
-            ));
+            return Err(TemplateError::DuplicateVolume(v.name.clone()));
         }
         let sources = [
             v.config_map.is_some(),
@@ -179,7 +331,7 @@ fn validate_pod(pod: &PodSpec, claims: &[String]) -> Result<(), String> {
             v.downward_api.is_some(),
         ];
         if sources.iter().filter(|s| **s).count() > 1 {
-            return Err(format!("volume `{}` has more than one source", v.name));
+            return Err(TemplateError::VolumeSources(v.name.clone()));
         }
     }
     for c in all {
@@ -187,13 +339,13 @@ fn validate_pod(pod: &PodSpec, claims: &[String]) -> Result<(), String> {
         let mut env_names = BTreeSet::new();
         for e in c.env.iter().flatten() {
             if e.name.is_empty() {
-                return Err(format!("{at}: an env entry has no name"));
+                return Err(TemplateError::EnvWithoutName { at });
             }
             if e.value.as_deref().is_some_and(|v| !v.is_empty()) && e.value_from.is_some() {
-                return Err(format!(
-                    "{at}: env `{}` has both value and valueFrom (may not be specified when `value` is not empty)",
-                    e.name
-                ));
+                return Err(TemplateError::EnvValueAndFrom {
+                    at,
+                    var: e.name.clone(),
+                });
             }
             if let Some(from) = &e.value_from {
                 let n = [
@@ -203,10 +355,10 @@ fn validate_pod(pod: &PodSpec, claims: &[String]) -> Result<(), String> {
                     from.resource_field_ref.is_some(),
                 ];
                 if n.iter().filter(|s| **s).count() != 1 {
-                    return Err(format!(
-                        "{at}: env `{}`.valueFrom must name exactly one source",
-                        e.name
-                    ));
+                    return Err(TemplateError::EnvSources {
+                        at,
+                        var: e.name.clone(),
+                    });
                 }
             }
             env_names.insert(e.name.as_str());
@@ -214,39 +366,44 @@ fn validate_pod(pod: &PodSpec, claims: &[String]) -> Result<(), String> {
         let mut mount_paths = BTreeSet::new();
         for m in c.volume_mounts.iter().flatten() {
             if !volumes.contains(m.name.as_str()) && !claims.contains(&m.name) {
-                return Err(format!(
-                    "{at}: volumeMount `{}` at {} refers to no volume or volumeClaimTemplate of that name",
-                    m.name, m.mount_path
-                ));
+                return Err(TemplateError::MountWithoutVolume {
+                    at,
+                    volume: m.name.clone(),
+                    path: m.mount_path.clone(),
+                });
             }
             if !mount_paths.insert(m.mount_path.as_str()) {
-                return Err(format!(
-                    "{at}: mountPath {} is used by more than one volumeMount",
-                    m.mount_path
-                ));
+                return Err(TemplateError::DuplicateMountPath {
+                    at,
+                    path: m.mount_path.clone(),
+                });
             }
             if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
                 let p = Path::new(sub);
                 if p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
-                    return Err(format!(
-                        "{at}: volumeMount `{}` subPath {sub:?} must be a relative path without `..`",
-                        m.name
-                    ));
+                    return Err(TemplateError::SubPath {
+                        at,
+                        volume: m.name.clone(),
+                        sub_path: sub.to_string(),
+                    });
                 }
             }
         }
         let mut ports = BTreeSet::new();
         for p in c.ports.iter().flatten() {
             if !(1..=65535).contains(&p.container_port) {
-                return Err(format!(
-                    "{at}: containerPort {} is not a port number",
-                    p.container_port
-                ));
+                return Err(TemplateError::ContainerPort {
+                    at,
+                    port: p.container_port,
+                });
             }
             if let Some(n) = &p.name
                 && !ports.insert(n.as_str())
             {
-                return Err(format!("{at}: duplicate port name `{n}`"));
+                return Err(TemplateError::DuplicatePort {
+                    at,
+                    name: n.clone(),
+                });
             }
         }
     }
@@ -299,7 +456,7 @@ pub fn resolve_env(
     sources: &Sources,
     services: &[Service],
     me: &PodIdentity,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, PodError> {
     let at = format!("container `{}`", c.name);
     let mut env: Vec<(String, String)> = Vec::new();
     if pod.enable_service_links != Some(false) {
@@ -322,17 +479,17 @@ pub fn resolve_env(
                 sources.secrets.get(&r.name),
             )
         } else {
-            return Err(format!(
-                "{at}: an envFrom entry names neither a configMapRef nor a secretRef"
-            ));
+            return Err(PodError::EnvFromWithoutSource { container: at });
         };
         match data {
             Some(d) => env.extend(d.iter().map(|(k, v)| (format!("{prefix}{k}"), v.clone()))),
             None if optional => {}
             None => {
-                return Err(format!(
-                    "{at}: envFrom refers to {kind} `{name}`, which does not exist"
-                ));
+                return Err(PodError::EnvFromMissing {
+                    container: at,
+                    kind,
+                    name,
+                });
             }
         }
     }
@@ -359,14 +516,18 @@ pub fn resolve_env(
                     "metadata.name" => Ok(Some(me.name.clone())),
                     "metadata.namespace" => Ok(Some(me.namespace.clone())),
                     "status.podIP" | "status.hostIP" => Ok(Some(me.ip.clone())),
-                    other => Err(format!(
-                        "fieldRef {other} is not emulated by the process backend"
-                    )),
+                    other => Err(LookupError::FieldRef(other.to_string())),
                 }
             } else {
-                Err("resourceFieldRef is not emulated by the process backend".to_string())
+                Err(LookupError::ResourceFieldRef)
             };
-            match looked_up.map_err(|r| format!("{at}: env `{}`: {r}", e.name))? {
+            match looked_up.map_err(|source| {
+                PodError::Env(Box::new(EnvError {
+                    container: at.clone(),
+                    var: e.name.clone(),
+                    source,
+                }))
+            })? {
                 Some(v) => v,
                 None => continue,
             }
@@ -380,23 +541,28 @@ pub fn resolve_env(
 }
 
 fn lookup(
-    kind: &str,
+    kind: &'static str,
     name: &str,
     key: &str,
     optional: Option<bool>,
     data: Option<&BTreeMap<String, String>>,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, LookupError> {
     let optional = optional.unwrap_or(false);
     match data {
         None if optional => Ok(None),
-        None => Err(format!("refers to {kind} `{name}`, which does not exist")),
+        None => Err(LookupError::NoObject {
+            kind,
+            name: name.to_string(),
+        }),
         Some(d) => match d.get(key) {
             Some(v) => Ok(Some(v.clone())),
             None if optional => Ok(None),
-            None => Err(format!(
-                "refers to key `{key}` of {kind} `{name}`, which has no such key (it has: {})",
-                d.keys().cloned().collect::<Vec<_>>().join(", ")
-            )),
+            None => Err(LookupError::NoKey {
+                kind,
+                name: name.to_string(),
+                key: key.to_string(),
+                has: d.keys().cloned().collect::<Vec<_>>().join(", "),
+            }),
         },
     }
 }
@@ -451,7 +617,7 @@ pub fn service_target(
     services: &[Service],
     pod_labels: &BTreeMap<String, String>,
     containers: &[Container],
-) -> Result<(String, u16, u16), String> {
+) -> Result<(String, u16, u16), PodError> {
     let svc = services
         .iter()
         .filter(|s| {
@@ -469,7 +635,7 @@ pub fn service_target(
                 .as_deref()
                 == Some("None")
         })
-        .ok_or("no rendered Service selects the StatefulSet's pod labels")?;
+        .ok_or(PodError::NoService)?;
     let (port, target) = crate::workload::api_target(svc, containers)?;
     Ok((svc.metadata.name.clone().unwrap_or_default(), port, target))
 }
@@ -515,11 +681,16 @@ impl Layout {
     }
 }
 
-fn write_file(path: &Path, content: &str) -> Result<(), String> {
+/// An I/O error with what was being done.
+pub fn io(context: String) -> impl FnOnce(std::io::Error) -> PodError {
+    move |source| PodError::Io { context, source }
+}
+
+fn write_file(path: &Path, content: &str) -> Result<(), PodError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     }
-    std::fs::write(path, content).map_err(|e| format!("writing {}: {e}", path.display()))
+    std::fs::write(path, content).map_err(io(format!("writing {}", path.display())))
 }
 
 /// Materialises one pod volume under `volumes/<name>` (or `pvc/<claim>`), returning its dir.
@@ -527,14 +698,14 @@ pub fn materialise_volume(
     layout: &Layout,
     v: &Volume,
     sources: &Sources,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, PodError> {
     if let Some(pvc) = &v.persistent_volume_claim {
         let dir = layout.pvc().join(&pvc.claim_name);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         return Ok(dir);
     }
     let dir = layout.volumes().join(&v.name);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     let (kind, name, items, optional, data) = if let Some(cm) = &v.config_map {
         (
             "ConfigMap",
@@ -556,19 +727,19 @@ pub fn materialise_volume(
     } else if v.empty_dir.is_some() {
         return Ok(dir);
     } else {
-        return Err(format!(
-            "volume `{}`: only configMap, secret, emptyDir and persistentVolumeClaim volumes are emulated by the process backend",
-            v.name
-        ));
+        return Err(PodError::VolumeKind {
+            volume: v.name.clone(),
+        });
     };
     let Some(data) = data else {
         if optional {
             return Ok(dir);
         }
-        return Err(format!(
-            "volume `{}` refers to {kind} `{name}`, which does not exist (the pod would never start)",
-            v.name
-        ));
+        return Err(PodError::VolumeSourceMissing {
+            volume: v.name.clone(),
+            kind,
+            name,
+        });
     };
     match items {
         Some(items) => {
@@ -577,10 +748,12 @@ pub fn materialise_volume(
                     if optional {
                         continue;
                     }
-                    return Err(format!(
-                        "volume `{}`: item key `{}` is not in {kind} `{name}`",
-                        v.name, it.key
-                    ));
+                    return Err(PodError::VolumeItemMissing {
+                        volume: v.name.clone(),
+                        key: it.key.clone(),
+                        kind,
+                        name,
+                    });
                 };
                 write_file(&dir.join(&it.path), content)?;
             }
@@ -618,7 +791,8 @@ mod update_tests {
         )
         .unwrap_err();
         assert!(
-            err.contains("spec.serviceName") && !err.contains("volumeClaimTemplates changed"),
+            err.to_string().contains("spec.serviceName")
+                && !err.to_string().contains("volumeClaimTemplates changed"),
             "{err}"
         );
     }
@@ -628,6 +802,7 @@ mod update_tests {
         assert!(
             statefulset_update(&sts("r", "r", 1, "data"), &sts("r", "r", 1, "chroma-data"))
                 .unwrap_err()
+                .to_string()
                 .contains("spec.volumeClaimTemplates")
         );
     }
@@ -720,7 +895,16 @@ mod tests {
             &me(),
         )
         .unwrap_err();
-        assert!(err.contains("key `token` of Secret `auth`"), "{err}");
+        assert!(
+            err.to_string().contains("key `token` of Secret `auth`"),
+            "{err}"
+        );
+        // The variable is the context, the lookup the cause: a caller can tell which it was.
+        let cause = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<LookupError>());
+        assert!(
+            matches!(cause, Some(LookupError::NoKey { key, has, .. }) if key == "token" && has == "username"),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -789,7 +973,7 @@ mod tests {
     )]
     fn api_server_refusals(#[case] spec: &str, #[case] reason: &str) {
         let err = validate_pod(&pod(spec), &[]).unwrap_err();
-        assert!(err.contains(reason), "{err}");
+        assert!(err.to_string().contains(reason), "{err}");
     }
 
     #[test]

@@ -159,8 +159,10 @@ pub fn container_root_argv(
     rebuilt.sort_by_key(|b| b.components().count());
     for base in &rebuilt {
         bw.extend(["--tmpfs".to_string(), base.display().to_string()]);
-        let entries = std::fs::read_dir(base)
-            .map_err(|e| LaunchError::Unsupported(format!("reading {}: {e}", base.display())))?;
+        let entries = std::fs::read_dir(base).map_err(|source| LaunchError::Io {
+            context: format!("reading {}", base.display()),
+            source,
+        })?;
         for e in entries.flatten() {
             let host = e.path();
             if rebuilt.contains(&host) {

@@ -26,14 +26,29 @@ impl RunAs {
     }
 }
 
-fn id(v: i64, field: &str) -> Result<u32, String> {
-    u32::try_from(v).map_err(|_| format!("{field} {v} is not a valid id"))
+/// What the kubelet refuses in a securityContext (its CreateContainerConfigError).
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    #[error("{field} {value} is not a valid id")]
+    BadId { field: &'static str, value: i64 },
+    #[error(
+        "container `{container}` has runAsNonRoot and would run as root (uid 0): the kubelet refuses to start it"
+    )]
+    RootRefused { container: String },
+}
+
+fn id(value: i64, field: &'static str) -> Result<u32, SecurityError> {
+    u32::try_from(value).map_err(|_| SecurityError::BadId { field, value })
 }
 
 /// The identity Kubernetes gives `c`: container securityContext over the pod's, over the
 /// image's own user `image_user` (uid, gid). `runAsNonRoot: true` with a root uid is the
 /// kubelet's CreateContainerConfigError, returned as the error.
-pub fn run_as(c: &Container, pod: &PodSpec, image_user: (u32, u32)) -> Result<RunAs, String> {
+pub fn run_as(
+    c: &Container,
+    pod: &PodSpec,
+    image_user: (u32, u32),
+) -> Result<RunAs, SecurityError> {
     let sc = c.security_context.as_ref();
     let psc = pod.security_context.as_ref();
     let uid = match sc
@@ -55,10 +70,9 @@ pub fn run_as(c: &Container, pod: &PodSpec, image_user: (u32, u32)) -> Result<Ru
         .or_else(|| psc.and_then(|s| s.run_as_non_root))
         .unwrap_or(false);
     if non_root && uid == 0 {
-        return Err(format!(
-            "container `{}` has runAsNonRoot and would run as root (uid 0): the kubelet refuses to start it",
-            c.name
-        ));
+        return Err(SecurityError::RootRefused {
+            container: c.name.clone(),
+        });
     }
     let fs_group = psc
         .and_then(|s| s.fs_group)
@@ -238,7 +252,7 @@ mod tests {
             (0, 0),
         )
         .unwrap_err();
-        assert!(err.contains("runAsNonRoot"), "{err}");
+        assert!(err.to_string().contains("runAsNonRoot"), "{err}");
     }
 
     #[test]

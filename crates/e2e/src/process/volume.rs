@@ -5,7 +5,29 @@
 //! each of the StatefulSet's claims, and unmounts it when the deployment goes.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus};
+
+/// Why a claim cannot be given (or freed of) its size here.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("sizing a claim needs a mount, which only a harness running as root can make")]
+    NotRoot,
+    #[error("util-linux `mount` is not installed (apt-get install mount)")]
+    NoMount,
+    #[error("running {command} {}: {source}", at.display())]
+    Run {
+        command: &'static str,
+        at: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} failed ({status}): {stderr}")]
+    Failed {
+        what: String,
+        status: ExitStatus,
+        stderr: String,
+    },
+}
 
 /// A mounted, size-limited claim; unmounted (lazily, so a straggling reader cannot pin it)
 /// when dropped.
@@ -17,21 +39,19 @@ pub struct SizedVolume {
 }
 
 /// `Ok(())` when this host can give a claim a size: root and util-linux `mount`.
-pub fn available() -> Result<(), String> {
+pub fn available() -> Result<(), VolumeError> {
     if !nix::unistd::geteuid().is_root() {
-        return Err(
-            "sizing a claim needs a mount, which only a harness running as root can make".into(),
-        );
+        return Err(VolumeError::NotRoot);
     }
     if !Path::new("/usr/bin/mount").is_file() && !Path::new("/bin/mount").is_file() {
-        return Err("util-linux `mount` is not installed (apt-get install mount)".into());
+        return Err(VolumeError::NoMount);
     }
     Ok(())
 }
 
 impl SizedVolume {
     /// Mounts a tmpfs of `bytes` on `at` (an existing, empty directory).
-    pub fn mount(at: &Path, bytes: u64) -> Result<SizedVolume, String> {
+    pub fn mount(at: &Path, bytes: u64) -> Result<SizedVolume, VolumeError> {
         let out = Command::new("mount")
             .args([
                 "-t",
@@ -42,14 +62,17 @@ impl SizedVolume {
             ])
             .arg(at)
             .output()
-            .map_err(|e| format!("running mount for {}: {e}", at.display()))?;
+            .map_err(|source| VolumeError::Run {
+                command: "mount for",
+                at: at.to_path_buf(),
+                source,
+            })?;
         if !out.status.success() {
-            return Err(format!(
-                "mount -t tmpfs -o size={bytes} on {} failed ({}): {}",
-                at.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(VolumeError::Failed {
+                what: format!("mount -t tmpfs -o size={bytes} on {}", at.display()),
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
         Ok(SizedVolume {
             at: at.to_path_buf(),
@@ -59,7 +82,7 @@ impl SizedVolume {
     }
 
     /// Unmounts it now (its files go with it).
-    pub fn unmount(&mut self) -> Result<(), String> {
+    pub fn unmount(&mut self) -> Result<(), VolumeError> {
         if !self.mounted {
             return Ok(());
         }
@@ -67,14 +90,17 @@ impl SizedVolume {
             .arg("--lazy")
             .arg(&self.at)
             .output()
-            .map_err(|e| format!("running umount {}: {e}", self.at.display()))?;
+            .map_err(|source| VolumeError::Run {
+                command: "umount",
+                at: self.at.clone(),
+                source,
+            })?;
         if !out.status.success() {
-            return Err(format!(
-                "umount {} failed ({}): {}",
-                self.at.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(VolumeError::Failed {
+                what: format!("umount {}", self.at.display()),
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
         self.mounted = false;
         Ok(())

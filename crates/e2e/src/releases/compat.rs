@@ -16,6 +16,37 @@ pub use crate::releases::result::{Cell, ReleaseResult, Status};
 use crate::releases::saved::{RunKey, SavedRelease};
 use crate::runner::RunReport;
 
+/// Why reports cannot make one table, or the table cannot go into the README.
+#[derive(Debug, thiserror::Error)]
+pub enum CompatError {
+    #[error("no compatibility report to merge")]
+    NothingToMerge,
+    #[error(
+        "reports of chart {chart} on {backend} and chart {other_chart} on {other_backend} cannot make one table"
+    )]
+    OtherChart {
+        chart: String,
+        backend: String,
+        other_chart: String,
+        other_backend: String,
+    },
+    #[error("reports measured under different keys cannot make one table: {0}")]
+    OtherKey(String),
+    #[error(
+        "a report that records what it was measured under and one that does not cannot make one table"
+    )]
+    KeyMissing,
+    #[error("release {0} is in more than one report")]
+    Duplicate(String),
+    #[error("README.md lacks the compatibility-table markers:\n{start}\n{end}")]
+    NoMarkers {
+        start: &'static str,
+        end: &'static str,
+    },
+    #[error("README.md's compatibility-table end marker comes before its start marker")]
+    MarkersOutOfOrder,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompatReport {
     /// The day the run finished (UTC, YYYY-MM-DD).
@@ -54,31 +85,30 @@ impl CompatReport {
 
     /// Shard reports of one chart version (a workflow runs release ranges side by side) as one:
     /// releases in order, each once; the wall time is the longest shard's.
-    pub fn merge(mut parts: Vec<CompatReport>) -> Result<CompatReport, String> {
+    pub fn merge(mut parts: Vec<CompatReport>) -> Result<CompatReport, CompatError> {
         let Some(mut out) = parts.pop() else {
-            return Err("no compatibility report to merge".into());
+            return Err(CompatError::NothingToMerge);
         };
         for p in parts {
             if (&p.chart_version, &p.backend) != (&out.chart_version, &out.backend) {
-                return Err(format!(
-                    "reports of chart {} on {} and chart {} on {} cannot make one table",
-                    p.chart_version, p.backend, out.chart_version, out.backend
-                ));
+                return Err(CompatError::OtherChart {
+                    chart: p.chart_version,
+                    backend: p.backend,
+                    other_chart: out.chart_version.clone(),
+                    other_backend: out.backend.clone(),
+                });
             }
             if let (Some(a), Some(b)) = (&p.key, &out.key)
                 && a != b
             {
-                return Err(format!(
-                    "reports measured under different keys cannot make one table: {}",
-                    b.differences(a).join(", and ")
-                ));
+                return Err(CompatError::OtherKey(b.differences(a).join(", and ")));
             }
             if p.key.is_some() != out.key.is_some() {
-                return Err("a report that records what it was measured under and one that does not cannot make one table".into());
+                return Err(CompatError::KeyMissing);
             }
             for r in p.releases {
                 if out.releases.iter().any(|x| x.version == r.version) {
-                    return Err(format!("release {} is in more than one report", r.version));
+                    return Err(CompatError::Duplicate(r.version.to_string()));
                 }
                 out.releases.push(r);
             }
@@ -558,16 +588,15 @@ fn minutes(s: f64) -> String {
 }
 
 /// Replaces the text between the markers; they must each be there once, in order.
-pub fn splice(readme: &str, table: &str) -> Result<String, String> {
+pub fn splice(readme: &str, table: &str) -> Result<String, CompatError> {
     let (Some(s), Some(e)) = (readme.find(START), readme.find(END)) else {
-        return Err(format!(
-            "README.md lacks the compatibility-table markers:\n{START}\n{END}"
-        ));
+        return Err(CompatError::NoMarkers {
+            start: START,
+            end: END,
+        });
     };
     if e < s {
-        return Err(
-            "README.md's compatibility-table end marker comes before its start marker".into(),
-        );
+        return Err(CompatError::MarkersOutOfOrder);
     }
     Ok(format!("{}{START}\n{table}{}", &readme[..s], &readme[e..]))
 }
@@ -771,11 +800,12 @@ mod tests {
             "{s}"
         );
         let err = CompatReport::merge(vec![now.clone(), then.clone()]).unwrap_err();
-        assert!(err.contains("one that does not"), "{err}");
+        assert!(err.to_string().contains("one that does not"), "{err}");
         then.key = Some(key('c'));
         let err = CompatReport::merge(vec![now, then]).unwrap_err();
         assert!(
-            err.contains("different keys") && err.contains("chart content sha256"),
+            err.to_string().contains("different keys")
+                && err.to_string().contains("chart content sha256"),
             "{err}"
         );
     }
@@ -846,7 +876,8 @@ mod tests {
         );
         let err = CompatReport::merge(vec![a.clone(), a]).unwrap_err();
         assert!(
-            err.contains("release 1.0.0 is in more than one report"),
+            err.to_string()
+                .contains("release 1.0.0 is in more than one report"),
             "{err}"
         );
     }

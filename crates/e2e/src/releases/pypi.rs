@@ -19,11 +19,13 @@ pub const PYPI_JSON: &str = "https://pypi.org/pypi/chromadb/json";
 #[derive(Debug, thiserror::Error)]
 pub enum ReleasesError {
     #[error(
-        "cannot resolve the Chroma releases: {url} failed ({why}) and there is no cached list at {cache}; run once with network access"
+        "cannot resolve the Chroma releases: {url} failed ({source}) and there is no cached list at {}; run once with network access",
+        cache.display()
     )]
     NoList {
         url: String,
-        why: String,
+        #[source]
+        source: FetchError,
         cache: PathBuf,
     },
     #[error("--offline: there is no cached release list at {0}; run once without --offline")]
@@ -46,6 +48,21 @@ pub enum ReleasesError {
         given: String,
         why: String,
     },
+}
+
+/// Why PyPI gave no release list.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("building the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    #[error("{0}")]
+    Request(#[source] reqwest::Error),
+    #[error("HTTP {0}")]
+    Status(reqwest::StatusCode),
+    #[error("reading the answer: {0}")]
+    Body(#[source] reqwest::Error),
+    #[error(transparent)]
+    Parse(Box<ReleasesError>),
 }
 
 /// One version PyPI lists, 0.4.3 or later.
@@ -116,28 +133,27 @@ pub async fn resolve(
     cache: &Path,
     offline: bool,
 ) -> Result<(ReleaseList, Provenance), ReleasesError> {
-    let why = if offline {
-        "--offline".to_string()
+    let failed = if offline {
+        None
     } else {
         match fetch().await {
             Ok(list) => {
                 write_cache(cache, &list)?;
                 return Ok((list, Provenance::Fresh));
             }
-            Err(e) => e,
+            Err(e) => Some(e),
         }
     };
     let text = match std::fs::read_to_string(cache) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(if offline {
-                ReleasesError::NoCache(cache.to_path_buf())
-            } else {
-                ReleasesError::NoList {
+            return Err(match failed {
+                None => ReleasesError::NoCache(cache.to_path_buf()),
+                Some(source) => ReleasesError::NoList {
                     url: PYPI_JSON.into(),
-                    why,
+                    source,
                     cache: cache.to_path_buf(),
-                }
+                },
             });
         }
         Err(source) => {
@@ -152,6 +168,8 @@ pub async fn resolve(
         source,
     })?;
     let age = Duration::from_secs(now().saturating_sub(list.fetched_at));
+    // What the run's log and report say of why the cache stands in: text from here on.
+    let why = failed.map_or_else(|| "--offline".to_string(), |e| crate::text::chain(&e));
     Ok((list, Provenance::Cached { age, why }))
 }
 
@@ -170,25 +188,25 @@ fn write_cache(cache: &Path, list: &ReleaseList) -> Result<(), ReleasesError> {
     std::fs::rename(&tmp, cache).map_err(io(format!("moving {} into place", tmp.display())))
 }
 
-/// PyPI's JSON API, distilled; the error is a sentence for the log.
-async fn fetch() -> Result<ReleaseList, String> {
+/// PyPI's JSON API, distilled.
+async fn fetch() -> Result<ReleaseList, FetchError> {
     chroma_api::ensure_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(FetchError::Client)?;
     let resp = client
         .get(PYPI_JSON)
         .header("Accept", "application/json")
         .send()
         .await
-        .map_err(|e| format!("{e:#}"))?;
+        .map_err(FetchError::Request)?;
     let status = resp.status();
     if !status.is_success() {
-        return Err(format!("HTTP {status}"));
+        return Err(FetchError::Status(status));
     }
-    let body = resp.text().await.map_err(|e| e.to_string())?;
-    let releases = parse_pypi(&body).map_err(|e| e.to_string())?;
+    let body = resp.text().await.map_err(FetchError::Body)?;
+    let releases = parse_pypi(&body).map_err(|e| FetchError::Parse(Box::new(e)))?;
     Ok(ReleaseList {
         fetched_at: now(),
         source: PYPI_JSON.into(),
