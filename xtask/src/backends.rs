@@ -128,7 +128,12 @@ pub fn run<J: Job>(
     // Before the run's runtime: `cluster up` runs its own. Dropped after the run, it stops a
     // cluster started for it.
     let local = match kind {
-        BackendKind::Local => Some(crate::cluster::LocalCluster::ensure()?),
+        BackendKind::Local => {
+            // The node runs the backup image's program from this workspace's build, also on a
+            // cluster that was already up.
+            crate::backup_tool::ensure(&crate::project_root())?;
+            Some(crate::cluster::LocalCluster::ensure()?)
+        }
         _ => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

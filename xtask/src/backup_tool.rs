@@ -24,5 +24,5 @@ pub fn ensure(root: &Path) -> anyhow::Result<()> {
         "--bin",
         "chromadb-backup",
     ]))
-    .context("building chromadb-backup, the stand-in for the backup image on the process backend")
+    .context("building chromadb-backup, the stand-in for the backup image on the process backend and the local cluster's node")
 }

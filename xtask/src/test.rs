@@ -209,6 +209,7 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
             };
             continue;
         }
+        let step_started = Instant::now();
         let tally = (s.run)(&mut ctx).unwrap_or_else(|e| {
             eprintln!("step `{}` could not run: {e:#}", s.name);
             Tally {
@@ -217,8 +218,11 @@ pub fn run(flags: Flags) -> Result<ExitCode> {
             }
         });
         eprintln!(
-            "── {}: {} passed, {} failed",
-            s.name, tally.passed, tally.failed
+            "── {}: {} passed, {} failed ({:.0}s)",
+            s.name,
+            tally.passed,
+            tally.failed,
+            step_started.elapsed().as_secs_f64()
         );
         if tally.failed > 0 {
             failed_steps.push(s.name.to_string());

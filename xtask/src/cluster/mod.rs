@@ -127,6 +127,8 @@ impl Programs {
             .context("locating this xtask binary (it runs the process node)")?;
         let uv = crate::tools::ensure()?.uv.path;
         e2e::host::ensure().context("the process node's host programs")?;
+        // The node's stand-in for the chart's backup image.
+        crate::backup_tool::ensure(&crate::project_root())?;
         let coredns = gotools::ensure(&gotools::COREDNS)?.path("coredns");
         let kube_router = gotools::ensure(&gotools::KUBE_ROUTER)?.path("kube-router");
         Ok(Programs {
