@@ -641,6 +641,22 @@ async fn plan_container(
     let mut files = image_files(&img, &cdir)
         .map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;
     files.extend(etc.iter().cloned());
+    // A stand-in program under a directory the container's root does not show (the backup
+    // tool of a checkout under /tmp) is laid over the root at the image's own path for it.
+    let mut exec = exec;
+    if super::sandbox::hidden_from_the_root(&exec.program) {
+        let at = if exec.argv0.starts_with('/') {
+            exec.argv0.clone()
+        } else {
+            exec.program.display().to_string()
+        };
+        files.push(Mount {
+            src: exec.program.clone(),
+            dst: at.clone(),
+            writable: false,
+        });
+        exec.program = PathBuf::from(at);
+    }
     let mut mounts = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
         let dir = run.volumes.get(&m.name).ok_or_else(|| {

@@ -49,6 +49,17 @@ const SETPRIV: &str = "/usr/bin/setpriv";
 /// and /tmp and /run belong to the container.
 const HIDDEN: &[&str] = &["proc", "dev", "sys", "tmp", "run", "lost+found"];
 
+/// Whether `path` lies under a top-level directory the container's root does not take from
+/// the host (`/tmp`, `/run`, …): a program there must be bound in to be run.
+pub fn hidden_from_the_root(path: &Path) -> bool {
+    path.components()
+        .find_map(|c| match c {
+            std::path::Component::Normal(n) => n.to_str(),
+            _ => None,
+        })
+        .is_some_and(|top| HIDDEN.contains(&top))
+}
+
 /// A bind into the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
@@ -489,6 +500,18 @@ mod tests {
                 ],
             ),
         ]))
+    }
+
+    #[test]
+    fn programs_under_tmp_or_run_are_hidden_from_the_root_others_are_not() {
+        assert!(hidden_from_the_root(Path::new(
+            "/tmp/fresh/target/debug/chromadb-backup"
+        )));
+        assert!(hidden_from_the_root(Path::new("/run/x")));
+        assert!(!hidden_from_the_root(Path::new(
+            "/work/main/target/debug/chromadb-backup"
+        )));
+        assert!(!hidden_from_the_root(Path::new("/usr/bin/curl")));
     }
 
     fn plan(read_only: bool, uid: u32) -> ContainerPlan {
