@@ -450,67 +450,39 @@ async fn start(l: &Layout, p: &Ports, programs: &Programs) -> Result<()> {
         config::NODE_NAME,
         t.elapsed().as_secs_f64()
     );
-    let t = Instant::now();
+    // The add-ons' access and config first: CoreDNS is not ready until it has listed Services
+    // and slices, kube-router not until its informers have synced.
     fs::write(l.root.join("Corefile"), config::corefile(l)).context("writing the Corefile")?;
-    // Its access first: CoreDNS is not ready until it has listed Services and slices.
     cluster_dns_service(l).await?;
-    let child = procs::spawn(
-        l,
-        &mut state,
-        Component::CoreDns,
-        &programs.coredns,
-        &config::coredns_args(l),
-    )?;
-    children.push((Component::CoreDns, child));
-    wait_healthy(
-        l,
-        p,
-        Component::CoreDns,
-        &mut children,
-        Duration::from_secs(60),
-    )
-    .await?;
-    eprintln!("coredns healthy after {:.1}s", t.elapsed().as_secs_f64());
-    let t = Instant::now();
-    let child = procs::spawn(
-        l,
-        &mut state,
-        Component::KubeProxy,
-        &programs.kube.path("kube-proxy"),
-        &config::kube_proxy_args(l),
-    )?;
-    children.push((Component::KubeProxy, child));
-    wait_healthy(
-        l,
-        p,
-        Component::KubeProxy,
-        &mut children,
-        Duration::from_secs(60),
-    )
-    .await?;
-    eprintln!("kube-proxy healthy after {:.1}s", t.elapsed().as_secs_f64());
-    let t = Instant::now();
     kube_router_access(l).await?;
-    let child = procs::spawn(
-        l,
-        &mut state,
-        Component::KubeRouter,
-        &programs.kube_router,
-        &config::kube_router_args(l),
-    )?;
-    children.push((Component::KubeRouter, child));
-    wait_healthy(
-        l,
-        p,
-        Component::KubeRouter,
-        &mut children,
-        Duration::from_secs(60),
-    )
-    .await?;
-    eprintln!(
-        "kube-router (NetworkPolicy) enforcing after {:.1}s",
-        t.elapsed().as_secs_f64()
-    );
+    let addons: [(Component, PathBuf, Vec<OsString>); 3] = [
+        (
+            Component::CoreDns,
+            programs.coredns.clone(),
+            config::coredns_args(l),
+        ),
+        (
+            Component::KubeProxy,
+            programs.kube.path("kube-proxy"),
+            config::kube_proxy_args(l),
+        ),
+        (
+            Component::KubeRouter,
+            programs.kube_router.clone(),
+            config::kube_router_args(l),
+        ),
+    ];
+    for (c, program, args) in addons {
+        let t = Instant::now();
+        let child = procs::spawn(l, &mut state, c, &program, &args)?;
+        children.push((c, child));
+        wait_healthy(l, p, c, &mut children, Duration::from_secs(60)).await?;
+        eprintln!(
+            "{} healthy after {:.1}s",
+            c.name(),
+            t.elapsed().as_secs_f64()
+        );
+    }
     Ok(())
 }
 
@@ -745,28 +717,15 @@ async fn default_storage_class(l: &Layout) -> Result<()> {
 async fn cluster_dns_service(l: &Layout) -> Result<()> {
     let client = admin_client(l, None).await?;
     let pp = PatchParams::apply("xtask-cluster").force();
-    let role = serde_json::json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": "system:coredns"},
-        "rules": [
+    grant(
+        &client,
+        Component::CoreDns,
+        serde_json::json!([
             {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"], "verbs": ["list", "watch"]},
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
-        ],
-    });
-    Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(client.clone())
-        .patch("system:coredns", &pp, &Patch::Apply(role))
-        .await
-        .context("creating ClusterRole system:coredns")?;
-    let binding = serde_json::json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": "system:coredns"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:coredns"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": config::identity(Component::CoreDns).user}],
-    });
-    Api::<ClusterRoleBinding>::all(client.clone())
-        .patch("system:coredns", &pp, &Patch::Apply(binding))
-        .await
-        .context("binding CoreDNS's identity")?;
+        ]),
+    )
+    .await?;
     let ports = serde_json::json!([{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]);
     let svc = serde_json::json!({
         "apiVersion": "v1", "kind": "Service",
@@ -795,32 +754,41 @@ async fn cluster_dns_service(l: &Layout) -> Result<()> {
 /// kube-router's access: what its NetworkPolicy controller's informers list and watch
 /// (upstream's ClusterRole for it, without the router's Lease and Service status rights).
 async fn kube_router_access(l: &Layout) -> Result<()> {
-    let client = admin_client(l, None).await?;
-    let pp = PatchParams::apply("xtask-cluster").force();
     let read = serde_json::json!(["get", "list", "watch"]);
-    let role = serde_json::json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": "system:kube-router"},
-        "rules": [
+    grant(
+        &admin_client(l, None).await?,
+        Component::KubeRouter,
+        serde_json::json!([
             {"apiGroups": [""], "resources": ["namespaces", "pods", "services", "nodes", "endpoints"], "verbs": read},
             {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": read},
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read},
-        ],
+        ]),
+    )
+    .await
+}
+
+/// A ClusterRole of `rules` named for the component's identity, bound to that identity.
+async fn grant(client: &kube::Client, c: Component, rules: serde_json::Value) -> Result<()> {
+    let pp = PatchParams::apply("xtask-cluster").force();
+    let user = config::identity(c).user;
+    let role = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": user}, "rules": rules,
     });
     Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(client.clone())
-        .patch("system:kube-router", &pp, &Patch::Apply(role))
+        .patch(&user, &pp, &Patch::Apply(role))
         .await
-        .context("creating ClusterRole system:kube-router")?;
+        .with_context(|| format!("creating ClusterRole {user}"))?;
     let binding = serde_json::json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": "system:kube-router"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:kube-router"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": config::identity(Component::KubeRouter).user}],
+        "metadata": {"name": user},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": user},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
     });
-    Api::<ClusterRoleBinding>::all(client)
-        .patch("system:kube-router", &pp, &Patch::Apply(binding))
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .patch(&user, &pp, &Patch::Apply(binding))
         .await
-        .context("binding kube-router's identity")?;
+        .with_context(|| format!("binding {}'s identity {user}", c.name()))?;
     Ok(())
 }
 

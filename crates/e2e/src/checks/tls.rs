@@ -324,14 +324,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_proxy_bypass_is_unexercised_without_a_pod_address_the_backend_cannot_reach() {
-        // Asked only whether it reaches the server's pod at its own address; it starts nothing.
+    /// A process backend that is only asked what it can do: it starts nothing.
+    fn idle_process_backend() -> (tempfile::NamedTempFile, crate::process::ProcessBackend) {
         let uv = tempfile::NamedTempFile::new().unwrap();
         let venvs =
             crate::venv::VenvCache::new(uv.path(), uv.path().with_extension("venvs")).unwrap();
         let backend =
             crate::process::ProcessBackend::new(venvs, BTreeMap::new(), Default::default());
+        (uv, backend)
+    }
+
+    #[test]
+    fn the_proxy_bypass_is_unexercised_without_a_pod_address_the_backend_cannot_reach() {
+        let (_uv, backend) = idle_process_backend();
         let why = proxy_only_unexercised(&backend, &deployed(None, true))
             .expect("no pod address, nothing to dial");
         assert!(why.contains("only through its Service"), "{why}");
@@ -343,12 +348,7 @@ mod tests {
 
     #[test]
     fn rotation_is_unexercised_when_the_ca_is_not_the_harnesss() {
-        // The backend starts nothing here: it is only asked whether it can renew a Secret.
-        let uv = tempfile::NamedTempFile::new().unwrap();
-        let venvs =
-            crate::venv::VenvCache::new(uv.path(), uv.path().with_extension("venvs")).unwrap();
-        let backend =
-            crate::process::ProcessBackend::new(venvs, BTreeMap::new(), Default::default());
+        let (_uv, backend) = idle_process_backend();
         let why = rotation_unexercised(&backend, &deployed(None, false))
             .expect("a user's own CA cannot be renewed from");
         assert!(why.contains("not one the harness made"), "{why}");
