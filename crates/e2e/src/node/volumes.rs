@@ -185,6 +185,42 @@ impl Sources {
             })
     }
 
+    /// ConfigMap `cm`'s keys laid out in `dir` as a volume or a projection of it lays them out.
+    async fn write_configmap(
+        &self,
+        ns: &str,
+        cm: &str,
+        items: Option<&[KeyToPath]>,
+        optional: Option<bool>,
+        volume: &str,
+        dir: &Path,
+    ) -> Result<(), VolumeError> {
+        let data = self
+            .configmap(ns, cm, volume)
+            .await?
+            .map(|c| configmap_data(&c));
+        let what = format!("ConfigMap {cm}");
+        write_object(volume, dir, data, items, optional.unwrap_or(false), &what)
+    }
+
+    /// Secret `secret`'s keys laid out in `dir`, as [`Self::write_configmap`] does.
+    async fn write_secret(
+        &self,
+        ns: &str,
+        secret: &str,
+        items: Option<&[KeyToPath]>,
+        optional: Option<bool>,
+        volume: &str,
+        dir: &Path,
+    ) -> Result<(), VolumeError> {
+        let data = self
+            .secret(ns, secret, volume)
+            .await?
+            .map(|s| secret_data(&s));
+        let what = format!("Secret {secret}");
+        write_object(volume, dir, data, items, optional.unwrap_or(false), &what)
+    }
+
     /// A token for the pod's ServiceAccount, bound to the pod (the kubelet's projected token).
     async fn token(
         &self,
@@ -354,36 +390,16 @@ impl Sources {
             return Ok(dir.to_path_buf());
         }
         if let Some(c) = &v.config_map {
-            let data = self
-                .configmap(ns, &c.name, name)
-                .await?
-                .map(|cm| configmap_data(&cm));
-            let what = format!("ConfigMap {}", c.name);
-            write_object(
-                name,
-                dir,
-                data,
-                c.items.as_deref(),
-                c.optional.unwrap_or(false),
-                &what,
-            )?;
+            let items = c.items.as_deref();
+            self.write_configmap(ns, &c.name, items, c.optional, name, dir)
+                .await?;
             return Ok(dir.to_path_buf());
         }
         if let Some(s) = &v.secret {
             let secret_name = s.secret_name.clone().unwrap_or_default();
-            let data = self
-                .secret(ns, &secret_name, name)
-                .await?
-                .map(|sec| secret_data(&sec));
-            let what = format!("Secret {secret_name}");
-            write_object(
-                name,
-                dir,
-                data,
-                s.items.as_deref(),
-                s.optional.unwrap_or(false),
-                &what,
-            )?;
+            let items = s.items.as_deref();
+            self.write_secret(ns, &secret_name, items, s.optional, name, dir)
+                .await?;
             return Ok(dir.to_path_buf());
         }
         if let Some(p) = &v.projected {
@@ -402,34 +418,14 @@ impl Sources {
                     )?;
                 }
                 if let Some(c) = &src.config_map {
-                    let data = self
-                        .configmap(ns, &c.name, name)
-                        .await?
-                        .map(|cm| configmap_data(&cm));
-                    let what = format!("ConfigMap {}", c.name);
-                    write_object(
-                        name,
-                        dir,
-                        data,
-                        c.items.as_deref(),
-                        c.optional.unwrap_or(false),
-                        &what,
-                    )?;
+                    let items = c.items.as_deref();
+                    self.write_configmap(ns, &c.name, items, c.optional, name, dir)
+                        .await?;
                 }
                 if let Some(s) = &src.secret {
-                    let data = self
-                        .secret(ns, &s.name, name)
-                        .await?
-                        .map(|sec| secret_data(&sec));
-                    let what = format!("Secret {}", s.name);
-                    write_object(
-                        name,
-                        dir,
-                        data,
-                        s.items.as_deref(),
-                        s.optional.unwrap_or(false),
-                        &what,
-                    )?;
+                    let items = s.items.as_deref();
+                    self.write_secret(ns, &s.name, items, s.optional, name, dir)
+                        .await?;
                 }
                 if let Some(d) = &src.downward_api {
                     for it in d.items.iter().flatten() {
