@@ -13,6 +13,7 @@ pub mod node;
 pub mod otlp;
 pub mod prepare;
 pub mod process;
+pub mod progress;
 pub mod random;
 pub mod releases;
 pub mod report;

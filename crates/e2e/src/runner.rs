@@ -159,7 +159,7 @@ pub async fn run<B: Backend>(
         .await;
     for (v, took, r) in prepared {
         if let Err(e) = r {
-            bar.println(format!("✗ {v}: preparing failed: {e}"));
+            crate::progress::line(&bar, opts.progress, format!("✗ {v}: preparing failed: {e}"));
             prepare_errors.insert(v.clone(), crate::text::chain(&e));
         }
         timings.insert(
@@ -198,7 +198,11 @@ pub async fn run<B: Backend>(
                 } else {
                     "✓"
                 };
-                bar.println(format!("{mark} {v} {} ({:.1}s)", d.name, r.seconds));
+                crate::progress::line(
+                    &bar,
+                    opts.progress,
+                    format!("{mark} {v} {} ({:.1}s)", d.name, r.seconds),
+                );
                 bar.inc(1);
                 (r, kept)
             }

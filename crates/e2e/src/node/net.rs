@@ -309,6 +309,7 @@ fn sweep(ip: &Path) -> Vec<String> {
             }
         }
     }
+    removed.extend(crate::process::podnet::release_netns_dir());
     if let Ok(before) = std::fs::read_to_string(FORWARD_SAVED)
         && std::fs::write(sysctl_path(FORWARD), before.trim()).is_ok()
     {

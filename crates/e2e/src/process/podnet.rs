@@ -291,7 +291,32 @@ impl Drop for PodNet {
             .output();
         let _ = std::fs::remove_dir_all(self.etc_dir());
         let _ = std::fs::remove_file(owner_file(&self.name));
+        release_netns_dir();
     }
+}
+
+/// `ip netns add` bind-mounts `/run/netns` onto itself the first time it runs and leaves that
+/// mount behind for good; once the last namespace in it is gone it holds nothing, and the next
+/// `ip netns add` makes it again. While any namespace (ours or anyone's) is still in it the
+/// unmount fails with EBUSY and the mount stays. Returns the account line when it went.
+pub fn release_netns_dir() -> Option<String> {
+    const DIR: &str = "/run/netns";
+    let empty = std::fs::read_dir(DIR).is_ok_and(|mut d| d.next().is_none());
+    if !empty || !is_mount_point(&std::fs::read_to_string("/proc/mounts").ok()?, DIR) {
+        return None;
+    }
+    Command::new("umount")
+        .arg(DIR)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| format!("mount {DIR} (made by ip netns add)"))
+}
+
+fn is_mount_point(proc_mounts: &str, dir: &str) -> bool {
+    proc_mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(dir))
 }
 
 /// Removes namespaces of ours whose owning process is gone (a run killed with SIGKILL).
@@ -324,6 +349,20 @@ fn sweep_orphans(ip: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[rstest::rstest]
+    #[case::the_netns_dir_bind_mounted_onto_itself(
+        "/dev/vda /run/netns ext4 rw,relatime 0 0\n",
+        true
+    )]
+    #[case::a_namespace_inside_it_is_not_the_dir("nsfs /run/netns/cpod-0-5 nsfs rw 0 0\n", false)]
+    #[case::no_mount_there("tmpfs /run tmpfs rw 0 0\n", false)]
+    fn the_netns_dir_counts_as_mounted_only_by_its_own_entry(
+        #[case] mounts: &str,
+        #[case] expected: bool,
+    ) {
+        assert_eq!(is_mount_point(mounts, "/run/netns"), expected);
+    }
 
     fn svc(name: &str) -> ServiceView {
         ServiceView {

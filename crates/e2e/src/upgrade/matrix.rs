@@ -89,14 +89,18 @@ pub async fn run_matrix<B: Backend>(
                     },
                 };
                 let mark = if r.failed() { "✗" } else { "✓" };
-                bar.println(format!(
-                    "{mark} {} → {}: {} (expected {}) {:.1}s",
-                    r.from,
-                    r.to,
-                    r.verdict.as_str(),
-                    r.expect.as_str(),
-                    r.seconds
-                ));
+                crate::progress::line(
+                    bar,
+                    opts.progress,
+                    format!(
+                        "{mark} {} → {}: {} (expected {}) {:.1}s",
+                        r.from,
+                        r.to,
+                        r.verdict.as_str(),
+                        r.expect.as_str(),
+                        r.seconds
+                    ),
+                );
                 bar.inc(1);
                 (i, r)
             })
