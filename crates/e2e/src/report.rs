@@ -102,10 +102,11 @@ pub fn matrix(report: &RunReport) -> String {
     let t = Totals::of(report);
     let _ = writeln!(
         s,
-        "\n{} deployments ({} proven), {} passed, {} failed, {} skipped — {:.1}s wall on the {} backend, helm {}",
+        "\n{} deployments ({} proven), {} passed, {} failed as expected (XFAIL), {} failed, {} skipped — {:.1}s wall on the {} backend, helm {}",
         report.deployments.len(),
         t.proven,
         t.passed,
+        t.expected,
         t.failed,
         t.skipped,
         report.wall_seconds,
@@ -145,6 +146,9 @@ const SHOWN_CELLS: usize = 6;
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Totals {
     pub passed: usize,
+    /// Failures with the cause fixtures/versions.yaml records: each proves the release's own
+    /// behaviour, and is no pass of the chart's.
+    pub expected: usize,
     pub failed: usize,
     pub skipped: usize,
     /// Deployments with at least one passed check: the others proved nothing.
@@ -155,11 +159,12 @@ impl Totals {
     pub fn of(report: &RunReport) -> Totals {
         let mut t = Totals::default();
         for d in &report.deployments {
-            let mut passed_here = 0;
+            let (mut passed_here, mut expected_here) = (0, 0);
             for c in &d.checks {
                 match c.outcome {
+                    Outcome::Pass { .. } => passed_here += 1,
                     // An expected failure proves the recorded behaviour of the release.
-                    Outcome::Pass { .. } | Outcome::ExpectedFail { .. } => passed_here += 1,
+                    Outcome::ExpectedFail { .. } => expected_here += 1,
                     Outcome::Fail { .. } => t.failed += 1,
                     Outcome::Skipped { .. } => t.skipped += 1,
                 }
@@ -167,7 +172,8 @@ impl Totals {
             t.skipped += d.skipped.is_some() as usize;
             t.failed += d.error.is_some() as usize;
             t.passed += passed_here;
-            t.proven += (passed_here > 0) as usize;
+            t.expected += expected_here;
+            t.proven += (passed_here + expected_here > 0) as usize;
         }
         t
     }
@@ -176,17 +182,22 @@ impl Totals {
 /// Why a run proved nothing, when no check passed: a run of SKIPs is not a green.
 pub fn nothing_proven(report: &RunReport) -> Option<String> {
     let t = Totals::of(report);
-    if t.passed > 0 {
+    if t.passed + t.expected > 0 {
         return None;
     }
     Some(if report.deployments.is_empty() {
         "no deployment ran (the filters selected no check of any deployment)".to_string()
     } else {
         format!(
-            "no check passed in {} deployments ({} skipped, {} failed); the SKIP lines above say why",
+            "no check passed in {} deployments ({} skipped, {} failed){}",
             report.deployments.len(),
             t.skipped,
-            t.failed
+            t.failed,
+            match (t.skipped, t.failed) {
+                (0, _) => "; the FAIL lines say why",
+                (_, 0) => "; the SKIP lines above say why",
+                _ => "; the SKIP and FAIL lines say why",
+            }
         )
     })
 }
@@ -435,6 +446,7 @@ mod tests {
             Totals::of(&r),
             Totals {
                 passed: 0,
+                expected: 0,
                 failed: 0,
                 skipped: 3,
                 proven: 0
@@ -447,7 +459,9 @@ mod tests {
         );
         let text = matrix(&r);
         assert!(
-            text.contains("2 deployments (0 proven), 0 passed, 0 failed, 3 skipped"),
+            text.contains(
+                "2 deployments (0 proven), 0 passed, 0 failed as expected (XFAIL), 0 failed, 3 skipped"
+            ),
             "{text}"
         );
         assert!(
@@ -457,6 +471,36 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("NOTHING PROVEN: "), "{text}");
+    }
+
+    #[test]
+    fn an_expected_failure_proves_its_deployment_but_is_not_counted_as_a_pass() {
+        let xfail = Outcome::ExpectedFail {
+            cause: "disk is full".into(),
+            reason: "the server did not start: disk is full".into(),
+            why: "cannot start on a full claim".into(),
+        };
+        let r = report(vec![deployment(
+            "1.0.6",
+            "faults-full",
+            vec![check(c("faults-full-volume"), xfail)],
+        )]);
+        assert_eq!(
+            Totals::of(&r),
+            Totals {
+                passed: 0,
+                expected: 1,
+                failed: 0,
+                skipped: 0,
+                proven: 1
+            }
+        );
+        assert_eq!(nothing_proven(&r), None);
+        assert!(
+            matrix(&r).contains("0 passed, 1 failed as expected (XFAIL), 0 failed"),
+            "{}",
+            matrix(&r)
+        );
     }
 
     #[test]
@@ -486,6 +530,7 @@ mod tests {
             Totals::of(&r),
             Totals {
                 passed: 1,
+                expected: 0,
                 failed: 0,
                 skipped: 3,
                 proven: 1

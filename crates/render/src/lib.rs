@@ -24,7 +24,7 @@ pub use cache::RenderCache;
 pub use env::{EnvEntry, EnvFromEntry, EnvFromKind, EnvValue};
 pub use helm::{Helm, RenderError, RenderRequest};
 pub use labels::LabelSite;
-pub use matrix::{ExpectedFailure, MatrixEntry, MatrixError, VersionMatrix};
+pub use matrix::{ExpectedFailure, KnownFailure, MatrixEntry, MatrixError, VersionMatrix};
 pub use objects::{CHROMA_CONTAINER, Object, Rendered, chroma_container_of};
 pub use pod::ProbeKind;
 pub use server_config::{ConfigError, ServerConfig};

@@ -35,9 +35,27 @@ pub struct ExpectedFailure {
     pub why: String,
 }
 
+/// A live check every release of a range fails by its own doing, measured on each of them
+/// (the all-releases run): it applies to every release from `from` through `until`, pinned in
+/// the matrix or not, so a range does not depend on which releases happen to be pinned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownFailure {
+    pub from: ChromaVersion,
+    /// Inclusive: a release after it is not covered until a run has measured it.
+    pub until: ChromaVersion,
+    pub failure: ExpectedFailure,
+}
+
+impl KnownFailure {
+    pub fn covers(&self, v: &ChromaVersion) -> bool {
+        &self.from <= v && v <= &self.until
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionMatrix {
     pub versions: Vec<MatrixEntry>,
+    pub known_failures: Vec<KnownFailure>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +67,7 @@ pub enum MatrixError {
         source: std::io::Error,
     },
     #[error(
-        "{path} is not a valid version matrix (expected `versions: [{{version, reason, smoke?, pins?, expected_failures?}}]`): {source}"
+        "{path} is not a valid version matrix (expected `versions: [{{version, reason, smoke?, pins?, expected_failures?}}]` and optionally `known_failures: [{{check, from, until, causes, why}}]`): {source}"
     )]
     Yaml {
         path: PathBuf,
@@ -63,6 +81,14 @@ pub enum MatrixError {
         version: String,
         reason: String,
     },
+    /// `range`: the record as written, `` `check` from – until ``.
+    #[error("{path}: known failure {index} ({range}): {reason}")]
+    Known {
+        path: PathBuf,
+        index: usize,
+        range: String,
+        reason: String,
+    },
     #[error("{path}: lists no versions")]
     Empty { path: PathBuf },
 }
@@ -71,6 +97,31 @@ pub enum MatrixError {
 #[serde(deny_unknown_fields)]
 struct RawMatrix {
     versions: Vec<RawEntry>,
+    #[serde(default)]
+    known_failures: Vec<RawKnown>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKnown {
+    check: String,
+    from: String,
+    until: String,
+    causes: Vec<String>,
+    why: String,
+}
+
+/// Why an expected failure is unusable, if it is.
+fn incomplete(x: &ExpectedFailure) -> Option<String> {
+    (x.check.trim().is_empty()
+        || x.causes.is_empty()
+        || x.causes.iter().any(|c| c.trim().is_empty())
+        || x.why.trim().is_empty())
+    .then(|| {
+        format!(
+            "expected failure {x:?} needs a `check`, the `causes` its message may say (none empty) and `why`"
+        )
+    })
 }
 
 #[derive(Deserialize)]
@@ -130,15 +181,8 @@ impl VersionMatrix {
             if let Some(p) = e.pins.iter().find(|p| p.trim().is_empty()) {
                 return Err(entry_err(format!("has an empty pin {p:?}")));
             }
-            if let Some(x) = e.expected_failures.iter().find(|x| {
-                x.check.trim().is_empty()
-                    || x.causes.is_empty()
-                    || x.causes.iter().any(|c| c.trim().is_empty())
-                    || x.why.trim().is_empty()
-            }) {
-                return Err(entry_err(format!(
-                    "expected failure {x:?} needs a `check`, the `causes` its message may say (none empty) and `why`"
-                )));
+            if let Some(why) = e.expected_failures.iter().find_map(incomplete) {
+                return Err(entry_err(why));
             }
             versions.push(MatrixEntry {
                 version,
@@ -148,7 +192,93 @@ impl VersionMatrix {
                 expected_failures: e.expected_failures,
             });
         }
-        Ok(VersionMatrix { versions })
+        let known_failures = raw
+            .known_failures
+            .into_iter()
+            .enumerate()
+            .map(|(index, k)| {
+                let known_err = |reason: String| MatrixError::Known {
+                    path: path.to_path_buf(),
+                    index,
+                    range: format!("`{}` {} – {}", k.check, k.from, k.until),
+                    reason,
+                };
+                let from: ChromaVersion = k
+                    .from
+                    .parse()
+                    .map_err(|e| known_err(format!("`from`: {e}")))?;
+                let until: ChromaVersion = k
+                    .until
+                    .parse()
+                    .map_err(|e| known_err(format!("`until`: {e}")))?;
+                if until < from {
+                    return Err(known_err("`until` is before `from`".into()));
+                }
+                let failure = ExpectedFailure {
+                    check: k.check.clone(),
+                    causes: k.causes.clone(),
+                    why: k.why.clone(),
+                };
+                if let Some(why) = incomplete(&failure) {
+                    return Err(known_err(why));
+                }
+                Ok(KnownFailure {
+                    from,
+                    until,
+                    failure,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // One expectation per release and check: a range and a pinned entry's own record for
+        // the same check would leave which one judges the run to the order of a list.
+        for (i, a) in known_failures.iter().enumerate() {
+            for b in &known_failures[i + 1..] {
+                if a.failure.check == b.failure.check && a.from <= b.until && b.from <= a.until {
+                    return Err(MatrixError::Known {
+                        path: path.to_path_buf(),
+                        index: i,
+                        range: format!("`{}` {} – {}", a.failure.check, a.from, a.until),
+                        reason: format!(
+                            "overlaps the range {} – {} of the same check",
+                            b.from, b.until
+                        ),
+                    });
+                }
+            }
+        }
+        for (index, entry) in versions.iter_mut().enumerate() {
+            for k in known_failures.iter().filter(|k| k.covers(&entry.version)) {
+                if entry
+                    .expected_failures
+                    .iter()
+                    .any(|x| x.check == k.failure.check)
+                {
+                    return Err(MatrixError::Entry {
+                        path: path.to_path_buf(),
+                        index,
+                        version: entry.version.to_string(),
+                        reason: format!(
+                            "expects `{}` to fail, and so does the known failure {} – {}: keep one of them",
+                            k.failure.check, k.from, k.until
+                        ),
+                    });
+                }
+                entry.expected_failures.push(k.failure.clone());
+            }
+        }
+        Ok(VersionMatrix {
+            versions,
+            known_failures,
+        })
+    }
+
+    /// The known failures of a range that covers `v` (for a release the matrix does not pin).
+    pub fn known_for(&self, v: &ChromaVersion) -> Vec<ExpectedFailure> {
+        self.known_failures
+            .iter()
+            .filter(|k| k.covers(v))
+            .map(|k| k.failure.clone())
+            .collect()
     }
 
     pub fn all(&self) -> impl Iterator<Item = &ChromaVersion> {
@@ -192,6 +322,68 @@ mod tests {
             let e = parse(&format!("versions:\n- {{version: 0.6.3, reason: r, expected_failures: [{{check: c, {bad}, why: w}}]}}\n")).unwrap_err().to_string();
             assert!(e.contains("`causes`") && e.contains("0.6.3"), "{bad}: {e}");
         }
+    }
+
+    const RANGE: &str = "known_failures:\n- {check: faults-full-volume, from: 1.0.0, until: 1.3.0, causes: [disk is full], why: cannot start}\n";
+
+    #[rstest::rstest]
+    #[case::a_pinned_release_inside_the_range_expects_it("1.0.10", true)]
+    #[case::the_ranges_first_release_expects_it("1.0.0", true)]
+    #[case::the_ranges_last_release_expects_it("1.3.0", true)]
+    #[case::a_release_after_the_range_does_not("1.3.2", false)]
+    #[case::a_release_before_the_range_does_not("0.6.3", false)]
+    fn a_known_failure_covers_exactly_its_range(#[case] version: &str, #[case] expected: bool) {
+        let m = parse(&format!(
+            "versions:\n- {{version: 0.6.3, reason: r}}\n- {{version: 1.0.10, reason: r}}\n{RANGE}"
+        ))
+        .unwrap();
+        let v: ChromaVersion = version.parse().unwrap();
+        let from_range = m
+            .known_for(&v)
+            .iter()
+            .any(|x| x.check == "faults-full-volume");
+        assert_eq!(from_range, expected, "{version}");
+        if let Some(e) = m.get(&v) {
+            assert_eq!(
+                e.expected_failures
+                    .iter()
+                    .any(|x| x.causes == ["disk is full"]),
+                expected,
+                "the pinned entry {version} carries the range's record"
+            );
+        }
+    }
+
+    #[rstest::rstest]
+    #[case::until_before_from(
+        "known_failures:\n- {check: c, from: 1.3.0, until: 1.0.0, causes: [x], why: w}\n",
+        "`until` is before `from`"
+    )]
+    #[case::a_version_that_does_not_parse(
+        "known_failures:\n- {check: c, from: one, until: 1.0.0, causes: [x], why: w}\n",
+        "`from`"
+    )]
+    #[case::an_empty_cause(
+        "known_failures:\n- {check: c, from: 1.0.0, until: 1.1.0, causes: [''], why: w}\n",
+        "`causes`"
+    )]
+    #[case::two_ranges_of_one_check_overlapping(
+        "known_failures:\n- {check: c, from: 1.0.0, until: 1.1.0, causes: [x], why: w}\n- {check: c, from: 1.1.0, until: 1.2.0, causes: [y], why: w}\n",
+        "overlaps the range 1.1.0 – 1.2.0"
+    )]
+    #[case::a_pinned_record_for_the_same_check_inside_the_range(
+        "known_failures:\n- {check: faults-full-volume, from: 1.0.0, until: 1.3.0, causes: [x], why: w}\n",
+        "keep one of them"
+    )]
+    fn a_bad_known_failure_is_refused_naming_it(#[case] known: &str, #[case] says: &str) {
+        let e = parse(&format!(
+            "versions:\n- {{version: 1.0.10, reason: r, expected_failures: [{{check: faults-full-volume, causes: [own], why: w}}]}}\n{}",
+            known
+        ))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(says), "{e}");
     }
 
     #[test]

@@ -163,7 +163,7 @@ pub fn with_neighbour_pins(known: &VersionMatrix, releases: &[ChromaVersion]) ->
             reason: "a PyPI release the matrix does not pin (--all-releases)".into(),
             smoke: false,
             pins,
-            expected_failures: Vec::new(),
+            expected_failures: known.known_for(v),
         });
     }
     out.versions.sort_by(|a, b| a.version.cmp(&b.version));
