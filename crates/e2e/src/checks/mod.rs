@@ -496,6 +496,30 @@ mod tests {
     use super::*;
     use render::ChromaVersion;
 
+    /// A record naming no check would never judge anything: every record of the committed
+    /// matrix, a release's own or a range's, names one the runner knows.
+    #[test]
+    fn every_expected_failure_of_the_matrix_names_a_check() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/versions.yaml");
+        let m = render::VersionMatrix::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let records: Vec<&render::ExpectedFailure> = m
+            .versions
+            .iter()
+            .flat_map(|e| &e.expected_failures)
+            .chain(m.known_failures.iter().map(|k| &k.failure))
+            .collect();
+        assert!(
+            !records.is_empty(),
+            "the matrix records no expected failure"
+        );
+        for x in records {
+            x.check
+                .parse::<CheckName>()
+                .unwrap_or_else(|e| panic!("fixtures/versions.yaml: {e}"));
+        }
+    }
+
     fn c(name: &str) -> CheckName {
         name.parse().unwrap()
     }
