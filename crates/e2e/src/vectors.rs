@@ -143,6 +143,40 @@ pub fn recall(answered: &[String], reference: &[&str]) -> f64 {
         / reference.len() as f64
 }
 
+/// Whose embedding a record read back carries, by exact f32 bit pattern: tells an embedding
+/// the server answered beside another id (it paired a page's ids and vectors out of order)
+/// from one that changed.
+pub struct Owners(std::collections::HashMap<Vec<u32>, String>);
+
+impl Owners {
+    pub fn of<'a>(written: impl IntoIterator<Item = &'a Vector>) -> Owners {
+        Owners(
+            written
+                .into_iter()
+                .map(|v| {
+                    (
+                        v.embedding.iter().map(|x| x.to_bits()).collect(),
+                        v.id.clone(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// The id of the other written record whose embedding `read` carries, if it is one.
+    pub fn other_than_own(&self, read: &Record) -> Option<&str> {
+        let bits: Vec<u32> = read
+            .embedding
+            .iter()
+            .map(|&x| (x as f32).to_bits())
+            .collect();
+        self.0
+            .get(&bits)
+            .map(String::as_str)
+            .filter(|id| *id != read.id)
+    }
+}
+
 /// What differs between the record as written and as read back (empty when identical):
 /// embeddings as f32 bit patterns, documents byte for byte, metadata as exact JSON values.
 pub fn differences(written: &Vector, read: &Record) -> Vec<String> {
@@ -250,6 +284,22 @@ mod tests {
         change(&mut r);
         let d = differences(&v, &r);
         assert!(d.len() == 1 && d[0].contains(want), "{d:?}");
+    }
+
+    #[rstest::rstest]
+    #[case::another_records_embedding_names_that_record(|w: &Workload, r: &mut Record| r.embedding = read_back(&w.record(4)).embedding, Some("t-000004"))]
+    #[case::its_own_embedding_names_nobody(|_: &Workload, _: &mut Record| {}, None)]
+    #[case::a_changed_embedding_names_nobody(|_: &Workload, r: &mut Record| r.embedding[0] += 1.0, None)]
+    #[case::an_embedding_written_for_no_record_names_nobody(|w: &Workload, r: &mut Record| r.embedding = read_back(&w.record(99)).embedding, None)]
+    fn a_swapped_embedding_names_its_owner(
+        #[case] change: fn(&Workload, &mut Record),
+        #[case] owner: Option<&str>,
+    ) {
+        let w = Workload::new("t", 3);
+        let written: Vec<Vector> = (0..10).map(|i| w.record(i)).collect();
+        let mut r = read_back(&written[7]);
+        change(&w, &mut r);
+        assert_eq!(Owners::of(&written).other_than_own(&r), owner);
     }
 
     #[test]

@@ -33,6 +33,11 @@ pub struct ExpectedFailure {
     pub causes: Vec<String>,
     /// What the release does wrong, and the upstream issue where there is one.
     pub why: String,
+    /// The release fails this way in some runs only (a race inside the server): a pass is a
+    /// pass, not a sign the record is stale. Without it a pass fails the run, so that a record
+    /// a fixed release no longer needs is noticed.
+    #[serde(default)]
+    pub intermittent: bool,
 }
 
 /// A live check every release of a range fails by its own doing, measured on each of them
@@ -67,7 +72,7 @@ pub enum MatrixError {
         source: std::io::Error,
     },
     #[error(
-        "{path} is not a valid version matrix (expected `versions: [{{version, reason, smoke?, pins?, expected_failures?}}]` and optionally `known_failures: [{{check, from, until, causes, why}}]`): {source}"
+        "{path} is not a valid version matrix (expected `versions: [{{version, reason, smoke?, pins?, expected_failures?}}]` and optionally `known_failures: [{{check, from, until, causes, why, intermittent?}}]`): {source}"
     )]
     Yaml {
         path: PathBuf,
@@ -109,6 +114,8 @@ struct RawKnown {
     until: String,
     causes: Vec<String>,
     why: String,
+    #[serde(default)]
+    intermittent: bool,
 }
 
 /// Why an expected failure is unusable, if it is.
@@ -218,6 +225,7 @@ impl VersionMatrix {
                     check: k.check.clone(),
                     causes: k.causes.clone(),
                     why: k.why.clone(),
+                    intermittent: k.intermittent,
                 };
                 if let Some(why) = incomplete(&failure) {
                     return Err(known_err(why));
@@ -322,6 +330,19 @@ mod tests {
             let e = parse(&format!("versions:\n- {{version: 0.6.3, reason: r, expected_failures: [{{check: c, {bad}, why: w}}]}}\n")).unwrap_err().to_string();
             assert!(e.contains("`causes`") && e.contains("0.6.3"), "{bad}: {e}");
         }
+    }
+
+    #[rstest::rstest]
+    #[case::a_range_marked_intermittent_is_so("intermittent: true, ", true)]
+    #[case::a_range_without_the_mark_is_not("", false)]
+    fn a_range_says_whether_its_failure_is_intermittent(#[case] mark: &str, #[case] is: bool) {
+        let m = parse(&format!(
+            "versions:\n- {{version: 0.4.3, reason: r}}\nknown_failures:\n- {{check: c, from: 0.4.3, until: 0.4.3, {mark}causes: [x], why: w}}\n"
+        ))
+        .unwrap();
+        let v: ChromaVersion = "0.4.3".parse().unwrap();
+        let got: Vec<bool> = m.known_for(&v).iter().map(|x| x.intermittent).collect();
+        assert_eq!(got, [is]);
     }
 
     const RANGE: &str = "known_failures:\n- {check: faults-full-volume, from: 1.0.0, until: 1.3.0, causes: [disk is full], why: cannot start}\n";
