@@ -307,6 +307,10 @@ pub trait Backend: 'static {
     /// Jobs), its retry budget and deadline. A backend without a faithful stand-in for the
     /// Job's image answers [`HookRun::Unsupported`].
     async fn run_job(&self, deployed: &Deployed, job: &Job) -> Result<HookRun, BackendError>;
+    /// Ends a [`Backend::run_job`] run whose future was dropped part way, as a node losing
+    /// the pod would: its containers are killed at once (no grace to finish), and the Job
+    /// makes no further attempt of its own. Returns once nothing of that run is running.
+    async fn kill_job(&self, deployed: &Deployed, job: &Job) -> Result<(), BackendError>;
     /// `Ok` when a controller turns NetworkPolicies into packet filters on this backend's
     /// cluster, so a pod the policy refuses is really refused; else why not.
     fn enforces_network_policy(&self) -> Result<(), String> {

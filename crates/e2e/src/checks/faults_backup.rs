@@ -479,8 +479,7 @@ async fn restore_interrupted_in<B: Backend>(
     delete_all(ctx).await?;
 
     // The restore Job's pod, killed once its marker and a second collection are there (the
-    // first one written, the second begun or not): the
-    // node kills a pod by ending its processes (dropping the run ends them with SIGKILL).
+    // first one written, the second begun or not), with no grace (`Backend::kill_job`).
     let api = ctx.api.clone();
     let t = Instant::now();
     let watch = async {
@@ -503,6 +502,13 @@ async fn restore_interrupted_in<B: Backend>(
         r = ctx.backend.run_job(ctx.deployed, restore) => Err(r),
         listed = watch => Ok(listed),
     };
+    if first.is_ok() {
+        // On a cluster the Job's pod outlives the dropped run: it is killed here, now.
+        ctx.backend
+            .kill_job(ctx.deployed, restore)
+            .await
+            .map_err(|e| format!("killing the restore Job's pod: {}", crate::text::chain(&e)))?;
+    }
     let killed_at = t.elapsed().as_secs_f64();
     let seen = match first {
         Ok(listed) => listed,
@@ -520,7 +526,7 @@ async fn restore_interrupted_in<B: Backend>(
         Err(Ok(HookRun::Unsupported { reason })) => return Ok(Err(reason)),
         Err(Err(e)) => return Err(format!("running the restore Job: {e}")),
     };
-    // Give a dying pod's last request time to land, then look at what it left.
+    // Give a killed pod's last request, already sent, time to land; then look at what it left.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let left = names(ctx).await?;
     let mut partial = Vec::new();

@@ -1408,6 +1408,64 @@ impl Backend for ClusterBackend {
         Ok(())
     }
 
+    async fn kill_job(&self, deployed: &Deployed, job: &Job) -> Result<(), BackendError> {
+        let namespace = {
+            let slots = self.lock_slots();
+            slots
+                .get(&deployed.id)
+                .ok_or_else(|| not_deployed(&deployed.id))?
+                .namespace
+                .clone()
+        };
+        let name = job.metadata.name.clone().unwrap_or_default();
+        // The Job goes first, orphaning its pods, so that its controller counts no failure
+        // and starts no retry; then its pods are deleted with no grace, which the kubelet
+        // (and the process node) carries out by killing their containers at once.
+        let jobs: Api<Job> = Api::namespaced(self.client.clone(), &namespace);
+        match jobs.delete(&name, &DeleteParams::orphan()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(failed(format!("deleting Job {name} in {namespace}"), e)),
+        }
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let selector = format!("batch.kubernetes.io/job-name={name}");
+        let listed = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| failed(format!("listing the pods of Job {name} in {namespace}"), e))?;
+        let now = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        };
+        for p in listed.items {
+            let (pod, uid) = (
+                p.metadata.name.clone().unwrap_or_default(),
+                p.metadata.uid.clone().unwrap_or_default(),
+            );
+            match pods.delete(&pod, &now).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => continue,
+                Err(e) => return Err(failed(format!("deleting pod {pod} of Job {name}"), e)),
+            }
+            let gone = tokio::time::timeout(
+                self.timeout,
+                await_condition(
+                    pods.clone(),
+                    &pod,
+                    kube::runtime::conditions::is_deleted(&uid),
+                ),
+            )
+            .await;
+            if !matches!(gone, Ok(Ok(_))) {
+                return Err(BackendError::NotReady {
+                    waited: self.timeout,
+                    detail: format!("pod {pod} of Job {name} in {namespace} was not killed"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     async fn run_job(&self, deployed: &Deployed, job: &Job) -> Result<HookRun, BackendError> {
         let namespace = {
             let slots = self.lock_slots();

@@ -1530,6 +1530,16 @@ impl Backend for ProcessBackend {
             .unwrap_or(HookRun::Succeeded { log }))
     }
 
+    /// The run held its pod's process: it is spawned `kill_on_drop`, so dropping the run's
+    /// future SIGKILLed it, and there is no Job controller here to try again.
+    async fn kill_job(
+        &self,
+        _deployed: &Deployed,
+        _job: &k8s_openapi::api::batch::v1::Job,
+    ) -> Result<(), BackendError> {
+        Ok(())
+    }
+
     /// The kubelet's update of a Secret volume: every volume of the pod that mounts the Secret
     /// gets the new files in place (each written aside and renamed over, so a reader sees the
     /// old file or the new one, never half of one).
