@@ -1409,14 +1409,7 @@ impl Backend for ClusterBackend {
     }
 
     async fn kill_job(&self, deployed: &Deployed, job: &Job) -> Result<(), BackendError> {
-        let namespace = {
-            let slots = self.lock_slots();
-            slots
-                .get(&deployed.id)
-                .ok_or_else(|| not_deployed(&deployed.id))?
-                .namespace
-                .clone()
-        };
+        let (namespace, _, _) = self.slot_names(&deployed.id)?;
         let name = job.metadata.name.clone().unwrap_or_default();
         // The Job goes first, orphaning its pods, so that its controller counts no failure
         // and starts no retry; then its pods are deleted with no grace, which the kubelet
@@ -1447,34 +1440,16 @@ impl Backend for ClusterBackend {
                 Err(kube::Error::Api(e)) if e.code == 404 => continue,
                 Err(e) => return Err(failed(format!("deleting pod {pod} of Job {name}"), e)),
             }
-            let gone = tokio::time::timeout(
-                self.timeout,
-                await_condition(
-                    pods.clone(),
-                    &pod,
-                    kube::runtime::conditions::is_deleted(&uid),
-                ),
-            )
-            .await;
-            if !matches!(gone, Ok(Ok(_))) {
-                return Err(BackendError::NotReady {
-                    waited: self.timeout,
-                    detail: format!("pod {pod} of Job {name} in {namespace} was not killed"),
-                });
-            }
+            gone(&pods, &pod, &uid, self.timeout, || {
+                format!("pod {pod} of Job {name} in {namespace} was not killed")
+            })
+            .await?;
         }
         Ok(())
     }
 
     async fn run_job(&self, deployed: &Deployed, job: &Job) -> Result<HookRun, BackendError> {
-        let namespace = {
-            let slots = self.lock_slots();
-            slots
-                .get(&deployed.id)
-                .ok_or_else(|| not_deployed(&deployed.id))?
-                .namespace
-                .clone()
-        };
+        let (namespace, _, _) = self.slot_names(&deployed.id)?;
         let name = job
             .metadata
             .name
@@ -1498,21 +1473,10 @@ impl Backend for ClusterBackend {
                     what: format!("deleting the earlier Job {name} in {namespace}"),
                     source: e,
                 })?;
-            let gone = tokio::time::timeout(
-                self.timeout,
-                await_condition(
-                    jobs.clone(),
-                    &name,
-                    kube::runtime::conditions::is_deleted(&uid),
-                ),
-            )
-            .await;
-            if !matches!(gone, Ok(Ok(_))) {
-                return Err(BackendError::NotReady {
-                    waited: self.timeout,
-                    detail: format!("the earlier Job {name} in {namespace} was not deleted"),
-                });
-            }
+            gone(&jobs, &name, &uid, self.timeout, || {
+                format!("the earlier Job {name} in {namespace} was not deleted")
+            })
+            .await?;
         }
         jobs.create(&PostParams::default(), &job)
             .await
@@ -1721,6 +1685,36 @@ fn not_deployed(id: &str) -> BackendError {
     BackendError::Failed {
         what: format!("release {id}"),
         detail: "is not deployed on this cluster backend".into(),
+    }
+}
+
+/// Waits up to `within` until the object `name` of that `uid` is gone; `what` says what did
+/// not happen when it is not.
+async fn gone<K>(
+    api: &Api<K>,
+    name: &str,
+    uid: &str,
+    within: Duration,
+    what: impl FnOnce() -> String,
+) -> Result<(), BackendError>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let done = tokio::time::timeout(
+        within,
+        await_condition(
+            api.clone(),
+            name,
+            kube::runtime::conditions::is_deleted(uid),
+        ),
+    )
+    .await;
+    match done {
+        Ok(Ok(_)) => Ok(()),
+        _ => Err(BackendError::NotReady {
+            waited: within,
+            detail: what(),
+        }),
     }
 }
 
