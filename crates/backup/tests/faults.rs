@@ -192,10 +192,33 @@ async fn a_dump_under_writes_restores_only_acknowledged_records_and_names_the_bu
         .map(|i| w.record(i))
         .map(|r| (r.id, r.embedding))
         .collect();
+    // The Python server's `get` can answer a record still in its brute-force buffer with
+    // zeros: it hands out views of the buffer, takes no lock, and the writer's next batch
+    // flush clears the buffer (`vectors.fill(0)`) before the answer is serialized
+    // (docs/chroma-eras.md#a-dump-under-writes). At most one buffer's worth, and only zeros.
+    let python = version.starts_with("0.");
+    let mut zeroed = Vec::new();
     for (i, e) in &restored {
+        if python && e.iter().all(|x| *x == 0.0) && by_id[i].iter().any(|x| *x != 0.0) {
+            zeroed.push(i);
+            continue;
+        }
         assert_eq!(
             e, &by_id[i],
             "{version}: record {i} restored with another embedding"
+        );
+    }
+    assert!(
+        zeroed.len() <= 100,
+        "{version}: {} records restored with zero embeddings, more than the server's buffer of 100 holds: {:?}",
+        zeroed.len(),
+        &zeroed[..5]
+    );
+    if !zeroed.is_empty() {
+        eprintln!(
+            "{version}: {} record(s) read from the server with zero embeddings (its unlocked buffer flush), e.g. {}",
+            zeroed.len(),
+            zeroed[0]
         );
     }
     // What was there before the writer started is in the archive whatever the writer did.
