@@ -1421,9 +1421,8 @@ impl Backend for ClusterBackend {
             Err(e) => return Err(failed(format!("deleting Job {name} in {namespace}"), e)),
         }
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        let selector = format!("batch.kubernetes.io/job-name={name}");
         let listed = pods
-            .list(&ListParams::default().labels(&selector))
+            .list(&ListParams::default().labels(&hooks::job_pod_selector(&name)))
             .await
             .map_err(|e| failed(format!("listing the pods of Job {name} in {namespace}"), e))?;
         let now = DeleteParams {
